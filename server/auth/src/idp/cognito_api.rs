@@ -1,0 +1,215 @@
+//! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
+//! `SignUp`, `InitiateAuth` (`USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
+//! `GlobalSignOut`, plus the pool's JWKS.
+//!
+//! Wire format (what the AWS SDK sends): `POST {endpoint}/` with
+//! `Content-Type: application/x-amz-json-1.1` and
+//! `X-Amz-Target: AWSCognitoIdentityProviderService.<Operation>`; errors are HTTP 400 with
+//! `{"__type": "<Exception>", "message": …}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{IdentityProvider, IdpError};
+
+/// Path of the JSON API; clients use `{server}{COGNITO_API_PATH}` as the SDK's endpoint URL.
+pub const COGNITO_API_PATH: &str = "/auth/cognito";
+const TARGET_PREFIX: &str = "AWSCognitoIdentityProviderService.";
+
+/// Routes: the Cognito JSON API and `/{pool id}/.well-known/jwks.json`.
+pub fn router(idp: Arc<IdentityProvider>) -> Router {
+    let jwks_path = format!("/{}/.well-known/jwks.json", idp.config().user_pool_id);
+    Router::new()
+        .route(COGNITO_API_PATH, post(dispatch))
+        .route(&format!("{COGNITO_API_PATH}/"), post(dispatch))
+        .route(&jwks_path, get(jwks))
+        .with_state(idp)
+}
+
+async fn jwks(State(idp): State<Arc<IdentityProvider>>) -> Response {
+    axum::Json(idp.jwks()).into_response()
+}
+
+/// A Cognito-style error: `__type` names the exception.
+#[derive(Debug)]
+struct CognitoError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl CognitoError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        CognitoError {
+            status: StatusCode::BAD_REQUEST,
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<IdpError> for CognitoError {
+    fn from(e: IdpError) -> Self {
+        let kind = match &e {
+            IdpError::UsernameExists => "UsernameExistsException",
+            IdpError::InvalidPassword(_) => "InvalidPasswordException",
+            IdpError::InvalidParameter(_) => "InvalidParameterException",
+            IdpError::NotAuthorized | IdpError::InvalidRefreshToken => "NotAuthorizedException",
+            IdpError::UnknownClient(_) => "ResourceNotFoundException",
+            IdpError::Internal(_) => {
+                tracing::error!(error = %e, "identity provider failure");
+                return CognitoError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    kind: "InternalErrorException",
+                    message: "internal error".into(),
+                };
+            }
+        };
+        CognitoError::new(kind, e.to_string())
+    }
+}
+
+impl IntoResponse for CognitoError {
+    fn into_response(self) -> Response {
+        amz_json(
+            self.status,
+            json!({ "__type": self.kind, "message": self.message }),
+        )
+    }
+}
+
+fn amz_json(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SignUpRequest {
+    client_id: String,
+    username: String,
+    password: String,
+    #[serde(default)]
+    user_attributes: Vec<AttributeType>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttributeType {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InitiateAuthRequest {
+    auth_flow: String,
+    client_id: String,
+    #[serde(default)]
+    auth_parameters: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AccessTokenRequest {
+    access_token: String,
+}
+
+async fn dispatch(
+    State(idp): State<Arc<IdentityProvider>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&idp, &headers, &body).await {
+        Ok(value) => amz_json(StatusCode::OK, value),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CognitoError> {
+    serde_json::from_slice(body)
+        .map_err(|e| CognitoError::new("SerializationException", format!("invalid request: {e}")))
+}
+
+async fn handle(
+    idp: &IdentityProvider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, CognitoError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .ok_or_else(|| CognitoError::new("UnknownOperationException", "missing X-Amz-Target"))?;
+    match target {
+        "SignUp" => {
+            let req: SignUpRequest = parse(body)?;
+            let email = req
+                .user_attributes
+                .iter()
+                .find(|a| a.name == "email")
+                .map(|a| a.value.as_str());
+            let user = idp
+                .sign_up(&req.client_id, &req.username, &req.password, email)
+                .await?;
+            Ok(json!({ "UserConfirmed": true, "UserSub": user.user_id }))
+        }
+        "InitiateAuth" => {
+            let req: InitiateAuthRequest = parse(body)?;
+            let param = |name: &str| {
+                req.auth_parameters.get(name).ok_or_else(|| {
+                    CognitoError::new("InvalidParameterException", format!("Missing required parameter {name}"))
+                })
+            };
+            let result = match req.auth_flow.as_str() {
+                "USER_PASSWORD_AUTH" => {
+                    idp.password_auth(&req.client_id, param("USERNAME")?, param("PASSWORD")?)
+                        .await?
+                }
+                "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => {
+                    idp.refresh_auth(&req.client_id, param("REFRESH_TOKEN")?).await?
+                }
+                other => {
+                    return Err(CognitoError::new(
+                        "InvalidParameterException",
+                        format!("Unsupported AuthFlow {other}"),
+                    ));
+                }
+            };
+            Ok(json!({ "AuthenticationResult": result, "ChallengeParameters": {} }))
+        }
+        "GetUser" => {
+            let req: AccessTokenRequest = parse(body)?;
+            let user = idp.user_of_access_token(&req.access_token).await?;
+            Ok(json!({
+                "Username": user.username,
+                "UserAttributes": [
+                    { "Name": "sub", "Value": user.user_id },
+                    { "Name": "email", "Value": user.email },
+                ],
+            }))
+        }
+        "GlobalSignOut" => {
+            let req: AccessTokenRequest = parse(body)?;
+            idp.global_sign_out(&req.access_token).await?;
+            Ok(json!({}))
+        }
+        other => Err(CognitoError::new(
+            "UnknownOperationException",
+            format!("operation {other} is not supported by the built-in identity provider"),
+        )),
+    }
+}

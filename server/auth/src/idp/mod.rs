@@ -1,0 +1,373 @@
+//! The built-in identity provider: users, passwords (argon2id), RS256 signing keys and
+//! Cognito-shaped tokens, stored in the server's metadata database.
+//!
+//! It mirrors Amazon Cognito's shapes so the client has one sign-in path for both: a user pool id
+//! and an app client id, `iss = {public URL}/{pool id}`, the JWKS at
+//! `{iss}/.well-known/jwks.json`, and the Identity Provider JSON API in [`cognito_api`].
+
+pub mod cognito_api;
+mod keys;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::jwk::JwkSet;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use syncsphere_db::Db;
+
+use crate::now_ms;
+use crate::verify::{JwksSource, Verifier};
+pub use keys::SigningKey;
+
+/// Shortest password the provider accepts (Cognito's default policy minimum).
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    /// Public base URL of the server, e.g. `http://127.0.0.1:8787`; the issuer is
+    /// `{public_url}/{user_pool_id}`.
+    pub public_url: String,
+    pub region: String,
+    pub user_pool_id: String,
+    pub client_id: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+}
+
+impl IdpConfig {
+    pub fn issuer(&self) -> String {
+        format!("{}/{}", self.public_url.trim_end_matches('/'), self.user_pool_id)
+    }
+}
+
+/// Errors of the provider, named after the Cognito exceptions they become on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error("User already exists")]
+    UsernameExists,
+    #[error("Password did not conform with policy: {0}")]
+    InvalidPassword(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("Incorrect username or password.")]
+    NotAuthorized,
+    #[error("Invalid Refresh Token")]
+    InvalidRefreshToken,
+    #[error("User pool client {0} does not exist.")]
+    UnknownClient(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for IdpError {
+    fn from(e: sqlx::Error) -> Self {
+        IdpError::Internal(e.to_string())
+    }
+}
+
+/// Tokens returned by a successful authentication, as Cognito's `AuthenticationResult`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuthenticationResult {
+    pub access_token: String,
+    pub id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+    pub token_type: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub username: String,
+    pub email: String,
+}
+
+/// The built-in, Cognito-compatible identity provider.
+pub struct IdentityProvider {
+    config: IdpConfig,
+    db: Db,
+    key: SigningKey,
+    /// Hash of a random password, verified against when the user does not exist so that timing
+    /// does not tell whether an account exists.
+    dummy_hash: String,
+}
+
+impl IdentityProvider {
+    /// Opens the provider, loading its signing key from `key_path` or creating one there.
+    pub fn open(config: IdpConfig, db: Db, key_path: &Path) -> Result<Arc<Self>, IdpError> {
+        let key = SigningKey::load_or_create(key_path)
+            .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
+        let dummy_hash = hash_password(&random_token())?;
+        Ok(Arc::new(IdentityProvider {
+            config,
+            db,
+            key,
+            dummy_hash,
+        }))
+    }
+
+    pub fn config(&self) -> &IdpConfig {
+        &self.config
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        self.key.jwks()
+    }
+
+    /// A verifier for this provider's tokens, holding its key set in-process.
+    pub fn verifier(&self) -> Verifier {
+        Verifier::new(
+            self.config.issuer(),
+            self.config.client_id.clone(),
+            JwksSource::Static(self.jwks()),
+        )
+    }
+
+    fn check_client(&self, client_id: &str) -> Result<(), IdpError> {
+        if client_id == self.config.client_id {
+            Ok(())
+        } else {
+            Err(IdpError::UnknownClient(client_id.to_owned()))
+        }
+    }
+
+    /// Cognito `SignUp`. Users are confirmed at once (no e-mail round trip when self-hosted).
+    pub async fn sign_up(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+    ) -> Result<UserRecord, IdpError> {
+        self.check_client(client_id)?;
+        let username = normalize_username(username)?;
+        check_password_policy(password)?;
+        let email = email.map(str::trim).unwrap_or(&username).to_owned();
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))??;
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO idp_users (user_id, username, email, password_hash, created_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&user_id)
+        .bind(&username)
+        .bind(&email)
+        .bind(&hash)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(IdpError::UsernameExists);
+        }
+        tracing::info!(%user_id, %username, "user signed up");
+        Ok(UserRecord {
+            user_id,
+            username,
+            email,
+        })
+    }
+
+    /// Cognito `InitiateAuth` with `USER_PASSWORD_AUTH`.
+    pub async fn password_auth(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<AuthenticationResult, IdpError> {
+        self.check_client(client_id)?;
+        let username = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
+        let row = sqlx::query(
+            "SELECT user_id, username, email, password_hash FROM idp_users WHERE username = $1",
+        )
+        .bind(&username)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        // Unknown users and wrong passwords get the same answer (Cognito's
+        // PreventUserExistenceErrors default), and the same argon2 cost.
+        let (user, stored) = match row {
+            Some(r) => (
+                Some(UserRecord {
+                    user_id: r.get("user_id"),
+                    username: r.get("username"),
+                    email: r.get("email"),
+                }),
+                r.get::<String, _>("password_hash"),
+            ),
+            None => (None, self.dummy_hash.clone()),
+        };
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&stored)
+                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| IdpError::Internal(e.to_string()))?;
+        let user = match (ok, user) {
+            (true, Some(user)) => user,
+            _ => return Err(IdpError::NotAuthorized),
+        };
+        let refresh = random_token();
+        sqlx::query(
+            "INSERT INTO idp_refresh_tokens (token_hash, user_id, expires_ms, revoked)
+             VALUES ($1, $2, $3, 0)",
+        )
+        .bind(token_hash(&refresh))
+        .bind(&user.user_id)
+        .bind(now_ms() + (self.config.refresh_token_ttl_secs as i64) * 1000)
+        .execute(&self.db.pool)
+        .await?;
+        let mut result = self.issue(&user)?;
+        result.refresh_token = Some(refresh);
+        Ok(result)
+    }
+
+    /// Cognito `InitiateAuth` with `REFRESH_TOKEN_AUTH`: new access and ID tokens.
+    pub async fn refresh_auth(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+    ) -> Result<AuthenticationResult, IdpError> {
+        self.check_client(client_id)?;
+        let row = sqlx::query(
+            "SELECT u.user_id, u.username, u.email FROM idp_refresh_tokens t
+             JOIN idp_users u ON u.user_id = t.user_id
+             WHERE t.token_hash = $1 AND t.revoked = 0 AND t.expires_ms > $2",
+        )
+        .bind(token_hash(refresh_token))
+        .bind(now_ms())
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or(IdpError::InvalidRefreshToken)?;
+        self.issue(&UserRecord {
+            user_id: row.get("user_id"),
+            username: row.get("username"),
+            email: row.get("email"),
+        })
+    }
+
+    /// Cognito `GetUser`: the user behind a valid access token.
+    pub async fn user_of_access_token(&self, access_token: &str) -> Result<UserRecord, IdpError> {
+        let claims = self
+            .verifier()
+            .verify(access_token)
+            .await
+            .map_err(|_| IdpError::NotAuthorized)?;
+        if claims.token_use != "access" {
+            return Err(IdpError::NotAuthorized);
+        }
+        let row = sqlx::query("SELECT user_id, username, email FROM idp_users WHERE user_id = $1")
+            .bind(&claims.sub)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or(IdpError::NotAuthorized)?;
+        Ok(UserRecord {
+            user_id: row.get("user_id"),
+            username: row.get("username"),
+            email: row.get("email"),
+        })
+    }
+
+    /// Cognito `GlobalSignOut`: revokes every refresh token of the user.
+    pub async fn global_sign_out(&self, access_token: &str) -> Result<(), IdpError> {
+        let user = self.user_of_access_token(access_token).await?;
+        sqlx::query("UPDATE idp_refresh_tokens SET revoked = 1 WHERE user_id = $1")
+            .bind(&user.user_id)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn issue(&self, user: &UserRecord) -> Result<AuthenticationResult, IdpError> {
+        let now = (now_ms() / 1000) as u64;
+        let exp = now + self.config.access_token_ttl_secs;
+        let iss = self.config.issuer();
+        let origin_jti = uuid::Uuid::new_v4().to_string();
+        let access = serde_json::json!({
+            "sub": user.user_id,
+            "iss": iss,
+            "client_id": self.config.client_id,
+            "origin_jti": origin_jti,
+            "token_use": "access",
+            "scope": "aws.cognito.signin.user.admin",
+            "auth_time": now,
+            "exp": exp,
+            "iat": now,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "username": user.username,
+        });
+        let id = serde_json::json!({
+            "sub": user.user_id,
+            "iss": iss,
+            "aud": self.config.client_id,
+            "origin_jti": origin_jti,
+            "token_use": "id",
+            "auth_time": now,
+            "exp": exp,
+            "iat": now,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "cognito:username": user.username,
+            "email": user.email,
+            "email_verified": false,
+        });
+        Ok(AuthenticationResult {
+            access_token: self.key.sign(&access).map_err(IdpError::Internal)?,
+            id_token: self.key.sign(&id).map_err(IdpError::Internal)?,
+            refresh_token: None,
+            expires_in: self.config.access_token_ttl_secs,
+            token_type: "Bearer",
+        })
+    }
+}
+
+
+fn normalize_username(username: &str) -> Result<String, IdpError> {
+    let u = username.trim().to_lowercase();
+    if u.is_empty() || u.len() > 128 || u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(IdpError::InvalidParameter(
+            "Username must be 1-128 characters without spaces or control characters".into(),
+        ));
+    }
+    Ok(u)
+}
+
+fn check_password_policy(password: &str) -> Result<(), IdpError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(IdpError::InvalidPassword(format!(
+            "Password not long enough (minimum {MIN_PASSWORD_LEN} characters)"
+        )));
+    }
+    if password.len() > 256 {
+        return Err(IdpError::InvalidPassword("Password too long".into()));
+    }
+    Ok(())
+}
+
+fn hash_password(password: &str) -> Result<String, IdpError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| IdpError::Internal(e.to_string()))
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

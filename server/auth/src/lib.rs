@@ -1,0 +1,23 @@
+//! Authentication for SyncSphere: verifying Amazon Cognito JWTs ([`Verifier`]) and a built-in,
+//! Cognito-compatible identity provider ([`idp`]) for self-hosting and tests.
+//!
+//! **Invariant**: tokens are verified exactly as AWS documents for Cognito — RS256 against the
+//! pool's JWKS by `kid`, `iss` equal to the configured issuer, `token_use` `access` (then
+//! `client_id` must match) or `id` (then `aud` must match), `exp`/`nbf` with a small leeway.
+//! The built-in provider's tokens go through the very same check.
+//!
+//! **Boundary**: the HTTP status of an auth failure is decided here only for the extractor
+//! ([`AuthUser`]) and the Cognito JSON API, which are this crate's edges.
+
+pub mod idp;
+mod verify;
+
+pub use verify::{AuthError, AuthRejection, AuthUser, Claims, JwksSource, Verifier};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

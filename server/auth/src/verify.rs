@@ -1,0 +1,250 @@
+//! Cognito JWT verification and the axum extractor that applies it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use syncsphere_protocol::{ErrorBody, ErrorCode};
+use tokio::sync::RwLock;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+/// Minimum time between two JWKS fetches triggered by an unknown `kid` (a forged `kid` must not
+/// turn every request into a fetch).
+const REFETCH_PENALTY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token signed with an unknown key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token was issued for another client")]
+    WrongClient,
+    #[error("unsupported token_use '{0}'")]
+    WrongTokenUse(String),
+    #[error("could not fetch the JWKS: {0}")]
+    Jwks(String),
+}
+
+/// The claims SyncSphere reads from a Cognito access or ID token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub token_use: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub aud: Option<String>,
+    pub exp: u64,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(rename = "cognito:username", default)]
+    pub cognito_username: Option<String>,
+}
+
+/// Where the verifier gets the pool's public keys.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// A key set known in-process (the built-in identity provider in the same binary).
+    Static(JwkSet),
+    /// `{iss}/.well-known/jwks.json` of a Cognito pool (or an emulator), fetched over HTTP,
+    /// cached by `kid` and refetched on an unknown `kid` at most every [`REFETCH_PENALTY`].
+    Remote(String),
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    last_fetch: Option<Instant>,
+}
+
+/// Verifies bearer tokens of one user pool and app client.
+pub struct Verifier {
+    issuer: String,
+    client_id: String,
+    source: JwksSource,
+    http: reqwest::Client,
+    cache: RwLock<KeyCache>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(issuer: impl Into<String>, client_id: impl Into<String>, source: JwksSource) -> Self {
+        let mut cache = KeyCache::default();
+        if let JwksSource::Static(set) = &source {
+            cache.keys = decoding_keys(set);
+        }
+        Verifier {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            source,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            cache: RwLock::new(cache),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Invalid(format!("algorithm {:?} is not RS256", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| AuthError::Malformed("no kid".into()))?;
+        let key = self.key(&kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false; // checked below, depending on token_use
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?
+            .claims;
+        let audience = match claims.token_use.as_str() {
+            "access" => claims.client_id.as_deref(),
+            "id" => claims.aud.as_deref(),
+            other => return Err(AuthError::WrongTokenUse(other.to_owned())),
+        };
+        if audience != Some(self.client_id.as_str()) {
+            return Err(AuthError::WrongClient);
+        }
+        Ok(claims)
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        if let Some(key) = self.cache.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        let JwksSource::Remote(url) = &self.source else {
+            return Err(AuthError::UnknownKey);
+        };
+        let mut cache = self.cache.write().await;
+        if let Some(key) = cache.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        if cache.last_fetch.is_some_and(|t| t.elapsed() < REFETCH_PENALTY) {
+            return Err(AuthError::UnknownKey);
+        }
+        cache.last_fetch = Some(Instant::now());
+        let set: JwkSet = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| AuthError::Jwks(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| AuthError::Jwks(e.to_string()))?;
+        cache.keys = decoding_keys(&set);
+        tracing::info!(url, keys = cache.keys.len(), "fetched JWKS");
+        cache.keys.get(kid).cloned().ok_or(AuthError::UnknownKey)
+    }
+}
+
+fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
+    set.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
+        })
+        .collect()
+}
+
+/// The signed-in user of a request, from a verified `Authorization: Bearer` token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    /// Cognito `sub`: the stable user id that owns files and devices.
+    pub user_id: String,
+    pub username: String,
+}
+
+impl AuthUser {
+    /// Verifies the `Authorization` header of a request.
+    pub async fn from_headers(
+        headers: &axum::http::HeaderMap,
+        verifier: &Verifier,
+    ) -> Result<Self, AuthError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or(AuthError::MissingToken)?;
+        let claims = verifier.verify(token.trim()).await?;
+        let username = claims
+            .username
+            .or(claims.cognito_username)
+            .unwrap_or_else(|| claims.sub.clone());
+        Ok(AuthUser {
+            user_id: claims.sub,
+            username,
+        })
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<Verifier>::from_ref(state);
+        AuthUser::from_headers(&parts.headers, &verifier)
+            .await
+            .map_err(AuthRejection)
+    }
+}
+
+/// `401` with a JSON [`ErrorBody`] and a `WWW-Authenticate` challenge.
+#[derive(Debug)]
+pub struct AuthRejection(pub AuthError);
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        tracing::debug!(error = %self.0, "rejected request");
+        let body = ErrorBody {
+            error: ErrorCode::Unauthorized,
+            message: self.0.to_string(),
+            current: None,
+        };
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(body),
+        )
+            .into_response()
+    }
+}
+

@@ -1,0 +1,114 @@
+//! Content blobs on local disk, addressed by SHA-256 and namespaced per user (no cross-user
+//! dedup: it would let one user learn whether another holds a file).
+//!
+//! Layout: `{root}/{user}/{sha[0..2]}/{sha}`; uploads stream into `{root}/.tmp/` first and are
+//! renamed into place after `fsync`, so a blob that exists is always complete.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::FilesError;
+
+#[derive(Debug)]
+pub struct DiskBlobStore {
+    root: PathBuf,
+}
+
+/// A blob received into the temporary area, hashed, not yet in the store.
+#[derive(Debug)]
+pub struct StagedBlob {
+    path: PathBuf,
+    pub sha256: String,
+    pub size: i64,
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        // Already renamed into the store, or abandoned: either way the temp name must go.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl DiskBlobStore {
+    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join(".tmp"))?;
+        Ok(DiskBlobStore { root })
+    }
+
+    fn blob_path(&self, user_id: &str, sha256: &str) -> Result<PathBuf, FilesError> {
+        let safe_user = !user_id.is_empty()
+            && user_id.len() <= 128
+            && user_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let safe_hash = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !safe_user || !safe_hash {
+            return Err(FilesError::BadRequest("invalid blob address".into()));
+        }
+        Ok(self.root.join(user_id).join(&sha256[..2]).join(sha256))
+    }
+
+    /// Streams `body` into a temporary file, hashing it, and fsyncs it.
+    pub async fn stage<S, E>(&self, mut body: S) -> Result<StagedBlob, FilesError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self
+            .root
+            .join(".tmp")
+            .join(uuid::Uuid::new_v4().to_string());
+        let mut staged = StagedBlob {
+            path,
+            sha256: String::new(),
+            size: 0,
+        };
+        let mut file = tokio::fs::File::create(&staged.path).await?;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk
+                .map_err(|e| FilesError::BadRequest(format!("upload interrupted: {e}")))?;
+            hasher.update(&chunk);
+            staged.size += chunk.len() as i64;
+            file.write_all(&chunk).await?;
+        }
+        file.sync_all().await?;
+        staged.sha256 = hex::encode(hasher.finalize());
+        Ok(staged)
+    }
+
+    /// Moves a staged blob into the store under its hash; durable when this returns.
+    pub async fn commit(&self, user_id: &str, staged: &StagedBlob) -> Result<(), FilesError> {
+        let dest = self.blob_path(user_id, &staged.sha256)?;
+        if tokio::fs::try_exists(&dest).await? {
+            return Ok(()); // same content already stored for this user
+        }
+        let dir = dest.parent().expect("blob path has a parent");
+        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::rename(&staged.path, &dest).await?;
+        sync_dir(dir).await?;
+        Ok(())
+    }
+
+    /// Opens a stored blob for reading.
+    pub async fn open_blob(&self, user_id: &str, sha256: &str) -> Result<tokio::fs::File, FilesError> {
+        let path = self.blob_path(user_id, sha256)?;
+        Ok(tokio::fs::File::open(path).await?)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    tokio::fs::File::open(dir).await?.sync_all().await?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}

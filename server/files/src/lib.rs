@@ -1,0 +1,66 @@
+//! File Management Service: file metadata and revisions, content blobs, and each user's change
+//! journal, behind a REST API (`/v1/files…`, `/v1/changes`).
+//!
+//! **Invariants**
+//! - A commit names the revision it started from (`parent_rev`); a mismatch is a conflict that
+//!   returns the current metadata. Nothing is ever overwritten blindly.
+//! - Content is durable in the blob store *before* the metadata that points at it commits, so a
+//!   crash leaves at worst an unreferenced blob, never a file without its bytes.
+//! - Every commit appends to the user's journal in the same database transaction, with a
+//!   per-user `seq` that is strictly increasing and gap-free; the journal is the truth.
+//! - Committed changes are handed to a [`ChangeSink`] only after the transaction commits.
+//!
+//! **Boundary**: HTTP statuses are decided in [`http`] only; [`store`] and [`blobs`] return
+//! typed errors.
+
+pub mod blobs;
+pub mod error;
+pub mod http;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use syncsphere_auth::Verifier;
+use syncsphere_protocol::ChangeEvent;
+
+pub use blobs::DiskBlobStore;
+pub use error::FilesError;
+pub use http::router;
+pub use store::MetadataStore;
+
+/// Receives every committed change (after commit), e.g. the State service's push hub or a
+/// Redis publisher. Must not block: it is called on the request path.
+pub trait ChangeSink: Send + Sync + 'static {
+    fn publish(&self, user_id: &str, change: &ChangeEvent);
+}
+
+/// A sink that drops everything (a files-only deployment without push).
+#[derive(Debug, Default)]
+pub struct NoopSink;
+
+impl ChangeSink for NoopSink {
+    fn publish(&self, _user_id: &str, _change: &ChangeEvent) {}
+}
+
+/// Everything the File Management Service's handlers need.
+#[derive(Clone)]
+pub struct FilesState {
+    pub store: MetadataStore,
+    pub blobs: Arc<DiskBlobStore>,
+    pub sink: Arc<dyn ChangeSink>,
+    pub verifier: Arc<Verifier>,
+}
+
+impl FromRef<FilesState> for Arc<Verifier> {
+    fn from_ref(state: &FilesState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,407 @@
+//! File metadata, revisions and the change journal in the metadata database.
+//!
+//! Every mutating operation runs in one transaction that first increments the user's journal
+//! head (`journal_heads.last_seq`). That row lock serialises a user's commits on PostgreSQL (the
+//! embedded SQLite pool has a single writer anyway), so the `parent_rev` check, the metadata
+//! update, the revision row and the journal entry are atomic and `seq` is gap-free.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use syncsphere_db::Db;
+use syncsphere_protocol::{ChangeEvent, ChangeKind, ChangesPage, FileList, FileMeta};
+
+use crate::{FilesError, now_ms};
+
+/// Largest page of `GET /v1/changes`.
+pub const MAX_CHANGES_PAGE: i64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    db: Db,
+}
+
+/// New content for a path, already durable in the blob store.
+#[derive(Debug, Clone)]
+pub struct NewContent<'a> {
+    pub path: &'a str,
+    pub parent_rev: Option<i64>,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub device: Option<&'a str>,
+}
+
+const FILE_COLUMNS: &str = "file_id, path, rev, size, sha256, deleted, modified_ms";
+
+fn file_from_row(row: &AnyRow) -> Result<FileMeta, sqlx::Error> {
+    Ok(FileMeta {
+        file_id: row.try_get("file_id")?,
+        path: row.try_get("path")?,
+        rev: row.try_get("rev")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        modified_ms: row.try_get("modified_ms")?,
+    })
+}
+
+fn change_from_row(row: &AnyRow) -> Result<ChangeEvent, sqlx::Error> {
+    let event: String = row.try_get("event")?;
+    Ok(ChangeEvent {
+        seq: row.try_get("seq")?,
+        file_id: row.try_get("file_id")?,
+        event: ChangeKind::parse(&event).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown journal event '{event}'").into())
+        })?,
+        path: row.try_get("path")?,
+        old_path: row.try_get("old_path")?,
+        rev: row.try_get("rev")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        origin_device: row.try_get("origin_device")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}
+
+/// The key under which live paths must be unique: case-folded, like Dropbox.
+pub fn path_key(path: &str) -> String {
+    path.to_lowercase()
+}
+
+impl MetadataStore {
+    pub fn new(db: Db) -> Self {
+        MetadataStore { db }
+    }
+
+    async fn begin_commit(&self, user_id: &str) -> Result<(Transaction<'static, Any>, i64), FilesError> {
+        sqlx::query(
+            "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .execute(&self.db.pool)
+        .await?;
+        let mut tx = self.db.pool.begin().await?;
+        let seq: i64 = sqlx::query(
+            "UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("last_seq")?;
+        Ok((tx, seq))
+    }
+
+    async fn live_by_path(
+        tx: &mut Transaction<'static, Any>,
+        user_id: &str,
+        path: &str,
+    ) -> Result<Option<FileMeta>, FilesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND path_key = $2 AND deleted = 0"
+        ))
+        .bind(user_id)
+        .bind(path_key(path))
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.as_ref().map(file_from_row).transpose()?)
+    }
+
+    async fn by_id(
+        executor: impl sqlx::Executor<'_, Database = Any>,
+        user_id: &str,
+        file_id: &str,
+    ) -> Result<Option<FileMeta>, FilesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND file_id = $2"
+        ))
+        .bind(user_id)
+        .bind(file_id)
+        .fetch_optional(executor)
+        .await?;
+        Ok(row.as_ref().map(file_from_row).transpose()?)
+    }
+
+    /// Writes the new state of `meta` (revision row, file row, journal entry) and commits.
+    async fn finish(
+        mut tx: Transaction<'static, Any>,
+        user_id: &str,
+        seq: i64,
+        meta: &FileMeta,
+        event: ChangeKind,
+        old_path: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<ChangeEvent, FilesError> {
+        let deleted = i64::from(meta.deleted);
+        if meta.rev == 1 {
+            sqlx::query(
+                "INSERT INTO files (file_id, user_id, path, path_key, rev, size, sha256, deleted, modified_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&meta.file_id)
+            .bind(user_id)
+            .bind(&meta.path)
+            .bind(path_key(&meta.path))
+            .bind(meta.rev)
+            .bind(meta.size)
+            .bind(&meta.sha256)
+            .bind(deleted)
+            .bind(meta.modified_ms)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE files SET path = $1, path_key = $2, rev = $3, size = $4, sha256 = $5,
+                 deleted = $6, modified_ms = $7 WHERE file_id = $8 AND user_id = $9",
+            )
+            .bind(&meta.path)
+            .bind(path_key(&meta.path))
+            .bind(meta.rev)
+            .bind(meta.size)
+            .bind(&meta.sha256)
+            .bind(deleted)
+            .bind(meta.modified_ms)
+            .bind(&meta.file_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO revisions (file_id, rev, path, size, sha256, deleted, modified_ms, origin_device)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&meta.file_id)
+        .bind(meta.rev)
+        .bind(&meta.path)
+        .bind(meta.size)
+        .bind(&meta.sha256)
+        .bind(deleted)
+        .bind(meta.modified_ms)
+        .bind(device)
+        .execute(&mut *tx)
+        .await?;
+        let change = ChangeEvent {
+            seq,
+            file_id: meta.file_id.clone(),
+            event,
+            path: meta.path.clone(),
+            old_path: old_path.map(str::to_owned),
+            rev: meta.rev,
+            size: meta.size,
+            sha256: meta.sha256.clone(),
+            origin_device: device.map(str::to_owned),
+            at_ms: meta.modified_ms,
+        };
+        sqlx::query(
+            "INSERT INTO journal (user_id, seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(user_id)
+        .bind(seq)
+        .bind(&change.file_id)
+        .bind(event.as_str())
+        .bind(&change.path)
+        .bind(&change.old_path)
+        .bind(change.rev)
+        .bind(change.size)
+        .bind(&change.sha256)
+        .bind(&change.origin_device)
+        .bind(change.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    /// Creates a file (`parent_rev` = `None`) or replaces the content of the live file at the
+    /// path whose current revision is `parent_rev`.
+    pub async fn commit_content(
+        &self,
+        user_id: &str,
+        new: NewContent<'_>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (mut tx, seq) = self.begin_commit(user_id).await?;
+        let current = Self::live_by_path(&mut tx, user_id, new.path).await?;
+        let now = now_ms();
+        let (meta, event) = match (current, new.parent_rev) {
+            (None, None) => (
+                FileMeta {
+                    file_id: uuid::Uuid::new_v4().to_string(),
+                    path: new.path.to_owned(),
+                    rev: 1,
+                    size: new.size,
+                    sha256: new.sha256.to_owned(),
+                    deleted: false,
+                    modified_ms: now,
+                },
+                ChangeKind::Created,
+            ),
+            (Some(cur), Some(parent)) if cur.rev == parent => (
+                FileMeta {
+                    path: new.path.to_owned(),
+                    rev: cur.rev + 1,
+                    size: new.size,
+                    sha256: new.sha256.to_owned(),
+                    modified_ms: now,
+                    ..cur
+                },
+                ChangeKind::Updated,
+            ),
+            (Some(cur), None) => {
+                return Err(FilesError::conflict(
+                    format!("'{}' already exists", cur.path),
+                    Some(cur),
+                ));
+            }
+            (Some(cur), Some(parent)) => {
+                return Err(FilesError::conflict(
+                    format!("'{}' is at revision {}, not {parent}", cur.path, cur.rev),
+                    Some(cur),
+                ));
+            }
+            (None, Some(parent)) => {
+                return Err(FilesError::conflict(
+                    format!("'{}' no longer exists (expected revision {parent})", new.path),
+                    None,
+                ));
+            }
+        };
+        let change = Self::finish(tx, user_id, seq, &meta, event, None, new.device).await?;
+        Ok((meta, change))
+    }
+
+    /// Deletes the live file `file_id` if it is at `parent_rev`.
+    pub async fn delete(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (mut tx, seq) = self.begin_commit(user_id).await?;
+        let cur = Self::by_id(&mut *tx, user_id, file_id)
+            .await?
+            .filter(|m| !m.deleted)
+            .ok_or(FilesError::NotFound)?;
+        if cur.rev != parent_rev {
+            return Err(FilesError::conflict(
+                format!("'{}' is at revision {}, not {parent_rev}", cur.path, cur.rev),
+                Some(cur),
+            ));
+        }
+        let meta = FileMeta {
+            rev: cur.rev + 1,
+            size: 0,
+            sha256: String::new(),
+            deleted: true,
+            modified_ms: now_ms(),
+            ..cur
+        };
+        let change = Self::finish(tx, user_id, seq, &meta, ChangeKind::Deleted, None, device).await?;
+        Ok((meta, change))
+    }
+
+    /// Moves or renames the live file `file_id` (keeping its id) if it is at `parent_rev`.
+    pub async fn move_file(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        new_path: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (mut tx, seq) = self.begin_commit(user_id).await?;
+        let cur = Self::by_id(&mut *tx, user_id, file_id)
+            .await?
+            .filter(|m| !m.deleted)
+            .ok_or(FilesError::NotFound)?;
+        if cur.rev != parent_rev {
+            return Err(FilesError::conflict(
+                format!("'{}' is at revision {}, not {parent_rev}", cur.path, cur.rev),
+                Some(cur),
+            ));
+        }
+        if let Some(other) = Self::live_by_path(&mut tx, user_id, new_path).await?
+            && other.file_id != cur.file_id
+        {
+            return Err(FilesError::conflict(
+                format!("'{}' already exists", other.path),
+                Some(other),
+            ));
+        }
+        let old_path = cur.path.clone();
+        let meta = FileMeta {
+            path: new_path.to_owned(),
+            rev: cur.rev + 1,
+            modified_ms: now_ms(),
+            ..cur
+        };
+        let change = Self::finish(
+            tx,
+            user_id,
+            seq,
+            &meta,
+            ChangeKind::Moved,
+            Some(&old_path),
+            device,
+        )
+        .await?;
+        Ok((meta, change))
+    }
+
+    pub async fn get(&self, user_id: &str, file_id: &str) -> Result<Option<FileMeta>, FilesError> {
+        Self::by_id(&self.db.pool, user_id, file_id).await
+    }
+
+    /// Every live file, with the journal position the listing includes at least.
+    pub async fn list(&self, user_id: &str) -> Result<FileList, FilesError> {
+        // Read the cursor first: the listing that follows may include later commits, which a
+        // client replaying the journal from this cursor recognises by their revision.
+        let cursor = self.head(user_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0 ORDER BY path"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let files = rows.iter().map(file_from_row).collect::<Result<_, _>>()?;
+        Ok(FileList { files, cursor })
+    }
+
+    /// Latest journal `seq` of the user (0 before the first commit).
+    pub async fn head(&self, user_id: &str) -> Result<i64, FilesError> {
+        let row = sqlx::query("SELECT last_seq FROM journal_heads WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("last_seq")?,
+            None => 0,
+        })
+    }
+
+    /// Journal entries with `seq > cursor`, oldest first, at most `limit`.
+    pub async fn changes(&self, user_id: &str, cursor: i64, limit: i64) -> Result<ChangesPage, FilesError> {
+        let limit = limit.clamp(1, MAX_CHANGES_PAGE);
+        let rows = sqlx::query(
+            "SELECT seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms
+             FROM journal WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(cursor)
+        .bind(limit + 1)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let has_more = rows.len() as i64 > limit;
+        let changes: Vec<ChangeEvent> = rows
+            .iter()
+            .take(limit as usize)
+            .map(change_from_row)
+            .collect::<Result<_, _>>()?;
+        let cursor = changes.last().map_or(cursor, |c| c.seq);
+        Ok(ChangesPage {
+            changes,
+            cursor,
+            has_more,
+        })
+    }
+}

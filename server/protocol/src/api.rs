@@ -1,0 +1,155 @@
+//! REST data transfer objects (`/v1/...`), as JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the id of the device that makes a change, echoed as `origin_device` in the
+/// journal so the state service can skip that device when pushing.
+pub const DEVICE_HEADER: &str = "x-syncsphere-device";
+
+/// Metadata of one file revision as the server knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub file_id: String,
+    pub path: String,
+    /// Revision number of this file, starting at 1 and increasing by one per commit.
+    pub rev: i64,
+    pub size: i64,
+    /// Lower-case hex SHA-256 of the content (empty for a deleted file).
+    pub sha256: String,
+    pub deleted: bool,
+    pub modified_ms: i64,
+}
+
+/// What happened to a file in one journal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+    Moved,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Moved => "moved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => ChangeKind::Created,
+            "updated" => ChangeKind::Updated,
+            "deleted" => ChangeKind::Deleted,
+            "moved" => ChangeKind::Moved,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a user's change journal. `seq` is strictly increasing per user; the journal is
+/// the truth and pushes are only hints to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub seq: i64,
+    pub file_id: String,
+    pub event: ChangeKind,
+    /// Path after the change (for `deleted`, the path the file had).
+    pub path: String,
+    /// Path before a `moved` change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    pub rev: i64,
+    pub size: i64,
+    pub sha256: String,
+    /// Device that made the change, if it said so.
+    pub origin_device: Option<String>,
+    pub at_ms: i64,
+}
+
+/// `GET /v1/changes?cursor=N&limit=M`: entries with `seq > cursor`, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangesPage {
+    pub changes: Vec<ChangeEvent>,
+    /// Pass this back as `cursor` to continue; equals the request's cursor when empty.
+    pub cursor: i64,
+    pub has_more: bool,
+}
+
+/// `GET /v1/files`: every live file plus the journal position the listing is consistent with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileList {
+    pub files: Vec<FileMeta>,
+    pub cursor: i64,
+}
+
+/// `POST /v1/files/{file_id}/move`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveRequest {
+    pub new_path: String,
+    pub parent_rev: i64,
+}
+
+/// Machine-readable error codes of the REST API. The UI and client match on these, never on
+/// the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidPath,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    Internal,
+}
+
+/// Body of every non-2xx JSON response of the REST API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    /// For `conflict`: the file's current metadata, so the client can decide without a round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<FileMeta>,
+}
+
+/// `GET /v1/config` (public): where and how a client signs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    pub cognito: CognitoConfig,
+}
+
+/// The Cognito (or Cognito-compatible) user pool clients authenticate against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CognitoConfig {
+    /// Endpoint of the Cognito Identity Provider JSON API (the AWS SDK's `endpoint_url`).
+    pub endpoint: String,
+    pub region: String,
+    pub user_pool_id: String,
+    pub client_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_kind_round_trips_through_its_wire_name() {
+        for kind in [
+            ChangeKind::Created,
+            ChangeKind::Updated,
+            ChangeKind::Deleted,
+            ChangeKind::Moved,
+        ] {
+            assert_eq!(ChangeKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(ChangeKind::parse("renamed"), None);
+    }
+}

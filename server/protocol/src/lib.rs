@@ -1,0 +1,12 @@
+//! Wire types shared by the SyncSphere client and server: REST DTOs, WebSocket messages and the
+//! path rules both sides enforce.
+//!
+//! **Boundary**: this crate is pure data — no IO, no async, no HTTP types. Anything that crosses
+//! the network is defined here exactly once, so client and server cannot drift apart.
+
+pub mod api;
+pub mod path;
+pub mod ws;
+
+pub use api::*;
+pub use path::{PathError, normalize_path};

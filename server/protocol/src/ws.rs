@@ -1,0 +1,80 @@
+//! WebSocket messages of `GET /v1/ws`, JSON text frames tagged by `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ChangeEvent;
+
+/// Close code sent when a connection's outbound queue overflowed: catch up from the cursor.
+pub const CLOSE_RESYNC: u16 = 4000;
+/// Close code for a protocol violation (e.g. no `hello` first).
+pub const CLOSE_PROTOCOL: u16 = 4002;
+/// Close code sent when the server shuts down: reconnect (with backoff) to any instance.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Messages a device sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First message on every connection.
+    Hello { device_id: String, cursor: i64 },
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `hello`: the connection is registered and will receive pushes from now on.
+    Welcome {
+        device_id: String,
+        connection_id: String,
+    },
+    /// A committed change made by another device of the same user.
+    Change(ChangeEvent),
+    /// The server dropped events for this connection: read the journal from your cursor.
+    Resync { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ChangeKind;
+
+    #[test]
+    fn change_push_has_the_documented_flat_shape() {
+        let msg = ServerMessage::Change(ChangeEvent {
+            seq: 7,
+            file_id: "f1".into(),
+            event: ChangeKind::Updated,
+            path: "a.txt".into(),
+            old_path: None,
+            rev: 2,
+            size: 3,
+            sha256: "ab".into(),
+            origin_device: Some("dev-a".into()),
+            at_ms: 1,
+        });
+        let v: serde_json::Value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(v["type"], "change");
+        assert_eq!(v["file_id"], "f1");
+        assert_eq!(v["event"], "updated");
+        assert_eq!(v["path"], "a.txt");
+        assert_eq!(v["rev"], 2);
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["origin_device"], "dev-a");
+        let back: ServerMessage = serde_json::from_value(v).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn hello_parses_from_client_json() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"hello","device_id":"d","cursor":12}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Hello {
+                device_id: "d".into(),
+                cursor: 12
+            }
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! State Management Service: one WebSocket per connected device (`GET /v1/ws`), the registry
+//! of who is connected, and the fan-out of committed changes to a user's *other* devices.
+//!
+//! **Invariants**
+//! - A change is never pushed to a connection of the device that made it (`origin_device`).
+//! - Delivery never blocks: each connection has a bounded queue; a connection that falls
+//!   behind is told to `resync` and closed, and catches up from its journal cursor. Pushes are
+//!   hints; the journal in the File service is the truth.
+//!
+//! **Boundary**: this crate never reads the metadata database; it learns of changes only through
+//! [`syncsphere_files::ChangeSink`].
+
+mod hub;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use syncsphere_auth::Verifier;
+
+pub use hub::{PushHub, QUEUE_CAPACITY};
+
+#[derive(Clone)]
+pub struct StateService {
+    pub hub: Arc<PushHub>,
+    pub verifier: Arc<Verifier>,
+}
+
+impl FromRef<StateService> for Arc<Verifier> {
+    fn from_ref(state: &StateService) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: StateService) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws::upgrade))
+        .with_state(state)
+}

@@ -1,0 +1,178 @@
+//! `syncsphere-server`: the SyncSphere services in one process.
+//!
+//! With no configuration it runs on embedded defaults — SQLite metadata and blobs under
+//! `--data-dir`, the built-in Cognito-compatible identity provider, the in-process event bus —
+//! on `127.0.0.1:8787`. `DATABASE_URL=postgres://…` moves the metadata to PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use clap::Parser;
+use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
+use syncsphere_db::Db;
+use syncsphere_files::{DiskBlobStore, FilesState, MetadataStore};
+use syncsphere_protocol::{CognitoConfig, ServerConfig};
+use syncsphere_state::{PushHub, StateService};
+use tower_http::trace::TraceLayer;
+
+#[derive(Debug, Parser)]
+#[command(name = "syncsphere-server", version, about = "SyncSphere file sync server (all roles in one process)")]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "SYNCSPHERE_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Directory for the embedded database, blobs and the identity provider's signing key.
+    #[arg(long, env = "SYNCSPHERE_DATA_DIR", default_value = "./syncsphere-data")]
+    data_dir: PathBuf,
+    /// Metadata database (`postgres://…`); default: SQLite in the data directory.
+    /// Also read from the file named by `DATABASE_URL_FILE`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// URL clients use to reach this server; default `http://{listen address}`.
+    #[arg(long, env = "SYNCSPHERE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// User pool id of the built-in identity provider (the issuer is `{public URL}/{pool id}`).
+    #[arg(long, env = "SYNCSPHERE_USER_POOL_ID", default_value = "local_syncsphere")]
+    user_pool_id: String,
+    /// App client id that tokens are issued for.
+    #[arg(long, env = "SYNCSPHERE_CLIENT_ID", default_value = "syncsphere-desktop")]
+    client_id: String,
+    /// Region reported to clients for the Cognito API.
+    #[arg(long, env = "SYNCSPHERE_REGION", default_value = "local-1")]
+    region: String,
+    /// Lifetime of access and ID tokens, in seconds.
+    #[arg(long, env = "SYNCSPHERE_ACCESS_TOKEN_TTL", default_value_t = 3600)]
+    access_token_ttl: u64,
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "SYNCSPHERE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    refresh_token_ttl: u64,
+}
+
+fn database_url(args: &Args) -> anyhow::Result<Option<String>> {
+    if let Some(url) = &args.database_url {
+        return Ok(Some(url.clone()));
+    }
+    match std::env::var_os("DATABASE_URL_FILE") {
+        Some(path) => {
+            let url = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading DATABASE_URL_FILE {}", PathBuf::from(&path).display()))?;
+            Ok(Some(url.trim().to_owned()))
+        }
+        None => Ok(None),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+
+    let db = match database_url(&args)? {
+        Some(url) => Db::connect(&url)
+            .await
+            .with_context(|| format!("opening {}", syncsphere_db::redact(&url)))?,
+        None => Db::open_embedded(&args.data_dir)
+            .await
+            .context("opening the embedded SQLite database")?,
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"))
+        .trim_end_matches('/')
+        .to_owned();
+
+    let idp = IdentityProvider::open(
+        IdpConfig {
+            public_url: public_url.clone(),
+            region: args.region.clone(),
+            user_pool_id: args.user_pool_id.clone(),
+            client_id: args.client_id.clone(),
+            access_token_ttl_secs: args.access_token_ttl,
+            refresh_token_ttl_secs: args.refresh_token_ttl,
+        },
+        db.clone(),
+        &args.data_dir.join("idp-signing-key.pem"),
+    )
+    .context("starting the built-in identity provider")?;
+    let verifier = Arc::new(idp.verifier());
+    let hub = PushHub::new();
+    let blobs = DiskBlobStore::open(args.data_dir.join("blobs")).context("opening the blob store")?;
+
+    let files = syncsphere_files::router(FilesState {
+        store: MetadataStore::new(db.clone()),
+        blobs: Arc::new(blobs),
+        sink: hub.clone(),
+        verifier: verifier.clone(),
+    });
+    let state = syncsphere_state::router(StateService {
+        hub: hub.clone(),
+        verifier,
+    });
+    let client_config = ServerConfig {
+        cognito: CognitoConfig {
+            endpoint: format!("{public_url}{}", cognito_api::COGNITO_API_PATH),
+            region: args.region.clone(),
+            user_pool_id: args.user_pool_id.clone(),
+            client_id: args.client_id.clone(),
+        },
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/v1/config",
+            get(move || {
+                let config = client_config.clone();
+                async move { axum::Json(config) }
+            }),
+        )
+        .merge(cognito_api::router(idp))
+        .merge(files)
+        .merge(state)
+        .layer(TraceLayer::new_for_http());
+
+    // Tests and scripts read this line to learn the port.
+    println!("syncsphere-server listening on http://{local} (public URL {public_url})");
+    tracing::info!(%local, data_dir = %args.data_dir.display(), "ready");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            hub.shutdown();
+        })
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

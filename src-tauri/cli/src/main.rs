@@ -1,0 +1,194 @@
+//! `syncsphere`: the headless SyncSphere client.
+//!
+//! ```text
+//! syncsphere --config-dir DIR signup --server URL --email EMAIL
+//! syncsphere --config-dir DIR login  --server URL --email EMAIL
+//! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME]
+//! syncsphere --config-dir DIR status [--json]
+//! ```
+//! The password comes from `SYNCSPHERE_PASSWORD` or an interactive prompt, never from an argument
+//! (arguments are visible to every user of the machine in `ps`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use syncsphere_sync_client::{self as client, SyncState};
+
+#[derive(Debug, Parser)]
+#[command(name = "syncsphere", version, about = "SyncSphere headless sync client")]
+struct Cli {
+    /// Where this device keeps its settings, session and index (one directory per device).
+    #[arg(long, env = "SYNCSPHERE_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account on a server and sign in.
+    Signup {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Sign in to an existing account.
+    Login {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Forget the session of this device.
+    Logout,
+    /// Sync a folder until interrupted (SIGINT/SIGTERM).
+    Sync {
+        #[arg(long)]
+        folder: PathBuf,
+        /// Name of this device in conflicted copies (default: the host name).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Show the status of this device's sync.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn default_config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(dir).join("syncsphere"));
+    }
+    let home = std::env::var_os("HOME").context("neither --config-dir, XDG_CONFIG_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".config").join("syncsphere"))
+}
+
+fn password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SYNCSPHERE_PASSWORD") {
+        return Ok(p);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("no password: set SYNCSPHERE_PASSWORD or run in a terminal to be prompted");
+    }
+    eprint!("Password: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    if p.is_empty() {
+        bail!("empty password");
+    }
+    Ok(p)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "this device".to_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let dir = match cli.config_dir {
+        Some(d) => d,
+        None => default_config_dir()?,
+    };
+    match cli.command {
+        Command::Signup { server, email } => {
+            let pw = password()?;
+            client::sign_up(&dir, &server, &email, &pw).await.context("sign-up failed")?;
+            println!("Account {email} created and signed in on {server}.");
+        }
+        Command::Login { server, email } => {
+            let pw = password()?;
+            client::sign_in(&dir, &server, &email, &pw).await.context("sign-in failed")?;
+            println!("Signed in to {server} as {email}.");
+        }
+        Command::Logout => {
+            client::sign_out(&dir)?;
+            println!("Signed out.");
+        }
+        Command::Sync { folder, device_name } => sync(&dir, &folder, device_name).await?,
+        Command::Status { json } => status(&dir, json)?,
+    }
+    Ok(())
+}
+
+async fn sync(dir: &Path, folder: &Path, device_name: Option<String>) -> anyhow::Result<()> {
+    let device_name = device_name.unwrap_or_else(host_name);
+    let mut handle = client::start_sync(dir, folder, &device_name).context("cannot start syncing")?;
+    let mut status = handle.status.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut last_summary = String::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let s = status.borrow_and_update().clone();
+                let summary = format!("{} [{}]", s.summary(), if s.connected { "online" } else { "offline" });
+                if summary != last_summary {
+                    tracing::info!(target: "syncsphere", "{summary}");
+                    last_summary = summary;
+                }
+                if s.state == SyncState::Error && s.last_error.as_deref().is_some_and(|e| e.contains("not signed in")) {
+                    bail!("{}", s.last_error.unwrap_or_default());
+                }
+            }
+        }
+    }
+    handle.status.mark_unchanged();
+    handle.stop().await;
+    Ok(())
+}
+
+fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let config = client::load_config(dir)?;
+    let status = client::last_status(dir)?;
+    if json {
+        let value = serde_json::json!({
+            "signed_in": config.is_some(),
+            "server": config.as_ref().map(|c| &c.server_url),
+            "email": config.as_ref().map(|c| &c.email),
+            "device_id": config.as_ref().map(|c| &c.device_id),
+            "status": status,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let Some(config) = config else {
+        println!("Not signed in. Run `syncsphere signup` or `syncsphere login`.");
+        return Ok(());
+    };
+    println!("Account: {} on {}", config.email, config.server_url);
+    match status {
+        None => println!("Sync has not run yet. Start it with `syncsphere sync --folder PATH`."),
+        Some(s) => {
+            println!("Folder:  {}", s.folder);
+            println!("State:   {} ({})", s.summary(), if s.connected { "online" } else { "offline" });
+            for r in s.recent.iter().take(10) {
+                println!("  {:<15} {}", r.action, r.path);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Sign-in through the AWS SDK's Cognito Identity Provider client, pointed at the server's
+//! Cognito endpoint: the same code signs in against Amazon Cognito and the built-in provider.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_cognitoidentityprovider as cognito;
+use cognito::error::{ProvideErrorMetadata, SdkError};
+use cognito::types::{AttributeType, AuthFlowType};
+use syncsphere_protocol::CognitoConfig;
+use tokio::sync::Mutex;
+
+use crate::config::{Session, read_json, session_path, write_json};
+use crate::{SyncError, now_ms};
+
+/// A Cognito Identity Provider client for one user pool app client.
+pub(crate) struct Cognito {
+    client: cognito::Client,
+    client_id: String,
+}
+
+impl Cognito {
+    pub(crate) async fn new(config: &CognitoConfig) -> Self {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .no_credentials()
+            .endpoint_url(&config.endpoint)
+            .load()
+            .await;
+        Cognito {
+            client: cognito::Client::new(&sdk),
+            client_id: config.client_id.clone(),
+        }
+    }
+
+    pub(crate) async fn sign_up(&self, email: &str, password: &str) -> Result<(), SyncError> {
+        let email_attr = AttributeType::builder()
+            .name("email")
+            .value(email)
+            .build()
+            .map_err(|e| SyncError::Auth(e.to_string()))?;
+        self.client
+            .sign_up()
+            .client_id(&self.client_id)
+            .username(email)
+            .password(password)
+            .user_attributes(email_attr)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        Ok(())
+    }
+
+    pub(crate) async fn sign_in(&self, email: &str, password: &str) -> Result<Session, SyncError> {
+        let out = self
+            .client
+            .initiate_auth()
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", email)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        session_from(out.authentication_result(), None)
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<Session, SyncError> {
+        let out = self
+            .client
+            .initiate_auth()
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::RefreshTokenAuth)
+            .auth_parameters("REFRESH_TOKEN", refresh_token)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        session_from(out.authentication_result(), Some(refresh_token))
+    }
+}
+
+fn session_from(
+    result: Option<&cognito::types::AuthenticationResultType>,
+    old_refresh: Option<&str>,
+) -> Result<Session, SyncError> {
+    let r = result.ok_or_else(|| SyncError::Auth("the server asked for a sign-in challenge this client does not support".into()))?;
+    let missing = || SyncError::Auth("the server returned an incomplete token set".into());
+    let issued_ms = now_ms();
+    Ok(Session {
+        access_token: r.access_token().ok_or_else(missing)?.to_owned(),
+        id_token: r.id_token().unwrap_or_default().to_owned(),
+        refresh_token: r
+            .refresh_token()
+            .or(old_refresh)
+            .ok_or_else(missing)?
+            .to_owned(),
+        issued_ms,
+        expires_ms: issued_ms + i64::from(r.expires_in()) * 1000,
+    })
+}
+
+/// Turns an SDK error into words a user understands.
+fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> SyncError {
+    match &e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            SyncError::Offline(format!("cannot reach the sign-in service: {}", cognito::error::DisplayErrorContext(&e)))
+        }
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let message = err.message().unwrap_or("no details").to_owned();
+            match err.code() {
+                Some("NotAuthorizedException") => SyncError::Auth("Incorrect email or password".into()),
+                Some("UsernameExistsException") => SyncError::Auth("An account with this email already exists".into()),
+                Some("InvalidPasswordException") => SyncError::Auth(format!("The password is not accepted: {message}")),
+                Some(code) => SyncError::Auth(format!("{code}: {message}")),
+                None => SyncError::Auth(message),
+            }
+        }
+        _ => SyncError::Auth(cognito::error::DisplayErrorContext(&e).to_string()),
+    }
+}
+
+/// Hands out a valid access token, refreshing it (and persisting the session) before it expires.
+pub(crate) struct TokenSource {
+    cognito: Cognito,
+    session: Mutex<Session>,
+    path: PathBuf,
+}
+
+impl TokenSource {
+    pub(crate) async fn load(config_dir: &Path, config: &CognitoConfig) -> Result<Self, SyncError> {
+        let path = session_path(config_dir);
+        let session: Session = read_json(&path)?
+            .ok_or_else(|| SyncError::NotSignedIn)?;
+        Ok(TokenSource {
+            cognito: Cognito::new(config).await,
+            session: Mutex::new(session),
+            path,
+        })
+    }
+
+    pub(crate) fn save(config_dir: &Path, session: &Session) -> Result<(), SyncError> {
+        write_json(&session_path(config_dir), session, true)
+    }
+
+    pub(crate) async fn access_token(&self) -> Result<String, SyncError> {
+        let mut session = self.session.lock().await;
+        // Refresh when a quarter of the lifetime (at most five minutes) is left.
+        let margin = ((session.expires_ms - session.issued_ms) / 4).min(300_000);
+        if now_ms() + margin >= session.expires_ms {
+            let fresh = self.cognito.refresh(&session.refresh_token).await?;
+            write_json(&self.path, &fresh, true)?;
+            tracing::info!("refreshed access token");
+            *session = fresh;
+        }
+        Ok(session.access_token.clone())
+    }
+}

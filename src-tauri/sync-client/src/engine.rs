@@ -1,0 +1,346 @@
+//! The sync loop: pull the journal, scan the folder, plan with `sync-core`, execute, repeat —
+//! whenever the watcher, a push, a reconnect or the fallback timer says something may have
+//! changed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use syncsphere_protocol::FileMeta;
+use syncsphere_sync_core::{Op, PlanContext, SyncedFile, plan};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::Api;
+use crate::index::Index;
+use crate::scan::{STATE_DIR, Scanner, hash_file};
+use crate::status::{Status, SyncState};
+use crate::{SyncError, now_ms};
+
+/// Fallback poll of the journal when no push arrives; pushes make sync immediate.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Quiet time after a local file event before scanning, so a burst of writes is one round.
+const LOCAL_DEBOUNCE: Duration = Duration::from_millis(150);
+/// Planning rounds per sync pass before giving the loop back (a safety net, not a normal path).
+const MAX_ROUNDS: usize = 16;
+
+/// Why the loop should run a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    Local,
+    Remote,
+}
+
+pub(crate) struct Engine {
+    pub folder: PathBuf,
+    pub api: Api,
+    pub index: Index,
+    pub device_name: String,
+    pub scanner: Scanner,
+    pub status: watch::Sender<Status>,
+    pub cursor: watch::Sender<i64>,
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> SyncError {
+    move |e| SyncError::Io(what, e)
+}
+
+fn synced_of(meta: &FileMeta) -> SyncedFile {
+    SyncedFile {
+        file_id: meta.file_id.clone(),
+        rev: meta.rev,
+        sha256: meta.sha256.clone(),
+    }
+}
+
+impl Engine {
+    pub(crate) async fn run(mut self, mut triggers: mpsc::Receiver<Trigger>, mut stop: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let result = self.pass().await;
+            let retry = match result {
+                Ok(()) => {
+                    failures = 0;
+                    None
+                }
+                Err(e) => {
+                    failures += 1;
+                    let offline = matches!(e, SyncError::Offline(_));
+                    tracing::warn!(error = %e, "sync pass failed");
+                    self.status.send_modify(|s| {
+                        s.state = if offline { SyncState::Offline } else { SyncState::Error };
+                        s.last_error = Some(e.to_string());
+                        s.updated_ms = now_ms();
+                    });
+                    Some(crate::push::backoff(failures))
+                }
+            };
+            let wait = retry.unwrap_or(POLL_INTERVAL);
+            tokio::select! {
+                t = triggers.recv() => {
+                    match t {
+                        None => break,
+                        Some(Trigger::Local) => tokio::time::sleep(LOCAL_DEBOUNCE).await,
+                        Some(Trigger::Remote) => {}
+                    }
+                    while triggers.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        self.status.send_modify(|s| {
+            s.state = SyncState::Stopped;
+            s.connected = false;
+            s.updated_ms = now_ms();
+        });
+    }
+
+    /// Reads the journal from the cursor to its end.
+    async fn pull(&mut self) -> Result<(), SyncError> {
+        let mut cursor = self.index.cursor().await?;
+        loop {
+            let page = self.api.changes(cursor).await?;
+            if page.changes.is_empty() {
+                break;
+            }
+            self.index.apply_changes(&page.changes, page.cursor).await?;
+            cursor = page.cursor;
+            if !page.has_more {
+                break;
+            }
+        }
+        self.cursor.send_replace(cursor);
+        self.status.send_modify(|s| s.cursor = cursor);
+        Ok(())
+    }
+
+    /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
+    pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
+        for _ in 0..MAX_ROUNDS {
+            self.pull().await?;
+            let folder = self.folder.clone();
+            let mut scanner = std::mem::take(&mut self.scanner);
+            let (scanner, scan) = tokio::task::spawn_blocking(move || {
+                let scan = scanner.scan(&folder);
+                (scanner, scan)
+            })
+            .await
+            .map_err(|e| SyncError::Io("scanning".into(), std::io::Error::other(e)))?;
+            self.scanner = scanner;
+            let scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
+            for (path, reason) in &scan.skipped {
+                tracing::debug!(path, reason, "not synced");
+            }
+            let remote = self.index.remote().await?;
+            let synced = self.index.synced().await?;
+            let ctx = PlanContext {
+                device_name: self.device_name.clone(),
+                stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
+            };
+            let ops = plan(&scan.tree, &remote, &synced, &ctx);
+            if ops.is_empty() {
+                let files = synced.len() as u64;
+                self.status.send_modify(|s| {
+                    s.state = SyncState::UpToDate;
+                    s.pending = 0;
+                    s.synced_files = files;
+                    s.last_error = scan.skipped.first().map(|(p, r)| format!("'{p}' is not synced: {r}"));
+                    s.updated_ms = now_ms();
+                });
+                return Ok(());
+            }
+            let total = ops.len() as u64;
+            self.status.send_modify(|s| {
+                s.state = SyncState::Syncing;
+                s.pending = total;
+                s.updated_ms = now_ms();
+            });
+            for (done, op) in ops.into_iter().enumerate() {
+                let label = describe(&op);
+                match self.execute(op).await {
+                    Ok(Some((path, action))) => self.status.send_modify(|s| s.push_recent(&path, action, now_ms())),
+                    Ok(None) => {}
+                    // A stale plan: the next round re-plans from fresh state.
+                    Err(SyncError::Conflict(_)) => tracing::info!(op = label, "server state moved on; re-planning"),
+                    Err(e @ (SyncError::Offline(_) | SyncError::Auth(_) | SyncError::Index(_))) => return Err(e),
+                    // One file's trouble must not stop the others.
+                    Err(e) => {
+                        tracing::warn!(op = label, error = %e, "operation failed");
+                        self.status.send_modify(|s| s.last_error = Some(e.to_string()));
+                    }
+                }
+                self.status.send_modify(|s| s.pending = total - done as u64 - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn local(&self, path: &str) -> PathBuf {
+        self.folder.join(path)
+    }
+
+    /// The content hash of a local path now (`None` if absent).
+    async fn current_hash(&self, path: &str) -> Result<Option<String>, SyncError> {
+        let full = self.local(path);
+        tokio::task::spawn_blocking(move || match hash_file(&full) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SyncError::Io(format!("reading {}", full.display()), e)),
+        })
+        .await
+        .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
+    }
+
+    async fn record(&self, path: &str, meta: &FileMeta) -> Result<(), SyncError> {
+        self.index.record_remote(meta).await?;
+        let synced = (!meta.deleted).then(|| synced_of(meta));
+        self.index.set_synced(path, synced.as_ref()).await
+    }
+
+    /// Removes now-empty parent folders of `path` (never the sync folder itself).
+    fn prune_empty_parents(&self, path: &str) {
+        let mut rel = Path::new(path).parent();
+        while let Some(dir) = rel.filter(|d| !d.as_os_str().is_empty()) {
+            if std::fs::remove_dir(self.folder.join(dir)).is_err() {
+                break;
+            }
+            rel = dir.parent();
+        }
+    }
+
+    /// Executes one operation, re-checking its expectations; returns the activity to show.
+    async fn execute(&mut self, op: Op) -> Result<Option<(String, &'static str)>, SyncError> {
+        match op {
+            Op::Upload { path, parent_rev } => {
+                let meta = self.api.upload(&path, parent_rev, &self.local(&path)).await?;
+                // Record the server's path (case and normalisation as committed).
+                self.record(&meta.path.clone(), &meta).await?;
+                Ok(Some((path, "uploaded")))
+            }
+            Op::Download { path, file, expect_local } => {
+                let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
+                tokio::fs::create_dir_all(&tmp_dir)
+                    .await
+                    .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
+                let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+                let result = self.download_into(&path, &file.file_id, &tmp, expect_local.as_deref()).await;
+                let _ = tokio::fs::remove_file(&tmp).await;
+                result
+            }
+            Op::DeleteRemote { path, file_id, rev } => {
+                let meta = self.api.delete(&file_id, rev).await?;
+                self.index.record_remote(&meta).await?;
+                self.index.set_synced(&path, None).await?;
+                Ok(Some((path, "deleted_remote")))
+            }
+            Op::DeleteLocal { path, expect_sha256 } => {
+                if self.current_hash(&path).await?.as_deref() != Some(expect_sha256.as_str()) {
+                    return Ok(None); // changed since the scan: the next round decides again
+                }
+                let full = self.local(&path);
+                tokio::fs::remove_file(&full)
+                    .await
+                    .map_err(io_err(format!("deleting {}", full.display())))?;
+                self.prune_empty_parents(&path);
+                self.index.set_synced(&path, None).await?;
+                Ok(Some((path, "deleted_local")))
+            }
+            Op::MoveRemote { from, to, file_id, rev } => {
+                let meta = self.api.move_file(&file_id, &to, rev).await?;
+                self.index.set_synced(&from, None).await?;
+                self.record(&meta.path.clone(), &meta).await?;
+                Ok(Some((to, "moved_remote")))
+            }
+            Op::MoveLocal { from, to, expect_sha256, synced } => {
+                if self.current_hash(&from).await?.as_deref() != Some(expect_sha256.as_str())
+                    || tokio::fs::try_exists(self.local(&to)).await.unwrap_or(true)
+                {
+                    return Ok(None);
+                }
+                let (src, dst) = (self.local(&from), self.local(&to));
+                if let Some(parent) = dst.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(io_err(format!("creating {}", parent.display())))?;
+                }
+                tokio::fs::rename(&src, &dst)
+                    .await
+                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                self.prune_empty_parents(&from);
+                self.index.set_synced(&from, None).await?;
+                self.index.set_synced(&to, Some(&synced)).await?;
+                Ok(Some((to, "moved_local")))
+            }
+            Op::ConflictCopy { path, copy } => {
+                let (src, dst) = (self.local(&path), self.local(&copy));
+                if tokio::fs::try_exists(&dst).await.unwrap_or(true) {
+                    return Ok(None);
+                }
+                tokio::fs::rename(&src, &dst)
+                    .await
+                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                tracing::info!(path, copy, "kept both versions of a conflicting edit");
+                Ok(Some((copy, "conflict_copy")))
+            }
+            Op::RecordSynced { path, synced } => {
+                self.index.set_synced(&path, synced.as_ref()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn download_into(
+        &self,
+        path: &str,
+        file_id: &str,
+        tmp: &Path,
+        expect_local: Option<&str>,
+    ) -> Result<Option<(String, &'static str)>, SyncError> {
+        let (rev, sha256) = match self.api.download(file_id, tmp).await {
+            Ok(v) => v,
+            // Deleted since the journal said otherwise: the next pull brings the delete.
+            Err(SyncError::Server { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Re-check right before replacing: a file edited since the scan is never overwritten.
+        if self.current_hash(path).await?.as_deref() != expect_local {
+            return Ok(None);
+        }
+        let dest = self.local(path);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        tokio::fs::rename(tmp, &dest)
+            .await
+            .map_err(io_err(format!("replacing {}", dest.display())))?;
+        if let Some(parent) = dest.parent()
+            && let Ok(dir) = tokio::fs::File::open(parent).await
+        {
+            let _ = dir.sync_all().await;
+        }
+        let synced = SyncedFile {
+            file_id: file_id.to_owned(),
+            rev,
+            sha256,
+        };
+        self.index.set_synced(path, Some(&synced)).await?;
+        Ok(Some((path.to_owned(), "downloaded")))
+    }
+}
+
+fn describe(op: &Op) -> &'static str {
+    match op {
+        Op::Upload { .. } => "upload",
+        Op::Download { .. } => "download",
+        Op::DeleteRemote { .. } => "delete_remote",
+        Op::DeleteLocal { .. } => "delete_local",
+        Op::MoveRemote { .. } => "move_remote",
+        Op::MoveLocal { .. } => "move_local",
+        Op::ConflictCopy { .. } => "conflict_copy",
+        Op::RecordSynced { .. } => "record_synced",
+    }
+}

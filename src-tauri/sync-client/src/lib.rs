@@ -1,0 +1,252 @@
+//! `sync-client`: the IO shell around `sync-core` — sign-in, the local index, the folder
+//! watcher and scanner, REST transfers and the push WebSocket. The CLI and the desktop app both
+//! drive sync through this crate's small public API; neither has sync logic of its own.
+//!
+//! **Invariants**
+//! - Decisions come from `syncsphere_sync_core::plan` only; this crate executes them and
+//!   re-checks each operation's expectation against the disk right before acting.
+//! - Downloads land in `<folder>/.syncsphere/tmp`, are fsynced and hash-checked, then renamed
+//!   over the target: a partial download never replaces a file.
+//! - Passwords are never stored; tokens live in `session.json` (mode 0600).
+
+mod api;
+mod auth;
+mod config;
+mod engine;
+mod index;
+mod push;
+mod scan;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use notify::Watcher;
+use syncsphere_protocol::ErrorCode;
+use tokio::sync::{mpsc, watch};
+
+pub use config::{ClientConfig, load_config};
+pub use status::{RecentFile, Status, SyncState};
+
+use crate::api::Api;
+use crate::auth::{Cognito, TokenSource};
+use crate::engine::{Engine, Trigger};
+use crate::index::Index;
+use crate::push::Push;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("offline: {0}")]
+    Offline(String),
+    #[error("{0}")]
+    Auth(String),
+    #[error("not signed in; run `syncsphere login` (or sign in from the app) first")]
+    NotSignedIn,
+    #[error("configuration problem: {0}")]
+    Config(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("local index problem: {0}")]
+    Index(String),
+    #[error("server error {status} ({code:?}): {message}")]
+    Server {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    #[error("the file changed on the server meanwhile")]
+    Conflict(Option<Box<syncsphere_protocol::FileMeta>>),
+    #[error("network error: {0}")]
+    Http(String),
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Creates an account on the server, then signs in (see [`sign_in`]).
+pub async fn sign_up(config_dir: &Path, server_url: &str, email: &str, password: &str) -> Result<(), SyncError> {
+    let server = api::fetch_server_config(server_url).await?;
+    Cognito::new(&server.cognito).await.sign_up(email, password).await?;
+    tracing::info!(email, "account created");
+    sign_in(config_dir, server_url, email, password).await
+}
+
+/// Signs in and stores the session and the server settings in `config_dir`. Signing in to a
+/// different account or server than before forgets the old sync state of this directory.
+pub async fn sign_in(config_dir: &Path, server_url: &str, email: &str, password: &str) -> Result<(), SyncError> {
+    let server_url = server_url.trim_end_matches('/');
+    let server = api::fetch_server_config(server_url).await?;
+    let session = Cognito::new(&server.cognito).await.sign_in(email, password).await?;
+    let previous = load_config(config_dir)?;
+    let same_account = previous
+        .as_ref()
+        .is_some_and(|p| p.server_url == server_url && p.email == email);
+    if previous.is_some() && !same_account {
+        let _ = std::fs::remove_file(config::index_path(config_dir));
+    }
+    let config = ClientConfig {
+        server_url: server_url.to_owned(),
+        email: email.to_owned(),
+        device_id: previous
+            .filter(|_| same_account)
+            .map(|p| p.device_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        cognito: server.cognito,
+    };
+    config::write_json(&config::config_path(config_dir), &config, false)?;
+    TokenSource::save(config_dir, &session)?;
+    Ok(())
+}
+
+/// Forgets the session (the index stays, so signing in again resumes without re-transfers).
+pub fn sign_out(config_dir: &Path) -> Result<(), SyncError> {
+    match std::fs::remove_file(config::session_path(config_dir)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SyncError::Io("removing the session".into(), e)),
+    }
+}
+
+/// The last status a running sync wrote into `config_dir` (for `syncsphere status`).
+pub fn last_status(config_dir: &Path) -> Result<Option<Status>, SyncError> {
+    config::read_json(&config::status_path(config_dir))
+}
+
+/// A running sync. Dropping it without [`SyncHandle::stop`] leaves the tasks running until the
+/// runtime ends.
+pub struct SyncHandle {
+    pub status: watch::Receiver<Status>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SyncHandle {
+    /// Stops syncing and waits until the current operation has finished.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts syncing `folder` with the account signed in to in `config_dir`. Must be called within
+/// a tokio runtime. Problems (not signed in, server down) show in the status stream.
+pub fn start_sync(config_dir: &Path, folder: &Path, device_name: &str) -> Result<SyncHandle, SyncError> {
+    let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
+    std::fs::create_dir_all(folder).map_err(|e| SyncError::Io(format!("creating {}", folder.display()), e))?;
+    let folder = std::fs::canonicalize(folder).map_err(|e| SyncError::Io(format!("opening {}", folder.display()), e))?;
+    let initial = Status::new(folder.display().to_string(), config.email.clone(), device_name.to_owned());
+    let (status_tx, status_rx) = watch::channel(initial);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let config_dir = config_dir.to_path_buf();
+    let device_name = device_name.to_owned();
+    let task = tokio::spawn(async move {
+        let status = status_tx.clone();
+        let writer = tokio::spawn(write_status(config_dir.clone(), status_tx.subscribe()));
+        if let Err(e) = run(config, config_dir, folder, device_name, status_tx, stop_rx).await {
+            tracing::error!(error = %e, "sync could not start");
+            status.send_modify(|s| {
+                s.state = SyncState::Error;
+                s.last_error = Some(e.to_string());
+                s.updated_ms = now_ms();
+            });
+        }
+        drop(status);
+        let _ = writer.await;
+    });
+    Ok(SyncHandle {
+        status: status_rx,
+        stop: stop_tx,
+        task,
+    })
+}
+
+async fn run(
+    config: ClientConfig,
+    config_dir: PathBuf,
+    folder: PathBuf,
+    device_name: String,
+    status: watch::Sender<Status>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
+    let index = Index::open(&config::index_path(&config_dir)).await?;
+    let folder_key = folder.display().to_string();
+    if index.setting("folder").await?.as_deref() != Some(folder_key.as_str()) {
+        index.reset_synced().await?;
+        index.set_setting("folder", &folder_key).await?;
+    }
+    let cursor = index.cursor().await?;
+    let (cursor_tx, cursor_rx) = watch::channel(cursor);
+    let (trigger_tx, trigger_rx) = mpsc::channel(16);
+
+    // Keep the watcher alive for the whole run; its callback only nudges the loop.
+    let watch_tx = trigger_tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(ev) => ev.paths.iter().any(|p| {
+                !p.components().any(|c| c.as_os_str() == scan::STATE_DIR)
+            }),
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = watch_tx.try_send(Trigger::Local);
+        }
+    })
+    .map_err(|e| SyncError::Io("starting the folder watcher".into(), std::io::Error::other(e)))?;
+    watcher
+        .watch(&folder, notify::RecursiveMode::Recursive)
+        .map_err(|e| SyncError::Io(format!("watching {}", folder.display()), std::io::Error::other(e)))?;
+
+    let ws_url = format!(
+        "{}/v1/ws",
+        config
+            .server_url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    );
+    let push = Push {
+        ws_url,
+        tokens: tokens.clone(),
+        device_id: config.device_id.clone(),
+        cursor: cursor_rx,
+        triggers: trigger_tx.clone(),
+        status: status.clone(),
+    };
+    let push_task = tokio::spawn(push.run(stop.clone()));
+    let engine = Engine {
+        folder,
+        api: Api::new(&config.server_url, tokens, config.device_id.clone()),
+        index,
+        device_name,
+        scanner: scan::Scanner::default(),
+        status,
+        cursor: cursor_tx,
+    };
+    tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
+    engine.run(trigger_rx, stop).await;
+    let _ = push_task.await;
+    drop(watcher);
+    Ok(())
+}
+
+/// Mirrors the status stream into `status.json` for `syncsphere status`.
+async fn write_status(config_dir: PathBuf, mut rx: watch::Receiver<Status>) {
+    let path = config::status_path(&config_dir);
+    loop {
+        let snapshot = rx.borrow_and_update().clone();
+        if let Err(e) = config::write_json(&path, &snapshot, false) {
+            tracing::warn!(error = %e, "could not write status");
+        }
+        if rx.changed().await.is_err() {
+            let last = rx.borrow().clone();
+            let _ = config::write_json(&path, &last, false);
+            return;
+        }
+        // Coalesce bursts of updates.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,149 @@
+//! The push channel: a WebSocket to the State service that turns "another device committed
+//! something" into an immediate sync pass. Reconnects with exponential backoff and jitter, and
+//! every (re)connect triggers a catch-up from the journal cursor, so a missed push costs
+//! latency, never data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use syncsphere_protocol::ws::{ClientMessage, ServerMessage};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::auth::TokenSource;
+use crate::engine::Trigger;
+use crate::status::Status;
+use crate::SyncError;
+
+/// The server pings every 20 s; this much silence means the connection is dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
+/// Delay before retry number `failures` (1-based): exponential from 0.5 s, capped at 30 s, with
+/// "equal jitter" so that many clients do not reconnect in lockstep.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let base_ms = 500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(30_000);
+    let jitter = rand::thread_rng().gen_range(0..=base_ms / 2);
+    Duration::from_millis(base_ms / 2 + jitter)
+}
+
+pub(crate) struct Push {
+    pub ws_url: String,
+    pub tokens: Arc<TokenSource>,
+    pub device_id: String,
+    pub cursor: watch::Receiver<i64>,
+    pub triggers: mpsc::Sender<Trigger>,
+    pub status: watch::Sender<Status>,
+}
+
+impl Push {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        loop {
+            let mut session_stop = stop.clone();
+            let outcome = tokio::select! {
+                r = self.session(&mut session_stop) => r,
+                _ = stop.changed() => return,
+            };
+            self.status.send_modify(|s| s.connected = false);
+            match outcome {
+                Ok(()) => failures = 1,
+                Err(e) => {
+                    failures += 1;
+                    tracing::info!(error = %e, "push channel down");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(failures)) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One connection, from connect to close.
+    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), SyncError> {
+        let token = self.tokens.access_token().await?;
+        let mut request = self
+            .ws_url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| SyncError::Config(format!("bad push URL {}: {e}", self.ws_url)))?;
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| SyncError::Auth(e.to_string()))?,
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+        let hello = ClientMessage::Hello {
+            device_id: self.device_id.clone(),
+            cursor: *self.cursor.borrow(),
+        };
+        ws.send(Message::Text(serde_json::to_string(&hello).expect("hello serialises").into()))
+            .await
+            .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(SILENCE_LIMIT, ws.next()) => next,
+                _ = stop.changed() => {
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
+            };
+            let msg = match next {
+                Err(_) => return Err(SyncError::Offline("push channel went silent".into())),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(SyncError::Offline(format!("push channel: {e}"))),
+                Ok(Some(Ok(msg))) => msg,
+            };
+            let Message::Text(text) = msg else {
+                if let Message::Close(frame) = msg {
+                    tracing::info!(?frame, "server closed the push channel");
+                    return Ok(());
+                }
+                continue; // pings are answered by tungstenite
+            };
+            match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(ServerMessage::Welcome { connection_id, .. }) => {
+                    tracing::info!(connection_id, "push channel connected");
+                    self.status.send_modify(|s| s.connected = true);
+                    // Catch up on whatever happened while disconnected.
+                    let _ = self.triggers.try_send(Trigger::Remote);
+                }
+                Ok(ServerMessage::Change(change)) => {
+                    tracing::debug!(seq = change.seq, path = change.path, "push");
+                    if change.seq > *self.cursor.borrow() {
+                        let _ = self.triggers.try_send(Trigger::Remote);
+                    }
+                }
+                Ok(ServerMessage::Resync { reason }) => {
+                    tracing::info!(reason, "server asked for a resync");
+                    let _ = self.triggers.try_send(Trigger::Remote);
+                }
+                Err(e) => tracing::warn!(error = %e, "unknown push message"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_within_bounds() {
+        for failures in 1..20 {
+            let base = (500u64 << (failures - 1).min(6)).min(30_000);
+            let d = backoff(failures).as_millis() as u64;
+            assert!(d >= base / 2 && d <= base, "failures {failures}: {d} ms not in [{}, {base}]", base / 2);
+        }
+        assert!(backoff(30) <= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,100 @@
+//! The status stream the sync engine publishes for the GUI and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// Overall state, as the tray icon and the window show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Signed in, starting the first reconciliation.
+    Starting,
+    /// Local folder and server agree.
+    UpToDate,
+    /// Transfers or decisions are in progress.
+    Syncing,
+    /// The server cannot be reached; retrying with backoff.
+    Offline,
+    /// Something needs the user's attention (see `last_error`).
+    Error,
+    /// Sync was stopped.
+    Stopped,
+}
+
+/// What happened to a file recently, for the activity list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentFile {
+    pub path: String,
+    /// `uploaded`, `downloaded`, `deleted_local`, `deleted_remote`, `moved_local`,
+    /// `moved_remote` or `conflict_copy`.
+    pub action: String,
+    pub at_ms: i64,
+}
+
+/// One snapshot of the status stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: SyncState,
+    /// Whether the push WebSocket is connected.
+    pub connected: bool,
+    pub folder: String,
+    pub email: String,
+    pub device_name: String,
+    /// Journal position this device has applied.
+    pub cursor: i64,
+    /// Files this device has in sync with the server.
+    pub synced_files: u64,
+    /// Operations planned but not done yet in the current round.
+    pub pending: u64,
+    /// Newest first, at most [`RECENT_LIMIT`].
+    pub recent: Vec<RecentFile>,
+    pub last_error: Option<String>,
+    pub updated_ms: i64,
+}
+
+/// How many recent files the status keeps.
+pub const RECENT_LIMIT: usize = 20;
+
+impl Status {
+    pub fn new(folder: String, email: String, device_name: String) -> Self {
+        Status {
+            state: SyncState::Starting,
+            connected: false,
+            folder,
+            email,
+            device_name,
+            cursor: 0,
+            synced_files: 0,
+            pending: 0,
+            recent: Vec::new(),
+            last_error: None,
+            updated_ms: 0,
+        }
+    }
+
+    pub fn push_recent(&mut self, path: &str, action: &str, at_ms: i64) {
+        self.recent.insert(
+            0,
+            RecentFile {
+                path: path.to_owned(),
+                action: action.to_owned(),
+                at_ms,
+            },
+        );
+        self.recent.truncate(RECENT_LIMIT);
+    }
+
+    /// One line for a tray tooltip or a terminal.
+    pub fn summary(&self) -> String {
+        match self.state {
+            SyncState::Starting => "Starting…".to_owned(),
+            SyncState::UpToDate => format!("Up to date ({} files)", self.synced_files),
+            SyncState::Syncing => format!("Syncing {} change(s)…", self.pending.max(1)),
+            SyncState::Offline => "Offline — retrying".to_owned(),
+            SyncState::Error => format!(
+                "Error: {}",
+                self.last_error.as_deref().unwrap_or("unknown error")
+            ),
+            SyncState::Stopped => "Stopped".to_owned(),
+        }
+    }
+}

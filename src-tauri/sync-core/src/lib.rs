@@ -1,0 +1,102 @@
+//! The sync engine's decisions, sans-IO: given the three trees — **remote** (what the server's
+//! journal says), **local** (what the scanner saw on disk) and **synced** (the last state both
+//! sides agreed on, the merge base) — [`plan`] derives the operations that bring them together.
+//!
+//! **Invariants** (see `../shared/SYNC-INVARIANTS.md`)
+//! - No IO, no clock, no randomness: the same trees give the same plan. Time enters only as the
+//!   pre-formatted stamp in [`PlanContext`].
+//! - A change made on one side only is carried to the other side, never reverted.
+//! - Nothing a user wrote is dropped: concurrent edits keep both versions (a conflicted copy),
+//!   an edit beats a concurrent delete on either side.
+//! - Every destructive local operation carries the content hash it expects to find, so the IO
+//!   shell can refuse it when the file changed after the scan.
+
+mod conflict;
+mod planner;
+
+pub use conflict::conflicted_copy_name;
+pub use planner::plan;
+
+use std::collections::BTreeMap;
+
+/// A file as seen on local disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A file as the server has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub file_id: String,
+    pub rev: i64,
+    pub sha256: String,
+}
+
+/// The last state of a path that the device and the server agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedFile {
+    pub file_id: String,
+    pub rev: i64,
+    pub sha256: String,
+}
+
+pub type LocalTree = BTreeMap<String, LocalFile>;
+pub type RemoteTree = BTreeMap<String, RemoteFile>;
+pub type SyncedTree = BTreeMap<String, SyncedFile>;
+
+/// Inputs to planning that are not trees.
+#[derive(Debug, Clone)]
+pub struct PlanContext {
+    /// Name of this device, used in conflicted-copy names.
+    pub device_name: String,
+    /// Local time formatted `YYYY-MM-DD HHMMSS`, used in conflicted-copy names.
+    pub stamp: String,
+}
+
+/// One step of a plan. Operations in one plan touch disjoint paths, so their order does not
+/// matter; each one re-checks its expectation at execution time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Send the local file to the server: create it (`parent_rev` = `None`) or replace revision
+    /// `parent_rev`.
+    Upload {
+        path: String,
+        parent_rev: Option<i64>,
+    },
+    /// Fetch the server's revision into `path`, if the local file still has `expect_local`
+    /// (`None`: the path must not exist locally).
+    Download {
+        path: String,
+        file: RemoteFile,
+        expect_local: Option<String>,
+    },
+    /// Delete the file on the server (deleted locally, unchanged remotely).
+    DeleteRemote { path: String, file_id: String, rev: i64 },
+    /// Delete the local file (deleted remotely) if it still has content `expect_sha256`.
+    DeleteLocal { path: String, expect_sha256: String },
+    /// Rename on the server (renamed locally, unchanged remotely).
+    MoveRemote {
+        from: String,
+        to: String,
+        file_id: String,
+        rev: i64,
+    },
+    /// Rename the local file (renamed remotely) if it still has content `expect_sha256`;
+    /// afterwards the synced tree holds `synced` at `to`.
+    MoveLocal {
+        from: String,
+        to: String,
+        expect_sha256: String,
+        synced: SyncedFile,
+    },
+    /// Both sides changed `path` differently: move the local version aside to `copy` (which then
+    /// syncs as a new file) so the server's version can come down without losing either.
+    ConflictCopy { path: String, copy: String },
+    /// Both sides already agree; only the synced tree changes.
+    RecordSynced {
+        path: String,
+        synced: Option<SyncedFile>,
+    },
+}

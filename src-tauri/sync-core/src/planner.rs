@@ -1,0 +1,178 @@
+//! The planner: three trees in, one batch of independent operations out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::{
+    LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
+    conflicted_copy_name,
+};
+
+fn remote_unchanged(r: Option<&RemoteFile>, s: Option<&SyncedFile>) -> bool {
+    match (r, s) {
+        (None, None) => true,
+        (Some(r), Some(s)) => r.file_id == s.file_id && r.rev == s.rev,
+        _ => false,
+    }
+}
+
+fn local_unchanged(l: Option<&LocalFile>, s: Option<&SyncedFile>) -> bool {
+    l.map(|l| &l.sha256) == s.map(|s| &s.sha256)
+}
+
+fn synced_from(r: &RemoteFile) -> SyncedFile {
+    SyncedFile {
+        file_id: r.file_id.clone(),
+        rev: r.rev,
+        sha256: r.sha256.clone(),
+    }
+}
+
+/// Plans one batch. Applying it and planning again converges to an empty plan once neither
+/// side changes any more.
+pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, ctx: &PlanContext) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut handled: BTreeSet<&str> = BTreeSet::new();
+
+    // Renamed on the server, untouched here: rename locally instead of download + delete.
+    let remote_by_id: HashMap<&str, (&str, &RemoteFile)> = remote
+        .iter()
+        .map(|(p, r)| (r.file_id.as_str(), (p.as_str(), r)))
+        .collect();
+    for (from, s) in synced {
+        if remote.get(from).is_some_and(|r| r.file_id == s.file_id) {
+            continue;
+        }
+        let Some(&(to, r)) = remote_by_id.get(s.file_id.as_str()) else {
+            continue;
+        };
+        let untouched = local.get(from).is_some_and(|l| l.sha256 == s.sha256);
+        if !untouched || synced.contains_key(to) || local.contains_key(to) || handled.contains(to) {
+            continue;
+        }
+        // Keep the old revision if the content changed too, so the next round downloads it.
+        let synced_after = if r.sha256 == s.sha256 {
+            synced_from(r)
+        } else {
+            s.clone()
+        };
+        ops.push(Op::MoveLocal {
+            from: from.clone(),
+            to: to.to_owned(),
+            expect_sha256: s.sha256.clone(),
+            synced: synced_after,
+        });
+        handled.insert(from);
+        handled.insert(to);
+    }
+
+    // Renamed here, untouched on the server: a vanished synced path and a new local path with
+    // the same content become a server-side move (keeping the file's id and history).
+    let mut vanished: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (p, s) in synced {
+        if !local.contains_key(p) && !handled.contains(p.as_str()) && remote_unchanged(remote.get(p), Some(s)) {
+            vanished.entry(s.sha256.as_str()).or_default().push(p);
+        }
+    }
+    for (to, l) in local {
+        if synced.contains_key(to) || remote.contains_key(to) || handled.contains(to.as_str()) {
+            continue;
+        }
+        let Some(from) = vanished.get_mut(l.sha256.as_str()).and_then(|c| (!c.is_empty()).then(|| c.remove(0))) else {
+            continue;
+        };
+        let s = &synced[from];
+        ops.push(Op::MoveRemote {
+            from: from.to_owned(),
+            to: to.clone(),
+            file_id: s.file_id.clone(),
+            rev: s.rev,
+        });
+        handled.insert(from);
+        handled.insert(to);
+    }
+
+    let paths: BTreeSet<&str> = local
+        .keys()
+        .chain(remote.keys())
+        .chain(synced.keys())
+        .map(String::as_str)
+        .filter(|p| !handled.contains(p))
+        .collect();
+    for path in paths {
+        let (l, r, s) = (local.get(path), remote.get(path), synced.get(path));
+        let local_same = local_unchanged(l, s);
+        let remote_same = remote_unchanged(r, s);
+        let op = match (local_same, remote_same) {
+            (true, true) => continue,
+            // Changed here only: carry it to the server.
+            (false, true) => match (l, r) {
+                (Some(_), r) => Op::Upload {
+                    path: path.to_owned(),
+                    parent_rev: r.map(|r| r.rev),
+                },
+                (None, Some(r)) => Op::DeleteRemote {
+                    path: path.to_owned(),
+                    file_id: r.file_id.clone(),
+                    rev: r.rev,
+                },
+                (None, None) => Op::RecordSynced {
+                    path: path.to_owned(),
+                    synced: None,
+                },
+            },
+            // Changed on the server only: carry it here.
+            (true, false) => match (r, l) {
+                (Some(r), l) if l.is_some_and(|l| l.sha256 == r.sha256) => Op::RecordSynced {
+                    path: path.to_owned(),
+                    synced: Some(synced_from(r)),
+                },
+                (Some(r), l) => Op::Download {
+                    path: path.to_owned(),
+                    file: r.clone(),
+                    expect_local: l.map(|l| l.sha256.clone()),
+                },
+                (None, Some(l)) => Op::DeleteLocal {
+                    path: path.to_owned(),
+                    expect_sha256: l.sha256.clone(),
+                },
+                (None, None) => Op::RecordSynced {
+                    path: path.to_owned(),
+                    synced: None,
+                },
+            },
+            // Changed on both sides.
+            (false, false) => match (l, r) {
+                (Some(l), Some(r)) if l.sha256 == r.sha256 => Op::RecordSynced {
+                    path: path.to_owned(),
+                    synced: Some(synced_from(r)),
+                },
+                (Some(_), Some(_)) => Op::ConflictCopy {
+                    path: path.to_owned(),
+                    copy: conflicted_copy_name(path, &ctx.device_name, &ctx.stamp, |c| {
+                        local.contains_key(c) || remote.contains_key(c) || synced.contains_key(c)
+                    }),
+                },
+                // Edited here, deleted (or moved away) there: the edit survives as a new file.
+                (Some(_), None) => Op::Upload {
+                    path: path.to_owned(),
+                    parent_rev: None,
+                },
+                // Deleted here, edited there: the edit survives.
+                (None, Some(r)) => Op::Download {
+                    path: path.to_owned(),
+                    file: r.clone(),
+                    expect_local: None,
+                },
+                (None, None) => Op::RecordSynced {
+                    path: path.to_owned(),
+                    synced: None,
+                },
+            },
+        };
+        ops.push(op);
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests;

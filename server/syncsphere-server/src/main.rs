@@ -6,18 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use clap::Parser;
-use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
-use syncsphere_db::Db;
-use syncsphere_files::{DiskBlobStore, FilesState, MetadataStore};
-use syncsphere_protocol::{CognitoConfig, ServerConfig};
-use syncsphere_state::{PushHub, StateService};
-use tower_http::trace::TraceLayer;
+use syncsphere_server::{AppConfig, build};
 
 #[derive(Debug, Parser)]
 #[command(name = "syncsphere-server", version, about = "SyncSphere file sync server (all roles in one process)")]
@@ -76,18 +68,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-
-    let db = match database_url(&args)? {
-        Some(url) => Db::connect(&url)
-            .await
-            .with_context(|| format!("opening {}", syncsphere_db::redact(&url)))?,
-        None => Db::open_embedded(&args.data_dir)
-            .await
-            .context("opening the embedded SQLite database")?,
-    };
-
+    let database_url = database_url(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -95,63 +76,24 @@ async fn main() -> anyhow::Result<()> {
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"))
-        .trim_end_matches('/')
-        .to_owned();
-
-    let idp = IdentityProvider::open(
-        IdpConfig {
-            public_url: public_url.clone(),
-            region: args.region.clone(),
-            user_pool_id: args.user_pool_id.clone(),
-            client_id: args.client_id.clone(),
-            access_token_ttl_secs: args.access_token_ttl,
-            refresh_token_ttl_secs: args.refresh_token_ttl,
-        },
-        db.clone(),
-        &args.data_dir.join("idp-signing-key.pem"),
-    )
-    .context("starting the built-in identity provider")?;
-    let verifier = Arc::new(idp.verifier());
-    let hub = PushHub::new();
-    let blobs = DiskBlobStore::open(args.data_dir.join("blobs")).context("opening the blob store")?;
-
-    let files = syncsphere_files::router(FilesState {
-        store: MetadataStore::new(db.clone()),
-        blobs: Arc::new(blobs),
-        sink: hub.clone(),
-        verifier: verifier.clone(),
-    });
-    let state = syncsphere_state::router(StateService {
-        hub: hub.clone(),
-        verifier,
-    });
-    let client_config = ServerConfig {
-        cognito: CognitoConfig {
-            endpoint: format!("{public_url}{}", cognito_api::COGNITO_API_PATH),
-            region: args.region.clone(),
-            user_pool_id: args.user_pool_id.clone(),
-            client_id: args.client_id.clone(),
-        },
-    };
-    let app = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
-        .route(
-            "/v1/config",
-            get(move || {
-                let config = client_config.clone();
-                async move { axum::Json(config) }
-            }),
-        )
-        .merge(cognito_api::router(idp))
-        .merge(files)
-        .merge(state)
-        .layer(TraceLayer::new_for_http());
+        .unwrap_or_else(|| format!("http://{local}"));
+    let app = build(&AppConfig {
+        data_dir: args.data_dir.clone(),
+        database_url,
+        public_url: public_url.clone(),
+        user_pool_id: args.user_pool_id,
+        client_id: args.client_id,
+        region: args.region,
+        access_token_ttl: args.access_token_ttl,
+        refresh_token_ttl: args.refresh_token_ttl,
+    })
+    .await?;
 
     // Tests and scripts read this line to learn the port.
     println!("syncsphere-server listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, data_dir = %args.data_dir.display(), "ready");
-    axum::serve(listener, app)
+    let hub = app.hub;
+    axum::serve(listener, app.router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
@@ -161,7 +103,6 @@ async fn main() -> anyhow::Result<()> {
         .context("serving")?;
     Ok(())
 }
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

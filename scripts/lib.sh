@@ -1,0 +1,77 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# One shared build cache outside the checkout: a fresh clone reuses earlier builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/syncsphere/target}"
+BIN="$CARGO_TARGET_DIR/debug"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
+
+log() { printf '\n\033[1;34m==> %s\033[0m\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  # build
+  build-essential pkg-config libssl-dev curl file
+  # Tauri 2 (webkit2gtk 4.1, tray, rsvg)
+  libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
+  # tests: PostgreSQL, headless display, WebDriver for the desktop app
+  postgresql postgresql-client xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
+  imagemagick fonts-dejavu-core
+)
+
+# Installs whatever of the above is missing (idempotent, quick when all is there).
+ensure_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing apt packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+}
+
+ensure_toolchains() {
+  command -v cargo >/dev/null || { log "cargo is missing: installing Debian's Rust (rustup's 1.95+ is recommended)"; $SUDO apt-get install -y -qq cargo rustc; }
+  command -v npm >/dev/null || { log "npm is missing: installing Debian's nodejs/npm"; $SUDO apt-get install -y -qq nodejs npm; }
+  rustup component add clippy rustfmt >/dev/null 2>&1 || true
+}
+
+ensure_ui_deps() {
+  if [ ! -d "$ROOT/ui/node_modules" ] || [ "$ROOT/ui/package-lock.json" -nt "$ROOT/ui/node_modules/.package-lock.json" ]; then
+    log "installing UI dependencies (npm ci)"
+    (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+build_ui() {
+  log "building the UI"
+  (cd "$ROOT/ui" && npm run build --silent)
+}
+
+# Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL and PG_PID_DIR.
+start_postgres() {
+  PG_PID_DIR="$(mktemp -d /tmp/syncsphere-pg.XXXXXX)"
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_PID_DIR"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$PG_BIN/initdb" -D "$PG_PID_DIR/data" -A trust -U postgres --no-sync >/dev/null
+  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_PID_DIR/data" -l "$PG_PID_DIR/log" -w \
+    -o "-p $port -k $PG_PID_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  log "PostgreSQL running at $PG_URL"
+}
+
+stop_postgres() {
+  if [ -n "${PG_PID_DIR:-}" ] && [ -d "$PG_PID_DIR/data" ]; then
+    local as=()
+    if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
+    "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_PID_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_PID_DIR"
+  fi
+}

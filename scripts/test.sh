@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
+# checks formatting and lints, starts a throwaway PostgreSQL, runs all Rust tests (unit,
+# service tests on SQLite and PostgreSQL, end-to-end with real processes), the UI unit tests,
+# and the desktop app under Xvfb through tauri-driver.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_apt
+ensure_toolchains
+ensure_ui_deps
+build_ui   # the desktop crate embeds ui/dist at compile time
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building the binaries the end-to-end tests start"
+cargo build --locked --bins -p syncsphere-server -p syncsphere-cli
+
+start_postgres
+trap stop_postgres EXIT
+export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL"
+
+log "cargo test (workspace)"
+cargo test --workspace --locked
+
+log "UI unit tests (vitest)"
+(cd ui && npm test --silent)
+
+log "desktop app smoke test under Xvfb"
+tests/desktop/smoke.sh
+
+log "all tests passed"

@@ -1,0 +1,355 @@
+//! Service tests of the assembled server (auth + files + state routers) through
+//! `tower::ServiceExt::oneshot`, each run on embedded SQLite and on a real PostgreSQL.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use syncsphere_server::{AppConfig, build};
+use tower::ServiceExt;
+
+const CLIENT_ID: &str = "test-client";
+const POOL: &str = "local_test";
+const PUBLIC_URL: &str = "http://127.0.0.1:9";
+
+struct Harness {
+    app: Router,
+    dir: tempfile::TempDir,
+}
+
+async fn harness(database_url: Option<String>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let app = build(&AppConfig {
+        data_dir: dir.path().to_path_buf(),
+        database_url,
+        public_url: PUBLIC_URL.into(),
+        user_pool_id: POOL.into(),
+        client_id: CLIENT_ID.into(),
+        region: "local-1".into(),
+        access_token_ttl: 3600,
+        refresh_token_ttl: 3600,
+    })
+    .await
+    .unwrap();
+    Harness { app: app.router, dir }
+}
+
+struct Reply {
+    status: StatusCode,
+    json: Value,
+    bytes: Vec<u8>,
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, json, bytes }
+    }
+
+    async fn cognito(&self, op: &str, body: &str) -> Reply {
+        self.send(
+            Request::post("/auth/cognito/")
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("x-amz-target", format!("AWSCognitoIdentityProviderService.{op}"))
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Signs up and in; returns (access token, refresh token).
+    async fn user(&self, email: &str) -> (String, String) {
+        let r = self
+            .cognito("SignUp", &json!({"ClientId": CLIENT_ID, "Username": email, "Password": "password123"}).to_string())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let r = self
+            .cognito(
+                "InitiateAuth",
+                &json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID,
+                        "AuthParameters": {"USERNAME": email, "PASSWORD": "password123"}})
+                .to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let result = &r.json["AuthenticationResult"];
+        (
+            result["AccessToken"].as_str().unwrap().to_owned(),
+            result["RefreshToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn put(&self, token: &str, query: &str, body: &'static [u8]) -> Reply {
+        self.send(
+            Request::put(format!("/v1/files/content?{query}"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("x-syncsphere-device", "dev-1")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn get(&self, token: &str, uri: &str) -> Reply {
+        self.send(
+            Request::get(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Signs claims with the server's own key (to forge expired or mis-addressed tokens).
+    fn sign(&self, claims: Value) -> String {
+        let pem = std::fs::read(self.dir.path().join("idp-signing-key.pem")).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid());
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    }
+
+    fn kid(&self) -> String {
+        KID.with(|k| k.borrow().clone())
+    }
+}
+
+thread_local! {
+    static KID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn cognito_api_and_token_rules(db: Option<String>) {
+    let h = harness(db).await;
+    let (token, refresh) = h.user("bob@example.com").await;
+
+    // JWKS served at {iss}/.well-known/jwks.json, with the kid the tokens carry.
+    let jwks = h.get("", &format!("/{POOL}/.well-known/jwks.json")).await;
+    assert_eq!(jwks.status, StatusCode::OK);
+    let kid = jwks.json["keys"][0]["kid"].as_str().unwrap().to_owned();
+    KID.with(|k| *k.borrow_mut() = kid.clone());
+    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(), Some(kid.as_str()));
+
+    // Cognito's claims.
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["iss"], format!("{PUBLIC_URL}/{POOL}"));
+    assert_eq!(claims["token_use"], "access");
+    assert_eq!(claims["client_id"], CLIENT_ID);
+    assert_eq!(claims["username"], "bob@example.com");
+    assert!(claims["exp"].as_u64().unwrap() > now());
+
+    // Bad input: each a 400 with Cognito's exception name.
+    let cases = [
+        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "bob@example.com", "Password": "password123"}).to_string(), "UsernameExistsException"),
+        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "new@example.com", "Password": "short"}).to_string(), "InvalidPasswordException"),
+        ("SignUp", json!({"ClientId": "wrong", "Username": "x@example.com", "Password": "password123"}).to_string(), "ResourceNotFoundException"),
+        ("InitiateAuth", json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "bob@example.com", "PASSWORD": "wrong-password"}}).to_string(), "NotAuthorizedException"),
+        ("InitiateAuth", json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "nobody@example.com", "PASSWORD": "password123"}}).to_string(), "NotAuthorizedException"),
+        ("InitiateAuth", json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": "forged"}}).to_string(), "NotAuthorizedException"),
+        ("InitiateAuth", "{not json".to_owned(), "SerializationException"),
+        ("DeleteUserPool", "{}".to_owned(), "UnknownOperationException"),
+    ];
+    for (op, body, expected) in cases {
+        let r = h.cognito(op, &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{op} {body}");
+        assert_eq!(r.json["__type"], expected, "{op} {body}: {}", r.json);
+        assert!(r.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The failed sign-up created nobody.
+    let r = h
+        .cognito("InitiateAuth", &json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "new@example.com", "PASSWORD": "short"}}).to_string())
+        .await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException");
+
+    // Refresh gives a new working access token.
+    let r = h
+        .cognito("InitiateAuth", &json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": refresh}}).to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let fresh = r.json["AuthenticationResult"]["AccessToken"].as_str().unwrap();
+    assert_eq!(h.get(fresh, "/v1/files").await.status, StatusCode::OK);
+
+    // Token rules: each forged or broken token is a 401 JSON error.
+    let sub = claims["sub"].as_str().unwrap();
+    let base = json!({"sub": sub, "iss": format!("{PUBLIC_URL}/{POOL}"), "token_use": "access", "client_id": CLIENT_ID, "exp": now() + 600, "username": "bob@example.com"});
+    let with = |k: &str, v: Value| {
+        let mut c = base.clone();
+        c[k] = v;
+        c
+    };
+    assert_eq!(h.get(&h.sign(base.clone()), "/v1/files").await.status, StatusCode::OK, "control token must pass");
+    let bad_tokens = [
+        ("expired", h.sign(with("exp", json!(now() - 120)))),
+        ("wrong issuer", h.sign(with("iss", json!("https://cognito-idp.us-east-1.amazonaws.com/other")))),
+        ("wrong client", h.sign(with("client_id", json!("other-client")))),
+        ("wrong token_use", h.sign(with("token_use", json!("refresh")))),
+        ("id token for another audience", h.sign(with("token_use", json!("id")))),
+        ("garbage", "not.a.jwt".to_owned()),
+        ("tampered", {
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(with("sub", json!("someone-else")).to_string());
+            parts.join(".")
+        }),
+    ];
+    for (what, bad) in bad_tokens {
+        let r = h.get(&bad, "/v1/files").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(r.json["error"], "unauthorized", "{what}");
+    }
+    let r = h.send(Request::get("/v1/files").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // GetUser and GlobalSignOut.
+    let r = h.cognito("GetUser", &json!({"AccessToken": token}).to_string()).await;
+    assert_eq!(r.json["Username"], "bob@example.com");
+    let r = h.cognito("GlobalSignOut", &json!({"AccessToken": token}).to_string()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = h
+        .cognito("InitiateAuth", &json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": refresh}}).to_string())
+        .await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException", "refresh token revoked by GlobalSignOut");
+}
+
+async fn files_commit_rules_and_bad_input(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("carol@example.com").await;
+    let (other, _) = h.user("dave@example.com").await;
+
+    // Invalid paths: 400 invalid_path and nothing written.
+    let long_name = format!("path={}", "a".repeat(300));
+    let bad = [
+        "path=..%2Fescape", "path=%2Fabsolute", "path=a%2F%2Fb", "path=a%2F", "path=a%00b",
+        "path=a%0Ab", "path=", "path=.", "path=a%5Cb", long_name.as_str(),
+    ];
+    for q in bad {
+        let r = h.put(&t, q, b"x").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.json);
+        assert_eq!(r.json["error"], "invalid_path", "{q}");
+    }
+    let r = h.put(&t, "parent_rev=1", b"x").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["error"], "bad_request");
+    let r = h.put(&t, "path=a.txt&parent_rev=zero", b"x").await;
+    assert_eq!(r.json["error"], "bad_request");
+    let listing = h.get(&t, "/v1/files").await;
+    assert_eq!(listing.json["files"], json!([]));
+    assert_eq!(listing.json["cursor"], 0, "nothing reached the journal");
+
+    // Create, then the parent_rev rules.
+    let created = h.put(&t, "path=docs%2FPlan.txt", b"v1").await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.json);
+    assert_eq!(created.json["rev"], 1);
+    let id = created.json["file_id"].as_str().unwrap().to_owned();
+    let again = h.put(&t, "path=docs%2FPlan.txt", b"other").await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.json["current"]["rev"], 1);
+    let case = h.put(&t, "path=DOCS%2Fplan.TXT", b"other").await;
+    assert_eq!(case.status, StatusCode::CONFLICT, "paths are unique regardless of case");
+    let updated = h.put(&t, "path=docs%2FPlan.txt&parent_rev=1", b"v2").await;
+    assert_eq!(updated.json["rev"], 2);
+    let stale = h.put(&t, "path=docs%2FPlan.txt&parent_rev=1", b"lost?").await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "a stale parent never overwrites");
+    assert_eq!(stale.json["error"], "conflict");
+    assert_eq!(stale.json["current"]["rev"], 2);
+    let gone = h.put(&t, "path=never.txt&parent_rev=3", b"x").await;
+    assert_eq!(gone.status, StatusCode::CONFLICT);
+
+    // Download returns the committed bytes with their revision; other users see nothing.
+    let dl = h.get(&t, &format!("/v1/files/{id}/content")).await;
+    assert_eq!(dl.bytes, b"v2");
+    assert_eq!(h.get(&other, &format!("/v1/files/{id}/content")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.get(&other, "/v1/files").await.json["files"], json!([]));
+
+    // Move keeps the id; moving onto a live path conflicts; malformed JSON is a JSON 400.
+    let mv = |body: String| {
+        Request::post(format!("/v1/files/{id}/move"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let r = h.send(mv("{oops".into())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json["error"], "bad_request");
+    assert_eq!(h.put(&t, "path=taken.txt", b"t").await.status, StatusCode::OK);
+    let r = h.send(mv(json!({"new_path": "TAKEN.txt", "parent_rev": 2}).to_string())).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = h.send(mv(json!({"new_path": "../x", "parent_rev": 2}).to_string())).await;
+    assert_eq!(r.json["error"], "invalid_path");
+    let r = h.send(mv(json!({"new_path": "archive/plan.txt", "parent_rev": 2}).to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["file_id"], id.as_str());
+    assert_eq!(r.json["rev"], 3);
+
+    // Delete needs the current revision.
+    let del = |rev: i64| {
+        Request::delete(format!("/v1/files/{id}?parent_rev={rev}"))
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(h.send(del(2)).await.status, StatusCode::CONFLICT);
+    let r = h.send(del(3)).await;
+    assert_eq!(r.json["deleted"], true);
+    assert_eq!(h.get(&t, &format!("/v1/files/{id}/content")).await.status, StatusCode::NOT_FOUND);
+
+    // The journal: strictly increasing seq, one entry per commit, pageable.
+    let page = h.get(&t, "/v1/changes?cursor=0").await.json;
+    let events: Vec<(i64, String)> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["seq"].as_i64().unwrap(), c["event"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![(1, "created".into()), (2, "updated".into()), (3, "created".into()), (4, "moved".into()), (5, "deleted".into())]
+    );
+    assert_eq!(page["changes"][3]["old_path"], "docs/Plan.txt");
+    assert_eq!(page["changes"][0]["origin_device"], "dev-1");
+    let first = h.get(&t, "/v1/changes?cursor=0&limit=2").await.json;
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["cursor"], 2);
+    let rest = h.get(&t, "/v1/changes?cursor=2&limit=10").await.json;
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest["changes"].as_array().unwrap().len(), 3);
+    assert_eq!(h.get(&t, "/v1/changes?cursor=-1").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.get(&other, "/v1/changes?cursor=0").await.json["changes"], json!([]));
+}
+
+#[tokio::test]
+async fn cognito_api_and_token_rules_on_sqlite() {
+    cognito_api_and_token_rules(None).await;
+}
+
+#[tokio::test]
+async fn files_commit_rules_and_bad_input_on_sqlite() {
+    files_commit_rules_and_bad_input(None).await;
+}
+
+fn postgres() -> Option<String> {
+    let admin = syncsphere_e2e::postgres_admin_url()?;
+    Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
+}
+
+#[tokio::test]
+async fn cognito_api_and_token_rules_on_postgres() {
+    if let Some(url) = postgres() {
+        cognito_api_and_token_rules(Some(url)).await;
+    }
+}
+
+#[tokio::test]
+async fn files_commit_rules_and_bad_input_on_postgres() {
+    if let Some(url) = postgres() {
+        files_commit_rules_and_bad_input(Some(url)).await;
+    }
+}

@@ -1,0 +1,184 @@
+//! End to end: the real server and two real `syncsphere` clients (one account, two folders)
+//! sync create, edit, delete and rename through the push path — on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use syncsphere_e2e::{Device, Server, fresh_postgres_database, postgres_admin_url, wait_for};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Push latency the product promises in these tests; the client's fallback poll is 60 s, so
+/// meeting this bound is only possible through the WebSocket push.
+const PUSH_BOUND: Duration = Duration::from_secs(2);
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn same_bytes(a: &Device, b: &Device, rel: &str) -> bool {
+    match (std::fs::read(a.path(rel)), std::fs::read(b.path(rel))) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn connected(d: &Device) -> bool {
+    d.status()
+        .is_some_and(|s| s["connected"] == true && s["state"] == "up_to_date")
+}
+
+/// A raw WebSocket "device" speaking the protocol directly, to observe what the server pushes.
+async fn raw_device(
+    server: &Server,
+    token: &str,
+    device_id: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("{}/v1/ws", server.url.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+    let hello = serde_json::json!({"type": "hello", "device_id": device_id, "cursor": 0});
+    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
+    let welcome = next_json(&mut ws, Duration::from_secs(5)).await.expect("welcome");
+    assert_eq!(welcome["type"], "welcome");
+    ws
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).ok();
+        }
+    }
+}
+
+async fn scenario(database_url: Option<String>) {
+    let server = Server::start(database_url.as_deref()).expect("server starts");
+    let (a, b) = (Device::new("laptop").unwrap(), Device::new("desktop").unwrap());
+    let email = "alice@example.com";
+
+    // Bad input on sign-up/sign-in is refused with a clear message, nothing created.
+    let dup_check = a.account("signup", &server, email).unwrap();
+    assert!(dup_check.status.success(), "signup: {}", String::from_utf8_lossy(&dup_check.stderr));
+    let dup = b.account("signup", &server, email).unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let login = b.account("login", &server, email).unwrap();
+    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+
+    // Two raw observers: one pretending to be device A (must get nothing for A's changes),
+    // one another device (must get each of A's changes).
+    let a_id = a.config()["device_id"].as_str().unwrap().to_owned();
+    let mut as_a = raw_device(&server, &a.access_token(), &a_id).await;
+    let mut observer = raw_device(&server, &a.access_token(), "observer").await;
+
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || connected(&a) && connected(&b)).is_some(),
+        "clients did not come online\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+
+    // 1. Create on A → byte-identical on B, through the push path.
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(a.path("report.bin"), &content).unwrap();
+    let took = wait_for(SETTLE, || same_bytes(&a, &b, "report.bin"))
+        .unwrap_or_else(|| panic!("create did not reach B\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    assert!(took < PUSH_BOUND, "create took {took:?} to reach B (bound {PUSH_BOUND:?})");
+    eprintln!("create A→B in {took:?}");
+
+    let pushed = next_json(&mut observer, Duration::from_secs(5)).await.expect("observer got the change");
+    assert_eq!(pushed["type"], "change");
+    assert_eq!(pushed["event"], "created");
+    assert_eq!(pushed["path"], "report.bin");
+    assert_eq!(pushed["origin_device"], a_id.as_str());
+    for key in ["file_id", "rev", "seq"] {
+        assert!(!pushed[key].is_null(), "push lacks {key}: {pushed}");
+    }
+    assert!(
+        next_json(&mut as_a, Duration::from_millis(500)).await.is_none(),
+        "the originating device was pushed its own change"
+    );
+
+    // 2. Edit on B → A.
+    std::fs::write(b.path("report.bin"), b"edited on the desktop").unwrap();
+    let took = wait_for(SETTLE, || std::fs::read(a.path("report.bin")).is_ok_and(|c| c == b"edited on the desktop"))
+        .unwrap_or_else(|| panic!("edit did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    assert!(took < PUSH_BOUND, "edit took {took:?} to reach A");
+    eprintln!("edit B→A in {took:?}");
+
+    // 3. Nested folders and Unicode names.
+    std::fs::create_dir_all(a.path("Fotos/été 🎉")).unwrap();
+    std::fs::write(a.path("Fotos/été 🎉/naïve.txt"), "ünïcödé").unwrap();
+    assert!(wait_for(SETTLE, || same_bytes(&a, &b, "Fotos/été 🎉/naïve.txt")).is_some(), "unicode file did not reach B");
+
+    // 4. Rename on B → A (the file keeps its id on the server).
+    std::fs::rename(b.path("report.bin"), b.path("renamed.bin")).unwrap();
+    let took = wait_for(SETTLE, || !a.path("report.bin").exists() && same_bytes(&a, &b, "renamed.bin"))
+        .unwrap_or_else(|| panic!("rename did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    assert!(took < PUSH_BOUND, "rename took {took:?} to reach A");
+    eprintln!("rename B→A in {took:?}");
+
+    // 5. Delete on A → B.
+    std::fs::remove_file(a.path("renamed.bin")).unwrap();
+    let took = wait_for(SETTLE, || !b.path("renamed.bin").exists())
+        .unwrap_or_else(|| panic!("delete did not reach B\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    assert!(took < PUSH_BOUND, "delete took {took:?} to reach B");
+    eprintln!("delete A→B in {took:?}");
+
+    // Journal of the whole story, as the observer saw it.
+    let mut events = Vec::new();
+    while let Some(m) = next_json(&mut observer, Duration::from_millis(300)).await {
+        events.push(m["event"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(events.contains(&"moved".to_owned()), "a rename is a move on the server: {events:?}");
+    assert!(events.contains(&"deleted".to_owned()), "{events:?}");
+
+    // Both folders end identical, and both clients are up to date.
+    assert!(wait_for(SETTLE, || connected(&a) && connected(&b)).is_some());
+    let listing = |d: &Device| {
+        let mut v: Vec<String> = walk(&d.folder);
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&a), listing(&b));
+    assert_eq!(listing(&a), vec!["Fotos/été 🎉/naïve.txt".to_owned()]);
+}
+
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if e.file_name() == ".syncsphere" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_sync_through_push_on_sqlite() {
+    scenario(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_sync_through_push_on_postgres() {
+    let Some(admin) = postgres_admin_url() else { return };
+    let url = fresh_postgres_database(&admin).expect("fresh database");
+    scenario(Some(url)).await;
+}

@@ -1,0 +1,235 @@
+//! Harness for SyncSphere's end-to-end tests: starts the real `syncsphere-server` and real
+//! `syncsphere` client processes on loopback, each in its own temporary directory, and stops
+//! exactly the processes it started.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Directory holding the workspace's binaries (`target/debug`), or `SYNCSPHERE_BIN_DIR`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SYNCSPHERE_BIN_DIR") {
+        return dir.into();
+    }
+    // Test executables live in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is terminated (SIGTERM, then SIGKILL) when dropped.
+pub struct Process {
+    child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL.
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running `syncsphere-server` with its own data directory.
+pub struct Server {
+    pub url: String,
+    pub process: Process,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server on a free loopback port: embedded SQLite when `database_url` is `None`.
+    pub fn start(database_url: Option<&str>) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let log = std::fs::File::create(data.path().join("server.log"))?;
+        let mut cmd = Command::new(bin("syncsphere-server"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(url) = database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let mut child = cmd.spawn().context("starting syncsphere-server")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("syncsphere-server listening on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let process = Process { child, name: "server".into() };
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
+                bail!("server did not start; its log:\n{log}");
+            }
+        };
+        Ok(Server { url, process, _data: data })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._data.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// One device: a config directory and a sync folder.
+pub struct Device {
+    pub name: String,
+    pub config_dir: PathBuf,
+    pub folder: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Device {
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let root = tempfile::tempdir()?;
+        Ok(Device {
+            name: name.into(),
+            config_dir: root.path().join("config"),
+            folder: root.path().join("SyncSphere"),
+            _root: root,
+        })
+    }
+
+    fn cli(&self) -> Command {
+        let mut cmd = Command::new(bin("syncsphere"));
+        cmd.arg("--config-dir").arg(&self.config_dir).env("SYNCSPHERE_PASSWORD", PASSWORD);
+        cmd
+    }
+
+    /// Runs `signup` or `login`; returns the process output.
+    pub fn account(&self, verb: &str, server: &Server, email: &str) -> anyhow::Result<std::process::Output> {
+        Ok(self
+            .cli()
+            .args([verb, "--server", &server.url, "--email", email])
+            .output()?)
+    }
+
+    pub fn start_sync(&self) -> anyhow::Result<Process> {
+        let log = std::fs::File::create(self._root.path().join("sync.log"))?;
+        let child = self
+            .cli()
+            .args(["sync", "--folder"])
+            .arg(&self.folder)
+            .args(["--device-name", &self.name])
+            .env("RUST_LOG", "info,syncsphere_sync_client=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Process { child, name: self.name.clone() })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._root.path().join("sync.log")).unwrap_or_default()
+    }
+
+    /// The `status.json` the running sync writes.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.config_dir.join("status.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.config_dir.join("config.json")).expect("config.json"))
+            .expect("valid config.json")
+    }
+
+    pub fn access_token(&self) -> String {
+        let session: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.config_dir.join("session.json")).expect("session.json"))
+                .expect("valid session.json");
+        session["access_token"].as_str().expect("access token").to_owned()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.folder.join(rel)
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes; returns the time it took.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Admin URL of the PostgreSQL server the test command started, if any. Under `CI` its absence
+/// is an error, so the PostgreSQL variants cannot be skipped silently there.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("SYNCSPHERE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but SYNCSPHERE_TEST_DATABASE_URL is not: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!("SKIPPED: SYNCSPHERE_TEST_DATABASE_URL is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// Creates a fresh database on the test PostgreSQL server and returns its URL.
+pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
+    let name = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let out = Command::new("psql")
+        .arg(admin_url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("creating database: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (base, _) = admin_url.rsplit_once('/').context("admin URL has no database")?;
+    Ok(format!("{base}/{name}"))
+}

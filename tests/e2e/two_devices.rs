@@ -36,21 +36,32 @@ async fn raw_device(
         .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connect");
     let hello = serde_json::json!({"type": "hello", "device_id": device_id, "cursor": 0});
-    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
-    let welcome = next_json(&mut ws, Duration::from_secs(5)).await.expect("welcome");
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    let welcome = next_json(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("welcome");
     assert_eq!(welcome["type"], "welcome");
     ws
 }
 
 async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     timeout: Duration,
 ) -> Option<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .ok()??
+            .ok()?;
         if let Message::Text(t) = msg {
             return serde_json::from_str(&t).ok();
         }
@@ -59,17 +70,28 @@ async fn next_json(
 
 async fn scenario(database_url: Option<String>) {
     let server = Server::start(database_url.as_deref()).expect("server starts");
-    let (a, b) = (Device::new("laptop").unwrap(), Device::new("desktop").unwrap());
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
     let email = "alice@example.com";
 
     // Bad input on sign-up/sign-in is refused with a clear message, nothing created.
     let dup_check = a.account("signup", &server, email).unwrap();
-    assert!(dup_check.status.success(), "signup: {}", String::from_utf8_lossy(&dup_check.stderr));
+    assert!(
+        dup_check.status.success(),
+        "signup: {}",
+        String::from_utf8_lossy(&dup_check.stderr)
+    );
     let dup = b.account("signup", &server, email).unwrap();
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     let login = b.account("login", &server, email).unwrap();
-    assert!(login.status.success(), "login: {}", String::from_utf8_lossy(&login.stderr));
+    assert!(
+        login.status.success(),
+        "login: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
 
     // Two raw observers: one pretending to be device A (must get nothing for A's changes),
     // one another device (must get each of A's changes).
@@ -87,14 +109,21 @@ async fn scenario(database_url: Option<String>) {
     );
 
     // 1. Create on A → byte-identical on B, through the push path.
-    let content: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let content: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(a.path("report.bin"), &content).unwrap();
     let took = wait_for(SETTLE, || same_bytes(&a, &b, "report.bin"))
         .unwrap_or_else(|| panic!("create did not reach B\nA:\n{}\nB:\n{}", a.log(), b.log()));
-    assert!(took < PUSH_BOUND, "create took {took:?} to reach B (bound {PUSH_BOUND:?})");
+    assert!(
+        took < PUSH_BOUND,
+        "create took {took:?} to reach B (bound {PUSH_BOUND:?})"
+    );
     eprintln!("create A→B in {took:?}");
 
-    let pushed = next_json(&mut observer, Duration::from_secs(5)).await.expect("observer got the change");
+    let pushed = next_json(&mut observer, Duration::from_secs(5))
+        .await
+        .expect("observer got the change");
     assert_eq!(pushed["type"], "change");
     assert_eq!(pushed["event"], "created");
     assert_eq!(pushed["path"], "report.bin");
@@ -103,26 +132,35 @@ async fn scenario(database_url: Option<String>) {
         assert!(!pushed[key].is_null(), "push lacks {key}: {pushed}");
     }
     assert!(
-        next_json(&mut as_a, Duration::from_millis(500)).await.is_none(),
+        next_json(&mut as_a, Duration::from_millis(500))
+            .await
+            .is_none(),
         "the originating device was pushed its own change"
     );
 
     // 2. Edit on B → A.
     std::fs::write(b.path("report.bin"), b"edited on the desktop").unwrap();
-    let took = wait_for(SETTLE, || std::fs::read(a.path("report.bin")).is_ok_and(|c| c == b"edited on the desktop"))
-        .unwrap_or_else(|| panic!("edit did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    let took = wait_for(SETTLE, || {
+        std::fs::read(a.path("report.bin")).is_ok_and(|c| c == b"edited on the desktop")
+    })
+    .unwrap_or_else(|| panic!("edit did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
     assert!(took < PUSH_BOUND, "edit took {took:?} to reach A");
     eprintln!("edit B→A in {took:?}");
 
     // 3. Nested folders and Unicode names.
     std::fs::create_dir_all(a.path("Fotos/été 🎉")).unwrap();
     std::fs::write(a.path("Fotos/été 🎉/naïve.txt"), "ünïcödé").unwrap();
-    assert!(wait_for(SETTLE, || same_bytes(&a, &b, "Fotos/été 🎉/naïve.txt")).is_some(), "unicode file did not reach B");
+    assert!(
+        wait_for(SETTLE, || same_bytes(&a, &b, "Fotos/été 🎉/naïve.txt")).is_some(),
+        "unicode file did not reach B"
+    );
 
     // 4. Rename on B → A (the file keeps its id on the server).
     std::fs::rename(b.path("report.bin"), b.path("renamed.bin")).unwrap();
-    let took = wait_for(SETTLE, || !a.path("report.bin").exists() && same_bytes(&a, &b, "renamed.bin"))
-        .unwrap_or_else(|| panic!("rename did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
+    let took = wait_for(SETTLE, || {
+        !a.path("report.bin").exists() && same_bytes(&a, &b, "renamed.bin")
+    })
+    .unwrap_or_else(|| panic!("rename did not reach A\nA:\n{}\nB:\n{}", a.log(), b.log()));
     assert!(took < PUSH_BOUND, "rename took {took:?} to reach A");
     eprintln!("rename B→A in {took:?}");
 
@@ -138,7 +176,10 @@ async fn scenario(database_url: Option<String>) {
     while let Some(m) = next_json(&mut observer, Duration::from_millis(300)).await {
         events.push(m["event"].as_str().unwrap_or_default().to_owned());
     }
-    assert!(events.contains(&"moved".to_owned()), "a rename is a move on the server: {events:?}");
+    assert!(
+        events.contains(&"moved".to_owned()),
+        "a rename is a move on the server: {events:?}"
+    );
     assert!(events.contains(&"deleted".to_owned()), "{events:?}");
 
     // Both folders end identical, and both clients are up to date.
@@ -178,7 +219,9 @@ async fn two_devices_sync_through_push_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_sync_through_push_on_postgres() {
-    let Some(admin) = postgres_admin_url() else { return };
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
     let url = fresh_postgres_database(&admin).expect("fresh database");
     scenario(Some(url)).await;
 }

@@ -18,7 +18,10 @@ pub fn bin_dir() -> PathBuf {
     }
     // Test executables live in target/<profile>/deps.
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
@@ -47,7 +50,10 @@ impl Process {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
@@ -95,20 +101,32 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("syncsphere-server listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = tx.send(url);
                 }
             }
         });
-        let process = Process { child, name: "server".into() };
+        let process = Process {
+            child,
+            name: "server".into(),
+        };
         let url = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => url,
             Err(_) => {
-                let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
                 bail!("server did not start; its log:\n{log}");
             }
         };
-        Ok(Server { url, process, _data: data })
+        Ok(Server {
+            url,
+            process,
+            _data: data,
+        })
     }
 
     pub fn log(&self) -> String {
@@ -137,12 +155,19 @@ impl Device {
 
     fn cli(&self) -> Command {
         let mut cmd = Command::new(bin("syncsphere"));
-        cmd.arg("--config-dir").arg(&self.config_dir).env("SYNCSPHERE_PASSWORD", PASSWORD);
+        cmd.arg("--config-dir")
+            .arg(&self.config_dir)
+            .env("SYNCSPHERE_PASSWORD", PASSWORD);
         cmd
     }
 
     /// Runs `signup` or `login`; returns the process output.
-    pub fn account(&self, verb: &str, server: &Server, email: &str) -> anyhow::Result<std::process::Output> {
+    pub fn account(
+        &self,
+        verb: &str,
+        server: &Server,
+        email: &str,
+    ) -> anyhow::Result<std::process::Output> {
         Ok(self
             .cli()
             .args([verb, "--server", &server.url, "--email", email])
@@ -160,7 +185,10 @@ impl Device {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        Ok(Process { child, name: self.name.clone() })
+        Ok(Process {
+            child,
+            name: self.name.clone(),
+        })
     }
 
     pub fn log(&self) -> String {
@@ -174,15 +202,21 @@ impl Device {
     }
 
     pub fn config(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.config_dir.join("config.json")).expect("config.json"))
-            .expect("valid config.json")
+        serde_json::from_slice(
+            &std::fs::read(self.config_dir.join("config.json")).expect("config.json"),
+        )
+        .expect("valid config.json")
     }
 
     pub fn access_token(&self) -> String {
-        let session: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.config_dir.join("session.json")).expect("session.json"))
-                .expect("valid session.json");
-        session["access_token"].as_str().expect("access token").to_owned()
+        let session: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.config_dir.join("session.json")).expect("session.json"),
+        )
+        .expect("valid session.json");
+        session["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -210,7 +244,9 @@ pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("SYNCSPHERE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but SYNCSPHERE_TEST_DATABASE_URL is not: run the tests through scripts/test.sh")
+            panic!(
+                "CI is set but SYNCSPHERE_TEST_DATABASE_URL is not: run the tests through scripts/test.sh"
+            )
         }
         _ => {
             eprintln!("SKIPPED: SYNCSPHERE_TEST_DATABASE_URL is not set (scripts/test.sh sets it)");
@@ -224,12 +260,22 @@ pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
     let name = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
     let out = Command::new("psql")
         .arg(admin_url)
-        .args(["-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .output()
         .context("running psql")?;
     if !out.status.success() {
-        bail!("creating database: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "creating database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let (base, _) = admin_url.rsplit_once('/').context("admin URL has no database")?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .context("admin URL has no database")?;
     Ok(format!("{base}/{name}"))
 }

@@ -90,7 +90,11 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    pub fn new(issuer: impl Into<String>, client_id: impl Into<String>, source: JwksSource) -> Self {
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        source: JwksSource,
+    ) -> Self {
         let mut cache = KeyCache::default();
         if let JwksSource::Static(set) = &source {
             cache.keys = decoding_keys(set);
@@ -116,9 +120,14 @@ impl Verifier {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Invalid(format!("algorithm {:?} is not RS256", header.alg)));
+            return Err(AuthError::Invalid(format!(
+                "algorithm {:?} is not RS256",
+                header.alg
+            )));
         }
-        let kid = header.kid.ok_or_else(|| AuthError::Malformed("no kid".into()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| AuthError::Malformed("no kid".into()))?;
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.issuer]);
@@ -151,7 +160,10 @@ impl Verifier {
         if let Some(key) = cache.keys.get(kid) {
             return Ok(key.clone());
         }
-        if cache.last_fetch.is_some_and(|t| t.elapsed() < REFETCH_PENALTY) {
+        if cache
+            .last_fetch
+            .is_some_and(|t| t.elapsed() < REFETCH_PENALTY)
+        {
             return Err(AuthError::UnknownKey);
         }
         cache.last_fetch = Some(Instant::now());
@@ -198,7 +210,10 @@ impl AuthUser {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .ok_or(AuthError::MissingToken)?;
         let claims = verifier.verify(token.trim()).await?;
         let username = claims
@@ -247,4 +262,3 @@ impl IntoResponse for AuthRejection {
             .into_response()
     }
 }
-

@@ -70,8 +70,8 @@ impl DiskBlobStore {
         let mut file = tokio::fs::File::create(&staged.path).await?;
         let mut hasher = Sha256::new();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| FilesError::BadRequest(format!("upload interrupted: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| FilesError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
             staged.size += chunk.len() as i64;
             file.write_all(&chunk).await?;
@@ -95,7 +95,11 @@ impl DiskBlobStore {
     }
 
     /// Opens a stored blob for reading.
-    pub async fn open_blob(&self, user_id: &str, sha256: &str) -> Result<tokio::fs::File, FilesError> {
+    pub async fn open_blob(
+        &self,
+        user_id: &str,
+        sha256: &str,
+    ) -> Result<tokio::fs::File, FilesError> {
         let path = self.blob_path(user_id, sha256)?;
         Ok(tokio::fs::File::open(path).await?)
     }

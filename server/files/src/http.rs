@@ -1,6 +1,7 @@
 //! REST edge of the File Management Service: request parsing, auth, and the mapping of
 //! [`FilesError`] to HTTP statuses.
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -8,10 +9,11 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Json;
 use serde::Deserialize;
 use syncsphere_auth::AuthUser;
-use syncsphere_protocol::{ChangesPage, DEVICE_HEADER, FileList, FileMeta, MoveRequest, normalize_path};
+use syncsphere_protocol::{
+    ChangesPage, DEVICE_HEADER, FileList, FileMeta, MoveRequest, normalize_path,
+};
 use tokio_util::io::ReaderStream;
 
 use crate::store::NewContent;
@@ -72,7 +74,9 @@ async fn upload(
     let q = query(q)?;
     let path = normalize_path(&q.path)?;
     if q.parent_rev.is_some_and(|r| r < 1) {
-        return Err(FilesError::BadRequest("parent_rev must be at least 1".into()));
+        return Err(FilesError::BadRequest(
+            "parent_rev must be at least 1".into(),
+        ));
     }
     let device = device(&headers)?;
     let staged = state.blobs.stage(body.into_data_stream()).await?;
@@ -122,7 +126,10 @@ async fn download(
     let file = state.blobs.open_blob(&user.user_id, &meta.sha256).await?;
     let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
     headers.insert(REV_HEADER, HeaderValue::from(meta.rev));
     if let Ok(v) = HeaderValue::from_str(&meta.sha256) {
@@ -166,14 +173,23 @@ async fn move_file(
     let device = device(&headers)?;
     let (meta, change) = state
         .store
-        .move_file(&user.user_id, &file_id, &new_path, req.parent_rev, device.as_deref())
+        .move_file(
+            &user.user_id,
+            &file_id,
+            &new_path,
+            req.parent_rev,
+            device.as_deref(),
+        )
         .await?;
     tracing::info!(user = %user.user_id, from = ?change.old_path, to = %meta.path, seq = change.seq, "moved");
     state.sink.publish(&user.user_id, &change);
     Ok(Json(meta))
 }
 
-async fn list(State(state): State<FilesState>, user: AuthUser) -> Result<Json<FileList>, FilesError> {
+async fn list(
+    State(state): State<FilesState>,
+    user: AuthUser,
+) -> Result<Json<FileList>, FilesError> {
     Ok(Json(state.store.list(&user.user_id).await?))
 }
 
@@ -194,5 +210,7 @@ async fn changes(
         return Err(FilesError::BadRequest("cursor must not be negative".into()));
     }
     let limit = q.limit.unwrap_or(crate::store::MAX_CHANGES_PAGE);
-    Ok(Json(state.store.changes(&user.user_id, q.cursor, limit).await?))
+    Ok(Json(
+        state.store.changes(&user.user_id, q.cursor, limit).await?,
+    ))
 }

@@ -72,7 +72,10 @@ impl MetadataStore {
         MetadataStore { db }
     }
 
-    async fn begin_commit(&self, user_id: &str) -> Result<(Transaction<'static, Any>, i64), FilesError> {
+    async fn begin_commit(
+        &self,
+        user_id: &str,
+    ) -> Result<(Transaction<'static, Any>, i64), FilesError> {
         sqlx::query(
             "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
              ON CONFLICT (user_id) DO NOTHING",
@@ -260,7 +263,10 @@ impl MetadataStore {
             }
             (None, Some(parent)) => {
                 return Err(FilesError::conflict(
-                    format!("'{}' no longer exists (expected revision {parent})", new.path),
+                    format!(
+                        "'{}' no longer exists (expected revision {parent})",
+                        new.path
+                    ),
                     None,
                 ));
             }
@@ -284,7 +290,10 @@ impl MetadataStore {
             .ok_or(FilesError::NotFound)?;
         if cur.rev != parent_rev {
             return Err(FilesError::conflict(
-                format!("'{}' is at revision {}, not {parent_rev}", cur.path, cur.rev),
+                format!(
+                    "'{}' is at revision {}, not {parent_rev}",
+                    cur.path, cur.rev
+                ),
                 Some(cur),
             ));
         }
@@ -296,7 +305,8 @@ impl MetadataStore {
             modified_ms: now_ms(),
             ..cur
         };
-        let change = Self::finish(tx, user_id, seq, &meta, ChangeKind::Deleted, None, device).await?;
+        let change =
+            Self::finish(tx, user_id, seq, &meta, ChangeKind::Deleted, None, device).await?;
         Ok((meta, change))
     }
 
@@ -316,7 +326,10 @@ impl MetadataStore {
             .ok_or(FilesError::NotFound)?;
         if cur.rev != parent_rev {
             return Err(FilesError::conflict(
-                format!("'{}' is at revision {}, not {parent_rev}", cur.path, cur.rev),
+                format!(
+                    "'{}' is at revision {}, not {parent_rev}",
+                    cur.path, cur.rev
+                ),
                 Some(cur),
             ));
         }
@@ -380,7 +393,12 @@ impl MetadataStore {
     }
 
     /// Journal entries with `seq > cursor`, oldest first, at most `limit`.
-    pub async fn changes(&self, user_id: &str, cursor: i64, limit: i64) -> Result<ChangesPage, FilesError> {
+    pub async fn changes(
+        &self,
+        user_id: &str,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<ChangesPage, FilesError> {
         let limit = limit.clamp(1, MAX_CHANGES_PAGE);
         let rows = sqlx::query(
             "SELECT seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms

@@ -95,6 +95,13 @@ mod tests {
         check("a\u{7f}", Err(PathError::ControlCharacter));
         check("a\\b", Err(PathError::Backslash));
         check(&"x".repeat(256), Err(PathError::NameTooLong));
-        check(&"abcd/".repeat(1000).trim_end_matches('/').to_owned().replace("abcd", "abcdefgh"), Err(PathError::TooLong));
+        check(
+            &"abcd/"
+                .repeat(1000)
+                .trim_end_matches('/')
+                .to_owned()
+                .replace("abcd", "abcdefgh"),
+            Err(PathError::TooLong),
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The registry of live connections per user and the non-blocking fan-out to them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use syncsphere_files::ChangeSink;
 use syncsphere_protocol::ChangeEvent;
@@ -150,8 +150,14 @@ mod tests {
         let mut b = hub.register("u1", "dev-b");
         let mut other_user = hub.register("u2", "dev-c");
         hub.publish("u1", &change(1, "dev-a"));
-        assert!(a.rx.try_recv().is_err(), "origin device must not get its own change");
-        assert_eq!(b.rx.try_recv().unwrap(), ServerMessage::Change(change(1, "dev-a")));
+        assert!(
+            a.rx.try_recv().is_err(),
+            "origin device must not get its own change"
+        );
+        assert_eq!(
+            b.rx.try_recv().unwrap(),
+            ServerMessage::Change(change(1, "dev-a"))
+        );
         assert!(other_user.rx.try_recv().is_err());
     }
 

@@ -61,7 +61,8 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     .context("starting the built-in identity provider")?;
     let verifier = Arc::new(idp.verifier());
     let hub = PushHub::new();
-    let blobs = DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
+    let blobs =
+        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
     let files = syncsphere_files::router(FilesState {
         store: MetadataStore::new(db),
         blobs: Arc::new(blobs),
@@ -81,7 +82,10 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         },
     };
     let router = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .route(
             "/v1/config",
             get(move || {

@@ -12,7 +12,11 @@ use clap::Parser;
 use syncsphere_server::{AppConfig, build};
 
 #[derive(Debug, Parser)]
-#[command(name = "syncsphere-server", version, about = "SyncSphere file sync server (all roles in one process)")]
+#[command(
+    name = "syncsphere-server",
+    version,
+    about = "SyncSphere file sync server (all roles in one process)"
+)]
 struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "SYNCSPHERE_LISTEN", default_value = "127.0.0.1:8787")]
@@ -28,10 +32,18 @@ struct Args {
     #[arg(long, env = "SYNCSPHERE_PUBLIC_URL")]
     public_url: Option<String>,
     /// User pool id of the built-in identity provider (the issuer is `{public URL}/{pool id}`).
-    #[arg(long, env = "SYNCSPHERE_USER_POOL_ID", default_value = "local_syncsphere")]
+    #[arg(
+        long,
+        env = "SYNCSPHERE_USER_POOL_ID",
+        default_value = "local_syncsphere"
+    )]
     user_pool_id: String,
     /// App client id that tokens are issued for.
-    #[arg(long, env = "SYNCSPHERE_CLIENT_ID", default_value = "syncsphere-desktop")]
+    #[arg(
+        long,
+        env = "SYNCSPHERE_CLIENT_ID",
+        default_value = "syncsphere-desktop"
+    )]
     client_id: String,
     /// Region reported to clients for the Cognito API.
     #[arg(long, env = "SYNCSPHERE_REGION", default_value = "local-1")]
@@ -50,8 +62,12 @@ fn database_url(args: &Args) -> anyhow::Result<Option<String>> {
     }
     match std::env::var_os("DATABASE_URL_FILE") {
         Some(path) => {
-            let url = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading DATABASE_URL_FILE {}", PathBuf::from(&path).display()))?;
+            let url = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading DATABASE_URL_FILE {}",
+                    PathBuf::from(&path).display()
+                )
+            })?;
             Ok(Some(url.trim().to_owned()))
         }
         None => Ok(None),

@@ -32,7 +32,10 @@ async fn harness(database_url: Option<String>) -> Harness {
     })
     .await
     .unwrap();
-    Harness { app: app.router, dir }
+    Harness {
+        app: app.router,
+        dir,
+    }
 }
 
 struct Reply {
@@ -45,16 +48,29 @@ impl Harness {
     async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, json, bytes }
+        Reply {
+            status,
+            json,
+            bytes,
+        }
     }
 
     async fn cognito(&self, op: &str, body: &str) -> Reply {
         self.send(
             Request::post("/auth/cognito/")
                 .header("content-type", "application/x-amz-json-1.1")
-                .header("x-amz-target", format!("AWSCognitoIdentityProviderService.{op}"))
+                .header(
+                    "x-amz-target",
+                    format!("AWSCognitoIdentityProviderService.{op}"),
+                )
                 .body(Body::from(body.to_owned()))
                 .unwrap(),
         )
@@ -64,7 +80,11 @@ impl Harness {
     /// Signs up and in; returns (access token, refresh token).
     async fn user(&self, email: &str) -> (String, String) {
         let r = self
-            .cognito("SignUp", &json!({"ClientId": CLIENT_ID, "Username": email, "Password": "password123"}).to_string())
+            .cognito(
+                "SignUp",
+                &json!({"ClientId": CLIENT_ID, "Username": email, "Password": "password123"})
+                    .to_string(),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         let r = self
@@ -105,24 +125,24 @@ impl Harness {
     }
 
     /// Signs claims with the server's own key (to forge expired or mis-addressed tokens).
-    fn sign(&self, claims: Value) -> String {
+    fn sign(&self, kid: &str, claims: Value) -> String {
         let pem = std::fs::read(self.dir.path().join("idp-signing-key.pem")).unwrap();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(self.kid());
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
     }
-
-    fn kid(&self) -> String {
-        KID.with(|k| k.borrow().clone())
-    }
-}
-
-thread_local! {
-    static KID: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn cognito_api_and_token_rules(db: Option<String>) {
@@ -133,13 +153,20 @@ async fn cognito_api_and_token_rules(db: Option<String>) {
     let jwks = h.get("", &format!("/{POOL}/.well-known/jwks.json")).await;
     assert_eq!(jwks.status, StatusCode::OK);
     let kid = jwks.json["keys"][0]["kid"].as_str().unwrap().to_owned();
-    KID.with(|k| *k.borrow_mut() = kid.clone());
-    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(), Some(kid.as_str()));
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(),
+        Some(kid.as_str())
+    );
 
     // Cognito's claims.
     let payload = token.split('.').nth(1).unwrap();
     use base64::Engine;
-    let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(claims["iss"], format!("{PUBLIC_URL}/{POOL}"));
     assert_eq!(claims["token_use"], "access");
     assert_eq!(claims["client_id"], CLIENT_ID);
@@ -174,7 +201,9 @@ async fn cognito_api_and_token_rules(db: Option<String>) {
         .cognito("InitiateAuth", &json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": refresh}}).to_string())
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let fresh = r.json["AuthenticationResult"]["AccessToken"].as_str().unwrap();
+    let fresh = r.json["AuthenticationResult"]["AccessToken"]
+        .as_str()
+        .unwrap();
     assert_eq!(h.get(fresh, "/v1/files").await.status, StatusCode::OK);
 
     // Token rules: each forged or broken token is a 401 JSON error.
@@ -185,17 +214,40 @@ async fn cognito_api_and_token_rules(db: Option<String>) {
         c[k] = v;
         c
     };
-    assert_eq!(h.get(&h.sign(base.clone()), "/v1/files").await.status, StatusCode::OK, "control token must pass");
+    assert_eq!(
+        h.get(&h.sign(&kid, base.clone()), "/v1/files").await.status,
+        StatusCode::OK,
+        "control token must pass"
+    );
     let bad_tokens = [
-        ("expired", h.sign(with("exp", json!(now() - 120)))),
-        ("wrong issuer", h.sign(with("iss", json!("https://cognito-idp.us-east-1.amazonaws.com/other")))),
-        ("wrong client", h.sign(with("client_id", json!("other-client")))),
-        ("wrong token_use", h.sign(with("token_use", json!("refresh")))),
-        ("id token for another audience", h.sign(with("token_use", json!("id")))),
+        ("expired", h.sign(&kid, with("exp", json!(now() - 120)))),
+        (
+            "wrong issuer",
+            h.sign(
+                &kid,
+                with(
+                    "iss",
+                    json!("https://cognito-idp.us-east-1.amazonaws.com/other"),
+                ),
+            ),
+        ),
+        (
+            "wrong client",
+            h.sign(&kid, with("client_id", json!("other-client"))),
+        ),
+        (
+            "wrong token_use",
+            h.sign(&kid, with("token_use", json!("refresh"))),
+        ),
+        (
+            "id token for another audience",
+            h.sign(&kid, with("token_use", json!("id"))),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
         ("tampered", {
             let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-            parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(with("sub", json!("someone-else")).to_string());
+            parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(with("sub", json!("someone-else")).to_string());
             parts.join(".")
         }),
     ];
@@ -204,18 +256,27 @@ async fn cognito_api_and_token_rules(db: Option<String>) {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}");
         assert_eq!(r.json["error"], "unauthorized", "{what}");
     }
-    let r = h.send(Request::get("/v1/files").body(Body::empty()).unwrap()).await;
+    let r = h
+        .send(Request::get("/v1/files").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // GetUser and GlobalSignOut.
-    let r = h.cognito("GetUser", &json!({"AccessToken": token}).to_string()).await;
+    let r = h
+        .cognito("GetUser", &json!({"AccessToken": token}).to_string())
+        .await;
     assert_eq!(r.json["Username"], "bob@example.com");
-    let r = h.cognito("GlobalSignOut", &json!({"AccessToken": token}).to_string()).await;
+    let r = h
+        .cognito("GlobalSignOut", &json!({"AccessToken": token}).to_string())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = h
         .cognito("InitiateAuth", &json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": refresh}}).to_string())
         .await;
-    assert_eq!(r.json["__type"], "NotAuthorizedException", "refresh token revoked by GlobalSignOut");
+    assert_eq!(
+        r.json["__type"], "NotAuthorizedException",
+        "refresh token revoked by GlobalSignOut"
+    );
 }
 
 async fn files_commit_rules_and_bad_input(db: Option<String>) {
@@ -226,8 +287,16 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     // Invalid paths: 400 invalid_path and nothing written.
     let long_name = format!("path={}", "a".repeat(300));
     let bad = [
-        "path=..%2Fescape", "path=%2Fabsolute", "path=a%2F%2Fb", "path=a%2F", "path=a%00b",
-        "path=a%0Ab", "path=", "path=.", "path=a%5Cb", long_name.as_str(),
+        "path=..%2Fescape",
+        "path=%2Fabsolute",
+        "path=a%2F%2Fb",
+        "path=a%2F",
+        "path=a%00b",
+        "path=a%0Ab",
+        "path=",
+        "path=.",
+        "path=a%5Cb",
+        long_name.as_str(),
     ];
     for q in bad {
         let r = h.put(&t, q, b"x").await;
@@ -252,11 +321,21 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.json["current"]["rev"], 1);
     let case = h.put(&t, "path=DOCS%2Fplan.TXT", b"other").await;
-    assert_eq!(case.status, StatusCode::CONFLICT, "paths are unique regardless of case");
+    assert_eq!(
+        case.status,
+        StatusCode::CONFLICT,
+        "paths are unique regardless of case"
+    );
     let updated = h.put(&t, "path=docs%2FPlan.txt&parent_rev=1", b"v2").await;
     assert_eq!(updated.json["rev"], 2);
-    let stale = h.put(&t, "path=docs%2FPlan.txt&parent_rev=1", b"lost?").await;
-    assert_eq!(stale.status, StatusCode::CONFLICT, "a stale parent never overwrites");
+    let stale = h
+        .put(&t, "path=docs%2FPlan.txt&parent_rev=1", b"lost?")
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::CONFLICT,
+        "a stale parent never overwrites"
+    );
     assert_eq!(stale.json["error"], "conflict");
     assert_eq!(stale.json["current"]["rev"], 2);
     let gone = h.put(&t, "path=never.txt&parent_rev=3", b"x").await;
@@ -265,7 +344,12 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     // Download returns the committed bytes with their revision; other users see nothing.
     let dl = h.get(&t, &format!("/v1/files/{id}/content")).await;
     assert_eq!(dl.bytes, b"v2");
-    assert_eq!(h.get(&other, &format!("/v1/files/{id}/content")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get(&other, &format!("/v1/files/{id}/content"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(h.get(&other, "/v1/files").await.json["files"], json!([]));
 
     // Move keeps the id; moving onto a live path conflicts; malformed JSON is a JSON 400.
@@ -279,12 +363,25 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     let r = h.send(mv("{oops".into())).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json["error"], "bad_request");
-    assert_eq!(h.put(&t, "path=taken.txt", b"t").await.status, StatusCode::OK);
-    let r = h.send(mv(json!({"new_path": "TAKEN.txt", "parent_rev": 2}).to_string())).await;
+    assert_eq!(
+        h.put(&t, "path=taken.txt", b"t").await.status,
+        StatusCode::OK
+    );
+    let r = h
+        .send(mv(
+            json!({"new_path": "TAKEN.txt", "parent_rev": 2}).to_string()
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = h.send(mv(json!({"new_path": "../x", "parent_rev": 2}).to_string())).await;
+    let r = h
+        .send(mv(json!({"new_path": "../x", "parent_rev": 2}).to_string()))
+        .await;
     assert_eq!(r.json["error"], "invalid_path");
-    let r = h.send(mv(json!({"new_path": "archive/plan.txt", "parent_rev": 2}).to_string())).await;
+    let r = h
+        .send(mv(
+            json!({"new_path": "archive/plan.txt", "parent_rev": 2}).to_string()
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["file_id"], id.as_str());
     assert_eq!(r.json["rev"], 3);
@@ -299,7 +396,10 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     assert_eq!(h.send(del(2)).await.status, StatusCode::CONFLICT);
     let r = h.send(del(3)).await;
     assert_eq!(r.json["deleted"], true);
-    assert_eq!(h.get(&t, &format!("/v1/files/{id}/content")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get(&t, &format!("/v1/files/{id}/content")).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // The journal: strictly increasing seq, one entry per commit, pageable.
     let page = h.get(&t, "/v1/changes?cursor=0").await.json;
@@ -307,11 +407,22 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["seq"].as_i64().unwrap(), c["event"].as_str().unwrap().to_owned()))
+        .map(|c| {
+            (
+                c["seq"].as_i64().unwrap(),
+                c["event"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         events,
-        vec![(1, "created".into()), (2, "updated".into()), (3, "created".into()), (4, "moved".into()), (5, "deleted".into())]
+        vec![
+            (1, "created".into()),
+            (2, "updated".into()),
+            (3, "created".into()),
+            (4, "moved".into()),
+            (5, "deleted".into())
+        ]
     );
     assert_eq!(page["changes"][3]["old_path"], "docs/Plan.txt");
     assert_eq!(page["changes"][0]["origin_device"], "dev-1");
@@ -321,8 +432,14 @@ async fn files_commit_rules_and_bad_input(db: Option<String>) {
     let rest = h.get(&t, "/v1/changes?cursor=2&limit=10").await.json;
     assert_eq!(rest["has_more"], false);
     assert_eq!(rest["changes"].as_array().unwrap().len(), 3);
-    assert_eq!(h.get(&t, "/v1/changes?cursor=-1").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(h.get(&other, "/v1/changes?cursor=0").await.json["changes"], json!([]));
+    assert_eq!(
+        h.get(&t, "/v1/changes?cursor=-1").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        h.get(&other, "/v1/changes?cursor=0").await.json["changes"],
+        json!([])
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 use syncsphere_sync_client::{self as client, SyncState};
 
 #[derive(Debug, Parser)]
-#[command(name = "syncsphere", version, about = "SyncSphere headless sync client")]
+#[command(
+    name = "syncsphere",
+    version,
+    about = "SyncSphere headless sync client"
+)]
 struct Cli {
     /// Where this device keeps its settings, session and index (one directory per device).
     #[arg(long, env = "SYNCSPHERE_CONFIG_DIR", global = true)]
@@ -63,7 +67,8 @@ fn default_config_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
         return Ok(PathBuf::from(dir).join("syncsphere"));
     }
-    let home = std::env::var_os("HOME").context("neither --config-dir, XDG_CONFIG_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME")
+        .context("neither --config-dir, XDG_CONFIG_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".config").join("syncsphere"))
 }
 
@@ -100,7 +105,9 @@ fn host_name() -> String {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -112,19 +119,26 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Signup { server, email } => {
             let pw = password()?;
-            client::sign_up(&dir, &server, &email, &pw).await.context("sign-up failed")?;
+            client::sign_up(&dir, &server, &email, &pw)
+                .await
+                .context("sign-up failed")?;
             println!("Account {email} created and signed in on {server}.");
         }
         Command::Login { server, email } => {
             let pw = password()?;
-            client::sign_in(&dir, &server, &email, &pw).await.context("sign-in failed")?;
+            client::sign_in(&dir, &server, &email, &pw)
+                .await
+                .context("sign-in failed")?;
             println!("Signed in to {server} as {email}.");
         }
         Command::Logout => {
             client::sign_out(&dir)?;
             println!("Signed out.");
         }
-        Command::Sync { folder, device_name } => sync(&dir, &folder, device_name).await?,
+        Command::Sync {
+            folder,
+            device_name,
+        } => sync(&dir, &folder, device_name).await?,
         Command::Status { json } => status(&dir, json)?,
     }
     Ok(())
@@ -132,7 +146,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn sync(dir: &Path, folder: &Path, device_name: Option<String>) -> anyhow::Result<()> {
     let device_name = device_name.unwrap_or_else(host_name);
-    let mut handle = client::start_sync(dir, folder, &device_name).context("cannot start syncing")?;
+    let mut handle =
+        client::start_sync(dir, folder, &device_name).context("cannot start syncing")?;
     let mut status = handle.status.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_summary = String::new();
@@ -184,7 +199,11 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
         None => println!("Sync has not run yet. Start it with `syncsphere sync --folder PATH`."),
         Some(s) => {
             println!("Folder:  {}", s.folder);
-            println!("State:   {} ({})", s.summary(), if s.connected { "online" } else { "offline" });
+            println!(
+                "State:   {} ({})",
+                s.summary(),
+                if s.connected { "online" } else { "offline" }
+            );
             for r in s.recent.iter().take(10) {
                 println!("  {:<15} {}", r.action, r.path);
             }

@@ -47,7 +47,9 @@ async fn api_error(resp: reqwest::Response) -> SyncError {
             code: b.error,
             message: b.message,
         },
-        None if status == StatusCode::UNAUTHORIZED => SyncError::Auth("the server rejected the session; sign in again".into()),
+        None if status == StatusCode::UNAUTHORIZED => {
+            SyncError::Auth("the server rejected the session; sign in again".into())
+        }
         None => SyncError::Http(format!("unexpected HTTP {status}")),
     }
 }
@@ -97,7 +99,10 @@ impl Api {
         }
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, SyncError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, SyncError> {
         self.send(req)
             .await?
             .json()
@@ -114,7 +119,12 @@ impl Api {
         .await
     }
 
-    pub(crate) async fn upload(&self, path: &str, parent_rev: Option<i64>, file: &Path) -> Result<FileMeta, SyncError> {
+    pub(crate) async fn upload(
+        &self,
+        path: &str,
+        parent_rev: Option<i64>,
+        file: &Path,
+    ) -> Result<FileMeta, SyncError> {
         let f = tokio::fs::File::open(file)
             .await
             .map_err(|e| SyncError::Io(format!("opening {}", file.display()), e))?;
@@ -131,9 +141,16 @@ impl Api {
 
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
     /// verified SHA-256.
-    pub(crate) async fn download(&self, file_id: &str, dest: &Path) -> Result<(i64, String), SyncError> {
+    pub(crate) async fn download(
+        &self,
+        file_id: &str,
+        dest: &Path,
+    ) -> Result<(i64, String), SyncError> {
         let resp = self
-            .send(self.http.get(format!("{}/v1/files/{file_id}/content", self.base)))
+            .send(
+                self.http
+                    .get(format!("{}/v1/files/{file_id}/content", self.base)),
+            )
             .await?;
         let header = |name: &str| {
             resp.headers()
@@ -173,7 +190,12 @@ impl Api {
         .await
     }
 
-    pub(crate) async fn move_file(&self, file_id: &str, new_path: &str, rev: i64) -> Result<FileMeta, SyncError> {
+    pub(crate) async fn move_file(
+        &self,
+        file_id: &str,
+        new_path: &str,
+        rev: i64,
+    ) -> Result<FileMeta, SyncError> {
         self.json(
             self.http
                 .post(format!("{}/v1/files/{file_id}/move", self.base))

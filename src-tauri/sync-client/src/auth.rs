@@ -82,7 +82,11 @@ fn session_from(
     result: Option<&cognito::types::AuthenticationResultType>,
     old_refresh: Option<&str>,
 ) -> Result<Session, SyncError> {
-    let r = result.ok_or_else(|| SyncError::Auth("the server asked for a sign-in challenge this client does not support".into()))?;
+    let r = result.ok_or_else(|| {
+        SyncError::Auth(
+            "the server asked for a sign-in challenge this client does not support".into(),
+        )
+    })?;
     let missing = || SyncError::Auth("the server returned an incomplete token set".into());
     let issued_ms = now_ms();
     Ok(Session {
@@ -103,16 +107,23 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
     e: SdkError<E, R>,
 ) -> SyncError {
     match &e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            SyncError::Offline(format!("cannot reach the sign-in service: {}", cognito::error::DisplayErrorContext(&e)))
-        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SyncError::Offline(format!(
+            "cannot reach the sign-in service: {}",
+            cognito::error::DisplayErrorContext(&e)
+        )),
         SdkError::ServiceError(se) => {
             let err = se.err();
             let message = err.message().unwrap_or("no details").to_owned();
             match err.code() {
-                Some("NotAuthorizedException") => SyncError::Auth("Incorrect email or password".into()),
-                Some("UsernameExistsException") => SyncError::Auth("An account with this email already exists".into()),
-                Some("InvalidPasswordException") => SyncError::Auth(format!("The password is not accepted: {message}")),
+                Some("NotAuthorizedException") => {
+                    SyncError::Auth("Incorrect email or password".into())
+                }
+                Some("UsernameExistsException") => {
+                    SyncError::Auth("An account with this email already exists".into())
+                }
+                Some("InvalidPasswordException") => {
+                    SyncError::Auth(format!("The password is not accepted: {message}"))
+                }
                 Some(code) => SyncError::Auth(format!("{code}: {message}")),
                 None => SyncError::Auth(message),
             }
@@ -131,8 +142,7 @@ pub(crate) struct TokenSource {
 impl TokenSource {
     pub(crate) async fn load(config_dir: &Path, config: &CognitoConfig) -> Result<Self, SyncError> {
         let path = session_path(config_dir);
-        let session: Session = read_json(&path)?
-            .ok_or_else(|| SyncError::NotSignedIn)?;
+        let session: Session = read_json(&path)?.ok_or(SyncError::NotSignedIn)?;
         Ok(TokenSource {
             cognito: Cognito::new(config).await,
             session: Mutex::new(session),

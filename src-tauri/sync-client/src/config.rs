@@ -47,7 +47,9 @@ pub fn load_config(dir: &Path) -> Result<Option<ClientConfig>, SyncError> {
     read_json(&config_path(dir))
 }
 
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, SyncError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, SyncError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -58,9 +60,14 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<O
 }
 
 /// Writes JSON atomically (temp file, fsync, rename); `private` files get mode 0600.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T, private: bool) -> Result<(), SyncError> {
+pub(crate) fn write_json<T: Serialize>(
+    path: &Path,
+    value: &T,
+    private: bool,
+) -> Result<(), SyncError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| SyncError::Io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| SyncError::Io(format!("creating {}", dir.display()), e))?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();

@@ -52,7 +52,11 @@ fn synced_of(meta: &FileMeta) -> SyncedFile {
 }
 
 impl Engine {
-    pub(crate) async fn run(mut self, mut triggers: mpsc::Receiver<Trigger>, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        mut self,
+        mut triggers: mpsc::Receiver<Trigger>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut failures: u32 = 0;
         loop {
             let result = self.pass().await;
@@ -66,7 +70,11 @@ impl Engine {
                     let offline = matches!(e, SyncError::Offline(_));
                     tracing::warn!(error = %e, "sync pass failed");
                     self.status.send_modify(|s| {
-                        s.state = if offline { SyncState::Offline } else { SyncState::Error };
+                        s.state = if offline {
+                            SyncState::Offline
+                        } else {
+                            SyncState::Error
+                        };
                         s.last_error = Some(e.to_string());
                         s.updated_ms = now_ms();
                     });
@@ -146,7 +154,10 @@ impl Engine {
                     s.state = SyncState::UpToDate;
                     s.pending = 0;
                     s.synced_files = files;
-                    s.last_error = scan.skipped.first().map(|(p, r)| format!("'{p}' is not synced: {r}"));
+                    s.last_error = scan
+                        .skipped
+                        .first()
+                        .map(|(p, r)| format!("'{p}' is not synced: {r}"));
                     s.updated_ms = now_ms();
                 });
                 return Ok(());
@@ -160,18 +171,26 @@ impl Engine {
             for (done, op) in ops.into_iter().enumerate() {
                 let label = describe(&op);
                 match self.execute(op).await {
-                    Ok(Some((path, action))) => self.status.send_modify(|s| s.push_recent(&path, action, now_ms())),
+                    Ok(Some((path, action))) => self
+                        .status
+                        .send_modify(|s| s.push_recent(&path, action, now_ms())),
                     Ok(None) => {}
                     // A stale plan: the next round re-plans from fresh state.
-                    Err(SyncError::Conflict(_)) => tracing::info!(op = label, "server state moved on; re-planning"),
-                    Err(e @ (SyncError::Offline(_) | SyncError::Auth(_) | SyncError::Index(_))) => return Err(e),
+                    Err(SyncError::Conflict(_)) => {
+                        tracing::info!(op = label, "server state moved on; re-planning")
+                    }
+                    Err(e @ (SyncError::Offline(_) | SyncError::Auth(_) | SyncError::Index(_))) => {
+                        return Err(e);
+                    }
                     // One file's trouble must not stop the others.
                     Err(e) => {
                         tracing::warn!(op = label, error = %e, "operation failed");
-                        self.status.send_modify(|s| s.last_error = Some(e.to_string()));
+                        self.status
+                            .send_modify(|s| s.last_error = Some(e.to_string()));
                     }
                 }
-                self.status.send_modify(|s| s.pending = total - done as u64 - 1);
+                self.status
+                    .send_modify(|s| s.pending = total - done as u64 - 1);
             }
         }
         Ok(())
@@ -214,18 +233,27 @@ impl Engine {
     async fn execute(&mut self, op: Op) -> Result<Option<(String, &'static str)>, SyncError> {
         match op {
             Op::Upload { path, parent_rev } => {
-                let meta = self.api.upload(&path, parent_rev, &self.local(&path)).await?;
+                let meta = self
+                    .api
+                    .upload(&path, parent_rev, &self.local(&path))
+                    .await?;
                 // Record the server's path (case and normalisation as committed).
                 self.record(&meta.path.clone(), &meta).await?;
                 Ok(Some((path, "uploaded")))
             }
-            Op::Download { path, file, expect_local } => {
+            Op::Download {
+                path,
+                file,
+                expect_local,
+            } => {
                 let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
                 tokio::fs::create_dir_all(&tmp_dir)
                     .await
                     .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
                 let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
-                let result = self.download_into(&path, &file.file_id, &tmp, expect_local.as_deref()).await;
+                let result = self
+                    .download_into(&path, &file.file_id, &tmp, expect_local.as_deref())
+                    .await;
                 let _ = tokio::fs::remove_file(&tmp).await;
                 result
             }
@@ -235,7 +263,10 @@ impl Engine {
                 self.index.set_synced(&path, None).await?;
                 Ok(Some((path, "deleted_remote")))
             }
-            Op::DeleteLocal { path, expect_sha256 } => {
+            Op::DeleteLocal {
+                path,
+                expect_sha256,
+            } => {
                 if self.current_hash(&path).await?.as_deref() != Some(expect_sha256.as_str()) {
                     return Ok(None); // changed since the scan: the next round decides again
                 }
@@ -247,13 +278,23 @@ impl Engine {
                 self.index.set_synced(&path, None).await?;
                 Ok(Some((path, "deleted_local")))
             }
-            Op::MoveRemote { from, to, file_id, rev } => {
+            Op::MoveRemote {
+                from,
+                to,
+                file_id,
+                rev,
+            } => {
                 let meta = self.api.move_file(&file_id, &to, rev).await?;
                 self.index.set_synced(&from, None).await?;
                 self.record(&meta.path.clone(), &meta).await?;
                 Ok(Some((to, "moved_remote")))
             }
-            Op::MoveLocal { from, to, expect_sha256, synced } => {
+            Op::MoveLocal {
+                from,
+                to,
+                expect_sha256,
+                synced,
+            } => {
                 if self.current_hash(&from).await?.as_deref() != Some(expect_sha256.as_str())
                     || tokio::fs::try_exists(self.local(&to)).await.unwrap_or(true)
                 {

@@ -70,7 +70,10 @@ impl Index {
     /// Forgets the synced tree (a different folder, or a different account): every path is
     /// then compared afresh, and differences become conflicted copies, never losses.
     pub(crate) async fn reset_synced(&self) -> Result<(), SyncError> {
-        sqlx::query("DELETE FROM synced").execute(&self.pool).await.map_err(db)?;
+        sqlx::query("DELETE FROM synced")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -94,7 +97,11 @@ impl Index {
             .collect())
     }
 
-    pub(crate) async fn set_synced(&self, path: &str, entry: Option<&SyncedFile>) -> Result<(), SyncError> {
+    pub(crate) async fn set_synced(
+        &self,
+        path: &str,
+        entry: Option<&SyncedFile>,
+    ) -> Result<(), SyncError> {
         match entry {
             Some(s) => sqlx::query(
                 "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
@@ -152,7 +159,11 @@ impl Index {
     }
 
     /// Applies a page of journal entries and advances the cursor, atomically.
-    pub(crate) async fn apply_changes(&self, changes: &[ChangeEvent], cursor: i64) -> Result<(), SyncError> {
+    pub(crate) async fn apply_changes(
+        &self,
+        changes: &[ChangeEvent],
+        cursor: i64,
+    ) -> Result<(), SyncError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for c in changes {
             sqlx::query(

@@ -68,19 +68,35 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Creates an account on the server, then signs in (see [`sign_in`]).
-pub async fn sign_up(config_dir: &Path, server_url: &str, email: &str, password: &str) -> Result<(), SyncError> {
+pub async fn sign_up(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    password: &str,
+) -> Result<(), SyncError> {
     let server = api::fetch_server_config(server_url).await?;
-    Cognito::new(&server.cognito).await.sign_up(email, password).await?;
+    Cognito::new(&server.cognito)
+        .await
+        .sign_up(email, password)
+        .await?;
     tracing::info!(email, "account created");
     sign_in(config_dir, server_url, email, password).await
 }
 
 /// Signs in and stores the session and the server settings in `config_dir`. Signing in to a
 /// different account or server than before forgets the old sync state of this directory.
-pub async fn sign_in(config_dir: &Path, server_url: &str, email: &str, password: &str) -> Result<(), SyncError> {
+pub async fn sign_in(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    password: &str,
+) -> Result<(), SyncError> {
     let server_url = server_url.trim_end_matches('/');
     let server = api::fetch_server_config(server_url).await?;
-    let session = Cognito::new(&server.cognito).await.sign_in(email, password).await?;
+    let session = Cognito::new(&server.cognito)
+        .await
+        .sign_in(email, password)
+        .await?;
     let previous = load_config(config_dir)?;
     let same_account = previous
         .as_ref()
@@ -134,11 +150,21 @@ impl SyncHandle {
 
 /// Starts syncing `folder` with the account signed in to in `config_dir`. Must be called within
 /// a tokio runtime. Problems (not signed in, server down) show in the status stream.
-pub fn start_sync(config_dir: &Path, folder: &Path, device_name: &str) -> Result<SyncHandle, SyncError> {
+pub fn start_sync(
+    config_dir: &Path,
+    folder: &Path,
+    device_name: &str,
+) -> Result<SyncHandle, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
-    std::fs::create_dir_all(folder).map_err(|e| SyncError::Io(format!("creating {}", folder.display()), e))?;
-    let folder = std::fs::canonicalize(folder).map_err(|e| SyncError::Io(format!("opening {}", folder.display()), e))?;
-    let initial = Status::new(folder.display().to_string(), config.email.clone(), device_name.to_owned());
+    std::fs::create_dir_all(folder)
+        .map_err(|e| SyncError::Io(format!("creating {}", folder.display()), e))?;
+    let folder = std::fs::canonicalize(folder)
+        .map_err(|e| SyncError::Io(format!("opening {}", folder.display()), e))?;
+    let initial = Status::new(
+        folder.display().to_string(),
+        config.email.clone(),
+        device_name.to_owned(),
+    );
     let (status_tx, status_rx) = watch::channel(initial);
     let (stop_tx, stop_rx) = watch::channel(false);
     let config_dir = config_dir.to_path_buf();
@@ -187,19 +213,30 @@ async fn run(
     let watch_tx = trigger_tx.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
-            Ok(ev) => ev.paths.iter().any(|p| {
-                !p.components().any(|c| c.as_os_str() == scan::STATE_DIR)
-            }),
+            Ok(ev) => ev
+                .paths
+                .iter()
+                .any(|p| !p.components().any(|c| c.as_os_str() == scan::STATE_DIR)),
             Err(_) => true,
         };
         if relevant {
             let _ = watch_tx.try_send(Trigger::Local);
         }
     })
-    .map_err(|e| SyncError::Io("starting the folder watcher".into(), std::io::Error::other(e)))?;
+    .map_err(|e| {
+        SyncError::Io(
+            "starting the folder watcher".into(),
+            std::io::Error::other(e),
+        )
+    })?;
     watcher
         .watch(&folder, notify::RecursiveMode::Recursive)
-        .map_err(|e| SyncError::Io(format!("watching {}", folder.display()), std::io::Error::other(e)))?;
+        .map_err(|e| {
+            SyncError::Io(
+                format!("watching {}", folder.display()),
+                std::io::Error::other(e),
+            )
+        })?;
 
     let ws_url = format!(
         "{}/v1/ws",

@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+use crate::SyncError;
 use crate::auth::TokenSource;
 use crate::engine::Trigger;
 use crate::status::Status;
-use crate::SyncError;
 
 /// The server pings every 20 s; this much silence means the connection is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
@@ -25,7 +25,9 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 /// Delay before retry number `failures` (1-based): exponential from 0.5 s, capped at 30 s, with
 /// "equal jitter" so that many clients do not reconnect in lockstep.
 pub(crate) fn backoff(failures: u32) -> Duration {
-    let base_ms = 500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(30_000);
+    let base_ms = 500u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(30_000);
     let jitter = rand::thread_rng().gen_range(0..=base_ms / 2);
     Duration::from_millis(base_ms / 2 + jitter)
 }
@@ -86,9 +88,13 @@ impl Push {
             device_id: self.device_id.clone(),
             cursor: *self.cursor.borrow(),
         };
-        ws.send(Message::Text(serde_json::to_string(&hello).expect("hello serialises").into()))
-            .await
-            .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+        ws.send(Message::Text(
+            serde_json::to_string(&hello)
+                .expect("hello serialises")
+                .into(),
+        ))
+        .await
+        .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(SILENCE_LIMIT, ws.next()) => next,
@@ -142,7 +148,11 @@ mod tests {
         for failures in 1..20 {
             let base = (500u64 << (failures - 1).min(6)).min(30_000);
             let d = backoff(failures).as_millis() as u64;
-            assert!(d >= base / 2 && d <= base, "failures {failures}: {d} ms not in [{}, {base}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "failures {failures}: {d} ms not in [{}, {base}]",
+                base / 2
+            );
         }
         assert!(backoff(30) <= Duration::from_secs(30));
     }

@@ -75,7 +75,8 @@ impl Scanner {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if dir != root => {
-                    scan.skipped.push((prefix.clone(), format!("cannot read folder: {e}")));
+                    scan.skipped
+                        .push((prefix.clone(), format!("cannot read folder: {e}")));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -83,7 +84,10 @@ impl Scanner {
             for entry in entries {
                 let entry = entry?;
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    scan.skipped.push((format!("{prefix}{}", entry.file_name().to_string_lossy()), "name is not valid UTF-8".into()));
+                    scan.skipped.push((
+                        format!("{prefix}{}", entry.file_name().to_string_lossy()),
+                        "name is not valid UTF-8".into(),
+                    ));
                     continue;
                 };
                 if ignored(&name) {
@@ -101,7 +105,8 @@ impl Scanner {
                 match normalize_path(&rel) {
                     Ok(n) if n == rel => {}
                     Ok(_) => {
-                        scan.skipped.push((rel, "name is not in Unicode NFC".into()));
+                        scan.skipped
+                            .push((rel, "name is not in Unicode NFC".into()));
                         continue;
                     }
                     Err(e) => {

@@ -23,9 +23,12 @@ pub fn conflicted_copy_name(
         .collect();
     let mut n = 1;
     loop {
-        let suffix = if n == 1 { String::new() } else { format!(" {n}") };
-        let candidate =
-            format!("{dir}{stem} (conflicted copy from {device} {stamp}{suffix}){ext}");
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!(" {n}")
+        };
+        let candidate = format!("{dir}{stem} (conflicted copy from {device} {stamp}{suffix}){ext}");
         if !taken(&candidate) {
             return candidate;
         }
@@ -39,16 +42,29 @@ mod tests {
 
     #[test]
     fn keeps_directory_and_extension() {
-        let name = conflicted_copy_name("docs/report.txt", "laptop", "2026-11-25 103015", |_| false);
-        assert_eq!(name, "docs/report (conflicted copy from laptop 2026-11-25 103015).txt");
+        let name =
+            conflicted_copy_name("docs/report.txt", "laptop", "2026-11-25 103015", |_| false);
+        assert_eq!(
+            name,
+            "docs/report (conflicted copy from laptop 2026-11-25 103015).txt"
+        );
     }
 
     #[test]
     fn hidden_files_and_missing_extensions() {
         let f = |p| conflicted_copy_name(p, "pc", "2026-01-02 030405", |_| false);
-        assert_eq!(f(".bashrc"), ".bashrc (conflicted copy from pc 2026-01-02 030405)");
-        assert_eq!(f("Makefile"), "Makefile (conflicted copy from pc 2026-01-02 030405)");
-        assert_eq!(f("a.tar.gz"), "a.tar (conflicted copy from pc 2026-01-02 030405).gz");
+        assert_eq!(
+            f(".bashrc"),
+            ".bashrc (conflicted copy from pc 2026-01-02 030405)"
+        );
+        assert_eq!(
+            f("Makefile"),
+            "Makefile (conflicted copy from pc 2026-01-02 030405)"
+        );
+        assert_eq!(
+            f("a.tar.gz"),
+            "a.tar (conflicted copy from pc 2026-01-02 030405).gz"
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ pub enum Op {
         expect_local: Option<String>,
     },
     /// Delete the file on the server (deleted locally, unchanged remotely).
-    DeleteRemote { path: String, file_id: String, rev: i64 },
+    DeleteRemote {
+        path: String,
+        file_id: String,
+        rev: i64,
+    },
     /// Delete the local file (deleted remotely) if it still has content `expect_sha256`.
     DeleteLocal { path: String, expect_sha256: String },
     /// Rename on the server (renamed locally, unchanged remotely).

@@ -29,7 +29,12 @@ fn synced_from(r: &RemoteFile) -> SyncedFile {
 
 /// Plans one batch. Applying it and planning again converges to an empty plan once neither
 /// side changes any more.
-pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, ctx: &PlanContext) -> Vec<Op> {
+pub fn plan(
+    local: &LocalTree,
+    remote: &RemoteTree,
+    synced: &SyncedTree,
+    ctx: &PlanContext,
+) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
 
@@ -69,7 +74,10 @@ pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, ctx: &P
     // the same content become a server-side move (keeping the file's id and history).
     let mut vanished: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (p, s) in synced {
-        if !local.contains_key(p) && !handled.contains(p.as_str()) && remote_unchanged(remote.get(p), Some(s)) {
+        if !local.contains_key(p)
+            && !handled.contains(p.as_str())
+            && remote_unchanged(remote.get(p), Some(s))
+        {
             vanished.entry(s.sha256.as_str()).or_default().push(p);
         }
     }
@@ -77,7 +85,10 @@ pub fn plan(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree, ctx: &P
         if synced.contains_key(to) || remote.contains_key(to) || handled.contains(to.as_str()) {
             continue;
         }
-        let Some(from) = vanished.get_mut(l.sha256.as_str()).and_then(|c| (!c.is_empty()).then(|| c.remove(0))) else {
+        let Some(from) = vanished
+            .get_mut(l.sha256.as_str())
+            .and_then(|c| (!c.is_empty()).then(|| c.remove(0)))
+        else {
             continue;
         };
         let s = &synced[from];

@@ -171,7 +171,10 @@ async fn handle(
             let req: InitiateAuthRequest = parse(body)?;
             let param = |name: &str| {
                 req.auth_parameters.get(name).ok_or_else(|| {
-                    CognitoError::new("InvalidParameterException", format!("Missing required parameter {name}"))
+                    CognitoError::new(
+                        "InvalidParameterException",
+                        format!("Missing required parameter {name}"),
+                    )
                 })
             };
             let result = match req.auth_flow.as_str() {
@@ -180,7 +183,8 @@ async fn handle(
                         .await?
                 }
                 "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => {
-                    idp.refresh_auth(&req.client_id, param("REFRESH_TOKEN")?).await?
+                    idp.refresh_auth(&req.client_id, param("REFRESH_TOKEN")?)
+                        .await?
                 }
                 other => {
                     return Err(CognitoError::new(

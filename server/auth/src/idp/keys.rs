@@ -7,9 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::RsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
 use sha2::{Digest, Sha256};
 
 pub struct SigningKey {
@@ -24,8 +24,11 @@ impl SigningKey {
         let private = match std::fs::read_to_string(path) {
             Ok(pem) => RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| e.to_string())?;
-                let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+                let key =
+                    RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| e.to_string())?;
+                let pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| e.to_string())?;
                 write_private(path, pem.as_bytes()).map_err(|e| e.to_string())?;
                 tracing::info!(path = %path.display(), "created identity provider signing key");
                 key
@@ -36,7 +39,9 @@ impl SigningKey {
     }
 
     fn from_private(private: &RsaPrivateKey) -> Result<Self, String> {
-        let pem = private.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+        let pem = private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| e.to_string())?;
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         let n_bytes = private.n().to_bytes_be();
         let kid = hex::encode(&Sha256::digest(&n_bytes)[..12]);

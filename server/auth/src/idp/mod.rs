@@ -11,8 +11,8 @@ mod keys;
 use std::path::Path;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use jsonwebtoken::jwk::JwkSet;
 use rand::RngCore;
 use serde::Serialize;
@@ -41,7 +41,11 @@ pub struct IdpConfig {
 
 impl IdpConfig {
     pub fn issuer(&self) -> String {
-        format!("{}/{}", self.public_url.trim_end_matches('/'), self.user_pool_id)
+        format!(
+            "{}/{}",
+            self.public_url.trim_end_matches('/'),
+            self.user_pool_id
+        )
     }
 }
 
@@ -208,7 +212,11 @@ impl IdentityProvider {
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&stored)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -329,7 +337,6 @@ impl IdentityProvider {
         })
     }
 }
-
 
 fn normalize_username(username: &str) -> Result<String, IdpError> {
     let u = username.trim().to_lowercase();

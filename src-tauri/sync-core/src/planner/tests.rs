@@ -8,7 +8,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::plan;
-use crate::{LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree};
+use crate::{
+    LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
+};
 
 /// The fake server: live files and every content ever committed. Content doubles as its hash.
 #[derive(Default)]
@@ -31,7 +33,14 @@ impl Server {
             .iter()
             .filter(|(_, f)| !f.3)
             .map(|(id, (p, rev, c, _))| {
-                (p.clone(), RemoteFile { file_id: id.clone(), rev: *rev, sha256: c.clone() })
+                (
+                    p.clone(),
+                    RemoteFile {
+                        file_id: id.clone(),
+                        rev: *rev,
+                        sha256: c.clone(),
+                    },
+                )
             })
             .collect()
     }
@@ -45,18 +54,33 @@ struct Device {
 
 impl Device {
     fn new(name: &str) -> Self {
-        Device { name: name.into(), disk: BTreeMap::new(), synced: SyncedTree::new() }
+        Device {
+            name: name.into(),
+            disk: BTreeMap::new(),
+            synced: SyncedTree::new(),
+        }
     }
 
     fn local(&self) -> LocalTree {
         self.disk
             .iter()
-            .map(|(p, c)| (p.clone(), LocalFile { sha256: c.clone(), size: c.len() as u64 }))
+            .map(|(p, c)| {
+                (
+                    p.clone(),
+                    LocalFile {
+                        sha256: c.clone(),
+                        size: c.len() as u64,
+                    },
+                )
+            })
             .collect()
     }
 
     fn plan(&self, server: &Server) -> Vec<Op> {
-        let ctx = PlanContext { device_name: self.name.clone(), stamp: "2026-11-25 103015".into() };
+        let ctx = PlanContext {
+            device_name: self.name.clone(),
+            stamp: "2026-11-25 103015".into(),
+        };
         plan(&self.local(), &server.tree(), &self.synced, &ctx)
     }
 
@@ -65,7 +89,9 @@ impl Device {
     fn apply(&mut self, server: &mut Server, op: Op) {
         match op {
             Op::Upload { path, parent_rev } => {
-                let Some(content) = self.disk.get(&path).cloned() else { return };
+                let Some(content) = self.disk.get(&path).cloned() else {
+                    return;
+                };
                 let live = server.live_at(&path).map(|(id, rev)| (id.clone(), rev));
                 let (id, rev) = match (live, parent_rev) {
                     (None, None) => {
@@ -75,11 +101,24 @@ impl Device {
                     (Some((id, rev)), Some(parent)) if rev == parent => (id, rev + 1),
                     _ => return, // 409
                 };
-                server.files.insert(id.clone(), (path.clone(), rev, content.clone(), false));
+                server
+                    .files
+                    .insert(id.clone(), (path.clone(), rev, content.clone(), false));
                 server.history.insert(content.clone());
-                self.synced.insert(path, SyncedFile { file_id: id, rev, sha256: content });
+                self.synced.insert(
+                    path,
+                    SyncedFile {
+                        file_id: id,
+                        rev,
+                        sha256: content,
+                    },
+                );
             }
-            Op::Download { path, file, expect_local } => {
+            Op::Download {
+                path,
+                file,
+                expect_local,
+            } => {
                 if self.disk.get(&path) != expect_local.as_ref() {
                     return;
                 }
@@ -90,7 +129,14 @@ impl Device {
                 if let Some(old) = self.disk.insert(path.clone(), file.sha256.clone()) {
                     assert_recoverable(server, &old);
                 }
-                self.synced.insert(path, SyncedFile { file_id: file.file_id, rev: file.rev, sha256: file.sha256 });
+                self.synced.insert(
+                    path,
+                    SyncedFile {
+                        file_id: file.file_id,
+                        rev: file.rev,
+                        sha256: file.sha256,
+                    },
+                );
             }
             Op::DeleteRemote { path, file_id, rev } => {
                 match server.files.get_mut(&file_id) {
@@ -102,14 +148,22 @@ impl Device {
                 }
                 self.synced.remove(&path);
             }
-            Op::DeleteLocal { path, expect_sha256 } => {
+            Op::DeleteLocal {
+                path,
+                expect_sha256,
+            } => {
                 if self.disk.get(&path) == Some(&expect_sha256) {
                     assert_recoverable(server, &expect_sha256);
                     self.disk.remove(&path);
                     self.synced.remove(&path);
                 }
             }
-            Op::MoveRemote { from, to, file_id, rev } => {
+            Op::MoveRemote {
+                from,
+                to,
+                file_id,
+                rev,
+            } => {
                 if server.live_at(&to).is_some() {
                     return;
                 }
@@ -126,7 +180,12 @@ impl Device {
                     self.synced.insert(to, s);
                 }
             }
-            Op::MoveLocal { from, to, expect_sha256, synced } => {
+            Op::MoveLocal {
+                from,
+                to,
+                expect_sha256,
+                synced,
+            } => {
                 if self.disk.get(&from) != Some(&expect_sha256) || self.disk.contains_key(&to) {
                     return;
                 }
@@ -188,10 +247,17 @@ fn settle_all(server: &mut Server, devices: &mut [Device]) {
 }
 
 fn assert_converged(server: &Server, devices: &[Device]) {
-    let expected: BTreeMap<String, String> =
-        server.tree().into_iter().map(|(p, r)| (p, r.sha256)).collect();
+    let expected: BTreeMap<String, String> = server
+        .tree()
+        .into_iter()
+        .map(|(p, r)| (p, r.sha256))
+        .collect();
     for d in devices {
-        assert_eq!(d.disk, expected, "device {} differs from the server", d.name);
+        assert_eq!(
+            d.disk, expected,
+            "device {} differs from the server",
+            d.name
+        );
     }
 }
 
@@ -211,7 +277,11 @@ fn create_edit_rename_delete_travel_between_devices() {
     devs[0].disk.insert("dir/renamed.txt".into(), content);
     let id_before = server.live_at("doc.txt").unwrap().0.clone();
     settle_all(&mut server, &mut devs);
-    assert_eq!(server.live_at("dir/renamed.txt").unwrap().0, &id_before, "a rename keeps the file id");
+    assert_eq!(
+        server.live_at("dir/renamed.txt").unwrap().0,
+        &id_before,
+        "a rename keeps the file id"
+    );
     assert_converged(&server, &devs);
 
     devs[1].disk.remove("dir/renamed.txt");
@@ -226,14 +296,22 @@ fn concurrent_edits_keep_both_versions() {
     let mut devs = [Device::new("laptop"), Device::new("desktop")];
     devs[0].disk.insert("report.txt".into(), "base".into());
     settle_all(&mut server, &mut devs);
-    devs[0].disk.insert("report.txt".into(), "from laptop".into());
-    devs[1].disk.insert("report.txt".into(), "from desktop".into());
+    devs[0]
+        .disk
+        .insert("report.txt".into(), "from laptop".into());
+    devs[1]
+        .disk
+        .insert("report.txt".into(), "from desktop".into());
     devs[0].settle(&mut server);
     settle_all(&mut server, &mut devs);
     assert_converged(&server, &devs);
     let contents: BTreeSet<&str> = devs[0].disk.values().map(String::as_str).collect();
     assert_eq!(contents, BTreeSet::from(["from laptop", "from desktop"]));
-    assert!(devs[0].disk.contains_key("report (conflicted copy from desktop 2026-11-25 103015).txt"));
+    assert!(
+        devs[0]
+            .disk
+            .contains_key("report (conflicted copy from desktop 2026-11-25 103015).txt")
+    );
 }
 
 #[test]
@@ -248,21 +326,45 @@ fn an_edit_beats_a_concurrent_delete_on_either_side() {
         devs[1 - editor].settle(&mut server);
         settle_all(&mut server, &mut devs);
         assert_converged(&server, &devs);
-        assert_eq!(devs[0].disk.get("x").map(String::as_str), Some("edited"), "editor {editor}");
+        assert_eq!(
+            devs[0].disk.get("x").map(String::as_str),
+            Some("edited"),
+            "editor {editor}"
+        );
     }
 }
 
 #[test]
 fn identical_changes_on_both_sides_are_not_conflicts() {
-    let remote = RemoteTree::from([("a".into(), RemoteFile { file_id: "f".into(), rev: 1, sha256: "h".into() })]);
-    let local = LocalTree::from([("a".into(), LocalFile { sha256: "h".into(), size: 1 })]);
-    let ctx = PlanContext { device_name: "d".into(), stamp: "s".into() };
+    let remote = RemoteTree::from([(
+        "a".into(),
+        RemoteFile {
+            file_id: "f".into(),
+            rev: 1,
+            sha256: "h".into(),
+        },
+    )]);
+    let local = LocalTree::from([(
+        "a".into(),
+        LocalFile {
+            sha256: "h".into(),
+            size: 1,
+        },
+    )]);
+    let ctx = PlanContext {
+        device_name: "d".into(),
+        stamp: "s".into(),
+    };
     let ops = plan(&local, &remote, &SyncedTree::new(), &ctx);
     assert_eq!(
         ops,
         vec![Op::RecordSynced {
             path: "a".into(),
-            synced: Some(SyncedFile { file_id: "f".into(), rev: 1, sha256: "h".into() })
+            synced: Some(SyncedFile {
+                file_id: "f".into(),
+                rev: 1,
+                sha256: "h".into()
+            })
         }]
     );
 }
@@ -290,7 +392,12 @@ fn randomized_two_device_runs_converge_without_losing_seen_versions() {
                     dev.disk.insert(path.into(), format!("v{version}"));
                 }
                 2 => {
-                    if let Some(path) = dev.disk.keys().nth(rng.gen_range(0..dev.disk.len().max(1))).cloned() {
+                    if let Some(path) = dev
+                        .disk
+                        .keys()
+                        .nth(rng.gen_range(0..dev.disk.len().max(1)))
+                        .cloned()
+                    {
                         dev.disk.remove(&path);
                     }
                 }

@@ -225,3 +225,96 @@ async fn two_devices_sync_through_push_on_postgres() {
     let url = fresh_postgres_database(&admin).expect("fresh database");
     scenario(Some(url)).await;
 }
+
+/// Server down: the clients say "offline" and keep retrying; a file saved meanwhile reaches the
+/// other device after the server returns (catch-up from the journal cursor on reconnect).
+#[test]
+fn clients_report_offline_and_catch_up_after_the_server_returns() {
+    let mut server = Server::start(None).expect("server starts");
+    let (a, b) = (Device::new("a").unwrap(), Device::new("b").unwrap());
+    assert!(
+        a.account("signup", &server, "erin@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        b.account("login", &server, "erin@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || connected(&a) && connected(&b)).is_some());
+
+    server.stop();
+    let offline = |d: &Device| {
+        d.status()
+            .is_some_and(|s| s["state"] == "offline" && s["connected"] == false)
+    };
+    assert!(
+        wait_for(SETTLE, || offline(&a) && offline(&b)).is_some(),
+        "clients did not report offline: {:?} {:?}",
+        a.status(),
+        b.status()
+    );
+    std::fs::write(
+        a.path("while-offline.txt"),
+        b"saved while the server was down",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    server.restart().expect("server restarts");
+    assert!(
+        wait_for(Duration::from_secs(45), || same_bytes(
+            &a,
+            &b,
+            "while-offline.txt"
+        ))
+        .is_some(),
+        "offline edit did not arrive after reconnect\nA:\n{}\nB:\n{}\nserver:\n{}",
+        a.log(),
+        b.log(),
+        server.log()
+    );
+    assert!(wait_for(SETTLE, || connected(&a) && connected(&b)).is_some());
+}
+
+/// Access tokens are refreshed before they expire and sync carries on with the new one.
+#[test]
+fn access_tokens_are_refreshed_before_they_expire() {
+    let server = Server::start_with(None, &["--access-token-ttl", "4"]).expect("server starts");
+    let (a, b) = (Device::new("a").unwrap(), Device::new("b").unwrap());
+    assert!(
+        a.account("signup", &server, "frank@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        b.account("login", &server, "frank@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    let first = a.session();
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || connected(&a) && connected(&b)).is_some());
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::write(a.path("later.txt"), b"after the first token's lifetime").unwrap();
+    assert!(
+        wait_for(SETTLE, || same_bytes(&a, &b, "later.txt")).is_some(),
+        "sync stopped after the first token's lifetime\nA:\n{}",
+        a.log()
+    );
+    let now = a.session();
+    assert_ne!(
+        now["access_token"], first["access_token"],
+        "the access token was never refreshed"
+    );
+    assert_eq!(now["refresh_token"], first["refresh_token"]);
+    assert!(now["expires_ms"].as_i64() > first["expires_ms"].as_i64());
+}

@@ -76,61 +76,109 @@ impl Drop for Process {
 pub struct Server {
     pub url: String,
     pub process: Process,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+    database_url: Option<String>,
+    extra_args: Vec<String>,
 }
 
 impl Server {
     /// Starts the server on a free loopback port: embedded SQLite when `database_url` is `None`.
     pub fn start(database_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(database_url, &[])
+    }
+
+    /// Like [`Server::start`], with extra command-line flags.
+    pub fn start_with(database_url: Option<&str>, extra_args: &[&str]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let log = std::fs::File::create(data.path().join("server.log"))?;
-        let mut cmd = Command::new(bin("syncsphere-server"));
-        cmd.arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data.path())
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if let Some(url) = database_url {
-            cmd.env("DATABASE_URL", url);
-        }
-        let mut child = cmd.spawn().context("starting syncsphere-server")?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("syncsphere-server listening on ") {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let process = Process {
-            child,
-            name: "server".into(),
-        };
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let log =
-                    std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
-                bail!("server did not start; its log:\n{log}");
-            }
-        };
+        let database_url = database_url.map(str::to_owned);
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let (process, url) = spawn_server(
+            data.path(),
+            "127.0.0.1:0",
+            database_url.as_deref(),
+            &extra_args,
+        )?;
         Ok(Server {
             url,
             process,
-            _data: data,
+            data,
+            database_url,
+            extra_args,
         })
     }
 
+    /// Stops the server (SIGTERM) and keeps its data for [`Server::restart`].
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the server again on the same address with the same data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.stop();
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let (process, url) = spawn_server(
+            self.data.path(),
+            &addr,
+            self.database_url.as_deref(),
+            &self.extra_args,
+        )?;
+        assert_eq!(url, self.url, "restarted on another address");
+        self.process = process;
+        Ok(())
+    }
+
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._data.path().join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+fn spawn_server(
+    data: &Path,
+    listen: &str,
+    database_url: Option<&str>,
+    extra_args: &[String],
+) -> anyhow::Result<(Process, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("server.log"))?;
+    let mut cmd = Command::new(bin("syncsphere-server"));
+    cmd.arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra_args)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if let Some(url) = database_url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let mut child = cmd.spawn().context("starting syncsphere-server")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("syncsphere-server listening on ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let process = Process {
+        child,
+        name: "server".into(),
+    };
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => Ok((process, url)),
+        Err(_) => {
+            let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
+            bail!("server did not start; its log:\n{log}");
+        }
     }
 }
 
@@ -195,6 +243,14 @@ impl Device {
         std::fs::read_to_string(self._root.path().join("sync.log")).unwrap_or_default()
     }
 
+    /// The session tokens the client stored.
+    pub fn session(&self) -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(self.config_dir.join("session.json")).expect("session.json"),
+        )
+        .expect("valid session.json")
+    }
+
     /// The `status.json` the running sync writes.
     pub fn status(&self) -> Option<serde_json::Value> {
         let bytes = std::fs::read(self.config_dir.join("status.json")).ok()?;
@@ -209,11 +265,7 @@ impl Device {
     }
 
     pub fn access_token(&self) -> String {
-        let session: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.config_dir.join("session.json")).expect("session.json"),
-        )
-        .expect("valid session.json");
-        session["access_token"]
+        self.session()["access_token"]
             .as_str()
             .expect("access token")
             .to_owned()

@@ -50,7 +50,13 @@ impl Push {
                 r = self.session(&mut session_stop) => r,
                 _ = stop.changed() => return,
             };
+            let was_connected = self.status.borrow().connected;
             self.status.send_modify(|s| s.connected = false);
+            if was_connected {
+                // Find out at once whether the server itself is gone, so the status says
+                // "offline" instead of a stale "up to date".
+                let _ = self.triggers.try_send(Trigger::Remote);
+            }
             match outcome {
                 Ok(()) => failures = 1,
                 Err(e) => {

@@ -62,6 +62,16 @@ fn change_from_row(row: &AnyRow) -> Result<ChangeEvent, sqlx::Error> {
     })
 }
 
+fn stale(cur: FileMeta, parent_rev: i64) -> FilesError {
+    FilesError::conflict(
+        format!(
+            "'{}' is at revision {}, not {parent_rev}",
+            cur.path, cur.rev
+        ),
+        Some(cur),
+    )
+}
+
 /// The key under which live paths must be unique: case-folded, like Dropbox.
 pub fn path_key(path: &str) -> String {
     path.to_lowercase()
@@ -122,6 +132,23 @@ impl MetadataStore {
         .fetch_optional(executor)
         .await?;
         Ok(row.as_ref().map(file_from_row).transpose()?)
+    }
+
+    /// The live file `file_id`, which must be at `parent_rev` (else a conflict with its metadata).
+    async fn live_at_rev(
+        tx: &mut Transaction<'static, Any>,
+        user_id: &str,
+        file_id: &str,
+        parent_rev: i64,
+    ) -> Result<FileMeta, FilesError> {
+        let cur = Self::by_id(&mut **tx, user_id, file_id)
+            .await?
+            .filter(|m| !m.deleted)
+            .ok_or(FilesError::NotFound)?;
+        if cur.rev != parent_rev {
+            return Err(stale(cur, parent_rev));
+        }
+        Ok(cur)
     }
 
     /// Writes the new state of `meta` (revision row, file row, journal entry) and commits.
@@ -255,12 +282,7 @@ impl MetadataStore {
                     Some(cur),
                 ));
             }
-            (Some(cur), Some(parent)) => {
-                return Err(FilesError::conflict(
-                    format!("'{}' is at revision {}, not {parent}", cur.path, cur.rev),
-                    Some(cur),
-                ));
-            }
+            (Some(cur), Some(parent)) => return Err(stale(cur, parent)),
             (None, Some(parent)) => {
                 return Err(FilesError::conflict(
                     format!(
@@ -284,19 +306,7 @@ impl MetadataStore {
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (mut tx, seq) = self.begin_commit(user_id).await?;
-        let cur = Self::by_id(&mut *tx, user_id, file_id)
-            .await?
-            .filter(|m| !m.deleted)
-            .ok_or(FilesError::NotFound)?;
-        if cur.rev != parent_rev {
-            return Err(FilesError::conflict(
-                format!(
-                    "'{}' is at revision {}, not {parent_rev}",
-                    cur.path, cur.rev
-                ),
-                Some(cur),
-            ));
-        }
+        let cur = Self::live_at_rev(&mut tx, user_id, file_id, parent_rev).await?;
         let meta = FileMeta {
             rev: cur.rev + 1,
             size: 0,
@@ -320,19 +330,7 @@ impl MetadataStore {
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (mut tx, seq) = self.begin_commit(user_id).await?;
-        let cur = Self::by_id(&mut *tx, user_id, file_id)
-            .await?
-            .filter(|m| !m.deleted)
-            .ok_or(FilesError::NotFound)?;
-        if cur.rev != parent_rev {
-            return Err(FilesError::conflict(
-                format!(
-                    "'{}' is at revision {}, not {parent_rev}",
-                    cur.path, cur.rev
-                ),
-                Some(cur),
-            ));
-        }
+        let cur = Self::live_at_rev(&mut tx, user_id, file_id, parent_rev).await?;
         if let Some(other) = Self::live_by_path(&mut tx, user_id, new_path).await?
             && other.file_id != cur.file_id
         {

@@ -11,6 +11,12 @@ use syncsphere_sync_core::{RemoteFile, RemoteTree, SyncedFile, SyncedTree};
 
 use crate::SyncError;
 
+/// Records a file's remote state unless a newer revision is already known (replays are no-ops).
+const UPSERT_REMOTE: &str =
+    "INSERT INTO remote (file_id, path, rev, sha256, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (file_id) DO UPDATE SET path = ?2, rev = ?3, sha256 = ?4, deleted = ?5
+     WHERE remote.rev < ?3";
+
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone)]
@@ -142,19 +148,15 @@ impl Index {
     /// Records what the server said a file is now (after one of this device's own commits or a
     /// journal entry). Older revisions than the one known are ignored, so replays are harmless.
     pub(crate) async fn record_remote(&self, meta: &FileMeta) -> Result<(), SyncError> {
-        sqlx::query(
-            "INSERT INTO remote (file_id, path, rev, sha256, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (file_id) DO UPDATE SET path = ?2, rev = ?3, sha256 = ?4, deleted = ?5
-             WHERE remote.rev < ?3",
-        )
-        .bind(&meta.file_id)
-        .bind(&meta.path)
-        .bind(meta.rev)
-        .bind(&meta.sha256)
-        .bind(i64::from(meta.deleted))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query(UPSERT_REMOTE)
+            .bind(&meta.file_id)
+            .bind(&meta.path)
+            .bind(meta.rev)
+            .bind(&meta.sha256)
+            .bind(i64::from(meta.deleted))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -166,19 +168,15 @@ impl Index {
     ) -> Result<(), SyncError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for c in changes {
-            sqlx::query(
-                "INSERT INTO remote (file_id, path, rev, sha256, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (file_id) DO UPDATE SET path = ?2, rev = ?3, sha256 = ?4, deleted = ?5
-                 WHERE remote.rev < ?3",
-            )
-            .bind(&c.file_id)
-            .bind(&c.path)
-            .bind(c.rev)
-            .bind(&c.sha256)
-            .bind(i64::from(c.event == ChangeKind::Deleted))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            sqlx::query(UPSERT_REMOTE)
+                .bind(&c.file_id)
+                .bind(&c.path)
+                .bind(c.rev)
+                .bind(&c.sha256)
+                .bind(i64::from(c.event == ChangeKind::Deleted))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES ('cursor', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1")
             .bind(cursor.to_string())

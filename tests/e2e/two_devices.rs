@@ -318,3 +318,53 @@ fn access_tokens_are_refreshed_before_they_expire() {
     assert_eq!(now["refresh_token"], first["refresh_token"]);
     assert!(now["expires_ms"].as_i64() > first["expires_ms"].as_i64());
 }
+
+/// The push socket needs a valid bearer token and a `hello` first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_socket_rejects_bad_tokens_and_missing_hello() {
+    let server = Server::start(None).expect("server starts");
+    let a = Device::new("a").unwrap();
+    assert!(
+        a.account("signup", &server, "gina@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    let url = format!("{}/v1/ws", server.url.replacen("http://", "ws://", 1));
+    for auth in [
+        None,
+        Some("Bearer not-a-token".to_owned()),
+        Some(format!("Bearer {}x", a.access_token())),
+    ] {
+        let mut req = url.as_str().into_client_request().unwrap();
+        if let Some(value) = &auth {
+            req.headers_mut()
+                .insert("authorization", value.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401, "{auth:?}")
+            }
+            other => panic!("{auth:?}: expected a 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    // A valid token but a first message that is not `hello`: closed with the protocol code.
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", a.access_token()).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
+    ws.send(Message::Text(r#"{"type":"subscribe"}"#.into()))
+        .await
+        .unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("closed in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4002),
+        other => panic!("expected a close frame with code 4002, got {other:?}"),
+    }
+}

@@ -1,0 +1,155 @@
+//! SyncSphere desktop app: a window and a tray icon around `syncsphere-sync-client`.
+//!
+//! **Boundary:** this crate is a thin shell. It never syncs, talks to the server or touches
+//! synced files itself — all of that is `sync-client`. It owns only the window's commands
+//! ([`commands`]), the tray ([`tray`]), the one running sync ([`sync_control`]) and the
+//! desktop settings file ([`settings`]).
+
+mod commands;
+mod settings;
+mod shell;
+mod sync_control;
+mod tray;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tauri::{AppHandle, Manager as _, RunEvent, WindowEvent};
+
+use crate::settings::DesktopSettings;
+use crate::sync_control::SyncControl;
+
+/// How long quitting waits for sync to shut down when the app is closed by other means than
+/// the tray's Quit (which waits as long as it takes).
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by the commands, the tray and the status forwarder.
+pub(crate) struct DesktopState {
+    /// Holds the session (written by `sync-client`) and `desktop.json`.
+    config_dir: PathBuf,
+    home: Option<PathBuf>,
+    sync: SyncControl,
+    sync_problem: Mutex<Option<String>>,
+}
+
+impl DesktopState {
+    fn settings(&self) -> anyhow::Result<DesktopSettings> {
+        DesktopSettings::load(&self.config_dir)
+    }
+
+    fn sync_problem(&self) -> Option<String> {
+        self.sync_problem
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_sync_problem(&self, problem: Option<String>) {
+        *self
+            .sync_problem
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = problem;
+    }
+}
+
+/// Runs the app until the user quits.
+pub fn run() -> anyhow::Result<()> {
+    let state = DesktopState {
+        config_dir: settings::config_dir()?,
+        home: dirs::home_dir(),
+        sync: SyncControl::default(),
+        sync_problem: Mutex::new(None),
+    };
+    tracing::info!(config_dir = %state.config_dir.display(), "starting");
+    let app = tauri::Builder::default()
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::get_session,
+            commands::sign_in,
+            commands::sign_up,
+            commands::start_sync,
+            commands::get_status,
+            commands::sign_out,
+            commands::open_folder,
+        ])
+        .on_window_event(|window, event| {
+            // Closing the window only hides it: sync goes on in the tray until Quit.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                if let Err(err) = window.hide() {
+                    tracing::warn!("could not hide the window: {err}");
+                }
+            }
+        })
+        .setup(|app| {
+            tray::build(app.handle())?;
+            // Resume before the window asks for the session, so it sees a settled state.
+            tauri::async_runtime::block_on(resume_sync(app.handle()));
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .context("could not start the desktop app")?;
+    app.run(|app, event| match event {
+        // Only programmatic exits (Quit) end the app; closed windows leave it in the tray.
+        RunEvent::ExitRequested {
+            code: None, api, ..
+        } => api.prevent_exit(),
+        RunEvent::Exit => {
+            let state = app.state::<DesktopState>();
+            // The timer must be created inside the runtime, hence the async block.
+            let stopped = tauri::async_runtime::block_on(async {
+                tokio::time::timeout(EXIT_GRACE, state.sync.stop()).await
+            });
+            if stopped.is_err() {
+                tracing::warn!("sync did not stop within {EXIT_GRACE:?}; exiting anyway");
+            }
+        }
+        _ => {}
+    });
+    Ok(())
+}
+
+/// Starts syncing the remembered folder when signed in. A folder that has gone missing (an
+/// unplugged drive, say) is reported, never re-created: an empty folder would look like
+/// "the user deleted everything".
+async fn resume_sync(app: &AppHandle) {
+    let state = app.state::<DesktopState>();
+    let problem = match try_resume(app, &state).await {
+        Ok(()) => None,
+        Err(problem) => {
+            tracing::warn!("not resuming sync: {problem}");
+            tray::show_error(app, &problem);
+            Some(problem)
+        }
+    };
+    state.set_sync_problem(problem);
+}
+
+async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String> {
+    let signed_in = syncsphere_sync_client::load_config(&state.config_dir)
+        .map_err(|err| format!("Your saved sign-in could not be read: {err}"))?
+        .is_some();
+    if !signed_in {
+        tray::show_idle(app, "Not signed in");
+        return Ok(());
+    }
+    let settings = state.settings().map_err(|err| format!("{err:#}"))?;
+    let Some(folder) = settings.folder else {
+        tray::show_idle(app, "Choose a folder to start syncing");
+        return Ok(());
+    };
+    if !folder.is_dir() {
+        return Err(format!(
+            "The folder {} is missing. Reconnect its drive, or choose the folder again.",
+            folder.display()
+        ));
+    }
+    state
+        .sync
+        .start(app, &state.config_dir, &folder)
+        .await
+        .map(drop)
+        .map_err(|err| format!("Could not start syncing {}: {err}", folder.display()))
+}

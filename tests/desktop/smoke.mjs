@@ -1,0 +1,212 @@
+// Drives the desktop app through tauri-driver with raw W3C WebDriver calls (Node 20 fetch,
+// no npm deps). Started by smoke.sh, which provides the environment:
+//   WEBDRIVER_URL, SYNCSPHERE_DESKTOP_BIN, ARTIFACTS_DIR,
+//   optional SYNCSPHERE_SERVER_URL (+ SYNCSPHERE_SMOKE_FOLDER) for the sign-up round trip.
+// Exits non-zero on any failure.
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+const DRIVER = required("WEBDRIVER_URL");
+const APP = required("SYNCSPHERE_DESKTOP_BIN");
+const ARTIFACTS = process.env.ARTIFACTS_DIR || "artifacts";
+const SERVER_URL = process.env.SYNCSPHERE_SERVER_URL || "";
+// The W3C web element identifier key.
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+
+// A hung WebDriver call must not hang CI.
+const overall = setTimeout(() => fail(new Error("smoke test timed out after 180 s")), 180_000);
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) fail(new Error(`${name} is not set`));
+  return value;
+}
+
+function fail(err) {
+  console.error(`[desktop-smoke] FAIL: ${err.stack || err}`);
+  process.exit(1);
+}
+
+function log(message) {
+  console.error(`[desktop-smoke] ${message}`);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function wd(method, route, body) {
+  const res = await fetch(DRIVER + route, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new Error(`${method} ${route}: HTTP ${res.status}, not JSON: ${text.slice(0, 200)}`);
+  }
+  if (!res.ok || json.value?.error) {
+    const v = json.value ?? {};
+    throw new Error(`${method} ${route}: HTTP ${res.status} ${v.error ?? ""}: ${v.message ?? text.slice(0, 200)}`);
+  }
+  return json.value;
+}
+
+/** Retries `attempt` until it returns a truthy value or `ms` pass; the last error explains. */
+async function waitFor(what, ms, attempt) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const value = await attempt();
+      if (value) return value;
+      last = undefined;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    }
+    await sleep(250);
+  }
+}
+
+/** Launches the app in a new WebDriver session and returns helpers bound to it. */
+async function launchApp() {
+  const session = await wd("POST", "/session", {
+    capabilities: {
+      alwaysMatch: { browserName: "wry", "tauri:options": { application: APP } },
+    },
+  });
+  const sid = session.sessionId;
+  log(`session ${sid} started for ${APP}`);
+  const s = (route) => `/session/${sid}${route}`;
+
+  const find = async (css) => {
+    const found = await wd("POST", s("/element"), { using: "css selector", value: css });
+    if (!found?.[ELEMENT]) throw new Error(`unexpected element reference ${JSON.stringify(found)}`);
+    return found[ELEMENT];
+  };
+  const app = {
+    find,
+    title: () => wd("GET", s("/title")),
+    text: async (css) => wd("GET", s(`/element/${await find(css)}/text`)),
+    attr: async (css, name) => wd("GET", s(`/element/${await find(css)}/attribute/${name}`)),
+    property: async (css, name) => wd("GET", s(`/element/${await find(css)}/property/${name}`)),
+    click: async (css) => wd("POST", s(`/element/${await find(css)}/click`), {}),
+    fill: async (css, value) => {
+      const id = await find(css);
+      await wd("POST", s(`/element/${id}/clear`), {});
+      await wd("POST", s(`/element/${id}/value`), { text: value });
+    },
+    // Right after a DOM change the screenshot can be stale: let two frames render first.
+    screenshot: async (name) => {
+      await wd("POST", s("/execute/async"), {
+        script: "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+        args: [],
+      });
+      const png = Buffer.from(await wd("GET", s("/screenshot")), "base64");
+      if (png.length < 1000 || png.subarray(1, 4).toString() !== "PNG") {
+        throw new Error(`screenshot ${name} is not a PNG (${png.length} bytes)`);
+      }
+      await mkdir(ARTIFACTS, { recursive: true });
+      const file = path.join(ARTIFACTS, name);
+      await writeFile(file, png);
+      log(`screenshot ${file} (${png.length} bytes)`);
+    },
+    /** Ends the session, which also ends the app. */
+    close: () => wd("DELETE", s("")).catch((err) => log(`could not delete the session: ${err.message}`)),
+    /** Logs the page and saves desktop-failure-<step>.png, for whoever reads the CI log. */
+    explain: async (step) => {
+      const url = await wd("GET", s("/url")).catch((e) => `(unknown: ${e.message})`);
+      const source = await wd("GET", s("/source")).catch((e) => `(unknown: ${e.message})`);
+      log(`page ${url}; source: ${String(source).slice(0, 2000)}`);
+      await app.screenshot(`desktop-failure-${step}.png`).catch((e) => log(`no failure screenshot: ${e.message}`));
+    },
+  };
+  return app;
+}
+
+/** Runs `steps` against a freshly launched app, closing it afterwards whatever happens. */
+async function withApp(step, steps) {
+  const app = await launchApp();
+  try {
+    await steps(app);
+  } catch (err) {
+    await app.explain(step);
+    throw err;
+  } finally {
+    await app.close();
+  }
+}
+
+async function main() {
+  await waitFor("tauri-driver to listen", 20_000, async () => (await fetch(`${DRIVER}/status`)).ok);
+
+  await withApp("signin", async (app) => {
+    await waitFor("the sign-in form [data-testid=signin-form]", 30_000, () => app.find("[data-testid=signin-form]"));
+    const title = await app.title();
+    if (title !== "SyncSphere") throw new Error(`window title is ${JSON.stringify(title)}, expected "SyncSphere"`);
+    const server = await app.property("[data-testid=signin-server]", "value");
+    const expectedServer = SERVER_URL || "http://127.0.0.1:8787";
+    if (server !== expectedServer) throw new Error(`server field is ${JSON.stringify(server)}, expected ${expectedServer}`);
+    log(`sign-in screen loaded, title ${JSON.stringify(title)}`);
+    await app.screenshot("desktop-signin.png");
+    if (SERVER_URL) await signUpAndSync(app);
+  });
+
+  if (SERVER_URL) {
+    // A second start with the same config dir must resume syncing without asking anything.
+    await withApp("resume", async (app) => {
+      await waitFor("the status screen on restart", 30_000, async () => {
+        const screen = await app.attr("[data-testid=app]", "data-screen");
+        if (screen && screen !== "status") throw new Error(`restarted on the ${screen} screen`);
+        return screen === "status";
+      });
+      await waitUpToDate(app);
+      log("restart resumed syncing");
+    });
+  }
+}
+
+/** Optional round trip against a running server: sign up, pick a folder, wait for "up to date". */
+async function signUpAndSync(app) {
+  const folder = required("SYNCSPHERE_SMOKE_FOLDER");
+  await mkdir(folder, { recursive: true });
+  await writeFile(path.join(folder, "hello.txt"), "hello from the desktop smoke test\n");
+  const email = `desktop-smoke-${Date.now()}@example.com`;
+  await app.fill("[data-testid=signin-email]", email);
+  await app.fill("[data-testid=signin-password]", `Smoke-${Math.random().toString(36).slice(2)}-Pw1!`);
+  await app.click("[data-testid=signup-submit]");
+  await waitFor("the folder screen after sign-up", 30_000, async () => {
+    const error = await app.text("[data-testid=signin-error]").catch(() => "");
+    if (error) throw new Error(`sign-up failed: ${error}`);
+    return app.find("[data-testid=folder-form]");
+  });
+  log(`signed up as ${email}`);
+  await app.fill("[data-testid=folder-input]", folder);
+  await app.click("[data-testid=folder-submit]");
+  await waitUpToDate(app);
+  await app.screenshot("desktop-status.png");
+}
+
+async function waitUpToDate(app) {
+  await waitFor('status "up_to_date"', 60_000, async () => {
+    const error = await app.text("[data-testid=folder-error]").catch(() => "");
+    if (error) throw new Error(`sync did not start: ${error}`);
+    return (await app.attr("[data-testid=status-state]", "data-state")) === "up_to_date";
+  });
+  const synced = Number(await app.text("[data-testid=status-synced]"));
+  if (!(synced >= 1)) throw new Error(`up to date but ${synced} files in sync; expected hello.txt`);
+  log(`up to date with ${synced} file(s)`);
+}
+
+main().then(
+  () => {
+    clearTimeout(overall);
+    log("ok");
+  },
+  (err) => fail(err),
+);

@@ -1,0 +1,113 @@
+// Picks the screen from the backend's session and wires screens to commands.
+import * as api from "./api";
+import type { Session, Status } from "./api";
+import { folderView } from "./folder";
+import { signInView, type SignInMode } from "./signin";
+import { statusView, type StatusView } from "./status";
+
+export class App {
+  private latest: Status | null = null;
+  private statusScreen: StatusView | null = null;
+  private unlisten: (() => void) | null = null;
+
+  constructor(private readonly root: HTMLElement) {}
+
+  /** Subscribes to status events, then shows the screen the session calls for. */
+  async start(): Promise<void> {
+    this.unlisten = await api.onStatus((status) => this.onStatus(status));
+    let session: Session;
+    try {
+      session = await api.getSession();
+    } catch (e) {
+      this.showSignIn(null, api.errorMessage(e));
+      return;
+    }
+    await this.route(session);
+  }
+
+  stop(): void {
+    this.unlisten?.();
+    this.unlisten = null;
+  }
+
+  private async route(session: Session): Promise<void> {
+    if (!session.signed_in) {
+      this.showSignIn(session.server_url);
+    } else if (session.syncing) {
+      this.showStatus(await api.getStatus().catch(() => null));
+    } else {
+      this.showFolder(session, session.sync_problem);
+    }
+  }
+
+  private onStatus(status: Status): void {
+    this.latest = status;
+    this.statusScreen?.update(status);
+  }
+
+  private show(screen: HTMLElement, name: string): void {
+    this.statusScreen = null;
+    this.root.dataset.screen = name;
+    this.root.replaceChildren(screen);
+    // Focus the first field still to fill in (the server URL is usually preset).
+    const inputs = [...screen.querySelectorAll<HTMLInputElement>("input")];
+    (inputs.find((input) => input.value === "") ?? inputs[0] ?? screen.querySelector("button"))?.focus();
+  }
+
+  private showSignIn(serverUrl: string | null, notice: string | null = null): void {
+    const view = signInView(
+      serverUrl ?? "http://127.0.0.1:8787",
+      {
+        submit: async (mode: SignInMode, credentials) => {
+          const session = mode === "sign_in" ? await api.signIn(credentials) : await api.signUp(credentials);
+          this.showFolder(session);
+        },
+      },
+      notice,
+    );
+    this.show(view, "signin");
+  }
+
+  private showFolder(session: Session, notice: string | null = null): void {
+    const view = folderView(
+      session.email ?? "",
+      session.folder ?? session.default_folder,
+      {
+        start: async (folder) => {
+          try {
+            this.latest = await api.startSync(folder);
+          } catch (e) {
+            if (api.isCommandError(e) && e.code === "not_signed_in") {
+              this.showSignIn(session.server_url, e.message);
+              return;
+            }
+            throw e;
+          }
+          this.showStatus(this.latest);
+        },
+        signOut: () => this.signOut(),
+      },
+      notice,
+    );
+    this.show(view, "folder");
+  }
+
+  private showStatus(initial: Status | null): void {
+    const view = statusView({
+      openFolder: () => api.openFolder(),
+      signOut: () => this.signOut(),
+      now: () => Date.now(),
+    });
+    this.show(view.element, "status");
+    this.statusScreen = view;
+    // An event may have arrived while the command was in flight; keep the newer one.
+    const newest = this.latest && (!initial || this.latest.updated_ms >= initial.updated_ms) ? this.latest : initial;
+    view.update(newest);
+  }
+
+  private async signOut(): Promise<void> {
+    const session = await api.signOut();
+    this.latest = null;
+    this.showSignIn(session.server_url);
+  }
+}

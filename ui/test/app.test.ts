@@ -1,0 +1,258 @@
+// The window against a mocked backend: commands via mockIPC, the `status` event via
+// mockIPC's event mocking.
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
+import { emit } from "@tauri-apps/api/event";
+import type { InvokeArgs } from "@tauri-apps/api/core";
+import { App } from "../src/app";
+import type { Session, Status } from "../src/api";
+import { actionLabel, formatWhen } from "../src/status";
+import { checkCredentials } from "../src/signin";
+
+type Call = { cmd: string; args: InvokeArgs | undefined };
+type Handler = (args: InvokeArgs | undefined) => unknown;
+
+const signedOut: Session = {
+  signed_in: false,
+  email: null,
+  server_url: "http://127.0.0.1:8787",
+  folder: null,
+  default_folder: "/home/ada/SyncSphere",
+  syncing: false,
+  sync_problem: null,
+};
+const signedIn: Session = { ...signedOut, signed_in: true, email: "ada@example.com" };
+
+function status(overrides: Partial<Status> = {}): Status {
+  return {
+    state: "starting",
+    connected: false,
+    folder: "/home/ada/SyncSphere",
+    email: "ada@example.com",
+    device_name: "ada-laptop",
+    cursor: 0,
+    synced_files: 0,
+    pending: 0,
+    recent: [],
+    last_error: null,
+    updated_ms: 1,
+    ...overrides,
+  };
+}
+
+let calls: Call[];
+let root: HTMLElement;
+let app: App;
+
+/** Starts the app with these command handlers; unknown commands fail loudly. */
+async function boot(handlers: Record<string, Handler>): Promise<void> {
+  mockIPC(
+    (cmd, args) => {
+      calls.push({ cmd, args });
+      const handler = handlers[cmd];
+      if (!handler) throw new Error(`unexpected command ${cmd}`);
+      return handler(args);
+    },
+    { shouldMockEvents: true },
+  );
+  app = new App(root);
+  await app.start();
+}
+
+const byTestId = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = root.querySelector<T>(`[data-testid="${id}"]`);
+  if (!el) throw new Error(`no [data-testid=${id}] on screen ${root.dataset.screen}`);
+  return el;
+};
+
+/** Lets pending promise callbacks (mocked invokes) run. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+function type(id: string, value: string): void {
+  byTestId<HTMLInputElement>(id).value = value;
+}
+
+beforeEach(() => {
+  calls = [];
+  root = document.createElement("main");
+  document.body.replaceChildren(root);
+});
+
+afterEach(() => {
+  app?.stop();
+  clearMocks();
+});
+
+describe("sign-in", () => {
+  test("Sign in sends the credentials to sign_in and moves on to the folder choice", async () => {
+    await boot({ get_session: () => signedOut, sign_in: () => signedIn });
+    expect(root.dataset.screen).toBe("signin");
+    expect(byTestId<HTMLInputElement>("signin-server").value).toBe("http://127.0.0.1:8787");
+
+    type("signin-email", " ada@example.com ");
+    type("signin-password", "correct horse");
+    byTestId<HTMLFormElement>("signin-form").requestSubmit();
+    await settle();
+
+    expect(calls.filter((c) => c.cmd !== "get_session")).toEqual([
+      {
+        cmd: "sign_in",
+        args: { server_url: "http://127.0.0.1:8787", email: "ada@example.com", password: "correct horse" },
+      },
+    ]);
+    expect(root.dataset.screen).toBe("folder");
+    expect(byTestId<HTMLInputElement>("folder-input").value).toBe("/home/ada/SyncSphere");
+    expect(byTestId("folder-email").textContent).toBe("ada@example.com");
+  });
+
+  test("Create account calls sign_up", async () => {
+    await boot({ get_session: () => signedOut, sign_up: () => signedIn });
+    type("signin-email", "new@example.com");
+    type("signin-password", "pw");
+    byTestId("signup-submit").click();
+    await settle();
+    expect(calls.map((c) => c.cmd)).toEqual(["get_session", "sign_up"]);
+    expect(root.dataset.screen).toBe("folder");
+  });
+
+  test("a refused sign-in shows the backend's message and stays on the form", async () => {
+    await boot({
+      get_session: () => signedOut,
+      sign_in: () => Promise.reject({ code: "sign_in_failed", message: "Wrong email or password." }),
+    });
+    type("signin-email", "ada@example.com");
+    type("signin-password", "nope");
+    byTestId<HTMLFormElement>("signin-form").requestSubmit();
+    await settle();
+
+    expect(root.dataset.screen).toBe("signin");
+    const error = byTestId("signin-error");
+    expect(error.hidden).toBe(false);
+    expect(error.textContent).toBe("Could not sign in. Wrong email or password.");
+    expect(byTestId<HTMLButtonElement>("signin-submit").disabled).toBe(false);
+  });
+
+  test("an obviously incomplete form is explained without calling the backend", async () => {
+    await boot({ get_session: () => signedOut });
+    type("signin-email", "not-an-email");
+    byTestId<HTMLFormElement>("signin-form").requestSubmit();
+    await settle();
+    expect(calls.map((c) => c.cmd)).toEqual(["get_session"]);
+    expect(byTestId("signin-error").textContent).toMatch(/email address/);
+  });
+});
+
+describe("folder and status", () => {
+  test("Start syncing calls start_sync with the folder and shows the status", async () => {
+    await boot({
+      get_session: () => signedIn,
+      start_sync: () => status({ state: "syncing", pending: 3 }),
+    });
+    type("folder-input", "~/Work");
+    byTestId<HTMLFormElement>("folder-form").requestSubmit();
+    await settle();
+
+    expect(calls[calls.length - 1]).toEqual({ cmd: "start_sync", args: { folder: "~/Work" } });
+    expect(root.dataset.screen).toBe("status");
+    expect(byTestId("status-state").textContent).toBe("Syncing");
+    expect(byTestId("status-pending").textContent).toBe("3");
+  });
+
+  test("a folder problem found at start-up is shown on the folder screen", async () => {
+    await boot({
+      get_session: () => ({ ...signedIn, folder: "/media/usb/Sync", sync_problem: "The folder /media/usb/Sync is missing." }),
+    });
+    expect(root.dataset.screen).toBe("folder");
+    expect(byTestId<HTMLInputElement>("folder-input").value).toBe("/media/usb/Sync");
+    expect(byTestId("folder-error").textContent).toBe("The folder /media/usb/Sync is missing.");
+  });
+
+  test("status events render the state, connection, counts and recent files", async () => {
+    await boot({ get_session: () => ({ ...signedIn, syncing: true, folder: "/home/ada/SyncSphere" }), get_status: () => null });
+    expect(root.dataset.screen).toBe("status");
+    expect(byTestId("status-state").textContent).toBe("Starting…");
+    expect(byTestId("recent-empty").hidden).toBe(false);
+
+    const now = Date.now();
+    await emit(
+      "status",
+      status({
+        state: "up_to_date",
+        connected: true,
+        synced_files: 42,
+        updated_ms: 2,
+        recent: [
+          { path: "docs/report.pdf", action: "downloaded", at_ms: now },
+          { path: "notes.txt", action: "conflict_copy", at_ms: now - 5 * 60_000 },
+        ],
+      }),
+    );
+
+    const state = byTestId("status-state");
+    expect(state.textContent).toBe("Up to date");
+    expect(state.dataset.state).toBe("up_to_date");
+    expect(byTestId("status-connection").textContent).toBe("Online");
+    expect(byTestId("status-synced").textContent).toBe("42");
+    expect(byTestId("recent-empty").hidden).toBe(true);
+    const items = [...byTestId("recent-list").querySelectorAll("[data-testid=recent-item]")].map((li) => [
+      li.querySelector("[data-testid=recent-action]")?.textContent,
+      li.querySelector("[data-testid=recent-path]")?.textContent,
+      li.querySelector("time")?.textContent,
+    ]);
+    expect(items).toEqual([
+      ["Downloaded", "docs/report.pdf", "just now"],
+      ["Conflict copy saved", "notes.txt", "5 min ago"],
+    ]);
+    expect(byTestId("status-error").hidden).toBe(true);
+
+    await emit("status", status({ state: "error", last_error: "The server refused the upload.", updated_ms: 3 }));
+    expect(byTestId("status-state").textContent).toBe("Needs attention");
+    expect(byTestId("status-connection").textContent).toBe("Offline");
+    expect(byTestId("status-error").textContent).toBe("The server refused the upload.");
+  });
+
+  test("Sign out returns to the sign-in screen", async () => {
+    await boot({
+      get_session: () => ({ ...signedIn, syncing: true }),
+      get_status: () => status({ state: "up_to_date" }),
+      sign_out: () => signedOut,
+    });
+    byTestId("sign-out").click();
+    await settle();
+    expect(calls.map((c) => c.cmd)).toContain("sign_out");
+    expect(root.dataset.screen).toBe("signin");
+  });
+});
+
+describe("wording", () => {
+  test.each([
+    ["uploaded", "Uploaded"],
+    ["deleted_remote", "Deleted on server"],
+    ["moved_local", "Moved here"],
+    ["something_new", "something new"],
+  ])("action %s reads %s", (action, label) => {
+    expect(actionLabel(action)).toBe(label);
+  });
+
+  test.each([
+    [0, "just now"],
+    [59_000, "just now"],
+    [60_000, "1 min ago"],
+    [3 * 3_600_000, "3 h ago"],
+  ])("%i ms ago reads %s", (ago, text) => {
+    const now = 1_700_000_000_000;
+    expect(formatWhen(now - ago, now)).toBe(text);
+  });
+
+  test.each([
+    [{ serverUrl: "127.0.0.1:8787", email: "a@b.c", password: "x" }, /server address/],
+    [{ serverUrl: "http://h", email: "", password: "x" }, /email address/],
+    [{ serverUrl: "http://h", email: "a@b.c", password: "" }, /password/],
+  ])("checkCredentials(%o)", (credentials, message) => {
+    expect(checkCredentials(credentials)).toMatch(message);
+  });
+
+  test("complete credentials pass", () => {
+    expect(checkCredentials({ serverUrl: "https://sync.example.com", email: "a@b.c", password: "x" })).toBeNull();
+  });
+});

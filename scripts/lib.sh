@@ -4,6 +4,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # One shared build cache outside the checkout: a fresh clone reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/syncsphere/target}"
 BIN="$CARGO_TARGET_DIR/debug"
+# Tools installed with `cargo install` (tauri-driver) land here.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
 
 log() { printf '\n\033[1;34m==> %s\033[0m\n' "$*" >&2; }

@@ -171,6 +171,46 @@ async fn scenario(database_url: Option<String>) {
     assert!(took < PUSH_BOUND, "delete took {took:?} to reach B");
     eprintln!("delete A→B in {took:?}");
 
+    // 6. Restore from the trash through the API: the file comes back on both devices.
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {}", a.access_token());
+    let trash: serde_json::Value = http
+        .get(format!("{}/v1/trash", server.url))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gone = &trash["files"][0];
+    assert_eq!(gone["path"], "renamed.bin");
+    let restored = http
+        .post(format!("{}/v1/files/{}/restore", server.url, gone["file_id"].as_str().unwrap()))
+        .header("authorization", &auth)
+        .json(&serde_json::json!({"rev": gone["rev"].as_i64().unwrap() - 1, "parent_rev": gone["rev"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        restored.status().is_success(),
+        "restore: {}",
+        restored.text().await.unwrap()
+    );
+    assert!(
+        wait_for(SETTLE, || {
+            [&a, &b].iter().all(|d| {
+                std::fs::read(d.path("renamed.bin")).is_ok_and(|c| c == b"edited on the desktop")
+            })
+        })
+        .is_some(),
+        "the restored file did not come back on both devices\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    std::fs::remove_file(b.path("renamed.bin")).unwrap();
+    assert!(wait_for(SETTLE, || !a.path("renamed.bin").exists()).is_some());
+
     // Journal of the whole story, as the observer saw it.
     let mut events = Vec::new();
     while let Some(m) = next_json(&mut observer, Duration::from_millis(300)).await {

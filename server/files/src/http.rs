@@ -12,7 +12,8 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use syncsphere_auth::AuthUser;
 use syncsphere_protocol::{
-    ChangesPage, DEVICE_HEADER, FileList, FileMeta, MoveRequest, normalize_path,
+    ChangesPage, DEVICE_HEADER, FileList, FileMeta, MoveRequest, RestoreRequest, RevisionList,
+    TrashList, normalize_path,
 };
 use tokio_util::io::ReaderStream;
 
@@ -33,6 +34,9 @@ pub fn router(state: FilesState) -> Router {
         .route("/v1/files/{file_id}", get(metadata).delete(delete))
         .route("/v1/files/{file_id}/content", get(download))
         .route("/v1/files/{file_id}/move", post(move_file))
+        .route("/v1/files/{file_id}/revisions", get(revisions))
+        .route("/v1/files/{file_id}/restore", post(restore))
+        .route("/v1/trash", get(trash))
         .route("/v1/changes", get(changes))
         .with_state(state)
 }
@@ -112,30 +116,98 @@ async fn metadata(
         .ok_or(FilesError::NotFound)
 }
 
+#[derive(Deserialize)]
+struct DownloadQuery {
+    rev: Option<i64>,
+}
+
+/// The current content, or with `?rev=N` the content of an older revision.
 async fn download(
     State(state): State<FilesState>,
     user: AuthUser,
     Path(file_id): Path<String>,
+    q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, FilesError> {
-    let meta = state
-        .store
-        .get(&user.user_id, &file_id)
-        .await?
-        .filter(|m| !m.deleted)
-        .ok_or(FilesError::NotFound)?;
-    let file = state.blobs.open_blob(&user.user_id, &meta.sha256).await?;
+    let q = query(q)?;
+    let (rev, size, sha256) = match q.rev {
+        None => {
+            let meta = state
+                .store
+                .get(&user.user_id, &file_id)
+                .await?
+                .filter(|m| !m.deleted)
+                .ok_or(FilesError::NotFound)?;
+            (meta.rev, meta.size, meta.sha256)
+        }
+        Some(rev) => {
+            let r = state
+                .store
+                .revision(&user.user_id, &file_id, rev)
+                .await?
+                .filter(|r| !r.deleted)
+                .ok_or(FilesError::NotFound)?;
+            (r.rev, r.size, r.sha256)
+        }
+    };
+    let file = state.blobs.open_blob(&user.user_id, &sha256).await?;
     let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size));
-    headers.insert(REV_HEADER, HeaderValue::from(meta.rev));
-    if let Ok(v) = HeaderValue::from_str(&meta.sha256) {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(REV_HEADER, HeaderValue::from(rev));
+    if let Ok(v) = HeaderValue::from_str(&sha256) {
         headers.insert(SHA256_HEADER, v);
     }
     Ok(response)
+}
+
+async fn revisions(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    Path(file_id): Path<String>,
+) -> Result<Json<RevisionList>, FilesError> {
+    let revisions = state
+        .store
+        .revisions(&user.user_id, &file_id)
+        .await?
+        .ok_or(FilesError::NotFound)?;
+    Ok(Json(RevisionList { file_id, revisions }))
+}
+
+async fn restore(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(file_id): Path<String>,
+    body: Result<Json<RestoreRequest>, JsonRejection>,
+) -> Result<Json<FileMeta>, FilesError> {
+    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let device = device(&headers)?;
+    let (meta, change) = state
+        .store
+        .restore(
+            &user.user_id,
+            &file_id,
+            req.rev,
+            req.parent_rev,
+            device.as_deref(),
+        )
+        .await?;
+    tracing::info!(user = %user.user_id, path = %meta.path, from_rev = req.rev, rev = meta.rev, seq = change.seq, "restored");
+    state.sink.publish(&user.user_id, &change);
+    Ok(Json(meta))
+}
+
+async fn trash(
+    State(state): State<FilesState>,
+    user: AuthUser,
+) -> Result<Json<TrashList>, FilesError> {
+    Ok(Json(TrashList {
+        files: state.store.trash(&user.user_id).await?,
+    }))
 }
 
 #[derive(Deserialize)]

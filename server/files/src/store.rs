@@ -8,7 +8,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use syncsphere_db::Db;
-use syncsphere_protocol::{ChangeEvent, ChangeKind, ChangesPage, FileList, FileMeta};
+use syncsphere_protocol::{ChangeEvent, ChangeKind, ChangesPage, FileList, FileMeta, Revision};
 
 use crate::{FilesError, now_ms};
 
@@ -43,6 +43,21 @@ fn file_from_row(row: &AnyRow) -> Result<FileMeta, sqlx::Error> {
         modified_ms: row.try_get("modified_ms")?,
     })
 }
+
+fn revision_from_row(row: &AnyRow) -> Result<Revision, sqlx::Error> {
+    Ok(Revision {
+        rev: row.try_get("rev")?,
+        path: row.try_get("path")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        modified_ms: row.try_get("modified_ms")?,
+        origin_device: row.try_get("origin_device")?,
+    })
+}
+
+const REVISION_COLUMNS: &str =
+    "r.rev, r.path, r.size, r.sha256, r.deleted, r.modified_ms, r.origin_device";
 
 fn change_from_row(row: &AnyRow) -> Result<ChangeEvent, sqlx::Error> {
     let event: String = row.try_get("event")?;
@@ -357,6 +372,119 @@ impl MetadataStore {
         )
         .await?;
         Ok((meta, change))
+    }
+
+    /// Makes the content of revision `rev` current again, as a new revision on top of
+    /// `parent_rev`. On a deleted file this is an undelete at its last path (which must be free).
+    pub async fn restore(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        rev: i64,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (mut tx, seq) = self.begin_commit(user_id).await?;
+        let cur = Self::by_id(&mut *tx, user_id, file_id)
+            .await?
+            .ok_or(FilesError::NotFound)?;
+        if cur.rev != parent_rev {
+            return Err(stale(cur, parent_rev));
+        }
+        let old = Self::revision_of(&mut *tx, user_id, file_id, rev)
+            .await?
+            .ok_or(FilesError::NotFound)?;
+        if old.deleted {
+            return Err(FilesError::BadRequest(format!(
+                "revision {rev} deleted the file; restore an earlier revision"
+            )));
+        }
+        let event = if cur.deleted {
+            if let Some(other) = Self::live_by_path(&mut tx, user_id, &cur.path).await? {
+                return Err(FilesError::conflict(
+                    format!("'{}' already exists", other.path),
+                    Some(other),
+                ));
+            }
+            ChangeKind::Created
+        } else {
+            ChangeKind::Updated
+        };
+        let meta = FileMeta {
+            rev: cur.rev + 1,
+            size: old.size,
+            sha256: old.sha256,
+            deleted: false,
+            modified_ms: now_ms(),
+            ..cur
+        };
+        let change = Self::finish(tx, user_id, seq, &meta, event, None, device).await?;
+        Ok((meta, change))
+    }
+
+    async fn revision_of(
+        executor: impl sqlx::Executor<'_, Database = Any>,
+        user_id: &str,
+        file_id: &str,
+        rev: i64,
+    ) -> Result<Option<Revision>, FilesError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REVISION_COLUMNS} FROM revisions r JOIN files f ON f.file_id = r.file_id
+             WHERE f.user_id = $1 AND r.file_id = $2 AND r.rev = $3"
+        ))
+        .bind(user_id)
+        .bind(file_id)
+        .bind(rev)
+        .fetch_optional(executor)
+        .await?;
+        Ok(row.as_ref().map(revision_from_row).transpose()?)
+    }
+
+    /// One revision of a user's file.
+    pub async fn revision(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        rev: i64,
+    ) -> Result<Option<Revision>, FilesError> {
+        Self::revision_of(&self.db.pool, user_id, file_id, rev).await
+    }
+
+    /// Every revision of a user's file, newest first (`None` if the file is not theirs).
+    pub async fn revisions(
+        &self,
+        user_id: &str,
+        file_id: &str,
+    ) -> Result<Option<Vec<Revision>>, FilesError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REVISION_COLUMNS} FROM revisions r JOIN files f ON f.file_id = r.file_id
+             WHERE f.user_id = $1 AND r.file_id = $2 ORDER BY r.rev DESC"
+        ))
+        .bind(user_id)
+        .bind(file_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .map(revision_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// Deleted files, most recently deleted first (at most [`MAX_CHANGES_PAGE`]).
+    pub async fn trash(&self, user_id: &str) -> Result<Vec<FileMeta>, FilesError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 1
+             ORDER BY modified_ms DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(MAX_CHANGES_PAGE)
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows.iter().map(file_from_row).collect::<Result<_, _>>()?)
     }
 
     pub async fn get(&self, user_id: &str, file_id: &str) -> Result<Option<FileMeta>, FilesError> {

@@ -94,6 +94,40 @@ pub struct MoveRequest {
     pub parent_rev: i64,
 }
 
+/// One revision of a file, as `GET /v1/files/{file_id}/revisions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub rev: i64,
+    pub path: String,
+    pub size: i64,
+    /// Empty for a revision that deleted the file.
+    pub sha256: String,
+    pub deleted: bool,
+    pub modified_ms: i64,
+    pub origin_device: Option<String>,
+}
+
+/// `GET /v1/files/{file_id}/revisions`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionList {
+    pub file_id: String,
+    pub revisions: Vec<Revision>,
+}
+
+/// `POST /v1/files/{file_id}/restore`: make revision `rev`'s content current again, as a new
+/// revision on top of `parent_rev` (also undeletes a file in the trash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub rev: i64,
+    pub parent_rev: i64,
+}
+
+/// `GET /v1/trash`: deleted files, most recently deleted first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrashList {
+    pub files: Vec<FileMeta>,
+}
+
 /// Machine-readable error codes of the REST API. The UI and client match on these, never on
 /// the message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

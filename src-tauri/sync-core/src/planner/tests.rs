@@ -213,6 +213,31 @@ impl Device {
         }
     }
 
+    /// Applies `op` through an unreliable network: the request may be lost (nothing happens) or
+    /// the response may be lost (the server changed, this device never learned of it).
+    fn apply_faulty(&mut self, server: &mut Server, op: Op, fault: Fault) {
+        let remote_effect = matches!(
+            op,
+            Op::Upload { .. }
+                | Op::DeleteRemote { .. }
+                | Op::MoveRemote { .. }
+                | Op::Download { .. }
+        );
+        match fault {
+            Fault::None => self.apply(server, op),
+            Fault::RequestLost if remote_effect => {}
+            Fault::ResponseLost if remote_effect => {
+                let before = self.synced.clone();
+                let disk_before = self.disk.clone();
+                self.apply(server, op);
+                // A download whose response is lost never reaches the disk either.
+                self.synced = before;
+                self.disk = disk_before;
+            }
+            Fault::RequestLost | Fault::ResponseLost => self.apply(server, op),
+        }
+    }
+
     /// Plans and applies until the plan is empty; returns the number of rounds.
     fn settle(&mut self, server: &mut Server) -> usize {
         for round in 0..20 {
@@ -226,6 +251,13 @@ impl Device {
         }
         panic!("device {} did not reach a fixed point", self.name);
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    None,
+    RequestLost,
+    ResponseLost,
 }
 
 /// The engine may only drop a local version that the server keeps in its history.
@@ -369,68 +401,123 @@ fn identical_changes_on_both_sides_are_not_conflicts() {
     );
 }
 
-/// Seeded random two-device runs: random writes, deletes, renames and partial sync rounds in
-/// random order, then settle. The engine never destroys a local version the server lacks
-/// (checked inside `apply`), every device's last versions survive, and all devices end equal
-/// to the server.
-#[test]
-fn randomized_two_device_runs_converge_without_losing_seen_versions() {
-    const PATHS: [&str; 5] = ["a", "b", "c", "d/e", "d/f"];
-    for seed in 0..300u64 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut server = Server::default();
-        let mut devs = [Device::new("one"), Device::new("two")];
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut version = 0;
-        for _ in 0..40 {
-            let d = rng.gen_range(0..devs.len());
-            let dev = &mut devs[d];
-            match rng.gen_range(0..5) {
-                0 | 1 => {
-                    version += 1;
-                    let path = PATHS[rng.gen_range(0..PATHS.len())];
-                    dev.disk.insert(path.into(), format!("v{version}"));
+/// Seeds in a default run: enough for more than 100,000 user operations (checked below).
+const DEFAULT_SEEDS: u64 = 4000;
+const STEPS: usize = 40;
+
+/// One seeded run of three devices: random writes, deletes and renames, and partial sync rounds
+/// whose operations run in random order over a network that loses requests and responses. Then
+/// the network heals and everyone settles. Checks: the engine never destroys a local version the
+/// server lacks (inside `apply`), the planner reaches a fixed point, all devices equal the
+/// server, and every device's last versions survive in the tree or the server's history.
+/// Returns the number of user operations (writes, deletes, renames) it made.
+fn simulate(seed: u64) -> usize {
+    const PATHS: [&str; 6] = ["a", "b", "c", "d/e", "d/f", "D/g"];
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut server = Server::default();
+    let mut devs = [Device::new("one"), Device::new("two"), Device::new("three")];
+    let mut version = 0;
+    let mut user_ops = 0;
+    for _ in 0..STEPS {
+        let d = rng.gen_range(0..devs.len());
+        let dev = &mut devs[d];
+        let action = rng.gen_range(0..6);
+        if action < 4 {
+            user_ops += 1;
+        }
+        match action {
+            0 | 1 => {
+                version += 1;
+                let path = PATHS[rng.gen_range(0..PATHS.len())];
+                dev.disk.insert(path.into(), format!("v{version}"));
+            }
+            2 => {
+                if let Some(path) = dev
+                    .disk
+                    .keys()
+                    .nth(rng.gen_range(0..dev.disk.len().max(1)))
+                    .cloned()
+                {
+                    dev.disk.remove(&path);
                 }
-                2 => {
-                    if let Some(path) = dev
-                        .disk
-                        .keys()
-                        .nth(rng.gen_range(0..dev.disk.len().max(1)))
-                        .cloned()
-                    {
-                        dev.disk.remove(&path);
-                    }
+            }
+            3 => {
+                let to = PATHS[rng.gen_range(0..PATHS.len())];
+                let from = dev
+                    .disk
+                    .keys()
+                    .nth(rng.gen_range(0..dev.disk.len().max(1)))
+                    .cloned();
+                if let Some(from) = from
+                    && !dev.disk.contains_key(to)
+                {
+                    let c = dev.disk.remove(&from).unwrap();
+                    dev.disk.insert(to.into(), c);
                 }
-                3 => {
-                    let to = PATHS[rng.gen_range(0..PATHS.len())];
-                    if let Some(from) = dev.disk.keys().next().cloned()
-                        && !dev.disk.contains_key(to)
-                    {
-                        let c = dev.disk.remove(&from).unwrap();
-                        dev.disk.insert(to.into(), c);
-                    }
-                }
-                _ => {
-                    let mut ops = dev.plan(&server);
-                    ops.shuffle(&mut rng);
-                    let keep = rng.gen_range(0..=ops.len());
-                    for op in ops.into_iter().take(keep) {
-                        dev.apply(&mut server, op);
-                    }
+            }
+            _ => {
+                let mut ops = dev.plan(&server);
+                ops.shuffle(&mut rng);
+                // A crash or a disconnect can cut a batch anywhere.
+                let keep = rng.gen_range(0..=ops.len());
+                for op in ops.into_iter().take(keep) {
+                    let fault = match rng.gen_range(0..10) {
+                        0 => Fault::RequestLost,
+                        1 => Fault::ResponseLost,
+                        _ => Fault::None,
+                    };
+                    dev.apply_faulty(&mut server, op, fault);
                 }
             }
         }
-        for dev in &devs {
-            seen.extend(dev.disk.values().cloned());
+    }
+    let last_versions: BTreeSet<String> =
+        devs.iter().flat_map(|d| d.disk.values().cloned()).collect();
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    let final_contents: BTreeSet<String> = devs[0].disk.values().cloned().collect();
+    for v in &last_versions {
+        assert!(
+            final_contents.contains(v) || server.history.contains(v),
+            "version {v} was lost"
+        );
+    }
+    user_ops
+}
+
+/// `SYNCSPHERE_SIM_SEED=N` replays one seed; `SYNCSPHERE_SIM_SEEDS=N` runs N seeds (long mode).
+#[test]
+fn randomized_three_device_runs_over_a_lossy_network_converge_without_loss() {
+    let seeds: Vec<u64> = match std::env::var("SYNCSPHERE_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SYNCSPHERE_SIM_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var("SYNCSPHERE_SIM_SEEDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SEEDS);
+            (0..n).collect()
         }
-        settle_all(&mut server, &mut devs);
-        assert_converged(&server, &devs);
-        let final_contents: BTreeSet<String> = devs[0].disk.values().cloned().collect();
-        for v in &seen {
-            assert!(
-                final_contents.contains(v) || server.history.contains(v),
-                "seed {seed}: version {v} was lost"
-            );
+    };
+    let single = seeds.len() == 1;
+    let mut user_ops = 0;
+    for seed in seeds {
+        match std::panic::catch_unwind(|| simulate(seed)) {
+            Ok(n) => user_ops += n,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!(
+                    "seed {seed} failed: {what}\nreplay: SYNCSPHERE_SIM_SEED={seed} cargo test -p syncsphere-sync-core randomized"
+                );
+            }
         }
     }
+    eprintln!("simulated {user_ops} user operations");
+    assert!(
+        single || user_ops >= 100_000,
+        "only {user_ops} user operations simulated"
+    );
 }

@@ -68,6 +68,23 @@ async fn next_json(
     }
 }
 
+/// The next `change` push, skipping `presence` and other messages.
+async fn next_change(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next_json(ws, left).await?;
+        if msg["type"] == "change" {
+            return Some(msg);
+        }
+    }
+}
+
 async fn scenario(database_url: Option<String>) {
     let server = Server::start(database_url.as_deref()).expect("server starts");
     let (a, b) = (
@@ -121,7 +138,7 @@ async fn scenario(database_url: Option<String>) {
     );
     eprintln!("create A→B in {took:?}");
 
-    let pushed = next_json(&mut observer, Duration::from_secs(5))
+    let pushed = next_change(&mut observer, Duration::from_secs(5))
         .await
         .expect("observer got the change");
     assert_eq!(pushed["type"], "change");
@@ -132,10 +149,33 @@ async fn scenario(database_url: Option<String>) {
         assert!(!pushed[key].is_null(), "push lacks {key}: {pushed}");
     }
     assert!(
-        next_json(&mut as_a, Duration::from_millis(500))
+        next_change(&mut as_a, Duration::from_millis(500))
             .await
             .is_none(),
         "the originating device was pushed its own change"
+    );
+
+    // The push was counted and timed, and the open connections are visible to Prometheus.
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(metric("syncsphere_state_push_latency_seconds_count") >= 1.0);
+    assert!(metric("syncsphere_state_messages_pushed_total") >= 1.0);
+    assert_eq!(
+        metric("syncsphere_state_connections"),
+        4.0,
+        "two raw observers + two clients"
     );
 
     // 2. Edit on B → A.
@@ -213,7 +253,7 @@ async fn scenario(database_url: Option<String>) {
 
     // Journal of the whole story, as the observer saw it.
     let mut events = Vec::new();
-    while let Some(m) = next_json(&mut observer, Duration::from_millis(300)).await {
+    while let Some(m) = next_change(&mut observer, Duration::from_millis(300)).await {
         events.push(m["event"].as_str().unwrap_or_default().to_owned());
     }
     assert!(
@@ -359,10 +399,36 @@ fn access_tokens_are_refreshed_before_they_expire() {
     assert!(now["expires_ms"].as_i64() > first["expires_ms"].as_i64());
 }
 
-/// The push socket needs a valid bearer token and a `hello` first.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn expect_close(ws: &mut Ws, code: u16) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(8), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(
+                    u16::from(frame.code),
+                    code,
+                    "close reason {:?}",
+                    frame.reason
+                );
+                return;
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame with code {code}, got {other:?}"),
+        }
+    }
+}
+
+/// The push socket: bearer token on the upgrade or an `auth` message first (browsers), then
+/// `hello`; presence of the user's devices; the per-user connection limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_socket_rejects_bad_tokens_and_missing_hello() {
-    let server = Server::start(None).expect("server starts");
+async fn push_socket_auth_presence_and_connection_limit() {
+    let server =
+        Server::start_with(None, &["--max-connections-per-user", "3"]).expect("server starts");
     let a = Device::new("a").unwrap();
     assert!(
         a.account("signup", &server, "gina@example.com")
@@ -370,41 +436,132 @@ async fn push_socket_rejects_bad_tokens_and_missing_hello() {
             .status
             .success()
     );
+    let token = a.access_token();
     let url = format!("{}/v1/ws", server.url.replacen("http://", "ws://", 1));
-    for auth in [
-        None,
-        Some("Bearer not-a-token".to_owned()),
-        Some(format!("Bearer {}x", a.access_token())),
-    ] {
+    let connect = |auth: Option<String>| {
         let mut req = url.as_str().into_client_request().unwrap();
-        if let Some(value) = &auth {
+        if let Some(value) = auth {
             req.headers_mut()
                 .insert("authorization", value.parse().unwrap());
         }
-        match tokio_tungstenite::connect_async(req).await {
+        tokio_tungstenite::connect_async(req)
+    };
+
+    // A header that is present must be valid: 401 before any upgrade.
+    for bad in ["Bearer not-a-token".to_owned(), format!("Bearer {token}x")] {
+        match connect(Some(bad.clone())).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                assert_eq!(resp.status(), 401, "{auth:?}")
+                assert_eq!(resp.status(), 401, "{bad}")
             }
-            other => panic!("{auth:?}: expected a 401, got {:?}", other.map(|_| ())),
+            other => panic!("{bad}: expected a 401, got {:?}", other.map(|_| ())),
         }
     }
-    // A valid token but a first message that is not `hello`: closed with the protocol code.
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", a.access_token()).parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("connects");
+    // No header: the first message must be a valid `auth`.
+    let (mut ws, _) = connect(None).await.unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"hello","device_id":"x","cursor":0}"#.into(),
+    ))
+    .await
+    .unwrap();
+    expect_close(&mut ws, 4001).await;
+    let (mut ws, _) = connect(None).await.unwrap();
+    ws.send(Message::Text(
+        serde_json::json!({"type": "auth", "token": "forged"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    expect_close(&mut ws, 4001).await;
+    // A valid token but a first message that is not `hello`.
+    let (mut ws, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
     ws.send(Message::Text(r#"{"type":"subscribe"}"#.into()))
         .await
         .unwrap();
-    let close = tokio::time::timeout(Duration::from_secs(5), ws.next())
+    expect_close(&mut ws, 4002).await;
+
+    // Browser flow works; presence names the user's online devices on every join and leave.
+    let (mut browser, _) = connect(None).await.unwrap();
+    browser
+        .send(Message::Text(
+            serde_json::json!({"type": "auth", "token": token})
+                .to_string()
+                .into(),
+        ))
         .await
-        .expect("closed in time");
-    match close {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4002),
-        other => panic!("expected a close frame with code 4002, got {other:?}"),
-    }
+        .unwrap();
+    let hello = |id: &str, name: &str| {
+        serde_json::json!({"type": "hello", "device_id": id, "cursor": 0, "device_name": name})
+            .to_string()
+    };
+    browser
+        .send(Message::Text(hello("web", "Browser").into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut browser, Duration::from_secs(5))
+            .await
+            .unwrap()["type"],
+        "welcome"
+    );
+    let presence = next_json(&mut browser, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(presence["type"], "presence");
+    assert_eq!(presence["devices"][0]["device_name"], "Browser");
+
+    let (mut laptop, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    laptop
+        .send(Message::Text(hello("lap", "Laptop").into()))
+        .await
+        .unwrap();
+    let presence = next_json(&mut browser, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let names: Vec<&str> = presence["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Laptop", "Browser"],
+        "sorted by device id: lap < web"
+    );
+
+    // Third connection is fine, the fourth exceeds the limit of 3.
+    let (mut third, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    third
+        .send(Message::Text(hello("t3", "Third").into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut third, Duration::from_secs(5)).await.unwrap()["type"],
+        "welcome"
+    );
+    let (mut fourth, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    fourth
+        .send(Message::Text(hello("t4", "Fourth").into()))
+        .await
+        .unwrap();
+    expect_close(&mut fourth, 4003).await;
+
+    // The laptop leaves: the browser learns it at once.
+    laptop.close(None).await.unwrap();
+    let gone = loop {
+        let m = next_json(&mut browser, Duration::from_secs(5))
+            .await
+            .expect("presence after leave");
+        let ids: Vec<String> = m["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["device_id"].as_str().unwrap().to_owned())
+            .collect();
+        if !ids.contains(&"lap".to_owned()) {
+            break ids;
+        }
+    };
+    assert_eq!(gone, ["t3", "web"]);
 }

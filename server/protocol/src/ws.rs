@@ -6,8 +6,12 @@ use crate::api::ChangeEvent;
 
 /// Close code sent when a connection's outbound queue overflowed: catch up from the cursor.
 pub const CLOSE_RESYNC: u16 = 4000;
+/// Close code for a missing, invalid or expired token (browser `auth` flow).
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 /// Close code for a protocol violation (e.g. no `hello` first).
 pub const CLOSE_PROTOCOL: u16 = 4002;
+/// Close code when the user already has the maximum number of connections.
+pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4003;
 /// Close code sent when the server shuts down: reconnect (with backoff) to any instance.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -15,8 +19,26 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// First message on every connection.
-    Hello { device_id: String, cursor: i64 },
+    /// First message of a connection opened without an `Authorization` header (browsers cannot
+    /// set one): the bearer token, within 5 s of connecting. Never put tokens in the URL.
+    Auth { token: String },
+    /// First message on every authenticated connection.
+    Hello {
+        device_id: String,
+        cursor: i64,
+        /// Human-readable name shown to the user's other devices in `presence`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_name: Option<String>,
+    },
+}
+
+/// One online device in a `presence` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineDevice {
+    pub device_id: String,
+    pub device_name: Option<String>,
+    /// Open connections of this device (usually 1).
+    pub connections: u32,
 }
 
 /// Messages the server sends.
@@ -32,6 +54,8 @@ pub enum ServerMessage {
     Change(ChangeEvent),
     /// The server dropped events for this connection: read the journal from your cursor.
     Resync { reason: String },
+    /// The user's online devices, sent to all of them whenever one connects or disconnects.
+    Presence { devices: Vec<OnlineDevice> },
 }
 
 #[cfg(test)]
@@ -73,7 +97,8 @@ mod tests {
             m,
             ClientMessage::Hello {
                 device_id: "d".into(),
-                cursor: 12
+                cursor: 12,
+                device_name: None,
             }
         );
     }

@@ -1,45 +1,58 @@
 //! The registry of live connections per user and the non-blocking fan-out to them.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use syncsphere_files::ChangeSink;
 use syncsphere_protocol::ChangeEvent;
-use syncsphere_protocol::ws::ServerMessage;
+use syncsphere_protocol::ws::{OnlineDevice, ServerMessage};
 use tokio::sync::{mpsc, watch};
+
+use crate::metrics::PushMetrics;
 
 /// Messages queued per connection before it counts as too slow.
 pub const QUEUE_CAPACITY: usize = 256;
+/// Default limit of simultaneous connections per user (all devices together).
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
+
+/// A message waiting in a connection's queue, with when it was handed to the hub.
+pub(crate) struct Queued {
+    pub msg: ServerMessage,
+    pub since: Instant,
+}
 
 struct Conn {
     id: u64,
     device_id: String,
-    tx: mpsc::Sender<ServerMessage>,
+    device_name: Option<String>,
+    tx: mpsc::Sender<Queued>,
     overflowed: Arc<AtomicBool>,
 }
 
 /// What a registered connection gets back: its id, its queue, and whether it overflowed.
 pub(crate) struct Registration {
     pub id: u64,
-    pub rx: mpsc::Receiver<ServerMessage>,
+    pub rx: mpsc::Receiver<Queued>,
     pub overflowed: Arc<AtomicBool>,
 }
+
+/// The user already holds the maximum number of connections.
+#[derive(Debug)]
+pub(crate) struct TooManyConnections;
 
 pub struct PushHub {
     users: Mutex<HashMap<String, Vec<Conn>>>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    max_per_user: usize,
+    pub metrics: PushMetrics,
 }
 
 impl Default for PushHub {
     fn default() -> Self {
-        PushHub {
-            users: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            shutdown: watch::channel(false).0,
-        }
+        Self::with_limit(DEFAULT_MAX_CONNECTIONS_PER_USER)
     }
 }
 
@@ -48,28 +61,53 @@ impl PushHub {
         Arc::new(Self::default())
     }
 
-    pub(crate) fn register(&self, user_id: &str, device_id: &str) -> Registration {
+    /// A hub that accepts at most `max_per_user` simultaneous connections per user.
+    pub fn with_limit(max_per_user: usize) -> Self {
+        PushHub {
+            users: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            shutdown: watch::channel(false).0,
+            max_per_user,
+            metrics: PushMetrics::default(),
+        }
+    }
+
+    pub(crate) fn register(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        device_name: Option<String>,
+    ) -> Result<Registration, TooManyConnections> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
-        self.users
-            .lock()
-            .expect("hub lock")
-            .entry(user_id.to_owned())
-            .or_default()
-            .push(Conn {
-                id,
-                device_id: device_id.to_owned(),
-                tx,
-                overflowed: overflowed.clone(),
-            });
-        Registration { id, rx, overflowed }
+        let mut users = self.users.lock().expect("hub lock");
+        let conns = users.entry(user_id.to_owned()).or_default();
+        if conns.len() >= self.max_per_user {
+            self.metrics.connections_refused.inc();
+            return Err(TooManyConnections);
+        }
+        conns.push(Conn {
+            id,
+            device_id: device_id.to_owned(),
+            device_name,
+            tx,
+            overflowed: overflowed.clone(),
+        });
+        self.metrics.connections.inc();
+        self.broadcast_presence(conns);
+        Ok(Registration { id, rx, overflowed })
     }
 
     pub(crate) fn unregister(&self, user_id: &str, id: u64) {
         let mut users = self.users.lock().expect("hub lock");
         if let Some(conns) = users.get_mut(user_id) {
+            let before = conns.len();
             conns.retain(|c| c.id != id);
+            if conns.len() < before {
+                self.metrics.connections.dec();
+                self.broadcast_presence(conns);
+            }
             if conns.is_empty() {
                 users.remove(user_id);
             }
@@ -93,6 +131,56 @@ impl PushHub {
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
+
+    /// Queues `msg` on every connection `to` selects; drops connections whose queue is full.
+    fn fan_out(&self, conns: &mut Vec<Conn>, msg: &ServerMessage, to: impl Fn(&Conn) -> bool) {
+        let since = Instant::now();
+        let before = conns.len();
+        conns.retain(|conn| {
+            if !to(conn) {
+                return true;
+            }
+            let queued = Queued {
+                msg: msg.clone(),
+                since,
+            };
+            match conn.tx.try_send(queued) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Dropping the sender ends the connection's queue; its task then sends
+                    // `resync` and closes. Nobody else waits for this consumer.
+                    tracing::warn!(device = %conn.device_id, "push queue full, dropping connection");
+                    conn.overflowed.store(true, Ordering::Relaxed);
+                    self.metrics.queue_overflows.inc();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        let dropped = before - conns.len();
+        if dropped > 0 {
+            self.metrics.connections.dec_by(dropped as i64);
+        }
+    }
+
+    /// Tells every connection of a user which of its devices are online.
+    fn broadcast_presence(&self, conns: &mut Vec<Conn>) {
+        let mut devices: BTreeMap<&str, OnlineDevice> = BTreeMap::new();
+        for c in conns.iter() {
+            devices
+                .entry(&c.device_id)
+                .or_insert_with(|| OnlineDevice {
+                    device_id: c.device_id.clone(),
+                    device_name: c.device_name.clone(),
+                    connections: 0,
+                })
+                .connections += 1;
+        }
+        let msg = ServerMessage::Presence {
+            devices: devices.into_values().collect(),
+        };
+        self.fan_out(conns, &msg, |_| true);
+    }
 }
 
 impl ChangeSink for PushHub {
@@ -101,21 +189,9 @@ impl ChangeSink for PushHub {
         let Some(conns) = users.get_mut(user_id) else {
             return;
         };
-        conns.retain(|conn| {
-            if change.origin_device.as_deref() == Some(conn.device_id.as_str()) {
-                return true;
-            }
-            match conn.tx.try_send(ServerMessage::Change(change.clone())) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Dropping the sender ends the connection's queue; its task then sends
-                    // `resync` and closes. Nobody else waits for this consumer.
-                    tracing::warn!(user_id, device = %conn.device_id, "push queue full, dropping connection");
-                    conn.overflowed.store(true, Ordering::Relaxed);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
+        let origin = change.origin_device.as_deref();
+        self.fan_out(conns, &ServerMessage::Change(change.clone()), |conn| {
+            origin != Some(conn.device_id.as_str())
         });
         if conns.is_empty() {
             users.remove(user_id);
@@ -143,37 +219,101 @@ mod tests {
         }
     }
 
+    fn drain(reg: &mut Registration) -> Vec<ServerMessage> {
+        std::iter::from_fn(|| reg.rx.try_recv().ok().map(|q| q.msg)).collect()
+    }
+
+    fn changes(reg: &mut Registration) -> Vec<ServerMessage> {
+        drain(reg)
+            .into_iter()
+            .filter(|m| matches!(m, ServerMessage::Change(_)))
+            .collect()
+    }
+
     #[test]
     fn pushes_to_other_devices_of_the_same_user_only() {
         let hub = PushHub::default();
-        let mut a = hub.register("u1", "dev-a");
-        let mut b = hub.register("u1", "dev-b");
-        let mut other_user = hub.register("u2", "dev-c");
+        let mut a = hub.register("u1", "dev-a", None).unwrap();
+        let mut b = hub.register("u1", "dev-b", None).unwrap();
+        let mut other_user = hub.register("u2", "dev-c", None).unwrap();
         hub.publish("u1", &change(1, "dev-a"));
         assert!(
-            a.rx.try_recv().is_err(),
+            changes(&mut a).is_empty(),
             "origin device must not get its own change"
         );
         assert_eq!(
-            b.rx.try_recv().unwrap(),
-            ServerMessage::Change(change(1, "dev-a"))
+            changes(&mut b),
+            vec![ServerMessage::Change(change(1, "dev-a"))]
         );
-        assert!(other_user.rx.try_recv().is_err());
+        assert!(changes(&mut other_user).is_empty());
     }
 
     #[test]
     fn a_full_queue_drops_only_that_connection() {
         let hub = PushHub::default();
-        let slow = hub.register("u1", "slow");
-        let mut fast = hub.register("u1", "fast");
+        let slow = hub.register("u1", "slow", None).unwrap();
+        let mut fast = hub.register("u1", "fast", None).unwrap();
         for seq in 0..QUEUE_CAPACITY as i64 + 1 {
             hub.publish("u1", &change(seq, "elsewhere"));
-            while fast.rx.try_recv().is_ok() {}
+            drain(&mut fast);
         }
         assert!(slow.overflowed.load(Ordering::Relaxed));
         assert!(!fast.overflowed.load(Ordering::Relaxed));
         assert_eq!(hub.connections("u1"), 1);
+        assert_eq!(hub.metrics.queue_overflows.get(), 1);
+        assert_eq!(hub.metrics.connections.get(), 1);
         hub.unregister("u1", fast.id);
         assert_eq!(hub.connections("u1"), 0);
+        assert_eq!(hub.metrics.connections.get(), 0);
+    }
+
+    #[test]
+    fn presence_lists_online_devices_on_every_join_and_leave() {
+        let hub = PushHub::default();
+        let mut a = hub.register("u1", "dev-a", Some("laptop".into())).unwrap();
+        let b = hub.register("u1", "dev-b", Some("desktop".into())).unwrap();
+        let _b2 = hub.register("u1", "dev-b", Some("desktop".into())).unwrap();
+        let online = |msgs: Vec<ServerMessage>| -> Vec<Vec<(String, u32)>> {
+            msgs.into_iter()
+                .filter_map(|m| match m {
+                    ServerMessage::Presence { devices } => Some(
+                        devices
+                            .into_iter()
+                            .map(|d| (d.device_id, d.connections))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()
+        };
+        let seen = online(drain(&mut a));
+        assert_eq!(
+            seen,
+            vec![
+                vec![("dev-a".to_owned(), 1)],
+                vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 1)],
+                vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 2)],
+            ]
+        );
+        hub.unregister("u1", b.id);
+        assert_eq!(
+            online(drain(&mut a)),
+            vec![vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 1)]]
+        );
+    }
+
+    #[test]
+    fn refuses_connections_past_the_per_user_limit() {
+        let hub = PushHub::with_limit(2);
+        let first = hub.register("u1", "a", None).unwrap();
+        let _second = hub.register("u1", "b", None).unwrap();
+        assert!(hub.register("u1", "c", None).is_err());
+        assert!(
+            hub.register("u2", "c", None).is_ok(),
+            "the limit is per user"
+        );
+        assert_eq!(hub.metrics.connections_refused.get(), 1);
+        hub.unregister("u1", first.id);
+        assert!(hub.register("u1", "c", None).is_ok());
     }
 }

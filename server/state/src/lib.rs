@@ -6,11 +6,14 @@
 //! - Delivery never blocks: each connection has a bounded queue; a connection that falls
 //!   behind is told to `resync` and closed, and catches up from its journal cursor. Pushes are
 //!   hints; the journal in the File service is the truth.
+//! - Tokens never travel in URLs: native clients send `Authorization` on the upgrade, browsers
+//!   an `auth` message within 5 s. Every close code is in `syncsphere_protocol::ws`.
 //!
 //! **Boundary**: this crate never reads the metadata database; it learns of changes only through
 //! [`syncsphere_files::ChangeSink`].
 
 mod hub;
+mod metrics;
 mod ws;
 
 use std::sync::Arc;
@@ -20,7 +23,8 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use syncsphere_auth::Verifier;
 
-pub use hub::{PushHub, QUEUE_CAPACITY};
+pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
+pub use metrics::PushMetrics;
 
 #[derive(Clone)]
 pub struct StateService {
@@ -34,8 +38,22 @@ impl FromRef<StateService> for Arc<Verifier> {
     }
 }
 
+/// `GET /v1/ws` and `GET /metrics` (Prometheus text; keep it off the public internet).
 pub fn router(state: StateService) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<StateService>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.hub.metrics.render(),
+    )
 }

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use syncsphere_auth::{AuthRejection, AuthUser};
 use syncsphere_protocol::ws::{
-    CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC, ClientMessage, ServerMessage,
+    CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC, CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED,
+    ClientMessage, ServerMessage,
 };
 
 use crate::StateService;
 
+/// A browser without an `Authorization` header must send `auth` within this time.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A peer silent for this long (no pong, no message) is considered dead.
@@ -24,9 +27,14 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let user = match AuthUser::from_headers(&headers, &state.verifier).await {
-        Ok(user) => user,
-        Err(e) => return AuthRejection(e).into_response(),
+    // Native clients authenticate the upgrade itself; a header that is present must be valid.
+    let user = if headers.contains_key(header::AUTHORIZATION) {
+        match AuthUser::from_headers(&headers, &state.verifier).await {
+            Ok(user) => Some(user),
+            Err(e) => return AuthRejection(e).into_response(),
+        }
+    } else {
+        None
     };
     // Small buffers: an idle connection must cost kilobytes, not tungstenite's 2×128 KiB.
     ws.read_buffer_size(4096)
@@ -52,24 +60,59 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         .await;
 }
 
-async fn run(mut socket: WebSocket, user: AuthUser, state: StateService) {
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
-    let device_id = match hello {
-        Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Hello { device_id, .. })
-                if !device_id.is_empty() && device_id.len() <= 128 =>
-            {
-                device_id
+/// The next client message, if it arrives in time and parses.
+async fn first_message(socket: &mut WebSocket, within: Duration) -> Option<ClientMessage> {
+    match tokio::time::timeout(within, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).ok(),
+        _ => None,
+    }
+}
+
+async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService) {
+    let user = match user {
+        Some(user) => user,
+        None => {
+            let Some(ClientMessage::Auth { token }) =
+                first_message(&mut socket, AUTH_TIMEOUT).await
+            else {
+                return close(&mut socket, CLOSE_UNAUTHORIZED, "expected auth").await;
+            };
+            let mut headers = HeaderMap::new();
+            let Ok(value) = format!("Bearer {token}").parse() else {
+                return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await;
+            };
+            headers.insert(header::AUTHORIZATION, value);
+            match AuthUser::from_headers(&headers, &state.verifier).await {
+                Ok(user) => user,
+                Err(_) => return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await,
             }
-            _ => return close(&mut socket, CLOSE_PROTOCOL, "expected hello").await,
-        },
+        }
+    };
+    let (device_id, device_name) = match first_message(&mut socket, HELLO_TIMEOUT).await {
+        Some(ClientMessage::Hello {
+            device_id,
+            device_name,
+            ..
+        }) if !device_id.is_empty() && device_id.len() <= 128 => (
+            device_id,
+            device_name.map(|n| n.chars().take(128).collect()),
+        ),
         _ => return close(&mut socket, CLOSE_PROTOCOL, "expected hello").await,
     };
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
     let _enter = span.enter();
-    let mut reg = state.hub.register(&user.user_id, &device_id);
+    let Ok(mut reg) = state.hub.register(&user.user_id, &device_id, device_name) else {
+        tracing::warn!("connection limit reached");
+        return close(
+            &mut socket,
+            CLOSE_TOO_MANY_CONNECTIONS,
+            "too many connections",
+        )
+        .await;
+    };
     tracing::info!(conn = reg.id, "device connected");
     let mut shutdown = state.hub.shutdown_signal();
+    let metrics = &state.hub.metrics;
     let welcome = ServerMessage::Welcome {
         device_id: device_id.clone(),
         connection_id: reg.id.to_string(),
@@ -80,10 +123,14 @@ async fn run(mut socket: WebSocket, user: AuthUser, state: StateService) {
         let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                msg = reg.rx.recv() => match msg {
-                    Some(msg) => {
-                        if send(&mut socket, &msg).await.is_err() {
+                queued = reg.rx.recv() => match queued {
+                    Some(queued) => {
+                        if send(&mut socket, &queued.msg).await.is_err() {
                             break;
+                        }
+                        metrics.messages_pushed.inc();
+                        if matches!(queued.msg, ServerMessage::Change(_)) {
+                            metrics.push_latency.observe(queued.since.elapsed().as_secs_f64());
                         }
                     }
                     None => {

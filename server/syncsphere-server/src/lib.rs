@@ -26,6 +26,8 @@ pub struct AppConfig {
     pub region: String,
     pub access_token_ttl: u64,
     pub refresh_token_ttl: u64,
+    /// Simultaneous WebSocket connections allowed per user.
+    pub max_connections_per_user: usize,
 }
 
 /// The assembled application and the handles the binary needs for shutdown.
@@ -60,7 +62,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     )
     .context("starting the built-in identity provider")?;
     let verifier = Arc::new(idp.verifier());
-    let hub = PushHub::new();
+    let hub = Arc::new(PushHub::with_limit(config.max_connections_per_user));
     let blobs =
         DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
     let files = syncsphere_files::router(FilesState {

@@ -51,6 +51,9 @@ struct Args {
     /// Lifetime of access and ID tokens, in seconds.
     #[arg(long, env = "SYNCSPHERE_ACCESS_TOKEN_TTL", default_value_t = 3600)]
     access_token_ttl: u64,
+    /// Simultaneous WebSocket connections allowed per user (all devices together).
+    #[arg(long, env = "SYNCSPHERE_MAX_CONNECTIONS_PER_USER", default_value_t = syncsphere_state::DEFAULT_MAX_CONNECTIONS_PER_USER)]
+    max_connections_per_user: usize,
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "SYNCSPHERE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     refresh_token_ttl: u64,
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         region: args.region,
         access_token_ttl: args.access_token_ttl,
         refresh_token_ttl: args.refresh_token_ttl,
+        max_connections_per_user: args.max_connections_per_user,
     })
     .await?;
 

@@ -29,6 +29,7 @@ async fn harness(database_url: Option<String>) -> Harness {
         region: "local-1".into(),
         access_token_ttl: 3600,
         refresh_token_ttl: 3600,
+        max_connections_per_user: 32,
     })
     .await
     .unwrap();

@@ -249,6 +249,7 @@ async fn run(
         ws_url,
         tokens: tokens.clone(),
         device_id: config.device_id.clone(),
+        device_name: device_name.clone(),
         cursor: cursor_rx,
         triggers: trigger_tx.clone(),
         status: status.clone(),

@@ -36,6 +36,7 @@ pub(crate) struct Push {
     pub ws_url: String,
     pub tokens: Arc<TokenSource>,
     pub device_id: String,
+    pub device_name: String,
     pub cursor: watch::Receiver<i64>,
     pub triggers: mpsc::Sender<Trigger>,
     pub status: watch::Sender<Status>,
@@ -93,6 +94,7 @@ impl Push {
         let hello = ClientMessage::Hello {
             device_id: self.device_id.clone(),
             cursor: *self.cursor.borrow(),
+            device_name: Some(self.device_name.clone()),
         };
         ws.send(Message::Text(
             serde_json::to_string(&hello)
@@ -134,6 +136,9 @@ impl Push {
                     if change.seq > *self.cursor.borrow() {
                         let _ = self.triggers.try_send(Trigger::Remote);
                     }
+                }
+                Ok(ServerMessage::Presence { devices }) => {
+                    tracing::debug!(online = devices.len(), "presence");
                 }
                 Ok(ServerMessage::Resync { reason }) => {
                     tracing::info!(reason, "server asked for a resync");

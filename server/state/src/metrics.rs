@@ -1,0 +1,75 @@
+//! Prometheus metrics of the State service, served as text at `GET /metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct PushMetrics {
+    registry: Registry,
+    /// Open, registered WebSocket connections.
+    pub connections: Gauge,
+    /// Messages (changes, presence, resync) written to sockets.
+    pub messages_pushed: Counter,
+    /// Connections dropped because their queue was full.
+    pub queue_overflows: Counter,
+    /// Connections refused because the user had too many.
+    pub connections_refused: Counter,
+    /// Seconds from a commit being handed to the hub to its frame being written to a socket.
+    pub push_latency: Histogram,
+}
+
+impl Default for PushMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("syncsphere_state");
+        let connections = Gauge::default();
+        let messages_pushed = Counter::default();
+        let queue_overflows = Counter::default();
+        let connections_refused = Counter::default();
+        // 50 µs … ~1.6 s.
+        let push_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
+        registry.register(
+            "messages_pushed",
+            "Messages written to WebSocket connections",
+            messages_pushed.clone(),
+        );
+        registry.register(
+            "queue_overflows",
+            "Connections dropped because their push queue was full",
+            queue_overflows.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused by the per-user connection limit",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "push_latency_seconds",
+            "Time from commit to the change being written to a socket",
+            push_latency.clone(),
+        );
+        PushMetrics {
+            registry,
+            connections,
+            messages_pushed,
+            queue_overflows,
+            connections_refused,
+            push_latency,
+        }
+    }
+}
+
+impl PushMetrics {
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

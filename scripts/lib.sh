@@ -18,8 +18,8 @@ APT_PACKAGES=(
   build-essential pkg-config libssl-dev curl file
   # Tauri 2 (webkit2gtk 4.1, tray, rsvg)
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
-  # tests: PostgreSQL, headless display, WebDriver for the desktop app
-  postgresql postgresql-client xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
+  # tests: PostgreSQL, Redis, headless display, WebDriver for the desktop app
+  postgresql postgresql-client redis-server xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
   imagemagick fonts-dejavu-core
 )
 
@@ -59,7 +59,7 @@ build_ui() {
 start_postgres() {
   PG_PID_DIR="$(mktemp -d /tmp/syncsphere-pg.XXXXXX)"
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   local as=()
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_PID_DIR"; as=(runuser -u postgres --); fi
   "${as[@]}" "$PG_BIN/initdb" -D "$PG_PID_DIR/data" -A trust -U postgres --no-sync >/dev/null
@@ -75,5 +75,28 @@ stop_postgres() {
     if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
     "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_PID_DIR/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$PG_PID_DIR"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Starts a throwaway Redis on a free loopback port (no persistence); sets REDIS_URL_TEST.
+start_redis() {
+  REDIS_DIR="$(mktemp -d /tmp/syncsphere-redis.XXXXXX)"
+  local port
+  port="$(free_port)"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize yes \
+    --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log"
+  for _ in $(seq 50); do [ -s "$REDIS_DIR/redis.pid" ] && break; sleep 0.1; done
+  REDIS_URL_TEST="redis://127.0.0.1:$port"
+  log "Redis running at $REDIS_URL_TEST"
+}
+
+stop_redis() {
+  if [ -n "${REDIS_DIR:-}" ] && [ -s "$REDIS_DIR/redis.pid" ]; then
+    kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+    rm -rf "$REDIS_DIR"
   fi
 }

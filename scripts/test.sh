@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
-# checks formatting and lints, starts a throwaway PostgreSQL, runs all Rust tests (unit,
-# service tests on SQLite and PostgreSQL, end-to-end with real processes), the UI unit tests,
+# checks formatting and lints, starts a throwaway PostgreSQL and Redis, runs all Rust tests (unit,
+# service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
+# of one files and three state instances), the UI unit tests,
 # and the desktop app under Xvfb through tauri-driver.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -21,8 +22,10 @@ log "building the binaries the end-to-end tests start"
 cargo build --locked --bins -p syncsphere-server -p syncsphere-cli
 
 start_postgres
-trap stop_postgres EXIT
+start_redis
+trap 'stop_redis; stop_postgres' EXIT
 export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL"
+export SYNCSPHERE_TEST_REDIS_URL="$REDIS_URL_TEST"
 
 log "cargo test (workspace)"
 cargo test --workspace --locked

@@ -307,6 +307,22 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
+/// URL of the Redis server the test command started, if any (required under `CI`).
+pub fn redis_url() -> Option<String> {
+    match std::env::var("SYNCSPHERE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but SYNCSPHERE_TEST_REDIS_URL is not: run the tests through scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED: SYNCSPHERE_TEST_REDIS_URL is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
 /// Creates a fresh database on the test PostgreSQL server and returns its URL.
 pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
     let name = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));

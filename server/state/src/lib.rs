@@ -10,10 +10,11 @@
 //!   an `auth` message within 5 s. Every close code is in `syncsphere_protocol::ws`.
 //!
 //! **Boundary**: this crate never reads the metadata database; it learns of changes only through
-//! [`syncsphere_files::ChangeSink`].
+//! [`syncsphere_files::ChangeSink`] — called in-process, or fed from Redis ([`redis_bus`]).
 
 mod hub;
 mod metrics;
+pub mod redis_bus;
 mod ws;
 
 use std::sync::Arc;
@@ -30,6 +31,9 @@ pub use metrics::PushMetrics;
 pub struct StateService {
     pub hub: Arc<PushHub>,
     pub verifier: Arc<Verifier>,
+    /// Cross-instance fan-out; `None` when the File service runs in this process and feeds the
+    /// hub directly.
+    pub bus: Option<Arc<redis_bus::RedisSubscriber>>,
 }
 
 impl FromRef<StateService> for Arc<Verifier> {

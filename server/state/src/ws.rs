@@ -101,8 +101,22 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
     };
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
     let _enter = span.enter();
+    // With several instances, subscribe to the user's channel before welcoming: the client's
+    // catch-up after `welcome` then cannot miss a change committed in between.
+    if let Some(bus) = &state.bus
+        && let Err(e) = bus.hold(&user.user_id).await
+    {
+        tracing::error!(error = %e, "cannot subscribe to the user's changes");
+        return close(&mut socket, CLOSE_GOING_AWAY, "fan-out unavailable").await;
+    }
+    let release = |state: &StateService| {
+        if let Some(bus) = &state.bus {
+            bus.release(&user.user_id);
+        }
+    };
     let Ok(mut reg) = state.hub.register(&user.user_id, &device_id, device_name) else {
         tracing::warn!("connection limit reached");
+        release(&state);
         return close(
             &mut socket,
             CLOSE_TOO_MANY_CONNECTIONS,
@@ -162,5 +176,6 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         }
     }
     state.hub.unregister(&user.user_id, reg.id);
+    release(&state);
     tracing::info!(conn = reg.id, "device disconnected");
 }

@@ -1,22 +1,54 @@
-//! Assembly of the SyncSphere services into one application (all roles in one process), shared
-//! by the `syncsphere-server` binary and the service-level tests.
+//! Assembly of the SyncSphere services into one application, shared by the `syncsphere-server`
+//! binary and the service-level tests.
+//!
+//! Roles: `all` (default: auth + files + state in one process, changes handed to the push hub
+//! in-process, or through Redis when `redis_url` is set so the instance can join a cluster),
+//! `files` (identity provider + File service; publishes changes to Redis) and `state` (push
+//! WebSockets only; verifies tokens against the issuer's JWKS over HTTP and subscribes to Redis).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
 use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
+use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
-use syncsphere_files::{DiskBlobStore, FilesState, MetadataStore};
+use syncsphere_files::{ChangeSink, DiskBlobStore, FilesState, MetadataStore};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
+use syncsphere_state::redis_bus::{RedisPublisher, RedisSubscriber};
 use syncsphere_state::{PushHub, StateService};
 use tower_http::trace::TraceLayer;
 
-/// Settings of the all-in-one server.
+/// Which services this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Files,
+    State,
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Role::All),
+            "files" => Ok(Role::Files),
+            "state" => Ok(Role::State),
+            other => Err(format!(
+                "unknown role '{other}' (expected all, files or state)"
+            )),
+        }
+    }
+}
+
+/// Settings of the server.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
+    pub role: Role,
     pub data_dir: PathBuf,
     /// `postgres://…`; `None` means embedded SQLite in `data_dir`.
     pub database_url: Option<String>,
@@ -28,6 +60,40 @@ pub struct AppConfig {
     pub refresh_token_ttl: u64,
     /// Simultaneous WebSocket connections allowed per user.
     pub max_connections_per_user: usize,
+    /// `redis://…` for cross-instance fan-out (required by the `files` and `state` roles).
+    pub redis_url: Option<String>,
+    /// `state` role: the token issuer (`{files public URL}/{pool id}` or a Cognito pool URL).
+    pub auth_issuer: Option<String>,
+    /// `state` role: where the issuer's keys are; default `{issuer}/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+}
+
+impl AppConfig {
+    /// The embedded defaults for `data_dir`, as the binary uses them with no flags.
+    pub fn embedded(data_dir: PathBuf, public_url: String) -> Self {
+        AppConfig {
+            role: Role::All,
+            data_dir,
+            database_url: None,
+            public_url,
+            user_pool_id: "local_syncsphere".into(),
+            client_id: "syncsphere-desktop".into(),
+            region: "local-1".into(),
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            max_connections_per_user: syncsphere_state::DEFAULT_MAX_CONNECTIONS_PER_USER,
+            redis_url: None,
+            auth_issuer: None,
+            jwks_url: None,
+        }
+    }
+
+    fn redis_url(&self) -> anyhow::Result<&str> {
+        match &self.redis_url {
+            Some(url) => Ok(url),
+            None => bail!("the {:?} role needs --redis-url (or REDIS_URL)", self.role),
+        }
+    }
 }
 
 /// The assembled application and the handles the binary needs for shutdown.
@@ -36,7 +102,44 @@ pub struct App {
     pub hub: Arc<PushHub>,
 }
 
+fn health() -> Router {
+    Router::new().route(
+        "/healthz",
+        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+    )
+}
+
 pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
+    let hub = Arc::new(PushHub::with_limit(config.max_connections_per_user));
+    let mut router = health();
+    if config.role == Role::State {
+        let issuer = config
+            .auth_issuer
+            .clone()
+            .context("the state role needs --auth-issuer (the token issuer URL)")?;
+        let jwks = config
+            .jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
+        let verifier = Arc::new(Verifier::new(
+            issuer,
+            config.client_id.clone(),
+            JwksSource::Remote(jwks),
+        ));
+        let bus = RedisSubscriber::connect(config.redis_url()?, hub.clone())
+            .await
+            .context("subscribing to Redis")?;
+        router = router.merge(syncsphere_state::router(StateService {
+            hub: hub.clone(),
+            verifier,
+            bus: Some(bus),
+        }));
+        return Ok(App {
+            router: router.layer(TraceLayer::new_for_http()),
+            hub,
+        });
+    }
+
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let db = match &config.database_url {
@@ -62,18 +165,35 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     )
     .context("starting the built-in identity provider")?;
     let verifier = Arc::new(idp.verifier());
-    let hub = Arc::new(PushHub::with_limit(config.max_connections_per_user));
+    // Where committed changes go: Redis in a cluster, else straight to this process's hub.
+    let (sink, bus): (Arc<dyn ChangeSink>, Option<Arc<RedisSubscriber>>) = match &config.redis_url {
+        Some(url) => {
+            let publisher = RedisPublisher::connect(url)
+                .await
+                .context("connecting to Redis")?;
+            let bus = if config.role == Role::All {
+                Some(
+                    RedisSubscriber::connect(url, hub.clone())
+                        .await
+                        .context("subscribing to Redis")?,
+                )
+            } else {
+                None
+            };
+            (publisher, bus)
+        }
+        None if config.role == Role::Files => {
+            bail!("the files role needs --redis-url (or REDIS_URL)")
+        }
+        None => (hub.clone(), None),
+    };
     let blobs =
         DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
     let files = syncsphere_files::router(FilesState {
         store: MetadataStore::new(db),
         blobs: Arc::new(blobs),
-        sink: hub.clone(),
+        sink,
         verifier: verifier.clone(),
-    });
-    let state = syncsphere_state::router(StateService {
-        hub: hub.clone(),
-        verifier,
     });
     let client_config = ServerConfig {
         cognito: CognitoConfig {
@@ -83,11 +203,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             client_id: config.client_id.clone(),
         },
     };
-    let router = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+    router = router
         .route(
             "/v1/config",
             get(move || {
@@ -96,8 +212,16 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             }),
         )
         .merge(cognito_api::router(idp))
-        .merge(files)
-        .merge(state)
-        .layer(TraceLayer::new_for_http());
-    Ok(App { router, hub })
+        .merge(files);
+    if config.role == Role::All {
+        router = router.merge(syncsphere_state::router(StateService {
+            hub: hub.clone(),
+            verifier,
+            bus,
+        }));
+    }
+    Ok(App {
+        router: router.layer(TraceLayer::new_for_http()),
+        hub,
+    })
 }

@@ -9,15 +9,28 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use syncsphere_server::{AppConfig, build};
+use syncsphere_server::{AppConfig, Role, build};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "syncsphere-server",
     version,
-    about = "SyncSphere file sync server (all roles in one process)"
+    about = "SyncSphere file sync server (all roles in one process by default)"
 )]
 struct Args {
+    /// Services to run: `all` (one process), `files` (identity provider + files; needs Redis)
+    /// or `state` (push WebSockets; needs Redis and --auth-issuer).
+    #[arg(long, env = "SYNCSPHERE_ROLE", default_value = "all")]
+    role: Role,
+    /// Redis for fanning changes out across instances (`redis://host:port`).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// State role: issuer of the tokens to accept, e.g. `http://files:8787/local_syncsphere`.
+    #[arg(long, env = "SYNCSPHERE_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// State role: the issuer's JWKS URL (default `{issuer}/.well-known/jwks.json`).
+    #[arg(long, env = "SYNCSPHERE_JWKS_URL")]
+    jwks_url: Option<String>,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "SYNCSPHERE_LISTEN", default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
@@ -97,6 +110,10 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let app = build(&AppConfig {
+        role: args.role,
+        redis_url: args.redis_url.clone(),
+        auth_issuer: args.auth_issuer.clone(),
+        jwks_url: args.jwks_url.clone(),
         data_dir: args.data_dir.clone(),
         database_url,
         public_url: public_url.clone(),

@@ -21,15 +21,10 @@ struct Harness {
 async fn harness(database_url: Option<String>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let app = build(&AppConfig {
-        data_dir: dir.path().to_path_buf(),
         database_url,
-        public_url: PUBLIC_URL.into(),
         user_pool_id: POOL.into(),
         client_id: CLIENT_ID.into(),
-        region: "local-1".into(),
-        access_token_ttl: 3600,
-        refresh_token_ttl: 3600,
-        max_connections_per_user: 32,
+        ..AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into())
     })
     .await
     .unwrap();

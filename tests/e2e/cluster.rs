@@ -1,0 +1,167 @@
+//! Horizontal scale: one `files` instance and three `state` instances fanning changes out
+//! through a real Redis. Every device of the user gets each change exactly once — except the
+//! device that made it — whichever instance it is connected to; a draining instance tells its
+//! clients to reconnect elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use syncsphere_e2e::{Device, Server, redis_url};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn device(state_url: &str, token: &str, id: &str) -> Ws {
+    let mut req = format!("{}/v1/ws", state_url.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
+    let hello = serde_json::json!({"type": "hello", "device_id": id, "cursor": 0});
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("welcome in time")
+            .expect("open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["type"], "welcome", "{v}");
+            return ws;
+        }
+    }
+}
+
+/// Every `change` seq a socket receives until it is quiet for `quiet`.
+async fn collect_changes(ws: &mut Ws, quiet: Duration) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, ws.next()).await {
+        if let Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "change" {
+                seqs.push(v["seq"].as_i64().unwrap());
+            }
+        }
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_state_instances_deliver_each_change_exactly_once_through_redis() {
+    let Some(redis) = redis_url() else { return };
+    let files = Server::start_with(None, &["--role", "files", "--redis-url", &redis])
+        .expect("files instance");
+    let issuer = format!("{}/local_syncsphere", files.url);
+    let states: Vec<Server> = (0..3)
+        .map(|_| {
+            Server::start_with(
+                None,
+                &[
+                    "--role",
+                    "state",
+                    "--redis-url",
+                    &redis,
+                    "--auth-issuer",
+                    &issuer,
+                ],
+            )
+            .expect("state instance")
+        })
+        .collect();
+    let user = Device::new("admin").unwrap();
+    let out = user
+        .account("signup", &files, "cluster@example.com")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = user.access_token();
+
+    // Six devices, two per state instance.
+    let ids: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
+    let mut sockets = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        sockets.push(device(&states[i % 3].url, &token, id).await);
+    }
+
+    // Ten commits through the files instance, each made "by" one of the devices.
+    let http = reqwest::Client::new();
+    let mut origin_of: BTreeMap<i64, String> = BTreeMap::new();
+    for n in 0..10 {
+        let origin = &ids[n % ids.len()];
+        let resp = http
+            .put(format!("{}/v1/files/content", files.url))
+            .query(&[("path", format!("f{n}.txt"))])
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-syncsphere-device", origin)
+            .body(format!("content {n}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        origin_of.insert(n as i64 + 1, origin.clone());
+    }
+
+    for (id, ws) in ids.iter().zip(sockets.iter_mut()) {
+        let got = collect_changes(ws, Duration::from_millis(800)).await;
+        let expected: BTreeSet<i64> = origin_of
+            .iter()
+            .filter(|(_, origin)| *origin != id)
+            .map(|(seq, _)| *seq)
+            .collect();
+        let unique: BTreeSet<i64> = got.iter().copied().collect();
+        assert_eq!(got.len(), unique.len(), "{id} got duplicates: {got:?}");
+        assert_eq!(
+            unique,
+            expected,
+            "{id} on instance {}",
+            ids.iter().position(|x| x == id).unwrap() % 3
+        );
+    }
+
+    // Draining one instance: its devices are told "going away" (1001) to reconnect elsewhere.
+    let mut states = states;
+    let mut drained = states.remove(0);
+    drained.stop();
+    for i in [0, 3] {
+        let frame = loop {
+            match tokio::time::timeout(Duration::from_secs(10), sockets[i].next())
+                .await
+                .expect("closed in time")
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("d{i}: expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001), "d{i}");
+    }
+    // The others keep receiving.
+    let resp = http
+        .put(format!("{}/v1/files/content", files.url))
+        .query(&[("path", "after-drain.txt")])
+        .header("authorization", format!("Bearer {token}"))
+        .body("still here")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    for i in [1, 2, 4, 5] {
+        assert_eq!(
+            collect_changes(&mut sockets[i], Duration::from_millis(800)).await,
+            vec![11],
+            "d{i}"
+        );
+    }
+}

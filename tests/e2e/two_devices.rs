@@ -404,7 +404,7 @@ type Ws =
 
 async fn expect_close(ws: &mut Ws, code: u16) {
     loop {
-        match tokio::time::timeout(Duration::from_secs(8), ws.next())
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
             .expect("closed in time")
         {
@@ -564,4 +564,62 @@ async fn push_socket_auth_presence_and_connection_limit() {
         }
     };
     assert_eq!(gone, ["t3", "web"]);
+}
+
+/// Long-lived sockets outlive their tokens only by presenting fresh ones: the server sends
+/// `reauth` before expiry; the real client answers and stays connected, a socket that ignores it
+/// is closed with 4001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_sockets_must_reauthenticate_before_their_token_expires() {
+    let server = Server::start_with(None, &["--access-token-ttl", "4"]).expect("server starts");
+    let (a, b) = (Device::new("a").unwrap(), Device::new("b").unwrap());
+    assert!(
+        a.account("signup", &server, "jo@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        b.account("login", &server, "jo@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || connected(&a) && connected(&b)).is_some());
+
+    let mut lazy = raw_device(&server, &a.access_token(), "lazy").await;
+    let reauth = loop {
+        let m = next_json(&mut lazy, Duration::from_secs(10))
+            .await
+            .expect("reauth before expiry");
+        if m["type"] == "reauth" {
+            break m;
+        }
+    };
+    assert!(reauth["expires_at"].as_u64().is_some(), "{reauth}");
+    expect_close(&mut lazy, 4001).await;
+
+    // Both real clients answered their reauth requests and still get pushes in real time.
+    std::fs::write(
+        b.path("after-expiry.txt"),
+        b"pushed on a reauthenticated socket",
+    )
+    .unwrap();
+    let took = wait_for(SETTLE, || same_bytes(&a, &b, "after-expiry.txt")).expect("file reached A");
+    assert!(took < PUSH_BOUND, "took {took:?}");
+    assert!(connected(&a) && connected(&b));
+    let expired = server.log().matches("token expired without reauth").count();
+    assert_eq!(
+        expired,
+        1,
+        "only the lazy socket may expire:\n{}",
+        server.log()
+    );
+    assert!(
+        a.log().contains("answered reauth"),
+        "A never answered a reauth:\n{}",
+        a.log()
+    );
 }

@@ -50,6 +50,8 @@ pub struct Claims {
     pub aud: Option<String>,
     pub exp: u64,
     #[serde(default)]
+    pub iat: Option<u64>,
+    #[serde(default)]
     pub username: Option<String>,
     #[serde(rename = "cognito:username", default)]
     pub cognito_username: Option<String>,
@@ -199,6 +201,11 @@ pub struct AuthUser {
     /// Cognito `sub`: the stable user id that owns files and devices.
     pub user_id: String,
     pub username: String,
+    /// When the token expires (`exp`, seconds since the epoch): long-lived connections must
+    /// present a fresh token before then.
+    pub expires_at: u64,
+    /// When the token was issued (`iat`), if it says.
+    pub issued_at: Option<u64>,
 }
 
 impl AuthUser {
@@ -223,6 +230,8 @@ impl AuthUser {
         Ok(AuthUser {
             user_id: claims.sub,
             username,
+            expires_at: claims.exp,
+            issued_at: claims.iat,
         })
     }
 }

@@ -6,7 +6,8 @@ use crate::api::ChangeEvent;
 
 /// Close code sent when a connection's outbound queue overflowed: catch up from the cursor.
 pub const CLOSE_RESYNC: u16 = 4000;
-/// Close code for a missing, invalid or expired token (browser `auth` flow).
+/// Close code for a missing, invalid or expired token: no valid `auth` first (browsers), or no
+/// fresh token in answer to `reauth` before the old one expired.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 /// Close code for a protocol violation (e.g. no `hello` first).
 pub const CLOSE_PROTOCOL: u16 = 4002;
@@ -20,7 +21,8 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// First message of a connection opened without an `Authorization` header (browsers cannot
-    /// set one): the bearer token, within 5 s of connecting. Never put tokens in the URL.
+    /// set one): the bearer token, within 5 s of connecting; also the answer to `reauth`. Never
+    /// put tokens in the URL.
     Auth { token: String },
     /// First message on every authenticated connection.
     Hello {
@@ -54,6 +56,9 @@ pub enum ServerMessage {
     Change(ChangeEvent),
     /// The server dropped events for this connection: read the journal from your cursor.
     Resync { reason: String },
+    /// The connection's token expires at `expires_at` (seconds since the epoch): answer with an
+    /// `auth` message carrying a fresh token, or the connection closes with 4001 soon after.
+    Reauth { expires_at: u64 },
     /// The user's online devices, sent to all of them whenever one connects or disconnects.
     Presence { devices: Vec<OnlineDevice> },
 }

@@ -21,6 +21,38 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A peer silent for this long (no pong, no message) is considered dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after its token's expiry a connection that ignored `reauth` is closed.
+const REAUTH_GRACE_SECS: u64 = 10;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The instant `unix_secs` (seconds since the epoch) on tokio's clock.
+fn instant_at(unix_secs: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(unix_secs.saturating_sub(unix_now()))
+}
+
+/// When to ask for a fresh token: a minute before expiry, or halfway through short lifetimes.
+fn reauth_time(user: &AuthUser) -> u64 {
+    let lifetime = user
+        .issued_at
+        .map_or(3600, |iat| user.expires_at.saturating_sub(iat));
+    user.expires_at.saturating_sub((lifetime / 2).min(60))
+}
+
+/// Checks the token of an `auth` message sent on a live connection.
+async fn fresh_user(state: &StateService, token: &str) -> Option<AuthUser> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().ok()?,
+    );
+    AuthUser::from_headers(&headers, &state.verifier).await.ok()
+}
 
 pub(crate) async fn upgrade(
     State(state): State<StateService>,
@@ -77,14 +109,9 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
             else {
                 return close(&mut socket, CLOSE_UNAUTHORIZED, "expected auth").await;
             };
-            let mut headers = HeaderMap::new();
-            let Ok(value) = format!("Bearer {token}").parse() else {
-                return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await;
-            };
-            headers.insert(header::AUTHORIZATION, value);
-            match AuthUser::from_headers(&headers, &state.verifier).await {
-                Ok(user) => user,
-                Err(_) => return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await,
+            match fresh_user(&state, &token).await {
+                Some(user) => user,
+                None => return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await,
             }
         }
     };
@@ -99,6 +126,7 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         ),
         _ => return close(&mut socket, CLOSE_PROTOCOL, "expected hello").await,
     };
+    let mut user = user;
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
     let _enter = span.enter();
     // With several instances, subscribe to the user's channel before welcoming: the client's
@@ -109,9 +137,10 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         tracing::error!(error = %e, "cannot subscribe to the user's changes");
         return close(&mut socket, CLOSE_GOING_AWAY, "fan-out unavailable").await;
     }
+    let user_id = user.user_id.clone();
     let release = |state: &StateService| {
         if let Some(bus) = &state.bus {
-            bus.release(&user.user_id);
+            bus.release(&user_id);
         }
     };
     let Ok(mut reg) = state.hub.register(&user.user_id, &device_id, device_name) else {
@@ -135,8 +164,22 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
         let mut last_heard = tokio::time::Instant::now();
+        let mut reauth_sent = false;
         loop {
+            let reauth_at = instant_at(reauth_time(&user));
+            let expired_at = instant_at(user.expires_at + REAUTH_GRACE_SECS);
             tokio::select! {
+                _ = tokio::time::sleep_until(reauth_at), if !reauth_sent => {
+                    reauth_sent = true;
+                    if send(&mut socket, &ServerMessage::Reauth { expires_at: user.expires_at }).await.is_err() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(expired_at) => {
+                    tracing::info!("token expired without reauth, closing");
+                    close(&mut socket, CLOSE_UNAUTHORIZED, "token expired").await;
+                    break;
+                }
                 queued = reg.rx.recv() => match queued {
                     Some(queued) => {
                         if send(&mut socket, &queued.msg).await.is_err() {
@@ -157,6 +200,23 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
                 },
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = tokio::time::Instant::now();
+                        if let Ok(ClientMessage::Auth { token }) = serde_json::from_str(&text) {
+                            match fresh_user(&state, &token).await {
+                                Some(fresh) if fresh.user_id == user.user_id => {
+                                    if fresh.expires_at > user.expires_at {
+                                        reauth_sent = false;
+                                    }
+                                    user = fresh;
+                                }
+                                _ => {
+                                    close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await;
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 },
                 _ = ping.tick() => {

@@ -159,11 +159,26 @@ impl TokenSource {
         // Refresh when a quarter of the lifetime (at most five minutes) is left.
         let margin = ((session.expires_ms - session.issued_ms) / 4).min(300_000);
         if now_ms() + margin >= session.expires_ms {
-            let fresh = self.cognito.refresh(&session.refresh_token).await?;
-            write_json(&self.path, &fresh, true)?;
-            tracing::info!("refreshed access token");
-            *session = fresh;
+            self.refresh(&mut session).await?;
         }
         Ok(session.access_token.clone())
+    }
+
+    /// A token that expires later than `expires_at` (seconds since the epoch), refreshing if
+    /// the current one does not — the answer to the push channel's `reauth`.
+    pub(crate) async fn token_expiring_after(&self, expires_at: u64) -> Result<String, SyncError> {
+        let mut session = self.session.lock().await;
+        if session.expires_ms / 1000 <= expires_at as i64 {
+            self.refresh(&mut session).await?;
+        }
+        Ok(session.access_token.clone())
+    }
+
+    async fn refresh(&self, session: &mut Session) -> Result<(), SyncError> {
+        let fresh = self.cognito.refresh(&session.refresh_token).await?;
+        write_json(&self.path, &fresh, true)?;
+        tracing::info!("refreshed access token");
+        *session = fresh;
+        Ok(())
     }
 }

@@ -137,6 +137,18 @@ impl Push {
                         let _ = self.triggers.try_send(Trigger::Remote);
                     }
                 }
+                Ok(ServerMessage::Reauth { expires_at }) => {
+                    let token = self.tokens.token_expiring_after(expires_at).await?;
+                    let auth = ClientMessage::Auth { token };
+                    ws.send(Message::Text(
+                        serde_json::to_string(&auth)
+                            .expect("auth serialises")
+                            .into(),
+                    ))
+                    .await
+                    .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+                    tracing::debug!("answered reauth with a fresh token");
+                }
                 Ok(ServerMessage::Presence { devices }) => {
                     tracing::debug!(online = devices.len(), "presence");
                 }

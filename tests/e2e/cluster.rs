@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use syncsphere_e2e::{Device, Server, redis_url};
+use syncsphere_e2e::{Device, Server, redis_url, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -162,6 +162,118 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
             collect_changes(&mut sockets[i], Duration::from_millis(800)).await,
             vec![11],
             "d{i}"
+        );
+    }
+}
+
+fn same_bytes(a: &Device, b: &Device, rel: &str) -> bool {
+    match (std::fs::read(a.path(rel)), std::fs::read(b.path(rel))) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Real clients spread over three state instances (announced in `/v1/config`); every state
+/// instance is restarted in turn while one device keeps saving files. Nothing is lost: each
+/// reconnect (to another instance) catches up from the journal cursor.
+#[test]
+fn a_rolling_restart_of_every_state_instance_loses_nothing() {
+    let Some(redis) = redis_url() else { return };
+    let mut files = Server::start_with(None, &["--role", "files", "--redis-url", &redis])
+        .expect("files instance");
+    let issuer = format!("{}/local_syncsphere", files.url);
+    let mut states: Vec<Server> = (0..3)
+        .map(|_| {
+            Server::start_with(
+                None,
+                &[
+                    "--role",
+                    "state",
+                    "--redis-url",
+                    &redis,
+                    "--auth-issuer",
+                    &issuer,
+                ],
+            )
+            .expect("state instance")
+        })
+        .collect();
+    // Announce the state instances to clients.
+    let mut args: Vec<String> = vec![
+        "--role".into(),
+        "files".into(),
+        "--redis-url".into(),
+        redis.clone(),
+    ];
+    for s in &states {
+        args.push("--push-url".into());
+        args.push(s.url.clone());
+    }
+    files
+        .restart_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .expect("files restarts");
+
+    let (a, b) = (Device::new("a").unwrap(), Device::new("b").unwrap());
+    assert!(
+        a.account("signup", &files, "roll@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        b.account("login", &files, "roll@example.com")
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(b.config()["push_urls"].as_array().map(Vec::len), Some(3));
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    let online = |d: &Device| {
+        d.status()
+            .is_some_and(|s| s["connected"] == true && s["state"] == "up_to_date")
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || online(&a) && online(&b)).is_some(),
+        "A:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+
+    let folder = a.folder.clone();
+    let writer = std::thread::spawn(move || {
+        std::fs::create_dir_all(folder.join("stream")).unwrap();
+        for i in 0..30 {
+            std::fs::write(
+                folder.join(format!("stream/{i:02}.txt")),
+                format!("save number {i}"),
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+    for state in &mut states {
+        std::thread::sleep(Duration::from_millis(1200));
+        state.restart().expect("state instance restarts");
+    }
+    writer.join().unwrap();
+
+    let all_there = || (0..30).all(|i| same_bytes(&a, &b, &format!("stream/{i:02}.txt")));
+    assert!(
+        wait_for(Duration::from_secs(30), all_there).is_some(),
+        "B is missing saves after the rolling restart\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(wait_for(Duration::from_secs(20), || online(&a) && online(&b)).is_some());
+    // Every instance went down once, so both clients had to reconnect at least once.
+    for d in [&a, &b] {
+        let connects = d.log().matches("push channel connected").count();
+        assert!(
+            connects >= 2,
+            "{} connected {connects} time(s):\n{}",
+            d.name,
+            d.log()
         );
     }
 }

@@ -112,6 +112,12 @@ impl Server {
         self.process.stop();
     }
 
+    /// Starts the server again on the same address and data, with other flags.
+    pub fn restart_with(&mut self, extra_args: &[&str]) -> anyhow::Result<()> {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        self.restart()
+    }
+
     /// Starts the server again on the same address with the same data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.process.stop();

@@ -156,6 +156,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerConfig {
     pub cognito: CognitoConfig,
+    /// Base URLs of the State service instances to open the push WebSocket on (`…/v1/ws`);
+    /// empty means this server itself. Clients spread over them and fail over between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push_urls: Vec<String>,
 }
 
 /// The Cognito (or Cognito-compatible) user pool clients authenticate against.

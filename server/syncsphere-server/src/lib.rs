@@ -66,6 +66,8 @@ pub struct AppConfig {
     pub auth_issuer: Option<String>,
     /// `state` role: where the issuer's keys are; default `{issuer}/.well-known/jwks.json`.
     pub jwks_url: Option<String>,
+    /// State instances clients should push-connect to (announced in `/v1/config`).
+    pub push_urls: Vec<String>,
 }
 
 impl AppConfig {
@@ -85,6 +87,7 @@ impl AppConfig {
             redis_url: None,
             auth_issuer: None,
             jwks_url: None,
+            push_urls: Vec::new(),
         }
     }
 
@@ -202,6 +205,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             user_pool_id: config.user_pool_id.clone(),
             client_id: config.client_id.clone(),
         },
+        push_urls: config.push_urls.clone(),
     };
     router = router
         .route(

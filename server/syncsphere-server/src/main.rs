@@ -28,6 +28,10 @@ struct Args {
     /// State role: issuer of the tokens to accept, e.g. `http://files:8787/local_syncsphere`.
     #[arg(long, env = "SYNCSPHERE_AUTH_ISSUER")]
     auth_issuer: Option<String>,
+    /// State instances for clients' push connections, announced in `/v1/config` (repeat the
+    /// flag or separate with commas); default: this server.
+    #[arg(long = "push-url", env = "SYNCSPHERE_PUSH_URLS", value_delimiter = ',')]
+    push_urls: Vec<String>,
     /// State role: the issuer's JWKS URL (default `{issuer}/.well-known/jwks.json`).
     #[arg(long, env = "SYNCSPHERE_JWKS_URL")]
     jwks_url: Option<String>,
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: args.redis_url.clone(),
         auth_issuer: args.auth_issuer.clone(),
         jwks_url: args.jwks_url.clone(),
+        push_urls: args.push_urls.clone(),
         data_dir: args.data_dir.clone(),
         database_url,
         public_url: public_url.clone(),

@@ -17,6 +17,9 @@ pub struct ClientConfig {
     /// Stable id of this device, sent as `origin_device` with every change.
     pub device_id: String,
     pub cognito: CognitoConfig,
+    /// State instances to push-connect to; empty means `server_url`.
+    #[serde(default)]
+    pub push_urls: Vec<String>,
 }
 
 /// Tokens of the signed-in user.

@@ -112,6 +112,7 @@ pub async fn sign_in(
             .map(|p| p.device_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         cognito: server.cognito,
+        push_urls: server.push_urls,
     };
     config::write_json(&config::config_path(config_dir), &config, false)?;
     TokenSource::save(config_dir, &session)?;
@@ -238,15 +239,35 @@ async fn run(
             )
         })?;
 
-    let ws_url = format!(
-        "{}/v1/ws",
-        config
-            .server_url
-            .replacen("https://", "wss://", 1)
-            .replacen("http://", "ws://", 1)
-    );
+    // The server may have announced other push instances since sign-in; fall back to what
+    // was stored when it cannot be asked.
+    let mut config = config;
+    match api::fetch_server_config(&config.server_url).await {
+        Ok(server) if server.push_urls != config.push_urls => {
+            config.push_urls = server.push_urls;
+            config::write_json(&config::config_path(&config_dir), &config, false)?;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::info!(error = %e, "using the stored push URLs"),
+    }
+    let bases = if config.push_urls.is_empty() {
+        vec![config.server_url.clone()]
+    } else {
+        config.push_urls.clone()
+    };
+    let ws_urls: Vec<String> = bases
+        .iter()
+        .map(|base| {
+            format!(
+                "{}/v1/ws",
+                base.trim_end_matches('/')
+                    .replacen("https://", "wss://", 1)
+                    .replacen("http://", "ws://", 1)
+            )
+        })
+        .collect();
     let push = Push {
-        ws_url,
+        ws_urls,
         tokens: tokens.clone(),
         device_id: config.device_id.clone(),
         device_name: device_name.clone(),

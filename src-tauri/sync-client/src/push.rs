@@ -33,7 +33,8 @@ pub(crate) fn backoff(failures: u32) -> Duration {
 }
 
 pub(crate) struct Push {
-    pub ws_url: String,
+    /// Push endpoints; connections start at a random one and move to the next on failure.
+    pub ws_urls: Vec<String>,
     pub tokens: Arc<TokenSource>,
     pub device_id: String,
     pub device_name: String,
@@ -45,10 +46,13 @@ pub(crate) struct Push {
 impl Push {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut next = rand::thread_rng().gen_range(0..self.ws_urls.len().max(1));
         loop {
+            let url = self.ws_urls[next % self.ws_urls.len()].clone();
+            next += 1;
             let mut session_stop = stop.clone();
             let outcome = tokio::select! {
-                r = self.session(&mut session_stop) => r,
+                r = self.session(&url, &mut session_stop) => r,
                 _ = stop.changed() => return,
             };
             let was_connected = self.status.borrow().connected;
@@ -76,13 +80,11 @@ impl Push {
     }
 
     /// One connection, from connect to close.
-    async fn session(&self, stop: &mut watch::Receiver<bool>) -> Result<(), SyncError> {
+    async fn session(&self, url: &str, stop: &mut watch::Receiver<bool>) -> Result<(), SyncError> {
         let token = self.tokens.access_token().await?;
-        let mut request = self
-            .ws_url
-            .as_str()
+        let mut request = url
             .into_client_request()
-            .map_err(|e| SyncError::Config(format!("bad push URL {}: {e}", self.ws_url)))?;
+            .map_err(|e| SyncError::Config(format!("bad push URL {url}: {e}")))?;
         request.headers_mut().insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}"))

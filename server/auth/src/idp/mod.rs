@@ -101,6 +101,10 @@ pub struct IdentityProvider {
     /// Hash of a random password, verified against when the user does not exist so that timing
     /// does not tell whether an account exists.
     dummy_hash: String,
+    /// Argon2 runs at most this many at once: each needs 19 MiB, and unbounded parallel hashing
+    /// both bloats memory (allocator arenas keep it) and lets a burst of sign-ins starve the
+    /// server.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl IdentityProvider {
@@ -109,11 +113,13 @@ impl IdentityProvider {
         let key = SigningKey::load_or_create(key_path)
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
         let dummy_hash = hash_password(&random_token())?;
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(IdentityProvider {
             config,
             db,
             key,
             dummy_hash,
+            hashing: tokio::sync::Semaphore::new(slots),
         }))
     }
 
@@ -155,6 +161,11 @@ impl IdentityProvider {
         check_password_policy(password)?;
         let email = email.map(str::trim).unwrap_or(&username).to_owned();
         let password = password.to_owned();
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))?;
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| IdpError::Internal(e.to_string()))??;
@@ -210,6 +221,11 @@ impl IdentityProvider {
             None => (None, self.dummy_hash.clone()),
         };
         let password = password.to_owned();
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))?;
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&stored)
                 .map(|h| {

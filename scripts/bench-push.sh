@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Push benchmark (issue: State service figures). Builds release binaries, starts the all-in-one
+# server on embedded defaults in a temp directory, and runs syncsphere-loadtest against it.
+# Arguments are passed to the load tool, e.g.
+#   scripts/bench-push.sh --users 1000 --devices-per-user 10 --rate 1000 --duration 20
+# Prints a markdown report (paste it into BENCHMARKS.md with the date and machine).
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ulimit -n "$(ulimit -Hn)"
+
+log "building release binaries"
+cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
+REL="$CARGO_TARGET_DIR/release"
+
+DATA="$(mktemp -d /tmp/syncsphere-bench.XXXXXX)"
+RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 --data-dir "$DATA" --max-connections-per-user 100000 \
+  >"$DATA/server.out" 2>"$DATA/server.log" &
+SERVER_PID=$!
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -rf "$DATA"' EXIT
+for _ in $(seq 200); do grep -q 'listening on' "$DATA/server.out" 2>/dev/null && break; sleep 0.05; done
+URL="$(grep -o 'http://[0-9.:]*' "$DATA/server.out" | head -n1)"
+[ -n "$URL" ] || { cat "$DATA/server.log" >&2; exit 1; }
+log "server $URL (pid $SERVER_PID); $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
+RUST_LOG=warn "$REL/syncsphere-loadtest" --server "$URL" --server-pid "$SERVER_PID" "$@"

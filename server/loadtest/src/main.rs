@@ -1,0 +1,328 @@
+//! `syncsphere-loadtest`: opens many authenticated device connections to the State service,
+//! drives commits through the File service at a fixed rate, and reports how long each change
+//! took to reach every other device of its user (HDR histogram), plus the server's own
+//! commit→socket histogram and its memory per connection.
+//!
+//! ```text
+//! syncsphere-loadtest --server http://127.0.0.1:8787 --users 1000 --devices-per-user 10 \
+//!     --rate 1000 --duration 30 --source-ips 8 --server-pid 1234
+//! ```
+//! Client sockets are bound round-robin to 127.0.0.1 … 127.0.0.N so ephemeral ports never run
+//! out; raise `ulimit -n` for both processes first (`scripts/bench-push.sh` does).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Base URL of an all-in-one server (or a files instance when --push-url is given).
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    server: String,
+    /// Push endpoint base URL(s); default: the server.
+    #[arg(long = "push-url")]
+    push_urls: Vec<String>,
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value_t = 10)]
+    devices_per_user: usize,
+    /// Commits per second, spread over all users.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Bind client sockets round-robin to 127.0.0.1 … 127.0.0.N.
+    #[arg(long, default_value_t = 4)]
+    source_ips: u8,
+    /// PID of the server, to report its resident memory per idle connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long, default_value = "local_syncsphere")]
+    user_pool_id: String,
+    #[arg(long, default_value = "syncsphere-desktop")]
+    client_id: String,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn cognito(
+    http: &reqwest::Client,
+    server: &str,
+    op: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = http
+        .post(format!("{server}/auth/cognito/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            format!("AWSCognitoIdentityProviderService.{op}"),
+        )
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = resp.status();
+    let value: serde_json::Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("{op}: {status} {value}");
+    }
+    Ok(value)
+}
+
+/// Signs up (or signs in) a bench user and returns an access token.
+async fn token_for(http: &reqwest::Client, args: &Args, n: usize) -> anyhow::Result<String> {
+    let username = format!("bench-{n}@example.com");
+    let password = "benchmark-password";
+    let _ = cognito(
+        http,
+        &args.server,
+        "SignUp",
+        json!({"ClientId": args.client_id, "Username": username, "Password": password}),
+    )
+    .await;
+    let auth = cognito(
+        http,
+        &args.server,
+        "InitiateAuth",
+        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": args.client_id,
+               "AuthParameters": {"USERNAME": username, "PASSWORD": password}}),
+    )
+    .await?;
+    Ok(auth["AuthenticationResult"]["AccessToken"]
+        .as_str()
+        .context("no access token")?
+        .to_owned())
+}
+
+/// Path of a bench commit → when its upload started.
+type Sent = Arc<Mutex<HashMap<String, Instant>>>;
+
+async fn connect_device(
+    push_base: &str,
+    token: &str,
+    device_id: &str,
+    source: IpAddr,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    let url = format!("{}/v1/ws", push_base.replacen("http://", "ws://", 1));
+    let mut req = url.as_str().into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let host = req.uri().host().context("no host")?.to_owned();
+    let port = req.uri().port_u16().unwrap_or(80);
+    let addr: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .find(SocketAddr::is_ipv4)
+        .context("no IPv4 address")?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(addr).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await?;
+    let hello =
+        json!({"type": "hello", "device_id": device_id, "cursor": 0, "device_name": device_id});
+    ws.send(Message::Text(hello.to_string().into())).await?;
+    while let Some(msg) = ws.next().await {
+        if let Message::Text(t) = msg? {
+            let v: serde_json::Value = serde_json::from_str(&t)?;
+            if v["type"] == "welcome" {
+                return Ok(ws);
+            }
+        }
+    }
+    bail!("closed before welcome")
+}
+
+fn percentiles(h: &Histogram<u64>) -> String {
+    let ms = |v: u64| v as f64 / 1000.0;
+    format!(
+        "n={} p50={:.2} ms p90={:.2} ms p99={:.2} ms p99.9={:.2} ms max={:.2} ms",
+        h.len(),
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.9)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let push_bases = if args.push_urls.is_empty() {
+        vec![args.server.clone()]
+    } else {
+        args.push_urls.clone()
+    };
+
+    eprintln!("signing in {} users…", args.users);
+    let started = Instant::now();
+    let mut tokens = Vec::with_capacity(args.users);
+    for chunk in (0..args.users).collect::<Vec<_>>().chunks(16) {
+        let batch =
+            futures_util::future::join_all(chunk.iter().map(|&n| token_for(&http, &args, n))).await;
+        for t in batch {
+            tokens.push(t?);
+        }
+    }
+    eprintln!(
+        "  {} users in {:.1} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let rss_before = args.server_pid.and_then(rss_kib);
+    let total = args.users * args.devices_per_user;
+    eprintln!("opening {total} device connections…");
+    let started = Instant::now();
+    let sent: Sent = Arc::default();
+    let latencies = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut n = 0usize;
+    for (u, token) in tokens.iter().enumerate() {
+        for d in 0..args.devices_per_user {
+            let source = IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                1 + (n % args.source_ips.max(1) as usize) as u8,
+            ));
+            let base = &push_bases[n % push_bases.len()];
+            let mut ws = connect_device(base, token, &format!("u{u}d{d}"), source)
+                .await
+                .with_context(|| format!("connection {n}"))?;
+            n += 1;
+            let (sent, latencies, received) = (sent.clone(), latencies.clone(), received.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = ws.next().await {
+                    let Message::Text(t) = msg else { continue };
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else {
+                        continue;
+                    };
+                    if v["type"] != "change" {
+                        continue;
+                    }
+                    let at = v["path"]
+                        .as_str()
+                        .and_then(|p| sent.lock().unwrap().get(p).copied());
+                    if let Some(at) = at {
+                        let us = at.elapsed().as_micros() as u64;
+                        let _ = latencies.lock().unwrap().record(us.max(1));
+                        received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+    eprintln!(
+        "  {n} connections in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = args.server_pid.and_then(rss_kib);
+
+    eprintln!("driving {} commits/s for {} s…", args.rate, args.duration);
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / args.rate.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let commits = args.rate * args.duration;
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut inflight = Vec::new();
+    let load_started = Instant::now();
+    for c in 0..commits as usize {
+        tick.tick().await;
+        let u = c % tokens.len();
+        let path = format!("bench/{c}.txt");
+        let req = http
+            .put(format!("{}/v1/files/content", args.server))
+            .query(&[("path", &path)])
+            .bearer_auth(&tokens[u])
+            .header("x-syncsphere-device", format!("u{u}d0"))
+            .body(format!("commit {c}"));
+        sent.lock().unwrap().insert(path, Instant::now());
+        let errors = errors.clone();
+        inflight.push(tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {}
+                _ => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in inflight {
+        let _ = t.await;
+    }
+    let achieved = commits as f64 / load_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let expected = commits * (args.devices_per_user as u64 - 1);
+    let got = received.load(std::sync::atomic::Ordering::Relaxed);
+    println!("## Push load test");
+    println!();
+    println!(
+        "- devices: {n} ({} users × {} devices), source addresses: {}",
+        args.users, args.devices_per_user, args.source_ips
+    );
+    println!(
+        "- commits: {commits} at {} /s requested, {achieved:.0} /s achieved, {} failed",
+        args.rate,
+        errors.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "- pushes received: {got} of {expected} expected (each commit goes to the user's other devices)"
+    );
+    println!(
+        "- upload start → push received at another device: {}",
+        percentiles(&latencies.lock().unwrap())
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        println!(
+            "- server RSS: {before} KiB before, {after} KiB with {n} idle connections → {:.1} KiB per connection",
+            (after.saturating_sub(before)) as f64 / n as f64
+        );
+    }
+    // The server's own view: commit handed to the hub → frame written, from /metrics.
+    if let Ok(metrics) = http
+        .get(format!("{}/metrics", push_bases[0]))
+        .send()
+        .await?
+        .text()
+        .await
+    {
+        let line = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        println!(
+            "- server push latency histogram: count {} sum {} s (see /metrics buckets)",
+            line("syncsphere_state_push_latency_seconds_count"),
+            line("syncsphere_state_push_latency_seconds_sum")
+        );
+    }
+    Ok(())
+}

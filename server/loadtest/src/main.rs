@@ -302,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
             (after.saturating_sub(before)) as f64 / n as f64
         );
     }
-    // The server's own view: commit handed to the hub → frame written, from /metrics.
+    // The server's own view: commit handed to the hub → frame written, from /metrics buckets.
     if let Ok(metrics) = http
         .get(format!("{}/metrics", push_bases[0]))
         .send()
@@ -310,19 +310,42 @@ async fn main() -> anyhow::Result<()> {
         .text()
         .await
     {
-        let line = |name: &str| {
-            metrics
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .unwrap_or("?")
-                .to_owned()
-        };
         println!(
-            "- server push latency histogram: count {} sum {} s (see /metrics buckets)",
-            line("syncsphere_state_push_latency_seconds_count"),
-            line("syncsphere_state_push_latency_seconds_sum")
+            "- server commit → socket write (from /metrics buckets): {}",
+            bucket_quantiles(&metrics)
         );
     }
     Ok(())
+}
+
+/// Upper bounds of the histogram buckets holding p50, p99 and p99.9 of the server's push latency.
+fn bucket_quantiles(metrics: &str) -> String {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("syncsphere_state_push_latency_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let Some(&(_, total)) = buckets.last() else {
+        return "no data".into();
+    };
+    let at = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * total)
+            .map_or("?".to_owned(), |(le, _)| format!("≤ {:.2} ms", le * 1000.0))
+    };
+    format!(
+        "n={total} p50 {} p99 {} p99.9 {}",
+        at(0.5),
+        at(0.99),
+        at(0.999)
+    )
 }

@@ -81,8 +81,7 @@ pub(crate) async fn sign_in(
     )
     .await
     .map_err(|err| CommandError::new(ErrorCode::SignInFailed, err))?;
-    tray::show_idle(&app, "Signed in — choose a folder to sync");
-    session(&state).await
+    signed_in(&app, &state).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -102,8 +101,13 @@ pub(crate) async fn sign_up(
     )
     .await
     .map_err(|err| CommandError::new(ErrorCode::SignUpFailed, err))?;
-    tray::show_idle(&app, "Signed in — choose a folder to sync");
-    session(&state).await
+    signed_in(&app, &state).await
+}
+
+/// After a successful sign-in or sign-up: the tray says what to do next.
+async fn signed_in(app: &AppHandle, state: &DesktopState) -> CommandResult<SessionDto> {
+    tray::show_idle(app, "Signed in — choose a folder to sync");
+    session(state).await
 }
 
 /// Starts syncing the folder the user chose (created if missing) and remembers it.

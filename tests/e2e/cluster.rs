@@ -6,40 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use syncsphere_e2e::{Device, Server, redis_url, wait_for};
+use futures_util::StreamExt;
+use syncsphere_e2e::push::{Ws, raw_device};
+use syncsphere_e2e::{Device, Server, redis_url, same_bytes, wait_for};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn device(state_url: &str, token: &str, id: &str) -> Ws {
-    let mut req = format!("{}/v1/ws", state_url.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("connects");
-    let hello = serde_json::json!({"type": "hello", "device_id": id, "cursor": 0});
-    ws.send(Message::Text(hello.to_string().into()))
-        .await
-        .unwrap();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("welcome in time")
-            .expect("open")
-            .expect("no error");
-        if let Message::Text(t) = msg {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            assert_eq!(v["type"], "welcome", "{v}");
-            return ws;
-        }
-    }
-}
 
 /// Every `change` seq a socket receives until it is quiet for `quiet`.
 async fn collect_changes(ws: &mut Ws, quiet: Duration) -> Vec<i64> {
@@ -92,7 +62,7 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
     let ids: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
     let mut sockets = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        sockets.push(device(&states[i % 3].url, &token, id).await);
+        sockets.push(raw_device(&states[i % 3].url, &token, id).await);
     }
 
     // Ten commits through the files instance, each made "by" one of the devices.
@@ -166,13 +136,6 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
     }
 }
 
-fn same_bytes(a: &Device, b: &Device, rel: &str) -> bool {
-    match (std::fs::read(a.path(rel)), std::fs::read(b.path(rel))) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
-}
-
 /// Real clients spread over three state instances (announced in `/v1/config`); every state
 /// instance is restarted in turn while one device keeps saving files. Nothing is lost: each
 /// reconnect (to another instance) catches up from the journal cursor.
@@ -214,27 +177,15 @@ fn a_rolling_restart_of_every_state_instance_loses_nothing() {
         .expect("files restarts");
 
     let (a, b) = (Device::new("a").unwrap(), Device::new("b").unwrap());
-    assert!(
-        a.account("signup", &files, "roll@example.com")
-            .unwrap()
-            .status
-            .success()
-    );
-    assert!(
-        b.account("login", &files, "roll@example.com")
-            .unwrap()
-            .status
-            .success()
-    );
+    a.signup(&files, "roll@example.com");
+    b.login(&files, "roll@example.com");
     assert_eq!(b.config()["push_urls"].as_array().map(Vec::len), Some(3));
     let _pa = a.start_sync().unwrap();
     let _pb = b.start_sync().unwrap();
-    let online = |d: &Device| {
-        d.status()
-            .is_some_and(|s| s["connected"] == true && s["state"] == "up_to_date")
-    };
     assert!(
-        wait_for(Duration::from_secs(20), || online(&a) && online(&b)).is_some(),
+        wait_for(Duration::from_secs(20), || a.is_up_to_date()
+            && b.is_up_to_date())
+        .is_some(),
         "A:\n{}\nB:\n{}",
         a.log(),
         b.log()
@@ -265,7 +216,11 @@ fn a_rolling_restart_of_every_state_instance_loses_nothing() {
         a.log(),
         b.log()
     );
-    assert!(wait_for(Duration::from_secs(20), || online(&a) && online(&b)).is_some());
+    assert!(
+        wait_for(Duration::from_secs(20), || a.is_up_to_date()
+            && b.is_up_to_date())
+        .is_some()
+    );
     // Every instance went down once, so both clients had to reconnect at least once.
     for d in [&a, &b] {
         let connects = d.log().matches("push channel connected").count();

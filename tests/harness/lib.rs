@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod push;
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Directory holding the workspace's binaries (`target/debug`), or `SYNCSPHERE_BIN_DIR`.
@@ -228,6 +230,36 @@ impl Device {
             .output()?)
     }
 
+    /// `signup`, asserting that it succeeds.
+    pub fn signup(&self, server: &Server, email: &str) {
+        let out = self
+            .account("signup", server, email)
+            .expect("runs syncsphere");
+        assert!(
+            out.status.success(),
+            "signup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `login`, asserting that it succeeds.
+    pub fn login(&self, server: &Server, email: &str) {
+        let out = self
+            .account("login", server, email)
+            .expect("runs syncsphere");
+        assert!(
+            out.status.success(),
+            "login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether the running sync says it is connected and up to date.
+    pub fn is_up_to_date(&self) -> bool {
+        self.status()
+            .is_some_and(|s| s["connected"] == true && s["state"] == "up_to_date")
+    }
+
     pub fn start_sync(&self) -> anyhow::Result<Process> {
         let log = std::fs::File::create(self._root.path().join("sync.log"))?;
         let child = self
@@ -279,6 +311,14 @@ impl Device {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.folder.join(rel)
+    }
+}
+
+/// Whether `rel` exists on both devices with the same bytes.
+pub fn same_bytes(a: &Device, b: &Device, rel: &str) -> bool {
+    match (std::fs::read(a.path(rel)), std::fs::read(b.path(rel))) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

@@ -1,0 +1,80 @@
+//! A raw WebSocket "device" speaking the push protocol directly, to observe what the State
+//! service sends.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `{base_url}/v1/ws` with a bearer token, says hello and waits for `welcome`.
+pub async fn raw_device(base_url: &str, token: &str, device_id: &str) -> Ws {
+    let mut req = format!("{}/v1/ws", base_url.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connect");
+    let hello = serde_json::json!({"type": "hello", "device_id": device_id, "cursor": 0});
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
+    let welcome = next_json(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("welcome");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    ws
+}
+
+/// The next JSON text message within `timeout`.
+pub async fn next_json(ws: &mut Ws, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).ok();
+        }
+    }
+}
+
+/// The next `change` push, skipping `presence` and other messages.
+pub async fn next_change(ws: &mut Ws, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = next_json(ws, left).await?;
+        if msg["type"] == "change" {
+            return Some(msg);
+        }
+    }
+}
+
+/// Waits (up to 20 s) for the server to close the socket with `code`.
+pub async fn expect_close(ws: &mut Ws, code: u16) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(
+                    u16::from(frame.code),
+                    code,
+                    "close reason {:?}",
+                    frame.reason
+                );
+                return;
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a close frame with code {code}, got {other:?}"),
+        }
+    }
+}

@@ -128,6 +128,22 @@ impl PushHub {
         self.shutdown.send_replace(true);
     }
 
+    /// After [`PushHub::shutdown`]: waits until every connection has sent its close frame and
+    /// unregistered (upgraded sockets are not tracked by the HTTP server's graceful shutdown),
+    /// at most `timeout`. Returns whether all are gone.
+    pub async fn drained(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.users.lock().expect("hub lock").is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }

@@ -135,14 +135,20 @@ async fn main() -> anyhow::Result<()> {
     println!("syncsphere-server listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, data_dir = %args.data_dir.display(), "ready");
     let hub = app.hub;
+    let draining = hub.clone();
     axum::serve(listener, app.router)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            hub.shutdown();
+            draining.shutdown();
         })
         .await
         .context("serving")?;
+    // WebSockets are upgraded connections the server no longer tracks: let them send their
+    // "going away" close frames before the process exits.
+    if !hub.drained(std::time::Duration::from_secs(5)).await {
+        tracing::warn!("some push connections did not close within 5 s");
+    }
     Ok(())
 }
 async fn shutdown_signal() {

@@ -11,6 +11,25 @@ use syncsphere_e2e::push::{Ws, raw_device};
 use syncsphere_e2e::{Device, Server, redis_url, same_bytes, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 
+/// One `files` instance and three `state` instances that accept its tokens, all on `redis`.
+fn cluster(redis: &str) -> (Server, Vec<Server>) {
+    let files = Server::start_with(None, &["--role", "files", "--redis-url", redis])
+        .expect("files instance");
+    let issuer = format!("{}/local_syncsphere", files.url);
+    let state_args = [
+        "--role",
+        "state",
+        "--redis-url",
+        redis,
+        "--auth-issuer",
+        &issuer,
+    ];
+    let states = (0..3)
+        .map(|_| Server::start_with(None, &state_args).expect("state instance"))
+        .collect();
+    (files, states)
+}
+
 /// Every `change` seq a socket receives until it is quiet for `quiet`.
 async fn collect_changes(ws: &mut Ws, quiet: Duration) -> Vec<i64> {
     let mut seqs = Vec::new();
@@ -28,25 +47,7 @@ async fn collect_changes(ws: &mut Ws, quiet: Duration) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_state_instances_deliver_each_change_exactly_once_through_redis() {
     let Some(redis) = redis_url() else { return };
-    let files = Server::start_with(None, &["--role", "files", "--redis-url", &redis])
-        .expect("files instance");
-    let issuer = format!("{}/local_syncsphere", files.url);
-    let states: Vec<Server> = (0..3)
-        .map(|_| {
-            Server::start_with(
-                None,
-                &[
-                    "--role",
-                    "state",
-                    "--redis-url",
-                    &redis,
-                    "--auth-issuer",
-                    &issuer,
-                ],
-            )
-            .expect("state instance")
-        })
-        .collect();
+    let (files, states) = cluster(&redis);
     let user = Device::new("admin").unwrap();
     let out = user
         .account("signup", &files, "cluster@example.com")
@@ -142,25 +143,7 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
 #[test]
 fn a_rolling_restart_of_every_state_instance_loses_nothing() {
     let Some(redis) = redis_url() else { return };
-    let mut files = Server::start_with(None, &["--role", "files", "--redis-url", &redis])
-        .expect("files instance");
-    let issuer = format!("{}/local_syncsphere", files.url);
-    let mut states: Vec<Server> = (0..3)
-        .map(|_| {
-            Server::start_with(
-                None,
-                &[
-                    "--role",
-                    "state",
-                    "--redis-url",
-                    &redis,
-                    "--auth-issuer",
-                    &issuer,
-                ],
-            )
-            .expect("state instance")
-        })
-        .collect();
+    let (mut files, mut states) = cluster(&redis);
     // Announce the state instances to clients.
     let mut args: Vec<String> = vec![
         "--role".into(),

@@ -17,9 +17,11 @@ pub const QUEUE_CAPACITY: usize = 256;
 /// Default limit of simultaneous connections per user (all devices together).
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
 
-/// A message waiting in a connection's queue, with when it was handed to the hub.
+/// A message waiting in a connection's queue, with when it was handed to the hub. The message
+/// is shared: one allocation per fan-out, and a queue slot stays small (tokio allocates queue
+/// slots in blocks of 32, so a fat slot would cost every idle connection kilobytes).
 pub(crate) struct Queued {
-    pub msg: ServerMessage,
+    pub msg: Arc<ServerMessage>,
     pub since: Instant,
 }
 
@@ -151,6 +153,7 @@ impl PushHub {
     /// Queues `msg` on every connection `to` selects; drops connections whose queue is full.
     fn fan_out(&self, conns: &mut Vec<Conn>, msg: &ServerMessage, to: impl Fn(&Conn) -> bool) {
         let since = Instant::now();
+        let msg = Arc::new(msg.clone());
         let before = conns.len();
         conns.retain(|conn| {
             if !to(conn) {
@@ -236,7 +239,7 @@ mod tests {
     }
 
     fn drain(reg: &mut Registration) -> Vec<ServerMessage> {
-        std::iter::from_fn(|| reg.rx.try_recv().ok().map(|q| q.msg)).collect()
+        std::iter::from_fn(|| reg.rx.try_recv().ok().map(|q| (*q.msg).clone())).collect()
     }
 
     fn changes(reg: &mut Registration) -> Vec<ServerMessage> {

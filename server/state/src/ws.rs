@@ -186,7 +186,7 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
                             break;
                         }
                         metrics.messages_pushed.inc();
-                        if matches!(queued.msg, ServerMessage::Change(_)) {
+                        if matches!(*queued.msg, ServerMessage::Change(_)) {
                             metrics.push_latency.observe(queued.since.elapsed().as_secs_f64());
                         }
                     }

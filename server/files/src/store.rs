@@ -101,21 +101,30 @@ impl MetadataStore {
         &self,
         user_id: &str,
     ) -> Result<(Transaction<'static, Any>, i64), FilesError> {
-        sqlx::query(
-            "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
-             ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user_id)
-        .execute(&self.db.pool)
-        .await?;
+        const NEXT_SEQ: &str = "UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq";
         let mut tx = self.db.pool.begin().await?;
-        let seq: i64 = sqlx::query(
-            "UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq",
-        )
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("last_seq")?;
+        // One statement per commit normally; the head row is created on a user's first commit.
+        let row = match sqlx::query(NEXT_SEQ)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => row,
+            None => {
+                sqlx::query(
+                    "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
+                     ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(NEXT_SEQ)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let seq: i64 = row.try_get("last_seq")?;
         Ok((tx, seq))
     }
 

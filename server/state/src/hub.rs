@@ -151,9 +151,9 @@ impl PushHub {
     }
 
     /// Queues `msg` on every connection `to` selects; drops connections whose queue is full.
-    fn fan_out(&self, conns: &mut Vec<Conn>, msg: &ServerMessage, to: impl Fn(&Conn) -> bool) {
+    fn fan_out(&self, conns: &mut Vec<Conn>, msg: ServerMessage, to: impl Fn(&Conn) -> bool) {
         let since = Instant::now();
-        let msg = Arc::new(msg.clone());
+        let msg = Arc::new(msg);
         let before = conns.len();
         conns.retain(|conn| {
             if !to(conn) {
@@ -198,7 +198,7 @@ impl PushHub {
         let msg = ServerMessage::Presence {
             devices: devices.into_values().collect(),
         };
-        self.fan_out(conns, &msg, |_| true);
+        self.fan_out(conns, msg, |_| true);
     }
 }
 
@@ -209,7 +209,7 @@ impl ChangeSink for PushHub {
             return;
         };
         let origin = change.origin_device.as_deref();
-        self.fan_out(conns, &ServerMessage::Change(change.clone()), |conn| {
+        self.fan_out(conns, ServerMessage::Change(change.clone()), |conn| {
             origin != Some(conn.device_id.as_str())
         });
         if conns.is_empty() {

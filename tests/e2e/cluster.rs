@@ -57,7 +57,7 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let token = user.access_token();
+    let token = syncsphere_e2e::cognito_token(&files.url, "cluster@example.com", None).await;
 
     // Six devices, two per state instance.
     let ids: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
@@ -214,4 +214,110 @@ fn a_rolling_restart_of_every_state_instance_loses_nothing() {
             d.log()
         );
     }
+}
+
+/// The online device ids of the next `presence` message that satisfies `want`.
+async fn presence_until(ws: &mut Ws, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+    loop {
+        let m = syncsphere_e2e::push::next_json(ws, Duration::from_secs(10))
+            .await
+            .expect("a presence message in time");
+        if m["type"] != "presence" {
+            continue;
+        }
+        let ids: Vec<String> = m["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["device_id"].as_str().unwrap().to_owned())
+            .collect();
+        if want(&ids) {
+            return ids;
+        }
+    }
+}
+
+/// Presence and revocation span instances: devices on different State instances see each
+/// other, the Files instance lists them online, and revoking one closes its socket on whichever
+/// instance holds it and keeps every instance from accepting its token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_revocation_work_across_state_instances() {
+    let Some(redis) = redis_url() else { return };
+    let (files, states) = cluster(&redis);
+    let user = Device::new("admin").unwrap();
+    user.signup(&files, "presence@example.com");
+    let email = "presence@example.com";
+    let t1 = syncsphere_e2e::cognito_token(&files.url, email, Some("dev-1")).await;
+    let t2 = syncsphere_e2e::cognito_token(&files.url, email, Some("dev-2")).await;
+    let mut ws1 = raw_device(&states[0].url, &t1, "dev-1").await;
+    let mut ws2 = raw_device(&states[1].url, &t2, "dev-2").await;
+    let both = |ids: &[String]| ids == ["dev-1", "dev-2"];
+    presence_until(&mut ws1, both).await;
+    presence_until(&mut ws2, both).await;
+
+    let http = reqwest::Client::new();
+    let list: serde_json::Value = http
+        .get(format!("{}/v1/devices", files.url))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let online: BTreeSet<&str> = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["online"] == true)
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(online, BTreeSet::from(["dev-1", "dev-2"]), "{list}");
+
+    let r = http
+        .delete(format!("{}/v1/devices/dev-2", files.url))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    syncsphere_e2e::push::expect_close(&mut ws2, 4004).await;
+    presence_until(&mut ws1, |ids| ids == ["dev-1"]).await;
+    // No instance accepts the revoked token any more.
+    for state in &states {
+        let url = format!("{}/v1/ws", state.url.replacen("http://", "ws://", 1));
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t2}").parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401)
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    let list: serde_json::Value = http
+        .get(format!("{}/v1/devices", files.url))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dev2 = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == "dev-2")
+        .cloned()
+        .unwrap();
+    assert_eq!(dev2["revoked"], true, "{list}");
+    assert_eq!(dev2["online"], false, "{list}");
+    // The first device is unaffected.
+    drop(ws1);
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use syncsphere_e2e::push::{expect_close, next_change, next_json, raw_device};
 use syncsphere_e2e::{
-    Device, Server, fresh_postgres_database, postgres_admin_url, same_bytes, wait_for,
+    Device, Server, cognito_token, fresh_postgres_database, postgres_admin_url, same_bytes,
+    wait_for,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -45,7 +46,12 @@ async fn scenario(database_url: Option<String>) {
     // one another device (must get each of A's changes).
     let a_id = a.config()["device_id"].as_str().unwrap().to_owned();
     let mut as_a = raw_device(&server.url, &a.access_token(), &a_id).await;
-    let mut observer = raw_device(&server.url, &a.access_token(), "observer").await;
+    let mut observer = raw_device(
+        &server.url,
+        &cognito_token(&server.url, email, None).await,
+        "observer",
+    )
+    .await;
 
     let _pa = a.start_sync().unwrap();
     let _pb = b.start_sync().unwrap();
@@ -144,7 +150,8 @@ async fn scenario(database_url: Option<String>) {
 
     // 6. Restore from the trash through the API: the file comes back on both devices.
     let http = reqwest::Client::new();
-    let auth = format!("Bearer {}", a.access_token());
+    // (A token bound to no device, like a web page's: the restore is pushed to both devices.)
+    let auth = format!("Bearer {}", cognito_token(&server.url, email, None).await);
     let trash: serde_json::Value = http
         .get(format!("{}/v1/trash", server.url))
         .header("authorization", &auth)
@@ -318,7 +325,7 @@ async fn push_socket_auth_presence_and_connection_limit() {
         Server::start_with(None, &["--max-connections-per-user", "3"]).expect("server starts");
     let a = Device::new("a").unwrap();
     a.signup(&server, "gina@example.com");
-    let token = a.access_token();
+    let token = cognito_token(&server.url, "gina@example.com", None).await;
     let url = format!("{}/v1/ws", server.url.replacen("http://", "ws://", 1));
     let connect = |auth: Option<String>| {
         let mut req = url.as_str().into_client_request().unwrap();
@@ -461,7 +468,12 @@ async fn push_sockets_must_reauthenticate_before_their_token_expires() {
     let _pb = b.start_sync().unwrap();
     assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
 
-    let mut lazy = raw_device(&server.url, &a.access_token(), "lazy").await;
+    let mut lazy = raw_device(
+        &server.url,
+        &cognito_token(&server.url, "jo@example.com", None).await,
+        "lazy",
+    )
+    .await;
     let reauth = loop {
         let m = next_json(&mut lazy, Duration::from_secs(10))
             .await
@@ -495,4 +507,135 @@ async fn push_sockets_must_reauthenticate_before_their_token_expires() {
         "A never answered a reauth:\n{}",
         a.log()
     );
+}
+
+/// Unlinking a device from another one: the revoked device's push socket closes with 4004, its
+/// tokens stop working, its sync stops with a clear message and nothing it uploaded is lost;
+/// signing in again makes it a new device that syncs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
+    let server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    let email = "kim@example.com";
+    a.signup(&server, email);
+    b.login(&server, email);
+    let _pa = a.start_sync().unwrap();
+    let mut pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    std::fs::write(b.path("from-b.txt"), b"written on the desktop").unwrap();
+    assert!(wait_for(SETTLE, || same_bytes(&a, &b, "from-b.txt")).is_some());
+
+    // Both devices are listed: online, named, with their platform; the caller is "current".
+    let b_id = b.config()["device_id"].as_str().unwrap().to_owned();
+    let a_id = a.config()["device_id"].as_str().unwrap().to_owned();
+    let list = a.devices();
+    let row = |list: &serde_json::Value, id: &str| {
+        list["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed: {list}"))
+    };
+    let (row_a, row_b) = (row(&list, &a_id), row(&list, &b_id));
+    assert_eq!(row_a["current"], true, "{list}");
+    assert_eq!(row_a["name"], "laptop");
+    assert_eq!(row_b["name"], "desktop");
+    assert_eq!(row_b["online"], true, "{list}");
+    assert_eq!(row_b["platform"], std::env::consts::OS);
+    assert_eq!(row_b["revoked"], false);
+
+    // A socket of B's own, to watch the close code.
+    let b_token = b.access_token();
+    let mut b_socket = raw_device(&server.url, &b_token, &b_id).await;
+    // B's token cannot pose as another device.
+    let url = format!("{}/v1/ws", server.url.replacen("http://", "ws://", 1));
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {b_token}").parse().unwrap(),
+    );
+    let (mut posing, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    posing
+        .send(Message::Text(
+            serde_json::json!({"type": "hello", "device_id": a_id, "cursor": 0})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    expect_close(&mut posing, 4002).await;
+
+    let out = a.run(&["revoke-device", &b_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_close(&mut b_socket, 4004).await;
+    let exit = pb.wait_exit(SETTLE).expect("B's sync stops by itself");
+    assert!(
+        !exit.success(),
+        "a revoked device's sync exits with an error"
+    );
+    let status = b.status().unwrap();
+    assert_eq!(status["state"], "error", "{status}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("unlinked"),
+        "{status}"
+    );
+    assert!(
+        !b.config_dir.join("session.json").exists(),
+        "the revoked session is forgotten"
+    );
+    assert_ne!(
+        b.config()["device_id"],
+        b_id.as_str(),
+        "next sign-in is a new device"
+    );
+    // B's old token is refused everywhere.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(&b_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "device_revoked");
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {b_token}").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+    }
+    // Nothing was lost: B's file is in the account and on A.
+    assert_eq!(
+        std::fs::read(a.path("from-b.txt")).unwrap(),
+        b"written on the desktop"
+    );
+
+    // B signs in again as a new device and syncs in real time again.
+    b.login(&server, email);
+    let new_id = b.config()["device_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, b_id);
+    let _pb = b.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || b.is_up_to_date()).is_some(),
+        "{}",
+        b.log()
+    );
+    std::fs::write(a.path("after.txt"), b"after the re-link").unwrap();
+    let took = wait_for(SETTLE, || same_bytes(&a, &b, "after.txt")).expect("after.txt reached B");
+    assert!(took < PUSH_BOUND, "took {took:?}");
+    let list = a.devices();
+    assert_eq!(row(&list, &b_id)["revoked"], true, "{list}");
+    assert_eq!(row(&list, &new_id)["online"], true, "{list}");
 }

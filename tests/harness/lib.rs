@@ -47,6 +47,18 @@ impl Process {
         self.child.id()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM, wait up to 10 s, then SIGKILL.
     pub fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
@@ -230,6 +242,22 @@ impl Device {
             .output()?)
     }
 
+    /// Runs any `syncsphere` subcommand with this device's config directory.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cli().args(args).output().expect("runs syncsphere")
+    }
+
+    /// `syncsphere devices --json`, asserting that it succeeds.
+    pub fn devices(&self) -> serde_json::Value {
+        let out = self.run(&["devices", "--json"]);
+        assert!(
+            out.status.success(),
+            "devices: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("devices --json prints JSON")
+    }
+
     /// `signup`, asserting that it succeeds.
     pub fn signup(&self, server: &Server, email: &str) {
         let out = self
@@ -392,4 +420,36 @@ pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
         .rsplit_once('/')
         .context("admin URL has no database")?;
     Ok(format!("{base}/{name}"))
+}
+
+/// Signs in through the server's Cognito API like a tool or a web page would, returning an
+/// access token that is bound to `device_key` when one is given and to no device otherwise.
+pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&str>) -> String {
+    let mut params = serde_json::json!({"USERNAME": email, "PASSWORD": PASSWORD});
+    if let Some(key) = device_key {
+        params["DEVICE_KEY"] = key.into();
+    }
+    let body = serde_json::json!({
+        "AuthFlow": "USER_PASSWORD_AUTH",
+        "ClientId": "syncsphere-desktop",
+        "AuthParameters": params,
+    });
+    let reply: serde_json::Value = reqwest::Client::new()
+        .post(format!("{server_url}/auth/cognito/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sign-in request")
+        .json()
+        .await
+        .expect("sign-in reply");
+    reply["AuthenticationResult"]["AccessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sign-in failed: {reply}"))
+        .to_owned()
 }

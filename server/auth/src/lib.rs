@@ -9,10 +9,13 @@
 //! **Boundary**: the HTTP status of an auth failure is decided here only for the extractor
 //! ([`AuthUser`]) and the Cognito JSON API, which are this crate's edges.
 
+pub mod devices;
 pub mod idp;
 mod verify;
 
-pub use verify::{AuthError, AuthRejection, AuthUser, Claims, JwksSource, Verifier};
+pub use verify::{
+    AuthError, AuthRejection, AuthUser, BoxFuture, Claims, DeviceRevocations, JwksSource, Verifier,
+};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {

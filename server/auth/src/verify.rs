@@ -36,6 +36,23 @@ pub enum AuthError {
     WrongTokenUse(String),
     #[error("could not fetch the JWKS: {0}")]
     Jwks(String),
+    #[error("this device was unlinked from the account; sign in again")]
+    DeviceRevoked,
+    #[error("could not check whether the device is revoked: {0}")]
+    RevocationCheck(String),
+}
+
+/// A future returned by the object-safe traits of this crate.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where the verifier learns which devices were revoked: the device registry in the metadata
+/// database, or Redis for State instances that have no database.
+pub trait DeviceRevocations: Send + Sync {
+    fn is_revoked<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>>;
 }
 
 /// The claims SyncSphere reads from a Cognito access or ID token.
@@ -55,6 +72,9 @@ pub struct Claims {
     pub username: Option<String>,
     #[serde(rename = "cognito:username", default)]
     pub cognito_username: Option<String>,
+    /// Cognito's device key: the device this token was issued to (device-bound sign-in).
+    #[serde(default)]
+    pub device_key: Option<String>,
 }
 
 /// Where the verifier gets the pool's public keys.
@@ -80,6 +100,7 @@ pub struct Verifier {
     source: JwksSource,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
+    revocations: Option<Arc<dyn DeviceRevocations>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -110,11 +131,29 @@ impl Verifier {
                 .build()
                 .unwrap_or_default(),
             cache: RwLock::new(cache),
+            revocations: None,
         }
+    }
+
+    /// Also rejects tokens bound to a revoked device (checked on every request).
+    pub fn with_revocations(mut self, revocations: Arc<dyn DeviceRevocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Whether `device_key` of `user_id` is revoked (false without a revocation source).
+    pub async fn device_revoked(&self, user_id: &str, device_key: &str) -> Result<bool, AuthError> {
+        match &self.revocations {
+            Some(r) => r
+                .is_revoked(user_id, device_key)
+                .await
+                .map_err(AuthError::RevocationCheck),
+            None => Ok(false),
+        }
     }
 
     /// Verifies `token` and returns its claims.
@@ -206,6 +245,9 @@ pub struct AuthUser {
     pub expires_at: u64,
     /// When the token was issued (`iat`), if it says.
     pub issued_at: Option<u64>,
+    /// The device the token is bound to (`device_key`), if any. Such a token only works for
+    /// that device id, and stops working when the device is revoked.
+    pub device_key: Option<String>,
 }
 
 impl AuthUser {
@@ -227,11 +269,17 @@ impl AuthUser {
             .username
             .or(claims.cognito_username)
             .unwrap_or_else(|| claims.sub.clone());
+        if let Some(device) = &claims.device_key
+            && verifier.device_revoked(&claims.sub, device).await?
+        {
+            return Err(AuthError::DeviceRevoked);
+        }
         Ok(AuthUser {
             user_id: claims.sub,
             username,
             expires_at: claims.exp,
             issued_at: claims.iat,
+            device_key: claims.device_key,
         })
     }
 }
@@ -258,13 +306,21 @@ pub struct AuthRejection(pub AuthError);
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         tracing::debug!(error = %self.0, "rejected request");
+        let (status, error) = match self.0 {
+            AuthError::DeviceRevoked => (StatusCode::UNAUTHORIZED, ErrorCode::DeviceRevoked),
+            AuthError::RevocationCheck(_) => {
+                tracing::error!(error = %self.0, "revocation check failed");
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+            }
+            _ => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        };
         let body = ErrorBody {
-            error: ErrorCode::Unauthorized,
+            error,
             message: self.0.to_string(),
             current: None,
         };
         (
-            StatusCode::UNAUTHORIZED,
+            status,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             axum::Json(body),
         )

@@ -46,10 +46,11 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, FilesError> {
         .map_err(|e| FilesError::BadRequest(e.body_text()))
 }
 
-/// The optional `X-SyncSphere-Device` header: a short printable id.
-fn device(headers: &HeaderMap) -> Result<Option<String>, FilesError> {
+/// The device a request comes from: the optional `X-SyncSphere-Device` header (a short
+/// printable id), which must agree with the token's device when the token is device-bound.
+fn device(headers: &HeaderMap, user: &AuthUser) -> Result<Option<String>, FilesError> {
     let Some(value) = headers.get(DEVICE_HEADER) else {
-        return Ok(None);
+        return Ok(user.device_key.clone());
     };
     let value = value
         .to_str()
@@ -57,6 +58,11 @@ fn device(headers: &HeaderMap) -> Result<Option<String>, FilesError> {
     if value.is_empty() || value.len() > 128 || value.chars().any(|c| c.is_control()) {
         return Err(FilesError::BadRequest(
             "device id must be 1-128 printable characters".into(),
+        ));
+    }
+    if user.device_key.as_ref().is_some_and(|bound| bound != value) {
+        return Err(FilesError::BadRequest(
+            "the device header does not match the token's device".into(),
         ));
     }
     Ok(Some(value.to_owned()))
@@ -82,7 +88,7 @@ async fn upload(
             "parent_rev must be at least 1".into(),
         ));
     }
-    let device = device(&headers)?;
+    let device = device(&headers, &user)?;
     let staged = state.blobs.stage(body.into_data_stream()).await?;
     state.blobs.commit(&user.user_id, &staged).await?;
     let (meta, change) = state
@@ -185,7 +191,7 @@ async fn restore(
     body: Result<Json<RestoreRequest>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
-    let device = device(&headers)?;
+    let device = device(&headers, &user)?;
     let (meta, change) = state
         .store
         .restore(
@@ -223,7 +229,7 @@ async fn delete(
     q: Result<Query<RevQuery>, QueryRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let q = query(q)?;
-    let device = device(&headers)?;
+    let device = device(&headers, &user)?;
     let (meta, change) = state
         .store
         .delete(&user.user_id, &file_id, q.parent_rev, device.as_deref())
@@ -242,7 +248,7 @@ async fn move_file(
 ) -> Result<Json<FileMeta>, FilesError> {
     let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
     let new_path = normalize_path(&req.new_path)?;
-    let device = device(&headers)?;
+    let device = device(&headers, &user)?;
     let (meta, change) = state
         .store
         .move_file(
@@ -275,9 +281,16 @@ struct ChangesQuery {
 async fn changes(
     State(state): State<FilesState>,
     user: AuthUser,
+    headers: HeaderMap,
     q: Result<Query<ChangesQuery>, QueryRejection>,
 ) -> Result<Json<ChangesPage>, FilesError> {
     let q = query(q)?;
+    // A journal read is the device checking in: it updates the device's "last seen".
+    if let (Some(devices), Some(device)) = (&state.devices, device(&headers, &user)?)
+        && let Err(e) = devices.touch(&user.user_id, &device).await
+    {
+        tracing::warn!(error = %e, "recording when the device was last seen failed");
+    }
     if q.cursor < 0 {
         return Err(FilesError::BadRequest("cursor must not be negative".into()));
     }

@@ -50,6 +50,8 @@ pub struct FilesState {
     pub blobs: Arc<DiskBlobStore>,
     pub sink: Arc<dyn ChangeSink>,
     pub verifier: Arc<Verifier>,
+    /// Where journal reads record when a device was last seen (`None`: not recorded).
+    pub devices: Option<Arc<syncsphere_auth::devices::DeviceRegistry>>,
 }
 
 impl FromRef<FilesState> for Arc<Verifier> {

@@ -139,6 +139,9 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     PayloadTooLarge,
+    /// The token belongs to a device that was revoked ("unlinked"): sign in again as a new
+    /// device; retrying with the same device id never succeeds.
+    DeviceRevoked,
     Internal,
 }
 
@@ -170,6 +173,11 @@ pub struct CognitoConfig {
     pub region: String,
     pub user_pool_id: String,
     pub client_id: String,
+    /// Whether sign-in binds tokens to a device (`DEVICE_KEY`), so that one device can be
+    /// revoked alone. The built-in provider does; Amazon Cognito needs its device-tracking
+    /// flow (ConfirmDevice) for that, which clients do not run yet.
+    #[serde(default)]
+    pub device_keys: bool,
 }
 
 #[cfg(test)]
@@ -190,4 +198,37 @@ mod tests {
         }
         assert_eq!(ChangeKind::parse("renamed"), None);
     }
+}
+
+/// One device of the user, in `GET /v1/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub device_id: String,
+    /// Human-readable name ("Anna's laptop"), as the device registered it.
+    pub name: Option<String>,
+    /// Operating system or client kind ("linux", "windows", "macos", "cli", …).
+    pub platform: Option<String>,
+    /// When the device first registered (ms since the epoch; 0 if it never registered).
+    pub created_ms: i64,
+    /// Last time the device was seen: registration, a journal read, or now if it is online.
+    pub last_seen_ms: i64,
+    /// Whether the device holds a push connection right now.
+    pub online: bool,
+    /// Revoked devices are listed (greyed out) until they are forgotten; they cannot connect.
+    pub revoked: bool,
+    /// The device the request was made from (the token's device).
+    pub current: bool,
+}
+
+/// `GET /v1/devices`: online devices first, then most recently seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<Device>,
+}
+
+/// `PUT /v1/devices/{device_id}`: a device announces (or renames) itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterDevice {
+    pub name: Option<String>,
+    pub platform: Option<String>,
 }

@@ -13,6 +13,9 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 pub const CLOSE_PROTOCOL: u16 = 4002;
 /// Close code when the user already has the maximum number of connections.
 pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4003;
+/// Close code when the connection's device was revoked: do not reconnect with this device id;
+/// sign in again as a new device.
+pub const CLOSE_DEVICE_REVOKED: u16 = 4004;
 /// Close code sent when the server shuts down: reconnect (with backoff) to any instance.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 

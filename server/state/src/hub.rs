@@ -1,10 +1,12 @@
 //! The registry of live connections per user and the non-blocking fan-out to them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use syncsphere_auth::BoxFuture;
+use syncsphere_auth::devices::DeviceEvents;
 use syncsphere_files::ChangeSink;
 use syncsphere_protocol::ChangeEvent;
 use syncsphere_protocol::ws::{OnlineDevice, ServerMessage};
@@ -25,19 +27,27 @@ pub(crate) struct Queued {
     pub since: Instant,
 }
 
+/// Why the hub ended a connection's queue ([`Registration::ended`]).
+pub(crate) const ENDED_NO: u8 = 0;
+/// The connection fell behind: send `resync` and close with 4000.
+pub(crate) const ENDED_OVERFLOW: u8 = 1;
+/// The connection's device was revoked: close with 4004.
+pub(crate) const ENDED_REVOKED: u8 = 2;
+
 struct Conn {
     id: u64,
     device_id: String,
     device_name: Option<String>,
     tx: mpsc::Sender<Queued>,
-    overflowed: Arc<AtomicBool>,
+    ended: Arc<AtomicU8>,
 }
 
-/// What a registered connection gets back: its id, its queue, and whether it overflowed.
+/// What a registered connection gets back: its id, its queue, and why the hub ended the queue
+/// if it did (`ENDED_*`).
 pub(crate) struct Registration {
     pub id: u64,
     pub rx: mpsc::Receiver<Queued>,
-    pub overflowed: Arc<AtomicBool>,
+    pub ended: Arc<AtomicU8>,
 }
 
 /// The user already holds the maximum number of connections.
@@ -49,6 +59,9 @@ pub struct PushHub {
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
     max_per_user: usize,
+    /// Set when presence spans several instances (Redis): joins and leaves are reported here
+    /// instead of being broadcast from this hub's local view.
+    presence_listener: OnceLock<mpsc::UnboundedSender<String>>,
     pub metrics: PushMetrics,
 }
 
@@ -70,8 +83,79 @@ impl PushHub {
             next_id: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
             max_per_user,
+            presence_listener: OnceLock::new(),
             metrics: PushMetrics::default(),
         }
+    }
+
+    /// Reports the user id of every join and leave to `listener` instead of broadcasting
+    /// presence from this hub alone (which only knows its own connections).
+    pub(crate) fn set_presence_listener(&self, listener: mpsc::UnboundedSender<String>) {
+        let _ = self.presence_listener.set(listener);
+    }
+
+    fn presence_changed(&self, user_id: &str, conns: &mut Vec<Conn>) {
+        match self.presence_listener.get() {
+            Some(listener) => {
+                let _ = listener.send(user_id.to_owned());
+            }
+            None => {
+                let devices = online_devices(conns);
+                self.fan_out(conns, ServerMessage::Presence { devices }, |_| true);
+            }
+        }
+    }
+
+    /// The user's devices connected to this instance.
+    pub fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice> {
+        self.users
+            .lock()
+            .expect("hub lock")
+            .get(user_id)
+            .map(|conns| online_devices(conns))
+            .unwrap_or_default()
+    }
+
+    /// Sends `presence` with `devices` (gathered from every instance) to the user's local
+    /// connections.
+    pub fn send_presence(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+        let mut users = self.users.lock().expect("hub lock");
+        if let Some(conns) = users.get_mut(user_id) {
+            self.fan_out(conns, ServerMessage::Presence { devices }, |_| true);
+        }
+    }
+
+    /// Closes every local connection of the device with 4004. Returns how many were closed.
+    pub fn revoke_device(&self, user_id: &str, device_id: &str) -> usize {
+        let mut users = self.users.lock().expect("hub lock");
+        let Some(conns) = users.get_mut(user_id) else {
+            return 0;
+        };
+        let before = conns.len();
+        conns.retain(|c| {
+            if c.device_id == device_id {
+                // Dropping the sender ends the queue; the task reads why and closes.
+                c.ended.store(ENDED_REVOKED, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+        let closed = before - conns.len();
+        if closed > 0 {
+            self.metrics.connections.dec_by(closed as i64);
+            tracing::info!(
+                user_id,
+                device_id,
+                closed,
+                "closed connections of a revoked device"
+            );
+            self.presence_changed(user_id, conns);
+        }
+        if conns.is_empty() {
+            users.remove(user_id);
+        }
+        closed
     }
 
     pub(crate) fn register(
@@ -82,7 +166,7 @@ impl PushHub {
     ) -> Result<Registration, TooManyConnections> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let overflowed = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(AtomicU8::new(ENDED_NO));
         let mut users = self.users.lock().expect("hub lock");
         let conns = users.entry(user_id.to_owned()).or_default();
         if conns.len() >= self.max_per_user {
@@ -94,11 +178,11 @@ impl PushHub {
             device_id: device_id.to_owned(),
             device_name,
             tx,
-            overflowed: overflowed.clone(),
+            ended: ended.clone(),
         });
         self.metrics.connections.inc();
-        self.broadcast_presence(conns);
-        Ok(Registration { id, rx, overflowed })
+        self.presence_changed(user_id, conns);
+        Ok(Registration { id, rx, ended })
     }
 
     pub(crate) fn unregister(&self, user_id: &str, id: u64) {
@@ -108,7 +192,7 @@ impl PushHub {
             conns.retain(|c| c.id != id);
             if conns.len() < before {
                 self.metrics.connections.dec();
-                self.broadcast_presence(conns);
+                self.presence_changed(user_id, conns);
             }
             if conns.is_empty() {
                 users.remove(user_id);
@@ -169,7 +253,7 @@ impl PushHub {
                     // Dropping the sender ends the connection's queue; its task then sends
                     // `resync` and closes. Nobody else waits for this consumer.
                     tracing::warn!(device = %conn.device_id, "push queue full, dropping connection");
-                    conn.overflowed.store(true, Ordering::Relaxed);
+                    conn.ended.store(ENDED_OVERFLOW, Ordering::Relaxed);
                     self.metrics.queue_overflows.inc();
                     false
                 }
@@ -181,24 +265,53 @@ impl PushHub {
             self.metrics.connections.dec_by(dropped as i64);
         }
     }
+}
 
-    /// Tells every connection of a user which of its devices are online.
-    fn broadcast_presence(&self, conns: &mut Vec<Conn>) {
-        let mut devices: BTreeMap<&str, OnlineDevice> = BTreeMap::new();
-        for c in conns.iter() {
-            devices
-                .entry(&c.device_id)
-                .or_insert_with(|| OnlineDevice {
-                    device_id: c.device_id.clone(),
-                    device_name: c.device_name.clone(),
-                    connections: 0,
-                })
-                .connections += 1;
+/// The devices of `conns`, one entry per device with its connection count, sorted by id.
+fn online_devices(conns: &[Conn]) -> Vec<OnlineDevice> {
+    let mut devices: BTreeMap<&str, OnlineDevice> = BTreeMap::new();
+    for c in conns {
+        devices
+            .entry(&c.device_id)
+            .or_insert_with(|| OnlineDevice {
+                device_id: c.device_id.clone(),
+                device_name: c.device_name.clone(),
+                connections: 0,
+            })
+            .connections += 1;
+    }
+    devices.into_values().collect()
+}
+
+/// Merges per-instance device lists into one (connection counts added), sorted by id.
+pub(crate) fn merge_devices(
+    lists: impl IntoIterator<Item = Vec<OnlineDevice>>,
+) -> Vec<OnlineDevice> {
+    let mut devices: BTreeMap<String, OnlineDevice> = BTreeMap::new();
+    for d in lists.into_iter().flatten() {
+        match devices.get_mut(&d.device_id) {
+            Some(known) => {
+                known.connections += d.connections;
+                if known.device_name.is_none() {
+                    known.device_name = d.device_name;
+                }
+            }
+            None => {
+                devices.insert(d.device_id.clone(), d);
+            }
         }
-        let msg = ServerMessage::Presence {
-            devices: devices.into_values().collect(),
-        };
-        self.fan_out(conns, msg, |_| true);
+    }
+    devices.into_values().collect()
+}
+
+/// The in-process hub is the device presence of an all-in-one server without Redis.
+impl DeviceEvents for PushHub {
+    fn online<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<OnlineDevice>, String>> {
+        Box::pin(async move { Ok(self.local_devices(user_id)) })
+    }
+
+    fn device_revoked(&self, user_id: &str, device_id: &str) {
+        self.revoke_device(user_id, device_id);
     }
 }
 
@@ -276,8 +389,8 @@ mod tests {
             hub.publish("u1", &change(seq, "elsewhere"));
             drain(&mut fast);
         }
-        assert!(slow.overflowed.load(Ordering::Relaxed));
-        assert!(!fast.overflowed.load(Ordering::Relaxed));
+        assert_eq!(slow.ended.load(Ordering::Relaxed), ENDED_OVERFLOW);
+        assert_eq!(fast.ended.load(Ordering::Relaxed), ENDED_NO);
         assert_eq!(hub.connections("u1"), 1);
         assert_eq!(hub.metrics.queue_overflows.get(), 1);
         assert_eq!(hub.metrics.connections.get(), 1);
@@ -318,6 +431,60 @@ mod tests {
         assert_eq!(
             online(drain(&mut a)),
             vec![vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 1)]]
+        );
+    }
+
+    #[test]
+    fn revoking_a_device_ends_only_its_connections_and_updates_presence() {
+        let hub = PushHub::default();
+        let mut a = hub.register("u1", "dev-a", None).unwrap();
+        let mut b1 = hub.register("u1", "dev-b", None).unwrap();
+        let mut b2 = hub.register("u1", "dev-b", None).unwrap();
+        let mut other = hub.register("u2", "dev-b", None).unwrap();
+        drain(&mut a);
+        assert_eq!(hub.revoke_device("u1", "dev-b"), 2);
+        for b in [&mut b1, &mut b2] {
+            drain(b);
+            assert!(b.rx.try_recv().is_err(), "queue ended");
+            assert_eq!(b.ended.load(Ordering::Relaxed), ENDED_REVOKED);
+        }
+        assert_eq!(hub.connections("u1"), 1);
+        assert_eq!(hub.metrics.connections.get(), 2);
+        let presence = drain(&mut a);
+        assert_eq!(
+            presence,
+            vec![ServerMessage::Presence {
+                devices: vec![OnlineDevice {
+                    device_id: "dev-a".into(),
+                    device_name: None,
+                    connections: 1
+                }]
+            }]
+        );
+        assert_eq!(
+            other.ended.load(Ordering::Relaxed),
+            ENDED_NO,
+            "other users untouched"
+        );
+        drain(&mut other);
+        assert_eq!(hub.revoke_device("u1", "unknown"), 0);
+    }
+
+    #[test]
+    fn merged_presence_adds_connections_of_a_device_on_several_instances() {
+        let d = |id: &str, name: Option<&str>, n| OnlineDevice {
+            device_id: id.into(),
+            device_name: name.map(Into::into),
+            connections: n,
+        };
+        let merged = merge_devices(vec![
+            vec![d("b", None, 1), d("a", Some("laptop"), 1)],
+            vec![d("b", Some("desk"), 2)],
+            vec![],
+        ]);
+        assert_eq!(
+            merged,
+            vec![d("a", Some("laptop"), 1), d("b", Some("desk"), 3)]
         );
     }
 

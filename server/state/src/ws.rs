@@ -7,13 +7,14 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use syncsphere_auth::{AuthRejection, AuthUser};
+use syncsphere_auth::{AuthError, AuthRejection, AuthUser};
 use syncsphere_protocol::ws::{
-    CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC, CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED,
-    ClientMessage, ServerMessage,
+    CLOSE_DEVICE_REVOKED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC,
+    CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
 };
 
 use crate::StateService;
+use crate::hub::{ENDED_OVERFLOW, ENDED_REVOKED};
 
 /// A browser without an `Authorization` header must send `auth` within this time.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,13 +46,23 @@ fn reauth_time(user: &AuthUser) -> u64 {
 }
 
 /// Checks the token of an `auth` message sent on a live connection.
-async fn fresh_user(state: &StateService, token: &str) -> Option<AuthUser> {
+async fn fresh_user(state: &StateService, token: &str) -> Result<AuthUser, AuthError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::AUTHORIZATION,
-        format!("Bearer {token}").parse().ok()?,
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| AuthError::Malformed("not a header value".into()))?,
     );
-    AuthUser::from_headers(&headers, &state.verifier).await.ok()
+    AuthUser::from_headers(&headers, &state.verifier).await
+}
+
+/// The close code for a token that was refused.
+fn refused(e: &AuthError) -> (u16, &'static str) {
+    match e {
+        AuthError::DeviceRevoked => (CLOSE_DEVICE_REVOKED, "device revoked"),
+        _ => (CLOSE_UNAUTHORIZED, "invalid token"),
+    }
 }
 
 pub(crate) async fn upgrade(
@@ -110,8 +121,11 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
                 return close(&mut socket, CLOSE_UNAUTHORIZED, "expected auth").await;
             };
             match fresh_user(&state, &token).await {
-                Some(user) => user,
-                None => return close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await,
+                Ok(user) => user,
+                Err(e) => {
+                    let (code, reason) = refused(&e);
+                    return close(&mut socket, code, reason).await;
+                }
             }
         }
     };
@@ -126,6 +140,20 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         ),
         _ => return close(&mut socket, CLOSE_PROTOCOL, "expected hello").await,
     };
+    // A device-bound token speaks for its device only (else a revoked device could reconnect
+    // under another id, or a device could pose as another one).
+    if user
+        .device_key
+        .as_ref()
+        .is_some_and(|bound| *bound != device_id)
+    {
+        return close(
+            &mut socket,
+            CLOSE_PROTOCOL,
+            "device id does not match the token",
+        )
+        .await;
+    }
     let mut user = user;
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
     let _enter = span.enter();
@@ -153,6 +181,17 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         )
         .await;
     };
+    // A revocation between the token check and the registration found no socket to close.
+    if let Some(device) = &user.device_key
+        && !matches!(
+            state.verifier.device_revoked(&user.user_id, device).await,
+            Ok(false)
+        )
+    {
+        state.hub.unregister(&user.user_id, reg.id);
+        release(&state);
+        return close(&mut socket, CLOSE_DEVICE_REVOKED, "device revoked").await;
+    }
     tracing::info!(conn = reg.id, "device connected");
     let mut shutdown = state.hub.shutdown_signal();
     let metrics = &state.hub.metrics;
@@ -191,9 +230,13 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
                         }
                     }
                     None => {
-                        if reg.overflowed.load(Ordering::Relaxed) {
-                            let _ = send(&mut socket, &ServerMessage::Resync { reason: "push queue overflow".into() }).await;
-                            close(&mut socket, CLOSE_RESYNC, "resync").await;
+                        match reg.ended.load(Ordering::Relaxed) {
+                            ENDED_OVERFLOW => {
+                                let _ = send(&mut socket, &ServerMessage::Resync { reason: "push queue overflow".into() }).await;
+                                close(&mut socket, CLOSE_RESYNC, "resync").await;
+                            }
+                            ENDED_REVOKED => close(&mut socket, CLOSE_DEVICE_REVOKED, "device revoked").await,
+                            _ => {}
                         }
                         break;
                     }
@@ -204,14 +247,19 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
                         last_heard = tokio::time::Instant::now();
                         if let Ok(ClientMessage::Auth { token }) = serde_json::from_str(&text) {
                             match fresh_user(&state, &token).await {
-                                Some(fresh) if fresh.user_id == user.user_id => {
+                                Ok(fresh) if fresh.user_id == user.user_id && fresh.device_key == user.device_key => {
                                     if fresh.expires_at > user.expires_at {
                                         reauth_sent = false;
                                     }
                                     user = fresh;
                                 }
-                                _ => {
-                                    close(&mut socket, CLOSE_UNAUTHORIZED, "invalid token").await;
+                                Ok(_) => {
+                                    close(&mut socket, CLOSE_UNAUTHORIZED, "token of another user or device").await;
+                                    break;
+                                }
+                                Err(e) => {
+                                    let (code, reason) = refused(&e);
+                                    close(&mut socket, code, reason).await;
                                     break;
                                 }
                             }

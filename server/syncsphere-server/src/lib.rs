@@ -13,12 +13,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
+use syncsphere_auth::devices::{DeviceEvents, DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_files::{ChangeSink, DiskBlobStore, FilesState, MetadataStore};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
-use syncsphere_state::redis_bus::{RedisPublisher, RedisSubscriber};
+use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_state::{PushHub, StateService};
 use tower_http::trace::TraceLayer;
 
@@ -124,11 +125,14 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             .jwks_url
             .clone()
             .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
-        let verifier = Arc::new(Verifier::new(
-            issuer,
-            config.client_id.clone(),
-            JwksSource::Remote(jwks),
-        ));
+        let redis_url = config.redis_url()?;
+        let revocations = RedisRevocations::connect(redis_url)
+            .await
+            .context("connecting to Redis")?;
+        let verifier = Arc::new(
+            Verifier::new(issuer, config.client_id.clone(), JwksSource::Remote(jwks))
+                .with_revocations(revocations),
+        );
         let bus = RedisSubscriber::connect(config.redis_url()?, hub.clone())
             .await
             .context("subscribing to Redis")?;
@@ -167,9 +171,16 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         &config.data_dir.join("idp-signing-key.pem"),
     )
     .context("starting the built-in identity provider")?;
-    let verifier = Arc::new(idp.verifier());
-    // Where committed changes go: Redis in a cluster, else straight to this process's hub.
-    let (sink, bus): (Arc<dyn ChangeSink>, Option<Arc<RedisSubscriber>>) = match &config.redis_url {
+    let registry = DeviceRegistry::new(db.clone());
+    let verifier = Arc::new(idp.verifier().with_revocations(registry.clone()));
+    // Where committed changes and revocations go, and where presence comes from: Redis in a
+    // cluster, else this process's hub.
+    type Bus = (
+        Arc<dyn ChangeSink>,
+        Arc<dyn DeviceEvents>,
+        Option<Arc<RedisSubscriber>>,
+    );
+    let (sink, events, bus): Bus = match &config.redis_url {
         Some(url) => {
             let publisher = RedisPublisher::connect(url)
                 .await
@@ -183,12 +194,12 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             } else {
                 None
             };
-            (publisher, bus)
+            (publisher.clone(), publisher, bus)
         }
         None if config.role == Role::Files => {
             bail!("the files role needs --redis-url (or REDIS_URL)")
         }
-        None => (hub.clone(), None),
+        None => (hub.clone(), hub.clone(), None),
     };
     let blobs =
         DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
@@ -197,6 +208,12 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         blobs: Arc::new(blobs),
         sink,
         verifier: verifier.clone(),
+        devices: Some(registry.clone()),
+    });
+    let devices = syncsphere_auth::devices::router(DevicesState {
+        registry,
+        verifier: verifier.clone(),
+        events,
     });
     let client_config = ServerConfig {
         cognito: CognitoConfig {
@@ -204,6 +221,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             region: config.region.clone(),
             user_pool_id: config.user_pool_id.clone(),
             client_id: config.client_id.clone(),
+            device_keys: true,
         },
         push_urls: config.push_urls.clone(),
     };
@@ -216,7 +234,8 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             }),
         )
         .merge(cognito_api::router(idp))
-        .merge(files);
+        .merge(files)
+        .merge(devices);
     if config.role == Role::All {
         router = router.merge(syncsphere_state::router(StateService {
             hub: hub.clone(),

@@ -5,6 +5,8 @@
 //! syncsphere --config-dir DIR login  --server URL --email EMAIL
 //! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME]
 //! syncsphere --config-dir DIR status [--json]
+//! syncsphere --config-dir DIR devices [--json]
+//! syncsphere --config-dir DIR revoke-device DEVICE_ID
 //! ```
 //! The password comes from `SYNCSPHERE_PASSWORD` or an interactive prompt, never from an argument
 //! (arguments are visible to every user of the machine in `ps`).
@@ -61,6 +63,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the account's devices (online, last seen, revoked).
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unlink a device: its sessions end, its push connections close, and it must sign in
+    /// again as a new device. Its files stay in the account.
+    RevokeDevice { device_id: String },
 }
 
 fn default_config_dir() -> anyhow::Result<PathBuf> {
@@ -140,6 +150,13 @@ async fn main() -> anyhow::Result<()> {
             device_name,
         } => sync(&dir, &folder, device_name).await?,
         Command::Status { json } => status(&dir, json)?,
+        Command::Devices { json } => devices(&dir, json).await?,
+        Command::RevokeDevice { device_id } => {
+            client::revoke_device(&dir, &device_id)
+                .await
+                .context("revoking the device failed")?;
+            println!("Device {device_id} revoked.");
+        }
     }
     Ok(())
 }
@@ -151,12 +168,18 @@ async fn sync(dir: &Path, folder: &Path, device_name: Option<String>) -> anyhow:
     let mut status = handle.status.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_summary = String::new();
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             changed = status.changed() => {
                 if changed.is_err() {
+                    // Sync ended by itself: say why when it was an error (e.g. device revoked).
+                    let s = status.borrow().clone();
+                    if s.state == SyncState::Error {
+                        failure = s.last_error;
+                    }
                     break;
                 }
                 let s = status.borrow_and_update().clone();
@@ -172,8 +195,54 @@ async fn sync(dir: &Path, folder: &Path, device_name: Option<String>) -> anyhow:
         }
     }
     handle.status.mark_unchanged();
+    // Waits for the final status to be written, also when sync ended by itself.
     handle.stop().await;
+    match failure {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(()),
+    }
+}
+
+async fn devices(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let list = client::devices(dir)
+        .await
+        .context("listing devices failed")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for d in &list.devices {
+        let state = if d.revoked {
+            "revoked".to_owned()
+        } else if d.online {
+            "online".to_owned()
+        } else {
+            format!("seen {} ago", human_age(now - d.last_seen_ms))
+        };
+        println!(
+            "{}{:<36}  {:<24}  {:<8}  {}",
+            if d.current { "* " } else { "  " },
+            d.device_id,
+            d.name.as_deref().unwrap_or("(unnamed)"),
+            d.platform.as_deref().unwrap_or("-"),
+            state
+        );
+    }
     Ok(())
+}
+
+fn human_age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
 }
 
 fn status(dir: &Path, json: bool) -> anyhow::Result<()> {

@@ -8,7 +8,8 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
-    ChangesPage, DEVICE_HEADER, ErrorBody, ErrorCode, FileMeta, MoveRequest, ServerConfig,
+    ChangesPage, DEVICE_HEADER, DeviceList, ErrorBody, ErrorCode, FileMeta, MoveRequest,
+    RegisterDevice, ServerConfig,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -41,6 +42,7 @@ async fn api_error(resp: reqwest::Response) -> SyncError {
     let status = resp.status();
     let body: Option<ErrorBody> = resp.json().await.ok();
     match body {
+        Some(b) if b.error == ErrorCode::DeviceRevoked => SyncError::DeviceRevoked,
         Some(b) if b.error == ErrorCode::Conflict => SyncError::Conflict(b.current.map(Box::new)),
         Some(b) => SyncError::Server {
             status: status.as_u16(),
@@ -108,6 +110,37 @@ impl Api {
             .json()
             .await
             .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
+    }
+
+    /// `PUT /v1/devices/{id}`: this device's name and platform, for the user's device list.
+    pub(crate) async fn register_device(&self, name: &str) -> Result<(), SyncError> {
+        let body = RegisterDevice {
+            name: Some(name.to_owned()),
+            platform: Some(std::env::consts::OS.to_owned()),
+        };
+        self.send(
+            self.http
+                .put(format!("{}/v1/devices/{}", self.base, self.device_id))
+                .json(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn devices(&self) -> Result<DeviceList, SyncError> {
+        self.json(self.http.get(format!("{}/v1/devices", self.base)))
+            .await
+    }
+
+    pub(crate) async fn revoke_device(&self, device_id: &str) -> Result<(), SyncError> {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/devices/", self.base))
+            .map_err(|e| SyncError::Config(format!("bad server URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|_| SyncError::Config("bad server URL".into()))?
+            .pop_if_empty()
+            .push(device_id);
+        self.send(self.http.delete(url)).await?;
+        Ok(())
     }
 
     pub(crate) async fn changes(&self, cursor: i64) -> Result<ChangesPage, SyncError> {

@@ -50,17 +50,24 @@ impl Cognito {
         Ok(())
     }
 
-    pub(crate) async fn sign_in(&self, email: &str, password: &str) -> Result<Session, SyncError> {
-        let out = self
+    /// `device_key` binds the tokens to this device (when the server supports it).
+    pub(crate) async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        device_key: Option<&str>,
+    ) -> Result<Session, SyncError> {
+        let mut req = self
             .client
             .initiate_auth()
             .client_id(&self.client_id)
             .auth_flow(AuthFlowType::UserPasswordAuth)
             .auth_parameters("USERNAME", email)
-            .auth_parameters("PASSWORD", password)
-            .send()
-            .await
-            .map_err(auth_error)?;
+            .auth_parameters("PASSWORD", password);
+        if let Some(device) = device_key {
+            req = req.auth_parameters("DEVICE_KEY", device);
+        }
+        let out = req.send().await.map_err(auth_error)?;
         session_from(out.authentication_result(), None)
     }
 
@@ -73,7 +80,12 @@ impl Cognito {
             .auth_parameters("REFRESH_TOKEN", refresh_token)
             .send()
             .await
-            .map_err(auth_error)?;
+            .map_err(|e| match auth_error(e) {
+                SyncError::Auth(_) => {
+                    SyncError::Auth("your session has ended; sign in again".into())
+                }
+                other => other,
+            })?;
         session_from(out.authentication_result(), Some(refresh_token))
     }
 }
@@ -115,6 +127,9 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
             let err = se.err();
             let message = err.message().unwrap_or("no details").to_owned();
             match err.code() {
+                Some("NotAuthorizedException") if message.contains("Device has been revoked") => {
+                    SyncError::DeviceRevoked
+                }
                 Some("NotAuthorizedException") => {
                     SyncError::Auth("Incorrect email or password".into())
                 }

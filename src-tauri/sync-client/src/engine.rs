@@ -56,7 +56,7 @@ impl Engine {
         mut self,
         mut triggers: mpsc::Receiver<Trigger>,
         mut stop: watch::Receiver<bool>,
-    ) {
+    ) -> Result<(), SyncError> {
         let mut failures: u32 = 0;
         loop {
             let result = self.pass().await;
@@ -64,6 +64,10 @@ impl Engine {
                 Ok(()) => {
                     failures = 0;
                     None
+                }
+                Err(SyncError::DeviceRevoked) => {
+                    tracing::warn!("this device was revoked; stopping");
+                    return Err(SyncError::DeviceRevoked);
                 }
                 Err(e) => {
                     failures += 1;
@@ -103,6 +107,7 @@ impl Engine {
             s.connected = false;
             s.updated_ms = now_ms();
         });
+        Ok(())
     }
 
     /// Reads the journal from the cursor to its end.
@@ -179,7 +184,12 @@ impl Engine {
                     Err(SyncError::Conflict(_)) => {
                         tracing::info!(op = label, "server state moved on; re-planning")
                     }
-                    Err(e @ (SyncError::Offline(_) | SyncError::Auth(_) | SyncError::Index(_))) => {
+                    Err(
+                        e @ (SyncError::Offline(_)
+                        | SyncError::Auth(_)
+                        | SyncError::Index(_)
+                        | SyncError::DeviceRevoked),
+                    ) => {
                         return Err(e);
                     }
                     // One file's trouble must not stop the others.

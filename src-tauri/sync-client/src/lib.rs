@@ -58,6 +58,8 @@ pub enum SyncError {
     Conflict(Option<Box<syncsphere_protocol::FileMeta>>),
     #[error("network error: {0}")]
     Http(String),
+    #[error("this device was unlinked from your account; sign in again to keep syncing")]
+    DeviceRevoked,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -93,30 +95,76 @@ pub async fn sign_in(
 ) -> Result<(), SyncError> {
     let server_url = server_url.trim_end_matches('/');
     let server = api::fetch_server_config(server_url).await?;
-    let session = Cognito::new(&server.cognito)
-        .await
-        .sign_in(email, password)
-        .await?;
     let previous = load_config(config_dir)?;
     let same_account = previous
         .as_ref()
         .is_some_and(|p| p.server_url == server_url && p.email == email);
+    let mut device_id = previous
+        .as_ref()
+        .filter(|_| same_account)
+        .map(|p| p.device_id.clone())
+        .unwrap_or_else(new_device_id);
+    let cognito = Cognito::new(&server.cognito).await;
+    let device_keys = server.cognito.device_keys;
+    let session = match cognito
+        .sign_in(email, password, device_keys.then_some(device_id.as_str()))
+        .await
+    {
+        // This device id was unlinked: sign in as a new device (the index stays valid).
+        Err(SyncError::DeviceRevoked) => {
+            device_id = new_device_id();
+            cognito
+                .sign_in(email, password, device_keys.then_some(device_id.as_str()))
+                .await?
+        }
+        other => other?,
+    };
     if previous.is_some() && !same_account {
         let _ = std::fs::remove_file(config::index_path(config_dir));
     }
     let config = ClientConfig {
         server_url: server_url.to_owned(),
         email: email.to_owned(),
-        device_id: previous
-            .filter(|_| same_account)
-            .map(|p| p.device_id)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        device_id,
         cognito: server.cognito,
         push_urls: server.push_urls,
     };
     config::write_json(&config::config_path(config_dir), &config, false)?;
     TokenSource::save(config_dir, &session)?;
     Ok(())
+}
+
+fn new_device_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// After the server said this device was revoked: forget the session and the device id, so
+/// the next sign-in registers a new device. The index stays (nothing is re-transferred).
+fn forget_revoked_device(config_dir: &Path) -> Result<(), SyncError> {
+    if let Some(mut config) = load_config(config_dir)? {
+        config.device_id = new_device_id();
+        config::write_json(&config::config_path(config_dir), &config, false)?;
+    }
+    sign_out(config_dir)
+}
+
+/// The account's devices (`GET /v1/devices`), as the signed-in device sees them.
+pub async fn devices(config_dir: &Path) -> Result<syncsphere_protocol::DeviceList, SyncError> {
+    signed_in_api(config_dir).await?.devices().await
+}
+
+/// Revokes ("unlinks") one of the account's devices.
+pub async fn revoke_device(config_dir: &Path, device_id: &str) -> Result<(), SyncError> {
+    signed_in_api(config_dir)
+        .await?
+        .revoke_device(device_id)
+        .await
+}
+
+async fn signed_in_api(config_dir: &Path) -> Result<Api, SyncError> {
+    let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
+    let tokens = Arc::new(TokenSource::load(config_dir, &config.cognito).await?);
+    Ok(Api::new(&config.server_url, tokens, config.device_id))
 }
 
 /// Forgets the session (the index stays, so signing in again resumes without re-transfers).
@@ -200,6 +248,18 @@ async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
+    let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone());
+    // Announce the device (name, platform) for the user's device list; offline is fine.
+    match api.register_device(&device_name).await {
+        Ok(()) => {}
+        Err(SyncError::DeviceRevoked) => {
+            forget_revoked_device(&config_dir)?;
+            return Err(SyncError::DeviceRevoked);
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "could not register the device (will retry next start)")
+        }
+    }
     let index = Index::open(&config::index_path(&config_dir)).await?;
     let folder_key = folder.display().to_string();
     if index.setting("folder").await?.as_deref() != Some(folder_key.as_str()) {
@@ -278,7 +338,7 @@ async fn run(
     let push_task = tokio::spawn(push.run(stop.clone()));
     let engine = Engine {
         folder,
-        api: Api::new(&config.server_url, tokens, config.device_id.clone()),
+        api,
         index,
         device_name,
         scanner: scan::Scanner::default(),
@@ -286,9 +346,14 @@ async fn run(
         cursor: cursor_tx,
     };
     tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
-    engine.run(trigger_rx, stop).await;
+    let outcome = engine.run(trigger_rx, stop).await;
+    push_task.abort();
     let _ = push_task.await;
     drop(watcher);
+    if let Err(SyncError::DeviceRevoked) = outcome {
+        forget_revoked_device(&config_dir)?;
+        return Err(SyncError::DeviceRevoked);
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use syncsphere_protocol::ws::{ClientMessage, ServerMessage};
+use syncsphere_protocol::ws::{CLOSE_DEVICE_REVOKED, ClientMessage, ServerMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -122,6 +122,11 @@ impl Push {
             let Message::Text(text) = msg else {
                 if let Message::Close(frame) = msg {
                     tracing::info!(?frame, "server closed the push channel");
+                    if frame.is_some_and(|f| u16::from(f.code) == CLOSE_DEVICE_REVOKED) {
+                        // The engine's next request learns the same and stops the sync.
+                        let _ = self.triggers.try_send(Trigger::Remote);
+                        return Err(SyncError::DeviceRevoked);
+                    }
                     return Ok(());
                 }
                 continue; // pings are answered by tungstenite

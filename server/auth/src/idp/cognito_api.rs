@@ -63,7 +63,9 @@ impl From<IdpError> for CognitoError {
             IdpError::UsernameExists => "UsernameExistsException",
             IdpError::InvalidPassword(_) => "InvalidPasswordException",
             IdpError::InvalidParameter(_) => "InvalidParameterException",
-            IdpError::NotAuthorized | IdpError::InvalidRefreshToken => "NotAuthorizedException",
+            IdpError::NotAuthorized | IdpError::InvalidRefreshToken | IdpError::DeviceRevoked => {
+                "NotAuthorizedException"
+            }
             IdpError::UnknownClient(_) => "ResourceNotFoundException",
             IdpError::Internal(_) => {
                 tracing::error!(error = %e, "identity provider failure");
@@ -177,10 +179,17 @@ async fn handle(
                     )
                 })
             };
+            // Cognito's DEVICE_KEY: binds the tokens to one device so it can be revoked alone.
+            let device_key = req.auth_parameters.get("DEVICE_KEY").map(String::as_str);
             let result = match req.auth_flow.as_str() {
                 "USER_PASSWORD_AUTH" => {
-                    idp.password_auth(&req.client_id, param("USERNAME")?, param("PASSWORD")?)
-                        .await?
+                    idp.password_auth(
+                        &req.client_id,
+                        param("USERNAME")?,
+                        param("PASSWORD")?,
+                        device_key,
+                    )
+                    .await?
                 }
                 "REFRESH_TOKEN_AUTH" | "REFRESH_TOKEN" => {
                     idp.refresh_auth(&req.client_id, param("REFRESH_TOKEN")?)

@@ -62,6 +62,8 @@ pub enum IdpError {
     NotAuthorized,
     #[error("Invalid Refresh Token")]
     InvalidRefreshToken,
+    #[error("Device has been revoked")]
+    DeviceRevoked,
     #[error("User pool client {0} does not exist.")]
     UnknownClient(String),
     #[error("internal error: {0}")]
@@ -198,8 +200,13 @@ impl IdentityProvider {
         client_id: &str,
         username: &str,
         password: &str,
+        device_key: Option<&str>,
     ) -> Result<AuthenticationResult, IdpError> {
         self.check_client(client_id)?;
+        if let Some(device) = device_key {
+            crate::devices::check_device_id(device)
+                .map_err(|e| IdpError::InvalidParameter(e.to_string()))?;
+        }
         let username = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
         let row = sqlx::query(
             "SELECT user_id, username, email, password_hash FROM idp_users WHERE username = $1",
@@ -241,17 +248,23 @@ impl IdentityProvider {
             (true, Some(user)) => user,
             _ => return Err(IdpError::NotAuthorized),
         };
+        if let Some(device) = device_key
+            && self.device_revoked(&user.user_id, device).await?
+        {
+            return Err(IdpError::DeviceRevoked);
+        }
         let refresh = random_token();
         sqlx::query(
-            "INSERT INTO idp_refresh_tokens (token_hash, user_id, expires_ms, revoked)
-             VALUES ($1, $2, $3, 0)",
+            "INSERT INTO idp_refresh_tokens (token_hash, user_id, expires_ms, revoked, device_key)
+             VALUES ($1, $2, $3, 0, $4)",
         )
         .bind(token_hash(&refresh))
         .bind(&user.user_id)
         .bind(now_ms() + (self.config.refresh_token_ttl_secs as i64) * 1000)
+        .bind(device_key)
         .execute(&self.db.pool)
         .await?;
-        let mut result = self.issue(&user)?;
+        let mut result = self.issue(&user, device_key)?;
         result.refresh_token = Some(refresh);
         Ok(result)
     }
@@ -264,20 +277,46 @@ impl IdentityProvider {
     ) -> Result<AuthenticationResult, IdpError> {
         self.check_client(client_id)?;
         let row = sqlx::query(
-            "SELECT u.user_id, u.username, u.email FROM idp_refresh_tokens t
-             JOIN idp_users u ON u.user_id = t.user_id
-             WHERE t.token_hash = $1 AND t.revoked = 0 AND t.expires_ms > $2",
+            "SELECT u.user_id, u.username, u.email, t.device_key, t.revoked
+             FROM idp_refresh_tokens t JOIN idp_users u ON u.user_id = t.user_id
+             WHERE t.token_hash = $1 AND t.expires_ms > $2",
         )
         .bind(token_hash(refresh_token))
         .bind(now_ms())
         .fetch_optional(&self.db.pool)
         .await?
         .ok_or(IdpError::InvalidRefreshToken)?;
-        self.issue(&UserRecord {
-            user_id: row.get("user_id"),
-            username: row.get("username"),
-            email: row.get("email"),
-        })
+        // The refresh token keeps its device: the new access token is bound to the same one.
+        let device_key: Option<String> = row.get("device_key");
+        if row.get::<i64, _>("revoked") != 0 {
+            let user_id: String = row.get("user_id");
+            return Err(match &device_key {
+                Some(device) if self.device_revoked(&user_id, device).await? => {
+                    IdpError::DeviceRevoked
+                }
+                _ => IdpError::InvalidRefreshToken,
+            });
+        }
+        self.issue(
+            &UserRecord {
+                user_id: row.get("user_id"),
+                username: row.get("username"),
+                email: row.get("email"),
+            },
+            device_key.as_deref(),
+        )
+    }
+
+    async fn device_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, IdpError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM devices
+             WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// Cognito `GetUser`: the user behind a valid access token.
@@ -312,12 +351,16 @@ impl IdentityProvider {
         Ok(())
     }
 
-    fn issue(&self, user: &UserRecord) -> Result<AuthenticationResult, IdpError> {
+    fn issue(
+        &self,
+        user: &UserRecord,
+        device_key: Option<&str>,
+    ) -> Result<AuthenticationResult, IdpError> {
         let now = (now_ms() / 1000) as u64;
         let exp = now + self.config.access_token_ttl_secs;
         let iss = self.config.issuer();
         let origin_jti = uuid::Uuid::new_v4().to_string();
-        let access = serde_json::json!({
+        let mut access = serde_json::json!({
             "sub": user.user_id,
             "iss": iss,
             "client_id": self.config.client_id,
@@ -330,6 +373,9 @@ impl IdentityProvider {
             "jti": uuid::Uuid::new_v4().to_string(),
             "username": user.username,
         });
+        if let Some(device) = device_key {
+            access["device_key"] = device.into();
+        }
         let id = serde_json::json!({
             "sub": user.user_id,
             "iss": iss,

@@ -1,0 +1,479 @@
+//! The user's devices: registration, `GET /v1/devices`, and revocation ("unlink this device").
+//!
+//! A device is identified by the id it generated at its first sign-in, sent as Cognito's
+//! `DEVICE_KEY` when it signs in, so its tokens carry a `device_key` claim. Revoking a device
+//! marks it in the metadata database; from then on:
+//! - its refresh tokens are revoked and it cannot sign in again with the same device id;
+//! - every request with an access token bound to it is refused with `401 device_revoked`
+//!   (the [`Verifier`] consults the registry, see [`DeviceRevocations`]);
+//! - its push sockets are closed with `4004` ([`DeviceEvents::device_revoked`]).
+//!
+//! Tokens that are not bound to a device (older clients, tools) are not affected by a device
+//! revocation; `GlobalSignOut` revokes those.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use sqlx::Row;
+use syncsphere_db::Db;
+use syncsphere_protocol::ws::OnlineDevice;
+use syncsphere_protocol::{Device, DeviceList, ErrorBody, ErrorCode, RegisterDevice};
+
+use crate::now_ms;
+use crate::verify::{AuthUser, BoxFuture, DeviceRevocations, Verifier};
+
+/// Longest device id, name and platform accepted.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+pub const MAX_DEVICE_NAME_LEN: usize = 128;
+pub const MAX_PLATFORM_LEN: usize = 32;
+/// `last_seen` is written at most this often per device.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device id must be 1-{MAX_DEVICE_ID_LEN} printable ASCII characters without spaces")]
+    InvalidId,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a token bound to device {0} can only act for that device")]
+    WrongDevice(String),
+    #[error("this device was unlinked from the account; sign in again as a new device")]
+    Revoked,
+    #[error("metadata store failed: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("presence unavailable: {0}")]
+    Presence(String),
+}
+
+impl IntoResponse for DeviceError {
+    fn into_response(self) -> Response {
+        let (status, error) = match &self {
+            DeviceError::InvalidId | DeviceError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+            }
+            DeviceError::WrongDevice(_) => (StatusCode::FORBIDDEN, ErrorCode::BadRequest),
+            DeviceError::Revoked => (StatusCode::CONFLICT, ErrorCode::DeviceRevoked),
+            DeviceError::Store(_) | DeviceError::Presence(_) => {
+                tracing::error!(error = %self, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+            }
+        };
+        let message = match error {
+            ErrorCode::Internal => "internal server error".to_owned(),
+            _ => self.to_string(),
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error,
+                message,
+                current: None,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Checks a client-chosen device id: printable ASCII, no spaces, bounded length.
+pub fn check_device_id(id: &str) -> Result<(), DeviceError> {
+    if id.is_empty() || id.len() > MAX_DEVICE_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DeviceError::InvalidId);
+    }
+    Ok(())
+}
+
+fn clean_label(
+    value: Option<String>,
+    max: usize,
+    what: &str,
+) -> Result<Option<String>, DeviceError> {
+    let Some(value) = value else { return Ok(None) };
+    let value = value.trim().to_owned();
+    if value.chars().any(char::is_control) {
+        return Err(DeviceError::BadRequest(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    if value.chars().count() > max {
+        return Err(DeviceError::BadRequest(format!(
+            "{what} must be at most {max} characters"
+        )));
+    }
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// What the push side knows about devices, and how it learns of a revocation: the in-process
+/// push hub, or Redis when the State service runs as separate instances.
+pub trait DeviceEvents: Send + Sync {
+    /// The user's devices holding a push connection now.
+    fn online<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<OnlineDevice>, String>>;
+    /// Close every push connection of the device (code 4004).
+    fn device_revoked(&self, user_id: &str, device_id: &str);
+}
+
+/// The registered devices of every user, in the metadata database.
+pub struct DeviceRegistry {
+    db: Db,
+    touched: Mutex<HashMap<(String, String), Instant>>,
+}
+
+/// A row of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub revoked: bool,
+}
+
+impl DeviceRegistry {
+    pub fn new(db: Db) -> Arc<Self> {
+        Arc::new(DeviceRegistry {
+            db,
+            touched: Mutex::default(),
+        })
+    }
+
+    /// Registers the device or updates its name and platform; refused for a revoked device.
+    pub async fn register(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        name: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<(), DeviceError> {
+        check_device_id(device_id)?;
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO devices (user_id, device_id, name, platform, created_ms, last_seen_ms)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (user_id, device_id) DO UPDATE
+             SET name = excluded.name, platform = excluded.platform, last_seen_ms = excluded.last_seen_ms
+             WHERE devices.revoked_ms IS NULL",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(name)
+        .bind(platform)
+        .bind(now)
+        .execute(&self.db.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(DeviceError::Revoked);
+        }
+        self.touched
+            .lock()
+            .expect("touch lock")
+            .insert((user_id.to_owned(), device_id.to_owned()), Instant::now());
+        Ok(())
+    }
+
+    /// Records that the device was seen now (written at most once a minute per device).
+    pub async fn touch(&self, user_id: &str, device_id: &str) -> Result<(), DeviceError> {
+        {
+            let mut touched = self.touched.lock().expect("touch lock");
+            let key = (user_id.to_owned(), device_id.to_owned());
+            if touched
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
+            {
+                return Ok(());
+            }
+            if touched.len() > 100_000 {
+                touched.retain(|_, at| at.elapsed() < TOUCH_INTERVAL);
+            }
+            touched.insert(key, Instant::now());
+        }
+        sqlx::query(
+            "UPDATE devices SET last_seen_ms = $3
+             WHERE user_id = $1 AND device_id = $2 AND last_seen_ms < $3",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list(&self, user_id: &str) -> Result<Vec<DeviceRecord>, DeviceError> {
+        let rows = sqlx::query(
+            "SELECT device_id, name, platform, created_ms, last_seen_ms, revoked_ms
+             FROM devices WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeviceRecord {
+                device_id: r.get("device_id"),
+                name: r.get("name"),
+                platform: r.get("platform"),
+                created_ms: r.get("created_ms"),
+                last_seen_ms: r.get("last_seen_ms"),
+                revoked: r.get::<Option<i64>, _>("revoked_ms").is_some(),
+            })
+            .collect())
+    }
+
+    /// Revokes the device (also one that never registered but holds a bound token) and every
+    /// refresh token issued to it, in one transaction.
+    pub async fn revoke(&self, user_id: &str, device_id: &str) -> Result<(), DeviceError> {
+        check_device_id(device_id)?;
+        let now = now_ms();
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, created_ms, last_seen_ms, revoked_ms)
+             VALUES ($1, $2, $3, $3, $3)
+             ON CONFLICT (user_id, device_id) DO UPDATE
+             SET revoked_ms = excluded.revoked_ms WHERE devices.revoked_ms IS NULL",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE idp_refresh_tokens SET revoked = 1 WHERE user_id = $1 AND device_key = $2",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(user_id, device_id, "device revoked");
+        Ok(())
+    }
+
+    pub async fn is_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, DeviceError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM devices
+             WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+impl DeviceRevocations for DeviceRegistry {
+    fn is_revoked<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            DeviceRegistry::is_revoked(self, user_id, device_key)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// State of the `/v1/devices` routes.
+#[derive(Clone)]
+pub struct DevicesState {
+    pub registry: Arc<DeviceRegistry>,
+    pub verifier: Arc<Verifier>,
+    pub events: Arc<dyn DeviceEvents>,
+}
+
+impl FromRef<DevicesState> for Arc<Verifier> {
+    fn from_ref(state: &DevicesState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// `GET /v1/devices`, `PUT /v1/devices/{device_id}`, `DELETE /v1/devices/{device_id}`.
+pub fn router(state: DevicesState) -> Router {
+    Router::new()
+        .route("/v1/devices", get(list))
+        .route("/v1/devices/{device_id}", put(register).delete(revoke))
+        .with_state(state)
+}
+
+/// Merges the registry with live presence: online devices first, then most recently seen.
+pub fn device_list(
+    records: Vec<DeviceRecord>,
+    online: Vec<OnlineDevice>,
+    current: Option<&str>,
+    now_ms: i64,
+) -> DeviceList {
+    let mut devices: Vec<Device> = records
+        .into_iter()
+        .map(|r| Device {
+            online: !r.revoked && online.iter().any(|o| o.device_id == r.device_id),
+            current: current == Some(r.device_id.as_str()),
+            device_id: r.device_id,
+            name: r.name,
+            platform: r.platform,
+            created_ms: r.created_ms,
+            last_seen_ms: r.last_seen_ms,
+            revoked: r.revoked,
+        })
+        .collect();
+    for o in online {
+        if !devices.iter().any(|d| d.device_id == o.device_id) {
+            devices.push(Device {
+                current: current == Some(o.device_id.as_str()),
+                device_id: o.device_id,
+                name: o.device_name,
+                platform: None,
+                created_ms: 0,
+                last_seen_ms: now_ms,
+                online: true,
+                revoked: false,
+            });
+        }
+    }
+    for d in devices.iter_mut().filter(|d| d.online) {
+        d.last_seen_ms = now_ms;
+    }
+    devices.sort_by(|a, b| {
+        (b.online, b.last_seen_ms, &a.device_id).cmp(&(a.online, a.last_seen_ms, &b.device_id))
+    });
+    DeviceList { devices }
+}
+
+async fn list(
+    State(state): State<DevicesState>,
+    user: AuthUser,
+) -> Result<Json<DeviceList>, DeviceError> {
+    let records = state.registry.list(&user.user_id).await?;
+    let online = state
+        .events
+        .online(&user.user_id)
+        .await
+        .map_err(DeviceError::Presence)?;
+    Ok(Json(device_list(
+        records,
+        online,
+        user.device_key.as_deref(),
+        now_ms(),
+    )))
+}
+
+async fn register(
+    State(state): State<DevicesState>,
+    user: AuthUser,
+    Path(device_id): Path<String>,
+    Json(body): Json<RegisterDevice>,
+) -> Result<StatusCode, DeviceError> {
+    check_device_id(&device_id)?;
+    if let Some(bound) = &user.device_key
+        && *bound != device_id
+    {
+        return Err(DeviceError::WrongDevice(bound.clone()));
+    }
+    let name = clean_label(body.name, MAX_DEVICE_NAME_LEN, "device name")?;
+    let platform = clean_label(body.platform, MAX_PLATFORM_LEN, "platform")?;
+    state
+        .registry
+        .register(
+            &user.user_id,
+            &device_id,
+            name.as_deref(),
+            platform.as_deref(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke(
+    State(state): State<DevicesState>,
+    user: AuthUser,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, DeviceError> {
+    check_device_id(&device_id)?;
+    state.registry.revoke(&user.user_id, &device_id).await?;
+    state.events.device_revoked(&user.user_id, &device_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, last_seen_ms: i64, revoked: bool) -> DeviceRecord {
+        DeviceRecord {
+            device_id: id.into(),
+            name: Some(format!("{id} name")),
+            platform: Some("linux".into()),
+            created_ms: 1,
+            last_seen_ms,
+            revoked,
+        }
+    }
+
+    fn online(id: &str) -> OnlineDevice {
+        OnlineDevice {
+            device_id: id.into(),
+            device_name: Some("live".into()),
+            connections: 1,
+        }
+    }
+
+    #[test]
+    fn list_puts_online_first_then_most_recent_and_adds_unregistered_online_devices() {
+        let list = device_list(
+            vec![
+                record("old", 10, false),
+                record("recent", 20, false),
+                record("laptop", 5, false),
+                record("gone", 30, true),
+            ],
+            vec![online("laptop"), online("cli"), online("gone")],
+            Some("laptop"),
+            1000,
+        );
+        let order: Vec<(&str, bool, bool)> = list
+            .devices
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.online, d.current))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("cli", true, false),
+                ("laptop", true, true),
+                ("gone", false, false),
+                ("recent", false, false),
+                ("old", false, false),
+            ]
+        );
+        assert_eq!(list.devices[1].last_seen_ms, 1000, "online means seen now");
+        assert_eq!(list.devices[1].name.as_deref(), Some("laptop name"));
+        assert_eq!(list.devices[0].name.as_deref(), Some("live"));
+        assert!(list.devices[2].revoked);
+    }
+
+    #[test]
+    fn device_ids_are_printable_and_bounded() {
+        assert!(check_device_id("3f2a-laptop_1").is_ok());
+        for bad in ["", "has space", "tab\t", "é", &"x".repeat(129)] {
+            assert!(check_device_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn labels_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            clean_label(Some("  Anna's laptop ".into()), 128, "name").unwrap(),
+            Some("Anna's laptop".into())
+        );
+        assert_eq!(clean_label(Some("  ".into()), 128, "name").unwrap(), None);
+        assert!(clean_label(Some("a\nb".into()), 128, "name").is_err());
+        assert!(clean_label(Some("x".repeat(33)), 32, "platform").is_err());
+    }
+}

@@ -13,10 +13,16 @@ cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
 REL="$CARGO_TARGET_DIR/release"
 
 DATA="$(mktemp -d /tmp/syncsphere-bench.XXXXXX)"
-RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 --data-dir "$DATA" --max-connections-per-user 100000 \
+# BENCH_DB=postgres: metadata in a throwaway PostgreSQL with fsync on (durable like SQLite).
+DB_ARGS=()
+if [ "${BENCH_DB:-sqlite}" = postgres ]; then
+  PG_FSYNC=on start_postgres
+  DB_ARGS=(--database-url "$PG_URL")
+fi
+RUST_LOG=warn "$REL/syncsphere-server" "${DB_ARGS[@]}" --listen 127.0.0.1:0 --data-dir "$DATA" --max-connections-per-user 100000 \
   >"$DATA/server.out" 2>"$DATA/server.log" &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; stop_postgres; rm -rf "$DATA"' EXIT
 for _ in $(seq 200); do grep -q 'listening on' "$DATA/server.out" 2>/dev/null && break; sleep 0.05; done
 URL="$(grep -o 'http://[0-9.:]*' "$DATA/server.out" | head -n1)"
 [ -n "$URL" ] || { cat "$DATA/server.log" >&2; exit 1; }

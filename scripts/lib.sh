@@ -56,6 +56,8 @@ build_ui() {
 }
 
 # Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL and PG_PID_DIR.
+# Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL. Tests run it with
+# fsync off (PG_FSYNC=on for benchmarks, where durability must be real).
 start_postgres() {
   PG_PID_DIR="$(mktemp -d /tmp/syncsphere-pg.XXXXXX)"
   local port
@@ -64,7 +66,7 @@ start_postgres() {
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_PID_DIR"; as=(runuser -u postgres --); fi
   "${as[@]}" "$PG_BIN/initdb" -D "$PG_PID_DIR/data" -A trust -U postgres --no-sync >/dev/null
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_PID_DIR/data" -l "$PG_PID_DIR/log" -w \
-    -o "-p $port -k $PG_PID_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    -o "-p $port -k $PG_PID_DIR -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-off} -c max_connections=300" start >/dev/null
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
   log "PostgreSQL running at $PG_URL"
 }

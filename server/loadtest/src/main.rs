@@ -34,6 +34,13 @@ struct Args {
     push_urls: Vec<String>,
     #[arg(long, default_value_t = 100)]
     users: usize,
+    /// Number of the first bench user (several load processes use disjoint users).
+    #[arg(long, default_value_t = 0)]
+    user_offset: usize,
+    /// Keep the connections open this many seconds after they are all up (idle benchmark:
+    /// several load processes hold their connections at the same time).
+    #[arg(long, default_value_t = 0)]
+    hold_secs: u64,
     #[arg(long, default_value_t = 10)]
     devices_per_user: usize,
     /// Commits per second, spread over all users.
@@ -177,7 +184,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("signing in {} users…", args.users);
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(args.users);
-    for chunk in (0..args.users).collect::<Vec<_>>().chunks(16) {
+    let numbers: Vec<usize> = (args.user_offset..args.user_offset + args.users).collect();
+    for chunk in numbers.chunks(16) {
         let batch =
             futures_util::future::join_all(chunk.iter().map(|&n| token_for(&http, &args, n))).await;
         for t in batch {
@@ -209,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
                 1 + (n % args.source_ips.max(1) as usize) as u8,
             ));
             let base = &push_bases[n % push_bases.len()];
+            let u = u + args.user_offset;
             let mut ws = connect_device(base, token, &format!("u{u}d{d}"), source)
                 .await
                 .with_context(|| format!("connection {n}"))?;
@@ -241,6 +250,10 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = args.server_pid.and_then(rss_kib);
+    if args.hold_secs > 0 {
+        eprintln!("holding the connections for {} s…", args.hold_secs);
+        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    }
 
     eprintln!("driving {} commits/s for {} s…", args.rate, args.duration);
     let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / args.rate.max(1)));
@@ -252,12 +265,13 @@ async fn main() -> anyhow::Result<()> {
     for c in 0..commits as usize {
         tick.tick().await;
         let u = c % tokens.len();
+        let device = format!("u{}d0", u + args.user_offset);
         let path = format!("bench/{c}.txt");
         let req = http
             .put(format!("{}/v1/files/content", args.server))
             .query(&[("path", &path)])
             .bearer_auth(&tokens[u])
-            .header("x-syncsphere-device", format!("u{u}d0"))
+            .header("x-syncsphere-device", device)
             .body(format!("commit {c}"));
         sent.lock().unwrap().insert(path, Instant::now());
         let errors = errors.clone();

@@ -47,6 +47,12 @@ impl Process {
         self.child.id()
     }
 
+    /// SIGKILL, as a crash or power loss would end it: no cleanup runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits up to `timeout` for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -119,6 +125,34 @@ impl Server {
             database_url,
             extra_args,
         })
+    }
+
+    /// The server's data directory (metadata database, blobs).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// Number of blobs (whole contents and chunks) the server stores, over all users.
+    pub fn blob_count(&self) -> usize {
+        fn walk(dir: &std::path::Path) -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.file_name().is_some_and(|n| n == ".tmp") {
+                        0
+                    } else if path.is_dir() {
+                        walk(&path)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        }
+        walk(&self.data.path().join("blobs"))
     }
 
     /// Stops the server (SIGTERM) and keeps its data for [`Server::restart`].

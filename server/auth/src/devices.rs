@@ -74,6 +74,7 @@ impl IntoResponse for DeviceError {
                 error,
                 message,
                 current: None,
+                missing: Vec::new(),
             }),
         )
             .into_response()

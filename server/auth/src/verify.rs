@@ -318,6 +318,7 @@ impl IntoResponse for AuthRejection {
             error,
             message: self.0.to_string(),
             current: None,
+            missing: Vec::new(),
         };
         (
             status,

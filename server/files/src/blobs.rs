@@ -52,8 +52,27 @@ impl DiskBlobStore {
         Ok(self.root.join(user_id).join(&sha256[..2]).join(sha256))
     }
 
+    /// Path of a blob (or chunk: chunks are blobs) of the user.
+    pub(crate) fn path_of(&self, user_id: &str, sha256: &str) -> Result<PathBuf, FilesError> {
+        self.blob_path(user_id, sha256)
+    }
+
+    /// Whether the user's store holds the blob.
+    pub async fn has(&self, user_id: &str, sha256: &str) -> Result<bool, FilesError> {
+        Ok(tokio::fs::try_exists(self.blob_path(user_id, sha256)?).await?)
+    }
+
     /// Streams `body` into a temporary file, hashing it, and fsyncs it.
-    pub async fn stage<S, E>(&self, mut body: S) -> Result<StagedBlob, FilesError>
+    pub async fn stage<S, E>(&self, body: S) -> Result<StagedBlob, FilesError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.stage_limited(body, u64::MAX).await
+    }
+
+    /// [`DiskBlobStore::stage`], refusing (413) a body longer than `max` bytes.
+    pub async fn stage_limited<S, E>(&self, mut body: S, max: u64) -> Result<StagedBlob, FilesError>
     where
         S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -74,6 +93,11 @@ impl DiskBlobStore {
                 chunk.map_err(|e| FilesError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
             staged.size += chunk.len() as i64;
+            if staged.size as u64 > max {
+                return Err(FilesError::TooLarge(format!(
+                    "body exceeds the limit of {max} bytes"
+                )));
+            }
             file.write_all(&chunk).await?;
         }
         file.sync_all().await?;

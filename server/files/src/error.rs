@@ -21,6 +21,14 @@ pub enum FilesError {
     Store(#[from] sqlx::Error),
     #[error("blob store failed: {0}")]
     Blob(#[from] std::io::Error),
+    #[error("{} chunk(s) are not uploaded yet", .0.len())]
+    MissingChunks(Vec<String>),
+    #[error("{0}")]
+    HashMismatch(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("range not satisfiable (content is {size} bytes)")]
+    RangeNotSatisfiable { size: i64 },
 }
 
 impl FilesError {
@@ -39,6 +47,13 @@ impl IntoResponse for FilesError {
             FilesError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
             FilesError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             FilesError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            FilesError::MissingChunks(_) => (StatusCode::BAD_REQUEST, ErrorCode::MissingChunks),
+            FilesError::HashMismatch(_) => (StatusCode::BAD_REQUEST, ErrorCode::HashMismatch),
+            FilesError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            FilesError::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
+            ),
             FilesError::Store(_) | FilesError::Blob(_) => {
                 tracing::error!(error = %self, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
@@ -48,18 +63,30 @@ impl IntoResponse for FilesError {
             ErrorCode::Internal => "internal server error".to_owned(),
             _ => self.to_string(),
         };
-        let current = match self {
-            FilesError::Conflict { current, .. } => current.map(|c| *c),
+        let content_range = match &self {
+            FilesError::RangeNotSatisfiable { size } => Some(format!("bytes */{size}")),
             _ => None,
         };
-        (
+        let (current, missing) = match self {
+            FilesError::Conflict { current, .. } => (current.map(|c| *c), Vec::new()),
+            FilesError::MissingChunks(missing) => (None, missing),
+            _ => (None, Vec::new()),
+        };
+        let mut response = (
             status,
             axum::Json(ErrorBody {
                 error: code,
                 message,
                 current,
+                missing,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(v) = content_range.and_then(|v| v.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_RANGE, v);
+        }
+        response
     }
 }

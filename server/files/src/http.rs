@@ -12,10 +12,12 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use syncsphere_auth::AuthUser;
 use syncsphere_protocol::{
-    ChangesPage, DEVICE_HEADER, FileList, FileMeta, MoveRequest, RestoreRequest, RevisionList,
-    TrashList, normalize_path,
+    ChangesPage, CommitRequest, DEVICE_HEADER, FileList, FileMeta, MAX_CHUNK_SIZE,
+    MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
+    RevisionList, TrashList, normalize_path,
 };
-use tokio_util::io::ReaderStream;
+
+use crate::content::{Content, parse_range};
 
 use crate::store::NewContent;
 use crate::{FilesError, FilesState};
@@ -30,6 +32,12 @@ pub fn router(state: FilesState) -> Router {
         .route(
             "/v1/files/content",
             put(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/commit", post(commit_chunks))
+        .route("/v1/chunks/missing", post(missing_chunks))
+        .route(
+            "/v1/chunks/{sha256}",
+            put(put_chunk).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/files/{file_id}", get(metadata).delete(delete))
         .route("/v1/files/{file_id}/content", get(download))
@@ -109,6 +117,152 @@ async fn upload(
     Ok(Json(meta))
 }
 
+fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(FilesError::BadRequest(format!(
+            "'{}' is not a chunk id (64 lowercase hex digits of SHA-256)",
+            sha256.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// `POST /v1/chunks/missing`: the chunks of the list this user's store lacks.
+async fn missing_chunks(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    body: Result<Json<MissingChunksRequest>, JsonRejection>,
+) -> Result<Json<MissingChunks>, FilesError> {
+    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
+        return Err(FilesError::TooLarge(format!(
+            "at most {MAX_CHUNKS_PER_REQUEST} chunk ids per request"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for sha in req.chunks {
+        check_chunk_id(&sha)?;
+        if seen.insert(sha.clone()) && !state.blobs.has(&user.user_id, &sha).await? {
+            missing.push(sha);
+        }
+    }
+    Ok(Json(MissingChunks { missing }))
+}
+
+/// `PUT /v1/chunks/{sha256}`: stores one chunk; idempotent; the bytes must hash to the id.
+async fn put_chunk(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    Path(sha256): Path<String>,
+    body: Body,
+) -> Result<axum::http::StatusCode, FilesError> {
+    check_chunk_id(&sha256)?;
+    if state.blobs.has(&user.user_id, &sha256).await? {
+        return Ok(axum::http::StatusCode::NO_CONTENT);
+    }
+    let staged = state
+        .blobs
+        .stage_limited(body.into_data_stream(), MAX_CHUNK_SIZE)
+        .await?;
+    if staged.sha256 != sha256 {
+        return Err(FilesError::HashMismatch(format!(
+            "the uploaded bytes hash to {}, not {sha256}",
+            staged.sha256
+        )));
+    }
+    state.blobs.commit(&user.user_id, &staged).await?;
+    Ok(axum::http::StatusCode::CREATED)
+}
+
+/// `POST /v1/files/commit`: creates or replaces a file from uploaded chunks.
+async fn commit_chunks(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Result<Json<CommitRequest>, JsonRejection>,
+) -> Result<Json<FileMeta>, FilesError> {
+    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let path = normalize_path(&req.path)?;
+    if req.parent_rev.is_some_and(|r| r < 1) {
+        return Err(FilesError::BadRequest(
+            "parent_rev must be at least 1".into(),
+        ));
+    }
+    check_chunk_id(&req.sha256)?;
+    if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
+        return Err(FilesError::TooLarge(format!(
+            "at most {MAX_CHUNKS_PER_REQUEST} chunks per file"
+        )));
+    }
+    let mut total: i64 = 0;
+    for c in &req.chunks {
+        check_chunk_id(&c.sha256)?;
+        if c.size < 1 || c.size as u64 > MAX_CHUNK_SIZE {
+            return Err(FilesError::BadRequest(format!(
+                "chunk {} has an invalid size {}",
+                c.sha256, c.size
+            )));
+        }
+        total = total.saturating_add(c.size);
+    }
+    if total != req.size {
+        return Err(FilesError::HashMismatch(format!(
+            "the chunks add up to {total} bytes, not {}",
+            req.size
+        )));
+    }
+    let device = device(&headers, &user)?;
+    let mut missing = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in &req.chunks {
+        if seen.insert(&c.sha256) && !state.blobs.has(&user.user_id, &c.sha256).await? {
+            missing.push(c.sha256.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(FilesError::MissingChunks(missing));
+    }
+    // Chunk sizes are checked against the stored chunks while hashing the whole content: the
+    // file's hash is the server's promise to every device that downloads it.
+    let content = Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?;
+    let actual = content.sha256().await?;
+    if actual != req.sha256 {
+        return Err(FilesError::HashMismatch(format!(
+            "the chunks hash to {actual}, not {}",
+            req.sha256
+        )));
+    }
+    let single_blob = req.chunks.len() == 1 && req.chunks[0].sha256 == req.sha256;
+    if !single_blob {
+        state
+            .store
+            .put_manifest(&user.user_id, &req.sha256, req.size, &req.chunks)
+            .await?;
+    }
+    let (meta, change) = state
+        .store
+        .commit_content(
+            &user.user_id,
+            NewContent {
+                path: &path,
+                parent_rev: req.parent_rev,
+                size: req.size,
+                sha256: &req.sha256,
+                device: device.as_deref(),
+            },
+        )
+        .await?;
+    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, chunks = req.chunks.len(), "committed chunks");
+    state.sink.publish(&user.user_id, &change);
+    Ok(Json(meta))
+}
+
 async fn metadata(
     State(state): State<FilesState>,
     user: AuthUser,
@@ -132,6 +286,7 @@ async fn download(
     State(state): State<FilesState>,
     user: AuthUser,
     Path(file_id): Path<String>,
+    headers: HeaderMap,
     q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, FilesError> {
     let q = query(q)?;
@@ -155,14 +310,39 @@ async fn download(
             (r.rev, r.size, r.sha256)
         }
     };
-    let file = state.blobs.open_blob(&user.user_id, &sha256).await?;
-    let mut response = Body::from_stream(ReaderStream::new(file)).into_response();
+    let content = Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size).await?;
+    let total = content.size;
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        total,
+    )?;
+    // A `Range` that names an older revision (If-Range with another rev) gets the whole body.
+    let range = range.filter(|_| {
+        headers
+            .get(header::IF_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim_matches('"') == sha256)
+    });
+    let (start, len) = range.unwrap_or((0, total));
+    let mut response = Body::from_stream(content.stream(start, len)).into_response();
+    if range.is_some() {
+        *response.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if range.is_some()
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", start + len - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
+        headers.insert(header::ETAG, v);
+    }
     headers.insert(REV_HEADER, HeaderValue::from(rev));
     if let Ok(v) = HeaderValue::from_str(&sha256) {
         headers.insert(SHA256_HEADER, v);

@@ -14,6 +14,7 @@
 //! typed errors.
 
 pub mod blobs;
+pub mod content;
 pub mod error;
 pub mod http;
 pub mod store;

@@ -6,6 +6,20 @@ use serde::{Deserialize, Serialize};
 /// journal so the state service can skip that device when pushing.
 pub const DEVICE_HEADER: &str = "x-syncsphere-device";
 
+/// Content-defined chunking parameters (FastCDC 2020) clients use; the server only enforces
+/// [`MAX_CHUNK_SIZE`]. Changing them changes chunk boundaries (and so dedup with older uploads),
+/// never correctness.
+pub const CHUNK_MIN_SIZE: u32 = 256 * 1024;
+pub const CHUNK_AVG_SIZE: u32 = 1024 * 1024;
+pub const CHUNK_MAX_SIZE: u32 = 4 * 1024 * 1024;
+/// Largest chunk the server accepts in `PUT /v1/chunks/{sha256}`.
+pub const MAX_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+/// Most chunk ids in one `POST /v1/chunks/missing` and one commit's chunk list (4 TiB at the
+/// average chunk size).
+pub const MAX_CHUNKS_PER_REQUEST: usize = 4 * 1024 * 1024;
+/// Files up to this size are uploaded in one request (`PUT /v1/files/content`) instead of chunks.
+pub const SINGLE_REQUEST_MAX: u64 = 1024 * 1024;
+
 /// Metadata of one file revision as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
@@ -128,6 +142,38 @@ pub struct TrashList {
     pub files: Vec<FileMeta>,
 }
 
+/// One chunk of a chunked content, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub sha256: String,
+    pub size: i64,
+}
+
+/// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MissingChunksRequest {
+    pub chunks: Vec<String>,
+}
+
+/// Answer to `POST /v1/chunks/missing`: the subset to upload, in request order, no duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingChunks {
+    pub missing: Vec<String>,
+}
+
+/// `POST /v1/files/commit`: create or replace the file at `path` with the content made of
+/// `chunks` (all already uploaded). `size` and `sha256` describe the whole content; the server
+/// checks both against the chunks before committing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub path: String,
+    #[serde(default)]
+    pub parent_rev: Option<i64>,
+    pub size: i64,
+    pub sha256: String,
+    pub chunks: Vec<ChunkRef>,
+}
+
 /// Machine-readable error codes of the REST API. The UI and client match on these, never on
 /// the message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +188,13 @@ pub enum ErrorCode {
     /// The token belongs to a device that was revoked ("unlinked"): sign in again as a new
     /// device; retrying with the same device id never succeeds.
     DeviceRevoked,
+    /// A commit names chunks the server does not hold (listed in `missing`): upload them first.
+    MissingChunks,
+    /// Uploaded bytes do not hash to the id they were sent under, or a commit's size or hash
+    /// does not match its chunks.
+    HashMismatch,
+    /// The range of a `Range` request is outside the content.
+    RangeNotSatisfiable,
     Internal,
 }
 
@@ -153,6 +206,9 @@ pub struct ErrorBody {
     /// For `conflict`: the file's current metadata, so the client can decide without a round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<FileMeta>,
+    /// For `missing_chunks`: the chunk ids to upload before committing again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// `GET /v1/config` (public): where and how a client signs in.

@@ -4,24 +4,37 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
-    ChangesPage, DEVICE_HEADER, DeviceList, ErrorBody, ErrorCode, FileMeta, MoveRequest,
-    RegisterDevice, ServerConfig,
+    ChangesPage, CommitRequest, DEVICE_HEADER, DeviceList, ErrorBody, ErrorCode, FileMeta,
+    MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
+    ServerConfig,
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::SyncError;
 use crate::auth::TokenSource;
+use crate::chunker::{Chunk, ChunkedFile, chunk_file, read_chunk};
 
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     tokens: Arc<TokenSource>,
     device_id: String,
+    /// Content bytes sent and received since start (for the status stream and benchmarks).
+    pub uploaded: AtomicU64,
+    pub downloaded: AtomicU64,
 }
+
+/// Chunk uploads in flight at once.
+const PARALLEL_CHUNKS: usize = 4;
+/// Chunk ids per `POST /v1/chunks/missing`.
+const MISSING_BATCH: usize = 8192;
 
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -79,6 +92,8 @@ impl Api {
             base: server_url.trim_end_matches('/').to_owned(),
             tokens,
             device_id,
+            uploaded: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
         }
     }
 
@@ -152,12 +167,22 @@ impl Api {
         .await
     }
 
+    /// Uploads `file` as the new content of `path`: small files in one request, larger ones in
+    /// content-defined chunks of which only those the server lacks are sent (so an interrupted
+    /// upload resumes, and an edit re-sends only the chunks around it).
     pub(crate) async fn upload(
         &self,
         path: &str,
         parent_rev: Option<i64>,
         file: &Path,
     ) -> Result<FileMeta, SyncError> {
+        let len = tokio::fs::metadata(file)
+            .await
+            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
+            .len();
+        if len > SINGLE_REQUEST_MAX {
+            return self.upload_chunked(path, parent_rev, file).await;
+        }
         let f = tokio::fs::File::open(file)
             .await
             .map_err(|e| SyncError::Io(format!("opening {}", file.display()), e))?;
@@ -169,7 +194,113 @@ impl Api {
             req = req.query(&[("parent_rev", rev)]);
         }
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
-        self.json(req.body(body)).await
+        let meta: FileMeta = self.json(req.body(body)).await?;
+        self.uploaded
+            .fetch_add(meta.size.max(0) as u64, Ordering::Relaxed);
+        Ok(meta)
+    }
+
+    async fn upload_chunked(
+        &self,
+        path: &str,
+        parent_rev: Option<i64>,
+        file: &Path,
+    ) -> Result<FileMeta, SyncError> {
+        let owned = file.to_path_buf();
+        let chunked = tokio::task::spawn_blocking(move || chunk_file(&owned))
+            .await
+            .map_err(|e| SyncError::Io("chunking".into(), std::io::Error::other(e)))?
+            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?;
+        let commit = CommitRequest {
+            path: path.to_owned(),
+            parent_rev,
+            size: chunked.size as i64,
+            sha256: chunked.sha256.clone(),
+            chunks: chunked.refs(),
+        };
+        // Twice at most: chunks can vanish between the check and the commit only if the
+        // server collected them as orphans meanwhile.
+        for _ in 0..2 {
+            let missing = self.missing_chunks(&chunked).await?;
+            let todo: Vec<&Chunk> = {
+                let mut seen = HashSet::new();
+                chunked
+                    .chunks
+                    .iter()
+                    .filter(|c| missing.contains(&c.sha256) && seen.insert(&c.sha256))
+                    .collect()
+            };
+            tracing::debug!(
+                path,
+                chunks = chunked.chunks.len(),
+                missing = todo.len(),
+                "uploading chunks"
+            );
+            // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
+            let uploads: Vec<_> = todo.iter().map(|c| self.put_chunk(file, c)).collect();
+            futures_util::stream::iter(uploads)
+                .buffer_unordered(PARALLEL_CHUNKS)
+                .try_collect::<Vec<()>>()
+                .await?;
+            match self
+                .json(
+                    self.http
+                        .post(format!("{}/v1/files/commit", self.base))
+                        .json(&commit),
+                )
+                .await
+            {
+                Err(SyncError::Server {
+                    code: ErrorCode::MissingChunks,
+                    ..
+                }) => continue,
+                other => return other,
+            }
+        }
+        Err(SyncError::Http(format!(
+            "the server keeps losing the chunks of {path}"
+        )))
+    }
+
+    async fn missing_chunks(&self, chunked: &ChunkedFile) -> Result<HashSet<String>, SyncError> {
+        let mut missing = HashSet::new();
+        for batch in chunked.chunks.chunks(MISSING_BATCH) {
+            let req = MissingChunksRequest {
+                chunks: batch.iter().map(|c| c.sha256.clone()).collect(),
+            };
+            let page: MissingChunks = self
+                .json(
+                    self.http
+                        .post(format!("{}/v1/chunks/missing", self.base))
+                        .json(&req),
+                )
+                .await?;
+            missing.extend(page.missing);
+        }
+        Ok(missing)
+    }
+
+    async fn put_chunk(&self, file: &Path, chunk: &Chunk) -> Result<(), SyncError> {
+        let (owned, c) = (file.to_path_buf(), chunk.clone());
+        let bytes = tokio::task::spawn_blocking(move || read_chunk(&owned, &c))
+            .await
+            .map_err(|e| SyncError::Io("reading a chunk".into(), std::io::Error::other(e)))?
+            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
+            .ok_or_else(|| {
+                SyncError::Io(
+                    format!("uploading {}", file.display()),
+                    std::io::Error::other("the file changed while uploading; will retry"),
+                )
+            })?;
+        self.send(
+            self.http
+                .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
+                .body(bytes),
+        )
+        .await?;
+        self.uploaded
+            .fetch_add(u64::from(chunk.size), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
@@ -203,6 +334,8 @@ impl Api {
             let chunk = chunk.map_err(|e| transport(&self.base, e))?;
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;
+            self.downloaded
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         out.sync_all().await.map_err(io)?;
         let sha = hex::encode(hasher.finalize());

@@ -199,8 +199,17 @@ impl Engine {
                             .send_modify(|s| s.last_error = Some(e.to_string()));
                     }
                 }
-                self.status
-                    .send_modify(|s| s.pending = total - done as u64 - 1);
+                let (up, down) = (
+                    self.api.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+                    self.api
+                        .downloaded
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+                self.status.send_modify(|s| {
+                    s.pending = total - done as u64 - 1;
+                    s.bytes_uploaded = up;
+                    s.bytes_downloaded = down;
+                });
             }
         }
         Ok(())

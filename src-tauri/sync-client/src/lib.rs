@@ -11,6 +11,7 @@
 
 mod api;
 mod auth;
+mod chunker;
 mod config;
 mod engine;
 mod index;

@@ -49,6 +49,11 @@ pub struct Status {
     pub recent: Vec<RecentFile>,
     pub last_error: Option<String>,
     pub updated_ms: i64,
+    /// File content bytes sent to / received from the server since sync started.
+    #[serde(default)]
+    pub bytes_uploaded: u64,
+    #[serde(default)]
+    pub bytes_downloaded: u64,
 }
 
 /// How many recent files the status keeps.
@@ -68,6 +73,8 @@ impl Status {
             recent: Vec::new(),
             last_error: None,
             updated_ms: 0,
+            bytes_uploaded: 0,
+            bytes_downloaded: 0,
         }
     }
 

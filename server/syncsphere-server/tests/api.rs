@@ -1065,6 +1065,149 @@ async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
     assert_eq!(&bytes[..], b"345");
 }
 
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every bad path the API must refuse, through every endpoint that takes a path: each is a
+/// `400 invalid_path` and nothing is written (the journal does not move).
+async fn path_attack_table(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("mallory@example.com").await;
+    let seed = h.put(&t, "path=seed.txt", b"seed").await;
+    assert_eq!(seed.status, StatusCode::OK);
+    let seed_id = seed.json["file_id"].as_str().unwrap().to_owned();
+    let long_name = "n".repeat(256);
+    let long_path = format!("{}/x", "d".repeat(200)).repeat(25);
+    let attacks: Vec<(&str, String)> = vec![
+        ("empty", String::new()),
+        ("absolute", "/etc/passwd".into()),
+        ("parent escape", "../outside".into()),
+        ("nested escape", "a/../../outside".into()),
+        ("dot segment", "a/./b".into()),
+        ("dot", ".".into()),
+        ("dot dot", "..".into()),
+        ("empty segment", "a//b".into()),
+        ("trailing slash", "a/".into()),
+        ("backslash", "a\\b".into()),
+        ("windows escape", "..\\..\\x".into()),
+        ("NUL", "a\0b".into()),
+        ("newline", "a\nb".into()),
+        ("carriage return", "a\rb".into()),
+        ("tab", "a\tb".into()),
+        ("escape", "a\u{1b}[31mred".into()),
+        ("DEL", "a\u{7f}".into()),
+        ("C1 control", "a\u{85}b".into()),
+        ("CON", "CON".into()),
+        ("con lower", "docs/con".into()),
+        ("aux.txt", "aux.txt".into()),
+        ("Nul.tar.gz", "Nul.tar.gz".into()),
+        ("COM1", "COM1".into()),
+        ("com9.log", "x/com9.log".into()),
+        ("LPT3", "lpt3".into()),
+        ("COM superscript", "COM\u{b9}".into()),
+        ("PRN", "PRN.md".into()),
+        ("colon", "a:b".into()),
+        ("drive", "C:/x".into()),
+        ("less than", "a<b".into()),
+        ("greater than", "a>b".into()),
+        ("quote", "a\"b".into()),
+        ("pipe", "a|b".into()),
+        ("question mark", "a?b".into()),
+        ("star", "*.txt".into()),
+        ("trailing space", "name ".into()),
+        ("trailing dot", "dir./x".into()),
+        ("name too long", long_name),
+        ("path too long", long_path),
+    ];
+    for (what, path) in &attacks {
+        let r = h
+            .put(&t, &format!("path={}", percent_encode(path)), b"x")
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "PUT {what}: {}", r.json);
+        assert_eq!(r.json["error"], "invalid_path", "PUT {what}: {}", r.json);
+        let r = h
+            .request(
+                "POST",
+                &t,
+                "/v1/files/commit",
+                json!({"path": path, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "commit {what}: {}",
+            r.json
+        );
+        assert_eq!(r.json["error"], "invalid_path", "commit {what}: {}", r.json);
+        let r = h
+            .request(
+                "POST",
+                &t,
+                &format!("/v1/files/{seed_id}/move"),
+                json!({"new_path": path, "parent_rev": 1}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "move {what}: {}", r.json);
+        assert_eq!(r.json["error"], "invalid_path", "move {what}: {}", r.json);
+    }
+    let listing = h.get(&t, "/v1/files").await.json;
+    assert_eq!(listing["files"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(listing["files"][0]["path"], "seed.txt");
+    assert_eq!(listing["cursor"], 1, "no attack reached the journal");
+
+    // NFC: a decomposed name is stored composed, and the composed spelling is the same file.
+    let r = h
+        .put(
+            &t,
+            &format!("path={}", percent_encode("cafe\u{301}.txt")),
+            b"1",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["path"], "caf\u{e9}.txt");
+    let r = h
+        .put(
+            &t,
+            &format!("path={}", percent_encode("caf\u{e9}.txt")),
+            b"2",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    // Case-only renames are allowed (the same file, new spelling).
+    let r = h
+        .request(
+            "POST",
+            &t,
+            &format!("/v1/files/{seed_id}/move"),
+            json!({"new_path": "SEED.txt", "parent_rev": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["path"], "SEED.txt");
+}
+
+#[tokio::test]
+async fn path_attack_table_on_sqlite() {
+    path_attack_table(None).await;
+}
+
+#[tokio::test]
+async fn path_attack_table_on_postgres() {
+    if let Some(url) = postgres() {
+        path_attack_table(Some(url)).await;
+    }
+}
+
 #[tokio::test]
 async fn chunked_uploads_resume_dedup_and_ranges_on_sqlite() {
     chunked_uploads_resume_dedup_and_ranges(None).await;

@@ -29,6 +29,10 @@ pub enum FilesError {
     TooLarge(String),
     #[error("range not satisfiable (content is {size} bytes)")]
     RangeNotSatisfiable { size: i64 },
+    #[error(
+        "storage quota exceeded: {used} of {quota} bytes used, this needs {needed} more; delete files or ask for more space"
+    )]
+    QuotaExceeded { used: i64, quota: i64, needed: i64 },
 }
 
 impl FilesError {
@@ -50,6 +54,9 @@ impl IntoResponse for FilesError {
             FilesError::MissingChunks(_) => (StatusCode::BAD_REQUEST, ErrorCode::MissingChunks),
             FilesError::HashMismatch(_) => (StatusCode::BAD_REQUEST, ErrorCode::HashMismatch),
             FilesError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            FilesError::QuotaExceeded { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::QuotaExceeded)
+            }
             FilesError::RangeNotSatisfiable { .. } => (
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 ErrorCode::RangeNotSatisfiable,

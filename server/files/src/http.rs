@@ -14,7 +14,7 @@ use syncsphere_auth::AuthUser;
 use syncsphere_protocol::{
     ChangesPage, CommitRequest, DEVICE_HEADER, FileList, FileMeta, MAX_CHUNK_SIZE,
     MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
-    RevisionList, TrashList, normalize_path,
+    RevisionList, TrashList, Usage, normalize_path,
 };
 
 use crate::content::{Content, parse_range};
@@ -46,6 +46,7 @@ pub fn router(state: FilesState) -> Router {
         .route("/v1/files/{file_id}/restore", post(restore))
         .route("/v1/trash", get(trash))
         .route("/v1/changes", get(changes))
+        .route("/v1/account/usage", get(usage))
         .with_state(state)
 }
 
@@ -97,6 +98,21 @@ async fn upload(
         ));
     }
     let device = device(&headers, &user)?;
+    // Refuse before reading a body that can never fit (the commit checks again, exactly).
+    if let (Some(quota), Some(len)) = (
+        state.store.quota(),
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok()),
+    ) && len > quota
+    {
+        return Err(FilesError::QuotaExceeded {
+            used: state.store.usage(&user.user_id).await?,
+            quota,
+            needed: len,
+        });
+    }
     let staged = state.blobs.stage(body.into_data_stream()).await?;
     state.blobs.commit(&user.user_id, &staged).await?;
     let (meta, change) = state
@@ -165,6 +181,17 @@ async fn put_chunk(
     check_chunk_id(&sha256)?;
     if state.blobs.has(&user.user_id, &sha256).await? {
         return Ok(axum::http::StatusCode::NO_CONTENT);
+    }
+    // An account at its quota cannot pile up chunks it will never be allowed to commit.
+    if let Some(quota) = state.store.quota() {
+        let used = state.store.usage(&user.user_id).await?;
+        if used >= quota {
+            return Err(FilesError::QuotaExceeded {
+                used,
+                quota,
+                needed: 1,
+            });
+        }
     }
     let staged = state
         .blobs
@@ -261,6 +288,14 @@ async fn commit_chunks(
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, chunks = req.chunks.len(), "committed chunks");
     state.sink.publish(&user.user_id, &change);
     Ok(Json(meta))
+}
+
+/// `GET /v1/account/usage`.
+async fn usage(State(state): State<FilesState>, user: AuthUser) -> Result<Json<Usage>, FilesError> {
+    Ok(Json(Usage {
+        used_bytes: state.store.usage(&user.user_id).await?,
+        quota_bytes: state.store.quota(),
+    }))
 }
 
 async fn metadata(

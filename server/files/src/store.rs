@@ -20,6 +20,8 @@ pub const MAX_CHANGES_PAGE: i64 = 1000;
 #[derive(Debug, Clone)]
 pub struct MetadataStore {
     db: Db,
+    /// Most bytes a user's live files may hold (`None`: unlimited).
+    quota: Option<i64>,
 }
 
 /// New content for a path, already durable in the blob store.
@@ -96,7 +98,7 @@ pub fn path_key(path: &str) -> String {
 
 impl MetadataStore {
     pub fn new(db: Db) -> Self {
-        MetadataStore { db }
+        MetadataStore { db, quota: None }
     }
 
     async fn begin_commit(
@@ -277,6 +279,9 @@ impl MetadataStore {
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (mut tx, seq) = self.begin_commit(user_id).await?;
         let current = Self::live_by_path(&mut tx, user_id, new.path).await?;
+        let old_size = current.as_ref().map_or(0, |c| c.size);
+        self.check_quota(&mut tx, user_id, old_size, new.size)
+            .await?;
         let now = now_ms();
         let (meta, event) = match (current, new.parent_rev) {
             (None, None) => (
@@ -321,6 +326,61 @@ impl MetadataStore {
         };
         let change = Self::finish(tx, user_id, seq, &meta, event, None, new.device).await?;
         Ok((meta, change))
+    }
+
+    /// Limits every user's live files to `bytes` (checked by every commit that grows them).
+    pub fn with_quota(mut self, bytes: Option<i64>) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    pub fn quota(&self) -> Option<i64> {
+        self.quota
+    }
+
+    /// Bytes held by the user's live files.
+    pub async fn usage(&self, user_id: &str) -> Result<i64, FilesError> {
+        Ok(Self::used(&self.db.pool, user_id).await?)
+    }
+
+    async fn used(
+        executor: impl sqlx::Executor<'_, Database = Any>,
+        user_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS used FROM files
+             WHERE user_id = $1 AND deleted = 0",
+        )
+        .bind(user_id)
+        .fetch_one(executor)
+        .await?;
+        row.try_get("used")
+    }
+
+    /// Refuses a change that replaces `old` live bytes by `new` if it would pass the quota.
+    /// Shrinking is always allowed, even over the quota (a user must be able to clean up).
+    async fn check_quota(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        user_id: &str,
+        old: i64,
+        new: i64,
+    ) -> Result<(), FilesError> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        if new <= old {
+            return Ok(());
+        }
+        let used = Self::used(&mut **tx, user_id).await?;
+        if used - old + new > quota {
+            return Err(FilesError::QuotaExceeded {
+                used,
+                quota,
+                needed: new - old,
+            });
+        }
+        Ok(())
     }
 
     /// Records that content `sha256` of the user is the concatenation of `chunks` (idempotent).
@@ -455,6 +515,9 @@ impl MetadataStore {
                 "revision {rev} deleted the file; restore an earlier revision"
             )));
         }
+        let live_size = if cur.deleted { 0 } else { cur.size };
+        self.check_quota(&mut tx, user_id, live_size, old.size)
+            .await?;
         let event = if cur.deleted {
             if let Some(other) = Self::live_by_path(&mut tx, user_id, &cur.path).await? {
                 return Err(FilesError::conflict(

@@ -195,6 +195,8 @@ pub enum ErrorCode {
     HashMismatch,
     /// The range of a `Range` request is outside the content.
     RangeNotSatisfiable,
+    /// The commit would take the account past its storage quota (HTTP 507).
+    QuotaExceeded,
     Internal,
 }
 
@@ -254,6 +256,13 @@ mod tests {
         }
         assert_eq!(ChangeKind::parse("renamed"), None);
     }
+}
+
+/// `GET /v1/account/usage`: bytes held by the user's live files, and the quota if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub used_bytes: i64,
+    pub quota_bytes: Option<i64>,
 }
 
 /// One device of the user, in `GET /v1/devices`.

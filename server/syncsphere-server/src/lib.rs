@@ -69,6 +69,8 @@ pub struct AppConfig {
     pub jwks_url: Option<String>,
     /// State instances clients should push-connect to (announced in `/v1/config`).
     pub push_urls: Vec<String>,
+    /// Most bytes one user's live files may hold; `None` means unlimited.
+    pub quota_bytes: Option<i64>,
 }
 
 impl AppConfig {
@@ -89,6 +91,7 @@ impl AppConfig {
             auth_issuer: None,
             jwks_url: None,
             push_urls: Vec::new(),
+            quota_bytes: None,
         }
     }
 
@@ -204,7 +207,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     let blobs =
         DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
     let files = syncsphere_files::router(FilesState {
-        store: MetadataStore::new(db),
+        store: MetadataStore::new(db).with_quota(config.quota_bytes),
         blobs: Arc::new(blobs),
         sink,
         verifier: verifier.clone(),

@@ -74,6 +74,10 @@ struct Args {
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "SYNCSPHERE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     refresh_token_ttl: u64,
+    /// Storage quota per user in bytes (live files; history and trash are not counted).
+    /// Unlimited when unset.
+    #[arg(long, env = "SYNCSPHERE_QUOTA_BYTES", value_parser = clap::value_parser!(i64).range(0..))]
+    quota_bytes: Option<i64>,
 }
 
 fn database_url(args: &Args) -> anyhow::Result<Option<String>> {
@@ -128,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         access_token_ttl: args.access_token_ttl,
         refresh_token_ttl: args.refresh_token_ttl,
         max_connections_per_user: args.max_connections_per_user,
+        quota_bytes: args.quota_bytes,
     })
     .await?;
 

@@ -109,11 +109,24 @@ pub struct App {
     pub hub: Arc<PushHub>,
 }
 
+/// The OpenAPI description of every route (checked against the routers by `tests/openapi.rs`).
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 fn health() -> Router {
-    Router::new().route(
-        "/healthz",
-        get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-    )
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/v1/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI_JSON,
+                )
+            }),
+        )
 }
 
 pub async fn build(config: &AppConfig) -> anyhow::Result<App> {

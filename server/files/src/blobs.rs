@@ -57,6 +57,82 @@ impl DiskBlobStore {
         self.blob_path(user_id, sha256)
     }
 
+    /// Marks the blob as just used (its modification time becomes now), so the garbage
+    /// collector's grace period starts again. Returns whether the blob exists.
+    pub async fn touch(&self, user_id: &str, sha256: &str) -> Result<bool, FilesError> {
+        let path = self.blob_path(user_id, sha256)?;
+        let touched = tokio::task::spawn_blocking(move || {
+            match std::fs::File::options().write(true).open(&path) {
+                Ok(f) => f.set_modified(std::time::SystemTime::now()).map(|()| true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| FilesError::Blob(std::io::Error::other(e)))??;
+        Ok(touched)
+    }
+
+    /// Every stored blob last modified before `horizon`: `(user, sha256, path)`.
+    pub async fn older_than(
+        &self,
+        horizon: std::time::SystemTime,
+    ) -> Result<Vec<(String, String, PathBuf)>, FilesError> {
+        let root = self.root.clone();
+        let found = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<_>> {
+            let mut out = Vec::new();
+            for user in std::fs::read_dir(&root)?.flatten() {
+                let user_name = user.file_name().to_string_lossy().into_owned();
+                if user_name == ".tmp" || !user.path().is_dir() {
+                    continue;
+                }
+                for prefix in std::fs::read_dir(user.path())?.flatten() {
+                    if !prefix.path().is_dir() {
+                        continue;
+                    }
+                    for blob in std::fs::read_dir(prefix.path())?.flatten() {
+                        let old = blob
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|m| m < horizon);
+                        if old {
+                            out.push((
+                                user_name.clone(),
+                                blob.file_name().to_string_lossy().into_owned(),
+                                blob.path(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| FilesError::Blob(std::io::Error::other(e)))??;
+        Ok(found)
+    }
+
+    /// Deletes staging files (uploads abandoned by a crash) older than `horizon`.
+    pub async fn clean_staging(&self, horizon: std::time::SystemTime) -> Result<u64, FilesError> {
+        let tmp = self.root.join(".tmp");
+        let deleted = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut n = 0;
+            for entry in std::fs::read_dir(&tmp)?.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m < horizon);
+                if old && std::fs::remove_file(entry.path()).is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+        .map_err(|e| FilesError::Blob(std::io::Error::other(e)))??;
+        Ok(deleted)
+    }
+
     /// Whether the user's store holds the blob.
     pub async fn has(&self, user_id: &str, sha256: &str) -> Result<bool, FilesError> {
         Ok(tokio::fs::try_exists(self.blob_path(user_id, sha256)?).await?)
@@ -107,10 +183,10 @@ impl DiskBlobStore {
 
     /// Moves a staged blob into the store under its hash; durable when this returns.
     pub async fn commit(&self, user_id: &str, staged: &StagedBlob) -> Result<(), FilesError> {
-        let dest = self.blob_path(user_id, &staged.sha256)?;
-        if tokio::fs::try_exists(&dest).await? {
-            return Ok(()); // same content already stored for this user
+        if self.touch(user_id, &staged.sha256).await? {
+            return Ok(()); // same content already stored for this user (now fresh again)
         }
+        let dest = self.blob_path(user_id, &staged.sha256)?;
         let dir = dest.parent().expect("blob path has a parent");
         tokio::fs::create_dir_all(dir).await?;
         tokio::fs::rename(&staged.path, &dest).await?;

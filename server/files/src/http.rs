@@ -114,6 +114,8 @@ async fn upload(
         });
     }
     let staged = state.blobs.stage(body.into_data_stream()).await?;
+    // The blob may already exist as an orphan: keep the collector off it until committed.
+    let _gc = state.gc_lock.read().await;
     state.blobs.commit(&user.user_id, &staged).await?;
     let (meta, change) = state
         .store
@@ -164,7 +166,9 @@ async fn missing_chunks(
     let mut missing = Vec::new();
     for sha in req.chunks {
         check_chunk_id(&sha)?;
-        if seen.insert(sha.clone()) && !state.blobs.has(&user.user_id, &sha).await? {
+        // Asking about a chunk the server holds restarts its grace period: the client is
+        // about to commit it.
+        if seen.insert(sha.clone()) && !state.blobs.touch(&user.user_id, &sha).await? {
             missing.push(sha);
         }
     }
@@ -179,7 +183,7 @@ async fn put_chunk(
     body: Body,
 ) -> Result<axum::http::StatusCode, FilesError> {
     check_chunk_id(&sha256)?;
-    if state.blobs.has(&user.user_id, &sha256).await? {
+    if state.blobs.touch(&user.user_id, &sha256).await? {
         return Ok(axum::http::StatusCode::NO_CONTENT);
     }
     // An account at its quota cannot pile up chunks it will never be allowed to commit.
@@ -245,10 +249,13 @@ async fn commit_chunks(
         )));
     }
     let device = device(&headers, &user)?;
+    // From here to the metadata commit the collector cannot delete a chunk this commit uses:
+    // each is touched (fresh for the grace period) under the read side of the GC lock.
+    let _gc = state.gc_lock.read().await;
     let mut missing = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &req.chunks {
-        if seen.insert(&c.sha256) && !state.blobs.has(&user.user_id, &c.sha256).await? {
+        if seen.insert(&c.sha256) && !state.blobs.touch(&user.user_id, &c.sha256).await? {
             missing.push(c.sha256.clone());
         }
     }

@@ -16,6 +16,7 @@
 pub mod blobs;
 pub mod content;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod store;
 
@@ -51,6 +52,9 @@ pub struct FilesState {
     pub blobs: Arc<DiskBlobStore>,
     pub sink: Arc<dyn ChangeSink>,
     pub verifier: Arc<Verifier>,
+    /// Held for reading by commits from touching their chunks to the metadata commit; the
+    /// garbage collector's sweep holds it for writing (see [`gc`]).
+    pub gc_lock: Arc<gc::GcLock>,
     /// Where journal reads record when a device was last seen (`None`: not recorded).
     pub devices: Option<Arc<syncsphere_auth::devices::DeviceRegistry>>,
 }

@@ -328,6 +328,10 @@ impl MetadataStore {
         Ok((meta, change))
     }
 
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Limits every user's live files to `bytes` (checked by every commit that grows them).
     pub fn with_quota(mut self, bytes: Option<i64>) -> Self {
         self.quota = bytes;

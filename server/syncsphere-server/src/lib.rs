@@ -17,6 +17,7 @@ use syncsphere_auth::devices::{DeviceEvents, DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
+use syncsphere_files::gc::{GcLock, GcPolicy};
 use syncsphere_files::{ChangeSink, DiskBlobStore, FilesState, MetadataStore};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
 use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
@@ -71,6 +72,10 @@ pub struct AppConfig {
     pub push_urls: Vec<String>,
     /// Most bytes one user's live files may hold; `None` means unlimited.
     pub quota_bytes: Option<i64>,
+    /// Retention of old revisions and trash, and the orphan grace period.
+    pub gc_policy: GcPolicy,
+    /// Seconds between garbage-collection passes; 0 disables the background collector.
+    pub gc_interval_secs: u64,
 }
 
 impl AppConfig {
@@ -92,6 +97,8 @@ impl AppConfig {
             jwks_url: None,
             push_urls: Vec::new(),
             quota_bytes: None,
+            gc_policy: GcPolicy::default(),
+            gc_interval_secs: 3600,
         }
     }
 
@@ -107,6 +114,16 @@ impl AppConfig {
 pub struct App {
     pub router: Router,
     pub hub: Arc<PushHub>,
+    /// The file store, for maintenance (garbage collection, checks); `None` in the state role.
+    pub maintenance: Option<Maintenance>,
+}
+
+/// What retention, garbage collection and the consistency check work on.
+#[derive(Clone)]
+pub struct Maintenance {
+    pub store: MetadataStore,
+    pub blobs: Arc<DiskBlobStore>,
+    pub lock: Arc<GcLock>,
 }
 
 /// The OpenAPI description of every route (checked against the routers by `tests/openapi.rs`).
@@ -160,6 +177,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         return Ok(App {
             router: router.layer(TraceLayer::new_for_http()),
             hub,
+            maintenance: None,
         });
     }
 
@@ -217,11 +235,25 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         }
         None => (hub.clone(), hub.clone(), None),
     };
-    let blobs =
-        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
-    let files = syncsphere_files::router(FilesState {
+    let blobs = Arc::new(
+        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?,
+    );
+    let maintenance = Maintenance {
         store: MetadataStore::new(db).with_quota(config.quota_bytes),
-        blobs: Arc::new(blobs),
+        blobs,
+        lock: Arc::new(GcLock::default()),
+    };
+    if config.gc_interval_secs > 0 {
+        spawn_collector(
+            maintenance.clone(),
+            config.gc_policy,
+            std::time::Duration::from_secs(config.gc_interval_secs),
+        );
+    }
+    let files = syncsphere_files::router(FilesState {
+        store: maintenance.store.clone(),
+        blobs: maintenance.blobs.clone(),
+        gc_lock: maintenance.lock.clone(),
         sink,
         verifier: verifier.clone(),
         devices: Some(registry.clone()),
@@ -262,5 +294,21 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     Ok(App {
         router: router.layer(TraceLayer::new_for_http()),
         hub,
+        maintenance: Some(maintenance),
     })
+}
+
+/// Runs retention and garbage collection every `every` (first pass after one interval).
+fn spawn_collector(m: Maintenance, policy: GcPolicy, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = syncsphere_files::gc::collect(&m.store, &m.blobs, &m.lock, policy).await
+            {
+                tracing::error!(error = %e, "garbage collection failed");
+            }
+        }
+    });
 }

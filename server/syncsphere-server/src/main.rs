@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use std::time::Duration;
+
+use syncsphere_files::gc::GcPolicy;
 use syncsphere_server::{AppConfig, Role, build};
 
 #[derive(Debug, Parser)]
@@ -78,6 +81,20 @@ struct Args {
     /// Unlimited when unset.
     #[arg(long, env = "SYNCSPHERE_QUOTA_BYTES", value_parser = clap::value_parser!(i64).range(0..))]
     quota_bytes: Option<i64>,
+    /// Days old revisions and trashed files are kept.
+    #[arg(long, env = "SYNCSPHERE_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+    /// Seconds an unreferenced chunk (an interrupted upload) is kept for resuming.
+    #[arg(long, env = "SYNCSPHERE_GC_GRACE_SECS", default_value_t = 24 * 3600)]
+    gc_grace_secs: u64,
+    /// Seconds between garbage-collection passes (0 disables them). Run the collector in one
+    /// files instance of a cluster only.
+    #[arg(long, env = "SYNCSPHERE_GC_INTERVAL_SECS", default_value_t = 3600)]
+    gc_interval_secs: u64,
+    /// Check that every kept revision's content is complete, print the result and exit
+    /// (status 1 if anything is missing). Does not serve.
+    #[arg(long)]
+    check: bool,
 }
 
 fn database_url(args: &Args) -> anyhow::Result<Option<String>> {
@@ -109,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let database_url = database_url(&args)?;
+    if args.check {
+        return check(&args, database_url).await;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -117,24 +137,7 @@ async fn main() -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let app = build(&AppConfig {
-        role: args.role,
-        redis_url: args.redis_url.clone(),
-        auth_issuer: args.auth_issuer.clone(),
-        jwks_url: args.jwks_url.clone(),
-        push_urls: args.push_urls.clone(),
-        data_dir: args.data_dir.clone(),
-        database_url,
-        public_url: public_url.clone(),
-        user_pool_id: args.user_pool_id,
-        client_id: args.client_id,
-        region: args.region,
-        access_token_ttl: args.access_token_ttl,
-        refresh_token_ttl: args.refresh_token_ttl,
-        max_connections_per_user: args.max_connections_per_user,
-        quota_bytes: args.quota_bytes,
-    })
-    .await?;
+    let app = build(&config(&args, database_url, public_url.clone())).await?;
 
     // Tests and scripts read this line to learn the port.
     println!("syncsphere-server listening on http://{local} (public URL {public_url})");
@@ -153,6 +156,54 @@ async fn main() -> anyhow::Result<()> {
     // "going away" close frames before the process exits.
     if !hub.drained(std::time::Duration::from_secs(5)).await {
         tracing::warn!("some push connections did not close within 5 s");
+    }
+    Ok(())
+}
+
+fn config(args: &Args, database_url: Option<String>, public_url: String) -> AppConfig {
+    AppConfig {
+        role: args.role,
+        redis_url: args.redis_url.clone(),
+        auth_issuer: args.auth_issuer.clone(),
+        jwks_url: args.jwks_url.clone(),
+        push_urls: args.push_urls.clone(),
+        data_dir: args.data_dir.clone(),
+        database_url,
+        public_url,
+        user_pool_id: args.user_pool_id.clone(),
+        client_id: args.client_id.clone(),
+        region: args.region.clone(),
+        access_token_ttl: args.access_token_ttl,
+        refresh_token_ttl: args.refresh_token_ttl,
+        max_connections_per_user: args.max_connections_per_user,
+        quota_bytes: args.quota_bytes,
+        gc_policy: GcPolicy {
+            retention: Duration::from_secs(args.retention_days * 24 * 3600),
+            grace: Duration::from_secs(args.gc_grace_secs),
+        },
+        gc_interval_secs: if args.check { 0 } else { args.gc_interval_secs },
+    }
+}
+
+/// `--check`: verifies the file store without serving.
+async fn check(args: &Args, database_url: Option<String>) -> anyhow::Result<()> {
+    let app = build(&config(args, database_url, "http://check.invalid".into())).await?;
+    let m = app
+        .maintenance
+        .context("--check needs the file store (role all or files)")?;
+    let report = syncsphere_files::gc::check(&m.store, &m.blobs)
+        .await
+        .context("checking the file store")?;
+    println!(
+        "checked {} revisions: {} problem(s)",
+        report.revisions_checked,
+        report.problems.len()
+    );
+    for (user, file, rev, what) in &report.problems {
+        println!("  user {user} file {file} rev {rev}: {what}");
+    }
+    if !report.problems.is_empty() {
+        std::process::exit(1);
     }
     Ok(())
 }

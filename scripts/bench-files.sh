@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# File-transfer benchmark (File service figures), with the real client and server (release
+# builds, embedded defaults, everything on the same disk):
+#   1. a random file (default 256 MiB) is synced; then 1 byte is inserted at its start, and the
+#      content bytes the client uploads for that edit are reported (goal: ≤ 2 MiB);
+#   2. a random 1 GiB file is synced from a fresh folder, timed from the client's start to
+#      "up to date" (scan, chunking, upload, server fsyncs, commit), and compared with `cp` of the
+#      same file on the same disk, with and without a final `sync` (goal: cp time / upload
+#      time ≥ 0.7).
+#   scripts/bench-files.sh [--edit-mib 256] [--big-mib 1024]
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+EDIT_MIB=256
+BIG_MIB=1024
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --edit-mib) EDIT_MIB="$2"; shift 2 ;;
+    --big-mib) BIG_MIB="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+log "building release binaries"
+cargo build --locked --release -p syncsphere-server -p syncsphere-cli
+REL="$CARGO_TARGET_DIR/release"
+WORK="$(mktemp -d /var/tmp/syncsphere-bench-files.XXXXXX)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 --data-dir "$WORK/server" \
+  >"$WORK/server.out" 2>"$WORK/server.log" &
+PIDS+=("$!")
+for _ in $(seq 200); do grep -q 'listening on' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
+URL="$(grep -o 'http://[0-9.:]*' "$WORK/server.out" | head -n1)"
+export SYNCSPHERE_PASSWORD="benchmark-password"
+"$REL/syncsphere" --config-dir "$WORK/dev1" signup --server "$URL" --email bench@example.com >/dev/null
+
+status() { cat "$1/status.json" 2>/dev/null || echo '{}'; }
+field() { python3 -c "import json,sys; print(json.load(open('$1/status.json')).get('$2', ''))" 2>/dev/null; }
+# Waits until the device in config dir $1 is up to date with $2 synced files.
+wait_synced() {
+  local dir="$1" files="$2"
+  for _ in $(seq 12000); do
+    if [ "$(field "$dir" state)" = up_to_date ] && [ "$(field "$dir" synced_files)" = "$files" ] \
+       && [ "$(field "$dir" pending)" = 0 ]; then return 0; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for $dir" >&2; status "$dir" >&2; exit 1
+}
+start_sync() {
+  RUST_LOG=warn "$REL/syncsphere" --config-dir "$1" sync --folder "$2" --device-name bench \
+    2>"$1.log" &
+  SYNC_PID=$!
+  PIDS+=("$SYNC_PID")
+}
+
+# 1. One-byte insert at the start of a large file.
+mkdir -p "$WORK/folder1"
+head -c "$(( EDIT_MIB * 1024 * 1024 ))" /dev/urandom >"$WORK/folder1/edit.bin"
+start_sync "$WORK/dev1" "$WORK/folder1"
+wait_synced "$WORK/dev1" 1
+first="$(field "$WORK/dev1" bytes_uploaded)"
+{ printf '#'; cat "$WORK/folder1/edit.bin"; } >"$WORK/edit.new"
+mv "$WORK/edit.new" "$WORK/folder1/edit.bin"
+sleep 0.5
+wait_synced "$WORK/dev1" 1
+second="$(field "$WORK/dev1" bytes_uploaded)"
+kill "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true
+edit_bytes=$(( second - first ))
+
+# 2. 1 GiB upload vs cp on the same disk.
+head -c "$(( BIG_MIB * 1024 * 1024 ))" /dev/urandom >"$WORK/big.src"
+sync
+t0=$(date +%s.%N); cp "$WORK/big.src" "$WORK/big.cp1"; t1=$(date +%s.%N)
+sync
+t2=$(date +%s.%N); cp "$WORK/big.src" "$WORK/big.cp2"; sync; t3=$(date +%s.%N)
+rm -f "$WORK/big.cp1" "$WORK/big.cp2"; sync
+cp_s=$(echo "$t1 - $t0" | bc -l); cp_sync_s=$(echo "$t3 - $t2" | bc -l)
+"$REL/syncsphere" --config-dir "$WORK/dev2" login --server "$URL" --email bench@example.com >/dev/null
+mkdir -p "$WORK/folder2"
+mv "$WORK/big.src" "$WORK/folder2/big.bin"; sync
+t5=$(date +%s.%N)
+start_sync "$WORK/dev2" "$WORK/folder2"
+# The account already holds edit.bin; folder2 gets it too, so wait for 2 files.
+wait_synced "$WORK/dev2" 2
+t4=$(date +%s.%N)
+up_s=$(echo "$t4 - $t5" | bc -l)
+up_bytes="$(field "$WORK/dev2" bytes_uploaded)"
+
+echo "## File transfers ($(date -u +%F), $(nproc) cores)"
+echo
+echo "- 1-byte insert at the start of a ${EDIT_MIB} MiB random file: **$edit_bytes bytes** uploaded for the edit (first upload: $first bytes)"
+printf -- '- %d MiB random file, client start → up to date: **%.2f s** (%.0f MiB/s; %s content bytes uploaded)\n' "$BIG_MIB" "$up_s" "$(echo "$BIG_MIB / $up_s" | bc -l)" "$up_bytes"
+printf -- '- cp of the same file on the same disk: %.2f s (page cache), %.2f s with sync\n' "$cp_s" "$cp_sync_s"
+printf -- '- ratio cp time / upload time: **%.2f** (cp), **%.2f** (cp + sync)\n' "$(echo "$cp_s / $up_s" | bc -l)" "$(echo "$cp_sync_s / $up_s" | bc -l)"

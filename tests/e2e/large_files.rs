@@ -158,3 +158,72 @@ fn a_server_killed_mid_upload_loses_nothing_and_the_upload_completes() {
     let (ok, report) = check_store(&server);
     assert!(ok, "{report}");
 }
+
+/// Bytes of partial downloads in the device's temp area.
+fn partial_bytes(d: &Device) -> u64 {
+    std::fs::read_dir(d.folder.join(".syncsphere").join("tmp"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A download killed with SIGKILL resumes from the bytes already on disk (a `Range` request),
+/// and the download limit holds the transfer to its rate.
+#[test]
+fn downloads_resume_after_sigkill_and_keep_to_the_bandwidth_limit() {
+    let server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    a.signup(&server, "slow@example.com");
+    b.login(&server, "slow@example.com");
+    let data = noise(24 * MIB, 3);
+    std::fs::create_dir_all(&a.folder).unwrap();
+    std::fs::write(a.path("movie.bin"), &data).unwrap();
+    let _pa = a.start_sync().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || a.is_up_to_date()
+            && a.status().is_some_and(|s| s["synced_files"] == 1))
+        .is_some()
+    );
+
+    // 4 MiB/s: the 24 MiB download takes ~5 s; kill B once a third of it is on disk.
+    let limit = ["--max-download-kib", "4096"];
+    let mut pb = b.start_sync_with(&limit).unwrap();
+    wait_for(Duration::from_secs(30), || {
+        partial_bytes(&b) >= 8 * MIB as u64
+    })
+    .unwrap_or_else(|| panic!("the download did not start\n{}", b.log()));
+    pb.kill9();
+    let kept = partial_bytes(&b);
+    assert!(kept < data.len() as u64, "killed too late: {kept} bytes");
+
+    let started = std::time::Instant::now();
+    let _pb = b.start_sync_with(&limit).unwrap();
+    wait_for(Duration::from_secs(60), || same_bytes(&a, &b, "movie.bin"))
+        .unwrap_or_else(|| panic!("movie.bin never completed on B\n{}", b.log()));
+    let took = started.elapsed();
+    assert!(wait_for(Duration::from_secs(30), || b.is_up_to_date()).is_some());
+    let fetched = b.status().unwrap()["bytes_downloaded"].as_u64().unwrap();
+    eprintln!("resumed with {kept} bytes on disk: fetched {fetched} more bytes in {took:?}");
+    assert_eq!(
+        fetched,
+        data.len() as u64 - kept,
+        "only the missing part is fetched again"
+    );
+    assert!(b.log().contains("resuming a download"), "{}", b.log());
+    // The rest (≥ 16 MiB) at 4 MiB/s after a 4 MiB burst takes at least 3 s.
+    let floor = (fetched as f64 - 4.0 * MIB as f64) / (4.0 * MIB as f64);
+    assert!(
+        took.as_secs_f64() >= floor * 0.9,
+        "{fetched} bytes in {took:?} exceeds 4 MiB/s"
+    );
+    assert_eq!(partial_bytes(&b), 0, "no partial file is left behind");
+}

@@ -639,3 +639,67 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     assert_eq!(row(&list, &b_id)["revoked"], true, "{list}");
     assert_eq!(row(&list, &new_id)["online"], true, "{list}");
 }
+
+/// `.syncsphereignore` (gitignore syntax) travels with the folder: ignored files are neither
+/// uploaded nor downloaded, and a file that becomes ignored is not deleted anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncsphereignore_keeps_files_local_on_every_device() {
+    let server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    a.signup(&server, "ignore@example.com");
+    b.login(&server, "ignore@example.com");
+    std::fs::create_dir_all(a.folder.join("build")).unwrap();
+    std::fs::write(a.path(".syncsphereignore"), "*.log\nbuild/\n").unwrap();
+    std::fs::write(a.path("notes.txt"), b"synced").unwrap();
+    std::fs::write(a.path("debug.log"), b"local only").unwrap();
+    std::fs::write(a.path("build/app.bin"), b"local only").unwrap();
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    wait_for(SETTLE, || {
+        same_bytes(&a, &b, "notes.txt") && same_bytes(&a, &b, ".syncsphereignore")
+    })
+    .unwrap_or_else(|| panic!("notes.txt never reached B\n{}", a.log()));
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    assert!(!b.path("debug.log").exists());
+    assert!(!b.path("build").exists());
+    // The rules apply on B too: its own log stays local.
+    std::fs::write(b.path("b.log"), b"B's log").unwrap();
+    std::fs::write(b.path("from-b.txt"), b"synced").unwrap();
+    wait_for(SETTLE, || same_bytes(&a, &b, "from-b.txt")).expect("from-b.txt reached A");
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    assert!(!a.path("b.log").exists());
+    // Ignoring a file that is already synced keeps it everywhere.
+    std::fs::write(a.path(".syncsphereignore"), "*.log\nbuild/\nnotes.txt\n").unwrap();
+    wait_for(SETTLE, || same_bytes(&a, &b, ".syncsphereignore")).expect("rules reached B");
+    std::fs::write(a.path("notes.txt"), b"edited while ignored").unwrap();
+    std::fs::write(a.path("after.txt"), b"still syncing").unwrap();
+    wait_for(SETTLE, || same_bytes(&a, &b, "after.txt")).expect("after.txt reached B");
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    assert_eq!(std::fs::read(b.path("notes.txt")).unwrap(), b"synced");
+    assert_eq!(
+        std::fs::read(a.path("notes.txt")).unwrap(),
+        b"edited while ignored"
+    );
+    let files: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(cognito_token(&server.url, "ignore@example.com", None).await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [".syncsphereignore", "after.txt", "from-b.txt", "notes.txt"]
+    );
+}

@@ -323,12 +323,18 @@ impl Device {
     }
 
     pub fn start_sync(&self) -> anyhow::Result<Process> {
+        self.start_sync_with(&[])
+    }
+
+    /// `syncsphere sync` with extra flags (e.g. bandwidth limits).
+    pub fn start_sync_with(&self, extra: &[&str]) -> anyhow::Result<Process> {
         let log = std::fs::File::create(self._root.path().join("sync.log"))?;
         let child = self
             .cli()
             .args(["sync", "--folder"])
             .arg(&self.folder)
             .args(["--device-name", &self.name])
+            .args(extra)
             .env("RUST_LOG", "info,syncsphere_sync_client=debug")
             .stdout(Stdio::null())
             .stderr(log)

@@ -57,6 +57,12 @@ enum Command {
         /// Name of this device in conflicted copies (default: the host name).
         #[arg(long)]
         device_name: Option<String>,
+        /// Upload limit in KiB/s (default: unlimited).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_upload_kib: Option<u64>,
+        /// Download limit in KiB/s (default: unlimited).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_download_kib: Option<u64>,
     },
     /// Show the status of this device's sync.
     Status {
@@ -148,7 +154,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Sync {
             folder,
             device_name,
-        } => sync(&dir, &folder, device_name).await?,
+            max_upload_kib,
+            max_download_kib,
+        } => {
+            let options = client::SyncOptions {
+                max_upload_rate: max_upload_kib.map(|k| k * 1024),
+                max_download_rate: max_download_kib.map(|k| k * 1024),
+            };
+            sync(&dir, &folder, device_name, options).await?
+        }
         Command::Status { json } => status(&dir, json)?,
         Command::Devices { json } => devices(&dir, json).await?,
         Command::RevokeDevice { device_id } => {
@@ -161,10 +175,15 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sync(dir: &Path, folder: &Path, device_name: Option<String>) -> anyhow::Result<()> {
+async fn sync(
+    dir: &Path,
+    folder: &Path,
+    device_name: Option<String>,
+    options: client::SyncOptions,
+) -> anyhow::Result<()> {
     let device_name = device_name.unwrap_or_else(host_name);
-    let mut handle =
-        client::start_sync(dir, folder, &device_name).context("cannot start syncing")?;
+    let mut handle = client::start_sync_with(dir, folder, &device_name, options)
+        .context("cannot start syncing")?;
     let mut status = handle.status.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut last_summary = String::new();

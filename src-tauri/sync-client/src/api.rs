@@ -15,11 +15,12 @@ use syncsphere_protocol::{
     MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
     ServerConfig,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::SyncError;
 use crate::auth::TokenSource;
 use crate::chunker::{Chunk, ChunkedFile, chunk_file, read_chunk};
+use crate::throttle::Throttle;
 
 pub(crate) struct Api {
     http: reqwest::Client,
@@ -29,6 +30,8 @@ pub(crate) struct Api {
     /// Content bytes sent and received since start (for the status stream and benchmarks).
     pub uploaded: AtomicU64,
     pub downloaded: AtomicU64,
+    up: Throttle,
+    down: Throttle,
 }
 
 /// Chunk uploads in flight at once.
@@ -94,7 +97,16 @@ impl Api {
             device_id,
             uploaded: AtomicU64::new(0),
             downloaded: AtomicU64::new(0),
+            up: Throttle::new(None),
+            down: Throttle::new(None),
         }
+    }
+
+    /// Limits uploads and downloads to these many bytes per second (`None`: unlimited).
+    pub(crate) fn with_limits(mut self, up: Option<u64>, down: Option<u64>) -> Self {
+        self.up = Throttle::new(up);
+        self.down = Throttle::new(down);
+        self
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -183,6 +195,7 @@ impl Api {
         if len > SINGLE_REQUEST_MAX {
             return self.upload_chunked(path, parent_rev, file).await;
         }
+        self.up.consume(len).await;
         let f = tokio::fs::File::open(file)
             .await
             .map_err(|e| SyncError::Io(format!("opening {}", file.display()), e))?;
@@ -292,6 +305,7 @@ impl Api {
                     std::io::Error::other("the file changed while uploading; will retry"),
                 )
             })?;
+        self.up.consume(u64::from(chunk.size)).await;
         self.send(
             self.http
                 .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
@@ -304,18 +318,37 @@ impl Api {
     }
 
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
-    /// verified SHA-256.
+    /// verified SHA-256. When `dest` already holds the start of the content `resume_sha`
+    /// (a download interrupted earlier), only the rest is fetched (`Range` + `If-Range`: if the
+    /// file changed meanwhile, the server sends it whole and `dest` starts over).
     pub(crate) async fn download(
         &self,
         file_id: &str,
         dest: &Path,
+        resume_sha: Option<&str>,
     ) -> Result<(i64, String), SyncError> {
-        let resp = self
-            .send(
-                self.http
-                    .get(format!("{}/v1/files/{file_id}/content", self.base)),
-            )
-            .await?;
+        let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
+        let have = match (resume_sha, tokio::fs::metadata(dest).await) {
+            (Some(_), Ok(m)) => m.len(),
+            _ => 0,
+        };
+        let mut req = self
+            .http
+            .get(format!("{}/v1/files/{file_id}/content", self.base));
+        if let (Some(sha), true) = (resume_sha, have > 0) {
+            req = req
+                .header("range", format!("bytes={have}-"))
+                .header("if-range", format!("\"{sha}\""));
+        }
+        let resp = match self.send(req).await {
+            // The partial file is already the whole content.
+            Err(SyncError::Server { status: 416, .. }) if have > 0 => {
+                let _ = tokio::fs::remove_file(dest).await;
+                return Box::pin(self.download(file_id, dest, None)).await;
+            }
+            other => other?,
+        };
+        let resumed = resp.status() == StatusCode::PARTIAL_CONTENT;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -326,12 +359,31 @@ impl Api {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| SyncError::Http("download without revision header".into()))?;
         let expected = header("x-syncsphere-sha256").unwrap_or_default();
-        let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
-        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut hasher = Sha256::new();
+        let mut out = if resumed {
+            // Hash what is already there, then append.
+            let mut existing = tokio::fs::File::open(dest).await.map_err(io)?;
+            let mut buf = vec![0; 256 * 1024];
+            loop {
+                let n = existing.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            tracing::info!(file_id, resumed_at = have, "resuming a download");
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(dest)
+                .await
+                .map_err(io)?
+        } else {
+            tokio::fs::File::create(dest).await.map_err(io)?
+        };
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| transport(&self.base, e))?;
+            self.down.consume(chunk.len() as u64).await;
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;
             self.downloaded
@@ -340,6 +392,7 @@ impl Api {
         out.sync_all().await.map_err(io)?;
         let sha = hex::encode(hasher.finalize());
         if sha != expected {
+            let _ = tokio::fs::remove_file(dest).await;
             return Err(SyncError::Http(format!(
                 "downloaded content does not match its hash ({sha} != {expected})"
             )));

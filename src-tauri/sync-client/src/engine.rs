@@ -146,8 +146,12 @@ impl Engine {
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
             }
-            let remote = self.index.remote().await?;
-            let synced = self.index.synced().await?;
+            let mut remote = self.index.remote().await?;
+            let mut synced = self.index.synced().await?;
+            // Ignored paths are invisible here in both directions: never downloaded, and never
+            // deleted anywhere because they became ignored.
+            remote.retain(|path, _| !self.scanner.is_ignored(path, false));
+            synced.retain(|path, _| !self.scanner.is_ignored(path, false));
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
                 stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
@@ -269,11 +273,26 @@ impl Engine {
                 tokio::fs::create_dir_all(&tmp_dir)
                     .await
                     .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
-                let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+                // Named after the content, so an interrupted download (even by kill -9) resumes
+                // where it stopped instead of starting over.
+                let tmp = tmp_dir.join(format!(
+                    "{}-{}.part",
+                    file.file_id,
+                    &file.sha256[..file.sha256.len().min(16)]
+                ));
                 let result = self
-                    .download_into(&path, &file.file_id, &tmp, expect_local.as_deref())
+                    .download_into(
+                        &path,
+                        &file.file_id,
+                        &tmp,
+                        &file.sha256,
+                        expect_local.as_deref(),
+                    )
                     .await;
-                let _ = tokio::fs::remove_file(&tmp).await;
+                // Keep a partial download only when the network failed mid-way.
+                if !matches!(result, Err(SyncError::Offline(_) | SyncError::Http(_))) {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                }
                 result
             }
             Op::DeleteRemote { path, file_id, rev } => {
@@ -356,9 +375,10 @@ impl Engine {
         path: &str,
         file_id: &str,
         tmp: &Path,
+        remote_sha: &str,
         expect_local: Option<&str>,
     ) -> Result<Option<(String, &'static str)>, SyncError> {
-        let (rev, sha256) = match self.api.download(file_id, tmp).await {
+        let (rev, sha256) = match self.api.download(file_id, tmp, Some(remote_sha)).await {
             Ok(v) => v,
             // Deleted since the journal said otherwise: the next pull brings the delete.
             Err(SyncError::Server { status: 404, .. }) => return Ok(None),

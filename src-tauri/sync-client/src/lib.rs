@@ -18,6 +18,7 @@ mod index;
 mod push;
 mod scan;
 pub mod status;
+mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -198,12 +199,31 @@ impl SyncHandle {
     }
 }
 
+/// Tunables of a running sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Upload limit in bytes per second (`None`: unlimited).
+    pub max_upload_rate: Option<u64>,
+    /// Download limit in bytes per second (`None`: unlimited).
+    pub max_download_rate: Option<u64>,
+}
+
 /// Starts syncing `folder` with the account signed in to in `config_dir`. Must be called within
 /// a tokio runtime. Problems (not signed in, server down) show in the status stream.
 pub fn start_sync(
     config_dir: &Path,
     folder: &Path,
     device_name: &str,
+) -> Result<SyncHandle, SyncError> {
+    start_sync_with(config_dir, folder, device_name, SyncOptions::default())
+}
+
+/// [`start_sync`] with options.
+pub fn start_sync_with(
+    config_dir: &Path,
+    folder: &Path,
+    device_name: &str,
+    options: SyncOptions,
 ) -> Result<SyncHandle, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
     std::fs::create_dir_all(folder)
@@ -222,7 +242,17 @@ pub fn start_sync(
     let task = tokio::spawn(async move {
         let status = status_tx.clone();
         let writer = tokio::spawn(write_status(config_dir.clone(), status_tx.subscribe()));
-        if let Err(e) = run(config, config_dir, folder, device_name, status_tx, stop_rx).await {
+        if let Err(e) = run(
+            config,
+            config_dir,
+            folder,
+            device_name,
+            options,
+            status_tx,
+            stop_rx,
+        )
+        .await
+        {
             tracing::error!(error = %e, "sync could not start");
             status.send_modify(|s| {
                 s.state = SyncState::Error;
@@ -245,11 +275,14 @@ async fn run(
     config_dir: PathBuf,
     folder: PathBuf,
     device_name: String,
+    options: SyncOptions,
     status: watch::Sender<Status>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
-    let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone());
+    let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
+        .with_limits(options.max_upload_rate, options.max_download_rate);
+    remove_stale_partials(&folder);
     // Announce the device (name, platform) for the user's device list; offline is fine.
     match api.register_device(&device_name).await {
         Ok(()) => {}
@@ -356,6 +389,24 @@ async fn run(
         return Err(SyncError::DeviceRevoked);
     }
     Ok(())
+}
+
+/// Partial downloads are kept for resuming; ones untouched for a week will never resume.
+fn remove_stale_partials(folder: &Path) {
+    let tmp = folder.join(scan::STATE_DIR).join("tmp");
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m.elapsed().is_ok_and(|age| age > week));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Mirrors the status stream into `status.json` for `syncsphere status`.

@@ -3,6 +3,12 @@
 //! Policy: regular files only. Symbolic links are not followed and not synced (following them
 //! could leave the folder or loop); special files are skipped. Names the server would reject,
 //! or that are not in Unicode NFC, are reported and skipped, never renamed behind the user's back.
+//!
+//! Ignore rules: the built-in list ([`ignored`]) plus `.syncsphereignore` at the top of the
+//! folder, in gitignore syntax (`*.log`, `build/`, `!keep.log`, `/only-at-top`). The ignore file
+//! itself is synced, so every device of the account applies the same rules. An ignored path is
+//! invisible to this device's sync in both directions: not uploaded, not downloaded, and never
+//! deleted on either side because it became ignored.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,10 +42,14 @@ struct Stamp {
     mtime_ns: i128,
 }
 
+/// Name of the ignore file at the top of the sync folder.
+pub(crate) const IGNORE_FILE: &str = ".syncsphereignore";
+
 /// Remembers hashes by (size, mtime) so unchanged files are not read again.
 #[derive(Default)]
 pub(crate) struct Scanner {
     cache: HashMap<String, (Stamp, String)>,
+    rules: Option<(Stamp, ignore::gitignore::Gitignore)>,
 }
 
 /// What a scan found.
@@ -47,6 +57,19 @@ pub(crate) struct Scan {
     pub tree: LocalTree,
     /// Paths that cannot be synced, with the reason.
     pub skipped: Vec<(String, String)>,
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    Stamp {
+        size: meta.len(),
+        mtime_ns,
+    }
 }
 
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
@@ -64,12 +87,53 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl Scanner {
+    /// (Re)reads `.syncsphereignore` when it changed. A rule that does not parse is reported
+    /// and the others still apply.
+    fn load_rules(&mut self, root: &Path, skipped: &mut Vec<(String, String)>) {
+        let path = root.join(IGNORE_FILE);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            self.rules = None;
+            return;
+        };
+        let stamp = stamp_of(&meta);
+        if self.rules.as_ref().is_some_and(|(s, _)| *s == stamp) {
+            return;
+        }
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+        if let Some(e) = builder.add(&path) {
+            skipped.push((
+                IGNORE_FILE.into(),
+                format!("ignore rule not understood: {e}"),
+            ));
+        }
+        match builder.build() {
+            Ok(rules) => self.rules = Some((stamp, rules)),
+            Err(e) => {
+                skipped.push((
+                    IGNORE_FILE.into(),
+                    format!("ignore rules not understood: {e}"),
+                ));
+                self.rules = None;
+            }
+        }
+    }
+
+    /// Whether `.syncsphereignore` excludes `rel` (a file, or a folder when `is_dir`).
+    pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+        self.rules.as_ref().is_some_and(|(_, rules)| {
+            rules
+                .matched_path_or_any_parents(Path::new(rel), is_dir)
+                .is_ignore()
+        })
+    }
+
     /// Walks `root` (blocking: call from a blocking thread).
     pub(crate) fn scan(&mut self, root: &Path) -> std::io::Result<Scan> {
         let mut scan = Scan {
             tree: LocalTree::new(),
             skipped: Vec::new(),
         };
+        self.load_rules(root, &mut scan.skipped);
         let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
         while let Some((dir, prefix)) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
@@ -95,6 +159,9 @@ impl Scanner {
                 }
                 let rel = format!("{prefix}{name}");
                 let file_type = entry.file_type()?;
+                if self.is_ignored(&rel, file_type.is_dir()) {
+                    continue;
+                }
                 if file_type.is_dir() {
                     stack.push((entry.path(), format!("{rel}/")));
                     continue;
@@ -130,15 +197,7 @@ impl Scanner {
 
     fn hash(&mut self, path: &Path, rel: &str) -> std::io::Result<LocalFile> {
         let meta = std::fs::metadata(path)?;
-        let mtime_ns = meta
-            .modified()?
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        let stamp = Stamp {
-            size: meta.len(),
-            mtime_ns,
-        };
+        let stamp = stamp_of(&meta);
         if let Some((cached, sha)) = self.cache.get(rel)
             && *cached == stamp
         {
@@ -181,6 +240,52 @@ mod tests {
         );
         assert_eq!(scan.skipped.len(), 1);
         assert_eq!(scan.skipped[0].0, "bad\\name");
+    }
+
+    #[test]
+    fn syncsphereignore_excludes_files_and_folders_in_gitignore_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("build/deep")).unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("build/deep/out.o"), b"x").unwrap();
+        std::fs::write(root.join("src/main.rs"), b"x").unwrap();
+        std::fs::write(root.join("src/debug.log"), b"x").unwrap();
+        std::fs::write(root.join("keep.log"), b"x").unwrap();
+        std::fs::write(root.join("top-only.txt"), b"x").unwrap();
+        std::fs::write(root.join("src/top-only.txt"), b"x").unwrap();
+        std::fs::write(
+            root.join(IGNORE_FILE),
+            "# comments and blank lines are fine\n\nbuild/\n*.log\n!keep.log\n/top-only.txt\n",
+        )
+        .unwrap();
+        let mut scanner = Scanner::default();
+        let scan = scanner.scan(root).unwrap();
+        let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [IGNORE_FILE, "keep.log", "src/main.rs", "src/top-only.txt"],
+            "the ignore file itself is synced"
+        );
+        assert!(scan.skipped.is_empty(), "{:?}", scan.skipped);
+        assert!(
+            scanner.is_ignored("build/deep/out.o", false),
+            "folder rules cover contents"
+        );
+        assert!(scanner.is_ignored("any/where/x.log", false));
+        assert!(!scanner.is_ignored("keep.log", false));
+        // Editing the rules takes effect at the next scan.
+        std::fs::write(root.join(IGNORE_FILE), "src/\n").unwrap();
+        let scan = scanner.scan(root).unwrap();
+        let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [IGNORE_FILE, "build/deep/out.o", "keep.log", "top-only.txt"]
+        );
+        // Without the file nothing is ignored.
+        std::fs::remove_file(root.join(IGNORE_FILE)).unwrap();
+        let scan = scanner.scan(root).unwrap();
+        assert_eq!(scan.tree.len(), 6);
     }
 
     #[test]

@@ -182,23 +182,30 @@ impl Api {
     /// Uploads `file` as the new content of `path`: small files in one request, larger ones in
     /// content-defined chunks of which only those the server lacks are sent (so an interrupted
     /// upload resumes, and an edit re-sends only the chunks around it).
+    /// Only content hashing to `expected` (what the scan saw) is sent; anything else means the
+    /// file is still being written ([`SyncError::Busy`]).
     pub(crate) async fn upload(
         &self,
         path: &str,
         parent_rev: Option<i64>,
         file: &Path,
+        expected: &str,
     ) -> Result<FileMeta, SyncError> {
         let len = tokio::fs::metadata(file)
             .await
             .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
             .len();
         if len > SINGLE_REQUEST_MAX {
-            return self.upload_chunked(path, parent_rev, file).await;
+            return self.upload_chunked(path, parent_rev, file, expected).await;
         }
-        self.up.consume(len).await;
-        let f = tokio::fs::File::open(file)
+        // Small: read it whole, so exactly the bytes that were checked go up.
+        let bytes = tokio::fs::read(file)
             .await
-            .map_err(|e| SyncError::Io(format!("opening {}", file.display()), e))?;
+            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?;
+        if hex::encode(Sha256::digest(&bytes)) != expected {
+            return Err(SyncError::Busy(path.to_owned()));
+        }
+        self.up.consume(bytes.len() as u64).await;
         let mut req = self
             .http
             .put(format!("{}/v1/files/content", self.base))
@@ -206,8 +213,7 @@ impl Api {
         if let Some(rev) = parent_rev {
             req = req.query(&[("parent_rev", rev)]);
         }
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
-        let meta: FileMeta = self.json(req.body(body)).await?;
+        let meta: FileMeta = self.json(req.body(bytes)).await?;
         self.uploaded
             .fetch_add(meta.size.max(0) as u64, Ordering::Relaxed);
         Ok(meta)
@@ -218,12 +224,16 @@ impl Api {
         path: &str,
         parent_rev: Option<i64>,
         file: &Path,
+        expected: &str,
     ) -> Result<FileMeta, SyncError> {
         let owned = file.to_path_buf();
         let chunked = tokio::task::spawn_blocking(move || chunk_file(&owned))
             .await
             .map_err(|e| SyncError::Io("chunking".into(), std::io::Error::other(e)))?
             .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?;
+        if chunked.sha256 != expected {
+            return Err(SyncError::Busy(path.to_owned()));
+        }
         let commit = CommitRequest {
             path: path.to_owned(),
             parent_rev,
@@ -250,7 +260,7 @@ impl Api {
                 "uploading chunks"
             );
             // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
-            let uploads: Vec<_> = todo.iter().map(|c| self.put_chunk(file, c)).collect();
+            let uploads: Vec<_> = todo.iter().map(|c| self.put_chunk(path, file, c)).collect();
             futures_util::stream::iter(uploads)
                 .buffer_unordered(PARALLEL_CHUNKS)
                 .try_collect::<Vec<()>>()
@@ -293,18 +303,13 @@ impl Api {
         Ok(missing)
     }
 
-    async fn put_chunk(&self, file: &Path, chunk: &Chunk) -> Result<(), SyncError> {
+    async fn put_chunk(&self, path: &str, file: &Path, chunk: &Chunk) -> Result<(), SyncError> {
         let (owned, c) = (file.to_path_buf(), chunk.clone());
         let bytes = tokio::task::spawn_blocking(move || read_chunk(&owned, &c))
             .await
             .map_err(|e| SyncError::Io("reading a chunk".into(), std::io::Error::other(e)))?
             .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
-            .ok_or_else(|| {
-                SyncError::Io(
-                    format!("uploading {}", file.display()),
-                    std::io::Error::other("the file changed while uploading; will retry"),
-                )
-            })?;
+            .ok_or_else(|| SyncError::Busy(path.to_owned()))?;
         self.up.consume(u64::from(chunk.size)).await;
         self.send(
             self.http

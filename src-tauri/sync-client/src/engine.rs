@@ -37,7 +37,14 @@ pub(crate) struct Engine {
     pub scanner: Scanner,
     pub status: watch::Sender<Status>,
     pub cursor: watch::Sender<i64>,
+    /// The local tree of the last scan: what an upload must still find on disk.
+    pub last_local: syncsphere_sync_core::LocalTree,
+    /// Set when a file was still being written: look again shortly instead of at the poll.
+    pub retry_soon: bool,
 }
+
+/// How soon to look again at a file that was still being written.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> SyncError {
     move |e| SyncError::Io(what, e)
@@ -85,7 +92,8 @@ impl Engine {
                     Some(crate::push::backoff(failures))
                 }
             };
-            let wait = retry.unwrap_or(POLL_INTERVAL);
+            let busy = std::mem::take(&mut self.retry_soon).then_some(BUSY_RETRY);
+            let wait = retry.or(busy).unwrap_or(POLL_INTERVAL);
             tokio::select! {
                 t = triggers.recv() => {
                     match t {
@@ -157,6 +165,7 @@ impl Engine {
                 stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
             };
             let ops = plan(&scan.tree, &remote, &synced, &ctx);
+            self.last_local = scan.tree.clone();
             if ops.is_empty() {
                 let files = synced.len() as u64;
                 self.status.send_modify(|s| {
@@ -187,6 +196,11 @@ impl Engine {
                     // A stale plan: the next round re-plans from fresh state.
                     Err(SyncError::Conflict(_)) => {
                         tracing::info!(op = label, "server state moved on; re-planning")
+                    }
+                    // Still being written: upload it once it holds still.
+                    Err(SyncError::Busy(path)) => {
+                        tracing::debug!(path, "file is still changing; will look again");
+                        self.retry_soon = true;
                     }
                     Err(
                         e @ (SyncError::Offline(_)
@@ -256,9 +270,14 @@ impl Engine {
     async fn execute(&mut self, op: Op) -> Result<Option<(String, &'static str)>, SyncError> {
         match op {
             Op::Upload { path, parent_rev } => {
+                // Only content this device hashed is uploaded: a file that changed since the
+                // scan (still being written) waits for the next look.
+                let Some(expected) = self.last_local.get(&path).map(|f| f.sha256.clone()) else {
+                    return Ok(None);
+                };
                 let meta = self
                     .api
-                    .upload(&path, parent_rev, &self.local(&path))
+                    .upload(&path, parent_rev, &self.local(&path), &expected)
                     .await?;
                 // Record the server's path (case and normalisation as committed).
                 self.record(&meta.path.clone(), &meta).await?;

@@ -62,6 +62,9 @@ pub enum SyncError {
     Http(String),
     #[error("this device was unlinked from your account; sign in again to keep syncing")]
     DeviceRevoked,
+    /// The file changed since it was hashed (it is still being written); retried shortly.
+    #[error("'{0}' is still being written")]
+    Busy(String),
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -378,6 +381,8 @@ async fn run(
         scanner: scan::Scanner::default(),
         status,
         cursor: cursor_tx,
+        last_local: Default::default(),
+        retry_soon: false,
     };
     tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

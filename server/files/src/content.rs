@@ -2,24 +2,23 @@
 //! request) or the ordered chunks of its manifest (uploaded in chunks). Downloads, `Range`
 //! requests and commit-time verification all read contents through [`Content`].
 
-use std::io::SeekFrom;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::ChunkRef;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::FilesError;
-use crate::blobs::DiskBlobStore;
+use crate::blobs::{BlobStore, check_address};
 use crate::store::MetadataStore;
 
 /// The blobs that make up one content, in order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Content {
-    parts: Vec<(PathBuf, u64)>,
+    blobs: Arc<dyn BlobStore>,
+    user_id: String,
+    parts: Vec<(String, u64)>,
     pub size: u64,
 }
 
@@ -27,7 +26,7 @@ impl Content {
     /// Locates content `sha256` (of `size` bytes) of the user.
     pub async fn locate(
         store: &MetadataStore,
-        blobs: &DiskBlobStore,
+        blobs: &Arc<dyn BlobStore>,
         user_id: &str,
         sha256: &str,
         size: i64,
@@ -43,17 +42,23 @@ impl Content {
     }
 
     pub fn of_chunks(
-        blobs: &DiskBlobStore,
+        blobs: &Arc<dyn BlobStore>,
         user_id: &str,
         chunks: &[ChunkRef],
     ) -> Result<Self, FilesError> {
         let mut parts = Vec::with_capacity(chunks.len());
         let mut size = 0u64;
         for c in chunks.iter().filter(|c| c.size > 0) {
-            parts.push((blobs.path_of(user_id, &c.sha256)?, c.size as u64));
+            check_address(user_id, &c.sha256)?;
+            parts.push((c.sha256.clone(), c.size as u64));
             size += c.size as u64;
         }
-        Ok(Content { parts, size })
+        Ok(Content {
+            blobs: blobs.clone(),
+            user_id: user_id.to_owned(),
+            parts,
+            size,
+        })
     }
 
     /// Streams bytes `start..start + len` of the content.
@@ -64,18 +69,23 @@ impl Content {
     ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         let mut pieces = Vec::new();
         let (mut offset, end) = (0u64, start + len);
-        for (path, size) in &self.parts {
+        for (sha, size) in &self.parts {
             let (from, to) = (offset.max(start), (offset + size).min(end));
             if from < to {
-                pieces.push((path.clone(), from - offset, to - from));
+                pieces.push((sha.clone(), from - offset, to - from));
             }
             offset += size;
         }
+        let (blobs, user) = (self.blobs.clone(), self.user_id.clone());
         futures_util::stream::iter(pieces)
-            .then(|(path, skip, take)| async move {
-                let mut file = tokio::fs::File::open(&path).await?;
-                file.seek(SeekFrom::Start(skip)).await?;
-                Ok::<_, std::io::Error>(ReaderStream::with_capacity(file.take(take), 256 * 1024))
+            .then(move |(sha, skip, take)| {
+                let (blobs, user) = (blobs.clone(), user.clone());
+                async move {
+                    blobs
+                        .read(&user, &sha, skip, take)
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                }
             })
             .try_flatten()
     }
@@ -166,7 +176,8 @@ mod tests {
     #[tokio::test]
     async fn streams_any_range_across_chunk_boundaries() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = DiskBlobStore::open(dir.path()).unwrap();
+        let (disk, staging) = crate::blobs::DiskBlobStore::open(dir.path()).unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(disk);
         let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
         let mut chunks = Vec::new();
         for piece in [
@@ -178,8 +189,8 @@ mod tests {
             let body = futures_util::stream::iter([Ok::<_, std::io::Error>(
                 Bytes::copy_from_slice(piece),
             )]);
-            let staged = blobs.stage(body).await.unwrap();
-            blobs.commit("u1", &staged).await.unwrap();
+            let staged = staging.stage(body).await.unwrap();
+            blobs.put("u1", &staged).await.unwrap();
             chunks.push(ChunkRef {
                 sha256: staged.sha256.clone(),
                 size: staged.size,

@@ -17,14 +17,15 @@
 //! recorded sizes — the invariant the rest of this module protects.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
 use syncsphere_protocol::ChunkRef;
 use tokio::sync::RwLock;
 
-use crate::blobs::DiskBlobStore;
+use std::sync::Arc;
+
+use crate::blobs::{BlobStore, Staging};
 use crate::store::MetadataStore;
 use crate::{FilesError, now_ms};
 
@@ -149,7 +150,8 @@ pub async fn apply_retention(
 /// One full pass: retention, then manifests and blobs no kept revision refers to.
 pub async fn collect(
     store: &MetadataStore,
-    blobs: &DiskBlobStore,
+    blobs: &Arc<dyn BlobStore>,
+    staging: &Staging,
     lock: &GcLock,
     policy: GcPolicy,
 ) -> Result<GcReport, FilesError> {
@@ -157,7 +159,16 @@ pub async fn collect(
     apply_retention(store, policy, now_ms(), &mut report).await?;
     let horizon = SystemTime::now() - policy.grace;
     // Candidates first: anything written or touched later is not one.
-    let candidates = blobs.older_than(horizon).await?;
+    let candidates: Vec<_> = blobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|b| b.modified < horizon)
+        .collect();
+    // The live set is computed with commits held off, so no commit can start using a
+    // candidate between this computation and its deletion: a commit either finished before
+    // (its chunks are live) or starts after the sweep (and finds deleted chunks missing).
+    let _sweep = lock.write().await;
     let kept = kept_contents(store).await?;
     let mut live: HashSet<(String, String)> = HashSet::new();
     let mut live_manifests: HashSet<(String, String)> = HashSet::new();
@@ -184,42 +195,28 @@ pub async fn collect(
             report.manifests_purged += 1;
         }
     }
-    for (user_id, sha256, path) in candidates {
-        if live.contains(&(user_id.clone(), sha256.clone())) {
+    for b in candidates {
+        if live.contains(&(b.user_id.clone(), b.sha256.clone())) {
             continue;
         }
-        let _sweep = lock.write().await;
-        // Re-check under the lock: a commit may have touched it since it was listed.
-        match modified(&path).await {
-            Some(m) if m < horizon => {}
+        // Re-check the age: a resuming client may have asked about it since it was listed.
+        match blobs.stat(&b.user_id, &b.sha256).await? {
+            Some((_, modified)) if modified < horizon => {}
             _ => continue,
         }
-        let size = tokio::fs::metadata(&path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => {
-                report.blobs_deleted += 1;
-                report.bytes_freed += size;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        blobs.delete(&b.user_id, &b.sha256).await?;
+        report.blobs_deleted += 1;
+        report.bytes_freed += b.size;
     }
-    report.staging_deleted = blobs.clean_staging(horizon).await?;
+    report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");
     Ok(report)
-}
-
-async fn modified(path: &Path) -> Option<SystemTime> {
-    tokio::fs::metadata(path).await.ok()?.modified().ok()
 }
 
 /// Verifies that every kept revision's content is present, complete and of the recorded size.
 pub async fn check(
     store: &MetadataStore,
-    blobs: &DiskBlobStore,
+    blobs: &Arc<dyn BlobStore>,
 ) -> Result<CheckReport, FilesError> {
     let mut report = CheckReport::default();
     for k in kept_contents(store).await? {
@@ -238,21 +235,15 @@ pub async fn check(
             ));
         }
         for c in chunks.iter().filter(|c| c.size > 0) {
-            let path = blobs.path_of(&k.user_id, &c.sha256)?;
-            match tokio::fs::metadata(&path).await {
-                Ok(m) if m.len() == c.size as u64 => {}
-                Ok(m) => report.problems.push((
+            match blobs.stat(&k.user_id, &c.sha256).await? {
+                Some((len, _)) if len == c.size as u64 => {}
+                Some((len, _)) => report.problems.push((
                     k.user_id.clone(),
                     k.file_id.clone(),
                     k.rev,
-                    format!(
-                        "blob {} has {} bytes, expected {}",
-                        c.sha256,
-                        m.len(),
-                        c.size
-                    ),
+                    format!("blob {} has {len} bytes, expected {}", c.sha256, c.size),
                 )),
-                Err(_) => report.problems.push((
+                None => report.problems.push((
                     k.user_id.clone(),
                     k.file_id.clone(),
                     k.rev,

@@ -113,10 +113,10 @@ async fn upload(
             needed: len,
         });
     }
-    let staged = state.blobs.stage(body.into_data_stream()).await?;
+    let staged = state.staging.stage(body.into_data_stream()).await?;
     // The blob may already exist as an orphan: keep the collector off it until committed.
     let _gc = state.gc_lock.read().await;
-    state.blobs.commit(&user.user_id, &staged).await?;
+    state.blobs.put(&user.user_id, &staged).await?;
     let (meta, change) = state
         .store
         .commit_content(
@@ -198,7 +198,7 @@ async fn put_chunk(
         }
     }
     let staged = state
-        .blobs
+        .staging
         .stage_limited(body.into_data_stream(), MAX_CHUNK_SIZE)
         .await?;
     if staged.sha256 != sha256 {
@@ -207,7 +207,7 @@ async fn put_chunk(
             staged.sha256
         )));
     }
-    state.blobs.commit(&user.user_id, &staged).await?;
+    state.blobs.put(&user.user_id, &staged).await?;
     Ok(axum::http::StatusCode::CREATED)
 }
 

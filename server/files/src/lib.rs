@@ -26,7 +26,7 @@ use axum::extract::FromRef;
 use syncsphere_auth::Verifier;
 use syncsphere_protocol::ChangeEvent;
 
-pub use blobs::DiskBlobStore;
+pub use blobs::{BlobStore, DiskBlobStore, Staging};
 pub use error::FilesError;
 pub use http::router;
 pub use store::MetadataStore;
@@ -49,7 +49,8 @@ impl ChangeSink for NoopSink {
 #[derive(Clone)]
 pub struct FilesState {
     pub store: MetadataStore,
-    pub blobs: Arc<DiskBlobStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub staging: Arc<Staging>,
     pub sink: Arc<dyn ChangeSink>,
     pub verifier: Arc<Verifier>,
     /// Held for reading by commits from touching their chunks to the metadata commit; the

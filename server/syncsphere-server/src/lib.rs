@@ -18,7 +18,7 @@ use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_files::gc::{GcLock, GcPolicy};
-use syncsphere_files::{ChangeSink, DiskBlobStore, FilesState, MetadataStore};
+use syncsphere_files::{BlobStore, ChangeSink, DiskBlobStore, FilesState, MetadataStore, Staging};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
 use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_state::{PushHub, StateService};
@@ -122,7 +122,8 @@ pub struct App {
 #[derive(Clone)]
 pub struct Maintenance {
     pub store: MetadataStore,
-    pub blobs: Arc<DiskBlobStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub staging: Arc<Staging>,
     pub lock: Arc<GcLock>,
 }
 
@@ -235,12 +236,13 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         }
         None => (hub.clone(), hub.clone(), None),
     };
-    let blobs = Arc::new(
-        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?,
-    );
+    let (disk, staging) =
+        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(disk);
     let maintenance = Maintenance {
         store: MetadataStore::new(db).with_quota(config.quota_bytes),
         blobs,
+        staging: Arc::new(staging),
         lock: Arc::new(GcLock::default()),
     };
     if config.gc_interval_secs > 0 {
@@ -253,6 +255,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     let files = syncsphere_files::router(FilesState {
         store: maintenance.store.clone(),
         blobs: maintenance.blobs.clone(),
+        staging: maintenance.staging.clone(),
         gc_lock: maintenance.lock.clone(),
         sink,
         verifier: verifier.clone(),
@@ -305,7 +308,8 @@ fn spawn_collector(m: Maintenance, policy: GcPolicy, every: std::time::Duration)
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = syncsphere_files::gc::collect(&m.store, &m.blobs, &m.lock, policy).await
+            if let Err(e) =
+                syncsphere_files::gc::collect(&m.store, &m.blobs, &m.staging, &m.lock, policy).await
             {
                 tracing::error!(error = %e, "garbage collection failed");
             }

@@ -1365,7 +1365,7 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     };
 
     // Within the grace period nothing goes, and the store checks clean.
-    let report = collect(&m.store, &m.blobs, &m.lock, keep_all)
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, keep_all)
         .await
         .unwrap();
     assert_eq!(report.blobs_deleted, 0, "{report:?}");
@@ -1394,7 +1394,7 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         )
         .await;
     assert_eq!(asked.json["missing"], json!([]));
-    let report = collect(&m.store, &m.blobs, &m.lock, keep_all)
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, keep_all)
         .await
         .unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
@@ -1423,7 +1423,9 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         retention: Duration::ZERO,
         grace: Duration::ZERO,
     };
-    let report = collect(&m.store, &m.blobs, &m.lock, purge).await.unwrap();
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, purge)
+        .await
+        .unwrap();
     assert_eq!(
         report.revisions_purged, 4,
         "f v1+v2, g's two revisions: {report:?}"
@@ -1456,7 +1458,9 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let report = collect(&m.store, &m.blobs, &m.lock, purge).await.unwrap();
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, purge)
+        .await
+        .unwrap();
     assert_eq!(report.manifests_purged, 1, "{report:?}");
     for p in &pieces {
         assert!(!blob_path(&sha_hex(p)).exists());

@@ -96,6 +96,45 @@ start_redis() {
   log "Redis running at $REDIS_URL_TEST"
 }
 
+# s3s-fs: a real S3-compatible server (checks SigV4 and conditional writes). 0.14.1 is the
+# last release that builds with this toolchain; `cargo install` compiles it from crates.io once
+# (~12 min on 2 cores) and reuses it afterwards.
+ensure_s3s_fs() {
+  if ! command -v s3s-fs >/dev/null || ! s3s-fs --version 2>/dev/null | grep -q '0.14.1'; then
+    log "installing s3s-fs 0.14.1 (cargo install, once)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked
+  fi
+}
+
+# Starts s3s-fs on a free loopback port with one bucket; sets S3_ENDPOINT_TEST, S3_BUCKET_TEST,
+# S3_ACCESS_KEY_TEST and S3_SECRET_KEY_TEST.
+start_s3() {
+  S3_DIR="$(mktemp -d /tmp/syncsphere-s3.XXXXXX)"
+  S3_BUCKET_TEST="syncsphere-test"
+  mkdir -p "$S3_DIR/data/$S3_BUCKET_TEST"
+  S3_ACCESS_KEY_TEST="syncsphere-test-key"
+  S3_SECRET_KEY_TEST="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  local port
+  port="$(free_port)"
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key "$S3_ACCESS_KEY_TEST" \
+    --secret-key "$S3_SECRET_KEY_TEST" "$S3_DIR/data" >"$S3_DIR/log" 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 100); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  S3_ENDPOINT_TEST="http://127.0.0.1:$port"
+  log "s3s-fs running at $S3_ENDPOINT_TEST (bucket $S3_BUCKET_TEST)"
+}
+
+stop_s3() {
+  if [ -n "${S3_PID:-}" ]; then
+    kill "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+    rm -rf "$S3_DIR"
+  fi
+}
+
 stop_redis() {
   if [ -n "${REDIS_DIR:-}" ] && [ -s "$REDIS_DIR/redis.pid" ]; then
     kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
-# checks formatting and lints, starts a throwaway PostgreSQL and Redis, runs all Rust tests (unit,
+# checks formatting and lints, starts a throwaway PostgreSQL, Redis and S3 server (s3s-fs), runs all Rust tests (unit,
 # service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
 # of one files and three state instances), the UI unit tests,
 # and the desktop app under Xvfb through tauri-driver.
@@ -9,6 +9,7 @@ cd "$ROOT"
 
 ensure_apt
 ensure_toolchains
+ensure_s3s_fs
 ensure_ui_deps
 build_ui   # the desktop crate embeds ui/dist at compile time
 
@@ -23,9 +24,12 @@ cargo build --locked --bins -p syncsphere-server -p syncsphere-cli
 
 start_postgres
 start_redis
-trap 'stop_redis; stop_postgres' EXIT
+start_s3
+trap 'stop_s3; stop_redis; stop_postgres' EXIT
 export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL"
 export SYNCSPHERE_TEST_REDIS_URL="$REDIS_URL_TEST"
+export SYNCSPHERE_TEST_S3_ENDPOINT="$S3_ENDPOINT_TEST" SYNCSPHERE_TEST_S3_BUCKET="$S3_BUCKET_TEST"
+export SYNCSPHERE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_TEST" SYNCSPHERE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY_TEST"
 
 log "cargo test (workspace)"
 cargo test --workspace --locked

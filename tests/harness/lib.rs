@@ -493,3 +493,28 @@ pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&st
         .unwrap_or_else(|| panic!("sign-in failed: {reply}"))
         .to_owned()
 }
+
+/// The test S3 server `scripts/test.sh` starts (s3s-fs): endpoint, bucket, access key, secret.
+/// Missing outside CI means "skip"; under CI it is an error.
+pub fn s3_settings() -> Option<(String, String, String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        var("SYNCSPHERE_TEST_S3_ENDPOINT"),
+        var("SYNCSPHERE_TEST_S3_BUCKET"),
+        var("SYNCSPHERE_TEST_S3_ACCESS_KEY"),
+        var("SYNCSPHERE_TEST_S3_SECRET_KEY"),
+    ) {
+        (Some(e), Some(b), Some(a), Some(s)) => Some((e, b, a, s)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but SYNCSPHERE_TEST_S3_* are not: run the tests through scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED S3: SYNCSPHERE_TEST_S3_ENDPOINT is not set (scripts/test.sh sets it)"
+            );
+            None
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod content;
 pub mod error;
 pub mod gc;
 pub mod http;
+pub mod s3;
 pub mod store;
 
 use std::sync::Arc;

@@ -18,6 +18,8 @@ use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_files::gc::{GcLock, GcPolicy};
+use syncsphere_files::s3::S3BlobStore;
+pub use syncsphere_files::s3::S3Config;
 use syncsphere_files::{BlobStore, ChangeSink, DiskBlobStore, FilesState, MetadataStore, Staging};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
 use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
@@ -76,6 +78,8 @@ pub struct AppConfig {
     pub gc_policy: GcPolicy,
     /// Seconds between garbage-collection passes; 0 disables the background collector.
     pub gc_interval_secs: u64,
+    /// Blobs in S3 instead of `data_dir/blobs`.
+    pub s3: Option<S3Config>,
 }
 
 impl AppConfig {
@@ -99,6 +103,7 @@ impl AppConfig {
             quota_bytes: None,
             gc_policy: GcPolicy::default(),
             gc_interval_secs: 3600,
+            s3: None,
         }
     }
 
@@ -236,9 +241,21 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         }
         None => (hub.clone(), hub.clone(), None),
     };
-    let (disk, staging) =
-        DiskBlobStore::open(config.data_dir.join("blobs")).context("opening the blob store")?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(disk);
+    let (blobs, staging): (Arc<dyn BlobStore>, Staging) = match &config.s3 {
+        None => {
+            let (disk, staging) = DiskBlobStore::open(config.data_dir.join("blobs"))
+                .context("opening the blob store")?;
+            (Arc::new(disk), staging)
+        }
+        Some(s3) => {
+            let store = S3BlobStore::connect(s3)
+                .await
+                .with_context(|| format!("opening the S3 bucket '{}'", s3.bucket))?;
+            let staging = Staging::open(config.data_dir.join("staging"))
+                .context("opening the staging directory")?;
+            (Arc::new(store), staging)
+        }
+    };
     let maintenance = Maintenance {
         store: MetadataStore::new(db).with_quota(config.quota_bytes),
         blobs,

@@ -12,7 +12,7 @@ use clap::Parser;
 use std::time::Duration;
 
 use syncsphere_files::gc::GcPolicy;
-use syncsphere_server::{AppConfig, Role, build};
+use syncsphere_server::{AppConfig, Role, S3Config, build};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,6 +91,22 @@ struct Args {
     /// files instance of a cluster only.
     #[arg(long, env = "SYNCSPHERE_GC_INTERVAL_SECS", default_value_t = 3600)]
     gc_interval_secs: u64,
+    /// Keep blobs in this S3 bucket instead of the data directory. Credentials come from the
+    /// standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, ECS task role…).
+    #[arg(long, env = "SYNCSPHERE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Region of the bucket.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Endpoint of an S3-compatible server (default: Amazon S3).
+    #[arg(long, env = "SYNCSPHERE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Path-style requests (`{endpoint}/{bucket}/{key}`), needed by most S3-compatible servers.
+    #[arg(long, env = "SYNCSPHERE_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Prefix of every key in the bucket.
+    #[arg(long, env = "SYNCSPHERE_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
     /// Check that every kept revision's content is complete, print the result and exit
     /// (status 1 if anything is missing). Does not serve.
     #[arg(long)]
@@ -182,6 +198,15 @@ fn config(args: &Args, database_url: Option<String>, public_url: String) -> AppC
             grace: Duration::from_secs(args.gc_grace_secs),
         },
         gc_interval_secs: if args.check { 0 } else { args.gc_interval_secs },
+        s3: args.s3_bucket.as_ref().map(|bucket| S3Config {
+            bucket: bucket.clone(),
+            region: args.s3_region.clone(),
+            endpoint: args.s3_endpoint.clone(),
+            path_style: args.s3_path_style,
+            prefix: args.s3_prefix.clone(),
+            access_key: None,
+            secret_key: None,
+        }),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Service tests of the assembled server (auth + files + state routers) through
-//! `tower::ServiceExt::oneshot`, each run on embedded SQLite and on a real PostgreSQL.
+//! `tower::ServiceExt::oneshot`, each run twice: on embedded SQLite with blobs on disk, and on a
+//! real PostgreSQL with blobs in a real S3-compatible server (s3s-fs) — the same suite against
+//! both metadata stores and both blob stores.
 
 use axum::Router;
 use axum::body::Body;
@@ -25,11 +27,28 @@ async fn harness(database_url: Option<String>) -> Harness {
 
 async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i64>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL runs pair with S3; each harness gets its own key prefix, so one test's garbage
+    // collection never sees another test's blobs.
+    let s3 = database_url
+        .as_ref()
+        .and_then(|_| syncsphere_e2e::s3_settings())
+        .map(
+            |(endpoint, bucket, access_key, secret_key)| syncsphere_server::S3Config {
+                bucket,
+                region: "us-east-1".into(),
+                endpoint: Some(endpoint),
+                path_style: true,
+                prefix: format!("test-{}/", uuid_like()),
+                access_key: Some(access_key),
+                secret_key: Some(secret_key),
+            },
+        );
     let app = build(&AppConfig {
         database_url,
         user_pool_id: POOL.into(),
         client_id: CLIENT_ID.into(),
         quota_bytes,
+        s3,
         ..AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into())
     })
     .await
@@ -139,6 +158,17 @@ impl Harness {
         )
         .unwrap()
     }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        now(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn now() -> u64 {
@@ -1346,22 +1376,38 @@ async fn retention_and_garbage_collection(db: Option<String>) {
             .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let blob_path = |sha: &str| {
-        let user = claims(&t)["sub"].as_str().unwrap().to_owned();
-        h.dir
-            .path()
-            .join("blobs")
-            .join(user)
-            .join(&sha[..2])
-            .join(sha)
+    let user = claims(&t)["sub"].as_str().unwrap().to_owned();
+    let on_disk = m.blobs.touch_extends_grace();
+    let exists = |sha: String| {
+        let (blobs, user) = (m.blobs.clone(), user.clone());
+        async move { blobs.stat(&user, &sha).await.unwrap().is_some() }
     };
-    let age = |sha: &str, secs: u64| {
-        std::fs::File::options()
-            .write(true)
-            .open(blob_path(sha))
-            .unwrap()
-            .set_modified(SystemTime::now() - Duration::from_secs(secs))
-            .unwrap();
+    // Disk blobs can be aged by their modification time; S3 objects cannot, so there the
+    // "aged" passes use a zero grace period instead.
+    let age = |sha: &str| {
+        if on_disk {
+            let path = h
+                .dir
+                .path()
+                .join("blobs")
+                .join(&user)
+                .join(&sha[..2])
+                .join(sha);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(SystemTime::now() - Duration::from_secs(7200))
+                .unwrap();
+        }
+    };
+    let aged = if on_disk {
+        keep_all
+    } else {
+        GcPolicy {
+            grace: Duration::ZERO,
+            ..keep_all
+        }
     };
 
     // Within the grace period nothing goes, and the store checks clean.
@@ -1378,12 +1424,13 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     );
 
     // Both orphans age past the grace period; a client then asks about one of them (resuming
-    // its upload): that one survives, the other is collected. Kept content never goes.
+    // its upload): on disk that restarts its grace period and it survives (S3 cannot, and the
+    // client re-sends it at commit). Kept content never goes.
     for o in &orphans {
-        age(&sha_hex(o), 7200);
+        age(&sha_hex(o));
     }
     for p in &pieces {
-        age(&sha_hex(p), 7200);
+        age(&sha_hex(p));
     }
     let asked = h
         .request(
@@ -1394,15 +1441,20 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         )
         .await;
     assert_eq!(asked.json["missing"], json!([]));
-    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, keep_all)
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, aged)
         .await
         .unwrap();
-    assert_eq!(report.blobs_deleted, 1, "{report:?}");
-    assert!(blob_path(&sha_hex(&orphans[0])).exists());
-    assert!(!blob_path(&sha_hex(&orphans[1])).exists());
+    assert_eq!(
+        report.blobs_deleted,
+        if on_disk { 1 } else { 2 },
+        "{report:?}"
+    );
+    assert_eq!(exists(sha_hex(&orphans[0])).await, on_disk);
+    assert!(!exists(sha_hex(&orphans[1])).await);
     for p in &pieces {
         assert!(
-            blob_path(&sha_hex(p)).exists(),
+            exists(sha_hex(p)).await,
             "a chunk of a kept file was collected"
         );
     }
@@ -1433,8 +1485,11 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     assert_eq!(report.files_purged, 1);
     assert!(
         report.blobs_deleted >= 3,
-        "v1, v2, g's content and the asked orphan: {report:?}"
+        "v1, v2 and g's content: {report:?}"
     );
+    for gone in [b"v1".as_slice(), b"v2", b"trash me"] {
+        assert!(!exists(sha_hex(gone)).await);
+    }
     let revs = h.get(&t, &format!("/v1/files/{id}/revisions")).await.json;
     assert_eq!(revs["revisions"].as_array().unwrap().len(), 1, "{revs}");
     assert_eq!(h.get(&t, "/v1/trash").await.json["files"], json!([]));
@@ -1463,11 +1518,10 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         .unwrap();
     assert_eq!(report.manifests_purged, 1, "{report:?}");
     for p in &pieces {
-        assert!(!blob_path(&sha_hex(p)).exists());
+        assert!(!exists(sha_hex(p)).await);
     }
     // A damaged store is reported: remove the current content of f.
-    let sha_v3 = sha_hex(b"v3");
-    std::fs::remove_file(blob_path(&sha_v3)).unwrap();
+    m.blobs.delete(&user, &sha_hex(b"v3")).await.unwrap();
     let checked = check(&m.store, &m.blobs).await.unwrap();
     assert_eq!(checked.problems.len(), 1, "{checked:?}");
     assert!(checked.problems[0].3.contains("missing"));
@@ -1571,5 +1625,38 @@ async fn cognito_api_and_token_rules_on_postgres() {
 async fn files_commit_rules_and_bad_input_on_postgres() {
     if let Some(url) = postgres() {
         files_commit_rules_and_bad_input(Some(url)).await;
+    }
+}
+
+/// The S3 server checks signatures: wrong credentials stop the server at start with a clear
+/// error instead of failing uploads later.
+#[tokio::test]
+async fn s3_with_wrong_credentials_is_refused_at_start() {
+    let Some((endpoint, bucket, access_key, _)) = syncsphere_e2e::s3_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = |bucket: String, secret: &str| syncsphere_server::S3Config {
+        bucket,
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint.clone()),
+        path_style: true,
+        prefix: String::new(),
+        access_key: Some(access_key.clone()),
+        secret_key: Some(secret.into()),
+    };
+    for (config, what) in [
+        (s3(bucket.clone(), "not-the-secret"), "wrong secret"),
+        (s3("no-such-bucket".into(), "x"), "unknown bucket"),
+    ] {
+        let err = build(&AppConfig {
+            s3: Some(config),
+            ..AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into())
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: the server started"));
+        let text = format!("{err:#}");
+        assert!(text.contains("S3 bucket"), "{what}: {text}");
     }
 }

@@ -7,15 +7,18 @@
 #      "up to date" (scan, chunking, upload, server fsyncs, commit), and compared with `cp` of the
 #      same file on the same disk, with and without a final `sync` (goal: cp time / upload
 #      time ≥ 0.7).
-#   scripts/bench-files.sh [--edit-mib 256] [--big-mib 1024]
+#   scripts/bench-files.sh [--edit-mib 256] [--big-mib 1024] [--blobs disk|s3]
+# With `--blobs s3` the server keeps blobs in a local s3s-fs (installed if missing).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 EDIT_MIB=256
 BIG_MIB=1024
+BLOBS=disk
 while [ $# -gt 0 ]; do
   case "$1" in
     --edit-mib) EDIT_MIB="$2"; shift 2 ;;
     --big-mib) BIG_MIB="$2"; shift 2 ;;
+    --blobs) BLOBS="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -28,11 +31,19 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_s3
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 --data-dir "$WORK/server" \
+BLOB_ARGS=()
+if [ "$BLOBS" = s3 ]; then
+  ensure_s3s_fs
+  start_s3
+  BLOB_ARGS=(--s3-bucket "$S3_BUCKET_TEST" --s3-endpoint "$S3_ENDPOINT_TEST" --s3-path-style)
+  export AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_TEST" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY_TEST"
+fi
+RUST_LOG=warn "$REL/syncsphere-server" "${BLOB_ARGS[@]}" --listen 127.0.0.1:0 --data-dir "$WORK/server" \
   >"$WORK/server.out" 2>"$WORK/server.log" &
 PIDS+=("$!")
 for _ in $(seq 200); do grep -q 'listening on' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
@@ -92,7 +103,7 @@ t4=$(date +%s.%N)
 up_s=$(echo "$t4 - $t5" | bc -l)
 up_bytes="$(field "$WORK/dev2" bytes_uploaded)"
 
-echo "## File transfers ($(date -u +%F), $(nproc) cores)"
+echo "## File transfers ($(date -u +%F), $(nproc) cores, blobs: $BLOBS)"
 echo
 echo "- 1-byte insert at the start of a ${EDIT_MIB} MiB random file: **$edit_bytes bytes** uploaded for the edit (first upload: $first bytes)"
 printf -- '- %d MiB random file, client start → up to date: **%.2f s** (%.0f MiB/s; %s content bytes uploaded)\n' "$BIG_MIB" "$up_s" "$(echo "$BIG_MIB / $up_s" | bc -l)" "$up_bytes"

@@ -256,15 +256,8 @@ async fn presence_and_revocation_work_across_state_instances() {
     presence_until(&mut ws2, both).await;
 
     let http = reqwest::Client::new();
-    let list: serde_json::Value = http
-        .get(format!("{}/v1/devices", files.url))
-        .bearer_auth(&t1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let devices_url = format!("{}/v1/devices", files.url);
+    let list = syncsphere_e2e::get_json(&devices_url, &t1).await;
     let online: BTreeSet<&str> = list["devices"]
         .as_array()
         .unwrap()
@@ -300,15 +293,7 @@ async fn presence_and_revocation_work_across_state_instances() {
             other => panic!("expected a 401, got {:?}", other.map(|_| ())),
         }
     }
-    let list: serde_json::Value = http
-        .get(format!("{}/v1/devices", files.url))
-        .bearer_auth(&t1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = syncsphere_e2e::get_json(&devices_url, &t1).await;
     let dev2 = list["devices"]
         .as_array()
         .unwrap()

@@ -4,26 +4,13 @@
 
 use std::time::Duration;
 
-use syncsphere_e2e::{Device, Server, same_bytes, wait_for};
+use syncsphere_e2e::{Device, Server, noise, same_bytes, wait_for};
 
 const MIB: usize = 1024 * 1024;
 /// The smallest chunk a client cuts (except a file's last one).
 const CHUNK_MIN: usize = 256 * 1024;
 /// The largest chunk a client cuts.
 const CHUNK_MAX: usize = 4 * MIB;
-
-/// Pseudo-random bytes (xorshift): incompressible, with no repeated chunks.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn uploaded(d: &Device) -> u64 {
     d.status()

@@ -683,15 +683,8 @@ async fn syncsphereignore_keeps_files_local_on_every_device() {
         std::fs::read(a.path("notes.txt")).unwrap(),
         b"edited while ignored"
     );
-    let files: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/files", server.url))
-        .bearer_auth(cognito_token(&server.url, "ignore@example.com", None).await)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = cognito_token(&server.url, "ignore@example.com", None).await;
+    let files = syncsphere_e2e::get_json(&format!("{}/v1/files", server.url), &token).await;
     let paths: Vec<&str> = files["files"]
         .as_array()
         .unwrap()

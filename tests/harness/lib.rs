@@ -518,3 +518,30 @@ pub fn s3_settings() -> Option<(String, String, String, String)> {
         }
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift64): incompressible test data whose chunks do
+/// not repeat. Seeds differing only in the lowest bit give the same bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `GET url` with a bearer token, parsed as JSON (panics on transport or parse errors).
+pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET request")
+        .json()
+        .await
+        .expect("JSON body")
+}

@@ -256,16 +256,25 @@ impl DeviceRegistry {
     }
 
     pub async fn is_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, DeviceError> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM devices
-             WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
-        )
-        .bind(user_id)
-        .bind(device_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(row.is_some())
+        Ok(revoked_in(&self.db, user_id, device_id).await?)
     }
+}
+
+/// Whether the registry in `db` marks the device revoked.
+pub(crate) async fn revoked_in(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM devices
+         WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.is_some())
 }
 
 impl DeviceRevocations for DeviceRegistry {

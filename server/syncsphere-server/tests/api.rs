@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use syncsphere_e2e::noise;
 use syncsphere_server::{AppConfig, build};
 use tower::ServiceExt;
 
@@ -849,19 +850,6 @@ fn sha_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so chunks do not compress or repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
     let h = harness(db).await;
     let (t, _) = h.user("chunky@example.com").await;
@@ -1527,105 +1515,37 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     assert!(checked.problems[0].3.contains("missing"));
 }
 
-#[tokio::test]
-async fn retention_and_garbage_collection_on_sqlite() {
-    retention_and_garbage_collection(None).await;
-}
-
-#[tokio::test]
-async fn retention_and_garbage_collection_on_postgres() {
-    if let Some(url) = postgres() {
-        retention_and_garbage_collection(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn quotas_on_sqlite() {
-    quotas(None).await;
-}
-
-#[tokio::test]
-async fn quotas_on_postgres() {
-    if let Some(url) = postgres() {
-        quotas(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn path_attack_table_on_sqlite() {
-    path_attack_table(None).await;
-}
-
-#[tokio::test]
-async fn path_attack_table_on_postgres() {
-    if let Some(url) = postgres() {
-        path_attack_table(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn chunked_uploads_resume_dedup_and_ranges_on_sqlite() {
-    chunked_uploads_resume_dedup_and_ranges(None).await;
-}
-
-#[tokio::test]
-async fn chunked_uploads_resume_dedup_and_ranges_on_postgres() {
-    if let Some(url) = postgres() {
-        chunked_uploads_resume_dedup_and_ranges(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn devices_registration_listing_and_revocation_on_sqlite() {
-    devices_registration_listing_and_revocation(None).await;
-}
-
-#[tokio::test]
-async fn devices_registration_listing_and_revocation_on_postgres() {
-    if let Some(url) = postgres() {
-        devices_registration_listing_and_revocation(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn revisions_restore_and_trash_on_sqlite() {
-    revisions_restore_and_trash(None).await;
-}
-
-#[tokio::test]
-async fn revisions_restore_and_trash_on_postgres() {
-    if let Some(url) = postgres() {
-        revisions_restore_and_trash(Some(url)).await;
-    }
-}
-
-#[tokio::test]
-async fn cognito_api_and_token_rules_on_sqlite() {
-    cognito_api_and_token_rules(None).await;
-}
-
-#[tokio::test]
-async fn files_commit_rules_and_bad_input_on_sqlite() {
-    files_commit_rules_and_bad_input(None).await;
-}
-
 fn postgres() -> Option<String> {
     let admin = syncsphere_e2e::postgres_admin_url()?;
     Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
 }
 
-#[tokio::test]
-async fn cognito_api_and_token_rules_on_postgres() {
-    if let Some(url) = postgres() {
-        cognito_api_and_token_rules(Some(url)).await;
-    }
+/// Runs a suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
+macro_rules! on_both_stores {
+    ($($suite:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            $suite(None).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some(url) = postgres() {
+                $suite(Some(url)).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn files_commit_rules_and_bad_input_on_postgres() {
-    if let Some(url) = postgres() {
-        files_commit_rules_and_bad_input(Some(url)).await;
-    }
+on_both_stores! {
+    retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
+    quotas => quotas_on_sqlite, quotas_on_postgres;
+    path_attack_table => path_attack_table_on_sqlite, path_attack_table_on_postgres;
+    chunked_uploads_resume_dedup_and_ranges => chunked_uploads_resume_dedup_and_ranges_on_sqlite, chunked_uploads_resume_dedup_and_ranges_on_postgres;
+    devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
+    revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
+    cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
+    files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
 }
 
 /// The S3 server checks signatures: wrong credentials stop the server at start with a clear

@@ -308,15 +308,7 @@ impl IdentityProvider {
     }
 
     async fn device_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, IdpError> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM devices
-             WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
-        )
-        .bind(user_id)
-        .bind(device_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(row.is_some())
+        Ok(crate::devices::revoked_in(&self.db, user_id, device_id).await?)
     }
 
     /// Cognito `GetUser`: the user behind a valid access token.

@@ -13,6 +13,8 @@ use syncsphere_protocol::ws::{
     CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
 };
 
+use tracing::Instrument;
+
 use crate::StateService;
 use crate::hub::{ENDED_OVERFLOW, ENDED_REVOKED};
 
@@ -154,9 +156,23 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         )
         .await;
     }
-    let mut user = user;
+    // The span must be attached to the future, not entered across `.await`s: an entered guard
+    // would leak into whatever else runs on this worker thread (other connections' logs).
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
-    let _enter = span.enter();
+    serve(socket, user, device_id, device_name, state)
+        .instrument(span)
+        .await;
+}
+
+/// A connection after `hello`: registration, pushes, heartbeats, reauth, shutdown.
+async fn serve(
+    mut socket: WebSocket,
+    user: AuthUser,
+    device_id: String,
+    device_name: Option<String>,
+    state: StateService,
+) {
+    let mut user = user;
     // With several instances, subscribe to the user's channel before welcoming: the client's
     // catch-up after `welcome` then cannot miss a change committed in between.
     if let Some(bus) = &state.bus

@@ -696,3 +696,90 @@ async fn syncsphereignore_keeps_files_local_on_every_device() {
         [".syncsphereignore", "after.txt", "from-b.txt", "notes.txt"]
     );
 }
+
+/// Both devices edit while the server is down (the same file differently, and one edits a file
+/// the other deletes); when it returns they converge to the same tree and nothing is lost: one
+/// edit wins the path, the other is kept as a conflicted copy, and the edit beats the delete.
+#[test]
+fn offline_edits_on_two_devices_converge_with_nothing_lost() {
+    let mut server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    a.signup(&server, "offline@example.com");
+    b.login(&server, "offline@example.com");
+    std::fs::create_dir_all(&a.folder).unwrap();
+    std::fs::write(a.path("plan.txt"), b"the plan, v0").unwrap();
+    std::fs::write(a.path("keep-me.txt"), b"shared, v0").unwrap();
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    wait_for(SETTLE, || {
+        same_bytes(&a, &b, "plan.txt") && same_bytes(&a, &b, "keep-me.txt")
+    })
+    .expect("initial files reached B");
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+
+    server.stop();
+    assert!(
+        wait_for(SETTLE, || a
+            .status()
+            .is_some_and(|s| s["state"] == "offline")
+            && b.status().is_some_and(|s| s["state"] == "offline"))
+        .is_some()
+    );
+    std::fs::write(a.path("plan.txt"), b"the plan, as the laptop wants it").unwrap();
+    std::fs::write(b.path("plan.txt"), b"the plan, as the desktop wants it").unwrap();
+    std::fs::write(a.path("keep-me.txt"), b"edited on the laptop").unwrap();
+    std::fs::remove_file(b.path("keep-me.txt")).unwrap();
+    std::fs::write(a.path("only-a.txt"), b"new on the laptop").unwrap();
+    std::fs::write(b.path("only-b.txt"), b"new on the desktop").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    server.restart().expect("server restarts");
+    let converged = wait_for(Duration::from_secs(60), || {
+        a.is_up_to_date() && b.is_up_to_date() && {
+            let (mut ta, mut tb) = (walk(&a.folder), walk(&b.folder));
+            ta.sort();
+            tb.sort();
+            ta == tb && ta.iter().all(|p| same_bytes(&a, &b, p))
+        }
+    });
+    let mut tree = walk(&a.folder);
+    tree.sort();
+    assert!(
+        converged.is_some(),
+        "devices did not converge: A {tree:?} B {:?}\nA:\n{}\nB:\n{}",
+        walk(&b.folder),
+        a.log(),
+        b.log()
+    );
+    // Every version anyone wrote is still in the folder.
+    let contents: Vec<Vec<u8>> = tree
+        .iter()
+        .map(|p| std::fs::read(a.path(p)).unwrap())
+        .collect();
+    for version in [
+        b"the plan, as the laptop wants it".as_slice(),
+        b"the plan, as the desktop wants it",
+        b"edited on the laptop",
+        b"new on the laptop",
+        b"new on the desktop",
+    ] {
+        assert!(
+            contents.iter().any(|c| c == version),
+            "lost {:?}; tree {tree:?}",
+            String::from_utf8_lossy(version)
+        );
+    }
+    let copies: Vec<&String> = tree
+        .iter()
+        .filter(|p| p.starts_with("plan (conflicted copy from "))
+        .collect();
+    assert_eq!(copies.len(), 1, "one conflicted copy of plan.txt: {tree:?}");
+    assert_eq!(
+        std::fs::read(a.path("keep-me.txt")).unwrap(),
+        b"edited on the laptop",
+        "the edit survives the delete"
+    );
+}

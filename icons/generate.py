@@ -88,6 +88,13 @@ def tray_error():
     return disc(RED) + bang
 
 
+def tray_paused():
+    bars = ["-fill", WHITE, "-stroke", "none",
+            "-draw", "roundrectangle 88,72 116,184 10,10",
+            "-draw", "roundrectangle 140,72 168,184 10,10"]
+    return disc(GREY) + bars
+
+
 def main():
     for size, name in ((512, "icon.png"), (128, "128x128.png"), (32, "32x32.png")):
         render(name, size, 2048, app_icon())
@@ -96,6 +103,7 @@ def main():
         ("tray-syncing.png", tray_syncing()),
         ("tray-offline.png", tray_offline()),
         ("tray-error.png", tray_error()),
+        ("tray-paused.png", tray_paused()),
     ):
         render(name, 64, 256, draws)
 

@@ -60,6 +60,19 @@ impl SyncControl {
         }
     }
 
+    /// Pauses a running sync, or resumes a paused one. Returns whether it is now paused
+    /// (`false` also when nothing runs).
+    pub(crate) async fn toggle_pause(&self) -> bool {
+        let running = self.running.lock().await;
+        let Some(r) = running.as_ref() else {
+            return false;
+        };
+        let paused = !r.handle.is_paused();
+        r.handle.set_paused(paused);
+        tracing::info!(paused, "sync pause switched");
+        paused
+    }
+
     pub(crate) async fn is_running(&self) -> bool {
         self.running.lock().await.is_some()
     }

@@ -1,5 +1,5 @@
-//! The tray icon: its menu (status line, Open SyncSphere, Open folder, Quit), and an icon and
-//! tooltip that follow the sync status.
+//! The tray icon: its menu (status line, Open SyncSphere, Open folder, Pause/Resume syncing,
+//! Quit), and an icon and tooltip that follow the sync status.
 //!
 //! Linux tray hosts ignore tooltips, so the status line is also the first (disabled) menu item.
 
@@ -15,6 +15,7 @@ const TRAY_ID: &str = "main";
 const ITEM_STATUS: &str = "status";
 const ITEM_OPEN_WINDOW: &str = "open_window";
 const ITEM_OPEN_FOLDER: &str = "open_folder";
+const ITEM_PAUSE: &str = "pause";
 const ITEM_QUIT: &str = "quit";
 
 /// Which picture the tray shows.
@@ -26,6 +27,7 @@ enum TrayLook {
     Syncing,
     Offline,
     Error,
+    Paused,
 }
 
 impl TrayLook {
@@ -36,6 +38,7 @@ impl TrayLook {
             SyncState::Offline => TrayLook::Offline,
             SyncState::Error => TrayLook::Error,
             SyncState::Stopped => TrayLook::Idle,
+            SyncState::Paused => TrayLook::Paused,
         }
     }
 
@@ -46,6 +49,7 @@ impl TrayLook {
             TrayLook::Syncing => tauri::include_image!("icons/tray-syncing.png"),
             TrayLook::Offline => tauri::include_image!("icons/tray-offline.png"),
             TrayLook::Error => tauri::include_image!("icons/tray-error.png"),
+            TrayLook::Paused => tauri::include_image!("icons/tray-paused.png"),
         }
     }
 }
@@ -53,8 +57,12 @@ impl TrayLook {
 /// The disabled first menu item that repeats the tooltip.
 struct StatusLine(MenuItem<Wry>);
 
+/// The Pause/Resume item, whose text follows the state.
+struct PauseItem(MenuItem<Wry>);
+
 pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
     let status_line = MenuItem::with_id(app, ITEM_STATUS, "Not syncing", false, None::<&str>)?;
+    let pause = MenuItem::with_id(app, ITEM_PAUSE, "Pause syncing", true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -62,6 +70,7 @@ pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, ITEM_OPEN_WINDOW, "Open SyncSphere", true, None::<&str>)?,
             &MenuItem::with_id(app, ITEM_OPEN_FOLDER, "Open folder", true, None::<&str>)?,
+            &pause,
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, ITEM_QUIT, "Quit", true, None::<&str>)?,
         ],
@@ -84,6 +93,7 @@ pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
         })
         .build(app)?;
     app.manage(StatusLine(status_line));
+    app.manage(PauseItem(pause));
     Ok(())
 }
 
@@ -91,6 +101,13 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
     match event.id().as_ref() {
         ITEM_OPEN_WINDOW => shell::show_window(app),
         ITEM_OPEN_FOLDER => shell::open_synced_folder(app),
+        ITEM_PAUSE => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let control = app.state::<crate::sync_control::SyncControl>();
+                control.toggle_pause().await;
+            });
+        }
         ITEM_QUIT => shell::quit(app),
         _ => {}
     }
@@ -99,6 +116,16 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
 /// Shows a sync status: icon by state, tooltip and status line = `status.summary()`.
 pub(crate) fn show_status(app: &AppHandle, status: &Status) {
     show(app, TrayLook::for_state(status.state), &status.summary());
+    let label = if status.state == SyncState::Paused {
+        "Resume syncing"
+    } else {
+        "Pause syncing"
+    };
+    if let Some(item) = app.try_state::<PauseItem>()
+        && let Err(err) = item.0.set_text(label)
+    {
+        tracing::warn!("could not update the tray menu: {err}");
+    }
 }
 
 /// Shows that nothing is syncing, with the reason (e.g. "Not signed in").
@@ -139,6 +166,7 @@ mod tests {
             (SyncState::Offline, TrayLook::Offline),
             (SyncState::Error, TrayLook::Error),
             (SyncState::Stopped, TrayLook::Idle),
+            (SyncState::Paused, TrayLook::Paused),
         ];
         for (state, look) in cases {
             assert_eq!(TrayLook::for_state(state), look, "{state:?}");

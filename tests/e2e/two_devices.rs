@@ -783,3 +783,54 @@ fn offline_edits_on_two_devices_converge_with_nothing_lost() {
         "the edit survives the delete"
     );
 }
+
+/// Pausing a device stops its transfers (the status says so) and resuming catches up at once.
+#[test]
+fn a_paused_device_transfers_nothing_until_resumed() {
+    let server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    a.signup(&server, "pause@example.com");
+    b.login(&server, "pause@example.com");
+    let _pa = a.start_sync().unwrap();
+    let pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pb.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-USR1");
+    assert!(
+        wait_for(SETTLE, || b
+            .status()
+            .is_some_and(|s| s["state"] == "paused"))
+        .is_some(),
+        "{:?}",
+        b.status()
+    );
+    std::fs::create_dir_all(&a.folder).unwrap();
+    std::fs::write(a.path("while-paused.txt"), b"wait for it").unwrap();
+    std::fs::write(b.path("local-while-paused.txt"), b"stays here for now").unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date()).is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !b.path("while-paused.txt").exists(),
+        "a paused device downloaded"
+    );
+    assert!(
+        !a.path("local-while-paused.txt").exists(),
+        "a paused device uploaded"
+    );
+    signal("-USR2");
+    let took = wait_for(SETTLE, || {
+        same_bytes(&a, &b, "while-paused.txt") && same_bytes(&a, &b, "local-while-paused.txt")
+    })
+    .expect("caught up after resuming");
+    assert!(took < PUSH_BOUND, "resuming took {took:?}");
+}

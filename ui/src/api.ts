@@ -3,7 +3,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-export type SyncState = "starting" | "up_to_date" | "syncing" | "offline" | "error" | "stopped";
+export type SyncState = "starting" | "up_to_date" | "syncing" | "offline" | "error" | "stopped" | "paused";
 
 export interface RecentFile {
   path: string;

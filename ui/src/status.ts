@@ -9,6 +9,7 @@ export const STATE_LABELS: Record<SyncState, string> = {
   offline: "Offline — retrying",
   error: "Needs attention",
   stopped: "Stopped",
+  paused: "Paused — choose Resume syncing in the tray menu",
 };
 
 const ACTION_LABELS: Record<string, string> = {

@@ -50,7 +50,8 @@ enum Command {
     },
     /// Forget the session of this device.
     Logout,
-    /// Sync a folder until interrupted (SIGINT/SIGTERM).
+    /// Sync a folder until interrupted (SIGINT/SIGTERM). SIGUSR1 pauses syncing (after the
+    /// operation in progress), SIGUSR2 resumes it.
     Sync {
         #[arg(long)]
         folder: PathBuf,
@@ -185,13 +186,24 @@ async fn sync(
     let mut handle = client::start_sync_with(dir, folder, &device_name, options)
         .context("cannot start syncing")?;
     let mut status = handle.status.clone();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut pause = signal(SignalKind::user_defined1())?;
+    let mut resume = signal(SignalKind::user_defined2())?;
     let mut last_summary = String::new();
     let mut failure = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            _ = pause.recv() => {
+                tracing::info!(target: "syncsphere", "pausing (SIGUSR1)");
+                handle.set_paused(true);
+            }
+            _ = resume.recv() => {
+                tracing::info!(target: "syncsphere", "resuming (SIGUSR2)");
+                handle.set_paused(false);
+            }
             changed = status.changed() => {
                 if changed.is_err() {
                     // Sync ended by itself: say why when it was an error (e.g. device revoked).

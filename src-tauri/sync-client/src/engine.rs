@@ -18,7 +18,9 @@ use crate::{SyncError, now_ms};
 /// Fallback poll of the journal when no push arrives; pushes make sync immediate.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// Quiet time after a local file event before scanning, so a burst of writes is one round.
-const LOCAL_DEBOUNCE: Duration = Duration::from_millis(150);
+/// Short, because it is most of the save-to-other-device latency; a file still being written
+/// when the round starts is not uploaded torn anyway (it is retried, see `SyncError::Busy`).
+const LOCAL_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Planning rounds per sync pass before giving the loop back (a safety net, not a normal path).
 const MAX_ROUNDS: usize = 16;
 
@@ -41,6 +43,8 @@ pub(crate) struct Engine {
     pub last_local: syncsphere_sync_core::LocalTree,
     /// Set when a file was still being written: look again shortly instead of at the poll.
     pub retry_soon: bool,
+    /// The user's pause switch.
+    pub paused: watch::Receiver<bool>,
 }
 
 /// How soon to look again at a file that was still being written.
@@ -66,6 +70,23 @@ impl Engine {
     ) -> Result<(), SyncError> {
         let mut failures: u32 = 0;
         loop {
+            if *self.paused.borrow() {
+                self.status.send_modify(|s| {
+                    s.state = SyncState::Paused;
+                    s.updated_ms = now_ms();
+                });
+                tokio::select! {
+                    resumed = self.paused.wait_for(|p| !p) => {
+                        if resumed.is_err() {
+                            break; // the handle is gone
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+                // Resumed: drop the nudges that piled up and look at everything now.
+                while triggers.try_recv().is_ok() {}
+                continue;
+            }
             let result = self.pass().await;
             let retry = match result {
                 Ok(()) => {
@@ -104,6 +125,11 @@ impl Engine {
                     while triggers.try_recv().is_ok() {}
                 }
                 _ = tokio::time::sleep(wait) => {}
+                switched = self.paused.changed() => {
+                    if switched.is_err() {
+                        break; // the handle is gone
+                    }
+                }
                 _ = stop.changed() => break,
             }
             if *stop.borrow() {
@@ -187,6 +213,10 @@ impl Engine {
                 s.updated_ms = now_ms();
             });
             for (done, op) in ops.into_iter().enumerate() {
+                // A pause takes effect after the operation in progress.
+                if *self.paused.borrow() {
+                    return Ok(());
+                }
                 let label = describe(&op);
                 match self.execute(op).await {
                     Ok(Some((path, action))) => self

@@ -191,10 +191,21 @@ pub fn last_status(config_dir: &Path) -> Result<Option<Status>, SyncError> {
 pub struct SyncHandle {
     pub status: watch::Receiver<Status>,
     stop: watch::Sender<bool>,
+    pause: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SyncHandle {
+    /// Pauses (after the operation in progress) or resumes syncing. While paused nothing is
+    /// transferred; the push connection stays up, and resuming catches up at once.
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.pause.borrow()
+    }
+
     /// Stops syncing and waits until the current operation has finished.
     pub async fn stop(self) {
         self.stop.send_replace(true);
@@ -240,6 +251,7 @@ pub fn start_sync_with(
     );
     let (status_tx, status_rx) = watch::channel(initial);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (pause_tx, pause_rx) = watch::channel(false);
     let config_dir = config_dir.to_path_buf();
     let device_name = device_name.to_owned();
     let task = tokio::spawn(async move {
@@ -252,7 +264,7 @@ pub fn start_sync_with(
             device_name,
             options,
             status_tx,
-            stop_rx,
+            (stop_rx, pause_rx),
         )
         .await
         {
@@ -269,6 +281,7 @@ pub fn start_sync_with(
     Ok(SyncHandle {
         status: status_rx,
         stop: stop_tx,
+        pause: pause_tx,
         task,
     })
 }
@@ -280,7 +293,7 @@ async fn run(
     device_name: String,
     options: SyncOptions,
     status: watch::Sender<Status>,
-    stop: watch::Receiver<bool>,
+    (stop, paused): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) -> Result<(), SyncError> {
     let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
     let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
@@ -383,6 +396,7 @@ async fn run(
         cursor: cursor_tx,
         last_local: Default::default(),
         retry_soon: false,
+        paused,
     };
     tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

@@ -16,6 +16,8 @@ pub enum SyncState {
     Offline,
     /// Something needs the user's attention (see `last_error`).
     Error,
+    /// The user paused syncing: nothing is transferred until resumed.
+    Paused,
     /// Sync was stopped.
     Stopped,
 }
@@ -102,6 +104,7 @@ impl Status {
                 self.last_error.as_deref().unwrap_or("unknown error")
             ),
             SyncState::Stopped => "Stopped".to_owned(),
+            SyncState::Paused => "Paused".to_owned(),
         }
     }
 }

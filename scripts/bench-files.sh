@@ -43,11 +43,9 @@ if [ "$BLOBS" = s3 ]; then
   BLOB_ARGS=(--s3-bucket "$S3_BUCKET_TEST" --s3-endpoint "$S3_ENDPOINT_TEST" --s3-path-style)
   export AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_TEST" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY_TEST"
 fi
-RUST_LOG=warn "$REL/syncsphere-server" "${BLOB_ARGS[@]}" --listen 127.0.0.1:0 --data-dir "$WORK/server" \
-  >"$WORK/server.out" 2>"$WORK/server.log" &
-PIDS+=("$!")
-for _ in $(seq 200); do grep -q 'listening on' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
-URL="$(grep -o 'http://[0-9.:]*' "$WORK/server.out" | head -n1)"
+start_bench_server "$WORK" server "${BLOB_ARGS[@]}" --data-dir "$WORK/server"
+PIDS+=("$STARTED_PID")
+URL="$STARTED_URL"
 export SYNCSPHERE_PASSWORD="benchmark-password"
 "$REL/syncsphere" --config-dir "$WORK/dev1" signup --server "$URL" --email bench@example.com >/dev/null
 

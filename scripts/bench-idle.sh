@@ -39,16 +39,10 @@ cleanup() {
 trap cleanup EXIT
 start_redis
 
-# Starts a server with the given arguments; sets STARTED_URL and STARTED_PID.
+# Starts a server with the given arguments and remembers it for cleanup.
 start_server() {
-  local name="$1"; shift
-  RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
-    >"$DATA/$name.out" 2>"$DATA/$name.log" &
-  STARTED_PID=$!
+  start_bench_server "$DATA" "$@"
   PIDS+=("$STARTED_PID")
-  for _ in $(seq 200); do grep -q 'listening on' "$DATA/$name.out" 2>/dev/null && break; sleep 0.05; done
-  STARTED_URL="$(grep -o 'http://[0-9.:]*' "$DATA/$name.out" | head -n1)"
-  [ -n "$STARTED_URL" ] || { cat "$DATA/$name.log" >&2; exit 1; }
 }
 
 start_server files --role files --data-dir "$DATA/files" --redis-url "$REDIS_URL_TEST"

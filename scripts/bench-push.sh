@@ -19,12 +19,8 @@ if [ "${BENCH_DB:-sqlite}" = postgres ]; then
   PG_FSYNC=on start_postgres
   DB_ARGS=(--database-url "$PG_URL")
 fi
-RUST_LOG=warn "$REL/syncsphere-server" "${DB_ARGS[@]}" --listen 127.0.0.1:0 --data-dir "$DATA" --max-connections-per-user 100000 \
-  >"$DATA/server.out" 2>"$DATA/server.log" &
-SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; stop_postgres; rm -rf "$DATA"' EXIT
-for _ in $(seq 200); do grep -q 'listening on' "$DATA/server.out" 2>/dev/null && break; sleep 0.05; done
-URL="$(grep -o 'http://[0-9.:]*' "$DATA/server.out" | head -n1)"
-[ -n "$URL" ] || { cat "$DATA/server.log" >&2; exit 1; }
+trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; stop_postgres; rm -rf "$DATA"' EXIT
+start_bench_server "$DATA" server "${DB_ARGS[@]}" --data-dir "$DATA" --max-connections-per-user 100000
+SERVER_PID="$STARTED_PID" URL="$STARTED_URL"
 log "server $URL (pid $SERVER_PID); $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
 RUST_LOG=warn "$REL/syncsphere-loadtest" --server "$URL" --server-pid "$SERVER_PID" "$@"

@@ -30,11 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 --data-dir "$WORK/server" \
-  >"$WORK/server.out" 2>"$WORK/server.log" &
-PIDS+=("$!")
-for _ in $(seq 200); do grep -q 'listening on' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
-URL="$(grep -o 'http://[0-9.:]*' "$WORK/server.out" | head -n1)"
+start_bench_server "$WORK" server --data-dir "$WORK/server"
+PIDS+=("$STARTED_PID")
+URL="$STARTED_URL"
 export SYNCSPHERE_PASSWORD="benchmark-password"
 "$REL/syncsphere" --config-dir "$WORK/a" signup --server "$URL" --email sync@example.com >/dev/null
 "$REL/syncsphere" --config-dir "$WORK/b" login --server "$URL" --email sync@example.com >/dev/null
@@ -45,9 +43,9 @@ for d in a b; do
   PIDS+=("$!")
 done
 
-python3 - "$WORK" "$SAVES" "$FILES" "$REL/syncsphere" <<'PY'
+python3 - "$WORK" "$SAVES" "$FILES" "$REL/syncsphere" "$URL" <<'PY'
 import json, os, subprocess, sys, time
-work, saves, files, cli = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+work, saves, files, cli, url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 
 def status(dev):
     try:
@@ -92,11 +90,11 @@ for i in range(saves):
     time.sleep(0.25)
 lat.sort()
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-print(f"- save on A → byte-identical on B's disk, {saves} saves of 2 KB (20 files, 250 ms apart): "
+print(f"- save on A → byte-identical on B's disk, {saves} saves of 2 KB ({min(saves, 20)} files, 250 ms apart): "
       f"**p50 {q(0.5):.0f} ms**, p90 {q(0.9):.0f} ms, **p99 {q(0.99):.0f} ms**, max {lat[-1]:.0f} ms")
 
-# 2. Initial sync of many small files.
-base = 20
+# 2. Initial sync of many small files (on top of the files the saves wrote).
+base = min(saves, 20)
 os.makedirs(os.path.join(work, "fa", "many"), exist_ok=True)
 for i in range(files):
     d = os.path.join(work, "fa", "many", f"{i // 1000:02d}")
@@ -107,7 +105,7 @@ t0 = time.perf_counter()
 wait_up_to_date("a", base + files)
 up = time.perf_counter() - t0
 env = dict(os.environ)
-subprocess.run([cli, "--config-dir", os.path.join(work, "c"), "login", "--server", open(os.path.join(work, "server.out")).read().split("listening on ")[1].split()[0], "--email", "sync@example.com"], check=True, env=env, stdout=subprocess.DEVNULL)
+subprocess.run([cli, "--config-dir", os.path.join(work, "c"), "login", "--server", url, "--email", "sync@example.com"], check=True, env=env, stdout=subprocess.DEVNULL)
 os.makedirs(os.path.join(work, "fc"))
 t0 = time.perf_counter()
 p = subprocess.Popen([cli, "--config-dir", os.path.join(work, "c"), "sync", "--folder", os.path.join(work, "fc"), "--device-name", "c"], env=dict(env, RUST_LOG="warn"), stderr=open(os.path.join(work, "c.log"), "w"))

@@ -96,6 +96,24 @@ start_redis() {
   log "Redis running at $REDIS_URL_TEST"
 }
 
+# Benchmarks: starts "$REL/syncsphere-server" on a free loopback port with the given flags,
+# output in DIR/NAME.out and DIR/NAME.log; sets STARTED_URL and STARTED_PID once it listens.
+#   start_bench_server DIR NAME [server flags…]
+start_bench_server() {
+  local dir="$1" name="$2"
+  shift 2
+  RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
+    >"$dir/$name.out" 2>"$dir/$name.log" &
+  STARTED_PID=$!
+  for _ in $(seq 200); do grep -q 'listening on' "$dir/$name.out" 2>/dev/null && break; sleep 0.05; done
+  STARTED_URL="$(grep -o 'http://[0-9.:]*' "$dir/$name.out" | head -n1)"
+  if [ -z "$STARTED_URL" ]; then
+    cat "$dir/$name.log" >&2
+    kill "$STARTED_PID" 2>/dev/null || true
+    exit 1
+  fi
+}
+
 # s3s-fs: a real S3-compatible server (checks SigV4 and conditional writes). 0.14.1 is the
 # last release that builds with this toolchain; `cargo install` compiles it from crates.io once
 # (~12 min on 2 cores) and reuses it afterwards.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use syncsphere_e2e::push::{Ws, raw_device};
+use syncsphere_e2e::push::{Ws, presence_until, raw_device, refused_upgrade};
 use syncsphere_e2e::{Device, Server, redis_url, same_bytes, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -216,27 +216,6 @@ fn a_rolling_restart_of_every_state_instance_loses_nothing() {
     }
 }
 
-/// The online device ids of the next `presence` message that satisfies `want`.
-async fn presence_until(ws: &mut Ws, want: impl Fn(&[String]) -> bool) -> Vec<String> {
-    loop {
-        let m = syncsphere_e2e::push::next_json(ws, Duration::from_secs(10))
-            .await
-            .expect("a presence message in time");
-        if m["type"] != "presence" {
-            continue;
-        }
-        let ids: Vec<String> = m["devices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["device_id"].as_str().unwrap().to_owned())
-            .collect();
-        if want(&ids) {
-            return ids;
-        }
-    }
-}
-
 /// Presence and revocation span instances: devices on different State instances see each
 /// other, the Files instance lists them online, and revoking one closes its socket on whichever
 /// instance holds it and keeps every instance from accepting its token again.
@@ -278,20 +257,10 @@ async fn presence_and_revocation_work_across_state_instances() {
     presence_until(&mut ws1, |ids| ids == ["dev-1"]).await;
     // No instance accepts the revoked token any more.
     for state in &states {
-        let url = format!("{}/v1/ws", state.url.replacen("http://", "ws://", 1));
-        let mut req =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                url.as_str(),
-            )
-            .unwrap();
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {t2}").parse().unwrap());
-        match tokio_tungstenite::connect_async(req).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                assert_eq!(resp.status(), 401)
-            }
-            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
-        }
+        assert_eq!(
+            refused_upgrade(&state.url, &format!("Bearer {t2}")).await,
+            401
+        );
     }
     let list = syncsphere_e2e::get_json(&devices_url, &t1).await;
     let dev2 = list["devices"]

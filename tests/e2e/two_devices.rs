@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use syncsphere_e2e::push::{expect_close, next_change, next_json, raw_device};
+use syncsphere_e2e::push::{
+    expect_close, next_change, next_json, presence_until, raw_device, refused_upgrade,
+};
 use syncsphere_e2e::{
     Device, Server, cognito_token, fresh_postgres_database, postgres_admin_url, same_bytes,
     wait_for,
@@ -338,12 +340,7 @@ async fn push_socket_auth_presence_and_connection_limit() {
 
     // A header that is present must be valid: 401 before any upgrade.
     for bad in ["Bearer not-a-token".to_owned(), format!("Bearer {token}x")] {
-        match connect(Some(bad.clone())).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                assert_eq!(resp.status(), 401, "{bad}")
-            }
-            other => panic!("{bad}: expected a 401, got {:?}", other.map(|_| ())),
-        }
+        assert_eq!(refused_upgrade(&server.url, &bad).await, 401, "{bad}");
     }
     // No header: the first message must be a valid `auth`.
     let (mut ws, _) = connect(None).await.unwrap();
@@ -438,20 +435,7 @@ async fn push_socket_auth_presence_and_connection_limit() {
 
     // The laptop leaves: the browser learns it at once.
     laptop.close(None).await.unwrap();
-    let gone = loop {
-        let m = next_json(&mut browser, Duration::from_secs(5))
-            .await
-            .expect("presence after leave");
-        let ids: Vec<String> = m["devices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["device_id"].as_str().unwrap().to_owned())
-            .collect();
-        if !ids.contains(&"lap".to_owned()) {
-            break ids;
-        }
-    };
+    let gone = presence_until(&mut browser, |ids| !ids.iter().any(|id| id == "lap")).await;
     assert_eq!(gone, ["t3", "web"]);
 }
 
@@ -607,15 +591,10 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "device_revoked");
-    let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {b_token}").parse().unwrap(),
+    assert_eq!(
+        refused_upgrade(&server.url, &format!("Bearer {b_token}")).await,
+        401
     );
-    match tokio_tungstenite::connect_async(req).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
-        other => panic!("expected a 401, got {:?}", other.map(|_| ())),
-    }
     // Nothing was lost: B's file is in the account and on A.
     assert_eq!(
         std::fs::read(a.path("from-b.txt")).unwrap(),

@@ -78,3 +78,41 @@ pub async fn expect_close(ws: &mut Ws, code: u16) {
         }
     }
 }
+
+/// The HTTP status with which `{base_url}/v1/ws` refuses an upgrade carrying
+/// `authorization` (panics if the upgrade is accepted).
+pub async fn refused_upgrade(base_url: &str, authorization: &str) -> u16 {
+    let mut req = format!("{}/v1/ws", base_url.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", authorization.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        other => panic!(
+            "expected the upgrade to be refused, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+/// The online device ids of the next `presence` message that satisfies `want` (within 10 s).
+pub async fn presence_until(ws: &mut Ws, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+    loop {
+        let m = next_json(ws, Duration::from_secs(10))
+            .await
+            .expect("a presence message in time");
+        if m["type"] != "presence" {
+            continue;
+        }
+        let ids: Vec<String> = m["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["device_id"].as_str().unwrap().to_owned())
+            .collect();
+        if want(&ids) {
+            return ids;
+        }
+    }
+}

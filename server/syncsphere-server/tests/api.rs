@@ -137,6 +137,17 @@ impl Harness {
         .await
     }
 
+    /// `PUT /v1/chunks/{id}` with `body`.
+    async fn put_chunk(&self, token: &str, id: &str, body: Vec<u8>) -> Reply {
+        self.send(
+            Request::put(format!("/v1/chunks/{id}"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn get(&self, token: &str, uri: &str) -> Reply {
         self.send(
             Request::get(uri)
@@ -864,17 +875,8 @@ async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
         .collect();
     let whole = sha_hex(&data);
     let put_chunk = |id: String, body: Vec<u8>| {
-        let t = t.clone();
-        let h = &h;
-        async move {
-            h.send(
-                Request::put(format!("/v1/chunks/{id}"))
-                    .header("authorization", format!("Bearer {t}"))
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await
-        }
+        let (h, t) = (&h, t.clone());
+        async move { h.put_chunk(&t, &id, body).await }
     };
     let missing = |token: String, list: Vec<String>| {
         let h = &h;
@@ -1333,14 +1335,7 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     let pieces: Vec<Vec<u8>> = (0..3).map(|i| noise(64 * 1024, 101 + 2 * i)).collect();
     let whole: Vec<u8> = pieces.concat();
     for p in &pieces {
-        let r = h
-            .send(
-                Request::put(format!("/v1/chunks/{}", sha_hex(p)))
-                    .header("authorization", format!("Bearer {t}"))
-                    .body(Body::from(p.clone()))
-                    .unwrap(),
-            )
-            .await;
+        let r = h.put_chunk(&t, &sha_hex(p), p.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
     let refs: Vec<Value> = pieces
@@ -1354,14 +1349,7 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     // Two orphan chunks of interrupted uploads.
     let orphans: Vec<Vec<u8>> = vec![noise(1000, 7), noise(1000, 8)];
     for o in &orphans {
-        let r = h
-            .send(
-                Request::put(format!("/v1/chunks/{}", sha_hex(o)))
-                    .header("authorization", format!("Bearer {t}"))
-                    .body(Body::from(o.clone()))
-                    .unwrap(),
-            )
-            .await;
+        let r = h.put_chunk(&t, &sha_hex(o), o.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
     let user = claims(&t)["sub"].as_str().unwrap().to_owned();

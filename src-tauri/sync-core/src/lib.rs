@@ -11,6 +11,7 @@
 //! - Every destructive local operation carries the content hash it expects to find, so the IO
 //!   shell can refuse it when the file changed after the scan.
 
+mod clash;
 mod conflict;
 mod planner;
 
@@ -95,8 +96,10 @@ pub enum Op {
         expect_sha256: String,
         synced: SyncedFile,
     },
-    /// Both sides changed `path` differently: move the local version aside to `copy` (which then
-    /// syncs as a new file) so the server's version can come down without losing either.
+    /// Move the local version aside to `copy` (creating its directories), which then syncs as
+    /// a new file, so the server's version can come down without losing either: both sides
+    /// changed `path` differently, or the server would refuse `path` because of a file it keeps
+    /// (the same name in another case, or a file where `path` has a directory or the reverse).
     ConflictCopy { path: String, copy: String },
     /// Both sides already agree; only the synced tree changes.
     RecordSynced {

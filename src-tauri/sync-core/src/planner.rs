@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::clash::{Namespace, TakenNames};
 use crate::{
     LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
     conflicted_copy_name,
@@ -37,8 +38,14 @@ pub fn plan(
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
+    // Names a new name must avoid (case-insensitively), including the ones this plan picks.
+    let mut taken = TakenNames::default();
+    for p in local.keys().chain(remote.keys()).chain(synced.keys()) {
+        taken.insert(p);
+    }
 
-    // Renamed on the server, untouched here: rename locally instead of download + delete.
+    // Renamed on the server, with only one side touching the content: rename locally instead of
+    // download + delete (an edit made here follows the file to its new name and uploads there).
     let remote_by_id: HashMap<&str, (&str, &RemoteFile)> = remote
         .iter()
         .map(|(p, r)| (r.file_id.as_str(), (p.as_str(), r)))
@@ -50,25 +57,48 @@ pub fn plan(
         let Some(&(to, r)) = remote_by_id.get(s.file_id.as_str()) else {
             continue;
         };
-        let untouched = local.get(from).is_some_and(|l| l.sha256 == s.sha256);
-        if !untouched || synced.contains_key(to) || local.contains_key(to) || handled.contains(to) {
+        let Some(l) = local.get(from) else { continue };
+        let (edited_here, edited_there) = (l.sha256 != s.sha256, r.sha256 != s.sha256);
+        // A file cannot be renamed into or onto itself as a directory (`d` → `d/e`): such a
+        // move goes down as a download plus a delete.
+        let nested = to.starts_with(&format!("{from}/")) || from.starts_with(&format!("{to}/"));
+        if (edited_here && edited_there)
+            || nested
+            || synced.contains_key(to)
+            || local.contains_key(to)
+            || handled.contains(to)
+        {
             continue;
         }
-        // Keep the old revision if the content changed too, so the next round downloads it.
-        let synced_after = if r.sha256 == s.sha256 {
-            synced_from(r)
-        } else {
-            s.clone()
+        // The synced state after the rename: the server's revision if the content agrees; the
+        // old revision if the server's content changed (the next round downloads it); the
+        // server's revision with the old content if ours changed (the next round uploads it).
+        let synced_after = match (edited_here, edited_there) {
+            (false, false) => synced_from(r),
+            (false, true) => s.clone(),
+            _ => SyncedFile {
+                rev: r.rev,
+                ..s.clone()
+            },
         };
         ops.push(Op::MoveLocal {
             from: from.clone(),
             to: to.to_owned(),
-            expect_sha256: s.sha256.clone(),
+            expect_sha256: l.sha256.clone(),
             synced: synced_after,
         });
         handled.insert(from);
         handled.insert(to);
     }
+
+    // What stays on the server after this plan: everything but what it deletes or moves away.
+    let staying = Namespace::of(remote.keys().map(String::as_str).filter(|p| {
+        let leaving = !local.contains_key(*p)
+            && synced
+                .get(*p)
+                .is_some_and(|s| remote_unchanged(remote.get(*p), Some(s)));
+        !leaving
+    }));
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
     // the same content become a server-side move (keeping the file's id and history).
@@ -81,16 +111,23 @@ pub fn plan(
             vanished.entry(s.sha256.as_str()).or_default().push(p);
         }
     }
+    // A move must not wait for another one (`a` → `b` while `b` → `a`, or into a name another
+    // move frees): only names free on the server now, and after this plan, are moved to.
+    let remote_now = Namespace::of(remote.keys().map(String::as_str));
     for (to, l) in local {
         if synced.contains_key(to) || remote.contains_key(to) || handled.contains(to.as_str()) {
             continue;
         }
-        let Some(from) = vanished
-            .get_mut(l.sha256.as_str())
-            .and_then(|c| (!c.is_empty()).then(|| c.remove(0)))
-        else {
+        let Some(candidates) = vanished.get_mut(l.sha256.as_str()) else {
             continue;
         };
+        let Some(&from) = candidates.first() else {
+            continue;
+        };
+        if staying.clash_at(to).is_some() || remote_now.clash_at_except(to, Some(from)).is_some() {
+            continue;
+        }
+        candidates.remove(0);
         let s = &synced[from];
         ops.push(Op::MoveRemote {
             from: from.to_owned(),
@@ -100,6 +137,34 @@ pub fn plan(
         });
         handled.insert(from);
         handled.insert(to);
+    }
+
+    // A local change the server would refuse because of a file that stays there (the same name
+    // in another case, a file where this is a directory or the other way round) moves aside
+    // under a conflicted-copy name and then uploads as a new file. Files under a clashing
+    // directory move with it, keeping their place inside it.
+    let mut moved_aside: HashMap<&str, String> = HashMap::new();
+    for (path, l) in local {
+        if handled.contains(path.as_str()) || local_unchanged(Some(l), synced.get(path)) {
+            continue;
+        }
+        let Some(at) = staying.clash_at(path) else {
+            continue;
+        };
+        let copy_at = moved_aside
+            .entry(at)
+            .or_insert_with(|| {
+                let copy =
+                    conflicted_copy_name(at, &ctx.device_name, &ctx.stamp, |c| taken.contains(c));
+                taken.insert(&copy);
+                copy
+            })
+            .clone();
+        ops.push(Op::ConflictCopy {
+            path: path.clone(),
+            copy: format!("{copy_at}{}", &path[at.len()..]),
+        });
+        handled.insert(path);
     }
 
     let paths: BTreeSet<&str> = local
@@ -157,12 +222,16 @@ pub fn plan(
                     path: path.to_owned(),
                     synced: Some(synced_from(r)),
                 },
-                (Some(_), Some(_)) => Op::ConflictCopy {
-                    path: path.to_owned(),
-                    copy: conflicted_copy_name(path, &ctx.device_name, &ctx.stamp, |c| {
-                        local.contains_key(c) || remote.contains_key(c) || synced.contains_key(c)
-                    }),
-                },
+                (Some(_), Some(_)) => {
+                    let copy = conflicted_copy_name(path, &ctx.device_name, &ctx.stamp, |c| {
+                        taken.contains(c)
+                    });
+                    taken.insert(&copy);
+                    Op::ConflictCopy {
+                        path: path.to_owned(),
+                        copy,
+                    }
+                }
                 // Edited here, deleted (or moved away) there: the edit survives as a new file.
                 (Some(_), None) => Op::Upload {
                     path: path.to_owned(),

@@ -21,11 +21,26 @@ struct Server {
 }
 
 impl Server {
+    /// The live file whose name is `path` case-insensitively (the real server's `path_key`).
     fn live_at(&self, path: &str) -> Option<(&String, i64)> {
+        let k = key(path);
         self.files
             .iter()
-            .find(|(_, (p, _, _, deleted))| p == path && !deleted)
+            .find(|(_, (p, _, _, deleted))| key(p) == k && !deleted)
             .map(|(id, (_, rev, _, _))| (id, *rev))
+    }
+
+    /// Whether the server takes `path` for file `id` (`None`: a new file), like the real one:
+    /// no other live file of the same case-folded name, none at an ancestor, none below it.
+    fn fits(&self, path: &str, id: Option<&str>) -> bool {
+        let k = key(path);
+        self.files
+            .iter()
+            .filter(|(fid, f)| !f.3 && Some(fid.as_str()) != id)
+            .all(|(_, f)| {
+                let fk = key(&f.0);
+                fk != k && !k.starts_with(&format!("{fk}/")) && !fk.starts_with(&format!("{k}/"))
+            })
     }
 
     fn tree(&self) -> RemoteTree {
@@ -46,10 +61,18 @@ impl Server {
     }
 }
 
+fn key(path: &str) -> String {
+    path.to_lowercase()
+}
+
+/// A device: its disk (a case-sensitive filesystem whose directories exist while they hold a
+/// file) and its persisted index (the synced tree).
 struct Device {
     name: String,
     disk: BTreeMap<String, String>,
     synced: SyncedTree,
+    /// The device's wall clock as it shows in conflicted-copy names; it may jump either way.
+    stamp: String,
 }
 
 impl Device {
@@ -58,6 +81,22 @@ impl Device {
             name: name.into(),
             disk: BTreeMap::new(),
             synced: SyncedTree::new(),
+            stamp: "2026-11-25 103015".into(),
+        }
+    }
+
+    /// Whether a file can be created at `path`: no file at an ancestor, no directory there.
+    fn fits_locally(&self, path: &str) -> bool {
+        !self
+            .disk
+            .keys()
+            .any(|p| path.starts_with(&format!("{p}/")) || p.starts_with(&format!("{path}/")))
+    }
+
+    /// The user saves `content` at `path` (refused by the filesystem where it cannot be a file).
+    fn write(&mut self, path: &str, content: String) {
+        if self.fits_locally(path) {
+            self.disk.insert(path.into(), content);
         }
     }
 
@@ -79,7 +118,7 @@ impl Device {
     fn plan(&self, server: &Server) -> Vec<Op> {
         let ctx = PlanContext {
             device_name: self.name.clone(),
-            stamp: "2026-11-25 103015".into(),
+            stamp: self.stamp.clone(),
         };
         plan(&self.local(), &server.tree(), &self.synced, &ctx)
     }
@@ -94,7 +133,7 @@ impl Device {
                 };
                 let live = server.live_at(&path).map(|(id, rev)| (id.clone(), rev));
                 let (id, rev) = match (live, parent_rev) {
-                    (None, None) => {
+                    (None, None) if server.fits(&path, None) => {
                         server.next_id += 1;
                         (format!("f{}", server.next_id), 1)
                     }
@@ -119,7 +158,9 @@ impl Device {
                 file,
                 expect_local,
             } => {
-                if self.disk.get(&path) != expect_local.as_ref() {
+                // A file in the way of a directory, or a directory in the way of the file:
+                // the filesystem refuses.
+                if self.disk.get(&path) != expect_local.as_ref() || !self.fits_locally(&path) {
                     return;
                 }
                 match server.files.get(&file.file_id) {
@@ -164,7 +205,7 @@ impl Device {
                 file_id,
                 rev,
             } => {
-                if server.live_at(&to).is_some() {
+                if !server.fits(&to, Some(&file_id)) {
                     return;
                 }
                 let new_rev = match server.files.get_mut(&file_id) {
@@ -186,7 +227,10 @@ impl Device {
                 expect_sha256,
                 synced,
             } => {
-                if self.disk.get(&from) != Some(&expect_sha256) || self.disk.contains_key(&to) {
+                if self.disk.get(&from) != Some(&expect_sha256)
+                    || self.disk.contains_key(&to)
+                    || !self.fits_locally(&to)
+                {
                     return;
                 }
                 let content = self.disk.remove(&from).expect("checked above");
@@ -195,7 +239,7 @@ impl Device {
                 self.synced.insert(to, synced);
             }
             Op::ConflictCopy { path, copy } => {
-                if self.disk.contains_key(&copy) {
+                if self.disk.contains_key(&copy) || !self.fits_locally(&copy) {
                     return;
                 }
                 if let Some(content) = self.disk.remove(&path) {
@@ -225,6 +269,13 @@ impl Device {
         );
         match fault {
             Fault::None => self.apply(server, op),
+            // Killed after the disk (or the server) changed, before the index recorded it: the
+            // restart plans from the index persisted before this operation.
+            Fault::Crash => {
+                let before = self.synced.clone();
+                self.apply(server, op);
+                self.synced = before;
+            }
             Fault::RequestLost if remote_effect => {}
             Fault::ResponseLost if remote_effect => {
                 let before = self.synced.clone();
@@ -249,7 +300,14 @@ impl Device {
                 self.apply(server, op);
             }
         }
-        panic!("device {} did not reach a fixed point", self.name);
+        panic!(
+            "device {} did not reach a fixed point: it plans {:?}\n disk {:?}\n synced {:?}\n server {:?}",
+            self.name,
+            self.plan(server),
+            self.disk,
+            self.synced,
+            server.tree()
+        );
     }
 }
 
@@ -258,6 +316,7 @@ enum Fault {
     None,
     RequestLost,
     ResponseLost,
+    Crash,
 }
 
 /// The engine may only drop a local version that the server keeps in its history.
@@ -366,6 +425,138 @@ fn an_edit_beats_a_concurrent_delete_on_either_side() {
     }
 }
 
+/// Two devices that agree on `files`, ready for a story.
+fn two_devices_with(files: &[(&str, &str)]) -> (Server, [Device; 2]) {
+    let mut server = Server::default();
+    let mut devs = [Device::new("a"), Device::new("b")];
+    for (p, c) in files {
+        devs[0].write(p, (*c).into());
+    }
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    (server, devs)
+}
+
+fn contents(d: &Device) -> BTreeSet<&str> {
+    d.disk.values().map(String::as_str).collect()
+}
+
+#[test]
+fn a_file_that_becomes_a_directory_travels_both_ways() {
+    let (mut server, mut devs) = two_devices_with(&[("d", "file")]);
+    devs[0].disk.remove("d");
+    devs[0].write("d/e", "inside".into());
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(devs[1].disk.get("d/e").map(String::as_str), Some("inside"));
+
+    devs[1].disk.remove("d/e");
+    devs[1].write("d", "file again".into());
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(
+        devs[0].disk.get("d").map(String::as_str),
+        Some("file again")
+    );
+}
+
+#[test]
+fn a_file_and_a_directory_of_one_name_made_concurrently_both_survive() {
+    for first in [0, 1] {
+        let (mut server, mut devs) = two_devices_with(&[]);
+        devs[0].write("d", "a file".into());
+        devs[1].write("d/e", "a file in a directory".into());
+        devs[1].write("d/f", "another".into());
+        devs[first].settle(&mut server);
+        settle_all(&mut server, &mut devs);
+        assert_converged(&server, &devs);
+        assert_eq!(
+            contents(&devs[0]),
+            BTreeSet::from(["a file", "a file in a directory", "another"]),
+            "{first} first: {:?}",
+            devs[0].disk
+        );
+    }
+}
+
+#[test]
+fn names_that_differ_only_in_case_both_survive() {
+    let (mut server, mut devs) = two_devices_with(&[]);
+    devs[0].write("Report.txt", "from a".into());
+    devs[1].write("report.txt", "from b".into());
+    devs[0].settle(&mut server);
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(contents(&devs[0]), BTreeSet::from(["from a", "from b"]));
+    assert!(
+        devs[0]
+            .disk
+            .contains_key("report (conflicted copy from b 2026-11-25 103015).txt"),
+        "{:?}",
+        devs[0].disk
+    );
+}
+
+#[test]
+fn a_case_only_rename_keeps_the_file() {
+    let (mut server, mut devs) = two_devices_with(&[("notes.txt", "n")]);
+    let id = server.live_at("notes.txt").unwrap().0.clone();
+    let c = devs[0].disk.remove("notes.txt").unwrap();
+    devs[0].disk.insert("Notes.txt".into(), c);
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(devs[1].disk.keys().collect::<Vec<_>>(), ["Notes.txt"]);
+    assert_eq!(server.live_at("Notes.txt").unwrap().0, &id);
+}
+
+#[test]
+fn an_edit_follows_a_concurrent_rename() {
+    let (mut server, mut devs) = two_devices_with(&[("draft.txt", "v1")]);
+    let id = server.live_at("draft.txt").unwrap().0.clone();
+    let c = devs[0].disk.remove("draft.txt").unwrap();
+    devs[0].disk.insert("final.txt".into(), c);
+    devs[0].settle(&mut server);
+    devs[1].write("draft.txt", "v2".into());
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(
+        devs[1].disk,
+        BTreeMap::from([("final.txt".to_string(), "v2".to_string())])
+    );
+    assert_eq!(
+        server.live_at("final.txt").unwrap().0,
+        &id,
+        "one file, its id kept"
+    );
+}
+
+#[test]
+fn swapped_names_converge_without_waiting_on_each_other() {
+    let (mut server, mut devs) = two_devices_with(&[("a", "first"), ("b", "second")]);
+    let first = devs[0].disk.remove("a").unwrap();
+    let second = devs[0].disk.remove("b").unwrap();
+    devs[0].disk.insert("a".into(), second);
+    devs[0].disk.insert("b".into(), first);
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(devs[1].disk.get("a").map(String::as_str), Some("second"));
+    assert_eq!(devs[1].disk.get("b").map(String::as_str), Some("first"));
+}
+
+#[test]
+fn deleting_a_directory_keeps_what_another_device_just_put_in_it() {
+    let (mut server, mut devs) = two_devices_with(&[("d/x", "x"), ("d/y", "y")]);
+    devs[0].disk.clear();
+    devs[1].write("d/new", "unsynced".into());
+    devs[0].settle(&mut server);
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(
+        devs[0].disk,
+        BTreeMap::from([("d/new".to_string(), "unsynced".to_string())])
+    );
+}
+
 #[test]
 fn identical_changes_on_both_sides_are_not_conflicts() {
     let remote = RemoteTree::from([(
@@ -405,14 +596,17 @@ fn identical_changes_on_both_sides_are_not_conflicts() {
 const DEFAULT_SEEDS: u64 = 4000;
 const STEPS: usize = 40;
 
-/// One seeded run of three devices: random writes, deletes and renames, and partial sync rounds
-/// whose operations run in random order over a network that loses requests and responses. Then
-/// the network heals and everyone settles. Checks: the engine never destroys a local version the
-/// server lacks (inside `apply`), the planner reaches a fixed point, all devices equal the
-/// server, and every device's last versions survive in the tree or the server's history.
-/// Returns the number of user operations (writes, deletes, renames) it made.
-fn simulate(seed: u64) -> usize {
-    const PATHS: [&str; 6] = ["a", "b", "c", "d/e", "d/f", "D/g"];
+/// One seeded run of three devices: random writes, deletes and renames (including case-only
+/// renames, names that differ only in case, and a name that is a file on one device and a
+/// directory on another), and partial sync rounds whose operations run in random order over a
+/// network that loses requests and responses, on devices that crash between changing the disk
+/// and recording it in their index, with clocks that jump both ways. Then the network heals and
+/// everyone settles. Checks: the engine never destroys a local version the server lacks (inside
+/// `apply`), the planner reaches a fixed point, all devices equal the server, and every device's
+/// last versions survive in the tree or the server's history. Returns the number of user
+/// operations it made and a fingerprint of the final state (for the determinism check).
+fn simulate(seed: u64) -> (usize, String) {
+    const PATHS: [&str; 9] = ["a", "A", "b", "d", "d/e", "d/f", "D/g", "d/e/h", "D/G"];
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server = Server::default();
     let mut devs = [Device::new("one"), Device::new("two"), Device::new("three")];
@@ -429,7 +623,7 @@ fn simulate(seed: u64) -> usize {
             0 | 1 => {
                 version += 1;
                 let path = PATHS[rng.gen_range(0..PATHS.len())];
-                dev.disk.insert(path.into(), format!("v{version}"));
+                dev.write(path, format!("v{version}"));
             }
             2 => {
                 if let Some(path) = dev
@@ -450,20 +644,28 @@ fn simulate(seed: u64) -> usize {
                     .cloned();
                 if let Some(from) = from
                     && !dev.disk.contains_key(to)
+                    && dev.fits_locally(to)
                 {
                     let c = dev.disk.remove(&from).unwrap();
                     dev.disk.insert(to.into(), c);
                 }
             }
             _ => {
+                // The clock jumps: conflicted-copy names may repeat or go back in time.
+                dev.stamp = format!(
+                    "2026-11-{:02} 1030{:02}",
+                    rng.gen_range(1..4),
+                    rng.gen_range(0..3)
+                );
                 let mut ops = dev.plan(&server);
                 ops.shuffle(&mut rng);
                 // A crash or a disconnect can cut a batch anywhere.
                 let keep = rng.gen_range(0..=ops.len());
                 for op in ops.into_iter().take(keep) {
-                    let fault = match rng.gen_range(0..10) {
+                    let fault = match rng.gen_range(0..12) {
                         0 => Fault::RequestLost,
                         1 => Fault::ResponseLost,
+                        2 => Fault::Crash,
                         _ => Fault::None,
                     };
                     dev.apply_faulty(&mut server, op, fault);
@@ -482,7 +684,7 @@ fn simulate(seed: u64) -> usize {
             "version {v} was lost"
         );
     }
-    user_ops
+    (user_ops, format!("{:?}", server.files))
 }
 
 /// `SYNCSPHERE_SIM_SEED=N` replays one seed; `SYNCSPHERE_SIM_SEEDS=N` runs N seeds (long mode).
@@ -502,7 +704,7 @@ fn randomized_three_device_runs_over_a_lossy_network_converge_without_loss() {
     let mut user_ops = 0;
     for seed in seeds {
         match std::panic::catch_unwind(|| simulate(seed)) {
-            Ok(n) => user_ops += n,
+            Ok((n, _)) => user_ops += n,
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<String>()
@@ -520,4 +722,11 @@ fn randomized_three_device_runs_over_a_lossy_network_converge_without_loss() {
         single || user_ops >= 100_000,
         "only {user_ops} user operations simulated"
     );
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [7, 1234, 99_999] {
+        assert_eq!(simulate(seed), simulate(seed), "seed {seed}");
+    }
 }

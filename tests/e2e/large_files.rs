@@ -194,6 +194,23 @@ fn downloads_resume_after_sigkill_and_keep_to_the_bandwidth_limit() {
 
     let started = std::time::Instant::now();
     let _pb = b.start_sync_with(&limit).unwrap();
+    // The status stream shows the file's progress, counting the bytes kept from before.
+    let total = data.len() as u64;
+    wait_for(Duration::from_secs(30), || {
+        b.status().is_some_and(|s| {
+            s["transfers"].as_array().is_some_and(|ts| {
+                ts.iter().any(|t| {
+                    let done = t["done"].as_u64().unwrap_or(0);
+                    t["path"] == "movie.bin"
+                        && t["direction"] == "download"
+                        && t["total"] == total
+                        && done >= kept
+                        && done < total
+                })
+            })
+        })
+    })
+    .unwrap_or_else(|| panic!("no progress for movie.bin in {:?}", b.status()));
     wait_for(Duration::from_secs(60), || same_bytes(&a, &b, "movie.bin"))
         .unwrap_or_else(|| panic!("movie.bin never completed on B\n{}", b.log()));
     let took = started.elapsed();

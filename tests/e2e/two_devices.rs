@@ -9,7 +9,7 @@ use syncsphere_e2e::push::{
 };
 use syncsphere_e2e::{
     Device, Server, cognito_token, fresh_postgres_database, postgres_admin_url, same_bytes,
-    wait_for,
+    wait_for, walk,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -211,25 +211,6 @@ async fn scenario(database_url: Option<String>) {
     };
     assert_eq!(listing(&a), listing(&b));
     assert_eq!(listing(&a), vec!["Fotos/été 🎉/naïve.txt".to_owned()]);
-}
-
-fn walk(root: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            if e.file_name() == ".syncsphere" {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,12 +697,38 @@ fn offline_edits_on_two_devices_converge_with_nothing_lost() {
     std::thread::sleep(Duration::from_millis(500));
 
     server.restart().expect("server restarts");
+    let tree = converged_tree(
+        &a,
+        &b,
+        &[
+            b"the plan, as the laptop wants it",
+            b"the plan, as the desktop wants it",
+            b"edited on the laptop",
+            b"new on the laptop",
+            b"new on the desktop",
+        ],
+    );
+    let copies: Vec<&String> = tree
+        .iter()
+        .filter(|p| p.starts_with("plan (conflicted copy from "))
+        .collect();
+    assert_eq!(copies.len(), 1, "one conflicted copy of plan.txt: {tree:?}");
+    assert_eq!(
+        std::fs::read(a.path("keep-me.txt")).unwrap(),
+        b"edited on the laptop",
+        "the edit survives the delete"
+    );
+}
+
+/// Waits until both devices are up to date with identical trees, then checks that every
+/// version in `versions` is in the folder; returns the sorted tree.
+fn converged_tree(a: &Device, b: &Device, versions: &[&[u8]]) -> Vec<String> {
     let converged = wait_for(Duration::from_secs(60), || {
         a.is_up_to_date() && b.is_up_to_date() && {
             let (mut ta, mut tb) = (walk(&a.folder), walk(&b.folder));
             ta.sort();
             tb.sort();
-            ta == tb && ta.iter().all(|p| same_bytes(&a, &b, p))
+            ta == tb && ta.iter().all(|p| same_bytes(a, b, p))
         }
     });
     let mut tree = walk(&a.folder);
@@ -733,34 +740,83 @@ fn offline_edits_on_two_devices_converge_with_nothing_lost() {
         a.log(),
         b.log()
     );
-    // Every version anyone wrote is still in the folder.
     let contents: Vec<Vec<u8>> = tree
         .iter()
         .map(|p| std::fs::read(a.path(p)).unwrap())
         .collect();
-    for version in [
-        b"the plan, as the laptop wants it".as_slice(),
-        b"the plan, as the desktop wants it",
-        b"edited on the laptop",
-        b"new on the laptop",
-        b"new on the desktop",
-    ] {
+    for version in versions {
         assert!(
             contents.iter().any(|c| c == version),
             "lost {:?}; tree {tree:?}",
             String::from_utf8_lossy(version)
         );
     }
-    let copies: Vec<&String> = tree
-        .iter()
-        .filter(|p| p.starts_with("plan (conflicted copy from "))
-        .collect();
-    assert_eq!(copies.len(), 1, "one conflicted copy of plan.txt: {tree:?}");
-    assert_eq!(
-        std::fs::read(a.path("keep-me.txt")).unwrap(),
-        b"edited on the laptop",
-        "the edit survives the delete"
+    tree
+}
+
+/// Offline, one device makes `d` a file and `Report.txt`, the other makes `d` a folder and
+/// `report.txt`; one turns a synced file into a folder and renames a file by case only. After
+/// reconnecting both converge (no upload refused forever), every version is kept, and the
+/// side that reached the server second is the one moved aside as a conflicted copy.
+#[test]
+fn names_clashing_by_case_or_by_type_converge_with_nothing_lost() {
+    let mut server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
     );
+    a.signup(&server, "clash@example.com");
+    b.login(&server, "clash@example.com");
+    std::fs::create_dir_all(&a.folder).unwrap();
+    std::fs::write(a.path("t"), b"a file that becomes a folder").unwrap();
+    std::fs::write(a.path("notes.txt"), b"renamed by case").unwrap();
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    wait_for(SETTLE, || {
+        same_bytes(&a, &b, "t") && same_bytes(&a, &b, "notes.txt")
+    })
+    .expect("initial files reached B");
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+
+    server.stop();
+    assert!(
+        wait_for(SETTLE, || a
+            .status()
+            .is_some_and(|s| s["state"] == "offline")
+            && b.status().is_some_and(|s| s["state"] == "offline"))
+        .is_some()
+    );
+    std::fs::write(a.path("d"), b"d as a file").unwrap();
+    std::fs::write(a.path("Report.txt"), b"the laptop's report").unwrap();
+    std::fs::create_dir_all(b.path("d")).unwrap();
+    std::fs::write(b.path("d/e"), b"d as a folder").unwrap();
+    std::fs::write(b.path("report.txt"), b"the desktop's report").unwrap();
+    std::fs::remove_file(a.path("t")).unwrap();
+    std::fs::create_dir_all(a.path("t")).unwrap();
+    std::fs::write(a.path("t/inside"), b"now inside a folder").unwrap();
+    std::fs::rename(a.path("notes.txt"), a.path("Notes.txt")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    server.restart().expect("server restarts");
+    let tree = converged_tree(
+        &a,
+        &b,
+        &[
+            b"d as a file",
+            b"d as a folder",
+            b"the laptop's report",
+            b"the desktop's report",
+            b"now inside a folder",
+            b"renamed by case",
+        ],
+    );
+    assert!(tree.contains(&"Notes.txt".to_string()), "{tree:?}");
+    assert!(tree.contains(&"t/inside".to_string()), "{tree:?}");
+    let copies = tree
+        .iter()
+        .filter(|p| p.contains("(conflicted copy from "))
+        .count();
+    assert_eq!(copies, 2, "one copy per clash (d, report): {tree:?}");
 }
 
 /// Pausing a device stops its transfers (the status says so) and resuming catches up at once.

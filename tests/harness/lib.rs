@@ -519,6 +519,60 @@ pub fn s3_settings() -> Option<(String, String, String, String)> {
     }
 }
 
+/// Every file under `root` (relative paths, `/`-separated), leaving out the client's state
+/// folder `.syncsphere`.
+pub fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if e.file_name() == ".syncsphere" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Writes `len` bytes of noise to `path` without holding them in memory: 4 MiB of [`noise`],
+/// each copy XORed with its own index, so no two chunks of the file repeat.
+pub fn write_noise_file(path: &Path, len: usize, seed: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    const SEGMENT: usize = 4 << 20;
+    let base = noise(SEGMENT, seed);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut segment = vec![0u8; SEGMENT];
+    let mut left = len;
+    for i in 0u64.. {
+        if left == 0 {
+            break;
+        }
+        let salt = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (out, b) in segment.chunks_exact_mut(8).zip(base.chunks_exact(8)) {
+            let word = u64::from_le_bytes(b.try_into().unwrap()) ^ salt;
+            out.copy_from_slice(&word.to_le_bytes());
+        }
+        let n = left.min(SEGMENT);
+        out.write_all(&segment[..n])?;
+        left -= n;
+    }
+    out.flush()
+}
+
+/// SHA-256 of a file, hex (for comparing files too large to hold twice).
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// Deterministic pseudo-random bytes (xorshift64): incompressible test data whose chunks do
 /// not repeat. Seeds differing only in the lowest bit give the same bytes.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -162,6 +162,51 @@ impl MetadataStore {
         Ok(row.as_ref().map(file_from_row).transpose()?)
     }
 
+    /// The rule beside case-insensitive uniqueness: a name is a file or a directory, never both.
+    /// `path` may not have a live file at an ancestor (`d` when creating `d/e`) nor live files
+    /// below it (`d/e` when creating `d`); `moving` is the file taking the name, which does not
+    /// stand in its own way. A clash is a conflict carrying the file in the way.
+    async fn ensure_file_or_directory(
+        tx: &mut Transaction<'static, Any>,
+        user_id: &str,
+        path: &str,
+        moving: Option<&str>,
+    ) -> Result<(), FilesError> {
+        let key = path_key(path);
+        let ancestors: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..i]).collect();
+        // Keys below `key` are those in [`key/`, `key0`): '0' follows '/' bytewise, and keys
+        // compare bytewise (SQLite's BINARY; PostgreSQL's column is COLLATE "C").
+        let mut sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0
+             AND file_id <> $2 AND ((path_key >= $3 AND path_key < $4)"
+        );
+        for i in 0..ancestors.len() {
+            sql.push_str(&format!(" OR path_key = ${}", i + 5));
+        }
+        sql.push_str(") LIMIT 1");
+        let mut query = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(moving.unwrap_or(""))
+            .bind(format!("{key}/"))
+            .bind(format!("{key}0"));
+        for a in &ancestors {
+            query = query.bind(*a);
+        }
+        let Some(row) = query.fetch_optional(&mut **tx).await? else {
+            return Ok(());
+        };
+        let other = file_from_row(&row)?;
+        let message = if path_key(&other.path).len() < key.len() {
+            format!("'{}' is a file, so it cannot hold '{path}'", other.path)
+        } else {
+            format!(
+                "'{path}' is a folder (it holds '{}'), so it cannot be a file",
+                other.path
+            )
+        };
+        Err(FilesError::conflict(message, Some(other)))
+    }
+
     /// The live file `file_id`, which must be at `parent_rev` (else a conflict with its metadata).
     async fn live_at_rev(
         tx: &mut Transaction<'static, Any>,
@@ -284,18 +329,21 @@ impl MetadataStore {
             .await?;
         let now = now_ms();
         let (meta, event) = match (current, new.parent_rev) {
-            (None, None) => (
-                FileMeta {
-                    file_id: uuid::Uuid::new_v4().to_string(),
-                    path: new.path.to_owned(),
-                    rev: 1,
-                    size: new.size,
-                    sha256: new.sha256.to_owned(),
-                    deleted: false,
-                    modified_ms: now,
-                },
-                ChangeKind::Created,
-            ),
+            (None, None) => {
+                Self::ensure_file_or_directory(&mut tx, user_id, new.path, None).await?;
+                (
+                    FileMeta {
+                        file_id: uuid::Uuid::new_v4().to_string(),
+                        path: new.path.to_owned(),
+                        rev: 1,
+                        size: new.size,
+                        sha256: new.sha256.to_owned(),
+                        deleted: false,
+                        modified_ms: now,
+                    },
+                    ChangeKind::Created,
+                )
+            }
             (Some(cur), Some(parent)) if cur.rev == parent => (
                 FileMeta {
                     path: new.path.to_owned(),
@@ -474,6 +522,7 @@ impl MetadataStore {
                 Some(other),
             ));
         }
+        Self::ensure_file_or_directory(&mut tx, user_id, new_path, Some(file_id)).await?;
         let old_path = cur.path.clone();
         let meta = FileMeta {
             path: new_path.to_owned(),
@@ -529,6 +578,7 @@ impl MetadataStore {
                     Some(other),
                 ));
             }
+            Self::ensure_file_or_directory(&mut tx, user_id, &cur.path, Some(file_id)).await?;
             ChangeKind::Created
         } else {
             ChangeKind::Updated

@@ -1223,6 +1223,107 @@ async fn path_attack_table(db: Option<String>) {
     assert_eq!(r.json["path"], "SEED.txt");
 }
 
+/// A name is a file or a folder, never both (case-insensitively): creating, committing, moving
+/// or undeleting a file under a live file, or at a name that holds live files, is a 409 carrying
+/// the file in the way, and writes nothing.
+async fn a_name_is_a_file_or_a_folder(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("tree@example.com").await;
+    let file = h.put(&t, "path=d", b"a file").await;
+    assert_eq!(file.status, StatusCode::OK, "{}", file.json);
+    let inside = h.put(&t, "path=docs/e.txt", b"in a folder").await;
+    assert_eq!(inside.status, StatusCode::OK, "{}", inside.json);
+    let inside_id = inside.json["file_id"].as_str().unwrap().to_owned();
+    let cursor = h.get(&t, "/v1/files").await.json["cursor"].clone();
+
+    for (what, path, in_the_way) in [
+        ("under a file", "d/e", "d"),
+        ("under a file, other case", "D/e/f", "d"),
+        ("a file where a folder is", "docs", "docs/e.txt"),
+        ("a file where a folder is, other case", "DOCS", "docs/e.txt"),
+    ] {
+        let r = h
+            .put(&t, &format!("path={}", percent_encode(path)), b"x")
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "PUT {what}: {}", r.json);
+        assert_eq!(r.json["error"], "conflict", "PUT {what}: {}", r.json);
+        assert_eq!(
+            r.json["current"]["path"], in_the_way,
+            "PUT {what}: {}",
+            r.json
+        );
+        let r = h
+            .request(
+                "POST",
+                &t,
+                "/v1/files/commit",
+                json!({"path": path, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "commit {what}: {}", r.json);
+    }
+    let r = h
+        .request(
+            "POST",
+            &t,
+            &format!("/v1/files/{inside_id}/move"),
+            json!({"new_path": "d/e.txt", "parent_rev": 1}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "move under a file: {}",
+        r.json
+    );
+    assert_eq!(r.json["current"]["path"], "d");
+    let after = h.get(&t, "/v1/files").await.json;
+    assert_eq!(
+        after["cursor"], cursor,
+        "nothing reached the journal: {after}"
+    );
+
+    // Names that merely start alike are not in each other's way.
+    for path in ["d.txt", "dx/e", "docs2", "docs.txt"] {
+        let r = h.put(&t, &format!("path={path}"), b"x").await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+    }
+    // The file taking a name does not stand in its own way: `docs/e.txt` → `docs`.
+    let r = h
+        .request(
+            "POST",
+            &t,
+            &format!("/v1/files/{inside_id}/move"),
+            json!({"new_path": "docs", "parent_rev": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+
+    // Undeleting a file whose name became a folder meanwhile is refused too.
+    let file_id = file.json["file_id"].as_str().unwrap();
+    let r = h
+        .request(
+            "DELETE",
+            &t,
+            &format!("/v1/files/{file_id}?parent_rev=1"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = h.put(&t, "path=d/new", b"now a folder").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = h
+        .request(
+            "POST",
+            &t,
+            &format!("/v1/files/{file_id}/restore"),
+            json!({"rev": 1, "parent_rev": 2}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "undelete: {}", r.json);
+    assert_eq!(r.json["current"]["path"], "d/new");
+}
+
 /// A per-user quota: commits that would pass it are `507 quota_exceeded` and write nothing;
 /// shrinking, deleting and other users are unaffected.
 async fn quotas(db: Option<String>) {
@@ -1529,6 +1630,7 @@ on_both_stores! {
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
     quotas => quotas_on_sqlite, quotas_on_postgres;
     path_attack_table => path_attack_table_on_sqlite, path_attack_table_on_postgres;
+    a_name_is_a_file_or_a_folder => a_name_is_a_file_or_a_folder_on_sqlite, a_name_is_a_file_or_a_folder_on_postgres;
     chunked_uploads_resume_dedup_and_ranges => chunked_uploads_resume_dedup_and_ranges_on_sqlite, chunked_uploads_resume_dedup_and_ranges_on_postgres;
     devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;

@@ -304,6 +304,17 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
                 s.summary(),
                 if s.connected { "online" } else { "offline" }
             );
+            for t in &s.transfers {
+                let arrow = match t.direction {
+                    client::Direction::Upload => "uploading",
+                    client::Direction::Download => "downloading",
+                };
+                let percent = (t.total > 0).then(|| t.done.saturating_mul(100) / t.total);
+                match percent {
+                    Some(p) => println!("  {arrow:<15} {} ({p}% of {} bytes)", t.path, t.total),
+                    None => println!("  {arrow:<15} {} ({} bytes so far)", t.path, t.done),
+                }
+            }
             for r in s.recent.iter().take(10) {
                 println!("  {:<15} {}", r.action, r.path);
             }

@@ -21,6 +21,7 @@ use crate::SyncError;
 use crate::auth::TokenSource;
 use crate::chunker::{Chunk, ChunkedFile, chunk_file, read_chunk};
 use crate::throttle::Throttle;
+use crate::transfer::Transfer;
 
 pub(crate) struct Api {
     http: reqwest::Client,
@@ -190,13 +191,16 @@ impl Api {
         parent_rev: Option<i64>,
         file: &Path,
         expected: &str,
+        progress: &Transfer,
     ) -> Result<FileMeta, SyncError> {
         let len = tokio::fs::metadata(file)
             .await
             .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
             .len();
         if len > SINGLE_REQUEST_MAX {
-            return self.upload_chunked(path, parent_rev, file, expected).await;
+            return self
+                .upload_chunked(path, parent_rev, file, expected, progress)
+                .await;
         }
         // Small: read it whole, so exactly the bytes that were checked go up.
         let bytes = tokio::fs::read(file)
@@ -216,6 +220,7 @@ impl Api {
         let meta: FileMeta = self.json(req.body(bytes)).await?;
         self.uploaded
             .fetch_add(meta.size.max(0) as u64, Ordering::Relaxed);
+        progress.add(meta.size.max(0) as u64);
         Ok(meta)
     }
 
@@ -225,6 +230,7 @@ impl Api {
         parent_rev: Option<i64>,
         file: &Path,
         expected: &str,
+        progress: &Transfer,
     ) -> Result<FileMeta, SyncError> {
         let owned = file.to_path_buf();
         let chunked = tokio::task::spawn_blocking(move || chunk_file(&owned))
@@ -245,6 +251,15 @@ impl Api {
         // server collected them as orphans meanwhile.
         for _ in 0..2 {
             let missing = self.missing_chunks(&chunked).await?;
+            // What the server holds already counts as sent.
+            progress.set_done(
+                chunked
+                    .chunks
+                    .iter()
+                    .filter(|c| !missing.contains(&c.sha256))
+                    .map(|c| u64::from(c.size))
+                    .sum(),
+            );
             let todo: Vec<&Chunk> = {
                 let mut seen = HashSet::new();
                 chunked
@@ -260,7 +275,10 @@ impl Api {
                 "uploading chunks"
             );
             // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
-            let uploads: Vec<_> = todo.iter().map(|c| self.put_chunk(path, file, c)).collect();
+            let uploads: Vec<_> = todo
+                .iter()
+                .map(|c| self.put_chunk(path, file, c, progress))
+                .collect();
             futures_util::stream::iter(uploads)
                 .buffer_unordered(PARALLEL_CHUNKS)
                 .try_collect::<Vec<()>>()
@@ -303,7 +321,13 @@ impl Api {
         Ok(missing)
     }
 
-    async fn put_chunk(&self, path: &str, file: &Path, chunk: &Chunk) -> Result<(), SyncError> {
+    async fn put_chunk(
+        &self,
+        path: &str,
+        file: &Path,
+        chunk: &Chunk,
+        progress: &Transfer,
+    ) -> Result<(), SyncError> {
         let (owned, c) = (file.to_path_buf(), chunk.clone());
         let bytes = tokio::task::spawn_blocking(move || read_chunk(&owned, &c))
             .await
@@ -319,6 +343,8 @@ impl Api {
         .await?;
         self.uploaded
             .fetch_add(u64::from(chunk.size), Ordering::Relaxed);
+        // A chunk that occurs twice in the file is sent once but counts for both places.
+        progress.add(u64::from(chunk.size));
         Ok(())
     }
 
@@ -331,6 +357,7 @@ impl Api {
         file_id: &str,
         dest: &Path,
         resume_sha: Option<&str>,
+        progress: &Transfer,
     ) -> Result<(i64, String), SyncError> {
         let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
         let have = match (resume_sha, tokio::fs::metadata(dest).await) {
@@ -349,7 +376,7 @@ impl Api {
             // The partial file is already the whole content.
             Err(SyncError::Server { status: 416, .. }) if have > 0 => {
                 let _ = tokio::fs::remove_file(dest).await;
-                return Box::pin(self.download(file_id, dest, None)).await;
+                return Box::pin(self.download(file_id, dest, None, progress)).await;
             }
             other => other?,
         };
@@ -364,6 +391,11 @@ impl Api {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| SyncError::Http("download without revision header".into()))?;
         let expected = header("x-syncsphere-sha256").unwrap_or_default();
+        let have = if resumed { have } else { 0 };
+        progress.set_done(have);
+        if let Some(len) = resp.content_length() {
+            progress.set_total(have + len);
+        }
         let mut hasher = Sha256::new();
         let mut out = if resumed {
             // Hash what is already there, then append.
@@ -393,6 +425,7 @@ impl Api {
             out.write_all(&chunk).await.map_err(io)?;
             self.downloaded
                 .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            progress.add(chunk.len() as u64);
         }
         out.sync_all().await.map_err(io)?;
         let sha = hex::encode(hasher.finalize());

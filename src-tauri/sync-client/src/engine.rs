@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
 use syncsphere_sync_core::{Op, PlanContext, SyncedFile, plan};
 use tokio::sync::{mpsc, watch};
@@ -12,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use crate::api::Api;
 use crate::index::Index;
 use crate::scan::{STATE_DIR, Scanner, hash_file};
-use crate::status::{Status, SyncState};
+use crate::status::{Direction, Status, SyncState};
+use crate::transfer::Transfers;
 use crate::{SyncError, now_ms};
 
 /// Fallback poll of the journal when no push arrives; pushes make sync immediate.
@@ -45,7 +47,15 @@ pub(crate) struct Engine {
     pub retry_soon: bool,
     /// The user's pause switch.
     pub paused: watch::Receiver<bool>,
+    /// Uploads and downloads in flight, for per-file progress.
+    pub transfers: Transfers,
 }
+
+/// Operations of one batch in flight at once: transfers overlap their network round trips and
+/// fsyncs (an initial sync of many small files is bound by those, not by bandwidth).
+const PARALLEL_OPS: usize = 8;
+/// How often the status stream shows transfer progress while a batch runs.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How soon to look again at a file that was still being written.
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -190,8 +200,10 @@ impl Engine {
                 device_name: self.device_name.clone(),
                 stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
             };
-            let ops = plan(&scan.tree, &remote, &synced, &ctx);
-            self.last_local = scan.tree.clone();
+            let local = scan.tree_for_planning(&synced);
+            let ops = plan(&local, &remote, &synced, &ctx);
+            tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
+            self.last_local = local;
             if ops.is_empty() {
                 let files = synced.len() as u64;
                 self.status.send_modify(|s| {
@@ -212,64 +224,120 @@ impl Engine {
                 s.pending = total;
                 s.updated_ms = now_ms();
             });
-            for (done, op) in ops.into_iter().enumerate() {
-                // A pause takes effect after the operation in progress.
-                if *self.paused.borrow() {
-                    return Ok(());
-                }
-                let label = describe(&op);
-                match self.execute(op).await {
-                    Ok(Some((path, action))) => self
-                        .status
-                        .send_modify(|s| s.push_recent(&path, action, now_ms())),
-                    Ok(None) => {}
-                    // A stale plan: the next round re-plans from fresh state.
-                    Err(SyncError::Conflict(_)) => {
-                        tracing::info!(op = label, "server state moved on; re-planning")
-                    }
-                    // Still being written: upload it once it holds still.
-                    Err(SyncError::Busy(path)) => {
-                        tracing::debug!(path, "file is still changing; will look again");
-                        self.retry_soon = true;
-                    }
-                    Err(
-                        e @ (SyncError::Offline(_)
-                        | SyncError::Auth(_)
-                        | SyncError::Index(_)
-                        | SyncError::DeviceRevoked),
-                    ) => {
-                        return Err(e);
-                    }
-                    // One file's trouble must not stop the others.
-                    Err(e) => {
-                        tracing::warn!(op = label, error = %e, "operation failed");
-                        self.status
-                            .send_modify(|s| s.last_error = Some(e.to_string()));
-                    }
-                }
-                let (up, down) = (
-                    self.api.uploaded.load(std::sync::atomic::Ordering::Relaxed),
-                    self.api
-                        .downloaded
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                );
-                self.status.send_modify(|s| {
-                    s.pending = total - done as u64 - 1;
-                    s.bytes_uploaded = up;
-                    s.bytes_downloaded = down;
-                });
+            let (busy, result) = self.execute_batch(ops).await;
+            self.retry_soon |= busy;
+            result?;
+            // A pause takes effect after the operations in progress.
+            if *self.paused.borrow() {
+                return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// Runs one planned batch, up to [`PARALLEL_OPS`] operations at a time (they touch disjoint
+    /// paths, so their order does not matter), publishing counts and per-file progress. Returns
+    /// whether a file was still being written, and the first error that must end the pass.
+    async fn execute_batch(&self, ops: Vec<Op>) -> (bool, Result<(), SyncError>) {
+        let total = ops.len() as u64;
+        // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
+        let runs: Vec<_> = ops
+            .into_iter()
+            .map(|op| self.execute_unless_paused(op))
+            .collect();
+        let mut results = futures_util::stream::iter(runs).buffer_unordered(PARALLEL_OPS);
+        let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+        let (mut done, mut busy) = (0, false);
+        loop {
+            let next = tokio::select! {
+                next = results.next() => next,
+                _ = tick.tick() => {
+                    self.publish_progress(total - done);
+                    continue;
+                }
+            };
+            let Some((label, result)) = next else { break };
+            done += 1;
+            match result {
+                Ok(Some((path, action))) => self
+                    .status
+                    .send_modify(|s| s.push_recent(&path, action, now_ms())),
+                Ok(None) => {}
+                // A stale plan: the next round re-plans from fresh state.
+                Err(SyncError::Conflict(_)) => {
+                    tracing::info!(op = label, "server state moved on; re-planning")
+                }
+                // Still being written: upload it once it holds still.
+                Err(SyncError::Busy(path)) => {
+                    tracing::debug!(path, "file is still changing; will look again");
+                    busy = true;
+                }
+                Err(
+                    e @ (SyncError::Offline(_)
+                    | SyncError::Auth(_)
+                    | SyncError::Index(_)
+                    | SyncError::DeviceRevoked),
+                ) => {
+                    return (busy, Err(e));
+                }
+                // One file's trouble must not stop the others.
+                Err(e) => {
+                    tracing::warn!(op = label, error = %e, "operation failed");
+                    self.status
+                        .send_modify(|s| s.last_error = Some(e.to_string()));
+                }
+            }
+            self.publish_progress(total - done);
+        }
+        (busy, Ok(()))
+    }
+
+    /// Executes `op` unless the user paused before it started (then it is left for later).
+    async fn execute_unless_paused(
+        &self,
+        op: Op,
+    ) -> (
+        &'static str,
+        Result<Option<(String, &'static str)>, SyncError>,
+    ) {
+        let label = describe(&op);
+        if *self.paused.borrow() {
+            return (label, Ok(None));
+        }
+        (label, self.execute(op).await)
+    }
+
+    fn publish_progress(&self, pending: u64) {
+        let (up, down) = (
+            self.api.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+            self.api
+                .downloaded
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let transfers = self.transfers.snapshot();
+        self.status.send_if_modified(|s| {
+            let changed = s.pending != pending
+                || s.bytes_uploaded != up
+                || s.bytes_downloaded != down
+                || s.transfers != transfers;
+            s.pending = pending;
+            s.bytes_uploaded = up;
+            s.bytes_downloaded = down;
+            s.transfers = transfers;
+            changed
+        });
     }
 
     fn local(&self, path: &str) -> PathBuf {
         self.folder.join(path)
     }
 
-    /// The content hash of a local path now (`None` if absent).
+    /// The content hash of a local path now (`None` if absent, or a folder: no file there).
     async fn current_hash(&self, path: &str) -> Result<Option<String>, SyncError> {
         let full = self.local(path);
+        if std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
+            return Ok(None);
+        }
         tokio::task::spawn_blocking(move || match hash_file(&full) {
             Ok(h) => Ok(Some(h)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -297,17 +365,24 @@ impl Engine {
     }
 
     /// Executes one operation, re-checking its expectations; returns the activity to show.
-    async fn execute(&mut self, op: Op) -> Result<Option<(String, &'static str)>, SyncError> {
+    async fn execute(&self, op: Op) -> Result<Option<(String, &'static str)>, SyncError> {
         match op {
             Op::Upload { path, parent_rev } => {
                 // Only content this device hashed is uploaded: a file that changed since the
                 // scan (still being written) waits for the next look.
-                let Some(expected) = self.last_local.get(&path).map(|f| f.sha256.clone()) else {
+                let Some(seen) = self.last_local.get(&path) else {
                     return Ok(None);
                 };
+                let active = self.transfers.start(&path, Direction::Upload, seen.size);
                 let meta = self
                     .api
-                    .upload(&path, parent_rev, &self.local(&path), &expected)
+                    .upload(
+                        &path,
+                        parent_rev,
+                        &self.local(&path),
+                        &seen.sha256,
+                        &active.transfer,
+                    )
                     .await?;
                 // Record the server's path (case and normalisation as committed).
                 self.record(&meta.path.clone(), &meta).await?;
@@ -382,12 +457,16 @@ impl Engine {
                 expect_sha256,
                 synced,
             } => {
+                let (src, dst) = (self.local(&from), self.local(&to));
+                // On a case-insensitive disk the new spelling of a case-only rename "exists":
+                // it is the file itself, not one in the way.
+                let occupied = tokio::fs::try_exists(&dst).await.unwrap_or(true)
+                    && !same_file(&src, &dst).await;
                 if self.current_hash(&from).await?.as_deref() != Some(expect_sha256.as_str())
-                    || tokio::fs::try_exists(self.local(&to)).await.unwrap_or(true)
+                    || occupied
                 {
                     return Ok(None);
                 }
-                let (src, dst) = (self.local(&from), self.local(&to));
                 if let Some(parent) = dst.parent() {
                     tokio::fs::create_dir_all(parent)
                         .await
@@ -406,10 +485,18 @@ impl Engine {
                 if tokio::fs::try_exists(&dst).await.unwrap_or(true) {
                     return Ok(None);
                 }
+                // The copy may be a file inside a folder moved aside (`d/e` → `d (…)/e`).
+                if let Some(parent) = dst.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(io_err(format!("creating {}", parent.display())))?;
+                }
                 tokio::fs::rename(&src, &dst)
                     .await
                     .map_err(io_err(format!("renaming {}", src.display())))?;
-                tracing::info!(path, copy, "kept both versions of a conflicting edit");
+                // A folder emptied this way must not stand in the way of a file of its name.
+                self.prune_empty_parents(&path);
+                tracing::info!(path, copy, "kept both versions under different names");
                 Ok(Some((copy, "conflict_copy")))
             }
             Op::RecordSynced { path, synced } => {
@@ -427,7 +514,13 @@ impl Engine {
         remote_sha: &str,
         expect_local: Option<&str>,
     ) -> Result<Option<(String, &'static str)>, SyncError> {
-        let (rev, sha256) = match self.api.download(file_id, tmp, Some(remote_sha)).await {
+        let active = self.transfers.start(path, Direction::Download, 0);
+        let downloaded = self
+            .api
+            .download(file_id, tmp, Some(remote_sha), &active.transfer)
+            .await;
+        drop(active);
+        let (rev, sha256) = match downloaded {
             Ok(v) => v,
             // Deleted since the journal said otherwise: the next pull brings the delete.
             Err(SyncError::Server { status: 404, .. }) => return Ok(None),
@@ -442,6 +535,22 @@ impl Engine {
             tokio::fs::create_dir_all(parent)
                 .await
                 .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        // A folder of this name left empty (its files moved or deleted) gives way to the file;
+        // `remove_dir` refuses a folder that still holds anything.
+        if tokio::fs::symlink_metadata(&dest)
+            .await
+            .is_ok_and(|m| m.is_dir())
+        {
+            match tokio::fs::remove_dir(&dest).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SyncError::Io(
+                        format!("replacing the folder {}", dest.display()),
+                        e,
+                    ));
+                }
+                _ => {}
+            }
         }
         tokio::fs::rename(tmp, &dest)
             .await
@@ -458,6 +567,22 @@ impl Engine {
         };
         self.index.set_synced(path, Some(&synced)).await?;
         Ok(Some((path.to_owned(), "downloaded")))
+    }
+}
+
+/// Whether two paths name the same file (one inode; on other systems: the same name folded).
+async fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (tokio::fs::metadata(a).await, tokio::fs::metadata(b).await) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
     }
 }
 

@@ -19,6 +19,7 @@ mod push;
 mod scan;
 pub mod status;
 mod throttle;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use syncsphere_protocol::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
 pub use config::{ClientConfig, load_config};
-pub use status::{RecentFile, Status, SyncState};
+pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
 
 use crate::api::Api;
 use crate::auth::{Cognito, TokenSource};
@@ -397,6 +398,7 @@ async fn run(
         last_local: Default::default(),
         retry_soon: false,
         paused,
+        transfers: Default::default(),
     };
     tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

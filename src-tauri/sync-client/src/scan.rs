@@ -17,7 +17,7 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::normalize_path;
-use syncsphere_sync_core::{LocalFile, LocalTree};
+use syncsphere_sync_core::{LocalFile, LocalTree, SyncedTree};
 
 /// Name of the client's own directory inside the sync folder (temporary downloads).
 pub(crate) const STATE_DIR: &str = ".syncsphere";
@@ -57,6 +57,31 @@ pub(crate) struct Scan {
     pub tree: LocalTree,
     /// Paths that cannot be synced, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Files (and folders, ending in `/`) that exist but could not be read this time
+    /// (permission denied, locked): their content is unknown, not gone.
+    pub unreadable: Vec<String>,
+}
+
+impl Scan {
+    /// The local tree for planning: a synced file that could not be read this time stands as
+    /// it was last synced, so an unreadable file (or folder) is never taken for a deleted one —
+    /// which would delete it on the server and on every other device.
+    pub(crate) fn tree_for_planning(&self, synced: &SyncedTree) -> LocalTree {
+        let mut tree = self.tree.clone();
+        for gone in &self.unreadable {
+            let held = synced.iter().filter(|(p, _)| match gone.strip_suffix('/') {
+                Some(_) => p.starts_with(gone.as_str()),
+                None => *p == gone,
+            });
+            for (p, s) in held {
+                tree.entry(p.clone()).or_insert_with(|| LocalFile {
+                    sha256: s.sha256.clone(),
+                    size: 0,
+                });
+            }
+        }
+        tree
+    }
 }
 
 fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
@@ -132,6 +157,7 @@ impl Scanner {
         let mut scan = Scan {
             tree: LocalTree::new(),
             skipped: Vec::new(),
+            unreadable: Vec::new(),
         };
         self.load_rules(root, &mut scan.skipped);
         let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
@@ -141,6 +167,7 @@ impl Scanner {
                 Err(e) if dir != root => {
                     scan.skipped
                         .push((prefix.clone(), format!("cannot read folder: {e}")));
+                    scan.unreadable.push(prefix.clone());
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -187,7 +214,11 @@ impl Scanner {
                     }
                     // Vanished between listing and hashing: it is simply not there.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => scan.skipped.push((rel, format!("cannot read: {e}"))),
+                    Err(e) => {
+                        scan.skipped
+                            .push((rel.clone(), format!("cannot read: {e}")));
+                        scan.unreadable.push(rel);
+                    }
                 }
             }
         }
@@ -286,6 +317,53 @@ mod tests {
         std::fs::remove_file(root.join(IGNORE_FILE)).unwrap();
         let scan = scanner.scan(root).unwrap();
         assert_eq!(scan.tree.len(), 6);
+    }
+
+    #[test]
+    fn unreadable_files_and_folders_stand_as_last_synced() {
+        use syncsphere_sync_core::SyncedFile;
+        let synced_file = |sha: &str| SyncedFile {
+            file_id: format!("id-{sha}"),
+            rev: 1,
+            sha256: sha.into(),
+        };
+        let synced = SyncedTree::from([
+            ("locked.doc".to_string(), synced_file("l")),
+            ("private/a".to_string(), synced_file("a")),
+            ("private/sub/b".to_string(), synced_file("b")),
+            ("privateer.txt".to_string(), synced_file("p")),
+            ("deleted.txt".to_string(), synced_file("d")),
+        ]);
+        let scan = Scan {
+            tree: LocalTree::from([(
+                "new.txt".to_string(),
+                LocalFile {
+                    sha256: "n".into(),
+                    size: 1,
+                },
+            )]),
+            skipped: Vec::new(),
+            unreadable: vec![
+                "locked.doc".into(),
+                "private/".into(),
+                "never-synced.bin".into(),
+            ],
+        };
+        let tree = scan.tree_for_planning(&synced);
+        let seen: Vec<(&str, &str)> = tree
+            .iter()
+            .map(|(p, f)| (p.as_str(), f.sha256.as_str()))
+            .collect();
+        // Deleted files still read as deleted; a folder's prefix is not a name prefix.
+        assert_eq!(
+            seen,
+            [
+                ("locked.doc", "l"),
+                ("new.txt", "n"),
+                ("private/a", "a"),
+                ("private/sub/b", "b")
+            ]
+        );
     }
 
     #[test]

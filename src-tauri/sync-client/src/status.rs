@@ -32,6 +32,25 @@ pub struct RecentFile {
     pub at_ms: i64,
 }
 
+/// Which way a file's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+/// A file being uploaded or downloaded right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferProgress {
+    pub path: String,
+    pub direction: Direction,
+    /// Bytes of this file sent or received so far (a resumed download starts above zero).
+    pub done: u64,
+    /// The file's size (0 until a download's response says it).
+    pub total: u64,
+}
+
 /// One snapshot of the status stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -56,6 +75,9 @@ pub struct Status {
     pub bytes_uploaded: u64,
     #[serde(default)]
     pub bytes_downloaded: u64,
+    /// Files being transferred right now, with their progress.
+    #[serde(default)]
+    pub transfers: Vec<TransferProgress>,
 }
 
 /// How many recent files the status keeps.
@@ -77,6 +99,7 @@ impl Status {
             updated_ms: 0,
             bytes_uploaded: 0,
             bytes_downloaded: 0,
+            transfers: Vec::new(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
-use syncsphere_sync_core::{Op, PlanContext, SyncedFile, plan};
+use syncsphere_sync_core::{Op, PlanContext, SyncedFile, adopt_folder_spelling, plan};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::Api;
@@ -49,6 +49,8 @@ pub(crate) struct Engine {
     pub paused: watch::Receiver<bool>,
     /// Uploads and downloads in flight, for per-file progress.
     pub transfers: Transfers,
+    /// The folder's filesystem ignores case: plan with the server's folder spellings.
+    pub case_insensitive: bool,
 }
 
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
@@ -200,7 +202,10 @@ impl Engine {
                 device_name: self.device_name.clone(),
                 stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
             };
-            let local = scan.tree_for_planning(&synced);
+            let mut local = scan.tree_for_planning(&synced);
+            if self.case_insensitive {
+                local = adopt_folder_spelling(&local, &remote, &synced);
+            }
             let ops = plan(&local, &remote, &synced, &ctx);
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;

@@ -317,6 +317,11 @@ async fn run(
         index.reset_synced().await?;
         index.set_setting("folder", &folder_key).await?;
     }
+    let case_insensitive = scan::folder_ignores_case(&folder)
+        .map_err(|e| SyncError::Io(format!("probing {}", folder.display()), e))?;
+    if case_insensitive {
+        tracing::info!("the folder's filesystem ignores case; folders take the server's spelling");
+    }
     let cursor = index.cursor().await?;
     let (cursor_tx, cursor_rx) = watch::channel(cursor);
     let (trigger_tx, trigger_rx) = mpsc::channel(16);
@@ -399,6 +404,7 @@ async fn run(
         retry_soon: false,
         paused,
         transfers: Default::default(),
+        case_insensitive,
     };
     tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

@@ -45,6 +45,18 @@ struct Stamp {
 /// Name of the ignore file at the top of the sync folder.
 pub(crate) const IGNORE_FILE: &str = ".syncsphereignore";
 
+/// Whether the filesystem holding `folder` ignores case in names (macOS and Windows by
+/// default): a probe file in the client's state folder is looked up under another spelling.
+pub(crate) fn folder_ignores_case(folder: &Path) -> std::io::Result<bool> {
+    let dir = folder.join(STATE_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let probe = dir.join("case-probe");
+    std::fs::write(&probe, b"")?;
+    let folded = dir.join("CASE-PROBE").exists();
+    std::fs::remove_file(&probe)?;
+    Ok(folded)
+}
+
 /// Remembers hashes by (size, mtime) so unchanged files are not read again.
 #[derive(Default)]
 pub(crate) struct Scanner {
@@ -317,6 +329,23 @@ mod tests {
         std::fs::remove_file(root.join(IGNORE_FILE)).unwrap();
         let scan = scanner.scan(root).unwrap();
         assert_eq!(scan.tree.len(), 6);
+    }
+
+    #[test]
+    fn a_case_sensitive_folder_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        // The test machines' filesystems (ext4, tmpfs) are case-sensitive.
+        assert!(!folder_ignores_case(dir.path()).unwrap());
+        assert!(
+            dir.path().join(STATE_DIR).is_dir(),
+            "the probe leaves only the state folder"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(STATE_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

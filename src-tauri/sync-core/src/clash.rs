@@ -5,9 +5,12 @@
 //! conflicted-copy name instead, so both versions live on and the trees converge.
 //!
 //! Directory spelling is not a rule: `D/a` and `d/b` are two directories on case-sensitive disks
-//! and the server keeps both spellings.
+//! and the server keeps both spellings. A case-insensitive disk holds them as one folder, so its
+//! device plans with [`adopt_folder_spelling`].
 
 use std::collections::{HashMap, HashSet};
+
+use crate::{LocalTree, RemoteTree, SyncedTree};
 
 /// The key under which the server compares paths (case-folded, like its `path_key`).
 pub(crate) fn key(path: &str) -> String {
@@ -87,6 +90,42 @@ impl TakenNames {
     }
 }
 
+/// For a device whose disk ignores case: the local tree with every folder spelled the way the
+/// server spells it (the smallest spelling where the server has several), else the way the
+/// synced tree does. On such a disk `photos/a` and `Photos/b` are one folder whatever the
+/// names say, so comparing spellings would make the device rename folders back and forth with
+/// every other device; adopting one spelling everywhere makes all of them agree. (A folder
+/// renamed only in case on such a disk is therefore not carried to the server; file names
+/// keep their own case, so a file's case-only rename is.)
+pub fn adopt_folder_spelling(
+    local: &LocalTree,
+    remote: &RemoteTree,
+    synced: &SyncedTree,
+) -> LocalTree {
+    let mut spelling: HashMap<String, &str> = HashMap::new();
+    // Trees iterate in order, so the first spelling seen is the smallest.
+    for p in remote.keys().chain(synced.keys()) {
+        for a in ancestors(p) {
+            spelling.entry(key(a)).or_insert(a);
+        }
+    }
+    local
+        .iter()
+        .map(|(p, f)| {
+            let respelled = ancestors(p)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .find_map(|a| {
+                    spelling
+                        .get(&key(a))
+                        .map(|s| format!("{s}{}", &p[a.len()..]))
+                });
+            (respelled.unwrap_or_else(|| p.clone()), f.clone())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +152,54 @@ mod tests {
         );
         assert_eq!(ns.clash_at_except("report.TXT", Some("Report.txt")), None);
         assert_eq!(ns.clash_at_except("d/e", Some("Report.txt")), Some("d"));
+    }
+}
+
+#[cfg(test)]
+mod spelling_tests {
+    use super::*;
+    use crate::{LocalFile, RemoteFile, SyncedFile};
+
+    #[test]
+    fn folders_take_the_servers_spelling_and_names_keep_theirs() {
+        let lf = || LocalFile {
+            sha256: "x".into(),
+            size: 1,
+        };
+        let rf = || RemoteFile {
+            file_id: "f".into(),
+            rev: 1,
+            sha256: "x".into(),
+        };
+        let local = LocalTree::from([
+            ("photos/2024/a.jpg".to_string(), lf()),
+            ("Docs/Notes.TXT".to_string(), lf()),
+            ("new/x".to_string(), lf()),
+            ("top.txt".to_string(), lf()),
+        ]);
+        let remote = RemoteTree::from([
+            ("Photos/2024/b.jpg".to_string(), rf()),
+            ("photos/other.jpg".to_string(), rf()),
+        ]);
+        let synced = SyncedTree::from([(
+            "docs/notes.txt".to_string(),
+            SyncedFile {
+                file_id: "g".into(),
+                rev: 1,
+                sha256: "x".into(),
+            },
+        )]);
+        let got: Vec<String> = adopt_folder_spelling(&local, &remote, &synced)
+            .into_keys()
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "Photos/2024/a.jpg", // "Photos" sorts before "photos": every device picks it
+                "docs/Notes.TXT",    // the synced spelling where the server has none
+                "new/x",
+                "top.txt",
+            ]
+        );
     }
 }

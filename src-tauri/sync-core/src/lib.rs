@@ -15,6 +15,7 @@ mod clash;
 mod conflict;
 mod planner;
 
+pub use clash::adopt_folder_spelling;
 pub use conflict::conflicted_copy_name;
 pub use planner::plan;
 

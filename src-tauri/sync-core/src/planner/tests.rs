@@ -65,14 +65,16 @@ fn key(path: &str) -> String {
     path.to_lowercase()
 }
 
-/// A device: its disk (a case-sensitive filesystem whose directories exist while they hold a
-/// file) and its persisted index (the synced tree).
+/// A device: its disk (a filesystem whose directories exist while they hold a file; either
+/// case-sensitive, or case-insensitive and case-preserving like macOS and Windows) and its
+/// persisted index (the synced tree).
 struct Device {
     name: String,
     disk: BTreeMap<String, String>,
     synced: SyncedTree,
     /// The device's wall clock as it shows in conflicted-copy names; it may jump either way.
     stamp: String,
+    case_insensitive: bool,
 }
 
 impl Device {
@@ -82,22 +84,94 @@ impl Device {
             disk: BTreeMap::new(),
             synced: SyncedTree::new(),
             stamp: "2026-11-25 103015".into(),
+            case_insensitive: false,
         }
     }
 
-    /// Whether a file can be created at `path`: no file at an ancestor, no directory there.
-    fn fits_locally(&self, path: &str) -> bool {
+    fn case_insensitive(name: &str) -> Self {
+        Device {
+            case_insensitive: true,
+            ..Device::new(name)
+        }
+    }
+
+    /// The file `path` names on this disk, as the disk spells it.
+    fn find(&self, path: &str) -> Option<String> {
+        if self.case_insensitive {
+            self.disk.keys().find(|p| key(p) == key(path)).cloned()
+        } else {
+            self.disk.contains_key(path).then(|| path.to_owned())
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<&String> {
+        self.find(path).map(|p| &self.disk[&p])
+    }
+
+    /// How a new file at `path` ends up spelled: on a case-insensitive disk it lands in the
+    /// folders that already exist, whatever their spelling.
+    fn spelled_for_new(&self, path: &str) -> String {
+        if !self.case_insensitive {
+            return path.to_owned();
+        }
+        let dirs: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+        for a in dirs.into_iter().rev() {
+            let existing = self.disk.keys().find_map(|p| {
+                p.match_indices('/')
+                    .map(|(i, _)| &p[..i])
+                    .find(|d| key(d) == key(a))
+            });
+            if let Some(e) = existing {
+                return format!("{e}{}", &path[a.len()..]);
+            }
+        }
+        path.to_owned()
+    }
+
+    /// Whether a file can be at `path` (`moving` aside): no file at an ancestor, no directory
+    /// there.
+    fn fits_locally_except(&self, path: &str, moving: Option<&str>) -> bool {
+        let fold = |p: &str| {
+            if self.case_insensitive {
+                key(p)
+            } else {
+                p.to_owned()
+            }
+        };
+        let path = fold(path);
         !self
             .disk
             .keys()
-            .any(|p| path.starts_with(&format!("{p}/")) || p.starts_with(&format!("{path}/")))
+            .filter(|p| Some(p.as_str()) != moving)
+            .any(|p| {
+                let p = fold(p);
+                path.starts_with(&format!("{p}/")) || p.starts_with(&format!("{path}/"))
+            })
+    }
+
+    fn fits_locally(&self, path: &str) -> bool {
+        self.fits_locally_except(path, None)
     }
 
     /// The user saves `content` at `path` (refused by the filesystem where it cannot be a file).
     fn write(&mut self, path: &str, content: String) {
-        if self.fits_locally(path) {
-            self.disk.insert(path.into(), content);
+        if let Some(existing) = self.find(path) {
+            self.disk.insert(existing, content);
+        } else if self.fits_locally(path) {
+            let spelled = self.spelled_for_new(path);
+            self.disk.insert(spelled, content);
         }
+    }
+
+    /// The user renames `from` to `to` (a case-only rename of the same file included).
+    fn rename(&mut self, from: &str, to: &str) {
+        let taken = self.find(to).is_some_and(|t| t != from);
+        if taken || !self.fits_locally_except(to, Some(from)) {
+            return;
+        }
+        let spelled = self.spelled_for_new(to);
+        let c = self.disk.remove(from).unwrap();
+        self.disk.insert(spelled, c);
     }
 
     fn local(&self) -> LocalTree {
@@ -120,7 +194,13 @@ impl Device {
             device_name: self.name.clone(),
             stamp: self.stamp.clone(),
         };
-        plan(&self.local(), &server.tree(), &self.synced, &ctx)
+        let remote = server.tree();
+        let local = if self.case_insensitive {
+            crate::adopt_folder_spelling(&self.local(), &remote, &self.synced)
+        } else {
+            self.local()
+        };
+        plan(&local, &remote, &self.synced, &ctx)
     }
 
     /// Applies one operation the way the IO shell does: every step re-checks its expectation
@@ -128,7 +208,7 @@ impl Device {
     fn apply(&mut self, server: &mut Server, op: Op) {
         match op {
             Op::Upload { path, parent_rev } => {
-                let Some(content) = self.disk.get(&path).cloned() else {
+                let Some(content) = self.read(&path).cloned() else {
                     return;
                 };
                 let live = server.live_at(&path).map(|(id, rev)| (id.clone(), rev));
@@ -160,14 +240,18 @@ impl Device {
             } => {
                 // A file in the way of a directory, or a directory in the way of the file:
                 // the filesystem refuses.
-                if self.disk.get(&path) != expect_local.as_ref() || !self.fits_locally(&path) {
+                let here = self.find(&path);
+                if self.read(&path) != expect_local.as_ref()
+                    || !self.fits_locally_except(&path, here.as_deref())
+                {
                     return;
                 }
                 match server.files.get(&file.file_id) {
                     Some((p, rev, _, false)) if *p == path && *rev == file.rev => {}
                     _ => return,
                 }
-                if let Some(old) = self.disk.insert(path.clone(), file.sha256.clone()) {
+                let spelled = here.unwrap_or_else(|| self.spelled_for_new(&path));
+                if let Some(old) = self.disk.insert(spelled, file.sha256.clone()) {
                     assert_recoverable(server, &old);
                 }
                 self.synced.insert(
@@ -193,9 +277,10 @@ impl Device {
                 path,
                 expect_sha256,
             } => {
-                if self.disk.get(&path) == Some(&expect_sha256) {
+                if self.read(&path) == Some(&expect_sha256) {
                     assert_recoverable(server, &expect_sha256);
-                    self.disk.remove(&path);
+                    let here = self.find(&path).unwrap();
+                    self.disk.remove(&here);
                     self.synced.remove(&path);
                 }
             }
@@ -227,24 +312,30 @@ impl Device {
                 expect_sha256,
                 synced,
             } => {
-                if self.disk.get(&from) != Some(&expect_sha256)
-                    || self.disk.contains_key(&to)
-                    || !self.fits_locally(&to)
+                let Some(here) = self.find(&from) else { return };
+                // On a case-insensitive disk the new spelling of a case-only rename "exists":
+                // it is the file itself.
+                let taken = self.find(&to).is_some_and(|t| t != here);
+                if self.disk[&here] != expect_sha256
+                    || taken
+                    || !self.fits_locally_except(&to, Some(&here))
                 {
                     return;
                 }
-                let content = self.disk.remove(&from).expect("checked above");
-                self.disk.insert(to.clone(), content);
+                let spelled = self.spelled_for_new(&to);
+                let content = self.disk.remove(&here).expect("checked above");
+                self.disk.insert(spelled, content);
                 self.synced.remove(&from);
                 self.synced.insert(to, synced);
             }
             Op::ConflictCopy { path, copy } => {
-                if self.disk.contains_key(&copy) || !self.fits_locally(&copy) {
+                let Some(here) = self.find(&path) else { return };
+                if self.find(&copy).is_some() || !self.fits_locally_except(&copy, Some(&here)) {
                     return;
                 }
-                if let Some(content) = self.disk.remove(&path) {
-                    self.disk.insert(copy, content);
-                }
+                let spelled = self.spelled_for_new(&copy);
+                let content = self.disk.remove(&here).expect("found above");
+                self.disk.insert(spelled, content);
             }
             Op::RecordSynced { path, synced } => match synced {
                 Some(s) => {
@@ -343,12 +434,25 @@ fn assert_converged(server: &Server, devices: &[Device]) {
         .into_iter()
         .map(|(p, r)| (p, r.sha256))
         .collect();
+    let folded = |t: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        t.iter().map(|(p, c)| (key(p), c.clone())).collect()
+    };
     for d in devices {
-        assert_eq!(
-            d.disk, expected,
-            "device {} differs from the server",
-            d.name
-        );
+        if d.case_insensitive {
+            // Folders may be spelled either way on such a disk; names and contents must agree.
+            assert_eq!(
+                folded(&d.disk),
+                folded(&expected),
+                "device {} differs from the server",
+                d.name
+            );
+        } else {
+            assert_eq!(
+                d.disk, expected,
+                "device {} differs from the server",
+                d.name
+            );
+        }
     }
 }
 
@@ -609,7 +713,11 @@ fn simulate(seed: u64) -> (usize, String) {
     const PATHS: [&str; 9] = ["a", "A", "b", "d", "d/e", "d/f", "D/g", "d/e/h", "D/G"];
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server = Server::default();
-    let mut devs = [Device::new("one"), Device::new("two"), Device::new("three")];
+    let mut devs = [
+        Device::new("one"),
+        Device::case_insensitive("two"),
+        Device::case_insensitive("three"),
+    ];
     let mut version = 0;
     let mut user_ops = 0;
     for _ in 0..STEPS {
@@ -642,12 +750,8 @@ fn simulate(seed: u64) -> (usize, String) {
                     .keys()
                     .nth(rng.gen_range(0..dev.disk.len().max(1)))
                     .cloned();
-                if let Some(from) = from
-                    && !dev.disk.contains_key(to)
-                    && dev.fits_locally(to)
-                {
-                    let c = dev.disk.remove(&from).unwrap();
-                    dev.disk.insert(to.into(), c);
+                if let Some(from) = from {
+                    dev.rename(&from, to);
                 }
             }
             _ => {

@@ -2,8 +2,8 @@
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
 # checks formatting and lints, starts a throwaway PostgreSQL, Redis and S3 server (s3s-fs), runs all Rust tests (unit,
 # service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
-# of one files and three state instances), the UI unit tests,
-# and the desktop app under Xvfb through tauri-driver.
+# of one files and three state instances), the UI unit tests, and the desktop installers: the
+# .deb is built, installed with dpkg and the installed app driven under Xvfb through tauri-driver.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -37,7 +37,7 @@ cargo test --workspace --locked
 log "UI unit tests (vitest)"
 (cd ui && npm test --silent)
 
-log "desktop app smoke test under Xvfb"
-tests/desktop/smoke.sh
+log "desktop installers: build the .deb/.rpm, install the .deb, smoke-test the installed app under Xvfb"
+tests/desktop/package.sh
 
 log "all tests passed"

@@ -50,6 +50,9 @@ pub(crate) struct SessionDto {
     email: Option<String>,
     /// The signed-in server, or the one to preset on the sign-in screen.
     server_url: String,
+    /// The administrator locked the server (`/etc/syncsphere/config.toml`): the sign-in screen
+    /// shows it read-only.
+    server_locked: bool,
     /// The remembered folder, if one was chosen.
     folder: Option<String>,
     /// What the folder screen suggests: `~/SyncSphere`, resolved.
@@ -183,10 +186,13 @@ async fn session(state: &DesktopState) -> CommandResult<SessionDto> {
         .settings()
         .map_err(|err| CommandError::new(ErrorCode::Settings, format!("{err:#}")))?;
     let default_folder = settings::default_folder(state.home.as_deref());
+    let system = syncsphere_sync_client::load_system_config()
+        .map_err(|err| CommandError::new(ErrorCode::Settings, err))?;
     Ok(SessionDto {
         signed_in: config.is_some(),
         email: config.as_ref().map(|c| c.email.clone()),
-        server_url: config.map_or_else(settings::preset_server_url, |c| c.server_url),
+        server_url: config.map_or_else(|| settings::preset_server_url(&system), |c| c.server_url),
+        server_locked: system.lock_server_url,
         folder: settings.folder.as_deref().map(display_path),
         default_folder: display_path(&default_folder),
         syncing: state.sync.is_running().await,

@@ -31,12 +31,17 @@ fn config_dir_from(env: Option<OsString>, platform: Option<PathBuf>) -> anyhow::
     }
 }
 
-/// The server URL to offer on the sign-in screen: `$SYNCSPHERE_SERVER_URL`, else the local
-/// default.
-pub(crate) fn preset_server_url() -> String {
-    std::env::var(SERVER_URL_ENV)
-        .ok()
-        .filter(|url| !url.trim().is_empty())
+/// The server URL to offer on the sign-in screen: the administrator's (system config), else
+/// `$SYNCSPHERE_SERVER_URL`, else the local default.
+pub(crate) fn preset_server_url(system: &syncsphere_sync_client::SystemConfig) -> String {
+    system
+        .server_url
+        .clone()
+        .or_else(|| {
+            std::env::var(SERVER_URL_ENV)
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_SERVER_URL.to_owned())
 }
 

@@ -30,6 +30,8 @@ export interface Session {
   signed_in: boolean;
   email: string | null;
   server_url: string;
+  /** The administrator locked the server (system config): show it read-only. */
+  server_locked: boolean;
   folder: string | null;
   default_folder: string;
   syncing: boolean;

@@ -32,7 +32,7 @@ export class App {
 
   private async route(session: Session): Promise<void> {
     if (!session.signed_in) {
-      this.showSignIn(session.server_url);
+      this.showSignIn(session);
     } else if (session.syncing) {
       this.showStatus(await api.getStatus().catch(() => null));
     } else {
@@ -54,9 +54,10 @@ export class App {
     (inputs.find((input) => input.value === "") ?? inputs[0] ?? screen.querySelector("button"))?.focus();
   }
 
-  private showSignIn(serverUrl: string | null, notice: string | null = null): void {
+  /** `session` is null when the backend could not say (the notice then tells why). */
+  private showSignIn(session: Session | null, notice: string | null = null): void {
     const view = signInView(
-      serverUrl ?? "http://127.0.0.1:8787",
+      { url: session?.server_url ?? "http://127.0.0.1:8787", locked: session?.server_locked ?? false },
       {
         submit: async (mode: SignInMode, credentials) => {
           const session = mode === "sign_in" ? await api.signIn(credentials) : await api.signUp(credentials);
@@ -78,7 +79,7 @@ export class App {
             this.latest = await api.startSync(folder);
           } catch (e) {
             if (api.isCommandError(e) && e.code === "not_signed_in") {
-              this.showSignIn(session.server_url, e.message);
+              this.showSignIn(session, e.message);
               return;
             }
             throw e;
@@ -108,6 +109,6 @@ export class App {
   private async signOut(): Promise<void> {
     const session = await api.signOut();
     this.latest = null;
-    this.showSignIn(session.server_url);
+    this.showSignIn(session);
   }
 }

@@ -24,7 +24,13 @@ const FAILURE_TITLE: Record<SignInMode, string> = {
   sign_up: "Could not create the account.",
 };
 
-export function signInView(serverUrl: string, actions: SignInActions, notice: string | null = null): HTMLElement {
+/** The server to preset; `locked` when the administrator fixed it (the field is read-only). */
+export interface ServerPreset {
+  url: string;
+  locked: boolean;
+}
+
+export function signInView(preset: ServerPreset, actions: SignInActions, notice: string | null = null): HTMLElement {
   const server = h("input", {
     id: "server-url",
     name: "server_url",
@@ -33,7 +39,11 @@ export function signInView(serverUrl: string, actions: SignInActions, notice: st
     autocomplete: "url",
     "data-testid": "signin-server",
   });
-  server.value = serverUrl;
+  server.value = preset.url;
+  server.readOnly = preset.locked;
+  const serverHint = preset.locked
+    ? h("p", { class: "hint", "data-testid": "signin-server-locked" }, "Set by your administrator.")
+    : null;
   const email = h("input", {
     id: "email",
     name: "email",
@@ -61,6 +71,7 @@ export function signInView(serverUrl: string, actions: SignInActions, notice: st
     h("h1", {}, "Sign in to SyncSphere"),
     h("label", { for: "server-url" }, "Server"),
     server,
+    ...(serverHint ? [serverHint] : []),
     h("label", { for: "email" }, "Email"),
     email,
     h("label", { for: "password" }, "Password"),

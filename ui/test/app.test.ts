@@ -16,6 +16,7 @@ const signedOut: Session = {
   signed_in: false,
   email: null,
   server_url: "http://127.0.0.1:8787",
+  server_locked: false,
   folder: null,
   default_folder: "/home/ada/SyncSphere",
   syncing: false,
@@ -103,6 +104,28 @@ describe("sign-in", () => {
     expect(root.dataset.screen).toBe("folder");
     expect(byTestId<HTMLInputElement>("folder-input").value).toBe("/home/ada/SyncSphere");
     expect(byTestId("folder-email").textContent).toBe("ada@example.com");
+  });
+
+  test("a server locked by the administrator is shown read-only and used as is", async () => {
+    const locked = { ...signedOut, server_url: "https://sync.example.com", server_locked: true };
+    await boot({ get_session: () => locked, sign_in: () => signedIn });
+    const server = byTestId<HTMLInputElement>("signin-server");
+    expect(server.value).toBe("https://sync.example.com");
+    expect(server.readOnly).toBe(true);
+    expect(byTestId("signin-server-locked").textContent).toContain("administrator");
+    expect(document.activeElement).toBe(byTestId("signin-email"));
+
+    type("signin-email", "ada@example.com");
+    type("signin-password", "pw");
+    byTestId<HTMLFormElement>("signin-form").requestSubmit();
+    await settle();
+    expect(calls.find((c) => c.cmd === "sign_in")?.args).toMatchObject({ server_url: "https://sync.example.com" });
+  });
+
+  test("an unlocked server can be edited and has no administrator note", async () => {
+    await boot({ get_session: () => signedOut });
+    expect(byTestId<HTMLInputElement>("signin-server").readOnly).toBe(false);
+    expect(document.querySelector('[data-testid="signin-server-locked"]')).toBeNull();
   });
 
   test("Create account calls sign_up", async () => {

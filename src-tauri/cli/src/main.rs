@@ -1,13 +1,15 @@
 //! `syncsphere`: the headless SyncSphere client.
 //!
 //! ```text
-//! syncsphere --config-dir DIR signup --server URL --email EMAIL
-//! syncsphere --config-dir DIR login  --server URL --email EMAIL
+//! syncsphere --config-dir DIR signup [--server URL] --email EMAIL
+//! syncsphere --config-dir DIR login  [--server URL] --email EMAIL
 //! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME]
 //! syncsphere --config-dir DIR status [--json]
 //! syncsphere --config-dir DIR devices [--json]
 //! syncsphere --config-dir DIR revoke-device DEVICE_ID
 //! ```
+//! `--server` defaults to the administrator's preset (`/etc/syncsphere/config.toml`), which may
+//! also lock it.
 //! The password comes from `SYNCSPHERE_PASSWORD` or an interactive prompt, never from an argument
 //! (arguments are visible to every user of the machine in `ps`).
 
@@ -36,15 +38,17 @@ struct Cli {
 enum Command {
     /// Create an account on a server and sign in.
     Signup {
+        /// The server (default: `server_url` of the system config, /etc/syncsphere/config.toml).
         #[arg(long)]
-        server: String,
+        server: Option<String>,
         #[arg(long)]
         email: String,
     },
     /// Sign in to an existing account.
     Login {
+        /// The server (default: `server_url` of the system config, /etc/syncsphere/config.toml).
         #[arg(long)]
-        server: String,
+        server: Option<String>,
         #[arg(long)]
         email: String,
     },
@@ -135,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Signup { server, email } => {
+            let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
             client::sign_up(&dir, &server, &email, &pw)
                 .await
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             println!("Account {email} created and signed in on {server}.");
         }
         Command::Login { server, email } => {
+            let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
             client::sign_in(&dir, &server, &email, &pw)
                 .await

@@ -18,6 +18,7 @@ mod index;
 mod push;
 mod scan;
 pub mod status;
+mod system;
 mod throttle;
 mod transfer;
 
@@ -30,6 +31,9 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::{ClientConfig, load_config};
 pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
+pub use system::{
+    CognitoPreset, SYSTEM_CONFIG_ENV, SystemConfig, load_system_config, system_config_path,
+};
 
 use crate::api::Api;
 use crate::auth::{Cognito, TokenSource};
@@ -82,13 +86,27 @@ pub async fn sign_up(
     email: &str,
     password: &str,
 ) -> Result<(), SyncError> {
-    let server = api::fetch_server_config(server_url).await?;
+    let system = load_system_config()?;
+    let server_url = system.resolve_server_url(Some(server_url))?;
+    let server = server_config(&server_url, &system).await?;
     Cognito::new(&server.cognito)
         .await
         .sign_up(email, password)
         .await?;
     tracing::info!(email, "account created");
-    sign_in(config_dir, server_url, email, password).await
+    sign_in(config_dir, &server_url, email, password).await
+}
+
+/// The server's `/v1/config`, with the administrator's Cognito preset applied.
+async fn server_config(
+    server_url: &str,
+    system: &SystemConfig,
+) -> Result<syncsphere_protocol::ServerConfig, SyncError> {
+    let mut server = api::fetch_server_config(server_url).await?;
+    if let Some(preset) = &system.cognito {
+        preset.apply(&mut server.cognito);
+    }
+    Ok(server)
 }
 
 /// Signs in and stores the session and the server settings in `config_dir`. Signing in to a
@@ -99,8 +117,10 @@ pub async fn sign_in(
     email: &str,
     password: &str,
 ) -> Result<(), SyncError> {
-    let server_url = server_url.trim_end_matches('/');
-    let server = api::fetch_server_config(server_url).await?;
+    let system = load_system_config()?;
+    let server_url = system.resolve_server_url(Some(server_url))?;
+    let server_url = server_url.as_str();
+    let server = server_config(server_url, &system).await?;
     let previous = load_config(config_dir)?;
     let same_account = previous
         .as_ref()

@@ -23,5 +23,7 @@ ensure_toolchains
 ensure_ui_deps
 log "building the .deb and .rpm ($PROFILE)"
 # The Tauri CLI runs beforeBuildCommand (the UI build) itself and embeds ui/dist.
-"$ROOT/ui/node_modules/.bin/tauri" build "${ARGS[@]}" --bundles deb,rpm --ci
+# The root package is not a default workspace member (plain `cargo build` skips the desktop
+# app), so name it for the cargo build the CLI runs.
+"$ROOT/ui/node_modules/.bin/tauri" build "${ARGS[@]}" --bundles deb,rpm --ci -- -p syncsphere-desktop
 ls -1 "$CARGO_TARGET_DIR/$PROFILE/bundle/deb/"*.deb "$CARGO_TARGET_DIR/$PROFILE/bundle/rpm/"*.rpm

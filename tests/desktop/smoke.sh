@@ -136,6 +136,8 @@ export NO_AT_BRIDGE=1
 export SYNCSPHERE_CONFIG_DIR=$WORK/config
 export XDG_DATA_HOME=$WORK/data XDG_CACHE_HOME=$WORK/cache
 export SYNCSPHERE_SMOKE_FOLDER=$WORK/folder
+# No administrator presets from this machine's /etc/syncsphere (debug builds honour this).
+export SYNCSPHERE_SYSTEM_CONFIG=$WORK/no-system-config.toml
 mkdir -p "$SYNCSPHERE_CONFIG_DIR" "$XDG_DATA_HOME" "$XDG_CACHE_HOME"
 
 free_port() {

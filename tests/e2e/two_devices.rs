@@ -869,3 +869,54 @@ fn a_paused_device_transfers_nothing_until_resumed() {
     .expect("caught up after resuming");
     assert!(took < PUSH_BOUND, "resuming took {took:?}");
 }
+
+/// An administrator's system config presets the server (no `--server` needed), a locked one
+/// refuses any other server, a session signed in elsewhere before the lock stops syncing, and
+/// an unparsable config stops sign-in instead of being ignored.
+#[test]
+fn an_administrators_lock_presets_the_server_and_refuses_others() {
+    let server = Server::start(None).expect("server starts");
+    let a = Device::new("managed").unwrap();
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // Signed in to another server (the same one under another name) before the lock.
+    let other_name = server.url.replace("127.0.0.1", "localhost");
+    let out = a.run(&[
+        "signup",
+        "--server",
+        &other_name,
+        "--email",
+        "admin@example.com",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    a.set_system_config(&format!(
+        "server_url = \"{}\"\nlock_server_url = true\n",
+        server.url
+    ));
+    let out = a.run(&["sync", "--folder", a.folder.to_str().unwrap()]);
+    assert!(!out.status.success(), "synced against a locked server");
+    assert!(stderr(&out).contains("administrator"), "{}", stderr(&out));
+
+    let out = a.run(&[
+        "login",
+        "--server",
+        "http://127.0.0.1:9",
+        "--email",
+        "admin@example.com",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("administrator"), "{}", stderr(&out));
+    let out = a.run(&["login", "--email", "admin@example.com"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(a.config()["server_url"], server.url.trim_end_matches('/'));
+
+    a.set_system_config("server_url = \"https://sync.example.com\"\nlok_server_url = true\n");
+    let out = a.run(&["login", "--email", "admin@example.com"]);
+    assert!(!out.status.success(), "a config with a typo was ignored");
+    assert!(
+        stderr(&out).contains("system-config.toml"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -259,8 +259,20 @@ impl Device {
         let mut cmd = Command::new(bin("syncsphere"));
         cmd.arg("--config-dir")
             .arg(&self.config_dir)
-            .env("SYNCSPHERE_PASSWORD", PASSWORD);
+            .env("SYNCSPHERE_PASSWORD", PASSWORD)
+            // This device's own administrator config (none until `set_system_config`), never
+            // the machine's /etc/syncsphere.
+            .env("SYNCSPHERE_SYSTEM_CONFIG", self.system_config_path());
         cmd
+    }
+
+    fn system_config_path(&self) -> PathBuf {
+        self._root.path().join("system-config.toml")
+    }
+
+    /// Writes the administrator's system config this device's commands read.
+    pub fn set_system_config(&self, toml: &str) {
+        std::fs::write(self.system_config_path(), toml).expect("writes the system config");
     }
 
     /// Runs `signup` or `login`; returns the process output.

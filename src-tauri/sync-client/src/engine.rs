@@ -202,7 +202,7 @@ impl Engine {
                 device_name: self.device_name.clone(),
                 stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
             };
-            let mut local = scan.tree_for_planning(&synced);
+            let mut local = scan.tree_for_planning(&synced, self.case_insensitive);
             if self.case_insensitive {
                 local = adopt_folder_spelling(&local, &remote, &synced);
             }
@@ -398,6 +398,20 @@ impl Engine {
                 file,
                 expect_local,
             } => {
+                // A folder of this name that still holds files (ignored or unsupported ones,
+                // which the plan does not see) cannot give way: say so instead of fetching the
+                // content for nothing on every round.
+                let dest = self.local(&path);
+                if holds_anything(&dest).await {
+                    return Err(SyncError::Io(
+                        format!("downloading {path}"),
+                        std::io::Error::other(
+                            "a folder of that name is still here with files in it; the file \
+                             comes down once it is empty (move away any files in it that are \
+                             not synced, such as ignored ones)",
+                        ),
+                    ));
+                }
                 let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
                 tokio::fs::create_dir_all(&tmp_dir)
                     .await
@@ -472,12 +486,7 @@ impl Engine {
                 {
                     return Ok(None);
                 }
-                if let Some(parent) = dst.parent() {
-                    tokio::fs::create_dir_all(parent)
-                        .await
-                        .map_err(io_err(format!("creating {}", parent.display())))?;
-                }
-                tokio::fs::rename(&src, &dst)
+                rename_into(&src, &dst)
                     .await
                     .map_err(io_err(format!("renaming {}", src.display())))?;
                 self.prune_empty_parents(&from);
@@ -491,12 +500,7 @@ impl Engine {
                     return Ok(None);
                 }
                 // The copy may be a file inside a folder moved aside (`d/e` → `d (…)/e`).
-                if let Some(parent) = dst.parent() {
-                    tokio::fs::create_dir_all(parent)
-                        .await
-                        .map_err(io_err(format!("creating {}", parent.display())))?;
-                }
-                tokio::fs::rename(&src, &dst)
+                rename_into(&src, &dst)
                     .await
                     .map_err(io_err(format!("renaming {}", src.display())))?;
                 // A folder emptied this way must not stand in the way of a file of its name.
@@ -536,11 +540,6 @@ impl Engine {
             return Ok(None);
         }
         let dest = self.local(path);
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io_err(format!("creating {}", parent.display())))?;
-        }
         // A folder of this name left empty (its files moved or deleted) gives way to the file;
         // `remove_dir` refuses a folder that still holds anything.
         if tokio::fs::symlink_metadata(&dest)
@@ -557,7 +556,7 @@ impl Engine {
                 _ => {}
             }
         }
-        tokio::fs::rename(tmp, &dest)
+        rename_into(tmp, &dest)
             .await
             .map_err(io_err(format!("replacing {}", dest.display())))?;
         if let Some(parent) = dest.parent()
@@ -572,6 +571,32 @@ impl Engine {
         };
         self.index.set_synced(path, Some(&synced)).await?;
         Ok(Some((path.to_owned(), "downloaded")))
+    }
+}
+
+/// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch may
+/// prune a folder it emptied between the two steps; then the folder is made again, once.
+async fn rename_into(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let mut again = true;
+    loop {
+        if let Some(parent) = dst.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        match tokio::fs::rename(src, dst).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::mem::take(&mut again)
+                    && tokio::fs::try_exists(src).await.unwrap_or(false) => {}
+            other => return other,
+        }
+    }
+}
+
+/// Whether `path` is a folder with anything in it.
+async fn holds_anything(path: &Path) -> bool {
+    match tokio::fs::read_dir(path).await {
+        Ok(mut entries) => entries.next_entry().await.ok().flatten().is_some(),
+        Err(_) => false,
     }
 }
 

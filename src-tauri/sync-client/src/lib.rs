@@ -316,6 +316,7 @@ async fn run(
     status: watch::Sender<Status>,
     (stop, paused): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) -> Result<(), SyncError> {
+    load_system_config()?.check_server(&config.server_url)?;
     let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
     let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
         .with_limits(options.max_upload_rate, options.max_download_rate);

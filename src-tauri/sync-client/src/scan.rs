@@ -78,12 +78,19 @@ impl Scan {
     /// The local tree for planning: a synced file that could not be read this time stands as
     /// it was last synced, so an unreadable file (or folder) is never taken for a deleted one —
     /// which would delete it on the server and on every other device.
-    pub(crate) fn tree_for_planning(&self, synced: &SyncedTree) -> LocalTree {
+    /// On a case-insensitive disk (`fold`) the disk's spelling may differ from the synced one
+    /// (a remote folder rename only changes the index), so names are compared case-folded there.
+    pub(crate) fn tree_for_planning(&self, synced: &SyncedTree, fold: bool) -> LocalTree {
+        let norm = |p: &str| if fold { p.to_lowercase() } else { p.to_owned() };
         let mut tree = self.tree.clone();
         for gone in &self.unreadable {
-            let held = synced.iter().filter(|(p, _)| match gone.strip_suffix('/') {
-                Some(_) => p.starts_with(gone.as_str()),
-                None => *p == gone,
+            let gone = norm(gone);
+            let held = synced.iter().filter(|(p, _)| {
+                let p = norm(p);
+                match gone.strip_suffix('/') {
+                    Some(_) => p.starts_with(gone.as_str()),
+                    None => p == gone,
+                }
             });
             for (p, s) in held {
                 tree.entry(p.clone()).or_insert_with(|| LocalFile {
@@ -378,7 +385,7 @@ mod tests {
                 "never-synced.bin".into(),
             ],
         };
-        let tree = scan.tree_for_planning(&synced);
+        let tree = scan.tree_for_planning(&synced, false);
         let seen: Vec<(&str, &str)> = tree
             .iter()
             .map(|(p, f)| (p.as_str(), f.sha256.as_str()))
@@ -393,6 +400,16 @@ mod tests {
                 ("private/sub/b", "b")
             ]
         );
+
+        // A case-insensitive disk may spell the folder differently from the index.
+        let scan = Scan {
+            unreadable: vec!["PRIVATE/".into(), "Locked.DOC".into()],
+            ..scan
+        };
+        let folded = scan.tree_for_planning(&synced, true);
+        assert_eq!(folded, tree, "held under the synced spelling");
+        let strict = scan.tree_for_planning(&synced, false);
+        assert_eq!(strict.len(), 1, "a case-sensitive disk has no such files");
     }
 
     #[test]

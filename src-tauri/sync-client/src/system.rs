@@ -15,7 +15,8 @@ use syncsphere_protocol::CognitoConfig;
 
 use crate::SyncError;
 
-/// Overrides where the system config is read from (tests, packaging checks).
+/// Overrides where the system config is read from — in debug builds only (tests): in a
+/// release build any user could point it at an empty file and lift the administrator's lock.
 pub const SYSTEM_CONFIG_ENV: &str = "SYNCSPHERE_SYSTEM_CONFIG";
 
 /// `/etc/syncsphere/config.toml` and its equivalents.
@@ -74,7 +75,9 @@ impl CognitoPreset {
 
 /// Where the system config lives on this platform (or where `$SYNCSPHERE_SYSTEM_CONFIG` says).
 pub fn system_config_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(SYSTEM_CONFIG_ENV).filter(|p| !p.is_empty()) {
+    if cfg!(debug_assertions)
+        && let Some(path) = std::env::var_os(SYSTEM_CONFIG_ENV).filter(|p| !p.is_empty())
+    {
         return path.into();
     }
     if cfg!(windows) {
@@ -120,6 +123,20 @@ fn same_url(a: &str, b: &str) -> bool {
 impl SystemConfig {
     /// The server to use when the user asked for `asked` (`None`: the preset): a locked
     /// server refuses any other.
+    /// Whether a session with `server_url` may sync: not when the administrator locked another
+    /// server (sessions from before the lock, or a hand-edited config, included).
+    pub fn check_server(&self, server_url: &str) -> Result<(), SyncError> {
+        match &self.server_url {
+            Some(preset) if self.lock_server_url && !same_url(server_url, preset) => {
+                Err(SyncError::Config(format!(
+                    "your administrator set this computer to use {preset}; sign in there \
+                     ({server_url} cannot be used)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn resolve_server_url(&self, asked: Option<&str>) -> Result<String, SyncError> {
         match (asked.filter(|a| !a.trim().is_empty()), &self.server_url) {
             (Some(asked), Some(preset)) if self.lock_server_url && !same_url(asked, preset) => {
@@ -169,6 +186,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("administrator"), "{refused}");
+        assert!(config.check_server("https://sync.example.com/").is_ok());
+        assert!(
+            config.check_server("https://elsewhere.example").is_err(),
+            "a session from before the lock does not sync"
+        );
 
         let unlocked = parse("server_url = \"https://sync.example.com\"\n").unwrap();
         assert_eq!(

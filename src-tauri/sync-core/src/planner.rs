@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::clash::{Namespace, TakenNames};
+use crate::clash::{self, Namespace, TakenNames};
 use crate::{
     LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
     conflicted_copy_name,
@@ -61,7 +61,9 @@ pub fn plan(
         let (edited_here, edited_there) = (l.sha256 != s.sha256, r.sha256 != s.sha256);
         // A file cannot be renamed into or onto itself as a directory (`d` → `d/e`): such a
         // move goes down as a download plus a delete.
-        let nested = to.starts_with(&format!("{from}/")) || from.starts_with(&format!("{to}/"));
+        // (Compared case-folded: on a case-insensitive disk `d` → `D/e` is the same trap.)
+        let (kf, kt) = (clash::key(from), clash::key(to));
+        let nested = kt.starts_with(&format!("{kf}/")) || kf.starts_with(&format!("{kt}/"));
         if (edited_here && edited_there)
             || nested
             || synced.contains_key(to)

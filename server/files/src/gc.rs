@@ -213,12 +213,14 @@ pub async fn collect(
     Ok(report)
 }
 
-/// Verifies that every kept revision's content is present, complete and of the recorded size.
+/// Verifies that every kept revision's content is present, complete and of the recorded size,
+/// and that no live file lies under another (data from before the file-or-folder rule).
 pub async fn check(
     store: &MetadataStore,
     blobs: &Arc<dyn BlobStore>,
 ) -> Result<CheckReport, FilesError> {
     let mut report = CheckReport::default();
+    report.problems.extend(store.name_clashes().await?);
     for k in kept_contents(store).await? {
         report.revisions_checked += 1;
         let chunks = chunks_of(store, &k.user_id, &k.sha256, k.size).await?;

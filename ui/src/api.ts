@@ -12,6 +12,16 @@ export interface RecentFile {
   at_ms: number;
 }
 
+/** A file being uploaded or downloaded right now. */
+export interface Transfer {
+  path: string;
+  direction: "upload" | "download";
+  /** Bytes sent or received so far (a resumed download starts above zero). */
+  done: number;
+  /** The file's size; 0 until a download's response says it. */
+  total: number;
+}
+
 export interface Status {
   state: SyncState;
   connected: boolean;
@@ -24,6 +34,10 @@ export interface Status {
   recent: RecentFile[];
   last_error: string | null;
   updated_ms: number;
+  /** Content bytes sent / received since sync started. */
+  bytes_uploaded: number;
+  bytes_downloaded: number;
+  transfers: Transfer[];
 }
 
 export interface Session {

@@ -1,5 +1,5 @@
 // Status screen: live state of the running sync, fed by `status` events.
-import { errorMessage, type RecentFile, type Status, type SyncState } from "./api";
+import { errorMessage, type RecentFile, type Status, type SyncState, type Transfer } from "./api";
 import { h, setMessage } from "./dom";
 
 export const STATE_LABELS: Record<SyncState, string> = {
@@ -35,6 +35,26 @@ export function formatWhen(atMs: number, nowMs: number): string {
   return new Date(atMs).toLocaleDateString();
 }
 
+/** "512 B", "1.5 KB", "12.3 MB", "1.0 GB" (powers of 1000, like file managers). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** "12.3 MB of 48.0 MB (25%)", or "12.3 MB so far" while the size is unknown. */
+export function transferProgress(t: Transfer): string {
+  if (t.total <= 0) return `${formatBytes(t.done)} so far`;
+  const percent = Math.min(100, Math.floor((t.done * 100) / t.total));
+  return `${formatBytes(t.done)} of ${formatBytes(t.total)} (${percent}%)`;
+}
+
 export interface StatusActions {
   openFolder(): Promise<void>;
   signOut(): Promise<void>;
@@ -55,6 +75,9 @@ export function statusView(actions: StatusActions): StatusView {
   const account = h("dd", { "data-testid": "status-account" });
   const lastError = h("p", { class: "error", role: "alert", "data-testid": "status-error" });
   const actionError = h("p", { class: "error", role: "alert", "data-testid": "status-action-error" });
+  const transfersTitle = h("h2", { "data-testid": "transfers-title" }, "Transferring");
+  const transfers = h("ul", { class: "transfers", "data-testid": "transfer-list" });
+  const totals = h("p", { class: "muted", "data-testid": "status-bytes" });
   const recent = h("ul", { class: "recent", "data-testid": "recent-list" });
   const recentEmpty = h("p", { class: "muted", "data-testid": "recent-empty" }, "No file changes yet.");
   const openFolder = h("button", { type: "button", class: "primary", "data-testid": "open-folder" }, "Open folder");
@@ -78,6 +101,9 @@ export function statusView(actions: StatusActions): StatusView {
       h("dt", {}, "Waiting"),
       pending,
     ),
+    totals,
+    transfersTitle,
+    transfers,
     h("h2", {}, "Recent activity"),
     recentEmpty,
     recent,
@@ -106,6 +132,22 @@ export function statusView(actions: StatusActions): StatusView {
     );
   }
 
+  function transferItem(t: Transfer): HTMLLIElement {
+    const bar = h("progress", { "data-testid": "transfer-bar" });
+    if (t.total > 0) {
+      bar.max = t.total;
+      bar.value = Math.min(t.done, t.total);
+    } // else indeterminate: the size is not known yet
+    return h(
+      "li",
+      { "data-testid": "transfer-item", "data-direction": t.direction },
+      h("span", { class: "action" }, t.direction === "upload" ? "Uploading" : "Downloading"),
+      h("span", { class: "path", title: t.path, "data-testid": "transfer-path" }, t.path),
+      bar,
+      h("span", { class: "muted", "data-testid": "transfer-progress" }, transferProgress(t)),
+    );
+  }
+
   function update(status: Status | null): void {
     const current: SyncState = status?.state ?? "starting";
     state.textContent = STATE_LABELS[current];
@@ -119,6 +161,13 @@ export function statusView(actions: StatusActions): StatusView {
     folder.textContent = status?.folder ?? "";
     account.textContent = status ? `${status.email} on ${status.device_name}` : "";
     setMessage(lastError, status?.last_error ?? null);
+    const moving = status?.transfers ?? [];
+    transfers.replaceChildren(...moving.map(transferItem));
+    transfers.hidden = transfersTitle.hidden = moving.length === 0;
+    const up = status?.bytes_uploaded ?? 0;
+    const down = status?.bytes_downloaded ?? 0;
+    totals.textContent = `Sent ${formatBytes(up)} · received ${formatBytes(down)} since start`;
+    totals.hidden = up === 0 && down === 0;
     const files = status?.recent ?? [];
     recent.replaceChildren(...files.map(recentItem));
     recentEmpty.hidden = files.length > 0;

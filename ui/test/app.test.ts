@@ -6,7 +6,7 @@ import { emit } from "@tauri-apps/api/event";
 import type { InvokeArgs } from "@tauri-apps/api/core";
 import { App } from "../src/app";
 import type { Session, Status } from "../src/api";
-import { actionLabel, formatWhen } from "../src/status";
+import { actionLabel, formatBytes, formatWhen, transferProgress } from "../src/status";
 import { checkCredentials } from "../src/signin";
 
 type Call = { cmd: string; args: InvokeArgs | undefined };
@@ -37,6 +37,9 @@ function status(overrides: Partial<Status> = {}): Status {
     recent: [],
     last_error: null,
     updated_ms: 1,
+    bytes_uploaded: 0,
+    bytes_downloaded: 0,
+    transfers: [],
     ...overrides,
   };
 }
@@ -234,6 +237,40 @@ describe("folder and status", () => {
     expect(byTestId("status-error").textContent).toBe("The server refused the upload.");
   });
 
+  test("files in flight show with a progress bar each, and the totals", async () => {
+    await boot({ get_session: () => ({ ...signedIn, syncing: true, folder: "/home/ada/SyncSphere" }), get_status: () => null });
+    expect(byTestId("transfer-list").hidden).toBe(true);
+    expect(byTestId("transfers-title").hidden).toBe(true);
+    expect(byTestId("status-bytes").hidden).toBe(true);
+
+    await emit(
+      "status",
+      status({
+        state: "syncing",
+        pending: 2,
+        bytes_uploaded: 12_300_000,
+        bytes_downloaded: 1_000_000_000,
+        transfers: [
+          { path: "video.mp4", direction: "upload", done: 12_000_000, total: 48_000_000 },
+          { path: "docs/big.pdf", direction: "download", done: 3000, total: 0 },
+        ],
+      }),
+    );
+    expect(byTestId("transfer-list").hidden).toBe(false);
+    const items = [...byTestId("transfer-list").querySelectorAll<HTMLLIElement>("[data-testid=transfer-item]")];
+    expect(items.map((li) => li.dataset.direction)).toEqual(["upload", "download"]);
+    const [up, down] = items.map((li) => li.querySelector<HTMLProgressElement>("progress")!);
+    expect([up.value, up.max]).toEqual([12_000_000, 48_000_000]);
+    expect(down.hasAttribute("value")).toBe(false); // size unknown yet: indeterminate
+    expect(items[0].querySelector("[data-testid=transfer-progress]")?.textContent).toBe("12.0 MB of 48.0 MB (25%)");
+    expect(items[1].querySelector("[data-testid=transfer-path]")?.textContent).toBe("docs/big.pdf");
+    expect(byTestId("status-bytes").textContent).toBe("Sent 12.3 MB · received 1.0 GB since start");
+
+    await emit("status", status({ state: "up_to_date", bytes_uploaded: 60_000_000, updated_ms: 5 }));
+    expect(byTestId("transfer-list").hidden).toBe(true);
+    expect(byTestId("transfer-list").children.length).toBe(0);
+  });
+
   test("Sign out returns to the sign-in screen", async () => {
     await boot({
       get_session: () => ({ ...signedIn, syncing: true }),
@@ -248,6 +285,20 @@ describe("folder and status", () => {
 });
 
 describe("wording", () => {
+  test.each([
+    [0, "0 B"],
+    [999, "999 B"],
+    [1500, "1.5 KB"],
+    [12_345_678, "12.3 MB"],
+    [1_073_741_824, "1.1 GB"],
+  ])("%d bytes read %s", (bytes, text) => {
+    expect(formatBytes(bytes)).toBe(text);
+  });
+
+  test("a transfer past its size never reads over 100%", () => {
+    expect(transferProgress({ path: "x", direction: "download", done: 11, total: 10 })).toBe("11 B of 10 B (100%)");
+  });
+
   test.each([
     ["uploaded", "Uploaded"],
     ["deleted_remote", "Deleted on server"],

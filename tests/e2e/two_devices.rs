@@ -8,8 +8,8 @@ use syncsphere_e2e::push::{
     expect_close, next_change, next_json, presence_until, raw_device, refused_upgrade,
 };
 use syncsphere_e2e::{
-    Device, Server, cognito_token, fresh_postgres_database, postgres_admin_url, same_bytes,
-    wait_for, walk,
+    Device, Process, Server, cognito_token, fresh_postgres_database, postgres_admin_url,
+    same_bytes, wait_for, walk,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -662,31 +662,12 @@ async fn syncsphereignore_keeps_files_local_on_every_device() {
 /// edit wins the path, the other is kept as a conflicted copy, and the edit beats the delete.
 #[test]
 fn offline_edits_on_two_devices_converge_with_nothing_lost() {
-    let mut server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "offline@example.com");
-    b.login(&server, "offline@example.com");
-    std::fs::create_dir_all(&a.folder).unwrap();
-    std::fs::write(a.path("plan.txt"), b"the plan, v0").unwrap();
-    std::fs::write(a.path("keep-me.txt"), b"shared, v0").unwrap();
-    let _pa = a.start_sync().unwrap();
-    let _pb = b.start_sync().unwrap();
-    wait_for(SETTLE, || {
-        same_bytes(&a, &b, "plan.txt") && same_bytes(&a, &b, "keep-me.txt")
-    })
-    .expect("initial files reached B");
-    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
-
-    server.stop();
-    assert!(
-        wait_for(SETTLE, || a
-            .status()
-            .is_some_and(|s| s["state"] == "offline")
-            && b.status().is_some_and(|s| s["state"] == "offline"))
-        .is_some()
+    let (mut server, a, b, _pa, _pb) = synced_then_offline(
+        "offline@example.com",
+        &[
+            ("plan.txt", b"the plan, v0"),
+            ("keep-me.txt", b"shared, v0"),
+        ],
     );
     std::fs::write(a.path("plan.txt"), b"the plan, as the laptop wants it").unwrap();
     std::fs::write(b.path("plan.txt"), b"the plan, as the desktop wants it").unwrap();
@@ -718,6 +699,37 @@ fn offline_edits_on_two_devices_converge_with_nothing_lost() {
         b"edited on the laptop",
         "the edit survives the delete"
     );
+}
+
+/// Two devices syncing `initial` (written on the first), in agreement; then the server stops
+/// and both report offline. The sync processes run until dropped (before the devices).
+fn synced_then_offline(
+    email: &str,
+    initial: &[(&str, &[u8])],
+) -> (Server, Device, Device, Process, Process) {
+    let mut server = Server::start(None).expect("server starts");
+    let (a, b) = (
+        Device::new("laptop").unwrap(),
+        Device::new("desktop").unwrap(),
+    );
+    a.signup(&server, email);
+    b.login(&server, email);
+    std::fs::create_dir_all(&a.folder).unwrap();
+    for (path, content) in initial {
+        std::fs::write(a.path(path), content).unwrap();
+    }
+    let pa = a.start_sync().unwrap();
+    let pb = b.start_sync().unwrap();
+    wait_for(SETTLE, || {
+        initial.iter().all(|(path, _)| same_bytes(&a, &b, path))
+    })
+    .expect("initial files reached B");
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+
+    server.stop();
+    let offline = |d: &Device| d.status().is_some_and(|s| s["state"] == "offline");
+    assert!(wait_for(SETTLE, || offline(&a) && offline(&b)).is_some());
+    (server, a, b, pa, pb)
 }
 
 /// Waits until both devices are up to date with identical trees, then checks that every
@@ -760,31 +772,12 @@ fn converged_tree(a: &Device, b: &Device, versions: &[&[u8]]) -> Vec<String> {
 /// side that reached the server second is the one moved aside as a conflicted copy.
 #[test]
 fn names_clashing_by_case_or_by_type_converge_with_nothing_lost() {
-    let mut server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "clash@example.com");
-    b.login(&server, "clash@example.com");
-    std::fs::create_dir_all(&a.folder).unwrap();
-    std::fs::write(a.path("t"), b"a file that becomes a folder").unwrap();
-    std::fs::write(a.path("notes.txt"), b"renamed by case").unwrap();
-    let _pa = a.start_sync().unwrap();
-    let _pb = b.start_sync().unwrap();
-    wait_for(SETTLE, || {
-        same_bytes(&a, &b, "t") && same_bytes(&a, &b, "notes.txt")
-    })
-    .expect("initial files reached B");
-    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
-
-    server.stop();
-    assert!(
-        wait_for(SETTLE, || a
-            .status()
-            .is_some_and(|s| s["state"] == "offline")
-            && b.status().is_some_and(|s| s["state"] == "offline"))
-        .is_some()
+    let (mut server, a, b, _pa, _pb) = synced_then_offline(
+        "clash@example.com",
+        &[
+            ("t", b"a file that becomes a folder"),
+            ("notes.txt", b"renamed by case"),
+        ],
     );
     std::fs::write(a.path("d"), b"d as a file").unwrap();
     std::fs::write(a.path("Report.txt"), b"the laptop's report").unwrap();

@@ -659,6 +659,23 @@ impl Harness {
         .await
     }
 
+    /// `POST /v1/files/{id}/move`.
+    async fn move_file(
+        &self,
+        token: &str,
+        file_id: &str,
+        new_path: &str,
+        parent_rev: i64,
+    ) -> Reply {
+        self.request(
+            "POST",
+            token,
+            &format!("/v1/files/{file_id}/move"),
+            json!({"new_path": new_path, "parent_rev": parent_rev}),
+        )
+        .await
+    }
+
     async fn request(&self, method: &str, token: &str, uri: &str, body: Value) -> Reply {
         self.send(
             Request::builder()
@@ -1176,14 +1193,7 @@ async fn path_attack_table(db: Option<String>) {
             r.json
         );
         assert_eq!(r.json["error"], "invalid_path", "commit {what}: {}", r.json);
-        let r = h
-            .request(
-                "POST",
-                &t,
-                &format!("/v1/files/{seed_id}/move"),
-                json!({"new_path": path, "parent_rev": 1}),
-            )
-            .await;
+        let r = h.move_file(&t, &seed_id, path, 1).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "move {what}: {}", r.json);
         assert_eq!(r.json["error"], "invalid_path", "move {what}: {}", r.json);
     }
@@ -1211,14 +1221,7 @@ async fn path_attack_table(db: Option<String>) {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
     // Case-only renames are allowed (the same file, new spelling).
-    let r = h
-        .request(
-            "POST",
-            &t,
-            &format!("/v1/files/{seed_id}/move"),
-            json!({"new_path": "SEED.txt", "parent_rev": 1}),
-        )
-        .await;
+    let r = h.move_file(&t, &seed_id, "SEED.txt", 1).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["path"], "SEED.txt");
 }
@@ -1262,14 +1265,7 @@ async fn a_name_is_a_file_or_a_folder(db: Option<String>) {
             .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "commit {what}: {}", r.json);
     }
-    let r = h
-        .request(
-            "POST",
-            &t,
-            &format!("/v1/files/{inside_id}/move"),
-            json!({"new_path": "d/e.txt", "parent_rev": 1}),
-        )
-        .await;
+    let r = h.move_file(&t, &inside_id, "d/e.txt", 1).await;
     assert_eq!(
         r.status,
         StatusCode::CONFLICT,
@@ -1289,14 +1285,7 @@ async fn a_name_is_a_file_or_a_folder(db: Option<String>) {
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
     }
     // The file taking a name does not stand in its own way: `docs/e.txt` → `docs`.
-    let r = h
-        .request(
-            "POST",
-            &t,
-            &format!("/v1/files/{inside_id}/move"),
-            json!({"new_path": "docs", "parent_rev": 1}),
-        )
-        .await;
+    let r = h.move_file(&t, &inside_id, "docs", 1).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
     // Undeleting a file whose name became a folder meanwhile is refused too.

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::{LocalTree, RemoteTree, SyncedTree};
+use crate::{LocalTree, PlanContext, RemoteTree, SyncedTree, conflicted_copy_name};
 
 /// The key under which the server compares paths (case-folded, like its `path_key`).
 pub(crate) fn key(path: &str) -> String {
@@ -78,15 +78,29 @@ impl<'a> Namespace<'a> {
 pub(crate) struct TakenNames(HashSet<String>);
 
 impl TakenNames {
-    pub(crate) fn insert(&mut self, path: &str) {
+    /// Every name of the three trees, files and folders.
+    pub(crate) fn of(local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree) -> Self {
+        let mut taken = TakenNames::default();
+        for p in local.keys().chain(remote.keys()).chain(synced.keys()) {
+            taken.insert(p);
+        }
+        taken
+    }
+
+    fn insert(&mut self, path: &str) {
         self.0.insert(key(path));
         for a in ancestors(path) {
             self.0.insert(key(a));
         }
     }
 
-    pub(crate) fn contains(&self, path: &str) -> bool {
-        self.0.contains(&key(path))
+    /// A conflicted-copy name for `path` that is free, and from now on taken.
+    pub(crate) fn pick_copy_name(&mut self, path: &str, ctx: &PlanContext) -> String {
+        let copy = conflicted_copy_name(path, &ctx.device_name, &ctx.stamp, |c| {
+            self.0.contains(&key(c))
+        });
+        self.insert(&copy);
+        copy
     }
 }
 

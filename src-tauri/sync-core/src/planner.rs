@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::clash::{self, Namespace, TakenNames};
 use crate::{
     LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
-    conflicted_copy_name,
 };
 
 fn remote_unchanged(r: Option<&RemoteFile>, s: Option<&SyncedFile>) -> bool {
@@ -38,11 +37,14 @@ pub fn plan(
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
-    // Names a new name must avoid (case-insensitively), including the ones this plan picks.
-    let mut taken = TakenNames::default();
-    for p in local.keys().chain(remote.keys()).chain(synced.keys()) {
-        taken.insert(p);
-    }
+    // Names a new name must avoid (case-insensitively), including the ones this plan picks;
+    // built on first use, since most plans pick none.
+    let mut taken: Option<TakenNames> = None;
+    let mut copy_name = |path: &str| {
+        taken
+            .get_or_insert_with(|| TakenNames::of(local, remote, synced))
+            .pick_copy_name(path, ctx)
+    };
 
     // Renamed on the server, with only one side touching the content: rename locally instead of
     // download + delete (an edit made here follows the file to its new name and uploads there).
@@ -115,7 +117,8 @@ pub fn plan(
     }
     // A move must not wait for another one (`a` → `b` while `b` → `a`, or into a name another
     // move frees): only names free on the server now, and after this plan, are moved to.
-    let remote_now = Namespace::of(remote.keys().map(String::as_str));
+    let remote_now =
+        (!vanished.is_empty()).then(|| Namespace::of(remote.keys().map(String::as_str)));
     for (to, l) in local {
         if synced.contains_key(to) || remote.contains_key(to) || handled.contains(to.as_str()) {
             continue;
@@ -126,7 +129,11 @@ pub fn plan(
         let Some(&from) = candidates.first() else {
             continue;
         };
-        if staying.clash_at(to).is_some() || remote_now.clash_at_except(to, Some(from)).is_some() {
+        if staying.clash_at(to).is_some()
+            || remote_now
+                .as_ref()
+                .is_some_and(|ns| ns.clash_at_except(to, Some(from)).is_some())
+        {
             continue;
         }
         candidates.remove(0);
@@ -155,12 +162,7 @@ pub fn plan(
         };
         let copy_at = moved_aside
             .entry(at)
-            .or_insert_with(|| {
-                let copy =
-                    conflicted_copy_name(at, &ctx.device_name, &ctx.stamp, |c| taken.contains(c));
-                taken.insert(&copy);
-                copy
-            })
+            .or_insert_with(|| copy_name(at))
             .clone();
         ops.push(Op::ConflictCopy {
             path: path.clone(),
@@ -224,16 +226,10 @@ pub fn plan(
                     path: path.to_owned(),
                     synced: Some(synced_from(r)),
                 },
-                (Some(_), Some(_)) => {
-                    let copy = conflicted_copy_name(path, &ctx.device_name, &ctx.stamp, |c| {
-                        taken.contains(c)
-                    });
-                    taken.insert(&copy);
-                    Op::ConflictCopy {
-                        path: path.to_owned(),
-                        copy,
-                    }
-                }
+                (Some(_), Some(_)) => Op::ConflictCopy {
+                    path: path.to_owned(),
+                    copy: copy_name(path),
+                },
                 // Edited here, deleted (or moved away) there: the edit survives as a new file.
                 (Some(_), None) => Op::Upload {
                     path: path.to_owned(),

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use syncsphere_e2e::{Device, Server, file_sha256, wait_for, walk, write_noise_file};
+use syncsphere_e2e::{
+    Device, Server, file_sha256, signed_in_pair, wait_for, walk, write_noise_file,
+};
 
 /// Waits until `d` is up to date with `files` files in sync; panics with its log otherwise.
 fn until_synced(d: &Device, files: u64, timeout: Duration, what: &str) -> Duration {
@@ -17,12 +19,7 @@ fn until_synced(d: &Device, files: u64, timeout: Duration, what: &str) -> Durati
 fn ten_thousand_small_files_reach_a_new_device() {
     const FILES: usize = 10_000;
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("new-desktop").unwrap(),
-    );
-    a.signup(&server, "many@example.com");
-    b.login(&server, "many@example.com");
+    let (a, b) = signed_in_pair(&server, "many@example.com");
     for i in 0..FILES {
         let dir = a.path(&format!("project-{:02}", i % 100));
         std::fs::create_dir_all(&dir).unwrap();
@@ -71,12 +68,7 @@ fn ten_thousand_small_files_reach_a_new_device() {
 fn a_one_gib_file_reaches_a_new_device_byte_identical() {
     const GIB: usize = 1 << 30;
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("new-desktop").unwrap(),
-    );
-    a.signup(&server, "huge@example.com");
-    b.login(&server, "huge@example.com");
+    let (a, b) = signed_in_pair(&server, "huge@example.com");
     std::fs::create_dir_all(&a.folder).unwrap();
     write_noise_file(&a.path("disk.img"), GIB, 11).unwrap();
     let expected = file_sha256(&a.path("disk.img")).unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use syncsphere_e2e::{Device, Server, noise, same_bytes, wait_for};
+use syncsphere_e2e::{Device, Server, noise, same_bytes, signed_in_pair, wait_for};
 
 const MIB: usize = 1024 * 1024;
 /// The smallest chunk a client cuts (except a file's last one).
@@ -21,12 +21,7 @@ fn uploaded(d: &Device) -> u64 {
 #[test]
 fn large_files_resume_after_sigkill_and_edits_send_only_changed_chunks() {
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "big@example.com");
-    b.login(&server, "big@example.com");
+    let (a, b) = signed_in_pair(&server, "big@example.com");
     let data = noise(48 * MIB, 1);
     std::fs::create_dir_all(&a.folder).unwrap();
     std::fs::write(a.path("video.bin"), &data).unwrap();
@@ -107,12 +102,7 @@ fn check_store(server: &Server) -> (bool, String) {
 #[test]
 fn a_server_killed_mid_upload_loses_nothing_and_the_upload_completes() {
     let mut server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "crash@example.com");
-    b.login(&server, "crash@example.com");
+    let (a, b) = signed_in_pair(&server, "crash@example.com");
     std::fs::create_dir_all(&a.folder).unwrap();
     std::fs::write(a.path("small.txt"), b"committed before the crash").unwrap();
     let _pa = a.start_sync().unwrap();
@@ -165,12 +155,7 @@ fn partial_bytes(d: &Device) -> u64 {
 #[test]
 fn downloads_resume_after_sigkill_and_keep_to_the_bandwidth_limit() {
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "slow@example.com");
-    b.login(&server, "slow@example.com");
+    let (a, b) = signed_in_pair(&server, "slow@example.com");
     let data = noise(24 * MIB, 3);
     std::fs::create_dir_all(&a.folder).unwrap();
     std::fs::write(a.path("movie.bin"), &data).unwrap();

@@ -9,7 +9,7 @@ use syncsphere_e2e::push::{
 };
 use syncsphere_e2e::{
     Device, Process, Server, cognito_token, fresh_postgres_database, postgres_admin_url,
-    same_bytes, wait_for, walk,
+    same_bytes, signed_in_pair, wait_for, walk,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -480,13 +480,8 @@ async fn push_sockets_must_reauthenticate_before_their_token_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
     let email = "kim@example.com";
-    a.signup(&server, email);
-    b.login(&server, email);
+    let (a, b) = signed_in_pair(&server, email);
     let _pa = a.start_sync().unwrap();
     let mut pb = b.start_sync().unwrap();
     assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
@@ -605,12 +600,7 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncsphereignore_keeps_files_local_on_every_device() {
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "ignore@example.com");
-    b.login(&server, "ignore@example.com");
+    let (a, b) = signed_in_pair(&server, "ignore@example.com");
     std::fs::create_dir_all(a.folder.join("build")).unwrap();
     std::fs::write(a.path(".syncsphereignore"), "*.log\nbuild/\n").unwrap();
     std::fs::write(a.path("notes.txt"), b"synced").unwrap();
@@ -708,12 +698,7 @@ fn synced_then_offline(
     initial: &[(&str, &[u8])],
 ) -> (Server, Device, Device, Process, Process) {
     let mut server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, email);
-    b.login(&server, email);
+    let (a, b) = signed_in_pair(&server, email);
     std::fs::create_dir_all(&a.folder).unwrap();
     for (path, content) in initial {
         std::fs::write(a.path(path), content).unwrap();
@@ -816,12 +801,7 @@ fn names_clashing_by_case_or_by_type_converge_with_nothing_lost() {
 #[test]
 fn a_paused_device_transfers_nothing_until_resumed() {
     let server = Server::start(None).expect("server starts");
-    let (a, b) = (
-        Device::new("laptop").unwrap(),
-        Device::new("desktop").unwrap(),
-    );
-    a.signup(&server, "pause@example.com");
-    b.login(&server, "pause@example.com");
+    let (a, b) = signed_in_pair(&server, "pause@example.com");
     let _pa = a.start_sync().unwrap();
     let pb = b.start_sync().unwrap();
     assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());

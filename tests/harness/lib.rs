@@ -236,6 +236,17 @@ fn spawn_server(
     }
 }
 
+/// Two devices of one account: `laptop` signs up, `desktop` signs in.
+pub fn signed_in_pair(server: &Server, email: &str) -> (Device, Device) {
+    let (a, b) = (
+        Device::new("laptop").expect("laptop device"),
+        Device::new("desktop").expect("desktop device"),
+    );
+    a.signup(server, email);
+    b.login(server, email);
+    (a, b)
+}
+
 /// One device: a config directory and a sync folder.
 pub struct Device {
     pub name: String,

@@ -659,6 +659,17 @@ impl Harness {
         .await
     }
 
+    /// `POST /v1/files/{id}/restore`.
+    async fn restore(&self, token: &str, file_id: &str, rev: i64, parent_rev: i64) -> Reply {
+        self.request(
+            "POST",
+            token,
+            &format!("/v1/files/{file_id}/restore"),
+            json!({"rev": rev, "parent_rev": parent_rev}),
+        )
+        .await
+    }
+
     /// `POST /v1/files/{id}/move`.
     async fn move_file(
         &self,
@@ -1301,14 +1312,7 @@ async fn a_name_is_a_file_or_a_folder(db: Option<String>) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let r = h.put(&t, "path=d/new", b"now a folder").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = h
-        .request(
-            "POST",
-            &t,
-            &format!("/v1/files/{file_id}/restore"),
-            json!({"rev": 1, "parent_rev": 2}),
-        )
-        .await;
+    let r = h.restore(&t, file_id, 1, 2).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "undelete: {}", r.json);
     assert_eq!(r.json["current"]["path"], "d/new");
 }
@@ -1369,14 +1373,7 @@ async fn quotas(db: Option<String>) {
     let shrunk = h.put(&t, "path=a.bin&parent_rev=1", b"tiny").await;
     assert_eq!(shrunk.status, StatusCode::OK, "{}", shrunk.json);
     assert_eq!(h.get(&t, "/v1/account/usage").await.json["used_bytes"], 304);
-    let r = h
-        .request(
-            "POST",
-            &t,
-            &format!("/v1/files/{id}/restore"),
-            json!({"rev": 1, "parent_rev": 2}),
-        )
-        .await;
+    let r = h.restore(&t, &id, 1, 2).await;
     assert_eq!(r.status, StatusCode::OK, "600 + 300 fits again: {}", r.json);
     assert_eq!(
         h.put(&t, "path=d.bin", small).await.status,

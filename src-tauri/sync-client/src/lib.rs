@@ -9,11 +9,14 @@
 //!   over the target: a partial download never replaces a file.
 //! - Passwords are never stored; tokens live in `session.json` (mode 0600).
 
+mod account;
 mod api;
 mod auth;
 mod chunker;
 mod config;
+mod conflicts;
 mod engine;
+mod ignore_file;
 mod index;
 mod push;
 mod scan;
@@ -29,8 +32,12 @@ use notify::Watcher;
 use syncsphere_protocol::ErrorCode;
 use tokio::sync::{mpsc, watch};
 
+pub use account::{FileHistory, file_history, files, restore_revision, revisions, trash, undelete};
 pub use config::{ClientConfig, load_config};
+pub use conflicts::{ConflictedCopy, Resolution, conflicted_copies, resolve_conflict};
+pub use ignore_file::{read_ignore_rules, write_ignore_rules};
 pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
+pub use syncsphere_protocol::{Device, DeviceList, FileMeta, Revision};
 pub use system::{
     CognitoPreset, SYSTEM_CONFIG_ENV, SystemConfig, load_system_config, system_config_path,
 };

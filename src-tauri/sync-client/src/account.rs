@@ -1,0 +1,265 @@
+//! Account operations outside the sync loop: a file's version history and restoring a
+//! revision, the trash and undeleting. They act on the server with the signed-in device's
+//! session (the same config directory a running sync uses); what they change comes back to
+//! every device as an ordinary journal entry — by push to the other devices, and on this
+//! device on its next sync pass (the server never pushes a change to the device that made it).
+//!
+//! **Boundary**: never touches the sync folder or the local index. The server's history is the
+//! truth, so a restore or an undelete is a new revision there and the sync engine applies it
+//! like any edit (hash-checked download, never a byte lost locally).
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use syncsphere_protocol::{
+    DEVICE_HEADER, ErrorBody, ErrorCode, FileList, FileMeta, RestoreRequest, Revision,
+    RevisionList, TrashList, normalize_path,
+};
+
+use crate::SyncError;
+use crate::auth::TokenSource;
+
+/// A file (live or in the trash) and its revisions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHistory {
+    pub file: FileMeta,
+    pub revisions: Vec<Revision>,
+}
+
+/// The account's live files (for searching a file whose history to show), by path.
+pub async fn files(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
+    let list: FileList = Session::open(config_dir).await?.get("/v1/files").await?;
+    Ok(list.files)
+}
+
+/// The history of the file at `path` (relative to the sync folder, `/`-separated). A live file
+/// at that path wins; otherwise the file most recently deleted from there (its history ends with
+/// the deletion). Names match like the server compares them: exactly, else ignoring case.
+pub async fn file_history(config_dir: &Path, path: &str) -> Result<FileHistory, SyncError> {
+    let wanted = normalize_path(path).map_err(|e| SyncError::Server {
+        status: 400,
+        code: ErrorCode::InvalidPath,
+        message: format!("'{path}' is not a valid file name: {e}"),
+    })?;
+    let session = Session::open(config_dir).await?;
+    let live: FileList = session.get("/v1/files").await?;
+    let file = match pick_by_path(live.files, &wanted) {
+        Some(file) => file,
+        None => {
+            let trash: TrashList = session.get("/v1/trash").await?;
+            pick_by_path(trash.files, &wanted).ok_or_else(|| SyncError::Server {
+                status: 404,
+                code: ErrorCode::NotFound,
+                message: format!("there is no file '{wanted}' on the server, nor in its trash"),
+            })?
+        }
+    };
+    let revisions = session.revisions(&file.file_id).await?;
+    Ok(FileHistory { file, revisions })
+}
+
+/// Picks the file at `wanted`: the exact spelling first, else the first one that differs only
+/// in case (files come newest first from the trash, so that is the latest deletion).
+fn pick_by_path(files: Vec<FileMeta>, wanted: &str) -> Option<FileMeta> {
+    let folded = wanted.to_lowercase();
+    let mut by_case = None;
+    for file in files {
+        if file.path == wanted {
+            return Some(file);
+        }
+        if by_case.is_none() && file.path.to_lowercase() == folded {
+            by_case = Some(file);
+        }
+    }
+    by_case
+}
+
+/// The revisions of one file, newest first.
+pub async fn revisions(config_dir: &Path, file_id: &str) -> Result<Vec<Revision>, SyncError> {
+    Session::open(config_dir).await?.revisions(file_id).await
+}
+
+/// Makes revision `rev` of the file current again, as a new revision (the versions in between
+/// stay in the history). A file in the trash comes back with that content.
+pub async fn restore_revision(
+    config_dir: &Path,
+    file_id: &str,
+    rev: i64,
+) -> Result<FileMeta, SyncError> {
+    let session = Session::open(config_dir).await?;
+    let current: FileMeta = session.get(&file_url(file_id, "")).await?;
+    let meta = session.restore(&current, rev).await?;
+    tracing::info!(file_id, path = %meta.path, from_rev = rev, rev = meta.rev, "restored a revision");
+    Ok(meta)
+}
+
+/// Deleted files, most recently deleted first.
+pub async fn trash(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
+    let list: TrashList = Session::open(config_dir).await?.get("/v1/trash").await?;
+    Ok(list.files)
+}
+
+/// Brings a file back from the trash with the content it had when it was deleted (its newest
+/// revision that is not the deletion), at the path it was deleted from.
+pub async fn undelete(config_dir: &Path, file_id: &str) -> Result<FileMeta, SyncError> {
+    let session = Session::open(config_dir).await?;
+    let current: FileMeta = session.get(&file_url(file_id, "")).await?;
+    if !current.deleted {
+        return Err(SyncError::Server {
+            status: 409,
+            code: ErrorCode::Conflict,
+            message: format!("'{}' is not in the trash", current.path),
+        });
+    }
+    let revisions = session.revisions(file_id).await?;
+    let last_content = revisions
+        .iter()
+        .find(|r| !r.deleted)
+        .ok_or_else(|| SyncError::Server {
+            status: 404,
+            code: ErrorCode::NotFound,
+            message: format!("'{}' has no content left to bring back", current.path),
+        })?;
+    let meta = session.restore(&current, last_content.rev).await?;
+    tracing::info!(file_id, path = %meta.path, rev = meta.rev, "undeleted");
+    Ok(meta)
+}
+
+/// `/v1/files/{id}{suffix}` with the id as one escaped path segment.
+fn file_url(file_id: &str, suffix: &str) -> String {
+    let id: String = file_id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("/v1/files/{id}{suffix}")
+}
+
+/// The signed-in device's view of the server for these few requests.
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    tokens: TokenSource,
+    device_id: String,
+}
+
+impl Session {
+    async fn open(config_dir: &Path) -> Result<Self, SyncError> {
+        let config = crate::load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
+        Ok(Session {
+            http: crate::api::http_client(),
+            base: config.server_url.trim_end_matches('/').to_owned(),
+            tokens: TokenSource::load(config_dir, &config.cognito).await?,
+            device_id: config.device_id,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, SyncError> {
+        let token = self.tokens.access_token().await?;
+        let resp = req
+            .bearer_auth(token)
+            .header(DEVICE_HEADER, &self.device_id)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() || e.is_timeout() || e.is_request() {
+                    SyncError::Offline(format!("cannot reach {}: {e}", self.base))
+                } else {
+                    SyncError::Http(e.to_string())
+                }
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Option<ErrorBody> = resp.json().await.ok();
+        Err(match body {
+            Some(b) if b.error == ErrorCode::DeviceRevoked => SyncError::DeviceRevoked,
+            Some(b) => SyncError::Server {
+                status: status.as_u16(),
+                code: b.error,
+                message: b.message,
+            },
+            None if status == StatusCode::UNAUTHORIZED => {
+                SyncError::Auth("the server rejected the session; sign in again".into())
+            }
+            None => SyncError::Http(format!("unexpected HTTP {status}")),
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, SyncError> {
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
+    }
+
+    async fn revisions(&self, file_id: &str) -> Result<Vec<Revision>, SyncError> {
+        let list: RevisionList = self.get(&file_url(file_id, "/revisions")).await?;
+        Ok(list.revisions)
+    }
+
+    /// `POST /v1/files/{id}/restore` on top of `current`. A conflict keeps the server's words
+    /// (another file took the name, or the file changed meanwhile): the user decides again.
+    async fn restore(&self, current: &FileMeta, rev: i64) -> Result<FileMeta, SyncError> {
+        let url = format!("{}{}", self.base, file_url(&current.file_id, "/restore"));
+        let body = RestoreRequest {
+            rev,
+            parent_rev: current.rev,
+        };
+        self.send(self.http.post(url).json(&body))
+            .await?
+            .json()
+            .await
+            .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(file_id: &str, path: &str) -> FileMeta {
+        FileMeta {
+            file_id: file_id.into(),
+            path: path.into(),
+            rev: 1,
+            size: 0,
+            sha256: String::new(),
+            deleted: false,
+            modified_ms: 0,
+        }
+    }
+
+    fn check_pick(files: &[(&str, &str)], wanted: &str, expected: Option<&str>) {
+        let files = files.iter().map(|(id, p)| meta(id, p)).collect();
+        let got = pick_by_path(files, wanted).map(|f| f.file_id);
+        assert_eq!(got.as_deref(), expected, "wanted {wanted:?}");
+    }
+
+    #[test]
+    fn paths_match_exactly_then_ignoring_case() {
+        let files = [
+            ("1", "Docs/Report.txt"),
+            ("2", "docs/report.txt"),
+            ("3", "a.txt"),
+        ];
+        check_pick(&files, "docs/report.txt", Some("2"));
+        check_pick(&files, "DOCS/REPORT.TXT", Some("1"));
+        check_pick(&files, "a.txt", Some("3"));
+        check_pick(&files, "b.txt", None);
+        check_pick(&files, "docs", None);
+    }
+
+    #[test]
+    fn file_ids_are_one_path_segment() {
+        assert_eq!(file_url("ab-12", "/restore"), "/v1/files/ab-12/restore");
+        assert_eq!(file_url("a/b?c", ""), "/v1/files/a%2Fb%3Fc");
+    }
+}

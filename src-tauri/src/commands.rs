@@ -1,13 +1,20 @@
-//! The window's API: the Tauri commands and the JSON they exchange.
+//! The window's API: the Tauri commands and the JSON they exchange. Sign-in, the folder and
+//! the sync status are here; the account pages ([`account`]: devices, history, trash), the
+//! conflicted copies ([`conflicts`]) and the settings page ([`preferences`]) in submodules.
 //!
 //! **Boundary:** the only place where errors become `{ code, message }` for the window. The
 //! window decides what to do by `code` and shows `message` as is, so messages are plain words.
+//! DTOs are defined here, never `Serialize` on `sync-client`'s types by accident.
+
+pub(crate) mod account;
+pub(crate) mod conflicts;
+pub(crate) mod preferences;
 
 use std::fmt::Display;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use syncsphere_sync_client::Status;
+use syncsphere_sync_client::{ServerErrorCode, Status, SyncError};
 use tauri::{AppHandle, State};
 
 use crate::settings::{self, DesktopSettings};
@@ -24,6 +31,18 @@ pub(crate) enum ErrorCode {
     InvalidFolder,
     SyncFailed,
     Settings,
+    /// The server cannot be reached: try again when online.
+    Offline,
+    /// This computer was unlinked from the account: sign in again.
+    DeviceRevoked,
+    /// The file, revision or device is not there (any more).
+    NotFound,
+    /// Something changed meanwhile or the name is taken: look again and retry.
+    Conflict,
+    /// The server refused or failed; the message says what happened.
+    Failed,
+    /// There is no folder being synced yet: choose one first.
+    NoFolder,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +61,77 @@ impl CommandError {
 }
 
 type CommandResult<T> = Result<T, CommandError>;
+
+impl CommandError {
+    /// A `sync-client` error in words a user understands, with what to do; `doing` names the
+    /// action that failed ("Could not restore the file.").
+    fn from_sync(doing: &str, err: SyncError) -> Self {
+        let (code, advice) = match &err {
+            SyncError::NotSignedIn | SyncError::Auth(_) => (
+                ErrorCode::NotSignedIn,
+                "Sign in again, then retry.".to_owned(),
+            ),
+            SyncError::Offline(_) => (
+                ErrorCode::Offline,
+                "The server cannot be reached. Check your internet connection and try again."
+                    .to_owned(),
+            ),
+            SyncError::DeviceRevoked => (
+                ErrorCode::DeviceRevoked,
+                "This computer was unlinked from your account. Sign in again to use it.".to_owned(),
+            ),
+            SyncError::Conflict(_) => (
+                ErrorCode::Conflict,
+                "The file changed meanwhile. Look at it again, then retry.".to_owned(),
+            ),
+            SyncError::Server {
+                code: ServerErrorCode::NotFound,
+                message,
+                ..
+            } => (ErrorCode::NotFound, format!("{}.", capitalise(message))),
+            SyncError::Server {
+                code: ServerErrorCode::Conflict,
+                message,
+                ..
+            } => (
+                ErrorCode::Conflict,
+                format!(
+                    "{}. Move or rename what is in the way, then retry.",
+                    capitalise(message)
+                ),
+            ),
+            SyncError::Server { message, .. } => {
+                (ErrorCode::Failed, format!("{}.", capitalise(message)))
+            }
+            other => (
+                ErrorCode::Failed,
+                format!("{}.", capitalise(&other.to_string())),
+            ),
+        };
+        tracing::warn!(error = %err, "{doing}");
+        CommandError::new(code, format!("{doing} {advice}"))
+    }
+}
+
+/// "no such file" → "No such file" (server and client messages start in lower case).
+fn capitalise(message: &str) -> String {
+    let message = message.trim().trim_end_matches('.');
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The synced folder, or an error telling the user to choose one.
+fn synced_folder(state: &DesktopState) -> CommandResult<PathBuf> {
+    state.folder().ok_or_else(|| {
+        CommandError::new(
+            ErrorCode::NoFolder,
+            "Choose a folder to sync first (Settings, or sign in again).",
+        )
+    })
+}
 
 /// Everything the window needs to pick a screen.
 #[derive(Debug, Serialize)]
@@ -132,15 +222,21 @@ pub(crate) async fn start_sync(
     let folder = settings::resolve_folder(&folder, state.home.as_deref())
         .map_err(|err| CommandError::new(ErrorCode::InvalidFolder, err))?;
     create_folder(&folder)?;
+    // Keep the limits and the pause; an unreadable settings file starts over from defaults.
+    let mut remembered = state.settings().unwrap_or_default();
     let status = state
         .sync
-        .start(&app, &state.config_dir, &folder)
+        .start(
+            &app,
+            &state.config_dir,
+            &folder,
+            remembered.sync_options(),
+            remembered.paused,
+        )
         .await
         .map_err(|err| CommandError::new(ErrorCode::SyncFailed, err))?;
     state.set_sync_problem(None);
-    let remembered = DesktopSettings {
-        folder: Some(folder),
-    };
+    remembered.folder = Some(folder);
     if let Err(err) = remembered.save(&state.config_dir) {
         // Sync runs; only resuming at the next start is lost, so don't fail the command.
         tracing::warn!("could not remember the folder: {err:#}");
@@ -217,4 +313,51 @@ fn create_folder(folder: &Path) -> CommandResult<()> {
 
 fn display_path(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(err: SyncError, code: ErrorCode, message: &str) {
+        let got = CommandError::from_sync("Could not restore this version.", err);
+        assert_eq!((got.code, got.message.as_str()), (code, message));
+    }
+
+    #[test]
+    fn sync_errors_read_as_plain_words_with_what_to_do() {
+        let server = |code, message: &str| SyncError::Server {
+            status: 409,
+            code,
+            message: message.into(),
+        };
+        check(
+            SyncError::Offline("cannot reach http://x: refused".into()),
+            ErrorCode::Offline,
+            "Could not restore this version. The server cannot be reached. Check your internet \
+             connection and try again.",
+        );
+        check(
+            server(ServerErrorCode::Conflict, "'a.txt' already exists"),
+            ErrorCode::Conflict,
+            "Could not restore this version. 'a.txt' already exists. Move or rename what is in \
+             the way, then retry.",
+        );
+        check(
+            server(ServerErrorCode::NotFound, "there is no file 'x' on the server"),
+            ErrorCode::NotFound,
+            "Could not restore this version. There is no file 'x' on the server.",
+        );
+        check(
+            SyncError::NotSignedIn,
+            ErrorCode::NotSignedIn,
+            "Could not restore this version. Sign in again, then retry.",
+        );
+        check(
+            SyncError::DeviceRevoked,
+            ErrorCode::DeviceRevoked,
+            "Could not restore this version. This computer was unlinked from your account. \
+             Sign in again to use it.",
+        );
+    }
 }

@@ -46,6 +46,22 @@ impl DesktopState {
             .clone()
     }
 
+    /// The folder being synced (or chosen to be), for commands that work inside it.
+    fn folder(&self) -> Option<PathBuf> {
+        self.settings().ok().and_then(|s| s.folder)
+    }
+
+    /// Pauses or resumes syncing and remembers the choice across restarts.
+    async fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
+        self.sync.set_paused(paused).await;
+        let mut settings = self.settings()?;
+        if settings.paused != paused {
+            settings.paused = paused;
+            settings.save(&self.config_dir)?;
+        }
+        Ok(())
+    }
+
     fn set_sync_problem(&self, problem: Option<String>) {
         *self
             .sync_problem
@@ -73,6 +89,20 @@ pub fn run() -> anyhow::Result<()> {
             commands::get_status,
             commands::sign_out,
             commands::open_folder,
+            commands::account::list_devices,
+            commands::account::revoke_device,
+            commands::account::search_files,
+            commands::account::file_history,
+            commands::account::restore_revision,
+            commands::account::list_trash,
+            commands::account::undelete,
+            commands::conflicts::list_conflicts,
+            commands::conflicts::resolve_conflict,
+            commands::conflicts::open_file,
+            commands::conflicts::reveal_file,
+            commands::preferences::get_settings,
+            commands::preferences::save_settings,
+            commands::preferences::set_paused,
         ])
         .on_window_event(|window, event| {
             // Closing the window only hides it: sync goes on in the tray until Quit.
@@ -136,7 +166,7 @@ async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String>
         return Ok(());
     }
     let settings = state.settings().map_err(|err| format!("{err:#}"))?;
-    let Some(folder) = settings.folder else {
+    let Some(folder) = settings.folder.clone() else {
         tray::show_idle(app, "Choose a folder to start syncing");
         return Ok(());
     };
@@ -146,9 +176,10 @@ async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String>
             folder.display()
         ));
     }
+    let options = settings.sync_options();
     state
         .sync
-        .start(app, &state.config_dir, &folder)
+        .start(app, &state.config_dir, &folder, options, settings.paused)
         .await
         .map(drop)
         .map_err(|err| format!("Could not start syncing {}: {err}", folder.display()))

@@ -1,5 +1,6 @@
 //! Where the desktop app keeps its state: the config directory (which it shares with
-//! `sync-client`, which stores the session there) and `desktop.json` with the chosen folder.
+//! `sync-client`, which stores the session there) and `desktop.json` with the chosen folder,
+//! the bandwidth limits and whether sync is paused.
 //!
 //! **Boundary:** no network, no sync engine, no Tauri — plain files and paths, so it is unit-tested.
 
@@ -51,6 +52,15 @@ pub(crate) struct DesktopSettings {
     /// The synced folder; when set and signed in, the app resumes syncing at start.
     #[serde(default)]
     pub(crate) folder: Option<PathBuf>,
+    /// Upload limit in KiB/s (`None`: unlimited).
+    #[serde(default)]
+    pub(crate) max_upload_kib: Option<u64>,
+    /// Download limit in KiB/s (`None`: unlimited).
+    #[serde(default)]
+    pub(crate) max_download_kib: Option<u64>,
+    /// The user paused syncing; it stays paused across restarts until resumed.
+    #[serde(default)]
+    pub(crate) paused: bool,
 }
 
 impl DesktopSettings {
@@ -74,6 +84,17 @@ impl DesktopSettings {
         let json = serde_json::to_vec_pretty(self).context("encoding settings")?;
         std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+    }
+}
+
+impl DesktopSettings {
+    /// The limits as `sync-client` takes them (bytes per second); 0 means unlimited.
+    pub(crate) fn sync_options(&self) -> syncsphere_sync_client::SyncOptions {
+        let rate = |kib: Option<u64>| kib.filter(|&k| k > 0).map(|k| k.saturating_mul(1024));
+        syncsphere_sync_client::SyncOptions {
+            max_upload_rate: rate(self.max_upload_kib),
+            max_download_rate: rate(self.max_download_kib),
+        }
     }
 }
 
@@ -155,6 +176,18 @@ mod tests {
     }
 
     #[test]
+    fn limits_become_bytes_per_second_and_zero_is_unlimited() {
+        let settings = DesktopSettings {
+            max_upload_kib: Some(100),
+            max_download_kib: Some(0),
+            ..DesktopSettings::default()
+        };
+        let options = settings.sync_options();
+        assert_eq!(options.max_upload_rate, Some(102_400));
+        assert_eq!(options.max_download_rate, None);
+    }
+
+    #[test]
     fn settings_round_trip_and_missing_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("not-created-yet");
@@ -164,9 +197,20 @@ mod tests {
         );
         let settings = DesktopSettings {
             folder: Some(PathBuf::from("/home/ada/SyncSphere")),
+            max_upload_kib: Some(512),
+            max_download_kib: None,
+            paused: true,
         };
         settings.save(&dir).unwrap();
         assert_eq!(DesktopSettings::load(&dir).unwrap(), settings);
+        // A file from before the limits existed still loads, with none set.
+        std::fs::write(dir.join(SETTINGS_FILE), br#"{"folder": "/srv/s"}"#).unwrap();
+        let old = DesktopSettings::load(&dir).unwrap();
+        assert_eq!(old.folder, Some(PathBuf::from("/srv/s")));
+        assert_eq!(
+            old.sync_options(),
+            syncsphere_sync_client::SyncOptions::default()
+        );
         std::fs::write(dir.join(SETTINGS_FILE), b"{not json").unwrap();
         assert!(DesktopSettings::load(&dir).is_err());
     }

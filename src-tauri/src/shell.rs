@@ -46,13 +46,66 @@ pub(crate) fn open_in_file_manager(folder: &Path) -> std::io::Result<()> {
     } else {
         "xdg-open"
     };
-    let mut child = Command::new(program)
-        .arg(folder)
+    spawn_detached(Command::new(program).arg(folder))
+}
+
+/// Shows `file` selected in the file manager: `open -R` on macOS, `explorer /select,` on
+/// Windows; on Linux the freedesktop `FileManager1.ShowItems` D-Bus call (Nautilus, Dolphin,
+/// Nemo, Caja), else the file's folder through `xdg-open`.
+pub(crate) fn reveal_in_file_manager(file: &Path) -> std::io::Result<()> {
+    if cfg!(target_os = "macos") {
+        return spawn_detached(Command::new("open").arg("-R").arg(file));
+    }
+    if cfg!(windows) {
+        let mut select = std::ffi::OsString::from("/select,");
+        select.push(file);
+        return spawn_detached(Command::new("explorer").arg(select));
+    }
+    let shown = Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply",
+            "--reply-timeout=2000",
+            "--dest=org.freedesktop.FileManager1",
+            "/org/freedesktop/FileManager1",
+            "org.freedesktop.FileManager1.ShowItems",
+        ])
+        .arg(format!("array:string:{}", file_uri(file)))
+        .arg("string:")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if shown {
+        return Ok(());
+    }
+    tracing::debug!("no FileManager1 service; opening the file's folder instead");
+    open_in_file_manager(file.parent().unwrap_or(file))
+}
+
+/// `file:///…` with every byte outside the unreserved set and `/` percent-encoded.
+fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file://");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                uri.push(char::from(*b))
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri
+}
+
+/// Starts `cmd` and reaps it in the background, so no zombie is left behind; its exit status
+/// does not matter to us.
+fn spawn_detached(cmd: &mut Command) -> std::io::Result<()> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    // Reap it so no zombie is left behind; its exit status does not matter to us.
     std::thread::spawn(move || child.wait());
     Ok(())
 }
@@ -64,4 +117,18 @@ pub(crate) fn quit(app: &AppHandle) {
         app.state::<DesktopState>().sync.stop().await;
         app.exit(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn file_uris_escape_what_a_uri_cannot_hold() {
+        assert_eq!(
+            file_uri(Path::new("/home/ada/Sync Sphere/naïve #1.txt")),
+            "file:///home/ada/Sync%20Sphere/na%C3%AFve%20%231.txt"
+        );
+    }
 }

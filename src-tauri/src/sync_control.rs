@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use syncsphere_sync_client::{Status, SyncError, SyncHandle};
+use syncsphere_sync_client::{Status, SyncError, SyncHandle, SyncOptions};
 use tauri::async_runtime::JoinHandle;
 use tauri::{AppHandle, Emitter as _};
 use tokio::sync::{Mutex, watch};
@@ -30,19 +30,25 @@ struct RunningSync {
 }
 
 impl SyncControl {
-    /// Starts syncing `folder`, replacing any sync already running. Must run inside the Tauri
-    /// async runtime, because `start_sync` spawns tasks.
+    /// Starts syncing `folder` (paused from the start when `paused`), replacing any sync already
+    /// running. Must run inside the Tauri async runtime, because `start_sync` spawns tasks.
     pub(crate) async fn start(
         &self,
         app: &AppHandle,
         config_dir: &Path,
         folder: &Path,
+        options: SyncOptions,
+        paused: bool,
     ) -> Result<Status, SyncError> {
         let mut running = self.running.lock().await;
         if let Some(old) = running.take() {
             old.stop().await;
         }
-        let handle = syncsphere_sync_client::start_sync(config_dir, folder, &device_name())?;
+        let handle =
+            syncsphere_sync_client::start_sync_with(config_dir, folder, &device_name(), options)?;
+        if paused {
+            handle.set_paused(true);
+        }
         let first = handle.status.borrow().clone();
         let forwarder =
             tauri::async_runtime::spawn(forward_status(app.clone(), handle.status.clone()));
@@ -60,17 +66,33 @@ impl SyncControl {
         }
     }
 
-    /// Pauses a running sync, or resumes a paused one. Returns whether it is now paused
-    /// (`false` also when nothing runs).
-    pub(crate) async fn toggle_pause(&self) -> bool {
+    /// Whether a running sync is paused (`false` also when nothing runs).
+    pub(crate) async fn is_paused(&self) -> bool {
+        let running = self.running.lock().await;
+        running.as_ref().is_some_and(|r| r.handle.is_paused())
+    }
+
+    /// Pauses or resumes a running sync; `false` when nothing runs.
+    pub(crate) async fn set_paused(&self, paused: bool) -> bool {
         let running = self.running.lock().await;
         let Some(r) = running.as_ref() else {
             return false;
         };
-        let paused = !r.handle.is_paused();
         r.handle.set_paused(paused);
-        tracing::info!(paused, "sync pause switched");
-        paused
+        tracing::info!(paused, "sync pause set");
+        true
+    }
+
+    /// Runs a sync pass now rather than at the next push or poll: after a restore or an
+    /// undelete made from this device, which the server does not push back to it.
+    /// `SyncHandle` has no trigger of its own; re-sending the current pause state wakes the
+    /// engine's wait (a `watch` send notifies even when the value is unchanged), and a paused
+    /// engine stays paused.
+    pub(crate) async fn sync_now(&self) {
+        let running = self.running.lock().await;
+        if let Some(r) = running.as_ref() {
+            r.handle.set_paused(r.handle.is_paused());
+        }
     }
 
     pub(crate) async fn is_running(&self) -> bool {
@@ -115,7 +137,7 @@ async fn forward_status(app: AppHandle, mut status: watch::Receiver<Status>) {
 }
 
 /// The name this computer registers under: its hostname.
-fn device_name() -> String {
+pub(crate) fn device_name() -> String {
     whoami::fallible::hostname()
         .ok()
         .filter(|name| !name.trim().is_empty())

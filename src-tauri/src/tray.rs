@@ -103,9 +103,13 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
         ITEM_OPEN_FOLDER => shell::open_synced_folder(app),
         ITEM_PAUSE => {
             let app = app.clone();
+            // (The sync is part of `DesktopState`; there is no separately managed SyncControl.)
             tauri::async_runtime::spawn(async move {
-                let control = app.state::<crate::sync_control::SyncControl>();
-                control.toggle_pause().await;
+                let state = app.state::<crate::DesktopState>();
+                let paused = !state.sync.is_paused().await;
+                if let Err(err) = state.set_paused(paused).await {
+                    tracing::warn!("could not remember the pause: {err:#}");
+                }
             });
         }
         ITEM_QUIT => shell::quit(app),

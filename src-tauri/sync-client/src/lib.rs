@@ -37,7 +37,9 @@ pub use config::{ClientConfig, load_config};
 pub use conflicts::{ConflictedCopy, Resolution, conflicted_copies, resolve_conflict};
 pub use ignore_file::{read_ignore_rules, write_ignore_rules};
 pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
-pub use syncsphere_protocol::{Device, DeviceList, FileMeta, Revision};
+pub use syncsphere_protocol::{
+    Device, DeviceList, ErrorCode as ServerErrorCode, FileMeta, Revision,
+};
 pub use system::{
     CognitoPreset, SYSTEM_CONFIG_ENV, SystemConfig, load_system_config, system_config_path,
 };

@@ -344,7 +344,10 @@ mod tests {
              the way, then retry.",
         );
         check(
-            server(ServerErrorCode::NotFound, "there is no file 'x' on the server"),
+            server(
+                ServerErrorCode::NotFound,
+                "there is no file 'x' on the server",
+            ),
             ErrorCode::NotFound,
             "Could not restore this version. There is no file 'x' on the server.",
         );

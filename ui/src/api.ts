@@ -59,7 +59,13 @@ export type ErrorCode =
   | "not_signed_in"
   | "invalid_folder"
   | "sync_failed"
-  | "settings";
+  | "settings"
+  | "offline"
+  | "device_revoked"
+  | "not_found"
+  | "conflict"
+  | "failed"
+  | "no_folder";
 
 /** What a command rejects with. */
 export interface CommandError {
@@ -101,6 +107,133 @@ export function signOut(): Promise<Session> {
 
 export function openFolder(): Promise<void> {
   return invoke<void>("open_folder");
+}
+
+export interface Device {
+  device_id: string;
+  name: string;
+  platform: string | null;
+  last_seen_ms: number;
+  online: boolean;
+  revoked: boolean;
+  /** This computer. */
+  this_device: boolean;
+}
+
+/** A file on the server (live, or in the trash when `deleted`). */
+export interface FileInfo {
+  file_id: string;
+  path: string;
+  rev: number;
+  size: number;
+  deleted: boolean;
+  modified_ms: number;
+}
+
+export interface Revision {
+  rev: number;
+  path: string;
+  size: number;
+  /** This revision deleted the file; it cannot be restored (an earlier one can). */
+  deleted: boolean;
+  modified_ms: number;
+  origin_device: string | null;
+}
+
+export interface History {
+  file: FileInfo;
+  /** Newest first; the first is the current version. */
+  revisions: Revision[];
+}
+
+export interface Conflict {
+  /** The conflicted copy, relative to the synced folder. */
+  path: string;
+  /** The file it conflicts with. */
+  original: string;
+  /** The device whose version the copy holds. */
+  device: string;
+  from_this_device: boolean;
+  stamp: string;
+  size: number;
+  modified_ms: number;
+  original_exists: boolean;
+}
+
+export type ConflictAction = "keep_copy" | "keep_original" | "keep_both";
+
+export interface Settings {
+  folder: string | null;
+  /** KiB/s; null is unlimited. */
+  max_upload_kib: number | null;
+  max_download_kib: number | null;
+  paused: boolean;
+  /** The folder's .syncsphereignore (gitignore syntax). */
+  ignore_rules: string;
+}
+
+export function listDevices(): Promise<Device[]> {
+  return invoke<Device[]>("list_devices");
+}
+
+export function revokeDevice(deviceId: string): Promise<void> {
+  return invoke<void>("revoke_device", { device_id: deviceId });
+}
+
+export function searchFiles(query: string): Promise<FileInfo[]> {
+  return invoke<FileInfo[]>("search_files", { query });
+}
+
+export function fileHistory(path: string): Promise<History> {
+  return invoke<History>("file_history", { path });
+}
+
+export function restoreRevision(fileId: string, rev: number): Promise<FileInfo> {
+  return invoke<FileInfo>("restore_revision", { file_id: fileId, rev });
+}
+
+export function listTrash(): Promise<FileInfo[]> {
+  return invoke<FileInfo[]>("list_trash");
+}
+
+export function undelete(fileId: string): Promise<FileInfo> {
+  return invoke<FileInfo>("undelete", { file_id: fileId });
+}
+
+export function listConflicts(): Promise<Conflict[]> {
+  return invoke<Conflict[]>("list_conflicts");
+}
+
+export function resolveConflict(path: string, action: ConflictAction): Promise<void> {
+  return invoke<void>("resolve_conflict", { path, action });
+}
+
+export function openFile(path: string): Promise<void> {
+  return invoke<void>("open_file", { path });
+}
+
+export function revealFile(path: string): Promise<void> {
+  return invoke<void>("reveal_file", { path });
+}
+
+export function getSettings(): Promise<Settings> {
+  return invoke<Settings>("get_settings");
+}
+
+export function saveSettings(s: {
+  maxUploadKib: number | null;
+  maxDownloadKib: number | null;
+  ignoreRules: string;
+}): Promise<Settings> {
+  return invoke<Settings>("save_settings", {
+    max_upload_kib: s.maxUploadKib,
+    max_download_kib: s.maxDownloadKib,
+    ignore_rules: s.ignoreRules,
+  });
+}
+
+export function setPaused(paused: boolean): Promise<Settings> {
+  return invoke<Settings>("set_paused", { paused });
 }
 
 export function onStatus(handler: (status: Status) => void): Promise<UnlistenFn> {

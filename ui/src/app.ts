@@ -3,11 +3,19 @@ import * as api from "./api";
 import type { Session, Status } from "./api";
 import { folderView } from "./folder";
 import { signInView, type SignInMode } from "./signin";
-import { statusView, type StatusView } from "./status";
+import { statusView } from "./status";
+import { activityPage } from "./activity";
+import { conflictsPage } from "./conflicts";
+import { devicesPage } from "./devices";
+import { historyPage } from "./history";
+import { settingsPage } from "./settings";
+import { shellView, type Page, type PageName, type Shell } from "./shell";
 
 export class App {
   private latest: Status | null = null;
-  private statusScreen: StatusView | null = null;
+  /** The signed-in pages' frame and the page shown in it, while one is. */
+  private shell: Shell | null = null;
+  private page: Page | null = null;
   private unlisten: (() => void) | null = null;
 
   constructor(private readonly root: HTMLElement) {}
@@ -28,6 +36,7 @@ export class App {
   stop(): void {
     this.unlisten?.();
     this.unlisten = null;
+    this.leavePage();
   }
 
   private async route(session: Session): Promise<void> {
@@ -42,11 +51,17 @@ export class App {
 
   private onStatus(status: Status): void {
     this.latest = status;
-    this.statusScreen?.update(status);
+    this.page?.update?.(status);
+  }
+
+  private leavePage(): void {
+    this.page?.dispose?.();
+    this.page = null;
   }
 
   private show(screen: HTMLElement, name: string): void {
-    this.statusScreen = null;
+    this.leavePage();
+    this.shell = null;
     this.root.dataset.screen = name;
     this.root.replaceChildren(screen);
     // Focus the first field still to fill in (the server URL is usually preset).
@@ -94,16 +109,52 @@ export class App {
   }
 
   private showStatus(initial: Status | null): void {
-    const view = statusView({
-      openFolder: () => api.openFolder(),
-      signOut: () => this.signOut(),
-      now: () => Date.now(),
-    });
-    this.show(view.element, "status");
-    this.statusScreen = view;
     // An event may have arrived while the command was in flight; keep the newer one.
     const newest = this.latest && (!initial || this.latest.updated_ms >= initial.updated_ms) ? this.latest : initial;
-    view.update(newest);
+    this.latest = newest;
+    this.showPage("status");
+  }
+
+  /** Shows one of the signed-in pages inside the navigation frame. */
+  showPage(name: PageName): void {
+    if (!this.shell) {
+      const shell = shellView((next) => this.showPage(next));
+      this.show(shell.element, name);
+      this.shell = shell;
+    }
+    this.leavePage();
+    const page = this.makePage(name);
+    this.page = page;
+    this.root.dataset.screen = name;
+    this.shell.show(name, page);
+    page.update?.(this.latest);
+    page.element.querySelector<HTMLElement>("input, textarea")?.focus();
+  }
+
+  private makePage(name: PageName): Page {
+    const now = () => Date.now();
+    switch (name) {
+      case "status": {
+        const view = statusView({ openFolder: () => api.openFolder(), signOut: () => this.signOut(), now });
+        return { element: view.element, update: (s) => view.update(s) };
+      }
+      case "activity":
+        return activityPage(now);
+      case "devices":
+        return devicesPage({
+          now,
+          every: (ms, fn) => {
+            const timer = setInterval(fn, ms);
+            return () => clearInterval(timer);
+          },
+        });
+      case "conflicts":
+        return conflictsPage();
+      case "history":
+        return historyPage();
+      case "settings":
+        return settingsPage({ signOut: () => this.signOut() });
+    }
   }
 
   private async signOut(): Promise<void> {

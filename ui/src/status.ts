@@ -9,7 +9,7 @@ export const STATE_LABELS: Record<SyncState, string> = {
   offline: "Offline — retrying",
   error: "Needs attention",
   stopped: "Stopped",
-  paused: "Paused — choose Resume syncing in the tray menu",
+  paused: "Paused — resume in Settings or the tray menu",
 };
 
 const ACTION_LABELS: Record<string, string> = {
@@ -53,6 +53,34 @@ export function transferProgress(t: Transfer): string {
   if (t.total <= 0) return `${formatBytes(t.done)} so far`;
   const percent = Math.min(100, Math.floor((t.done * 100) / t.total));
   return `${formatBytes(t.done)} of ${formatBytes(t.total)} (${percent}%)`;
+}
+
+/** One line of the recent-activity list. */
+export function recentItem(file: RecentFile, nowMs: number): HTMLLIElement {
+  return h(
+    "li",
+    { "data-testid": "recent-item", "data-action": file.action },
+    h("span", { class: `action action-${file.action}`, "data-testid": "recent-action" }, actionLabel(file.action)),
+    h("span", { class: "path", "data-testid": "recent-path", title: file.path }, file.path),
+    h("time", { datetime: new Date(file.at_ms).toISOString() }, formatWhen(file.at_ms, nowMs)),
+  );
+}
+
+/** One file in flight, with its progress bar (indeterminate while the size is unknown). */
+export function transferItem(t: Transfer): HTMLLIElement {
+  const bar = h("progress", { "data-testid": "transfer-bar" });
+  if (t.total > 0) {
+    bar.max = t.total;
+    bar.value = Math.min(t.done, t.total);
+  }
+  return h(
+    "li",
+    { "data-testid": "transfer-item", "data-direction": t.direction },
+    h("span", { class: "action" }, t.direction === "upload" ? "Uploading" : "Downloading"),
+    h("span", { class: "path", title: t.path, "data-testid": "transfer-path" }, t.path),
+    bar,
+    h("span", { class: "muted", "data-testid": "transfer-progress" }, transferProgress(t)),
+  );
 }
 
 export interface StatusActions {
@@ -122,32 +150,6 @@ export function statusView(actions: StatusActions): StatusView {
     });
   });
 
-  function recentItem(file: RecentFile): HTMLLIElement {
-    return h(
-      "li",
-      { "data-testid": "recent-item", "data-action": file.action },
-      h("span", { class: `action action-${file.action}`, "data-testid": "recent-action" }, actionLabel(file.action)),
-      h("span", { class: "path", "data-testid": "recent-path", title: file.path }, file.path),
-      h("time", { datetime: new Date(file.at_ms).toISOString() }, formatWhen(file.at_ms, actions.now())),
-    );
-  }
-
-  function transferItem(t: Transfer): HTMLLIElement {
-    const bar = h("progress", { "data-testid": "transfer-bar" });
-    if (t.total > 0) {
-      bar.max = t.total;
-      bar.value = Math.min(t.done, t.total);
-    } // else indeterminate: the size is not known yet
-    return h(
-      "li",
-      { "data-testid": "transfer-item", "data-direction": t.direction },
-      h("span", { class: "action" }, t.direction === "upload" ? "Uploading" : "Downloading"),
-      h("span", { class: "path", title: t.path, "data-testid": "transfer-path" }, t.path),
-      bar,
-      h("span", { class: "muted", "data-testid": "transfer-progress" }, transferProgress(t)),
-    );
-  }
-
   function update(status: Status | null): void {
     const current: SyncState = status?.state ?? "starting";
     state.textContent = STATE_LABELS[current];
@@ -169,7 +171,7 @@ export function statusView(actions: StatusActions): StatusView {
     totals.textContent = `Sent ${formatBytes(up)} · received ${formatBytes(down)} since start`;
     totals.hidden = up === 0 && down === 0;
     const files = status?.recent ?? [];
-    recent.replaceChildren(...files.map(recentItem));
+    recent.replaceChildren(...files.map((file) => recentItem(file, actions.now())));
     recentEmpty.hidden = files.length > 0;
   }
 

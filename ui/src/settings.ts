@@ -1,0 +1,125 @@
+// Settings page: the synced folder, bandwidth limits, ignore rules, pause, sign out.
+import * as api from "./api";
+import type { Settings } from "./api";
+import { h, setMessage } from "./dom";
+import type { Page } from "./shell";
+
+/** "" → unlimited (null); a whole number ≥ 0 → that; anything else → an explanation. */
+export function parseLimit(text: string): number | null | string {
+  const t = text.trim();
+  if (t === "") return null;
+  if (!/^\d+$/.test(t)) return "Enter a whole number of KB/s, or leave it empty for no limit.";
+  const n = Number(t);
+  return n === 0 ? null : n;
+}
+
+export interface SettingsActions {
+  signOut(): Promise<void>;
+}
+
+export function settingsPage(actions: SettingsActions): Page {
+  const folder = h("p", { class: "path", "data-testid": "settings-folder" });
+  const up = h("input", { id: "limit-up", type: "text", inputmode: "numeric", "data-testid": "settings-upload" });
+  const down = h("input", { id: "limit-down", type: "text", inputmode: "numeric", "data-testid": "settings-download" });
+  const rules = h("textarea", { id: "ignore-rules", rows: "6", spellcheck: "false", "data-testid": "settings-ignore" });
+  const save = h("button", { type: "submit", class: "primary", "data-testid": "settings-save" }, "Save");
+  const pause = h("button", { type: "button", "data-testid": "settings-pause" }, "Pause syncing");
+  const signOut = h("button", { type: "button", class: "link", "data-testid": "settings-sign-out" }, "Sign out");
+  const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
+  const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
+  setMessage(notice, null);
+  setMessage(error, null);
+  let paused = false;
+
+  const form = h(
+    "form",
+    { class: "card", "data-testid": "settings-view", novalidate: true },
+    h("h1", {}, "Settings"),
+    h("h2", {}, "Folder"),
+    folder,
+    h("div", { class: "actions tight" }, pause),
+    h("h2", {}, "Bandwidth"),
+    h("label", { for: "limit-up" }, "Upload limit (KB/s)"),
+    up,
+    h("label", { for: "limit-down" }, "Download limit (KB/s)"),
+    down,
+    h("p", { class: "hint" }, "Leave empty for no limit."),
+    h("h2", {}, "Ignored files"),
+    h("label", { for: "ignore-rules" }, "Patterns, one per line (like .gitignore)"),
+    rules,
+    h("p", { class: "hint" }, "For example *.log or build/. The rules apply on all your devices."),
+    notice,
+    error,
+    h("div", { class: "actions" }, save, signOut),
+  );
+
+  function show(s: Settings): void {
+    folder.textContent = s.folder ?? "No folder chosen yet.";
+    up.value = s.max_upload_kib === null ? "" : String(s.max_upload_kib);
+    down.value = s.max_download_kib === null ? "" : String(s.max_download_kib);
+    rules.value = s.ignore_rules;
+    rules.disabled = s.folder === null;
+    paused = s.paused;
+    pause.textContent = paused ? "Resume syncing" : "Pause syncing";
+    pause.dataset.paused = String(paused);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const maxUploadKib = parseLimit(up.value);
+    const maxDownloadKib = parseLimit(down.value);
+    for (const value of [maxUploadKib, maxDownloadKib]) {
+      if (typeof value === "string") {
+        setMessage(notice, null);
+        setMessage(error, value);
+        return;
+      }
+    }
+    save.disabled = true;
+    api
+      .saveSettings({
+        maxUploadKib: maxUploadKib as number | null,
+        maxDownloadKib: maxDownloadKib as number | null,
+        ignoreRules: rules.value,
+      })
+      .then((s) => {
+        show(s);
+        setMessage(error, null);
+        setMessage(notice, "Saved.");
+      })
+      .catch((e: unknown) => {
+        setMessage(notice, null);
+        setMessage(error, api.errorMessage(e));
+      })
+      .finally(() => {
+        save.disabled = false;
+      });
+  });
+  pause.addEventListener("click", () => {
+    pause.disabled = true;
+    api
+      .setPaused(!paused)
+      .then((s) => {
+        show(s);
+        setMessage(error, null);
+        setMessage(notice, s.paused ? "Syncing is paused." : "Syncing again.");
+      })
+      .catch((e: unknown) => setMessage(error, api.errorMessage(e)))
+      .finally(() => {
+        pause.disabled = false;
+      });
+  });
+  signOut.addEventListener("click", () => {
+    signOut.disabled = true;
+    actions.signOut().catch((e: unknown) => {
+      setMessage(error, `Could not sign out. ${api.errorMessage(e)}`);
+      signOut.disabled = false;
+    });
+  });
+
+  api
+    .getSettings()
+    .then(show)
+    .catch((e: unknown) => setMessage(error, api.errorMessage(e)));
+  return { element: form };
+}

@@ -36,6 +36,7 @@ cargo test --workspace --locked
 
 log "UI unit tests (vitest)"
 (cd ui && npm test --silent)
+tests/ui/run.sh   # the built UI in headless Chromium; artifacts/ui-*.png
 
 log "desktop installers: build the .deb/.rpm, install the .deb, smoke-test the installed app under Xvfb"
 tests/desktop/package.sh

@@ -8,7 +8,7 @@ import type { Page } from "./shell";
 export function parseLimit(text: string): number | null | string {
   const t = text.trim();
   if (t === "") return null;
-  if (!/^\d+$/.test(t)) return "Enter a whole number of KB/s, or leave it empty for no limit.";
+  if (!/^\d+$/.test(t)) return "Enter a whole number of KiB/s, or leave it empty for no limit.";
   const n = Number(t);
   return n === 0 ? null : n;
 }
@@ -39,9 +39,9 @@ export function settingsPage(actions: SettingsActions): Page {
     folder,
     h("div", { class: "actions tight" }, pause),
     h("h2", {}, "Bandwidth"),
-    h("label", { for: "limit-up" }, "Upload limit (KB/s)"),
+    h("label", { for: "limit-up" }, "Upload limit (KiB/s)"),
     up,
-    h("label", { for: "limit-down" }, "Download limit (KB/s)"),
+    h("label", { for: "limit-down" }, "Download limit (KiB/s)"),
     down,
     h("p", { class: "hint" }, "Leave empty for no limit."),
     h("h2", {}, "Ignored files"),

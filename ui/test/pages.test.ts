@@ -393,8 +393,8 @@ describe("settings", () => {
     ["", null],
     ["0", null],
     [" 250 ", 250],
-    ["1.5", "Enter a whole number of KB/s, or leave it empty for no limit."],
-    ["-3", "Enter a whole number of KB/s, or leave it empty for no limit."],
+    ["1.5", "Enter a whole number of KiB/s, or leave it empty for no limit."],
+    ["-3", "Enter a whole number of KiB/s, or leave it empty for no limit."],
   ])("limit %j reads %j", (text, expected) => {
     expect(parseLimit(text)).toBe(expected);
   });

@@ -3,7 +3,7 @@
 //   WEBDRIVER_URL, SYNCSPHERE_DESKTOP_BIN, ARTIFACTS_DIR,
 //   optional SYNCSPHERE_SERVER_URL (+ SYNCSPHERE_SMOKE_FOLDER) for the sign-up round trip.
 // Exits non-zero on any failure.
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 const DRIVER = required("WEBDRIVER_URL");
@@ -14,7 +14,7 @@ const SERVER_URL = process.env.SYNCSPHERE_SERVER_URL || "";
 const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
 // A hung WebDriver call must not hang CI.
-const overall = setTimeout(() => fail(new Error("smoke test timed out after 180 s")), 180_000);
+const overall = setTimeout(() => fail(new Error("smoke test timed out after 300 s")), 300_000);
 
 function required(name) {
   const value = process.env[name];
@@ -96,6 +96,7 @@ async function launchApp() {
     attr: async (css, name) => wd("GET", s(`/element/${await find(css)}/attribute/${name}`)),
     property: async (css, name) => wd("GET", s(`/element/${await find(css)}/property/${name}`)),
     click: async (css) => wd("POST", s(`/element/${await find(css)}/click`), {}),
+    count: async (css) => (await wd("POST", s("/elements"), { using: "css selector", value: css })).length,
     fill: async (css, value) => {
       const id = await find(css);
       await wd("POST", s(`/element/${id}/clear`), {});
@@ -190,6 +191,85 @@ async function signUpAndSync(app) {
   await app.click("[data-testid=folder-submit]");
   await waitUpToDate(app);
   await app.screenshot("desktop-status.png");
+  await accountPages(app, folder);
+}
+
+const fileHas = (file, text) => readFile(file, "utf8").then((t) => t === text, () => false);
+
+/** Opens a page from the navigation and waits until it is shown. */
+async function visit(app, page) {
+  await app.click(`[data-testid=nav-${page}]`);
+  await waitFor(`the ${page} page`, 10_000, async () => (await app.attr("[data-testid=app]", "data-screen")) === page);
+}
+
+/**
+ * The signed-in pages against the real server and this app's own sync: the activity list, the
+ * device list, a restored version and an undeleted file that come back on this disk (the server
+ * does not push a device its own change: the app syncs right after), and saved settings.
+ */
+async function accountPages(app, folder) {
+  const hello = path.join(folder, "hello.txt");
+  const first = "hello from the desktop smoke test\n";
+  await writeFile(hello, "a second version\n");
+  await writeFile(path.join(folder, "doomed.txt"), "delete me, then bring me back\n");
+
+  await visit(app, "activity");
+  await waitFor("doomed.txt in the activity list", 30_000, async () =>
+    (await app.text("[data-testid=activity-recent]")).includes("doomed.txt"),
+  );
+  await app.screenshot("desktop-activity.png");
+
+  await visit(app, "devices");
+  await waitFor("this computer in the device list", 20_000, () => app.find("[data-testid=device-this]"));
+  await app.screenshot("desktop-devices.png");
+
+  // History: the first version of hello.txt comes back, here, on disk.
+  await visit(app, "history");
+  await app.fill("[data-testid=history-query]", "hello");
+  await app.click("[data-testid=history-search]");
+  await waitFor("hello.txt in the search results", 20_000, () => app.find("[data-testid=history-show-versions]"));
+  await waitFor("two versions of hello.txt", 30_000, async () => {
+    await app.click("[data-testid=history-show-versions]");
+    await sleep(500);
+    return (await app.count("[data-testid=history-version]")) >= 2;
+  });
+  await app.click("[data-testid=history-version]:nth-of-type(2) [data-testid=history-restore]");
+  await waitFor("the restore notice", 20_000, async () => {
+    const error = await app.text("[data-testid=history-error]").catch(() => "");
+    if (error) throw new Error(`restore failed: ${error}`);
+    return (await app.text("[data-testid=history-notice]")).startsWith("Restored hello.txt");
+  });
+  await waitFor("the restored version on disk", 20_000, () => fileHas(hello, first));
+  log("a restored version reached this disk");
+
+  // Trash: a deleted file comes back.
+  await rm(path.join(folder, "doomed.txt"));
+  await waitFor("doomed.txt in the trash", 30_000, async () => {
+    await visit(app, "activity");
+    await visit(app, "history");
+    await sleep(500);
+    return (await app.text("[data-testid=trash-list]")).includes("doomed.txt");
+  });
+  await app.click("[data-testid=trash-undelete]");
+  await waitFor("doomed.txt back on disk", 20_000, () =>
+    fileHas(path.join(folder, "doomed.txt"), "delete me, then bring me back\n"),
+  );
+  log("an undeleted file reached this disk");
+  await app.screenshot("desktop-history.png");
+
+  // Settings: a limit is saved (sync restarts with it) and sync is up to date again.
+  await visit(app, "settings");
+  await waitFor("the settings", 10_000, async () => (await app.text("[data-testid=settings-folder]")) === folder);
+  await app.fill("[data-testid=settings-upload]", "4096");
+  await app.click("[data-testid=settings-save]");
+  await waitFor("Saved.", 20_000, async () => {
+    const error = await app.text("[data-testid=settings-error]").catch(() => "");
+    if (error) throw new Error(`saving settings failed: ${error}`);
+    return (await app.text("[data-testid=settings-notice]")) === "Saved.";
+  });
+  await app.screenshot("desktop-settings.png");
+  await visit(app, "status");
+  await waitUpToDate(app);
 }
 
 async function waitUpToDate(app) {

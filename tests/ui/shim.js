@@ -28,6 +28,7 @@
     bytes_uploaded: 3_400_000,
     bytes_downloaded: 12_800_000,
     transfers: [],
+    online_devices: ["d-laptop", "d-office"],
   };
   const devices = [
     { device_id: "d-laptop", name: "ada-laptop", platform: "linux", last_seen_ms: now, online: true, revoked: false, this_device: true },

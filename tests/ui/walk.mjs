@@ -126,6 +126,10 @@ try {
   assert.equal(await byId("device-summary").textContent(), "3 devices, 2 online.");
   assert.equal(await byId("device-this").count(), 1);
   await shot("devices");
+  // Presence in the status stream changes: the list is fetched again at once.
+  const listed = (await calls("list_devices")).length;
+  await page.evaluate(() => window.__emitStatus({ online_devices: ["d-laptop"] }));
+  await page.waitForFunction((n) => window.__calls.filter((c) => c.cmd === "list_devices").length > n, listed);
 
   // Conflicts: keep mine settles the one conflict.
   await visit("conflicts", () => byId("conflict-item").waitFor());

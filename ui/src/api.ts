@@ -38,6 +38,8 @@ export interface Status {
   bytes_uploaded: number;
   bytes_downloaded: number;
   transfers: Transfer[];
+  /** Ids of the account's devices online now (from push presence); empty while offline. */
+  online_devices?: string[];
 }
 
 export interface Session {

@@ -1,5 +1,6 @@
-// Devices page: the account's devices with who is online, refreshed every few seconds while
-// shown and whenever this computer's connection changes; unlink another device (two clicks).
+// Devices page: the account's devices with who is online — refreshed as soon as the status
+// stream's presence (`online_devices`) changes, and every few seconds while shown for the rest
+// (names, last seen); unlink another device (two clicks).
 import * as api from "./api";
 import type { Device, Status } from "./api";
 import { h, setMessage } from "./dom";
@@ -27,7 +28,8 @@ export function devicesPage(deps: DevicesDeps): Page {
     error,
     list,
   );
-  let connected: boolean | null = null;
+  /** The presence last seen in the status stream (null before the first status). */
+  let presence: string | null = null;
 
   function row(d: Device): HTMLLIElement {
     const where = d.revoked
@@ -90,11 +92,11 @@ export function devicesPage(deps: DevicesDeps): Page {
   const stop = deps.every(DEVICES_REFRESH_MS, () => void refresh());
   return {
     element,
-    // This computer going on- or offline changes the presence list: look again at once.
+    // A device came or went (or this computer's own connection changed): look again at once.
     update(status: Status | null) {
-      const now = status?.connected ?? null;
-      if (connected !== null && now !== connected) void refresh();
-      connected = now;
+      const now = status ? `${status.connected}|${(status.online_devices ?? []).join(",")}` : null;
+      if (presence !== null && now !== null && now !== presence) void refresh();
+      presence = now;
     },
     dispose: stop,
   };

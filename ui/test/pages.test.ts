@@ -170,7 +170,7 @@ describe("devices", () => {
     expect(harness.all("device-revoke").length).toBe(0);
   });
 
-  test("refreshes on its timer and when this computer's connection changes", async () => {
+  test("refreshes on its timer and when presence in the status stream changes", async () => {
     await boot({ list_devices: () => [laptop] });
     let tick: () => void = () => {};
     let stopped = false;
@@ -189,12 +189,17 @@ describe("devices", () => {
     tick();
     await settle();
     expect(count()).toBe(2);
-    page.update?.(status({ connected: true }));
-    page.update?.(status({ connected: true }));
+    page.update?.(status({ connected: true, online_devices: ["dev-laptop"] }));
+    page.update?.(status({ connected: true, online_devices: ["dev-laptop"], synced_files: 9 }));
     expect(count()).toBe(2);
-    page.update?.(status({ connected: false }));
+    // Another device came online.
+    page.update?.(status({ connected: true, online_devices: ["dev-desk", "dev-laptop"] }));
     await settle();
     expect(count()).toBe(3);
+    // This computer lost its connection.
+    page.update?.(status({ connected: false, online_devices: [] }));
+    await settle();
+    expect(count()).toBe(4);
     page.dispose?.();
     expect(stopped).toBe(true);
   });

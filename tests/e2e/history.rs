@@ -1,7 +1,8 @@
-//! End to end: version history, restore, trash and undelete through `sync-client`'s account
-//! API (what the desktop app's History & Trash page calls), against the real server, with two
-//! real `syncsphere` clients syncing. The library acts with the laptop's own config directory,
-//! as the app does beside its running sync.
+//! End to end: what the desktop app's account pages rely on, against the real server with two
+//! real `syncsphere` clients syncing — version history, restore, trash and undelete through
+//! `sync-client`'s account API (acting with the laptop's own config directory, as the app does
+//! beside its running sync), and the devices online in the status stream (the Devices page
+//! refreshes when they change).
 
 use std::time::Duration;
 
@@ -164,4 +165,33 @@ fn restore_and_undelete_bring_the_bytes_back_on_disk() {
         .unwrap_err();
     assert!(bad.to_string().contains("not a valid file name"), "{bad}");
     assert!(has_bytes(&laptop, "docs/notes.txt", b"first draft"));
+}
+
+#[test]
+fn the_status_lists_the_devices_online() {
+    let server = Server::start(None).expect("server starts");
+    let (laptop, desktop) = signed_in_pair(&server, "presence@example.com");
+    let id = |d: &Device| d.config()["device_id"].as_str().unwrap().to_owned();
+    let (laptop_id, desktop_id) = (id(&laptop), id(&desktop));
+    let online = |d: &Device| -> Vec<String> {
+        d.status()
+            .and_then(|s| serde_json::from_value(s["online_devices"].clone()).ok())
+            .unwrap_or_default()
+    };
+    let _pa = laptop.start_sync().unwrap();
+    let mut pb = desktop.start_sync().unwrap();
+    let mut both = vec![laptop_id.clone(), desktop_id];
+    both.sort();
+    assert!(
+        wait_for(SETTLE, || online(&laptop) == both).is_some(),
+        "laptop sees {:?}, expected {both:?}\n{}",
+        online(&laptop),
+        laptop.log()
+    );
+    pb.stop();
+    assert!(
+        wait_for(SETTLE, || online(&laptop) == [laptop_id.clone()]).is_some(),
+        "after the desktop stopped, the laptop sees {:?}",
+        online(&laptop)
+    );
 }

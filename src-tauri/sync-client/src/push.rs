@@ -56,7 +56,11 @@ impl Push {
                 _ = stop.changed() => return,
             };
             let was_connected = self.status.borrow().connected;
-            self.status.send_modify(|s| s.connected = false);
+            self.status.send_modify(|s| {
+                s.connected = false;
+                // Presence is only known while connected.
+                s.online_devices.clear();
+            });
             if was_connected {
                 // Find out at once whether the server itself is gone, so the status says
                 // "offline" instead of a stale "up to date".
@@ -158,6 +162,15 @@ impl Push {
                 }
                 Ok(ServerMessage::Presence { devices }) => {
                     tracing::debug!(online = devices.len(), "presence");
+                    let mut online: Vec<String> =
+                        devices.into_iter().map(|d| d.device_id).collect();
+                    online.sort();
+                    online.dedup();
+                    self.status.send_if_modified(|s| {
+                        let changed = s.online_devices != online;
+                        s.online_devices = online;
+                        changed
+                    });
                 }
                 Ok(ServerMessage::Resync { reason }) => {
                     tracing::info!(reason, "server asked for a resync");

@@ -78,6 +78,10 @@ pub struct Status {
     /// Files being transferred right now, with their progress.
     #[serde(default)]
     pub transfers: Vec<TransferProgress>,
+    /// The account's devices online right now (ids, sorted), from the push channel's presence
+    /// messages; empty while disconnected. The window's device list refreshes when it changes.
+    #[serde(default)]
+    pub online_devices: Vec<String>,
 }
 
 /// How many recent files the status keeps.
@@ -100,6 +104,7 @@ impl Status {
             bytes_uploaded: 0,
             bytes_downloaded: 0,
             transfers: Vec::new(),
+            online_devices: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! ([`commands`]), the tray ([`tray`]), the one running sync ([`sync_control`]) and the
 //! desktop settings file ([`settings`]).
 
+mod autostart;
 mod commands;
 mod settings;
 mod shell;
@@ -103,6 +104,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::preferences::get_settings,
             commands::preferences::save_settings,
             commands::preferences::set_paused,
+            commands::preferences::set_start_at_login,
         ])
         .on_window_event(|window, event| {
             // Closing the window only hides it: sync goes on in the tray until Quit.
@@ -115,6 +117,13 @@ pub fn run() -> anyhow::Result<()> {
         })
         .setup(|app| {
             tray::build(app.handle())?;
+            // Started at login: only the tray icon, until the user opens the window.
+            if std::env::args().any(|arg| arg == autostart::HIDDEN_ARG)
+                && let Some(window) = app.get_webview_window(shell::MAIN_WINDOW)
+                && let Err(err) = window.hide()
+            {
+                tracing::warn!("could not hide the window: {err}");
+            }
             // Resume before the window asks for the session, so it sees a settled state.
             tauri::async_runtime::block_on(resume_sync(app.handle()));
             Ok(())

@@ -58,7 +58,15 @@
       original_exists: true,
     },
   ];
-  const settings = { folder, max_upload_kib: null, max_download_kib: 2048, paused: false, ignore_rules: "*.log\nbuild/\n" };
+  const settings = {
+    folder,
+    max_upload_kib: null,
+    max_download_kib: 2048,
+    paused: false,
+    ignore_rules: "*.log\nbuild/\n",
+    start_at_login: false,
+    start_at_login_available: true,
+  };
 
   const session = () => ({
     signed_in: signedIn,
@@ -118,6 +126,10 @@
     get_settings: () => ({ ...settings, paused }),
     save_settings: (a) => {
       Object.assign(settings, { max_upload_kib: a.max_upload_kib, max_download_kib: a.max_download_kib, ignore_rules: a.ignore_rules });
+      return { ...settings, paused };
+    },
+    set_start_at_login: (a) => {
+      settings.start_at_login = a.enabled;
       return { ...settings, paused };
     },
     set_paused: (a) => {

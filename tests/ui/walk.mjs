@@ -159,7 +159,7 @@ try {
   assert.equal(await byId("trash-item").count(), 1);
   await shot("history");
 
-  // Settings: limits and ignore rules are saved, pause switches.
+  // Settings: limits and ignore rules are saved, pause and start at login switch.
   await visit("settings", () => byId("settings-folder").filter({ hasText: "/home/ada/SyncSphere" }).waitFor());
   assert.equal(await byId("settings-download").inputValue(), "2048");
   await byId("settings-upload").fill("512");
@@ -168,6 +168,9 @@ try {
   assert.deepEqual(await calls("save_settings"), [{ max_upload_kib: 512, max_download_kib: 2048, ignore_rules: "*.log\nbuild/\n" }]);
   await byId("settings-pause").click();
   await byId("settings-pause").filter({ hasText: "Resume syncing" }).waitFor();
+  await byId("settings-start-at-login").check();
+  await byId("settings-notice").filter({ hasText: "SyncSphere starts when you log in." }).waitFor();
+  assert.deepEqual(await calls("set_start_at_login"), [{ enabled: true }]);
   await shot("settings");
 
   assert.deepEqual(problems, [], "the page logged errors");

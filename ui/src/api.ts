@@ -172,6 +172,9 @@ export interface Settings {
   paused: boolean;
   /** The folder's .syncsphereignore (gitignore syntax). */
   ignore_rules: string;
+  start_at_login: boolean;
+  /** This system has start at login (Linux; not yet macOS/Windows). */
+  start_at_login_available: boolean;
 }
 
 export function listDevices(): Promise<Device[]> {
@@ -236,6 +239,10 @@ export function saveSettings(s: {
 
 export function setPaused(paused: boolean): Promise<Settings> {
   return invoke<Settings>("set_paused", { paused });
+}
+
+export function setStartAtLogin(enabled: boolean): Promise<Settings> {
+  return invoke<Settings>("set_start_at_login", { enabled });
 }
 
 export function onStatus(handler: (status: Status) => void): Promise<UnlistenFn> {

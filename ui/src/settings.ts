@@ -1,4 +1,5 @@
-// Settings page: the synced folder, bandwidth limits, ignore rules, pause, sign out.
+// Settings page: the synced folder, pause, start at login, bandwidth limits, ignore rules,
+// sign out.
 import * as api from "./api";
 import type { Settings } from "./api";
 import { h, setMessage } from "./dom";
@@ -24,6 +25,13 @@ export function settingsPage(actions: SettingsActions): Page {
   const rules = h("textarea", { id: "ignore-rules", rows: "6", spellcheck: "false", "data-testid": "settings-ignore" });
   const save = h("button", { type: "submit", class: "primary", "data-testid": "settings-save" }, "Save");
   const pause = h("button", { type: "button", "data-testid": "settings-pause" }, "Pause syncing");
+  const atLogin = h("input", { id: "start-at-login", type: "checkbox", "data-testid": "settings-start-at-login" });
+  atLogin.style.width = "auto";
+  const atLoginHint = h(
+    "p",
+    { class: "hint", "data-testid": "settings-start-at-login-unavailable" },
+    "Not available on this system yet: add SyncSphere to your login items by hand.",
+  );
   const signOut = h("button", { type: "button", class: "link", "data-testid": "settings-sign-out" }, "Sign out");
   const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
   const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
@@ -38,6 +46,13 @@ export function settingsPage(actions: SettingsActions): Page {
     h("h2", {}, "Folder"),
     folder,
     h("div", { class: "actions tight" }, pause),
+    h(
+      "label",
+      { for: "start-at-login", class: "check" },
+      atLogin,
+      " Start SyncSphere when I log in (in the tray, without this window)",
+    ),
+    atLoginHint,
     h("h2", {}, "Bandwidth"),
     h("label", { for: "limit-up" }, "Upload limit (KiB/s)"),
     up,
@@ -62,6 +77,9 @@ export function settingsPage(actions: SettingsActions): Page {
     paused = s.paused;
     pause.textContent = paused ? "Resume syncing" : "Pause syncing";
     pause.dataset.paused = String(paused);
+    atLogin.checked = s.start_at_login;
+    atLogin.disabled = !s.start_at_login_available;
+    atLoginHint.hidden = s.start_at_login_available;
   }
 
   form.addEventListener("submit", (event) => {
@@ -107,6 +125,23 @@ export function settingsPage(actions: SettingsActions): Page {
       .catch((e: unknown) => setMessage(error, api.errorMessage(e)))
       .finally(() => {
         pause.disabled = false;
+      });
+  });
+  atLogin.addEventListener("change", () => {
+    const wanted = atLogin.checked;
+    atLogin.disabled = true;
+    api
+      .setStartAtLogin(wanted)
+      .then((s) => {
+        show(s);
+        setMessage(error, null);
+        setMessage(notice, s.start_at_login ? "SyncSphere starts when you log in." : "SyncSphere no longer starts when you log in.");
+      })
+      .catch((e: unknown) => {
+        atLogin.checked = !wanted;
+        atLogin.disabled = false;
+        setMessage(notice, null);
+        setMessage(error, api.errorMessage(e));
       });
   });
   signOut.addEventListener("click", () => {

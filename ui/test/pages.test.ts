@@ -82,6 +82,8 @@ const settings: Settings = {
   max_download_kib: 2048,
   paused: false,
   ignore_rules: "*.log\n",
+  start_at_login: false,
+  start_at_login_available: true,
 };
 
 describe("navigation", () => {
@@ -392,6 +394,29 @@ describe("settings", () => {
     pause.click();
     await settle();
     expect(harness.argsOf("set_paused")).toEqual({ paused: false });
+  });
+
+  test("Start at login switches through set_start_at_login, and is explained where unavailable", async () => {
+    await boot({
+      get_settings: () => settings,
+      set_start_at_login: (args) => ({ ...settings, start_at_login: (args as { enabled: boolean }).enabled }),
+    });
+    await go("settings");
+    const box = harness.byTestId<HTMLInputElement>("settings-start-at-login");
+    expect([box.checked, box.disabled]).toEqual([false, false]);
+    expect(harness.byTestId("settings-start-at-login-unavailable").hidden).toBe(true);
+    box.click();
+    await settle();
+    expect(harness.argsOf("set_start_at_login")).toEqual({ enabled: true });
+    expect(box.checked).toBe(true);
+    expect(harness.byTestId("settings-notice").textContent).toBe("SyncSphere starts when you log in.");
+
+    harness.app.stop();
+    clearMocks();
+    await boot({ get_settings: () => ({ ...settings, start_at_login_available: false }) });
+    await go("settings");
+    expect(harness.byTestId<HTMLInputElement>("settings-start-at-login").disabled).toBe(true);
+    expect(harness.byTestId("settings-start-at-login-unavailable").hidden).toBe(false);
   });
 
   test.each([

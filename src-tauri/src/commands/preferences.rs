@@ -1,4 +1,5 @@
-//! Commands of the Settings page: bandwidth limits, the folder's ignore rules and pause.
+//! Commands of the Settings page: bandwidth limits, the folder's ignore rules, pause and start
+//! at login.
 //! Limits live in `desktop.json` and take effect by restarting the sync with the new
 //! `SyncOptions`; ignore rules are the folder's `.syncsphereignore` (through `sync-client`).
 
@@ -6,7 +7,7 @@ use serde::Serialize;
 use tauri::{AppHandle, State};
 
 use super::{CommandError, CommandResult, ErrorCode};
-use crate::DesktopState;
+use crate::{DesktopState, autostart};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct SettingsDto {
@@ -17,6 +18,9 @@ pub(crate) struct SettingsDto {
     paused: bool,
     /// The folder's `.syncsphereignore` (gitignore syntax); empty when there is none.
     ignore_rules: String,
+    start_at_login: bool,
+    /// Whether this system has start at login (Linux; not yet macOS/Windows).
+    start_at_login_available: bool,
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -39,6 +43,8 @@ async fn settings_dto(state: &DesktopState) -> CommandResult<SettingsDto> {
         max_download_kib: settings.max_download_kib,
         paused: state.sync.is_paused().await || settings.paused,
         ignore_rules,
+        start_at_login: dirs::config_dir().is_some_and(|home| autostart::is_enabled(&home)),
+        start_at_login_available: autostart::AVAILABLE,
     })
 }
 
@@ -111,5 +117,40 @@ pub(crate) async fn set_paused(
         .set_paused(paused)
         .await
         .map_err(|e| CommandError::new(ErrorCode::Settings, format!("{e:#}")))?;
+    settings_dto(&state).await
+}
+
+/// Starts the app (to the tray) when the user logs in, or stops doing so.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn set_start_at_login(
+    state: State<'_, DesktopState>,
+    enabled: bool,
+) -> CommandResult<SettingsDto> {
+    let unavailable = || {
+        CommandError::new(
+            ErrorCode::Settings,
+            "Start at login is not available on this system yet. Add SyncSphere to your login \
+             items by hand.",
+        )
+    };
+    if !autostart::AVAILABLE {
+        return Err(unavailable());
+    }
+    let home = dirs::config_dir().ok_or_else(unavailable)?;
+    let exe = std::env::current_exe().map_err(|e| {
+        CommandError::new(
+            ErrorCode::Settings,
+            format!("Could not find the app's own program file: {e}."),
+        )
+    })?;
+    autostart::set_enabled(&home, &exe, enabled).map_err(|e| {
+        CommandError::new(
+            ErrorCode::Settings,
+            format!(
+                "Could not change start at login: {e:#}. Check that your config folder is writable."
+            ),
+        )
+    })?;
+    tracing::info!(enabled, "start at login switched");
     settings_dto(&state).await
 }

@@ -90,12 +90,22 @@ impl Content {
             .try_flatten()
     }
 
-    /// SHA-256 of the whole content, read back from the blobs.
+    /// SHA-256 of the whole content, read back from the blobs (hashed on a blocking thread,
+    /// while the next piece is read).
     pub async fn sha256(&self) -> Result<String, FilesError> {
         let mut hasher = Sha256::new();
         let mut stream = std::pin::pin!(self.stream(0, self.size));
-        while let Some(bytes) = stream.next().await {
-            hasher.update(&bytes?);
+        let mut next = stream.next().await;
+        while let Some(bytes) = next {
+            let bytes = bytes?;
+            let hashing = tokio::task::spawn_blocking(move || {
+                hasher.update(&bytes);
+                hasher
+            });
+            next = stream.next().await;
+            hasher = hashing
+                .await
+                .map_err(|e| FilesError::Blob(std::io::Error::other(e)))?;
         }
         Ok(hex::encode(hasher.finalize()))
     }

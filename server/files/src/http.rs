@@ -116,7 +116,8 @@ async fn upload(
     let staged = state.staging.stage(body.into_data_stream()).await?;
     // The blob may already exist as an orphan: keep the collector off it until committed.
     let _gc = state.gc_lock.read().await;
-    state.blobs.put(&user.user_id, &staged).await?;
+    let (size, sha256) = (staged.size, staged.sha256.clone());
+    state.pending.put(&user.user_id, staged).await?;
     let (meta, change) = state
         .store
         .commit_content(
@@ -124,8 +125,8 @@ async fn upload(
             NewContent {
                 path: &path,
                 parent_rev: q.parent_rev,
-                size: staged.size,
-                sha256: &staged.sha256,
+                size,
+                sha256: &sha256,
                 device: device.as_deref(),
             },
         )
@@ -166,9 +167,13 @@ async fn missing_chunks(
     let mut missing = Vec::new();
     for sha in req.chunks {
         check_chunk_id(&sha)?;
+        if !seen.insert(sha.clone()) {
+            continue;
+        }
         // Asking about a chunk the server holds restarts its grace period: the client is
         // about to commit it.
-        if seen.insert(sha.clone()) && !state.blobs.touch(&user.user_id, &sha).await? {
+        state.pending.settled(&user.user_id, &sha).await;
+        if !state.blobs.touch(&user.user_id, &sha).await? {
             missing.push(sha);
         }
     }
@@ -176,6 +181,8 @@ async fn missing_chunks(
 }
 
 /// `PUT /v1/chunks/{sha256}`: stores one chunk; idempotent; the bytes must hash to the id.
+/// Acknowledged once received and verified; the chunk becomes durable in the background and
+/// the commit that uses it waits for that (a chunk lost meanwhile is reported missing there).
 async fn put_chunk(
     State(state): State<FilesState>,
     user: AuthUser,
@@ -183,6 +190,7 @@ async fn put_chunk(
     body: Body,
 ) -> Result<axum::http::StatusCode, FilesError> {
     check_chunk_id(&sha256)?;
+    state.pending.settled(&user.user_id, &sha256).await;
     if state.blobs.touch(&user.user_id, &sha256).await? {
         return Ok(axum::http::StatusCode::NO_CONTENT);
     }
@@ -197,6 +205,7 @@ async fn put_chunk(
             });
         }
     }
+    let slot = state.pending.slot().await;
     let staged = state
         .staging
         .stage_limited(body.into_data_stream(), MAX_CHUNK_SIZE)
@@ -207,7 +216,7 @@ async fn put_chunk(
             staged.sha256
         )));
     }
-    state.blobs.put(&user.user_id, &staged).await?;
+    state.pending.spawn(user.user_id.clone(), staged, slot);
     Ok(axum::http::StatusCode::CREATED)
 }
 
@@ -252,20 +261,32 @@ async fn commit_chunks(
     // From here to the metadata commit the collector cannot delete a chunk this commit uses:
     // each is touched (fresh for the grace period) under the read side of the GC lock.
     let _gc = state.gc_lock.read().await;
+    let started = std::time::Instant::now();
     let mut missing = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &req.chunks {
-        if seen.insert(&c.sha256) && !state.blobs.touch(&user.user_id, &c.sha256).await? {
+        if !seen.insert(&c.sha256) {
+            continue;
+        }
+        state.pending.settled(&user.user_id, &c.sha256).await;
+        if !state.blobs.touch(&user.user_id, &c.sha256).await? {
             missing.push(c.sha256.clone());
         }
     }
     if !missing.is_empty() {
         return Err(FilesError::MissingChunks(missing));
     }
+    let durable = started.elapsed();
     // Chunk sizes are checked against the stored chunks while hashing the whole content: the
     // file's hash is the server's promise to every device that downloads it.
     let content = Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?;
     let actual = content.sha256().await?;
+    tracing::debug!(
+        chunks = req.chunks.len(),
+        durable_ms = durable.as_millis() as u64,
+        verified_ms = (started.elapsed() - durable).as_millis() as u64,
+        "commit: chunks durable and verified"
+    );
     if actual != req.sha256 {
         return Err(FilesError::HashMismatch(format!(
             "the chunks hash to {actual}, not {}",

@@ -27,7 +27,7 @@ use axum::extract::FromRef;
 use syncsphere_auth::Verifier;
 use syncsphere_protocol::ChangeEvent;
 
-pub use blobs::{BlobStore, DiskBlobStore, Staging};
+pub use blobs::{BlobStore, DiskBlobStore, PendingPuts, Staging};
 pub use error::FilesError;
 pub use http::router;
 pub use store::MetadataStore;
@@ -52,6 +52,8 @@ pub struct FilesState {
     pub store: MetadataStore,
     pub blobs: Arc<dyn BlobStore>,
     pub staging: Arc<Staging>,
+    /// Chunk puts acknowledged and still being made durable (see [`blobs::PendingPuts`]).
+    pub pending: Arc<blobs::PendingPuts>,
     pub sink: Arc<dyn ChangeSink>,
     pub verifier: Arc<Verifier>,
     /// Held for reading by commits from touching their chunks to the metadata commit; the

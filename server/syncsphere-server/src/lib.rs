@@ -20,7 +20,9 @@ use syncsphere_db::Db;
 use syncsphere_files::gc::{GcLock, GcPolicy};
 use syncsphere_files::s3::S3BlobStore;
 pub use syncsphere_files::s3::S3Config;
-use syncsphere_files::{BlobStore, ChangeSink, DiskBlobStore, FilesState, MetadataStore, Staging};
+use syncsphere_files::{
+    BlobStore, ChangeSink, DiskBlobStore, FilesState, MetadataStore, PendingPuts, Staging,
+};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
 use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_state::{PushHub, StateService};
@@ -273,6 +275,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         store: maintenance.store.clone(),
         blobs: maintenance.blobs.clone(),
         staging: maintenance.staging.clone(),
+        pending: Arc::new(PendingPuts::new(maintenance.blobs.clone())),
         gc_lock: maintenance.lock.clone(),
         sink,
         verifier: verifier.clone(),

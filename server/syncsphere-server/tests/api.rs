@@ -1439,6 +1439,16 @@ async fn retention_and_garbage_collection(db: Option<String>) {
         let r = h.put_chunk(&t, &sha_hex(o), o.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
+    // A chunk is acknowledged before it is durable; asking about it waits until it is stored.
+    let stored = h
+        .request(
+            "POST",
+            &t,
+            "/v1/chunks/missing",
+            json!({"chunks": orphans.iter().map(|o| sha_hex(o)).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(stored.json["missing"], json!([]), "{}", stored.json);
     let user = claims(&t)["sub"].as_str().unwrap().to_owned();
     let on_disk = m.blobs.touch_extends_grace();
     let exists = |sha: String| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::SyncError;
 use crate::auth::TokenSource;
-use crate::chunker::{Chunk, ChunkedFile, chunk_file, read_chunk};
+use crate::chunker::{Chunk, ChunkedFile, chunk_file_with};
 use crate::throttle::Throttle;
 use crate::transfer::Transfer;
 
@@ -36,9 +36,12 @@ pub(crate) struct Api {
 }
 
 /// Chunk uploads in flight at once.
-const PARALLEL_CHUNKS: usize = 4;
-/// Chunk ids per `POST /v1/chunks/missing`.
-const MISSING_BATCH: usize = 8192;
+const PARALLEL_CHUNKS: usize = 8;
+/// At most this many chunks are asked about in one `POST /v1/chunks/missing` (fewer when the
+/// uploads are ahead of the reading: whatever is cut by then).
+const MISSING_BATCH: usize = 16;
+/// Chunks cut and not yet taken by the uploaders before the chunker waits.
+const CHUNKS_AHEAD: usize = 8;
 
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -232,57 +235,22 @@ impl Api {
         expected: &str,
         progress: &Transfer,
     ) -> Result<FileMeta, SyncError> {
-        let owned = file.to_path_buf();
-        let chunked = tokio::task::spawn_blocking(move || chunk_file(&owned))
-            .await
-            .map_err(|e| SyncError::Io("chunking".into(), std::io::Error::other(e)))?
-            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?;
-        if chunked.sha256 != expected {
-            return Err(SyncError::Busy(path.to_owned()));
-        }
-        let commit = CommitRequest {
-            path: path.to_owned(),
-            parent_rev,
-            size: chunked.size as i64,
-            sha256: chunked.sha256.clone(),
-            chunks: chunked.refs(),
-        };
         // Twice at most: chunks can vanish between the check and the commit only if the
-        // server collected them as orphans meanwhile.
+        // server lost them meanwhile (a crash before they were durable, or collected as
+        // orphans).
         for _ in 0..2 {
-            let missing = self.missing_chunks(&chunked).await?;
-            // What the server holds already counts as sent.
-            progress.set_done(
-                chunked
-                    .chunks
-                    .iter()
-                    .filter(|c| !missing.contains(&c.sha256))
-                    .map(|c| u64::from(c.size))
-                    .sum(),
-            );
-            let todo: Vec<&Chunk> = {
-                let mut seen = HashSet::new();
-                chunked
-                    .chunks
-                    .iter()
-                    .filter(|c| missing.contains(&c.sha256) && seen.insert(&c.sha256))
-                    .collect()
+            progress.set_done(0);
+            let chunked = self.send_chunks(path, file, progress).await?;
+            // The server checks that the chunks add up to `expected`, what the scan saw: a
+            // file written to since then fails there (`hash_mismatch`) and is retried once it
+            // settles.
+            let commit = CommitRequest {
+                path: path.to_owned(),
+                parent_rev,
+                size: chunked.size as i64,
+                sha256: expected.to_owned(),
+                chunks: chunked.refs(),
             };
-            tracing::debug!(
-                path,
-                chunks = chunked.chunks.len(),
-                missing = todo.len(),
-                "uploading chunks"
-            );
-            // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
-            let uploads: Vec<_> = todo
-                .iter()
-                .map(|c| self.put_chunk(path, file, c, progress))
-                .collect();
-            futures_util::stream::iter(uploads)
-                .buffer_unordered(PARALLEL_CHUNKS)
-                .try_collect::<Vec<()>>()
-                .await?;
             match self
                 .json(
                     self.http
@@ -295,6 +263,10 @@ impl Api {
                     code: ErrorCode::MissingChunks,
                     ..
                 }) => continue,
+                Err(SyncError::Server {
+                    code: ErrorCode::HashMismatch,
+                    ..
+                }) => return Err(SyncError::Busy(path.to_owned())),
                 other => return other,
             }
         }
@@ -303,47 +275,156 @@ impl Api {
         )))
     }
 
-    async fn missing_chunks(&self, chunked: &ChunkedFile) -> Result<HashSet<String>, SyncError> {
-        let mut missing = HashSet::new();
-        for batch in chunked.chunks.chunks(MISSING_BATCH) {
-            let req = MissingChunksRequest {
-                chunks: batch.iter().map(|c| c.sha256.clone()).collect(),
-            };
-            let page: MissingChunks = self
-                .json(
-                    self.http
-                        .post(format!("{}/v1/chunks/missing", self.base))
-                        .json(&req),
-                )
-                .await?;
-            missing.extend(page.missing);
+    /// Reads `file` once and sends the server the chunks it lacks: a blocking thread cuts the
+    /// file into chunks and hands each over as it is cut; every [`MISSING_BATCH`] of them the
+    /// server is asked which it lacks, and those go up ([`PARALLEL_CHUNKS`] at once) while the
+    /// file is still being read. What the server holds already counts as sent. Memory stays
+    /// bounded: the chunker waits when [`CHUNKS_AHEAD`] chunks are not yet taken.
+    async fn send_chunks(
+        &self,
+        path: &str,
+        file: &Path,
+        progress: &Transfer,
+    ) -> Result<ChunkedFile, SyncError> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<(Chunk, bytes::Bytes)>(CHUNKS_AHEAD);
+        let owned = file.to_path_buf();
+        let chunker = tokio::task::spawn_blocking(move || {
+            chunk_file_with(&owned, |chunk, data| {
+                tx.blocking_send((chunk.clone(), data.into())).is_ok()
+            })
+        });
+        let sends = self.send_cut_chunks(path, rx, progress).await;
+        let chunked = chunker
+            .await
+            .map_err(|e| SyncError::Io("chunking".into(), std::io::Error::other(e)));
+        // A failed send explains a stopped chunker; otherwise the chunker's error counts.
+        sends?;
+        let chunked =
+            chunked?.map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?;
+        tracing::debug!(path, chunks = chunked.chunks.len(), "chunks sent");
+        Ok(chunked)
+    }
+
+    /// Takes the chunks `rx` receives as they are cut, asks the server which it lacks (up to
+    /// [`MISSING_BATCH`] per request, whatever has been cut by then) and sends those,
+    /// [`PARALLEL_CHUNKS`] at once, while the next are asked about.
+    async fn send_cut_chunks(
+        &self,
+        path: &str,
+        mut rx: tokio::sync::mpsc::Receiver<(Chunk, bytes::Bytes)>,
+        progress: &Transfer,
+    ) -> Result<(), SyncError> {
+        type Pending<'a, T> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SyncError>> + Send + 'a>>;
+        let mut queued: HashSet<String> = HashSet::new();
+        let mut todo: std::collections::VecDeque<(Chunk, bytes::Bytes)> = Default::default();
+        let mut asking: Option<Pending<'_, Vec<(Chunk, bytes::Bytes)>>> = None;
+        let mut puts = futures_util::stream::FuturesUnordered::<Pending<'_, ()>>::new();
+        let mut reading = true;
+        loop {
+            while puts.len() < PARALLEL_CHUNKS {
+                let Some((chunk, data)) = todo.pop_front() else {
+                    break;
+                };
+                puts.push(Box::pin(self.put_chunk(path, chunk, data, progress)));
+            }
+            if !reading && asking.is_none() && todo.is_empty() && puts.is_empty() {
+                return Ok(());
+            }
+            // Ask about more only when the uploads are about to run dry.
+            let want_more = reading && asking.is_none() && todo.len() < PARALLEL_CHUNKS;
+            tokio::select! {
+                Some(put) = puts.next(), if !puts.is_empty() => put?,
+                answer = async {
+                    match asking.as_mut() {
+                        Some(question) => question.await,
+                        None => std::future::pending().await,
+                    }
+                }, if asking.is_some() => {
+                    asking = None;
+                    todo.extend(answer?);
+                }
+                cut = rx.recv(), if want_more => match cut {
+                    None => reading = false,
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < MISSING_BATCH {
+                            match rx.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        // A chunk that occurs twice in the file goes up once but counts for
+                        // both places.
+                        let mut ask = Vec::new();
+                        for (chunk, data) in batch {
+                            if queued.insert(chunk.sha256.clone()) {
+                                ask.push((chunk, data));
+                            } else {
+                                progress.add(u64::from(chunk.size));
+                            }
+                        }
+                        asking = Some(Box::pin(self.missing_of(ask, progress)));
+                    }
+                },
+            }
         }
-        Ok(missing)
+    }
+
+    /// Of `chunks`, those the server lacks; the others count as sent.
+    async fn missing_of(
+        &self,
+        chunks: Vec<(Chunk, bytes::Bytes)>,
+        progress: &Transfer,
+    ) -> Result<Vec<(Chunk, bytes::Bytes)>, SyncError> {
+        if chunks.is_empty() {
+            return Ok(chunks);
+        }
+        let req = MissingChunksRequest {
+            chunks: chunks.iter().map(|(c, _)| c.sha256.clone()).collect(),
+        };
+        let page: MissingChunks = self
+            .json(
+                self.http
+                    .post(format!("{}/v1/chunks/missing", self.base))
+                    .json(&req),
+            )
+            .await?;
+        let missing: HashSet<String> = page.missing.into_iter().collect();
+        let (todo, held): (Vec<_>, Vec<_>) = chunks
+            .into_iter()
+            .partition(|(c, _)| missing.contains(&c.sha256));
+        progress.add(held.iter().map(|(c, _)| u64::from(c.size)).sum());
+        Ok(todo)
     }
 
     async fn put_chunk(
         &self,
         path: &str,
-        file: &Path,
-        chunk: &Chunk,
+        chunk: Chunk,
+        data: bytes::Bytes,
         progress: &Transfer,
     ) -> Result<(), SyncError> {
-        let (owned, c) = (file.to_path_buf(), chunk.clone());
-        let bytes = tokio::task::spawn_blocking(move || read_chunk(&owned, &c))
-            .await
-            .map_err(|e| SyncError::Io("reading a chunk".into(), std::io::Error::other(e)))?
-            .map_err(|e| SyncError::Io(format!("reading {}", file.display()), e))?
-            .ok_or_else(|| SyncError::Busy(path.to_owned()))?;
         self.up.consume(u64::from(chunk.size)).await;
-        self.send(
-            self.http
-                .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
-                .body(bytes),
-        )
-        .await?;
+        match self
+            .send(
+                self.http
+                    .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
+                    .body(data),
+            )
+            .await
+        {
+            // Cannot happen with bytes hashed as read, unless they are corrupted on the way.
+            Err(SyncError::Server {
+                code: ErrorCode::HashMismatch,
+                ..
+            }) => return Err(SyncError::Busy(path.to_owned())),
+            other => {
+                other?;
+            }
+        }
         self.uploaded
             .fetch_add(u64::from(chunk.size), Ordering::Relaxed);
-        // A chunk that occurs twice in the file is sent once but counts for both places.
         progress.add(u64::from(chunk.size));
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Content-defined chunking of local files (FastCDC 2020 with the protocol's parameters), so
 //! that an edit in a large file changes only the chunks around it and only those are uploaded.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use fastcdc::v2020::StreamCDC;
@@ -16,11 +16,11 @@ pub(crate) struct Chunk {
     pub sha256: String,
 }
 
-/// A file cut into chunks, with the hash of the whole content.
+/// A file cut into chunks. (The hash of the whole content is the scan's: the server checks
+/// that the chunks add up to it, so a file that changed in between is caught there.)
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkedFile {
     pub size: u64,
-    pub sha256: String,
     pub chunks: Vec<Chunk>,
 }
 
@@ -36,15 +36,27 @@ impl ChunkedFile {
     }
 }
 
-/// Reads `path` once, cutting it into chunks and hashing each chunk and the whole file.
-/// Blocking: run it on a blocking thread.
-pub(crate) fn chunk_file(path: &Path) -> std::io::Result<ChunkedFile> {
+/// Reads `path` once, cutting it into chunks and hashing each, and hands each chunk's bytes to
+/// `on_chunk` as soon as it is cut (so they can be sent while the rest of the file is read);
+/// `on_chunk` returning `false` stops the read (`Interrupted`). Blocking: run it on a blocking
+/// thread.
+pub(crate) fn chunk_file_with(
+    path: &Path,
+    on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
+) -> std::io::Result<ChunkedFile> {
     let file = std::fs::File::open(path)?;
-    chunk_reader(file)
+    chunk_reader_with(file, on_chunk)
 }
 
+#[cfg(test)]
 pub(crate) fn chunk_reader(reader: impl Read) -> std::io::Result<ChunkedFile> {
-    let mut whole = Sha256::new();
+    chunk_reader_with(reader, |_, _| true)
+}
+
+fn chunk_reader_with(
+    reader: impl Read,
+    mut on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
+) -> std::io::Result<ChunkedFile> {
     let mut chunks = Vec::new();
     let mut size = 0u64;
     for piece in StreamCDC::new(reader, CHUNK_MIN_SIZE, CHUNK_AVG_SIZE, CHUNK_MAX_SIZE) {
@@ -52,33 +64,21 @@ pub(crate) fn chunk_reader(reader: impl Read) -> std::io::Result<ChunkedFile> {
             fastcdc::v2020::Error::IoError(io) => io,
             other => std::io::Error::other(other.to_string()),
         })?;
-        whole.update(&piece.data);
-        chunks.push(Chunk {
+        let chunk = Chunk {
             offset: piece.offset,
             size: piece.length as u32,
             sha256: hex::encode(Sha256::digest(&piece.data)),
-        });
+        };
+        if !on_chunk(&chunk, piece.data) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "chunking stopped",
+            ));
+        }
+        chunks.push(chunk);
         size += piece.length as u64;
     }
-    Ok(ChunkedFile {
-        size,
-        sha256: hex::encode(whole.finalize()),
-        chunks,
-    })
-}
-
-/// The bytes of `chunk` as the file holds them now, or `None` if they no longer hash to the
-/// chunk's id (the file changed since it was chunked). Blocking.
-pub(crate) fn read_chunk(path: &Path, chunk: &Chunk) -> std::io::Result<Option<Vec<u8>>> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(chunk.offset))?;
-    let mut buf = vec![0; chunk.size as usize];
-    match file.read_exact(&mut buf) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    Ok((hex::encode(Sha256::digest(&buf)) == chunk.sha256).then_some(buf))
+    Ok(ChunkedFile { size, chunks })
 }
 
 #[cfg(test)]
@@ -102,7 +102,6 @@ mod tests {
         let data = noise(9 * 1024 * 1024 + 123, 3);
         let c = chunk_reader(&data[..]).unwrap();
         assert_eq!(c.size, data.len() as u64);
-        assert_eq!(c.sha256, hex::encode(Sha256::digest(&data)));
         let mut offset = 0;
         for (i, chunk) in c.chunks.iter().enumerate() {
             assert_eq!(chunk.offset, offset);
@@ -147,22 +146,37 @@ mod tests {
     }
 
     #[test]
-    fn empty_files_have_no_chunks_and_changed_files_are_detected() {
+    fn empty_files_have_no_chunks_and_chunks_are_handed_over_as_cut() {
         let empty = chunk_reader(&[][..]).unwrap();
         assert_eq!(empty.size, 0);
         assert!(empty.chunks.is_empty());
-        assert_eq!(empty.sha256, hex::encode(Sha256::digest(b"")));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        std::fs::write(&path, noise(3 * 1024 * 1024, 5)).unwrap();
-        let c = chunk_file(&path).unwrap();
-        assert!(read_chunk(&path, &c.chunks[1]).unwrap().is_some());
-        let mut changed = std::fs::read(&path).unwrap();
-        changed[c.chunks[1].offset as usize] ^= 0xff;
-        std::fs::write(&path, &changed).unwrap();
-        assert!(read_chunk(&path, &c.chunks[1]).unwrap().is_none());
-        std::fs::write(&path, b"short").unwrap();
-        assert!(read_chunk(&path, &c.chunks[1]).unwrap().is_none());
+        let data = noise(3 * 1024 * 1024, 5);
+        std::fs::write(&path, &data).unwrap();
+        let mut handed = Vec::new();
+        let c = chunk_file_with(&path, |chunk, bytes| {
+            handed.push((chunk.clone(), bytes));
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            c.chunks,
+            handed.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()
+        );
+        for (chunk, bytes) in &handed {
+            let at = chunk.offset as usize;
+            assert_eq!(bytes[..], data[at..at + chunk.size as usize]);
+            assert_eq!(hex::encode(Sha256::digest(bytes)), chunk.sha256);
+        }
+        // A consumer that gives up stops the read.
+        let mut calls = 0;
+        let stopped = chunk_file_with(&path, |_, _| {
+            calls += 1;
+            false
+        });
+        assert_eq!(stopped.unwrap_err().kind(), std::io::ErrorKind::Interrupted);
+        assert_eq!(calls, 1);
     }
 }

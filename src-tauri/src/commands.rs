@@ -8,6 +8,7 @@
 
 pub(crate) mod account;
 pub(crate) mod conflicts;
+pub(crate) mod launch;
 pub(crate) mod preferences;
 
 use std::fmt::Display;

@@ -2,11 +2,13 @@
 //!
 //! **Boundary:** this crate is a thin shell. It never syncs, talks to the server or touches
 //! synced files itself — all of that is `sync-client`. It owns only the window's commands
-//! ([`commands`]), the tray ([`tray`]), the one running sync ([`sync_control`]) and the
-//! desktop settings file ([`settings`]).
+//! ([`commands`]), the tray ([`tray`]), the one running sync ([`sync_control`]), the
+//! desktop settings file ([`settings`]) and what a launch asks for ([`launch`]: one instance
+//! runs; a second launch hands `--show`/`--history <file>` to it and exits).
 
 mod autostart;
 mod commands;
+mod launch;
 mod settings;
 mod shell;
 mod sync_control;
@@ -33,6 +35,8 @@ pub(crate) struct DesktopState {
     home: Option<PathBuf>,
     sync: SyncControl,
     sync_problem: Mutex<Option<String>>,
+    /// What this launch's command line asked to show, until the window takes it.
+    open_request: Mutex<Option<commands::launch::OpenRequest>>,
 }
 
 impl DesktopState {
@@ -63,6 +67,13 @@ impl DesktopState {
         Ok(())
     }
 
+    fn take_open_request(&self) -> Option<commands::launch::OpenRequest> {
+        self.open_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
     fn set_sync_problem(&self, problem: Option<String>) {
         *self
             .sync_problem
@@ -73,14 +84,26 @@ impl DesktopState {
 
 /// Runs the app until the user quits.
 pub fn run() -> anyhow::Result<()> {
+    let config_dir = settings::config_dir()?;
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let folder = DesktopSettings::load(&config_dir)
+        .ok()
+        .and_then(|s| s.folder);
+    let open_request =
+        commands::launch::open_request(std::env::args().skip(1), &cwd, folder.as_deref());
     let state = DesktopState {
-        config_dir: settings::config_dir()?,
+        config_dir,
         home: dirs::home_dir(),
         sync: SyncControl::default(),
         sync_problem: Mutex::new(None),
+        open_request: Mutex::new(open_request),
     };
     tracing::info!(config_dir = %state.config_dir.display(), "starting");
     let app = tauri::Builder::default()
+        // First, so a second launch hands over its arguments and exits before anything starts.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, cwd| {
+            commands::launch::on_second_launch(app, argv, cwd);
+        }))
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::get_session,
@@ -90,6 +113,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::get_status,
             commands::sign_out,
             commands::open_folder,
+            commands::launch::take_open_request,
             commands::account::list_devices,
             commands::account::revoke_device,
             commands::account::search_files,

@@ -96,6 +96,7 @@
       return session();
     },
     open_folder: () => null,
+    take_open_request: () => null,
     list_devices: () => devices,
     revoke_device: (a) => {
       const d = devices.find((x) => x.device_id === a.device_id);

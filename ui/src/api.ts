@@ -82,6 +82,16 @@ export interface Credentials {
 }
 
 export const STATUS_EVENT = "status";
+/** A launch asked for a file (`--show`/`--history`, from the file manager's actions). */
+export const OPEN_EVENT = "open_request";
+
+/** A page to show with the file to show on it. */
+export interface OpenRequest {
+  page: "activity" | "history";
+  /** Relative to the synced folder; null when the file cannot be shown (see `problem`). */
+  path: string | null;
+  problem: string | null;
+}
 
 export function getSession(): Promise<Session> {
   return invoke<Session>("get_session");
@@ -243,6 +253,15 @@ export function setPaused(paused: boolean): Promise<Settings> {
 
 export function setStartAtLogin(enabled: boolean): Promise<Settings> {
   return invoke<Settings>("set_start_at_login", { enabled });
+}
+
+/** What this launch's command line asked to show, once (null when nothing). */
+export function takeOpenRequest(): Promise<OpenRequest | null> {
+  return invoke<OpenRequest | null>("take_open_request");
+}
+
+export function onOpenRequest(handler: (request: OpenRequest) => void): Promise<UnlistenFn> {
+  return listen<OpenRequest>(OPEN_EVENT, (event) => handler(event.payload));
 }
 
 export function onStatus(handler: (status: Status) => void): Promise<UnlistenFn> {

@@ -1,6 +1,6 @@
 // Picks the screen from the backend's session and wires screens to commands.
 import * as api from "./api";
-import type { Session, Status } from "./api";
+import type { OpenRequest, Session, Status } from "./api";
 import { folderView } from "./folder";
 import { signInView, type SignInMode } from "./signin";
 import { statusView } from "./status";
@@ -16,13 +16,16 @@ export class App {
   /** The signed-in pages' frame and the page shown in it, while one is. */
   private shell: Shell | null = null;
   private page: Page | null = null;
-  private unlisten: (() => void) | null = null;
+  private unlisten: (() => void)[] = [];
+  /** The file a launch asked for, handed to the page it is shown on. */
+  private opened: OpenRequest | null = null;
 
   constructor(private readonly root: HTMLElement) {}
 
   /** Subscribes to status events, then shows the screen the session calls for. */
   async start(): Promise<void> {
-    this.unlisten = await api.onStatus((status) => this.onStatus(status));
+    this.unlisten.push(await api.onStatus((status) => this.onStatus(status)));
+    this.unlisten.push(await api.onOpenRequest((request) => this.open(request)));
     let session: Session;
     try {
       session = await api.getSession();
@@ -31,12 +34,24 @@ export class App {
       return;
     }
     await this.route(session);
+    if (this.shell) {
+      // The app was launched to show a file (a file manager's "Version history", say).
+      const request = await api.takeOpenRequest().catch(() => null);
+      if (request) this.open(request);
+    }
   }
 
   stop(): void {
-    this.unlisten?.();
-    this.unlisten = null;
+    for (const unlisten of this.unlisten) unlisten();
+    this.unlisten = [];
     this.leavePage();
+  }
+
+  /** Shows the file a launch asked for on its page; ignored until signed in and syncing. */
+  open(request: OpenRequest): void {
+    if (!this.shell) return;
+    this.opened = request;
+    this.showPage(request.page);
   }
 
   private async route(session: Session): Promise<void> {
@@ -133,13 +148,15 @@ export class App {
 
   private makePage(name: PageName): Page {
     const now = () => Date.now();
+    const opened = this.opened?.page === name ? this.opened : null;
+    this.opened = null;
     switch (name) {
       case "status": {
         const view = statusView({ openFolder: () => api.openFolder(), signOut: () => this.signOut(), now });
         return { element: view.element, update: (s) => view.update(s) };
       }
       case "activity":
-        return activityPage(now);
+        return activityPage(now, opened);
       case "devices":
         return devicesPage({
           now,
@@ -151,7 +168,7 @@ export class App {
       case "conflicts":
         return conflictsPage();
       case "history":
-        return historyPage();
+        return historyPage(opened);
       case "settings":
         return settingsPage({ signOut: () => this.signOut() });
     }

@@ -1,12 +1,13 @@
 // History & Trash page: find a file, list its versions and restore one; list the trash and
 // bring a file back. Restores are new versions on the server; sync brings them to the folder.
 import * as api from "./api";
-import type { FileInfo, History, Revision } from "./api";
+import type { FileInfo, History, OpenRequest, Revision } from "./api";
 import { h, setMessage } from "./dom";
 import { formatDate, type Page } from "./shell";
 import { formatBytes } from "./status";
 
-export function historyPage(): Page {
+/** `opened`: a launch asked for this file's history (a file manager's "Version history"). */
+export function historyPage(opened: OpenRequest | null = null): Page {
   const query = h("input", {
     id: "history-query",
     type: "search",
@@ -171,5 +172,10 @@ export function historyPage(): Page {
   });
 
   void loadTrash();
+  if (opened?.problem) setMessage(error, opened.problem);
+  if (opened?.path) {
+    query.value = opened.path.split("/").pop() ?? opened.path;
+    void showHistory(opened.path);
+  }
   return { element };
 }

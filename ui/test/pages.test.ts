@@ -347,6 +347,44 @@ describe("history and trash", () => {
   });
 });
 
+describe("a launch asking for a file (file manager actions)", () => {
+  test("--history at start opens the History page on that file's versions", async () => {
+    await boot({
+      take_open_request: () => ({ page: "history", path: "docs/report.txt", problem: null }),
+      list_trash: () => [],
+      file_history: () => reportHistory,
+    });
+    await settle();
+    expect(harness.root.dataset.screen).toBe("history");
+    expect(harness.argsOf("file_history")).toEqual({ path: "docs/report.txt" });
+    expect(harness.byTestId<HTMLInputElement>("history-query").value).toBe("report.txt");
+    expect(harness.all("history-version").map((v) => v.dataset.rev)).toEqual(["3", "2", "1"]);
+  });
+
+  test("--show from a second launch shows the file on the Activity page and reveals it", async () => {
+    await boot({ take_open_request: () => null, reveal_file: () => null });
+    expect(harness.root.dataset.screen).toBe("status");
+    await emit("open_request", { page: "activity", path: "x.txt", problem: null });
+    await settle();
+    expect(harness.root.dataset.screen).toBe("activity");
+    expect(harness.byTestId("activity-focus-path").textContent).toContain("x.txt");
+    await emit("status", status({ updated_ms: 9, recent: [{ path: "x.txt", action: "downloaded", at_ms: Date.now() }] }));
+    expect(harness.byTestId("activity-focus-state").textContent).toBe("Downloaded just now");
+    expect(harness.all("recent-item")[0].dataset.focused).toBe("true");
+    harness.byTestId("activity-focus-reveal").click();
+    await settle();
+    expect(harness.argsOf("reveal_file")).toEqual({ path: "x.txt" });
+  });
+
+  test("a file outside the synced folder is explained", async () => {
+    await boot({ take_open_request: () => null, list_trash: () => [] });
+    await emit("open_request", { page: "history", path: null, problem: "/etc/passwd is not in your SyncSphere folder." });
+    await settle();
+    expect(harness.byTestId("history-error").textContent).toBe("/etc/passwd is not in your SyncSphere folder.");
+    expect(harness.commands()).not.toContain("file_history");
+  });
+});
+
 describe("settings", () => {
   test("shows the settings and saves limits and ignore rules", async () => {
     await boot({

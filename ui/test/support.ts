@@ -65,7 +65,8 @@ export class Harness {
 
   /** The commands called so far, besides the start-up ones. */
   commands(): string[] {
-    return this.calls.map((c) => c.cmd).filter((c) => c !== "get_session" && c !== "get_status");
+    const startUp = ["get_session", "get_status", "take_open_request"];
+    return this.calls.map((c) => c.cmd).filter((c) => !startUp.includes(c));
   }
 
   argsOf(cmd: string): InvokeArgs | undefined {

@@ -43,8 +43,9 @@ pub(crate) fn set_enabled(config_home: &Path, exe: &Path, enabled: bool) -> anyh
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The desktop entry; `Exec` quoted as the Desktop Entry Specification asks.
-fn entry(exe: &Path) -> String {
+/// A program path as a desktop entry's `Exec` takes it, quoted as the Desktop Entry
+/// Specification asks.
+pub(crate) fn exec_quoted(exe: &Path) -> String {
     let mut quoted = String::from("\"");
     for c in exe.to_string_lossy().chars() {
         if matches!(c, '"' | '`' | '$' | '\\') {
@@ -53,6 +54,12 @@ fn entry(exe: &Path) -> String {
         quoted.push(c);
     }
     quoted.push('"');
+    quoted
+}
+
+/// The desktop entry.
+fn entry(exe: &Path) -> String {
+    let quoted = exec_quoted(exe);
     format!(
         "[Desktop Entry]\nType=Application\nName=SyncSphere\n\
          Comment=Keeps a folder in sync with your SyncSphere account\n\

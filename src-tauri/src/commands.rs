@@ -19,7 +19,7 @@ use syncsphere_sync_client::{ServerErrorCode, Status, SyncError};
 use tauri::{AppHandle, State};
 
 use crate::settings::{self, DesktopSettings};
-use crate::{DesktopState, shell, tray};
+use crate::{DesktopState, file_manager, shell, tray};
 
 /// What the window can branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -237,6 +237,7 @@ pub(crate) async fn start_sync(
         .await
         .map_err(|err| CommandError::new(ErrorCode::SyncFailed, err))?;
     state.set_sync_problem(None);
+    file_manager::on_sync_started(&folder);
     remembered.folder = Some(folder);
     if let Err(err) = remembered.save(&state.config_dir) {
         // Sync runs; only resuming at the next start is lost, so don't fail the command.
@@ -259,6 +260,7 @@ pub(crate) async fn sign_out(
     state.sync.stop().await;
     syncsphere_sync_client::sign_out(&state.config_dir)
         .map_err(|err| CommandError::new(ErrorCode::SignOutFailed, err))?;
+    file_manager::on_sign_out();
     DesktopSettings::default()
         .save(&state.config_dir)
         .map_err(|err| CommandError::new(ErrorCode::Settings, format!("{err:#}")))?;

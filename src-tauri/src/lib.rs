@@ -3,11 +3,13 @@
 //! **Boundary:** this crate is a thin shell. It never syncs, talks to the server or touches
 //! synced files itself — all of that is `sync-client`. It owns only the window's commands
 //! ([`commands`]), the tray ([`tray`]), the one running sync ([`sync_control`]), the
-//! desktop settings file ([`settings`]) and what a launch asks for ([`launch`]: one instance
-//! runs; a second launch hands `--show`/`--history <file>` to it and exits).
+//! desktop settings file ([`settings`]), what a launch asks for ([`launch`]: one instance
+//! runs; a second launch hands `--show`/`--history <file>` to it and exits) and the synced
+//! folder's place in the file managers ([`file_manager`]).
 
 mod autostart;
 mod commands;
+mod file_manager;
 mod launch;
 mod settings;
 mod shell;
@@ -214,6 +216,7 @@ async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String>
         .sync
         .start(app, &state.config_dir, &folder, options, settings.paused)
         .await
-        .map(drop)
-        .map_err(|err| format!("Could not start syncing {}: {err}", folder.display()))
+        .map_err(|err| format!("Could not start syncing {}: {err}", folder.display()))?;
+    file_manager::on_sync_started(&folder);
+    Ok(())
 }

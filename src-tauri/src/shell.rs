@@ -85,7 +85,7 @@ pub(crate) fn reveal_in_file_manager(file: &Path) -> std::io::Result<()> {
 }
 
 /// `file:///…` with every byte outside the unreserved set and `/` percent-encoded.
-fn file_uri(path: &Path) -> String {
+pub(crate) fn file_uri(path: &Path) -> String {
     let mut uri = String::from("file://");
     for b in path.as_os_str().as_encoded_bytes() {
         match b {

@@ -135,10 +135,12 @@ export NO_AT_BRIDGE=1
 # ---- an isolated app environment: fresh config (so it starts signed out), data and caches
 export SYNCSPHERE_CONFIG_DIR=$WORK/config
 export XDG_DATA_HOME=$WORK/data XDG_CACHE_HOME=$WORK/cache
+# The app writes a GTK bookmark here when sync starts: never into this machine's own.
+export XDG_CONFIG_HOME=$WORK/xdg-config
 export SYNCSPHERE_SMOKE_FOLDER=$WORK/folder
 # No administrator presets from this machine's /etc/syncsphere (debug builds honour this).
 export SYNCSPHERE_SYSTEM_CONFIG=$WORK/no-system-config.toml
-mkdir -p "$SYNCSPHERE_CONFIG_DIR" "$XDG_DATA_HOME" "$XDG_CACHE_HOME"
+mkdir -p "$SYNCSPHERE_CONFIG_DIR" "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$XDG_CONFIG_HOME"
 
 free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
@@ -152,4 +154,9 @@ log "tauri-driver on port $PORT"
 
 WEBDRIVER_URL="http://127.0.0.1:$PORT" SYNCSPHERE_DESKTOP_BIN="$BIN" ARTIFACTS_DIR="$ARTIFACTS_DIR" \
   node "$ROOT/tests/desktop/smoke.mjs"
+# Sync started, so the folder is in the file managers (src-tauri/src/file_manager.rs).
+grep -q ' SyncSphere$' "$XDG_CONFIG_HOME/gtk-3.0/bookmarks" || { log "no SyncSphere GTK bookmark"; exit 1; }
+[[ -x "$XDG_DATA_HOME/kio/servicemenus/syncsphere.desktop" ]] || { log "no Dolphin service menu"; exit 1; }
+[[ -x "$XDG_DATA_HOME/nautilus/scripts/SyncSphere - Version history" ]] || { log "no Nautilus script"; exit 1; }
+log "file manager integration in place"
 log "passed"

@@ -261,9 +261,14 @@ pub(crate) async fn sign_out(
     syncsphere_sync_client::sign_out(&state.config_dir)
         .map_err(|err| CommandError::new(ErrorCode::SignOutFailed, err))?;
     file_manager::on_sign_out();
-    DesktopSettings::default()
-        .save(&state.config_dir)
-        .map_err(|err| CommandError::new(ErrorCode::Settings, format!("{err:#}")))?;
+    // The account's choices go; whether this computer shows notifications stays.
+    let notifications_off = state.settings().is_ok_and(|s| s.notifications_off);
+    DesktopSettings {
+        notifications_off,
+        ..DesktopSettings::default()
+    }
+    .save(&state.config_dir)
+    .map_err(|err| CommandError::new(ErrorCode::Settings, format!("{err:#}")))?;
     state.set_sync_problem(None);
     tray::show_idle(&app, "Not signed in");
     session(&state).await

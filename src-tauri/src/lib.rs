@@ -11,6 +11,7 @@ mod autostart;
 mod commands;
 mod file_manager;
 mod launch;
+mod notices;
 mod settings;
 mod shell;
 mod sync_control;
@@ -18,6 +19,7 @@ mod tray;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -39,6 +41,10 @@ pub(crate) struct DesktopState {
     sync_problem: Mutex<Option<String>>,
     /// What this launch's command line asked to show, until the window takes it.
     open_request: Mutex<Option<commands::launch::OpenRequest>>,
+    notices: Mutex<notices::NoticeTracker>,
+    /// Desktop notifications are on (Settings); kept here, as the status changes several times
+    /// a second while files move.
+    notifications_on: AtomicBool,
 }
 
 impl DesktopState {
@@ -69,6 +75,38 @@ impl DesktopState {
         Ok(())
     }
 
+    /// The notifications `status` calls for; none while they are switched off (the tracker
+    /// still follows, so switching them on does not replay old news).
+    fn notices_for(&self, status: &syncsphere_sync_client::Status) -> Vec<notices::Notice> {
+        let notices = self
+            .notices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .on_status(status);
+        if self.notifications_on.load(Ordering::Relaxed) {
+            notices
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Like [`Self::notices_for`], for sync failing to start (`Some(problem)`) or starting.
+    fn start_notice(&self, problem: Option<&str>) -> Vec<notices::Notice> {
+        let notice = self
+            .notices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .on_start(problem);
+        notice
+            .filter(|_| self.notifications_on.load(Ordering::Relaxed))
+            .into_iter()
+            .collect()
+    }
+
+    fn set_notifications_on(&self, on: bool) {
+        self.notifications_on.store(on, Ordering::Relaxed);
+    }
+
     fn take_open_request(&self) -> Option<commands::launch::OpenRequest> {
         self.open_request
             .lock()
@@ -88,9 +126,8 @@ impl DesktopState {
 pub fn run() -> anyhow::Result<()> {
     let config_dir = settings::config_dir()?;
     let cwd = std::env::current_dir().unwrap_or_default();
-    let folder = DesktopSettings::load(&config_dir)
-        .ok()
-        .and_then(|s| s.folder);
+    let remembered = DesktopSettings::load(&config_dir).unwrap_or_default();
+    let folder = remembered.folder.clone();
     let open_request =
         commands::launch::open_request(std::env::args().skip(1), &cwd, folder.as_deref());
     let state = DesktopState {
@@ -99,6 +136,8 @@ pub fn run() -> anyhow::Result<()> {
         sync: SyncControl::default(),
         sync_problem: Mutex::new(None),
         open_request: Mutex::new(open_request),
+        notices: Mutex::new(notices::NoticeTracker::default()),
+        notifications_on: AtomicBool::new(!remembered.notifications_off),
     };
     tracing::info!(config_dir = %state.config_dir.display(), "starting");
     let app = tauri::Builder::default()
@@ -106,6 +145,7 @@ pub fn run() -> anyhow::Result<()> {
         .plugin(tauri_plugin_single_instance::init(|app, argv, cwd| {
             commands::launch::on_second_launch(app, argv, cwd);
         }))
+        .plugin(tauri_plugin_notification::init())
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::get_session,
@@ -131,6 +171,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::preferences::save_settings,
             commands::preferences::set_paused,
             commands::preferences::set_start_at_login,
+            commands::preferences::set_notifications,
         ])
         .on_window_event(|window, event| {
             // Closing the window only hides it: sync goes on in the tray until Quit.
@@ -189,6 +230,7 @@ async fn resume_sync(app: &AppHandle) {
             Some(problem)
         }
     };
+    notices::send(app, state.start_notice(problem.as_deref()));
     state.set_sync_problem(problem);
 }
 

@@ -1,6 +1,6 @@
 //! Where the desktop app keeps its state: the config directory (which it shares with
 //! `sync-client`, which stores the session there) and `desktop.json` with the chosen folder,
-//! the bandwidth limits and whether sync is paused.
+//! the bandwidth limits, whether sync is paused and whether to show notifications.
 //!
 //! **Boundary:** no network, no sync engine, no Tauri — plain files and paths, so it is unit-tested.
 
@@ -61,6 +61,9 @@ pub(crate) struct DesktopSettings {
     /// The user paused syncing; it stays paused across restarts until resumed.
     #[serde(default)]
     pub(crate) paused: bool,
+    /// The user turned desktop notifications (conflicts, errors) off; they are on by default.
+    #[serde(default)]
+    pub(crate) notifications_off: bool,
 }
 
 impl DesktopSettings {
@@ -200,6 +203,7 @@ mod tests {
             max_upload_kib: Some(512),
             max_download_kib: None,
             paused: true,
+            notifications_off: true,
         };
         settings.save(&dir).unwrap();
         assert_eq!(DesktopSettings::load(&dir).unwrap(), settings);

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use syncsphere_sync_client::{Status, SyncError, SyncHandle, SyncOptions};
 use tauri::async_runtime::JoinHandle;
-use tauri::{AppHandle, Emitter as _};
+use tauri::{AppHandle, Emitter as _, Manager as _};
 use tokio::sync::{Mutex, watch};
 
-use crate::tray;
+use crate::{DesktopState, notices, tray};
 
 /// Event carrying a [`Status`] each time it changes.
 pub(crate) const STATUS_EVENT: &str = "status";
@@ -130,6 +130,7 @@ async fn forward_status(app: AppHandle, mut status: watch::Receiver<Status>) {
             tracing::warn!("could not send status to the window: {err}");
         }
         tray::show_status(&app, &current);
+        notices::send(&app, app.state::<DesktopState>().notices_for(&current));
         if status.changed().await.is_err() {
             break;
         }

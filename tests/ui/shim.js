@@ -66,6 +66,7 @@
     ignore_rules: "*.log\nbuild/\n",
     start_at_login: false,
     start_at_login_available: true,
+    notifications: true,
   };
 
   const session = () => ({
@@ -131,6 +132,10 @@
     },
     set_start_at_login: (a) => {
       settings.start_at_login = a.enabled;
+      return { ...settings, paused };
+    },
+    set_notifications: (a) => {
+      settings.notifications = a.enabled;
       return { ...settings, paused };
     },
     set_paused: (a) => {

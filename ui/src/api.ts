@@ -185,6 +185,8 @@ export interface Settings {
   start_at_login: boolean;
   /** This system has start at login (Linux; not yet macOS/Windows). */
   start_at_login_available: boolean;
+  /** Desktop notifications for new conflicts and for errors. */
+  notifications: boolean;
 }
 
 export function listDevices(): Promise<Device[]> {
@@ -262,6 +264,10 @@ export function takeOpenRequest(): Promise<OpenRequest | null> {
 
 export function onOpenRequest(handler: (request: OpenRequest) => void): Promise<UnlistenFn> {
   return listen<OpenRequest>(OPEN_EVENT, (event) => handler(event.payload));
+}
+
+export function setNotifications(enabled: boolean): Promise<Settings> {
+  return invoke<Settings>("set_notifications", { enabled });
 }
 
 export function onStatus(handler: (status: Status) => void): Promise<UnlistenFn> {

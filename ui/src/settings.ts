@@ -1,5 +1,5 @@
-// Settings page: the synced folder, pause, start at login, bandwidth limits, ignore rules,
-// sign out.
+// Settings page: the synced folder, pause, start at login, notifications, bandwidth limits,
+// ignore rules, sign out.
 import * as api from "./api";
 import type { Settings } from "./api";
 import { h, setMessage } from "./dom";
@@ -32,6 +32,8 @@ export function settingsPage(actions: SettingsActions): Page {
     { class: "hint", "data-testid": "settings-start-at-login-unavailable" },
     "Not available on this system yet: add SyncSphere to your login items by hand.",
   );
+  const notifications = h("input", { id: "notifications", type: "checkbox", "data-testid": "settings-notifications" });
+  notifications.style.width = "auto";
   const signOut = h("button", { type: "button", class: "link", "data-testid": "settings-sign-out" }, "Sign out");
   const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
   const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
@@ -53,6 +55,7 @@ export function settingsPage(actions: SettingsActions): Page {
       " Start SyncSphere when I log in (in the tray, without this window)",
     ),
     atLoginHint,
+    h("label", { for: "notifications", class: "check" }, notifications, " Notify me about conflicts and sync errors"),
     h("h2", {}, "Bandwidth"),
     h("label", { for: "limit-up" }, "Upload limit (KiB/s)"),
     up,
@@ -80,6 +83,7 @@ export function settingsPage(actions: SettingsActions): Page {
     atLogin.checked = s.start_at_login;
     atLogin.disabled = !s.start_at_login_available;
     atLoginHint.hidden = s.start_at_login_available;
+    notifications.checked = s.notifications;
   }
 
   form.addEventListener("submit", (event) => {
@@ -142,6 +146,25 @@ export function settingsPage(actions: SettingsActions): Page {
         atLogin.disabled = false;
         setMessage(notice, null);
         setMessage(error, api.errorMessage(e));
+      });
+  });
+  notifications.addEventListener("change", () => {
+    const wanted = notifications.checked;
+    notifications.disabled = true;
+    api
+      .setNotifications(wanted)
+      .then((s) => {
+        show(s);
+        setMessage(error, null);
+        setMessage(notice, s.notifications ? "Notifications are on." : "Notifications are off.");
+      })
+      .catch((e: unknown) => {
+        notifications.checked = !wanted;
+        setMessage(notice, null);
+        setMessage(error, api.errorMessage(e));
+      })
+      .finally(() => {
+        notifications.disabled = false;
       });
   });
   signOut.addEventListener("click", () => {

@@ -84,6 +84,7 @@ const settings: Settings = {
   ignore_rules: "*.log\n",
   start_at_login: false,
   start_at_login_available: true,
+  notifications: true,
 };
 
 describe("navigation", () => {
@@ -455,6 +456,28 @@ describe("settings", () => {
     await go("settings");
     expect(harness.byTestId<HTMLInputElement>("settings-start-at-login").disabled).toBe(true);
     expect(harness.byTestId("settings-start-at-login-unavailable").hidden).toBe(false);
+  });
+
+  test("notifications switch through set_notifications, and a failure puts the box back", async () => {
+    await boot({
+      get_settings: () => settings,
+      set_notifications: (args) => ({ ...settings, notifications: (args as { enabled: boolean }).enabled }),
+    });
+    await go("settings");
+    const box = harness.byTestId<HTMLInputElement>("settings-notifications");
+    expect(box.checked).toBe(true);
+    box.click();
+    await settle();
+    expect(harness.argsOf("set_notifications")).toEqual({ enabled: false });
+    expect(box.checked).toBe(false);
+    expect(harness.byTestId("settings-notice").textContent).toBe("Notifications are off.");
+
+    harness.on({ set_notifications: () => Promise.reject({ code: "settings", message: "Could not write desktop.json." }) });
+    box.click();
+    await settle();
+    expect(box.checked).toBe(false);
+    expect(box.disabled).toBe(false);
+    expect(harness.byTestId("settings-error").textContent).toBe("Could not write desktop.json.");
   });
 
   test.each([

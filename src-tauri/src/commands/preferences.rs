@@ -1,5 +1,5 @@
-//! Commands of the Settings page: bandwidth limits, the folder's ignore rules, pause and start
-//! at login.
+//! Commands of the Settings page: bandwidth limits, the folder's ignore rules, pause, start
+//! at login and notifications.
 //! Limits live in `desktop.json` and take effect by restarting the sync with the new
 //! `SyncOptions`; ignore rules are the folder's `.syncsphereignore` (through `sync-client`).
 
@@ -21,6 +21,8 @@ pub(crate) struct SettingsDto {
     start_at_login: bool,
     /// Whether this system has start at login (Linux; not yet macOS/Windows).
     start_at_login_available: bool,
+    /// Desktop notifications for new conflicts and for errors.
+    notifications: bool,
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -45,6 +47,7 @@ async fn settings_dto(state: &DesktopState) -> CommandResult<SettingsDto> {
         ignore_rules,
         start_at_login: dirs::config_dir().is_some_and(|home| autostart::is_enabled(&home)),
         start_at_login_available: autostart::AVAILABLE,
+        notifications: !settings.notifications_off,
     })
 }
 
@@ -117,6 +120,24 @@ pub(crate) async fn set_paused(
         .set_paused(paused)
         .await
         .map_err(|e| CommandError::new(ErrorCode::Settings, format!("{e:#}")))?;
+    settings_dto(&state).await
+}
+
+/// Switches the desktop notifications for conflicts and errors on or off (remembered).
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn set_notifications(
+    state: State<'_, DesktopState>,
+    enabled: bool,
+) -> CommandResult<SettingsDto> {
+    let mut settings = state
+        .settings()
+        .map_err(|e| CommandError::new(ErrorCode::Settings, format!("{e:#}")))?;
+    settings.notifications_off = !enabled;
+    settings
+        .save(&state.config_dir)
+        .map_err(|e| CommandError::new(ErrorCode::Settings, format!("{e:#}")))?;
+    state.set_notifications_on(enabled);
+    tracing::info!(enabled, "notifications switched");
     settings_dto(&state).await
 }
 

@@ -165,11 +165,38 @@ impl Staging {
     /// The body is gathered into pieces of [`IO_PIECE`] bytes, each hashed and written on a
     /// blocking thread (not a thread hop and a small write per network frame, nor SHA-256 on
     /// the async threads).
-    pub async fn stage_limited<S, E>(&self, mut body: S, max: u64) -> Result<StagedBlob, FilesError>
+    pub async fn stage_limited<S, E>(&self, body: S, max: u64) -> Result<StagedBlob, FilesError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        Ok(self.stage_pieces(body, max, false).await?.0)
+    }
+
+    /// [`Staging::stage_limited`], also returning the bytes as written (in pieces).
+    pub async fn stage_keeping<S, E>(
+        &self,
+        body: S,
+        max: u64,
+    ) -> Result<(StagedBlob, Vec<Bytes>), FilesError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.stage_pieces(body, max, true).await
+    }
+
+    async fn stage_pieces<S, E>(
+        &self,
+        mut body: S,
+        max: u64,
+        keep: bool,
+    ) -> Result<(StagedBlob, Vec<Bytes>), FilesError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut kept = Vec::new();
         let path = self.dir.join(uuid::Uuid::new_v4().to_string());
         let mut staged = StagedBlob {
             path,
@@ -199,6 +226,9 @@ impl Staging {
             let last = next.is_none();
             if piece.len() >= IO_PIECE || (last && !piece.is_empty()) {
                 let bytes = piece.split().freeze();
+                if keep {
+                    kept.push(bytes.clone());
+                }
                 let (mut file, mut hasher) = sink.take().expect("the sink is put back");
                 sink = Some(
                     tokio::task::spawn_blocking(move || -> std::io::Result<_> {
@@ -217,7 +247,7 @@ impl Staging {
         }
         let (_, hasher) = sink.take().expect("the sink is put back");
         staged.sha256 = hex::encode(hasher.finalize());
-        Ok(staged)
+        Ok((staged, kept))
     }
 
     /// Deletes staging files (uploads abandoned by a crash) older than `horizon`.
@@ -477,25 +507,26 @@ impl BlobStore for DiskBlobStore {
     }
 }
 
+/// Batches of up to this many blobs are fsynced file by file and directory by directory; larger
+/// ones with a whole-filesystem sync (Linux), which would also flush unrelated dirty data.
+const FSYNC_EACH_MAX: usize = 4;
+
 /// Moves staged files to their blob paths so that each blob that exists afterwards is complete
 /// and every move is durable: the data reaches the disk before the names do, and the names
-/// before this returns. On Linux one `syncfs` before and one after the renames cover the whole
-/// batch; elsewhere each file and each directory is fsynced. Returns the moves that failed (by
-/// index); an `Err` means the batch as a whole could not be made durable.
+/// before this returns. A large batch costs two `syncfs` (before and after the renames) in all,
+/// a small one an fsync per file and per directory. Returns the moves that failed (by index);
+/// an `Err` means the batch as a whole could not be made durable.
 fn move_durably(
     staging: &Path,
     moves: Vec<(usize, PathBuf, PathBuf)>,
 ) -> std::io::Result<Vec<(usize, std::io::Error)>> {
-    #[cfg(target_os = "linux")]
-    let sync_all =
-        || rustix::fs::syncfs(std::fs::File::open(staging)?).map_err(std::io::Error::from);
-    #[cfg(not(target_os = "linux"))]
-    let _ = staging;
-    #[cfg(target_os = "linux")]
-    sync_all()?;
-    #[cfg(not(target_os = "linux"))]
-    for (_, from, _) in &moves {
-        std::fs::File::open(from)?.sync_all()?;
+    let whole_fs = cfg!(target_os = "linux") && moves.len() > FSYNC_EACH_MAX;
+    if whole_fs {
+        sync_filesystem(staging)?;
+    } else {
+        for (_, from, _) in &moves {
+            std::fs::File::open(from)?.sync_all()?;
+        }
     }
     let mut failed = Vec::new();
     let mut dirs = std::collections::BTreeSet::new();
@@ -508,18 +539,34 @@ fn move_durably(
             Err(e) => failed.push((i, e)),
         }
     }
-    #[cfg(target_os = "linux")]
-    {
-        let _ = dirs;
-        sync_all()?;
+    if whole_fs {
+        sync_filesystem(staging)?;
+    } else {
+        for dir in dirs {
+            sync_directory(&dir)?;
+        }
     }
-    #[cfg(all(unix, not(target_os = "linux")))]
-    for dir in dirs {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = dirs;
     Ok(failed)
+}
+
+/// Flushes everything written to the filesystem holding `path` (`syncfs`).
+#[cfg(target_os = "linux")]
+fn sync_filesystem(path: &Path) -> std::io::Result<()> {
+    Ok(rustix::fs::syncfs(std::fs::File::open(path)?)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::other("syncfs is Linux-only"))
+}
+
+/// Makes a directory's entries durable (nothing to do where directories cannot be fsynced).
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -12,9 +12,10 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use syncsphere_auth::AuthUser;
 use syncsphere_protocol::{
-    ChangesPage, CommitRequest, DEVICE_HEADER, FileList, FileMeta, MAX_CHUNK_SIZE,
-    MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
-    RevisionList, TrashList, Usage, normalize_path,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChunkRef, CommitRequest, DEVICE_HEADER,
+    FileList, FileMeta, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_REQUEST, MissingChunks,
+    MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, TrashList, Usage,
+    normalize_path,
 };
 
 use crate::content::{Content, parse_range};
@@ -183,13 +184,17 @@ async fn missing_chunks(
 /// `PUT /v1/chunks/{sha256}`: stores one chunk; idempotent; the bytes must hash to the id.
 /// Acknowledged once received and verified; the chunk becomes durable in the background and
 /// the commit that uses it waits for that (a chunk lost meanwhile is reported missing there).
+/// With `x-syncsphere-content`/`x-syncsphere-offset` the chunk also goes into that content's
+/// running hash (see [`crate::running`]).
 async fn put_chunk(
     State(state): State<FilesState>,
     user: AuthUser,
     Path(sha256): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<axum::http::StatusCode, FilesError> {
     check_chunk_id(&sha256)?;
+    let place = chunk_place(&headers)?;
     state.pending.settled(&user.user_id, &sha256).await;
     if state.blobs.touch(&user.user_id, &sha256).await? {
         return Ok(axum::http::StatusCode::NO_CONTENT);
@@ -206,9 +211,9 @@ async fn put_chunk(
         }
     }
     let slot = state.pending.slot().await;
-    let staged = state
+    let (staged, pieces) = state
         .staging
-        .stage_limited(body.into_data_stream(), MAX_CHUNK_SIZE)
+        .stage_keeping(body.into_data_stream(), MAX_CHUNK_SIZE)
         .await?;
     if staged.sha256 != sha256 {
         return Err(FilesError::HashMismatch(format!(
@@ -216,8 +221,49 @@ async fn put_chunk(
             staged.sha256
         )));
     }
+    if let Some((content, offset)) = place {
+        let (running, user_id) = (state.running.clone(), user.user_id.clone());
+        let chunk = ChunkRef {
+            sha256: sha256.clone(),
+            size: staged.size,
+        };
+        tokio::task::spawn_blocking(move || {
+            running.feed(&user_id, &content, offset, chunk, pieces);
+        })
+        .await
+        .map_err(|e| FilesError::Blob(std::io::Error::other(e)))?;
+    }
     state.pending.spawn(user.user_id.clone(), staged, slot);
     Ok(axum::http::StatusCode::CREATED)
+}
+
+/// The optional content and offset headers of a chunk upload: both or neither.
+fn chunk_place(headers: &HeaderMap) -> Result<Option<(String, u64)>, FilesError> {
+    let value = |name: &str| -> Result<Option<&str>, FilesError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| FilesError::BadRequest(format!("{name} must be ASCII")))
+            })
+            .transpose()
+    };
+    match (value(CHUNK_CONTENT_HEADER)?, value(CHUNK_OFFSET_HEADER)?) {
+        (None, None) => Ok(None),
+        (Some(content), Some(offset)) => {
+            check_chunk_id(content)?;
+            let offset = offset.parse::<u64>().map_err(|_| {
+                FilesError::BadRequest(format!(
+                    "{CHUNK_OFFSET_HEADER} must be a byte offset, not '{}'",
+                    offset.chars().take(40).collect::<String>()
+                ))
+            })?;
+            Ok(Some((content.to_owned(), offset)))
+        }
+        _ => Err(FilesError::BadRequest(format!(
+            "{CHUNK_CONTENT_HEADER} and {CHUNK_OFFSET_HEADER} go together"
+        ))),
+    }
 }
 
 /// `POST /v1/files/commit`: creates or replaces a file from uploaded chunks.
@@ -277,14 +323,26 @@ async fn commit_chunks(
         return Err(FilesError::MissingChunks(missing));
     }
     let durable = started.elapsed();
-    // Chunk sizes are checked against the stored chunks while hashing the whole content: the
-    // file's hash is the server's promise to every device that downloads it.
-    let content = Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?;
-    let actual = content.sha256().await?;
+    // The file's hash is the server's promise to every device that downloads it: from the
+    // running hash when the chunks came in order with their place, else by reading the
+    // content back (which also checks the chunk sizes against the stored chunks).
+    let running = state
+        .running
+        .finish(&user.user_id, &req.sha256, &req.chunks);
+    let hashed_as_received = running.is_some();
+    let actual = match running {
+        Some(hash) => hash,
+        None => {
+            Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?
+                .sha256()
+                .await?
+        }
+    };
     tracing::debug!(
         chunks = req.chunks.len(),
         durable_ms = durable.as_millis() as u64,
         verified_ms = (started.elapsed() - durable).as_millis() as u64,
+        hashed_as_received,
         "commit: chunks durable and verified"
     );
     if actual != req.sha256 {

@@ -18,6 +18,7 @@ pub mod content;
 pub mod error;
 pub mod gc;
 pub mod http;
+pub mod running;
 pub mod s3;
 pub mod store;
 
@@ -54,6 +55,8 @@ pub struct FilesState {
     pub staging: Arc<Staging>,
     /// Chunk puts acknowledged and still being made durable (see [`blobs::PendingPuts`]).
     pub pending: Arc<blobs::PendingPuts>,
+    /// Whole-content hashes computed as chunks arrive (see [`running`]).
+    pub running: Arc<running::RunningHashes>,
     pub sink: Arc<dyn ChangeSink>,
     pub verifier: Arc<Verifier>,
     /// Held for reading by commits from touching their chunks to the metadata commit; the

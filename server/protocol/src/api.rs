@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 /// Header carrying the id of the device that makes a change, echoed as `origin_device` in the
 /// journal so the state service can skip that device when pushing.
 pub const DEVICE_HEADER: &str = "x-syncsphere-device";
+/// Optional on `PUT /v1/chunks/{id}`: the SHA-256 of the whole content this chunk belongs to,
+/// with [`CHUNK_OFFSET_HEADER`] its place in it. A server that sees a content's chunks arrive
+/// this way hashes the content as they come and need not read it back at commit.
+pub const CHUNK_CONTENT_HEADER: &str = "x-syncsphere-content";
+/// Optional on `PUT /v1/chunks/{id}`: the chunk's byte offset in the content.
+pub const CHUNK_OFFSET_HEADER: &str = "x-syncsphere-offset";
 
 /// Content-defined chunking parameters (FastCDC 2020) clients use; the server only enforces
 /// [`MAX_CHUNK_SIZE`]. Changing them changes chunk boundaries (and so dedup with older uploads),

@@ -276,6 +276,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         blobs: maintenance.blobs.clone(),
         staging: maintenance.staging.clone(),
         pending: Arc::new(PendingPuts::new(maintenance.blobs.clone())),
+        running: Arc::default(),
         gc_lock: maintenance.lock.clone(),
         sink,
         verifier: verifier.clone(),

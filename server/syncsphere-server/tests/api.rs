@@ -148,6 +148,26 @@ impl Harness {
         .await
     }
 
+    /// `PUT /v1/chunks/{id}` with the content and offset headers (or only one of them).
+    async fn put_placed_chunk(
+        &self,
+        token: &str,
+        id: &str,
+        content: Option<&str>,
+        offset: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = Request::put(format!("/v1/chunks/{id}"))
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(content) = content {
+            req = req.header("x-syncsphere-content", content);
+        }
+        if let Some(offset) = offset {
+            req = req.header("x-syncsphere-offset", offset);
+        }
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
     async fn get(&self, token: &str, uri: &str) -> Reply {
         self.send(
             Request::get(uri)
@@ -1606,6 +1626,116 @@ fn postgres() -> Option<String> {
 }
 
 /// Runs a suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
+/// Chunks sent with `x-syncsphere-content`/`x-syncsphere-offset` (in any order) commit like
+/// any others; what the headers claim never replaces the check of the committed hash; bad
+/// header values are refused before anything is stored.
+async fn chunks_sent_with_their_place(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("placed@example.com").await;
+    let data = noise(2 * 1024 * 1024 + 999, 21);
+    let cuts = [0, 700_000, 1_500_000, data.len()];
+    let pieces: Vec<Vec<u8>> = cuts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect();
+    let ids: Vec<String> = pieces.iter().map(|p| sha_hex(p)).collect();
+    let refs: Vec<Value> = pieces
+        .iter()
+        .zip(&ids)
+        .map(|(p, id)| json!({"sha256": id, "size": p.len()}))
+        .collect();
+    let whole = sha_hex(&data);
+
+    // Bad places: refused, nothing stored.
+    for (content, offset, why) in [
+        (Some(whole.as_str()), None, "content without offset"),
+        (None, Some("0"), "offset without content"),
+        (Some("not-a-hash"), Some("0"), "content not a hash"),
+        (Some(whole.as_str()), Some("-1"), "negative offset"),
+        (Some(whole.as_str()), Some("12abc"), "offset not a number"),
+    ] {
+        let r = h
+            .put_placed_chunk(&t, &ids[0], content, offset, pieces[0].clone())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}: {}", r.json);
+    }
+    let asked = h
+        .request("POST", &t, "/v1/chunks/missing", json!({"chunks": ids}))
+        .await;
+    assert_eq!(asked.json["missing"], json!(ids), "nothing was stored");
+
+    // Out of order, each with its place: the commit verifies and the content reads back whole.
+    for i in [2, 0, 1] {
+        let r = h
+            .put_placed_chunk(
+                &t,
+                &ids[i],
+                Some(&whole),
+                Some(&cuts[i].to_string()),
+                pieces[i].clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    let r = h
+        .request(
+            "POST",
+            &t,
+            "/v1/files/commit",
+            json!({"path": "placed.bin", "size": data.len(), "sha256": whole, "chunks": refs}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let file_id = r.json["file_id"].as_str().unwrap().to_owned();
+    let got = h
+        .send(
+            Request::get(format!("/v1/files/{file_id}/content"))
+                .header("authorization", format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(sha_hex(&got.bytes), whole);
+
+    // Chunks placed under one content, committed in another order under another hash: the
+    // headers vouch for nothing, the commit is checked (and refused).
+    let other = noise(1_200_000, 22);
+    let other_cuts = [0, 600_000, other.len()];
+    let other_pieces: Vec<Vec<u8>> = other_cuts
+        .windows(2)
+        .map(|w| other[w[0]..w[1]].to_vec())
+        .collect();
+    let other_ids: Vec<String> = other_pieces.iter().map(|p| sha_hex(p)).collect();
+    for i in 0..2 {
+        let r = h
+            .put_placed_chunk(
+                &t,
+                &other_ids[i],
+                Some(&sha_hex(&other)),
+                Some(&other_cuts[i].to_string()),
+                other_pieces[i].clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    let swapped = json!([
+        {"sha256": other_ids[1], "size": other_pieces[1].len()},
+        {"sha256": other_ids[0], "size": other_pieces[0].len()},
+    ]);
+    let r = h
+        .request("POST", &t, "/v1/files/commit", json!({"path": "swapped.bin", "size": other.len(), "sha256": sha_hex(&other), "chunks": swapped}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["error"], "hash_mismatch");
+    // In the right order it commits (read back: the run above was used up by the refusal).
+    let right = json!([
+        {"sha256": other_ids[0], "size": other_pieces[0].len()},
+        {"sha256": other_ids[1], "size": other_pieces[1].len()},
+    ]);
+    let r = h
+        .request("POST", &t, "/v1/files/commit", json!({"path": "other.bin", "size": other.len(), "sha256": sha_hex(&other), "chunks": right}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
 macro_rules! on_both_stores {
     ($($suite:ident => $sqlite:ident, $postgres:ident;)*) => {$(
         #[tokio::test]
@@ -1623,6 +1753,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores! {
+    chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
     quotas => quotas_on_sqlite, quotas_on_postgres;
     path_attack_table => path_attack_table_on_sqlite, path_attack_table_on_postgres;

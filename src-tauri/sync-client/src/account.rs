@@ -10,14 +10,13 @@
 
 use std::path::Path;
 
-use reqwest::StatusCode;
 use syncsphere_protocol::{
-    DEVICE_HEADER, ErrorBody, ErrorCode, FileList, FileMeta, RestoreRequest, Revision,
-    RevisionList, TrashList, normalize_path,
+    ErrorCode, FileList, FileMeta, RestoreRequest, Revision, RevisionList, TrashList,
+    normalize_path,
 };
 
 use crate::SyncError;
-use crate::auth::TokenSource;
+use crate::api::Api;
 
 /// A file (live or in the trash) and its revisions, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,65 +138,21 @@ fn file_url(file_id: &str, suffix: &str) -> String {
     format!("/v1/files/{id}{suffix}")
 }
 
-/// The signed-in device's view of the server for these few requests.
+/// The signed-in device's view of the server for these few requests (the sync engine's own
+/// [`Api`]: same auth, device header and error mapping).
 struct Session {
-    http: reqwest::Client,
-    base: String,
-    tokens: TokenSource,
-    device_id: String,
+    api: Api,
 }
 
 impl Session {
     async fn open(config_dir: &Path) -> Result<Self, SyncError> {
-        let config = crate::load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
         Ok(Session {
-            http: crate::api::http_client(),
-            base: config.server_url.trim_end_matches('/').to_owned(),
-            tokens: TokenSource::load(config_dir, &config.cognito).await?,
-            device_id: config.device_id,
-        })
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, SyncError> {
-        let token = self.tokens.access_token().await?;
-        let resp = req
-            .bearer_auth(token)
-            .header(DEVICE_HEADER, &self.device_id)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() || e.is_timeout() || e.is_request() {
-                    SyncError::Offline(format!("cannot reach {}: {e}", self.base))
-                } else {
-                    SyncError::Http(e.to_string())
-                }
-            })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body: Option<ErrorBody> = resp.json().await.ok();
-        Err(match body {
-            Some(b) if b.error == ErrorCode::DeviceRevoked => SyncError::DeviceRevoked,
-            Some(b) => SyncError::Server {
-                status: status.as_u16(),
-                code: b.error,
-                message: b.message,
-            },
-            None if status == StatusCode::UNAUTHORIZED => {
-                SyncError::Auth("the server rejected the session; sign in again".into())
-            }
-            None => SyncError::Http(format!("unexpected HTTP {status}")),
+            api: crate::signed_in_api(config_dir).await?,
         })
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, SyncError> {
-        let resp = self
-            .send(self.http.get(format!("{}{path}", self.base)))
-            .await?;
-        resp.json()
-            .await
-            .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
+        self.api.get_json(path).await
     }
 
     async fn revisions(&self, file_id: &str) -> Result<Vec<Revision>, SyncError> {
@@ -208,16 +163,13 @@ impl Session {
     /// `POST /v1/files/{id}/restore` on top of `current`. A conflict keeps the server's words
     /// (another file took the name, or the file changed meanwhile): the user decides again.
     async fn restore(&self, current: &FileMeta, rev: i64) -> Result<FileMeta, SyncError> {
-        let url = format!("{}{}", self.base, file_url(&current.file_id, "/restore"));
         let body = RestoreRequest {
             rev,
             parent_rev: current.rev,
         };
-        self.send(self.http.post(url).json(&body))
-            .await?
-            .json()
+        self.api
+            .post_json(&file_url(&current.file_id, "/restore"), &body)
             .await
-            .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
     }
 }
 

@@ -11,9 +11,9 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
-    ChangesPage, CommitRequest, DEVICE_HEADER, DeviceList, ErrorBody, ErrorCode, FileMeta,
-    MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
-    ServerConfig,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, CommitRequest, DEVICE_HEADER,
+    DeviceList, ErrorBody, ErrorCode, FileMeta, MissingChunks, MissingChunksRequest, MoveRequest,
+    RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -143,6 +143,25 @@ impl Api {
             .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
     }
 
+    /// `GET {server}{path}`, JSON in return.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, SyncError> {
+        self.json(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// `POST {server}{path}` with a JSON body, JSON in return.
+    pub(crate) async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, SyncError> {
+        self.json(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// `PUT /v1/devices/{id}`: this device's name and platform, for the user's device list.
     pub(crate) async fn register_device(&self, name: &str) -> Result<(), SyncError> {
         let body = RegisterDevice {
@@ -240,7 +259,7 @@ impl Api {
         // orphans).
         for _ in 0..2 {
             progress.set_done(0);
-            let chunked = self.send_chunks(path, file, progress).await?;
+            let chunked = self.send_chunks(path, file, expected, progress).await?;
             // The server checks that the chunks add up to `expected`, what the scan saw: a
             // file written to since then fails there (`hash_mismatch`) and is retried once it
             // settles.
@@ -284,6 +303,7 @@ impl Api {
         &self,
         path: &str,
         file: &Path,
+        content: &str,
         progress: &Transfer,
     ) -> Result<ChunkedFile, SyncError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<(Chunk, bytes::Bytes)>(CHUNKS_AHEAD);
@@ -293,7 +313,7 @@ impl Api {
                 tx.blocking_send((chunk.clone(), data.into())).is_ok()
             })
         });
-        let sends = self.send_cut_chunks(path, rx, progress).await;
+        let sends = self.send_cut_chunks(path, content, rx, progress).await;
         let chunked = chunker
             .await
             .map_err(|e| SyncError::Io("chunking".into(), std::io::Error::other(e)));
@@ -311,6 +331,7 @@ impl Api {
     async fn send_cut_chunks(
         &self,
         path: &str,
+        content: &str,
         mut rx: tokio::sync::mpsc::Receiver<(Chunk, bytes::Bytes)>,
         progress: &Transfer,
     ) -> Result<(), SyncError> {
@@ -326,7 +347,9 @@ impl Api {
                 let Some((chunk, data)) = todo.pop_front() else {
                     break;
                 };
-                puts.push(Box::pin(self.put_chunk(path, chunk, data, progress)));
+                puts.push(Box::pin(
+                    self.put_chunk(path, content, chunk, data, progress),
+                ));
             }
             if !reading && asking.is_none() && todo.is_empty() && puts.is_empty() {
                 return Ok(());
@@ -398,9 +421,12 @@ impl Api {
         Ok(todo)
     }
 
+    /// `PUT /v1/chunks/{id}`, telling the server which content (the scan's hash) and where, so
+    /// it can hash the content as the chunks arrive instead of reading it back at commit.
     async fn put_chunk(
         &self,
         path: &str,
+        content: &str,
         chunk: Chunk,
         data: bytes::Bytes,
         progress: &Transfer,
@@ -410,6 +436,8 @@ impl Api {
             .send(
                 self.http
                     .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
+                    .header(CHUNK_CONTENT_HEADER, content)
+                    .header(CHUNK_OFFSET_HEADER, chunk.offset)
                     .body(data),
             )
             .await

@@ -83,15 +83,14 @@ impl SyncControl {
         true
     }
 
-    /// Runs a sync pass now rather than at the next push or poll: after a restore or an
-    /// undelete made from this device, which the server does not push back to it.
-    /// `SyncHandle` has no trigger of its own; re-sending the current pause state wakes the
-    /// engine's wait (a `watch` send notifies even when the value is unchanged), and a paused
-    /// engine stays paused.
+    /// Runs a sync pass now rather than at the next push or poll: the tray's "Sync now", and
+    /// after a restore or an undelete made from this device, which the server does not push
+    /// back to it. A paused sync stays paused.
     pub(crate) async fn sync_now(&self) {
         let running = self.running.lock().await;
         if let Some(r) = running.as_ref() {
-            r.handle.set_paused(r.handle.is_paused());
+            r.handle.sync_now();
+            tracing::info!("sync pass requested");
         }
     }
 

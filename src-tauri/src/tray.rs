@@ -1,11 +1,14 @@
-//! The tray icon: its menu (status line, Open SyncSphere, Open folder, Pause/Resume syncing,
-//! Quit), and an icon and tooltip that follow the sync status.
+//! The tray icon: its menu (status line, Open SyncSphere, Open folder, Sync now, Pause/Resume
+//! syncing, Recently changed files, Quit), and an icon and tooltip that follow the sync status.
 //!
 //! Linux tray hosts ignore tooltips, so the status line is also the first (disabled) menu item.
 
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
 use syncsphere_sync_client::{Status, SyncState};
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager as _, Wry};
 
@@ -15,8 +18,13 @@ const TRAY_ID: &str = "main";
 const ITEM_STATUS: &str = "status";
 const ITEM_OPEN_WINDOW: &str = "open_window";
 const ITEM_OPEN_FOLDER: &str = "open_folder";
+const ITEM_SYNC_NOW: &str = "sync_now";
 const ITEM_PAUSE: &str = "pause";
 const ITEM_QUIT: &str = "quit";
+/// Followed by the file's index in [`RecentMenu::paths`].
+const ITEM_RECENT_PREFIX: &str = "recent:";
+/// How many recently changed files the tray lists.
+const RECENT_IN_MENU: usize = 5;
 
 /// Which picture the tray shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +68,21 @@ struct StatusLine(MenuItem<Wry>);
 /// The Pause/Resume item, whose text follows the state.
 struct PauseItem(MenuItem<Wry>);
 
+/// The "Recently changed" submenu and the files it lists (rebuilt only when they change).
+struct RecentMenu {
+    submenu: Submenu<Wry>,
+    paths: Mutex<Vec<String>>,
+}
+
 pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
     let status_line = MenuItem::with_id(app, ITEM_STATUS, "Not syncing", false, None::<&str>)?;
     let pause = MenuItem::with_id(app, ITEM_PAUSE, "Pause syncing", true, None::<&str>)?;
+    let recent = Submenu::with_items(
+        app,
+        "Recently changed",
+        true,
+        &[&MenuItem::new(app, NO_RECENT, false, None::<&str>)?],
+    )?;
     let menu = Menu::with_items(
         app,
         &[
@@ -70,7 +90,9 @@ pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, ITEM_OPEN_WINDOW, "Open SyncSphere", true, None::<&str>)?,
             &MenuItem::with_id(app, ITEM_OPEN_FOLDER, "Open folder", true, None::<&str>)?,
+            &MenuItem::with_id(app, ITEM_SYNC_NOW, "Sync now", true, None::<&str>)?,
             &pause,
+            &recent,
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, ITEM_QUIT, "Quit", true, None::<&str>)?,
         ],
@@ -94,8 +116,14 @@ pub(crate) fn build(app: &AppHandle) -> tauri::Result<()> {
         .build(app)?;
     app.manage(StatusLine(status_line));
     app.manage(PauseItem(pause));
+    app.manage(RecentMenu {
+        submenu: recent,
+        paths: Mutex::new(Vec::new()),
+    });
     Ok(())
 }
+
+const NO_RECENT: &str = "No changes yet";
 
 fn on_menu_event(app: &AppHandle, event: MenuEvent) {
     match event.id().as_ref() {
@@ -112,14 +140,122 @@ fn on_menu_event(app: &AppHandle, event: MenuEvent) {
                 }
             });
         }
+        ITEM_SYNC_NOW => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                app.state::<crate::DesktopState>().sync.sync_now().await;
+            });
+        }
         ITEM_QUIT => shell::quit(app),
-        _ => {}
+        id => {
+            if let Some(index) = id
+                .strip_prefix(ITEM_RECENT_PREFIX)
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                reveal_recent(app, index);
+            }
+        }
     }
 }
 
-/// Shows a sync status: icon by state, tooltip and status line = `status.summary()`.
+/// Shows the `index`th recently changed file in the file manager (its folder when it is gone).
+fn reveal_recent(app: &AppHandle, index: usize) {
+    let path = app.try_state::<RecentMenu>().and_then(|menu| {
+        menu.paths
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(index)
+            .cloned()
+    });
+    let (Some(path), Some(folder)) = (path, app.state::<crate::DesktopState>().folder()) else {
+        return;
+    };
+    let Some(target) = reveal_target(&folder, &path) else {
+        tracing::warn!(path, "not revealing a path outside the synced folder");
+        return;
+    };
+    let revealed = if target == folder {
+        shell::open_in_file_manager(&target)
+    } else {
+        shell::reveal_in_file_manager(&target)
+    };
+    if let Err(err) = revealed {
+        tracing::warn!(target = %target.display(), "could not show the file: {err}");
+    }
+}
+
+/// What to show for the synced file `rel`: the file, else (deleted or moved away) the nearest
+/// folder above it that still exists, never anything outside `folder`.
+fn reveal_target(folder: &Path, rel: &str) -> Option<PathBuf> {
+    let rel = Path::new(rel);
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let mut target = folder.join(rel);
+    while !target.exists() && target != folder {
+        if !target.pop() {
+            break;
+        }
+    }
+    Some(target)
+}
+
+/// The newest distinct paths among the status's recent files, at most [`RECENT_IN_MENU`].
+fn recent_paths(status: &Status) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::with_capacity(RECENT_IN_MENU);
+    for file in &status.recent {
+        if paths.len() == RECENT_IN_MENU {
+            break;
+        }
+        if !paths.contains(&file.path) {
+            paths.push(file.path.clone());
+        }
+    }
+    paths
+}
+
+/// A menu label shows `&` as a mnemonic marker; `&&` is a literal one.
+fn menu_label(path: &str) -> String {
+    path.replace('&', "&&")
+}
+
+fn show_recent(app: &AppHandle, status: &Status) {
+    let Some(menu) = app.try_state::<RecentMenu>() else {
+        return;
+    };
+    let wanted = recent_paths(status);
+    let mut shown = menu
+        .paths
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *shown == wanted {
+        return;
+    }
+    let rebuilt = (|| -> tauri::Result<()> {
+        while menu.submenu.remove_at(0)?.is_some() {}
+        if wanted.is_empty() {
+            return menu
+                .submenu
+                .append(&MenuItem::new(app, NO_RECENT, false, None::<&str>)?);
+        }
+        for (i, path) in wanted.iter().enumerate() {
+            let id = format!("{ITEM_RECENT_PREFIX}{i}");
+            let item = MenuItem::with_id(app, id, menu_label(path), true, None::<&str>)?;
+            menu.submenu.append(&item)?;
+        }
+        Ok(())
+    })();
+    match rebuilt {
+        Ok(()) => *shown = wanted,
+        Err(err) => tracing::warn!("could not update the recent files menu: {err}"),
+    }
+}
+
+/// Shows a sync status: icon by state, tooltip and status line = `status.summary()`, and the
+/// recently changed files.
 pub(crate) fn show_status(app: &AppHandle, status: &Status) {
     show(app, TrayLook::for_state(status.state), &status.summary());
+    show_recent(app, status);
     let label = if status.state == SyncState::Paused {
         "Resume syncing"
     } else {
@@ -176,5 +312,36 @@ mod tests {
             assert_eq!(TrayLook::for_state(state), look, "{state:?}");
             assert!(look.image().width() > 0);
         }
+    }
+
+    #[test]
+    fn the_menu_lists_the_five_newest_distinct_files() {
+        let mut status = Status::new("/s".into(), "a@x".into(), "pc".into());
+        for (i, path) in ["a", "b", "a", "c", "d", "e", "f", "g"].iter().enumerate() {
+            status.push_recent(path, "uploaded", i as i64);
+        }
+        // push_recent puts the newest first.
+        assert_eq!(recent_paths(&status), ["g", "f", "e", "d", "c"]);
+        status.recent.clear();
+        assert!(recent_paths(&status).is_empty());
+        assert_eq!(menu_label("Tom & Jerry.txt"), "Tom && Jerry.txt");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn revealing_stays_inside_the_folder_and_falls_back_to_what_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path();
+        std::fs::create_dir_all(folder.join("docs")).unwrap();
+        std::fs::write(folder.join("docs/a.txt"), b"x").unwrap();
+        let check = |rel: &str, expected: Option<PathBuf>| {
+            assert_eq!(reveal_target(folder, rel), expected, "{rel}");
+        };
+        check("docs/a.txt", Some(folder.join("docs/a.txt")));
+        check("docs/deleted.txt", Some(folder.join("docs")));
+        check("gone/deep/x.txt", Some(folder.to_path_buf()));
+        check("../outside.txt", None);
+        check("/etc/passwd", None);
+        check("", None);
     }
 }

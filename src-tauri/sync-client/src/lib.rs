@@ -236,6 +236,13 @@ impl SyncHandle {
         *self.pause.borrow()
     }
 
+    /// Runs a sync pass now (after the one in progress) instead of at the next push or poll.
+    /// A paused sync stays paused. A `watch` send wakes the engine's wait even when the value
+    /// does not change; a paused engine re-checks the value and goes on waiting.
+    pub fn sync_now(&self) {
+        self.pause.send_modify(|_| {});
+    }
+
     /// Stops syncing and waits until the current operation has finished.
     pub async fn stop(self) {
         self.stop.send_replace(true);

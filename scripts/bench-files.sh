@@ -51,14 +51,16 @@ export SYNCSPHERE_PASSWORD="benchmark-password"
 
 status() { cat "$1/status.json" 2>/dev/null || echo '{}'; }
 field() { python3 -c "import json,sys; print(json.load(open('$1/status.json')).get('$2', ''))" 2>/dev/null; }
-# Waits until the device in config dir $1 is up to date with $2 synced files. Pure bash: a
-# process per poll (python, jq) would take CPU from the transfer being timed.
+# Waits until the device in config dir $1 is up to date with $2 synced files and, with $3,
+# more than $3 content bytes uploaded (so an edit is not taken as done before it is even
+# noticed). Pure bash: a process per poll (python, jq) would take CPU from the transfer timed.
 wait_synced() {
-  local dir="$1" files="$2" s
+  local dir="$1" files="$2" more_than="${3:--1}" s
   for _ in $(seq 60000); do
     s="$(<"$dir/status.json")" 2>/dev/null || s=""
     if [[ $s =~ \"state\":\ \"up_to_date\" && $s =~ \"synced_files\":\ $files[^0-9] \
-          && $s =~ \"pending\":\ 0[^0-9] ]]; then return 0; fi
+          && $s =~ \"pending\":\ 0[^0-9] && $s =~ \"bytes_uploaded\":\ ([0-9]+) ]] \
+       && (( BASH_REMATCH[1] > more_than )); then return 0; fi
     sleep 0.02
   done
   echo "timed out waiting for $dir" >&2; status "$dir" >&2; exit 1
@@ -78,8 +80,7 @@ wait_synced "$WORK/dev1" 1
 first="$(field "$WORK/dev1" bytes_uploaded)"
 { printf '#'; cat "$WORK/folder1/edit.bin"; } >"$WORK/edit.new"
 mv "$WORK/edit.new" "$WORK/folder1/edit.bin"
-sleep 0.5
-wait_synced "$WORK/dev1" 1
+wait_synced "$WORK/dev1" 1 "$first"
 second="$(field "$WORK/dev1" bytes_uploaded)"
 kill "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true
 edit_bytes=$(( second - first ))

@@ -601,7 +601,8 @@ struct Queue {
 /// client once queued here; a commit calls [`PendingPuts::settled`] for each of its chunks
 /// before checking that the store holds it, so a put that failed (or a server that crashed
 /// meanwhile) leaves the chunk missing, which the commit reports, and the client sends it
-/// again. Whole-content uploads wait for their own put ([`PendingPuts::put`]).
+/// again. (Whole-content uploads put their blob themselves: small files, whose fsyncs the
+/// filesystem's journal already merges across concurrent requests.)
 pub struct PendingPuts {
     blobs: Arc<dyn BlobStore>,
     queue: Mutex<Queue>,
@@ -649,39 +650,17 @@ impl PendingPuts {
         staged: StagedBlob,
         slot: OwnedSemaphorePermit,
     ) {
-        let _ = self.enqueue(user_id, staged, slot);
+        self.enqueue(user_id, staged, slot);
     }
 
-    /// Puts `staged` into the store for the user (in the next batch) and waits until it is
-    /// durable there.
-    pub async fn put(
-        self: &Arc<Self>,
-        user_id: &str,
-        staged: StagedBlob,
-    ) -> Result<(), FilesError> {
-        let slot = self.slot().await;
-        let mut settled = self.enqueue(user_id.to_owned(), staged, slot);
-        let outcome = settled
-            .wait_for(Option::is_some)
-            .await
-            .map(|o| o.clone().expect("waited for Some"))
-            .unwrap_or_else(|_| Err("the server is shutting down".into()));
-        outcome.map_err(|e| FilesError::Blob(std::io::Error::other(e)))
-    }
-
-    fn enqueue(
-        self: &Arc<Self>,
-        user_id: String,
-        staged: StagedBlob,
-        slot: OwnedSemaphorePermit,
-    ) -> watch::Receiver<Settled> {
+    fn enqueue(self: &Arc<Self>, user_id: String, staged: StagedBlob, slot: OwnedSemaphorePermit) {
         let key = (user_id, staged.sha256.clone());
         let mut queue = self.lock();
-        if let Some(settled) = queue.inflight.get(&key) {
-            return settled.clone(); // dropping `staged` deletes the duplicate staging file
+        if queue.inflight.contains_key(&key) {
+            return; // dropping `staged` deletes the duplicate staging file
         }
         let (done, settled) = watch::channel(None);
-        queue.inflight.insert(key.clone(), settled.clone());
+        queue.inflight.insert(key.clone(), settled);
         queue.waiting.push(Queued {
             user_id: key.0,
             staged,
@@ -693,7 +672,6 @@ impl PendingPuts {
             let this = self.clone();
             tokio::spawn(async move { this.work().await });
         }
-        settled
     }
 
     async fn work(self: Arc<Self>) {
@@ -798,10 +776,11 @@ mod tests {
             0,
             "every staging file moved or removed"
         );
-        // A whole-content put waits for its own batch.
-        let one = stage(&staging, b"whole".to_vec()).await;
-        pending.put("u2", one).await.unwrap();
-        assert!(blobs.touch("u2", &sha(b"whole")).await.unwrap());
+        // A batch of one takes the fsync-per-file way.
+        let one = stage(&staging, b"alone".to_vec()).await;
+        pending.spawn("u2".into(), one, pending.slot().await);
+        pending.settled("u2", &sha(b"alone")).await;
+        assert!(blobs.touch("u2", &sha(b"alone")).await.unwrap());
     }
 
     /// A store whose every put fails (a full disk, an unreachable bucket).
@@ -846,7 +825,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_background_put_settles_as_missing_and_a_waited_put_reports_it() {
+    async fn a_failed_background_put_settles_as_missing() {
         let dir = tempfile::tempdir().unwrap();
         let staging = Staging::open(dir.path()).unwrap();
         let pending = Arc::new(PendingPuts::new(Arc::new(Failing)));
@@ -855,8 +834,5 @@ mod tests {
         pending.settled("u1", &sha(b"chunk")).await;
         assert!(pending.is_empty());
         assert_eq!(staged_files(&staging), 0);
-        let staged = stage(&staging, b"whole".to_vec()).await;
-        let err = pending.put("u1", staged).await.unwrap_err();
-        assert!(err.to_string().contains("disk full"), "{err}");
     }
 }

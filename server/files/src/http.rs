@@ -117,8 +117,11 @@ async fn upload(
     let staged = state.staging.stage(body.into_data_stream()).await?;
     // The blob may already exist as an orphan: keep the collector off it until committed.
     let _gc = state.gc_lock.read().await;
+    // Made durable right here (fsync, rename, fsync of the directory): concurrent small
+    // uploads get their fsyncs merged by the filesystem's journal, without queueing behind
+    // the chunk worker's batches.
     let (size, sha256) = (staged.size, staged.sha256.clone());
-    state.pending.put(&user.user_id, staged).await?;
+    state.blobs.put(&user.user_id, &staged).await?;
     let (meta, change) = state
         .store
         .commit_content(

@@ -8,6 +8,7 @@ import { App } from "../src/app";
 import type { Session, Status } from "../src/api";
 import { actionLabel, formatBytes, formatWhen, transferProgress } from "../src/status";
 import { checkCredentials } from "../src/signin";
+import { status as baseStatus } from "./support";
 
 type Call = { cmd: string; args: InvokeArgs | undefined };
 type Handler = (args: InvokeArgs | undefined) => unknown;
@@ -24,24 +25,9 @@ const signedOut: Session = {
 };
 const signedIn: Session = { ...signedOut, signed_in: true, email: "ada@example.com" };
 
+/** A status as a sync that has just started reports it. */
 function status(overrides: Partial<Status> = {}): Status {
-  return {
-    state: "starting",
-    connected: false,
-    folder: "/home/ada/SyncSphere",
-    email: "ada@example.com",
-    device_name: "ada-laptop",
-    cursor: 0,
-    synced_files: 0,
-    pending: 0,
-    recent: [],
-    last_error: null,
-    updated_ms: 1,
-    bytes_uploaded: 0,
-    bytes_downloaded: 0,
-    transfers: [],
-    ...overrides,
-  };
+  return baseStatus({ state: "starting", connected: false, synced_files: 0, ...overrides });
 }
 
 let calls: Call[];

@@ -1716,23 +1716,21 @@ async fn chunks_sent_with_their_place(db: Option<String>) {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     }
-    let swapped = json!([
-        {"sha256": other_ids[1], "size": other_pieces[1].len()},
-        {"sha256": other_ids[0], "size": other_pieces[0].len()},
-    ]);
-    let r = h
-        .request("POST", &t, "/v1/files/commit", json!({"path": "swapped.bin", "size": other.len(), "sha256": sha_hex(&other), "chunks": swapped}))
-        .await;
+    let commit_in_order = |path: &'static str, order: [usize; 2]| {
+        let chunks: Vec<Value> = order
+            .iter()
+            .map(|&i| json!({"sha256": other_ids[i], "size": other_pieces[i].len()}))
+            .collect();
+        let body =
+            json!({"path": path, "size": other.len(), "sha256": sha_hex(&other), "chunks": chunks});
+        let (h, t) = (&h, t.clone());
+        async move { h.request("POST", &t, "/v1/files/commit", body).await }
+    };
+    let r = commit_in_order("swapped.bin", [1, 0]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert_eq!(r.json["error"], "hash_mismatch");
     // In the right order it commits (read back: the run above was used up by the refusal).
-    let right = json!([
-        {"sha256": other_ids[0], "size": other_pieces[0].len()},
-        {"sha256": other_ids[1], "size": other_pieces[1].len()},
-    ]);
-    let r = h
-        .request("POST", &t, "/v1/files/commit", json!({"path": "other.bin", "size": other.len(), "sha256": sha_hex(&other), "chunks": right}))
-        .await;
+    let r = commit_in_order("other.bin", [0, 1]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 

@@ -12,6 +12,10 @@ use tokio::sync::Mutex;
 use crate::config::{Session, read_json, session_path, write_json};
 use crate::{SyncError, now_ms};
 
+/// How much later than the token the server holds ours must expire (by our estimate) to be
+/// sent as is in answer to `reauth`; closer than that, a fresh one is fetched.
+const REAUTH_SLACK_SECS: i64 = 5;
+
 /// A Cognito Identity Provider client for one user pool app client.
 pub(crate) struct Cognito {
     client: cognito::Client,
@@ -180,10 +184,13 @@ impl TokenSource {
     }
 
     /// A token that expires later than `expires_at` (seconds since the epoch), refreshing if
-    /// the current one does not — the answer to the push channel's `reauth`.
+    /// the current one may not — the answer to the push channel's `reauth`. Our expiry is an
+    /// estimate (when the response arrived + its lifetime), later than the token's own by the
+    /// response time: a token within [`REAUTH_SLACK_SECS`] of `expires_at` may be the very one
+    /// the server asks about, and answering with it would leave the socket to expire.
     pub(crate) async fn token_expiring_after(&self, expires_at: u64) -> Result<String, SyncError> {
         let mut session = self.session.lock().await;
-        if session.expires_ms / 1000 <= expires_at as i64 {
+        if session.expires_ms / 1000 <= expires_at as i64 + REAUTH_SLACK_SECS {
             self.refresh(&mut session).await?;
         }
         Ok(session.access_token.clone())

@@ -326,7 +326,10 @@ impl BlobStore for DiskBlobStore {
                 .await?;
             tokio::fs::create_dir_all(dir).await?;
             tokio::fs::rename(&staged.path, &dest).await?;
-            sync_dir(dir).await?;
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || sync_directory(&dir))
+                .await
+                .map_err(|e| FilesError::Blob(std::io::Error::other(e)))??;
             Ok(())
         })
     }
@@ -569,30 +572,20 @@ fn sync_directory(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    tokio::fs::File::open(dir).await?.sync_all().await?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
 /// How many chunk puts may wait or run in the background; past it, uploads wait (backpressure).
 pub const MAX_PENDING_PUTS: usize = 256;
-
-type Settled = Option<Result<(), String>>;
 
 struct Queued {
     user_id: String,
     staged: StagedBlob,
-    done: watch::Sender<Settled>,
+    done: watch::Sender<bool>,
     _slot: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Queued>,
-    inflight: HashMap<(String, String), watch::Receiver<Settled>>,
+    inflight: HashMap<(String, String), watch::Receiver<bool>>,
     worker: bool,
 }
 
@@ -659,7 +652,7 @@ impl PendingPuts {
         if queue.inflight.contains_key(&key) {
             return; // dropping `staged` deletes the duplicate staging file
         }
-        let (done, settled) = watch::channel(None);
+        let (done, settled) = watch::channel(false);
         queue.inflight.insert(key.clone(), settled);
         queue.waiting.push(Queued {
             user_id: key.0,
@@ -699,7 +692,7 @@ impl PendingPuts {
                     tracing::warn!(user = %user_id, blob = %staged.sha256, error = %e, "storing a blob failed");
                 }
                 queue.inflight.remove(&(user_id, staged.sha256.clone()));
-                let _ = done.send(Some(outcome.map_err(|e| e.to_string())));
+                let _ = done.send(true);
             }
         }
     }
@@ -713,7 +706,7 @@ impl PendingPuts {
             .cloned();
         if let Some(mut settled) = pending {
             // An error means the worker is gone (runtime shutting down): settled either way.
-            let _ = settled.wait_for(Option::is_some).await;
+            let _ = settled.wait_for(|done| *done).await;
         }
     }
 

@@ -21,6 +21,9 @@ APT_PACKAGES=(
   # tests: PostgreSQL, Redis, headless display, WebDriver for the desktop app
   postgresql postgresql-client redis-server xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
   imagemagick fonts-dejavu-core
+  # tests: a real Secret Service for the keychain (libsecret's secret-tool reads it back) and
+  # a tray host under Xvfb for the tray menu test
+  gnome-keyring libsecret-tools trayer
 )
 
 # Installs whatever of the above is missing (idempotent, quick when all is there).

@@ -36,6 +36,8 @@ cargo test --workspace --locked
 
 log "UI unit tests (vitest)"
 (cd ui && npm test --silent)
+log "Nautilus emblem extension (python unittest)"
+python3 -m unittest discover -s tests/desktop -p 'test_*.py'
 tests/ui/run.sh   # the built UI in headless Chromium; artifacts/ui-*.png
 
 log "desktop installers: build the .deb/.rpm, install the .deb, smoke-test the installed app under Xvfb"

@@ -15,7 +15,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use syncsphere_sync_client::{ServerErrorCode, Status, SyncError};
+use syncsphere_sync_client::{ServerErrorCode, SessionStorage, Status, SyncError};
 use tauri::{AppHandle, State};
 
 use crate::settings::{self, DesktopSettings};
@@ -172,6 +172,7 @@ pub(crate) async fn sign_in(
         server_url.trim(),
         email.trim(),
         &password,
+        SessionStorage::Keychain,
     )
     .await
     .map_err(|err| CommandError::new(ErrorCode::SignInFailed, err))?;
@@ -192,6 +193,7 @@ pub(crate) async fn sign_up(
         server_url.trim(),
         email.trim(),
         &password,
+        SessionStorage::Keychain,
     )
     .await
     .map_err(|err| CommandError::new(ErrorCode::SignUpFailed, err))?;
@@ -259,6 +261,7 @@ pub(crate) async fn sign_out(
 ) -> CommandResult<SessionDto> {
     state.sync.stop().await;
     syncsphere_sync_client::sign_out(&state.config_dir)
+        .await
         .map_err(|err| CommandError::new(ErrorCode::SignOutFailed, err))?;
     file_manager::on_sign_out();
     // The account's choices go; whether this computer shows notifications stays.
@@ -292,8 +295,14 @@ async fn session(state: &DesktopState) -> CommandResult<SessionDto> {
     let default_folder = settings::default_folder(state.home.as_deref());
     let system = syncsphere_sync_client::load_system_config()
         .map_err(|err| CommandError::new(ErrorCode::Settings, err))?;
+    // A keychain that cannot be read now still holds the session: signed in, and starting
+    // sync reports the problem.
+    let signed_in = config.is_some()
+        && syncsphere_sync_client::is_signed_in(&state.config_dir)
+            .await
+            .unwrap_or(true);
     Ok(SessionDto {
-        signed_in: config.is_some(),
+        signed_in,
         email: config.as_ref().map(|c| c.email.clone()),
         server_url: config.map_or_else(|| settings::preset_server_url(&system), |c| c.server_url),
         server_locked: system.lock_server_url,
@@ -363,6 +372,16 @@ mod tests {
             SyncError::NotSignedIn,
             ErrorCode::NotSignedIn,
             "Could not restore this version. Sign in again, then retry.",
+        );
+        check(
+            SyncError::Keychain(
+                "your sign-in could not be read from the keychain: locked. Unlock the keychain, \
+                 or sign in again"
+                    .into(),
+            ),
+            ErrorCode::Failed,
+            "Could not restore this version. Your sign-in could not be read from the keychain: \
+             locked. Unlock the keychain, or sign in again.",
         );
         check(
             SyncError::DeviceRevoked,

@@ -5,14 +5,17 @@
 //! - Dolphin actions (`$XDG_DATA_HOME/kio/servicemenus/syncsphere.desktop`) and Nautilus
 //!   scripts (`$XDG_DATA_HOME/nautilus/scripts/`): "Version history" and "Show in SyncSphere"
 //!   launch the app with `--history`/`--show` and the file, which the running app then shows
-//!   ([`crate::launch`]).
+//!   ([`crate::launch`]);
+//! - the Nautilus emblem extension (`$XDG_DATA_HOME/nautilus-python/extensions/`, the packaged
+//!   `packaging/nautilus/syncsphere_emblems.py`), which asks [`crate::emblems`] for each
+//!   file's sync state (nautilus-python loads it when Nautilus next starts).
 //!
 //! Writing is idempotent (a file already as wanted is left alone) and atomic (temporary file,
 //! then rename). **Invariant:** the user's other bookmark lines are kept byte for byte; only
 //! lines labelled [`BOOKMARK_LABEL`] are ours.
 //! **Boundary:** plain files, no Tauri — unit-tested against temporary directories.
-//! Not done: sync-state emblems (GIO's `metadata::emblems` is only shown by a few file
-//! managers, and Windows/macOS need shell extensions); see README.
+//! Not done: emblems in Dolphin (a C++ `KOverlayIconPlugin`) and on Windows/macOS (signed
+//! shell extensions); see README.
 
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -33,6 +36,10 @@ const SERVICE_MENU: &str = "syncsphere.desktop";
 /// Nautilus lists scripts by file name, under Scripts.
 const SCRIPT_HISTORY: &str = "SyncSphere - Version history";
 const SCRIPT_SHOW: &str = "SyncSphere - Show in SyncSphere";
+const NAUTILUS_EXTENSION: &str = "syncsphere_emblems.py";
+/// The extension as packaged; written as is, so the app and the extension always match.
+const NAUTILUS_EXTENSION_SOURCE: &str =
+    include_str!("../../packaging/nautilus/syncsphere_emblems.py");
 
 /// Where the files go: `$XDG_CONFIG_HOME` and `$XDG_DATA_HOME` (or their defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,13 @@ impl Places {
             .join(SERVICE_MENU)
     }
 
+    fn nautilus_extension(&self) -> PathBuf {
+        self.data_home
+            .join("nautilus-python")
+            .join("extensions")
+            .join(NAUTILUS_EXTENSION)
+    }
+
     fn scripts(&self) -> [PathBuf; 2] {
         let dir = self.data_home.join("nautilus").join("scripts");
         [dir.join(SCRIPT_HISTORY), dir.join(SCRIPT_SHOW)]
@@ -96,6 +110,11 @@ pub(crate) fn install(places: &Places, folder: &Path, exe: &Path) -> anyhow::Res
     let [history, show] = places.scripts();
     write_if_changed(&history, nautilus_script(exe, HISTORY_ARG).as_bytes(), true)?;
     write_if_changed(&show, nautilus_script(exe, SHOW_ARG).as_bytes(), true)?;
+    write_if_changed(
+        &places.nautilus_extension(),
+        NAUTILUS_EXTENSION_SOURCE.as_bytes(),
+        false,
+    )?;
     Ok(())
 }
 
@@ -108,7 +127,12 @@ pub(crate) fn remove(places: &Places) -> anyhow::Result<()> {
         write_if_changed(&bookmarks, &wanted, false)?;
     }
     let [history, show] = places.scripts();
-    for path in [places.service_menu(), history, show] {
+    for path in [
+        places.service_menu(),
+        history,
+        show,
+        places.nautilus_extension(),
+    ] {
         match std::fs::remove_file(&path) {
             Err(err) if err.kind() != ErrorKind::NotFound => {
                 return Err(err).with_context(|| format!("removing {}", path.display()));
@@ -296,6 +320,11 @@ mod tests {
             PathBuf::from("/home/ada/.local/share/kio/servicemenus/syncsphere.desktop")
         );
         assert_eq!(Places::from_vars(None, None, Some("/d".into())), None);
+        let data = Places::from_vars(Some(home), None, Some("/data".into())).unwrap();
+        assert_eq!(
+            data.nautilus_extension(),
+            PathBuf::from("/data/nautilus-python/extensions/syncsphere_emblems.py")
+        );
     }
 
     fn check_bookmarks(before: &str, ours: Option<&str>, after: &str) {
@@ -362,6 +391,17 @@ mod tests {
         let script = std::fs::read_to_string(&history).unwrap();
         assert!(script.contains("exec '/usr/bin/syncsphere-desktop' --history \"$file\"\n"));
         assert!(is_executable(&history) && is_executable(&show));
+        let extension = home
+            .path()
+            .join(".local/share/nautilus-python/extensions/syncsphere_emblems.py");
+        assert_eq!(
+            std::fs::read_to_string(&extension).unwrap(),
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/packaging/nautilus/syncsphere_emblems.py"
+            ))
+            .unwrap()
+        );
 
         remove(&places).unwrap();
         assert_eq!(
@@ -369,6 +409,7 @@ mod tests {
             theirs
         );
         assert!(!places.service_menu().exists() && !history.exists() && !show.exists());
+        assert!(!extension.exists());
         remove(&places).unwrap();
     }
 

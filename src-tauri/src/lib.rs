@@ -9,6 +9,7 @@
 
 mod autostart;
 mod commands;
+mod emblems;
 mod file_manager;
 mod launch;
 mod notices;
@@ -235,12 +236,18 @@ async fn resume_sync(app: &AppHandle) {
 }
 
 async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String> {
-    let signed_in = syncsphere_sync_client::load_config(&state.config_dir)
-        .map_err(|err| format!("Your saved sign-in could not be read: {err}"))?
-        .is_some();
+    let signed_in = syncsphere_sync_client::is_signed_in(&state.config_dir)
+        .await
+        .map_err(|err| format!("Your saved sign-in could not be read: {err}."))?;
     if !signed_in {
         tray::show_idle(app, "Not signed in");
         return Ok(());
+    }
+    // Sessions saved before the app used the keychain (or while no keychain service ran)
+    // move into it now; without one they stay in the private file.
+    match syncsphere_sync_client::move_session_to_keychain(&state.config_dir).await {
+        Ok(storage) => tracing::info!(?storage, "session storage"),
+        Err(err) => tracing::warn!("the session stays where it is: {err}"),
     }
     let settings = state.settings().map_err(|err| format!("{err:#}"))?;
     let Some(folder) = settings.folder.clone() else {

@@ -27,6 +27,7 @@ pub(crate) struct SyncControl {
 struct RunningSync {
     handle: SyncHandle,
     forwarder: JoinHandle<()>,
+    emblems: Option<crate::emblems::EmblemServer>,
 }
 
 impl SyncControl {
@@ -52,7 +53,12 @@ impl SyncControl {
         let first = handle.status.borrow().clone();
         let forwarder =
             tauri::async_runtime::spawn(forward_status(app.clone(), handle.status.clone()));
-        *running = Some(RunningSync { handle, forwarder });
+        let emblems = crate::emblems::EmblemServer::start(config_dir, handle.status.clone()).await;
+        *running = Some(RunningSync {
+            handle,
+            forwarder,
+            emblems,
+        });
         tracing::info!(folder = %folder.display(), "sync started");
         Ok(first)
     }
@@ -110,7 +116,11 @@ impl RunningSync {
         let RunningSync {
             handle,
             mut forwarder,
+            emblems,
         } = self;
+        if let Some(emblems) = emblems {
+            emblems.stop().await;
+        }
         handle.stop().await;
         // The forwarder ends once the engine drops its status sender; don't hang if it doesn't.
         if tokio::time::timeout(FORWARDER_GRACE, &mut forwarder)

@@ -3,6 +3,7 @@
 //   WEBDRIVER_URL, SYNCSPHERE_DESKTOP_BIN, ARTIFACTS_DIR,
 //   optional SYNCSPHERE_SERVER_URL (+ SYNCSPHERE_SMOKE_FOLDER) for the sign-up round trip.
 // Exits non-zero on any failure.
+import { spawn, spawnSync } from "node:child_process";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 
@@ -10,6 +11,9 @@ const DRIVER = required("WEBDRIVER_URL");
 const APP = required("SYNCSPHERE_DESKTOP_BIN");
 const ARTIFACTS = process.env.ARTIFACTS_DIR || "artifacts";
 const SERVER_URL = process.env.SYNCSPHERE_SERVER_URL || "";
+// The headless client, for a second device of the same account (optional).
+const CLI = process.env.SYNCSPHERE_CLI_BIN || "";
+const WORK = process.env.SYNCSPHERE_SMOKE_WORK || "";
 // The W3C web element identifier key.
 const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -178,8 +182,9 @@ async function signUpAndSync(app) {
   await mkdir(folder, { recursive: true });
   await writeFile(path.join(folder, "hello.txt"), "hello from the desktop smoke test\n");
   const email = `desktop-smoke-${Date.now()}@example.com`;
+  const password = `Smoke-${Math.random().toString(36).slice(2)}-Pw1!`;
   await app.fill("[data-testid=signin-email]", email);
-  await app.fill("[data-testid=signin-password]", `Smoke-${Math.random().toString(36).slice(2)}-Pw1!`);
+  await app.fill("[data-testid=signin-password]", password);
   await app.click("[data-testid=signup-submit]");
   await waitFor("the folder screen after sign-up", 30_000, async () => {
     const error = await app.text("[data-testid=signin-error]").catch(() => "");
@@ -191,7 +196,49 @@ async function signUpAndSync(app) {
   await app.click("[data-testid=folder-submit]");
   await waitUpToDate(app);
   await app.screenshot("desktop-status.png");
+  if (CLI) await fromSecondDevice(app, folder, email, password);
   await accountPages(app, folder);
+}
+
+/**
+ * A second, headless device of the same account (the real `syncsphere` client) saves a file:
+ * it reaches this disk, shows in the activity list, and the status is "up to date" again.
+ */
+async function fromSecondDevice(app, folder, email, password) {
+  const config = path.join(WORK, "phone-config");
+  const phoneFolder = path.join(WORK, "phone-folder");
+  await mkdir(phoneFolder, { recursive: true });
+  const env = { ...process.env, SYNCSPHERE_PASSWORD: password, RUST_LOG: "warn" };
+  const login = spawnSync(CLI, ["--config-dir", config, "login", "--server", SERVER_URL, "--email", email], {
+    env,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  if (login.status !== 0) throw new Error(`the second device could not sign in: ${login.stderr}`);
+  const sync = spawn(CLI, ["--config-dir", config, "sync", "--folder", phoneFolder, "--device-name", "phone"], {
+    env,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  try {
+    const text = "saved on the phone, a headless second device\n";
+    await waitFor("the second device to be up to date", 30_000, async () => {
+      const status = JSON.parse(await readFile(path.join(config, "status.json"), "utf8"));
+      return status.state === "up_to_date" && status.connected;
+    });
+    await writeFile(path.join(phoneFolder, "from-phone.txt"), text);
+    await visit(app, "activity");
+    await waitFor("from-phone.txt in the activity list", 30_000, async () =>
+      (await app.text("[data-testid=activity-recent]")).includes("from-phone.txt"),
+    );
+    await waitFor("from-phone.txt on this disk", 10_000, () => fileHas(path.join(folder, "from-phone.txt"), text));
+    log("a file saved by a second (headless) device reached this disk and the activity list");
+    await app.screenshot("desktop-activity-from-phone.png");
+    await visit(app, "status");
+    await waitUpToDate(app);
+  } finally {
+    sync.kill("SIGTERM");
+    await new Promise((resolve) => (sync.exitCode !== null ? resolve() : sync.once("exit", resolve)));
+  }
 }
 
 const fileHas = (file, text) => readFile(file, "utf8").then((t) => t === text, () => false);
@@ -260,6 +307,9 @@ async function accountPages(app, folder) {
   // Settings: a limit is saved (sync restarts with it) and sync is up to date again.
   await visit(app, "settings");
   await waitFor("the settings", 10_000, async () => (await app.text("[data-testid=settings-folder]")) === folder);
+  // smoke.sh runs a real Secret Service (GNOME Keyring): the sign-in is there, not in a file.
+  const where = await app.text("[data-testid=settings-session-storage]");
+  if (!where.includes("system keychain")) throw new Error(`the sign-in is not in the keychain: ${where}`);
   await app.fill("[data-testid=settings-upload]", "4096");
   await app.click("[data-testid=settings-save]");
   await waitFor("Saved.", 20_000, async () => {

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Desktop smoke test: builds the app with the UI embedded, starts it under Xvfb through
-# tauri-driver (WebKitWebDriver), and checks that the sign-in screen loads (smoke.mjs).
+# tauri-driver (WebKitWebDriver), and checks that the sign-in screen loads (smoke.mjs); with a
+# server, signs up and walks the pages, checks that the sign-in went into the keychain (a real
+# GNOME Keyring on the test's session bus), then drives the tray menu under trayer (tray.sh).
 #
 #   tests/desktop/smoke.sh
 #
 # Env:
 #   SYNCSPHERE_DESKTOP_BIN  use this already-built binary (with the UI embedded); skips the build
 #   ARTIFACTS_DIR           where desktop-*.png screenshots go (default: artifacts)
-#   SYNCSPHERE_SERVER_URL   sign up against this server and wait for "up to date"; when unset and
+#   SYNCSPHERE_SERVER_URL   sign up against this server and wait for "up to date" (and, when the
+#                           headless client as a second device saves a file, it must reach the
+#                           app's disk and activity list); when unset and
 #                           a built syncsphere-server exists, the script starts one of its own
 #   CARGO_TARGET_DIR        honoured by the build
 #
-# Needs: Xvfb, dbus-daemon, /usr/bin/WebKitWebDriver (webkit2gtk-driver), Node 20, cargo.
+# Needs: Xvfb, dbus-daemon, gnome-keyring-daemon and secret-tool (the app keeps its sign-in in
+# the Secret Service), /usr/bin/WebKitWebDriver (webkit2gtk-driver), Node 20, cargo.
 # Every process this script starts is ended by PID on exit, including tauri-driver's
 # WebKitWebDriver and the app it launched; nothing else is touched.
 set -euo pipefail
@@ -74,8 +79,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in Xvfb dbus-daemon node pgrep "$NATIVE_DRIVER"; do
-  command -v "$tool" >/dev/null || { log "missing $tool (see MACHINE-NOTES: xvfb, dbus, webkit2gtk-driver, procps)"; exit 1; }
+for tool in Xvfb dbus-daemon dbus-send gnome-keyring-daemon secret-tool node pgrep "$NATIVE_DRIVER"; do
+  command -v "$tool" >/dev/null || { log "missing $tool (see MACHINE-NOTES: xvfb, dbus, gnome-keyring, libsecret-tools, webkit2gtk-driver, procps)"; exit 1; }
 done
 
 # ---- the app binary
@@ -108,6 +113,9 @@ fi
 
 # ---- a real server for the sign-up round trip (unless one was given)
 SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/syncsphere-server"
+# The headless client is a second device of the account (smoke.mjs), built with the server.
+CLI_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/syncsphere"
+export SYNCSPHERE_CLI_BIN=$CLI_BIN SYNCSPHERE_SMOKE_WORK=$WORK
 if [[ -z "${SYNCSPHERE_SERVER_URL:-}" && -x "$SERVER_BIN" ]]; then
   "$SERVER_BIN" --listen 127.0.0.1:0 --data-dir "$WORK/server-data" >"$WORK/server.out" 2>"$WORK/server.log" &
   STARTED+=($!)
@@ -116,6 +124,10 @@ if [[ -z "${SYNCSPHERE_SERVER_URL:-}" && -x "$SERVER_BIN" ]]; then
   [[ -n "$SYNCSPHERE_SERVER_URL" ]] || { log "syncsphere-server did not start"; exit 1; }
   export SYNCSPHERE_SERVER_URL
   log "syncsphere-server on $SYNCSPHERE_SERVER_URL"
+fi
+if [[ -n "${SYNCSPHERE_SERVER_URL:-}" && ! -x "$CLI_BIN" ]]; then
+  log "missing $CLI_BIN, the second device: cargo build --bins -p syncsphere-cli"
+  exit 1
 fi
 
 # ---- display and session bus
@@ -131,6 +143,21 @@ log "Xvfb on $DISPLAY"
 { read -r DBUS_SESSION_BUS_ADDRESS; read -r DBUS_PID; } < <(dbus-daemon --session --fork --print-address=1 --print-pid=1)
 export DBUS_SESSION_BUS_ADDRESS
 export NO_AT_BRIDGE=1
+
+# A real keychain on that bus: GNOME Keyring's Secret Service, unlocked, with a throwaway login
+# keyring under $WORK (never this machine's own).
+export XDG_RUNTIME_DIR=$WORK/runtime
+mkdir -m 700 "$XDG_RUNTIME_DIR" "$WORK/keyring-home"
+printf 'a throwaway keyring password' |
+  HOME=$WORK/keyring-home XDG_DATA_HOME=$WORK/keyring-home/data \
+    gnome-keyring-daemon --foreground --unlock --components=secrets >"$WORK/keyring.log" 2>&1 &
+STARTED+=($!)
+secrets_on_bus() {
+  dbus-send --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'
+}
+for _ in $(seq 100); do secrets_on_bus && break; sleep 0.1; done
+secrets_on_bus || { log "gnome-keyring-daemon did not take org.freedesktop.secrets"; exit 1; }
 
 # ---- an isolated app environment: fresh config (so it starts signed out), data and caches
 export SYNCSPHERE_CONFIG_DIR=$WORK/config
@@ -154,9 +181,21 @@ log "tauri-driver on port $PORT"
 
 WEBDRIVER_URL="http://127.0.0.1:$PORT" SYNCSPHERE_DESKTOP_BIN="$BIN" ARTIFACTS_DIR="$ARTIFACTS_DIR" \
   node "$ROOT/tests/desktop/smoke.mjs"
+# The sign-in is in the keychain (only the refresh token), not in a file.
+if [[ -n "${SYNCSPHERE_SERVER_URL:-}" ]]; then
+  secret=$(secret-tool lookup service SyncSphere username "$SYNCSPHERE_CONFIG_DIR" || true)
+  [[ ${#secret} -gt 20 ]] || { log "the app's sign-in is not in the keychain"; exit 1; }
+  [[ ! -e "$SYNCSPHERE_CONFIG_DIR/session.json" ]] || { log "session.json exists beside the keychain"; exit 1; }
+  grep -q '"session_storage": "keychain"' "$SYNCSPHERE_CONFIG_DIR/config.json" || { log "config.json does not say keychain"; exit 1; }
+  log "the sign-in is in the keychain"
+fi
 # Sync started, so the folder is in the file managers (src-tauri/src/file_manager.rs).
 grep -q ' SyncSphere$' "$XDG_CONFIG_HOME/gtk-3.0/bookmarks" || { log "no SyncSphere GTK bookmark"; exit 1; }
 [[ -x "$XDG_DATA_HOME/kio/servicemenus/syncsphere.desktop" ]] || { log "no Dolphin service menu"; exit 1; }
 [[ -x "$XDG_DATA_HOME/nautilus/scripts/SyncSphere - Version history" ]] || { log "no Nautilus script"; exit 1; }
 log "file manager integration in place"
+# The tray menu, driven as a user would, under a tray host on the same display and bus.
+if [[ -n "${SYNCSPHERE_SERVER_URL:-}" ]]; then
+  ARTIFACTS_DIR="$ARTIFACTS_DIR" "$ROOT/tests/desktop/tray.sh" "$BIN"
+fi
 log "passed"

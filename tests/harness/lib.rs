@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod keychain;
 pub mod push;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -252,6 +253,8 @@ pub struct Device {
     pub name: String,
     pub config_dir: PathBuf,
     pub folder: PathBuf,
+    /// Environment every `syncsphere` command of this device gets (e.g. a session bus).
+    pub env: Vec<(String, String)>,
     _root: tempfile::TempDir,
 }
 
@@ -262,6 +265,7 @@ impl Device {
             name: name.into(),
             config_dir: root.path().join("config"),
             folder: root.path().join("SyncSphere"),
+            env: Vec::new(),
             _root: root,
         })
     }
@@ -273,7 +277,8 @@ impl Device {
             .env("SYNCSPHERE_PASSWORD", PASSWORD)
             // This device's own administrator config (none until `set_system_config`), never
             // the machine's /etc/syncsphere.
-            .env("SYNCSPHERE_SYSTEM_CONFIG", self.system_config_path());
+            .env("SYNCSPHERE_SYSTEM_CONFIG", self.system_config_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -286,16 +291,27 @@ impl Device {
         std::fs::write(self.system_config_path(), toml).expect("writes the system config");
     }
 
-    /// Runs `signup` or `login`; returns the process output.
+    /// Runs `signup` or `login` (with extra flags); returns the process output.
     pub fn account(
         &self,
         verb: &str,
         server: &Server,
         email: &str,
     ) -> anyhow::Result<std::process::Output> {
+        self.account_with(verb, server, email, &[])
+    }
+
+    pub fn account_with(
+        &self,
+        verb: &str,
+        server: &Server,
+        email: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
         Ok(self
             .cli()
             .args([verb, "--server", &server.url, "--email", email])
+            .args(extra)
             .output()?)
     }
 

@@ -67,6 +67,7 @@
     start_at_login: false,
     start_at_login_available: true,
     notifications: true,
+    session_storage: "keychain",
   };
 
   const session = () => ({

@@ -162,6 +162,7 @@ try {
   // Settings: limits and ignore rules are saved, pause and start at login switch.
   await visit("settings", () => byId("settings-folder").filter({ hasText: "/home/ada/SyncSphere" }).waitFor());
   assert.equal(await byId("settings-download").inputValue(), "2048");
+  assert.equal(await byId("settings-session-storage").textContent(), "Your sign-in is kept in the system keychain.");
   await byId("settings-upload").fill("512");
   await byId("settings-save").click();
   await byId("settings-notice").filter({ hasText: "Saved." }).waitFor();

@@ -187,6 +187,8 @@ export interface Settings {
   start_at_login_available: boolean;
   /** Desktop notifications for new conflicts and for errors. */
   notifications: boolean;
+  /** Where the sign-in is kept: the OS keychain, or a private file where no keychain runs. */
+  session_storage?: "keychain" | "file" | null;
 }
 
 export function listDevices(): Promise<Device[]> {

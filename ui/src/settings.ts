@@ -1,5 +1,5 @@
 // Settings page: the synced folder, pause, start at login, notifications, bandwidth limits,
-// ignore rules, sign out.
+// ignore rules, where the sign-in is kept, sign out.
 import * as api from "./api";
 import type { Settings } from "./api";
 import { h, setMessage } from "./dom";
@@ -12,6 +12,18 @@ export function parseLimit(text: string): number | null | string {
   if (!/^\d+$/.test(t)) return "Enter a whole number of KiB/s, or leave it empty for no limit.";
   const n = Number(t);
   return n === 0 ? null : n;
+}
+
+/** Where the sign-in is kept, in words; null when the backend did not say. */
+export function sessionStorageText(storage: Settings["session_storage"]): string | null {
+  switch (storage) {
+    case "keychain":
+      return "Your sign-in is kept in the system keychain.";
+    case "file":
+      return "Your sign-in is kept in a file only you can read: no keychain service (such as GNOME Keyring or KWallet) was available. It moves into the keychain when SyncSphere next starts with one running.";
+    default:
+      return null;
+  }
 }
 
 export interface SettingsActions {
@@ -35,6 +47,7 @@ export function settingsPage(actions: SettingsActions): Page {
   const notifications = h("input", { id: "notifications", type: "checkbox", "data-testid": "settings-notifications" });
   notifications.style.width = "auto";
   const signOut = h("button", { type: "button", class: "link", "data-testid": "settings-sign-out" }, "Sign out");
+  const storage = h("p", { class: "hint", "data-testid": "settings-session-storage" });
   const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
   const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
   setMessage(notice, null);
@@ -66,6 +79,8 @@ export function settingsPage(actions: SettingsActions): Page {
     h("label", { for: "ignore-rules" }, "Patterns, one per line (like .gitignore)"),
     rules,
     h("p", { class: "hint" }, "For example *.log or build/. The rules apply on all your devices."),
+    h("h2", {}, "Account"),
+    storage,
     notice,
     error,
     h("div", { class: "actions" }, save, signOut),
@@ -84,6 +99,9 @@ export function settingsPage(actions: SettingsActions): Page {
     atLogin.disabled = !s.start_at_login_available;
     atLoginHint.hidden = s.start_at_login_available;
     notifications.checked = s.notifications;
+    const where = sessionStorageText(s.session_storage);
+    storage.textContent = where ?? "";
+    storage.hidden = where === null;
   }
 
   form.addEventListener("submit", (event) => {

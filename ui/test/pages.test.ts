@@ -85,6 +85,7 @@ const settings: Settings = {
   start_at_login: false,
   start_at_login_available: true,
   notifications: true,
+  session_storage: "keychain",
 };
 
 describe("navigation", () => {
@@ -456,6 +457,25 @@ describe("settings", () => {
     await go("settings");
     expect(harness.byTestId<HTMLInputElement>("settings-start-at-login").disabled).toBe(true);
     expect(harness.byTestId("settings-start-at-login-unavailable").hidden).toBe(false);
+  });
+
+  test("says where the sign-in is kept: the keychain, or the private file without one", async () => {
+    await boot({ get_settings: () => settings });
+    await go("settings");
+    const line = harness.byTestId("settings-session-storage");
+    expect([line.hidden, line.textContent]).toEqual([false, "Your sign-in is kept in the system keychain."]);
+
+    harness.app.stop();
+    clearMocks();
+    await boot({ get_settings: () => ({ ...settings, session_storage: "file" }) });
+    await go("settings");
+    expect(harness.byTestId("settings-session-storage").textContent).toMatch(/file only you can read: no keychain service/);
+
+    harness.app.stop();
+    clearMocks();
+    await boot({ get_settings: () => ({ ...settings, session_storage: null }) });
+    await go("settings");
+    expect(harness.byTestId("settings-session-storage").hidden).toBe(true);
   });
 
   test("notifications switch through set_notifications, and a failure puts the box back", async () => {

@@ -1,8 +1,8 @@
 //! `syncsphere`: the headless SyncSphere client.
 //!
 //! ```text
-//! syncsphere --config-dir DIR signup [--server URL] --email EMAIL
-//! syncsphere --config-dir DIR login  [--server URL] --email EMAIL
+//! syncsphere --config-dir DIR signup [--server URL] --email EMAIL [--keychain]
+//! syncsphere --config-dir DIR login  [--server URL] --email EMAIL [--keychain]
 //! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME]
 //! syncsphere --config-dir DIR status [--json]
 //! syncsphere --config-dir DIR devices [--json]
@@ -43,6 +43,10 @@ enum Command {
         server: Option<String>,
         #[arg(long)]
         email: String,
+        /// Keep the session in the OS keychain (Secret Service, Keychain, Credential Manager)
+        /// instead of `session.json`; without a keychain service it goes to the file anyway.
+        #[arg(long)]
+        keychain: bool,
     },
     /// Sign in to an existing account.
     Login {
@@ -51,6 +55,10 @@ enum Command {
         server: Option<String>,
         #[arg(long)]
         email: String,
+        /// Keep the session in the OS keychain (Secret Service, Keychain, Credential Manager)
+        /// instead of `session.json`; without a keychain service it goes to the file anyway.
+        #[arg(long)]
+        keychain: bool,
     },
     /// Forget the session of this device.
     Logout,
@@ -112,6 +120,25 @@ fn password() -> anyhow::Result<String> {
     Ok(p)
 }
 
+fn storage(keychain: bool) -> client::SessionStorage {
+    if keychain {
+        client::SessionStorage::Keychain
+    } else {
+        client::SessionStorage::File
+    }
+}
+
+fn report_storage(keychain: bool, stored: client::SessionStorage) {
+    match stored {
+        client::SessionStorage::Keychain => println!("The session is kept in the keychain."),
+        client::SessionStorage::File if keychain => println!(
+            "No keychain service could take the session; it is kept in session.json \
+             (readable by you only) instead."
+        ),
+        client::SessionStorage::File => {}
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -138,24 +165,34 @@ async fn main() -> anyhow::Result<()> {
         None => default_config_dir()?,
     };
     match cli.command {
-        Command::Signup { server, email } => {
+        Command::Signup {
+            server,
+            email,
+            keychain,
+        } => {
             let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
-            client::sign_up(&dir, &server, &email, &pw)
+            let stored = client::sign_up(&dir, &server, &email, &pw, storage(keychain))
                 .await
                 .context("sign-up failed")?;
             println!("Account {email} created and signed in on {server}.");
+            report_storage(keychain, stored);
         }
-        Command::Login { server, email } => {
+        Command::Login {
+            server,
+            email,
+            keychain,
+        } => {
             let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
-            client::sign_in(&dir, &server, &email, &pw)
+            let stored = client::sign_in(&dir, &server, &email, &pw, storage(keychain))
                 .await
                 .context("sign-in failed")?;
             println!("Signed in to {server} as {email}.");
+            report_storage(keychain, stored);
         }
         Command::Logout => {
-            client::sign_out(&dir)?;
+            client::sign_out(&dir).await?;
             println!("Signed out.");
         }
         Command::Sync {

@@ -1,9 +1,10 @@
 //! Commands of the Settings page: bandwidth limits, the folder's ignore rules, pause, start
-//! at login and notifications.
+//! at login and notifications; where the sign-in is kept.
 //! Limits live in `desktop.json` and take effect by restarting the sync with the new
 //! `SyncOptions`; ignore rules are the folder's `.syncsphereignore` (through `sync-client`).
 
 use serde::Serialize;
+use syncsphere_sync_client::SessionStorage;
 use tauri::{AppHandle, State};
 
 use super::{CommandError, CommandResult, ErrorCode};
@@ -23,6 +24,9 @@ pub(crate) struct SettingsDto {
     start_at_login_available: bool,
     /// Desktop notifications for new conflicts and for errors.
     notifications: bool,
+    /// Where the sign-in is kept: `"keychain"`, or `"file"` when no keychain service took it;
+    /// `None` when signed out.
+    session_storage: Option<&'static str>,
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -48,6 +52,15 @@ async fn settings_dto(state: &DesktopState) -> CommandResult<SettingsDto> {
         start_at_login: dirs::config_dir().is_some_and(|home| autostart::is_enabled(&home)),
         start_at_login_available: autostart::AVAILABLE,
         notifications: !settings.notifications_off,
+        session_storage: session_storage(&state.config_dir),
+    })
+}
+
+fn session_storage(config_dir: &std::path::Path) -> Option<&'static str> {
+    let config = syncsphere_sync_client::load_config(config_dir).ok()??;
+    Some(match config.session_storage {
+        SessionStorage::Keychain => "keychain",
+        SessionStorage::File => "file",
     })
 }
 

@@ -1,7 +1,7 @@
 //! Sign-in through the AWS SDK's Cognito Identity Provider client, pointed at the server's
 //! Cognito endpoint: the same code signs in against Amazon Cognito and the built-in provider.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aws_sdk_cognitoidentityprovider as cognito;
 use cognito::error::{ProvideErrorMetadata, SdkError};
@@ -9,7 +9,8 @@ use cognito::types::{AttributeType, AuthFlowType};
 use syncsphere_protocol::CognitoConfig;
 use tokio::sync::Mutex;
 
-use crate::config::{Session, read_json, session_path, write_json};
+use crate::config::{ClientConfig, Session};
+use crate::session::SessionStore;
 use crate::{SyncError, now_ms};
 
 /// How much later than the token the server holds ours must expire (by our estimate) to be
@@ -155,22 +156,19 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
 pub(crate) struct TokenSource {
     cognito: Cognito,
     session: Mutex<Session>,
-    path: PathBuf,
+    store: SessionStore,
 }
 
 impl TokenSource {
-    pub(crate) async fn load(config_dir: &Path, config: &CognitoConfig) -> Result<Self, SyncError> {
-        let path = session_path(config_dir);
-        let session: Session = read_json(&path)?.ok_or(SyncError::NotSignedIn)?;
+    /// The session `config` says `config_dir` keeps (in the file or the keychain).
+    pub(crate) async fn load(config_dir: &Path, config: &ClientConfig) -> Result<Self, SyncError> {
+        let store = SessionStore::of(config_dir, config);
+        let session = store.load().await?;
         Ok(TokenSource {
-            cognito: Cognito::new(config).await,
+            cognito: Cognito::new(&config.cognito).await,
             session: Mutex::new(session),
-            path,
+            store,
         })
-    }
-
-    pub(crate) fn save(config_dir: &Path, session: &Session) -> Result<(), SyncError> {
-        write_json(&session_path(config_dir), session, true)
     }
 
     pub(crate) async fn access_token(&self) -> Result<String, SyncError> {
@@ -198,7 +196,7 @@ impl TokenSource {
 
     async fn refresh(&self, session: &mut Session) -> Result<(), SyncError> {
         let fresh = self.cognito.refresh(&session.refresh_token).await?;
-        write_json(&self.path, &fresh, true)?;
+        self.store.save(&fresh, Some(session)).await?;
         tracing::info!("refreshed access token");
         *session = fresh;
         Ok(())

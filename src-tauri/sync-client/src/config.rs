@@ -1,5 +1,6 @@
 //! What a device keeps in its config directory: `config.json` (server, account, device id),
-//! `session.json` (tokens, mode 0600), `index.db` (local index) and `status.json` (last status).
+//! `session.json` (tokens, mode 0600, unless they are in the keychain: [`crate::session`]),
+//! `index.db` (local index) and `status.json` (last status).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,9 @@ pub struct ClientConfig {
     /// State instances to push-connect to; empty means `server_url`.
     #[serde(default)]
     pub push_urls: Vec<String>,
+    /// Where the session is kept (directories signed in before the keychain: the file).
+    #[serde(default)]
+    pub session_storage: crate::SessionStorage,
 }
 
 /// Tokens of the signed-in user.

@@ -7,7 +7,8 @@
 //!   re-checks each operation's expectation against the disk right before acting.
 //! - Downloads land in `<folder>/.syncsphere/tmp`, are fsynced and hash-checked, then renamed
 //!   over the target: a partial download never replaces a file.
-//! - Passwords are never stored; tokens live in `session.json` (mode 0600).
+//! - Passwords are never stored; tokens live in the OS keychain or `session.json` (mode 0600),
+//!   wherever `config.json` says ([`session`]).
 
 mod account;
 mod api;
@@ -16,10 +17,12 @@ mod chunker;
 mod config;
 mod conflicts;
 mod engine;
+mod file_state;
 mod ignore_file;
 mod index;
 mod push;
 mod scan;
+mod session;
 pub mod status;
 mod system;
 mod throttle;
@@ -35,7 +38,12 @@ use tokio::sync::{mpsc, watch};
 pub use account::{FileHistory, file_history, files, restore_revision, revisions, trash, undelete};
 pub use config::{ClientConfig, load_config};
 pub use conflicts::{ConflictedCopy, Resolution, conflicted_copies, resolve_conflict};
+pub use file_state::{
+    FileStateReader, FileSyncState, PathFacts, PathKind, file_sync_state, relative_path,
+    verified_since,
+};
 pub use ignore_file::{read_ignore_rules, write_ignore_rules};
+pub use session::SessionStorage;
 pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
 pub use syncsphere_protocol::{
     Device, DeviceList, ErrorCode as ServerErrorCode, FileMeta, Revision,
@@ -79,6 +87,9 @@ pub enum SyncError {
     /// The file changed since it was hashed (it is still being written); retried shortly.
     #[error("'{0}' is still being written")]
     Busy(String),
+    /// The OS keychain holding the session could not be used; the message says what to do.
+    #[error("{0}")]
+    Keychain(String),
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -94,7 +105,8 @@ pub async fn sign_up(
     server_url: &str,
     email: &str,
     password: &str,
-) -> Result<(), SyncError> {
+    storage: SessionStorage,
+) -> Result<SessionStorage, SyncError> {
     let system = load_system_config()?;
     let server_url = system.resolve_server_url(Some(server_url))?;
     let server = server_config(&server_url, &system).await?;
@@ -103,7 +115,7 @@ pub async fn sign_up(
         .sign_up(email, password)
         .await?;
     tracing::info!(email, "account created");
-    sign_in(config_dir, &server_url, email, password).await
+    sign_in(config_dir, &server_url, email, password, storage).await
 }
 
 /// The server's `/v1/config`, with the administrator's Cognito preset applied.
@@ -120,12 +132,15 @@ async fn server_config(
 
 /// Signs in and stores the session and the server settings in `config_dir`. Signing in to a
 /// different account or server than before forgets the old sync state of this directory.
+/// The session goes where `storage` asks; when that is the keychain and no keychain service
+/// takes it, into `session.json`. Returns where it went.
 pub async fn sign_in(
     config_dir: &Path,
     server_url: &str,
     email: &str,
     password: &str,
-) -> Result<(), SyncError> {
+    storage: SessionStorage,
+) -> Result<SessionStorage, SyncError> {
     let system = load_system_config()?;
     let server_url = system.resolve_server_url(Some(server_url))?;
     let server_url = server_url.as_str();
@@ -157,16 +172,61 @@ pub async fn sign_in(
     if previous.is_some() && !same_account {
         let _ = std::fs::remove_file(config::index_path(config_dir));
     }
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         server_url: server_url.to_owned(),
         email: email.to_owned(),
         device_id,
         cognito: server.cognito,
         push_urls: server.push_urls,
+        session_storage: storage,
     };
+    // A session kept elsewhere before (the keychain, signing in now without it) goes first.
+    if let Some(previous) = &previous
+        && previous.session_storage != storage
+    {
+        session::SessionStore::of(config_dir, previous)
+            .forget(config_dir)
+            .await
+            .unwrap_or_else(|e| tracing::warn!("the previous session stays behind: {e}"));
+    }
+    config.session_storage = session::save_new(config_dir, &config, storage, &session).await?;
     config::write_json(&config::config_path(config_dir), &config, false)?;
-    TokenSource::save(config_dir, &session)?;
-    Ok(())
+    Ok(config.session_storage)
+}
+
+/// Whether `config_dir` is signed in: it has a config and a session (in the file or the
+/// keychain). A keychain that cannot be read is an error, not "signed out".
+pub async fn is_signed_in(config_dir: &Path) -> Result<bool, SyncError> {
+    match load_config(config_dir)? {
+        Some(config) => session::has_session(config_dir, &config).await,
+        None => Ok(false),
+    }
+}
+
+/// Moves a file-kept session into the keychain (the desktop app does this at start, for
+/// directories signed in before it used the keychain or while no keychain service ran).
+/// Returns where the session is now; without a keychain it stays in the file.
+pub async fn move_session_to_keychain(config_dir: &Path) -> Result<SessionStorage, SyncError> {
+    let Some(mut config) = load_config(config_dir)? else {
+        return Err(SyncError::NotSignedIn);
+    };
+    if config.session_storage == SessionStorage::Keychain {
+        return Ok(SessionStorage::Keychain);
+    }
+    let session = session::SessionStore::of(config_dir, &config)
+        .load()
+        .await?;
+    let stored = session::save_new(config_dir, &config, SessionStorage::Keychain, &session).await?;
+    if stored == SessionStorage::Keychain {
+        config.session_storage = stored;
+        if let Err(e) = config::write_json(&config::config_path(config_dir), &config, false) {
+            // The file is gone already: put it back so the config and the session agree.
+            config::write_json(&config::session_path(config_dir), &session, true)?;
+            return Err(e);
+        }
+        tracing::info!("moved the session into the keychain");
+    }
+    Ok(stored)
 }
 
 fn new_device_id() -> String {
@@ -175,12 +235,16 @@ fn new_device_id() -> String {
 
 /// After the server said this device was revoked: forget the session and the device id, so
 /// the next sign-in registers a new device. The index stays (nothing is re-transferred).
-fn forget_revoked_device(config_dir: &Path) -> Result<(), SyncError> {
+async fn forget_revoked_device(config_dir: &Path) -> Result<(), SyncError> {
+    // The tokens are dead anyway; a keychain that cannot be reached now keeps a dead one.
+    if let Err(e) = sign_out(config_dir).await {
+        tracing::warn!("could not forget the revoked session: {e}");
+    }
     if let Some(mut config) = load_config(config_dir)? {
         config.device_id = new_device_id();
         config::write_json(&config::config_path(config_dir), &config, false)?;
     }
-    sign_out(config_dir)
+    Ok(())
 }
 
 /// The account's devices (`GET /v1/devices`), as the signed-in device sees them.
@@ -198,16 +262,24 @@ pub async fn revoke_device(config_dir: &Path, device_id: &str) -> Result<(), Syn
 
 async fn signed_in_api(config_dir: &Path) -> Result<Api, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
-    let tokens = Arc::new(TokenSource::load(config_dir, &config.cognito).await?);
+    let tokens = Arc::new(TokenSource::load(config_dir, &config).await?);
     Ok(Api::new(&config.server_url, tokens, config.device_id))
 }
 
-/// Forgets the session (the index stays, so signing in again resumes without re-transfers).
-pub fn sign_out(config_dir: &Path) -> Result<(), SyncError> {
-    match std::fs::remove_file(config::session_path(config_dir)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SyncError::Io("removing the session".into(), e)),
+/// Forgets the session, in the keychain and the file (the index stays, so signing in again
+/// resumes without re-transfers).
+pub async fn sign_out(config_dir: &Path) -> Result<(), SyncError> {
+    match load_config(config_dir)? {
+        Some(config) => {
+            session::SessionStore::of(config_dir, &config)
+                .forget(config_dir)
+                .await
+        }
+        None => {
+            session::SessionStore::File(config::session_path(config_dir))
+                .forget(config_dir)
+                .await
+        }
     }
 }
 
@@ -333,7 +405,7 @@ async fn run(
     (stop, paused): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) -> Result<(), SyncError> {
     load_system_config()?.check_server(&config.server_url)?;
-    let tokens = Arc::new(TokenSource::load(&config_dir, &config.cognito).await?);
+    let tokens = Arc::new(TokenSource::load(&config_dir, &config).await?);
     let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
         .with_limits(options.max_upload_rate, options.max_download_rate);
     remove_stale_partials(&folder);
@@ -341,7 +413,7 @@ async fn run(
     match api.register_device(&device_name).await {
         Ok(()) => {}
         Err(SyncError::DeviceRevoked) => {
-            forget_revoked_device(&config_dir)?;
+            forget_revoked_device(&config_dir).await?;
             return Err(SyncError::DeviceRevoked);
         }
         Err(e) => {
@@ -449,7 +521,7 @@ async fn run(
     let _ = push_task.await;
     drop(watcher);
     if let Err(SyncError::DeviceRevoked) = outcome {
-        forget_revoked_device(&config_dir)?;
+        forget_revoked_device(&config_dir).await?;
         return Err(SyncError::DeviceRevoked);
     }
     Ok(())

@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod content;
 pub mod error;
 pub mod gc;
+mod group_commit;
 pub mod http;
 pub mod running;
 pub mod s3;

@@ -3,15 +3,21 @@
 //! Every mutating operation runs in one transaction that first increments the user's journal
 //! head (`journal_heads.last_seq`). That row lock serialises a user's commits on PostgreSQL (the
 //! embedded SQLite pool has a single writer anyway), so the `parent_rev` check, the metadata
-//! update, the revision row and the journal entry are atomic and `seq` is gap-free.
+//! update, the revision row and the journal entry are atomic and `seq` is gap-free. On SQLite
+//! the operation's transaction is a savepoint in a group commit ([`crate::group_commit`]):
+//! operations queued behind each other share one `COMMIT`.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
-use syncsphere_db::Db;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use sqlx::{Any, AnyConnection, Row};
+use syncsphere_db::{Db, Dialect};
 use syncsphere_protocol::{
     ChangeEvent, ChangeKind, ChangesPage, ChunkRef, FileList, FileMeta, Revision,
 };
 
+use crate::group_commit::{GroupCommit, Op};
 use crate::{FilesError, now_ms};
 
 /// Largest page of `GET /v1/changes`.
@@ -22,6 +28,8 @@ pub struct MetadataStore {
     db: Db,
     /// Most bytes a user's live files may hold (`None`: unlimited).
     quota: Option<i64>,
+    /// The SQLite writer's batches (unused on PostgreSQL); shared by clones.
+    group: Arc<GroupCommit>,
 }
 
 /// New content for a path, already durable in the blob store.
@@ -91,6 +99,18 @@ fn stale(cur: FileMeta, parent_rev: i64) -> FilesError {
     )
 }
 
+/// Boxes an operation for [`MetadataStore::write`] (the signature guides closure inference).
+fn op<T>(
+    f: impl for<'t> FnOnce(
+        &'t MetadataStore,
+        &'t mut AnyConnection,
+    ) -> BoxFuture<'t, Result<T, FilesError>>
+    + Send
+    + 'static,
+) -> Op<T> {
+    Box::new(f)
+}
+
 /// The key under which live paths must be unique: case-folded, like Dropbox.
 pub fn path_key(path: &str) -> String {
     path.to_lowercase()
@@ -98,16 +118,120 @@ pub fn path_key(path: &str) -> String {
 
 impl MetadataStore {
     pub fn new(db: Db) -> Self {
-        MetadataStore { db, quota: None }
+        MetadataStore {
+            db,
+            quota: None,
+            group: Arc::default(),
+        }
     }
 
-    async fn begin_commit(
+    /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, a
+    /// savepoint in the next group commit on SQLite. The result comes back once committed.
+    async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T, FilesError> {
+        match self.db.dialect {
+            Dialect::Postgres => {
+                let mut tx = self.db.pool.begin().await?;
+                let value = op(self, &mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            Dialect::Sqlite => self.group.submit(&self.db.pool, self.clone(), op).await,
+        }
+    }
+
+    /// Creates a file (`parent_rev` = `None`) or replaces the content of the live file at the
+    /// path whose current revision is `parent_rev`.
+    pub async fn commit_content(
         &self,
         user_id: &str,
-    ) -> Result<(Transaction<'static, Any>, i64), FilesError> {
+        new: NewContent<'_>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let user = user_id.to_owned();
+        let (path, sha256) = (new.path.to_owned(), new.sha256.to_owned());
+        let device = new.device.map(str::to_owned);
+        let (parent_rev, size) = (new.parent_rev, new.size);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                let new = NewContent {
+                    path: &path,
+                    parent_rev,
+                    size,
+                    sha256: &sha256,
+                    device: device.as_deref(),
+                };
+                store.commit_content_in(tx, &user, new).await
+            })
+        }))
+        .await
+    }
+
+    /// Deletes the live file `file_id` if it is at `parent_rev`.
+    pub async fn delete(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (user, file) = (user_id.to_owned(), file_id.to_owned());
+        let device = device.map(str::to_owned);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                store
+                    .delete_in(tx, &user, &file, parent_rev, device.as_deref())
+                    .await
+            })
+        }))
+        .await
+    }
+
+    /// Moves or renames the live file `file_id` (keeping its id) if it is at `parent_rev`.
+    pub async fn move_file(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        new_path: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (user, file, path) = (user_id.to_owned(), file_id.to_owned(), new_path.to_owned());
+        let device = device.map(str::to_owned);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                store
+                    .move_file_in(tx, &user, &file, &path, parent_rev, device.as_deref())
+                    .await
+            })
+        }))
+        .await
+    }
+
+    /// Makes the content of revision `rev` current again, as a new revision on top of
+    /// `parent_rev`. On a deleted file this is an undelete at its last path (which must be free).
+    pub async fn restore(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        rev: i64,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (user, file) = (user_id.to_owned(), file_id.to_owned());
+        let device = device.map(str::to_owned);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                store
+                    .restore_in(tx, &user, &file, rev, parent_rev, device.as_deref())
+                    .await
+            })
+        }))
+        .await
+    }
+
+    /// The user's next journal `seq` (the head row is created on a user's first commit). Its
+    /// row lock serialises the user's commits on PostgreSQL.
+    async fn next_seq(tx: &mut AnyConnection, user_id: &str) -> Result<i64, FilesError> {
         const NEXT_SEQ: &str = "UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq";
-        let mut tx = self.db.pool.begin().await?;
-        // One statement per commit normally; the head row is created on a user's first commit.
         let row = match sqlx::query(NEXT_SEQ)
             .bind(user_id)
             .fetch_optional(&mut *tx)
@@ -128,12 +252,11 @@ impl MetadataStore {
                     .await?
             }
         };
-        let seq: i64 = row.try_get("last_seq")?;
-        Ok((tx, seq))
+        Ok(row.try_get("last_seq")?)
     }
 
     async fn live_by_path(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         user_id: &str,
         path: &str,
     ) -> Result<Option<FileMeta>, FilesError> {
@@ -142,7 +265,7 @@ impl MetadataStore {
         ))
         .bind(user_id)
         .bind(path_key(path))
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
         Ok(row.as_ref().map(file_from_row).transpose()?)
     }
@@ -167,7 +290,7 @@ impl MetadataStore {
     /// below it (`d/e` when creating `d`); `moving` is the file taking the name, which does not
     /// stand in its own way. A clash is a conflict carrying the file in the way.
     async fn ensure_file_or_directory(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         user_id: &str,
         path: &str,
         moving: Option<&str>,
@@ -192,7 +315,7 @@ impl MetadataStore {
         for a in &ancestors {
             query = query.bind(*a);
         }
-        let Some(row) = query.fetch_optional(&mut **tx).await? else {
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
             return Ok(());
         };
         let other = file_from_row(&row)?;
@@ -209,12 +332,12 @@ impl MetadataStore {
 
     /// The live file `file_id`, which must be at `parent_rev` (else a conflict with its metadata).
     async fn live_at_rev(
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         user_id: &str,
         file_id: &str,
         parent_rev: i64,
     ) -> Result<FileMeta, FilesError> {
-        let cur = Self::by_id(&mut **tx, user_id, file_id)
+        let cur = Self::by_id(&mut *tx, user_id, file_id)
             .await?
             .filter(|m| !m.deleted)
             .ok_or(FilesError::NotFound)?;
@@ -224,9 +347,10 @@ impl MetadataStore {
         Ok(cur)
     }
 
-    /// Writes the new state of `meta` (revision row, file row, journal entry) and commits.
+    /// Writes the new state of `meta` (revision row, file row, journal entry); the caller's
+    /// transaction commits it.
     async fn finish(
-        mut tx: Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         user_id: &str,
         seq: i64,
         meta: &FileMeta,
@@ -311,26 +435,23 @@ impl MetadataStore {
         .bind(change.at_ms)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(change)
     }
 
-    /// Creates a file (`parent_rev` = `None`) or replaces the content of the live file at the
-    /// path whose current revision is `parent_rev`.
-    pub async fn commit_content(
+    async fn commit_content_in(
         &self,
+        tx: &mut AnyConnection,
         user_id: &str,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let (mut tx, seq) = self.begin_commit(user_id).await?;
-        let current = Self::live_by_path(&mut tx, user_id, new.path).await?;
+        let seq = Self::next_seq(tx, user_id).await?;
+        let current = Self::live_by_path(tx, user_id, new.path).await?;
         let old_size = current.as_ref().map_or(0, |c| c.size);
-        self.check_quota(&mut tx, user_id, old_size, new.size)
-            .await?;
+        self.check_quota(tx, user_id, old_size, new.size).await?;
         let now = now_ms();
         let (meta, event) = match (current, new.parent_rev) {
             (None, None) => {
-                Self::ensure_file_or_directory(&mut tx, user_id, new.path, None).await?;
+                Self::ensure_file_or_directory(tx, user_id, new.path, None).await?;
                 (
                     FileMeta {
                         file_id: uuid::Uuid::new_v4().to_string(),
@@ -413,7 +534,7 @@ impl MetadataStore {
     /// Shrinking is always allowed, even over the quota (a user must be able to clean up).
     async fn check_quota(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         user_id: &str,
         old: i64,
         new: i64,
@@ -424,7 +545,7 @@ impl MetadataStore {
         if new <= old {
             return Ok(());
         }
-        let used = Self::used(&mut **tx, user_id).await?;
+        let used = Self::used(&mut *tx, user_id).await?;
         if used - old + new > quota {
             return Err(FilesError::QuotaExceeded {
                 used,
@@ -480,16 +601,16 @@ impl MetadataStore {
         ))
     }
 
-    /// Deletes the live file `file_id` if it is at `parent_rev`.
-    pub async fn delete(
+    async fn delete_in(
         &self,
+        tx: &mut AnyConnection,
         user_id: &str,
         file_id: &str,
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let (mut tx, seq) = self.begin_commit(user_id).await?;
-        let cur = Self::live_at_rev(&mut tx, user_id, file_id, parent_rev).await?;
+        let seq = Self::next_seq(tx, user_id).await?;
+        let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
         let meta = FileMeta {
             rev: cur.rev + 1,
             size: 0,
@@ -503,18 +624,18 @@ impl MetadataStore {
         Ok((meta, change))
     }
 
-    /// Moves or renames the live file `file_id` (keeping its id) if it is at `parent_rev`.
-    pub async fn move_file(
+    async fn move_file_in(
         &self,
+        tx: &mut AnyConnection,
         user_id: &str,
         file_id: &str,
         new_path: &str,
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let (mut tx, seq) = self.begin_commit(user_id).await?;
-        let cur = Self::live_at_rev(&mut tx, user_id, file_id, parent_rev).await?;
-        if let Some(other) = Self::live_by_path(&mut tx, user_id, new_path).await?
+        let seq = Self::next_seq(tx, user_id).await?;
+        let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
+        if let Some(other) = Self::live_by_path(tx, user_id, new_path).await?
             && other.file_id != cur.file_id
         {
             return Err(FilesError::conflict(
@@ -522,7 +643,7 @@ impl MetadataStore {
                 Some(other),
             ));
         }
-        Self::ensure_file_or_directory(&mut tx, user_id, new_path, Some(file_id)).await?;
+        Self::ensure_file_or_directory(tx, user_id, new_path, Some(file_id)).await?;
         let old_path = cur.path.clone();
         let meta = FileMeta {
             path: new_path.to_owned(),
@@ -543,17 +664,16 @@ impl MetadataStore {
         Ok((meta, change))
     }
 
-    /// Makes the content of revision `rev` current again, as a new revision on top of
-    /// `parent_rev`. On a deleted file this is an undelete at its last path (which must be free).
-    pub async fn restore(
+    async fn restore_in(
         &self,
+        tx: &mut AnyConnection,
         user_id: &str,
         file_id: &str,
         rev: i64,
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let (mut tx, seq) = self.begin_commit(user_id).await?;
+        let seq = Self::next_seq(tx, user_id).await?;
         let cur = Self::by_id(&mut *tx, user_id, file_id)
             .await?
             .ok_or(FilesError::NotFound)?;
@@ -569,16 +689,15 @@ impl MetadataStore {
             )));
         }
         let live_size = if cur.deleted { 0 } else { cur.size };
-        self.check_quota(&mut tx, user_id, live_size, old.size)
-            .await?;
+        self.check_quota(tx, user_id, live_size, old.size).await?;
         let event = if cur.deleted {
-            if let Some(other) = Self::live_by_path(&mut tx, user_id, &cur.path).await? {
+            if let Some(other) = Self::live_by_path(tx, user_id, &cur.path).await? {
                 return Err(FilesError::conflict(
                     format!("'{}' already exists", other.path),
                     Some(other),
                 ));
             }
-            Self::ensure_file_or_directory(&mut tx, user_id, &cur.path, Some(file_id)).await?;
+            Self::ensure_file_or_directory(tx, user_id, &cur.path, Some(file_id)).await?;
             ChangeKind::Created
         } else {
             ChangeKind::Updated
@@ -805,5 +924,79 @@ mod tests {
             "{}",
             clashes[0].3
         );
+    }
+
+    fn content<'a>(path: &'a str, parent_rev: Option<i64>) -> NewContent<'a> {
+        NewContent {
+            path,
+            parent_rev,
+            size: 1,
+            sha256: "00",
+            device: Some("laptop"),
+        }
+    }
+
+    /// Commits queued behind each other on SQLite share transactions; each one's effects and
+    /// its journal `seq` stand or fall alone: conflicts inside a batch leave no trace.
+    #[tokio::test]
+    async fn concurrent_commits_share_transactions_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
+        let (paths, dupes): (Vec<String>, Vec<String>) = (0..60)
+            .map(|i| (format!("f{i}.txt"), format!("F{i}.TXT")))
+            .unzip();
+        let mut tasks = Vec::new();
+        for (path, dupe) in paths.iter().zip(&dupes) {
+            for p in [path.clone(), dupe.clone()] {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store.commit_content("u1", content(&p, None)).await
+                }));
+            }
+        }
+        let mut committed = Vec::new();
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok((meta, change)) => committed.push((meta, change)),
+                Err(FilesError::Conflict { .. }) => conflicts += 1,
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        // One of each case-insensitive pair wins, the other is a conflict.
+        assert_eq!((committed.len(), conflicts), (60, 60));
+        let mut seqs: Vec<i64> = committed.iter().map(|(_, c)| c.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=60).collect::<Vec<_>>(),
+            "gap-free: conflicts used no seq"
+        );
+        assert_eq!(store.head("u1").await.unwrap(), 60);
+        let listed = store.list("u1").await.unwrap();
+        assert_eq!(listed.files.len(), 60);
+        let journal = store.changes("u1", 0, 1000).await.unwrap();
+        assert_eq!(journal.changes.len(), 60);
+        assert!(
+            store.group.batches() < 120,
+            "{} transactions for 120 queued commits",
+            store.group.batches()
+        );
+
+        // A batch after a failure still works, and a stale parent is refused inside it.
+        let (first, _) = &committed[0];
+        let (updated, _) = store
+            .commit_content("u1", content(&first.path, Some(first.rev)))
+            .await
+            .unwrap();
+        assert_eq!(updated.rev, first.rev + 1);
+        let stale = store
+            .commit_content("u1", content(&first.path, Some(first.rev)))
+            .await;
+        assert!(
+            matches!(stale, Err(FilesError::Conflict { .. })),
+            "{stale:?}"
+        );
+        assert_eq!(store.head("u1").await.unwrap(), 61);
     }
 }

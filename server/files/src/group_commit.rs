@@ -1,0 +1,163 @@
+//! Group commit for the embedded SQLite metadata database. SQLite has one writer (the pool's
+//! one connection) and, with `synchronous=FULL`, one WAL fsync per transaction, so commits
+//! queued behind each other each paid for their own fsync while holding the connection. Here
+//! the metadata operations queued meanwhile run in one transaction, each inside its own
+//! savepoint, and share one `COMMIT` (one fsync).
+//!
+//! **Invariants**
+//! - An operation's result is handed out only after the batch's `COMMIT` succeeded: nothing
+//!   is acknowledged (or pushed to other devices) before it is durable, and readers see a
+//!   batch only once it is committed, as before.
+//! - An operation that fails rolls back to its savepoint only: its journal `seq` is not used,
+//!   the others in the batch are unaffected. A failed `COMMIT` fails every operation in it.
+//!
+//! PostgreSQL does not go through here: it has concurrent writers and merges concurrent WAL
+//! flushes itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use futures_util::future::BoxFuture;
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::FilesError;
+use crate::store::MetadataStore;
+
+/// Most operations in one transaction (bounds how long one batch holds the connection).
+const MAX_BATCH: usize = 64;
+/// Operations waiting for the writer; more wait in `submit` (backpressure).
+const QUEUE: usize = 1024;
+
+/// A metadata operation run inside a transaction it must not commit.
+pub(crate) type Op<T> = Box<
+    dyn for<'t> FnOnce(
+            &'t MetadataStore,
+            &'t mut AnyConnection,
+        ) -> BoxFuture<'t, Result<T, FilesError>>
+        + Send,
+>;
+
+/// Hands an operation its outcome once the batch's fate is known (`Some` = the batch failed).
+type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut Transaction<'static, Any>) -> BoxFuture<'c, Deliver> + Send>;
+
+/// The single writer's queue, started on first use (inside the runtime).
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    jobs: OnceLock<mpsc::Sender<Job>>,
+    /// Transactions committed, for tests and logs.
+    batches: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("batches", &self.batches.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Runs `op` in the next batch and returns its result once the batch is committed.
+    pub(crate) async fn submit<T: Send + 'static>(
+        &self,
+        pool: &AnyPool,
+        store: MetadataStore,
+        op: Op<T>,
+    ) -> Result<T, FilesError> {
+        let (done, outcome) = oneshot::channel();
+        let job: Job = Box::new(move |outer| {
+            Box::pin(async move {
+                let result = in_savepoint(outer, &store, op).await;
+                Box::new(move |batch_failed: Option<&str>| {
+                    let _ = done.send(match (result, batch_failed) {
+                        (Ok(value), None) => Ok(value),
+                        (Ok(_), Some(why)) => Err(batch_error(why)),
+                        (Err(err), _) => Err(err),
+                    });
+                }) as Deliver
+            })
+        });
+        let jobs = self.jobs.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(run(pool.clone(), rx, self.batches.clone()));
+            tx
+        });
+        jobs.send(job)
+            .await
+            .map_err(|_| batch_error("the metadata writer has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| batch_error("the metadata writer dropped the operation"))?
+    }
+
+    #[cfg(test)]
+    pub(crate) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+}
+
+async fn in_savepoint<T>(
+    outer: &mut Transaction<'static, Any>,
+    store: &MetadataStore,
+    op: Op<T>,
+) -> Result<T, FilesError> {
+    // A transaction begun on a connection already in one is a savepoint.
+    let mut savepoint = (**outer).begin().await?;
+    match op(store, &mut savepoint).await {
+        Ok(value) => {
+            savepoint.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            savepoint.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+fn batch_error(why: &str) -> FilesError {
+    FilesError::Store(sqlx::Error::Protocol(format!(
+        "the metadata commit failed: {why}"
+    )))
+}
+
+/// The writer: takes whatever is queued (up to [`MAX_BATCH`]), runs it in one transaction,
+/// commits, then delivers. Operations queued while a batch runs form the next one.
+async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        // Jobs that cannot run are dropped: their callers get an error.
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(err) => {
+                tracing::warn!(size, "metadata batch not started: {err}");
+                continue;
+            }
+        };
+        let mut deliveries = Vec::with_capacity(size);
+        for job in batch {
+            deliveries.push(job(&mut tx).await);
+        }
+        let failed = tx.commit().await.err().map(|err| err.to_string());
+        match &failed {
+            None => {
+                batches.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(size, "metadata batch committed");
+            }
+            Some(err) => tracing::warn!(size, "metadata batch failed to commit: {err}"),
+        }
+        for deliver in deliveries {
+            deliver(failed.as_deref());
+        }
+    }
+}

@@ -9,7 +9,8 @@
 //!   is acknowledged (or pushed to other devices) before it is durable, and readers see a
 //!   batch only once it is committed, as before.
 //! - An operation that fails rolls back to its savepoint only: its journal `seq` is not used,
-//!   the others in the batch are unaffected. A failed `COMMIT` fails every operation in it.
+//!   the others in the batch are unaffected. A failed `COMMIT` (or an operation that panics)
+//!   fails every operation in the batch, and the writer goes on with the next one.
 //!
 //! PostgreSQL does not go through here: it has concurrent writers and merges concurrent WAL
 //! flushes itself.
@@ -17,6 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -145,10 +147,29 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU6
             }
         };
         let mut deliveries = Vec::with_capacity(size);
+        let mut panicked = false;
         for job in batch {
-            deliveries.push(job(&mut tx).await);
+            // A panicking operation must not take the writer (and every later commit) with
+            // it: the batch is rolled back and its callers get an error, as a request's panic
+            // would have failed only that request before.
+            match std::panic::AssertUnwindSafe(job(&mut tx))
+                .catch_unwind()
+                .await
+            {
+                Ok(deliver) => deliveries.push(deliver),
+                Err(_) => {
+                    panicked = true;
+                    break;
+                }
+            }
         }
-        let failed = tx.commit().await.err().map(|err| err.to_string());
+        let failed = if panicked {
+            tracing::error!(size, "a metadata operation panicked; batch rolled back");
+            drop(tx);
+            Some("an operation in the same batch failed".to_owned())
+        } else {
+            tx.commit().await.err().map(|err| err.to_string())
+        };
         match &failed {
             None => {
                 batches.fetch_add(1, Ordering::Relaxed);

@@ -999,4 +999,20 @@ mod tests {
         );
         assert_eq!(store.head("u1").await.unwrap(), 61);
     }
+
+    /// An operation that panics fails its batch, not the writer: later commits go through.
+    #[tokio::test]
+    async fn a_panicking_operation_does_not_stop_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
+        let boom = store
+            .write::<()>(op(|_, _| Box::pin(async { panic!("boom") })))
+            .await;
+        assert!(matches!(boom, Err(FilesError::Store(_))), "{boom:?}");
+        let (meta, change) = store
+            .commit_content("u1", content("after.txt", None))
+            .await
+            .unwrap();
+        assert_eq!((meta.rev, change.seq), (1, 1));
+    }
 }

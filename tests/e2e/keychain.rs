@@ -15,6 +15,19 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `signup --keychain`, asserting that it succeeds; returns what it printed.
+fn keychain_signup(device: &Device, server: &Server, email: &str) -> String {
+    let out = device
+        .account_with("signup", server, email, &["--keychain"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "signup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
 fn account(device: &Device) -> String {
     device.config_dir.display().to_string()
 }
@@ -27,19 +40,8 @@ fn a_session_in_the_keychain_syncs_and_signing_out_removes_it() {
     laptop.env = keychain.env();
     let desktop = Device::new("desktop").unwrap();
 
-    let out = laptop
-        .account_with("signup", &server, "keys@example.com", &["--keychain"])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "signup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).contains("kept in the keychain"),
-        "{}",
-        stdout(&out)
-    );
+    let printed = keychain_signup(&laptop, &server, "keys@example.com");
+    assert!(printed.contains("kept in the keychain"), "{printed}");
     assert!(!laptop.config_dir.join("session.json").exists());
     assert_eq!(laptop.config()["session_storage"], "keychain");
     let secret = keychain
@@ -115,19 +117,8 @@ fn without_a_keychain_service_the_session_falls_back_to_the_private_file() {
             no_bus.path().display().to_string(),
         ),
     ];
-    let out = device
-        .account_with("signup", &server, "nokeys@example.com", &["--keychain"])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "signup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout(&out).contains("No keychain service"),
-        "{}",
-        stdout(&out)
-    );
+    let printed = keychain_signup(&device, &server, "nokeys@example.com");
+    assert!(printed.contains("No keychain service"), "{printed}");
     assert_eq!(device.config()["session_storage"], "file");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(device.config_dir.join("session.json"))
@@ -147,14 +138,8 @@ fn a_keychain_that_cannot_be_reached_is_reported_not_a_sign_out() {
     let server = Server::start(None).expect("server starts");
     let mut device = Device::new("laptop").unwrap();
     device.env = keychain.env();
-    let out = device
-        .account_with("signup", &server, "gone@example.com", &["--keychain"])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "signup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = keychain_signup(&device, &server, "gone@example.com");
+    assert!(printed.contains("kept in the keychain"), "{printed}");
     let kept = keychain.lookup(&account(&device)).expect("in the keychain");
     drop(keychain);
 

@@ -65,10 +65,14 @@ impl GroupCommit {
     /// Runs `op` in the next batch and returns its result once the batch is committed.
     pub(crate) async fn submit<T: Send + 'static>(
         &self,
-        pool: &AnyPool,
         store: MetadataStore,
         op: Op<T>,
     ) -> Result<T, FilesError> {
+        let jobs = self.jobs.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(run(store.db().pool.clone(), rx, self.batches.clone()));
+            tx
+        });
         let (done, outcome) = oneshot::channel();
         let job: Job = Box::new(move |outer| {
             Box::pin(async move {
@@ -81,11 +85,6 @@ impl GroupCommit {
                     });
                 }) as Deliver
             })
-        });
-        let jobs = self.jobs.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run(pool.clone(), rx, self.batches.clone()));
-            tx
         });
         jobs.send(job)
             .await

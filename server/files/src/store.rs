@@ -135,7 +135,7 @@ impl MetadataStore {
                 tx.commit().await?;
                 Ok(value)
             }
-            Dialect::Sqlite => self.group.submit(&self.db.pool, self.clone(), op).await,
+            Dialect::Sqlite => self.group.submit(self.clone(), op).await,
         }
     }
 

@@ -23,7 +23,7 @@ use syncsphere_protocol::normalize_path;
 
 use crate::SyncError;
 use crate::conflicts::parse_copy_name;
-use crate::scan::{IGNORE_FILE, STATE_DIR, ignored};
+use crate::scan::{STATE_DIR, ignored};
 use crate::status::{Status, SyncState};
 
 /// What a file manager should show on one path.
@@ -195,7 +195,7 @@ pub struct FileStateReader {
     pool: Option<SqlitePool>,
     folder: PathBuf,
     /// `.syncsphereignore` as last read, with the (size, mtime) it was read at.
-    rules: Option<((u64, i64), ignore::gitignore::Gitignore)>,
+    rules: crate::scan::IgnoreRules,
 }
 
 fn db(e: sqlx::Error) -> SyncError {
@@ -211,7 +211,7 @@ impl FileStateReader {
             index_path: crate::config::index_path(config_dir),
             pool: None,
             folder: folder.to_path_buf(),
-            rules: None,
+            rules: Default::default(),
         };
         reader.connect().await?;
         Ok(reader)
@@ -281,11 +281,7 @@ impl FileStateReader {
         } else {
             PathKind::Other
         };
-        facts.ignored_by_rules = self.rules.as_ref().is_some_and(|(_, rules)| {
-            rules
-                .matched_path_or_any_parents(Path::new(&rel), meta.is_dir())
-                .is_ignore()
-        });
+        facts.ignored_by_rules = self.rules.is_ignored(&rel, meta.is_dir());
         facts.in_index = self.in_index(&rel, facts.kind).await?;
         if facts.kind == (PathKind::Folder { empty: false }) && !facts.in_index {
             let empty = std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none());
@@ -321,19 +317,8 @@ impl FileStateReader {
 
     /// Re-reads `.syncsphereignore` when its size or mtime changed (one `stat` a batch).
     fn reload_rules(&mut self) {
-        let path = self.folder.join(IGNORE_FILE);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            self.rules = None;
-            return;
-        };
-        let stamp = (meta.len(), changed_ms(&meta));
-        if self.rules.as_ref().is_some_and(|(s, _)| *s == stamp) {
-            return;
-        }
-        let mut builder = ignore::gitignore::GitignoreBuilder::new(&self.folder);
         // A rule that does not parse is the scanner's to report; the others still apply.
-        let _ = builder.add(&path);
-        self.rules = builder.build().ok().map(|rules| (stamp, rules));
+        let _ = self.rules.refresh(&self.folder);
     }
 }
 
@@ -559,7 +544,7 @@ mod tests {
         for p in ["a.txt", "d/b.txt", "build/x.o", "new.txt", "fresh/c.txt"] {
             std::fs::write(root.join(p), p).unwrap();
         }
-        std::fs::write(root.join(IGNORE_FILE), "build/\n").unwrap();
+        std::fs::write(root.join(crate::scan::IGNORE_FILE), "build/\n").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(root.join("a.txt"), root.join("link")).unwrap();
 

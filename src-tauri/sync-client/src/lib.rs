@@ -216,17 +216,17 @@ pub async fn move_session_to_keychain(config_dir: &Path) -> Result<SessionStorag
     let session = session::SessionStore::of(config_dir, &config)
         .load()
         .await?;
-    let stored = session::save_new(config_dir, &config, SessionStorage::Keychain, &session).await?;
-    if stored == SessionStorage::Keychain {
-        config.session_storage = stored;
-        if let Err(e) = config::write_json(&config::config_path(config_dir), &config, false) {
-            // The file is gone already: put it back so the config and the session agree.
-            config::write_json(&config::session_path(config_dir), &session, true)?;
-            return Err(e);
-        }
-        tracing::info!("moved the session into the keychain");
+    if !session::move_to_keychain(config_dir, &config, &session).await? {
+        return Ok(SessionStorage::File);
     }
-    Ok(stored)
+    config.session_storage = SessionStorage::Keychain;
+    if let Err(e) = config::write_json(&config::config_path(config_dir), &config, false) {
+        // The file is gone already: put it back so the config and the session agree.
+        config::write_json(&config::session_path(config_dir), &session, true)?;
+        return Err(e);
+    }
+    tracing::info!("moved the session into the keychain");
+    Ok(SessionStorage::Keychain)
 }
 
 fn new_device_id() -> String {

@@ -61,7 +61,52 @@ pub(crate) fn folder_ignores_case(folder: &Path) -> std::io::Result<bool> {
 #[derive(Default)]
 pub(crate) struct Scanner {
     cache: HashMap<String, (Stamp, String)>,
-    rules: Option<(Stamp, ignore::gitignore::Gitignore)>,
+    rules: IgnoreRules,
+}
+
+/// `.syncsphereignore` at the top of a folder as last read; re-read only when its size or
+/// mtime changed. Shared by the scanner and the file manager's emblems (`file_state`).
+#[derive(Default)]
+pub(crate) struct IgnoreRules {
+    loaded: Option<(Stamp, ignore::gitignore::Gitignore)>,
+}
+
+impl IgnoreRules {
+    /// (Re)reads the rules of `root` when the file changed; returns what did not parse (the
+    /// rules that did still apply).
+    pub(crate) fn refresh(&mut self, root: &Path) -> Vec<String> {
+        let path = root.join(IGNORE_FILE);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            self.loaded = None;
+            return Vec::new();
+        };
+        let stamp = stamp_of(&meta);
+        if self.loaded.as_ref().is_some_and(|(s, _)| *s == stamp) {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+        if let Some(e) = builder.add(&path) {
+            problems.push(format!("ignore rule not understood: {e}"));
+        }
+        match builder.build() {
+            Ok(rules) => self.loaded = Some((stamp, rules)),
+            Err(e) => {
+                problems.push(format!("ignore rules not understood: {e}"));
+                self.loaded = None;
+            }
+        }
+        problems
+    }
+
+    /// Whether the rules exclude `rel` (a file, or a folder when `is_dir`).
+    pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+        self.loaded.as_ref().is_some_and(|(_, rules)| {
+            rules
+                .matched_path_or_any_parents(Path::new(rel), is_dir)
+                .is_ignore()
+        })
+    }
 }
 
 /// What a scan found.
@@ -134,41 +179,14 @@ impl Scanner {
     /// (Re)reads `.syncsphereignore` when it changed. A rule that does not parse is reported
     /// and the others still apply.
     fn load_rules(&mut self, root: &Path, skipped: &mut Vec<(String, String)>) {
-        let path = root.join(IGNORE_FILE);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            self.rules = None;
-            return;
-        };
-        let stamp = stamp_of(&meta);
-        if self.rules.as_ref().is_some_and(|(s, _)| *s == stamp) {
-            return;
-        }
-        let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
-        if let Some(e) = builder.add(&path) {
-            skipped.push((
-                IGNORE_FILE.into(),
-                format!("ignore rule not understood: {e}"),
-            ));
-        }
-        match builder.build() {
-            Ok(rules) => self.rules = Some((stamp, rules)),
-            Err(e) => {
-                skipped.push((
-                    IGNORE_FILE.into(),
-                    format!("ignore rules not understood: {e}"),
-                ));
-                self.rules = None;
-            }
+        for problem in self.rules.refresh(root) {
+            skipped.push((IGNORE_FILE.into(), problem));
         }
     }
 
     /// Whether `.syncsphereignore` excludes `rel` (a file, or a folder when `is_dir`).
     pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
-        self.rules.as_ref().is_some_and(|(_, rules)| {
-            rules
-                .matched_path_or_any_parents(Path::new(rel), is_dir)
-                .is_ignore()
-        })
+        self.rules.is_ignored(rel, is_dir)
     }
 
     /// Walks `root` (blocking: call from a blocking thread).

@@ -271,19 +271,44 @@ async fn save_new_with(
     session: &Session,
     keychain: Arc<dyn Keychain>,
 ) -> Result<SessionStorage, SyncError> {
-    if preferred == SessionStorage::Keychain {
-        let store =
-            SessionStore::with_keychain(config_dir, config, SessionStorage::Keychain, keychain);
-        match store.save(session, None).await {
-            Ok(()) => {
-                remove_session_file(config_dir)?;
-                return Ok(SessionStorage::Keychain);
-            }
-            Err(e) => tracing::warn!("keeping the session in session.json instead: {e}"),
-        }
+    if preferred == SessionStorage::Keychain
+        && save_in_keychain(config_dir, config, session, keychain).await?
+    {
+        return Ok(SessionStorage::Keychain);
     }
     write_json(&session_path(config_dir), session, true)?;
     Ok(SessionStorage::File)
+}
+
+/// Moves a file-kept `session` into the OS keychain (removing `session.json`); `false`, with
+/// the file left as it is, when no keychain takes it.
+pub(crate) async fn move_to_keychain(
+    config_dir: &Path,
+    config: &ClientConfig,
+    session: &Session,
+) -> Result<bool, SyncError> {
+    save_in_keychain(config_dir, config, session, Arc::new(OsKeychain)).await
+}
+
+/// Puts `session` in `keychain` and removes `session.json`; `false` (logged) when the
+/// keychain cannot take it.
+async fn save_in_keychain(
+    config_dir: &Path,
+    config: &ClientConfig,
+    session: &Session,
+    keychain: Arc<dyn Keychain>,
+) -> Result<bool, SyncError> {
+    let store = SessionStore::with_keychain(config_dir, config, SessionStorage::Keychain, keychain);
+    match store.save(session, None).await {
+        Ok(()) => {
+            remove_session_file(config_dir)?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!("keeping the session in session.json: {e}");
+            Ok(false)
+        }
+    }
 }
 
 /// Whether `config_dir` holds a session, without refreshing it.

@@ -9,7 +9,9 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use syncsphere_auth::AuthUser;
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChunkRef, CommitRequest, DEVICE_HEADER,
@@ -114,14 +116,54 @@ async fn upload(
             needed: len,
         });
     }
-    let staged = state.staging.stage(body.into_data_stream()).await?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body.into_data_stream();
+    // A small content is read into memory and committed inline (see [`crate::inline`]); a
+    // larger one, or one that turns out larger than it said, streams into staging.
+    let mut head = Vec::new();
+    let mut small = None;
+    if state.inline_max > 0 && declared.is_none_or(|len| len <= state.inline_max) {
+        let mut len = 0u64;
+        loop {
+            match body.next().await {
+                Some(Ok(piece)) => {
+                    len += piece.len() as u64;
+                    head.push(piece);
+                    if len > state.inline_max {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(FilesError::BadRequest(format!("upload interrupted: {e}")));
+                }
+                None => {
+                    small = Some(head.concat());
+                    break;
+                }
+            }
+        }
+    }
     // The blob may already exist as an orphan: keep the collector off it until committed.
-    let _gc = state.gc_lock.read().await;
-    // Made durable right here (fsync, rename, fsync of the directory): concurrent small
-    // uploads get their fsyncs merged by the filesystem's journal, without queueing behind
-    // the chunk worker's batches.
-    let (size, sha256) = (staged.size, staged.sha256.clone());
-    state.blobs.put(&user.user_id, &staged).await?;
+    let (size, sha256, _gc) = match &small {
+        Some(data) => (
+            data.len() as i64,
+            hex::encode(Sha256::digest(data)),
+            state.gc_lock.read().await,
+        ),
+        None => {
+            let rest = futures_util::stream::iter(head.into_iter().map(Ok)).chain(body);
+            let staged = state.staging.stage(rest).await?;
+            let gc = state.gc_lock.read().await;
+            // Made durable right here (fsync, rename, fsync of the directory): concurrent
+            // uploads get their fsyncs merged by the filesystem's journal, without queueing
+            // behind the chunk worker's batches.
+            state.blobs.put(&user.user_id, &staged).await?;
+            (staged.size, staged.sha256.clone(), gc)
+        }
+    };
     let (meta, change) = state
         .store
         .commit_content(
@@ -132,6 +174,7 @@ async fn upload(
                 size,
                 sha256: &sha256,
                 device: device.as_deref(),
+                inline: small.as_deref(),
             },
         )
         .await?;
@@ -371,6 +414,7 @@ async fn commit_chunks(
                 size: req.size,
                 sha256: &req.sha256,
                 device: device.as_deref(),
+                inline: None,
             },
         )
         .await?;

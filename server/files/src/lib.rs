@@ -5,7 +5,8 @@
 //! - A commit names the revision it started from (`parent_rev`); a mismatch is a conflict that
 //!   returns the current metadata. Nothing is ever overwritten blindly.
 //! - Content is durable in the blob store *before* the metadata that points at it commits, so a
-//!   crash leaves at worst an unreferenced blob, never a file without its bytes.
+//!   crash leaves at worst an unreferenced blob, never a file without its bytes; a small
+//!   content kept inline is written in the very transaction of its commit ([`inline`]).
 //! - Every commit appends to the user's journal in the same database transaction, with a
 //!   per-user `seq` that is strictly increasing and gap-free; the journal is the truth.
 //! - Committed changes are handed to a [`ChangeSink`] only after the transaction commits.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod gc;
 mod group_commit;
 pub mod http;
+pub mod inline;
 pub mod running;
 pub mod s3;
 pub mod store;
@@ -54,6 +56,9 @@ pub struct FilesState {
     pub store: MetadataStore,
     pub blobs: Arc<dyn BlobStore>,
     pub staging: Arc<Staging>,
+    /// Contents up to this many bytes uploaded in one request are kept in the metadata
+    /// database (0: never); see [`inline`].
+    pub inline_max: u64,
     /// Chunk puts acknowledged and still being made durable (see [`blobs::PendingPuts`]).
     pub pending: Arc<blobs::PendingPuts>,
     /// Whole-content hashes computed as chunks arrive (see [`running`]).

@@ -32,7 +32,8 @@ pub struct MetadataStore {
     group: Arc<GroupCommit>,
 }
 
-/// New content for a path, already durable in the blob store.
+/// New content for a path: already durable in the blob store, or carried here (`inline`) to
+/// be written into `inline_blobs` by the commit itself (see [`crate::inline`]).
 #[derive(Debug, Clone)]
 pub struct NewContent<'a> {
     pub path: &'a str,
@@ -40,6 +41,9 @@ pub struct NewContent<'a> {
     pub size: i64,
     pub sha256: &'a str,
     pub device: Option<&'a str>,
+    /// The content's bytes, when it is small enough to live in the metadata database. The
+    /// caller has checked that they hash to `sha256` and are `size` bytes long.
+    pub inline: Option<&'a [u8]>,
 }
 
 const FILE_COLUMNS: &str = "file_id, path, rev, size, sha256, deleted, modified_ms";
@@ -149,6 +153,7 @@ impl MetadataStore {
         let user = user_id.to_owned();
         let (path, sha256) = (new.path.to_owned(), new.sha256.to_owned());
         let device = new.device.map(str::to_owned);
+        let inline = new.inline.map(<[u8]>::to_vec);
         let (parent_rev, size) = (new.parent_rev, new.size);
         self.write(op(move |store, tx| {
             Box::pin(async move {
@@ -158,6 +163,7 @@ impl MetadataStore {
                     size,
                     sha256: &sha256,
                     device: device.as_deref(),
+                    inline: inline.as_deref(),
                 };
                 store.commit_content_in(tx, &user, new).await
             })
@@ -493,6 +499,23 @@ impl MetadataStore {
                 ));
             }
         };
+        if let Some(data) = new.inline {
+            debug_assert_eq!(data.len() as i64, new.size);
+            // The same content committed again (another path, or back to an old version) is
+            // already there: same user, same hash, same bytes.
+            sqlx::query(
+                "INSERT INTO inline_blobs (user_id, sha256, size, data, modified_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id, sha256) DO UPDATE SET modified_ms = excluded.modified_ms",
+            )
+            .bind(user_id)
+            .bind(new.sha256)
+            .bind(new.size)
+            .bind(data)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         let change = Self::finish(tx, user_id, seq, &meta, event, None, new.device).await?;
         Ok((meta, change))
     }
@@ -933,6 +956,7 @@ mod tests {
             size: 1,
             sha256: "00",
             device: Some("laptop"),
+            inline: None,
         }
     }
 

@@ -18,6 +18,7 @@ use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_files::gc::{GcLock, GcPolicy};
+use syncsphere_files::inline::InlineBlobStore;
 use syncsphere_files::s3::S3BlobStore;
 pub use syncsphere_files::s3::S3Config;
 use syncsphere_files::{
@@ -82,6 +83,9 @@ pub struct AppConfig {
     pub gc_interval_secs: u64,
     /// Blobs in S3 instead of `data_dir/blobs`.
     pub s3: Option<S3Config>,
+    /// Contents up to this many bytes uploaded in one request live in the metadata database
+    /// (0: every content goes to the blob store).
+    pub inline_max_bytes: u64,
 }
 
 impl AppConfig {
@@ -106,6 +110,7 @@ impl AppConfig {
             gc_policy: GcPolicy::default(),
             gc_interval_secs: 3600,
             s3: None,
+            inline_max_bytes: syncsphere_files::inline::DEFAULT_INLINE_MAX_BYTES,
         }
     }
 
@@ -258,6 +263,8 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             (Arc::new(store), staging)
         }
     };
+    // Small contents live in the metadata database, in front of the blob store.
+    let blobs: Arc<dyn BlobStore> = Arc::new(InlineBlobStore::new(db.clone(), blobs));
     let maintenance = Maintenance {
         store: MetadataStore::new(db).with_quota(config.quota_bytes),
         blobs,
@@ -275,6 +282,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         store: maintenance.store.clone(),
         blobs: maintenance.blobs.clone(),
         staging: maintenance.staging.clone(),
+        inline_max: config.inline_max_bytes,
         pending: Arc::new(PendingPuts::new(maintenance.blobs.clone())),
         running: Arc::default(),
         gc_lock: maintenance.lock.clone(),

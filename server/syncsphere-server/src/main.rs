@@ -91,6 +91,11 @@ struct Args {
     /// files instance of a cluster only.
     #[arg(long, env = "SYNCSPHERE_GC_INTERVAL_SECS", default_value_t = 3600)]
     gc_interval_secs: u64,
+    /// Contents up to this many bytes uploaded in one request are kept in the metadata
+    /// database, committed in the same transaction as their revision, instead of the blob
+    /// store (0 turns it off; at most 1 MiB, as they are read into memory).
+    #[arg(long, env = "SYNCSPHERE_INLINE_MAX_BYTES", default_value_t = syncsphere_files::inline::DEFAULT_INLINE_MAX_BYTES, value_parser = clap::value_parser!(u64).range(0..=1024 * 1024))]
+    inline_max_bytes: u64,
     /// Keep blobs in this S3 bucket instead of the data directory. Credentials come from the
     /// standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, ECS task role…).
     #[arg(long, env = "SYNCSPHERE_S3_BUCKET")]
@@ -198,6 +203,7 @@ fn config(args: &Args, database_url: Option<String>, public_url: String) -> AppC
             grace: Duration::from_secs(args.gc_grace_secs),
         },
         gc_interval_secs: if args.check { 0 } else { args.gc_interval_secs },
+        inline_max_bytes: args.inline_max_bytes,
         s3: args.s3_bucket.as_ref().map(|bucket| S3Config {
             bucket: bucket.clone(),
             region: args.s3_region.clone(),

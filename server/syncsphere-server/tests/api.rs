@@ -20,6 +20,8 @@ struct Harness {
     app: Router,
     maintenance: syncsphere_server::Maintenance,
     dir: tempfile::TempDir,
+    /// The metadata database, for tests that look at what the server stored.
+    database_url: String,
 }
 
 async fn harness(database_url: Option<String>) -> Harness {
@@ -44,6 +46,9 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
                 secret_key: Some(secret_key),
             },
         );
+    let db_url = database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("metadata.db").display()));
     let app = build(&AppConfig {
         database_url,
         user_pool_id: POOL.into(),
@@ -58,6 +63,7 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
         app: app.router,
         maintenance: app.maintenance.expect("the all role has a file store"),
         dir,
+        database_url: db_url,
     }
 }
 
@@ -1620,6 +1626,137 @@ async fn retention_and_garbage_collection(db: Option<String>) {
     assert!(checked.problems[0].3.contains("missing"));
 }
 
+/// Small contents uploaded in one request live in the metadata database, committed with their
+/// revision; larger ones (also when the request does not say its length) go to the blob store.
+/// Both read back whole and by range, and a content committed twice is stored once.
+async fn small_contents_inline(db: Option<String>) {
+    use syncsphere_files::inline::DEFAULT_INLINE_MAX_BYTES;
+    let on_disk = db.is_none();
+    let h = harness(db).await;
+    let (t, _) = h.user("inline@example.com").await;
+    let user = claims(&t)["sub"].as_str().unwrap().to_owned();
+    let meta_db = syncsphere_db::Db::connect(&h.database_url).await.unwrap();
+    let inline_rows = |sha: String| {
+        let (pool, user) = (meta_db.pool.clone(), user.clone());
+        async move {
+            syncsphere_db::sqlx::query(
+                "SELECT size FROM inline_blobs WHERE user_id = $1 AND sha256 = $2",
+            )
+            .bind(user)
+            .bind(sha)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .len()
+        }
+    };
+    let disk_blob = |sha: &str| {
+        h.dir
+            .path()
+            .join("blobs")
+            .join(&user)
+            .join(&sha[..2])
+            .join(sha)
+    };
+    // A body streamed in pieces without a length, like a client that does not announce one.
+    let streamed = |token: &str, query: &str, pieces: Vec<Vec<u8>>| {
+        let stream = futures_util::stream::iter(
+            pieces
+                .into_iter()
+                .map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p))),
+        );
+        Request::put(format!("/v1/files/content?{query}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from_stream(stream))
+            .unwrap()
+    };
+
+    let small = b"a small file, kept inline";
+    let r = h.put(&t, "path=small.txt", small).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let small_id = r.json["file_id"].as_str().unwrap().to_owned();
+    assert_eq!(inline_rows(sha_hex(small)).await, 1);
+    if on_disk {
+        assert!(
+            !disk_blob(&sha_hex(small)).exists(),
+            "not in the blob store"
+        );
+    }
+    let got = h.get(&t, &format!("/v1/files/{small_id}/content")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.bytes, small);
+    let ranged = h
+        .send(
+            Request::get(format!("/v1/files/{small_id}/content"))
+                .header("authorization", format!("Bearer {t}"))
+                .header("range", "bytes=2-6")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes, b"small");
+
+    // The same content at another path, and a streamed small body: one row per content.
+    let r = h.put(&t, "path=copy.txt", small).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(inline_rows(sha_hex(small)).await, 1);
+    let pieces = vec![b"in ".to_vec(), b"three ".to_vec(), b"pieces".to_vec()];
+    let r = h.send(streamed(&t, "path=pieces.txt", pieces)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["size"], 15);
+    assert_eq!(inline_rows(sha_hex(b"in three pieces")).await, 1);
+
+    // Exactly at the limit is inline; one byte more goes to the store.
+    let at_limit = noise(DEFAULT_INLINE_MAX_BYTES as usize, 31);
+    let over = noise(DEFAULT_INLINE_MAX_BYTES as usize + 1, 32);
+    for (name, data, inline) in [("limit.bin", &at_limit, true), ("over.bin", &over, false)] {
+        let r = h
+            .send(
+                Request::put(format!("/v1/files/content?path={name}"))
+                    .header("authorization", format!("Bearer {t}"))
+                    .header("content-length", data.len())
+                    .body(Body::from(data.clone()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.json);
+        assert_eq!(
+            inline_rows(sha_hex(data)).await,
+            usize::from(inline),
+            "{name}"
+        );
+        if on_disk {
+            assert_eq!(disk_blob(&sha_hex(data)).exists(), !inline, "{name}");
+        }
+        let id = r.json["file_id"].as_str().unwrap();
+        assert!(h.get(&t, &format!("/v1/files/{id}/content")).await.bytes == *data);
+    }
+    // Streamed without a length and over the limit: what was read ahead is not lost.
+    let big: Vec<u8> = noise(40 * 1024, 33);
+    let pieces: Vec<Vec<u8>> = big.chunks(5000).map(<[u8]>::to_vec).collect();
+    let r = h.send(streamed(&t, "path=big.bin", pieces)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["sha256"], sha_hex(&big));
+    assert_eq!(inline_rows(sha_hex(&big)).await, 0);
+    let id = r.json["file_id"].as_str().unwrap();
+    assert!(h.get(&t, &format!("/v1/files/{id}/content")).await.bytes == big);
+
+    // A new revision of the small file, and the store checks clean.
+    let r = h
+        .put(&t, "path=small.txt&parent_rev=1", b"its second version")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let old = h
+        .get(&t, &format!("/v1/files/{small_id}/content?rev=1"))
+        .await;
+    assert_eq!(old.bytes, small, "{:?}", old.status);
+    let checked = syncsphere_files::gc::check(&h.maintenance.store, &h.maintenance.blobs)
+        .await
+        .unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+}
+
 fn postgres() -> Option<String> {
     let admin = syncsphere_e2e::postgres_admin_url()?;
     Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
@@ -1751,6 +1888,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores! {
+    small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
     quotas => quotas_on_sqlite, quotas_on_postgres;

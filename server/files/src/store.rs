@@ -1,11 +1,12 @@
 //! File metadata, revisions and the change journal in the metadata database.
 //!
-//! Every mutating operation runs in one transaction that first increments the user's journal
-//! head (`journal_heads.last_seq`). That row lock serialises a user's commits on PostgreSQL (the
-//! embedded SQLite pool has a single writer anyway), so the `parent_rev` check, the metadata
-//! update, the revision row and the journal entry are atomic and `seq` is gap-free. On SQLite
-//! the operation's transaction is a savepoint in a group commit ([`crate::group_commit`]):
-//! operations queued behind each other share one `COMMIT`.
+//! Every mutating operation runs in one transaction that increments the user's journal head
+//! (`journal_heads.last_seq`): first on PostgreSQL, where that row lock serialises a user's
+//! commits; last on SQLite, which has a single writer anyway. So the `parent_rev` check, the
+//! metadata update, the revision row and the journal entry are atomic and `seq` is gap-free.
+//! On SQLite the operation runs inside a group commit ([`crate::group_commit`]): operations
+//! queued behind each other share one transaction and one `COMMIT`, which is why every
+//! operation makes all of its checks before its first write.
 
 use sqlx::any::AnyRow;
 use std::sync::Arc;
@@ -234,6 +235,21 @@ impl MetadataStore {
         .await
     }
 
+    /// On PostgreSQL, the user's next journal `seq`, taken before anything else: its row lock
+    /// serialises the user's commits, so the checks that follow see every earlier commit. On
+    /// SQLite (one writer) `None`: [`Self::finish`] takes it after the checks, so an operation
+    /// refused by a check has written nothing (what group commit relies on).
+    async fn seq_first(
+        &self,
+        tx: &mut AnyConnection,
+        user_id: &str,
+    ) -> Result<Option<i64>, FilesError> {
+        match self.db.dialect {
+            Dialect::Postgres => Ok(Some(Self::next_seq(tx, user_id).await?)),
+            Dialect::Sqlite => Ok(None),
+        }
+    }
+
     /// The user's next journal `seq` (the head row is created on a user's first commit). Its
     /// row lock serialises the user's commits on PostgreSQL.
     async fn next_seq(tx: &mut AnyConnection, user_id: &str) -> Result<i64, FilesError> {
@@ -301,6 +317,22 @@ impl MetadataStore {
         path: &str,
         moving: Option<&str>,
     ) -> Result<(), FilesError> {
+        match Self::path_state(tx, user_id, path, moving, false).await?.1 {
+            Some(other) => Err(Self::clash(path, other)),
+            None => Ok(()),
+        }
+    }
+
+    /// In one query: the live file at `path` (when `with_self`), and a live file that clashes
+    /// with a file at `path` by the file-or-directory rule (see
+    /// [`Self::ensure_file_or_directory`]).
+    async fn path_state(
+        tx: &mut AnyConnection,
+        user_id: &str,
+        path: &str,
+        moving: Option<&str>,
+        with_self: bool,
+    ) -> Result<(Option<FileMeta>, Option<FileMeta>), FilesError> {
         let key = path_key(path);
         let ancestors: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..i]).collect();
         // Keys below `key` are those in [`key/`, `key0`): '0' follows '/' bytewise, and keys
@@ -309,22 +341,42 @@ impl MetadataStore {
             "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0
              AND file_id <> $2 AND ((path_key >= $3 AND path_key < $4)"
         );
+        let first_ancestor = if with_self {
+            sql.push_str(" OR path_key = $5");
+            6
+        } else {
+            5
+        };
         for i in 0..ancestors.len() {
-            sql.push_str(&format!(" OR path_key = ${}", i + 5));
+            sql.push_str(&format!(" OR path_key = ${}", i + first_ancestor));
         }
-        sql.push_str(") LIMIT 1");
+        // At most one file is at `key`, so two rows always include a clash if there is one.
+        sql.push_str(") LIMIT 2");
         let mut query = sqlx::query(&sql)
             .bind(user_id)
             .bind(moving.unwrap_or(""))
             .bind(format!("{key}/"))
             .bind(format!("{key}0"));
+        if with_self {
+            query = query.bind(key.clone());
+        }
         for a in &ancestors {
             query = query.bind(*a);
         }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
-            return Ok(());
-        };
-        let other = file_from_row(&row)?;
+        let (mut at, mut clash) = (None, None);
+        for row in query.fetch_all(&mut *tx).await? {
+            let file = file_from_row(&row)?;
+            if path_key(&file.path) == key {
+                at = Some(file);
+            } else {
+                clash.get_or_insert(file);
+            }
+        }
+        Ok((at, clash))
+    }
+
+    fn clash(path: &str, other: FileMeta) -> FilesError {
+        let key = path_key(path);
         let message = if path_key(&other.path).len() < key.len() {
             format!("'{}' is a file, so it cannot hold '{path}'", other.path)
         } else {
@@ -333,7 +385,7 @@ impl MetadataStore {
                 other.path
             )
         };
-        Err(FilesError::conflict(message, Some(other)))
+        FilesError::conflict(message, Some(other))
     }
 
     /// The live file `file_id`, which must be at `parent_rev` (else a conflict with its metadata).
@@ -358,12 +410,16 @@ impl MetadataStore {
     async fn finish(
         tx: &mut AnyConnection,
         user_id: &str,
-        seq: i64,
+        seq: Option<i64>,
         meta: &FileMeta,
         event: ChangeKind,
         old_path: Option<&str>,
         device: Option<&str>,
     ) -> Result<ChangeEvent, FilesError> {
+        let seq = match seq {
+            Some(seq) => seq,
+            None => Self::next_seq(tx, user_id).await?,
+        };
         let deleted = i64::from(meta.deleted);
         if meta.rev == 1 {
             sqlx::query(
@@ -450,14 +506,16 @@ impl MetadataStore {
         user_id: &str,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let seq = Self::next_seq(tx, user_id).await?;
-        let current = Self::live_by_path(tx, user_id, new.path).await?;
+        let seq = self.seq_first(tx, user_id).await?;
+        let (current, clash) = Self::path_state(tx, user_id, new.path, None, true).await?;
         let old_size = current.as_ref().map_or(0, |c| c.size);
         self.check_quota(tx, user_id, old_size, new.size).await?;
         let now = now_ms();
         let (meta, event) = match (current, new.parent_rev) {
             (None, None) => {
-                Self::ensure_file_or_directory(tx, user_id, new.path, None).await?;
+                if let Some(other) = clash {
+                    return Err(Self::clash(new.path, other));
+                }
                 (
                     FileMeta {
                         file_id: uuid::Uuid::new_v4().to_string(),
@@ -632,7 +690,7 @@ impl MetadataStore {
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let seq = Self::next_seq(tx, user_id).await?;
+        let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
         let meta = FileMeta {
             rev: cur.rev + 1,
@@ -656,7 +714,7 @@ impl MetadataStore {
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let seq = Self::next_seq(tx, user_id).await?;
+        let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
         if let Some(other) = Self::live_by_path(tx, user_id, new_path).await?
             && other.file_id != cur.file_id
@@ -696,7 +754,7 @@ impl MetadataStore {
         parent_rev: i64,
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
-        let seq = Self::next_seq(tx, user_id).await?;
+        let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::by_id(&mut *tx, user_id, file_id)
             .await?
             .ok_or(FilesError::NotFound)?;
@@ -1038,5 +1096,115 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((meta.rev, change.seq), (1, 1));
+    }
+
+    /// An operation that fails in the database after writing dooms its whole batch: nothing
+    /// of the batch is committed (no partial operation survives), every caller hears of it,
+    /// and the next batch works. A refused operation in a batch leaves no trace.
+    #[tokio::test]
+    async fn a_database_failure_rolls_back_its_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
+        store
+            .commit_content("u1", content("taken.txt", None))
+            .await
+            .unwrap();
+        // Hold the writer so that the operations below queue up and form one batch.
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(op(move |_, _| {
+                        Box::pin(async move {
+                            let _ = held.await;
+                            Ok(())
+                        })
+                    }))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let spawn_commit = |path: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit_content("u1", content(path, None)).await })
+        };
+        let before = spawn_commit("before.txt");
+        let refused = spawn_commit("TAKEN.TXT");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let broken = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write::<()>(op(|_, tx| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE journal_heads SET last_seq = last_seq + 100")
+                                .execute(&mut *tx)
+                                .await?;
+                            sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                                .execute(&mut *tx)
+                                .await?;
+                            Ok(())
+                        })
+                    }))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let after = spawn_commit("after.txt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let batches_before = store.group.batches();
+        assert!(matches!(broken.await.unwrap(), Err(FilesError::Store(_))));
+        assert!(
+            matches!(refused.await.unwrap(), Err(FilesError::Conflict { .. })),
+            "a refused operation keeps its own error"
+        );
+        // Its batch companions, before and after it, failed with it.
+        assert!(before.await.unwrap().is_err());
+        assert!(after.await.unwrap().is_err());
+        assert_eq!(store.group.batches(), batches_before, "nothing committed");
+        assert_eq!(
+            store.head("u1").await.unwrap(),
+            1,
+            "the +100 was rolled back"
+        );
+        let names: Vec<String> = store
+            .list("u1")
+            .await
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(names, ["taken.txt"]);
+        // The writer goes on.
+        let (_, change) = store
+            .commit_content("u1", content("later.txt", None))
+            .await
+            .unwrap();
+        assert_eq!(change.seq, 2);
+    }
+
+    /// Debug builds catch an operation that writes and is then refused (which would leave its
+    /// writes in the batch): it fails as a panic, and nothing of it is committed.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    async fn a_refusal_after_a_write_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
+        let bad = store
+            .write::<()>(op(|_, tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO journal_heads (user_id, last_seq) VALUES ('u9', 7)")
+                        .execute(&mut *tx)
+                        .await?;
+                    Err(FilesError::NotFound)
+                })
+            }))
+            .await;
+        assert!(matches!(bad, Err(FilesError::Store(_))), "{bad:?}");
+        assert_eq!(store.head("u9").await.unwrap(), 0);
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::SyncError;
 use crate::auth::TokenSource;
@@ -94,7 +95,12 @@ impl Push {
             HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|e| SyncError::Auth(e.to_string()))?,
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        // tungstenite's default 128 KiB read buffer is zeroed for every read; push messages
+        // are a few hundred bytes (larger ones are read in several pieces).
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(8 * 1024);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
         let hello = ClientMessage::Hello {

@@ -214,6 +214,12 @@ async fn main() -> anyhow::Result<()> {
     let latencies = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));
+    // Commit → receive: from the change's `at_ms` (the server's clock, stamped inside the
+    // commit's transaction; same machine, so the same clock) to the push arriving. `at_ms` is
+    // whole milliseconds, so this over-states by up to 1 ms.
+    let from_commit = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut n = 0usize;
     for (u, token) in tokens.iter().enumerate() {
@@ -231,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("connection {n}"))?;
             n += 1;
             let (sent, latencies, received) = (sent.clone(), latencies.clone(), received.clone());
+            let from_commit = from_commit.clone();
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = ws.next().await {
                     let Message::Text(t) = msg else { continue };
@@ -246,6 +253,13 @@ async fn main() -> anyhow::Result<()> {
                     if let Some(at) = at {
                         let us = at.elapsed().as_micros() as u64;
                         let _ = latencies.lock().unwrap().record(us.max(1));
+                        if let Some(committed_ms) = v["at_ms"].as_i64() {
+                            let now_us = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_micros() as i64);
+                            let us = (now_us - committed_ms * 1000).max(1) as u64;
+                            let _ = from_commit.lock().unwrap().record(us);
+                        }
                         received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -317,6 +331,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "- upload start → push received at another device: {}",
         percentiles(&latencies.lock().unwrap())
+    );
+    println!(
+        "- commit (the change's at_ms, stamped in the commit) → push received: {}",
+        percentiles(&from_commit.lock().unwrap())
     );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         println!(

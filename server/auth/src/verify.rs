@@ -16,6 +16,9 @@ use tokio::sync::RwLock;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
+/// Most tokens remembered as verified (a client sends the same access token with every request
+/// for up to an hour; each entry is the token, ~1 KB, and its claims).
+const VERIFIED_TOKENS: usize = 10_000;
 /// Minimum time between two JWKS fetches triggered by an unknown `kid` (a forged `kid` must not
 /// turn every request into a fetch).
 const REFETCH_PENALTY: Duration = Duration::from_secs(30);
@@ -100,6 +103,10 @@ pub struct Verifier {
     source: JwksSource,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
+    /// Tokens that passed [`Verifier::verify`], by their whole text, with their claims: a
+    /// repeat skips the RS256 signature check (the largest CPU cost of a small upload), never
+    /// the expiry check. Device revocation is checked per request outside of this.
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
     revocations: Option<Arc<dyn DeviceRevocations>>,
 }
 
@@ -131,6 +138,7 @@ impl Verifier {
                 .build()
                 .unwrap_or_default(),
             cache: RwLock::new(cache),
+            verified: std::sync::Mutex::default(),
             revocations: None,
         }
     }
@@ -158,6 +166,33 @@ impl Verifier {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = now_secs();
+        if let Some(claims) = self.verified_lock().get(token)
+            && claims.exp + LEEWAY_SECS > now
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.verify_signed(token).await?;
+        let mut verified = self.verified_lock();
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.retain(|_, c| c.exp + LEEWAY_SECS > now);
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verified_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+        // The map holds only verified tokens: one left by a panicking thread is still sound.
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The full check: signature, issuer, expiry, not-before, token use and client.
+    async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -327,4 +362,10 @@ impl IntoResponse for AuthRejection {
         )
             .into_response()
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

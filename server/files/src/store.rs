@@ -47,6 +47,33 @@ pub struct NewContent<'a> {
     pub inline: Option<&'a [u8]>,
 }
 
+/// What an operation writes once its checks passed (see [`MetadataStore::finish`]).
+struct Outcome<'a> {
+    meta: &'a FileMeta,
+    event: ChangeKind,
+    old_path: Option<&'a str>,
+    device: Option<&'a str>,
+    /// A small content's bytes, kept in `inline_blobs` (see [`crate::inline`]).
+    inline: Option<&'a [u8]>,
+}
+
+impl<'a> Outcome<'a> {
+    fn of(
+        meta: &'a FileMeta,
+        event: ChangeKind,
+        old_path: Option<&'a str>,
+        device: Option<&'a str>,
+    ) -> Self {
+        Outcome {
+            meta,
+            event,
+            old_path,
+            device,
+            inline: None,
+        }
+    }
+}
+
 const FILE_COLUMNS: &str = "file_id, path, rev, size, sha256, deleted, modified_ms";
 
 fn file_from_row(row: &AnyRow) -> Result<FileMeta, sqlx::Error> {
@@ -411,14 +438,34 @@ impl MetadataStore {
         tx: &mut AnyConnection,
         user_id: &str,
         seq: Option<i64>,
-        meta: &FileMeta,
-        event: ChangeKind,
-        old_path: Option<&str>,
-        device: Option<&str>,
+        outcome: Outcome<'_>,
     ) -> Result<ChangeEvent, FilesError> {
         let Some(seq) = seq else {
-            return Self::finish_at_once(tx, user_id, meta, event, old_path, device).await;
+            return Self::finish_at_once(tx, user_id, outcome).await;
         };
+        let Outcome {
+            meta,
+            event,
+            old_path,
+            device,
+            inline,
+        } = outcome;
+        if let Some(data) = inline {
+            // The same content committed again (another path, or back to an old version) is
+            // already there: same user, same hash, same bytes.
+            sqlx::query(
+                "INSERT INTO inline_blobs (user_id, sha256, size, data, modified_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id, sha256) DO UPDATE SET modified_ms = excluded.modified_ms",
+            )
+            .bind(user_id)
+            .bind(&meta.sha256)
+            .bind(meta.size)
+            .bind(data)
+            .bind(meta.modified_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         let deleted = i64::from(meta.deleted);
         if meta.rev == 1 {
             sqlx::query(
@@ -501,18 +548,25 @@ impl MetadataStore {
 
     /// [`Self::finish`] on SQLite, where the journal `seq` is taken last: the same writes,
     /// with the seq taken from the journal head, sent as one multi-statement command (one
-    /// round trip to the SQLite worker thread instead of five — per-statement round trips
+    /// round trip to the SQLite worker thread instead of up to six — per-statement round trips
     /// were what the embedded server spent its time on under load). SQLite binds `$N` by
     /// number across the statements; PostgreSQL cannot prepare several statements at once,
     /// which is why it keeps the statement-by-statement form.
     async fn finish_at_once(
         tx: &mut AnyConnection,
         user_id: &str,
-        meta: &FileMeta,
-        event: ChangeKind,
-        old_path: Option<&str>,
-        device: Option<&str>,
+        outcome: Outcome<'_>,
     ) -> Result<ChangeEvent, FilesError> {
+        let Outcome {
+            meta,
+            event,
+            old_path,
+            device,
+            inline,
+        } = outcome;
+        const INLINE: &str = "INSERT INTO inline_blobs (user_id, sha256, size, data, modified_ms)
+                VALUES ($1, $7, $6, $13, $9)
+                ON CONFLICT (user_id, sha256) DO UPDATE SET modified_ms = excluded.modified_ms;";
         const HEAD: &str = "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
                 ON CONFLICT (user_id) DO NOTHING;
             UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1;";
@@ -527,7 +581,8 @@ impl MetadataStore {
                 SELECT $1, last_seq, $2, $11, $3, $12, $5, $6, $7, $10, $9 FROM journal_heads WHERE user_id = $1;
             SELECT last_seq FROM journal_heads WHERE user_id = $1";
         let sql = format!(
-            "{HEAD}\n{}\n{HISTORY}",
+            "{}\n{HEAD}\n{}\n{HISTORY}",
+            if inline.is_some() { INLINE } else { "" },
             if meta.rev == 1 { CREATE } else { UPDATE }
         );
         let rows = sqlx::query(&sql)
@@ -543,6 +598,7 @@ impl MetadataStore {
             .bind(device)
             .bind(event.as_str())
             .bind(old_path)
+            .bind(inline)
             .fetch_all(&mut *tx)
             .await?;
         // The final SELECT's row (the statements before it return none).
@@ -618,24 +674,14 @@ impl MetadataStore {
                 ));
             }
         };
-        if let Some(data) = new.inline {
-            debug_assert_eq!(data.len() as i64, new.size);
-            // The same content committed again (another path, or back to an old version) is
-            // already there: same user, same hash, same bytes.
-            sqlx::query(
-                "INSERT INTO inline_blobs (user_id, sha256, size, data, modified_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_id, sha256) DO UPDATE SET modified_ms = excluded.modified_ms",
-            )
-            .bind(user_id)
-            .bind(new.sha256)
-            .bind(new.size)
-            .bind(data)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let change = Self::finish(tx, user_id, seq, &meta, event, None, new.device).await?;
+        let outcome = Outcome {
+            meta: &meta,
+            event,
+            old_path: None,
+            device: new.device,
+            inline: new.inline,
+        };
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
         Ok((meta, change))
     }
 
@@ -761,8 +807,8 @@ impl MetadataStore {
             modified_ms: now_ms(),
             ..cur
         };
-        let change =
-            Self::finish(tx, user_id, seq, &meta, ChangeKind::Deleted, None, device).await?;
+        let outcome = Outcome::of(&meta, ChangeKind::Deleted, None, device);
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
         Ok((meta, change))
     }
 
@@ -793,16 +839,8 @@ impl MetadataStore {
             modified_ms: now_ms(),
             ..cur
         };
-        let change = Self::finish(
-            tx,
-            user_id,
-            seq,
-            &meta,
-            ChangeKind::Moved,
-            Some(&old_path),
-            device,
-        )
-        .await?;
+        let outcome = Outcome::of(&meta, ChangeKind::Moved, Some(&old_path), device);
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
         Ok((meta, change))
     }
 
@@ -852,7 +890,8 @@ impl MetadataStore {
             modified_ms: now_ms(),
             ..cur
         };
-        let change = Self::finish(tx, user_id, seq, &meta, event, None, device).await?;
+        let change =
+            Self::finish(tx, user_id, seq, Outcome::of(&meta, event, None, device)).await?;
         Ok((meta, change))
     }
 

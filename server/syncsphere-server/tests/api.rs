@@ -332,6 +332,28 @@ async fn cognito_api_and_token_rules(db: Option<String>) {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
+    // A verified token is remembered (no second signature check), but never past its expiry,
+    // and an altered copy of a remembered token is still refused. This one expires (with the
+    // 30 s leeway) about 2 s from now.
+    let short = h.sign(&kid, with("exp", json!(now() - 28)));
+    assert_eq!(h.get(&short, "/v1/files").await.status, StatusCode::OK);
+    assert_eq!(h.get(&short, "/v1/files").await.status, StatusCode::OK);
+    let mut altered = short.clone().into_bytes();
+    let at = altered.len() - 20; // inside the signature
+    altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert_eq!(
+        h.get(&altered, "/v1/files").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let r = h.get(&short, "/v1/files").await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "expired while remembered"
+    );
+
     // GetUser and GlobalSignOut.
     let r = h
         .cognito("GetUser", &json!({"AccessToken": token}).to_string())

@@ -48,6 +48,7 @@ pub struct NewContent<'a> {
 }
 
 /// What an operation writes once its checks passed (see [`MetadataStore::finish`]).
+#[derive(Clone, Copy)]
 struct Outcome<'a> {
     meta: &'a FileMeta,
     event: ChangeKind,
@@ -58,6 +59,22 @@ struct Outcome<'a> {
 }
 
 impl<'a> Outcome<'a> {
+    /// The journal entry (and push) of this outcome as change `seq`.
+    fn change(&self, seq: i64) -> ChangeEvent {
+        ChangeEvent {
+            seq,
+            file_id: self.meta.file_id.clone(),
+            event: self.event,
+            path: self.meta.path.clone(),
+            old_path: self.old_path.map(str::to_owned),
+            rev: self.meta.rev,
+            size: self.meta.size,
+            sha256: self.meta.sha256.clone(),
+            origin_device: self.device.map(str::to_owned),
+            at_ms: self.meta.modified_ms,
+        }
+    }
+
     fn of(
         meta: &'a FileMeta,
         event: ChangeKind,
@@ -446,9 +463,9 @@ impl MetadataStore {
         let Outcome {
             meta,
             event,
-            old_path,
             device,
             inline,
+            ..
         } = outcome;
         if let Some(data) = inline {
             // The same content committed again (another path, or back to an old version) is
@@ -514,18 +531,7 @@ impl MetadataStore {
         .bind(device)
         .execute(&mut *tx)
         .await?;
-        let change = ChangeEvent {
-            seq,
-            file_id: meta.file_id.clone(),
-            event,
-            path: meta.path.clone(),
-            old_path: old_path.map(str::to_owned),
-            rev: meta.rev,
-            size: meta.size,
-            sha256: meta.sha256.clone(),
-            origin_device: device.map(str::to_owned),
-            at_ms: meta.modified_ms,
-        };
+        let change = outcome.change(seq);
         sqlx::query(
             "INSERT INTO journal (user_id, seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -603,18 +609,7 @@ impl MetadataStore {
             .await?;
         // The final SELECT's row (the statements before it return none).
         let row = rows.last().ok_or(sqlx::Error::RowNotFound)?;
-        Ok(ChangeEvent {
-            seq: row.try_get("last_seq")?,
-            file_id: meta.file_id.clone(),
-            event,
-            path: meta.path.clone(),
-            old_path: old_path.map(str::to_owned),
-            rev: meta.rev,
-            size: meta.size,
-            sha256: meta.sha256.clone(),
-            origin_device: device.map(str::to_owned),
-            at_ms: meta.modified_ms,
-        })
+        Ok(outcome.change(row.try_get("last_seq")?))
     }
 
     async fn commit_content_in(

@@ -16,6 +16,7 @@
 //! - Reads look in the table first, then in the store: a content may be in both (uploaded in
 //!   chunks once, inline another time); both copies are the same bytes under the same hash.
 //! - Deleting a blob (garbage collection) deletes it from both places.
+//! - No inline blob is larger than [`MAX_INLINE_BYTES`] (the configured limit is clamped to it).
 //! - Touching an inline blob does not restart its grace period (like S3 objects): it needs
 //!   none, since it was written with its commit, and a commit by hash that reuses it holds the
 //!   GC lock, under which the sweep computes what is referenced.
@@ -33,6 +34,10 @@ use crate::blobs::{BlobInfo, BlobStore, ByteStream, StagedBlob, check_address};
 
 /// The default limit: contents up to this size uploaded in one request are kept inline.
 pub const DEFAULT_INLINE_MAX_BYTES: u64 = 16 * 1024;
+/// The largest limit a server may be configured with, so no inline blob is ever larger: reads
+/// of a range past it (every chunk of a chunked file: chunks are at least 256 KiB, but for a
+/// file's last one) go straight to the store without asking the database.
+pub const MAX_INLINE_BYTES: u64 = 64 * 1024;
 
 /// The metadata database's `inline_blobs` in front of a blob store.
 pub struct InlineBlobStore {
@@ -104,10 +109,11 @@ impl BlobStore for InlineBlobStore {
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<bool, FilesError>> {
         Box::pin(async move {
-            if self.inline_stat(user_id, sha256).await?.is_some() {
+            // The store first: chunks (asked about for every chunk of an upload) live there.
+            if self.store.touch(user_id, sha256).await? {
                 return Ok(true);
             }
-            self.store.touch(user_id, sha256).await
+            Ok(self.inline_stat(user_id, sha256).await?.is_some())
         })
     }
 
@@ -132,6 +138,9 @@ impl BlobStore for InlineBlobStore {
         len: u64,
     ) -> BoxFuture<'a, Result<ByteStream, FilesError>> {
         Box::pin(async move {
+            if start.saturating_add(len) > MAX_INLINE_BYTES {
+                return self.store.read(user_id, sha256, start, len).await;
+            }
             let row =
                 sqlx::query("SELECT data FROM inline_blobs WHERE user_id = $1 AND sha256 = $2")
                     .bind(user_id)

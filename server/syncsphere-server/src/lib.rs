@@ -84,7 +84,7 @@ pub struct AppConfig {
     /// Blobs in S3 instead of `data_dir/blobs`.
     pub s3: Option<S3Config>,
     /// Contents up to this many bytes uploaded in one request live in the metadata database
-    /// (0: every content goes to the blob store).
+    /// (0: every content goes to the blob store; clamped to `inline::MAX_INLINE_BYTES`).
     pub inline_max_bytes: u64,
 }
 
@@ -282,7 +282,9 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         store: maintenance.store.clone(),
         blobs: maintenance.blobs.clone(),
         staging: maintenance.staging.clone(),
-        inline_max: config.inline_max_bytes,
+        inline_max: config
+            .inline_max_bytes
+            .min(syncsphere_files::inline::MAX_INLINE_BYTES),
         pending: Arc::new(PendingPuts::new(maintenance.blobs.clone())),
         running: Arc::default(),
         gc_lock: maintenance.lock.clone(),

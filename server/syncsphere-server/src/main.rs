@@ -93,8 +93,9 @@ struct Args {
     gc_interval_secs: u64,
     /// Contents up to this many bytes uploaded in one request are kept in the metadata
     /// database, committed in the same transaction as their revision, instead of the blob
-    /// store (0 turns it off; at most 1 MiB, as they are read into memory).
-    #[arg(long, env = "SYNCSPHERE_INLINE_MAX_BYTES", default_value_t = syncsphere_files::inline::DEFAULT_INLINE_MAX_BYTES, value_parser = clap::value_parser!(u64).range(0..=1024 * 1024))]
+    /// store (0 turns it off; at most 64 KiB: this is for small files, and they are read into
+    /// memory).
+    #[arg(long, env = "SYNCSPHERE_INLINE_MAX_BYTES", default_value_t = syncsphere_files::inline::DEFAULT_INLINE_MAX_BYTES, value_parser = clap::value_parser!(u64).range(0..=syncsphere_files::inline::MAX_INLINE_BYTES))]
     inline_max_bytes: u64,
     /// Keep blobs in this S3 bucket instead of the data directory. Credentials come from the
     /// standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, ECS task role…).

@@ -97,6 +97,8 @@ impl DesktopSettings {
         syncsphere_sync_client::SyncOptions {
             max_upload_rate: rate(self.max_upload_kib),
             max_download_rate: rate(self.max_download_kib),
+            holder: "the SyncSphere desktop app".to_owned(),
+            ..Default::default()
         }
     }
 }
@@ -211,9 +213,10 @@ mod tests {
         std::fs::write(dir.join(SETTINGS_FILE), br#"{"folder": "/srv/s"}"#).unwrap();
         let old = DesktopSettings::load(&dir).unwrap();
         assert_eq!(old.folder, Some(PathBuf::from("/srv/s")));
+        let options = old.sync_options();
         assert_eq!(
-            old.sync_options(),
-            syncsphere_sync_client::SyncOptions::default()
+            (options.max_upload_rate, options.max_download_rate),
+            (None, None)
         );
         std::fs::write(dir.join(SETTINGS_FILE), b"{not json").unwrap();
         assert!(DesktopSettings::load(&dir).is_err());

@@ -3,8 +3,9 @@
 //! ```text
 //! syncsphere --config-dir DIR signup [--server URL] --email EMAIL [--keychain]
 //! syncsphere --config-dir DIR login  [--server URL] --email EMAIL [--keychain]
-//! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME]
+//! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME] [--start-over]
 //! syncsphere --config-dir DIR status [--json]
+//! syncsphere --config-dir DIR confirm-deletes | restore-deletes [--fingerprint SET]
 //! syncsphere --config-dir DIR devices [--json]
 //! syncsphere --config-dir DIR revoke-device DEVICE_ID
 //! ```
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use syncsphere_sync_client::{self as client, SyncState};
+use syncsphere_sync_client::{self as client, DeletePolicy, ErrorKind, SyncState};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +77,33 @@ enum Command {
         /// Download limit in KiB/s (default: unlimited).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_download_kib: Option<u64>,
+        /// Start over with an empty folder: forget what was synced, create the folder if it is
+        /// missing, and download everything (nothing is deleted anywhere). For a synced folder
+        /// that is gone for good.
+        #[arg(long)]
+        start_over: bool,
+        /// Deleting at least this many files on the server waits for `confirm-deletes` …
+        #[arg(long, default_value_t = DeletePolicy::default().min_files)]
+        delete_brake_files: usize,
+        /// … when they are more than this percentage of the synced files. (Deleting every
+        /// synced file waits from 10 files on.)
+        #[arg(long, default_value_t = DeletePolicy::default().max_share_pct,
+              value_parser = clap::value_parser!(u8).range(0..=100))]
+        delete_brake_percent: u8,
+    },
+    /// Delete everywhere the files a running (or the next) sync holds back because many were
+    /// deleted at once (see `status`).
+    ConfirmDeletes {
+        /// The set to confirm, as `status` shows it (default: the one pending now).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Bring back from the server the files a sync holds back because many were deleted at
+    /// once; nothing is deleted.
+    RestoreDeletes {
+        /// The set to restore, as `status` shows it (default: the one pending now).
+        #[arg(long)]
+        fingerprint: Option<String>,
     },
     /// Show the status of this device's sync.
     Status {
@@ -200,12 +228,32 @@ async fn main() -> anyhow::Result<()> {
             device_name,
             max_upload_kib,
             max_download_kib,
+            start_over,
+            delete_brake_files,
+            delete_brake_percent,
         } => {
             let options = client::SyncOptions {
                 max_upload_rate: max_upload_kib.map(|k| k * 1024),
                 max_download_rate: max_download_kib.map(|k| k * 1024),
+                link: if start_over {
+                    client::LinkMode::StartOver
+                } else {
+                    client::LinkMode::Normal
+                },
+                delete_policy: DeletePolicy {
+                    min_files: delete_brake_files,
+                    max_share_pct: delete_brake_percent,
+                    ..DeletePolicy::default()
+                },
+                holder: "syncsphere sync".to_owned(),
             };
             sync(&dir, &folder, device_name, options).await?
+        }
+        Command::ConfirmDeletes { fingerprint } => {
+            decide(&dir, fingerprint, client::DeleteDecision::DeleteEverywhere)?
+        }
+        Command::RestoreDeletes { fingerprint } => {
+            decide(&dir, fingerprint, client::DeleteDecision::Restore)?
         }
         Command::Status { json } => status(&dir, json)?,
         Command::Devices { json } => devices(&dir, json).await?,
@@ -234,6 +282,7 @@ async fn sync(
     let mut pause = signal(SignalKind::user_defined1())?;
     let mut resume = signal(SignalKind::user_defined2())?;
     let mut last_summary = String::new();
+    let mut last_kind = None;
     let mut failure = None;
     loop {
         tokio::select! {
@@ -262,8 +311,14 @@ async fn sync(
                     tracing::info!(target: "syncsphere", "{summary}");
                     last_summary = summary;
                 }
-                if s.state == SyncState::Error && s.last_error.as_deref().is_some_and(|e| e.contains("not signed in")) {
+                if s.state == SyncState::Error && s.error_kind == Some(ErrorKind::NotSignedIn) {
                     bail!("{}", s.last_error.unwrap_or_default());
+                }
+                if s.error_kind != last_kind {
+                    if let Some(hint) = s.error_kind.and_then(|k| hint(k, folder)) {
+                        tracing::warn!(target: "syncsphere", "{hint}");
+                    }
+                    last_kind = s.error_kind;
                 }
             }
         }
@@ -275,6 +330,58 @@ async fn sync(
         Some(reason) => bail!("{reason}"),
         None => Ok(()),
     }
+}
+
+/// What the user can do about an error of kind `kind`, in this program's terms.
+fn hint(kind: ErrorKind, folder: &Path) -> Option<String> {
+    let folder = folder.display();
+    match kind {
+        ErrorKind::FolderMissing
+        | ErrorKind::FolderNotADirectory
+        | ErrorKind::FolderMarkerMissing => Some(format!(
+            "Waiting for the folder. If you moved it, run `syncsphere sync --folder NEW_PATH`; \
+                 to start over with an empty folder (everything is downloaded again, nothing is \
+                 deleted), run `syncsphere sync --folder {folder} --start-over`."
+        )),
+        ErrorKind::MassDeletePending => Some(
+            "Nothing is deleted on the server until you decide: `syncsphere confirm-deletes` \
+             deletes them everywhere, `syncsphere restore-deletes` brings them back (see \
+             `syncsphere status`)."
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// Answers the held deletions: the set named by `fingerprint`, or the one pending now.
+fn decide(
+    dir: &Path,
+    fingerprint: Option<String>,
+    decision: client::DeleteDecision,
+) -> anyhow::Result<()> {
+    let pending = client::last_status(dir)?.and_then(|s| s.pending_deletes);
+    let fingerprint = match (fingerprint, &pending) {
+        (Some(f), _) => f,
+        (None, Some(p)) => p.fingerprint.clone(),
+        (None, None) => {
+            bail!("no deletions are waiting for confirmation (see `syncsphere status`)")
+        }
+    };
+    client::decide_deletes(dir, &fingerprint, decision)?;
+    let what = match &pending {
+        Some(p) if p.fingerprint == fingerprint => format!("{} files", p.count),
+        _ => format!("the set {fingerprint}"),
+    };
+    match decision {
+        client::DeleteDecision::DeleteEverywhere => println!(
+            "Confirmed: {what} will be deleted on the server and your other devices (they stay \
+             in the server's trash for the retention period)."
+        ),
+        client::DeleteDecision::Restore => {
+            println!("{what} will be downloaded back into the folder; nothing is deleted.")
+        }
+    }
+    Ok(())
 }
 
 async fn devices(dir: &Path, json: bool) -> anyhow::Result<()> {
@@ -357,6 +464,25 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
                     Some(p) => println!("  {arrow:<15} {} ({p}% of {} bytes)", t.path, t.total),
                     None => println!("  {arrow:<15} {} ({} bytes so far)", t.path, t.done),
                 }
+            }
+            if let Some(p) = &s.pending_deletes {
+                println!(
+                    "Held:    {} of {} synced files were deleted here; confirm with \
+                     `syncsphere confirm-deletes` or bring them back with `syncsphere \
+                     restore-deletes` (set {})",
+                    p.count, p.synced_files, p.fingerprint
+                );
+                for path in &p.sample {
+                    println!("  deleted here    {path}");
+                }
+                if p.count as usize > p.sample.len() {
+                    println!("  … and {} more", p.count as usize - p.sample.len());
+                }
+            } else if let Some(hint) = s.error_kind.and_then(|k| hint(k, Path::new(&s.folder))) {
+                println!("         {hint}");
+            }
+            for problem in &s.problems {
+                println!("  not synced      {}: {}", problem.path, problem.message);
             }
             for r in s.recent.iter().take(10) {
                 println!("  {:<15} {}", r.action, r.path);

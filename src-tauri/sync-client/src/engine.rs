@@ -2,18 +2,26 @@
 //! whenever the watcher, a push, a reconnect or the fallback timer says something may have
 //! changed.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
-use syncsphere_sync_core::{Op, PlanContext, SyncedFile, adopt_folder_spelling, plan};
+use syncsphere_sync_core::{
+    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, adopt_folder_spelling, brake_deletes,
+    plan,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::Api;
+use crate::deletes::{DeleteDecision, clear_decision, pending_decision};
+use crate::folder::LinkedFolder;
 use crate::index::Index;
-use crate::scan::{STATE_DIR, Scanner, hash_file};
-use crate::status::{Direction, Status, SyncState};
+use crate::scan::{STATE_DIR, Scanner, disk_path, hash_file};
+use crate::status::{
+    Direction, ErrorKind, PROBLEM_LIMIT, PathProblem, PendingDeletes, Status, SyncState,
+};
 use crate::transfer::Transfers;
 use crate::{SyncError, now_ms};
 
@@ -35,6 +43,19 @@ pub(crate) enum Trigger {
 
 pub(crate) struct Engine {
     pub folder: PathBuf,
+    /// The folder's identity, checked before and after every scan.
+    pub linked: LinkedFolder,
+    /// Where the user's answer to held deletions arrives (`deletes`).
+    pub config_dir: PathBuf,
+    pub delete_policy: DeletePolicy,
+    /// Server-side deletions the user confirmed.
+    pub approved_deletes: BTreeSet<String>,
+    /// Server-side deletions waiting for the user.
+    pub held_deletes: Option<HeldDeletes>,
+    /// Paths whose operation failed, waiting before the next try.
+    pub failing: HashMap<String, PathFailure>,
+    /// NFC path → disk spelling, from the last scan (see `scan::disk_path`).
+    pub disk_paths: HashMap<String, String>,
     pub api: Api,
     pub index: Index,
     pub device_name: String,
@@ -58,6 +79,31 @@ pub(crate) struct Engine {
 const PARALLEL_OPS: usize = 8;
 /// How often the status stream shows transfer progress while a batch runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often a pass waiting for the user's answer to held deletions looks for it.
+const DECISION_POLL: Duration = Duration::from_secs(2);
+/// Longest wait before an operation that keeps failing on one path is tried again.
+const MAX_PATH_BACKOFF: Duration = Duration::from_secs(600);
+
+/// An operation that failed on one path: tried again after a growing wait, reported meanwhile
+/// (never a retry loop: one warning per new message).
+#[derive(Debug, Clone)]
+pub(crate) struct PathFailure {
+    attempts: u32,
+    retry_at: Instant,
+    message: String,
+}
+
+/// What one batch did.
+#[derive(Default)]
+struct BatchOutcome {
+    /// A file was still being written.
+    busy: bool,
+    /// Paths whose operation succeeded.
+    done: Vec<String>,
+    /// Paths whose operation failed on their own (the others went on).
+    failed: Vec<(String, String)>,
+}
 
 /// How soon to look again at a file that was still being written.
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -111,22 +157,30 @@ impl Engine {
                 }
                 Err(e) => {
                     failures += 1;
-                    let offline = matches!(e, SyncError::Offline(_));
-                    tracing::warn!(error = %e, "sync pass failed");
-                    self.status.send_modify(|s| {
-                        s.state = if offline {
-                            SyncState::Offline
-                        } else {
-                            SyncState::Error
-                        };
-                        s.last_error = Some(e.to_string());
-                        s.updated_ms = now_ms();
-                    });
+                    let message = e.to_string();
+                    let repeated = self.status.borrow().last_error.as_deref() == Some(&message);
+                    if repeated {
+                        tracing::debug!(error = %e, "sync pass failed again");
+                    } else {
+                        tracing::warn!(error = %e, kind = ?e.kind(), "sync pass failed");
+                    }
+                    self.status
+                        .send_modify(|s| s.fail(e.kind(), message, now_ms()));
                     Some(crate::push::backoff(failures))
                 }
             };
             let busy = std::mem::take(&mut self.retry_soon).then_some(BUSY_RETRY);
-            let wait = retry.or(busy).unwrap_or(POLL_INTERVAL);
+            let path_retry = self
+                .failing
+                .values()
+                .map(|f| f.retry_at.saturating_duration_since(Instant::now()))
+                .min();
+            let wait = [retry.or(busy), path_retry]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(POLL_INTERVAL)
+                .min(POLL_INTERVAL);
             tokio::select! {
                 t = triggers.recv() => {
                     match t {
@@ -137,6 +191,7 @@ impl Engine {
                     while triggers.try_recv().is_ok() {}
                 }
                 _ = tokio::time::sleep(wait) => {}
+                _ = decision_arrives(&self.config_dir, self.held_deletes.is_some()) => {}
                 switched = self.paused.changed() => {
                     if switched.is_err() {
                         break; // the handle is gone
@@ -178,6 +233,7 @@ impl Engine {
     /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
     pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
         for _ in 0..MAX_ROUNDS {
+            self.linked.check()?;
             self.pull().await?;
             let folder = self.folder.clone();
             let mut scanner = std::mem::take(&mut self.scanner);
@@ -188,7 +244,10 @@ impl Engine {
             .await
             .map_err(|e| SyncError::Io("scanning".into(), std::io::Error::other(e)))?;
             self.scanner = scanner;
-            let scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
+            // A folder unmounted or moved away during the scan reads as empty: only a scan of
+            // the linked folder, still there afterwards, is planned with.
+            self.linked.check()?;
+            let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
             }
@@ -209,29 +268,67 @@ impl Engine {
             let ops = plan(&local, &remote, &synced, &ctx);
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
+            self.disk_paths = std::mem::take(&mut scan.disk_paths);
+            let Some(ops) = self.brake(ops, synced.len()).await? else {
+                continue; // the user answered held deletions: plan again with the answer
+            };
+            let ops = self.hold_failing(ops);
+            let problems: Vec<PathProblem> = scan
+                .skipped
+                .iter()
+                .map(|(path, message)| PathProblem {
+                    path: path.clone(),
+                    message: message.clone(),
+                })
+                .chain(self.failing.iter().map(|(path, f)| PathProblem {
+                    path: path.clone(),
+                    message: f.message.clone(),
+                }))
+                .take(PROBLEM_LIMIT)
+                .collect();
+            let pending_deletes = self.held_deletes.as_ref().map(pending_of);
             if ops.is_empty() {
                 let files = synced.len() as u64;
                 self.status.send_modify(|s| {
-                    s.state = SyncState::UpToDate;
                     s.pending = 0;
                     s.synced_files = files;
-                    s.last_error = scan
-                        .skipped
-                        .first()
-                        .map(|(p, r)| format!("'{p}' is not synced: {r}"));
                     s.updated_ms = now_ms();
+                    match &pending_deletes {
+                        Some(p) => {
+                            s.state = SyncState::Error;
+                            s.error_kind = Some(ErrorKind::MassDeletePending);
+                            s.last_error = Some(format!(
+                                "{} of {} synced files are no longer in the folder; they are \
+                                 deleted on the server and your other devices only once you \
+                                 confirm (or restore them)",
+                                p.count, p.synced_files
+                            ));
+                        }
+                        None => {
+                            s.state = SyncState::UpToDate;
+                            s.error_kind = None;
+                            s.last_error = problems
+                                .first()
+                                .map(|p| format!("'{}' is not synced: {}", p.path, p.message));
+                        }
+                    }
+                    s.pending_deletes = pending_deletes;
+                    s.problems = problems;
                 });
                 return Ok(());
             }
             let total = ops.len() as u64;
             self.status.send_modify(|s| {
                 s.state = SyncState::Syncing;
+                s.error_kind = None;
                 s.pending = total;
+                s.pending_deletes = pending_deletes;
+                s.problems = problems;
                 s.updated_ms = now_ms();
             });
-            let (busy, result) = self.execute_batch(ops).await;
-            self.retry_soon |= busy;
-            result?;
+            let outcome = self.execute_batch(ops).await?;
+            self.retry_soon |= outcome.busy;
+            self.note_failures(outcome);
             // A pause takes effect after the operations in progress.
             if *self.paused.borrow() {
                 return Ok(());
@@ -240,10 +337,117 @@ impl Engine {
         Ok(())
     }
 
+    /// Applies the mass-delete brake to `ops`, and the user's answer when one waits. Returns
+    /// the operations to run now, or `None` when an answer changed what to plan.
+    async fn brake(
+        &mut self,
+        ops: Vec<Op>,
+        synced_files: usize,
+    ) -> Result<Option<Vec<Op>>, SyncError> {
+        let (run, held) = brake_deletes(
+            ops,
+            synced_files,
+            &self.delete_policy,
+            &self.approved_deletes,
+        );
+        if let Some(answer) = pending_decision(&self.config_dir) {
+            clear_decision(&self.config_dir);
+            match &held {
+                Some(h) if h.fingerprint == answer.fingerprint => {
+                    match answer.decision {
+                        DeleteDecision::DeleteEverywhere => {
+                            tracing::info!(
+                                files = h.paths.len(),
+                                "deleting on the server, as confirmed"
+                            );
+                            self.approved_deletes.extend(h.paths.iter().cloned());
+                        }
+                        DeleteDecision::Restore => {
+                            tracing::info!(
+                                files = h.paths.len(),
+                                "restoring deleted files from the server, as asked"
+                            );
+                            // Forgotten as synced, they read as new on the server: downloaded.
+                            for path in &h.paths {
+                                self.index.set_synced(path, None).await?;
+                            }
+                        }
+                    }
+                    self.held_deletes = None;
+                    return Ok(None);
+                }
+                _ => tracing::warn!(
+                    fingerprint = answer.fingerprint,
+                    "an answer about deletions that are no longer held; asking again"
+                ),
+            }
+        }
+        if let Some(h) = held.as_ref().filter(|_| held != self.held_deletes) {
+            tracing::warn!(
+                files = h.paths.len(),
+                of = h.synced_files,
+                fingerprint = h.fingerprint,
+                "many files were deleted in the folder; waiting for confirmation before deleting them on the server"
+            );
+        }
+        // A confirmation lasts until its deletions are done (a pass cut short keeps it).
+        self.approved_deletes.retain(|p| {
+            run.iter()
+                .any(|op| matches!(op, Op::DeleteRemote { path, .. } if path == p))
+        });
+        self.held_deletes = held;
+        Ok(Some(run))
+    }
+
+    /// Leaves out operations on paths that failed recently until their wait is over; forgets
+    /// failures of paths no longer planned.
+    fn hold_failing(&mut self, ops: Vec<Op>) -> Vec<Op> {
+        if self.failing.is_empty() {
+            return ops;
+        }
+        {
+            let planned: std::collections::HashSet<&str> = ops.iter().map(Op::path).collect();
+            self.failing.retain(|p, _| planned.contains(p.as_str()));
+        }
+        let now = Instant::now();
+        ops.into_iter()
+            .filter(|op| {
+                self.failing
+                    .get(op.path())
+                    .is_none_or(|f| f.retry_at <= now)
+            })
+            .collect()
+    }
+
+    fn note_failures(&mut self, outcome: BatchOutcome) {
+        for path in outcome.done {
+            self.failing.remove(&path);
+        }
+        let now = Instant::now();
+        for (path, message) in outcome.failed {
+            let f = self.failing.entry(path.clone()).or_insert(PathFailure {
+                attempts: 0,
+                retry_at: now,
+                message: String::new(),
+            });
+            f.attempts += 1;
+            let wait = Duration::from_secs(2)
+                .saturating_mul(1 << f.attempts.saturating_sub(1).min(10))
+                .min(MAX_PATH_BACKOFF);
+            if f.message != message {
+                tracing::warn!(path, error = message, retry_in = ?wait, "operation failed");
+            } else {
+                tracing::debug!(path, error = message, retry_in = ?wait, "operation failed again");
+            }
+            f.message = message;
+            f.retry_at = now + wait;
+        }
+    }
+
     /// Runs one planned batch, up to [`PARALLEL_OPS`] operations at a time (they touch disjoint
-    /// paths, so their order does not matter), publishing counts and per-file progress. Returns
-    /// whether a file was still being written, and the first error that must end the pass.
-    async fn execute_batch(&self, ops: Vec<Op>) -> (bool, Result<(), SyncError>) {
+    /// paths, so their order does not matter), publishing counts and per-file progress. Errors
+    /// of one path are collected; an error that must end the pass is returned.
+    async fn execute_batch(&self, ops: Vec<Op>) -> Result<BatchOutcome, SyncError> {
         let total = ops.len() as u64;
         // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
         let runs: Vec<_> = ops
@@ -252,7 +456,8 @@ impl Engine {
             .collect();
         let mut results = futures_util::stream::iter(runs).buffer_unordered(PARALLEL_OPS);
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
-        let (mut done, mut busy) = (0, false);
+        let mut done = 0;
+        let mut outcome = BatchOutcome::default();
         loop {
             let next = tokio::select! {
                 next = results.next() => next,
@@ -261,13 +466,18 @@ impl Engine {
                     continue;
                 }
             };
-            let Some((label, result)) = next else { break };
+            let Some((label, op_path, result)) = next else {
+                break;
+            };
             done += 1;
             match result {
-                Ok(Some((path, action))) => self
-                    .status
-                    .send_modify(|s| s.push_recent(&path, action, now_ms())),
-                Ok(None) => {}
+                Ok(activity) => {
+                    outcome.done.push(op_path);
+                    if let Some((path, action)) = activity {
+                        self.status
+                            .send_modify(|s| s.push_recent(&path, action, now_ms()));
+                    }
+                }
                 // A stale plan: the next round re-plans from fresh state.
                 Err(SyncError::Conflict(_)) => {
                     tracing::info!(op = label, "server state moved on; re-planning")
@@ -275,26 +485,23 @@ impl Engine {
                 // Still being written: upload it once it holds still.
                 Err(SyncError::Busy(path)) => {
                     tracing::debug!(path, "file is still changing; will look again");
-                    busy = true;
+                    outcome.busy = true;
                 }
                 Err(
                     e @ (SyncError::Offline(_)
                     | SyncError::Auth(_)
                     | SyncError::Index(_)
-                    | SyncError::DeviceRevoked),
+                    | SyncError::DeviceRevoked
+                    | SyncError::Folder(_)),
                 ) => {
-                    return (busy, Err(e));
+                    return Err(e);
                 }
                 // One file's trouble must not stop the others.
-                Err(e) => {
-                    tracing::warn!(op = label, error = %e, "operation failed");
-                    self.status
-                        .send_modify(|s| s.last_error = Some(e.to_string()));
-                }
+                Err(e) => outcome.failed.push((op_path, format!("{label}: {e}"))),
             }
             self.publish_progress(total - done);
         }
-        (busy, Ok(()))
+        Ok(outcome)
     }
 
     /// Executes `op` unless the user paused before it started (then it is left for later).
@@ -303,13 +510,15 @@ impl Engine {
         op: Op,
     ) -> (
         &'static str,
+        String,
         Result<Option<(String, &'static str)>, SyncError>,
     ) {
         let label = describe(&op);
+        let path = op.path().to_owned();
         if *self.paused.borrow() {
-            return (label, Ok(None));
+            return (label, path, Ok(None));
         }
-        (label, self.execute(op).await)
+        (label, path, self.execute(op).await)
     }
 
     fn publish_progress(&self, pending: u64) {
@@ -333,8 +542,9 @@ impl Engine {
         });
     }
 
+    /// Where `path` is on disk (its disk spelling where that is not NFC).
     fn local(&self, path: &str) -> PathBuf {
-        self.folder.join(path)
+        self.folder.join(disk_path(&self.disk_paths, path).as_ref())
     }
 
     /// The content hash of a local path now (`None` if absent, or a folder: no file there).
@@ -574,6 +784,21 @@ impl Engine {
     }
 }
 
+/// Resolves once the user's answer to held deletions is there (a `stat` every
+/// [`DECISION_POLL`]); never while nothing is held.
+async fn decision_arrives(config_dir: &Path, held: bool) {
+    if !held {
+        return std::future::pending().await;
+    }
+    let path = crate::deletes::decision_path(config_dir);
+    loop {
+        tokio::time::sleep(DECISION_POLL).await;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return;
+        }
+    }
+}
+
 /// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch may
 /// prune a folder it emptied between the two steps; then the folder is made again, once.
 async fn rename_into(src: &Path, dst: &Path) -> std::io::Result<()> {
@@ -613,6 +838,15 @@ async fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(not(unix))]
     {
         a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
+    }
+}
+
+fn pending_of(h: &HeldDeletes) -> PendingDeletes {
+    PendingDeletes {
+        count: h.paths.len() as u64,
+        synced_files: h.synced_files as u64,
+        sample: h.paths.iter().take(10).cloned().collect(),
+        fingerprint: h.fingerprint.clone(),
     }
 }
 

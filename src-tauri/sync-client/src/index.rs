@@ -19,6 +19,27 @@ const UPSERT_REMOTE: &str =
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Removes the index at `path` with its `-wal` and `-shm` files (no connection may be open:
+/// callers hold the engine lock). The WAL goes first: a WAL left beside a new, empty database of
+/// the same name would be replayed into it; a database left without its WAL is an older, still
+/// consistent state of the same account, and the removal is repeated at the next sign-in.
+pub(crate) fn remove_index(path: &Path) -> Result<(), SyncError> {
+    let os = path.as_os_str().to_owned();
+    let with = |suffix: &str| {
+        let mut p = os.clone();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    for file in [with("-wal"), with("-shm"), path.to_path_buf()] {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SyncError::Io(format!("removing {}", file.display()), e)),
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub(crate) struct Index {
     pool: SqlitePool,

@@ -16,10 +16,13 @@ mod auth;
 mod chunker;
 mod config;
 mod conflicts;
+mod deletes;
 mod engine;
 mod file_state;
+mod folder;
 mod ignore_file;
 mod index;
+mod lock;
 mod push;
 mod scan;
 mod session;
@@ -38,16 +41,22 @@ use tokio::sync::{mpsc, watch};
 pub use account::{FileHistory, file_history, files, restore_revision, revisions, trash, undelete};
 pub use config::{ClientConfig, load_config};
 pub use conflicts::{ConflictedCopy, Resolution, conflicted_copies, resolve_conflict};
+pub use deletes::{DeleteDecision, decide_deletes};
 pub use file_state::{
     FileStateReader, FileSyncState, PathFacts, PathKind, file_sync_state, relative_path,
     verified_since,
 };
+pub use folder::{FolderProblem, LinkMode};
 pub use ignore_file::{read_ignore_rules, write_ignore_rules};
 pub use session::SessionStorage;
-pub use status::{Direction, RecentFile, Status, SyncState, TransferProgress};
+pub use status::{
+    Direction, ErrorKind, PathProblem, PendingDeletes, RecentFile, Status, SyncState,
+    TransferProgress,
+};
 pub use syncsphere_protocol::{
     Device, DeviceList, ErrorCode as ServerErrorCode, FileMeta, Revision,
 };
+pub use syncsphere_sync_core::DeletePolicy;
 pub use system::{
     CognitoPreset, SYSTEM_CONFIG_ENV, SystemConfig, load_system_config, system_config_path,
 };
@@ -90,6 +99,31 @@ pub enum SyncError {
     /// The OS keychain holding the session could not be used; the message says what to do.
     #[error("{0}")]
     Keychain(String),
+    /// The synced folder is not the linked one right now; nothing is synced until it is back.
+    #[error(transparent)]
+    Folder(#[from] FolderProblem),
+    /// Another client holds this configuration directory (the message names it).
+    #[error("{0}")]
+    InUse(String),
+}
+
+impl SyncError {
+    /// The kind the status stream reports for this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SyncError::Offline(_) => ErrorKind::Offline,
+            SyncError::Http(_) => ErrorKind::Server,
+            SyncError::Auth(_) => ErrorKind::Auth,
+            SyncError::NotSignedIn => ErrorKind::NotSignedIn,
+            SyncError::Config(_) | SyncError::Index(_) => ErrorKind::Config,
+            SyncError::Io(..) | SyncError::Busy(_) => ErrorKind::Io,
+            SyncError::Server { .. } | SyncError::Conflict(_) => ErrorKind::Server,
+            SyncError::DeviceRevoked => ErrorKind::DeviceRevoked,
+            SyncError::Keychain(_) => ErrorKind::Keychain,
+            SyncError::Folder(p) => p.kind(),
+            SyncError::InUse(_) => ErrorKind::ConfigDirInUse,
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -169,9 +203,15 @@ pub async fn sign_in(
         }
         other => other?,
     };
-    if previous.is_some() && !same_account {
-        let _ = std::fs::remove_file(config::index_path(config_dir));
-    }
+    // Another account's index must go, never while an engine runs on it (held until the new
+    // config is written, so no engine starts in between).
+    let _lock = if previous.is_some() && !same_account {
+        let lock = lock::EngineLock::acquire(config_dir, "signing in")?;
+        index::remove_index(&config::index_path(config_dir))?;
+        Some(lock)
+    } else {
+        None
+    };
     let mut config = ClientConfig {
         server_url: server_url.to_owned(),
         email: email.to_owned(),
@@ -323,12 +363,30 @@ impl SyncHandle {
 }
 
 /// Tunables of a running sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOptions {
     /// Upload limit in bytes per second (`None`: unlimited).
     pub max_upload_rate: Option<u64>,
     /// Download limit in bytes per second (`None`: unlimited).
     pub max_download_rate: Option<u64>,
+    /// How the folder is linked at start ("start over with an empty folder").
+    pub link: LinkMode,
+    /// When server-side deletions wait for the user's confirmation.
+    pub delete_policy: DeletePolicy,
+    /// Who runs the engine, named to a second client that finds the directory in use.
+    pub holder: String,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            max_upload_rate: None,
+            max_download_rate: None,
+            link: LinkMode::Normal,
+            delete_policy: DeletePolicy::default(),
+            holder: "a SyncSphere client".to_owned(),
+        }
+    }
 }
 
 /// Starts syncing `folder` with the account signed in to in `config_dir`. Must be called within
@@ -349,10 +407,11 @@ pub fn start_sync_with(
     options: SyncOptions,
 ) -> Result<SyncHandle, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
-    std::fs::create_dir_all(folder)
-        .map_err(|e| SyncError::Io(format!("creating {}", folder.display()), e))?;
-    let folder = std::fs::canonicalize(folder)
-        .map_err(|e| SyncError::Io(format!("opening {}", folder.display()), e))?;
+    // One engine per directory, refused at once (not in the status stream) so a second
+    // `syncsphere sync` or app says so and exits.
+    let lock = lock::EngineLock::acquire(config_dir, &options.holder)?;
+    // Never created here: whether a missing folder may be created is the link's decision.
+    let folder = folder::absolute(folder)?;
     let initial = Status::new(
         folder.display().to_string(),
         config.email.clone(),
@@ -364,6 +423,7 @@ pub fn start_sync_with(
     let config_dir = config_dir.to_path_buf();
     let device_name = device_name.to_owned();
     let task = tokio::spawn(async move {
+        let _lock = lock;
         let status = status_tx.clone();
         let writer = tokio::spawn(write_status(config_dir.clone(), status_tx.subscribe()));
         if let Err(e) = run(
@@ -378,11 +438,7 @@ pub fn start_sync_with(
         .await
         {
             tracing::error!(error = %e, "sync could not start");
-            status.send_modify(|s| {
-                s.state = SyncState::Error;
-                s.last_error = Some(e.to_string());
-                s.updated_ms = now_ms();
-            });
+            status.send_modify(|s| s.fail(e.kind(), e.to_string(), now_ms()));
         }
         drop(status);
         let _ = writer.await;
@@ -408,7 +464,6 @@ async fn run(
     let tokens = Arc::new(TokenSource::load(&config_dir, &config).await?);
     let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
         .with_limits(options.max_upload_rate, options.max_download_rate);
-    remove_stale_partials(&folder);
     // Announce the device (name, platform) for the user's device list; offline is fine.
     match api.register_device(&device_name).await {
         Ok(()) => {}
@@ -421,11 +476,11 @@ async fn run(
         }
     }
     let index = Index::open(&config::index_path(&config_dir)).await?;
-    let folder_key = folder.display().to_string();
-    if index.setting("folder").await?.as_deref() != Some(folder_key.as_str()) {
-        index.reset_synced().await?;
-        index.set_setting("folder", &folder_key).await?;
-    }
+    let Some(linked) = link_folder(&index, &folder, options.link, &status, stop.clone()).await?
+    else {
+        return Ok(()); // stopped while waiting for the folder
+    };
+    remove_stale_partials(&folder);
     let case_insensitive = scan::folder_ignores_case(&folder)
         .map_err(|e| SyncError::Io(format!("probing {}", folder.display()), e))?;
     if case_insensitive {
@@ -503,6 +558,13 @@ async fn run(
     let push_task = tokio::spawn(push.run(stop.clone()));
     let engine = Engine {
         folder,
+        linked,
+        config_dir: config_dir.clone(),
+        delete_policy: options.delete_policy,
+        approved_deletes: Default::default(),
+        held_deletes: None,
+        failing: Default::default(),
+        disk_paths: Default::default(),
         api,
         index,
         device_name,
@@ -525,6 +587,36 @@ async fn run(
         return Err(SyncError::DeviceRevoked);
     }
     Ok(())
+}
+
+/// Links the folder, waiting (with backoff, the problem in the status) while the linked folder
+/// is missing, not a folder, or unmarked: a drive mounted later resumes sync by itself.
+/// `None` when stopped meanwhile.
+async fn link_folder(
+    index: &Index,
+    folder: &Path,
+    mode: LinkMode,
+    status: &watch::Sender<Status>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<folder::LinkedFolder>, SyncError> {
+    let mut failures = 0;
+    loop {
+        match folder::link(index, folder, mode).await {
+            Ok(linked) => return Ok(Some(linked)),
+            Err(SyncError::Folder(problem)) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(kind = ?problem.kind(), "{problem}");
+                }
+                status.send_modify(|s| s.fail(problem.kind(), problem.to_string(), now_ms()));
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(push::backoff(failures)) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+    }
 }
 
 /// Partial downloads are kept for resuming; ones untouched for a week will never resume.

@@ -1,8 +1,14 @@
 //! The local tree: a walk of the sync folder with a (size, mtime)-keyed hash cache.
 //!
 //! Policy: regular files only. Symbolic links are not followed and not synced (following them
-//! could leave the folder or loop); special files are skipped. Names the server would reject,
-//! or that are not in Unicode NFC, are reported and skipped, never renamed behind the user's back.
+//! could leave the folder or loop); special files are skipped. Names the server would reject
+//! are reported and skipped, never renamed behind the user's back.
+//!
+//! Unicode: the tree names every file by its NFC spelling, whatever spelling the disk returns
+//! (macOS's HFS+ returns NFD; files copied from a Mac keep it). A name whose disk spelling
+//! differs is the same file, not a delete plus a create; [`Scan::disk_paths`] maps it back to
+//! the disk so the engine acts on the real file. Two names on one disk that are one name in NFC
+//! are reported, and the second one's synced file is held as it was (never read as deleted).
 //!
 //! Ignore rules: the built-in list ([`ignored`]) plus `.syncsphereignore` at the top of the
 //! folder, in gitignore syntax (`*.log`, `build/`, `!keep.log`, `/only-at-top`). The ignore file
@@ -10,7 +16,7 @@
 //! invisible to this device's sync in both directions: not uploaded, not downloaded, and never
 //! deleted on either side because it became ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -18,6 +24,7 @@ use std::time::UNIX_EPOCH;
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::normalize_path;
 use syncsphere_sync_core::{LocalFile, LocalTree, SyncedTree};
+use unicode_normalization::UnicodeNormalization;
 
 /// Name of the client's own directory inside the sync folder (temporary downloads).
 pub(crate) const STATE_DIR: &str = ".syncsphere";
@@ -117,6 +124,30 @@ pub(crate) struct Scan {
     /// Files (and folders, ending in `/`) that exist but could not be read this time
     /// (permission denied, locked): their content is unknown, not gone.
     pub unreadable: Vec<String>,
+    /// Files and folders whose disk spelling differs from their NFC name: NFC path → the path
+    /// as the disk spells it. Usually empty.
+    pub disk_paths: HashMap<String, String>,
+}
+
+/// Where `path` (NFC, as planned) is on disk: itself, or respelled where it or a folder above
+/// it has another spelling on disk (a new file in a folder the disk spells in NFD goes into
+/// that folder, not into a second folder that looks the same).
+pub(crate) fn disk_path<'a>(
+    disk_paths: &HashMap<String, String>,
+    path: &'a str,
+) -> std::borrow::Cow<'a, str> {
+    if disk_paths.is_empty() {
+        return path.into();
+    }
+    if let Some(d) = disk_paths.get(path) {
+        return d.clone().into();
+    }
+    for (i, _) in path.rmatch_indices('/') {
+        if let Some(d) = disk_paths.get(&path[..i]) {
+            return format!("{d}{}", &path[i..]).into();
+        }
+    }
+    path.into()
 }
 
 impl Scan {
@@ -195,10 +226,13 @@ impl Scanner {
             tree: LocalTree::new(),
             skipped: Vec::new(),
             unreadable: Vec::new(),
+            disk_paths: HashMap::new(),
         };
         self.load_rules(root, &mut scan.skipped);
-        let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
+        // (folder, its NFC prefix, its prefix as the disk spells it)
+        let mut stack: Vec<(PathBuf, String, String)> =
+            vec![(root.to_path_buf(), String::new(), String::new())];
+        while let Some((dir, prefix, disk_prefix)) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if dir != root => {
@@ -209,29 +243,53 @@ impl Scanner {
                 }
                 Err(e) => return Err(e),
             };
+            let mut entries = entries.collect::<std::io::Result<Vec<_>>>()?;
+            // Names already in NFC first: of two spellings of one name, that one is the file.
+            entries.sort_by_cached_key(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_none_or(|n| !unicode_normalization::is_nfc(n))
+            });
+            let mut names_here: HashSet<String> = HashSet::new();
             for entry in entries {
-                let entry = entry?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                let Some(disk_name) = entry.file_name().to_str().map(str::to_owned) else {
                     scan.skipped.push((
                         format!("{prefix}{}", entry.file_name().to_string_lossy()),
                         "name is not valid UTF-8".into(),
                     ));
                     continue;
                 };
-                if ignored(&name) {
+                if ignored(&disk_name) {
                     continue;
                 }
+                let name: String = disk_name.nfc().collect();
                 let rel = format!("{prefix}{name}");
+                let disk_rel = format!("{disk_prefix}{disk_name}");
                 let file_type = entry.file_type()?;
                 if self.is_ignored(&rel, file_type.is_dir()) {
                     continue;
                 }
-                if file_type.is_dir() {
-                    stack.push((entry.path(), format!("{rel}/")));
+                if !file_type.is_dir() && !file_type.is_file() {
+                    continue; // symlinks and special files: see the module policy
+                }
+                if !names_here.insert(name.clone()) {
+                    scan.skipped.push((
+                        disk_rel,
+                        format!(
+                            "another name in this folder is the same in Unicode NFC ('{rel}');                              rename one of them"
+                        ),
+                    ));
+                    // Its synced file (if it was this one) stands as it was.
+                    let dir_suffix = if file_type.is_dir() { "/" } else { "" };
+                    scan.unreadable.push(format!("{rel}{dir_suffix}"));
                     continue;
                 }
-                if !file_type.is_file() {
-                    continue; // symlinks and special files: see the module policy
+                if rel != disk_rel {
+                    scan.disk_paths.insert(rel.clone(), disk_rel.clone());
+                }
+                if file_type.is_dir() {
+                    stack.push((entry.path(), format!("{rel}/"), format!("{disk_rel}/")));
+                    continue;
                 }
                 match normalize_path(&rel) {
                     Ok(n) if n == rel => {}
@@ -241,7 +299,8 @@ impl Scanner {
                         continue;
                     }
                     Err(e) => {
-                        scan.skipped.push((rel, e.to_string()));
+                        scan.disk_paths.remove(&rel);
+                        scan.skipped.push((disk_rel, e.to_string()));
                         continue;
                     }
                 }
@@ -397,6 +456,7 @@ mod tests {
                 },
             )]),
             skipped: Vec::new(),
+            disk_paths: HashMap::new(),
             unreadable: vec![
                 "locked.doc".into(),
                 "private/".into(),
@@ -428,6 +488,50 @@ mod tests {
         assert_eq!(folded, tree, "held under the synced spelling");
         let strict = scan.tree_for_planning(&synced, false);
         assert_eq!(strict.len(), 1, "a case-sensitive disk has no such files");
+    }
+
+    #[test]
+    fn names_in_another_unicode_form_are_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (nfc, nfd) = ("caf\u{e9}", "cafe\u{301}");
+        // A file and a folder the disk spells in NFD (as HFS+ returns them).
+        std::fs::write(root.join(format!("{nfd}.txt")), b"x").unwrap();
+        std::fs::create_dir(root.join(nfd)).unwrap();
+        std::fs::write(root.join(nfd).join("menu.txt"), b"y").unwrap();
+        // Two spellings of one name side by side (possible on ext4): the NFC one is the file.
+        std::fs::create_dir(root.join("both")).unwrap();
+        std::fs::write(root.join("both").join(format!("{nfc}.md")), b"nfc").unwrap();
+        std::fs::write(root.join("both").join(format!("{nfd}.md")), b"nfd").unwrap();
+
+        let scan = Scanner::default().scan(root).unwrap();
+        let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
+        let want = [
+            format!("both/{nfc}.md"),
+            format!("{nfc}.txt"),
+            format!("{nfc}/menu.txt"),
+        ];
+        assert_eq!(paths, want);
+        assert_eq!(scan.disk_paths[&format!("{nfc}.txt")], format!("{nfd}.txt"));
+        assert_eq!(scan.disk_paths[nfc], nfd);
+        assert_eq!(
+            scan.disk_paths[&format!("{nfc}/menu.txt")],
+            format!("{nfd}/menu.txt")
+        );
+        assert_eq!(
+            scan.tree[&format!("both/{nfc}.md")].size,
+            3,
+            "the NFC spelling is the file"
+        );
+        assert_eq!(scan.skipped.len(), 1, "{:?}", scan.skipped);
+        assert_eq!(scan.skipped[0].0, format!("both/{nfd}.md"));
+        assert_eq!(scan.unreadable, [format!("both/{nfc}.md")]);
+
+        // The engine's way back to the disk, for known names and new ones.
+        let on_disk = |p: &str| disk_path(&scan.disk_paths, p).into_owned();
+        assert_eq!(on_disk(&format!("{nfc}.txt")), format!("{nfd}.txt"));
+        assert_eq!(on_disk(&format!("{nfc}/new.txt")), format!("{nfd}/new.txt"));
+        assert_eq!(on_disk("other/x"), "other/x");
     }
 
     #[test]

@@ -22,6 +22,60 @@ pub enum SyncState {
     Stopped,
 }
 
+/// What kind of problem `last_error` describes: the app and the CLI decide on this, never by
+/// reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The synced folder is not there (moved, renamed, deleted, or on a drive not mounted).
+    FolderMissing,
+    /// Something other than a folder is where the synced folder was.
+    FolderNotADirectory,
+    /// The folder is there but lacks its marker: most likely an empty mount point of a drive
+    /// that is not mounted, or a folder replaced by another one.
+    FolderMarkerMissing,
+    /// A pass would delete many files on the server; it waits for the user ([`PendingDeletes`]).
+    MassDeletePending,
+    NotSignedIn,
+    /// This device was unlinked from the account.
+    DeviceRevoked,
+    /// Another SyncSphere client already syncs with this configuration directory.
+    ConfigDirInUse,
+    /// The server cannot be reached.
+    Offline,
+    /// The server refused the sign-in or the session.
+    Auth,
+    /// The server answered with an error.
+    Server,
+    /// Reading or writing local files failed.
+    Io,
+    /// The configuration or the local index is damaged or unusable.
+    Config,
+    /// The OS keychain could not be used.
+    Keychain,
+}
+
+/// Server-side deletions held back until the user decides (see `sync-core`'s brake).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDeletes {
+    /// How many files would be deleted on the server (and so on every other device).
+    pub count: u64,
+    /// How many files the folder had in sync.
+    pub synced_files: u64,
+    /// The first few of them, sorted.
+    pub sample: Vec<String>,
+    /// Names exactly this set: a confirmation says which set it confirms.
+    pub fingerprint: String,
+}
+
+/// A path that does not sync, and why: a name the server refuses, a file that cannot be read,
+/// an operation that failed and waits before the next try.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathProblem {
+    pub path: String,
+    pub message: String,
+}
+
 /// What happened to a file recently, for the activity list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentFile {
@@ -69,6 +123,15 @@ pub struct Status {
     /// Newest first, at most [`RECENT_LIMIT`].
     pub recent: Vec<RecentFile>,
     pub last_error: Option<String>,
+    /// What kind of problem `last_error` is (`None` with no error, or a one-file problem).
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
+    /// Server-side deletions waiting for the user's confirmation.
+    #[serde(default)]
+    pub pending_deletes: Option<PendingDeletes>,
+    /// Paths that do not sync now, with the reason (at most [`PROBLEM_LIMIT`]).
+    #[serde(default)]
+    pub problems: Vec<PathProblem>,
     pub updated_ms: i64,
     /// File content bytes sent to / received from the server since sync started.
     #[serde(default)]
@@ -83,6 +146,9 @@ pub struct Status {
     #[serde(default)]
     pub online_devices: Vec<String>,
 }
+
+/// How many path problems the status lists.
+pub const PROBLEM_LIMIT: usize = 50;
 
 /// How many recent files the status keeps.
 pub const RECENT_LIMIT: usize = 20;
@@ -100,12 +166,27 @@ impl Status {
             pending: 0,
             recent: Vec::new(),
             last_error: None,
+            error_kind: None,
+            pending_deletes: None,
+            problems: Vec::new(),
             updated_ms: 0,
             bytes_uploaded: 0,
             bytes_downloaded: 0,
             transfers: Vec::new(),
             online_devices: Vec::new(),
         }
+    }
+
+    /// Enters the error state with `kind` and its message.
+    pub(crate) fn fail(&mut self, kind: ErrorKind, message: String, now_ms: i64) {
+        self.state = if kind == ErrorKind::Offline {
+            SyncState::Offline
+        } else {
+            SyncState::Error
+        };
+        self.error_kind = Some(kind);
+        self.last_error = Some(message);
+        self.updated_ms = now_ms;
     }
 
     pub fn push_recent(&mut self, path: &str, action: &str, at_ms: i64) {

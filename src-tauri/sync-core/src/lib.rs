@@ -10,11 +10,15 @@
 //!   an edit beats a concurrent delete on either side.
 //! - Every destructive local operation carries the content hash it expects to find, so the IO
 //!   shell can refuse it when the file changed after the scan.
+//! - Server-side deletions of an unusual share of the synced tree wait for the user
+//!   ([`brake_deletes`]): absence is not deletion until someone says so.
 
+mod brake;
 mod clash;
 mod conflict;
 mod planner;
 
+pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::adopt_folder_spelling;
 pub use conflict::conflicted_copy_name;
 pub use planner::plan;
@@ -107,4 +111,20 @@ pub enum Op {
         path: String,
         synced: Option<SyncedFile>,
     },
+}
+
+impl Op {
+    /// The path the operation acts on (a move: where it starts), the one its failures are
+    /// reported under.
+    pub fn path(&self) -> &str {
+        match self {
+            Op::Upload { path, .. }
+            | Op::Download { path, .. }
+            | Op::DeleteRemote { path, .. }
+            | Op::DeleteLocal { path, .. }
+            | Op::ConflictCopy { path, .. }
+            | Op::RecordSynced { path, .. } => path,
+            Op::MoveRemote { from, .. } | Op::MoveLocal { from, .. } => from,
+        }
+    }
 }

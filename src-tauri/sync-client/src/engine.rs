@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
@@ -14,11 +17,12 @@ use syncsphere_sync_core::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::api::Api;
 use crate::deletes::{DeleteDecision, clear_decision, pending_decision};
 use crate::folder::LinkedFolder;
 use crate::index::Index;
-use crate::scan::{STATE_DIR, Scanner, disk_path, hash_file};
+use crate::local_fs::{Kind, LocalFs};
+use crate::remote::Remote;
+use crate::scan::{STATE_DIR, Scanner, disk_path};
 use crate::status::{
     Direction, ErrorKind, PROBLEM_LIMIT, PathProblem, PendingDeletes, Status, SyncState,
 };
@@ -33,6 +37,21 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(60);
 const LOCAL_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Planning rounds per sync pass before giving the loop back (a safety net, not a normal path).
 const MAX_ROUNDS: usize = 16;
+
+/// The wall clock, as the engine reads it (the simulation's jumps).
+pub(crate) trait Clock: Send + Sync + 'static {
+    /// Local time formatted `YYYY-MM-DD HHMMSS`, for conflicted-copy names.
+    fn stamp(&self) -> String;
+}
+
+/// The system's local time.
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn stamp(&self) -> String {
+        chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string()
+    }
+}
 
 /// Why the loop should run a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +75,12 @@ pub(crate) struct Engine {
     pub failing: HashMap<String, PathFailure>,
     /// NFC path → disk spelling, from the last scan (see `scan::disk_path`).
     pub disk_paths: HashMap<String, String>,
-    pub api: Api,
+    /// The server (the real one: `Api`).
+    pub remote: Arc<dyn Remote>,
+    /// The local disk (the real one: `RealFs`).
+    pub fs: Arc<dyn LocalFs>,
+    /// Wall-clock time, as it shows in conflicted-copy names.
+    pub clock: Arc<dyn Clock>,
     pub index: Index,
     pub device_name: String,
     pub scanner: Scanner,
@@ -215,7 +239,7 @@ impl Engine {
     async fn pull(&mut self) -> Result<(), SyncError> {
         let mut cursor = self.index.cursor().await?;
         loop {
-            let page = self.api.changes(cursor).await?;
+            let page = self.remote.changes(cursor).await?;
             if page.changes.is_empty() {
                 break;
             }
@@ -233,12 +257,13 @@ impl Engine {
     /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
     pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
         for _ in 0..MAX_ROUNDS {
-            self.linked.check()?;
+            self.linked.check(self.fs.as_ref())?;
             self.pull().await?;
             let folder = self.folder.clone();
             let mut scanner = std::mem::take(&mut self.scanner);
+            let fs = self.fs.clone();
             let (scanner, scan) = tokio::task::spawn_blocking(move || {
-                let scan = scanner.scan(&folder);
+                let scan = scanner.scan(fs.as_ref(), &folder);
                 (scanner, scan)
             })
             .await
@@ -246,7 +271,7 @@ impl Engine {
             self.scanner = scanner;
             // A folder unmounted or moved away during the scan reads as empty: only a scan of
             // the linked folder, still there afterwards, is planned with.
-            self.linked.check()?;
+            self.linked.check(self.fs.as_ref())?;
             let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
@@ -259,7 +284,7 @@ impl Engine {
             synced.retain(|path, _| !self.scanner.is_ignored(path, false));
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
-                stamp: chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string(),
+                stamp: self.clock.stamp(),
             };
             let mut local = scan.tree_for_planning(&synced, self.case_insensitive);
             if self.case_insensitive {
@@ -522,12 +547,7 @@ impl Engine {
     }
 
     fn publish_progress(&self, pending: u64) {
-        let (up, down) = (
-            self.api.uploaded.load(std::sync::atomic::Ordering::Relaxed),
-            self.api
-                .downloaded
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let (up, down) = self.remote.transferred();
         let transfers = self.transfers.snapshot();
         self.status.send_if_modified(|s| {
             let changed = s.pending != pending
@@ -550,10 +570,15 @@ impl Engine {
     /// The content hash of a local path now (`None` if absent, or a folder: no file there).
     async fn current_hash(&self, path: &str) -> Result<Option<String>, SyncError> {
         let full = self.local(path);
-        if std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
+        if self
+            .fs
+            .symlink_metadata(&full)
+            .is_ok_and(|m| m.kind == Kind::Dir)
+        {
             return Ok(None);
         }
-        tokio::task::spawn_blocking(move || match hash_file(&full) {
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || match fs.hash(&full) {
             Ok(h) => Ok(Some(h)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(SyncError::Io(format!("reading {}", full.display()), e)),
@@ -572,7 +597,7 @@ impl Engine {
     fn prune_empty_parents(&self, path: &str) {
         let mut rel = Path::new(path).parent();
         while let Some(dir) = rel.filter(|d| !d.as_os_str().is_empty()) {
-            if std::fs::remove_dir(self.folder.join(dir)).is_err() {
+            if self.fs.remove_dir(&self.folder.join(dir)).is_err() {
                 break;
             }
             rel = dir.parent();
@@ -590,7 +615,7 @@ impl Engine {
                 };
                 let active = self.transfers.start(&path, Direction::Upload, seen.size);
                 let meta = self
-                    .api
+                    .remote
                     .upload(
                         &path,
                         parent_rev,
@@ -612,7 +637,7 @@ impl Engine {
                 // which the plan does not see) cannot give way: say so instead of fetching the
                 // content for nothing on every round.
                 let dest = self.local(&path);
-                if holds_anything(&dest).await {
+                if self.holds_anything(&dest) {
                     return Err(SyncError::Io(
                         format!("downloading {path}"),
                         std::io::Error::other(
@@ -623,8 +648,8 @@ impl Engine {
                     ));
                 }
                 let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
-                tokio::fs::create_dir_all(&tmp_dir)
-                    .await
+                self.fs
+                    .create_dir_all(&tmp_dir)
                     .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
                 // Named after the content, so an interrupted download (even by kill -9) resumes
                 // where it stopped instead of starting over.
@@ -644,12 +669,12 @@ impl Engine {
                     .await;
                 // Keep a partial download only when the network failed mid-way.
                 if !matches!(result, Err(SyncError::Offline(_) | SyncError::Http(_))) {
-                    let _ = tokio::fs::remove_file(&tmp).await;
+                    let _ = self.fs.remove_file(&tmp);
                 }
                 result
             }
             Op::DeleteRemote { path, file_id, rev } => {
-                let meta = self.api.delete(&file_id, rev).await?;
+                let meta = self.remote.delete(&file_id, rev).await?;
                 self.index.record_remote(&meta).await?;
                 self.index.set_synced(&path, None).await?;
                 Ok(Some((path, "deleted_remote")))
@@ -662,8 +687,8 @@ impl Engine {
                     return Ok(None); // changed since the scan: the next round decides again
                 }
                 let full = self.local(&path);
-                tokio::fs::remove_file(&full)
-                    .await
+                self.fs
+                    .remove_file(&full)
                     .map_err(io_err(format!("deleting {}", full.display())))?;
                 self.prune_empty_parents(&path);
                 self.index.set_synced(&path, None).await?;
@@ -675,7 +700,7 @@ impl Engine {
                 file_id,
                 rev,
             } => {
-                let meta = self.api.move_file(&file_id, &to, rev).await?;
+                let meta = self.remote.move_file(&file_id, &to, rev).await?;
                 self.index.set_synced(&from, None).await?;
                 self.record(&meta.path.clone(), &meta).await?;
                 Ok(Some((to, "moved_remote")))
@@ -689,15 +714,13 @@ impl Engine {
                 let (src, dst) = (self.local(&from), self.local(&to));
                 // On a case-insensitive disk the new spelling of a case-only rename "exists":
                 // it is the file itself, not one in the way.
-                let occupied = tokio::fs::try_exists(&dst).await.unwrap_or(true)
-                    && !same_file(&src, &dst).await;
+                let occupied = self.exists(&dst) && !self.same_file(&src, &dst);
                 if self.current_hash(&from).await?.as_deref() != Some(expect_sha256.as_str())
                     || occupied
                 {
                     return Ok(None);
                 }
-                rename_into(&src, &dst)
-                    .await
+                self.rename_into(&src, &dst)
                     .map_err(io_err(format!("renaming {}", src.display())))?;
                 self.prune_empty_parents(&from);
                 self.index.set_synced(&from, None).await?;
@@ -706,12 +729,11 @@ impl Engine {
             }
             Op::ConflictCopy { path, copy } => {
                 let (src, dst) = (self.local(&path), self.local(&copy));
-                if tokio::fs::try_exists(&dst).await.unwrap_or(true) {
+                if self.exists(&dst) {
                     return Ok(None);
                 }
                 // The copy may be a file inside a folder moved aside (`d/e` → `d (…)/e`).
-                rename_into(&src, &dst)
-                    .await
+                self.rename_into(&src, &dst)
                     .map_err(io_err(format!("renaming {}", src.display())))?;
                 // A folder emptied this way must not stand in the way of a file of its name.
                 self.prune_empty_parents(&path);
@@ -725,6 +747,50 @@ impl Engine {
         }
     }
 
+    /// Whether anything is at `path` (an unreadable answer counts as something: never
+    /// overwrite what could not be looked at).
+    fn exists(&self, path: &Path) -> bool {
+        match self.fs.symlink_metadata(path) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch
+    /// may prune a folder it emptied between the two steps; then the folder is made again, once.
+    fn rename_into(&self, src: &Path, dst: &Path) -> std::io::Result<()> {
+        let mut again = true;
+        loop {
+            if let Some(parent) = dst.parent() {
+                self.fs.create_dir_all(parent)?;
+            }
+            match self.fs.rename(src, dst) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && std::mem::take(&mut again)
+                        && self.exists(src) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether `path` is a folder with anything in it.
+    fn holds_anything(&self, path: &Path) -> bool {
+        self.fs.read_dir(path).is_ok_and(|e| !e.is_empty())
+    }
+
+    /// Whether two paths name the same file (one inode; where there are none: the same name
+    /// folded).
+    fn same_file(&self, a: &Path, b: &Path) -> bool {
+        match (self.fs.metadata(a), self.fs.metadata(b)) {
+            (Ok(x), Ok(y)) if x.ino != 0 => x.dev == y.dev && x.ino == y.ino,
+            (Ok(_), Ok(_)) => {
+                a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
+            }
+            _ => false,
+        }
+    }
+
     async fn download_into(
         &self,
         path: &str,
@@ -735,7 +801,7 @@ impl Engine {
     ) -> Result<Option<(String, &'static str)>, SyncError> {
         let active = self.transfers.start(path, Direction::Download, 0);
         let downloaded = self
-            .api
+            .remote
             .download(file_id, tmp, Some(remote_sha), &active.transfer)
             .await;
         drop(active);
@@ -752,11 +818,12 @@ impl Engine {
         let dest = self.local(path);
         // A folder of this name left empty (its files moved or deleted) gives way to the file;
         // `remove_dir` refuses a folder that still holds anything.
-        if tokio::fs::symlink_metadata(&dest)
-            .await
-            .is_ok_and(|m| m.is_dir())
+        if self
+            .fs
+            .symlink_metadata(&dest)
+            .is_ok_and(|m| m.kind == Kind::Dir)
         {
-            match tokio::fs::remove_dir(&dest).await {
+            match self.fs.remove_dir(&dest) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(SyncError::Io(
                         format!("replacing the folder {}", dest.display()),
@@ -766,13 +833,10 @@ impl Engine {
                 _ => {}
             }
         }
-        rename_into(tmp, &dest)
-            .await
+        self.rename_into(tmp, &dest)
             .map_err(io_err(format!("replacing {}", dest.display())))?;
-        if let Some(parent) = dest.parent()
-            && let Ok(dir) = tokio::fs::File::open(parent).await
-        {
-            let _ = dir.sync_all().await;
+        if let Some(parent) = dest.parent() {
+            self.fs.sync_dir(parent);
         }
         let synced = SyncedFile {
             file_id: file_id.to_owned(),
@@ -796,48 +860,6 @@ async fn decision_arrives(config_dir: &Path, held: bool) {
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return;
         }
-    }
-}
-
-/// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch may
-/// prune a folder it emptied between the two steps; then the folder is made again, once.
-async fn rename_into(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let mut again = true;
-    loop {
-        if let Some(parent) = dst.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        match tokio::fs::rename(src, dst).await {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && std::mem::take(&mut again)
-                    && tokio::fs::try_exists(src).await.unwrap_or(false) => {}
-            other => return other,
-        }
-    }
-}
-
-/// Whether `path` is a folder with anything in it.
-async fn holds_anything(path: &Path) -> bool {
-    match tokio::fs::read_dir(path).await {
-        Ok(mut entries) => entries.next_entry().await.ok().flatten().is_some(),
-        Err(_) => false,
-    }
-}
-
-/// Whether two paths name the same file (one inode; on other systems: the same name folded).
-async fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        match (tokio::fs::metadata(a).await, tokio::fs::metadata(b).await) {
-            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-            _ => false,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
     }
 }
 

@@ -318,7 +318,7 @@ impl FileStateReader {
     /// Re-reads `.syncsphereignore` when its size or mtime changed (one `stat` a batch).
     fn reload_rules(&mut self) {
         // A rule that does not parse is the scanner's to report; the others still apply.
-        let _ = self.rules.refresh(&self.folder);
+        let _ = self.rules.refresh(&crate::local_fs::RealFs, &self.folder);
     }
 }
 

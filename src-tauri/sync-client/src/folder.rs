@@ -13,11 +13,11 @@
 //! a folder that carries its marker is accepted on another device number, because removable
 //! drives get a new one when plugged into another port (see `docs/decisions/`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::SyncError;
 use crate::index::Index;
+use crate::local_fs::{Kind, LocalFs};
 use crate::scan::STATE_DIR;
 
 /// The marker's name inside [`STATE_DIR`].
@@ -86,19 +86,19 @@ pub(crate) struct LinkedFolder {
 impl LinkedFolder {
     /// Checks the folder is still the linked one (two `stat`s and one small read). The engine
     /// calls it before and after every scan.
-    pub(crate) fn check(&self) -> Result<(), FolderProblem> {
-        let meta = match std::fs::metadata(&self.path) {
+    pub(crate) fn check(&self, fs: &dyn LocalFs) -> Result<(), FolderProblem> {
+        let meta = match fs.metadata(&self.path) {
             Ok(m) => m,
             Err(_) => return Err(FolderProblem::Missing(self.path.clone())),
         };
-        if !meta.is_dir() {
+        if meta.kind != Kind::Dir {
             return Err(FolderProblem::NotADirectory(self.path.clone()));
         }
-        match read_marker(&self.path) {
+        match read_marker(fs, &self.path) {
             Some(id) if id == self.id => Ok(()),
             _ => Err(FolderProblem::MarkerMissing {
                 path: self.path.clone(),
-                other_device: self.dev.is_some() && device_of(&self.path) != self.dev,
+                other_device: self.dev.is_some() && device_of(fs, &self.path) != self.dev,
             }),
         }
     }
@@ -112,46 +112,38 @@ pub(crate) fn absolute(folder: &Path) -> Result<PathBuf, SyncError> {
     Ok(std::fs::canonicalize(&abs).unwrap_or(abs))
 }
 
-fn read_marker(folder: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(folder.join(STATE_DIR).join(MARKER)).ok()?;
+fn read_marker(fs: &dyn LocalFs, folder: &Path) -> Option<String> {
+    let text = fs
+        .read_to_string(&folder.join(STATE_DIR).join(MARKER))
+        .ok()?;
     let id = text.trim();
     (!id.is_empty()).then(|| id.to_owned())
 }
 
 /// Writes the marker durably (temp file, fsync, rename, folder fsync).
-fn write_marker(folder: &Path, id: &str) -> std::io::Result<()> {
+fn write_marker(fs: &dyn LocalFs, folder: &Path, id: &str) -> std::io::Result<()> {
     let dir = folder.join(STATE_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{MARKER}.tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(format!("{id}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(MARKER))?;
-    std::fs::File::open(&dir)?.sync_all()
+    fs.create_dir_all(&dir)?;
+    fs.write_durably(&dir.join(MARKER), format!("{id}\n").as_bytes())
 }
 
-#[cfg(unix)]
-fn device_of(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.dev())
-}
-
-#[cfg(not(unix))]
-fn device_of(_path: &Path) -> Option<u64> {
-    None
+/// The device number of `path` (`None` where the platform has none).
+fn device_of(fs: &dyn LocalFs, path: &Path) -> Option<u64> {
+    fs.metadata(path).ok().map(|m| m.dev).filter(|&d| d != 0)
 }
 
 /// Whether `folder` holds anything besides the client's own state folder.
-fn holds_user_files(folder: &Path) -> bool {
-    std::fs::read_dir(folder).is_ok_and(|entries| {
+fn holds_user_files(fs: &dyn LocalFs, folder: &Path) -> bool {
+    fs.read_dir(folder).is_ok_and(|entries| {
         entries
-            .flatten()
-            .any(|e| e.file_name() != std::ffi::OsStr::new(STATE_DIR))
+            .iter()
+            .any(|e| e.name != std::ffi::OsStr::new(STATE_DIR))
     })
 }
 
 /// Decides at start whether `folder` (absolute) may be synced, linking it when it is new.
 pub(crate) async fn link(
+    fs: &dyn LocalFs,
     index: &Index,
     folder: &Path,
     mode: LinkMode,
@@ -168,15 +160,15 @@ pub(crate) async fn link(
 
     if mode == LinkMode::StartOver {
         index.reset_synced().await?;
-        std::fs::create_dir_all(folder).map_err(io("creating"))?;
-        let id = read_marker(folder).unwrap_or_else(new_id);
-        write_marker(folder, &id).map_err(io("marking"))?;
+        fs.create_dir_all(folder).map_err(io("creating"))?;
+        let id = read_marker(fs, folder).unwrap_or_else(new_id);
+        write_marker(fs, folder, &id).map_err(io("marking"))?;
         tracing::info!(folder = %folder.display(), "starting over: the synced tree is forgotten, nothing is deleted");
-        return remember(index, folder, &key, id).await;
+        return remember(fs, index, folder, &key, id).await;
     }
 
-    let marker = read_marker(folder);
-    let exists = std::fs::metadata(folder).map(|m| m.is_dir());
+    let marker = read_marker(fs, folder);
+    let exists = fs.metadata(folder).map(|m| m.kind == Kind::Dir);
     match (same_path, linked_id) {
         // The folder linked before: it must still be the same folder.
         (true, Some(id)) => {
@@ -186,7 +178,7 @@ pub(crate) async fn link(
                 Ok(true) if marker.as_deref() != Some(id.as_str()) => {
                     Some(FolderProblem::MarkerMissing {
                         path: folder.to_path_buf(),
-                        other_device: linked_dev.is_some_and(|d| device_of(folder) != Some(d)),
+                        other_device: linked_dev.is_some_and(|d| device_of(fs, folder) != Some(d)),
                     })
                 }
                 Ok(true) => None,
@@ -194,7 +186,7 @@ pub(crate) async fn link(
             if let Some(p) = folder_problem {
                 return Err(SyncError::Folder(p));
             }
-            remember(index, folder, &key, id).await
+            remember(fs, index, folder, &key, id).await
         }
         // Linked by a version without markers: adopt the folder if it plainly is the synced one
         // (it exists and holds files, or nothing was synced yet); an empty folder where files
@@ -206,7 +198,7 @@ pub(crate) async fn link(
                 Ok(false) => Err(SyncError::Folder(FolderProblem::NotADirectory(
                     folder.into(),
                 ))),
-                Ok(true) if synced_any && !holds_user_files(folder) => {
+                Ok(true) if synced_any && !holds_user_files(fs, folder) => {
                     Err(SyncError::Folder(FolderProblem::MarkerMissing {
                         path: folder.into(),
                         other_device: false,
@@ -214,8 +206,8 @@ pub(crate) async fn link(
                 }
                 Ok(true) => {
                     let id = marker.unwrap_or_else(new_id);
-                    write_marker(folder, &id).map_err(io("marking"))?;
-                    remember(index, folder, &key, id).await
+                    write_marker(fs, folder, &id).map_err(io("marking"))?;
+                    remember(fs, index, folder, &key, id).await
                 }
             }
         }
@@ -232,11 +224,11 @@ pub(crate) async fn link(
                 tracing::info!(from = ?linked_path, to = %folder.display(), "the synced folder was moved; following it");
             } else {
                 index.reset_synced().await?;
-                std::fs::create_dir_all(folder).map_err(io("creating"))?;
+                fs.create_dir_all(folder).map_err(io("creating"))?;
             }
             let id = marker.unwrap_or_else(new_id);
-            write_marker(folder, &id).map_err(io("marking"))?;
-            remember(index, folder, &key, id).await
+            write_marker(fs, folder, &id).map_err(io("marking"))?;
+            remember(fs, index, folder, &key, id).await
         }
     }
 }
@@ -246,6 +238,7 @@ fn new_id() -> String {
 }
 
 async fn remember(
+    fs: &dyn LocalFs,
     index: &Index,
     folder: &Path,
     key: &str,
@@ -253,7 +246,7 @@ async fn remember(
 ) -> Result<LinkedFolder, SyncError> {
     index.set_setting(FOLDER_KEY, key).await?;
     index.set_setting(ID_KEY, &id).await?;
-    let dev = device_of(folder);
+    let dev = device_of(fs, folder);
     if let Some(dev) = dev {
         index.set_setting(DEV_KEY, &dev.to_string()).await?;
     }
@@ -267,6 +260,7 @@ async fn remember(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local_fs::RealFs;
     use syncsphere_sync_core::SyncedFile;
 
     async fn index(dir: &Path) -> Index {
@@ -302,34 +296,39 @@ mod tests {
         let index = index(config.path()).await;
 
         // First link: the folder is created and marked.
-        let linked = link(&index, &folder, LinkMode::Normal).await.unwrap();
+        let linked = link(&RealFs, &index, &folder, LinkMode::Normal)
+            .await
+            .unwrap();
         assert!(folder.join(STATE_DIR).join(MARKER).is_file());
-        linked.check().unwrap();
+        linked.check(&RealFs).unwrap();
         add_synced(&index, "a.txt").await;
 
         // Moved away: an error, and no folder appears.
         let moved = home.path().join("Moved");
         std::fs::rename(&folder, &moved).unwrap();
         assert_eq!(
-            kind(link(&index, &folder, LinkMode::Normal).await),
+            kind(link(&RealFs, &index, &folder, LinkMode::Normal).await),
             K::FolderMissing
         );
         assert!(!folder.exists(), "never re-created");
-        assert_eq!(linked.check().unwrap_err().kind(), K::FolderMissing);
+        assert_eq!(linked.check(&RealFs).unwrap_err().kind(), K::FolderMissing);
 
         // An empty folder in its place (an empty mount point): no marker.
         std::fs::create_dir(&folder).unwrap();
         assert_eq!(
-            kind(link(&index, &folder, LinkMode::Normal).await),
+            kind(link(&RealFs, &index, &folder, LinkMode::Normal).await),
             K::FolderMarkerMissing
         );
-        assert_eq!(linked.check().unwrap_err().kind(), K::FolderMarkerMissing);
+        assert_eq!(
+            linked.check(&RealFs).unwrap_err().kind(),
+            K::FolderMarkerMissing
+        );
         std::fs::remove_dir(&folder).unwrap();
 
         // A file in its place.
         std::fs::write(&folder, b"x").unwrap();
         assert_eq!(
-            kind(link(&index, &folder, LinkMode::Normal).await),
+            kind(link(&RealFs, &index, &folder, LinkMode::Normal).await),
             K::FolderNotADirectory
         );
         std::fs::remove_file(&folder).unwrap();
@@ -341,10 +340,10 @@ mod tests {
 
         // Put back: syncs again with its synced tree.
         std::fs::rename(&moved, &folder).unwrap();
-        link(&index, &folder, LinkMode::Normal)
+        link(&RealFs, &index, &folder, LinkMode::Normal)
             .await
             .unwrap()
-            .check()
+            .check(&RealFs)
             .unwrap();
         assert_eq!(synced_count(&index).await, 1);
     }
@@ -355,21 +354,27 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let folder = home.path().join("Sync");
         let index = index(config.path()).await;
-        link(&index, &folder, LinkMode::Normal).await.unwrap();
+        link(&RealFs, &index, &folder, LinkMode::Normal)
+            .await
+            .unwrap();
         add_synced(&index, "a.txt").await;
 
         // "Locate folder": the same folder under a new name keeps its synced tree.
         let moved = home.path().join("Elsewhere");
         std::fs::rename(&folder, &moved).unwrap();
-        let linked = link(&index, &moved, LinkMode::Normal).await.unwrap();
-        linked.check().unwrap();
+        let linked = link(&RealFs, &index, &moved, LinkMode::Normal)
+            .await
+            .unwrap();
+        linked.check(&RealFs).unwrap();
         assert_eq!(synced_count(&index).await, 1);
 
         // Another folder without the marker: linked afresh, nothing can read as deleted.
         let other = home.path().join("Other");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(other.join("b.txt"), b"b").unwrap();
-        link(&index, &other, LinkMode::Normal).await.unwrap();
+        link(&RealFs, &index, &other, LinkMode::Normal)
+            .await
+            .unwrap();
         assert_eq!(synced_count(&index).await, 0);
         assert!(other.join("b.txt").is_file(), "its files stay");
     }
@@ -380,12 +385,20 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let folder = home.path().join("Sync");
         let index = index(config.path()).await;
-        link(&index, &folder, LinkMode::Normal).await.unwrap();
+        link(&RealFs, &index, &folder, LinkMode::Normal)
+            .await
+            .unwrap();
         add_synced(&index, "a.txt").await;
         std::fs::remove_dir_all(&folder).unwrap();
-        assert!(link(&index, &folder, LinkMode::Normal).await.is_err());
-        let linked = link(&index, &folder, LinkMode::StartOver).await.unwrap();
-        linked.check().unwrap();
+        assert!(
+            link(&RealFs, &index, &folder, LinkMode::Normal)
+                .await
+                .is_err()
+        );
+        let linked = link(&RealFs, &index, &folder, LinkMode::StartOver)
+            .await
+            .unwrap();
+        linked.check(&RealFs).unwrap();
         assert_eq!(synced_count(&index).await, 0);
     }
 
@@ -404,15 +417,15 @@ mod tests {
         add_synced(&index, "a.txt").await;
         std::fs::create_dir(folder.join(STATE_DIR)).unwrap();
         assert_eq!(
-            kind(link(&index, &folder, LinkMode::Normal).await),
+            kind(link(&RealFs, &index, &folder, LinkMode::Normal).await),
             crate::status::ErrorKind::FolderMarkerMissing,
             "empty where files were synced"
         );
         std::fs::write(folder.join("a.txt"), b"a").unwrap();
-        link(&index, &folder, LinkMode::Normal)
+        link(&RealFs, &index, &folder, LinkMode::Normal)
             .await
             .unwrap()
-            .check()
+            .check(&RealFs)
             .unwrap();
         assert_eq!(synced_count(&index).await, 1);
     }

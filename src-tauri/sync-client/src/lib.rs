@@ -22,8 +22,10 @@ mod file_state;
 mod folder;
 mod ignore_file;
 mod index;
+mod local_fs;
 mod lock;
 mod push;
+mod remote;
 mod scan;
 mod session;
 pub mod status;
@@ -476,12 +478,21 @@ async fn run(
         }
     }
     let index = Index::open(&config::index_path(&config_dir)).await?;
-    let Some(linked) = link_folder(&index, &folder, options.link, &status, stop.clone()).await?
+    let fs: Arc<dyn local_fs::LocalFs> = Arc::new(local_fs::RealFs);
+    let Some(linked) = link_folder(
+        fs.as_ref(),
+        &index,
+        &folder,
+        options.link,
+        &status,
+        stop.clone(),
+    )
+    .await?
     else {
         return Ok(()); // stopped while waiting for the folder
     };
     remove_stale_partials(&folder);
-    let case_insensitive = scan::folder_ignores_case(&folder)
+    let case_insensitive = scan::folder_ignores_case(fs.as_ref(), &folder)
         .map_err(|e| SyncError::Io(format!("probing {}", folder.display()), e))?;
     if case_insensitive {
         tracing::info!("the folder's filesystem ignores case; folders take the server's spelling");
@@ -556,6 +567,7 @@ async fn run(
         status: status.clone(),
     };
     let push_task = tokio::spawn(push.run(stop.clone()));
+    let server_url = api.base().to_owned();
     let engine = Engine {
         folder,
         linked,
@@ -565,7 +577,9 @@ async fn run(
         held_deletes: None,
         failing: Default::default(),
         disk_paths: Default::default(),
-        api,
+        remote: Arc::new(api),
+        fs,
+        clock: Arc::new(engine::SystemClock),
         index,
         device_name,
         scanner: scan::Scanner::default(),
@@ -577,7 +591,7 @@ async fn run(
         transfers: Default::default(),
         case_insensitive,
     };
-    tracing::info!(folder = %engine.folder.display(), server = engine.api.base(), device = %config.device_id, "sync started");
+    tracing::info!(folder = %engine.folder.display(), server = %server_url, device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;
     push_task.abort();
     let _ = push_task.await;
@@ -593,6 +607,7 @@ async fn run(
 /// is missing, not a folder, or unmarked: a drive mounted later resumes sync by itself.
 /// `None` when stopped meanwhile.
 async fn link_folder(
+    fs: &dyn local_fs::LocalFs,
     index: &Index,
     folder: &Path,
     mode: LinkMode,
@@ -601,7 +616,7 @@ async fn link_folder(
 ) -> Result<Option<folder::LinkedFolder>, SyncError> {
     let mut failures = 0;
     loop {
-        match folder::link(index, folder, mode).await {
+        match folder::link(fs, index, folder, mode).await {
             Ok(linked) => return Ok(Some(linked)),
             Err(SyncError::Folder(problem)) => {
                 failures += 1;

@@ -17,14 +17,13 @@
 //! deleted on either side because it became ignored.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
-use sha2::{Digest, Sha256};
 use syncsphere_protocol::normalize_path;
 use syncsphere_sync_core::{LocalFile, LocalTree, SyncedTree};
 use unicode_normalization::UnicodeNormalization;
+
+use crate::local_fs::{Kind, LocalFs, Meta};
 
 /// Name of the client's own directory inside the sync folder (temporary downloads).
 pub(crate) const STATE_DIR: &str = ".syncsphere";
@@ -54,13 +53,13 @@ pub(crate) const IGNORE_FILE: &str = ".syncsphereignore";
 
 /// Whether the filesystem holding `folder` ignores case in names (macOS and Windows by
 /// default): a probe file in the client's state folder is looked up under another spelling.
-pub(crate) fn folder_ignores_case(folder: &Path) -> std::io::Result<bool> {
+pub(crate) fn folder_ignores_case(fs: &dyn LocalFs, folder: &Path) -> std::io::Result<bool> {
     let dir = folder.join(STATE_DIR);
-    std::fs::create_dir_all(&dir)?;
+    fs.create_dir_all(&dir)?;
     let probe = dir.join("case-probe");
-    std::fs::write(&probe, b"")?;
-    let folded = dir.join("CASE-PROBE").exists();
-    std::fs::remove_file(&probe)?;
+    fs.write_durably(&probe, b"")?;
+    let folded = fs.symlink_metadata(&dir.join("CASE-PROBE")).is_ok();
+    fs.remove_file(&probe)?;
     Ok(folded)
 }
 
@@ -81,9 +80,9 @@ pub(crate) struct IgnoreRules {
 impl IgnoreRules {
     /// (Re)reads the rules of `root` when the file changed; returns what did not parse (the
     /// rules that did still apply).
-    pub(crate) fn refresh(&mut self, root: &Path) -> Vec<String> {
+    pub(crate) fn refresh(&mut self, fs: &dyn LocalFs, root: &Path) -> Vec<String> {
         let path = root.join(IGNORE_FILE);
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Ok(meta) = fs.metadata(&path) else {
             self.loaded = None;
             return Vec::new();
         };
@@ -93,8 +92,15 @@ impl IgnoreRules {
         }
         let mut problems = Vec::new();
         let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
-        if let Some(e) = builder.add(&path) {
-            problems.push(format!("ignore rule not understood: {e}"));
+        match fs.read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    if let Err(e) = builder.add_line(Some(path.clone()), line) {
+                        problems.push(format!("ignore rule not understood: {e}"));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("ignore rules not readable: {e}")),
         }
         match builder.build() {
             Ok(rules) => self.loaded = Some((stamp, rules)),
@@ -179,38 +185,18 @@ impl Scan {
     }
 }
 
-fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
+fn stamp_of(meta: &Meta) -> Stamp {
     Stamp {
-        size: meta.len(),
-        mtime_ns,
+        size: meta.len,
+        mtime_ns: meta.mtime_ns,
     }
-}
-
-pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 impl Scanner {
     /// (Re)reads `.syncsphereignore` when it changed. A rule that does not parse is reported
     /// and the others still apply.
-    fn load_rules(&mut self, root: &Path, skipped: &mut Vec<(String, String)>) {
-        for problem in self.rules.refresh(root) {
+    fn load_rules(&mut self, fs: &dyn LocalFs, root: &Path, skipped: &mut Vec<(String, String)>) {
+        for problem in self.rules.refresh(fs, root) {
             skipped.push((IGNORE_FILE.into(), problem));
         }
     }
@@ -221,19 +207,19 @@ impl Scanner {
     }
 
     /// Walks `root` (blocking: call from a blocking thread).
-    pub(crate) fn scan(&mut self, root: &Path) -> std::io::Result<Scan> {
+    pub(crate) fn scan(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
         let mut scan = Scan {
             tree: LocalTree::new(),
             skipped: Vec::new(),
             unreadable: Vec::new(),
             disk_paths: HashMap::new(),
         };
-        self.load_rules(root, &mut scan.skipped);
+        self.load_rules(fs, root, &mut scan.skipped);
         // (folder, its NFC prefix, its prefix as the disk spells it)
         let mut stack: Vec<(PathBuf, String, String)> =
             vec![(root.to_path_buf(), String::new(), String::new())];
         while let Some((dir, prefix, disk_prefix)) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
+            let entries = match fs.read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if dir != root => {
                     scan.skipped
@@ -243,18 +229,22 @@ impl Scanner {
                 }
                 Err(e) => return Err(e),
             };
-            let mut entries = entries.collect::<std::io::Result<Vec<_>>>()?;
+            let mut entries = entries;
             // Names already in NFC first: of two spellings of one name, that one is the file.
+            // (Then by name, so every file system's listing order gives the same scan.)
             entries.sort_by_cached_key(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_none_or(|n| !unicode_normalization::is_nfc(n))
+                (
+                    e.name
+                        .to_str()
+                        .is_none_or(|n| !unicode_normalization::is_nfc(n)),
+                    e.name.clone(),
+                )
             });
             let mut names_here: HashSet<String> = HashSet::new();
             for entry in entries {
-                let Some(disk_name) = entry.file_name().to_str().map(str::to_owned) else {
+                let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {
                     scan.skipped.push((
-                        format!("{prefix}{}", entry.file_name().to_string_lossy()),
+                        format!("{prefix}{}", entry.name.to_string_lossy()),
                         "name is not valid UTF-8".into(),
                     ));
                     continue;
@@ -265,11 +255,11 @@ impl Scanner {
                 let name: String = disk_name.nfc().collect();
                 let rel = format!("{prefix}{name}");
                 let disk_rel = format!("{disk_prefix}{disk_name}");
-                let file_type = entry.file_type()?;
-                if self.is_ignored(&rel, file_type.is_dir()) {
+                let is_dir = entry.kind == Kind::Dir;
+                if self.is_ignored(&rel, is_dir) {
                     continue;
                 }
-                if !file_type.is_dir() && !file_type.is_file() {
+                if entry.kind == Kind::Other {
                     continue; // symlinks and special files: see the module policy
                 }
                 if !names_here.insert(name.clone()) {
@@ -280,15 +270,16 @@ impl Scanner {
                         ),
                     ));
                     // Its synced file (if it was this one) stands as it was.
-                    let dir_suffix = if file_type.is_dir() { "/" } else { "" };
+                    let dir_suffix = if is_dir { "/" } else { "" };
                     scan.unreadable.push(format!("{rel}{dir_suffix}"));
                     continue;
                 }
                 if rel != disk_rel {
                     scan.disk_paths.insert(rel.clone(), disk_rel.clone());
                 }
-                if file_type.is_dir() {
-                    stack.push((entry.path(), format!("{rel}/"), format!("{disk_rel}/")));
+                let full = dir.join(&entry.name);
+                if is_dir {
+                    stack.push((full, format!("{rel}/"), format!("{disk_rel}/")));
                     continue;
                 }
                 match normalize_path(&rel) {
@@ -304,7 +295,7 @@ impl Scanner {
                         continue;
                     }
                 }
-                match self.hash(&entry.path(), &rel) {
+                match self.hash(fs, &full, &rel) {
                     Ok(file) => {
                         scan.tree.insert(rel, file);
                     }
@@ -322,8 +313,8 @@ impl Scanner {
         Ok(scan)
     }
 
-    fn hash(&mut self, path: &Path, rel: &str) -> std::io::Result<LocalFile> {
-        let meta = std::fs::metadata(path)?;
+    fn hash(&mut self, fs: &dyn LocalFs, path: &Path, rel: &str) -> std::io::Result<LocalFile> {
+        let meta = fs.metadata(path)?;
         let stamp = stamp_of(&meta);
         if let Some((cached, sha)) = self.cache.get(rel)
             && *cached == stamp
@@ -333,7 +324,7 @@ impl Scanner {
                 size: stamp.size,
             });
         }
-        let sha = hash_file(path)?;
+        let sha = fs.hash(path)?;
         let size = stamp.size;
         self.cache.insert(rel.to_owned(), (stamp, sha.clone()));
         Ok(LocalFile { sha256: sha, size })
@@ -343,6 +334,7 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local_fs::RealFs;
 
     #[test]
     fn scans_files_recursively_and_skips_ignored_and_invalid_names() {
@@ -358,7 +350,7 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc/hostname", root.join("link")).unwrap();
 
-        let scan = Scanner::default().scan(root).unwrap();
+        let scan = Scanner::default().scan(&RealFs, root).unwrap();
         let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
         assert_eq!(paths, ["a.txt", "sub/deeper/b.bin"]);
         assert_eq!(
@@ -387,7 +379,7 @@ mod tests {
         )
         .unwrap();
         let mut scanner = Scanner::default();
-        let scan = scanner.scan(root).unwrap();
+        let scan = scanner.scan(&RealFs, root).unwrap();
         let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
         assert_eq!(
             paths,
@@ -403,7 +395,7 @@ mod tests {
         assert!(!scanner.is_ignored("keep.log", false));
         // Editing the rules takes effect at the next scan.
         std::fs::write(root.join(IGNORE_FILE), "src/\n").unwrap();
-        let scan = scanner.scan(root).unwrap();
+        let scan = scanner.scan(&RealFs, root).unwrap();
         let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
         assert_eq!(
             paths,
@@ -411,7 +403,7 @@ mod tests {
         );
         // Without the file nothing is ignored.
         std::fs::remove_file(root.join(IGNORE_FILE)).unwrap();
-        let scan = scanner.scan(root).unwrap();
+        let scan = scanner.scan(&RealFs, root).unwrap();
         assert_eq!(scan.tree.len(), 6);
     }
 
@@ -419,7 +411,7 @@ mod tests {
     fn a_case_sensitive_folder_is_recognised() {
         let dir = tempfile::tempdir().unwrap();
         // The test machines' filesystems (ext4, tmpfs) are case-sensitive.
-        assert!(!folder_ignores_case(dir.path()).unwrap());
+        assert!(!folder_ignores_case(&RealFs, dir.path()).unwrap());
         assert!(
             dir.path().join(STATE_DIR).is_dir(),
             "the probe leaves only the state folder"
@@ -504,7 +496,7 @@ mod tests {
         std::fs::write(root.join("both").join(format!("{nfc}.md")), b"nfc").unwrap();
         std::fs::write(root.join("both").join(format!("{nfd}.md")), b"nfd").unwrap();
 
-        let scan = Scanner::default().scan(root).unwrap();
+        let scan = Scanner::default().scan(&RealFs, root).unwrap();
         let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
         let want = [
             format!("both/{nfc}.md"),
@@ -539,9 +531,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut scanner = Scanner::default();
         std::fs::write(dir.path().join("f"), b"one").unwrap();
-        let first = scanner.scan(dir.path()).unwrap().tree["f"].sha256.clone();
+        let first = scanner.scan(&RealFs, dir.path()).unwrap().tree["f"]
+            .sha256
+            .clone();
         std::fs::write(dir.path().join("f"), b"three").unwrap();
-        let second = scanner.scan(dir.path()).unwrap().tree["f"].sha256.clone();
+        let second = scanner.scan(&RealFs, dir.path()).unwrap().tree["f"]
+            .sha256
+            .clone();
         assert_ne!(first, second);
     }
 }

@@ -1,0 +1,173 @@
+//! The engine's view of the local disk: every read and write of the synced folder goes through
+//! [`LocalFs`], so the same engine runs over the real disk ([`RealFs`]) and over the
+//! simulation's fake one (`sim::fs`: case-insensitive, NFD-returning, failing on demand).
+//!
+//! **Boundary**: plain, blocking file operations with `std::io` errors; no sync decisions. Callers
+//! on async paths keep these calls short (metadata, renames) or run them on blocking threads
+//! (hashing, scanning).
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use sha2::{Digest, Sha256};
+
+/// What a directory entry or a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    /// A symbolic link (never followed by the scanner) or a special file.
+    Other,
+}
+
+/// One entry of [`LocalFs::read_dir`].
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub name: OsString,
+    pub kind: Kind,
+}
+
+/// What the engine needs to know of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub kind: Kind,
+    pub len: u64,
+    /// Modification time, in nanoseconds since the epoch (0 when unknown).
+    pub mtime_ns: i128,
+    /// Device and inode number: the same pair is the same file (0 where unknown).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+pub(crate) trait LocalFs: Send + Sync + 'static {
+    /// The entries of `dir`, in no particular order.
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<Entry>>;
+    /// Follows symbolic links.
+    fn metadata(&self, path: &Path) -> std::io::Result<Meta>;
+    /// Does not follow a symbolic link at `path`.
+    fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta>;
+    /// SHA-256 (lower-case hex) of the file's content.
+    fn hash(&self, path: &Path) -> std::io::Result<String>;
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
+    /// Replaces `path` with `data` durably (temporary file, fsync, rename, folder fsync).
+    fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    fn remove_file(&self, path: &Path) -> std::io::Result<()>;
+    /// Removes an empty folder (an error if it holds anything).
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()>;
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()>;
+    /// Makes renames in `dir` durable (best effort).
+    fn sync_dir(&self, dir: &Path);
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RealFs;
+
+fn kind_of(ft: std::fs::FileType) -> Kind {
+    if ft.is_file() {
+        Kind::File
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::Other
+    }
+}
+
+fn meta_of(m: &std::fs::Metadata) -> Meta {
+    let mtime_ns = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i128);
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Meta {
+        kind: kind_of(m.file_type()),
+        len: m.len(),
+        mtime_ns,
+        dev,
+        ino,
+    }
+}
+
+impl LocalFs for RealFs {
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<Entry>> {
+        std::fs::read_dir(dir)?
+            .map(|e| {
+                let e = e?;
+                Ok(Entry {
+                    name: e.file_name(),
+                    kind: kind_of(e.file_type()?),
+                })
+            })
+            .collect()
+    }
+
+    fn metadata(&self, path: &Path) -> std::io::Result<Meta> {
+        std::fs::metadata(path).map(|m| meta_of(&m))
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
+        std::fs::symlink_metadata(path).map(|m| meta_of(&m))
+    }
+
+    fn hash(&self, path: &Path) -> std::io::Result<String> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The engine's view of the server: the journal, and transfers between the device's disk and the
+//! server. The real one is [`Api`] (REST over HTTP); the simulation's (`sim::server`) keeps the
+//! server's rules in memory over the fake disk.
+//!
+//! **Boundary**: one call per server operation; errors are [`SyncError`]s as `Api` maps them
+//! (`Conflict` for a stale `parent_rev` or a refused name, `Server { status: 404 }` for a file
+//! that is gone, `Offline` when the server cannot be reached).
+
+use std::path::Path;
+
+use futures_util::future::BoxFuture;
+use syncsphere_protocol::{ChangesPage, FileMeta};
+
+use crate::SyncError;
+use crate::api::Api;
+use crate::transfer::Transfer;
+
+pub(crate) trait Remote: Send + Sync + 'static {
+    /// The journal from `cursor` on (one page).
+    fn changes(&self, cursor: i64) -> BoxFuture<'_, Result<ChangesPage, SyncError>>;
+    /// Sends the file at `file` (on the device's disk) as the new content of `path`, if it
+    /// still hashes to `expected` (else [`SyncError::Busy`]).
+    fn upload<'a>(
+        &'a self,
+        path: &'a str,
+        parent_rev: Option<i64>,
+        file: &'a Path,
+        expected: &'a str,
+        progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
+    /// Writes the file's current content into `dest` (on the device's disk), verified; returns
+    /// its revision and hash. `resume_sha`: `dest` may hold the start of that content.
+    fn download<'a>(
+        &'a self,
+        file_id: &'a str,
+        dest: &'a Path,
+        resume_sha: Option<&'a str>,
+        progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<(i64, String), SyncError>>;
+    fn delete<'a>(
+        &'a self,
+        file_id: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
+    fn move_file<'a>(
+        &'a self,
+        file_id: &'a str,
+        new_path: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
+    /// Content bytes sent and received so far, for the status stream.
+    fn transferred(&self) -> (u64, u64);
+}
+
+impl Remote for Api {
+    fn changes(&self, cursor: i64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
+        Box::pin(Api::changes(self, cursor))
+    }
+
+    fn upload<'a>(
+        &'a self,
+        path: &'a str,
+        parent_rev: Option<i64>,
+        file: &'a Path,
+        expected: &'a str,
+        progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(Api::upload(
+            self, path, parent_rev, file, expected, progress,
+        ))
+    }
+
+    fn download<'a>(
+        &'a self,
+        file_id: &'a str,
+        dest: &'a Path,
+        resume_sha: Option<&'a str>,
+        progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
+        Box::pin(Api::download(self, file_id, dest, resume_sha, progress))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        file_id: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(Api::delete(self, file_id, rev))
+    }
+
+    fn move_file<'a>(
+        &'a self,
+        file_id: &'a str,
+        new_path: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(Api::move_file(self, file_id, new_path, rev))
+    }
+
+    fn transferred(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.uploaded.load(Relaxed), self.downloaded.load(Relaxed))
+    }
+}

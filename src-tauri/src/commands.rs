@@ -1,6 +1,7 @@
 //! The window's API: the Tauri commands and the JSON they exchange. Sign-in, the folder and
 //! the sync status are here; the account pages ([`account`]: devices, history, trash), the
-//! conflicted copies ([`conflicts`]) and the settings page ([`preferences`]) in submodules.
+//! conflicted copies ([`conflicts`]), the settings page ([`preferences`]) and the answers to
+//! the engine's safety stops ([`safety`]: start over, held deletions) in submodules.
 //!
 //! **Boundary:** the only place where errors become `{ code, message }` for the window. The
 //! window decides what to do by `code` and shows `message` as is, so messages are plain words.
@@ -10,6 +11,7 @@ pub(crate) mod account;
 pub(crate) mod conflicts;
 pub(crate) mod launch;
 pub(crate) mod preferences;
+pub(crate) mod safety;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,9 @@ pub(crate) enum ErrorCode {
     Failed,
     /// There is no folder being synced yet: choose one first.
     NoFolder,
+    /// Another SyncSphere client (e.g. `syncsphere sync`) already syncs with this app's
+    /// configuration: stop it, then retry.
+    InUse,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +109,7 @@ impl CommandError {
             SyncError::Server { message, .. } => {
                 (ErrorCode::Failed, format!("{}.", capitalise(message)))
             }
+            SyncError::InUse(holder) => (ErrorCode::InUse, in_use(holder)),
             other => (
                 ErrorCode::Failed,
                 format!("{}.", capitalise(&other.to_string())),
@@ -111,6 +117,24 @@ impl CommandError {
         };
         tracing::warn!(error = %err, "{doing}");
         CommandError::new(code, format!("{doing} {advice}"))
+    }
+}
+
+/// Another client holds the configuration directory; `holder` is `sync-client`'s sentence,
+/// which names it and starts with its (lower-case) name.
+fn in_use(holder: &str) -> String {
+    format!(
+        "Another SyncSphere client is using this computer's SyncSphere settings: {}.",
+        holder.trim().trim_end_matches('.')
+    )
+}
+
+/// Sync did not start: the directory is in use (the window can say so), or anything else.
+fn start_failed(err: SyncError) -> CommandError {
+    tracing::warn!(error = %err, "sync did not start");
+    match err {
+        SyncError::InUse(holder) => CommandError::new(ErrorCode::InUse, in_use(&holder)),
+        other => CommandError::new(ErrorCode::SyncFailed, other),
     }
 }
 
@@ -149,7 +173,8 @@ pub(crate) struct SessionDto {
     /// What the folder screen suggests: `~/SyncSphere`, resolved.
     default_folder: String,
     syncing: bool,
-    /// Why sync is not running although a folder was chosen (e.g. it went missing).
+    /// Why sync is not running although a folder was chosen (e.g. another client syncs with
+    /// these settings). A missing folder is not one: sync runs and its status says so.
     sync_problem: Option<String>,
 }
 
@@ -206,7 +231,10 @@ async fn signed_in(app: &AppHandle, state: &DesktopState) -> CommandResult<Sessi
     session(state).await
 }
 
-/// Starts syncing the folder the user chose (created if missing) and remembers it.
+/// Starts syncing the folder the user chose and remembers it. Also "Locate folder": a path
+/// other than the remembered one is the folder moved there (its synced tree is kept) or
+/// another folder (merged, nothing deleted) — `sync-client` tells them apart by the folder's
+/// marker and creates a folder only when that is safe.
 #[tauri::command(rename_all = "snake_case")]
 pub(crate) async fn start_sync(
     app: AppHandle,
@@ -224,7 +252,7 @@ pub(crate) async fn start_sync(
     }
     let folder = settings::resolve_folder(&folder, state.home.as_deref())
         .map_err(|err| CommandError::new(ErrorCode::InvalidFolder, err))?;
-    create_folder(&folder)?;
+    refuse_a_file(&folder)?;
     // Keep the limits and the pause; an unreadable settings file starts over from defaults.
     let mut remembered = state.settings().unwrap_or_default();
     let status = state
@@ -237,7 +265,7 @@ pub(crate) async fn start_sync(
             remembered.paused,
         )
         .await
-        .map_err(|err| CommandError::new(ErrorCode::SyncFailed, err))?;
+        .map_err(start_failed)?;
     state.set_sync_problem(None);
     file_manager::on_sync_started(&folder);
     remembered.folder = Some(folder);
@@ -313,19 +341,16 @@ async fn session(state: &DesktopState) -> CommandResult<SessionDto> {
     })
 }
 
-fn create_folder(folder: &Path) -> CommandResult<()> {
+/// A file where the folder should be is refused at once. Nothing is created here: whether a
+/// missing folder may be created is `sync-client`'s decision (a linked folder never is).
+fn refuse_a_file(folder: &Path) -> CommandResult<()> {
     if folder.exists() && !folder.is_dir() {
         return Err(CommandError::new(
             ErrorCode::InvalidFolder,
             format!("{} is a file, not a folder.", folder.display()),
         ));
     }
-    std::fs::create_dir_all(folder).map_err(|err| {
-        CommandError::new(
-            ErrorCode::InvalidFolder,
-            format!("Could not create the folder {}: {err}.", folder.display()),
-        )
-    })
+    Ok(())
 }
 
 fn display_path(path: &Path) -> String {
@@ -388,6 +413,51 @@ mod tests {
             ErrorCode::DeviceRevoked,
             "Could not restore this version. This computer was unlinked from your account. \
              Sign in again to use it.",
+        );
+        check(
+            SyncError::InUse(IN_USE.into()),
+            ErrorCode::InUse,
+            "Could not restore this version. Another SyncSphere client is using this computer's \
+             SyncSphere settings: syncsphere sync (process 42, syncsphere) is already syncing \
+             with /home/ada/.config/syncsphere; stop it first (one client per configuration \
+             directory).",
+        );
+    }
+
+    const IN_USE: &str = "syncsphere sync (process 42, syncsphere) is already syncing with \
+                          /home/ada/.config/syncsphere; stop it first (one client per \
+                          configuration directory)";
+
+    #[test]
+    fn a_start_refused_because_another_client_syncs_has_its_own_code() {
+        let err = start_failed(SyncError::InUse(IN_USE.into()));
+        assert_eq!(err.code, ErrorCode::InUse);
+        assert!(
+            err.message.contains("syncsphere sync (process 42"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            start_failed(SyncError::NotSignedIn).code,
+            ErrorCode::SyncFailed
+        );
+    }
+
+    #[test]
+    fn only_a_file_in_the_way_is_refused_and_nothing_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("Sync");
+        refuse_a_file(&missing).unwrap();
+        assert!(
+            !missing.exists(),
+            "the library decides whether to create it"
+        );
+        refuse_a_file(tmp.path()).unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            refuse_a_file(&file).unwrap_err().code,
+            ErrorCode::InvalidFolder
         );
     }
 }

@@ -173,6 +173,8 @@ pub fn run() -> anyhow::Result<()> {
             commands::preferences::set_paused,
             commands::preferences::set_start_at_login,
             commands::preferences::set_notifications,
+            commands::safety::start_over,
+            commands::safety::decide_deletes,
         ])
         .on_window_event(|window, event| {
             // Closing the window only hides it: sync goes on in the tray until Quit.
@@ -219,8 +221,9 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// Starts syncing the remembered folder when signed in. A folder that has gone missing (an
-/// unplugged drive, say) is reported, never re-created: an empty folder would look like
-/// "the user deleted everything".
+/// unplugged drive, say) is not this function's business: `sync-client` never re-creates it,
+/// reports it in the status stream (the window offers to locate it or start over) and resumes
+/// by itself when it is back.
 async fn resume_sync(app: &AppHandle) {
     let state = app.state::<DesktopState>();
     let problem = match try_resume(app, &state).await {
@@ -254,12 +257,6 @@ async fn try_resume(app: &AppHandle, state: &DesktopState) -> Result<(), String>
         tray::show_idle(app, "Choose a folder to start syncing");
         return Ok(());
     };
-    if !folder.is_dir() {
-        return Err(format!(
-            "The folder {} is missing. Reconnect its drive, or choose the folder again.",
-            folder.display()
-        ));
-    }
     let options = settings.sync_options();
     state
         .sync

@@ -3,13 +3,13 @@
 //!
 //! [`NoticeTracker`] decides what deserves a notification, as a pure function of the status
 //! stream: one per conflicted copy (while it is among the status's recent files), one per error
-//! kind until that kind clears — so a sync that keeps failing, retrying with backoff, does not
-//! notify at every retry.
+//! kind (`status.error_kind`, never the message's words) until sync is up to date again — so a
+//! sync that keeps failing, retrying with backoff, does not notify at every retry.
 //! **Boundary:** the tracker never touches Tauri; only [`send`] does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
-use syncsphere_sync_client::{Status, SyncState};
+use syncsphere_sync_client::{ErrorKind, Status, SyncState};
 use tauri::AppHandle;
 use tauri_plugin_notification::NotificationExt as _;
 
@@ -24,20 +24,75 @@ pub(crate) struct Notice {
     pub(crate) body: String,
 }
 
-/// What an error notification is about; each kind notifies once until it clears.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum ErrorKind {
-    /// The running sync is in the error state; clears at the next "up to date".
-    Sync,
-    /// Sync could not start (e.g. the folder is missing); clears when it starts.
+/// What an error notification is about; each notifies once until it clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Topic {
+    /// The synced folder is missing, not a folder, or lacks its marker: one topic, as a drive
+    /// coming and going can switch between them and the user's answer is the same.
+    Folder,
+    /// The running sync reports this kind of problem (`None`: an error without a kind).
+    Sync(Option<ErrorKind>),
+    /// Sync could not start (e.g. another client holds the settings); clears when it starts.
     Start,
+}
+
+impl Topic {
+    /// The error topic of `status`, if it is one that notifies. Being offline does not: the
+    /// tray shows it, and sync catches up by itself.
+    fn of(status: &Status) -> Option<Topic> {
+        match (status.error_kind, status.state) {
+            (Some(ErrorKind::Offline), _) => None,
+            (
+                Some(
+                    ErrorKind::FolderMissing
+                    | ErrorKind::FolderNotADirectory
+                    | ErrorKind::FolderMarkerMissing,
+                ),
+                _,
+            ) => Some(Topic::Folder),
+            (Some(kind), _) => Some(Topic::Sync(Some(kind))),
+            (None, SyncState::Error) => Some(Topic::Sync(None)),
+            (None, _) => None,
+        }
+    }
+
+    fn notice(self, status: &Status) -> Notice {
+        match self {
+            Topic::Folder => Notice {
+                title: "SyncSphere folder missing".to_owned(),
+                body: "Your SyncSphere folder is missing — open SyncSphere to locate it or start \
+                       over; nothing was deleted."
+                    .to_owned(),
+            },
+            Topic::Sync(Some(ErrorKind::MassDeletePending)) => {
+                let (files, they) = match status.pending_deletes.as_ref().map(|p| p.count) {
+                    Some(1) => ("1 file was".to_owned(), "it is"),
+                    Some(n) => (format!("{n} files were"), "they are"),
+                    None => ("Files were".to_owned(), "they are"),
+                };
+                Notice {
+                    title: "Confirm deleted files".to_owned(),
+                    body: format!(
+                        "{files} deleted in your SyncSphere folder — confirm before {they} \
+                         deleted everywhere."
+                    ),
+                }
+            }
+            Topic::Sync(_) | Topic::Start => Notice {
+                title: "SyncSphere cannot sync".to_owned(),
+                body: status.last_error.clone().unwrap_or_else(|| {
+                    "Something went wrong. Open SyncSphere to see more.".to_owned()
+                }),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct NoticeTracker {
     /// The conflicted copies among the recent files already notified.
     conflicts: BTreeSet<String>,
-    errors: BTreeSet<ErrorKind>,
+    errors: HashSet<Topic>,
 }
 
 impl NoticeTracker {
@@ -70,21 +125,17 @@ impl NoticeTracker {
         self.conflicts = current;
 
         if status.state != SyncState::Stopped {
-            self.errors.remove(&ErrorKind::Start);
+            self.errors.remove(&Topic::Start);
         }
-        match status.state {
-            SyncState::Error if self.errors.insert(ErrorKind::Sync) => {
-                notices.push(Notice {
-                    title: "SyncSphere cannot sync".to_owned(),
-                    body: status.last_error.clone().unwrap_or_else(|| {
-                        "Something went wrong. Open SyncSphere to see more.".to_owned()
-                    }),
-                });
-            }
-            SyncState::UpToDate => {
-                self.errors.remove(&ErrorKind::Sync);
-            }
-            _ => {}
+        // Up to date: every problem of the running sync is over. Nothing else clears one, as
+        // retries pass through "syncing" and restarts through "stopped" and "starting".
+        if status.state == SyncState::UpToDate {
+            self.errors.clear();
+        }
+        if let Some(topic) = Topic::of(status)
+            && self.errors.insert(topic)
+        {
+            notices.push(topic.notice(status));
         }
         notices
     }
@@ -92,10 +143,10 @@ impl NoticeTracker {
     /// Sync could not start for `problem` (a sentence for the user), or started (`None`).
     pub(crate) fn on_start(&mut self, problem: Option<&str>) -> Option<Notice> {
         let Some(problem) = problem else {
-            self.errors.remove(&ErrorKind::Start);
+            self.errors.remove(&Topic::Start);
             return None;
         };
-        self.errors.insert(ErrorKind::Start).then(|| Notice {
+        self.errors.insert(Topic::Start).then(|| Notice {
             title: "SyncSphere is not syncing".to_owned(),
             body: problem.to_owned(),
         })
@@ -125,15 +176,51 @@ pub(crate) fn send(app: &AppHandle, notices: Vec<Notice>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncsphere_sync_client::PendingDeletes;
+
+    const CANNOT: &str = "SyncSphere cannot sync";
+    const FOLDER: &str = "SyncSphere folder missing";
+    const DELETES: &str = "Confirm deleted files";
 
     fn status(state: SyncState, conflicts: &[&str]) -> Status {
         let mut s = Status::new("/s".into(), "a@x".into(), "laptop".into());
         s.state = state;
-        s.last_error = (state == SyncState::Error).then(|| "the server refused".to_owned());
         s.push_recent("plain.txt", "uploaded", 1);
         for path in conflicts {
             s.push_recent(path, CONFLICT_ACTION, 2);
         }
+        s
+    }
+
+    /// A status failing with `kind`, as `sync-client` reports it.
+    fn failing(kind: ErrorKind, message: &str) -> Status {
+        let state = if kind == ErrorKind::Offline {
+            SyncState::Offline
+        } else {
+            SyncState::Error
+        };
+        let mut s = status(state, &[]);
+        s.error_kind = Some(kind);
+        s.last_error = Some(message.to_owned());
+        s
+    }
+
+    fn pending(count: u64) -> Option<PendingDeletes> {
+        Some(PendingDeletes {
+            count,
+            synced_files: 300,
+            sample: vec!["a.txt".into()],
+            fingerprint: format!("fp-{count}"),
+        })
+    }
+
+    /// `count` deletions held for the user's answer.
+    fn held(count: u64) -> Status {
+        let mut s = failing(
+            ErrorKind::MassDeletePending,
+            "files are no longer in the folder",
+        );
+        s.pending_deletes = pending(count);
         s
     }
 
@@ -147,6 +234,12 @@ mod tests {
         for (i, (status, expected)) in steps.iter().enumerate() {
             assert_eq!(titles(tracker.on_status(status)), *expected, "step {i}");
         }
+    }
+
+    /// The bodies of the notifications for `status` from a fresh tracker.
+    fn bodies(status: &Status) -> Vec<String> {
+        let notices = NoticeTracker::default().on_status(status);
+        notices.into_iter().map(|n| n.body).collect()
     }
 
     #[test]
@@ -178,37 +271,120 @@ mod tests {
     }
 
     #[test]
-    fn one_error_notification_until_sync_is_up_to_date_again() {
+    fn one_notification_per_error_kind_until_sync_is_up_to_date_again() {
+        use ErrorKind as K;
         check(&[
-            (status(SyncState::Error, &[]), &["SyncSphere cannot sync"]),
-            // Retries with backoff pass through syncing and offline: no repeats.
+            (failing(K::Server, "the server refused"), &[CANNOT]),
+            // Retries with backoff pass through syncing and offline, in other words each time:
+            // the kind decides, so no repeats.
             (status(SyncState::Syncing, &[]), &[]),
-            (status(SyncState::Offline, &[]), &[]),
-            (status(SyncState::Error, &[]), &[]),
+            (failing(K::Offline, "cannot reach the server"), &[]),
+            (failing(K::Server, "the server refused again"), &[]),
+            (status(SyncState::Paused, &[]), &[]),
+            // Another kind in the same words is other news, once.
+            (failing(K::Auth, "the server refused"), &[CANNOT]),
+            (failing(K::Auth, "the server refused"), &[]),
             (status(SyncState::UpToDate, &[]), &[]),
-            (status(SyncState::Error, &[]), &["SyncSphere cannot sync"]),
+            (failing(K::Server, "the server refused"), &[CANNOT]),
         ]);
+        assert_eq!(
+            bodies(&failing(K::Io, "writing a.txt: disk full")),
+            ["writing a.txt: disk full"]
+        );
+    }
+
+    #[test]
+    fn being_offline_is_not_notified_and_an_error_without_a_kind_is() {
+        let mut unknown = status(SyncState::Error, &[]);
+        unknown.last_error = Some("something broke".into());
+        check(&[
+            (failing(ErrorKind::Offline, "cannot reach the server"), &[]),
+            (failing(ErrorKind::Offline, "push channel went silent"), &[]),
+            (unknown.clone(), &[CANNOT]),
+            (unknown, &[]),
+        ]);
+    }
+
+    #[test]
+    fn a_missing_folder_notifies_once_while_sync_waits_for_it() {
+        use ErrorKind as K;
+        let missing = || failing(K::FolderMissing, "the synced folder /s is missing: …");
+        check(&[
+            (status(SyncState::Starting, &[]), &[]),
+            (missing(), &[FOLDER]),
+            // The engine keeps checking with backoff.
+            (missing(), &[]),
+            (missing(), &[]),
+            // The drive's empty mount point appears, or a file is put in its place: the same
+            // news for the user.
+            (failing(K::FolderMarkerMissing, "no marker"), &[]),
+            (failing(K::FolderNotADirectory, "a file"), &[]),
+            // A restart (new limits in Settings) reports it again.
+            (status(SyncState::Stopped, &[]), &[]),
+            (status(SyncState::Starting, &[]), &[]),
+            (missing(), &[]),
+            // The folder is back and synced; gone again later is news again.
+            (status(SyncState::Syncing, &[]), &[]),
+            (status(SyncState::UpToDate, &[]), &[]),
+            (failing(K::FolderMarkerMissing, "no marker"), &[FOLDER]),
+        ]);
+        let expected = "Your SyncSphere folder is missing — open SyncSphere to locate it or start \
+                        over; nothing was deleted.";
+        for kind in [
+            K::FolderMissing,
+            K::FolderNotADirectory,
+            K::FolderMarkerMissing,
+        ] {
+            assert_eq!(bodies(&failing(kind, "words")), [expected], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn held_deletions_ask_for_confirmation_once_with_their_count() {
+        let mut changed_meanwhile = status(SyncState::Syncing, &[]);
+        changed_meanwhile.pending_deletes = pending(240);
+        check(&[
+            (held(240), &[DELETES]),
+            // Other changes sync while the deletions wait: no repeats.
+            (changed_meanwhile, &[]),
+            (held(241), &[]),
+            // Answered (restored or deleted everywhere): the next held set is news.
+            (status(SyncState::Syncing, &[]), &[]),
+            (status(SyncState::UpToDate, &[]), &[]),
+            (held(12), &[DELETES]),
+        ]);
+        assert_eq!(
+            bodies(&held(240)),
+            [
+                "240 files were deleted in your SyncSphere folder — confirm before they are \
+              deleted everywhere."
+            ]
+        );
+        assert_eq!(
+            bodies(&held(1)),
+            [
+                "1 file was deleted in your SyncSphere folder — confirm before it is deleted \
+              everywhere."
+            ]
+        );
     }
 
     #[test]
     fn a_start_problem_notifies_once_until_sync_runs() {
         let mut tracker = NoticeTracker::default();
-        let missing = Some("The folder /s is missing.");
-        assert!(tracker.on_start(missing).is_some());
-        assert_eq!(tracker.on_start(missing), None);
+        let in_use = Some("Could not start syncing /s: syncsphere sync is already syncing.");
+        assert!(tracker.on_start(in_use).is_some());
+        assert_eq!(tracker.on_start(in_use), None);
         assert!(
             tracker
                 .on_status(&status(SyncState::Stopped, &[]))
                 .is_empty()
         );
-        assert_eq!(tracker.on_start(missing), None);
+        assert_eq!(tracker.on_start(in_use), None);
         tracker.on_status(&status(SyncState::Starting, &[]));
-        let again = tracker.on_start(missing);
-        assert_eq!(
-            again.map(|n| n.body),
-            Some("The folder /s is missing.".to_owned())
-        );
+        let again = tracker.on_start(in_use);
+        assert_eq!(again.map(|n| n.body), in_use.map(str::to_owned));
         assert_eq!(tracker.on_start(None), None);
-        assert!(tracker.on_start(missing).is_some());
+        assert!(tracker.on_start(in_use).is_some());
     }
 }

@@ -24,6 +24,9 @@
       { path: "notes (conflicted copy from ada-laptop 2026-11-25 103015).txt", action: "conflict_copy", at_ms: now - 30 * min },
     ],
     last_error: null,
+    error_kind: null,
+    pending_deletes: null,
+    problems: [],
     updated_ms: now,
     bytes_uploaded: 3_400_000,
     bytes_downloaded: 12_800_000,
@@ -88,10 +91,17 @@
       signedIn = true;
       return session();
     },
-    start_sync: () => {
+    start_sync: (a) => {
       syncing = true;
-      return status;
+      // A new engine on that folder: whatever the old one waited for is over.
+      Object.assign(status, { state: "up_to_date", connected: true, folder: a.folder, error_kind: null, last_error: null, updated_ms: Date.now() });
+      return { ...status };
     },
+    start_over: () => {
+      Object.assign(status, { state: "starting", error_kind: null, last_error: null, updated_ms: Date.now() });
+      return { ...status };
+    },
+    decide_deletes: () => null,
     get_status: () => (syncing ? status : null),
     sign_out: () => {
       signedIn = syncing = false;

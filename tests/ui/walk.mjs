@@ -1,6 +1,7 @@
 // The built UI (ui/dist) in headless Chromium with the IPC shimmed (shim.js): sign in, start
-// syncing, visit every page, restore a version and undelete a file, and write one screenshot
-// per page to $ARTIFACTS_DIR (default artifacts/). Run by tests/ui/run.sh.
+// syncing, answer held deletions and locate a missing folder on the status page, visit every
+// page, restore a version and undelete a file, and write one screenshot per page to
+// $ARTIFACTS_DIR (default artifacts/). Run by tests/ui/run.sh.
 import { createRequire } from "node:module";
 import { createServer } from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
@@ -103,6 +104,54 @@ try {
   assert.equal(await byId("status-state").textContent(), "Up to date");
   assert.equal(await byId("recent-item").count(), 3);
   await shot("status");
+
+  // Held deletions: the count and a sample, answered with the set's fingerprint.
+  await page.evaluate(() =>
+    window.__emitStatus({
+      state: "error",
+      error_kind: "mass_delete_pending",
+      last_error: "96 of 128 synced files are no longer in the folder; they are deleted on the server and your other devices only once you confirm (or restore them)",
+      pending_deletes: {
+        count: 96,
+        synced_files: 128,
+        sample: ["docs/report.txt", "photos/beach.jpg", "photos/dunes.jpg"],
+        fingerprint: "fp-96",
+      },
+    }),
+  );
+  await byId("deletes-pending").waitFor();
+  assert.equal(await byId("deletes-summary").textContent(), "96 of 128 synced files are no longer in your SyncSphere folder.");
+  assert.equal(await byId("deletes-sample-item").count(), 3);
+  await shot("deletes");
+  await byId("deletes-restore").click();
+  await byId("deletes-notice").filter({ hasText: "Restoring the files" }).waitFor();
+  assert.deepEqual(await calls("decide_deletes"), [{ fingerprint: "fp-96", decision: "restore" }]);
+  await page.evaluate(() => window.__emitStatus({ state: "up_to_date", error_kind: null, last_error: null, pending_deletes: null }));
+  await byId("deletes-pending").waitFor({ state: "hidden" });
+
+  // The folder went missing (a drive): start over is confirmed first; locate it where it is now.
+  await page.evaluate(() =>
+    window.__emitStatus({
+      state: "error",
+      connected: false,
+      folder: "/media/ada/usb/SyncSphere",
+      error_kind: "folder_missing",
+      last_error:
+        "the synced folder /media/ada/usb/SyncSphere is missing: it may have been moved, renamed or deleted, or be on a drive that is not mounted. Nothing was deleted; sync resumes when it is back",
+    }),
+  );
+  await byId("folder-problem").waitFor();
+  await byId("folder-start-over").click();
+  await byId("folder-start-over-text").filter({ hasText: "Nothing is deleted" }).waitFor();
+  await shot("folder-missing");
+  await byId("folder-start-over-cancel").click();
+  assert.deepEqual(await calls("start_over"), []);
+  await byId("folder-locate").click();
+  await byId("folder-locate-input").fill("/home/ada/SyncSphere");
+  await byId("folder-locate-submit").click();
+  await byId("folder-problem").waitFor({ state: "hidden" });
+  assert.deepEqual((await calls("start_sync")).at(-1), { folder: "/home/ada/SyncSphere" });
+  assert.equal(await byId("status-state").textContent(), "Up to date");
 
   // Activity, with files in flight from the status stream.
   await visit("activity", () => byId("activity-view").waitFor());

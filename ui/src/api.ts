@@ -22,6 +22,43 @@ export interface Transfer {
   total: number;
 }
 
+/** What kind of problem `last_error` is; the window decides on this, never on the message. */
+export type ErrorKind =
+  | "folder_missing"
+  | "folder_not_a_directory"
+  | "folder_marker_missing"
+  | "mass_delete_pending"
+  | "not_signed_in"
+  | "device_revoked"
+  | "config_dir_in_use"
+  | "offline"
+  | "auth"
+  | "server"
+  | "io"
+  | "config"
+  | "keychain";
+
+/** The kinds that mean the synced folder is not there: locate it or start over. */
+export const FOLDER_KINDS: readonly ErrorKind[] = ["folder_missing", "folder_not_a_directory", "folder_marker_missing"];
+
+/** Server-side deletions held until the user confirms them or restores the files. */
+export interface PendingDeletes {
+  /** How many files would be deleted on the server and every other device. */
+  count: number;
+  /** How many files the folder had in sync. */
+  synced_files: number;
+  /** The first few of them, sorted. */
+  sample: string[];
+  /** Names exactly this set: the answer says which set it answers. */
+  fingerprint: string;
+}
+
+/** A path that does not sync, and why. */
+export interface PathProblem {
+  path: string;
+  message: string;
+}
+
 export interface Status {
   state: SyncState;
   connected: boolean;
@@ -33,6 +70,11 @@ export interface Status {
   pending: number;
   recent: RecentFile[];
   last_error: string | null;
+  /** Null with no error, or for a one-file problem (see `problems`). */
+  error_kind: ErrorKind | null;
+  pending_deletes: PendingDeletes | null;
+  /** Paths that do not sync now, with the reason. */
+  problems: PathProblem[];
   updated_ms: number;
   /** Content bytes sent / received since sync started. */
   bytes_uploaded: number;
@@ -67,7 +109,8 @@ export type ErrorCode =
   | "not_found"
   | "conflict"
   | "failed"
-  | "no_folder";
+  | "no_folder"
+  | "in_use";
 
 /** What a command rejects with. */
 export interface CommandError {
@@ -107,6 +150,18 @@ export function signUp(c: Credentials): Promise<Session> {
 
 export function startSync(folder: string): Promise<Status> {
   return invoke<Status>("start_sync", { folder });
+}
+
+/** "Start over with an empty folder": sync the remembered folder afresh, deleting nothing. */
+export function startOver(): Promise<Status> {
+  return invoke<Status>("start_over");
+}
+
+export type DeleteDecision = "delete_everywhere" | "restore";
+
+/** Answers the held deletions named by `fingerprint` (from `pending_deletes`). */
+export function decideDeletes(fingerprint: string, decision: DeleteDecision): Promise<void> {
+  return invoke<void>("decide_deletes", { fingerprint, decision });
 }
 
 export function getStatus(): Promise<Status | null> {

@@ -152,7 +152,15 @@ export class App {
     this.opened = null;
     switch (name) {
       case "status": {
-        const view = statusView({ openFolder: () => api.openFolder(), signOut: () => this.signOut(), now });
+        const view = statusView({
+          openFolder: () => api.openFolder(),
+          signOut: () => this.signOut(),
+          now,
+          // The new engine's first status; the stream follows.
+          locate: async (folder) => this.onStatus(await api.startSync(folder)),
+          startOver: async () => this.onStatus(await api.startOver()),
+          decideDeletes: (fingerprint, decision) => api.decideDeletes(fingerprint, decision),
+        });
         return { element: view.element, update: (s) => view.update(s) };
       }
       case "activity":

@@ -7,14 +7,25 @@ export interface FolderActions {
   signOut(): Promise<void>;
 }
 
+/** The field where the user types a folder: the folder screen, and "Locate folder…". */
+export function folderInput(id: string, testId: string, value: string): HTMLInputElement {
+  const input = h("input", { id, name: "folder", type: "text", required: true, spellcheck: "false", "data-testid": testId });
+  input.value = value;
+  return input;
+}
+
+/** Why `text` is not a folder to try, or null. */
+export function checkFolder(text: string): string | null {
+  return text.trim() === "" ? "Choose a folder to sync." : null;
+}
+
 export function folderView(
   email: string,
   suggested: string,
   actions: FolderActions,
   notice: string | null = null,
 ): HTMLElement {
-  const input = h("input", { id: "folder", name: "folder", type: "text", required: true, "data-testid": "folder-input" });
-  input.value = suggested;
+  const input = folderInput("folder", "folder-input", suggested);
   const start = h("button", { type: "submit", class: "primary", "data-testid": "folder-submit" }, "Start syncing");
   const signOut = h("button", { type: "button", class: "link", "data-testid": "sign-out" }, "Sign out");
   const error = h("p", { class: "error", role: "alert", "data-testid": "folder-error" });
@@ -35,8 +46,9 @@ export function folderView(
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const folder = input.value.trim();
-    if (folder === "") {
-      setMessage(error, "Choose a folder to sync.");
+    const problem = checkFolder(folder);
+    if (problem) {
+      setMessage(error, problem);
       return;
     }
     setMessage(error, null);

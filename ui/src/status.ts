@@ -1,6 +1,7 @@
 // Status screen: live state of the running sync, fed by `status` events.
 import { errorMessage, type RecentFile, type Status, type SyncState, type Transfer } from "./api";
 import { h, setMessage } from "./dom";
+import { errorShownInPanel, folderProblemPanel, pendingDeletesPanel, problemList, type SafetyActions } from "./safety";
 
 export const STATE_LABELS: Record<SyncState, string> = {
   starting: "Starting…",
@@ -83,7 +84,7 @@ export function transferItem(t: Transfer): HTMLLIElement {
   );
 }
 
-export interface StatusActions {
+export interface StatusActions extends SafetyActions {
   openFolder(): Promise<void>;
   signOut(): Promise<void>;
   now(): number;
@@ -110,6 +111,9 @@ export function statusView(actions: StatusActions): StatusView {
   const recentEmpty = h("p", { class: "muted", "data-testid": "recent-empty" }, "No file changes yet.");
   const openFolder = h("button", { type: "button", class: "primary", "data-testid": "open-folder" }, "Open folder");
   const signOut = h("button", { type: "button", class: "link", "data-testid": "sign-out" }, "Sign out");
+  const folderProblem = folderProblemPanel(actions);
+  const pendingDeletes = pendingDeletesPanel(actions);
+  const problems = problemList();
   setMessage(actionError, null);
 
   const element = h(
@@ -117,6 +121,8 @@ export function statusView(actions: StatusActions): StatusView {
     { class: "card status", "data-testid": "status-view" },
     h("header", {}, h("h1", {}, state), connection),
     lastError,
+    folderProblem.element,
+    pendingDeletes.element,
     h(
       "dl",
       {},
@@ -130,6 +136,7 @@ export function statusView(actions: StatusActions): StatusView {
       pending,
     ),
     totals,
+    problems.element,
     transfersTitle,
     transfers,
     h("h2", {}, "Recent activity"),
@@ -162,7 +169,10 @@ export function statusView(actions: StatusActions): StatusView {
     pending.textContent = String(status?.pending ?? 0);
     folder.textContent = status?.folder ?? "";
     account.textContent = status ? `${status.email} on ${status.device_name}` : "";
-    setMessage(lastError, status?.last_error ?? null);
+    setMessage(lastError, errorShownInPanel(status) ? null : (status?.last_error ?? null));
+    folderProblem.update(status);
+    pendingDeletes.update(status);
+    problems.update(status);
     const moving = status?.transfers ?? [];
     transfers.replaceChildren(...moving.map(transferItem));
     transfers.hidden = transfersTitle.hidden = moving.length === 0;

@@ -11,8 +11,12 @@
 //! - An operation makes all of its checks before its first write (the store's operations are
 //!   written that way: the journal `seq` is taken last on SQLite), so an operation refused by
 //!   a check (conflict, not found, quota…) has written nothing and the batch goes on without
-//!   it — no savepoint needed, which saves two statements per operation. Debug builds verify
-//!   it: a refused operation that changed rows panics.
+//!   it — no savepoint needed, which saves two statements per operation. Every build verifies
+//!   it, at no cost on the common path: SQLite counts the rows a connection changed
+//!   (`total_changes()`); the batch reads it when it starts, the store's write step reads it
+//!   in its last statement ([`OpTx::wrote`]), and a refusal reads it once more. A refused
+//!   operation under which the count moved had written: it fails its whole batch, like a
+//!   database failure.
 //! - An operation that fails in the database (an I/O error, a broken statement), a failed
 //!   `COMMIT`, or an operation that panics fails every operation in the batch (rolled back
 //!   whole, nothing was delivered yet), and the writer goes on with the next one.
@@ -25,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Row as _, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::FilesError;
@@ -38,20 +42,63 @@ const QUEUE: usize = 1024;
 
 /// A metadata operation run inside a transaction it must not commit.
 pub(crate) type Op<T> = Box<
-    dyn for<'t> FnOnce(
+    dyn for<'t, 'c> FnOnce(
             &'t MetadataStore,
-            &'t mut AnyConnection,
+            &'t mut OpTx<'c>,
         ) -> BoxFuture<'t, Result<T, FilesError>>
         + Send,
 >;
 
+/// The transaction an operation runs in. Its checks read through it (it derefs to the
+/// connection); its write step says through [`OpTx::wrote`] how many rows the connection had
+/// changed once it was done, which is what lets the group commit check for free that an
+/// operation refused after it wrote nothing.
+pub(crate) struct OpTx<'c> {
+    conn: &'c mut AnyConnection,
+    /// SQLite's `total_changes()` as read by the operation's last write, if it wrote.
+    changes_after_writes: Option<i64>,
+}
+
+impl<'c> OpTx<'c> {
+    pub(crate) fn new(conn: &'c mut AnyConnection) -> Self {
+        OpTx {
+            conn,
+            changes_after_writes: None,
+        }
+    }
+
+    /// Records the connection's `total_changes()`, read by the operation's last write.
+    pub(crate) fn wrote(&mut self, total_changes: i64) {
+        self.changes_after_writes = Some(total_changes);
+    }
+}
+
+impl std::ops::Deref for OpTx<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for OpTx<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+}
+
+/// The batch's transaction, and the connection's `total_changes()` once the operations run so
+/// far were done.
+struct Batch {
+    tx: Transaction<'static, Any>,
+    changes: i64,
+}
+
 /// Hands an operation its outcome once the batch's fate is known (`Some` = the batch failed).
 type Deliver = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A queued operation run in the batch's transaction: its delivery, and whether it failed in
-/// the database (which dooms the batch: it may have written part of its changes).
-type Job = Box<
-    dyn for<'c> FnOnce(&'c mut Transaction<'static, Any>) -> BoxFuture<'c, (Deliver, bool)> + Send,
->;
+/// A queued operation run in the batch's transaction: its delivery, and whether it dooms the
+/// batch (it failed in the database, or was refused after it wrote: either way it may have
+/// written part of its changes).
+type Job = Box<dyn for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, (Deliver, bool)> + Send>;
 
 /// The single writer's queue, started on first use (inside the runtime).
 #[derive(Default)]
@@ -82,9 +129,9 @@ impl GroupCommit {
             tx
         });
         let (done, outcome) = oneshot::channel();
-        let job: Job = Box::new(move |tx| {
+        let job: Job = Box::new(move |batch| {
             Box::pin(async move {
-                let result = run_op(tx, &store, op).await;
+                let result = run_op(batch, &store, op).await;
                 let dooms = matches!(result, Err(FilesError::Store(_) | FilesError::Blob(_)));
                 let deliver = Box::new(move |batch_failed: Option<&str>| {
                     let _ = done.send(match (result, batch_failed) {
@@ -110,34 +157,42 @@ impl GroupCommit {
     }
 }
 
-/// Runs one operation in the batch's transaction. Debug builds check that an operation
-/// refused by a check wrote nothing (see the module's invariants).
-async fn run_op<T>(
-    tx: &mut Transaction<'static, Any>,
-    store: &MetadataStore,
-    op: Op<T>,
-) -> Result<T, FilesError> {
-    #[cfg(debug_assertions)]
-    let before = total_changes(tx).await?;
-    let result = op(store, tx).await;
-    #[cfg(debug_assertions)]
-    if let Err(err) = &result
-        && !matches!(err, FilesError::Store(_) | FilesError::Blob(_))
-    {
-        let after = total_changes(tx).await?;
-        assert_eq!(
-            before, after,
-            "a metadata operation refused with '{err}' had already written rows"
-        );
+/// Runs one operation in the batch's transaction, and checks that one refused by a check wrote
+/// nothing (see the module's invariants): if it did, it fails as a database error, which dooms
+/// the batch.
+async fn run_op<T>(batch: &mut Batch, store: &MetadataStore, op: Op<T>) -> Result<T, FilesError> {
+    let mut op_tx = OpTx::new(&mut batch.tx);
+    let result = op(store, &mut op_tx).await;
+    let reported = op_tx.changes_after_writes;
+    match &result {
+        Ok(_) => {
+            batch.changes = match reported {
+                Some(n) => n,
+                // Only operations that bypass the store's write step get here (tests).
+                None => total_changes(&mut batch.tx).await?,
+            }
+        }
+        Err(FilesError::Store(_) | FilesError::Blob(_)) => {}
+        Err(refusal) => {
+            let now = total_changes(&mut batch.tx).await?;
+            if now != batch.changes {
+                tracing::error!(
+                    rows = now - batch.changes,
+                    "a metadata operation refused with '{refusal}' had already written rows"
+                );
+                return Err(batch_error(&format!(
+                    "an operation refused with '{refusal}' had already written rows"
+                )));
+            }
+        }
     }
     result
 }
 
-#[cfg(debug_assertions)]
-async fn total_changes(tx: &mut Transaction<'static, Any>) -> Result<i64, FilesError> {
-    use sqlx::Row as _;
+/// Rows inserted, updated or deleted through the connection since it was opened.
+async fn total_changes(conn: &mut AnyConnection) -> Result<i64, FilesError> {
     let row = sqlx::query("SELECT total_changes() AS n")
-        .fetch_one(&mut **tx)
+        .fetch_one(conn)
         .await?;
     Ok(row.try_get("n")?)
 }
@@ -152,17 +207,17 @@ fn batch_error(why: &str) -> FilesError {
 /// commits, then delivers. Operations queued while a batch runs form the next one.
 async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
     while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut queued = vec![first];
+        while queued.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => queued.push(job),
                 Err(_) => break,
             }
         }
-        let size = batch.len();
+        let size = queued.len();
         // Jobs that cannot run are dropped: their callers get an error.
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
+        let mut batch = match start(&pool).await {
+            Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(size, "metadata batch not started: {err}");
                 continue;
@@ -170,12 +225,12 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU6
         };
         let mut deliveries = Vec::with_capacity(size);
         let mut doomed = None;
-        let mut jobs_left = batch.into_iter();
+        let mut jobs_left = queued.into_iter();
         for job in jobs_left.by_ref() {
             // A panicking operation must not take the writer (and every later commit) with
             // it: the batch is rolled back and its callers get an error, as a request's panic
             // would have failed only that request before.
-            match std::panic::AssertUnwindSafe(job(&mut tx))
+            match std::panic::AssertUnwindSafe(job(&mut batch))
                 .catch_unwind()
                 .await
             {
@@ -196,10 +251,10 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU6
         drop(jobs_left);
         let failed = if let Some(why) = doomed {
             tracing::error!(size, "{why}; batch rolled back");
-            drop(tx);
+            drop(batch);
             Some(why.to_owned())
         } else {
-            tx.commit().await.err().map(|err| err.to_string())
+            batch.tx.commit().await.err().map(|err| err.to_string())
         };
         match &failed {
             None => {
@@ -212,4 +267,11 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>, batches: Arc<AtomicU6
             deliver(failed.as_deref());
         }
     }
+}
+
+/// Begins a batch's transaction and reads the connection's change count it starts from.
+async fn start(pool: &AnyPool) -> Result<Batch, FilesError> {
+    let mut tx = pool.begin().await?;
+    let changes = total_changes(&mut tx).await?;
+    Ok(Batch { tx, changes })
 }

@@ -21,6 +21,7 @@ pub mod gc;
 mod group_commit;
 pub mod http;
 pub mod inline;
+mod rekey;
 pub mod running;
 pub mod s3;
 pub mod store;

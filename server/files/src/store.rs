@@ -18,8 +18,10 @@ use syncsphere_protocol::{
     ChangeEvent, ChangeKind, ChangesPage, ChunkRef, FileList, FileMeta, Revision,
 };
 
-use crate::group_commit::{GroupCommit, Op};
-use crate::{FilesError, now_ms};
+use crate::group_commit::{GroupCommit, Op, OpTx};
+use crate::{FilesError, now_ms, rekey};
+
+pub use syncsphere_protocol::path_key;
 
 /// Largest page of `GET /v1/changes`.
 pub const MAX_CHANGES_PAGE: i64 = 1000;
@@ -31,6 +33,8 @@ pub struct MetadataStore {
     quota: Option<i64>,
     /// The SQLite writer's batches (unused on PostgreSQL); shared by clones.
     group: Arc<GroupCommit>,
+    /// Set once `files.path_key` holds the current keys (see [`crate::rekey`]); shared by clones.
+    keys_current: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// New content for a path: already durable in the blob store, or carried here (`inline`) to
@@ -150,9 +154,9 @@ fn stale(cur: FileMeta, parent_rev: i64) -> FilesError {
 
 /// Boxes an operation for [`MetadataStore::write`] (the signature guides closure inference).
 fn op<T>(
-    f: impl for<'t> FnOnce(
+    f: impl for<'t, 'c> FnOnce(
         &'t MetadataStore,
-        &'t mut AnyConnection,
+        &'t mut OpTx<'c>,
     ) -> BoxFuture<'t, Result<T, FilesError>>
     + Send
     + 'static,
@@ -160,9 +164,37 @@ fn op<T>(
     Box::new(f)
 }
 
-/// The key under which live paths must be unique: case-folded, like Dropbox.
-pub fn path_key(path: &str) -> String {
-    path.to_lowercase()
+/// What a path names among a user's live files (see [`MetadataStore::path_state`]).
+struct PathState {
+    /// The live files at the path's key: one, or none — several only where names that one key
+    /// now equates were both live before keys were case-folded (see [`crate::rekey`]).
+    at: Vec<FileMeta>,
+    /// A live file that clashes with a file at the path by the file-or-directory rule.
+    clash: Option<FileMeta>,
+}
+
+impl PathState {
+    /// The live file a commit to `path` replaces: the one at its key or, among files that
+    /// share the key, the one spelled exactly `path` (a conflict if none is).
+    fn take_current(&mut self, path: &str) -> Result<Option<FileMeta>, FilesError> {
+        if self.at.len() < 2 {
+            return Ok(self.at.pop());
+        }
+        match self.at.iter().position(|f| f.path == path) {
+            Some(i) => Ok(Some(self.at.swap_remove(i))),
+            None => {
+                let names: Vec<&str> = self.at.iter().map(|f| f.path.as_str()).collect();
+                Err(FilesError::conflict(
+                    format!(
+                        "'{path}' names {} files that case-insensitive disks cannot tell apart ({}); use one exact name",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                    self.at.first().cloned(),
+                ))
+            }
+        }
+    }
 }
 
 impl MetadataStore {
@@ -171,16 +203,34 @@ impl MetadataStore {
             db,
             quota: None,
             group: Arc::default(),
+            keys_current: Arc::default(),
         }
     }
 
-    /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, a
-    /// savepoint in the next group commit on SQLite. The result comes back once committed.
+    /// Brings the stored path keys up to the current key function (once per database, see
+    /// [`crate::rekey`]; once per process it is checked). Writes and the name check wait for
+    /// it; a server may call it at start-up to fail early.
+    pub async fn upgrade_path_keys(&self) -> Result<(), FilesError> {
+        self.keys_current
+            .get_or_try_init(|| async {
+                let report = rekey::rekey(&self.db).await?;
+                if report != rekey::RekeyReport::default() {
+                    tracing::info!(?report, "path keys recomputed");
+                }
+                Ok::<_, FilesError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, the
+    /// next group commit's on SQLite. The result comes back once committed.
     async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T, FilesError> {
+        self.upgrade_path_keys().await?;
         match self.db.dialect {
             Dialect::Postgres => {
                 let mut tx = self.db.pool.begin().await?;
-                let value = op(self, &mut tx).await?;
+                let value = op(self, &mut OpTx::new(&mut tx)).await?;
                 tx.commit().await?;
                 Ok(value)
             }
@@ -321,16 +371,20 @@ impl MetadataStore {
         Ok(row.try_get("last_seq")?)
     }
 
-    async fn live_by_path(
+    /// A live file other than `file_id` whose name is `path` (by key).
+    async fn other_live_at(
         tx: &mut AnyConnection,
         user_id: &str,
         path: &str,
+        file_id: &str,
     ) -> Result<Option<FileMeta>, FilesError> {
         let row = sqlx::query(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND path_key = $2 AND deleted = 0"
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND path_key = $2 AND deleted = 0
+             AND file_id <> $3 LIMIT 1"
         ))
         .bind(user_id)
         .bind(path_key(path))
+        .bind(file_id)
         .fetch_optional(&mut *tx)
         .await?;
         Ok(row.as_ref().map(file_from_row).transpose()?)
@@ -361,14 +415,17 @@ impl MetadataStore {
         path: &str,
         moving: Option<&str>,
     ) -> Result<(), FilesError> {
-        match Self::path_state(tx, user_id, path, moving, false).await?.1 {
+        match Self::path_state(tx, user_id, path, moving, false)
+            .await?
+            .clash
+        {
             Some(other) => Err(Self::clash(path, other)),
             None => Ok(()),
         }
     }
 
-    /// In one query: the live file at `path` (when `with_self`), and a live file that clashes
-    /// with a file at `path` by the file-or-directory rule (see
+    /// In one query: the live files at `path`'s key (when `with_self`), and a live file that
+    /// clashes with a file at `path` by the file-or-directory rule (see
     /// [`Self::ensure_file_or_directory`]).
     async fn path_state(
         tx: &mut AnyConnection,
@@ -376,26 +433,28 @@ impl MetadataStore {
         path: &str,
         moving: Option<&str>,
         with_self: bool,
-    ) -> Result<(Option<FileMeta>, Option<FileMeta>), FilesError> {
+    ) -> Result<PathState, FilesError> {
         let key = path_key(path);
         let ancestors: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..i]).collect();
+        let mut sql = String::new();
+        if with_self {
+            sql.push_str(&format!(
+                "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0
+                 AND path_key = $5 UNION ALL "
+            ));
+        }
         // Keys below `key` are those in [`key/`, `key0`): '0' follows '/' bytewise, and keys
         // compare bytewise (SQLite's BINARY; PostgreSQL's column is COLLATE "C").
-        let mut sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0
-             AND file_id <> $2 AND ((path_key >= $3 AND path_key < $4)"
-        );
-        let first_ancestor = if with_self {
-            sql.push_str(" OR path_key = $5");
-            6
-        } else {
-            5
-        };
+        sql.push_str(&format!(
+            "SELECT {FILE_COLUMNS} FROM (SELECT {FILE_COLUMNS} FROM files
+             WHERE user_id = $1 AND deleted = 0 AND file_id <> $2
+             AND ((path_key >= $3 AND path_key < $4)"
+        ));
+        let first_ancestor = if with_self { 6 } else { 5 };
         for i in 0..ancestors.len() {
             sql.push_str(&format!(" OR path_key = ${}", i + first_ancestor));
         }
-        // At most one file is at `key`, so two rows always include a clash if there is one.
-        sql.push_str(") LIMIT 2");
+        sql.push_str(") LIMIT 1) AS clash");
         let mut query = sqlx::query(&sql)
             .bind(user_id)
             .bind(moving.unwrap_or(""))
@@ -407,16 +466,19 @@ impl MetadataStore {
         for a in &ancestors {
             query = query.bind(*a);
         }
-        let (mut at, mut clash) = (None, None);
+        let mut state = PathState {
+            at: Vec::new(),
+            clash: None,
+        };
         for row in query.fetch_all(&mut *tx).await? {
             let file = file_from_row(&row)?;
             if path_key(&file.path) == key {
-                at = Some(file);
+                state.at.push(file);
             } else {
-                clash.get_or_insert(file);
+                state.clash.get_or_insert(file);
             }
         }
-        Ok((at, clash))
+        Ok(state)
     }
 
     fn clash(path: &str, other: FileMeta) -> FilesError {
@@ -452,7 +514,7 @@ impl MetadataStore {
     /// Writes the new state of `meta` (revision row, file row, journal entry); the caller's
     /// transaction commits it.
     async fn finish(
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         seq: Option<i64>,
         outcome: Outcome<'_>,
@@ -480,7 +542,7 @@ impl MetadataStore {
             .bind(meta.size)
             .bind(data)
             .bind(meta.modified_ms)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         let deleted = i64::from(meta.deleted);
@@ -498,11 +560,13 @@ impl MetadataStore {
             .bind(&meta.sha256)
             .bind(deleted)
             .bind(meta.modified_ms)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         } else {
             sqlx::query(
-                "UPDATE files SET path = $1, path_key = $2, rev = $3, size = $4, sha256 = $5,
+                "UPDATE files SET path = $1, path_key = $2,
+                 key_twin = CASE WHEN path_key = $2 THEN key_twin ELSE 0 END,
+                 rev = $3, size = $4, sha256 = $5,
                  deleted = $6, modified_ms = $7 WHERE file_id = $8 AND user_id = $9",
             )
             .bind(&meta.path)
@@ -514,7 +578,7 @@ impl MetadataStore {
             .bind(meta.modified_ms)
             .bind(&meta.file_id)
             .bind(user_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
         sqlx::query(
@@ -529,7 +593,7 @@ impl MetadataStore {
         .bind(deleted)
         .bind(meta.modified_ms)
         .bind(device)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let change = outcome.change(seq);
         sqlx::query(
@@ -547,7 +611,7 @@ impl MetadataStore {
         .bind(&change.sha256)
         .bind(&change.origin_device)
         .bind(change.at_ms)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         Ok(change)
     }
@@ -557,9 +621,10 @@ impl MetadataStore {
     /// round trip to the SQLite worker thread instead of up to six — per-statement round trips
     /// were what the embedded server spent its time on under load). SQLite binds `$N` by
     /// number across the statements; PostgreSQL cannot prepare several statements at once,
-    /// which is why it keeps the statement-by-statement form.
+    /// which is why it keeps the statement-by-statement form. Its last statement also reads
+    /// how many rows the connection has changed, for the group commit's check ([`OpTx::wrote`]).
     async fn finish_at_once(
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         outcome: Outcome<'_>,
     ) -> Result<ChangeEvent, FilesError> {
@@ -578,14 +643,17 @@ impl MetadataStore {
             UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1;";
         const CREATE: &str = "INSERT INTO files (file_id, user_id, path, path_key, rev, size, sha256, deleted, modified_ms)
                 VALUES ($2, $1, $3, $4, $5, $6, $7, $8, $9);";
-        const UPDATE: &str =
-            "UPDATE files SET path = $3, path_key = $4, rev = $5, size = $6, sha256 = $7,
+        // A file that keeps its key keeps its place among the files sharing it (`key_twin`,
+        // see crate::rekey); one that takes a new name is alone at it.
+        const UPDATE: &str = "UPDATE files SET path = $3, path_key = $4,
+                key_twin = CASE WHEN path_key = $4 THEN key_twin ELSE 0 END,
+                rev = $5, size = $6, sha256 = $7,
                 deleted = $8, modified_ms = $9 WHERE file_id = $2 AND user_id = $1;";
         const HISTORY: &str = "INSERT INTO revisions (file_id, rev, path, size, sha256, deleted, modified_ms, origin_device)
                 VALUES ($2, $5, $3, $6, $7, $8, $9, $10);
             INSERT INTO journal (user_id, seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms)
                 SELECT $1, last_seq, $2, $11, $3, $12, $5, $6, $7, $10, $9 FROM journal_heads WHERE user_id = $1;
-            SELECT last_seq FROM journal_heads WHERE user_id = $1";
+            SELECT last_seq, total_changes() AS total_changes FROM journal_heads WHERE user_id = $1";
         let sql = format!(
             "{}\n{HEAD}\n{}\n{HISTORY}",
             if inline.is_some() { INLINE } else { "" },
@@ -605,21 +673,24 @@ impl MetadataStore {
             .bind(event.as_str())
             .bind(old_path)
             .bind(inline)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
         // The final SELECT's row (the statements before it return none).
         let row = rows.last().ok_or(sqlx::Error::RowNotFound)?;
+        tx.wrote(row.try_get("total_changes")?);
         Ok(outcome.change(row.try_get("last_seq")?))
     }
 
     async fn commit_content_in(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
-        let (current, clash) = Self::path_state(tx, user_id, new.path, None, true).await?;
+        let mut state = Self::path_state(tx, user_id, new.path, None, true).await?;
+        let current = state.take_current(new.path)?;
+        let clash = state.clash;
         let old_size = current.as_ref().map_or(0, |c| c.size);
         self.check_quota(tx, user_id, old_size, new.size).await?;
         let now = now_ms();
@@ -786,7 +857,7 @@ impl MetadataStore {
 
     async fn delete_in(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         file_id: &str,
         parent_rev: i64,
@@ -809,7 +880,7 @@ impl MetadataStore {
 
     async fn move_file_in(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         file_id: &str,
         new_path: &str,
@@ -818,9 +889,7 @@ impl MetadataStore {
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
-        if let Some(other) = Self::live_by_path(tx, user_id, new_path).await?
-            && other.file_id != cur.file_id
-        {
+        if let Some(other) = Self::other_live_at(tx, user_id, new_path, file_id).await? {
             return Err(FilesError::conflict(
                 format!("'{}' already exists", other.path),
                 Some(other),
@@ -841,7 +910,7 @@ impl MetadataStore {
 
     async fn restore_in(
         &self,
-        tx: &mut AnyConnection,
+        tx: &mut OpTx<'_>,
         user_id: &str,
         file_id: &str,
         rev: i64,
@@ -849,13 +918,13 @@ impl MetadataStore {
         device: Option<&str>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
-        let cur = Self::by_id(&mut *tx, user_id, file_id)
+        let cur = Self::by_id(&mut **tx, user_id, file_id)
             .await?
             .ok_or(FilesError::NotFound)?;
         if cur.rev != parent_rev {
             return Err(stale(cur, parent_rev));
         }
-        let old = Self::revision_of(&mut *tx, user_id, file_id, rev)
+        let old = Self::revision_of(&mut **tx, user_id, file_id, rev)
             .await?
             .ok_or(FilesError::NotFound)?;
         if old.deleted {
@@ -866,7 +935,7 @@ impl MetadataStore {
         let live_size = if cur.deleted { 0 } else { cur.size };
         self.check_quota(tx, user_id, live_size, old.size).await?;
         let event = if cur.deleted {
-            if let Some(other) = Self::live_by_path(tx, user_id, &cur.path).await? {
+            if let Some(other) = Self::other_live_at(tx, user_id, &cur.path, file_id).await? {
                 return Err(FilesError::conflict(
                     format!("'{}' already exists", other.path),
                     Some(other),
@@ -959,12 +1028,15 @@ impl MetadataStore {
         Self::by_id(&self.db.pool, user_id, file_id).await
     }
 
-    /// Live files that break the file-or-folder rule — a live file under another one — which
-    /// only data written before the rule can hold: (user, file id, revision, what is wrong).
+    /// Live files that break a name rule, which only data written before the rule can hold:
+    /// a live file under another one (before the file-or-folder rule), and live files whose
+    /// names one key equates (before keys were case-folded, see [`crate::rekey`]):
+    /// (user, file id, revision, what is wrong).
     pub async fn name_clashes(&self) -> Result<Vec<(String, String, i64, String)>, FilesError> {
+        self.upgrade_path_keys().await?;
         let rows = sqlx::query(
             "SELECT user_id, file_id, rev, path, path_key FROM files WHERE deleted = 0
-             ORDER BY user_id, path_key",
+             ORDER BY user_id, path_key, key_twin",
         )
         .fetch_all(&self.db.pool)
         .await?;
@@ -983,6 +1055,20 @@ impl MetadataStore {
             keys.insert((user, key));
         }
         let mut clashes = Vec::new();
+        // Sorted by user and key: files that share a key are neighbours.
+        for pair in live.windows(2) {
+            let ((user, _, _, first, key), (u, file_id, rev, path, k)) = (&pair[0], &pair[1]);
+            if (user, key) == (u, k) {
+                clashes.push((
+                    user.clone(),
+                    file_id.clone(),
+                    *rev,
+                    format!(
+                        "'{path}' and '{first}' are one name on case-insensitive disks (rename one of them)"
+                    ),
+                ));
+            }
+        }
         for (user, file_id, rev, path, key) in &live {
             let above = key
                 .match_indices('/')
@@ -1234,10 +1320,10 @@ mod tests {
                     .write::<()>(op(|_, tx| {
                         Box::pin(async move {
                             sqlx::query("UPDATE journal_heads SET last_seq = last_seq + 100")
-                                .execute(&mut *tx)
+                                .execute(&mut **tx)
                                 .await?;
                             sqlx::query("INSERT INTO no_such_table VALUES (1)")
-                                .execute(&mut *tx)
+                                .execute(&mut **tx)
                                 .await?;
                             Ok(())
                         })
@@ -1282,24 +1368,79 @@ mod tests {
         assert_eq!(change.seq, 2);
     }
 
-    /// Debug builds catch an operation that writes and is then refused (which would leave its
-    /// writes in the batch): it fails as a panic, and nothing of it is committed.
-    #[cfg(debug_assertions)]
+    /// An operation that writes and is then refused (which would leave its writes in the
+    /// batch) fails its whole batch in every build: the writes of that batch, its own and its
+    /// companions', are rolled back and every caller gets an error; the next batch works.
     #[tokio::test]
-    async fn a_refusal_after_a_write_is_caught() {
+    async fn a_refusal_after_a_write_fails_its_whole_batch() {
         let dir = tempfile::tempdir().unwrap();
         let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
-        let bad = store
-            .write::<()>(op(|_, tx| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO journal_heads (user_id, last_seq) VALUES ('u9', 7)")
-                        .execute(&mut *tx)
-                        .await?;
-                    Err(FilesError::NotFound)
-                })
-            }))
-            .await;
-        assert!(matches!(bad, Err(FilesError::Store(_))), "{bad:?}");
-        assert_eq!(store.head("u9").await.unwrap(), 0);
+        store
+            .commit_content("u1", content("first.txt", None))
+            .await
+            .unwrap();
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(op(move |_, _| {
+                        Box::pin(async move {
+                            let _ = held.await;
+                            Ok(())
+                        })
+                    }))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let spawn_commit = |path: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit_content("u1", content(path, None)).await })
+        };
+        let before = spawn_commit("before.txt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let bad = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write::<()>(op(|_, tx| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO journal_heads (user_id, last_seq) VALUES ('u9', 7)",
+                            )
+                            .execute(&mut **tx)
+                            .await?;
+                            Err(FilesError::NotFound)
+                        })
+                    }))
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let after = spawn_commit("after.txt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let batches_before = store.group.batches();
+        let bad = bad.await.unwrap();
+        assert!(
+            matches!(&bad, Err(FilesError::Store(e)) if e.to_string().contains("already written rows")),
+            "{bad:?}"
+        );
+        assert!(before.await.unwrap().is_err(), "committed with the bad one");
+        assert!(after.await.unwrap().is_err(), "committed with the bad one");
+        assert_eq!(store.group.batches(), batches_before, "nothing committed");
+        assert_eq!(
+            store.head("u9").await.unwrap(),
+            0,
+            "the write was rolled back"
+        );
+        assert_eq!(store.head("u1").await.unwrap(), 1);
+        let (_, change) = store
+            .commit_content("u1", content("later.txt", None))
+            .await
+            .unwrap();
+        assert_eq!(change.seq, 2);
     }
 }

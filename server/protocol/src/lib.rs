@@ -9,4 +9,4 @@ pub mod path;
 pub mod ws;
 
 pub use api::*;
-pub use path::{PathError, normalize_path};
+pub use path::{PathError, normalize_path, path_key};

@@ -12,7 +12,11 @@
 //! - Windows device names, alone or with any extension, in any case: `CON`, `PRN`, `AUX`, `NUL`,
 //!   `COM0`–`COM9`, `LPT0`–`LPT9` (also with superscript digits `¹²³`), e.g. `aux.txt`, `Con`;
 //! - names over 255 bytes, paths over 4096 bytes (UTF-8, after NFC).
+//!
+//! [`path_key`] is the other half of the namespace: two live paths of a user may not have the
+//! same key (see `docs/decisions/0001-path-key-case-folding.md`).
 
+use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
 
 /// Longest accepted path, in bytes of UTF-8 after normalisation.
@@ -102,6 +106,23 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     Ok(normalized)
 }
 
+/// The key under which live paths must be unique: two paths with one key are one name on some
+/// case-insensitive disk, so they cannot both live.
+///
+/// Unicode canonical caseless matching (D145): NFD, full default case folding, then NFC to keep
+/// keys short — what APFS's case-insensitive variant compares (full folding, normalisation
+/// insensitive), and a superset of NTFS's `$UpCase` tables (one-to-one upper-casing, e.g. `ς`
+/// and `σ` are `Σ`). Stricter than NTFS where folding is full (`ß` = `ss`); the Turkic
+/// mappings are not used (`ı` is not `i`), as neither file system uses them. A key is a path of
+/// keys: `path_key("a/b") == path_key("a") + "/" + path_key("b")`, which the server's folder
+/// ranges rely on.
+pub fn path_key(path: &str) -> String {
+    if path.is_ascii() {
+        return path.to_ascii_lowercase();
+    }
+    path.nfd().default_case_fold().nfc().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +206,106 @@ mod tests {
                 .replace("abcd", "abcdefgh"),
             Err(PathError::TooLong),
         );
+    }
+
+    /// Pairs that are one name on NTFS or APFS have one key; pairs neither folds keep two.
+    fn same_key(a: &str, b: &str, same: bool) {
+        assert_eq!(
+            path_key(a) == path_key(b),
+            same,
+            "{a:?} → {:?}, {b:?} → {:?}",
+            path_key(a),
+            path_key(b)
+        );
+    }
+
+    #[test]
+    fn keys_fold_like_case_insensitive_file_systems() {
+        // Final and medial sigma: `to_lowercase` kept these apart.
+        same_key("οδος.txt", "ΟΔΟΣ.txt", true);
+        same_key("οδος.txt", "οδοσ.txt", true);
+        same_key("ΟΔΟΣ.txt", "οδοσ.txt", true);
+        same_key("ΟΔΟΣ/σ", "οδος/Σ", true);
+        // Full folding (APFS): ß, ẞ and ss are one name.
+        same_key("straße.txt", "STRASSE.txt", true);
+        same_key("straße.txt", "strasse.txt", true);
+        same_key("STRAẞE.txt", "straße.txt", true);
+        same_key("ﬁle", "FILE", true);
+        // Kelvin sign and ohm sign (NFC makes them K and Ω already), long s.
+        same_key("\u{212A}elvin", "kelvin", true);
+        same_key("\u{2126}", "ω", true);
+        same_key("ſ", "s", true);
+        // Canonically equivalent spellings, composed or not.
+        same_key("Cafe\u{301}", "café", true);
+        same_key("\u{130}", "i\u{307}", true);
+        // Turkish i is not special: I is i, but neither İ nor ı is i.
+        same_key("I.txt", "i.txt", true);
+        same_key("\u{130}.txt", "i.txt", false);
+        same_key("\u{131}.txt", "i.txt", false);
+        same_key("\u{131}.txt", "I.txt", false);
+        // Different letters stay different.
+        same_key("a.txt", "b.txt", false);
+        same_key("ß", "s", false);
+    }
+
+    #[test]
+    fn keys_of_plain_paths() {
+        for (path, key) in [
+            ("docs/report-2026.txt", "docs/report-2026.txt"),
+            ("Docs/README.md", "docs/readme.md"),
+            ("ΟΔΟΣ.txt", "οδοσ.txt"),
+            ("Straße", "strasse"),
+            ("Ǆ", "ǆ"),
+        ] {
+            assert_eq!(path_key(path), key, "{path:?}");
+            assert_eq!(path_key(key), key, "a key is its own key: {key:?}");
+        }
+        // The ASCII shortcut gives what the full algorithm gives.
+        for c in (b' '..=b'~').map(char::from) {
+            let full: String = c.to_string().nfd().default_case_fold().nfc().collect();
+            assert_eq!(path_key(&c.to_string()), full, "{c:?}");
+        }
+    }
+
+    /// NTFS compares names by a one-to-one upper-casing of each UTF-16 unit, drawn from
+    /// Unicode's: every such pair has one key. The one exception is `ı` → `I`, which no
+    /// `$UpCase` table has (Windows keeps `ı` apart from `i`, as APFS does). Pairs newer than
+    /// the folding tables (Unicode 16; std's may be newer) are newer than every `$UpCase` too.
+    #[test]
+    fn every_one_to_one_upper_casing_keeps_the_key() {
+        let folds = |c: char| c.to_string().chars().default_case_fold().ne([c]);
+        let (mut checked, mut newer) = (0, Vec::new());
+        for c in (0..=0xFFFF_u32).filter_map(char::from_u32) {
+            let mut upper = c.to_uppercase();
+            let (Some(u), None) = (upper.next(), upper.next()) else {
+                continue;
+            };
+            if u == c || c == '\u{131}' {
+                continue;
+            }
+            if !folds(c) && !folds(u) {
+                newer.push(c);
+                continue;
+            }
+            assert_eq!(
+                path_key(&c.to_string()),
+                path_key(&u.to_string()),
+                "U+{:04X} and its upper case U+{:04X}",
+                c as u32,
+                u as u32
+            );
+            checked += 1;
+        }
+        assert!(checked > 1000, "{checked}");
+        assert!(newer.len() < 10, "pairs the folding tables lack: {newer:?}");
+    }
+
+    /// Folder ranges on the server rely on a key being the keys of its segments.
+    #[test]
+    fn a_key_is_the_keys_of_its_segments() {
+        for path in ["ΟΔΟΣ/Straße/ǅ", "a/\u{301}b/C", "İ/ı/I", "Ω/ᾼ/x"] {
+            let by_segment: Vec<String> = path.split('/').map(path_key).collect();
+            assert_eq!(path_key(path), by_segment.join("/"), "{path:?}");
+        }
     }
 }

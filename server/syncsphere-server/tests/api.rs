@@ -1779,6 +1779,83 @@ async fn small_contents_inline(db: Option<String>) {
     assert!(checked.problems.is_empty(), "{checked:?}");
 }
 
+/// Names are compared by Unicode case folding, like the case-insensitive disks clients have
+/// (NTFS, APFS): final and medial sigma, ß and ss, the Kelvin sign and k are one name each, and
+/// a second spelling is a 409 carrying the file in the way — for uploads, commits and moves.
+/// Turkish dotless ı is not i, on those disks or here.
+async fn names_fold_like_case_insensitive_disks(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("folding@example.com").await;
+    let put = |path: &str| {
+        let query = format!("path={}", percent_encode(path));
+        let (h, t) = (&h, t.clone());
+        async move { h.put(&t, &query, b"x").await }
+    };
+    for (first, others) in [
+        ("οδος.txt", ["ΟΔΟΣ.txt", "οδοσ.txt", "Οδος.TXT"]),
+        ("straße.txt", ["STRASSE.txt", "strasse.txt", "STRAẞE.txt"]),
+        (
+            "kelvin.txt",
+            ["\u{212A}elvin.txt", "KELVIN.txt", "Kelvin.txt"],
+        ),
+    ] {
+        let r = put(first).await;
+        assert_eq!(r.status, StatusCode::OK, "{first}: {}", r.json);
+        for other in others {
+            let r = put(other).await;
+            assert_eq!(
+                r.status,
+                StatusCode::CONFLICT,
+                "{other} after {first}: {}",
+                r.json
+            );
+            assert_eq!(r.json["error"], "conflict", "{other}: {}", r.json);
+            assert_eq!(r.json["current"]["path"], first, "{other}: {}", r.json);
+            let r = h
+                .request(
+                    "POST",
+                    &t,
+                    "/v1/files/commit",
+                    json!({"path": other, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CONFLICT, "commit {other}: {}", r.json);
+        }
+    }
+    // A folder's name folds too: `ΟΔΟΣ/a` is in the folder of `οδος/b`, so `οδοσ` cannot be a file.
+    let r = put("ΟΔΟΣ/a.txt").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = put("οδοσ").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert_eq!(r.json["current"]["path"], "ΟΔΟΣ/a.txt");
+    // Moves are refused the same way.
+    let r = put("other.txt").await;
+    let other_id = r.json["file_id"].as_str().unwrap().to_owned();
+    let r = h.move_file(&t, &other_id, "ΟΔΟΣ.TXT", 1).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert_eq!(r.json["current"]["path"], "οδος.txt");
+    // The file itself may change its spelling.
+    let first_id = h.get(&t, "/v1/files").await.json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "οδος.txt")
+        .unwrap()["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = h.move_file(&t, &first_id, "ΟΔΟΣ.txt", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Not special: dotless ı and dotted İ are not i.
+    for path in ["i.txt", "ı.txt", "İ.txt"] {
+        let r = put(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+    }
+    let r = put("I.txt").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert_eq!(r.json["current"]["path"], "i.txt");
+}
+
 fn postgres() -> Option<String> {
     let admin = syncsphere_e2e::postgres_admin_url()?;
     Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
@@ -1921,6 +1998,7 @@ on_both_stores! {
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
     files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
+    names_fold_like_case_insensitive_disks => names_fold_like_case_insensitive_disks_on_sqlite, names_fold_like_case_insensitive_disks_on_postgres;
 }
 
 /// The S3 server checks signatures: wrong credentials stop the server at start with a clear

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::{LocalTree, PlanContext, RemoteTree, SyncedTree, conflicted_copy_name};
 
-/// The key under which the server compares paths (case-folded, like its `path_key`).
+/// The key under which the server compares paths: its own `path_key` (Unicode case folding).
 pub(crate) fn key(path: &str) -> String {
-    path.to_lowercase()
+    syncsphere_protocol::path_key(path)
 }
 
 /// The proper ancestors of `path`, shortest first: `a/b/c` → `a`, `a/b`.

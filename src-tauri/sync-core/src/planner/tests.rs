@@ -62,7 +62,7 @@ impl Server {
 }
 
 fn key(path: &str) -> String {
-    path.to_lowercase()
+    syncsphere_protocol::path_key(path)
 }
 
 /// A device: its disk (a filesystem whose directories exist while they hold a file; either

@@ -5,9 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
@@ -42,6 +40,8 @@ const MAX_ROUNDS: usize = 16;
 pub(crate) trait Clock: Send + Sync + 'static {
     /// Local time formatted `YYYY-MM-DD HHMMSS`, for conflicted-copy names.
     fn stamp(&self) -> String;
+    /// Monotonic time since some fixed moment, for retry waits.
+    fn now(&self) -> Duration;
 }
 
 /// The system's local time.
@@ -50,6 +50,11 @@ pub(crate) struct SystemClock;
 impl Clock for SystemClock {
     fn stamp(&self) -> String {
         chrono::Local::now().format("%Y-%m-%d %H%M%S").to_string()
+    }
+
+    fn now(&self) -> Duration {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -81,6 +86,10 @@ pub(crate) struct Engine {
     pub fs: Arc<dyn LocalFs>,
     /// Wall-clock time, as it shows in conflicted-copy names.
     pub clock: Arc<dyn Clock>,
+    /// Operations of one batch in flight at once ([`PARALLEL_OPS`]; 1 replays exactly).
+    pub parallel_ops: usize,
+    /// Names files moved aside uniquely within this run.
+    pub aside_counter: std::sync::atomic::AtomicU64,
     pub index: Index,
     pub device_name: String,
     pub scanner: Scanner,
@@ -100,7 +109,7 @@ pub(crate) struct Engine {
 
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
 /// fsyncs (an initial sync of many small files is bound by those, not by bandwidth).
-const PARALLEL_OPS: usize = 8;
+pub(crate) const PARALLEL_OPS: usize = 8;
 /// How often the status stream shows transfer progress while a batch runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -114,8 +123,22 @@ const MAX_PATH_BACKOFF: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub(crate) struct PathFailure {
     attempts: u32,
-    retry_at: Instant,
+    /// When to try again, on the engine's [`Clock::now`].
+    retry_at: Duration,
     message: String,
+}
+
+/// Where files wait while the engine checks them before deleting or replacing them.
+const ASIDE_DIR: &str = "aside";
+
+/// What [`Engine::set_aside`] found.
+enum Aside {
+    /// Nothing (or no file) is at the path.
+    Gone,
+    /// The file changed since the scan; it is back in place (or kept as a conflicted copy).
+    Changed,
+    /// The file, unchanged, now at this path in the state folder.
+    Held(PathBuf),
 }
 
 /// What one batch did.
@@ -127,6 +150,57 @@ struct BatchOutcome {
     done: Vec<String>,
     /// Paths whose operation failed on their own (the others went on).
     failed: Vec<(String, String)>,
+    /// Paths whose operation found the disk other than planned and did nothing (re-planned).
+    skipped: Vec<String>,
+}
+
+/// A path whose operation is skipped this many rounds of one pass in a row is reported and
+/// waits like a failure: re-planning the same step forever is a retry loop by another name.
+const SKIPS_BEFORE_BACKOFF: u32 = 3;
+
+/// `op`, unless it touches a path the scan could not read: a file moved on the server away
+/// from such a path comes down at its new name instead (the unreadable one is left alone);
+/// anything else waits until the path can be read.
+fn around_unreadable(
+    op: Op,
+    unreadable: &[String],
+    remote: &syncsphere_sync_core::RemoteTree,
+) -> Option<Op> {
+    if !touches_unreadable(&op, unreadable) {
+        return Some(op);
+    }
+    match op {
+        Op::MoveLocal { to, .. } if !touches_unreadable_path(&to, unreadable) => {
+            remote.get(&to).map(|file| Op::Download {
+                path: to.clone(),
+                file: file.clone(),
+                expect_local: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn touches_unreadable_path(p: &str, unreadable: &[String]) -> bool {
+    unreadable.iter().any(|u| match u.strip_suffix('/') {
+        Some(dir) => p.starts_with(u.as_str()) || p == dir,
+        None => p == u,
+    })
+}
+
+/// Whether `op` touches a path the scan could not read (or a folder it could not list): its
+/// local state is only assumed, so nothing is done there until it can be read.
+fn touches_unreadable(op: &Op, unreadable: &[String]) -> bool {
+    if unreadable.is_empty() {
+        return false;
+    }
+    let under = |p: &str| touches_unreadable_path(p, unreadable);
+    let other = match op {
+        Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => Some(to.as_str()),
+        Op::ConflictCopy { copy, .. } => Some(copy.as_str()),
+        _ => None,
+    };
+    under(op.path()) || other.is_some_and(under)
 }
 
 /// How soon to look again at a file that was still being written.
@@ -181,23 +255,16 @@ impl Engine {
                 }
                 Err(e) => {
                     failures += 1;
-                    let message = e.to_string();
-                    let repeated = self.status.borrow().last_error.as_deref() == Some(&message);
-                    if repeated {
-                        tracing::debug!(error = %e, "sync pass failed again");
-                    } else {
-                        tracing::warn!(error = %e, kind = ?e.kind(), "sync pass failed");
-                    }
-                    self.status
-                        .send_modify(|s| s.fail(e.kind(), message, now_ms()));
+                    self.report_failure(&e);
                     Some(crate::push::backoff(failures))
                 }
             };
             let busy = std::mem::take(&mut self.retry_soon).then_some(BUSY_RETRY);
+            let now = self.clock.now();
             let path_retry = self
                 .failing
                 .values()
-                .map(|f| f.retry_at.saturating_duration_since(Instant::now()))
+                .map(|f| f.retry_at.saturating_sub(now))
                 .min();
             let wait = [retry.or(busy), path_retry]
                 .into_iter()
@@ -235,6 +302,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts a failed pass in the status (and the log, once per distinct message).
+    pub(crate) fn report_failure(&self, e: &SyncError) {
+        let message = e.to_string();
+        let repeated = self.status.borrow().last_error.as_deref() == Some(&message);
+        if repeated {
+            tracing::debug!(error = %e, "sync pass failed again");
+        } else {
+            tracing::warn!(error = %e, kind = ?e.kind(), "sync pass failed");
+        }
+        self.status
+            .send_modify(|s| s.fail(e.kind(), message, now_ms()));
+    }
+
     /// Reads the journal from the cursor to its end.
     async fn pull(&mut self) -> Result<(), SyncError> {
         let mut cursor = self.index.cursor().await?;
@@ -256,6 +336,9 @@ impl Engine {
 
     /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
     pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
+        self.linked.check(self.fs.as_ref())?;
+        self.recover_aside().await?;
+        let mut skips: HashMap<String, u32> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
             self.linked.check(self.fs.as_ref())?;
             self.pull().await?;
@@ -298,6 +381,10 @@ impl Engine {
                 continue; // the user answered held deletions: plan again with the answer
             };
             let ops = self.hold_failing(ops);
+            let ops: Vec<Op> = ops
+                .into_iter()
+                .filter_map(|op| around_unreadable(op, &scan.unreadable, &remote))
+                .collect();
             let problems: Vec<PathProblem> = scan
                 .skipped
                 .iter()
@@ -351,8 +438,20 @@ impl Engine {
                 s.problems = problems;
                 s.updated_ms = now_ms();
             });
-            let outcome = self.execute_batch(ops).await?;
+            let mut outcome = self.execute_batch(ops).await?;
             self.retry_soon |= outcome.busy;
+            for path in std::mem::take(&mut outcome.skipped) {
+                let n = skips.entry(path.clone()).or_insert(0);
+                *n += 1;
+                if *n >= SKIPS_BEFORE_BACKOFF {
+                    outcome.failed.push((
+                        path,
+                        "could not be applied: the file changed again, or something is in its \
+                         way"
+                        .to_owned(),
+                    ));
+                }
+            }
             self.note_failures(outcome);
             // A pause takes effect after the operations in progress.
             if *self.paused.borrow() {
@@ -434,7 +533,7 @@ impl Engine {
             let planned: std::collections::HashSet<&str> = ops.iter().map(Op::path).collect();
             self.failing.retain(|p, _| planned.contains(p.as_str()));
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         ops.into_iter()
             .filter(|op| {
                 self.failing
@@ -448,7 +547,7 @@ impl Engine {
         for path in outcome.done {
             self.failing.remove(&path);
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         for (path, message) in outcome.failed {
             let f = self.failing.entry(path.clone()).or_insert(PathFailure {
                 attempts: 0,
@@ -479,7 +578,7 @@ impl Engine {
             .into_iter()
             .map(|op| self.execute_unless_paused(op))
             .collect();
-        let mut results = futures_util::stream::iter(runs).buffer_unordered(PARALLEL_OPS);
+        let mut results = futures_util::stream::iter(runs).buffer_unordered(self.parallel_ops);
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
         let mut done = 0;
         let mut outcome = BatchOutcome::default();
@@ -496,6 +595,10 @@ impl Engine {
             };
             done += 1;
             match result {
+                // Found the disk other than planned: nothing done (a paused batch is not that).
+                Ok(None) if label != "record_synced" && !*self.paused.borrow() => {
+                    outcome.skipped.push(op_path)
+                }
                 Ok(activity) => {
                     outcome.done.push(op_path);
                     if let Some((path, action)) = activity {
@@ -683,13 +786,11 @@ impl Engine {
                 path,
                 expect_sha256,
             } => {
-                if self.current_hash(&path).await?.as_deref() != Some(expect_sha256.as_str()) {
-                    return Ok(None); // changed since the scan: the next round decides again
-                }
-                let full = self.local(&path);
-                self.fs
-                    .remove_file(&full)
-                    .map_err(io_err(format!("deleting {}", full.display())))?;
+                // Changed since the scan (or gone): the next round decides again.
+                let Aside::Held(backup) = self.set_aside(&path, &expect_sha256).await? else {
+                    return Ok(None);
+                };
+                self.discard_aside(&backup);
                 self.prune_empty_parents(&path);
                 self.index.set_synced(&path, None).await?;
                 Ok(Some((path, "deleted_local")))
@@ -712,12 +813,21 @@ impl Engine {
                 synced,
             } => {
                 let (src, dst) = (self.local(&from), self.local(&to));
+                // A folder left empty at the new name gives way (the plan does not see empty
+                // folders); one with files in it is this path's problem, reported and retried.
+                self.clear_empty_folder(&to, &dst)?;
                 // On a case-insensitive disk the new spelling of a case-only rename "exists":
                 // it is the file itself, not one in the way.
                 let occupied = self.exists(&dst) && !self.same_file(&src, &dst);
-                if self.current_hash(&from).await?.as_deref() != Some(expect_sha256.as_str())
-                    || occupied
-                {
+                let now = self.current_hash(&from).await?;
+                if now.as_deref() != Some(expect_sha256.as_str()) || occupied {
+                    tracing::debug!(
+                        from,
+                        to,
+                        occupied,
+                        changed = now.as_deref() != Some(expect_sha256.as_str()),
+                        "not moving: re-planning"
+                    );
                     return Ok(None);
                 }
                 self.rename_into(&src, &dst)
@@ -744,6 +854,192 @@ impl Engine {
                 self.index.set_synced(&path, synced.as_ref()).await?;
                 Ok(None)
             }
+        }
+    }
+
+    /// Moves the file at `path` aside into the state folder, atomically, and checks it there:
+    /// held if it still has the content `expect` the plan was made with. A write that came
+    /// after the scan is thereby never lost: before the move it is in the moved file, which
+    /// goes back (or, if the user made a new file at `path` meanwhile, next to it as a
+    /// conflicted copy); after the move it makes a new file at `path`, which the caller's
+    /// [`LocalFs::rename_no_replace`] leaves alone. (A program writing through a handle it
+    /// opened before the move, after the check, still writes into the moved file: the one
+    /// window left.)
+    async fn set_aside(&self, path: &str, expect: &str) -> Result<Aside, SyncError> {
+        let full = self.local(path);
+        if self
+            .fs
+            .symlink_metadata(&full)
+            .map_or(true, |m| m.kind != Kind::File)
+        {
+            return Ok(Aside::Gone);
+        }
+        let aside = match self.move_aside(path, &full)? {
+            Some(aside) => aside,
+            None => return Ok(Aside::Gone),
+        };
+        let fs = self.fs.clone();
+        let held = aside.clone();
+        let sha = tokio::task::spawn_blocking(move || fs.hash(&held))
+            .await
+            .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?;
+        if sha.as_ref().is_ok_and(|s| s == expect) {
+            return Ok(Aside::Held(aside));
+        }
+        // Changed since the scan (or unreadable now): put it back where the user expects it.
+        self.put_back(path, &aside, None)?;
+        Ok(Aside::Changed)
+    }
+
+    /// Moves the file `full` (at `path`) into `.syncsphere/aside/N`, with `N.path` naming where
+    /// it came from (written first, so a crash never leaves a moved file nobody can place).
+    /// `None` when the file is gone.
+    fn move_aside(&self, path: &str, full: &Path) -> Result<Option<PathBuf>, SyncError> {
+        let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
+        self.fs
+            .create_dir_all(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        loop {
+            let n = self
+                .aside_counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (aside, origin) = (dir.join(n.to_string()), dir.join(format!("{n}.path")));
+            if self.exists(&origin) || self.exists(&aside) {
+                continue; // left by an earlier run
+            }
+            self.fs
+                .write_durably(&origin, path.as_bytes())
+                .map_err(io_err(format!("writing {}", origin.display())))?;
+            match self.fs.rename_no_replace(full, &aside) {
+                Ok(true) => return Ok(Some(aside)),
+                Ok(false) => {
+                    let _ = self.fs.remove_file(&origin);
+                }
+                Err(e) => {
+                    let _ = self.fs.remove_file(&origin);
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        return Ok(None);
+                    }
+                    return Err(SyncError::Io(format!("moving aside {}", full.display()), e));
+                }
+            }
+        }
+    }
+
+    /// Puts a moved-aside file back at `path`; if a file is there now, removes ours when it has
+    /// the same content (`same` hash known), else keeps ours next to it as a conflicted copy.
+    fn put_back(&self, path: &str, aside: &Path, same: Option<bool>) -> Result<(), SyncError> {
+        let full = self.local(path);
+        if let Some(parent) = full.parent() {
+            self.fs
+                .create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let back = self
+            .fs
+            .rename_no_replace(aside, &full)
+            .map_err(io_err(format!("putting back {}", full.display())))?;
+        if !back {
+            if same == Some(true) {
+                let _ = self.fs.remove_file(aside);
+            } else {
+                let copy = syncsphere_sync_core::conflicted_copy_name(
+                    path,
+                    &self.device_name,
+                    &self.clock.stamp(),
+                    |c| self.exists(&self.local(c)),
+                );
+                self.rename_into(aside, &self.local(&copy))
+                    .map_err(io_err(format!("keeping {copy}")))?;
+                tracing::info!(
+                    path,
+                    copy,
+                    "kept a version written meanwhile as a conflicted copy"
+                );
+            }
+        }
+        let _ = self.fs.remove_file(&aside.with_extension("path"));
+        Ok(())
+    }
+
+    /// Finishes with a moved-aside file whose content the server keeps.
+    fn discard_aside(&self, aside: &Path) {
+        let _ = self.fs.remove_file(aside);
+        let _ = self.fs.remove_file(&aside.with_extension("path"));
+    }
+
+    /// Files a crashed run left moved aside go back where they came from (or, where the user
+    /// has put another file since, next to it as conflicted copies): nothing stays hidden in
+    /// the state folder.
+    async fn recover_aside(&self) -> Result<(), SyncError> {
+        let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
+        let Ok(entries) = self.fs.read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.name.to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        for name in names {
+            let aside = dir.join(&name);
+            if let Some(n) = name.strip_suffix(".path") {
+                if !self.exists(&dir.join(n)) {
+                    let _ = self.fs.remove_file(&aside); // the move never happened
+                }
+                continue;
+            }
+            let origin = self.fs.read_to_string(&aside.with_extension("path"));
+            let path = match origin {
+                Ok(p) if !p.is_empty() => p,
+                // No record of where it came from: into the folder, where the user sees it.
+                _ => format!("recovered {name}"),
+            };
+            let fs = self.fs.clone();
+            let (a, b) = (aside.clone(), self.local(&path));
+            let same = tokio::task::spawn_blocking(move || match (fs.hash(&a), fs.hash(&b)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            })
+            .await
+            .unwrap_or(false);
+            tracing::info!(
+                path,
+                "putting back a file an interrupted run had moved aside"
+            );
+            if let Err(e) = self.put_back(&path, &aside, Some(same)) {
+                // It stays where it is, safe, for the next pass to try again.
+                tracing::warn!(path, error = %e, "could not put back a moved-aside file yet");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an empty folder at `full` (the local path `path`) so a file can take its name;
+    /// a folder with anything in it is an error naming the path.
+    fn clear_empty_folder(&self, path: &str, full: &Path) -> Result<(), SyncError> {
+        if !self
+            .fs
+            .symlink_metadata(full)
+            .is_ok_and(|m| m.kind == Kind::Dir)
+        {
+            return Ok(());
+        }
+        match self.fs.remove_dir(full) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(_) if self.holds_anything(full) => Err(SyncError::Io(
+                format!("placing {path}"),
+                std::io::Error::other(
+                    "a folder of that name is here with files in it; the file comes once it \
+                     is empty (move away any files in it that are not synced, such as ignored \
+                     ones)",
+                ),
+            )),
+            Err(e) => Err(SyncError::Io(
+                format!("replacing the folder {}", full.display()),
+                e,
+            )),
         }
     }
 
@@ -811,30 +1107,36 @@ impl Engine {
             Err(SyncError::Server { status: 404, .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        // Re-check right before replacing: a file edited since the scan is never overwritten.
-        if self.current_hash(path).await?.as_deref() != expect_local {
+        // A file edited since the scan is never overwritten: the old file is moved aside and
+        // checked there (see `set_aside`), and the new one only takes a free name.
+        let backup = match expect_local {
+            Some(expect) => match self.set_aside(path, expect).await? {
+                Aside::Held(backup) => Some(backup),
+                Aside::Gone | Aside::Changed => return Ok(None),
+            },
+            None if self.current_hash(path).await?.is_some() => return Ok(None),
+            None => None,
+        };
+        let dest = self.local(path);
+        // A folder of this name left empty (its files moved or deleted) gives way to the file.
+        self.clear_empty_folder(path, &dest)?;
+        if let Some(parent) = dest.parent() {
+            self.fs
+                .create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let placed = self
+            .fs
+            .rename_no_replace(tmp, &dest)
+            .map_err(io_err(format!("replacing {}", dest.display())))?;
+        if let Some(backup) = backup {
+            // The old content is the synced one, which the server keeps.
+            self.discard_aside(&backup);
+        }
+        if !placed {
+            // The user made a new file there meanwhile: theirs stays; the next round decides.
             return Ok(None);
         }
-        let dest = self.local(path);
-        // A folder of this name left empty (its files moved or deleted) gives way to the file;
-        // `remove_dir` refuses a folder that still holds anything.
-        if self
-            .fs
-            .symlink_metadata(&dest)
-            .is_ok_and(|m| m.kind == Kind::Dir)
-        {
-            match self.fs.remove_dir(&dest) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(SyncError::Io(
-                        format!("replacing the folder {}", dest.display()),
-                        e,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        self.rename_into(tmp, &dest)
-            .map_err(io_err(format!("replacing {}", dest.display())))?;
         if let Some(parent) = dest.parent() {
             self.fs.sync_dir(parent);
         }

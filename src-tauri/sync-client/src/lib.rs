@@ -28,6 +28,8 @@ mod push;
 mod remote;
 mod scan;
 mod session;
+#[cfg(test)]
+mod sim;
 pub mod status;
 mod system;
 mod throttle;
@@ -580,6 +582,8 @@ async fn run(
         remote: Arc::new(api),
         fs,
         clock: Arc::new(engine::SystemClock),
+        parallel_ops: engine::PARALLEL_OPS,
+        aside_counter: Default::default(),
         index,
         device_name,
         scanner: scan::Scanner::default(),

@@ -54,6 +54,9 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     /// Replaces `path` with `data` durably (temporary file, fsync, rename, folder fsync).
     fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// Moves `from` to `to` only if nothing is at `to`: `Ok(false)` (and `from` stays) when
+    /// something is. Never replaces what a user may have just created.
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<bool>;
     fn remove_file(&self, path: &Path) -> std::io::Result<()>;
     /// Removes an empty folder (an error if it holds anything).
     fn remove_dir(&self, path: &Path) -> std::io::Result<()>;
@@ -151,6 +154,27 @@ impl LocalFs for RealFs {
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<bool> {
+        // A hard link is created only where no name is: atomic, and portable to every file
+        // system with links (ext4, APFS, NTFS). Without them (FAT drives), a check just before
+        // the rename leaves a window of a few microseconds.
+        match std::fs::hard_link(from, to) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if std::fs::symlink_metadata(from).is_err() => Err(e),
+            Err(_) => {
+                if std::fs::symlink_metadata(to).is_ok() {
+                    return Ok(false);
+                }
+                std::fs::rename(from, to)?;
+                Ok(true)
+            }
+        }
     }
 
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {

@@ -216,9 +216,14 @@ impl Scanner {
         };
         self.load_rules(fs, root, &mut scan.skipped);
         // (folder, its NFC prefix, its prefix as the disk spells it)
-        let mut stack: Vec<(PathBuf, String, String)> =
-            vec![(root.to_path_buf(), String::new(), String::new())];
-        while let Some((dir, prefix, disk_prefix)) = stack.pop() {
+        // (folder, its NFC prefix, its prefix as the disk spells it, whether another spelling
+        // of it is the folder that counts: its files are only looked at, never synced)
+        let mut stack: Vec<(PathBuf, String, String, bool)> =
+            vec![(root.to_path_buf(), String::new(), String::new(), false)];
+        // Files under a second spelling of a name: their synced files stand as they were,
+        // unless the first spelling holds them.
+        let mut shadowed: Vec<String> = Vec::new();
+        while let Some((dir, prefix, disk_prefix, shadow)) = stack.pop() {
             let entries = match fs.read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if dir != root => {
@@ -262,24 +267,30 @@ impl Scanner {
                 if entry.kind == Kind::Other {
                     continue; // symlinks and special files: see the module policy
                 }
-                if !names_here.insert(name.clone()) {
+                let full = dir.join(&entry.name);
+                let twin = !names_here.insert(name.clone());
+                if twin && !shadow {
                     scan.skipped.push((
-                        disk_rel,
+                        disk_rel.clone(),
                         format!(
-                            "another name in this folder is the same in Unicode NFC ('{rel}');                              rename one of them"
+                            "another name in this folder is the same in Unicode NFC ('{rel}'); \
+                             rename one of them"
                         ),
                     ));
-                    // Its synced file (if it was this one) stands as it was.
-                    let dir_suffix = if is_dir { "/" } else { "" };
-                    scan.unreadable.push(format!("{rel}{dir_suffix}"));
+                }
+                if twin || shadow {
+                    if is_dir {
+                        stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), true));
+                    } else {
+                        shadowed.push(rel);
+                    }
                     continue;
                 }
                 if rel != disk_rel {
                     scan.disk_paths.insert(rel.clone(), disk_rel.clone());
                 }
-                let full = dir.join(&entry.name);
                 if is_dir {
-                    stack.push((full, format!("{rel}/"), format!("{disk_rel}/")));
+                    stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), false));
                     continue;
                 }
                 match normalize_path(&rel) {
@@ -307,6 +318,11 @@ impl Scanner {
                         scan.unreadable.push(rel);
                     }
                 }
+            }
+        }
+        for rel in shadowed {
+            if !scan.tree.contains_key(&rel) {
+                scan.unreadable.push(rel);
             }
         }
         self.cache.retain(|p, _| scan.tree.contains_key(p));
@@ -517,7 +533,24 @@ mod tests {
         );
         assert_eq!(scan.skipped.len(), 1, "{:?}", scan.skipped);
         assert_eq!(scan.skipped[0].0, format!("both/{nfd}.md"));
-        assert_eq!(scan.unreadable, [format!("both/{nfc}.md")]);
+        assert!(scan.unreadable.is_empty(), "the NFC spelling holds it");
+
+        // Two spellings of one folder: the second one's files are not synced, and those the
+        // first one lacks stand as last synced (never read as deleted).
+        std::fs::create_dir(root.join(format!("{nfc}-dir"))).unwrap();
+        std::fs::create_dir(root.join(format!("{nfd}-dir"))).unwrap();
+        std::fs::write(root.join(format!("{nfc}-dir/x")), b"x").unwrap();
+        std::fs::write(root.join(format!("{nfd}-dir/x")), b"x2").unwrap();
+        std::fs::write(root.join(format!("{nfd}-dir/y")), b"y").unwrap();
+        let scan = Scanner::default().scan(&RealFs, root).unwrap();
+        assert!(scan.tree.contains_key(&format!("{nfc}-dir/x")));
+        assert!(!scan.tree.contains_key(&format!("{nfc}-dir/y")));
+        assert_eq!(scan.unreadable, [format!("{nfc}-dir/y")]);
+        assert!(
+            scan.skipped.iter().any(|(p, _)| p == &format!("{nfd}-dir")),
+            "{:?}",
+            scan.skipped
+        );
 
         // The engine's way back to the disk, for known names and new ones.
         let on_disk = |p: &str| disk_path(&scan.disk_paths, p).into_owned();

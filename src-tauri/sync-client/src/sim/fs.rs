@@ -1,0 +1,629 @@
+//! The simulation's disk: an in-memory [`LocalFs`] that can ignore case (like macOS and
+//! Windows), store and return names in NFD while finding them in any form (like HFS+), fail
+//! any operation on demand (EIO, EACCES, ENOSPC), and let its "user" edit a file right after
+//! the engine hashed it — between the engine's check and its action.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Error, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::local_fs::{Entry, Kind, LocalFs, Meta};
+
+/// How the fake disk treats names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Naming {
+    /// Names that differ only in case are one name (the first spelling is kept).
+    pub case_insensitive: bool,
+    /// Names are stored and listed in NFD; a name in any normalisation form finds them (HFS+).
+    /// Otherwise every spelling is its own name (ext4, NTFS).
+    pub nfd: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Dir,
+    File { data: Vec<u8>, mtime_ns: i128 },
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    /// The path as spelled on this disk (relative to the root).
+    spelled: String,
+    node: Node,
+    ino: u64,
+}
+
+/// The disk's whole state.
+#[derive(Debug, Clone, Default)]
+struct Disk {
+    /// Lookup key (case-folded and/or normalised per [`Naming`]) → entry.
+    nodes: BTreeMap<String, Stored>,
+    next_ino: u64,
+    clock_ns: i128,
+}
+
+/// Faults and interference, drawn from the disk's own seeded generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Chaos {
+    /// Chance that an operation fails with EIO, EACCES or ENOSPC.
+    pub fail: f64,
+    /// Chance that right after the engine hashed a file, the user writes it again.
+    pub user_races_hash: f64,
+}
+
+pub(crate) struct FakeFs {
+    root: PathBuf,
+    naming: Naming,
+    state: Mutex<State>,
+}
+
+struct State {
+    disk: Disk,
+    rng: StdRng,
+    chaos: Chaos,
+    /// What the racing "user" wrote: the content it replaced and the new one (which must
+    /// never be lost).
+    raced_writes: Vec<(Vec<u8>, Vec<u8>)>,
+    racing_counter: u64,
+    tag: String,
+    /// Operations through the gate so far, and the one at which the process "dies".
+    ops: u64,
+    crash_at: Option<u64>,
+}
+
+/// What the gate lets an operation do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    Proceed,
+    /// The process dies right after this operation took effect: it reports an error.
+    ProceedThenDie,
+    /// The process is dead: nothing takes effect.
+    Dead,
+}
+
+pub(crate) fn died() -> Error {
+    Error::other("the process died here (simulated crash)")
+}
+
+fn not_found(p: &str) -> Error {
+    Error::new(ErrorKind::NotFound, format!("no such file or folder: {p}"))
+}
+
+impl FakeFs {
+    pub(crate) fn new(root: &Path, naming: Naming, seed: u64, tag: &str) -> Self {
+        FakeFs {
+            root: root.to_path_buf(),
+            naming,
+            state: Mutex::new(State {
+                disk: Disk {
+                    next_ino: 1,
+                    ..Disk::default()
+                },
+                rng: StdRng::seed_from_u64(seed),
+                chaos: Chaos::default(),
+                raced_writes: Vec::new(),
+                racing_counter: 0,
+                tag: tag.to_owned(),
+                ops: 0,
+                crash_at: None,
+            }),
+        }
+    }
+
+    pub(crate) fn set_chaos(&self, chaos: Chaos) {
+        self.state.lock().unwrap().chaos = chaos;
+    }
+
+    pub(crate) fn naming(&self) -> Naming {
+        self.naming
+    }
+
+    /// The process dies at the `at`-th operation from now (`None`: it lives).
+    pub(crate) fn die_after(&self, at: Option<u64>) {
+        let mut st = self.state.lock().unwrap();
+        st.ops = 0;
+        st.crash_at = at;
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        st.crash_at.is_some_and(|at| st.ops >= at)
+    }
+
+    /// Counts an operation of the engine (on this disk or the network) against the crash point.
+    pub(crate) fn gate(&self) -> Gate {
+        Self::gate_in(&mut self.state.lock().unwrap())
+    }
+
+    fn gate_in(st: &mut State) -> Gate {
+        let Some(at) = st.crash_at else {
+            return Gate::Proceed;
+        };
+        st.ops += 1;
+        match st.ops.cmp(&at) {
+            std::cmp::Ordering::Less => Gate::Proceed,
+            std::cmp::Ordering::Equal => Gate::ProceedThenDie,
+            std::cmp::Ordering::Greater => Gate::Dead,
+        }
+    }
+
+    pub(crate) fn take_raced_writes(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.state.lock().unwrap().raced_writes)
+    }
+
+    /// The lookup key of a relative path: the name itself (ext4, NTFS keep every spelling
+    /// apart), normalised where the disk ignores normalisation (HFS+), folded where it ignores
+    /// case.
+    pub(crate) fn key(&self, rel: &str) -> String {
+        let mut k: String = if self.naming.nfd {
+            rel.nfc().collect()
+        } else {
+            rel.to_owned()
+        };
+        if self.naming.case_insensitive {
+            k = k.to_lowercase();
+        }
+        k
+    }
+
+    fn spell(&self, rel: &str) -> String {
+        if self.naming.nfd {
+            rel.nfd().collect()
+        } else {
+            rel.to_owned()
+        }
+    }
+
+    fn rel(&self, path: &Path) -> std::io::Result<String> {
+        let rest = path
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::new(ErrorKind::PermissionDenied, "outside the fake disk"))?;
+        let parts: Vec<&str> = rest
+            .components()
+            .map(|c| {
+                c.as_os_str()
+                    .to_str()
+                    .expect("UTF-8 paths in the simulation")
+            })
+            .collect();
+        Ok(parts.join("/"))
+    }
+
+    /// Passes an operation through the crash gate, then rolls the dice for a fault. `Ok(true)`:
+    /// act, then report the crash.
+    fn fault(st: &mut State, op: &str, rel: &str) -> std::io::Result<bool> {
+        match Self::gate_in(st) {
+            Gate::Dead => return Err(died()),
+            Gate::ProceedThenDie => return Ok(true),
+            Gate::Proceed => {}
+        }
+        if st.chaos.fail > 0.0 && st.rng.gen_bool(st.chaos.fail) {
+            let kind = match st.rng.gen_range(0..3) {
+                0 => ErrorKind::PermissionDenied,
+                1 => ErrorKind::StorageFull,
+                _ => ErrorKind::Other,
+            };
+            return Err(Error::new(kind, format!("injected fault: {op} {rel}")));
+        }
+        Ok(false)
+    }
+
+    /// `result`, or the crash when the process died right after acting.
+    fn then<T>(die: bool, result: std::io::Result<T>) -> std::io::Result<T> {
+        match result {
+            Ok(_) if die => Err(died()),
+            other => other,
+        }
+    }
+
+    fn parent_is_dir(&self, disk: &Disk, rel: &str) -> std::io::Result<()> {
+        match rel.rfind('/') {
+            None => Ok(()),
+            Some(i) => match disk.nodes.get(&self.key(&rel[..i])) {
+                Some(Stored {
+                    node: Node::Dir, ..
+                }) => Ok(()),
+                Some(_) => Err(Error::new(ErrorKind::NotADirectory, "parent is a file")),
+                None => Err(not_found(&rel[..i])),
+            },
+        }
+    }
+
+    // --- the user's side: what the simulation does to the disk directly ---
+
+    /// Writes a file as the user would (creating its folders).
+    pub(crate) fn user_write(&self, rel: &str, data: &[u8]) -> std::io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        if let Some(i) = rel.rfind('/') {
+            self.mkdirs(&mut st.disk, &rel[..i])?;
+        }
+        self.put_file(&mut st.disk, rel, data.to_vec())
+    }
+
+    pub(crate) fn user_remove(&self, rel: &str) -> std::io::Result<()> {
+        self.remove_file(&self.root.join(rel))
+    }
+
+    pub(crate) fn user_rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        if let Some(i) = to.rfind('/') {
+            let mut st = self.state.lock().unwrap();
+            self.mkdirs(&mut st.disk, &to[..i])?;
+        }
+        self.rename(&self.root.join(from), &self.root.join(to))
+    }
+
+    /// Every file (its spelling on disk → content), leaving out the client's state folder.
+    pub(crate) fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        let st = self.state.lock().unwrap();
+        st.disk
+            .nodes
+            .values()
+            .filter(|s| !s.spelled.split('/').any(|n| n == crate::scan::STATE_DIR))
+            .filter_map(|s| match &s.node {
+                Node::File { data, .. } => Some((s.spelled.clone(), data.clone())),
+                Node::Dir => None,
+            })
+            .collect()
+    }
+
+    fn mkdirs(&self, disk: &mut Disk, rel: &str) -> std::io::Result<()> {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        for i in 0..parts.len() {
+            let prefix = parts[..=i].join("/");
+            match disk.nodes.get(&self.key(&prefix)) {
+                Some(Stored {
+                    node: Node::Dir, ..
+                }) => {}
+                Some(_) => {
+                    return Err(Error::new(ErrorKind::NotADirectory, "a file is in the way"));
+                }
+                None => {
+                    let ino = disk.next_ino;
+                    disk.next_ino += 1;
+                    let spelled = self.spell(&prefix);
+                    // Keep the parent's spelling (a case-insensitive disk keeps the first one).
+                    let spelled = match prefix.rfind('/') {
+                        Some(j) => format!(
+                            "{}{}",
+                            disk.nodes[&self.key(&prefix[..j])].spelled,
+                            &spelled[spelled.rfind('/').map_or(0, |k| k)..]
+                        ),
+                        None => spelled,
+                    };
+                    disk.nodes.insert(
+                        self.key(&prefix),
+                        Stored {
+                            spelled,
+                            node: Node::Dir,
+                            ino,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_file(&self, disk: &mut Disk, rel: &str, data: Vec<u8>) -> std::io::Result<()> {
+        self.parent_is_dir(disk, rel)?;
+        disk.clock_ns += 1_000;
+        let mtime_ns = disk.clock_ns;
+        let key = self.key(rel);
+        match disk.nodes.get_mut(&key) {
+            Some(Stored {
+                node: Node::Dir, ..
+            }) => Err(Error::new(
+                ErrorKind::IsADirectory,
+                "a folder is in the way",
+            )),
+            Some(s) => {
+                s.node = Node::File { data, mtime_ns };
+                Ok(())
+            }
+            None => {
+                let ino = disk.next_ino;
+                disk.next_ino += 1;
+                let spelled = match rel.rfind('/') {
+                    Some(j) => format!(
+                        "{}/{}",
+                        disk.nodes[&self.key(&rel[..j])].spelled,
+                        self.spell(&rel[j + 1..])
+                    ),
+                    None => self.spell(rel),
+                };
+                disk.nodes.insert(
+                    key,
+                    Stored {
+                        spelled,
+                        node: Node::File { data, mtime_ns },
+                        ino,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn rename_now(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        let (from, to) = (from.to_owned(), to.to_owned());
+        let (kf, kt) = (self.key(&from), self.key(&to));
+        let src = st
+            .disk
+            .nodes
+            .get(&kf)
+            .cloned()
+            .ok_or_else(|| not_found(&from))?;
+        self.parent_is_dir(&st.disk, &to)?;
+        if kf != kt {
+            match (&src.node, st.disk.nodes.get(&kt).map(|s| &s.node)) {
+                (_, None) => {}
+                (Node::File { .. }, Some(Node::File { .. })) => {}
+                (Node::Dir, Some(Node::Dir)) => {
+                    let below = format!("{kt}/");
+                    if st.disk.nodes.keys().any(|k| k.starts_with(&below)) {
+                        return Err(Error::new(ErrorKind::DirectoryNotEmpty, "not empty"));
+                    }
+                }
+                (Node::File { .. }, Some(Node::Dir)) => {
+                    return Err(Error::new(ErrorKind::IsADirectory, "a folder is there"));
+                }
+                (Node::Dir, Some(Node::File { .. })) => {
+                    return Err(Error::new(ErrorKind::NotADirectory, "a file is there"));
+                }
+            }
+            if kt.starts_with(&format!("{kf}/")) {
+                return Err(Error::new(ErrorKind::InvalidInput, "into itself"));
+            }
+        }
+        // Move the entry and everything below it.
+        let below = format!("{kf}/");
+        let moving: Vec<String> = std::iter::once(kf.clone())
+            .chain(
+                st.disk
+                    .nodes
+                    .keys()
+                    .filter(|k| k.starts_with(&below))
+                    .cloned(),
+            )
+            .collect();
+        let new_spelled = match to.rfind('/') {
+            Some(j) => format!(
+                "{}/{}",
+                st.disk.nodes[&self.key(&to[..j])].spelled,
+                self.spell(&to[j + 1..])
+            ),
+            None => self.spell(&to),
+        };
+        let old_spelled_len = src.spelled.len();
+        let mut moved = Vec::new();
+        for k in moving {
+            let mut s = st.disk.nodes.remove(&k).expect("listed");
+            s.spelled = format!("{new_spelled}{}", &s.spelled[old_spelled_len..]);
+            moved.push((format!("{kt}{}", &k[kf.len()..]), s));
+        }
+        for (k, s) in moved {
+            st.disk.nodes.insert(k, s);
+        }
+        Ok(())
+    }
+
+    fn meta(&self, rel: &str) -> std::io::Result<Meta> {
+        let st = self.state.lock().unwrap();
+        if rel.is_empty() {
+            return Ok(Meta {
+                kind: Kind::Dir,
+                len: 0,
+                mtime_ns: 0,
+                dev: 1,
+                ino: 0,
+            });
+        }
+        let s = st
+            .disk
+            .nodes
+            .get(&self.key(rel))
+            .ok_or_else(|| not_found(rel))?;
+        Ok(match &s.node {
+            Node::Dir => Meta {
+                kind: Kind::Dir,
+                len: 0,
+                mtime_ns: 0,
+                dev: 1,
+                ino: s.ino,
+            },
+            Node::File { data, mtime_ns } => Meta {
+                kind: Kind::File,
+                len: data.len() as u64,
+                mtime_ns: *mtime_ns,
+                dev: 1,
+                ino: s.ino,
+            },
+        })
+    }
+
+    fn read(&self, rel: &str) -> std::io::Result<Vec<u8>> {
+        let st = self.state.lock().unwrap();
+        match st.disk.nodes.get(&self.key(rel)) {
+            Some(Stored {
+                node: Node::File { data, .. },
+                ..
+            }) => Ok(data.clone()),
+            Some(_) => Err(Error::new(ErrorKind::IsADirectory, "a folder")),
+            None => Err(not_found(rel)),
+        }
+    }
+
+    /// Reads a file for an upload (the fake server's side of a transfer).
+    pub(crate) fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let rel = self.rel(path)?;
+        let die = {
+            let mut st = self.state.lock().unwrap();
+            Self::fault(&mut st, "read", &rel)?
+        };
+        Self::then(die, self.read(&rel))
+    }
+
+    /// Writes a file for a download (the fake server's side of a transfer).
+    pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        let rel = self.rel(path)?;
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "write", &rel)?;
+        Self::then(die, self.put_file(&mut st.disk, &rel, data.to_vec()))
+    }
+}
+
+impl LocalFs for FakeFs {
+    fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<Entry>> {
+        let rel = self.rel(dir)?;
+        let mut st = self.state.lock().unwrap();
+        if Self::fault(&mut st, "read_dir", &rel)? {
+            return Err(died());
+        }
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            match st.disk.nodes.get(&self.key(&rel)) {
+                Some(Stored {
+                    node: Node::Dir, ..
+                }) => {}
+                Some(_) => return Err(Error::new(ErrorKind::NotADirectory, "a file")),
+                None => return Err(not_found(&rel)),
+            }
+            format!("{}/", self.key(&rel))
+        };
+        Ok(st
+            .disk
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k[prefix.len()..].contains('/'))
+            .map(|(_, s)| Entry {
+                name: OsString::from(s.spelled.rsplit('/').next().unwrap_or("")),
+                kind: match s.node {
+                    Node::Dir => Kind::Dir,
+                    Node::File { .. } => Kind::File,
+                },
+            })
+            .collect())
+    }
+
+    fn metadata(&self, path: &Path) -> std::io::Result<Meta> {
+        self.meta(&self.rel(path)?)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
+        self.meta(&self.rel(path)?)
+    }
+
+    fn hash(&self, path: &Path) -> std::io::Result<String> {
+        let rel = self.rel(path)?;
+        let data = {
+            let mut st = self.state.lock().unwrap();
+            if Self::fault(&mut st, "hash", &rel)? {
+                return Err(died());
+            }
+            drop(st);
+            self.read(&rel)?
+        };
+        let sha = hex::encode(Sha256::digest(&data));
+        // The user saves the file again just after the engine looked at it.
+        let mut st = self.state.lock().unwrap();
+        let race = st.chaos.user_races_hash;
+        if race > 0.0
+            && !rel.split('/').any(|n| n == crate::scan::STATE_DIR)
+            && st.rng.gen_bool(race)
+        {
+            st.racing_counter += 1;
+            let content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+            if self.put_file(&mut st.disk, &rel, content.clone()).is_ok() {
+                tracing::debug!(path = rel, content = %String::from_utf8_lossy(&content), "USER races the engine's hash");
+                st.raced_writes.push((data, content));
+            }
+        }
+        Ok(sha)
+    }
+
+    fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+        let rel = self.rel(path)?;
+        String::from_utf8(self.read(&rel)?).map_err(|e| Error::new(ErrorKind::InvalidData, e))
+    }
+
+    fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.write_file(path, data)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let (from, to) = (self.rel(from)?, self.rel(to)?);
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "rename", &from)?;
+        drop(st);
+        Self::then(die, self.rename_now(&from, &to))
+    }
+
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<bool> {
+        let (from, to) = (self.rel(from)?, self.rel(to)?);
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "rename_no_replace", &from)?;
+        if st.disk.nodes.contains_key(&self.key(&to)) {
+            return Self::then(die, Ok(false));
+        }
+        drop(st);
+        Self::then(die, self.rename_now(&from, &to).map(|()| true))
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        let rel = self.rel(path)?;
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "remove_file", &rel)?;
+        let k = self.key(&rel);
+        match st.disk.nodes.get(&k) {
+            Some(Stored {
+                node: Node::File { .. },
+                ..
+            }) => {
+                st.disk.nodes.remove(&k);
+                Self::then(die, Ok(()))
+            }
+            Some(_) => Err(Error::new(ErrorKind::IsADirectory, "a folder")),
+            None => Err(not_found(&rel)),
+        }
+    }
+
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        let rel = self.rel(path)?;
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "remove_dir", &rel)?;
+        let k = self.key(&rel);
+        match st.disk.nodes.get(&k) {
+            Some(Stored {
+                node: Node::Dir, ..
+            }) => {
+                let below = format!("{k}/");
+                if st.disk.nodes.keys().any(|x| x.starts_with(&below)) {
+                    return Err(Error::new(ErrorKind::DirectoryNotEmpty, "not empty"));
+                }
+                st.disk.nodes.remove(&k);
+                Self::then(die, Ok(()))
+            }
+            Some(_) => Err(Error::new(ErrorKind::NotADirectory, "a file")),
+            None => Err(not_found(&rel)),
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        let rel = self.rel(path)?;
+        let mut st = self.state.lock().unwrap();
+        let die = Self::fault(&mut st, "create_dir_all", &rel)?;
+        Self::then(die, self.mkdirs(&mut st.disk, &rel))
+    }
+
+    fn sync_dir(&self, _dir: &Path) {}
+}

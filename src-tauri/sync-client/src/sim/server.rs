@@ -1,0 +1,412 @@
+//! The simulation's server: the File Management Service's rules in memory (the same checks as
+//! `syncsphere-files`' `MetadataStore`: `parent_rev`, one live file per case-folded name, a name
+//! is a file or a folder, every commit a journal entry), and each device's [`Remote`] onto it
+//! over a network that loses requests and responses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use syncsphere_protocol::{
+    ChangeEvent, ChangeKind, ChangesPage, ErrorCode, FileMeta, normalize_path,
+};
+
+use super::fs::{FakeFs, Gate};
+use crate::SyncError;
+use crate::remote::Remote;
+use crate::transfer::Transfer;
+
+/// Journal entries per page (small, so paging is exercised).
+const PAGE: usize = 7;
+
+#[derive(Default)]
+struct State {
+    files: BTreeMap<String, FileMeta>,
+    journal: Vec<ChangeEvent>,
+    /// Every content ever committed, by hash: the server's revision history and trash.
+    blobs: HashMap<String, Vec<u8>>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct FakeServer {
+    state: Mutex<State>,
+}
+
+/// The server's key for a path.
+fn key(path: &str) -> String {
+    syncsphere_protocol::path_key(path)
+}
+
+fn conflict(message: String, current: Option<FileMeta>) -> SyncError {
+    tracing::debug!(message, "fake server: conflict");
+    SyncError::Conflict(current.map(Box::new))
+}
+
+fn not_found() -> SyncError {
+    SyncError::Server {
+        status: 404,
+        code: ErrorCode::NotFound,
+        message: "no such file".into(),
+    }
+}
+
+impl State {
+    fn live_at(&self, path: &str) -> Option<&FileMeta> {
+        let k = key(path);
+        self.files
+            .values()
+            .find(|f| !f.deleted && key(&f.path) == k)
+    }
+
+    /// A live file (other than `except`) at an ancestor of `path`, or below it.
+    fn clash(&self, path: &str, except: Option<&str>) -> Option<FileMeta> {
+        let k = key(path);
+        self.files
+            .values()
+            .filter(|f| !f.deleted && Some(f.file_id.as_str()) != except)
+            .find(|f| {
+                let fk = key(&f.path);
+                k.starts_with(&format!("{fk}/")) || fk.starts_with(&format!("{k}/"))
+            })
+            .cloned()
+    }
+
+    fn record(
+        &mut self,
+        meta: &FileMeta,
+        event: ChangeKind,
+        old_path: Option<String>,
+        device: &str,
+    ) {
+        let seq = self.journal.len() as i64 + 1;
+        self.journal.push(ChangeEvent {
+            seq,
+            file_id: meta.file_id.clone(),
+            event,
+            path: meta.path.clone(),
+            old_path,
+            rev: meta.rev,
+            size: meta.size,
+            sha256: meta.sha256.clone(),
+            origin_device: Some(device.to_owned()),
+            at_ms: seq,
+        });
+        self.files.insert(meta.file_id.clone(), meta.clone());
+    }
+}
+
+impl FakeServer {
+    fn commit(
+        &self,
+        device: &str,
+        path: &str,
+        parent_rev: Option<i64>,
+        data: Vec<u8>,
+    ) -> Result<FileMeta, SyncError> {
+        let path = normalize_path(path).map_err(|e| SyncError::Server {
+            status: 400,
+            code: ErrorCode::InvalidPath,
+            message: e.to_string(),
+        })?;
+        let mut st = self.state.lock().unwrap();
+        let sha = hex::encode(Sha256::digest(&data));
+        let current = st.live_at(&path).cloned();
+        let (meta, event) = match (current, parent_rev) {
+            (None, None) => {
+                if let Some(other) = st.clash(&path, None) {
+                    return Err(conflict(
+                        format!("'{path}' clashes with {}", other.path),
+                        Some(other),
+                    ));
+                }
+                st.next_id += 1;
+                (
+                    FileMeta {
+                        file_id: format!("f{}", st.next_id),
+                        path: path.clone(),
+                        rev: 1,
+                        size: data.len() as i64,
+                        sha256: sha.clone(),
+                        deleted: false,
+                        modified_ms: 0,
+                    },
+                    ChangeKind::Created,
+                )
+            }
+            (Some(cur), Some(parent)) if cur.rev == parent => (
+                FileMeta {
+                    path: path.clone(),
+                    rev: cur.rev + 1,
+                    size: data.len() as i64,
+                    sha256: sha.clone(),
+                    ..cur
+                },
+                ChangeKind::Updated,
+            ),
+            (Some(cur), _) => {
+                return Err(conflict(format!("'{}' is elsewhere", cur.path), Some(cur)));
+            }
+            (None, Some(_)) => return Err(conflict(format!("'{path}' no longer exists"), None)),
+        };
+        st.blobs.insert(sha, data);
+        st.record(&meta, event, None, device);
+        Ok(meta)
+    }
+
+    fn live_at_rev(st: &State, file_id: &str, rev: i64) -> Result<FileMeta, SyncError> {
+        let cur = st
+            .files
+            .get(file_id)
+            .filter(|f| !f.deleted)
+            .cloned()
+            .ok_or_else(not_found)?;
+        if cur.rev != rev {
+            return Err(conflict(format!("at {} not {rev}", cur.rev), Some(cur)));
+        }
+        Ok(cur)
+    }
+
+    fn delete(&self, device: &str, file_id: &str, rev: i64) -> Result<FileMeta, SyncError> {
+        let mut st = self.state.lock().unwrap();
+        let cur = Self::live_at_rev(&st, file_id, rev)?;
+        let meta = FileMeta {
+            rev: cur.rev + 1,
+            size: 0,
+            sha256: String::new(),
+            deleted: true,
+            ..cur
+        };
+        st.record(&meta, ChangeKind::Deleted, None, device);
+        Ok(meta)
+    }
+
+    fn move_file(
+        &self,
+        device: &str,
+        file_id: &str,
+        new_path: &str,
+        rev: i64,
+    ) -> Result<FileMeta, SyncError> {
+        let new_path = normalize_path(new_path).map_err(|e| SyncError::Server {
+            status: 400,
+            code: ErrorCode::InvalidPath,
+            message: e.to_string(),
+        })?;
+        let mut st = self.state.lock().unwrap();
+        let cur = Self::live_at_rev(&st, file_id, rev)?;
+        if let Some(other) = st
+            .live_at(&new_path)
+            .filter(|o| o.file_id != file_id)
+            .cloned()
+        {
+            return Err(conflict(
+                format!("'{}' already exists", other.path),
+                Some(other),
+            ));
+        }
+        if let Some(other) = st.clash(&new_path, Some(file_id)) {
+            return Err(conflict(
+                format!("clashes with '{}'", other.path),
+                Some(other),
+            ));
+        }
+        let old = cur.path.clone();
+        let meta = FileMeta {
+            path: new_path,
+            rev: cur.rev + 1,
+            ..cur
+        };
+        st.record(&meta, ChangeKind::Moved, Some(old), device);
+        Ok(meta)
+    }
+
+    fn changes(&self, cursor: i64) -> ChangesPage {
+        let st = self.state.lock().unwrap();
+        let from = usize::try_from(cursor.max(0))
+            .unwrap_or(0)
+            .min(st.journal.len());
+        let changes: Vec<ChangeEvent> = st.journal[from..].iter().take(PAGE).cloned().collect();
+        let next = from + changes.len();
+        ChangesPage {
+            cursor: next as i64,
+            has_more: next < st.journal.len(),
+            changes,
+        }
+    }
+
+    fn content(&self, file_id: &str) -> Result<(i64, String, Vec<u8>), SyncError> {
+        let st = self.state.lock().unwrap();
+        let f = st
+            .files
+            .get(file_id)
+            .filter(|f| !f.deleted)
+            .ok_or_else(not_found)?;
+        let data = st
+            .blobs
+            .get(&f.sha256)
+            .cloned()
+            .expect("committed content is kept");
+        Ok((f.rev, f.sha256.clone(), data))
+    }
+
+    /// The live tree: path → content.
+    pub(crate) fn live_tree(&self) -> BTreeMap<String, Vec<u8>> {
+        let st = self.state.lock().unwrap();
+        st.files
+            .values()
+            .filter(|f| !f.deleted)
+            .map(|f| (f.path.clone(), st.blobs[&f.sha256].clone()))
+            .collect()
+    }
+
+    /// Whether `data` was ever committed (it is in the history or the trash).
+    pub(crate) fn ever_had(&self, data: &[u8]) -> bool {
+        let sha = hex::encode(Sha256::digest(data));
+        self.state.lock().unwrap().blobs.contains_key(&sha)
+    }
+
+    pub(crate) fn journal_len(&self) -> usize {
+        self.state.lock().unwrap().journal.len()
+    }
+}
+
+/// How the network between a device and the server misbehaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Network {
+    /// Chance a request is lost before the server sees it.
+    pub lose_request: f64,
+    /// Chance the response is lost after the server acted on it.
+    pub lose_response: f64,
+}
+
+/// One device's connection to the fake server, moving bytes to and from its fake disk.
+pub(crate) struct SimRemote {
+    pub server: Arc<FakeServer>,
+    pub fs: Arc<FakeFs>,
+    pub device: String,
+    net: Mutex<(StdRng, Network)>,
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+impl SimRemote {
+    pub(crate) fn new(server: Arc<FakeServer>, fs: Arc<FakeFs>, device: &str, seed: u64) -> Self {
+        SimRemote {
+            server,
+            fs,
+            device: device.to_owned(),
+            net: Mutex::new((StdRng::seed_from_u64(seed), Network::default())),
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set_network(&self, network: Network) {
+        self.net.lock().unwrap().1 = network;
+    }
+
+    /// Sends one request: lost on the way, or answered, or acted on and its answer lost.
+    fn call<T>(&self, act: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+        let gate = self.fs.gate();
+        if gate == Gate::Dead {
+            return Err(SyncError::Offline("the process is dead".into()));
+        }
+        let (lose_request, lose_response) = {
+            let mut net = self.net.lock().unwrap();
+            let n = net.1;
+            (
+                n.lose_request > 0.0 && net.0.gen_bool(n.lose_request),
+                n.lose_response > 0.0 && net.0.gen_bool(n.lose_response),
+            )
+        };
+        if lose_request {
+            return Err(SyncError::Offline("request lost".into()));
+        }
+        let answer = act();
+        if gate == Gate::ProceedThenDie {
+            return Err(SyncError::Offline("the process died after sending".into()));
+        }
+        if lose_response {
+            return Err(SyncError::Offline("response lost".into()));
+        }
+        answer
+    }
+}
+
+fn io(what: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
+    move |e| SyncError::Io(format!("reading {}", what.display()), e)
+}
+
+impl Remote for SimRemote {
+    fn changes(&self, cursor: i64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
+        Box::pin(async move { self.call(|| Ok(self.server.changes(cursor))) })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        path: &'a str,
+        parent_rev: Option<i64>,
+        file: &'a Path,
+        expected: &'a str,
+        _progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(async move {
+            let data = self.fs.read_file(file).map_err(io(file))?;
+            // Exactly the bytes that were checked go up (as `Api::upload`).
+            if hex::encode(Sha256::digest(&data)) != expected {
+                return Err(SyncError::Busy(path.to_owned()));
+            }
+            self.up.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.call(|| self.server.commit(&self.device, path, parent_rev, data))
+        })
+    }
+
+    fn download<'a>(
+        &'a self,
+        file_id: &'a str,
+        dest: &'a Path,
+        _resume_sha: Option<&'a str>,
+        _progress: &'a Transfer,
+    ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
+        Box::pin(async move {
+            let (rev, sha, data) = self.call(|| self.server.content(file_id))?;
+            self.fs
+                .write_file(dest, &data)
+                .map_err(|e| SyncError::Io(format!("writing {}", dest.display()), e))?;
+            self.down.fetch_add(data.len() as u64, Ordering::Relaxed);
+            Ok((rev, sha))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        file_id: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(async move { self.call(|| self.server.delete(&self.device, file_id, rev)) })
+    }
+
+    fn move_file<'a>(
+        &'a self,
+        file_id: &'a str,
+        new_path: &'a str,
+        rev: i64,
+    ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
+        Box::pin(async move {
+            self.call(|| self.server.move_file(&self.device, file_id, new_path, rev))
+        })
+    }
+
+    fn transferred(&self) -> (u64, u64) {
+        (
+            self.up.load(Ordering::Relaxed),
+            self.down.load(Ordering::Relaxed),
+        )
+    }
+}

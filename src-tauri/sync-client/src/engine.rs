@@ -381,9 +381,22 @@ impl Engine {
                 continue; // the user answered held deletions: plan again with the answer
             };
             let ops = self.hold_failing(ops);
+            let mut waiting: Vec<PathProblem> = Vec::new();
             let ops: Vec<Op> = ops
                 .into_iter()
-                .filter_map(|op| around_unreadable(op, &scan.unreadable, &remote))
+                .filter_map(|op| {
+                    let path = op.path().to_owned();
+                    let kept = around_unreadable(op, &scan.unreadable, &remote);
+                    if kept.is_none() {
+                        waiting.push(PathProblem {
+                            path,
+                            message: "waits until a name it involves can be read (see the other \
+                                      problems)"
+                                .to_owned(),
+                        });
+                    }
+                    kept
+                })
                 .collect();
             let problems: Vec<PathProblem> = scan
                 .skipped
@@ -396,6 +409,7 @@ impl Engine {
                     path: path.clone(),
                     message: f.message.clone(),
                 }))
+                .chain(waiting)
                 .take(PROBLEM_LIMIT)
                 .collect();
             let pending_deletes = self.held_deletes.as_ref().map(pending_of);

@@ -76,6 +76,8 @@ struct State {
     /// Operations through the gate so far, and the one at which the process "dies".
     ops: u64,
     crash_at: Option<u64>,
+    /// The folder's real contents while its drive is not mounted (the mount point is empty).
+    unmounted: Option<Disk>,
 }
 
 /// What the gate lets an operation do.
@@ -113,12 +115,38 @@ impl FakeFs {
                 tag: tag.to_owned(),
                 ops: 0,
                 crash_at: None,
+                unmounted: None,
             }),
         }
     }
 
     pub(crate) fn set_chaos(&self, chaos: Chaos) {
         self.state.lock().unwrap().chaos = chaos;
+    }
+
+    /// The drive goes away: the folder is an empty mount point until [`Self::mount`].
+    pub(crate) fn unmount(&self) {
+        let mut st = self.state.lock().unwrap();
+        if st.unmounted.is_none() {
+            let empty = Disk {
+                nodes: BTreeMap::new(),
+                next_ino: st.disk.next_ino + 1_000_000,
+                clock_ns: st.disk.clock_ns,
+            };
+            st.unmounted = Some(std::mem::replace(&mut st.disk, empty));
+        }
+    }
+
+    /// The drive is back (whatever was written into the empty mount point is hidden again).
+    pub(crate) fn mount(&self) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(disk) = st.unmounted.take() {
+            st.disk = disk;
+        }
+    }
+
+    pub(crate) fn is_mounted(&self) -> bool {
+        self.state.lock().unwrap().unmounted.is_none()
     }
 
     pub(crate) fn naming(&self) -> Naming {

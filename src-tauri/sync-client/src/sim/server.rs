@@ -271,6 +271,11 @@ impl FakeServer {
         self.state.lock().unwrap().blobs.contains_key(&sha)
     }
 
+    /// Every content ever committed.
+    pub(crate) fn history(&self) -> Vec<Vec<u8>> {
+        self.state.lock().unwrap().blobs.values().cloned().collect()
+    }
+
     pub(crate) fn journal_len(&self) -> usize {
         self.state.lock().unwrap().journal.len()
     }

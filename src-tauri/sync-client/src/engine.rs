@@ -380,6 +380,23 @@ impl Engine {
             let Some(ops) = self.brake(ops, synced.len()).await? else {
                 continue; // the user answered held deletions: plan again with the answer
             };
+            // A local rename that keeps failing (its source cannot be moved): the file comes down
+            // at its new name instead, so the server's side is not held up by this device.
+            let ops: Vec<Op> = ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::MoveLocal { from, to, .. }
+                        if self.failing.contains_key(&from) && remote.contains_key(&to) =>
+                    {
+                        Op::Download {
+                            file: remote[&to].clone(),
+                            path: to,
+                            expect_local: None,
+                        }
+                    }
+                    op => op,
+                })
+                .collect();
             let ops = self.hold_failing(ops);
             let mut waiting: Vec<PathProblem> = Vec::new();
             let ops: Vec<Op> = ops

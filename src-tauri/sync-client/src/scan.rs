@@ -245,6 +245,25 @@ impl Scanner {
                     e.name.clone(),
                 )
             });
+            // Two spellings of one folder name where one is empty: the empty one is not a rival
+            // (an emptied folder left behind must not hide the other one's files).
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for e in &entries {
+                if let Some(n) = e.name.to_str() {
+                    *seen.entry(n.nfc().collect()).or_default() += 1;
+                }
+            }
+            if seen.values().any(|&n| n > 1) {
+                entries.retain(|e| {
+                    let doubled = e
+                        .name
+                        .to_str()
+                        .is_some_and(|n| seen[&n.nfc().collect::<String>()] > 1);
+                    !(doubled
+                        && e.kind == Kind::Dir
+                        && fs.read_dir(&dir.join(&e.name)).is_ok_and(|l| l.is_empty()))
+                });
+            }
             let mut names_here: HashSet<String> = HashSet::new();
             for entry in entries {
                 let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {

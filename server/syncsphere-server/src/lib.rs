@@ -271,6 +271,13 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         staging: Arc::new(staging),
         lock: Arc::new(GcLock::default()),
     };
+    // Path keys of a database from before `path_key` are recomputed now, so a problem stops
+    // the start instead of failing the first write.
+    maintenance
+        .store
+        .upgrade_path_keys()
+        .await
+        .context("recomputing the path keys of the metadata database")?;
     if config.gc_interval_secs > 0 {
         spawn_collector(
             maintenance.clone(),

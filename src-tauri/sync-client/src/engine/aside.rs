@@ -1,0 +1,187 @@
+//! Destructive steps move the file aside first and check it there (`docs/decisions/0004`):
+//! a save made between the engine's check and its action is never lost.
+
+use std::path::{Path, PathBuf};
+
+use super::{Engine, io_err};
+use crate::SyncError;
+use crate::local_fs::Kind;
+use crate::scan::STATE_DIR;
+
+/// Where files wait while the engine checks them before deleting or replacing them.
+const ASIDE_DIR: &str = "aside";
+
+/// What [`Engine::set_aside`] found.
+pub(super) enum Aside {
+    /// Nothing (or no file) is at the path.
+    Gone,
+    /// The file changed since the scan; it is back in place (or kept as a conflicted copy).
+    Changed,
+    /// The file, unchanged, now at this path in the state folder.
+    Held(PathBuf),
+}
+
+impl Engine {
+    /// Moves the file at `path` aside into the state folder, atomically, and checks it there:
+    /// held if it still has the content `expect` the plan was made with. A write that came
+    /// after the scan is thereby never lost: before the move it is in the moved file, which
+    /// goes back (or, if the user made a new file at `path` meanwhile, next to it as a
+    /// conflicted copy); after the move it makes a new file at `path`, which the caller's
+    /// [`LocalFs::rename_no_replace`] leaves alone. (A program writing through a handle it
+    /// opened before the move, after the check, still writes into the moved file: the one
+    /// window left.)
+    pub(super) async fn set_aside(&self, path: &str, expect: &str) -> Result<Aside, SyncError> {
+        let full = self.local(path);
+        if self
+            .fs
+            .symlink_metadata(&full)
+            .map_or(true, |m| m.kind != Kind::File)
+        {
+            return Ok(Aside::Gone);
+        }
+        let aside = match self.move_aside(path, &full)? {
+            Some(aside) => aside,
+            None => return Ok(Aside::Gone),
+        };
+        let fs = self.fs.clone();
+        let held = aside.clone();
+        let sha = tokio::task::spawn_blocking(move || fs.hash(&held))
+            .await
+            .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?;
+        if sha.as_ref().is_ok_and(|s| s == expect) {
+            return Ok(Aside::Held(aside));
+        }
+        // Changed since the scan (or unreadable now): put it back where the user expects it.
+        self.put_back(path, &aside, None)?;
+        Ok(Aside::Changed)
+    }
+
+    /// Moves the file `full` (at `path`) into `.syncsphere/aside/N`, with `N.path` naming where
+    /// it came from (written first, so a crash never leaves a moved file nobody can place).
+    /// `None` when the file is gone.
+    pub(super) fn move_aside(&self, path: &str, full: &Path) -> Result<Option<PathBuf>, SyncError> {
+        let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
+        self.fs
+            .create_dir_all(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        loop {
+            let n = self
+                .aside_counter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (aside, origin) = (dir.join(n.to_string()), dir.join(format!("{n}.path")));
+            if self.exists(&origin) || self.exists(&aside) {
+                continue; // left by an earlier run
+            }
+            self.fs
+                .write_durably(&origin, path.as_bytes())
+                .map_err(io_err(format!("writing {}", origin.display())))?;
+            match self.fs.rename_no_replace(full, &aside) {
+                Ok(true) => return Ok(Some(aside)),
+                Ok(false) => {
+                    let _ = self.fs.remove_file(&origin);
+                }
+                Err(e) => {
+                    let _ = self.fs.remove_file(&origin);
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        return Ok(None);
+                    }
+                    return Err(SyncError::Io(format!("moving aside {}", full.display()), e));
+                }
+            }
+        }
+    }
+
+    /// Puts a moved-aside file back at `path`; if a file is there now, removes ours when it has
+    /// the same content (`same` hash known), else keeps ours next to it as a conflicted copy.
+    pub(super) fn put_back(
+        &self,
+        path: &str,
+        aside: &Path,
+        same: Option<bool>,
+    ) -> Result<(), SyncError> {
+        let full = self.local(path);
+        if let Some(parent) = full.parent() {
+            self.fs
+                .create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let back = self
+            .fs
+            .rename_no_replace(aside, &full)
+            .map_err(io_err(format!("putting back {}", full.display())))?;
+        if !back {
+            if same == Some(true) {
+                let _ = self.fs.remove_file(aside);
+            } else {
+                let copy = syncsphere_sync_core::conflicted_copy_name(
+                    path,
+                    &self.device_name,
+                    &self.clock.stamp(),
+                    |c| self.exists(&self.local(c)),
+                );
+                self.rename_into(aside, &self.local(&copy))
+                    .map_err(io_err(format!("keeping {copy}")))?;
+                tracing::info!(
+                    path,
+                    copy,
+                    "kept a version written meanwhile as a conflicted copy"
+                );
+            }
+        }
+        let _ = self.fs.remove_file(&aside.with_extension("path"));
+        Ok(())
+    }
+
+    /// Finishes with a moved-aside file whose content the server keeps.
+    pub(super) fn discard_aside(&self, aside: &Path) {
+        let _ = self.fs.remove_file(aside);
+        let _ = self.fs.remove_file(&aside.with_extension("path"));
+    }
+
+    /// Files a crashed run left moved aside go back where they came from (or, where the user
+    /// has put another file since, next to it as conflicted copies): nothing stays hidden in
+    /// the state folder.
+    pub(super) async fn recover_aside(&self) -> Result<(), SyncError> {
+        let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
+        let Ok(entries) = self.fs.read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.name.to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        for name in names {
+            let aside = dir.join(&name);
+            if let Some(n) = name.strip_suffix(".path") {
+                if !self.exists(&dir.join(n)) {
+                    let _ = self.fs.remove_file(&aside); // the move never happened
+                }
+                continue;
+            }
+            let origin = self.fs.read_to_string(&aside.with_extension("path"));
+            let path = match origin {
+                Ok(p) if !p.is_empty() => p,
+                // No record of where it came from: into the folder, where the user sees it.
+                _ => format!("recovered {name}"),
+            };
+            let fs = self.fs.clone();
+            let (a, b) = (aside.clone(), self.local(&path));
+            let same = tokio::task::spawn_blocking(move || match (fs.hash(&a), fs.hash(&b)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            })
+            .await
+            .unwrap_or(false);
+            tracing::info!(
+                path,
+                "putting back a file an interrupted run had moved aside"
+            );
+            if let Err(e) = self.put_back(&path, &aside, Some(same)) {
+                // It stays where it is, safe, for the next pass to try again.
+                tracing::warn!(path, error = %e, "could not put back a moved-aside file yet");
+            }
+        }
+        Ok(())
+    }
+}

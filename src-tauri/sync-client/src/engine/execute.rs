@@ -1,0 +1,358 @@
+//! The executor: one planned operation against the disk and the server, re-checking its
+//! expectation right before acting (see `aside` for the destructive ones).
+
+use std::path::{Path, PathBuf};
+
+use syncsphere_protocol::FileMeta;
+use syncsphere_sync_core::{Op, SyncedFile};
+
+use super::aside::Aside;
+use super::{Engine, io_err, synced_of};
+use crate::SyncError;
+use crate::local_fs::Kind;
+use crate::scan::{STATE_DIR, disk_path};
+use crate::status::Direction;
+
+impl Engine {
+    /// Where `path` is on disk (its disk spelling where that is not NFC).
+    pub(super) fn local(&self, path: &str) -> PathBuf {
+        self.folder.join(disk_path(&self.disk_paths, path).as_ref())
+    }
+
+    /// The content hash of a local path now (`None` if absent, or a folder: no file there).
+    pub(super) async fn current_hash(&self, path: &str) -> Result<Option<String>, SyncError> {
+        let full = self.local(path);
+        if self
+            .fs
+            .symlink_metadata(&full)
+            .is_ok_and(|m| m.kind == Kind::Dir)
+        {
+            return Ok(None);
+        }
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || match fs.hash(&full) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SyncError::Io(format!("reading {}", full.display()), e)),
+        })
+        .await
+        .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
+    }
+
+    pub(super) async fn record(&self, path: &str, meta: &FileMeta) -> Result<(), SyncError> {
+        self.index.record_remote(meta).await?;
+        let synced = (!meta.deleted).then(|| synced_of(meta));
+        self.index.set_synced(path, synced.as_ref()).await
+    }
+
+    /// Removes now-empty parent folders of `path` (never the sync folder itself).
+    pub(super) fn prune_empty_parents(&self, path: &str) {
+        let mut rel = Path::new(path).parent();
+        while let Some(dir) = rel.filter(|d| !d.as_os_str().is_empty()) {
+            if self.fs.remove_dir(&self.folder.join(dir)).is_err() {
+                break;
+            }
+            rel = dir.parent();
+        }
+    }
+
+    /// Executes one operation, re-checking its expectations; returns the activity to show.
+    pub(super) async fn execute(
+        &self,
+        op: Op,
+    ) -> Result<Option<(String, &'static str)>, SyncError> {
+        match op {
+            Op::Upload { path, parent_rev } => {
+                // Only content this device hashed is uploaded: a file that changed since the
+                // scan (still being written) waits for the next look.
+                let Some(seen) = self.last_local.get(&path) else {
+                    return Ok(None);
+                };
+                let active = self.transfers.start(&path, Direction::Upload, seen.size);
+                let meta = self
+                    .remote
+                    .upload(
+                        &path,
+                        parent_rev,
+                        &self.local(&path),
+                        &seen.sha256,
+                        &active.transfer,
+                    )
+                    .await?;
+                // Record the server's path (case and normalisation as committed).
+                self.record(&meta.path.clone(), &meta).await?;
+                Ok(Some((path, "uploaded")))
+            }
+            Op::Download {
+                path,
+                file,
+                expect_local,
+            } => {
+                // A folder of this name that still holds files (ignored or unsupported ones,
+                // which the plan does not see) cannot give way: say so instead of fetching the
+                // content for nothing on every round.
+                let dest = self.local(&path);
+                if self.holds_anything(&dest) {
+                    return Err(SyncError::Io(
+                        format!("downloading {path}"),
+                        std::io::Error::other(
+                            "a folder of that name is still here with files in it; the file \
+                             comes down once it is empty (move away any files in it that are \
+                             not synced, such as ignored ones)",
+                        ),
+                    ));
+                }
+                let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
+                self.fs
+                    .create_dir_all(&tmp_dir)
+                    .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
+                // Named after the content, so an interrupted download (even by kill -9) resumes
+                // where it stopped instead of starting over.
+                let tmp = tmp_dir.join(format!(
+                    "{}-{}.part",
+                    file.file_id,
+                    &file.sha256[..file.sha256.len().min(16)]
+                ));
+                let result = self
+                    .download_into(
+                        &path,
+                        &file.file_id,
+                        &tmp,
+                        &file.sha256,
+                        expect_local.as_deref(),
+                    )
+                    .await;
+                // Keep a partial download only when the network failed mid-way.
+                if !matches!(result, Err(SyncError::Offline(_) | SyncError::Http(_))) {
+                    let _ = self.fs.remove_file(&tmp);
+                }
+                result
+            }
+            Op::DeleteRemote { path, file_id, rev } => {
+                let meta = self.remote.delete(&file_id, rev).await?;
+                self.index.record_remote(&meta).await?;
+                self.index.set_synced(&path, None).await?;
+                Ok(Some((path, "deleted_remote")))
+            }
+            Op::DeleteLocal {
+                path,
+                expect_sha256,
+            } => {
+                // Changed since the scan (or gone): the next round decides again.
+                let Aside::Held(backup) = self.set_aside(&path, &expect_sha256).await? else {
+                    return Ok(None);
+                };
+                self.discard_aside(&backup);
+                self.prune_empty_parents(&path);
+                self.index.set_synced(&path, None).await?;
+                Ok(Some((path, "deleted_local")))
+            }
+            Op::MoveRemote {
+                from,
+                to,
+                file_id,
+                rev,
+            } => {
+                let meta = self.remote.move_file(&file_id, &to, rev).await?;
+                self.index.set_synced(&from, None).await?;
+                self.record(&meta.path.clone(), &meta).await?;
+                Ok(Some((to, "moved_remote")))
+            }
+            Op::MoveLocal {
+                from,
+                to,
+                expect_sha256,
+                synced,
+            } => {
+                let (src, dst) = (self.local(&from), self.local(&to));
+                // A folder left empty at the new name gives way (the plan does not see empty
+                // folders); one with files in it is this path's problem, reported and retried.
+                self.clear_empty_folder(&to, &dst)?;
+                // On a case-insensitive disk the new spelling of a case-only rename "exists":
+                // it is the file itself, not one in the way.
+                let occupied = self.exists(&dst) && !self.same_file(&src, &dst);
+                let now = self.current_hash(&from).await?;
+                if now.as_deref() != Some(expect_sha256.as_str()) || occupied {
+                    tracing::debug!(
+                        from,
+                        to,
+                        occupied,
+                        changed = now.as_deref() != Some(expect_sha256.as_str()),
+                        "not moving: re-planning"
+                    );
+                    return Ok(None);
+                }
+                self.rename_into(&src, &dst)
+                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                self.prune_empty_parents(&from);
+                self.index.set_synced(&from, None).await?;
+                self.index.set_synced(&to, Some(&synced)).await?;
+                Ok(Some((to, "moved_local")))
+            }
+            Op::ConflictCopy { path, copy } => {
+                let (src, dst) = (self.local(&path), self.local(&copy));
+                if self.exists(&dst) {
+                    return Ok(None);
+                }
+                // The copy may be a file inside a folder moved aside (`d/e` → `d (…)/e`).
+                self.rename_into(&src, &dst)
+                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                // A folder emptied this way must not stand in the way of a file of its name.
+                self.prune_empty_parents(&path);
+                tracing::info!(path, copy, "kept both versions under different names");
+                Ok(Some((copy, "conflict_copy")))
+            }
+            Op::RecordSynced { path, synced } => {
+                self.index.set_synced(&path, synced.as_ref()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Removes an empty folder at `full` (the local path `path`) so a file can take its name;
+    /// a folder with anything in it is an error naming the path.
+    pub(super) fn clear_empty_folder(&self, path: &str, full: &Path) -> Result<(), SyncError> {
+        if !self
+            .fs
+            .symlink_metadata(full)
+            .is_ok_and(|m| m.kind == Kind::Dir)
+        {
+            return Ok(());
+        }
+        match self.fs.remove_dir(full) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(_) if self.holds_anything(full) => Err(SyncError::Io(
+                format!("placing {path}"),
+                std::io::Error::other(
+                    "a folder of that name is here with files in it; the file comes once it \
+                     is empty (move away any files in it that are not synced, such as ignored \
+                     ones)",
+                ),
+            )),
+            Err(e) => Err(SyncError::Io(
+                format!("replacing the folder {}", full.display()),
+                e,
+            )),
+        }
+    }
+
+    /// Whether anything is at `path` (an unreadable answer counts as something: never
+    /// overwrite what could not be looked at).
+    pub(super) fn exists(&self, path: &Path) -> bool {
+        match self.fs.symlink_metadata(path) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch
+    /// may prune a folder it emptied between the two steps; then the folder is made again, once.
+    pub(super) fn rename_into(&self, src: &Path, dst: &Path) -> std::io::Result<()> {
+        let mut again = true;
+        loop {
+            if let Some(parent) = dst.parent() {
+                self.fs.create_dir_all(parent)?;
+            }
+            match self.fs.rename(src, dst) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && std::mem::take(&mut again)
+                        && self.exists(src) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether `path` is a folder with anything in it.
+    pub(super) fn holds_anything(&self, path: &Path) -> bool {
+        self.fs.read_dir(path).is_ok_and(|e| !e.is_empty())
+    }
+
+    /// Whether two paths name the same file (one inode; where there are none: the same name
+    /// folded).
+    pub(super) fn same_file(&self, a: &Path, b: &Path) -> bool {
+        match (self.fs.metadata(a), self.fs.metadata(b)) {
+            (Ok(x), Ok(y)) if x.ino != 0 => x.dev == y.dev && x.ino == y.ino,
+            (Ok(_), Ok(_)) => {
+                a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) async fn download_into(
+        &self,
+        path: &str,
+        file_id: &str,
+        tmp: &Path,
+        remote_sha: &str,
+        expect_local: Option<&str>,
+    ) -> Result<Option<(String, &'static str)>, SyncError> {
+        let active = self.transfers.start(path, Direction::Download, 0);
+        let downloaded = self
+            .remote
+            .download(file_id, tmp, Some(remote_sha), &active.transfer)
+            .await;
+        drop(active);
+        let (rev, sha256) = match downloaded {
+            Ok(v) => v,
+            // Deleted since the journal said otherwise: the next pull brings the delete.
+            Err(SyncError::Server { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A file edited since the scan is never overwritten: the old file is moved aside and
+        // checked there (see `set_aside`), and the new one only takes a free name.
+        let backup = match expect_local {
+            Some(expect) => match self.set_aside(path, expect).await? {
+                Aside::Held(backup) => Some(backup),
+                Aside::Gone | Aside::Changed => return Ok(None),
+            },
+            None if self.current_hash(path).await?.is_some() => return Ok(None),
+            None => None,
+        };
+        let dest = self.local(path);
+        // A folder of this name left empty (its files moved or deleted) gives way to the file.
+        self.clear_empty_folder(path, &dest)?;
+        if let Some(parent) = dest.parent() {
+            self.fs
+                .create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let placed = self
+            .fs
+            .rename_no_replace(tmp, &dest)
+            .map_err(io_err(format!("replacing {}", dest.display())))?;
+        if let Some(backup) = backup {
+            // The old content is the synced one, which the server keeps.
+            self.discard_aside(&backup);
+        }
+        if !placed {
+            // The user made a new file there meanwhile: theirs stays; the next round decides.
+            return Ok(None);
+        }
+        if let Some(parent) = dest.parent() {
+            self.fs.sync_dir(parent);
+        }
+        let synced = SyncedFile {
+            file_id: file_id.to_owned(),
+            rev,
+            sha256,
+        };
+        self.index.set_synced(path, Some(&synced)).await?;
+        Ok(Some((path.to_owned(), "downloaded")))
+    }
+}
+
+pub(super) fn describe(op: &Op) -> &'static str {
+    match op {
+        Op::Upload { .. } => "upload",
+        Op::Download { .. } => "download",
+        Op::DeleteRemote { .. } => "delete_remote",
+        Op::DeleteLocal { .. } => "delete_local",
+        Op::MoveRemote { .. } => "move_remote",
+        Op::MoveLocal { .. } => "move_local",
+        Op::ConflictCopy { .. } => "conflict_copy",
+        Op::RecordSynced { .. } => "record_synced",
+    }
+}

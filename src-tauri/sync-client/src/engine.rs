@@ -370,24 +370,7 @@ impl Engine {
             let Some(ops) = self.brake(ops, synced.len()).await? else {
                 continue; // the user answered held deletions: plan again with the answer
             };
-            // A local rename that keeps failing (its source cannot be moved): the file comes down
-            // at its new name instead, so the server's side is not held up by this device.
-            let ops: Vec<Op> = ops
-                .into_iter()
-                .map(|op| match op {
-                    Op::MoveLocal { from, to, .. }
-                        if self.failing.contains_key(&from) && remote.contains_key(&to) =>
-                    {
-                        Op::Download {
-                            file: remote[&to].clone(),
-                            path: to,
-                            expect_local: None,
-                        }
-                    }
-                    op => op,
-                })
-                .collect();
-            let ops = self.hold_failing(ops);
+            let ops = self.hold_failing(ops, &remote);
             let mut waiting: Vec<PathProblem> = Vec::new();
             let ops: Vec<Op> = ops
                 .into_iter()
@@ -545,17 +528,40 @@ impl Engine {
     }
 
     /// Leaves out operations on paths that failed recently until their wait is over; forgets
-    /// failures of paths no longer planned.
-    fn hold_failing(&mut self, ops: Vec<Op>) -> Vec<Op> {
+    /// failures of paths no longer planned. A local rename whose source keeps failing brings
+    /// the file down at its new name instead (the server's side is not held up by this
+    /// device), which waits on its own failures in turn.
+    fn hold_failing(&mut self, ops: Vec<Op>, remote: &syncsphere_sync_core::RemoteTree) -> Vec<Op> {
         if self.failing.is_empty() {
             return ops;
         }
         {
-            let planned: std::collections::HashSet<&str> = ops.iter().map(Op::path).collect();
+            let planned: std::collections::HashSet<&str> = ops
+                .iter()
+                .flat_map(|op| {
+                    let to = match op {
+                        Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => Some(to.as_str()),
+                        _ => None,
+                    };
+                    std::iter::once(op.path()).chain(to)
+                })
+                .collect();
             self.failing.retain(|p, _| planned.contains(p.as_str()));
         }
         let now = self.clock.now();
         ops.into_iter()
+            .map(|op| match op {
+                Op::MoveLocal { from, to, .. }
+                    if self.failing.contains_key(&from) && remote.contains_key(&to) =>
+                {
+                    Op::Download {
+                        file: remote[&to].clone(),
+                        path: to,
+                        expect_local: None,
+                    }
+                }
+                op => op,
+            })
             .filter(|op| {
                 self.failing
                     .get(op.path())

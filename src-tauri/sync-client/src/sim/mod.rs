@@ -8,7 +8,7 @@
 //! by a per-path problem the device reports), no lost write, termination, determinism.
 //!
 //! Replay one seed: `SIM_SEED=<seed> cargo test -p syncsphere-sync-client sim::`.
-//! Long mode (≥ 10⁶ user operations): `SIM_RUNS=11000 cargo test --release -p
+//! Long mode (≥ 10⁶ user operations): `SIM_RUNS=13000 cargo test --release -p
 //! syncsphere-sync-client sim::randomized -- --nocapture`.
 
 mod fs;

@@ -60,6 +60,8 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     fn remove_file(&self, path: &Path) -> std::io::Result<()>;
     /// Removes an empty folder (an error if it holds anything).
     fn remove_dir(&self, path: &Path) -> std::io::Result<()>;
+    /// Creates `path` and its missing parents durably: each new folder's parent is fsynced,
+    /// so a power cut never takes a folder away from what was written into it.
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()>;
     /// Makes renames in `dir` durable (best effort).
     fn sync_dir(&self, dir: &Path);
@@ -186,12 +188,54 @@ impl LocalFs for RealFs {
     }
 
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(path)
+        let mut missing = Vec::new();
+        let mut at = path;
+        while std::fs::symlink_metadata(at).is_err() {
+            missing.push(at);
+            match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => break,
+            }
+        }
+        if missing.is_empty() {
+            return std::fs::create_dir_all(path); // reports what is in the way
+        }
+        for dir in missing.into_iter().rev() {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+            if let Some(parent) = dir.parent() {
+                self.sync_dir(parent);
+            }
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_dir_all_makes_every_missing_level_and_reports_what_is_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        RealFs.create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        RealFs.create_dir_all(&deep).unwrap(); // already there: fine
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = RealFs
+            .create_dir_all(&dir.path().join("file/sub"))
+            .unwrap_err();
+        assert_ne!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+        assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), b"x");
     }
 }

@@ -2,6 +2,16 @@
 //! Windows), store and return names in NFD while finding them in any form (like HFS+), fail
 //! any operation on demand (EIO, EACCES, ENOSPC), and let its "user" edit a file right after
 //! the engine hashed it — between the engine's check and its action.
+//!
+//! **Power cuts**: the disk also keeps what would survive one, as a journaling file system in
+//! its default mode does (ext4 `data=ordered`, NTFS, APFS): names change in order and become
+//! durable together at the next fsync of anything (the journal commits); a file's content is
+//! durable once that file was fsynced. [`FakeFs::power_cut`] rebuilds the disk from that alone:
+//! every rename, creation and removal since the last commit is undone, and a file whose
+//! content was never fsynced is empty (ext4's classic zero-length file). The user's own saves
+//! are fsynced (as editors do); the engine's index lives on another disk (a synced folder on
+//! an external drive), so its commits make nothing in the folder durable. Unplugging a drive
+//! is a power cut for that drive.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -40,6 +50,12 @@ struct Stored {
     ino: u64,
 }
 
+/// `a`, `a/b`, `a/b/c` for `a/b/c`.
+fn prefixes(rel: &str) -> Vec<String> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    (1..=parts.len()).map(|i| parts[..i].join("/")).collect()
+}
+
 /// The disk's whole state.
 #[derive(Debug, Clone, Default)]
 struct Disk {
@@ -47,6 +63,75 @@ struct Disk {
     nodes: BTreeMap<String, Stored>,
     next_ino: u64,
     clock_ns: i128,
+    /// The names as of the last journal commit (key → spelling, inode, is a folder): what a
+    /// power cut leaves.
+    durable_names: BTreeMap<String, (String, u64, bool)>,
+    /// File inode → its content (and modification time) as last fsynced.
+    durable_data: BTreeMap<u64, (Vec<u8>, i128)>,
+}
+
+impl Disk {
+    /// Any fsync commits the journal: every name as it is now becomes durable.
+    fn commit_names(&mut self) {
+        self.durable_names = self
+            .nodes
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    (s.spelled.clone(), s.ino, matches!(s.node, Node::Dir)),
+                )
+            })
+            .collect();
+    }
+
+    /// fsync of a file: its content, and the journal.
+    fn fsync_file(&mut self, key: &str) {
+        if let Some(Stored {
+            node: Node::File { data, mtime_ns },
+            ino,
+            ..
+        }) = self.nodes.get(key)
+        {
+            self.durable_data.insert(*ino, (data.clone(), *mtime_ns));
+        }
+        self.commit_names();
+    }
+
+    /// fsync of a folder: the journal.
+    fn fsync_dir(&mut self) {
+        self.commit_names();
+    }
+
+    /// The power goes: the disk is what its durable state says, nothing more.
+    fn power_cut(&mut self) {
+        self.clock_ns += 1_000;
+        let zero = self.clock_ns;
+        self.nodes = self
+            .durable_names
+            .iter()
+            .map(|(k, (spelled, ino, dir))| {
+                let node = if *dir {
+                    Node::Dir
+                } else {
+                    let (data, mtime_ns) = self
+                        .durable_data
+                        .get(ino)
+                        .cloned()
+                        .unwrap_or((Vec::new(), zero));
+                    Node::File { data, mtime_ns }
+                };
+                (
+                    k.clone(),
+                    Stored {
+                        spelled: spelled.clone(),
+                        node,
+                        ino: *ino,
+                    },
+                )
+            })
+            .collect();
+    }
 }
 
 /// Faults and interference, drawn from the disk's own seeded generator.
@@ -124,17 +209,37 @@ impl FakeFs {
         self.state.lock().unwrap().chaos = chaos;
     }
 
-    /// The drive goes away: the folder is an empty mount point until [`Self::mount`].
+    /// The drive goes away (pulled out: what was not durable on it is lost); the folder is an
+    /// empty mount point until [`Self::mount`].
     pub(crate) fn unmount(&self) {
         let mut st = self.state.lock().unwrap();
         if st.unmounted.is_none() {
             let empty = Disk {
-                nodes: BTreeMap::new(),
                 next_ino: st.disk.next_ino + 1_000_000,
                 clock_ns: st.disk.clock_ns,
+                ..Disk::default()
             };
-            st.unmounted = Some(std::mem::replace(&mut st.disk, empty));
+            let mut drive = std::mem::replace(&mut st.disk, empty);
+            drive.power_cut();
+            st.unmounted = Some(drive);
         }
+    }
+
+    /// The machine loses power: every disk keeps only what was durable (see the module doc).
+    pub(crate) fn power_cut(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.disk.power_cut();
+        if let Some(drive) = st.unmounted.as_mut() {
+            drive.power_cut();
+        }
+    }
+
+    /// fsync of a file the fake server's side of a transfer wrote (as `Api::download` does).
+    pub(crate) fn fsync_file(&self, path: &Path) -> std::io::Result<()> {
+        let rel = self.rel(path)?;
+        let key = self.key(&rel);
+        self.state.lock().unwrap().disk.fsync_file(&key);
+        Ok(())
     }
 
     /// The drive is back (whatever was written into the empty mount point is hidden again).
@@ -272,11 +377,15 @@ impl FakeFs {
         if let Some(i) = rel.rfind('/') {
             self.mkdirs(&mut st.disk, &rel[..i])?;
         }
-        self.put_file(&mut st.disk, rel, data.to_vec())
+        self.put_file(&mut st.disk, rel, data.to_vec())?;
+        st.disk.fsync_file(&self.key(rel));
+        Ok(())
     }
 
     pub(crate) fn user_remove(&self, rel: &str) -> std::io::Result<()> {
-        self.remove_file(&self.root.join(rel))
+        self.remove_file(&self.root.join(rel))?;
+        self.state.lock().unwrap().disk.fsync_dir();
+        Ok(())
     }
 
     pub(crate) fn user_rename(&self, from: &str, to: &str) -> std::io::Result<()> {
@@ -284,7 +393,9 @@ impl FakeFs {
             let mut st = self.state.lock().unwrap();
             self.mkdirs(&mut st.disk, &to[..i])?;
         }
-        self.rename(&self.root.join(from), &self.root.join(to))
+        self.rename(&self.root.join(from), &self.root.join(to))?;
+        self.state.lock().unwrap().disk.fsync_dir();
+        Ok(())
     }
 
     /// Every file (its spelling on disk → content), leaving out the client's state folder.
@@ -572,6 +683,8 @@ impl LocalFs for FakeFs {
             st.racing_counter += 1;
             let content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
             if self.put_file(&mut st.disk, &rel, content.clone()).is_ok() {
+                let key = self.key(&rel);
+                st.disk.fsync_file(&key);
                 tracing::debug!(path = rel, content = %String::from_utf8_lossy(&content), "USER races the engine's hash");
                 st.raced_writes.push((data, content));
             }
@@ -585,7 +698,11 @@ impl LocalFs for FakeFs {
     }
 
     fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
-        self.write_file(path, data)
+        self.write_file(path, data)?;
+        let key = self.key(&self.rel(path)?);
+        let mut st = self.state.lock().unwrap();
+        st.disk.fsync_file(&key);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
@@ -650,8 +767,23 @@ impl LocalFs for FakeFs {
         let rel = self.rel(path)?;
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "create_dir_all", &rel)?;
-        Self::then(die, self.mkdirs(&mut st.disk, &rel))
+        let before: Vec<bool> = prefixes(&rel)
+            .iter()
+            .map(|p| st.disk.nodes.contains_key(&self.key(p)))
+            .collect();
+        let made = self.mkdirs(&mut st.disk, &rel);
+        // Durable, as `RealFs` makes it: each new folder's parent is fsynced.
+        if prefixes(&rel)
+            .iter()
+            .zip(before)
+            .any(|(p, existed)| !existed && st.disk.nodes.contains_key(&self.key(p)))
+        {
+            st.disk.fsync_dir();
+        }
+        Self::then(die, made)
     }
 
-    fn sync_dir(&self, _dir: &Path) {}
+    fn sync_dir(&self, _dir: &Path) {
+        self.state.lock().unwrap().disk.fsync_dir();
+    }
 }

@@ -3,7 +3,9 @@
 //! for several devices against a fake disk each ([`fs::FakeFs`]: case-insensitive, NFD, faults,
 //! a user racing the engine's checks) and a fake server ([`server::FakeServer`]) over a lossy
 //! network, while seeded "users" write, delete and rename files, processes die at any operation
-//! and restart from their index, and the wall clock jumps. After each run the invariants of
+//! and restart from their index, machines lose power at any operation (the disk keeps only what
+//! its journal committed and what was fsynced; the index every transaction it committed), drives
+//! are pulled out and plugged back, and the wall clock jumps. After each run the invariants of
 //! `../shared/SYNC-INVARIANTS.md` are checked: convergence (every remaining difference explained
 //! by a per-path problem the device reports), no lost write, termination, determinism.
 //!
@@ -213,6 +215,8 @@ struct Settings {
     network: Network,
     /// Chance a pass dies at a random operation.
     crash: f64,
+    /// Chance such a death is a power cut (the disk loses what was not durable).
+    power_cut: f64,
 }
 
 impl Default for Settings {
@@ -228,6 +232,7 @@ impl Default for Settings {
                 lose_response: 0.03,
             },
             crash: 0.1,
+            power_cut: 0.4,
         }
     }
 }
@@ -238,6 +243,7 @@ struct Outcome {
     user_ops: usize,
     passes: usize,
     crashes: usize,
+    power_cuts: usize,
     settle_rounds: usize,
     /// The final server tree and journal length: equal for equal seeds.
     fingerprint: String,
@@ -372,6 +378,7 @@ impl Sim {
         self.answer_held_deletes(d);
         let crash_at = (may_crash && self.rng.gen_bool(self.settings().crash))
             .then(|| self.rng.gen_range(1..30));
+        let power_cut = crash_at.is_some() && self.rng.gen_bool(self.settings().power_cut);
         let dev = &mut self.devices[d];
         tracing::debug!(device = d, ?crash_at, "PASS");
         self.witness.saw(d, &dev.fs);
@@ -386,9 +393,17 @@ impl Sim {
             self.witness.at_risk.insert((d, content));
         }
         if dev.fs.is_dead() {
-            // The process died: what it wrote stays, what it held in memory is gone.
-            tracing::debug!(device = d, "CRASHED");
+            // The process died: what it wrote stays, what it held in memory is gone — or the
+            // machine lost power, and only what was durable on its disk stays (the index
+            // keeps every transaction it committed: SQLite's WAL with `synchronous=FULL`).
             self.outcome.crashes += 1;
+            if power_cut {
+                self.outcome.power_cuts += 1;
+                dev.fs.power_cut();
+                tracing::debug!(device = d, disk = ?printable(&dev.fs.files()), "POWER CUT");
+            } else {
+                tracing::debug!(device = d, "CRASHED");
+            }
             dev.engine = None;
             dev.fs.die_after(None);
             return;
@@ -665,6 +680,7 @@ fn randomized_devices_converge_without_losing_a_write() {
                     total.user_ops += o.user_ops;
                     total.passes += o.passes;
                     total.crashes += o.crashes;
+                    total.power_cuts += o.power_cuts;
                     total.settle_rounds = total.settle_rounds.max(o.settle_rounds);
                 }
                 total
@@ -679,6 +695,7 @@ fn randomized_devices_converge_without_losing_a_write() {
                 total.user_ops += o.user_ops;
                 total.passes += o.passes;
                 total.crashes += o.crashes;
+                total.power_cuts += o.power_cuts;
                 total.settle_rounds = total.settle_rounds.max(o.settle_rounds);
             }
             Err(panic) => failure = Some(panic),
@@ -688,11 +705,12 @@ fn randomized_devices_converge_without_losing_a_write() {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "simulation: {} seeds, {} user operations, {} passes, {} crashes, at most {} settling rounds, in {:?}",
+        "simulation: {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), at most {} settling rounds, in {:?}",
         seeds.len(),
         total.user_ops,
         total.passes,
         total.crashes,
+        total.power_cuts,
         total.settle_rounds,
         started.elapsed()
     );

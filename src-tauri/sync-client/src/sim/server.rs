@@ -383,6 +383,7 @@ impl Remote for SimRemote {
             let (rev, sha, data) = self.call(|| self.server.content(file_id))?;
             self.fs
                 .write_file(dest, &data)
+                .and_then(|()| self.fs.fsync_file(dest)) // as `Api::download` does
                 .map_err(|e| SyncError::Io(format!("writing {}", dest.display()), e))?;
             self.down.fetch_add(data.len() as u64, Ordering::Relaxed);
             Ok((rev, sha))

@@ -14,6 +14,7 @@
 //! syncsphere-sync-client sim::randomized -- --nocapture`.
 
 mod fs;
+mod real;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,12 +26,14 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 use syncsphere_sync_core::DeletePolicy;
 use tokio::sync::watch;
 use unicode_normalization::UnicodeNormalization;
 
 use self::fs::{Chaos, FakeFs, Naming};
-use self::server::{FakeServer, Network, SimRemote};
+use self::real::{RealServer, ServerView};
+use self::server::{Backend, FakeServer, Network, SimRemote};
 use crate::deletes::{DeleteDecision, decide_deletes};
 use crate::engine::{Clock, Engine};
 use crate::folder::{self, LinkMode};
@@ -102,20 +105,47 @@ fn scratch() -> tempfile::TempDir {
     }
 }
 
+/// The server the devices talk to: the fake one, or the real one in-process ([`real`]).
+enum ServerSide {
+    Fake(Arc<FakeServer>),
+    Real(Box<RealServer>),
+}
+
+impl ServerSide {
+    async fn view(&self) -> ServerView {
+        match self {
+            ServerSide::Fake(server) => ServerView {
+                live: server.live_tree(),
+                hashes: server
+                    .history()
+                    .iter()
+                    .map(|c| hex::encode(Sha256::digest(c)))
+                    .collect(),
+                journal_len: server.journal_len(),
+            },
+            ServerSide::Real(server) => server.view().await,
+        }
+    }
+}
+
+fn sha(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content))
+}
+
 impl Device {
-    fn new(name: &str, naming: Naming, server: &Arc<FakeServer>, seed: u64) -> Self {
+    async fn new(name: &str, naming: Naming, server: &ServerSide, seed: u64) -> Self {
         let fs = Arc::new(FakeFs::new(&root_of(name), naming, seed, name));
-        let remote = Arc::new(SimRemote::new(
-            server.clone(),
-            fs.clone(),
-            name,
-            seed ^ 0x5eed,
-        ));
+        let config = scratch();
+        let backend = match server {
+            ServerSide::Fake(s) => Backend::Fake(s.clone()),
+            ServerSide::Real(s) => s.backend(config.path()).await,
+        };
+        let remote = Arc::new(SimRemote::new(backend, fs.clone(), name, seed ^ 0x5eed));
         Device {
             name: name.to_owned(),
             fs,
             remote,
-            config: scratch(),
+            config,
             engine: None,
             status: None,
             _pause: None,
@@ -249,9 +279,21 @@ struct Outcome {
     fingerprint: String,
 }
 
+impl Outcome {
+    fn add(&mut self, o: &Outcome) {
+        self.user_ops += o.user_ops;
+        self.passes += o.passes;
+        self.crashes += o.crashes;
+        self.power_cuts += o.power_cuts;
+        self.settle_rounds = self.settle_rounds.max(o.settle_rounds);
+    }
+}
+
 struct Sim {
     rng: StdRng,
-    server: Arc<FakeServer>,
+    server: ServerSide,
+    /// The server as last looked at (for failure reports).
+    last_view: ServerView,
     clock: Arc<SimClock>,
     devices: Vec<Device>,
     witness: Witness,
@@ -261,8 +303,13 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Self {
-        let server = Arc::new(FakeServer::default());
+    /// A run against the fake server, or (`real`) against the real one.
+    async fn new(seed: u64, real: bool) -> Self {
+        let server = if real {
+            ServerSide::Real(Box::new(RealServer::start().await))
+        } else {
+            ServerSide::Fake(Arc::default())
+        };
         let namings = [
             Naming {
                 case_insensitive: false,
@@ -277,14 +324,14 @@ impl Sim {
                 nfd: true,
             },
         ];
-        let devices = namings
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Device::new(&format!("dev{i}"), *n, &server, seed * 31 + i as u64))
-            .collect();
+        let mut devices = Vec::new();
+        for (i, n) in namings.iter().enumerate() {
+            devices.push(Device::new(&format!("dev{i}"), *n, &server, seed * 31 + i as u64).await);
+        }
         Sim {
             rng: StdRng::seed_from_u64(seed),
             server,
+            last_view: ServerView::default(),
             clock: Arc::default(),
             devices,
             witness: Witness::default(),
@@ -305,9 +352,13 @@ impl Sim {
             ));
         }
         panic!(
-            "simulation seed {} failed: {what}\nserver {:?}{state}\nreplay: SIM_SEED={} cargo test -p syncsphere-sync-client sim::",
+            "simulation seed {} ({} server) failed: {what}\nserver {:?}{state}\nreplay: SIM_SEED={} cargo test -p syncsphere-sync-client sim::",
             self.seed,
-            printable(&self.server.live_tree()),
+            match self.server {
+                ServerSide::Fake(_) => "fake",
+                ServerSide::Real(_) => "real",
+            },
+            printable(&self.last_view.live),
             self.seed
         );
     }
@@ -375,7 +426,7 @@ impl Sim {
             }
         }
         self.outcome.passes += 1;
-        self.answer_held_deletes(d);
+        self.answer_held_deletes(d).await;
         let crash_at = (may_crash && self.rng.gen_bool(self.settings().crash))
             .then(|| self.rng.gen_range(1..30));
         let power_cut = crash_at.is_some() && self.rng.gen_bool(self.settings().power_cut);
@@ -415,13 +466,13 @@ impl Sim {
     }
 
     /// A user answers a mass-delete question the way the seed says.
-    fn answer_held_deletes(&mut self, d: usize) {
+    async fn answer_held_deletes(&mut self, d: usize) {
         let Some(pending) = self.devices[d].status().and_then(|s| s.pending_deletes) else {
             return;
         };
         // A careful user: confirms only deletions they made (the files' contents are ones they
         // deleted), brings the others back.
-        let live = self.server.live_tree();
+        let live = self.server.view().await.live;
         let all_theirs = pending.count as usize == pending.sample.len().max(pending.count as usize)
             && pending.sample.iter().all(|p| {
                 live.get(p)
@@ -493,8 +544,8 @@ impl Sim {
         self.check();
         self.outcome.fingerprint = format!(
             "{:?} {}",
-            printable(&self.server.live_tree()),
-            self.server.journal_len()
+            printable(&self.last_view.live),
+            self.last_view.journal_len
         );
         self.outcome
     }
@@ -513,9 +564,10 @@ impl Sim {
             for d in 0..self.devices.len() {
                 self.pass(d, false).await;
             }
+            self.last_view = self.server.view().await;
             let now = format!(
                 "{} {:?}",
-                self.server.journal_len(),
+                self.last_view.journal_len,
                 self.devices
                     .iter()
                     .map(|d| (d.fs.files(), d.status().map(|s| s.state)))
@@ -535,7 +587,7 @@ impl Sim {
     }
 
     fn check(&self) {
-        let server = self.server.live_tree();
+        let server = &self.last_view.live;
         for d in &self.devices {
             let status = d.status().expect("a status");
             let fold = |p: &str| -> String {
@@ -582,17 +634,33 @@ impl Sim {
             .iter()
             .flat_map(|d| d.fs.files().into_values())
             .collect();
+        // Every content the run knows, by hash (for the reports).
+        let known: BTreeMap<String, &Vec<u8>> = finals
+            .iter()
+            .chain(&self.witness.removed_by_users)
+            .chain(self.witness.at_risk.iter().map(|(_, c)| c))
+            .map(|c| (sha(c), c))
+            .collect();
+        let final_hashes: BTreeSet<String> = finals.iter().map(|c| sha(c)).collect();
+        let removed: BTreeSet<String> = self
+            .witness
+            .removed_by_users
+            .iter()
+            .map(|c| sha(c))
+            .collect();
         // Absence is not deletion: what the server stopped holding live, a user removed.
-        for content in self.server.history() {
-            if !finals.contains(&content) && !self.witness.removed_by_users.contains(&content) {
+        for hash in &self.last_view.hashes {
+            if !final_hashes.contains(hash) && !removed.contains(hash) {
                 self.fail(&format!(
                     "{:?} is no longer live, yet no user deleted or replaced it",
-                    String::from_utf8_lossy(&content)
+                    known
+                        .get(hash)
+                        .map_or_else(|| hash.clone(), |c| String::from_utf8_lossy(c).into_owned())
                 ));
             }
         }
         for (d, content) in &self.witness.at_risk {
-            if !self.server.ever_had(content) && !finals.contains(content) {
+            if !self.last_view.hashes.contains(&sha(content)) && !finals.contains(content) {
                 self.fail(&format!(
                     "lost write: {:?} seen on {} is nowhere (no live file, no copy, no revision)",
                     String::from_utf8_lossy(content),
@@ -657,15 +725,19 @@ fn env_u64(name: &str) -> Option<u64> {
 /// a run); `SIM_RUNS` for the long mode, `SIM_SEED` to replay one.
 const DEFAULT_RUNS: u64 = 1_300;
 
+/// Seeds per CI run against the real server.
+const REAL_RUNS: u64 = 40;
+
 /// Threads the seeds are spread over: a run mostly waits on hand-offs to SQLite's worker
 /// thread, so more runs at once than cores keep the cores busy.
 const THREADS: u64 = 6;
 
-#[test]
-fn randomized_devices_converge_without_losing_a_write() {
+/// Runs `SIM_SEED`, or `runs` seeds (`runs_var` overrides), spread over threads; against the
+/// real server when `real` (each seed on its own runtime, so the server's tasks end with it).
+fn run_seeds(real: bool, runs_var: &str, runs: u64) {
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64("SIM_RUNS").unwrap_or(DEFAULT_RUNS)).collect(),
+        None => (0..env_u64(runs_var).unwrap_or(runs)).collect(),
     };
     let started = std::time::Instant::now();
     let threads = THREADS.min(seeds.len() as u64).max(1) as usize;
@@ -673,15 +745,14 @@ fn randomized_devices_converge_without_losing_a_write() {
         .map(|t| {
             let mine: Vec<u64> = seeds.iter().copied().skip(t).step_by(threads).collect();
             std::thread::spawn(move || {
-                let rt = runtime();
+                let mut rt = runtime();
                 let mut total = Outcome::default();
                 for seed in mine {
-                    let o = rt.block_on(Sim::new(seed).run());
-                    total.user_ops += o.user_ops;
-                    total.passes += o.passes;
-                    total.crashes += o.crashes;
-                    total.power_cuts += o.power_cuts;
-                    total.settle_rounds = total.settle_rounds.max(o.settle_rounds);
+                    if real {
+                        rt = runtime();
+                    }
+                    let o = rt.block_on(async { Sim::new(seed, real).await.run().await });
+                    total.add(&o);
                 }
                 total
             })
@@ -691,13 +762,7 @@ fn randomized_devices_converge_without_losing_a_write() {
     let mut failure = None;
     for w in workers {
         match w.join() {
-            Ok(o) => {
-                total.user_ops += o.user_ops;
-                total.passes += o.passes;
-                total.crashes += o.crashes;
-                total.power_cuts += o.power_cuts;
-                total.settle_rounds = total.settle_rounds.max(o.settle_rounds);
-            }
+            Ok(o) => total.add(&o),
             Err(panic) => failure = Some(panic),
         }
     }
@@ -705,7 +770,8 @@ fn randomized_devices_converge_without_losing_a_write() {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "simulation: {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), at most {} settling rounds, in {:?}",
+        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), at most {} settling rounds, in {:?}",
+        if real { "real" } else { "fake" },
         seeds.len(),
         total.user_ops,
         total.passes,
@@ -717,11 +783,23 @@ fn randomized_devices_converge_without_losing_a_write() {
 }
 
 #[test]
+fn randomized_devices_converge_without_losing_a_write() {
+    run_seeds(false, "SIM_RUNS", DEFAULT_RUNS);
+}
+
+/// The same runs against the real server through the real HTTP client: slower, so fewer seeds
+/// (`SIM_REAL_RUNS` for more).
+#[test]
+fn randomized_devices_converge_against_the_real_server() {
+    run_seeds(true, "SIM_REAL_RUNS", REAL_RUNS);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let rt = runtime();
     for seed in [7, 1234] {
-        let first = rt.block_on(Sim::new(seed).run());
-        let second = rt.block_on(Sim::new(seed).run());
+        let first = rt.block_on(async { Sim::new(seed, false).await.run().await });
+        let second = rt.block_on(async { Sim::new(seed, false).await.run().await });
         assert_eq!(first, second, "seed {seed}");
     }
 }

@@ -1,7 +1,8 @@
 //! The simulation's server: the File Management Service's rules in memory (the same checks as
 //! `syncsphere-files`' `MetadataStore`: `parent_rev`, one live file per case-folded name, a name
-//! is a file or a folder, every commit a journal entry), and each device's [`Remote`] onto it
-//! over a network that loses requests and responses.
+//! is a file or a folder, every commit a journal entry), and each device's [`Remote`] onto it —
+//! or onto the real server through the real [`Api`] ([`Backend::Real`]) — over a network that
+//! loses requests and responses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,6 +19,7 @@ use syncsphere_protocol::{
 
 use super::fs::{FakeFs, Gate};
 use crate::SyncError;
+use crate::api::Api;
 use crate::remote::Remote;
 use crate::transfer::Transfer;
 
@@ -265,12 +267,6 @@ impl FakeServer {
             .collect()
     }
 
-    /// Whether `data` was ever committed (it is in the history or the trash).
-    pub(crate) fn ever_had(&self, data: &[u8]) -> bool {
-        let sha = hex::encode(Sha256::digest(data));
-        self.state.lock().unwrap().blobs.contains_key(&sha)
-    }
-
     /// Every content ever committed.
     pub(crate) fn history(&self) -> Vec<Vec<u8>> {
         self.state.lock().unwrap().blobs.values().cloned().collect()
@@ -290,25 +286,39 @@ pub(crate) struct Network {
     pub lose_response: f64,
 }
 
-/// One device's connection to the fake server, moving bytes to and from its fake disk.
+/// Where a device's requests go: the fake server, or the real one through the client's real
+/// [`Api`] (see [`super::real`]).
+pub(crate) enum Backend {
+    Fake(Arc<FakeServer>),
+    Real {
+        api: Box<Api>,
+        /// Real files the transfers go through (the fake disk is not the OS's).
+        scratch: tempfile::TempDir,
+    },
+}
+
+/// One device's connection to the server, moving bytes to and from its fake disk, over a
+/// network that loses requests and responses and a process that may die at any request.
 pub(crate) struct SimRemote {
-    pub server: Arc<FakeServer>,
+    backend: Backend,
     pub fs: Arc<FakeFs>,
     pub device: String,
     net: Mutex<(StdRng, Network)>,
     up: AtomicU64,
     down: AtomicU64,
+    transfers: AtomicU64,
 }
 
 impl SimRemote {
-    pub(crate) fn new(server: Arc<FakeServer>, fs: Arc<FakeFs>, device: &str, seed: u64) -> Self {
+    pub(crate) fn new(backend: Backend, fs: Arc<FakeFs>, device: &str, seed: u64) -> Self {
         SimRemote {
-            server,
+            backend,
             fs,
             device: device.to_owned(),
             net: Mutex::new((StdRng::seed_from_u64(seed), Network::default())),
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
+            transfers: AtomicU64::new(0),
         }
     }
 
@@ -316,8 +326,12 @@ impl SimRemote {
         self.net.lock().unwrap().1 = network;
     }
 
-    /// Sends one request: lost on the way, or answered, or acted on and its answer lost.
-    fn call<T>(&self, act: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+    /// Sends one request: lost on the way (`act` never runs), or answered, or acted on and its
+    /// answer lost.
+    async fn call<T>(
+        &self,
+        act: impl Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
         let gate = self.fs.gate();
         if gate == Gate::Dead {
             return Err(SyncError::Offline("the process is dead".into()));
@@ -333,7 +347,7 @@ impl SimRemote {
         if lose_request {
             return Err(SyncError::Offline("request lost".into()));
         }
-        let answer = act();
+        let answer = act.await;
         if gate == Gate::ProceedThenDie {
             return Err(SyncError::Offline("the process died after sending".into()));
         }
@@ -341,6 +355,12 @@ impl SimRemote {
             return Err(SyncError::Offline("response lost".into()));
         }
         answer
+    }
+
+    /// A fresh real file for a transfer of the real backend.
+    fn scratch_file(&self, scratch: &tempfile::TempDir) -> std::path::PathBuf {
+        let n = self.transfers.fetch_add(1, Ordering::Relaxed);
+        scratch.path().join(format!("transfer-{n}"))
     }
 }
 
@@ -350,7 +370,12 @@ fn io(what: &Path) -> impl FnOnce(std::io::Error) -> SyncError + '_ {
 
 impl Remote for SimRemote {
     fn changes(&self, cursor: i64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
-        Box::pin(async move { self.call(|| Ok(self.server.changes(cursor))) })
+        Box::pin(async move {
+            match &self.backend {
+                Backend::Fake(server) => self.call(async { Ok(server.changes(cursor)) }).await,
+                Backend::Real { api, .. } => self.call(api.changes(cursor)).await,
+            }
+        })
     }
 
     fn upload<'a>(
@@ -359,7 +384,7 @@ impl Remote for SimRemote {
         parent_rev: Option<i64>,
         file: &'a Path,
         expected: &'a str,
-        _progress: &'a Transfer,
+        progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
         Box::pin(async move {
             let data = self.fs.read_file(file).map_err(io(file))?;
@@ -368,7 +393,21 @@ impl Remote for SimRemote {
                 return Err(SyncError::Busy(path.to_owned()));
             }
             self.up.fetch_add(data.len() as u64, Ordering::Relaxed);
-            self.call(|| self.server.commit(&self.device, path, parent_rev, data))
+            match &self.backend {
+                Backend::Fake(server) => {
+                    self.call(async { server.commit(&self.device, path, parent_rev, data) })
+                        .await
+                }
+                Backend::Real { api, scratch } => {
+                    let real = self.scratch_file(scratch);
+                    std::fs::write(&real, &data).map_err(io(&real))?;
+                    let result = self
+                        .call(api.upload(path, parent_rev, &real, expected, progress))
+                        .await;
+                    let _ = std::fs::remove_file(&real);
+                    result
+                }
+            }
         })
     }
 
@@ -377,10 +416,24 @@ impl Remote for SimRemote {
         file_id: &'a str,
         dest: &'a Path,
         _resume_sha: Option<&'a str>,
-        _progress: &'a Transfer,
+        progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
         Box::pin(async move {
-            let (rev, sha, data) = self.call(|| self.server.content(file_id))?;
+            let (rev, sha, data) = match &self.backend {
+                Backend::Fake(server) => self.call(async { server.content(file_id) }).await?,
+                Backend::Real { api, scratch } => {
+                    let real = self.scratch_file(scratch);
+                    let got = self
+                        .call(api.download(file_id, &real, None, progress))
+                        .await
+                        .and_then(|(rev, sha)| {
+                            let data = std::fs::read(&real).map_err(io(&real))?;
+                            Ok((rev, sha, data))
+                        });
+                    let _ = std::fs::remove_file(&real);
+                    got?
+                }
+            };
             self.fs
                 .write_file(dest, &data)
                 .and_then(|()| self.fs.fsync_file(dest)) // as `Api::download` does
@@ -395,7 +448,15 @@ impl Remote for SimRemote {
         file_id: &'a str,
         rev: i64,
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
-        Box::pin(async move { self.call(|| self.server.delete(&self.device, file_id, rev)) })
+        Box::pin(async move {
+            match &self.backend {
+                Backend::Fake(server) => {
+                    self.call(async { server.delete(&self.device, file_id, rev) })
+                        .await
+                }
+                Backend::Real { api, .. } => self.call(api.delete(file_id, rev)).await,
+            }
+        })
     }
 
     fn move_file<'a>(
@@ -405,7 +466,13 @@ impl Remote for SimRemote {
         rev: i64,
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
         Box::pin(async move {
-            self.call(|| self.server.move_file(&self.device, file_id, new_path, rev))
+            match &self.backend {
+                Backend::Fake(server) => {
+                    self.call(async { server.move_file(&self.device, file_id, new_path, rev) })
+                        .await
+                }
+                Backend::Real { api, .. } => self.call(api.move_file(file_id, new_path, rev)).await,
+            }
         })
     }
 

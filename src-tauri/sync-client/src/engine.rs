@@ -367,6 +367,12 @@ impl Engine {
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);
+            if self.case_insensitive {
+                self.disk_paths = std::mem::take(&mut self.disk_paths)
+                    .into_iter()
+                    .map(|(k, v)| (crate::scan::fold_key(&k), v))
+                    .collect();
+            }
             let Some(ops) = self.brake(ops, synced.len()).await? else {
                 continue; // the user answered held deletions: plan again with the answer
             };

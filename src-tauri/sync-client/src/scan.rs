@@ -137,23 +137,56 @@ pub(crate) struct Scan {
 
 /// Where `path` (NFC, as planned) is on disk: itself, or respelled where it or a folder above
 /// it has another spelling on disk (a new file in a folder the disk spells in NFD goes into
-/// that folder, not into a second folder that looks the same).
+/// that folder, not into a second folder that looks the same). On a case-insensitive disk
+/// (`fold`: `disk_paths` keyed by [`fold_key`]) the planned path may differ in case from the
+/// scanned one (the server's spelling), and is looked up folded.
 pub(crate) fn disk_path<'a>(
     disk_paths: &HashMap<String, String>,
     path: &'a str,
+    fold: bool,
 ) -> std::borrow::Cow<'a, str> {
     if disk_paths.is_empty() {
         return path.into();
     }
-    if let Some(d) = disk_paths.get(path) {
-        return d.clone().into();
-    }
-    for (i, _) in path.rmatch_indices('/') {
-        if let Some(d) = disk_paths.get(&path[..i]) {
-            return format!("{d}{}", &path[i..]).into();
+    let ends = std::iter::once(path.len()).chain(path.rmatch_indices('/').map(|(i, _)| i));
+    for end in ends {
+        let (head, rest) = path.split_at(end);
+        if fold {
+            if let Some(d) = disk_paths.get(&fold_key(head)) {
+                return format!("{}{rest}", respell(d, head)).into();
+            }
+        } else if let Some(d) = disk_paths.get(head) {
+            return format!("{d}{rest}").into();
         }
     }
     path.into()
+}
+
+/// `planned` (NFC) in the normalisation form `disk` (the same name, up to case) has on disk,
+/// component by component, in `planned`'s case: what a case-only rename must name, and what
+/// finds the file on a disk that folds case but keeps NFC and NFD apart (NTFS).
+fn respell(disk: &str, planned: &str) -> String {
+    if disk.split('/').count() != planned.split('/').count() {
+        return planned.to_owned();
+    }
+    disk.split('/')
+        .zip(planned.split('/'))
+        .map(|(d, p)| {
+            if d.nfc().eq(p.chars()) {
+                d.to_owned()
+            } else if unicode_normalization::is_nfc(d) {
+                p.to_owned()
+            } else {
+                p.nfd().collect()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The key of [`Scan::disk_paths`] on a case-insensitive disk.
+pub(crate) fn fold_key(path: &str) -> String {
+    path.to_lowercase()
 }
 
 impl Scan {
@@ -572,7 +605,7 @@ mod tests {
         );
 
         // The engine's way back to the disk, for known names and new ones.
-        let on_disk = |p: &str| disk_path(&scan.disk_paths, p).into_owned();
+        let on_disk = |p: &str| disk_path(&scan.disk_paths, p, false).into_owned();
         assert_eq!(on_disk(&format!("{nfc}.txt")), format!("{nfd}.txt"));
         assert_eq!(on_disk(&format!("{nfc}/new.txt")), format!("{nfd}/new.txt"));
         assert_eq!(on_disk("other/x"), "other/x");
@@ -591,5 +624,46 @@ mod tests {
             .sha256
             .clone();
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn disk_paths_fold_case_and_keep_the_disks_normalisation() {
+        let (nfc, nfd) = ("R\u{e9}sum\u{e9}", "Re\u{301}sume\u{301}");
+        let scanned: HashMap<String, String> = [
+            (nfc.to_owned(), nfd.to_owned()),
+            (format!("{nfc}/CV.TXT"), format!("{nfd}/CV.TXT")),
+        ]
+        .into_iter()
+        .collect();
+        // Exact spellings (a case-sensitive disk).
+        assert_eq!(
+            disk_path(&scanned, &format!("{nfc}/CV.TXT"), false),
+            format!("{nfd}/CV.TXT")
+        );
+        assert_eq!(
+            disk_path(&scanned, &format!("{nfc}/new.txt"), false),
+            format!("{nfd}/new.txt")
+        );
+        assert_eq!(disk_path(&scanned, "other.txt", false), "other.txt");
+        // A case-insensitive disk: keys folded; the planned case wins, the disk's form stays.
+        let folded: HashMap<String, String> = scanned
+            .iter()
+            .map(|(k, v)| (fold_key(k), v.clone()))
+            .collect();
+        let upper_nfd: String = "R\u{c9}SUM\u{c9}".nfd().collect();
+        assert_eq!(
+            disk_path(&folded, "R\u{c9}SUM\u{c9}/CV.TXT", true),
+            format!("{upper_nfd}/CV.TXT"),
+            "the server's case finds the folder the disk spells in NFD"
+        );
+        assert_eq!(
+            disk_path(&folded, &format!("{nfc}/cv.txt"), true),
+            format!("{nfd}/cv.txt"),
+            "a case-only rename names the new case, not the old file"
+        );
+        assert_eq!(
+            disk_path(&folded, &format!("{nfc}/CV.TXT"), true),
+            format!("{nfd}/CV.TXT")
+        );
     }
 }

@@ -16,7 +16,8 @@ use crate::status::Direction;
 impl Engine {
     /// Where `path` is on disk (its disk spelling where that is not NFC).
     pub(super) fn local(&self, path: &str) -> PathBuf {
-        self.folder.join(disk_path(&self.disk_paths, path).as_ref())
+        self.folder
+            .join(disk_path(&self.disk_paths, path, self.case_insensitive).as_ref())
     }
 
     /// The content hash of a local path now (`None` if absent, or a folder: no file there).

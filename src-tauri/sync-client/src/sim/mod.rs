@@ -409,8 +409,15 @@ impl Sim {
                 };
                 let replaced = lookup(&fs, &files, &to).filter(|_| fs.key(&from) != fs.key(&to));
                 tracing::debug!(device = d, from, to, "USER renames");
+                let others: Vec<(String, Vec<u8>)> =
+                    files.iter().filter(|(p, _)| *p != from).cloned().collect();
+                let twins = twins(&fs, &others, &to);
                 if fs.user_rename(&from, &to).is_ok() {
                     self.witness.superseded(d, replaced);
+                    // As for a write: the name's other spelling is no longer the file.
+                    for twin in twins {
+                        self.witness.superseded(d, Some(twin));
+                    }
                 }
             }
             _ => {}
@@ -598,8 +605,14 @@ impl Sim {
                     n
                 }
             };
-            let explained: BTreeSet<String> =
-                status.problems.iter().map(|p| fold(&p.path)).collect();
+            // Only what the user must resolve explains a difference: a fault of the run, or a
+            // name the client ought to have mapped, does not.
+            let explained: BTreeSet<String> = status
+                .problems
+                .iter()
+                .filter(|p| explains(&p.message))
+                .map(|p| fold(&p.path))
+                .collect();
             let is_explained = |k: &str| {
                 explained.contains(k)
                     || explained
@@ -669,6 +682,19 @@ impl Sim {
             }
         }
     }
+}
+
+/// Whether a per-path problem is one a user must resolve (two spellings of one name, a folder
+/// holding files that cannot sync in the way of a file, …) rather than a passing fault of the
+/// run or a name the client should have handled itself (an NFD spelling).
+fn explains(message: &str) -> bool {
+    const NOT: &[&str] = &[
+        "injected fault",
+        "simulated crash",
+        "no such file",
+        "not in Unicode NFC",
+    ];
+    !NOT.iter().any(|n| message.contains(n))
 }
 
 /// The content at `path` on a disk, found the way that disk finds names; with it, what a

@@ -119,8 +119,20 @@ impl Engine {
                     &self.clock.stamp(),
                     |c| self.exists(&self.local(c)),
                 );
-                self.rename_into(aside, &self.local(&copy))
+                let kept = self
+                    .rename_into(aside, &self.local(&copy))
                     .map_err(io_err(format!("keeping {copy}")))?;
+                if !kept {
+                    // The name was taken meanwhile: the file stays aside with its origin, and
+                    // the next pass puts it back (see `recover_aside`).
+                    return Err(SyncError::Io(
+                        format!("keeping {copy}"),
+                        std::io::Error::new(
+                            std::io::ErrorKind::AlreadyExists,
+                            "a file appeared under that name meanwhile",
+                        ),
+                    ));
+                }
                 tracing::info!(
                     path,
                     copy,

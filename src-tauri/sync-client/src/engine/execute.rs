@@ -183,8 +183,13 @@ impl Engine {
                     );
                     return Ok(None);
                 }
-                self.rename_into(&src, &dst)
-                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                if !self
+                    .rename_into(&src, &dst)
+                    .map_err(io_err(format!("renaming {}", src.display())))?
+                {
+                    tracing::debug!(from, to, "not moving: a file appeared there; re-planning");
+                    return Ok(None);
+                }
                 self.prune_empty_parents(&from);
                 self.index.set_synced(&from, None).await?;
                 self.index.set_synced(&to, Some(&synced)).await?;
@@ -196,8 +201,12 @@ impl Engine {
                     return Ok(None);
                 }
                 // The copy may be a file inside a folder moved aside (`d/e` → `d (…)/e`).
-                self.rename_into(&src, &dst)
-                    .map_err(io_err(format!("renaming {}", src.display())))?;
+                if !self
+                    .rename_into(&src, &dst)
+                    .map_err(io_err(format!("renaming {}", src.display())))?
+                {
+                    return Ok(None); // the copy's name was taken meanwhile: the next round
+                }
                 // A folder emptied this way must not stand in the way of a file of its name.
                 self.prune_empty_parents(&path);
                 tracing::info!(path, copy, "kept both versions under different names");
@@ -247,15 +256,23 @@ impl Engine {
         }
     }
 
-    /// Renames `src` to `dst`, creating `dst`'s folders. Another operation of the same batch
-    /// may prune a folder it emptied between the two steps; then the folder is made again, once.
-    pub(super) fn rename_into(&self, src: &Path, dst: &Path) -> std::io::Result<()> {
+    /// Renames `src` to `dst`, creating `dst`'s folders, never over a file: `Ok(false)` (and
+    /// `src` stays) when something took `dst` since the caller looked — a user's new file is
+    /// never replaced. A case-only rename on a case-insensitive disk (`dst` is `src` itself)
+    /// renames in place. Another operation of the same batch may prune a folder it emptied
+    /// between the two steps; then the folder is made again, once.
+    pub(super) fn rename_into(&self, src: &Path, dst: &Path) -> std::io::Result<bool> {
         let mut again = true;
         loop {
             if let Some(parent) = dst.parent() {
                 self.fs.create_dir_all(parent)?;
             }
-            match self.fs.rename(src, dst) {
+            let renamed = if self.same_file(src, dst) {
+                self.fs.rename(src, dst).map(|()| true)
+            } else {
+                self.fs.rename_no_replace(src, dst)
+            };
+            match renamed {
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
                         && std::mem::take(&mut again)

@@ -141,6 +141,9 @@ pub(crate) struct Chaos {
     pub fail: f64,
     /// Chance that right after the engine hashed a file, the user writes it again.
     pub user_races_hash: f64,
+    /// Chance that right before the engine renames a file to a free name, the user saves a
+    /// new file under that name.
+    pub user_races_rename: f64,
 }
 
 pub(crate) struct FakeFs {
@@ -155,7 +158,7 @@ struct State {
     chaos: Chaos,
     /// What the racing "user" wrote: the content it replaced and the new one (which must
     /// never be lost).
-    raced_writes: Vec<(Vec<u8>, Vec<u8>)>,
+    raced_writes: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     racing_counter: u64,
     tag: String,
     /// Operations through the gate so far, and the one at which the process "dies".
@@ -287,7 +290,7 @@ impl FakeFs {
         }
     }
 
-    pub(crate) fn take_raced_writes(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn take_raced_writes(&self) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
         std::mem::take(&mut self.state.lock().unwrap().raced_writes)
     }
 
@@ -393,9 +396,41 @@ impl FakeFs {
             let mut st = self.state.lock().unwrap();
             self.mkdirs(&mut st.disk, &to[..i])?;
         }
-        self.rename(&self.root.join(from), &self.root.join(to))?;
+        {
+            let mut st = self.state.lock().unwrap();
+            let die = Self::fault(&mut st, "rename", from)?;
+            drop(st);
+            Self::then(die, self.rename_now(from, to))?;
+        }
         self.state.lock().unwrap().disk.fsync_dir();
         Ok(())
+    }
+
+    /// The user saves a new file at `to` just before the engine renames something there.
+    fn race_rename(&self, st: &mut State, from: &str, to: &str) {
+        let race = st.chaos.user_races_rename;
+        if race == 0.0
+            || to.split('/').any(|n| n == crate::scan::STATE_DIR)
+            || self.key(from) == self.key(to)
+            || st.disk.nodes.contains_key(&self.key(to))
+            || !st.rng.gen_bool(race)
+        {
+            return;
+        }
+        st.racing_counter += 1;
+        let content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+        let made = match to.rfind('/') {
+            Some(i) => self.mkdirs(&mut st.disk, &to[..i]),
+            None => Ok(()),
+        };
+        if made
+            .and_then(|()| self.put_file(&mut st.disk, to, content.clone()))
+            .is_ok()
+        {
+            st.disk.fsync_file(&self.key(to));
+            tracing::debug!(path = to, content = %String::from_utf8_lossy(&content), "USER races the engine's rename");
+            st.raced_writes.push((None, content));
+        }
     }
 
     /// Every file (its spelling on disk → content), leaving out the client's state folder.
@@ -686,7 +721,7 @@ impl LocalFs for FakeFs {
                 let key = self.key(&rel);
                 st.disk.fsync_file(&key);
                 tracing::debug!(path = rel, content = %String::from_utf8_lossy(&content), "USER races the engine's hash");
-                st.raced_writes.push((data, content));
+                st.raced_writes.push((Some(data), content));
             }
         }
         Ok(sha)
@@ -709,6 +744,7 @@ impl LocalFs for FakeFs {
         let (from, to) = (self.rel(from)?, self.rel(to)?);
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "rename", &from)?;
+        self.race_rename(&mut st, &from, &to);
         drop(st);
         Self::then(die, self.rename_now(&from, &to))
     }
@@ -717,6 +753,7 @@ impl LocalFs for FakeFs {
         let (from, to) = (self.rel(from)?, self.rel(to)?);
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "rename_no_replace", &from)?;
+        self.race_rename(&mut st, &from, &to);
         if st.disk.nodes.contains_key(&self.key(&to)) {
             return Self::then(die, Ok(false));
         }

@@ -256,6 +256,7 @@ impl Default for Settings {
             chaos: Chaos {
                 fail: 0.02,
                 user_races_hash: 0.03,
+                user_races_rename: 0.03,
             },
             network: Network {
                 lose_request: 0.03,
@@ -447,7 +448,7 @@ impl Sim {
             engine.report_failure(e);
         }
         for (replaced, content) in dev.fs.take_raced_writes() {
-            self.witness.superseded(d, Some(replaced));
+            self.witness.superseded(d, replaced);
             self.witness.at_risk.insert((d, content));
         }
         if dev.fs.is_dead() {

@@ -346,6 +346,7 @@ impl Engine {
             // the linked folder, still there afterwards, is planned with.
             self.linked.check(self.fs.as_ref())?;
             let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
+            scan.unreadable.extend(self.aside_origins());
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
             }
@@ -363,7 +364,14 @@ impl Engine {
             if self.case_insensitive {
                 local = adopt_folder_spelling(&local, &remote, &synced);
             }
-            let ops = plan(&local, &remote, &synced, &ctx);
+            let mut ops = plan(&local, &remote, &synced, &ctx);
+            // A file that could not be read stands in the plan as it was last synced: an
+            // assumption, never recorded as what the disk holds (the file may be gone, moved
+            // aside by a pass that died, or different).
+            if !scan.unreadable.is_empty() {
+                let held = |p: &str| scan.is_unreadable(p, self.case_insensitive);
+                ops.retain(|op| !(matches!(op, Op::RecordSynced { .. }) && held(op.path())));
+            }
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);

@@ -190,6 +190,20 @@ pub(crate) fn fold_key(path: &str) -> String {
 }
 
 impl Scan {
+    /// Whether `path` could not be read this time (itself, or a folder above it); `fold`
+    /// compares names case-folded (a case-insensitive disk).
+    pub(crate) fn is_unreadable(&self, path: &str, fold: bool) -> bool {
+        let norm = |p: &str| if fold { p.to_lowercase() } else { p.to_owned() };
+        let path = norm(path);
+        self.unreadable.iter().any(|u| {
+            let u = norm(u);
+            match u.strip_suffix('/') {
+                Some(_) => path.starts_with(u.as_str()),
+                None => path == u,
+            }
+        })
+    }
+
     /// The local tree for planning: a synced file that could not be read this time stands as
     /// it was last synced, so an unreadable file (or folder) is never taken for a deleted one —
     /// which would delete it on the server and on every other device.

@@ -150,6 +150,23 @@ impl Engine {
         let _ = self.fs.remove_file(&aside.with_extension("path"));
     }
 
+    /// Where the files now moved aside came from: they are on this disk, only not at their
+    /// place, so a scan must hold them as it holds an unreadable file — never read them as
+    /// deleted (a put-back that failed leaves one there until the next pass).
+    pub(super) fn aside_origins(&self) -> Vec<String> {
+        let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
+        let Ok(entries) = self.fs.read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|e| e.name.to_str())
+            .filter(|n| !n.ends_with(".path"))
+            .filter_map(|n| self.fs.read_to_string(&dir.join(format!("{n}.path"))).ok())
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
     /// Files a crashed run left moved aside go back where they came from (or, where the user
     /// has put another file since, next to it as conflicted copies): nothing stays hidden in
     /// the state folder.

@@ -14,10 +14,28 @@ use crate::scan::{STATE_DIR, disk_path};
 use crate::status::Direction;
 
 impl Engine {
-    /// Where `path` is on disk (its disk spelling where that is not NFC).
+    /// Where `path` is on disk (its disk spelling where that is not NFC). On a case-insensitive
+    /// disk a folded lookup may find another folder that differs in case *and* spelling (an
+    /// NFD `Résumé` beside an NFC `RÉSUMÉ`, two names on NTFS): the path as planned wins when
+    /// it is there and the respelled one is not — for the file, or else for its folder.
     pub(super) fn local(&self, path: &str) -> PathBuf {
-        self.folder
-            .join(disk_path(&self.disk_paths, path, self.case_insensitive).as_ref())
+        let mapped = self
+            .folder
+            .join(disk_path(&self.disk_paths, path, self.case_insensitive).as_ref());
+        if self.case_insensitive && !self.disk_paths.is_empty() {
+            let plain = self.folder.join(path);
+            if plain != mapped {
+                let (p, m) = (self.exists(&plain), self.exists(&mapped));
+                if p && !m {
+                    return plain;
+                }
+                let parent_there = |x: &Path| x.parent().is_some_and(|d| self.exists(d));
+                if !p && !m && parent_there(&plain) && !parent_there(&mapped) {
+                    return plain;
+                }
+            }
+        }
+        mapped
     }
 
     /// The content hash of a local path now (`None` if absent, or a folder: no file there).
@@ -259,8 +277,9 @@ impl Engine {
     /// Renames `src` to `dst`, creating `dst`'s folders, never over a file: `Ok(false)` (and
     /// `src` stays) when something took `dst` since the caller looked — a user's new file is
     /// never replaced. A case-only rename on a case-insensitive disk (`dst` is `src` itself)
-    /// renames in place. Another operation of the same batch may prune a folder it emptied
-    /// between the two steps; then the folder is made again, once.
+    /// renames in place. The rename is made durable (both folders fsynced). Another operation
+    /// of the same batch may prune a folder it emptied between the two steps; then the folder
+    /// is made again, once.
     pub(super) fn rename_into(&self, src: &Path, dst: &Path) -> std::io::Result<bool> {
         let mut again = true;
         loop {
@@ -277,6 +296,14 @@ impl Engine {
                     if e.kind() == std::io::ErrorKind::NotFound
                         && std::mem::take(&mut again)
                         && self.exists(src) => {}
+                Ok(true) => {
+                    // Durable before anything is recorded about the new name: a power cut
+                    // that undid the rename would make the new name read as deleted.
+                    for dir in [dst.parent(), src.parent()].into_iter().flatten() {
+                        self.fs.sync_dir(dir);
+                    }
+                    return Ok(true);
+                }
                 other => return other,
             }
         }

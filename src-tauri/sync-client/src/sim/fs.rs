@@ -166,6 +166,19 @@ struct State {
     crash_at: Option<u64>,
     /// The folder's real contents while its drive is not mounted (the mount point is empty).
     unmounted: Option<Disk>,
+    /// A second drive mounted on a folder inside the synced folder, while it is unplugged.
+    sub_drive: Option<SubDrive>,
+    /// What was written into that folder while the drive was away (hidden under the drive
+    /// once it is back, still on the disk).
+    under_mount: Vec<Vec<u8>>,
+}
+
+/// A drive mounted on a folder inside the synced folder, unplugged: its files as they survived
+/// being pulled out (names by key, and their durable entries).
+struct SubDrive {
+    top: String,
+    nodes: Vec<(String, Stored)>,
+    durable: Vec<(String, (String, u64, bool))>,
 }
 
 /// What the gate lets an operation do.
@@ -204,6 +217,8 @@ impl FakeFs {
                 ops: 0,
                 crash_at: None,
                 unmounted: None,
+                sub_drive: None,
+                under_mount: Vec::new(),
             }),
         }
     }
@@ -251,6 +266,113 @@ impl FakeFs {
         if let Some(disk) = st.unmounted.take() {
             st.disk = disk;
         }
+    }
+
+    /// The drive mounted on the folder `top` (inside the synced folder) is pulled out: `top`
+    /// is an empty mount point until [`Self::plug_sub_drive`]. `false` when there is no such
+    /// folder or a drive is already out.
+    pub(crate) fn unplug_sub_drive(&self, top: &str) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let key = self.key(top);
+        if st.unmounted.is_some()
+            || st.sub_drive.is_some()
+            || !matches!(st.disk.nodes.get(&key).map(|s| &s.node), Some(Node::Dir))
+        {
+            return false;
+        }
+        let below = format!("{key}/");
+        // Pulled out: what was not durable on it is lost.
+        let mut drive = st.disk.clone();
+        drive.power_cut();
+        let nodes = drive
+            .nodes
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&below))
+            .collect();
+        let durable = drive
+            .durable_names
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&below))
+            .collect();
+        st.disk.nodes.retain(|k, _| !k.starts_with(&below));
+        st.disk.durable_names.retain(|k, _| !k.starts_with(&below));
+        st.sub_drive = Some(SubDrive {
+            top: key,
+            nodes,
+            durable,
+        });
+        true
+    }
+
+    /// The drive is plugged back in (if its mount point folder is still there): what was
+    /// written into the mount point meanwhile is hidden under it (returned).
+    pub(crate) fn plug_sub_drive(&self) -> Vec<Vec<u8>> {
+        let mut st = self.state.lock().unwrap();
+        let Some(top) = st.sub_drive.as_ref().map(|d| d.top.clone()) else {
+            return Vec::new();
+        };
+        if st.unmounted.is_some()
+            || !matches!(st.disk.nodes.get(&top).map(|s| &s.node), Some(Node::Dir))
+        {
+            return Vec::new();
+        }
+        let drive = st.sub_drive.take().expect("checked");
+        let below = format!("{top}/");
+        let hidden: Vec<Vec<u8>> = st
+            .disk
+            .nodes
+            .iter()
+            .filter(|(k, _)| k.starts_with(&below))
+            .filter_map(|(_, s)| match &s.node {
+                Node::File { data, .. } => Some(data.clone()),
+                Node::Dir => None,
+            })
+            .collect();
+        st.under_mount.extend(hidden.iter().cloned());
+        st.disk.nodes.retain(|k, _| !k.starts_with(&below));
+        st.disk.durable_names.retain(|k, _| !k.starts_with(&below));
+        st.disk.nodes.extend(drive.nodes);
+        st.disk.durable_names.extend(drive.durable);
+        hidden
+    }
+
+    /// The content the drive that is out holds at `rel` (what a new file there replaces, as
+    /// far as sync can tell: the name was synced with it).
+    pub(crate) fn on_drive_out(&self, rel: &str) -> Option<Vec<u8>> {
+        let st = self.state.lock().unwrap();
+        let key = self.key(rel);
+        st.sub_drive
+            .as_ref()?
+            .nodes
+            .iter()
+            .find_map(|(k, s)| match &s.node {
+                Node::File { data, .. } if *k == key => Some(data.clone()),
+                _ => None,
+            })
+    }
+
+    pub(crate) fn sub_drive_out(&self) -> bool {
+        self.state.lock().unwrap().sub_drive.is_some()
+    }
+
+    /// Contents that are on this machine but not in the folder as it looks now: on a drive
+    /// that is out, or hidden under a drive's mount point.
+    pub(crate) fn out_of_sight(&self) -> Vec<Vec<u8>> {
+        let st = self.state.lock().unwrap();
+        let mut all = st.under_mount.clone();
+        if let Some(d) = &st.sub_drive {
+            all.extend(d.nodes.iter().filter_map(|(_, s)| match &s.node {
+                Node::File { data, .. } => Some(data.clone()),
+                Node::Dir => None,
+            }));
+        }
+        if let Some(disk) = &st.unmounted {
+            all.extend(disk.nodes.values().filter_map(|s| match &s.node {
+                Node::File { data, .. } => Some(data.clone()),
+                Node::Dir => None,
+            }));
+        }
+        all
     }
 
     pub(crate) fn is_mounted(&self) -> bool {

@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
+use syncsphere_protocol::{ChangeEvent, ChangeKind};
 use syncsphere_sync_core::DeletePolicy;
 use tokio::sync::watch;
 use unicode_normalization::UnicodeNormalization;
@@ -84,9 +85,14 @@ impl Clock for SimClock {
 
 struct Device {
     name: String,
+    /// What the server records as the origin of this device's changes.
+    id: String,
     fs: Arc<FakeFs>,
     remote: Arc<SimRemote>,
     config: tempfile::TempDir,
+    /// dev0's user asks the brake to hold every deletion (`--delete-brake-files 1
+    /// --delete-brake-percent 0`): it is the device with a second drive inside its folder.
+    delete_policy: DeletePolicy,
     engine: Option<Engine>,
     status: Option<watch::Receiver<Status>>,
     /// Keeps the engine's pause switch alive.
@@ -112,6 +118,24 @@ enum ServerSide {
 }
 
 impl ServerSide {
+    /// The journal from `cursor` on, and the cursor after it.
+    async fn journal_since(&self, cursor: i64) -> (Vec<ChangeEvent>, i64) {
+        match self {
+            ServerSide::Fake(server) => {
+                let (mut all, mut cursor) = (Vec::new(), cursor);
+                loop {
+                    let page = server.changes(cursor);
+                    all.extend(page.changes);
+                    cursor = page.cursor;
+                    if !page.has_more {
+                        return (all, cursor);
+                    }
+                }
+            }
+            ServerSide::Real(server) => server.journal_since(cursor).await,
+        }
+    }
+
     async fn view(&self) -> ServerView {
         match self {
             ServerSide::Fake(server) => ServerView {
@@ -128,6 +152,11 @@ impl ServerSide {
     }
 }
 
+/// A name as the careful user recognises it (any case, any normalisation).
+fn fold_name(path: &str) -> String {
+    path.nfc().collect::<String>().to_lowercase()
+}
+
 fn sha(content: &[u8]) -> String {
     hex::encode(Sha256::digest(content))
 }
@@ -140,12 +169,27 @@ impl Device {
             ServerSide::Fake(s) => Backend::Fake(s.clone()),
             ServerSide::Real(s) => s.backend(config.path()).await,
         };
+        let id = match server {
+            ServerSide::Fake(_) => name.to_owned(),
+            ServerSide::Real(_) => RealServer::device_id(config.path()),
+        };
         let remote = Arc::new(SimRemote::new(backend, fs.clone(), name, seed ^ 0x5eed));
+        let delete_policy = if name == "dev0" {
+            DeletePolicy {
+                min_files: 1,
+                max_share_pct: 0,
+                all_from: 1,
+            }
+        } else {
+            DeletePolicy::default()
+        };
         Device {
             name: name.to_owned(),
+            id,
             fs,
             remote,
             config,
+            delete_policy,
             engine: None,
             status: None,
             _pause: None,
@@ -180,7 +224,7 @@ impl Device {
             folder: root,
             linked,
             config_dir: self.config.path().to_path_buf(),
-            delete_policy: DeletePolicy::default(),
+            delete_policy: self.delete_policy,
             approved_deletes: Default::default(),
             held_deletes: None,
             failing: Default::default(),
@@ -292,6 +336,13 @@ impl Outcome {
 
 struct Sim {
     rng: StdRng,
+    /// How far the journal was checked for deletions without a user's intent.
+    journal_checked: i64,
+    /// Per device: the names its user deleted or renamed away (folded), until written again.
+    user_removed: Vec<BTreeSet<String>>,
+    /// Per device: the names whose deletion its user confirmed (an approval stands until the
+    /// engine has carried it out, even if the user writes the name again meanwhile).
+    user_confirmed: Vec<BTreeSet<String>>,
     server: ServerSide,
     /// The server as last looked at (for failure reports).
     last_view: ServerView,
@@ -330,6 +381,9 @@ impl Sim {
             devices.push(Device::new(&format!("dev{i}"), *n, &server, seed * 31 + i as u64).await);
         }
         Sim {
+            journal_checked: 0,
+            user_removed: vec![BTreeSet::new(); devices.len()],
+            user_confirmed: vec![BTreeSet::new(); devices.len()],
             rng: StdRng::seed_from_u64(seed),
             server,
             last_view: ServerView::default(),
@@ -385,7 +439,10 @@ impl Sim {
                 let content = format!("{} v{}", self.devices[d].name, self.writes).into_bytes();
                 let old = lookup(&fs, &files, &path);
                 tracing::debug!(device = d, path, content = %String::from_utf8_lossy(&content), "USER writes");
+                let on_drive = fs.on_drive_out(&path);
                 if fs.user_write(&path, &content).is_ok() {
+                    self.user_removed[d].remove(&fold_name(&path));
+                    self.witness.superseded(d, on_drive);
                     self.witness.superseded(d, old);
                     for twin in twins(&fs, &files, &path) {
                         self.witness.superseded(d, Some(twin));
@@ -397,6 +454,7 @@ impl Sim {
                 let (path, content) = files[self.rng.gen_range(0..files.len())].clone();
                 tracing::debug!(device = d, path, "USER deletes");
                 if fs.user_remove(&path).is_ok() {
+                    self.user_removed[d].insert(fold_name(&path));
                     self.witness.superseded(d, Some(content));
                 }
             }
@@ -413,7 +471,11 @@ impl Sim {
                 let others: Vec<(String, Vec<u8>)> =
                     files.iter().filter(|(p, _)| *p != from).cloned().collect();
                 let twins = twins(&fs, &others, &to);
+                let on_drive = fs.on_drive_out(&to);
                 if fs.user_rename(&from, &to).is_ok() {
+                    self.witness.superseded(d, on_drive);
+                    self.user_removed[d].insert(fold_name(&from));
+                    self.user_removed[d].remove(&fold_name(&to));
                     self.witness.superseded(d, replaced);
                     // As for a write: the name's other spelling is no longer the file.
                     for twin in twins {
@@ -471,6 +533,51 @@ impl Sim {
         if let Err(e) = result {
             tracing::debug!(device = dev.name, error = %e, "pass failed");
         }
+        self.check_deletions().await;
+    }
+
+    /// Absence is not deletion: every deletion a device made on the server is of a name a
+    /// user deleted or renamed away (and did not write again) — never one a pulled drive, a
+    /// power cut or a misreading of the disk took away.
+    async fn check_deletions(&mut self) {
+        let (events, cursor) = self.server.journal_since(self.journal_checked).await;
+        self.journal_checked = cursor;
+        for e in events.iter().filter(|e| e.event == ChangeKind::Deleted) {
+            let Some(d) = self
+                .devices
+                .iter()
+                .position(|d| e.origin_device.as_deref() == Some(d.id.as_str()))
+            else {
+                continue;
+            };
+            let name = fold_name(&e.path);
+            // A name the disk still holds (in another case: the engine re-spelled it) is a
+            // rename, not a deletion.
+            let still_there = self.devices[d]
+                .fs
+                .files()
+                .keys()
+                .any(|p| fold_name(p) == name);
+            // Two devices may carry out one user's deletion (the other saw the file vanish
+            // in a conflict of its own): any user's removal of the name counts.
+            let someone_removed = self.user_removed.iter().any(|r| r.contains(&name))
+                || self.user_confirmed[d].contains(&name);
+            if !someone_removed && !still_there {
+                self.fail(&format!(
+                    "{} deleted '{}' on the server, which no user deleted",
+                    self.devices[d].name, e.path
+                ));
+            }
+        }
+    }
+
+    /// dev0's second drive is plugged back in. Its files replace what the folder showed there
+    /// (the user's act, like restoring an old backup over the folder: the drive's older
+    /// versions are edits from then on, the newer ones stay in the server's history).
+    fn plug_sub_drive(&mut self) {
+        for hidden in self.devices[0].fs.plug_sub_drive() {
+            self.witness.superseded(0, Some(hidden));
+        }
     }
 
     /// A user answers a mass-delete question the way the seed says.
@@ -478,15 +585,18 @@ impl Sim {
         let Some(pending) = self.devices[d].status().and_then(|s| s.pending_deletes) else {
             return;
         };
-        // A careful user: confirms only deletions they made (the files' contents are ones they
-        // deleted), brings the others back.
-        let live = self.server.view().await.live;
-        let all_theirs = pending.count as usize == pending.sample.len().max(pending.count as usize)
-            && pending.sample.iter().all(|p| {
-                live.get(p)
-                    .is_none_or(|c| self.witness.removed_by_users.contains(c))
-            });
-        let decision = if all_theirs && pending.count as usize == pending.sample.len() {
+        // A careful user: confirms only deletions of files they deleted or renamed away on
+        // this device, brings the others back.
+        let removed = &self.user_removed[d];
+        let all_theirs = pending.count as usize == pending.sample.len()
+            && pending
+                .sample
+                .iter()
+                .all(|p| removed.contains(&fold_name(p)));
+        if all_theirs {
+            self.user_confirmed[d].extend(pending.sample.iter().map(|p| fold_name(p)));
+        }
+        let decision = if all_theirs {
             DeleteDecision::DeleteEverywhere
         } else {
             DeleteDecision::Restore
@@ -540,6 +650,35 @@ impl Sim {
                         fs.mount();
                     }
                 }
+                97 => {
+                    // dev0's second drive, mounted on a folder inside the synced folder, is
+                    // pulled out (its files are not deleted: the brake must hold their
+                    // deletions until the user answers), or plugged back in.
+                    let fs = &self.devices[0].fs;
+                    if fs.sub_drive_out() {
+                        tracing::debug!("SUB-DRIVE plugged back");
+                        self.plug_sub_drive();
+                    } else {
+                        let tops: BTreeSet<String> = fs
+                            .files()
+                            .keys()
+                            .filter_map(|p| p.split_once('/').map(|(top, _)| top.to_owned()))
+                            .collect();
+                        let tops: Vec<String> = tops.into_iter().collect();
+                        let on_disk: Vec<String> =
+                            fs.files().keys().map(|p| fold_name(p)).collect();
+                        if let Some(top) = tops.choose(&mut self.rng)
+                            && fs.unplug_sub_drive(top)
+                        {
+                            tracing::debug!(top, "SUB-DRIVE pulled out");
+                            // The drive takes the files on it away, not the user.
+                            let below = format!("{}/", fold_name(top));
+                            for name in on_disk.iter().filter(|p| p.starts_with(&below)) {
+                                self.user_removed[0].remove(name);
+                            }
+                        }
+                    }
+                }
                 _ => {
                     // The wall clock jumps (either way); retry waits run out.
                     let jump = self.rng.gen_range(-7_200..7_200);
@@ -564,6 +703,9 @@ impl Sim {
         for d in &self.devices {
             d.fs.mount();
         }
+        // The second drive comes back (a deletion made while it was out has failed the run
+        // already: see `check_deletions`).
+        self.plug_sub_drive();
         let mut last = String::new();
         for round in 0..40 {
             self.outcome.settle_rounds = round + 1;
@@ -648,6 +790,12 @@ impl Sim {
             .iter()
             .flat_map(|d| d.fs.files().into_values())
             .collect();
+        // Still on a machine, out of the folder's sight (a drive in a drawer).
+        let kept: BTreeSet<Vec<u8>> = self
+            .devices
+            .iter()
+            .flat_map(|d| d.fs.out_of_sight())
+            .collect();
         // Every content the run knows, by hash (for the reports).
         let known: BTreeMap<String, &Vec<u8>> = finals
             .iter()
@@ -663,8 +811,12 @@ impl Sim {
             .map(|c| sha(c))
             .collect();
         // Absence is not deletion: what the server stopped holding live, a user removed.
+        let kept_hashes: BTreeSet<String> = kept.iter().map(|c| sha(c)).collect();
         for hash in &self.last_view.hashes {
-            if !final_hashes.contains(hash) && !removed.contains(hash) {
+            if !final_hashes.contains(hash)
+                && !removed.contains(hash)
+                && !kept_hashes.contains(hash)
+            {
                 self.fail(&format!(
                     "{:?} is no longer live, yet no user deleted or replaced it",
                     known
@@ -674,7 +826,10 @@ impl Sim {
             }
         }
         for (d, content) in &self.witness.at_risk {
-            if !self.last_view.hashes.contains(&sha(content)) && !finals.contains(content) {
+            if !self.last_view.hashes.contains(&sha(content))
+                && !finals.contains(content)
+                && !kept.contains(content)
+            {
                 self.fail(&format!(
                     "lost write: {:?} seen on {} is nowhere (no live file, no copy, no revision)",
                     String::from_utf8_lossy(content),

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use syncsphere_protocol::{ChangeKind, FileList};
+use syncsphere_protocol::{ChangeEvent, ChangeKind, FileList};
 use syncsphere_server::{AppConfig, build};
 
 use super::scratch;
@@ -99,6 +99,27 @@ impl RealServer {
                     .expect("the device's API"),
             ),
             scratch: scratch(),
+        }
+    }
+
+    /// The device id a device's requests carry (its config's).
+    pub(crate) fn device_id(config_dir: &Path) -> String {
+        crate::load_config(config_dir)
+            .expect("the config reads")
+            .expect("signed in")
+            .device_id
+    }
+
+    /// The journal from `cursor` on.
+    pub(crate) async fn journal_since(&self, cursor: i64) -> (Vec<ChangeEvent>, i64) {
+        let (mut all, mut cursor) = (Vec::new(), cursor);
+        loop {
+            let page = self.observer.changes(cursor).await.expect("the journal");
+            all.extend(page.changes);
+            cursor = page.cursor;
+            if !page.has_more {
+                return (all, cursor);
+            }
         }
     }
 

@@ -228,7 +228,7 @@ impl FakeServer {
         Ok(meta)
     }
 
-    fn changes(&self, cursor: i64) -> ChangesPage {
+    pub(crate) fn changes(&self, cursor: i64) -> ChangesPage {
         let st = self.state.lock().unwrap();
         let from = usize::try_from(cursor.max(0))
             .unwrap_or(0)

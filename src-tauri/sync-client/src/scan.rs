@@ -210,23 +210,15 @@ impl Scan {
     /// On a case-insensitive disk (`fold`) the disk's spelling may differ from the synced one
     /// (a remote folder rename only changes the index), so names are compared case-folded there.
     pub(crate) fn tree_for_planning(&self, synced: &SyncedTree, fold: bool) -> LocalTree {
-        let norm = |p: &str| if fold { p.to_lowercase() } else { p.to_owned() };
         let mut tree = self.tree.clone();
-        for gone in &self.unreadable {
-            let gone = norm(gone);
-            let held = synced.iter().filter(|(p, _)| {
-                let p = norm(p);
-                match gone.strip_suffix('/') {
-                    Some(_) => p.starts_with(gone.as_str()),
-                    None => p == gone,
-                }
+        if self.unreadable.is_empty() {
+            return tree;
+        }
+        for (p, s) in synced.iter().filter(|(p, _)| self.is_unreadable(p, fold)) {
+            tree.entry(p.clone()).or_insert_with(|| LocalFile {
+                sha256: s.sha256.clone(),
+                size: 0,
             });
-            for (p, s) in held {
-                tree.entry(p.clone()).or_insert_with(|| LocalFile {
-                    sha256: s.sha256.clone(),
-                    size: 0,
-                });
-            }
         }
         tree
     }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
 use syncsphere_sync_core::{
-    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, adopt_folder_spelling, brake_deletes,
-    plan,
+    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, adopt_folder_spelling,
+    brake_deletes, plan,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -147,51 +147,6 @@ struct BatchOutcome {
 /// A path whose operation is skipped this many rounds of one pass in a row is reported and
 /// waits like a failure: re-planning the same step forever is a retry loop by another name.
 const SKIPS_BEFORE_BACKOFF: u32 = 3;
-
-/// `op`, unless it touches a path the scan could not read: a file moved on the server away
-/// from such a path comes down at its new name instead (the unreadable one is left alone);
-/// anything else waits until the path can be read.
-fn around_unreadable(
-    op: Op,
-    unreadable: &[String],
-    remote: &syncsphere_sync_core::RemoteTree,
-) -> Option<Op> {
-    if !touches_unreadable(&op, unreadable) {
-        return Some(op);
-    }
-    match op {
-        Op::MoveLocal { to, .. } if !touches_unreadable_path(&to, unreadable) => {
-            remote.get(&to).map(|file| Op::Download {
-                path: to.clone(),
-                file: file.clone(),
-                expect_local: None,
-            })
-        }
-        _ => None,
-    }
-}
-
-fn touches_unreadable_path(p: &str, unreadable: &[String]) -> bool {
-    unreadable.iter().any(|u| match u.strip_suffix('/') {
-        Some(dir) => p.starts_with(u.as_str()) || p == dir,
-        None => p == u,
-    })
-}
-
-/// Whether `op` touches a path the scan could not read (or a folder it could not list): its
-/// local state is only assumed, so nothing is done there until it can be read.
-fn touches_unreadable(op: &Op, unreadable: &[String]) -> bool {
-    if unreadable.is_empty() {
-        return false;
-    }
-    let under = |p: &str| touches_unreadable_path(p, unreadable);
-    let other = match op {
-        Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => Some(to.as_str()),
-        Op::ConflictCopy { copy, .. } => Some(copy.as_str()),
-        _ => None,
-    };
-    under(op.path()) || other.is_some_and(under)
-}
 
 /// How soon to look again at a file that was still being written.
 const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -360,18 +315,21 @@ impl Engine {
                 device_name: self.device_name.clone(),
                 stamp: self.clock.stamp(),
             };
-            let mut local = scan.tree_for_planning(&synced, self.case_insensitive);
+            // Folders are re-spelled before unreadable files are held: a held file keeps its
+            // synced spelling, so it plans as unchanged, never as a new file beside its twin.
+            let mut local = scan.tree.clone();
             if self.case_insensitive {
                 local = adopt_folder_spelling(&local, &remote, &synced);
             }
+            let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);
+            let local = unreadable.hold(local, &synced);
             let mut ops = plan(&local, &remote, &synced, &ctx);
             // A file that could not be read stands in the plan as it was last synced: an
             // assumption, never recorded as what the disk holds (the file may be gone, moved
             // aside by a pass that died, or different).
-            if !scan.unreadable.is_empty() {
-                let held = |p: &str| scan.is_unreadable(p, self.case_insensitive);
-                ops.retain(|op| !(matches!(op, Op::RecordSynced { .. }) && held(op.path())));
-            }
+            ops.retain(|op| {
+                !(matches!(op, Op::RecordSynced { .. }) && unreadable.covers(op.path()))
+            });
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);
@@ -390,7 +348,7 @@ impl Engine {
                 .into_iter()
                 .filter_map(|op| {
                     let path = op.path().to_owned();
-                    let kept = around_unreadable(op, &scan.unreadable, &remote);
+                    let kept = unreadable.around(op, &remote);
                     if kept.is_none() {
                         waiting.push(PathProblem {
                             path,

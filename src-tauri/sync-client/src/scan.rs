@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use syncsphere_protocol::normalize_path;
-use syncsphere_sync_core::{LocalFile, LocalTree, SyncedTree};
+use syncsphere_sync_core::{LocalFile, LocalTree};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::local_fs::{Kind, LocalFs, Meta};
@@ -187,41 +187,6 @@ fn respell(disk: &str, planned: &str) -> String {
 /// The key of [`Scan::disk_paths`] on a case-insensitive disk.
 pub(crate) fn fold_key(path: &str) -> String {
     path.to_lowercase()
-}
-
-impl Scan {
-    /// Whether `path` could not be read this time (itself, or a folder above it); `fold`
-    /// compares names case-folded (a case-insensitive disk).
-    pub(crate) fn is_unreadable(&self, path: &str, fold: bool) -> bool {
-        let norm = |p: &str| if fold { p.to_lowercase() } else { p.to_owned() };
-        let path = norm(path);
-        self.unreadable.iter().any(|u| {
-            let u = norm(u);
-            match u.strip_suffix('/') {
-                Some(_) => path.starts_with(u.as_str()),
-                None => path == u,
-            }
-        })
-    }
-
-    /// The local tree for planning: a synced file that could not be read this time stands as
-    /// it was last synced, so an unreadable file (or folder) is never taken for a deleted one —
-    /// which would delete it on the server and on every other device.
-    /// On a case-insensitive disk (`fold`) the disk's spelling may differ from the synced one
-    /// (a remote folder rename only changes the index), so names are compared case-folded there.
-    pub(crate) fn tree_for_planning(&self, synced: &SyncedTree, fold: bool) -> LocalTree {
-        let mut tree = self.tree.clone();
-        if self.unreadable.is_empty() {
-            return tree;
-        }
-        for (p, s) in synced.iter().filter(|(p, _)| self.is_unreadable(p, fold)) {
-            tree.entry(p.clone()).or_insert_with(|| LocalFile {
-                sha256: s.sha256.clone(),
-                size: 0,
-            });
-        }
-        tree
-    }
 }
 
 fn stamp_of(meta: &Meta) -> Stamp {
@@ -496,64 +461,6 @@ mod tests {
                 .count(),
             0
         );
-    }
-
-    #[test]
-    fn unreadable_files_and_folders_stand_as_last_synced() {
-        use syncsphere_sync_core::SyncedFile;
-        let synced_file = |sha: &str| SyncedFile {
-            file_id: format!("id-{sha}"),
-            rev: 1,
-            sha256: sha.into(),
-        };
-        let synced = SyncedTree::from([
-            ("locked.doc".to_string(), synced_file("l")),
-            ("private/a".to_string(), synced_file("a")),
-            ("private/sub/b".to_string(), synced_file("b")),
-            ("privateer.txt".to_string(), synced_file("p")),
-            ("deleted.txt".to_string(), synced_file("d")),
-        ]);
-        let scan = Scan {
-            tree: LocalTree::from([(
-                "new.txt".to_string(),
-                LocalFile {
-                    sha256: "n".into(),
-                    size: 1,
-                },
-            )]),
-            skipped: Vec::new(),
-            disk_paths: HashMap::new(),
-            unreadable: vec![
-                "locked.doc".into(),
-                "private/".into(),
-                "never-synced.bin".into(),
-            ],
-        };
-        let tree = scan.tree_for_planning(&synced, false);
-        let seen: Vec<(&str, &str)> = tree
-            .iter()
-            .map(|(p, f)| (p.as_str(), f.sha256.as_str()))
-            .collect();
-        // Deleted files still read as deleted; a folder's prefix is not a name prefix.
-        assert_eq!(
-            seen,
-            [
-                ("locked.doc", "l"),
-                ("new.txt", "n"),
-                ("private/a", "a"),
-                ("private/sub/b", "b")
-            ]
-        );
-
-        // A case-insensitive disk may spell the folder differently from the index.
-        let scan = Scan {
-            unreadable: vec!["PRIVATE/".into(), "Locked.DOC".into()],
-            ..scan
-        };
-        let folded = scan.tree_for_planning(&synced, true);
-        assert_eq!(folded, tree, "held under the synced spelling");
-        let strict = scan.tree_for_planning(&synced, false);
-        assert_eq!(strict.len(), 1, "a case-sensitive disk has no such files");
     }
 
     #[test]

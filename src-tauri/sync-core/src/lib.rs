@@ -17,11 +17,13 @@ mod brake;
 mod clash;
 mod conflict;
 mod planner;
+mod unreadable;
 
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::adopt_folder_spelling;
 pub use conflict::conflicted_copy_name;
 pub use planner::plan;
+pub use unreadable::Unreadable;
 
 use std::collections::BTreeMap;
 

@@ -320,7 +320,8 @@ impl Engine {
         match (self.fs.metadata(a), self.fs.metadata(b)) {
             (Ok(x), Ok(y)) if x.ino != 0 => x.dev == y.dev && x.ino == y.ino,
             (Ok(_), Ok(_)) => {
-                a.to_string_lossy().to_lowercase() == b.to_string_lossy().to_lowercase()
+                crate::scan::fold_key(&a.to_string_lossy())
+                    == crate::scan::fold_key(&b.to_string_lossy())
             }
             _ => false,
         }

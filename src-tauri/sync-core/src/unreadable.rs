@@ -1,0 +1,213 @@
+//! What the plan may do around paths the scan could not read (permission denied, a folder it
+//! could not list, a file an interrupted pass had set aside): their local state is only
+//! assumed, so they stand in the plan as last synced — never as deleted — and nothing is done
+//! to them, or recorded about them, until they can be read.
+//!
+//! An unreadable path is a file, or a folder ending in `/`. On a case-insensitive disk (`fold`)
+//! names are compared by the server's key: the plan spells folders the server's way
+//! ([`crate::adopt_folder_spelling`]) while the disk, and so the list, spells them its own way.
+//! Folding by the server's key may join more names than a disk does; that only holds more.
+
+use crate::clash::key;
+use crate::{LocalFile, LocalTree, Op, RemoteTree, SyncedTree};
+
+/// The paths a scan could not read this time, and how to compare names with them.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreadable<'a> {
+    paths: &'a [String],
+    fold: bool,
+}
+
+impl<'a> Unreadable<'a> {
+    /// `paths`: files, and folders ending in `/`; `fold`: the disk ignores case.
+    pub fn new(paths: &'a [String], fold: bool) -> Self {
+        Unreadable { paths, fold }
+    }
+
+    /// Whether `path` (a file, or a folder without its `/`) is unreadable: itself, or under a
+    /// folder that could not be listed.
+    pub fn covers(&self, path: &str) -> bool {
+        if self.paths.is_empty() {
+            return false;
+        }
+        let norm = |p: &str| if self.fold { key(p) } else { p.to_owned() };
+        let path = norm(path);
+        self.paths.iter().any(|u| match u.strip_suffix('/') {
+            Some(dir) => {
+                let dir = norm(dir);
+                path == dir
+                    || path
+                        .strip_prefix(dir.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+            None => path == norm(u),
+        })
+    }
+
+    /// `local` with every synced file that could not be read standing as it was last synced,
+    /// keyed exactly as the synced tree spells it, so it plans as unchanged — not as deleted
+    /// (which would delete it everywhere), nor as a new file beside its own synced entry.
+    /// `local` must already carry the folder spelling the plan uses.
+    pub fn hold(&self, mut local: LocalTree, synced: &SyncedTree) -> LocalTree {
+        for (p, s) in synced.iter().filter(|(p, _)| self.covers(p)) {
+            local.entry(p.clone()).or_insert_with(|| LocalFile {
+                sha256: s.sha256.clone(),
+                size: 0,
+            });
+        }
+        local
+    }
+
+    /// Whether `op` touches an unreadable path (where it starts, or where it ends).
+    pub fn touches(&self, op: &Op) -> bool {
+        let other = match op {
+            Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => Some(to.as_str()),
+            Op::ConflictCopy { copy, .. } => Some(copy.as_str()),
+            _ => None,
+        };
+        self.covers(op.path()) || other.is_some_and(|p| self.covers(p))
+    }
+
+    /// `op` as it may run this time, or `None` to wait until the paths it involves can be read:
+    /// - recording an unreadable path as synced records an assumption: it waits;
+    /// - a file the server moved away from an unreadable path comes down at its new name
+    ///   instead (the unreadable one is left alone);
+    /// - anything else touching an unreadable path waits.
+    pub fn around(&self, op: Op, remote: &RemoteTree) -> Option<Op> {
+        if !self.touches(&op) {
+            return Some(op);
+        }
+        match op {
+            Op::MoveLocal { to, .. } if !self.covers(&to) => {
+                remote.get(&to).map(|file| Op::Download {
+                    path: to.clone(),
+                    file: file.clone(),
+                    expect_local: None,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RemoteFile, SyncedFile};
+
+    fn synced(sha: &str) -> SyncedFile {
+        SyncedFile {
+            file_id: format!("id-{sha}"),
+            rev: 1,
+            sha256: sha.into(),
+        }
+    }
+
+    fn check_covers(list: &[&str], fold: bool, path: &str, expected: bool) {
+        let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            Unreadable::new(&list, fold).covers(path),
+            expected,
+            "{path} in {list:?} (fold {fold})"
+        );
+    }
+
+    #[test]
+    fn covers_files_and_what_is_under_folders() {
+        check_covers(&["locked.doc"], false, "locked.doc", true);
+        check_covers(&["locked.doc"], false, "locked.docx", false);
+        check_covers(&["private/"], false, "private/a", true);
+        check_covers(&["private/"], false, "private/sub/b", true);
+        check_covers(&["private/"], false, "private", true);
+        check_covers(&["private/"], false, "privateer.txt", false);
+        check_covers(&[], true, "anything", false);
+        // A case-insensitive disk: the plan spells the folder the server's way.
+        check_covers(&["notes/"], false, "NOTES/2026/q1.md", false);
+        check_covers(&["notes/"], true, "NOTES/2026/q1.md", true);
+        check_covers(&["Locked.DOC"], true, "locked.doc", true);
+        // Folded as the server folds (final sigma), and NFD spellings are the same name.
+        check_covers(&["ΟΔΟΣ/"], true, "οδοσ/a", true);
+        check_covers(&["cafe\u{301}/"], true, "caf\u{e9}/a", true);
+    }
+
+    #[test]
+    fn held_files_keep_their_synced_spelling() {
+        let synced = SyncedTree::from([
+            ("locked.doc".to_string(), synced("l")),
+            ("private/a".to_string(), synced("a")),
+            ("deleted.txt".to_string(), synced("d")),
+            // Two spellings of one name in the index (one is stale): each holds as itself.
+            ("notes/q1.md".to_string(), synced("old")),
+            ("NOTES/Q1.MD".to_string(), synced("new")),
+        ]);
+        let local = LocalTree::from([(
+            "new.txt".to_string(),
+            LocalFile {
+                sha256: "n".into(),
+                size: 1,
+            },
+        )]);
+        let list = vec!["Locked.doc".to_string(), "PRIVATE/".into(), "Notes/".into()];
+        let held = Unreadable::new(&list, true).hold(local.clone(), &synced);
+        let seen: Vec<(&str, &str)> = held
+            .iter()
+            .map(|(p, f)| (p.as_str(), f.sha256.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("NOTES/Q1.MD", "new"),
+                ("locked.doc", "l"),
+                ("new.txt", "n"),
+                ("notes/q1.md", "old"),
+                ("private/a", "a"),
+            ]
+        );
+        let strict = Unreadable::new(&list, false).hold(local, &synced);
+        assert_eq!(strict.len(), 1, "a case-sensitive disk has no such files");
+    }
+
+    #[test]
+    fn ops_around_unreadable_paths_wait_or_come_down_elsewhere() {
+        let list = vec!["notes/".to_string()];
+        let u = Unreadable::new(&list, true);
+        let rf = RemoteFile {
+            file_id: "f".into(),
+            rev: 2,
+            sha256: "s".into(),
+        };
+        let remote = RemoteTree::from([("elsewhere/q1.md".to_string(), rf.clone())]);
+        // A conflicted copy of an assumed file, spelled the server's way: waits.
+        let copy = Op::ConflictCopy {
+            path: "NOTES/q1.md".into(),
+            copy: "NOTES/q1 (conflicted copy).md".into(),
+        };
+        assert_eq!(u.around(copy, &remote), None);
+        let record = Op::RecordSynced {
+            path: "Notes/q1.md".into(),
+            synced: None,
+        };
+        assert_eq!(u.around(record, &remote), None);
+        // Moved away on the server: downloaded at its new name instead.
+        let moved = Op::MoveLocal {
+            from: "NOTES/q1.md".into(),
+            to: "elsewhere/q1.md".into(),
+            expect_sha256: "s".into(),
+            synced: synced("s"),
+        };
+        assert_eq!(
+            u.around(moved, &remote),
+            Some(Op::Download {
+                path: "elsewhere/q1.md".into(),
+                file: rf,
+                expect_local: None,
+            })
+        );
+        // Elsewhere: untouched.
+        let upload = Op::Upload {
+            path: "a.txt".into(),
+            parent_rev: None,
+        };
+        assert_eq!(u.around(upload.clone(), &remote), Some(upload));
+    }
+}

@@ -5,8 +5,8 @@
 //! marks it in the metadata database; from then on:
 //! - its refresh tokens are revoked and it cannot sign in again with the same device id;
 //! - every request with an access token bound to it is refused with `401 device_revoked`
-//!   (the [`Verifier`] consults the registry, see [`DeviceRevocations`]);
-//! - its push sockets are closed with `4004` ([`DeviceEvents::device_revoked`]).
+//!   (the [`Verifier`] consults the registry, its [`DeviceRevocations`]);
+//! - its push sockets are closed with `4004` (an [`Event::DeviceRevoked`] is published).
 //!
 //! Tokens that are not bound to a device (older clients, tools) are not affected by a device
 //! revocation; `GlobalSignOut` revokes those.
@@ -22,11 +22,12 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use sqlx::Row;
 use syncsphere_db::Db;
+use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
 use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{Device, DeviceList, ErrorBody, ErrorCode, RegisterDevice};
 
 use crate::now_ms;
-use crate::verify::{AuthUser, BoxFuture, DeviceRevocations, Verifier};
+use crate::verify::{AuthUser, BoxFuture, Verifier};
 
 /// Longest device id, name and platform accepted.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
@@ -48,7 +49,7 @@ pub enum DeviceError {
     #[error("metadata store failed: {0}")]
     Store(#[from] sqlx::Error),
     #[error("presence unavailable: {0}")]
-    Presence(String),
+    Presence(#[source] EventsError),
 }
 
 impl IntoResponse for DeviceError {
@@ -107,15 +108,6 @@ fn clean_label(
         )));
     }
     Ok((!value.is_empty()).then_some(value))
-}
-
-/// What the push side knows about devices, and how it learns of a revocation: the in-process
-/// push hub, or Redis when the State service runs as separate instances.
-pub trait DeviceEvents: Send + Sync {
-    /// The user's devices holding a push connection now.
-    fn online<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<OnlineDevice>, String>>;
-    /// Close every push connection of the device (code 4004).
-    fn device_revoked(&self, user_id: &str, device_id: &str);
 }
 
 /// The registered devices of every user, in the metadata database.
@@ -282,11 +274,11 @@ impl DeviceRevocations for DeviceRegistry {
         &'a self,
         user_id: &'a str,
         device_key: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, EventsError>> {
         Box::pin(async move {
             DeviceRegistry::is_revoked(self, user_id, device_key)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| EventsError::Source(Box::new(e)))
         })
     }
 }
@@ -296,7 +288,10 @@ impl DeviceRevocations for DeviceRegistry {
 pub struct DevicesState {
     pub registry: Arc<DeviceRegistry>,
     pub verifier: Arc<Verifier>,
-    pub events: Arc<dyn DeviceEvents>,
+    /// Who is online: the push hub in this process, or Redis across instances.
+    pub presence: Arc<dyn Presence>,
+    /// Where a revocation is announced, so the device's push connections close.
+    pub events: Arc<dyn Publisher>,
 }
 
 impl FromRef<DevicesState> for Arc<Verifier> {
@@ -362,7 +357,7 @@ async fn list(
 ) -> Result<Json<DeviceList>, DeviceError> {
     let records = state.registry.list(&user.user_id).await?;
     let online = state
-        .events
+        .presence
         .online(&user.user_id)
         .await
         .map_err(DeviceError::Presence)?;
@@ -407,7 +402,9 @@ async fn revoke(
 ) -> Result<StatusCode, DeviceError> {
     check_device_id(&device_id)?;
     state.registry.revoke(&user.user_id, &device_id).await?;
-    state.events.device_revoked(&user.user_id, &device_id);
+    state
+        .events
+        .publish(&user.user_id, Event::DeviceRevoked { device_id });
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,9 +13,7 @@ pub mod devices;
 pub mod idp;
 mod verify;
 
-pub use verify::{
-    AuthError, AuthRejection, AuthUser, BoxFuture, Claims, DeviceRevocations, JwksSource, Verifier,
-};
+pub use verify::{AuthError, AuthRejection, AuthUser, BoxFuture, Claims, JwksSource, Verifier};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {

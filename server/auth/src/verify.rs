@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use syncsphere_events::{DeviceRevocations, EventsError};
 use syncsphere_protocol::{ErrorBody, ErrorCode};
 use tokio::sync::RwLock;
 
@@ -42,21 +43,11 @@ pub enum AuthError {
     #[error("this device was unlinked from the account; sign in again")]
     DeviceRevoked,
     #[error("could not check whether the device is revoked: {0}")]
-    RevocationCheck(String),
+    RevocationCheck(#[source] EventsError),
 }
 
-/// A future returned by the object-safe traits of this crate.
+/// A future returned by object-safe traits (the blob stores' too).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Where the verifier learns which devices were revoked: the device registry in the metadata
-/// database, or Redis for State instances that have no database.
-pub trait DeviceRevocations: Send + Sync {
-    fn is_revoked<'a>(
-        &'a self,
-        user_id: &'a str,
-        device_key: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>>;
-}
 
 /// The claims SyncSphere reads from a Cognito access or ID token.
 #[derive(Debug, Clone, Serialize, Deserialize)]

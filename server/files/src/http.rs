@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use syncsphere_auth::AuthUser;
+use syncsphere_events::Event;
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChunkRef, CommitRequest, DEVICE_HEADER,
     FileList, FileMeta, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_REQUEST, MissingChunks,
@@ -179,7 +180,7 @@ async fn upload(
         )
         .await?;
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, "committed");
-    state.sink.publish(&user.user_id, &change);
+    state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
 
@@ -419,7 +420,7 @@ async fn commit_chunks(
         )
         .await?;
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, chunks = req.chunks.len(), "committed chunks");
-    state.sink.publish(&user.user_id, &change);
+    state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
 
@@ -551,7 +552,7 @@ async fn restore(
         )
         .await?;
     tracing::info!(user = %user.user_id, path = %meta.path, from_rev = req.rev, rev = meta.rev, seq = change.seq, "restored");
-    state.sink.publish(&user.user_id, &change);
+    state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
 
@@ -583,7 +584,7 @@ async fn delete(
         .delete(&user.user_id, &file_id, q.parent_rev, device.as_deref())
         .await?;
     tracing::info!(user = %user.user_id, path = %meta.path, seq = change.seq, "deleted");
-    state.sink.publish(&user.user_id, &change);
+    state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
 
@@ -608,7 +609,7 @@ async fn move_file(
         )
         .await?;
     tracing::info!(user = %user.user_id, from = ?change.old_path, to = %meta.path, seq = change.seq, "moved");
-    state.sink.publish(&user.user_id, &change);
+    state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
 

@@ -9,7 +9,8 @@
 //!   content kept inline is written in the very transaction of its commit ([`inline`]).
 //! - Every commit appends to the user's journal in the same database transaction, with a
 //!   per-user `seq` that is strictly increasing and gap-free; the journal is the truth.
-//! - Committed changes are handed to a [`ChangeSink`] only after the transaction commits.
+//! - Committed changes are published (a [`syncsphere_events::Event::Change`] to
+//!   [`FilesState::events`]) only after the transaction commits.
 //!
 //! **Boundary**: HTTP statuses are decided in [`http`] only; [`store`] and [`blobs`] return
 //! typed errors.
@@ -30,26 +31,12 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use syncsphere_auth::Verifier;
-use syncsphere_protocol::ChangeEvent;
+use syncsphere_events::Publisher;
 
 pub use blobs::{BlobStore, DiskBlobStore, PendingPuts, Staging};
 pub use error::FilesError;
 pub use http::router;
 pub use store::MetadataStore;
-
-/// Receives every committed change (after commit), e.g. the State service's push hub or a
-/// Redis publisher. Must not block: it is called on the request path.
-pub trait ChangeSink: Send + Sync + 'static {
-    fn publish(&self, user_id: &str, change: &ChangeEvent);
-}
-
-/// A sink that drops everything (a files-only deployment without push).
-#[derive(Debug, Default)]
-pub struct NoopSink;
-
-impl ChangeSink for NoopSink {
-    fn publish(&self, _user_id: &str, _change: &ChangeEvent) {}
-}
 
 /// Everything the File Management Service's handlers need.
 #[derive(Clone)]
@@ -64,7 +51,9 @@ pub struct FilesState {
     pub pending: Arc<blobs::PendingPuts>,
     /// Whole-content hashes computed as chunks arrive (see [`running`]).
     pub running: Arc<running::RunningHashes>,
-    pub sink: Arc<dyn ChangeSink>,
+    /// Where every committed change goes, after its commit: the push hub in this process, or
+    /// Redis.
+    pub events: Arc<dyn Publisher>,
     pub verifier: Arc<Verifier>,
     /// Held for reading by commits from touching their chunks to the metadata commit; the
     /// garbage collector's sweep holds it for writing (see [`gc`]).

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use syncsphere_auth::BoxFuture;
-use syncsphere_auth::devices::DeviceEvents;
-use syncsphere_files::ChangeSink;
+use syncsphere_events::{Event, Recipient};
 use syncsphere_protocol::ChangeEvent;
 use syncsphere_protocol::ws::{OnlineDevice, ServerMessage};
 use tokio::sync::{mpsc, watch};
@@ -86,12 +84,6 @@ impl PushHub {
             presence_listener: OnceLock::new(),
             metrics: PushMetrics::default(),
         }
-    }
-
-    /// Reports the user id of every join and leave to `listener` instead of broadcasting
-    /// presence from this hub alone (which only knows its own connections).
-    pub(crate) fn set_presence_listener(&self, listener: mpsc::UnboundedSender<String>) {
-        let _ = self.presence_listener.set(listener);
     }
 
     fn presence_changed(&self, user_id: &str, conns: &mut Vec<Conn>) {
@@ -234,6 +226,21 @@ impl PushHub {
         self.shutdown.subscribe()
     }
 
+    /// Queues the change on every connection of the user except those of its origin device.
+    fn push_change(&self, user_id: &str, change: ChangeEvent) {
+        let mut users = self.users.lock().expect("hub lock");
+        let Some(conns) = users.get_mut(user_id) else {
+            return;
+        };
+        let origin = change.origin_device.clone();
+        self.fan_out(conns, ServerMessage::Change(change), |conn| {
+            origin.as_deref() != Some(conn.device_id.as_str())
+        });
+        if conns.is_empty() {
+            users.remove(user_id);
+        }
+    }
+
     /// Queues `msg` on every connection `to` selects; drops connections whose queue is full.
     fn fan_out(&self, conns: &mut Vec<Conn>, msg: ServerMessage, to: impl Fn(&Conn) -> bool) {
         let since = Instant::now();
@@ -283,51 +290,29 @@ fn online_devices(conns: &[Conn]) -> Vec<OnlineDevice> {
     devices.into_values().collect()
 }
 
-/// Merges per-instance device lists into one (connection counts added), sorted by id.
-pub(crate) fn merge_devices(
-    lists: impl IntoIterator<Item = Vec<OnlineDevice>>,
-) -> Vec<OnlineDevice> {
-    let mut devices: BTreeMap<String, OnlineDevice> = BTreeMap::new();
-    for d in lists.into_iter().flatten() {
-        match devices.get_mut(&d.device_id) {
-            Some(known) => {
-                known.connections += d.connections;
-                if known.device_name.is_none() {
-                    known.device_name = d.device_name;
-                }
+/// The hub is where the bus delivers: a change is pushed to the user's other devices, a
+/// revocation closes the device's connections, a presence change is shown from this hub's view.
+impl Recipient for PushHub {
+    fn deliver(&self, user_id: &str, event: Event) {
+        match event {
+            Event::Change(change) => self.push_change(user_id, change),
+            Event::DeviceRevoked { device_id } => {
+                self.revoke_device(user_id, &device_id);
             }
-            None => {
-                devices.insert(d.device_id.clone(), d);
-            }
+            Event::PresenceChanged => self.send_presence(user_id, self.local_devices(user_id)),
         }
     }
-    devices.into_values().collect()
-}
 
-/// The in-process hub is the device presence of an all-in-one server without Redis.
-impl DeviceEvents for PushHub {
-    fn online<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<OnlineDevice>, String>> {
-        Box::pin(async move { Ok(self.local_devices(user_id)) })
+    fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice> {
+        PushHub::local_devices(self, user_id)
     }
 
-    fn device_revoked(&self, user_id: &str, device_id: &str) {
-        self.revoke_device(user_id, device_id);
+    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+        self.send_presence(user_id, devices);
     }
-}
 
-impl ChangeSink for PushHub {
-    fn publish(&self, user_id: &str, change: &ChangeEvent) {
-        let mut users = self.users.lock().expect("hub lock");
-        let Some(conns) = users.get_mut(user_id) else {
-            return;
-        };
-        let origin = change.origin_device.as_deref();
-        self.fan_out(conns, ServerMessage::Change(change.clone()), |conn| {
-            origin != Some(conn.device_id.as_str())
-        });
-        if conns.is_empty() {
-            users.remove(user_id);
-        }
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>) {
+        let _ = self.presence_listener.set(to);
     }
 }
 
@@ -368,7 +353,7 @@ mod tests {
         let mut a = hub.register("u1", "dev-a", None).unwrap();
         let mut b = hub.register("u1", "dev-b", None).unwrap();
         let mut other_user = hub.register("u2", "dev-c", None).unwrap();
-        hub.publish("u1", &change(1, "dev-a"));
+        hub.deliver("u1", Event::Change(change(1, "dev-a")));
         assert!(
             changes(&mut a).is_empty(),
             "origin device must not get its own change"
@@ -386,7 +371,7 @@ mod tests {
         let slow = hub.register("u1", "slow", None).unwrap();
         let mut fast = hub.register("u1", "fast", None).unwrap();
         for seq in 0..QUEUE_CAPACITY as i64 + 1 {
-            hub.publish("u1", &change(seq, "elsewhere"));
+            hub.deliver("u1", Event::Change(change(seq, "elsewhere")));
             drain(&mut fast);
         }
         assert_eq!(slow.ended.load(Ordering::Relaxed), ENDED_OVERFLOW);
@@ -468,24 +453,6 @@ mod tests {
         );
         drain(&mut other);
         assert_eq!(hub.revoke_device("u1", "unknown"), 0);
-    }
-
-    #[test]
-    fn merged_presence_adds_connections_of_a_device_on_several_instances() {
-        let d = |id: &str, name: Option<&str>, n| OnlineDevice {
-            device_id: id.into(),
-            device_name: name.map(Into::into),
-            connections: n,
-        };
-        let merged = merge_devices(vec![
-            vec![d("b", None, 1), d("a", Some("laptop"), 1)],
-            vec![d("b", Some("desk"), 2)],
-            vec![],
-        ]);
-        assert_eq!(
-            merged,
-            vec![d("a", Some("laptop"), 1), d("b", Some("desk"), 3)]
-        );
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! - Tokens never travel in URLs: native clients send `Authorization` on the upgrade, browsers
 //!   an `auth` message within 5 s. Every close code is in `syncsphere_protocol::ws`.
 //!
-//! **Boundary**: this crate never reads the metadata database; it learns of changes only through
-//! [`syncsphere_files::ChangeSink`] — called in-process, or fed from Redis ([`redis_bus`]).
+//! **Boundary**: this crate never reads the metadata database and knows nothing of the File
+//! service; it learns of changes, revocations and presence only as [`syncsphere_events::Event`]s
+//! delivered to its [`PushHub`] (the hub is the bus's [`syncsphere_events::Recipient`]) — in
+//! process, or from Redis.
 
 mod hub;
 mod metrics;
-pub mod redis_bus;
 mod ws;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 use syncsphere_auth::Verifier;
+use syncsphere_events::Subscriber;
 
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
 pub use metrics::PushMetrics;
@@ -31,9 +33,9 @@ pub use metrics::PushMetrics;
 pub struct StateService {
     pub hub: Arc<PushHub>,
     pub verifier: Arc<Verifier>,
-    /// Cross-instance fan-out; `None` when the File service runs in this process and feeds the
-    /// hub directly.
-    pub bus: Option<Arc<redis_bus::RedisSubscriber>>,
+    /// Brings the events of each connected user to the hub: Redis across instances, or the
+    /// in-process bus when the File service runs in this process and feeds the hub directly.
+    pub subscriber: Arc<dyn Subscriber>,
 }
 
 impl FromRef<StateService> for Arc<Verifier> {

@@ -175,18 +175,12 @@ async fn serve(
     let mut user = user;
     // With several instances, subscribe to the user's channel before welcoming: the client's
     // catch-up after `welcome` then cannot miss a change committed in between.
-    if let Some(bus) = &state.bus
-        && let Err(e) = bus.hold(&user.user_id).await
-    {
+    if let Err(e) = state.subscriber.hold(&user.user_id).await {
         tracing::error!(error = %e, "cannot subscribe to the user's changes");
         return close(&mut socket, CLOSE_GOING_AWAY, "fan-out unavailable").await;
     }
     let user_id = user.user_id.clone();
-    let release = |state: &StateService| {
-        if let Some(bus) = &state.bus {
-            bus.release(&user_id);
-        }
-    };
+    let release = |state: &StateService| state.subscriber.release(&user_id);
     let Ok(mut reg) = state.hub.register(&user.user_id, &device_id, device_name) else {
         tracing::warn!("connection limit reached");
         release(&state);

@@ -13,19 +13,18 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
-use syncsphere_auth::devices::{DeviceEvents, DeviceRegistry, DevicesState};
+use syncsphere_auth::devices::{DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
+use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
+use syncsphere_events::{LocalBus, Presence, Publisher, Subscriber};
 use syncsphere_files::gc::{GcLock, GcPolicy};
 use syncsphere_files::inline::InlineBlobStore;
 use syncsphere_files::s3::S3BlobStore;
 pub use syncsphere_files::s3::S3Config;
-use syncsphere_files::{
-    BlobStore, ChangeSink, DiskBlobStore, FilesState, MetadataStore, PendingPuts, Staging,
-};
+use syncsphere_files::{BlobStore, DiskBlobStore, FilesState, MetadataStore, PendingPuts, Staging};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
-use syncsphere_state::redis_bus::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_state::{PushHub, StateService};
 use tower_http::trace::TraceLayer;
 
@@ -179,13 +178,13 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             Verifier::new(issuer, config.client_id.clone(), JwksSource::Remote(jwks))
                 .with_revocations(revocations),
         );
-        let bus = RedisSubscriber::connect(config.redis_url()?, hub.clone())
+        let subscriber = RedisSubscriber::connect(config.redis_url()?, hub.clone())
             .await
             .context("subscribing to Redis")?;
         router = router.merge(syncsphere_state::router(StateService {
             hub: hub.clone(),
             verifier,
-            bus: Some(bus),
+            subscriber,
         }));
         return Ok(App {
             router: router.layer(TraceLayer::new_for_http()),
@@ -220,19 +219,19 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     .context("starting the built-in identity provider")?;
     let registry = DeviceRegistry::new(db.clone());
     let verifier = Arc::new(idp.verifier().with_revocations(registry.clone()));
-    // Where committed changes and revocations go, and where presence comes from: Redis in a
-    // cluster, else this process's hub.
+    // Where committed changes and revocations go, and where presence comes from and the hub's
+    // events (all role) are brought from: Redis in a cluster, else this process's hub.
     type Bus = (
-        Arc<dyn ChangeSink>,
-        Arc<dyn DeviceEvents>,
-        Option<Arc<RedisSubscriber>>,
+        Arc<dyn Publisher>,
+        Arc<dyn Presence>,
+        Option<Arc<dyn Subscriber>>,
     );
-    let (sink, events, bus): Bus = match &config.redis_url {
+    let (events, presence, subscriber): Bus = match &config.redis_url {
         Some(url) => {
             let publisher = RedisPublisher::connect(url)
                 .await
                 .context("connecting to Redis")?;
-            let bus = if config.role == Role::All {
+            let subscriber: Option<Arc<dyn Subscriber>> = if config.role == Role::All {
                 Some(
                     RedisSubscriber::connect(url, hub.clone())
                         .await
@@ -241,12 +240,15 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             } else {
                 None
             };
-            (publisher.clone(), publisher, bus)
+            (publisher.clone(), publisher, subscriber)
         }
         None if config.role == Role::Files => {
             bail!("the files role needs --redis-url (or REDIS_URL)")
         }
-        None => (hub.clone(), hub.clone(), None),
+        None => {
+            let local = LocalBus::new(hub.clone());
+            (local.clone(), local.clone(), Some(local))
+        }
     };
     let (blobs, staging): (Arc<dyn BlobStore>, Staging) = match &config.s3 {
         None => {
@@ -295,13 +297,14 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         pending: Arc::new(PendingPuts::new(maintenance.blobs.clone())),
         running: Arc::default(),
         gc_lock: maintenance.lock.clone(),
-        sink,
+        events: events.clone(),
         verifier: verifier.clone(),
         devices: Some(registry.clone()),
     });
     let devices = syncsphere_auth::devices::router(DevicesState {
         registry,
         verifier: verifier.clone(),
+        presence,
         events,
     });
     let client_config = ServerConfig {
@@ -325,11 +328,12 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         .merge(cognito_api::router(idp))
         .merge(files)
         .merge(devices);
-    if config.role == Role::All {
+    // Only the all role serves push, and only it has a subscriber.
+    if let Some(subscriber) = subscriber {
         router = router.merge(syncsphere_state::router(StateService {
             hub: hub.clone(),
             verifier,
-            bus,
+            subscriber,
         }));
     }
     Ok(App {

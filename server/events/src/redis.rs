@@ -1,9 +1,9 @@
 //! Cross-instance fan-out through Redis pub/sub, for running several State instances (and a
 //! separate Files instance) behind a load balancer.
 //!
-//! Each user has a channel `syncsphere:user:{user_id}` carrying [`BusMessage`]s: committed
-//! changes (published by the Files side, [`RedisPublisher`]), presence notices and device
-//! revocations. A State instance subscribes to a user's channel only while it holds a connection
+//! Each user has a channel `syncsphere:user:{user_id}` carrying that user's [`Event`]s as JSON
+//! ([`Wire`], the only serialised form of an event): committed changes and device revocations
+//! (published by the Files side, [`RedisPublisher`]) and presence notices. A State instance subscribes to a user's channel only while it holds a connection
 //! of that user ([`RedisSubscriber`]), so an instance receives only the events of users it
 //! serves. A connection is welcomed only after its user's subscription is confirmed, so the
 //! client's catch-up right after `welcome` cannot miss a change.
@@ -22,24 +22,26 @@
 //! Redis pub/sub is fire-and-forget: a change published while Redis is unreachable is not
 //! pushed, and clients see it at their next journal read (reconnect or fallback poll). The
 //! journal stays the truth.
+//!
+//! **Boundary**: this module owns every Redis key and channel name and the wire format; it never
+//! touches a socket — what arrives goes to the instance's [`Recipient`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
+
+use ::redis::AsyncCommands;
+use ::redis::aio::MultiplexedConnection;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use syncsphere_auth::devices::DeviceEvents;
-use syncsphere_auth::{BoxFuture, DeviceRevocations};
-use syncsphere_files::ChangeSink;
 use syncsphere_protocol::ChangeEvent;
 use syncsphere_protocol::ws::OnlineDevice;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::PushHub;
-use crate::hub::merge_devices;
+use crate::{DeviceRevocations, Event, EventsError, Presence, Publisher, Recipient, Subscriber};
 
 const CHANNEL_PREFIX: &str = "syncsphere:user:";
 /// Changes waiting to be published before new ones are dropped (and logged).
@@ -49,26 +51,37 @@ const REVOKED_TTL_SECS: u64 = 7 * 24 * 3600;
 const INSTANCE_TTL_SECS: u64 = 30;
 const INSTANCE_REFRESH: Duration = Duration::from_secs(10);
 
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    #[error("could not connect to Redis: {0}")]
-    Connect(#[source] redis::RedisError),
-    #[error("Redis subscription failed: {0}")]
-    Subscribe(#[source] redis::RedisError),
-    #[error("the Redis subscriber has stopped")]
-    Stopped,
-}
-
-/// What travels on a user's channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An [`Event`] as it travels on a user's channel (`{"type":"change",…}`, `{"type":"presence"}`,
+/// `{"type":"revoked","device_id":…}`); instances of other versions read each other's messages.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum BusMessage {
-    /// A committed change: push it to the user's devices other than its origin.
+enum Wire {
     Change(ChangeEvent),
     /// The user's online devices changed on some instance: re-read the presence hash.
     Presence,
-    /// The device was revoked: close its sockets.
-    Revoked { device_id: String },
+    Revoked {
+        device_id: String,
+    },
+}
+
+impl From<Event> for Wire {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::Change(change) => Wire::Change(change),
+            Event::PresenceChanged => Wire::Presence,
+            Event::DeviceRevoked { device_id } => Wire::Revoked { device_id },
+        }
+    }
+}
+
+impl From<Wire> for Event {
+    fn from(wire: Wire) -> Self {
+        match wire {
+            Wire::Change(change) => Event::Change(change),
+            Wire::Presence => Event::PresenceChanged,
+            Wire::Revoked { device_id } => Event::DeviceRevoked { device_id },
+        }
+    }
 }
 
 fn channel(user_id: &str) -> String {
@@ -87,30 +100,34 @@ fn revoked_key(user_id: &str, device_id: &str) -> String {
     format!("syncsphere:revoked:{user_id}:{device_id}")
 }
 
-async fn open(url: &str) -> Result<MultiplexedConnection, BusError> {
-    redis::Client::open(url)
-        .map_err(BusError::Connect)?
+async fn open(url: &str) -> Result<MultiplexedConnection, EventsError> {
+    ::redis::Client::open(url)
+        .map_err(EventsError::Connect)?
         .get_multiplexed_async_connection()
         .await
-        .map_err(BusError::Connect)
+        .map_err(EventsError::Connect)
 }
 
-fn payload(msg: &BusMessage) -> String {
-    serde_json::to_string(msg).expect("bus messages serialise")
+fn payload(event: Event) -> String {
+    serde_json::to_string(&Wire::from(event)).expect("events serialise")
+}
+
+fn parse(payload: &[u8]) -> Result<Event, serde_json::Error> {
+    serde_json::from_slice::<Wire>(payload).map(Event::from)
 }
 
 /// The user's online devices over all live instances.
 async fn read_presence(
     conn: &mut MultiplexedConnection,
     user_id: &str,
-) -> Result<Vec<OnlineDevice>, redis::RedisError> {
+) -> Result<Vec<OnlineDevice>, ::redis::RedisError> {
     let views: HashMap<String, String> = conn.hgetall(presence_key(user_id)).await?;
     if views.is_empty() {
         return Ok(Vec::new());
     }
     let instances: Vec<&String> = views.keys().collect();
     let keys: Vec<String> = instances.iter().map(|i| instance_key(i)).collect();
-    let alive: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+    let alive: Vec<Option<String>> = ::redis::cmd("MGET").arg(&keys).query_async(conn).await?;
     let mut lists = Vec::new();
     let mut dead = Vec::new();
     for (instance, alive) in instances.into_iter().zip(alive) {
@@ -129,20 +146,40 @@ async fn read_presence(
     Ok(merge_devices(lists))
 }
 
+/// Merges per-instance device lists into one (connection counts added), sorted by id.
+fn merge_devices(lists: impl IntoIterator<Item = Vec<OnlineDevice>>) -> Vec<OnlineDevice> {
+    let mut devices: BTreeMap<String, OnlineDevice> = BTreeMap::new();
+    for d in lists.into_iter().flatten() {
+        match devices.get_mut(&d.device_id) {
+            Some(known) => {
+                known.connections += d.connections;
+                if known.device_name.is_none() {
+                    known.device_name = d.device_name;
+                }
+            }
+            None => {
+                devices.insert(d.device_id.clone(), d);
+            }
+        }
+    }
+    devices.into_values().collect()
+}
+
 enum Outgoing {
     Publish(String, String),
     Revoke { user_id: String, device_id: String },
 }
 
 /// Publishes committed changes and revocations to their user's channel, from a background task
-/// so that a commit never waits for Redis, in the order they were handed over.
+/// so that a commit never waits for Redis, in the order they were handed over; answers
+/// [`Presence`] from the merged presence hash.
 pub struct RedisPublisher {
     tx: mpsc::Sender<Outgoing>,
     conn: MultiplexedConnection,
 }
 
 impl RedisPublisher {
-    pub async fn connect(url: &str) -> Result<Arc<Self>, BusError> {
+    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
         let conn = open(url).await?;
         let mut task_conn = conn.clone();
         let (tx, mut rx) = mpsc::channel::<Outgoing>(PUBLISH_QUEUE);
@@ -160,7 +197,7 @@ impl RedisPublisher {
                         }
                         (
                             channel(&user_id),
-                            payload(&BusMessage::Revoked { device_id }),
+                            payload(Event::DeviceRevoked { device_id }),
                         )
                     }
                 };
@@ -174,45 +211,47 @@ impl RedisPublisher {
     }
 }
 
-impl ChangeSink for RedisPublisher {
-    fn publish(&self, user_id: &str, change: &ChangeEvent) {
-        let payload = payload(&BusMessage::Change(change.clone()));
-        if self
-            .tx
-            .try_send(Outgoing::Publish(channel(user_id), payload))
-            .is_err()
-        {
-            tracing::error!(
-                user_id,
-                seq = change.seq,
-                "Redis publish queue full; push dropped"
-            );
+impl Publisher for RedisPublisher {
+    fn publish(&self, user_id: &str, event: Event) {
+        match event {
+            Event::DeviceRevoked { device_id } => {
+                let out = Outgoing::Revoke {
+                    user_id: user_id.to_owned(),
+                    device_id: device_id.clone(),
+                };
+                if self.tx.try_send(out).is_err() {
+                    tracing::error!(
+                        user_id,
+                        device_id,
+                        "Redis publish queue full; revocation not pushed"
+                    );
+                }
+            }
+            event => {
+                let seq = match &event {
+                    Event::Change(change) => Some(change.seq),
+                    _ => None,
+                };
+                let out = Outgoing::Publish(channel(user_id), payload(event));
+                if self.tx.try_send(out).is_err() {
+                    tracing::error!(user_id, seq, "Redis publish queue full; push dropped");
+                }
+            }
         }
     }
 }
 
-impl DeviceEvents for RedisPublisher {
-    fn online<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<OnlineDevice>, String>> {
+impl Presence for RedisPublisher {
+    fn online<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             read_presence(&mut conn, user_id)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(EventsError::Query)
         })
-    }
-
-    fn device_revoked(&self, user_id: &str, device_id: &str) {
-        let out = Outgoing::Revoke {
-            user_id: user_id.to_owned(),
-            device_id: device_id.to_owned(),
-        };
-        if self.tx.try_send(out).is_err() {
-            tracing::error!(
-                user_id,
-                device_id,
-                "Redis publish queue full; revocation not pushed"
-            );
-        }
     }
 }
 
@@ -222,7 +261,7 @@ pub struct RedisRevocations {
 }
 
 impl RedisRevocations {
-    pub async fn connect(url: &str) -> Result<Arc<Self>, BusError> {
+    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
         Ok(Arc::new(RedisRevocations {
             conn: open(url).await?,
         }))
@@ -234,30 +273,30 @@ impl DeviceRevocations for RedisRevocations {
         &'a self,
         user_id: &'a str,
         device_key: &'a str,
-    ) -> BoxFuture<'a, Result<bool, String>> {
+    ) -> BoxFuture<'a, Result<bool, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
             conn.exists(revoked_key(user_id, device_key))
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(EventsError::Query)
         })
     }
 }
 
 enum Interest {
-    Subscribe(String, oneshot::Sender<Result<(), BusError>>),
+    Subscribe(String, oneshot::Sender<Result<(), EventsError>>),
     Unsubscribe(String),
 }
 
-/// Subscribes to the channels of the users this instance holds and hands their changes to the
-/// local [`PushHub`].
+/// Subscribes to the channels of the users this instance holds and hands their events to the
+/// instance's [`Recipient`]; keeps the instance's share of presence in Redis.
 pub struct RedisSubscriber {
     tx: mpsc::UnboundedSender<Interest>,
 }
 
 impl RedisSubscriber {
-    pub async fn connect(url: &str, hub: Arc<PushHub>) -> Result<Arc<Self>, BusError> {
-        let client = redis::Client::open(url).map_err(BusError::Connect)?;
+    pub async fn connect(url: &str, hub: Arc<dyn Recipient>) -> Result<Arc<Self>, EventsError> {
+        let client = ::redis::Client::open(url).map_err(EventsError::Connect)?;
         let conn = open(url).await?;
         let instance = uuid::Uuid::new_v4().to_string();
         // Liveness first: presence written by this instance counts only while this key lives.
@@ -266,7 +305,7 @@ impl RedisSubscriber {
         let _: () = beat
             .set_ex(&key, "1", INSTANCE_TTL_SECS)
             .await
-            .map_err(BusError::Connect)?;
+            .map_err(EventsError::Connect)?;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(INSTANCE_REFRESH);
             loop {
@@ -279,13 +318,13 @@ impl RedisSubscriber {
         });
         // Local joins and leaves: write this instance's view, then tell every instance.
         let (joined_tx, mut joined_rx) = mpsc::unbounded_channel::<String>();
-        hub.set_presence_listener(joined_tx);
+        hub.report_presence_changes(joined_tx);
         let (writer_hub, mut writer_conn, writer_instance) =
             (hub.clone(), conn.clone(), instance.clone());
         tokio::spawn(async move {
             while let Some(user_id) = joined_rx.recv().await {
                 let devices = writer_hub.local_devices(&user_id);
-                let written: Result<(), redis::RedisError> = async {
+                let written: Result<(), ::redis::RedisError> = async {
                     if devices.is_empty() {
                         let _: i64 = writer_conn
                             .hdel(presence_key(&user_id), &writer_instance)
@@ -297,7 +336,7 @@ impl RedisSubscriber {
                             .await?;
                     }
                     let _: i64 = writer_conn
-                        .publish(channel(&user_id), payload(&BusMessage::Presence))
+                        .publish(channel(&user_id), payload(Event::PresenceChanged))
                         .await?;
                     Ok(())
                 }
@@ -313,7 +352,7 @@ impl RedisSubscriber {
         tokio::spawn(async move {
             while let Some(user_id) = notice_rx.recv().await {
                 match read_presence(&mut reader_conn, &user_id).await {
-                    Ok(devices) => reader_hub.send_presence(&user_id, devices),
+                    Ok(devices) => reader_hub.show_presence(&user_id, devices),
                     Err(e) => tracing::warn!(error = %e, "reading presence from Redis failed"),
                 }
             }
@@ -321,21 +360,19 @@ impl RedisSubscriber {
         let (mut sink, mut stream) = client
             .get_async_pubsub()
             .await
-            .map_err(BusError::Connect)?
+            .map_err(EventsError::Connect)?
             .split();
         tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
                 let Some(user_id) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
                     continue;
                 };
-                match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
-                    Ok(BusMessage::Change(change)) => hub.publish(user_id, &change),
-                    Ok(BusMessage::Presence) => {
+                match parse(msg.get_payload_bytes()) {
+                    // A notice only: the merged view is read from the hash, in order.
+                    Ok(Event::PresenceChanged) => {
                         let _ = notice_tx.send(user_id.to_owned());
                     }
-                    Ok(BusMessage::Revoked { device_id }) => {
-                        hub.revoke_device(user_id, &device_id);
-                    }
+                    Ok(event) => hub.deliver(user_id, event),
                     Err(e) => tracing::warn!(error = %e, "unreadable message from Redis"),
                 }
             }
@@ -353,7 +390,7 @@ impl RedisSubscriber {
                         let result = if *count == 1 {
                             sink.subscribe(channel(&user))
                                 .await
-                                .map_err(BusError::Subscribe)
+                                .map_err(EventsError::Subscribe)
                         } else {
                             Ok(())
                         };
@@ -380,18 +417,86 @@ impl RedisSubscriber {
         });
         Ok(Arc::new(RedisSubscriber { tx }))
     }
+}
 
-    /// Holds a subscription to the user's channel until [`RedisSubscriber::release`]; returns
-    /// once Redis has confirmed it.
-    pub(crate) async fn hold(&self, user_id: &str) -> Result<(), BusError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Interest::Subscribe(user_id.to_owned(), ack))
-            .map_err(|_| BusError::Stopped)?;
-        done.await.map_err(|_| BusError::Stopped)?
+/// A hold is a subscription to the user's channel, resolved once Redis has confirmed it.
+impl Subscriber for RedisSubscriber {
+    fn hold<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<(), EventsError>> {
+        Box::pin(async move {
+            let (ack, done) = oneshot::channel();
+            self.tx
+                .send(Interest::Subscribe(user_id.to_owned(), ack))
+                .map_err(|_| EventsError::Stopped)?;
+            done.await.map_err(|_| EventsError::Stopped)?
+        })
     }
 
-    pub(crate) fn release(&self, user_id: &str) {
+    fn release(&self, user_id: &str) {
         let _ = self.tx.send(Interest::Unsubscribe(user_id.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use syncsphere_protocol::ChangeKind;
+
+    use super::*;
+
+    /// The JSON on the channel is what instances of the previous version (`BusMessage` in the
+    /// State crate) wrote and read: a cluster can be upgraded one instance at a time.
+    #[test]
+    fn the_wire_format_is_the_one_of_bus_message() {
+        let change = ChangeEvent {
+            seq: 7,
+            file_id: "f1".into(),
+            event: ChangeKind::Moved,
+            path: "b".into(),
+            old_path: Some("a".into()),
+            rev: 3,
+            size: 5,
+            sha256: "ab".into(),
+            origin_device: Some("dev-a".into()),
+            at_ms: 11,
+        };
+        let check = |event: Event, expected: serde_json::Value| {
+            let text = payload(event.clone());
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                expected
+            );
+            assert_eq!(parse(text.as_bytes()).unwrap(), event);
+        };
+        let mut expected = serde_json::to_value(&change).unwrap();
+        expected["type"] = "change".into();
+        check(Event::Change(change), expected);
+        check(
+            Event::PresenceChanged,
+            serde_json::json!({ "type": "presence" }),
+        );
+        check(
+            Event::DeviceRevoked {
+                device_id: "dev-b".into(),
+            },
+            serde_json::json!({ "type": "revoked", "device_id": "dev-b" }),
+        );
+        assert!(parse(br#"{"type":"unknown"}"#).is_err());
+    }
+
+    #[test]
+    fn merged_presence_adds_connections_of_a_device_on_several_instances() {
+        let d = |id: &str, name: Option<&str>, n| OnlineDevice {
+            device_id: id.into(),
+            device_name: name.map(Into::into),
+            connections: n,
+        };
+        let merged = merge_devices(vec![
+            vec![d("b", None, 1), d("a", Some("laptop"), 1)],
+            vec![d("b", Some("desk"), 2)],
+            vec![],
+        ]);
+        assert_eq!(
+            merged,
+            vec![d("a", Some("laptop"), 1), d("b", Some("desk"), 3)]
+        );
     }
 }

@@ -1,0 +1,106 @@
+//! What crosses between SyncSphere's services and instances: one closed [`Event`] enum, the
+//! traits that move it ([`Publisher`], [`Subscriber`], [`Recipient`]) and answer questions about
+//! what was published ([`Presence`], [`DeviceRevocations`]), and their two implementations:
+//! in-process ([`LocalBus`]) and Redis pub/sub (`redis`, feature `redis`).
+//!
+//! Producers (the File service on commit, the device registry on revocation) publish; the State
+//! service's push hub is the [`Recipient`] a subscriber delivers to. Neither side knows the other.
+//!
+//! **Invariants**
+//! - Publishing never blocks: it is called on request paths, after the fact it reports (a change
+//!   after its transaction committed, a revocation after it was recorded).
+//! - Events are hints: one lost on the way (Redis down, a queue full) is logged, and clients
+//!   catch up from the journal, which stays the truth.
+//!
+//! **Boundary**: this crate never reads the metadata database and knows nothing of HTTP, files or
+//! sockets; only its `redis` module knows the wire format, and [`Event`] is not serialisable.
+
+mod local;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+use futures_util::future::BoxFuture;
+use syncsphere_protocol::ChangeEvent;
+use syncsphere_protocol::ws::OnlineDevice;
+use tokio::sync::mpsc;
+
+pub use local::LocalBus;
+
+/// Everything that crosses between services, addressed to one user (the address travels beside
+/// the event: [`Publisher::publish`] takes the user id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A committed change: push it to the user's devices other than its origin.
+    Change(ChangeEvent),
+    /// The user's online devices changed somewhere: show the user's presence again.
+    PresenceChanged,
+    /// The device was revoked: close its push connections (4004).
+    DeviceRevoked { device_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[cfg(feature = "redis")]
+    #[error("could not connect to Redis: {0}")]
+    Connect(#[source] ::redis::RedisError),
+    #[cfg(feature = "redis")]
+    #[error("Redis subscription failed: {0}")]
+    Subscribe(#[source] ::redis::RedisError),
+    /// A Redis command failed on a working connection (the message is Redis's own).
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Query(::redis::RedisError),
+    #[cfg(feature = "redis")]
+    #[error("the Redis subscriber has stopped")]
+    Stopped,
+    /// A source outside this crate failed (the device registry in the metadata database); the
+    /// message is the source's own.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Sends events on their way: to this process's push hub ([`LocalBus`]) or to Redis.
+pub trait Publisher: Send + Sync + 'static {
+    /// Hands `event` for `user_id` over, in order with the earlier ones. Never blocks; an event
+    /// that cannot be sent is logged and dropped.
+    fn publish(&self, user_id: &str, event: Event);
+}
+
+/// Brings the events of the users this instance holds to its [`Recipient`].
+pub trait Subscriber: Send + Sync + 'static {
+    /// Receives `user_id`'s events until the matching [`Subscriber::release`] (holds are counted
+    /// per user). Resolves once no event published from then on can be missed.
+    fn hold<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<(), EventsError>>;
+    fn release(&self, user_id: &str);
+}
+
+/// Where a subscriber delivers: this instance's push connections (the State service's hub).
+pub trait Recipient: Send + Sync + 'static {
+    /// An event for one of the users this instance holds.
+    fn deliver(&self, user_id: &str, event: Event);
+    /// The user's devices connected to this instance.
+    fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice>;
+    /// Shows `devices`, gathered from every instance, as the user's presence.
+    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>);
+    /// From now on, reports the user id of every local join and leave to `to` instead of
+    /// showing presence from this instance's connections alone (presence spans instances).
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>);
+}
+
+/// Who is online: the user's devices holding a push connection now, on any instance.
+pub trait Presence: Send + Sync + 'static {
+    fn online<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>>;
+}
+
+/// Which devices were revoked, as the token verifier asks on every request: the device registry
+/// in the metadata database, or Redis for State instances that have no database.
+pub trait DeviceRevocations: Send + Sync {
+    fn is_revoked<'a>(
+        &'a self,
+        user_id: &'a str,
+        device_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, EventsError>>;
+}

@@ -1,0 +1,209 @@
+//! The Redis bus against a real Redis (`SYNCSPHERE_TEST_REDIS_URL`, which `scripts/test.sh`
+//! sets; skipped without it, required under `CI`): instances are fake [`Recipient`]s.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
+use syncsphere_events::{DeviceRevocations, Event, Presence, Publisher, Recipient, Subscriber};
+use syncsphere_protocol::ws::OnlineDevice;
+use syncsphere_protocol::{ChangeEvent, ChangeKind};
+use tokio::sync::mpsc;
+
+fn redis_url() -> Option<String> {
+    match std::env::var("SYNCSPHERE_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but SYNCSPHERE_TEST_REDIS_URL is not: run the tests through scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED: SYNCSPHERE_TEST_REDIS_URL is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// A user id no other run of these tests uses (they may share one Redis).
+fn fresh_user(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("events-test-{name}-{}-{nanos}", std::process::id())
+}
+
+/// One State instance as the bus sees it.
+#[derive(Default)]
+struct Instance {
+    delivered: Mutex<Vec<(String, Event)>>,
+    shown: Mutex<Vec<(String, Vec<OnlineDevice>)>>,
+    local: Mutex<Vec<OnlineDevice>>,
+    joins: Mutex<Option<mpsc::UnboundedSender<String>>>,
+}
+
+impl Recipient for Instance {
+    fn deliver(&self, user_id: &str, event: Event) {
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((user_id.to_owned(), event));
+    }
+    fn local_devices(&self, _user_id: &str) -> Vec<OnlineDevice> {
+        self.local.lock().unwrap().clone()
+    }
+    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+        self.shown
+            .lock()
+            .unwrap()
+            .push((user_id.to_owned(), devices));
+    }
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>) {
+        *self.joins.lock().unwrap() = Some(to);
+    }
+}
+
+impl Instance {
+    fn delivered(&self) -> Vec<(String, Event)> {
+        self.delivered.lock().unwrap().clone()
+    }
+
+    /// A device of `user_id` joined or left this instance: its view is now `devices`.
+    fn joined(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+        *self.local.lock().unwrap() = devices;
+        let joins = self.joins.lock().unwrap();
+        joins
+            .as_ref()
+            .expect("listening")
+            .send(user_id.into())
+            .unwrap();
+    }
+
+    fn last_shown(&self) -> Option<Vec<OnlineDevice>> {
+        self.shown.lock().unwrap().last().map(|(_, d)| d.clone())
+    }
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn change(seq: i64) -> ChangeEvent {
+    ChangeEvent {
+        seq,
+        file_id: format!("f{seq}"),
+        event: ChangeKind::Created,
+        path: format!("file {seq}.txt"),
+        old_path: None,
+        rev: 1,
+        size: 3,
+        sha256: "ab".into(),
+        origin_device: Some("dev-a".into()),
+        at_ms: 1,
+    }
+}
+
+fn device(id: &str, connections: u32) -> OnlineDevice {
+    OnlineDevice {
+        device_id: id.into(),
+        device_name: None,
+        connections,
+    }
+}
+
+#[tokio::test]
+async fn events_reach_the_instance_only_while_it_holds_the_user() {
+    let Some(url) = redis_url() else { return };
+    let (user, other) = (fresh_user("held"), fresh_user("other"));
+    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    let instance = Arc::new(Instance::default());
+    let subscriber = RedisSubscriber::connect(&url, instance.clone())
+        .await
+        .unwrap();
+    // Held twice (two connections of the user): one release keeps the subscription.
+    subscriber.hold(&user).await.unwrap();
+    subscriber.hold(&user).await.unwrap();
+    publisher.publish(&other, Event::Change(change(1)));
+    publisher.publish(&user, Event::Change(change(2)));
+    let revoked = Event::DeviceRevoked {
+        device_id: "dev-b".into(),
+    };
+    publisher.publish(&user, revoked.clone());
+    let expected = vec![
+        (user.clone(), Event::Change(change(2))),
+        (user.clone(), revoked),
+    ];
+    wait_for("the change and the revocation", || {
+        instance.delivered().len() >= 2
+    })
+    .await;
+    assert_eq!(
+        instance.delivered(),
+        expected,
+        "in order, only the held user"
+    );
+    // The revocation was recorded before it was announced.
+    let revocations = RedisRevocations::connect(&url).await.unwrap();
+    assert!(revocations.is_revoked(&user, "dev-b").await.unwrap());
+    assert!(!revocations.is_revoked(&user, "dev-a").await.unwrap());
+    assert!(!revocations.is_revoked(&other, "dev-b").await.unwrap());
+
+    subscriber.release(&user);
+    publisher.publish(&user, Event::Change(change(3)));
+    wait_for("the change after one release", || {
+        instance.delivered().len() == 3
+    })
+    .await;
+    subscriber.release(&user);
+    // Interest changes are applied in order by one task; give it time to unsubscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher.publish(&user, Event::Change(change(4)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        instance.delivered().len(),
+        3,
+        "released: nothing more arrives"
+    );
+}
+
+#[tokio::test]
+async fn presence_is_merged_over_the_instances_holding_the_user() {
+    let Some(url) = redis_url() else { return };
+    let user = fresh_user("presence");
+    let (a, b) = (Arc::new(Instance::default()), Arc::new(Instance::default()));
+    let sub_a = RedisSubscriber::connect(&url, a.clone()).await.unwrap();
+    let sub_b = RedisSubscriber::connect(&url, b.clone()).await.unwrap();
+    sub_a.hold(&user).await.unwrap();
+    sub_b.hold(&user).await.unwrap();
+
+    a.joined(&user, vec![device("dev-a", 1)]);
+    wait_for("a's view shown on b", || {
+        b.last_shown() == Some(vec![device("dev-a", 1)])
+    })
+    .await;
+    b.joined(&user, vec![device("dev-a", 1), device("dev-b", 1)]);
+    let merged = vec![device("dev-a", 2), device("dev-b", 1)];
+    for instance in [&a, &b] {
+        wait_for("the merged view", || {
+            instance.last_shown() == Some(merged.clone())
+        })
+        .await;
+    }
+    assert!(
+        a.delivered().is_empty(),
+        "presence notices are not delivered as events"
+    );
+    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    assert_eq!(publisher.online(&user).await.unwrap(), merged);
+
+    a.joined(&user, Vec::new());
+    wait_for("a's devices gone", || {
+        b.last_shown() == Some(vec![device("dev-a", 1), device("dev-b", 1)])
+    })
+    .await;
+}

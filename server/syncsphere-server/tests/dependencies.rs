@@ -1,0 +1,122 @@
+//! The crate graph keeps the service boundaries: read from `cargo metadata` (no build, no
+//! network), so a `Cargo.toml` line that crosses a boundary fails here, not in review.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// Normal (not dev, not build) dependencies between the workspace's packages.
+fn workspace_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let names: BTreeSet<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .filter_map(|d| d["name"].as_str())
+                .filter(|name| names.contains(name))
+                .map(str::to_owned)
+                .collect();
+            (p["name"].as_str().expect("name").to_owned(), deps)
+        })
+        .collect()
+}
+
+/// Every workspace package `from` depends on, directly or not.
+fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_owned()];
+    while let Some(p) = todo.pop() {
+        for d in &graph[&p] {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn services_depend_on_each_other_only_through_the_allowed_edges() {
+    let graph = workspace_graph();
+    // (package, workspace packages it must never reach, even through another one)
+    let server_internals = [
+        "syncsphere-db",
+        "syncsphere-events",
+        "syncsphere-auth",
+        "syncsphere-files",
+        "syncsphere-state",
+        "syncsphere-server",
+    ];
+    let rules: &[(&str, &[&str])] = &[
+        (
+            "syncsphere-events",
+            &[
+                "syncsphere-db",
+                "syncsphere-auth",
+                "syncsphere-files",
+                "syncsphere-state",
+            ],
+        ),
+        ("syncsphere-auth", &["syncsphere-files", "syncsphere-state"]),
+        ("syncsphere-files", &["syncsphere-state"]),
+        ("syncsphere-state", &["syncsphere-files"]),
+        ("syncsphere-sync-core", &server_internals),
+        ("syncsphere-sync-client", &server_internals),
+        ("syncsphere-cli", &server_internals),
+        ("syncsphere-desktop", &server_internals),
+    ];
+    let mut crossings = Vec::new();
+    for (package, never) in rules {
+        let reached = reaches(&graph, package);
+        crossings.extend(
+            never
+                .iter()
+                .filter(|n| reached.contains(**n))
+                .map(|n| format!("{package} → {n}")),
+        );
+    }
+    assert!(crossings.is_empty(), "boundaries crossed: {crossings:?}");
+    for (package, deps) in [
+        ("syncsphere-auth", "syncsphere-events"),
+        ("syncsphere-files", "syncsphere-events"),
+        ("syncsphere-state", "syncsphere-events"),
+        ("syncsphere-state", "syncsphere-auth"),
+    ] {
+        assert!(graph[package].contains(deps), "{package} should use {deps}");
+    }
+    let on_files: Vec<&String> = graph
+        .iter()
+        .filter(|(_, deps)| deps.contains("syncsphere-files"))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        on_files,
+        ["syncsphere-server"],
+        "only the binary depends on files"
+    );
+}

@@ -164,6 +164,9 @@ struct State {
     /// Operations through the gate so far, and the one at which the process "dies".
     ops: u64,
     crash_at: Option<u64>,
+    /// The operation at which the user presses "pause", and the engine's pause switch.
+    pause_at: Option<u64>,
+    pause: Option<tokio::sync::watch::Sender<bool>>,
     /// The folder's real contents while its drive is not mounted (the mount point is empty).
     unmounted: Option<Disk>,
     /// A second drive mounted on a folder inside the synced folder, while it is unplugged.
@@ -216,6 +219,8 @@ impl FakeFs {
                 tag: tag.to_owned(),
                 ops: 0,
                 crash_at: None,
+                pause_at: None,
+                pause: None,
                 unmounted: None,
                 sub_drive: None,
                 under_mount: Vec::new(),
@@ -390,6 +395,26 @@ impl FakeFs {
         st.crash_at = at;
     }
 
+    /// The engine's pause switch, which the user presses through [`Self::pause_after`].
+    pub(crate) fn set_pause_switch(&self, pause: tokio::sync::watch::Sender<bool>) {
+        self.state.lock().unwrap().pause = Some(pause);
+    }
+
+    /// The user pauses syncing just before the `at`-th operation from now.
+    pub(crate) fn pause_after(&self, at: u64) {
+        let mut st = self.state.lock().unwrap();
+        st.pause_at = Some(st.ops + at);
+    }
+
+    /// The user resumes syncing (and no pause is pending).
+    pub(crate) fn resume(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.pause_at = None;
+        if let Some(p) = &st.pause {
+            p.send_replace(false);
+        }
+    }
+
     pub(crate) fn is_dead(&self) -> bool {
         let st = self.state.lock().unwrap();
         st.crash_at.is_some_and(|at| st.ops >= at)
@@ -401,10 +426,16 @@ impl FakeFs {
     }
 
     fn gate_in(st: &mut State) -> Gate {
+        st.ops += 1;
+        if st.pause_at.is_some_and(|at| st.ops >= at) {
+            st.pause_at = None;
+            if let Some(p) = &st.pause {
+                p.send_replace(true);
+            }
+        }
         let Some(at) = st.crash_at else {
             return Gate::Proceed;
         };
-        st.ops += 1;
         match st.ops.cmp(&at) {
             std::cmp::Ordering::Less => Gate::Proceed,
             std::cmp::Ordering::Equal => Gate::ProceedThenDie,

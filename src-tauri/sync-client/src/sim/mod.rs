@@ -5,7 +5,8 @@
 //! network, while seeded "users" write, delete and rename files, processes die at any operation
 //! and restart from their index, machines lose power at any operation (the disk keeps only what
 //! its journal committed and what was fsynced; the index every transaction it committed), drives
-//! are pulled out and plugged back, and the wall clock jumps. After each run the invariants of
+//! are pulled out and plugged back, the user pauses syncing at any operation (and resumes after
+//! the pass), and the wall clock jumps. After each run the invariants of
 //! `../shared/SYNC-INVARIANTS.md` are checked: convergence (every remaining difference explained
 //! by a per-path problem the device reports), no lost write, termination, determinism.
 //!
@@ -95,8 +96,6 @@ struct Device {
     delete_policy: DeletePolicy,
     engine: Option<Engine>,
     status: Option<watch::Receiver<Status>>,
-    /// Keeps the engine's pause switch alive.
-    _pause: Option<watch::Sender<bool>>,
 }
 
 fn root_of(name: &str) -> PathBuf {
@@ -118,6 +117,14 @@ enum ServerSide {
 }
 
 impl ServerSide {
+    /// Whether a late request deleted the file (only the fake server delays requests).
+    fn deleted_late(&self, file_id: &str) -> bool {
+        match self {
+            ServerSide::Fake(server) => server.deleted_late(file_id),
+            ServerSide::Real(_) => false,
+        }
+    }
+
     /// The journal from `cursor` on, and the cursor after it.
     async fn journal_since(&self, cursor: i64) -> (Vec<ChangeEvent>, i64) {
         match self {
@@ -192,7 +199,6 @@ impl Device {
             delete_policy,
             engine: None,
             status: None,
-            _pause: None,
         }
     }
 
@@ -246,7 +252,7 @@ impl Device {
             case_insensitive,
         });
         self.status = Some(rx);
-        self._pause = Some(pause);
+        self.fs.set_pause_switch(pause);
     }
 
     fn status(&self) -> Option<Status> {
@@ -291,6 +297,8 @@ struct Settings {
     crash: f64,
     /// Chance such a death is a power cut (the disk loses what was not durable).
     power_cut: f64,
+    /// Chance the user pauses syncing at a random operation of a pass (resumed after it).
+    pause: f64,
 }
 
 impl Default for Settings {
@@ -305,9 +313,11 @@ impl Default for Settings {
             network: Network {
                 lose_request: 0.03,
                 lose_response: 0.03,
+                delay_request: 0.05,
             },
             crash: 0.1,
             power_cut: 0.4,
+            pause: 0.05,
         }
     }
 }
@@ -319,6 +329,10 @@ struct Outcome {
     passes: usize,
     crashes: usize,
     power_cuts: usize,
+    /// Passes the user paused before they ended.
+    pauses: usize,
+    /// Requests that reached the (fake) server late, after later ones.
+    late_requests: u64,
     settle_rounds: usize,
     /// The final server tree and journal length: equal for equal seeds.
     fingerprint: String,
@@ -330,6 +344,8 @@ impl Outcome {
         self.passes += o.passes;
         self.crashes += o.crashes;
         self.power_cuts += o.power_cuts;
+        self.pauses += o.pauses;
+        self.late_requests += o.late_requests;
         self.settle_rounds = self.settle_rounds.max(o.settle_rounds);
     }
 }
@@ -340,6 +356,9 @@ struct Sim {
     journal_checked: i64,
     /// Per device: the names its user deleted or renamed away (folded), until written again.
     user_removed: Vec<BTreeSet<String>>,
+    /// Every name a user ever deleted or renamed away (a late request may carry out a
+    /// deletion after the user wrote the name again; its `rev` says it deletes the old file).
+    ever_removed: BTreeSet<String>,
     /// Per device: the names whose deletion its user confirmed (an approval stands until the
     /// engine has carried it out, even if the user writes the name again meanwhile).
     user_confirmed: Vec<BTreeSet<String>>,
@@ -383,6 +402,7 @@ impl Sim {
         Sim {
             journal_checked: 0,
             user_removed: vec![BTreeSet::new(); devices.len()],
+            ever_removed: BTreeSet::new(),
             user_confirmed: vec![BTreeSet::new(); devices.len()],
             rng: StdRng::seed_from_u64(seed),
             server,
@@ -455,6 +475,7 @@ impl Sim {
                 tracing::debug!(device = d, path, "USER deletes");
                 if fs.user_remove(&path).is_ok() {
                     self.user_removed[d].insert(fold_name(&path));
+                    self.ever_removed.insert(fold_name(&path));
                     self.witness.superseded(d, Some(content));
                 }
             }
@@ -475,6 +496,7 @@ impl Sim {
                 if fs.user_rename(&from, &to).is_ok() {
                     self.witness.superseded(d, on_drive);
                     self.user_removed[d].insert(fold_name(&from));
+                    self.ever_removed.insert(fold_name(&from));
                     self.user_removed[d].remove(&fold_name(&to));
                     self.witness.superseded(d, replaced);
                     // As for a write: the name's other spelling is no longer the file.
@@ -500,14 +522,23 @@ impl Sim {
         let crash_at = (may_crash && self.rng.gen_bool(self.settings().crash))
             .then(|| self.rng.gen_range(1..30));
         let power_cut = crash_at.is_some() && self.rng.gen_bool(self.settings().power_cut);
+        let pause_at = (may_crash && self.rng.gen_bool(self.settings().pause))
+            .then(|| self.rng.gen_range(1..30));
         let dev = &mut self.devices[d];
-        tracing::debug!(device = d, ?crash_at, "PASS");
+        tracing::debug!(device = d, ?crash_at, ?pause_at, "PASS");
         self.witness.saw(d, &dev.fs);
         dev.fs.die_after(crash_at);
+        if let Some(at) = pause_at {
+            dev.fs.pause_after(at);
+        }
         let engine = dev.engine.as_mut().expect("started");
         let result = engine.pass().await;
         if let Err(e) = &result {
             engine.report_failure(e);
+        }
+        if pause_at.is_some() {
+            self.outcome.pauses += usize::from(*engine.paused.borrow());
+            dev.fs.resume();
         }
         for (replaced, content) in dev.fs.take_raced_writes() {
             self.witness.superseded(d, replaced);
@@ -561,7 +592,8 @@ impl Sim {
             // Two devices may carry out one user's deletion (the other saw the file vanish
             // in a conflict of its own): any user's removal of the name counts.
             let someone_removed = self.user_removed.iter().any(|r| r.contains(&name))
-                || self.user_confirmed[d].contains(&name);
+                || self.user_confirmed[d].contains(&name)
+                || (self.server.deleted_late(&e.file_id) && self.ever_removed.contains(&name));
             if !someone_removed && !still_there {
                 self.fail(&format!(
                     "{} deleted '{}' on the server, which no user deleted",
@@ -689,6 +721,9 @@ impl Sim {
         }
         self.settle().await;
         self.check();
+        if let ServerSide::Fake(server) = &self.server {
+            self.outcome.late_requests = server.arrived_late.load(Ordering::Relaxed);
+        }
         self.outcome.fingerprint = format!(
             "{:?} {}",
             printable(&self.last_view.live),
@@ -700,6 +735,9 @@ impl Sim {
     /// Nobody edits and the network is healthy: every device passes until nothing changes.
     async fn settle(&mut self) {
         self.set_weather(true);
+        if let ServerSide::Fake(server) = &self.server {
+            server.flush_late();
+        }
         for d in &self.devices {
             d.fs.mount();
         }
@@ -952,13 +990,15 @@ fn run_seeds(real: bool, runs_var: &str, runs: u64) {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), at most {} settling rounds, in {:?}",
+        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), {} pauses, {} late requests, at most {} settling rounds, in {:?}",
         if real { "real" } else { "fake" },
         seeds.len(),
         total.user_ops,
         total.passes,
         total.crashes,
         total.power_cuts,
+        total.pauses,
+        total.late_requests,
         total.settle_rounds,
         started.elapsed()
     );

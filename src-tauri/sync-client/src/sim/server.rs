@@ -2,9 +2,10 @@
 //! `syncsphere-files`' `MetadataStore`: `parent_rev`, one live file per case-folded name, a name
 //! is a file or a folder, every commit a journal entry), and each device's [`Remote`] onto it —
 //! or onto the real server through the real [`Api`] ([`Backend::Real`]) — over a network that
-//! loses requests and responses.
+//! loses requests and responses and (fake server only) delivers a request late: the device timed
+//! out and went on, and the request reaches the server after later ones, its own and others'.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,18 @@ struct State {
 #[derive(Default)]
 pub(crate) struct FakeServer {
     state: Mutex<State>,
+    /// Requests still on their way: each reaches the server once that many later requests
+    /// have.
+    late: Mutex<Vec<(u32, Late)>>,
+    /// Files a late request deleted, and whether a late request is being applied.
+    late_deletes: Mutex<BTreeSet<String>>,
+    applying_late: std::sync::atomic::AtomicBool,
+    /// Requests that arrived late, so far.
+    pub(crate) arrived_late: AtomicU64,
 }
+
+/// A request on its way to the server.
+type Late = Box<dyn FnOnce(&FakeServer) + Send>;
 
 /// The server's key for a path.
 fn key(path: &str) -> String {
@@ -104,6 +116,43 @@ impl State {
 }
 
 impl FakeServer {
+    /// A request reaches the server: first the late ones whose time has come.
+    fn arrive(&self) {
+        let due: Vec<Late> = {
+            let mut late = self.late.lock().unwrap();
+            let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut *late)
+                .into_iter()
+                .map(|(n, act)| (n.saturating_sub(1), act))
+                .partition(|(n, _)| *n == 0);
+            *late = waiting;
+            due.into_iter().map(|(_, act)| act).collect()
+        };
+        for act in due {
+            self.apply_late(act);
+        }
+    }
+
+    fn apply_late(&self, act: Late) {
+        tracing::debug!("a late request reaches the server");
+        self.arrived_late.fetch_add(1, Ordering::Relaxed);
+        self.applying_late.store(true, Ordering::Relaxed);
+        act(self);
+        self.applying_late.store(false, Ordering::Relaxed);
+    }
+
+    /// Every request still on its way arrives (the network has calmed down).
+    pub(crate) fn flush_late(&self) {
+        let all = std::mem::take(&mut *self.late.lock().unwrap());
+        for (_, act) in all {
+            self.apply_late(act);
+        }
+    }
+
+    /// Whether a late request deleted the file `file_id`.
+    pub(crate) fn deleted_late(&self, file_id: &str) -> bool {
+        self.late_deletes.lock().unwrap().contains(file_id)
+    }
+
     fn commit(
         &self,
         device: &str,
@@ -185,6 +234,12 @@ impl FakeServer {
             ..cur
         };
         st.record(&meta, ChangeKind::Deleted, None, device);
+        if self.applying_late.load(Ordering::Relaxed) {
+            self.late_deletes
+                .lock()
+                .unwrap()
+                .insert(meta.file_id.clone());
+        }
         Ok(meta)
     }
 
@@ -284,6 +339,9 @@ pub(crate) struct Network {
     pub lose_request: f64,
     /// Chance the response is lost after the server acted on it.
     pub lose_response: f64,
+    /// Chance a change (commit, delete, move) arrives late: the device times out, and the
+    /// request reaches the fake server after up to three later requests.
+    pub delay_request: f64,
 }
 
 /// Where a device's requests go: the fake server, or the real one through the client's real
@@ -357,6 +415,45 @@ impl SimRemote {
         answer
     }
 
+    /// A change sent to the fake server: as [`Self::call`], or late — the device gives up
+    /// waiting (offline) while the request is still on its way, and it reaches the server only
+    /// after later requests.
+    async fn change<T: Send + 'static>(
+        &self,
+        server: &Arc<FakeServer>,
+        act: impl FnOnce(&FakeServer) -> Result<T, SyncError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let late = {
+            let mut net = self.net.lock().unwrap();
+            let n = net.1;
+            (n.delay_request > 0.0 && net.0.gen_bool(n.delay_request))
+                .then(|| net.0.gen_range(1..=3))
+        };
+        match late {
+            Some(after) => {
+                self.call(async {
+                    server.arrive();
+                    tracing::debug!(device = self.device, after, "a request is delayed");
+                    server.late.lock().unwrap().push((
+                        after,
+                        Box::new(move |s: &FakeServer| {
+                            let _ = act(s);
+                        }),
+                    ));
+                    Err(SyncError::Offline("timed out".into()))
+                })
+                .await
+            }
+            None => {
+                self.call(async {
+                    server.arrive();
+                    act(server)
+                })
+                .await
+            }
+        }
+    }
+
     /// A fresh real file for a transfer of the real backend.
     fn scratch_file(&self, scratch: &tempfile::TempDir) -> std::path::PathBuf {
         let n = self.transfers.fetch_add(1, Ordering::Relaxed);
@@ -372,7 +469,13 @@ impl Remote for SimRemote {
     fn changes(&self, cursor: i64) -> BoxFuture<'_, Result<ChangesPage, SyncError>> {
         Box::pin(async move {
             match &self.backend {
-                Backend::Fake(server) => self.call(async { Ok(server.changes(cursor)) }).await,
+                Backend::Fake(server) => {
+                    self.call(async {
+                        server.arrive();
+                        Ok(server.changes(cursor))
+                    })
+                    .await
+                }
                 Backend::Real { api, .. } => self.call(api.changes(cursor)).await,
             }
         })
@@ -395,7 +498,8 @@ impl Remote for SimRemote {
             self.up.fetch_add(data.len() as u64, Ordering::Relaxed);
             match &self.backend {
                 Backend::Fake(server) => {
-                    self.call(async { server.commit(&self.device, path, parent_rev, data) })
+                    let (device, path) = (self.device.clone(), path.to_owned());
+                    self.change(server, move |s| s.commit(&device, &path, parent_rev, data))
                         .await
                 }
                 Backend::Real { api, scratch } => {
@@ -420,7 +524,13 @@ impl Remote for SimRemote {
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
         Box::pin(async move {
             let (rev, sha, data) = match &self.backend {
-                Backend::Fake(server) => self.call(async { server.content(file_id) }).await?,
+                Backend::Fake(server) => {
+                    self.call(async {
+                        server.arrive();
+                        server.content(file_id)
+                    })
+                    .await?
+                }
                 Backend::Real { api, scratch } => {
                     let real = self.scratch_file(scratch);
                     let got = self
@@ -451,7 +561,8 @@ impl Remote for SimRemote {
         Box::pin(async move {
             match &self.backend {
                 Backend::Fake(server) => {
-                    self.call(async { server.delete(&self.device, file_id, rev) })
+                    let (device, file_id) = (self.device.clone(), file_id.to_owned());
+                    self.change(server, move |s| s.delete(&device, &file_id, rev))
                         .await
                 }
                 Backend::Real { api, .. } => self.call(api.delete(file_id, rev)).await,
@@ -468,7 +579,9 @@ impl Remote for SimRemote {
         Box::pin(async move {
             match &self.backend {
                 Backend::Fake(server) => {
-                    self.call(async { server.move_file(&self.device, file_id, new_path, rev) })
+                    let (device, file_id, to) =
+                        (self.device.clone(), file_id.to_owned(), new_path.to_owned());
+                    self.change(server, move |s| s.move_file(&device, &file_id, &to, rev))
                         .await
                 }
                 Backend::Real { api, .. } => self.call(api.move_file(file_id, new_path, rev)).await,

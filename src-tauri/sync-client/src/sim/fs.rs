@@ -286,7 +286,11 @@ impl FakeFs {
             return false;
         }
         let below = format!("{key}/");
-        // Pulled out: what was not durable on it is lost.
+        // The drive is chosen only now, among folders the two drives shared a journal for until
+        // now: a rename into or out of it (impossible across real drives: EXDEV) would leave
+        // the file on neither. So the pull comes just after a journal commit (ext4 commits
+        // every 5 s): every name is durable, and what was never fsynced is still lost.
+        st.disk.commit_names();
         let mut drive = st.disk.clone();
         drive.power_cut();
         let nodes = drive

@@ -45,12 +45,15 @@ start_server() {
   PIDS+=("$STARTED_PID")
 }
 
-start_server files --role files --data-dir "$DATA/files" --redis-url "$REDIS_URL_TEST"
+# The load tool opens every connection from a few loopback addresses: no per-address limit.
+start_server files --role files --data-dir "$DATA/files" --redis-url "$REDIS_URL_TEST" \
+  --max-connections-per-address 0
 FILES_URL="$STARTED_URL"
 STATE_URLS=(); STATE_PIDS=()
 for i in $(seq "$INSTANCES"); do
   start_server "state$i" --role state --redis-url "$REDIS_URL_TEST" \
-    --auth-issuer "$FILES_URL/local_syncsphere" --max-connections-per-user 100000
+    --auth-issuer "$FILES_URL/local_syncsphere" --max-connections-per-user 100000 \
+    --max-connections-per-address 0
   STATE_URLS+=("$STARTED_URL"); STATE_PIDS+=("$STARTED_PID")
 done
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }

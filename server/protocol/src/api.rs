@@ -208,6 +208,9 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The commit would take the account past its storage quota (HTTP 507).
     QuotaExceeded,
+    /// The client's address already holds the server's maximum of open connections (HTTP
+    /// 429, before any route): close some and retry after `Retry-After` seconds.
+    TooManyConnections,
     Internal,
 }
 

@@ -1,10 +1,15 @@
-//! WebSocket messages of `GET /v1/ws`, JSON text frames tagged by `type`.
+//! WebSocket messages of `GET /v1/ws`, JSON text frames tagged by `type`, and close codes.
+//!
+//! Closing: a client's close frame is echoed, then the server ends the connection; a close the
+//! server starts waits at most 2 s for the client's answer, then the TCP connection is dropped.
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::ChangeEvent;
 
-/// Close code sent when a connection's outbound queue overflowed: catch up from the cursor.
+/// Close code sent when a connection fell behind — its outbound queue overflowed, or a write
+/// to it did not finish within 10 s because it stopped reading — after a `resync` message
+/// (both written only if the peer reads them within 2 s): catch up from the cursor.
 pub const CLOSE_RESYNC: u16 = 4000;
 /// Close code for a missing, invalid or expired token: no valid `auth` first (browsers), or no
 /// fresh token in answer to `reauth` before the old one expired.
@@ -18,6 +23,8 @@ pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4003;
 pub const CLOSE_DEVICE_REVOKED: u16 = 4004;
 /// Close code sent when the server shuts down: reconnect (with backoff) to any instance.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a frame or message over 64 KiB (RFC 6455 "message too big").
+pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Messages a device sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

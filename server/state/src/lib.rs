@@ -6,6 +6,9 @@
 //! - Delivery never blocks: each connection has a bounded queue; a connection that falls
 //!   behind is told to `resync` and closed, and catches up from its journal cursor. Pushes are
 //!   hints; the journal in the File service is the truth.
+//! - A peer never holds the server up: a write not done in 10 s ends the connection (`resync`,
+//!   4000), every close is a handshake of at most 2 s after which the TCP connection is dropped,
+//!   a client's close is echoed, a frame over 64 KiB is closed with 1009.
 //! - Tokens never travel in URLs: native clients send `Authorization` on the upgrade, browsers
 //!   an `auth` message within 5 s. Every close code is in `syncsphere_protocol::ws`.
 //!
@@ -16,6 +19,7 @@
 
 mod hub;
 mod metrics;
+mod socket;
 mod ws;
 
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use syncsphere_events::Subscriber;
 
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
 pub use metrics::PushMetrics;
+pub use socket::WsTimeouts;
 
 #[derive(Clone)]
 pub struct StateService {
@@ -36,6 +41,8 @@ pub struct StateService {
     /// Brings the events of each connected user to the hub: Redis across instances, or the
     /// in-process bus when the File service runs in this process and feeds the hub directly.
     pub subscriber: Arc<dyn Subscriber>,
+    /// How long a socket write and a close handshake may take.
+    pub timeouts: WsTimeouts,
 }
 
 impl FromRef<StateService> for Arc<Verifier> {

@@ -10,6 +10,12 @@ pub struct PushMetrics {
     registry: Registry,
     /// Open, registered WebSocket connections.
     pub connections: Gauge,
+    /// Upgraded WebSocket sockets still open: registered, authenticating or closing. A socket
+    /// the hub has dropped counts here until its close handshake ends and it is gone.
+    pub sockets: Gauge,
+    /// Connections ended because a write to the socket did not finish in time (the peer stopped
+    /// reading).
+    pub write_timeouts: Counter,
     /// Messages (changes, presence, resync) written to sockets.
     pub messages_pushed: Counter,
     /// Connections dropped because their queue was full.
@@ -24,6 +30,8 @@ impl Default for PushMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("syncsphere_state");
         let connections = Gauge::default();
+        let sockets = Gauge::default();
+        let write_timeouts = Counter::default();
         let messages_pushed = Counter::default();
         let queue_overflows = Counter::default();
         let connections_refused = Counter::default();
@@ -33,6 +41,16 @@ impl Default for PushMetrics {
             "connections",
             "Open WebSocket connections",
             connections.clone(),
+        );
+        registry.register(
+            "sockets",
+            "Open WebSocket sockets, registered or not (closing ones included)",
+            sockets.clone(),
+        );
+        registry.register(
+            "write_timeouts",
+            "Connections ended because a socket write did not finish in time",
+            write_timeouts.clone(),
         );
         registry.register(
             "messages_pushed",
@@ -57,6 +75,8 @@ impl Default for PushMetrics {
         PushMetrics {
             registry,
             connections,
+            sockets,
+            write_timeouts,
             messages_pushed,
             queue_overflows,
             connections_refused,

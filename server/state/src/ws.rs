@@ -1,10 +1,11 @@
-//! One WebSocket connection: auth, `hello`/`welcome`, pushes, heartbeats, shutdown.
+//! One WebSocket connection: auth, `hello`/`welcome`, pushes, heartbeats, shutdown, and how it
+//! ends (which close code, after what). Bounded writes and the close handshake are `socket.rs`'s.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use syncsphere_auth::{AuthError, AuthRejection, AuthUser};
@@ -17,6 +18,8 @@ use tracing::Instrument;
 
 use crate::StateService;
 use crate::hub::{ENDED_OVERFLOW, ENDED_REVOKED};
+use crate::metrics::PushMetrics;
+use crate::socket::{Incoming, Socket, WriteError};
 
 /// A browser without an `Authorization` header must send `auth` within this time.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,53 +89,63 @@ pub(crate) async fn upgrade(
         .write_buffer_size(4096)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |ws| async move {
+            let socket = Socket::new(ws, state.timeouts, state.hub.metrics.sockets.clone());
             run(socket, user, state).await;
         })
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(msg).expect("server messages serialise");
-    socket.send(Message::Text(text.into())).await
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+/// Why a connection's first message (`auth`, `hello`) did not come.
+enum Early {
+    /// Something else came, or nothing in time.
+    Unexpected,
+    /// The peer closed.
+    Closed,
+    /// A frame over the size limit.
+    TooBig,
+    /// The connection is gone.
+    Gone,
 }
 
 /// The next client message, if it arrives in time and parses.
-async fn first_message(socket: &mut WebSocket, within: Duration) -> Option<ClientMessage> {
+async fn first_message(socket: &mut Socket, within: Duration) -> Result<ClientMessage, Early> {
     match tokio::time::timeout(within, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(&text).ok(),
-        _ => None,
+        Ok(Incoming::Text(text)) => serde_json::from_str(&text).map_err(|_| Early::Unexpected),
+        Ok(Incoming::Close) => Err(Early::Closed),
+        Ok(Incoming::TooBig) => Err(Early::TooBig),
+        Ok(Incoming::Gone) => Err(Early::Gone),
+        Ok(Incoming::Other) | Err(_) => Err(Early::Unexpected),
     }
 }
 
-async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService) {
+/// Ends a connection whose first message did not come: with `code`, unless the peer closed,
+/// sent too much or is gone.
+async fn refuse(socket: Socket, why: Early, code: u16, reason: &'static str) {
+    match why {
+        Early::Unexpected => socket.close(code, reason).await,
+        Early::Closed => socket.answer_close().await,
+        Early::TooBig => socket.close_too_big().await,
+        Early::Gone => {}
+    }
+}
+
+async fn run(mut socket: Socket, user: Option<AuthUser>, state: StateService) {
     let user = match user {
         Some(user) => user,
-        None => {
-            let Some(ClientMessage::Auth { token }) =
-                first_message(&mut socket, AUTH_TIMEOUT).await
-            else {
-                return close(&mut socket, CLOSE_UNAUTHORIZED, "expected auth").await;
-            };
-            match fresh_user(&state, &token).await {
+        None => match first_message(&mut socket, AUTH_TIMEOUT).await {
+            Ok(ClientMessage::Auth { token }) => match fresh_user(&state, &token).await {
                 Ok(user) => user,
                 Err(e) => {
                     let (code, reason) = refused(&e);
-                    return close(&mut socket, code, reason).await;
+                    return socket.close(code, reason).await;
                 }
-            }
-        }
+            },
+            Ok(_) => return socket.close(CLOSE_UNAUTHORIZED, "expected auth").await,
+            Err(why) => return refuse(socket, why, CLOSE_UNAUTHORIZED, "expected auth").await,
+        },
     };
     let (device_id, device_name) = match first_message(&mut socket, HELLO_TIMEOUT).await {
-        Some(ClientMessage::Hello {
+        Ok(ClientMessage::Hello {
             device_id,
             device_name,
             ..
@@ -140,7 +153,8 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
             device_id,
             device_name.map(|n| n.chars().take(128).collect()),
         ),
-        _ => return close(&mut socket, CLOSE_PROTOCOL, "expected hello").await,
+        Ok(_) => return socket.close(CLOSE_PROTOCOL, "expected hello").await,
+        Err(why) => return refuse(socket, why, CLOSE_PROTOCOL, "expected hello").await,
     };
     // A device-bound token speaks for its device only (else a revoked device could reconnect
     // under another id, or a device could pose as another one).
@@ -149,12 +163,9 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         .as_ref()
         .is_some_and(|bound| *bound != device_id)
     {
-        return close(
-            &mut socket,
-            CLOSE_PROTOCOL,
-            "device id does not match the token",
-        )
-        .await;
+        return socket
+            .close(CLOSE_PROTOCOL, "device id does not match the token")
+            .await;
     }
     // The span must be attached to the future, not entered across `.await`s: an entered guard
     // would leak into whatever else runs on this worker thread (other connections' logs).
@@ -164,9 +175,35 @@ async fn run(mut socket: WebSocket, user: Option<AuthUser>, state: StateService)
         .await;
 }
 
+/// How a registered connection ends.
+enum Ending {
+    /// Our close frame with this code.
+    Close(u16, &'static str),
+    /// It fell behind (queue overflow, or a write that did not finish): `resync`, then 4000.
+    Resync(&'static str),
+    /// The peer closed: echo its close frame.
+    PeerClosed,
+    /// A frame over the size limit: 1009.
+    TooBig,
+    /// Nothing to say: the peer is gone or missed its heartbeats.
+    Drop,
+}
+
+/// The ending for a failed write.
+fn write_failed(e: WriteError, metrics: &PushMetrics) -> Ending {
+    match e {
+        WriteError::Stalled => {
+            tracing::warn!("socket write timed out (peer not reading), closing");
+            metrics.write_timeouts.inc();
+            Ending::Resync("socket write timed out")
+        }
+        WriteError::Gone => Ending::Drop,
+    }
+}
+
 /// A connection after `hello`: registration, pushes, heartbeats, reauth, shutdown.
 async fn serve(
-    mut socket: WebSocket,
+    mut socket: Socket,
     user: AuthUser,
     device_id: String,
     device_name: Option<String>,
@@ -177,19 +214,16 @@ async fn serve(
     // catch-up after `welcome` then cannot miss a change committed in between.
     if let Err(e) = state.subscriber.hold(&user.user_id).await {
         tracing::error!(error = %e, "cannot subscribe to the user's changes");
-        return close(&mut socket, CLOSE_GOING_AWAY, "fan-out unavailable").await;
+        return socket.close(CLOSE_GOING_AWAY, "fan-out unavailable").await;
     }
     let user_id = user.user_id.clone();
     let release = |state: &StateService| state.subscriber.release(&user_id);
     let Ok(mut reg) = state.hub.register(&user.user_id, &device_id, device_name) else {
         tracing::warn!("connection limit reached");
         release(&state);
-        return close(
-            &mut socket,
-            CLOSE_TOO_MANY_CONNECTIONS,
-            "too many connections",
-        )
-        .await;
+        return socket
+            .close(CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
+            .await;
     };
     // A revocation between the token check and the registration found no socket to close.
     if let Some(device) = &user.device_key
@@ -200,7 +234,7 @@ async fn serve(
     {
         state.hub.unregister(&user.user_id, reg.id);
         release(&state);
-        return close(&mut socket, CLOSE_DEVICE_REVOKED, "device revoked").await;
+        return socket.close(CLOSE_DEVICE_REVOKED, "device revoked").await;
     }
     tracing::info!(conn = reg.id, "device connected");
     let mut shutdown = state.hub.shutdown_signal();
@@ -209,91 +243,113 @@ async fn serve(
         device_id: device_id.clone(),
         connection_id: reg.id.to_string(),
     };
-    if send(&mut socket, &welcome).await.is_ok() {
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
-        let mut last_heard = tokio::time::Instant::now();
-        let mut reauth_sent = false;
-        loop {
-            let reauth_at = instant_at(reauth_time(&user));
-            let expired_at = instant_at(user.expires_at + REAUTH_GRACE_SECS);
-            tokio::select! {
-                _ = tokio::time::sleep_until(reauth_at), if !reauth_sent => {
-                    reauth_sent = true;
-                    if send(&mut socket, &ServerMessage::Reauth { expires_at: user.expires_at }).await.is_err() {
-                        break;
+    let ending = match socket.send(&welcome).await {
+        Err(e) => write_failed(e, metrics),
+        Ok(()) => {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.tick().await;
+            let mut last_heard = tokio::time::Instant::now();
+            let mut reauth_sent = false;
+            loop {
+                let reauth_at = instant_at(reauth_time(&user));
+                let expired_at = instant_at(user.expires_at + REAUTH_GRACE_SECS);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(reauth_at), if !reauth_sent => {
+                        reauth_sent = true;
+                        let reauth = ServerMessage::Reauth { expires_at: user.expires_at };
+                        if let Err(e) = socket.send(&reauth).await {
+                            break write_failed(e, metrics);
+                        }
                     }
-                }
-                _ = tokio::time::sleep_until(expired_at) => {
-                    tracing::info!("token expired without reauth, closing");
-                    close(&mut socket, CLOSE_UNAUTHORIZED, "token expired").await;
-                    break;
-                }
-                queued = reg.rx.recv() => match queued {
-                    Some(queued) => {
-                        if send(&mut socket, &queued.msg).await.is_err() {
-                            break;
+                    _ = tokio::time::sleep_until(expired_at) => {
+                        tracing::info!("token expired without reauth, closing");
+                        break Ending::Close(CLOSE_UNAUTHORIZED, "token expired");
+                    }
+                    queued = reg.rx.recv() => {
+                        // Once the hub has ended the queue, what is still in it is not sent.
+                        match reg.ended.load(Ordering::Relaxed) {
+                            ENDED_OVERFLOW => break Ending::Resync("push queue overflow"),
+                            ENDED_REVOKED => break Ending::Close(CLOSE_DEVICE_REVOKED, "device revoked"),
+                            _ => {}
+                        }
+                        let Some(queued) = queued else { break Ending::Drop };
+                        if let Err(e) = socket.send(&queued.msg).await {
+                            break write_failed(e, metrics);
                         }
                         metrics.messages_pushed.inc();
                         if matches!(*queued.msg, ServerMessage::Change(_)) {
                             metrics.push_latency.observe(queued.since.elapsed().as_secs_f64());
                         }
                     }
-                    None => {
-                        match reg.ended.load(Ordering::Relaxed) {
-                            ENDED_OVERFLOW => {
-                                let _ = send(&mut socket, &ServerMessage::Resync { reason: "push queue overflow".into() }).await;
-                                close(&mut socket, CLOSE_RESYNC, "resync").await;
-                            }
-                            ENDED_REVOKED => close(&mut socket, CLOSE_DEVICE_REVOKED, "device revoked").await,
-                            _ => {}
-                        }
-                        break;
-                    }
-                },
-                incoming = socket.recv() => match incoming {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(Message::Text(text))) => {
-                        last_heard = tokio::time::Instant::now();
-                        if let Ok(ClientMessage::Auth { token }) = serde_json::from_str(&text) {
-                            match fresh_user(&state, &token).await {
-                                Ok(fresh) if fresh.user_id == user.user_id && fresh.device_key == user.device_key => {
-                                    if fresh.expires_at > user.expires_at {
-                                        reauth_sent = false;
+                    incoming = socket.recv() => match incoming {
+                        Incoming::Close => break Ending::PeerClosed,
+                        Incoming::TooBig => break Ending::TooBig,
+                        Incoming::Gone => break Ending::Drop,
+                        Incoming::Other => last_heard = tokio::time::Instant::now(),
+                        Incoming::Text(text) => {
+                            last_heard = tokio::time::Instant::now();
+                            if let Ok(ClientMessage::Auth { token }) = serde_json::from_str(&text) {
+                                match fresh_user(&state, &token).await {
+                                    Ok(fresh) if fresh.user_id == user.user_id && fresh.device_key == user.device_key => {
+                                        if fresh.expires_at > user.expires_at {
+                                            reauth_sent = false;
+                                        }
+                                        user = fresh;
                                     }
-                                    user = fresh;
-                                }
-                                Ok(_) => {
-                                    close(&mut socket, CLOSE_UNAUTHORIZED, "token of another user or device").await;
-                                    break;
-                                }
-                                Err(e) => {
-                                    let (code, reason) = refused(&e);
-                                    close(&mut socket, code, reason).await;
-                                    break;
+                                    Ok(_) => break Ending::Close(CLOSE_UNAUTHORIZED, "token of another user or device"),
+                                    Err(e) => {
+                                        let (code, reason) = refused(&e);
+                                        break Ending::Close(code, reason);
+                                    }
                                 }
                             }
                         }
+                    },
+                    _ = ping.tick() => {
+                        if last_heard.elapsed() > IDLE_TIMEOUT {
+                            tracing::info!("peer missed heartbeats, closing");
+                            break Ending::Drop;
+                        }
+                        if let Err(e) = socket.ping().await {
+                            break write_failed(e, metrics);
+                        }
                     }
-                    Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
-                },
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > IDLE_TIMEOUT {
-                        tracing::info!("peer missed heartbeats, closing");
-                        break;
-                    }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        break;
-                    }
-                }
-                _ = shutdown.changed() => {
-                    close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
-                    break;
+                    _ = shutdown.changed() => break Ending::Close(CLOSE_GOING_AWAY, "server shutting down"),
                 }
             }
         }
+    };
+    let leave = |state: &StateService| {
+        state.hub.unregister(&user_id, reg.id);
+        release(state);
+        tracing::info!(conn = reg.id, "device disconnected");
+    };
+    // Our closing frames go out before the hub lets go (shutdown waits for that), then the
+    // peer has what is left of the close timeout to answer.
+    match ending {
+        Ending::Close(code, reason) => {
+            let deadline = socket.start_close(None, code, reason).await;
+            leave(&state);
+            socket.finish_close(deadline).await;
+        }
+        Ending::Resync(reason) => {
+            let resync = ServerMessage::Resync {
+                reason: reason.into(),
+            };
+            let deadline = socket
+                .start_close(Some(&resync), CLOSE_RESYNC, "resync")
+                .await;
+            leave(&state);
+            socket.finish_close(deadline).await;
+        }
+        Ending::PeerClosed => {
+            leave(&state);
+            socket.answer_close().await;
+        }
+        Ending::TooBig => {
+            leave(&state);
+            socket.close_too_big().await;
+        }
+        Ending::Drop => leave(&state),
     }
-    state.hub.unregister(&user.user_id, reg.id);
-    release(&state);
-    tracing::info!(conn = reg.id, "device disconnected");
 }

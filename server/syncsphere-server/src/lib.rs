@@ -5,6 +5,9 @@
 //! in-process, or through Redis when `redis_url` is set so the instance can join a cluster),
 //! `files` (identity provider + File service; publishes changes to Redis) and `state` (push
 //! WebSockets only; verifies tokens against the issuer's JWKS over HTTP and subscribes to Redis).
+//! [`transport::serve`] puts the assembled router on a TCP listener, with its limits.
+
+pub mod transport;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -25,7 +28,7 @@ use syncsphere_files::s3::S3BlobStore;
 pub use syncsphere_files::s3::S3Config;
 use syncsphere_files::{BlobStore, DiskBlobStore, FilesState, MetadataStore, PendingPuts, Staging};
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
-use syncsphere_state::{PushHub, StateService};
+use syncsphere_state::{PushHub, StateService, WsTimeouts};
 use tower_http::trace::TraceLayer;
 
 /// Which services this process runs.
@@ -66,6 +69,8 @@ pub struct AppConfig {
     pub refresh_token_ttl: u64,
     /// Simultaneous WebSocket connections allowed per user.
     pub max_connections_per_user: usize,
+    /// How long a push socket's write and close handshake may take.
+    pub ws_timeouts: WsTimeouts,
     /// `redis://…` for cross-instance fan-out (required by the `files` and `state` roles).
     pub redis_url: Option<String>,
     /// `state` role: the token issuer (`{files public URL}/{pool id}` or a Cognito pool URL).
@@ -101,6 +106,7 @@ impl AppConfig {
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
             max_connections_per_user: syncsphere_state::DEFAULT_MAX_CONNECTIONS_PER_USER,
+            ws_timeouts: WsTimeouts::default(),
             redis_url: None,
             auth_issuer: None,
             jwks_url: None,
@@ -185,6 +191,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             hub: hub.clone(),
             verifier,
             subscriber,
+            timeouts: config.ws_timeouts,
         }));
         return Ok(App {
             router: router.layer(TraceLayer::new_for_http()),
@@ -334,6 +341,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             hub: hub.clone(),
             verifier,
             subscriber,
+            timeouts: config.ws_timeouts,
         }));
     }
     Ok(App {

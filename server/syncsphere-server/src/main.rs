@@ -12,6 +12,7 @@ use clap::Parser;
 use std::time::Duration;
 
 use syncsphere_files::gc::GcPolicy;
+use syncsphere_server::transport::{self, Transport};
 use syncsphere_server::{AppConfig, Role, S3Config, build};
 
 #[derive(Debug, Parser)]
@@ -74,6 +75,15 @@ struct Args {
     /// Simultaneous WebSocket connections allowed per user (all devices together).
     #[arg(long, env = "SYNCSPHERE_MAX_CONNECTIONS_PER_USER", default_value_t = syncsphere_state::DEFAULT_MAX_CONNECTIONS_PER_USER)]
     max_connections_per_user: usize,
+    /// Open connections allowed per client address (an IPv4 address or an IPv6 /64), push
+    /// WebSockets included; past it a connection is answered `429 too_many_connections`. 0 is
+    /// unlimited: behind a reverse proxy every client has the proxy's address, so limit there.
+    #[arg(long, env = "SYNCSPHERE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = transport::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)]
+    max_connections_per_address: usize,
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after as long.
+    #[arg(long, env = "SYNCSPHERE_HEADER_TIMEOUT_SECS", default_value_t = transport::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "SYNCSPHERE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     refresh_token_ttl: u64,
@@ -166,14 +176,16 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %args.data_dir.display(), "ready");
     let hub = app.hub;
     let draining = hub.clone();
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            draining.shutdown();
-        })
-        .await
-        .context("serving")?;
+    let limits = Transport {
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs),
+        max_connections_per_address: args.max_connections_per_address,
+    };
+    transport::serve(listener, app.router, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        draining.shutdown();
+    })
+    .await;
     // WebSockets are upgraded connections the server no longer tracks: let them send their
     // "going away" close frames before the process exits.
     if !hub.drained(std::time::Duration::from_secs(5)).await {
@@ -198,6 +210,7 @@ fn config(args: &Args, database_url: Option<String>, public_url: String) -> AppC
         access_token_ttl: args.access_token_ttl,
         refresh_token_ttl: args.refresh_token_ttl,
         max_connections_per_user: args.max_connections_per_user,
+        ws_timeouts: Default::default(),
         quota_bytes: args.quota_bytes,
         gc_policy: GcPolicy {
             retention: Duration::from_secs(args.retention_days * 24 * 3600),

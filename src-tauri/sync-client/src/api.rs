@@ -46,6 +46,9 @@ const CHUNKS_AHEAD: usize = 8;
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        // The server closes a connection idle for its header timeout (30 s by default): let
+        // go of idle ones before that, so no request is sent on a connection being closed.
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()
         .expect("building the HTTP client")
 }

@@ -30,7 +30,7 @@ CASES = [
  ("set-aside hash re-check", "src-tauri/sync-client/src/engine/aside.rs", "if sha.as_ref().is_ok_and(|s| s == expect) {", "if true {"),
  ("move re-check of content", "src-tauri/sync-client/src/engine/execute.rs", "if now.as_deref() != Some(expect_sha256.as_str()) || occupied {", "if occupied {"),
  ("unreadable never recorded", "src-tauri/sync-client/src/engine.rs", "!(matches!(op, Op::RecordSynced { .. }) && unreadable.covers(op.path()))", "true"),
- ("unreadable names compared folded", "src-tauri/sync-core/src/unreadable.rs", "let norm = |p: &str| if self.fold { key(p) } else { p.to_owned() };", "let norm = |p: &str| p.to_owned();"),
+ ("unreadable names compared folded", "src-tauri/sync-core/src/unreadable.rs", "let norm = |p: &str| if fold { key(p) } else { p.to_owned() };", "let norm = |p: &str| p.to_owned();"),
  ("held files keep their synced spelling", "src-tauri/sync-client/src/engine.rs", "            let mut local = scan.tree.clone();\n            if self.case_insensitive {\n                local = adopt_folder_spelling(&local, &remote, &synced);\n            }\n            let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);\n            let local = unreadable.hold(local, &synced);", "            let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);\n            let mut local = unreadable.hold(scan.tree.clone(), &synced);\n            if self.case_insensitive {\n                local = adopt_folder_spelling(&local, &remote, &synced);\n            }"),
  ("set-aside files held", "src-tauri/sync-client/src/engine.rs", "            scan.unreadable.extend(self.aside_origins());", ""),
 ]

@@ -12,15 +12,24 @@ use crate::clash::key;
 use crate::{LocalFile, LocalTree, Op, RemoteTree, SyncedTree};
 
 /// The paths a scan could not read this time, and how to compare names with them.
-#[derive(Debug, Clone, Copy)]
-pub struct Unreadable<'a> {
-    paths: &'a [String],
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// Each path as compared (folded when `fold`), and whether it is a folder.
+    paths: Vec<(String, bool)>,
     fold: bool,
 }
 
-impl<'a> Unreadable<'a> {
+impl Unreadable {
     /// `paths`: files, and folders ending in `/`; `fold`: the disk ignores case.
-    pub fn new(paths: &'a [String], fold: bool) -> Self {
+    pub fn new(paths: &[String], fold: bool) -> Self {
+        let norm = |p: &str| if fold { key(p) } else { p.to_owned() };
+        let paths = paths
+            .iter()
+            .map(|u| match u.strip_suffix('/') {
+                Some(dir) => (norm(dir), true),
+                None => (norm(u), false),
+            })
+            .collect();
         Unreadable { paths, fold }
     }
 
@@ -30,17 +39,17 @@ impl<'a> Unreadable<'a> {
         if self.paths.is_empty() {
             return false;
         }
-        let norm = |p: &str| if self.fold { key(p) } else { p.to_owned() };
-        let path = norm(path);
-        self.paths.iter().any(|u| match u.strip_suffix('/') {
-            Some(dir) => {
-                let dir = norm(dir);
-                path == dir
-                    || path
-                        .strip_prefix(dir.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            }
-            None => path == norm(u),
+        let path = if self.fold {
+            key(path)
+        } else {
+            path.to_owned()
+        };
+        self.paths.iter().any(|(u, dir)| {
+            path == *u
+                || (*dir
+                    && path
+                        .strip_prefix(u.as_str())
+                        .is_some_and(|rest| rest.starts_with('/')))
         })
     }
 

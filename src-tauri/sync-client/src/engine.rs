@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
 use syncsphere_sync_core::{
-    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, adopt_folder_spelling,
-    brake_deletes, plan,
+    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, brake_deletes, plan,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -25,7 +24,7 @@ use crate::status::{ErrorKind, PROBLEM_LIMIT, PathProblem, PendingDeletes, Statu
 use crate::transfer::Transfers;
 use crate::{SyncError, now_ms};
 
-mod aside;
+pub(crate) mod aside;
 mod execute;
 
 use self::execute::describe;
@@ -315,21 +314,12 @@ impl Engine {
                 device_name: self.device_name.clone(),
                 stamp: self.clock.stamp(),
             };
-            // Folders are re-spelled before unreadable files are held: a held file keeps its
-            // synced spelling, so it plans as unchanged, never as a new file beside its twin.
-            let mut local = scan.tree.clone();
-            if self.case_insensitive {
-                local = adopt_folder_spelling(&local, &remote, &synced);
-            }
             let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);
-            let local = unreadable.hold(local, &synced);
-            let mut ops = plan(&local, &remote, &synced, &ctx);
+            let local = unreadable.local_tree(&scan.tree, &remote, &synced);
             // A file that could not be read stands in the plan as it was last synced: an
-            // assumption, never recorded as what the disk holds (the file may be gone, moved
-            // aside by a pass that died, or different).
-            ops.retain(|op| {
-                !(matches!(op, Op::RecordSynced { .. }) && unreadable.covers(op.path()))
-            });
+            // assumption, so every op involving it — recording it as synced included — waits
+            // (`Unreadable::around`, below, after the brake has counted deletions).
+            let ops = plan(&local, &remote, &synced, &ctx);
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);

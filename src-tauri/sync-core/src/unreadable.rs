@@ -9,7 +9,7 @@
 //! Folding by the server's key may join more names than a disk does; that only holds more.
 
 use crate::clash::key;
-use crate::{LocalFile, LocalTree, Op, RemoteTree, SyncedTree};
+use crate::{LocalFile, LocalTree, Op, RemoteTree, SyncedTree, adopt_folder_spelling};
 
 /// The paths a scan could not read this time, and how to compare names with them.
 #[derive(Debug, Clone)]
@@ -51,6 +51,25 @@ impl Unreadable {
                         .strip_prefix(u.as_str())
                         .is_some_and(|rest| rest.starts_with('/')))
         })
+    }
+
+    /// The local tree the plan uses, from what the scan read: on a case-insensitive disk its
+    /// folders spelled the server's way ([`adopt_folder_spelling`]) — and only then every
+    /// synced file that could not be read held under its exact synced spelling ([`Self::hold`]).
+    /// The other order would re-spell a held file's folder and plan it as a new file beside
+    /// its own synced entry (decision 0023).
+    pub fn local_tree(
+        &self,
+        scanned: &LocalTree,
+        remote: &RemoteTree,
+        synced: &SyncedTree,
+    ) -> LocalTree {
+        let local = if self.fold {
+            adopt_folder_spelling(scanned, remote, synced)
+        } else {
+            scanned.clone()
+        };
+        self.hold(local, synced)
     }
 
     /// `local` with every synced file that could not be read standing as it was last synced,
@@ -174,6 +193,68 @@ mod tests {
         );
         let strict = Unreadable::new(&list, false).hold(local, &synced);
         assert_eq!(strict.len(), 1, "a case-sensitive disk has no such files");
+    }
+
+    #[test]
+    fn folders_are_respelled_before_unreadable_files_are_held() {
+        // Simulation seed 4304's shape: a case-insensitive disk whose `notes/` cannot be
+        // listed, an index with a stale second spelling of one file, and the server spelling
+        // the folder `NOTES`.
+        let synced = SyncedTree::from([
+            ("notes/2026/q1.md".to_string(), synced("old")),
+            ("NOTES/2026/Q1.MD".to_string(), synced("new")),
+            ("NOTES/plan.md".to_string(), synced("p")),
+        ]);
+        let remote = RemoteTree::from([
+            (
+                "NOTES/2026/Q1.MD".to_string(),
+                RemoteFile {
+                    file_id: "id-new".into(),
+                    rev: 1,
+                    sha256: "new".into(),
+                },
+            ),
+            (
+                "NOTES/plan.md".to_string(),
+                RemoteFile {
+                    file_id: "id-p".into(),
+                    rev: 1,
+                    sha256: "p".into(),
+                },
+            ),
+        ]);
+        // The scan read `notes/plan.md` (the disk's spelling) and could not list `notes/2026/`.
+        let scanned = LocalTree::from([(
+            "notes/plan.md".to_string(),
+            LocalFile {
+                sha256: "p".into(),
+                size: 1,
+            },
+        )]);
+        let u = Unreadable::new(&["notes/2026/".to_string()], true);
+        let local = u.local_tree(&scanned, &remote, &synced);
+        let keys: Vec<&str> = local.keys().map(String::as_str).collect();
+        // Each held file exactly as the index spells it; the readable one the server's way.
+        assert_eq!(
+            keys,
+            ["NOTES/2026/Q1.MD", "NOTES/plan.md", "notes/2026/q1.md"]
+        );
+        let ctx = crate::PlanContext {
+            device_name: "laptop".into(),
+            stamp: "2026-02-01 000000".into(),
+        };
+        let ops = crate::plan(&local, &remote, &synced, &ctx);
+        // Nothing plans a copy of, or an upload of, an assumed file; what touches the
+        // unreadable folder waits.
+        assert!(
+            ops.iter()
+                .all(|op| !matches!(op, Op::ConflictCopy { .. } | Op::Upload { .. })),
+            "{ops:?}"
+        );
+        assert!(
+            ops.into_iter().all(|op| u.around(op, &remote).is_none()),
+            "every op here involves the unreadable folder"
+        );
     }
 
     #[test]

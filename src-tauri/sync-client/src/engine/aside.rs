@@ -9,7 +9,7 @@ use crate::local_fs::Kind;
 use crate::scan::STATE_DIR;
 
 /// Where files wait while the engine checks them before deleting or replacing them.
-const ASIDE_DIR: &str = "aside";
+pub(crate) const ASIDE_DIR: &str = "aside";
 
 /// What [`Engine::set_aside`] found.
 pub(super) enum Aside {

@@ -12,8 +12,14 @@
 //! are fsynced (as editors do); the engine's index lives on another disk (a synced folder on
 //! an external drive), so its commits make nothing in the folder durable. Unplugging a drive
 //! is a power cut for that drive.
+//!
+//! **Locked folders**: a folder can be closed to the engine's process while the user still
+//! works in it (macOS's privacy protection of Desktop/Documents, another account's folder, an
+//! ACL): listing it, and touching anything below it, fails with `PermissionDenied`; the
+//! folder itself can still be looked at in its parent. (A real `chmod 000` also lets a
+//! folder be renamed within its parent; here it cannot be moved at all.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
@@ -174,6 +180,15 @@ struct State {
     /// What was written into that folder while the drive was away (hidden under the drive
     /// once it is back, still on the disk).
     under_mount: Vec<Vec<u8>>,
+    /// Folders (by key) the engine's process may not enter: denied to it, not to the user (a
+    /// folder macOS's privacy protection or another account's permissions keep from the app
+    /// while the user works in it with the file manager).
+    locked: BTreeSet<String>,
+    /// The user is acting (through the same calls as the engine): locks do not apply.
+    as_user: bool,
+    /// Names (by key) nothing may be renamed onto (an antivirus or a Windows file-system
+    /// filter holding the name).
+    refused: BTreeSet<String>,
 }
 
 /// A drive mounted on a folder inside the synced folder, unplugged: its files as they survived
@@ -224,8 +239,68 @@ impl FakeFs {
                 unmounted: None,
                 sub_drive: None,
                 under_mount: Vec::new(),
+                locked: BTreeSet::new(),
+                as_user: false,
+                refused: BTreeSet::new(),
             }),
         }
+    }
+
+    /// The engine's process loses access to the folder `rel` and all below it.
+    pub(crate) fn lock(&self, rel: &str) {
+        let key = self.key(rel);
+        self.state.lock().unwrap().locked.insert(key);
+    }
+
+    /// Access to a locked folder (by key) is given back.
+    pub(crate) fn unlock(&self, key: &str) {
+        self.state.lock().unwrap().locked.remove(key);
+    }
+
+    /// Renames onto `rel` fail with `PermissionDenied` (`false`: until allowed again).
+    pub(crate) fn refuse_renames_onto(&self, rel: &str, refuse: bool) {
+        let key = self.key(rel);
+        let mut st = self.state.lock().unwrap();
+        if refuse {
+            st.refused.insert(key);
+        } else {
+            st.refused.remove(&key);
+        }
+    }
+
+    /// The folders (by key) the engine's process may not enter now.
+    pub(crate) fn locked(&self) -> Vec<String> {
+        self.state.lock().unwrap().locked.iter().cloned().collect()
+    }
+
+    /// `PermissionDenied` when the engine may not touch `rel`: it is below a locked folder, or
+    /// (`itself`) is one.
+    fn locked_out(&self, st: &State, rel: &str, itself: bool) -> std::io::Result<()> {
+        if st.locked.is_empty() || st.as_user {
+            return Ok(());
+        }
+        let k = self.key(rel);
+        if st.locked.iter().any(|l| {
+            (itself && k == *l)
+                || k.strip_prefix(l.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("permission denied: {rel}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refused(&self, st: &State, rel: &str) -> std::io::Result<()> {
+        if st.refused.contains(&self.key(rel)) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("renaming onto {rel} is refused"),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn set_chaos(&self, chaos: Chaos) {
@@ -543,7 +618,10 @@ impl FakeFs {
     }
 
     pub(crate) fn user_remove(&self, rel: &str) -> std::io::Result<()> {
-        self.remove_file(&self.root.join(rel))?;
+        self.state.lock().unwrap().as_user = true;
+        let removed = self.remove_file(&self.root.join(rel));
+        self.state.lock().unwrap().as_user = false;
+        removed?;
         self.state.lock().unwrap().disk.fsync_dir();
         Ok(())
     }
@@ -559,7 +637,17 @@ impl FakeFs {
             drop(st);
             Self::then(die, self.rename_now(from, to))?;
         }
-        self.state.lock().unwrap().disk.fsync_dir();
+        let mut st = self.state.lock().unwrap();
+        st.disk.fsync_dir();
+        // A folder closed to the app stays closed under its new name.
+        let (kf, kt) = (self.key(from), self.key(to));
+        st.locked = std::mem::take(&mut st.locked)
+            .into_iter()
+            .map(|l| match l.strip_prefix(kf.as_str()) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{kt}{rest}"),
+                _ => l,
+            })
+            .collect();
         Ok(())
     }
 
@@ -748,6 +836,7 @@ impl FakeFs {
 
     fn meta(&self, rel: &str) -> std::io::Result<Meta> {
         let st = self.state.lock().unwrap();
+        self.locked_out(&st, rel, false)?;
         if rel.is_empty() {
             return Ok(Meta {
                 kind: Kind::Dir,
@@ -797,6 +886,7 @@ impl FakeFs {
         let rel = self.rel(path)?;
         let die = {
             let mut st = self.state.lock().unwrap();
+            self.locked_out(&st, &rel, false)?;
             Self::fault(&mut st, "read", &rel)?
         };
         Self::then(die, self.read(&rel))
@@ -806,6 +896,7 @@ impl FakeFs {
     pub(crate) fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
         let rel = self.rel(path)?;
         let mut st = self.state.lock().unwrap();
+        self.locked_out(&st, &rel, false)?;
         let die = Self::fault(&mut st, "write", &rel)?;
         Self::then(die, self.put_file(&mut st.disk, &rel, data.to_vec()))
     }
@@ -818,6 +909,7 @@ impl LocalFs for FakeFs {
         if Self::fault(&mut st, "read_dir", &rel)? {
             return Err(died());
         }
+        self.locked_out(&st, &rel, true)?;
         let prefix = if rel.is_empty() {
             String::new()
         } else {
@@ -861,6 +953,7 @@ impl LocalFs for FakeFs {
             if Self::fault(&mut st, "hash", &rel)? {
                 return Err(died());
             }
+            self.locked_out(&st, &rel, false)?;
             drop(st);
             self.read(&rel)?
         };
@@ -886,6 +979,7 @@ impl LocalFs for FakeFs {
 
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
         let rel = self.rel(path)?;
+        self.locked_out(&self.state.lock().unwrap(), &rel, false)?;
         String::from_utf8(self.read(&rel)?).map_err(|e| Error::new(ErrorKind::InvalidData, e))
     }
 
@@ -901,6 +995,9 @@ impl LocalFs for FakeFs {
         let (from, to) = (self.rel(from)?, self.rel(to)?);
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "rename", &from)?;
+        self.locked_out(&st, &from, true)?;
+        self.locked_out(&st, &to, false)?;
+        self.refused(&st, &to)?;
         self.race_rename(&mut st, &from, &to);
         drop(st);
         Self::then(die, self.rename_now(&from, &to))
@@ -910,6 +1007,9 @@ impl LocalFs for FakeFs {
         let (from, to) = (self.rel(from)?, self.rel(to)?);
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "rename_no_replace", &from)?;
+        self.locked_out(&st, &from, true)?;
+        self.locked_out(&st, &to, false)?;
+        self.refused(&st, &to)?;
         self.race_rename(&mut st, &from, &to);
         if st.disk.nodes.contains_key(&self.key(&to)) {
             return Self::then(die, Ok(false));
@@ -922,6 +1022,7 @@ impl LocalFs for FakeFs {
         let rel = self.rel(path)?;
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "remove_file", &rel)?;
+        self.locked_out(&st, &rel, false)?;
         let k = self.key(&rel);
         match st.disk.nodes.get(&k) {
             Some(Stored {
@@ -940,6 +1041,7 @@ impl LocalFs for FakeFs {
         let rel = self.rel(path)?;
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "remove_dir", &rel)?;
+        self.locked_out(&st, &rel, false)?;
         let k = self.key(&rel);
         match st.disk.nodes.get(&k) {
             Some(Stored {
@@ -961,6 +1063,7 @@ impl LocalFs for FakeFs {
         let rel = self.rel(path)?;
         let mut st = self.state.lock().unwrap();
         let die = Self::fault(&mut st, "create_dir_all", &rel)?;
+        self.locked_out(&st, &rel, false)?;
         let before: Vec<bool> = prefixes(&rel)
             .iter()
             .map(|p| st.disk.nodes.contains_key(&self.key(p)))

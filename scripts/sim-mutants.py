@@ -6,7 +6,8 @@ nothing misses is not proven).
 
     python3 scripts/sim-mutants.py [SEEDS] [NAME-FILTER...]
 
-SEEDS defaults to 1500; a filter keeps the rules whose name contains it. Each file is restored
+Never commit while it runs: the rule under test is missing from the working tree. SEEDS
+defaults to 1500; a filter keeps the rules whose name contains it. Each file is restored
 after its run, whatever happens. Not part of the test command: about three minutes a rule on
 2 cores. With HEAVY_LOCK=<file> each cargo command holds that lock (`flock`), so builds of
 others sharing the machine take turns with it.
@@ -14,6 +15,7 @@ others sharing the machine take turns with it.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,10 @@ CASES = [
 
 
 def main() -> None:
+    # Killed or interrupted (also where a background shell ignores SIGINT): leave through the
+    # `finally` below, which puts the rule back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(1))
     seeds = sys.argv[1] if len(sys.argv) > 1 else "1500"
     only = sys.argv[2:]
     lock = os.environ.get("HEAVY_LOCK")

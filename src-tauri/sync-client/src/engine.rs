@@ -288,6 +288,7 @@ impl Engine {
             self.pull().await?;
             let folder = self.folder.clone();
             let mut scanner = std::mem::take(&mut self.scanner);
+            scanner.fold_case = self.case_insensitive;
             let fs = self.fs.clone();
             let (scanner, scan) = tokio::task::spawn_blocking(move || {
                 let scan = scanner.scan(fs.as_ref(), &folder);

@@ -68,6 +68,10 @@ pub(crate) fn folder_ignores_case(fs: &dyn LocalFs, folder: &Path) -> std::io::R
 pub(crate) struct Scanner {
     cache: HashMap<String, (Stamp, String)>,
     rules: IgnoreRules,
+    /// The disk ignores case: two names in a folder that differ only in case and Unicode form
+    /// (`Résumé` in NFC beside `re\u{301}sume\u{301}` in NFD, which such a disk keeps apart when
+    /// it does not normalise) are one name to the plan, so they are twins here too.
+    pub(crate) fold_case: bool,
 }
 
 /// `.syncsphereignore` at the top of a folder as last read; re-read only when its size or
@@ -251,24 +255,27 @@ impl Scanner {
             });
             // Two spellings of one folder name where one is empty: the empty one is not a rival
             // (an emptied folder left behind must not hide the other one's files).
+            let fold_case = self.fold_case;
+            let twin_key = |name: &str| -> String {
+                let nfc: String = name.nfc().collect();
+                if fold_case { fold_key(&nfc) } else { nfc }
+            };
             let mut seen: HashMap<String, usize> = HashMap::new();
             for e in &entries {
                 if let Some(n) = e.name.to_str() {
-                    *seen.entry(n.nfc().collect()).or_default() += 1;
+                    *seen.entry(twin_key(n)).or_default() += 1;
                 }
             }
             if seen.values().any(|&n| n > 1) {
                 entries.retain(|e| {
-                    let doubled = e
-                        .name
-                        .to_str()
-                        .is_some_and(|n| seen[&n.nfc().collect::<String>()] > 1);
+                    let doubled = e.name.to_str().is_some_and(|n| seen[&twin_key(n)] > 1);
                     !(doubled
                         && e.kind == Kind::Dir
                         && fs.read_dir(&dir.join(&e.name)).is_ok_and(|l| l.is_empty()))
                 });
             }
             let mut names_here: HashSet<String> = HashSet::new();
+            let mut names_nfc: HashSet<String> = HashSet::new();
             for entry in entries {
                 let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {
                     scan.skipped.push((
@@ -291,16 +298,22 @@ impl Scanner {
                     continue; // symlinks and special files: see the module policy
                 }
                 let full = dir.join(&entry.name);
-                let twin = !names_here.insert(name.clone());
+                let twin = !names_here.insert(twin_key(&name));
                 if twin && !shadow {
-                    scan.skipped.push((
-                        disk_rel.clone(),
+                    let message = if names_nfc.contains(&name) {
                         format!(
                             "another name in this folder is the same in Unicode NFC ('{rel}'); \
                              rename one of them"
-                        ),
-                    ));
+                        )
+                    } else {
+                        format!(
+                            "another name in this folder differs from it only in case and \
+                             Unicode form, which this disk ignores ('{rel}'); rename one of them"
+                        )
+                    };
+                    scan.skipped.push((disk_rel.clone(), message));
                 }
+                names_nfc.insert(name.clone());
                 if twin || shadow {
                     if is_dir {
                         stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), true));
@@ -343,8 +356,17 @@ impl Scanner {
                 }
             }
         }
+        // A shadowed file the first spelling also holds is that one's; the rest stand as synced.
+        let key = |p: &str| {
+            if self.fold_case {
+                fold_key(p)
+            } else {
+                p.to_owned()
+            }
+        };
+        let held: HashSet<String> = scan.tree.keys().map(|p| key(p)).collect();
         for rel in shadowed {
-            if !scan.tree.contains_key(&rel) {
+            if !held.contains(&key(&rel)) {
                 scan.unreadable.push(rel);
             }
         }
@@ -461,6 +483,46 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    #[test]
+    fn on_a_disk_that_ignores_case_names_differing_in_case_and_form_are_twins() {
+        // An NTFS-like disk keeps `Résumé` (NFC) and `re\u{301}sume\u{301}` (NFD) apart, yet the
+        // plan folds both to one name: the first is the folder, the other is reported and its
+        // files the first lacks stand as last synced (simulation seed 5854: the second folder's
+        // file replaced the first one's in the plan, and a save never went up).
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (nfc, nfd) = ("R\u{e9}sum\u{e9}", "re\u{301}sume\u{301}");
+        std::fs::create_dir(root.join(nfc)).unwrap();
+        std::fs::create_dir(root.join(nfd)).unwrap();
+        std::fs::write(root.join(nfc).join("cv.txt"), b"newest").unwrap();
+        std::fs::write(root.join(nfd).join("cv.txt"), b"old").unwrap();
+        std::fs::write(root.join(nfd).join("letter.txt"), b"l").unwrap();
+        let mut scanner = Scanner {
+            fold_case: true,
+            ..Scanner::default()
+        };
+        let scan = scanner.scan(&RealFs, root).unwrap();
+        let paths: Vec<&str> = scan.tree.keys().map(String::as_str).collect();
+        assert_eq!(paths, [format!("{nfc}/cv.txt")]);
+        assert_eq!(
+            scan.tree[&format!("{nfc}/cv.txt")].size,
+            6,
+            "the first one's file"
+        );
+        assert_eq!(scan.skipped.len(), 1, "{:?}", scan.skipped);
+        assert_eq!(scan.skipped[0].0, nfd);
+        assert!(
+            scan.skipped[0].1.contains("only in case"),
+            "{:?}",
+            scan.skipped
+        );
+        // Its `cv.txt` is the first one's; its `letter.txt` stands as last synced.
+        assert_eq!(scan.unreadable, ["r\u{e9}sum\u{e9}/letter.txt"]);
+        // A case-sensitive disk has two folders.
+        let scan = Scanner::default().scan(&RealFs, root).unwrap();
+        assert_eq!(scan.tree.len(), 3, "{:?}", scan.tree.keys());
     }
 
     #[test]

@@ -34,18 +34,16 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
     // collection never sees another test's blobs.
     let s3 = database_url
         .as_ref()
-        .and_then(|_| syncsphere_e2e::s3_settings())
-        .map(
-            |(endpoint, bucket, access_key, secret_key)| syncsphere_server::S3Config {
-                bucket,
-                region: "us-east-1".into(),
-                endpoint: Some(endpoint),
-                path_style: true,
-                prefix: format!("test-{}/", uuid_like()),
-                access_key: Some(access_key),
-                secret_key: Some(secret_key),
-            },
-        );
+        .and_then(|_| syncsphere_test_support::s3_settings())
+        .map(|s3| syncsphere_server::S3Config {
+            bucket: s3.bucket,
+            region: "us-east-1".into(),
+            endpoint: Some(s3.endpoint),
+            path_style: true,
+            prefix: format!("test-{}/", uuid_like()),
+            access_key: Some(s3.access_key),
+            secret_key: Some(s3.secret_key),
+        });
     let db_url = database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("metadata.db").display()));
@@ -1856,12 +1854,6 @@ async fn names_fold_like_case_insensitive_disks(db: Option<String>) {
     assert_eq!(r.json["current"]["path"], "i.txt");
 }
 
-fn postgres() -> Option<String> {
-    let admin = syncsphere_e2e::postgres_admin_url()?;
-    Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
-}
-
-/// Runs a suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
 /// Chunks sent with `x-syncsphere-content`/`x-syncsphere-offset` (in any order) commit like
 /// any others; what the headers claim never replaces the check of the committed hash; bad
 /// header values are refused before anything is stored.
@@ -1970,23 +1962,8 @@ async fn chunks_sent_with_their_place(db: Option<String>) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
-macro_rules! on_both_stores {
-    ($($suite:ident => $sqlite:ident, $postgres:ident;)*) => {$(
-        #[tokio::test]
-        async fn $sqlite() {
-            $suite(None).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            if let Some(url) = postgres() {
-                $suite(Some(url)).await;
-            }
-        }
-    )*};
-}
-
-on_both_stores! {
+// Every suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
+syncsphere_test_support::on_both_stores! {
     small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
@@ -2005,7 +1982,13 @@ on_both_stores! {
 /// error instead of failing uploads later.
 #[tokio::test]
 async fn s3_with_wrong_credentials_is_refused_at_start() {
-    let Some((endpoint, bucket, access_key, _)) = syncsphere_e2e::s3_settings() else {
+    let Some(syncsphere_test_support::S3Settings {
+        endpoint,
+        bucket,
+        access_key,
+        ..
+    }) = syncsphere_test_support::s3_settings()
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

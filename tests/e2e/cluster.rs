@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use syncsphere_e2e::push::{Ws, presence_until, raw_device, refused_upgrade};
-use syncsphere_e2e::{Device, Server, redis_url, same_bytes, wait_for};
+use syncsphere_e2e::{Device, Server, same_bytes, wait_for};
+use syncsphere_test_support::redis_url;
 use tokio_tungstenite::tungstenite::Message;
 
 /// One `files` instance and three `state` instances that accept its tokens, all on `redis`.

@@ -8,8 +8,7 @@ use syncsphere_e2e::push::{
     expect_close, next_change, next_json, presence_until, raw_device, refused_upgrade,
 };
 use syncsphere_e2e::{
-    Device, Process, Server, cognito_token, fresh_postgres_database, postgres_admin_url,
-    same_bytes, signed_in_pair, wait_for, walk,
+    Device, Process, Server, cognito_token, same_bytes, signed_in_pair, wait_for, walk,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -220,10 +219,9 @@ async fn two_devices_sync_through_push_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_sync_through_push_on_postgres() {
-    let Some(admin) = postgres_admin_url() else {
+    let Some(url) = syncsphere_test_support::postgres_database().await else {
         return;
     };
-    let url = fresh_postgres_database(&admin).expect("fresh database");
     scenario(Some(url)).await;
 }
 

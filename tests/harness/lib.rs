@@ -443,64 +443,6 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     }
 }
 
-/// Admin URL of the PostgreSQL server the test command started, if any. Under `CI` its absence
-/// is an error, so the PostgreSQL variants cannot be skipped silently there.
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("SYNCSPHERE_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but SYNCSPHERE_TEST_DATABASE_URL is not: run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!("SKIPPED: SYNCSPHERE_TEST_DATABASE_URL is not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
-
-/// URL of the Redis server the test command started, if any (required under `CI`).
-pub fn redis_url() -> Option<String> {
-    match std::env::var("SYNCSPHERE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but SYNCSPHERE_TEST_REDIS_URL is not: run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!("SKIPPED: SYNCSPHERE_TEST_REDIS_URL is not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
-
-/// Creates a fresh database on the test PostgreSQL server and returns its URL.
-pub fn fresh_postgres_database(admin_url: &str) -> anyhow::Result<String> {
-    let name = format!("e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let out = Command::new("psql")
-        .arg(admin_url)
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .context("running psql")?;
-    if !out.status.success() {
-        bail!(
-            "creating database: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .context("admin URL has no database")?;
-    Ok(format!("{base}/{name}"))
-}
-
 /// Signs in through the server's Cognito API like a tool or a web page would, returning an
 /// access token that is bound to `device_key` when one is given and to no device otherwise.
 pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&str>) -> String {
@@ -531,31 +473,6 @@ pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&st
         .as_str()
         .unwrap_or_else(|| panic!("sign-in failed: {reply}"))
         .to_owned()
-}
-
-/// The test S3 server `scripts/test.sh` starts (s3s-fs): endpoint, bucket, access key, secret.
-/// Missing outside CI means "skip"; under CI it is an error.
-pub fn s3_settings() -> Option<(String, String, String, String)> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        var("SYNCSPHERE_TEST_S3_ENDPOINT"),
-        var("SYNCSPHERE_TEST_S3_BUCKET"),
-        var("SYNCSPHERE_TEST_S3_ACCESS_KEY"),
-        var("SYNCSPHERE_TEST_S3_SECRET_KEY"),
-    ) {
-        (Some(e), Some(b), Some(a), Some(s)) => Some((e, b, a, s)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but SYNCSPHERE_TEST_S3_* are not: run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED S3: SYNCSPHERE_TEST_S3_ENDPOINT is not set (scripts/test.sh sets it)"
-            );
-            None
-        }
-    }
 }
 
 /// Every file under `root` (relative paths, `/`-separated), leaving out the client's state

@@ -8,22 +8,8 @@ use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber
 use syncsphere_events::{DeviceRevocations, Event, Presence, Publisher, Recipient, Subscriber};
 use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ChangeEvent, ChangeKind};
+use syncsphere_test_support::redis_url;
 use tokio::sync::mpsc;
-
-fn redis_url() -> Option<String> {
-    match std::env::var("SYNCSPHERE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but SYNCSPHERE_TEST_REDIS_URL is not: run the tests through scripts/test.sh"
-            )
-        }
-        _ => {
-            eprintln!("SKIPPED: SYNCSPHERE_TEST_REDIS_URL is not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
 
 /// A user id no other run of these tests uses (they may share one Redis).
 fn fresh_user(name: &str) -> String {

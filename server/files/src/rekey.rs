@@ -376,34 +376,9 @@ mod tests {
 
     #[tokio::test]
     async fn rekeys_an_old_database_on_postgres() {
-        let Some(url) = fresh_postgres_database().await else {
+        let Some(url) = syncsphere_test_support::postgres_database().await else {
             return;
         };
         rekeys_an_old_database(&url, "postgres").await;
-    }
-
-    /// A new database on the test PostgreSQL server (`SYNCSPHERE_TEST_DATABASE_URL`, required
-    /// under `CI`), or `None` without one.
-    async fn fresh_postgres_database() -> Option<String> {
-        let admin = match std::env::var("SYNCSPHERE_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("CI is set but SYNCSPHERE_TEST_DATABASE_URL is not")
-            }
-            _ => {
-                eprintln!("SKIPPED: SYNCSPHERE_TEST_DATABASE_URL is not set");
-                return None;
-            }
-        };
-        sqlx::any::install_default_drivers();
-        let name = format!("files_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let (base, _) = admin.rsplit_once('/').expect("admin URL names a database");
-        Some(format!("{base}/{name}"))
     }
 }

@@ -1,7 +1,8 @@
 //! Service tests of the assembled server (auth + files + state routers) through
 //! `tower::ServiceExt::oneshot`, each run twice: on embedded SQLite with blobs on disk, and on a
 //! real PostgreSQL with blobs in a real S3-compatible server (s3s-fs) — the same suite against
-//! both metadata stores and both blob stores.
+//! both metadata stores and both blob stores. Suites that need only the files service are in
+//! `server/files/tests/service/`.
 
 use axum::Router;
 use axum::body::Body;
@@ -34,18 +35,16 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
     // collection never sees another test's blobs.
     let s3 = database_url
         .as_ref()
-        .and_then(|_| syncsphere_e2e::s3_settings())
-        .map(
-            |(endpoint, bucket, access_key, secret_key)| syncsphere_server::S3Config {
-                bucket,
-                region: "us-east-1".into(),
-                endpoint: Some(endpoint),
-                path_style: true,
-                prefix: format!("test-{}/", uuid_like()),
-                access_key: Some(access_key),
-                secret_key: Some(secret_key),
-            },
-        );
+        .and_then(|_| syncsphere_test_support::s3_settings())
+        .map(|s3| syncsphere_server::S3Config {
+            bucket: s3.bucket,
+            region: "us-east-1".into(),
+            endpoint: Some(s3.endpoint),
+            path_style: true,
+            prefix: format!("test-{}/", uuid_like()),
+            access_key: Some(s3.access_key),
+            secret_key: Some(s3.secret_key),
+        });
     let db_url = database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("metadata.db").display()));
@@ -707,34 +706,6 @@ impl Harness {
         .await
     }
 
-    /// `POST /v1/files/{id}/restore`.
-    async fn restore(&self, token: &str, file_id: &str, rev: i64, parent_rev: i64) -> Reply {
-        self.request(
-            "POST",
-            token,
-            &format!("/v1/files/{file_id}/restore"),
-            json!({"rev": rev, "parent_rev": parent_rev}),
-        )
-        .await
-    }
-
-    /// `POST /v1/files/{id}/move`.
-    async fn move_file(
-        &self,
-        token: &str,
-        file_id: &str,
-        new_path: &str,
-        parent_rev: i64,
-    ) -> Reply {
-        self.request(
-            "POST",
-            token,
-            &format!("/v1/files/{file_id}/move"),
-            json!({"new_path": new_path, "parent_rev": parent_rev}),
-        )
-        .await
-    }
-
     async fn request(&self, method: &str, token: &str, uri: &str, body: Value) -> Reply {
         self.send(
             Request::builder()
@@ -1168,278 +1139,6 @@ async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
     assert_eq!(&bytes[..], b"345");
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Every bad path the API must refuse, through every endpoint that takes a path: each is a
-/// `400 invalid_path` and nothing is written (the journal does not move).
-async fn path_attack_table(db: Option<String>) {
-    let h = harness(db).await;
-    let (t, _) = h.user("mallory@example.com").await;
-    let seed = h.put(&t, "path=seed.txt", b"seed").await;
-    assert_eq!(seed.status, StatusCode::OK);
-    let seed_id = seed.json["file_id"].as_str().unwrap().to_owned();
-    let long_name = "n".repeat(256);
-    let long_path = format!("{}/x", "d".repeat(200)).repeat(25);
-    let attacks: Vec<(&str, String)> = vec![
-        ("empty", String::new()),
-        ("absolute", "/etc/passwd".into()),
-        ("parent escape", "../outside".into()),
-        ("nested escape", "a/../../outside".into()),
-        ("dot segment", "a/./b".into()),
-        ("dot", ".".into()),
-        ("dot dot", "..".into()),
-        ("empty segment", "a//b".into()),
-        ("trailing slash", "a/".into()),
-        ("backslash", "a\\b".into()),
-        ("windows escape", "..\\..\\x".into()),
-        ("NUL", "a\0b".into()),
-        ("newline", "a\nb".into()),
-        ("carriage return", "a\rb".into()),
-        ("tab", "a\tb".into()),
-        ("escape", "a\u{1b}[31mred".into()),
-        ("DEL", "a\u{7f}".into()),
-        ("C1 control", "a\u{85}b".into()),
-        ("CON", "CON".into()),
-        ("con lower", "docs/con".into()),
-        ("aux.txt", "aux.txt".into()),
-        ("Nul.tar.gz", "Nul.tar.gz".into()),
-        ("COM1", "COM1".into()),
-        ("com9.log", "x/com9.log".into()),
-        ("LPT3", "lpt3".into()),
-        ("COM superscript", "COM\u{b9}".into()),
-        ("PRN", "PRN.md".into()),
-        ("colon", "a:b".into()),
-        ("drive", "C:/x".into()),
-        ("less than", "a<b".into()),
-        ("greater than", "a>b".into()),
-        ("quote", "a\"b".into()),
-        ("pipe", "a|b".into()),
-        ("question mark", "a?b".into()),
-        ("star", "*.txt".into()),
-        ("trailing space", "name ".into()),
-        ("trailing dot", "dir./x".into()),
-        ("name too long", long_name),
-        ("path too long", long_path),
-    ];
-    for (what, path) in &attacks {
-        let r = h
-            .put(&t, &format!("path={}", percent_encode(path)), b"x")
-            .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "PUT {what}: {}", r.json);
-        assert_eq!(r.json["error"], "invalid_path", "PUT {what}: {}", r.json);
-        let r = h
-            .request(
-                "POST",
-                &t,
-                "/v1/files/commit",
-                json!({"path": path, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            StatusCode::BAD_REQUEST,
-            "commit {what}: {}",
-            r.json
-        );
-        assert_eq!(r.json["error"], "invalid_path", "commit {what}: {}", r.json);
-        let r = h.move_file(&t, &seed_id, path, 1).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "move {what}: {}", r.json);
-        assert_eq!(r.json["error"], "invalid_path", "move {what}: {}", r.json);
-    }
-    let listing = h.get(&t, "/v1/files").await.json;
-    assert_eq!(listing["files"].as_array().unwrap().len(), 1, "{listing}");
-    assert_eq!(listing["files"][0]["path"], "seed.txt");
-    assert_eq!(listing["cursor"], 1, "no attack reached the journal");
-
-    // NFC: a decomposed name is stored composed, and the composed spelling is the same file.
-    let r = h
-        .put(
-            &t,
-            &format!("path={}", percent_encode("cafe\u{301}.txt")),
-            b"1",
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["path"], "caf\u{e9}.txt");
-    let r = h
-        .put(
-            &t,
-            &format!("path={}", percent_encode("caf\u{e9}.txt")),
-            b"2",
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
-    // Case-only renames are allowed (the same file, new spelling).
-    let r = h.move_file(&t, &seed_id, "SEED.txt", 1).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(r.json["path"], "SEED.txt");
-}
-
-/// A name is a file or a folder, never both (case-insensitively): creating, committing, moving
-/// or undeleting a file under a live file, or at a name that holds live files, is a 409 carrying
-/// the file in the way, and writes nothing.
-async fn a_name_is_a_file_or_a_folder(db: Option<String>) {
-    let h = harness(db).await;
-    let (t, _) = h.user("tree@example.com").await;
-    let file = h.put(&t, "path=d", b"a file").await;
-    assert_eq!(file.status, StatusCode::OK, "{}", file.json);
-    let inside = h.put(&t, "path=docs/e.txt", b"in a folder").await;
-    assert_eq!(inside.status, StatusCode::OK, "{}", inside.json);
-    let inside_id = inside.json["file_id"].as_str().unwrap().to_owned();
-    let cursor = h.get(&t, "/v1/files").await.json["cursor"].clone();
-
-    for (what, path, in_the_way) in [
-        ("under a file", "d/e", "d"),
-        ("under a file, other case", "D/e/f", "d"),
-        ("a file where a folder is", "docs", "docs/e.txt"),
-        ("a file where a folder is, other case", "DOCS", "docs/e.txt"),
-    ] {
-        let r = h
-            .put(&t, &format!("path={}", percent_encode(path)), b"x")
-            .await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "PUT {what}: {}", r.json);
-        assert_eq!(r.json["error"], "conflict", "PUT {what}: {}", r.json);
-        assert_eq!(
-            r.json["current"]["path"], in_the_way,
-            "PUT {what}: {}",
-            r.json
-        );
-        let r = h
-            .request(
-                "POST",
-                &t,
-                "/v1/files/commit",
-                json!({"path": path, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CONFLICT, "commit {what}: {}", r.json);
-    }
-    let r = h.move_file(&t, &inside_id, "d/e.txt", 1).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CONFLICT,
-        "move under a file: {}",
-        r.json
-    );
-    assert_eq!(r.json["current"]["path"], "d");
-    let after = h.get(&t, "/v1/files").await.json;
-    assert_eq!(
-        after["cursor"], cursor,
-        "nothing reached the journal: {after}"
-    );
-
-    // Names that merely start alike are not in each other's way.
-    for path in ["d.txt", "dx/e", "docs2", "docs.txt"] {
-        let r = h.put(&t, &format!("path={path}"), b"x").await;
-        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
-    }
-    // The file taking a name does not stand in its own way: `docs/e.txt` → `docs`.
-    let r = h.move_file(&t, &inside_id, "docs", 1).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-
-    // Undeleting a file whose name became a folder meanwhile is refused too.
-    let file_id = file.json["file_id"].as_str().unwrap();
-    let r = h
-        .request(
-            "DELETE",
-            &t,
-            &format!("/v1/files/{file_id}?parent_rev=1"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = h.put(&t, "path=d/new", b"now a folder").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = h.restore(&t, file_id, 1, 2).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "undelete: {}", r.json);
-    assert_eq!(r.json["current"]["path"], "d/new");
-}
-
-/// A per-user quota: commits that would pass it are `507 quota_exceeded` and write nothing;
-/// shrinking, deleting and other users are unaffected.
-async fn quotas(db: Option<String>) {
-    let h = harness_with_quota(db, Some(1000)).await;
-    let (t, _) = h.user("quota@example.com").await;
-    let (other, _) = h.user("roomy@example.com").await;
-    let usage = h.get(&t, "/v1/account/usage").await.json;
-    assert_eq!(usage, json!({"used_bytes": 0, "quota_bytes": 1000}));
-    let big: &'static [u8] = Box::leak(vec![b'x'; 600].into_boxed_slice());
-    let small: &'static [u8] = Box::leak(vec![b'y'; 300].into_boxed_slice());
-    let a = h.put(&t, "path=a.bin", big).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
-    let r = h.put(&t, "path=b.bin", big).await;
-    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.json);
-    assert_eq!(r.json["error"], "quota_exceeded");
-    assert!(
-        r.json["message"].as_str().unwrap().contains("600 of 1000"),
-        "{}",
-        r.json
-    );
-    // A body larger than the whole quota is refused before it is read.
-    let huge: &'static [u8] = Box::leak(vec![b'z'; 1001].into_boxed_slice());
-    assert_eq!(
-        h.put(&t, "path=huge.bin", huge).await.status,
-        StatusCode::INSUFFICIENT_STORAGE
-    );
-    // Chunked commits count too.
-    let r = h
-        .request(
-            "POST",
-            &t,
-            "/v1/files/commit",
-            json!({"path": "c.bin", "size": 600, "sha256": sha_hex(big),
-                   "chunks": [{"sha256": sha_hex(big), "size": 600}]}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.json);
-    let files = h.get(&t, "/v1/files").await.json;
-    assert_eq!(
-        files["files"].as_array().unwrap().len(),
-        1,
-        "nothing written: {files}"
-    );
-    assert_eq!(files["cursor"], 1);
-    // Fits: 600 + 300.
-    assert_eq!(h.put(&t, "path=b.bin", small).await.status, StatusCode::OK);
-    // The other user has a quota of their own.
-    assert_eq!(
-        h.put(&other, "path=a.bin", big).await.status,
-        StatusCode::OK
-    );
-    // Shrinking is always allowed; deleting frees space; restoring counts again.
-    let id = a.json["file_id"].as_str().unwrap().to_owned();
-    let shrunk = h.put(&t, "path=a.bin&parent_rev=1", b"tiny").await;
-    assert_eq!(shrunk.status, StatusCode::OK, "{}", shrunk.json);
-    assert_eq!(h.get(&t, "/v1/account/usage").await.json["used_bytes"], 304);
-    let r = h.restore(&t, &id, 1, 2).await;
-    assert_eq!(r.status, StatusCode::OK, "600 + 300 fits again: {}", r.json);
-    assert_eq!(
-        h.put(&t, "path=d.bin", small).await.status,
-        StatusCode::INSUFFICIENT_STORAGE
-    );
-    let r = h
-        .request(
-            "DELETE",
-            &t,
-            &format!("/v1/files/{id}?parent_rev=3"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    assert_eq!(h.put(&t, "path=d.bin", small).await.status, StatusCode::OK);
-    assert_eq!(h.get(&t, "/v1/account/usage").await.json["used_bytes"], 600);
-}
-
 /// Retention purges old revisions and old trash; the collector deletes what nothing refers to
 /// (after the grace period, which asking about a chunk restarts) and the check stays clean.
 async fn retention_and_garbage_collection(db: Option<String>) {
@@ -1779,89 +1478,6 @@ async fn small_contents_inline(db: Option<String>) {
     assert!(checked.problems.is_empty(), "{checked:?}");
 }
 
-/// Names are compared by Unicode case folding, like the case-insensitive disks clients have
-/// (NTFS, APFS): final and medial sigma, ß and ss, the Kelvin sign and k are one name each, and
-/// a second spelling is a 409 carrying the file in the way — for uploads, commits and moves.
-/// Turkish dotless ı is not i, on those disks or here.
-async fn names_fold_like_case_insensitive_disks(db: Option<String>) {
-    let h = harness(db).await;
-    let (t, _) = h.user("folding@example.com").await;
-    let put = |path: &str| {
-        let query = format!("path={}", percent_encode(path));
-        let (h, t) = (&h, t.clone());
-        async move { h.put(&t, &query, b"x").await }
-    };
-    for (first, others) in [
-        ("οδος.txt", ["ΟΔΟΣ.txt", "οδοσ.txt", "Οδος.TXT"]),
-        ("straße.txt", ["STRASSE.txt", "strasse.txt", "STRAẞE.txt"]),
-        (
-            "kelvin.txt",
-            ["\u{212A}elvin.txt", "KELVIN.txt", "Kelvin.txt"],
-        ),
-    ] {
-        let r = put(first).await;
-        assert_eq!(r.status, StatusCode::OK, "{first}: {}", r.json);
-        for other in others {
-            let r = put(other).await;
-            assert_eq!(
-                r.status,
-                StatusCode::CONFLICT,
-                "{other} after {first}: {}",
-                r.json
-            );
-            assert_eq!(r.json["error"], "conflict", "{other}: {}", r.json);
-            assert_eq!(r.json["current"]["path"], first, "{other}: {}", r.json);
-            let r = h
-                .request(
-                    "POST",
-                    &t,
-                    "/v1/files/commit",
-                    json!({"path": other, "size": 0, "sha256": sha_hex(b""), "chunks": []}),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CONFLICT, "commit {other}: {}", r.json);
-        }
-    }
-    // A folder's name folds too: `ΟΔΟΣ/a` is in the folder of `οδος/b`, so `οδοσ` cannot be a file.
-    let r = put("ΟΔΟΣ/a.txt").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    let r = put("οδοσ").await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
-    assert_eq!(r.json["current"]["path"], "ΟΔΟΣ/a.txt");
-    // Moves are refused the same way.
-    let r = put("other.txt").await;
-    let other_id = r.json["file_id"].as_str().unwrap().to_owned();
-    let r = h.move_file(&t, &other_id, "ΟΔΟΣ.TXT", 1).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
-    assert_eq!(r.json["current"]["path"], "οδος.txt");
-    // The file itself may change its spelling.
-    let first_id = h.get(&t, "/v1/files").await.json["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "οδος.txt")
-        .unwrap()["file_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = h.move_file(&t, &first_id, "ΟΔΟΣ.txt", 1).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-    // Not special: dotless ı and dotted İ are not i.
-    for path in ["i.txt", "ı.txt", "İ.txt"] {
-        let r = put(path).await;
-        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
-    }
-    let r = put("I.txt").await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
-    assert_eq!(r.json["current"]["path"], "i.txt");
-}
-
-fn postgres() -> Option<String> {
-    let admin = syncsphere_e2e::postgres_admin_url()?;
-    Some(syncsphere_e2e::fresh_postgres_database(&admin).expect("fresh database"))
-}
-
-/// Runs a suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
 /// Chunks sent with `x-syncsphere-content`/`x-syncsphere-offset` (in any order) commit like
 /// any others; what the headers claim never replaces the check of the committed hash; bad
 /// header values are refused before anything is stored.
@@ -1970,42 +1586,29 @@ async fn chunks_sent_with_their_place(db: Option<String>) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
-macro_rules! on_both_stores {
-    ($($suite:ident => $sqlite:ident, $postgres:ident;)*) => {$(
-        #[tokio::test]
-        async fn $sqlite() {
-            $suite(None).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            if let Some(url) = postgres() {
-                $suite(Some(url)).await;
-            }
-        }
-    )*};
-}
-
-on_both_stores! {
+// Every suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
+syncsphere_test_support::on_both_stores! {
     small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
-    quotas => quotas_on_sqlite, quotas_on_postgres;
-    path_attack_table => path_attack_table_on_sqlite, path_attack_table_on_postgres;
-    a_name_is_a_file_or_a_folder => a_name_is_a_file_or_a_folder_on_sqlite, a_name_is_a_file_or_a_folder_on_postgres;
     chunked_uploads_resume_dedup_and_ranges => chunked_uploads_resume_dedup_and_ranges_on_sqlite, chunked_uploads_resume_dedup_and_ranges_on_postgres;
     devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
     files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
-    names_fold_like_case_insensitive_disks => names_fold_like_case_insensitive_disks_on_sqlite, names_fold_like_case_insensitive_disks_on_postgres;
 }
 
 /// The S3 server checks signatures: wrong credentials stop the server at start with a clear
 /// error instead of failing uploads later.
 #[tokio::test]
 async fn s3_with_wrong_credentials_is_refused_at_start() {
-    let Some((endpoint, bucket, access_key, _)) = syncsphere_e2e::s3_settings() else {
+    let Some(syncsphere_test_support::S3Settings {
+        endpoint,
+        bucket,
+        access_key,
+        ..
+    }) = syncsphere_test_support::s3_settings()
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,13 @@ fn services_depend_on_each_other_only_through_the_allowed_edges() {
         "syncsphere-state",
         "syncsphere-server",
     ];
+    let client_side = [
+        "syncsphere-sync-core",
+        "syncsphere-sync-client",
+        "syncsphere-cli",
+        "syncsphere-desktop",
+        "syncsphere-e2e",
+    ];
     let rules: &[(&str, &[&str])] = &[
         (
             "syncsphere-events",
@@ -89,6 +96,9 @@ fn services_depend_on_each_other_only_through_the_allowed_edges() {
         ("syncsphere-sync-client", &server_internals),
         ("syncsphere-cli", &server_internals),
         ("syncsphere-desktop", &server_internals),
+        // Server test fixtures know nothing of the client (nor of the end-to-end harness,
+        // which starts client processes).
+        ("syncsphere-test-support", &client_side),
     ];
     let mut crossings = Vec::new();
     for (package, never) in rules {
@@ -118,5 +128,14 @@ fn services_depend_on_each_other_only_through_the_allowed_edges() {
         on_files,
         ["syncsphere-server"],
         "only the binary depends on files"
+    );
+    let on_test_support: Vec<&String> = graph
+        .iter()
+        .filter(|(_, deps)| deps.contains("syncsphere-test-support"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        on_test_support.is_empty(),
+        "test fixtures are a dev-dependency only: {on_test_support:?}"
     );
 }

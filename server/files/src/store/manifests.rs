@@ -1,0 +1,54 @@
+//! Manifests of chunked contents: which chunks, in order, make a content.
+
+use sqlx::Row;
+use syncsphere_protocol::ChunkRef;
+
+use super::MetadataStore;
+use crate::{FilesError, now_ms};
+
+impl MetadataStore {
+    /// Records that content `sha256` of the user is the concatenation of `chunks` (idempotent).
+    pub async fn put_manifest(
+        &self,
+        user_id: &str,
+        sha256: &str,
+        size: i64,
+        chunks: &[ChunkRef],
+    ) -> Result<(), FilesError> {
+        let list: Vec<(&str, i64)> = chunks.iter().map(|c| (c.sha256.as_str(), c.size)).collect();
+        sqlx::query(
+            "INSERT INTO content_manifests (user_id, sha256, size, chunks, created_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, sha256) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(sha256)
+        .bind(size)
+        .bind(serde_json::to_string(&list).expect("chunk lists serialise"))
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The chunks of a chunked content, or `None` for a content stored as one blob.
+    pub async fn manifest(
+        &self,
+        user_id: &str,
+        sha256: &str,
+    ) -> Result<Option<Vec<ChunkRef>>, FilesError> {
+        let row =
+            sqlx::query("SELECT chunks FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
+                .bind(user_id)
+                .bind(sha256)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let list: Vec<(String, i64)> = serde_json::from_str(&row.get::<String, _>("chunks"))
+            .map_err(|e| FilesError::Blob(std::io::Error::other(format!("bad manifest: {e}"))))?;
+        Ok(Some(
+            list.into_iter()
+                .map(|(sha256, size)| ChunkRef { sha256, size })
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,312 @@
+//! File metadata, revisions and the change journal in the metadata database: one
+//! [`MetadataStore`], its methods grouped by what they own — the write path and the
+//! mutations (here), files and the name rules ([`files`]), the journal and the rows one
+//! commit writes ([`journal`]), history, restore and trash ([`revisions`]), [`quota`], and
+//! chunked contents' manifests ([`manifests`]). Never decides HTTP statuses.
+//!
+//! Every mutating operation runs in one transaction that increments the user's journal head
+//! (`journal_heads.last_seq`): first on PostgreSQL, where that row lock serialises a user's
+//! commits; last on SQLite, which has a single writer anyway. So the `parent_rev` check, the
+//! metadata update, the revision row and the journal entry are atomic and `seq` is gap-free.
+//! On SQLite the operation runs inside a group commit ([`crate::group_commit`]): operations
+//! queued behind each other share one transaction and one `COMMIT`, which is why every
+//! operation makes all of its checks before its first write.
+
+mod files;
+mod journal;
+mod manifests;
+mod quota;
+mod revisions;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use syncsphere_db::{Db, Dialect};
+use syncsphere_protocol::{ChangeEvent, ChangeKind, FileMeta};
+
+use crate::group_commit::{GroupCommit, Op, OpTx};
+use crate::{FilesError, now_ms, rekey};
+use files::stale;
+use journal::Outcome;
+
+pub use syncsphere_protocol::path_key;
+
+/// Largest page of `GET /v1/changes`.
+pub const MAX_CHANGES_PAGE: i64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    db: Db,
+    /// Most bytes a user's live files may hold (`None`: unlimited).
+    quota: Option<i64>,
+    /// The SQLite writer's batches (unused on PostgreSQL); shared by clones.
+    group: Arc<GroupCommit>,
+    /// Set once `files.path_key` holds the current keys (see [`crate::rekey`]); shared by clones.
+    keys_current: Arc<tokio::sync::OnceCell<()>>,
+}
+
+/// New content for a path: already durable in the blob store, or carried here (`inline`) to
+/// be written into `inline_blobs` by the commit itself (see [`crate::inline`]).
+#[derive(Debug, Clone)]
+pub struct NewContent<'a> {
+    pub path: &'a str,
+    pub parent_rev: Option<i64>,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub device: Option<&'a str>,
+    /// The content's bytes, when it is small enough to live in the metadata database. The
+    /// caller has checked that they hash to `sha256` and are `size` bytes long.
+    pub inline: Option<&'a [u8]>,
+}
+
+/// Boxes an operation for [`MetadataStore::write`] (the signature guides closure inference).
+fn op<T>(
+    f: impl for<'t, 'c> FnOnce(
+        &'t MetadataStore,
+        &'t mut OpTx<'c>,
+    ) -> BoxFuture<'t, Result<T, FilesError>>
+    + Send
+    + 'static,
+) -> Op<T> {
+    Box::new(f)
+}
+
+impl MetadataStore {
+    pub fn new(db: Db) -> Self {
+        MetadataStore {
+            db,
+            quota: None,
+            group: Arc::default(),
+            keys_current: Arc::default(),
+        }
+    }
+
+    /// Brings the stored path keys up to the current key function (once per database, see
+    /// [`crate::rekey`]; once per process it is checked). Writes and the name check wait for
+    /// it; a server may call it at start-up to fail early.
+    pub async fn upgrade_path_keys(&self) -> Result<(), FilesError> {
+        self.keys_current
+            .get_or_try_init(|| async {
+                let report = rekey::rekey(&self.db).await?;
+                if report != rekey::RekeyReport::default() {
+                    tracing::info!(?report, "path keys recomputed");
+                }
+                Ok::<_, FilesError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, the
+    /// next group commit's on SQLite. The result comes back once committed.
+    async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T, FilesError> {
+        self.upgrade_path_keys().await?;
+        match self.db.dialect {
+            Dialect::Postgres => {
+                let mut tx = self.db.pool.begin().await?;
+                let value = op(self, &mut OpTx::new(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            Dialect::Sqlite => self.group.submit(self.clone(), op).await,
+        }
+    }
+
+    /// Creates a file (`parent_rev` = `None`) or replaces the content of the live file at the
+    /// path whose current revision is `parent_rev`.
+    pub async fn commit_content(
+        &self,
+        user_id: &str,
+        new: NewContent<'_>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let user = user_id.to_owned();
+        let (path, sha256) = (new.path.to_owned(), new.sha256.to_owned());
+        let device = new.device.map(str::to_owned);
+        let inline = new.inline.map(<[u8]>::to_vec);
+        let (parent_rev, size) = (new.parent_rev, new.size);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                let new = NewContent {
+                    path: &path,
+                    parent_rev,
+                    size,
+                    sha256: &sha256,
+                    device: device.as_deref(),
+                    inline: inline.as_deref(),
+                };
+                store.commit_content_in(tx, &user, new).await
+            })
+        }))
+        .await
+    }
+
+    /// Deletes the live file `file_id` if it is at `parent_rev`.
+    pub async fn delete(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (user, file) = (user_id.to_owned(), file_id.to_owned());
+        let device = device.map(str::to_owned);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                store
+                    .delete_in(tx, &user, &file, parent_rev, device.as_deref())
+                    .await
+            })
+        }))
+        .await
+    }
+
+    /// Moves or renames the live file `file_id` (keeping its id) if it is at `parent_rev`.
+    pub async fn move_file(
+        &self,
+        user_id: &str,
+        file_id: &str,
+        new_path: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let (user, file, path) = (user_id.to_owned(), file_id.to_owned(), new_path.to_owned());
+        let device = device.map(str::to_owned);
+        self.write(op(move |store, tx| {
+            Box::pin(async move {
+                store
+                    .move_file_in(tx, &user, &file, &path, parent_rev, device.as_deref())
+                    .await
+            })
+        }))
+        .await
+    }
+
+    async fn commit_content_in(
+        &self,
+        tx: &mut OpTx<'_>,
+        user_id: &str,
+        new: NewContent<'_>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let seq = self.seq_first(tx, user_id).await?;
+        let mut state = Self::path_state(tx, user_id, new.path, None, true).await?;
+        let current = state.take_current(new.path)?;
+        let clash = state.clash;
+        let old_size = current.as_ref().map_or(0, |c| c.size);
+        self.check_quota(tx, user_id, old_size, new.size).await?;
+        let now = now_ms();
+        let (meta, event) = match (current, new.parent_rev) {
+            (None, None) => {
+                if let Some(other) = clash {
+                    return Err(Self::clash(new.path, other));
+                }
+                (
+                    FileMeta {
+                        file_id: uuid::Uuid::new_v4().to_string(),
+                        path: new.path.to_owned(),
+                        rev: 1,
+                        size: new.size,
+                        sha256: new.sha256.to_owned(),
+                        deleted: false,
+                        modified_ms: now,
+                    },
+                    ChangeKind::Created,
+                )
+            }
+            (Some(cur), Some(parent)) if cur.rev == parent => (
+                FileMeta {
+                    path: new.path.to_owned(),
+                    rev: cur.rev + 1,
+                    size: new.size,
+                    sha256: new.sha256.to_owned(),
+                    modified_ms: now,
+                    ..cur
+                },
+                ChangeKind::Updated,
+            ),
+            (Some(cur), None) => {
+                return Err(FilesError::conflict(
+                    format!("'{}' already exists", cur.path),
+                    Some(cur),
+                ));
+            }
+            (Some(cur), Some(parent)) => return Err(stale(cur, parent)),
+            (None, Some(parent)) => {
+                return Err(FilesError::conflict(
+                    format!(
+                        "'{}' no longer exists (expected revision {parent})",
+                        new.path
+                    ),
+                    None,
+                ));
+            }
+        };
+        let outcome = Outcome {
+            meta: &meta,
+            event,
+            old_path: None,
+            device: new.device,
+            inline: new.inline,
+        };
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
+        Ok((meta, change))
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn delete_in(
+        &self,
+        tx: &mut OpTx<'_>,
+        user_id: &str,
+        file_id: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let seq = self.seq_first(tx, user_id).await?;
+        let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
+        let meta = FileMeta {
+            rev: cur.rev + 1,
+            size: 0,
+            sha256: String::new(),
+            deleted: true,
+            modified_ms: now_ms(),
+            ..cur
+        };
+        let outcome = Outcome::of(&meta, ChangeKind::Deleted, None, device);
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
+        Ok((meta, change))
+    }
+
+    async fn move_file_in(
+        &self,
+        tx: &mut OpTx<'_>,
+        user_id: &str,
+        file_id: &str,
+        new_path: &str,
+        parent_rev: i64,
+        device: Option<&str>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        let seq = self.seq_first(tx, user_id).await?;
+        let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
+        if let Some(other) = Self::other_live_at(tx, user_id, new_path, file_id).await? {
+            return Err(FilesError::conflict(
+                format!("'{}' already exists", other.path),
+                Some(other),
+            ));
+        }
+        Self::ensure_file_or_directory(tx, user_id, new_path, Some(file_id)).await?;
+        let old_path = cur.path.clone();
+        let meta = FileMeta {
+            path: new_path.to_owned(),
+            rev: cur.rev + 1,
+            modified_ms: now_ms(),
+            ..cur
+        };
+        let outcome = Outcome::of(&meta, ChangeKind::Moved, Some(&old_path), device);
+        let change = Self::finish(tx, user_id, seq, outcome).await?;
+        Ok((meta, change))
+    }
+}

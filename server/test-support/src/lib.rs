@@ -1,0 +1,120 @@
+//! Fixtures for server tests: the PostgreSQL, Redis and S3 servers `scripts/test.sh` starts,
+//! read from the variables it exports, fresh databases on them, and [`on_both_stores!`] (one
+//! suite on SQLite and on PostgreSQL).
+//!
+//! A fixture whose variable is not set prints `SKIPPED: …` and returns `None`, so a plain
+//! `cargo test` runs the rest; with `CI` set it panics instead, so CI never skips silently.
+//!
+//! **Boundary:** knows nothing of the client nor of the services (no workspace dependency;
+//! checked by `syncsphere-server/tests/dependencies.rs`).
+
+/// Admin URL of the test PostgreSQL server (a database the tests may `CREATE DATABASE` from).
+pub const DATABASE_URL_VAR: &str = "SYNCSPHERE_TEST_DATABASE_URL";
+/// URL of the test Redis server.
+pub const REDIS_URL_VAR: &str = "SYNCSPHERE_TEST_REDIS_URL";
+/// The test S3 server: endpoint, bucket and credentials.
+pub const S3_VARS: [&str; 4] = [
+    "SYNCSPHERE_TEST_S3_ENDPOINT",
+    "SYNCSPHERE_TEST_S3_BUCKET",
+    "SYNCSPHERE_TEST_S3_ACCESS_KEY",
+    "SYNCSPHERE_TEST_S3_SECRET_KEY",
+];
+
+/// The value of `name` if set and not empty.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `None` (printed as skipped) outside CI; a panic under `CI`.
+fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but {what} is not: run the tests through scripts/test.sh");
+    }
+    eprintln!("SKIPPED: {what} is not set (scripts/test.sh sets it)");
+    None
+}
+
+/// Admin URL of the test PostgreSQL server ([`DATABASE_URL_VAR`]).
+pub fn postgres_admin_url() -> Option<String> {
+    var(DATABASE_URL_VAR).or_else(|| missing(DATABASE_URL_VAR))
+}
+
+/// URL of the test Redis server ([`REDIS_URL_VAR`]).
+pub fn redis_url() -> Option<String> {
+    var(REDIS_URL_VAR).or_else(|| missing(REDIS_URL_VAR))
+}
+
+/// Where the test S3 server is and how to sign in to it ([`S3_VARS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// The test S3 server (an S3-compatible s3s-fs that checks signatures), if set.
+pub fn s3_settings() -> Option<S3Settings> {
+    let [endpoint, bucket, access_key, secret_key] = S3_VARS.map(var);
+    match (endpoint, bucket, access_key, secret_key) {
+        (Some(endpoint), Some(bucket), Some(access_key), Some(secret_key)) => Some(S3Settings {
+            endpoint,
+            bucket,
+            access_key,
+            secret_key,
+        }),
+        _ => missing("SYNCSPHERE_TEST_S3_*"),
+    }
+}
+
+/// Creates a new, empty database on the PostgreSQL server of `admin_url` and returns its URL;
+/// its name starts with `prefix` (a letter and lowercase letters, digits or `_`).
+pub async fn fresh_postgres_database(admin_url: &str, prefix: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| sqlx::Error::Configuration("the admin URL names no database".into()))?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// A new database on the test PostgreSQL server, or `None` (skipped) without one.
+pub async fn postgres_database() -> Option<String> {
+    let admin = postgres_admin_url()?;
+    Some(
+        fresh_postgres_database(&admin, "test")
+            .await
+            .expect("creating a database on the test PostgreSQL server"),
+    )
+}
+
+/// Runs each suite (`async fn(Option<String>)`, the PostgreSQL URL or `None` for SQLite) as two
+/// tests: `$sqlite` with `None`, and `$postgres` with a fresh database on the test PostgreSQL
+/// server (skipped without one, see [`postgres_database`]). The calling crate needs `tokio`.
+///
+/// ```text
+/// syncsphere_test_support::on_both_stores! {
+///     quotas => quotas_on_sqlite, quotas_on_postgres;
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($suite:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            $suite(None).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some(url) = $crate::postgres_database().await {
+                $suite(Some(url)).await;
+            }
+        }
+    )*};
+}

@@ -127,6 +127,21 @@ ensure_s3s_fs() {
   fi
 }
 
+# schemathesis (PyPI), the contract tester of tests/contract/run.sh: a venv of its own under
+# the scripts' cache directory, the pinned version, installed from PyPI once (~10 s); sets
+# SCHEMATHESIS to its executable.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/schemathesis-$SCHEMATHESIS_VERSION"
+  SCHEMATHESIS="$venv/bin/schemathesis"
+  if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI, into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}
+
 # Starts s3s-fs on a free loopback port with one bucket; sets S3_ENDPOINT_TEST, S3_BUCKET_TEST,
 # S3_ACCESS_KEY_TEST and S3_SECRET_KEY_TEST.
 start_s3() {

@@ -826,7 +826,7 @@ async fn devices_registration_listing_and_revocation(db: Option<String>) {
             &laptop,
             "laptop-1",
             json!("not an object"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
         ),
     ] {
         let r = register(token, id, body.clone()).await;

@@ -9,7 +9,7 @@
 #   tests/contract/run.sh
 #
 # Env: SERVER_BIN (default "$CARGO_TARGET_DIR/debug/syncsphere-server", built by
-# scripts/test.sh), CONTRACT_EXAMPLES (examples per operation, default 25), CONTRACT_SEED
+# scripts/test.sh), CONTRACT_EXAMPLES (examples per operation, default 200), CONTRACT_SEED
 # (default 1), ARTIFACTS_DIR (default artifacts: the JUnit report and the server log land in
 # ARTIFACTS_DIR/contract). Starts one server on 127.0.0.1 and stops exactly that PID.
 set -euo pipefail
@@ -64,17 +64,18 @@ log "contract: schemathesis $SCHEMATHESIS_VERSION against $URL/v1/openapi.json"
 # Every check, every phase (examples, coverage, fuzzing, stateful); a fixed seed and no
 # example database, so a run replays; settings that are not flags are in schemathesis.toml.
 started=$SECONDS
-SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$ROOT/tests/contract" \
+# From the server's temporary directory, so the tool's own cache (.schemathesis/) goes with it.
+(cd "$DATA" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$ROOT/tests/contract" \
   "$SCHEMATHESIS" --config-file "$ROOT/tests/contract/schemathesis.toml" run "$URL/v1/openapi.json" \
   --url "$URL" \
   --header "Authorization: Bearer $TOKEN" \
   --checks all \
   --phases examples,coverage,fuzzing,stateful \
-  --max-examples "${CONTRACT_EXAMPLES:-25}" \
+  --max-examples "${CONTRACT_EXAMPLES:-200}" \
   --seed "${CONTRACT_SEED:-1}" \
   --generation-database none \
   --workers 1 \
   --request-timeout 30 \
   --no-color \
-  --report junit --report-dir "$OUT"
+  --report junit --report-dir "$OUT")
 log "contract: no findings ($((SECONDS - started)) s)"

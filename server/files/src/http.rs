@@ -561,6 +561,23 @@ async fn restore(
 ) -> Result<Json<FileMeta>, FilesError> {
     let req: RestoreRequest = json(body)?;
     let device = device(&headers, &user)?;
+    // A revision that deleted the file has no content to bring back: the file's state refuses
+    // the request, not its form (a revision never changes, so this check before the
+    // transaction is exact; the store refuses it too).
+    if let Some(old) = state
+        .store
+        .revision(&user.user_id, &file_id, req.rev)
+        .await?
+        && old.deleted
+    {
+        return Err(FilesError::conflict(
+            format!(
+                "revision {} deleted the file; restore an earlier revision",
+                req.rev
+            ),
+            state.store.get(&user.user_id, &file_id).await?,
+        ));
+    }
     let (meta, change) = state
         .store
         .restore(

@@ -635,7 +635,8 @@ async fn revisions_restore_and_trash(db: Option<String>) {
             json!({"rev": 4, "parent_rev": 4}),
         ))
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "rev 4 is the deletion");
+    assert_eq!(r.status, StatusCode::CONFLICT, "rev 4 is the deletion");
+    assert_eq!(r.json["current"]["file_id"], id.as_str(), "{}", r.json);
     // While another file holds the path, undelete is a conflict naming that file.
     let squatter = h.put(&t, "path=NOTES.txt", b"new file").await.json;
     let r = h

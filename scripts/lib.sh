@@ -24,6 +24,8 @@ APT_PACKAGES=(
   # tests: a real Secret Service for the keychain (libsecret's secret-tool reads it back) and
   # a tray host under Xvfb for the tray menu test
   gnome-keyring libsecret-tools trayer
+  # tests: the REST contract (schemathesis in a venv; jq reads the sign-in)
+  python3-venv jq
 )
 
 # Installs whatever of the above is missing (idempotent, quick when all is there).

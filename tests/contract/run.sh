@@ -17,6 +17,8 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts" && pwd)/lib.sh"
 cd "$ROOT"
 
+APT_PACKAGES=(python3-venv jq curl)
+ensure_apt
 ensure_schemathesis
 SERVER_BIN="${SERVER_BIN:-$BIN/syncsphere-server}"
 [ -x "$SERVER_BIN" ] || { echo "no $SERVER_BIN: cargo build -p syncsphere-server first" >&2; exit 1; }

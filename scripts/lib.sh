@@ -24,6 +24,8 @@ APT_PACKAGES=(
   # tests: a real Secret Service for the keychain (libsecret's secret-tool reads it back) and
   # a tray host under Xvfb for the tray menu test
   gnome-keyring libsecret-tools trayer
+  # tests: the REST contract (schemathesis in a venv; jq reads the sign-in)
+  python3-venv jq
 )
 
 # Installs whatever of the above is missing (idempotent, quick when all is there).
@@ -124,6 +126,21 @@ ensure_s3s_fs() {
   if ! command -v s3s-fs >/dev/null || ! s3s-fs --version 2>/dev/null | grep -q '0.14.1'; then
     log "installing s3s-fs 0.14.1 (cargo install, once)"
     cargo install s3s-fs --version 0.14.1 --features binary --locked
+  fi
+}
+
+# schemathesis (PyPI), the contract tester of tests/contract/run.sh: a venv of its own under
+# the scripts' cache directory, the pinned version, installed from PyPI once (~10 s); sets
+# SCHEMATHESIS to its executable.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/schemathesis-$SCHEMATHESIS_VERSION"
+  SCHEMATHESIS="$venv/bin/schemathesis"
+  if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI, into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   fi
 }
 

@@ -2,7 +2,8 @@
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
 # checks formatting and lints, starts a throwaway PostgreSQL, Redis and S3 server (s3s-fs), runs all Rust tests (unit,
 # service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
-# of one files and three state instances), the UI unit tests, and the desktop installers: the
+# of one files and three state instances), the REST contract (schemathesis against the OpenAPI
+# document a real server serves), the UI unit tests, and the desktop installers: the
 # .deb is built, installed with dpkg and the installed app driven under Xvfb through tauri-driver.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -33,6 +34,8 @@ export SYNCSPHERE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_TEST" SYNCSPHERE_TEST_S3_SE
 
 log "cargo test (workspace)"
 cargo test --workspace --locked
+
+tests/contract/run.sh   # schemathesis against the served OpenAPI document; artifacts/contract/
 
 log "UI unit tests (vitest)"
 (cd ui && npm test --silent)

@@ -15,11 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use serde::Deserialize as _;
 use sqlx::Row;
 use syncsphere_db::Db;
 use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
@@ -42,6 +44,11 @@ pub enum DeviceError {
     InvalidId,
     #[error("{0}")]
     BadRequest(String),
+    /// The body does not say it is JSON (HTTP 415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("a token bound to device {0} can only act for that device")]
     WrongDevice(String),
     #[error("this device was unlinked from the account; sign in again as a new device")]
@@ -58,6 +65,10 @@ impl IntoResponse for DeviceError {
             DeviceError::InvalidId | DeviceError::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
             }
+            DeviceError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest)
+            }
+            DeviceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             DeviceError::WrongDevice(_) => (StatusCode::FORBIDDEN, ErrorCode::BadRequest),
             DeviceError::Revoked => (StatusCode::CONFLICT, ErrorCode::DeviceRevoked),
             DeviceError::Store(_) | DeviceError::Presence(_) => {
@@ -79,6 +90,17 @@ impl IntoResponse for DeviceError {
             }),
         )
             .into_response()
+    }
+}
+
+impl From<JsonRejection> for DeviceError {
+    /// Over the body limit 413, not declared as JSON 415, anything else (syntax, shape) 400.
+    fn from(e: JsonRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => DeviceError::TooLarge(e.body_text()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => DeviceError::UnsupportedMediaType(e.body_text()),
+            _ => DeviceError::BadRequest(e.body_text()),
+        }
     }
 }
 
@@ -373,9 +395,18 @@ async fn register(
     State(state): State<DevicesState>,
     user: AuthUser,
     Path(device_id): Path<String>,
-    Json(body): Json<RegisterDevice>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<StatusCode, DeviceError> {
     check_device_id(&device_id)?;
+    let Json(body) = body?;
+    // An object only: serde would take an array for the struct, field by field.
+    if !body.is_object() {
+        return Err(DeviceError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let body = RegisterDevice::deserialize(body)
+        .map_err(|e| DeviceError::BadRequest(format!("invalid body: {e}")))?;
     if let Some(bound) = &user.device_key
         && *bound != device_id
     {

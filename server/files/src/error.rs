@@ -10,6 +10,9 @@ pub enum FilesError {
     InvalidPath(#[from] PathError),
     #[error("{0}")]
     BadRequest(String),
+    /// A body that does not say it is what the operation takes (HTTP 415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("file not found")]
     NotFound,
     #[error("{message}")]
@@ -49,6 +52,9 @@ impl IntoResponse for FilesError {
         let (status, code) = match &self {
             FilesError::InvalidPath(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidPath),
             FilesError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            FilesError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest)
+            }
             FilesError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             FilesError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
             FilesError::MissingChunks(_) => (StatusCode::BAD_REQUEST, ErrorCode::MissingChunks),

@@ -6,11 +6,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use syncsphere_auth::AuthUser;
 use syncsphere_events::Event;
@@ -57,6 +58,25 @@ pub fn router(state: FilesState) -> Router {
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, FilesError> {
     q.map(|Query(t)| t)
         .map_err(|e| FilesError::BadRequest(e.body_text()))
+}
+
+/// A JSON body, or the service's error for it: over the body limit 413, not declared as JSON
+/// 415, anything else 400 — a body that is not an object too (serde would take an array for a
+/// struct, field by field).
+fn json<T: DeserializeOwned>(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<T, FilesError> {
+    let Json(value) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => FilesError::TooLarge(e.body_text()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => FilesError::UnsupportedMediaType(e.body_text()),
+        _ => FilesError::BadRequest(e.body_text()),
+    })?;
+    if !value.is_object() {
+        return Err(FilesError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    T::deserialize(value).map_err(|e| FilesError::BadRequest(format!("invalid body: {e}")))
 }
 
 /// The device a request comes from: the optional `X-SyncSphere-Device` header (a short
@@ -203,9 +223,9 @@ fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
 async fn missing_chunks(
     State(state): State<FilesState>,
     user: AuthUser,
-    body: Result<Json<MissingChunksRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<MissingChunks>, FilesError> {
-    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let req: MissingChunksRequest = json(body)?;
     if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
         return Err(FilesError::TooLarge(format!(
             "at most {MAX_CHUNKS_PER_REQUEST} chunk ids per request"
@@ -318,9 +338,9 @@ async fn commit_chunks(
     State(state): State<FilesState>,
     user: AuthUser,
     headers: HeaderMap,
-    body: Result<Json<CommitRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
-    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let req: CommitRequest = json(body)?;
     let path = normalize_path(&req.path)?;
     if req.parent_rev.is_some_and(|r| r < 1) {
         return Err(FilesError::BadRequest(
@@ -537,10 +557,27 @@ async fn restore(
     user: AuthUser,
     headers: HeaderMap,
     Path(file_id): Path<String>,
-    body: Result<Json<RestoreRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
-    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let req: RestoreRequest = json(body)?;
     let device = device(&headers, &user)?;
+    // A revision that deleted the file has no content to bring back: the file's state refuses
+    // the request, not its form (a revision never changes, so this check before the
+    // transaction is exact; the store refuses it too).
+    if let Some(old) = state
+        .store
+        .revision(&user.user_id, &file_id, req.rev)
+        .await?
+        && old.deleted
+    {
+        return Err(FilesError::conflict(
+            format!(
+                "revision {} deleted the file; restore an earlier revision",
+                req.rev
+            ),
+            state.store.get(&user.user_id, &file_id).await?,
+        ));
+    }
     let (meta, change) = state
         .store
         .restore(
@@ -593,9 +630,9 @@ async fn move_file(
     user: AuthUser,
     headers: HeaderMap,
     Path(file_id): Path<String>,
-    body: Result<Json<MoveRequest>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
-    let Json(req) = body.map_err(|e| FilesError::BadRequest(e.body_text()))?;
+    let req: MoveRequest = json(body)?;
     let new_path = normalize_path(&req.new_path)?;
     let device = device(&headers, &user)?;
     let (meta, change) = state

@@ -116,6 +116,7 @@ pub struct FileList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MoveRequest {
     pub new_path: String,
+    #[serde(deserialize_with = "integral::int")]
     pub parent_rev: i64,
 }
 
@@ -143,7 +144,9 @@ pub struct RevisionList {
 /// revision on top of `parent_rev` (also undeletes a file in the trash).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreRequest {
+    #[serde(deserialize_with = "integral::int")]
     pub rev: i64,
+    #[serde(deserialize_with = "integral::int")]
     pub parent_rev: i64,
 }
 
@@ -157,6 +160,7 @@ pub struct TrashList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     pub sha256: String,
+    #[serde(deserialize_with = "integral::int")]
     pub size: i64,
 }
 
@@ -178,11 +182,59 @@ pub struct MissingChunks {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitRequest {
     pub path: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral::optional")]
     pub parent_rev: Option<i64>,
+    #[serde(deserialize_with = "integral::int")]
     pub size: i64,
     pub sha256: String,
     pub chunks: Vec<ChunkRef>,
+}
+
+/// Integers of request bodies as JSON Schema (and so the OpenAPI document) means them: any
+/// number without a fraction, so `1.0` is the integer 1 as much as `1` is.
+mod integral {
+    use std::fmt;
+
+    use serde::de::{Deserializer, Error, Unexpected, Visitor};
+
+    struct Integral;
+
+    impl Visitor<'_> for Integral {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
+            // 2^63 is exact as an f64; every integral f64 below it fits in an i64.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub(super) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(Integral)
+    }
+
+    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Int(#[serde(deserialize_with = "int")] i64);
+        let value: Option<Int> = serde::Deserialize::deserialize(d)?;
+        Ok(value.map(|Int(v)| v))
+    }
 }
 
 /// Machine-readable error codes of the REST API. The UI and client match on these, never on
@@ -269,6 +321,32 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
         assert_eq!(ChangeKind::parse("renamed"), None);
+    }
+
+    #[test]
+    fn request_integers_are_numbers_without_a_fraction() {
+        let check = |json: &str, expected: Option<(i64, i64)>| {
+            let parsed = serde_json::from_str::<RestoreRequest>(json)
+                .ok()
+                .map(|r| (r.rev, r.parent_rev));
+            assert_eq!(parsed, expected, "{json}");
+        };
+        check(r#"{"rev": 1, "parent_rev": 2}"#, Some((1, 2)));
+        check(r#"{"rev": 1.0, "parent_rev": 2e0}"#, Some((1, 2)));
+        check(r#"{"rev": -3.0, "parent_rev": 0}"#, Some((-3, 0)));
+        check(r#"{"rev": 1.5, "parent_rev": 2}"#, None);
+        check(r#"{"rev": 9.3e18, "parent_rev": 2}"#, None);
+        check(r#"{"rev": 9223372036854775808, "parent_rev": 2}"#, None);
+        check(r#"{"rev": "1", "parent_rev": 2}"#, None);
+        let commit = |json: &str| serde_json::from_str::<CommitRequest>(json).ok();
+        let base = r#""path": "a", "sha256": "x", "chunks": [{"sha256": "y", "size": 3.0}]"#;
+        let c = commit(&format!(r#"{{{base}, "size": 3.0}}"#)).unwrap();
+        assert_eq!((c.size, c.parent_rev, c.chunks[0].size), (3, None, 3));
+        let c = commit(&format!(r#"{{{base}, "size": 3, "parent_rev": null}}"#)).unwrap();
+        assert_eq!(c.parent_rev, None);
+        let c = commit(&format!(r#"{{{base}, "size": 3, "parent_rev": 4.0}}"#)).unwrap();
+        assert_eq!(c.parent_rev, Some(4));
+        assert!(commit(&format!(r#"{{{base}, "size": 3, "parent_rev": 4.5}}"#)).is_none());
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use syncsphere_auth::{AuthError, AuthRejection, AuthUser};
@@ -13,6 +14,7 @@ use syncsphere_protocol::ws::{
     CLOSE_DEVICE_REVOKED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC,
     CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
 };
+use syncsphere_protocol::{ErrorBody, ErrorCode};
 
 use tracing::Instrument;
 
@@ -73,9 +75,10 @@ fn refused(e: &AuthError) -> (u16, &'static str) {
 pub(crate) async fn upgrade(
     State(state): State<StateService>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Native clients authenticate the upgrade itself; a header that is present must be valid.
+    // Native clients authenticate the upgrade itself; a header that is present must be valid
+    // (checked first, so a bad token is a 401 whatever else is wrong with the request).
     let user = if headers.contains_key(header::AUTHORIZATION) {
         match AuthUser::from_headers(&headers, &state.verifier).await {
             Ok(user) => Some(user),
@@ -83,6 +86,10 @@ pub(crate) async fn upgrade(
         }
     } else {
         None
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return not_an_upgrade(e),
     };
     // Small buffers: an idle connection must cost kilobytes, not tungstenite's 2×128 KiB.
     ws.read_buffer_size(4096)
@@ -93,6 +100,19 @@ pub(crate) async fn upgrade(
             let socket = Socket::new(ws, state.timeouts, state.hub.metrics.sockets.clone());
             run(socket, user, state).await;
         })
+}
+
+/// A request to `/v1/ws` that is not a WebSocket upgrade: the framework's status (400, or 426
+/// when the connection cannot be upgraded), with a JSON [`ErrorBody`].
+fn not_an_upgrade(e: WebSocketUpgradeRejection) -> Response {
+    let status = e.status();
+    let body = ErrorBody {
+        error: ErrorCode::BadRequest,
+        message: format!("not a WebSocket upgrade: {}", e.body_text()),
+        current: None,
+        missing: Vec::new(),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Why a connection's first message (`auth`, `hello`) did not come.

@@ -7,6 +7,7 @@
 //! WebSockets only; verifies tokens against the issuer's JWKS over HTTP and subscribes to Redis).
 //! [`transport::serve`] puts the assembled router on a TCP listener, with its limits.
 
+mod json_errors;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
+pub use json_errors::NO_ROUTE;
 use syncsphere_auth::devices::{DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, IdpConfig, cognito_api};
 use syncsphere_auth::{JwksSource, Verifier};
@@ -164,6 +166,15 @@ fn health() -> Router {
         )
 }
 
+/// What every role puts around its routes: JSON errors for whatever the routes leave to the
+/// framework (unknown paths, methods, rejections), and request tracing.
+fn edge(router: Router) -> Router {
+    router
+        .fallback(json_errors::no_route)
+        .layer(axum::middleware::from_fn(json_errors::json_errors))
+        .layer(TraceLayer::new_for_http())
+}
+
 pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     let hub = Arc::new(PushHub::with_limit(config.max_connections_per_user));
     let mut router = health();
@@ -194,7 +205,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
             timeouts: config.ws_timeouts,
         }));
         return Ok(App {
-            router: router.layer(TraceLayer::new_for_http()),
+            router: edge(router),
             hub,
             maintenance: None,
         });
@@ -345,7 +356,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         }));
     }
     Ok(App {
-        router: router.layer(TraceLayer::new_for_http()),
+        router: edge(router),
         hub,
         maintenance: Some(maintenance),
     })

@@ -634,7 +634,8 @@ async fn revisions_restore_and_trash(db: Option<String>) {
             json!({"rev": 4, "parent_rev": 4}),
         ))
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "rev 4 is the deletion");
+    assert_eq!(r.status, StatusCode::CONFLICT, "rev 4 is the deletion");
+    assert_eq!(r.json["current"]["file_id"], id.as_str(), "{}", r.json);
     // While another file holds the path, undelete is a conflict naming that file.
     let squatter = h.put(&t, "path=NOTES.txt", b"new file").await.json;
     let r = h
@@ -797,7 +798,7 @@ async fn devices_registration_listing_and_revocation(db: Option<String>) {
             &laptop,
             "laptop-1",
             json!("not an object"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
         ),
     ] {
         let r = register(token, id, body.clone()).await;

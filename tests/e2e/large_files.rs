@@ -83,14 +83,14 @@ fn large_files_resume_after_sigkill_and_edits_send_only_changed_chunks() {
     assert_eq!(uploaded(&a), before, "the copy's chunks were all known");
 }
 
-/// `syncsphere-server --check` on a data directory: (success, output).
+/// `syncsphere-server check` on a data directory: (success, output).
 fn check_store(server: &Server) -> (bool, String) {
     let out = std::process::Command::new(syncsphere_e2e::bin("syncsphere-server"))
-        .arg("--check")
+        .arg("check")
         .arg("--data-dir")
         .arg(server.data_dir())
         .output()
-        .expect("runs syncsphere-server --check");
+        .expect("runs syncsphere-server check");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -16,6 +16,7 @@
 //! typed errors.
 
 pub mod blobs;
+pub mod config;
 pub mod content;
 pub mod error;
 pub mod gc;
@@ -25,6 +26,7 @@ pub mod inline;
 mod rekey;
 pub mod running;
 pub mod s3;
+mod service;
 pub mod store;
 
 use std::sync::Arc;
@@ -34,8 +36,10 @@ use syncsphere_auth::Verifier;
 use syncsphere_events::Publisher;
 
 pub use blobs::{BlobStore, DiskBlobStore, PendingPuts, Staging};
+pub use config::{FilesArgs, S3Args};
 pub use error::FilesError;
 pub use http::router;
+pub use service::{FilesDeps, FilesService, Maintenance, OpenError};
 pub use store::MetadataStore;
 
 /// Everything the File Management Service's handlers need.

@@ -17,6 +17,7 @@
 //! delivered to its [`PushHub`] (the hub is the bus's [`syncsphere_events::Recipient`]) — in
 //! process, or from Redis.
 
+mod config;
 mod hub;
 mod metrics;
 mod socket;
@@ -30,6 +31,7 @@ use axum::routing::get;
 use syncsphere_auth::Verifier;
 use syncsphere_events::Subscriber;
 
+pub use config::StateArgs;
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
 pub use metrics::PushMetrics;
 pub use socket::WsTimeouts;

@@ -36,28 +36,26 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
     let s3 = database_url
         .as_ref()
         .and_then(|_| syncsphere_test_support::s3_settings())
-        .map(|s3| syncsphere_server::S3Config {
-            bucket: s3.bucket,
-            region: "us-east-1".into(),
-            endpoint: Some(s3.endpoint),
-            path_style: true,
-            prefix: format!("test-{}/", uuid_like()),
-            access_key: Some(s3.access_key),
-            secret_key: Some(s3.secret_key),
+        .map(|s3| syncsphere_server::S3Args {
+            s3_bucket: Some(s3.bucket),
+            s3_region: "us-east-1".into(),
+            s3_endpoint: Some(s3.endpoint),
+            s3_path_style: true,
+            s3_prefix: format!("test-{}/", uuid_like()),
+            s3_credentials: Some((s3.access_key, s3.secret_key)),
         });
     let db_url = database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("metadata.db").display()));
-    let app = build(&AppConfig {
-        database_url,
-        user_pool_id: POOL.into(),
-        client_id: CLIENT_ID.into(),
-        quota_bytes,
-        s3,
-        ..AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into())
-    })
-    .await
-    .unwrap();
+    let mut config = AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into());
+    config.server.database_url = database_url;
+    config.idp.user_pool_id = POOL.into();
+    config.idp.client_id = CLIENT_ID.into();
+    config.files.quota_bytes = quota_bytes;
+    if let Some(s3) = s3 {
+        config.files.s3 = s3;
+    }
+    let app = build(&config).await.unwrap();
     Harness {
         app: app.router,
         maintenance: app.maintenance.expect("the all role has a file store"),
@@ -1613,26 +1611,24 @@ async fn s3_with_wrong_credentials_is_refused_at_start() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let s3 = |bucket: String, secret: &str| syncsphere_server::S3Config {
-        bucket,
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint.clone()),
-        path_style: true,
-        prefix: String::new(),
-        access_key: Some(access_key.clone()),
-        secret_key: Some(secret.into()),
+    let s3 = |bucket: String, secret: &str| syncsphere_server::S3Args {
+        s3_bucket: Some(bucket),
+        s3_region: "us-east-1".into(),
+        s3_endpoint: Some(endpoint.clone()),
+        s3_path_style: true,
+        s3_prefix: String::new(),
+        s3_credentials: Some((access_key.clone(), secret.into())),
     };
-    for (config, what) in [
+    for (s3, what) in [
         (s3(bucket.clone(), "not-the-secret"), "wrong secret"),
         (s3("no-such-bucket".into(), "x"), "unknown bucket"),
     ] {
-        let err = build(&AppConfig {
-            s3: Some(config),
-            ..AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into())
-        })
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{what}: the server started"));
+        let mut config = AppConfig::embedded(dir.path().to_path_buf(), PUBLIC_URL.into());
+        config.files.s3 = s3;
+        let err = build(&config)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the server started"));
         let text = format!("{err:#}");
         assert!(text.contains("S3 bucket"), "{what}: {text}");
     }

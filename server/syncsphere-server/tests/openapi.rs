@@ -154,7 +154,7 @@ async fn every_documented_operation_is_routed_and_served() {
     let (_, documented) = documented();
     for (path, method) in documented {
         let uri = path
-            .replace("{user_pool_id}", &config.user_pool_id)
+            .replace("{user_pool_id}", &config.idp.user_pool_id)
             .replace("{sha256}", &"0".repeat(64))
             .replace("{file_id}", "no-such-file")
             .replace("{device_id}", "no-such-device");

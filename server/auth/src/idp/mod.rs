@@ -5,6 +5,7 @@
 //! and an app client id, `iss = {public URL}/{pool id}`, the JWKS at
 //! `{iss}/.well-known/jwks.json`, and the Identity Provider JSON API in [`cognito_api`].
 
+mod args;
 pub mod cognito_api;
 mod keys;
 
@@ -22,6 +23,7 @@ use syncsphere_db::Db;
 
 use crate::now_ms;
 use crate::verify::{JwksSource, Verifier};
+pub use args::IdpArgs;
 pub use keys::SigningKey;
 
 /// Shortest password the provider accepts (Cognito's default policy minimum).

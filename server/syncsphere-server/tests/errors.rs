@@ -41,7 +41,7 @@ async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = AppConfig::embedded(dir.path().to_path_buf(), "http://127.0.0.1:9".into());
     let app = build(&config).await.unwrap().router;
-    let (client, user) = (config.client_id.as_str(), "errors@example.com");
+    let (client, user) = (config.idp.client_id.as_str(), "errors@example.com");
     cognito(
         &app,
         "SignUp",

@@ -274,8 +274,8 @@ impl Scanner {
                         && fs.read_dir(&dir.join(&e.name)).is_ok_and(|l| l.is_empty()))
                 });
             }
-            let mut names_here: HashSet<String> = HashSet::new();
-            let mut names_nfc: HashSet<String> = HashSet::new();
+            // Each name here as the disk compares it → the first entry's (NFC) name.
+            let mut names_here: HashMap<String, String> = HashMap::new();
             for entry in entries {
                 let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {
                     scan.skipped.push((
@@ -298,9 +298,21 @@ impl Scanner {
                     continue; // symlinks and special files: see the module policy
                 }
                 let full = dir.join(&entry.name);
-                let twin = !names_here.insert(twin_key(&name));
+                let key = if fold_case {
+                    fold_key(&name)
+                } else {
+                    name.clone()
+                };
+                let first = match names_here.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(name.clone());
+                        None
+                    }
+                };
+                let twin = first.is_some();
                 if twin && !shadow {
-                    let message = if names_nfc.contains(&name) {
+                    let message = if first.as_deref() == Some(name.as_str()) {
                         format!(
                             "another name in this folder is the same in Unicode NFC ('{rel}'); \
                              rename one of them"
@@ -313,7 +325,6 @@ impl Scanner {
                     };
                     scan.skipped.push((disk_rel.clone(), message));
                 }
-                names_nfc.insert(name.clone());
                 if twin || shadow {
                     if is_dir {
                         stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), true));
@@ -357,16 +368,19 @@ impl Scanner {
             }
         }
         // A shadowed file the first spelling also holds is that one's; the rest stand as synced.
-        let key = |p: &str| {
-            if self.fold_case {
-                fold_key(p)
-            } else {
-                p.to_owned()
-            }
+        // (Folded keys only when there is something to look up: this runs on every scan.)
+        let folded: HashSet<String> = if self.fold_case && !shadowed.is_empty() {
+            scan.tree.keys().map(|p| fold_key(p)).collect()
+        } else {
+            HashSet::new()
         };
-        let held: HashSet<String> = scan.tree.keys().map(|p| key(p)).collect();
         for rel in shadowed {
-            if !held.contains(&key(&rel)) {
+            let held = if self.fold_case {
+                folded.contains(&fold_key(&rel))
+            } else {
+                scan.tree.contains_key(&rel)
+            };
+            if !held {
                 scan.unreadable.push(rel);
             }
         }

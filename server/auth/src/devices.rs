@@ -5,7 +5,8 @@
 //! marks it in the metadata database; from then on:
 //! - its refresh tokens are revoked and it cannot sign in again with the same device id;
 //! - every request with an access token bound to it is refused with `401 device_revoked`
-//!   (the [`Verifier`] consults the registry, its [`DeviceRevocations`]);
+//!   (the [`Verifier`] consults the registry, its [`DeviceRevocations`]), and so is
+//!   registering it again (0027);
 //! - its push sockets are closed with `4004` (an [`Event::DeviceRevoked`] is published).
 //!
 //! Tokens that are not bound to a device (older clients, tools) are not affected by a device
@@ -26,7 +27,7 @@ use sqlx::Row;
 use syncsphere_db::Db;
 use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
 use syncsphere_protocol::ws::OnlineDevice;
-use syncsphere_protocol::{Device, DeviceList, ErrorBody, ErrorCode, RegisterDevice};
+use syncsphere_protocol::{ApiError, Device, DeviceList, ErrorCode, RegisterDevice};
 
 use crate::now_ms;
 use crate::verify::{AuthUser, BoxFuture, Verifier};
@@ -44,11 +45,9 @@ pub enum DeviceError {
     InvalidId,
     #[error("{0}")]
     BadRequest(String),
-    /// The body does not say it is JSON (HTTP 415).
+    /// A body the JSON extractor refused (too large, not declared as JSON, not JSON).
     #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("{0}")]
-    TooLarge(String),
+    Json(ApiError),
     #[error("a token bound to device {0} can only act for that device")]
     WrongDevice(String),
     #[error("this device was unlinked from the account; sign in again as a new device")]
@@ -59,48 +58,31 @@ pub enum DeviceError {
     Presence(#[source] EventsError),
 }
 
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        let code = match &e {
+            DeviceError::InvalidId | DeviceError::BadRequest(_) => ErrorCode::BadRequest,
+            DeviceError::Json(rejection) => return rejection.clone(),
+            DeviceError::WrongDevice(_) => ErrorCode::Forbidden,
+            DeviceError::Revoked => ErrorCode::DeviceRevoked,
+            DeviceError::Store(_) | DeviceError::Presence(_) => {
+                tracing::error!(error = %e, "internal error");
+                return ApiError::internal();
+            }
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 impl IntoResponse for DeviceError {
     fn into_response(self) -> Response {
-        let (status, error) = match &self {
-            DeviceError::InvalidId | DeviceError::BadRequest(_) => {
-                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-            }
-            DeviceError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest)
-            }
-            DeviceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-            DeviceError::WrongDevice(_) => (StatusCode::FORBIDDEN, ErrorCode::BadRequest),
-            DeviceError::Revoked => (StatusCode::CONFLICT, ErrorCode::DeviceRevoked),
-            DeviceError::Store(_) | DeviceError::Presence(_) => {
-                tracing::error!(error = %self, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
-            }
-        };
-        let message = match error {
-            ErrorCode::Internal => "internal server error".to_owned(),
-            _ => self.to_string(),
-        };
-        (
-            status,
-            Json(ErrorBody {
-                error,
-                message,
-                current: None,
-                missing: Vec::new(),
-            }),
-        )
-            .into_response()
+        crate::api_error::respond(self.into())
     }
 }
 
 impl From<JsonRejection> for DeviceError {
-    /// Over the body limit 413, not declared as JSON 415, anything else (syntax, shape) 400.
     fn from(e: JsonRejection) -> Self {
-        match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => DeviceError::TooLarge(e.body_text()),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => DeviceError::UnsupportedMediaType(e.body_text()),
-            _ => DeviceError::BadRequest(e.body_text()),
-        }
+        DeviceError::Json(crate::api_error::json_rejection(e))
     }
 }
 

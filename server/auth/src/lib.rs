@@ -6,9 +6,11 @@
 //! `client_id` must match) or `id` (then `aud` must match), `exp`/`nbf` with a small leeway.
 //! The built-in provider's tokens go through the very same check.
 //!
-//! **Boundary**: the HTTP status of an auth failure is decided here only for the extractor
-//! ([`AuthUser`]) and the Cognito JSON API, which are this crate's edges.
+//! **Boundary**: HTTP statuses come from the one table in `syncsphere_protocol`
+//! ([`ErrorCode::status`](syncsphere_protocol::ErrorCode::status)), answered by [`api_error`]
+//! for every service; only the Cognito JSON API answers in Cognito's shape.
 
+pub mod api_error;
 pub mod devices;
 pub mod idp;
 mod verify;

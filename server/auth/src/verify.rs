@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use syncsphere_events::{DeviceRevocations, EventsError};
-use syncsphere_protocol::{ErrorBody, ErrorCode};
+use syncsphere_protocol::{ApiError, ErrorCode};
 use tokio::sync::RwLock;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -325,33 +325,29 @@ where
     }
 }
 
-/// `401` with a JSON [`ErrorBody`] and a `WWW-Authenticate` challenge.
+/// `401` (`unauthorized` or `device_revoked`, with a `WWW-Authenticate` challenge), or `503
+/// unavailable` when revocations cannot be checked.
 #[derive(Debug)]
 pub struct AuthRejection(pub AuthError);
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::DeviceRevoked => ErrorCode::DeviceRevoked,
+            AuthError::RevocationCheck(_) => {
+                tracing::error!(error = %e, "revocation check failed");
+                ErrorCode::Unavailable
+            }
+            _ => ErrorCode::Unauthorized,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         tracing::debug!(error = %self.0, "rejected request");
-        let (status, error) = match self.0 {
-            AuthError::DeviceRevoked => (StatusCode::UNAUTHORIZED, ErrorCode::DeviceRevoked),
-            AuthError::RevocationCheck(_) => {
-                tracing::error!(error = %self.0, "revocation check failed");
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-            }
-            _ => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
-        };
-        let body = ErrorBody {
-            error,
-            message: self.0.to_string(),
-            current: None,
-            missing: Vec::new(),
-        };
-        (
-            status,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(body),
-        )
-            .into_response()
+        crate::api_error::respond(self.0.into())
     }
 }
 

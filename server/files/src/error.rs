@@ -1,8 +1,8 @@
-//! Errors of the File Management Service, and their HTTP mapping (the service's edge).
+//! Errors of the File Management Service, and what each is as the one [`ApiError`] (whose
+//! status comes from the protocol's table).
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use syncsphere_protocol::{ErrorBody, ErrorCode, FileMeta, PathError};
+use syncsphere_protocol::{ApiError, ErrorCode, FileMeta, PathError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -47,54 +47,43 @@ impl FilesError {
     }
 }
 
+impl From<FilesError> for ApiError {
+    fn from(e: FilesError) -> Self {
+        let code = match &e {
+            FilesError::InvalidPath(_) => ErrorCode::InvalidPath,
+            FilesError::BadRequest(_) => ErrorCode::BadRequest,
+            FilesError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            FilesError::NotFound => ErrorCode::NotFound,
+            FilesError::Conflict { .. } => ErrorCode::Conflict,
+            FilesError::MissingChunks(_) => ErrorCode::MissingChunks,
+            FilesError::HashMismatch(_) => ErrorCode::HashMismatch,
+            FilesError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            FilesError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            FilesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            FilesError::Store(_) | FilesError::Blob(_) => {
+                tracing::error!(error = %e, "internal error");
+                return ApiError::internal();
+            }
+        };
+        let message = e.to_string();
+        match e {
+            FilesError::Conflict { current, .. } => ApiError {
+                current,
+                ..ApiError::new(code, message)
+            },
+            FilesError::MissingChunks(missing) => ApiError::missing_chunks(message, missing),
+            _ => ApiError::new(code, message),
+        }
+    }
+}
+
 impl IntoResponse for FilesError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            FilesError::InvalidPath(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidPath),
-            FilesError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
-            FilesError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadRequest)
-            }
-            FilesError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            FilesError::Conflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
-            FilesError::MissingChunks(_) => (StatusCode::BAD_REQUEST, ErrorCode::MissingChunks),
-            FilesError::HashMismatch(_) => (StatusCode::BAD_REQUEST, ErrorCode::HashMismatch),
-            FilesError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
-            FilesError::QuotaExceeded { .. } => {
-                (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::QuotaExceeded)
-            }
-            FilesError::RangeNotSatisfiable { .. } => (
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::RangeNotSatisfiable,
-            ),
-            FilesError::Store(_) | FilesError::Blob(_) => {
-                tracing::error!(error = %self, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
-            }
-        };
-        let message = match code {
-            ErrorCode::Internal => "internal server error".to_owned(),
-            _ => self.to_string(),
-        };
         let content_range = match &self {
             FilesError::RangeNotSatisfiable { size } => Some(format!("bytes */{size}")),
             _ => None,
         };
-        let (current, missing) = match self {
-            FilesError::Conflict { current, .. } => (current.map(|c| *c), Vec::new()),
-            FilesError::MissingChunks(missing) => (None, missing),
-            _ => (None, Vec::new()),
-        };
-        let mut response = (
-            status,
-            axum::Json(ErrorBody {
-                error: code,
-                message,
-                current,
-                missing,
-            }),
-        )
-            .into_response();
+        let mut response = syncsphere_auth::api_error::respond(self.into());
         if let Some(v) = content_range.and_then(|v| v.parse().ok()) {
             response
                 .headers_mut()

@@ -237,48 +237,6 @@ mod integral {
     }
 }
 
-/// Machine-readable error codes of the REST API. The UI and client match on these, never on
-/// the message text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    InvalidPath,
-    Unauthorized,
-    NotFound,
-    Conflict,
-    PayloadTooLarge,
-    /// The token belongs to a device that was revoked ("unlinked"): sign in again as a new
-    /// device; retrying with the same device id never succeeds.
-    DeviceRevoked,
-    /// A commit names chunks the server does not hold (listed in `missing`): upload them first.
-    MissingChunks,
-    /// Uploaded bytes do not hash to the id they were sent under, or a commit's size or hash
-    /// does not match its chunks.
-    HashMismatch,
-    /// The range of a `Range` request is outside the content.
-    RangeNotSatisfiable,
-    /// The commit would take the account past its storage quota (HTTP 507).
-    QuotaExceeded,
-    /// The client's address already holds the server's maximum of open connections (HTTP
-    /// 429, before any route): close some and retry after `Retry-After` seconds.
-    TooManyConnections,
-    Internal,
-}
-
-/// Body of every non-2xx JSON response of the REST API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: ErrorCode,
-    pub message: String,
-    /// For `conflict`: the file's current metadata, so the client can decide without a round trip.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<FileMeta>,
-    /// For `missing_chunks`: the chunk ids to upload before committing again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<String>,
-}
-
 /// `GET /v1/config` (public): where and how a client signs in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerConfig {

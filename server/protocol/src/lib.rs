@@ -5,8 +5,10 @@
 //! the network is defined here exactly once, so client and server cannot drift apart.
 
 pub mod api;
+pub mod error;
 pub mod path;
 pub mod ws;
 
 pub use api::*;
+pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use path::{PathError, normalize_path, path_key};

@@ -14,7 +14,7 @@ use syncsphere_protocol::ws::{
     CLOSE_DEVICE_REVOKED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC,
     CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
 };
-use syncsphere_protocol::{ErrorBody, ErrorCode};
+use syncsphere_protocol::{ApiError, ErrorCode};
 
 use tracing::Instrument;
 
@@ -103,16 +103,13 @@ pub(crate) async fn upgrade(
 }
 
 /// A request to `/v1/ws` that is not a WebSocket upgrade: the framework's status (400, or 426
-/// when the connection cannot be upgraded), with a JSON [`ErrorBody`].
+/// when the connection cannot be upgraded) and the code the table gives it.
 fn not_an_upgrade(e: WebSocketUpgradeRejection) -> Response {
-    let status = e.status();
-    let body = ErrorBody {
-        error: ErrorCode::BadRequest,
-        message: format!("not a WebSocket upgrade: {}", e.body_text()),
-        current: None,
-        missing: Vec::new(),
-    };
-    (status, axum::Json(body)).into_response()
+    let code = ErrorCode::for_status(e.status().as_u16());
+    syncsphere_auth::api_error::respond(ApiError::new(
+        code,
+        format!("not a WebSocket upgrade: {}", e.body_text()),
+    ))
 }
 
 /// Why a connection's first message (`auth`, `hello`) did not come.

@@ -4,14 +4,14 @@
 //! turn into its service's error itself (a path that is not UTF-8, a WebSocket upgrade that is
 //! not one, …). The services map their own errors (`FilesError`, `DeviceError`, `AuthRejection`);
 //! this layer is the guarantee for what slips past them. It keeps the status and headers and
-//! only replaces a body that is not JSON. The Cognito API's errors are Cognito-shaped JSON
-//! (`application/x-amz-json-1.1`) and stay so.
+//! only replaces a body that is not JSON, with the code [`ErrorCode::for_status`] gives. The
+//! Cognito API's errors are Cognito-shaped JSON (`application/x-amz-json-1.1`) and stay so.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use syncsphere_protocol::{ErrorBody, ErrorCode};
+use axum::response::Response;
+use syncsphere_protocol::{ApiError, ErrorCode};
 
 /// Message of the 404 for a path no route has (tests tell it from a route's own 404 by it).
 pub const NO_ROUTE: &str = "no route for";
@@ -27,26 +27,13 @@ pub(crate) async fn no_route(method: Method, uri: Uri) -> Response {
     )
 }
 
-/// The code a status stands for when the framework, not a service, answered.
-fn code_of(status: StatusCode) -> ErrorCode {
-    match status {
-        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
-        StatusCode::NOT_FOUND => ErrorCode::NotFound,
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-        StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyConnections,
-        s if s.is_server_error() => ErrorCode::Internal,
-        _ => ErrorCode::BadRequest,
-    }
-}
-
+/// An error answer the framework chose the status of: the code the table gives that status.
 fn error_response(status: StatusCode, message: String) -> Response {
-    let body = ErrorBody {
-        error: code_of(status),
-        message,
-        current: None,
-        missing: Vec::new(),
-    };
-    (status, axum::Json(body)).into_response()
+    let code = ErrorCode::for_status(status.as_u16());
+    let mut response = syncsphere_auth::api_error::respond(ApiError::new(code, message));
+    // The framework's status stands even where the code's general one differs (a 422).
+    *response.status_mut() = status;
+    response
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {

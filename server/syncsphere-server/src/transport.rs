@@ -16,12 +16,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, header};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use syncsphere_protocol::{ErrorBody, ErrorCode};
+use syncsphere_protocol::{ApiError, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -124,20 +123,15 @@ pub async fn serve(
 /// Answers one request with `429 too_many_connections`, then closes.
 async fn refuse(stream: TcpStream) {
     let service = hyper::service::service_fn(|_request| async {
-        let body = ErrorBody {
-            error: ErrorCode::TooManyConnections,
-            message: "too many open connections from your address; close some and retry".into(),
-            current: None,
-            missing: Vec::new(),
-        };
-        Ok::<_, std::convert::Infallible>(
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "10")],
-                axum::Json(body),
-            )
-                .into_response(),
-        )
+        let error = ApiError::new(
+            ErrorCode::TooManyConnections,
+            "too many open connections from your address; close some and retry",
+        );
+        let mut response = syncsphere_auth::api_error::respond(error);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        Ok::<_, std::convert::Infallible>(response)
     });
     let mut builder = http1::Builder::new();
     builder

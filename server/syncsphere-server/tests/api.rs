@@ -857,8 +857,9 @@ async fn devices_registration_listing_and_revocation(db: Option<String>) {
     let r = h.device_sign_in("dana@example.com", "desk-1").await;
     assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
     assert_eq!(r.json["message"], "Device has been revoked");
+    // Registering a revoked device again: the same status as its tokens get (0027).
     let r = register(&unbound, "desk-1", ok.clone()).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
     assert_eq!(r.json["error"], "device_revoked");
     // Revoking twice is harmless; the other devices keep working and see the file.
     let r = h

@@ -168,7 +168,7 @@ async fn unknown_routes_and_methods_are_json() {
             .check(
                 s.request(method, uri, &[], Body::empty()),
                 StatusCode::METHOD_NOT_ALLOWED,
-                "bad_request",
+                "method_not_allowed",
             )
             .await;
         let allowed = r.headers[header::ALLOW].to_str().unwrap().replace(' ', "");
@@ -256,7 +256,7 @@ async fn json_body_rejections_are_json_with_their_status() {
             vec![],
             "{}".into(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
+            "unsupported_media_type",
         ),
         (
             "POST",
@@ -264,7 +264,7 @@ async fn json_body_rejections_are_json_with_their_status() {
             vec![("content-type", "text/plain")],
             r#"{"rev": 1, "parent_rev": 1}"#.into(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
+            "unsupported_media_type",
         ),
         (
             "PUT",
@@ -272,7 +272,7 @@ async fn json_body_rejections_are_json_with_their_status() {
             vec![],
             "{}".into(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
+            "unsupported_media_type",
         ),
         // Over the body limit.
         (
@@ -365,7 +365,7 @@ async fn a_push_socket_request_that_is_no_upgrade_is_json() {
     s.check(
         s.request("GET", "/v1/ws", &upgrade, Body::empty()),
         StatusCode::UPGRADE_REQUIRED,
-        "bad_request",
+        "upgrade_required",
     )
     .await;
 }

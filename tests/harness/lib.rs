@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use syncsphere_protocol::endpoint::Endpoint as _;
 
 pub mod keychain;
 pub mod push;
@@ -456,7 +457,10 @@ pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&st
         "AuthParameters": params,
     });
     let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!("{server_url}/auth/cognito/"))
+        .post(format!(
+            "{server_url}{}",
+            syncsphere_protocol::endpoint::CognitoApiSlash::PATH
+        ))
         .header("content-type", "application/x-amz-json-1.1")
         .header(
             "x-amz-target",

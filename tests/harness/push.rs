@@ -4,17 +4,22 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use syncsphere_protocol::endpoint::{self, Endpoint};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// `ws://…/v1/ws` of a server's `http://…` base URL.
+fn push_url(base_url: &str) -> String {
+    let base = base_url.replacen("http://", "ws://", 1);
+    format!("{base}{}", endpoint::PushSocket::PATH)
+}
 
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to `{base_url}/v1/ws` with a bearer token, says hello and waits for `welcome`.
 pub async fn raw_device(base_url: &str, token: &str, device_id: &str) -> Ws {
-    let mut req = format!("{}/v1/ws", base_url.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
+    let mut req = push_url(base_url).into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
@@ -82,9 +87,7 @@ pub async fn expect_close(ws: &mut Ws, code: u16) {
 /// The HTTP status with which `{base_url}/v1/ws` refuses an upgrade carrying
 /// `authorization` (panics if the upgrade is accepted).
 pub async fn refused_upgrade(base_url: &str, authorization: &str) -> u16 {
-    let mut req = format!("{}/v1/ws", base_url.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
+    let mut req = push_url(base_url).into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", authorization.parse().unwrap());
     match tokio_tungstenite::connect_async(req).await {

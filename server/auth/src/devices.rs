@@ -20,16 +20,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize as _;
 use sqlx::Row;
 use syncsphere_db::Db;
 use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
+use syncsphere_protocol::endpoint;
 use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ApiError, Device, DeviceList, ErrorCode, RegisterDevice};
 
 use crate::now_ms;
+use crate::routes::RouterExt;
 use crate::verify::{AuthUser, BoxFuture, Verifier};
 
 /// Longest device id, name and platform accepted.
@@ -307,8 +308,9 @@ impl FromRef<DevicesState> for Arc<Verifier> {
 /// `GET /v1/devices`, `PUT /v1/devices/{device_id}`, `DELETE /v1/devices/{device_id}`.
 pub fn router(state: DevicesState) -> Router {
     Router::new()
-        .route("/v1/devices", get(list))
-        .route("/v1/devices/{device_id}", put(register).delete(revoke))
+        .endpoint(endpoint::ListDevices, list)
+        .endpoint(endpoint::RegisterDevice, register)
+        .endpoint(endpoint::RevokeDevice, revoke)
         .with_state(state)
 }
 

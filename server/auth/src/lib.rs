@@ -13,6 +13,7 @@
 pub mod api_error;
 pub mod devices;
 pub mod idp;
+pub mod routes;
 mod verify;
 
 pub use verify::{AuthError, AuthRejection, AuthUser, BoxFuture, Claims, JwksSource, Verifier};

@@ -8,18 +8,18 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use futures_util::StreamExt as _;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use syncsphere_auth::AuthUser;
+use syncsphere_auth::routes::{Mount, RouterExt};
 use syncsphere_events::Event;
+use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
-    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChunkRef, CommitRequest, DEVICE_HEADER,
-    FileList, FileMeta, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_REQUEST, MissingChunks,
-    MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, TrashList, Usage,
-    normalize_path,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, ChunkRef, CommitRequest,
+    DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
+    MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
+    RevisionList, TrashList, UploadQuery, Usage, normalize_path,
 };
 
 use crate::content::{Content, parse_range};
@@ -33,25 +33,26 @@ pub const SHA256_HEADER: &str = "x-syncsphere-sha256";
 
 pub fn router(state: FilesState) -> Router {
     Router::new()
-        .route("/v1/files", get(list))
+        .endpoint(endpoint::ListFiles, list)
         .route(
-            "/v1/files/content",
-            put(upload).layer(DefaultBodyLimit::disable()),
+            endpoint::UploadFile::PATH,
+            endpoint::UploadFile::on(upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/files/commit", post(commit_chunks))
-        .route("/v1/chunks/missing", post(missing_chunks))
+        .endpoint(endpoint::CommitChunks, commit_chunks)
+        .endpoint(endpoint::FindMissingChunks, missing_chunks)
         .route(
-            "/v1/chunks/{sha256}",
-            put(put_chunk).layer(DefaultBodyLimit::disable()),
+            endpoint::PutChunk::PATH,
+            endpoint::PutChunk::on(put_chunk).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/files/{file_id}", get(metadata).delete(delete))
-        .route("/v1/files/{file_id}/content", get(download))
-        .route("/v1/files/{file_id}/move", post(move_file))
-        .route("/v1/files/{file_id}/revisions", get(revisions))
-        .route("/v1/files/{file_id}/restore", post(restore))
-        .route("/v1/trash", get(trash))
-        .route("/v1/changes", get(changes))
-        .route("/v1/account/usage", get(usage))
+        .endpoint(endpoint::GetFile, metadata)
+        .endpoint(endpoint::DeleteFile, delete)
+        .endpoint(endpoint::DownloadFile, download)
+        .endpoint(endpoint::MoveFile, move_file)
+        .endpoint(endpoint::ListRevisions, revisions)
+        .endpoint(endpoint::RestoreRevision, restore)
+        .endpoint(endpoint::ListTrash, trash)
+        .endpoint(endpoint::ListChanges, changes)
+        .endpoint(endpoint::GetUsage, usage)
         .with_state(state)
 }
 
@@ -99,12 +100,6 @@ fn device(headers: &HeaderMap, user: &AuthUser) -> Result<Option<String>, FilesE
         ));
     }
     Ok(Some(value.to_owned()))
-}
-
-#[derive(Deserialize)]
-struct UploadQuery {
-    path: String,
-    parent_rev: Option<i64>,
 }
 
 async fn upload(
@@ -465,11 +460,6 @@ async fn metadata(
         .ok_or(FilesError::NotFound)
 }
 
-#[derive(Deserialize)]
-struct DownloadQuery {
-    rev: Option<i64>,
-}
-
 /// The current content, or with `?rev=N` the content of an older revision.
 async fn download(
     State(state): State<FilesState>,
@@ -602,17 +592,12 @@ async fn trash(
     }))
 }
 
-#[derive(Deserialize)]
-struct RevQuery {
-    parent_rev: i64,
-}
-
 async fn delete(
     State(state): State<FilesState>,
     user: AuthUser,
     headers: HeaderMap,
     Path(file_id): Path<String>,
-    q: Result<Query<RevQuery>, QueryRejection>,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let q = query(q)?;
     let device = device(&headers, &user)?;
@@ -655,13 +640,6 @@ async fn list(
     user: AuthUser,
 ) -> Result<Json<FileList>, FilesError> {
     Ok(Json(state.store.list(&user.user_id).await?))
-}
-
-#[derive(Deserialize)]
-struct ChangesQuery {
-    #[serde(default)]
-    cursor: i64,
-    limit: Option<i64>,
 }
 
 async fn changes(

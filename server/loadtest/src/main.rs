@@ -20,6 +20,8 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
+use syncsphere_protocol::UploadQuery;
+use syncsphere_protocol::endpoint::{self, Endpoint};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -78,7 +80,7 @@ async fn cognito(
     body: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let resp = http
-        .post(format!("{server}/auth/cognito/"))
+        .post(format!("{server}{}", endpoint::CognitoApiSlash::PATH))
         .header("content-type", "application/x-amz-json-1.1")
         .header(
             "x-amz-target",
@@ -129,7 +131,11 @@ async fn connect_device(
     device_id: &str,
     source: IpAddr,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    let url = format!("{}/v1/ws", push_base.replacen("http://", "ws://", 1));
+    let url = format!(
+        "{}{}",
+        push_base.replacen("http://", "ws://", 1),
+        endpoint::PushSocket::PATH
+    );
     let mut req = url.as_str().into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
@@ -289,9 +295,13 @@ async fn main() -> anyhow::Result<()> {
         let u = c % tokens.len();
         let device = format!("u{}d0", u + args.user_offset);
         let path = format!("bench/{c}.txt");
+        let query = UploadQuery {
+            path: path.clone(),
+            parent_rev: None,
+        };
         let req = http
-            .put(format!("{}/v1/files/content", args.server))
-            .query(&[("path", &path)])
+            .put(format!("{}{}", args.server, endpoint::UploadFile::PATH))
+            .query(&query)
             .bearer_auth(&tokens[u])
             .header("x-syncsphere-device", device)
             .body(format!("commit {c}"));
@@ -344,7 +354,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // The server's own view: commit handed to the hub → frame written, from /metrics buckets.
     if let Ok(metrics) = http
-        .get(format!("{}/metrics", push_bases[0]))
+        .get(format!("{}{}", push_bases[0], endpoint::Metrics::PATH))
         .send()
         .await?
         .text()

@@ -5,10 +5,12 @@
 //! the network is defined here exactly once, so client and server cannot drift apart.
 
 pub mod api;
+pub mod endpoint;
 pub mod error;
 pub mod path;
 pub mod ws;
 
 pub use api::*;
+pub use endpoint::{ChangesQuery, DeleteQuery, DownloadQuery, Endpoint, UploadQuery};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use path::{PathError, normalize_path, path_key};

@@ -27,9 +27,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
 use syncsphere_auth::Verifier;
+use syncsphere_auth::routes::RouterExt;
 use syncsphere_events::Subscriber;
+use syncsphere_protocol::endpoint;
 
 pub use config::StateArgs;
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
@@ -56,8 +57,8 @@ impl FromRef<StateService> for Arc<Verifier> {
 /// `GET /v1/ws` and `GET /metrics` (Prometheus text; keep it off the public internet).
 pub fn router(state: StateService) -> Router {
     Router::new()
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/metrics", get(metrics))
+        .endpoint(endpoint::PushSocket, ws::upgrade)
+        .endpoint(endpoint::Metrics, metrics)
         .with_state(state)
 }
 

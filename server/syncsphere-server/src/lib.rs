@@ -15,15 +15,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::get;
 pub use json_errors::NO_ROUTE;
 use syncsphere_auth::devices::{DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, cognito_api};
+use syncsphere_auth::routes::RouterExt;
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_events::{LocalBus, Presence, Publisher, Subscriber};
 use syncsphere_files::{FilesDeps, FilesService};
+use syncsphere_protocol::endpoint;
 use syncsphere_protocol::{CognitoConfig, ServerConfig};
 use syncsphere_state::PushHub;
 use tower_http::trace::TraceLayer;
@@ -45,19 +46,15 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 fn health() -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/v1/openapi.json",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    OPENAPI_JSON,
-                )
-            }),
-        )
+        .endpoint(endpoint::Health, || async {
+            axum::Json(serde_json::json!({ "status": "ok" }))
+        })
+        .endpoint(endpoint::OpenApiDocument, || async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                OPENAPI_JSON,
+            )
+        })
 }
 
 /// What every role puts around its routes: JSON errors for whatever the routes leave to the
@@ -175,13 +172,10 @@ async fn files_and_identity(
         push_urls: config.server.push_urls.clone(),
     };
     let mut router = Router::new()
-        .route(
-            "/v1/config",
-            get(move || {
-                let config = client_config.clone();
-                async move { axum::Json(config) }
-            }),
-        )
+        .endpoint(endpoint::GetConfig, move || {
+            let config = client_config.clone();
+            async move { axum::Json(config) }
+        })
         .merge(cognito_api::router(idp))
         .merge(files.router())
         .merge(devices);

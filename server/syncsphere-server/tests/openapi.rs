@@ -1,5 +1,7 @@
-//! The OpenAPI document and the routers agree: every route the source registers is described
-//! (path and method), and every described operation is routed by the assembled server.
+//! The OpenAPI document and the endpoint descriptions agree: the document describes exactly
+//! the protocol's endpoints (path, method, `operationId`, request and response schemas), every
+//! described operation is routed by the assembled server, and the routers mount endpoint
+//! descriptions only (no path written out again).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,11 +9,13 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use serde_json::Value;
+use syncsphere_protocol::endpoint;
 use syncsphere_server::{AppConfig, NO_ROUTE, OPENAPI_JSON, build};
 use tower::ServiceExt;
 
-fn documented() -> (serde_json::Value, BTreeSet<(String, String)>) {
-    let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+fn documented() -> (Value, BTreeSet<(String, String)>) {
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
     assert_eq!(doc["openapi"], "3.1.0");
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -22,21 +26,78 @@ fn documented() -> (serde_json::Value, BTreeSet<(String, String)>) {
     (doc, ops)
 }
 
-/// Paths registered through a constant or a computed value, as the document writes them.
-fn resolve(arg: &str) -> String {
-    match arg {
-        a if a.starts_with('"') => a.trim_matches('"').to_owned(),
-        "COGNITO_API_PATH" => "/auth/cognito".into(),
-        "&format!(\"{COGNITO_API_PATH}/\")" => "/auth/cognito/".into(),
-        "&jwks_path" => "/{user_pool_id}/.well-known/jwks.json".into(),
-        other => panic!("route registered with `{other}`: teach tests/openapi.rs what path it is"),
+/// The last segment of a type's full name (`syncsphere_protocol::api::FileMeta` → `FileMeta`).
+fn short(type_name: &str) -> &str {
+    type_name.rsplit("::").next().unwrap_or(type_name)
+}
+
+#[test]
+fn the_document_describes_exactly_the_endpoints() {
+    let (doc, documented) = documented();
+    let described: BTreeSet<(String, String)> = endpoint::ALL
+        .iter()
+        .map(|d| (d.path.to_owned(), d.method.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        described.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "endpoints missing from openapi.json"
+    );
+    assert_eq!(
+        documented.difference(&described).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "operations of openapi.json that are no endpoint description"
+    );
+    for d in endpoint::ALL {
+        let op = &doc["paths"][d.path][d.method.as_str().to_lowercase()];
+        assert_eq!(op["operationId"], d.operation_id, "{d:?}");
+        let request = &op["requestBody"]["content"];
+        match short((d.request)()) {
+            "()" => assert!(request.is_null(), "{d:?} has no body"),
+            "Bytes" => assert!(!request["application/octet-stream"].is_null(), "{d:?}"),
+            "External" => assert!(!request.is_null(), "{d:?}"),
+            name => assert_eq!(
+                request["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{name}"),
+                "{d:?}"
+            ),
+        }
+        let ok: Vec<&Value> = op["responses"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(status, _)| status.starts_with('2'))
+            .map(|(_, r)| r)
+            .collect();
+        match short((d.response)()) {
+            "()" => assert!(ok.iter().all(|r| r["content"].is_null()), "{d:?}"),
+            "Bytes" | "External" => {}
+            name => assert!(
+                ok.iter()
+                    .any(|r| r["content"]["application/json"]["schema"]["$ref"]
+                        == format!("#/components/schemas/{name}").as_str()),
+                "{d:?} answers {name}"
+            ),
+        }
+        let query: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            query.is_empty(),
+            (d.query)() == "()",
+            "{d:?}: query {query:?}"
+        );
     }
 }
 
-/// Every `.route(PATH, METHODS)` call in the server crates' sources.
-fn registered() -> BTreeSet<(String, String)> {
+/// Every `.route(` call in the server crates' sources mounts an endpoint description.
+#[test]
+fn routers_mount_endpoint_descriptions_only() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut found = BTreeSet::new();
     let mut files = Vec::new();
     for krate in std::fs::read_dir(&root).unwrap().flatten() {
         let src = krate.path().join("src");
@@ -44,54 +105,24 @@ fn registered() -> BTreeSet<(String, String)> {
             collect_rs(&src, &mut files);
         }
     }
-    let method_re = ["get(", "post(", "put(", "delete(", "patch("];
+    let mut routes = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(".route(") {
-            rest = &rest[at + ".route(".len()..];
-            // The call's text up to its closing parenthesis.
-            let (mut depth, mut end) = (1, 0);
-            for (i, c) in rest.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                if depth == 0 {
-                    end = i;
-                    break;
-                }
-            }
-            let call = &rest[..end];
-            let (arg, methods) = split_first_arg(call);
-            let path = resolve(arg.trim());
-            for m in method_re {
-                let mut search = methods;
-                while let Some(pos) = search.find(m) {
-                    let before = methods[..methods.len() - search.len() + pos].chars().last();
-                    if before.is_none_or(|c| !c.is_alphanumeric() && c != '_') {
-                        found.insert((path.clone(), m.trim_end_matches('(').to_uppercase()));
-                    }
-                    search = &search[pos + m.len()..];
-                }
-            }
+        for (at, _) in text.match_indices(".route(") {
+            let arg = text[at + ".route(".len()..]
+                .trim_start()
+                .split(',')
+                .next()
+                .unwrap_or("");
+            routes += 1;
+            assert!(
+                arg.ends_with("::PATH") || arg == "&jwks_path",
+                "{}: `.route({arg}, …)` — mount an endpoint of syncsphere_protocol::endpoint",
+                file.display()
+            );
         }
     }
-    found
-}
-
-fn split_first_arg(call: &str) -> (&str, &str) {
-    let mut depth = 0;
-    for (i, c) in call.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => return (&call[..i], &call[i + 1..]),
-            _ => {}
-        }
-    }
-    (call, "")
+    assert!(routes >= 3, "found only {routes} .route( calls");
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -106,29 +137,17 @@ fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[test]
-fn every_registered_route_is_documented() {
-    let (_, documented) = documented();
-    let registered = registered();
-    assert!(registered.len() >= 20, "found only {registered:?}");
-    let undocumented: Vec<_> = registered.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "routes missing from openapi.json: {undocumented:?}"
-    );
-}
-
-#[test]
 fn every_schema_reference_resolves() {
     let (doc, _) = documented();
-    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    fn refs(v: &Value, out: &mut Vec<String>) {
         match v {
-            serde_json::Value::Object(m) => {
+            Value::Object(m) => {
                 if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
                     out.push(r.to_owned());
                 }
                 m.values().for_each(|v| refs(v, out));
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
             _ => {}
         }
     }

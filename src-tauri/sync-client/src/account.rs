@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use syncsphere_protocol::{
-    ErrorCode, FileList, FileMeta, RestoreRequest, Revision, RevisionList, TrashList,
-    normalize_path,
+use syncsphere_protocol::endpoint::{
+    GetFile, ListFiles, ListRevisions, ListTrash, RestoreRevision,
 };
+use syncsphere_protocol::{ErrorCode, FileMeta, RestoreRequest, Revision, normalize_path};
 
 use crate::SyncError;
 use crate::api::Api;
@@ -27,7 +27,11 @@ pub struct FileHistory {
 
 /// The account's live files (for searching a file whose history to show), by path.
 pub async fn files(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
-    let list: FileList = Session::open(config_dir).await?.get("/v1/files").await?;
+    let list = Session::open(config_dir)
+        .await?
+        .api
+        .fetch::<ListFiles>(&[])
+        .await?;
     Ok(list.files)
 }
 
@@ -41,11 +45,11 @@ pub async fn file_history(config_dir: &Path, path: &str) -> Result<FileHistory, 
         message: format!("'{path}' is not a valid file name: {e}"),
     })?;
     let session = Session::open(config_dir).await?;
-    let live: FileList = session.get("/v1/files").await?;
+    let live = session.api.fetch::<ListFiles>(&[]).await?;
     let file = match pick_by_path(live.files, &wanted) {
         Some(file) => file,
         None => {
-            let trash: TrashList = session.get("/v1/trash").await?;
+            let trash = session.api.fetch::<ListTrash>(&[]).await?;
             pick_by_path(trash.files, &wanted).ok_or_else(|| SyncError::Server {
                 status: 404,
                 code: ErrorCode::NotFound,
@@ -86,7 +90,7 @@ pub async fn restore_revision(
     rev: i64,
 ) -> Result<FileMeta, SyncError> {
     let session = Session::open(config_dir).await?;
-    let current: FileMeta = session.get(&file_url(file_id, "")).await?;
+    let current = session.api.fetch::<GetFile>(&[file_id]).await?;
     let meta = session.restore(&current, rev).await?;
     tracing::info!(file_id, path = %meta.path, from_rev = rev, rev = meta.rev, "restored a revision");
     Ok(meta)
@@ -94,7 +98,11 @@ pub async fn restore_revision(
 
 /// Deleted files, most recently deleted first.
 pub async fn trash(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
-    let list: TrashList = Session::open(config_dir).await?.get("/v1/trash").await?;
+    let list = Session::open(config_dir)
+        .await?
+        .api
+        .fetch::<ListTrash>(&[])
+        .await?;
     Ok(list.files)
 }
 
@@ -102,7 +110,7 @@ pub async fn trash(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
 /// revision that is not the deletion), at the path it was deleted from.
 pub async fn undelete(config_dir: &Path, file_id: &str) -> Result<FileMeta, SyncError> {
     let session = Session::open(config_dir).await?;
-    let current: FileMeta = session.get(&file_url(file_id, "")).await?;
+    let current = session.api.fetch::<GetFile>(&[file_id]).await?;
     if !current.deleted {
         return Err(SyncError::Server {
             status: 409,
@@ -124,20 +132,6 @@ pub async fn undelete(config_dir: &Path, file_id: &str) -> Result<FileMeta, Sync
     Ok(meta)
 }
 
-/// `/v1/files/{id}{suffix}` with the id as one escaped path segment.
-fn file_url(file_id: &str, suffix: &str) -> String {
-    let id: String = file_id
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("/v1/files/{id}{suffix}")
-}
-
 /// The signed-in device's view of the server for these few requests (the sync engine's own
 /// [`Api`]: same auth, device header and error mapping).
 struct Session {
@@ -151,12 +145,8 @@ impl Session {
         })
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, SyncError> {
-        self.api.get_json(path).await
-    }
-
     async fn revisions(&self, file_id: &str) -> Result<Vec<Revision>, SyncError> {
-        let list: RevisionList = self.get(&file_url(file_id, "/revisions")).await?;
+        let list = self.api.fetch::<ListRevisions>(&[file_id]).await?;
         Ok(list.revisions)
     }
 
@@ -168,7 +158,7 @@ impl Session {
             parent_rev: current.rev,
         };
         self.api
-            .post_json(&file_url(&current.file_id, "/restore"), &body)
+            .submit::<RestoreRevision>(&[current.file_id.as_str()], &body)
             .await
     }
 }
@@ -211,7 +201,8 @@ mod tests {
 
     #[test]
     fn file_ids_are_one_path_segment() {
-        assert_eq!(file_url("ab-12", "/restore"), "/v1/files/ab-12/restore");
-        assert_eq!(file_url("a/b?c", ""), "/v1/files/a%2Fb%3Fc");
+        use syncsphere_protocol::endpoint::Endpoint;
+        assert_eq!(RestoreRevision::path(&["ab-12"]), "/v1/files/ab-12/restore");
+        assert_eq!(GetFile::path(&["a/b?c"]), "/v1/files/a%2Fb%3Fc");
     }
 }

@@ -1,4 +1,6 @@
-//! The File Management Service's REST API, as the sync engine uses it.
+//! The File Management Service's REST API, as the sync engine uses it. Every URL and method
+//! comes from the protocol's endpoint descriptions ([`syncsphere_protocol::endpoint`]), and
+//! so do the body and answer types of the typed calls ([`Api::fetch`], [`Api::submit`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
+use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
-    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, CommitRequest, DEVICE_HEADER,
-    DeviceList, ErrorBody, ErrorCode, FileMeta, MissingChunks, MissingChunksRequest, MoveRequest,
-    RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, CommitRequest,
+    DEVICE_HEADER, DeleteQuery, DeviceList, ErrorBody, ErrorCode, FileMeta, MissingChunks,
+    MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig,
+    UploadQuery,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -83,7 +87,7 @@ async fn api_error(resp: reqwest::Response) -> SyncError {
 pub(crate) async fn fetch_server_config(server_url: &str) -> Result<ServerConfig, SyncError> {
     let base = server_url.trim_end_matches('/');
     let resp = http_client()
-        .get(format!("{base}/v1/config"))
+        .get(format!("{base}{}", endpoint::GetConfig::PATH))
         .send()
         .await
         .map_err(|e| transport(base, e))?;
@@ -120,6 +124,55 @@ impl Api {
         &self.base
     }
 
+    /// A request for endpoint `E`, its `{…}` path segments filled with `params`.
+    fn request<E: Endpoint>(&self, params: &[&str]) -> reqwest::RequestBuilder {
+        let method = match E::METHOD {
+            endpoint::Method::Get => reqwest::Method::GET,
+            endpoint::Method::Put => reqwest::Method::PUT,
+            endpoint::Method::Post => reqwest::Method::POST,
+            endpoint::Method::Delete => reqwest::Method::DELETE,
+        };
+        self.http
+            .request(method, format!("{}{}", self.base, E::path(params)))
+    }
+
+    /// Endpoint `E` without query or body: its JSON answer.
+    pub(crate) async fn fetch<E>(&self, params: &[&str]) -> Result<E::Response, SyncError>
+    where
+        E: Endpoint<Query = (), Request = ()>,
+        E::Response: serde::de::DeserializeOwned,
+    {
+        self.json(self.request::<E>(params)).await
+    }
+
+    /// Endpoint `E` with its query, without body: its JSON answer.
+    async fn fetch_with<E>(
+        &self,
+        params: &[&str],
+        query: &E::Query,
+    ) -> Result<E::Response, SyncError>
+    where
+        E: Endpoint<Request = ()>,
+        E::Query: serde::Serialize,
+        E::Response: serde::de::DeserializeOwned,
+    {
+        self.json(self.request::<E>(params).query(query)).await
+    }
+
+    /// Endpoint `E` with its JSON body: its JSON answer.
+    pub(crate) async fn submit<E>(
+        &self,
+        params: &[&str],
+        body: &E::Request,
+    ) -> Result<E::Response, SyncError>
+    where
+        E: Endpoint<Query = ()>,
+        E::Request: serde::Serialize,
+        E::Response: serde::de::DeserializeOwned,
+    {
+        self.json(self.request::<E>(params).json(body)).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, SyncError> {
         let token = self.tokens.access_token().await?;
         let resp = req
@@ -146,22 +199,13 @@ impl Api {
             .map_err(|e| SyncError::Http(format!("bad response from {}: {e}", self.base)))
     }
 
-    /// `GET {server}{path}`, JSON in return.
+    /// `GET {server}{path}`, JSON in return (the simulation's observer).
+    #[cfg(test)]
     pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<T, SyncError> {
         self.json(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-
-    /// `POST {server}{path}` with a JSON body, JSON in return.
-    pub(crate) async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, SyncError> {
-        self.json(self.http.post(format!("{}{path}", self.base)).json(body))
             .await
     }
 
@@ -172,8 +216,7 @@ impl Api {
             platform: Some(std::env::consts::OS.to_owned()),
         };
         self.send(
-            self.http
-                .put(format!("{}/v1/devices/{}", self.base, self.device_id))
+            self.request::<endpoint::RegisterDevice>(&[self.device_id.as_str()])
                 .json(&body),
         )
         .await?;
@@ -181,28 +224,21 @@ impl Api {
     }
 
     pub(crate) async fn devices(&self) -> Result<DeviceList, SyncError> {
-        self.json(self.http.get(format!("{}/v1/devices", self.base)))
-            .await
+        self.fetch::<endpoint::ListDevices>(&[]).await
     }
 
     pub(crate) async fn revoke_device(&self, device_id: &str) -> Result<(), SyncError> {
-        let mut url = reqwest::Url::parse(&format!("{}/v1/devices/", self.base))
-            .map_err(|e| SyncError::Config(format!("bad server URL: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|_| SyncError::Config("bad server URL".into()))?
-            .pop_if_empty()
-            .push(device_id);
-        self.send(self.http.delete(url)).await?;
+        self.send(self.request::<endpoint::RevokeDevice>(&[device_id]))
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn changes(&self, cursor: i64) -> Result<ChangesPage, SyncError> {
-        self.json(
-            self.http
-                .get(format!("{}/v1/changes", self.base))
-                .query(&[("cursor", cursor)]),
-        )
-        .await
+        let query = ChangesQuery {
+            cursor,
+            limit: None,
+        };
+        self.fetch_with::<endpoint::ListChanges>(&[], &query).await
     }
 
     /// Uploads `file` as the new content of `path`: small files in one request, larger ones in
@@ -235,13 +271,11 @@ impl Api {
             return Err(SyncError::Busy(path.to_owned()));
         }
         self.up.consume(bytes.len() as u64).await;
-        let mut req = self
-            .http
-            .put(format!("{}/v1/files/content", self.base))
-            .query(&[("path", path)]);
-        if let Some(rev) = parent_rev {
-            req = req.query(&[("parent_rev", rev)]);
-        }
+        let query = UploadQuery {
+            path: path.to_owned(),
+            parent_rev,
+        };
+        let req = self.request::<endpoint::UploadFile>(&[]).query(&query);
         let meta: FileMeta = self.json(req.body(bytes)).await?;
         self.uploaded
             .fetch_add(meta.size.max(0) as u64, Ordering::Relaxed);
@@ -273,14 +307,7 @@ impl Api {
                 sha256: expected.to_owned(),
                 chunks: chunked.refs(),
             };
-            match self
-                .json(
-                    self.http
-                        .post(format!("{}/v1/files/commit", self.base))
-                        .json(&commit),
-                )
-                .await
-            {
+            match self.submit::<endpoint::CommitChunks>(&[], &commit).await {
                 Err(SyncError::Server {
                     code: ErrorCode::MissingChunks,
                     ..
@@ -410,11 +437,7 @@ impl Api {
             chunks: chunks.iter().map(|(c, _)| c.sha256.clone()).collect(),
         };
         let page: MissingChunks = self
-            .json(
-                self.http
-                    .post(format!("{}/v1/chunks/missing", self.base))
-                    .json(&req),
-            )
+            .submit::<endpoint::FindMissingChunks>(&[], &req)
             .await?;
         let missing: HashSet<String> = page.missing.into_iter().collect();
         let (todo, held): (Vec<_>, Vec<_>) = chunks
@@ -437,8 +460,7 @@ impl Api {
         self.up.consume(u64::from(chunk.size)).await;
         match self
             .send(
-                self.http
-                    .put(format!("{}/v1/chunks/{}", self.base, chunk.sha256))
+                self.request::<endpoint::PutChunk>(&[chunk.sha256.as_str()])
                     .header(CHUNK_CONTENT_HEADER, content)
                     .header(CHUNK_OFFSET_HEADER, chunk.offset)
                     .body(data),
@@ -476,9 +498,7 @@ impl Api {
             (Some(_), Ok(m)) => m.len(),
             _ => 0,
         };
-        let mut req = self
-            .http
-            .get(format!("{}/v1/files/{file_id}/content", self.base));
+        let mut req = self.request::<endpoint::DownloadFile>(&[file_id]);
         if let (Some(sha), true) = (resume_sha, have > 0) {
             req = req
                 .header("range", format!("bytes={have}-"))
@@ -551,12 +571,9 @@ impl Api {
     }
 
     pub(crate) async fn delete(&self, file_id: &str, rev: i64) -> Result<FileMeta, SyncError> {
-        self.json(
-            self.http
-                .delete(format!("{}/v1/files/{file_id}", self.base))
-                .query(&[("parent_rev", rev)]),
-        )
-        .await
+        let query = DeleteQuery { parent_rev: rev };
+        self.fetch_with::<endpoint::DeleteFile>(&[file_id], &query)
+            .await
     }
 
     pub(crate) async fn move_file(
@@ -565,14 +582,10 @@ impl Api {
         new_path: &str,
         rev: i64,
     ) -> Result<FileMeta, SyncError> {
-        self.json(
-            self.http
-                .post(format!("{}/v1/files/{file_id}/move", self.base))
-                .json(&MoveRequest {
-                    new_path: new_path.to_owned(),
-                    parent_rev: rev,
-                }),
-        )
-        .await
+        let body = MoveRequest {
+            new_path: new_path.to_owned(),
+            parent_rev: rev,
+        };
+        self.submit::<endpoint::MoveFile>(&[file_id], &body).await
     }
 }

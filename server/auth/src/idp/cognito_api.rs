@@ -15,23 +15,25 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use syncsphere_protocol::endpoint::{self, Endpoint};
 
 use super::{IdentityProvider, IdpError};
+use crate::routes::{Mount, RouterExt};
 
 /// Path of the JSON API; clients use `{server}{COGNITO_API_PATH}` as the SDK's endpoint URL.
-pub const COGNITO_API_PATH: &str = "/auth/cognito";
+pub const COGNITO_API_PATH: &str = endpoint::CognitoApi::PATH;
 const TARGET_PREFIX: &str = "AWSCognitoIdentityProviderService.";
 
 /// Routes: the Cognito JSON API and `/{pool id}/.well-known/jwks.json`.
 pub fn router(idp: Arc<IdentityProvider>) -> Router {
-    let jwks_path = format!("/{}/.well-known/jwks.json", idp.config().user_pool_id);
+    // This pool's keys only: another pool id is no route.
+    let jwks_path = endpoint::GetJwks::path(&[idp.config().user_pool_id.as_str()]);
     Router::new()
-        .route(COGNITO_API_PATH, post(dispatch))
-        .route(&format!("{COGNITO_API_PATH}/"), post(dispatch))
-        .route(&jwks_path, get(jwks))
+        .endpoint(endpoint::CognitoApi, dispatch)
+        .endpoint(endpoint::CognitoApiSlash, dispatch)
+        .route(&jwks_path, endpoint::GetJwks::on(jwks))
         .with_state(idp)
 }
 

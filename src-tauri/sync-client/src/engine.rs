@@ -22,6 +22,7 @@ use crate::remote::Remote;
 use crate::scan::Scanner;
 use crate::status::{ErrorKind, PROBLEM_LIMIT, PathProblem, PendingDeletes, Status, SyncState};
 use crate::transfer::Transfers;
+use crate::watcher::{DirtyPaths, FolderWatch};
 use crate::{SyncError, now_ms};
 
 pub(crate) mod aside;
@@ -29,8 +30,12 @@ mod execute;
 
 use self::execute::describe;
 
-/// Fallback poll of the journal when no push arrives; pushes make sync immediate.
+/// Fallback poll of the journal when no push arrives; pushes make sync immediate. A poll that
+/// finds nothing new, with nothing marked on disk, costs one request and nothing else.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The safety net under the watcher: how often the whole folder is scanned anyway (the
+/// watcher misses what happens while no one watches — e.g. on a network share's other end).
+pub(crate) const FULL_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// Quiet time after a local file event before scanning, so a burst of writes is one round.
 /// Short, because it is most of the save-to-other-device latency; a file still being written
 /// when the round starts is not uploaded torn anyway (it is retried, see `SyncError::Busy`).
@@ -107,6 +112,18 @@ pub(crate) struct Engine {
     pub transfers: Transfers,
     /// The folder's filesystem ignores case: plan with the server's folder spellings.
     pub case_insensitive: bool,
+    /// What the watcher (and the engine itself) marked as possibly changed on disk.
+    pub dirty: Arc<DirtyPaths>,
+    /// The folder watch, re-armed when the folder comes back.
+    pub watch: Arc<dyn FolderWatch>,
+    /// The last pass ended with nothing to do: until something changes (a mark, a journal
+    /// entry, a retry falling due, the full-rescan interval), another pass would find the same.
+    pub settled: bool,
+    /// The linked folder was missing at the last check: when it is back, it is watched anew
+    /// and scanned whole.
+    pub folder_lost: bool,
+    /// When the folder was last scanned whole, on the engine's clock.
+    pub last_full_scan: Option<Duration>,
 }
 
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
@@ -185,6 +202,7 @@ impl Engine {
                 }
                 // Resumed: drop the nudges that piled up and look at everything now.
                 while triggers.try_recv().is_ok() {}
+                self.dirty.mark_everything();
                 continue;
             }
             let result = self.pass().await;
@@ -231,6 +249,8 @@ impl Engine {
                     if switched.is_err() {
                         break; // the handle is gone
                     }
+                    // "Sync now" (or pause/resume): the user asks for a real look.
+                    self.dirty.mark_everything();
                 }
                 _ = stop.changed() => break,
             }
@@ -259,14 +279,16 @@ impl Engine {
             .send_modify(|s| s.fail(e.kind(), message, now_ms()));
     }
 
-    /// Reads the journal from the cursor to its end.
-    async fn pull(&mut self) -> Result<(), SyncError> {
+    /// Reads the journal from the cursor to its end; returns how many entries were new.
+    async fn pull(&mut self) -> Result<usize, SyncError> {
         let mut cursor = self.index.cursor().await?;
+        let mut fresh = 0;
         loop {
             let page = self.remote.changes(cursor).await?;
             if page.changes.is_empty() {
                 break;
             }
+            fresh += page.changes.len();
             self.index.apply_changes(&page.changes, page.cursor).await?;
             cursor = page.cursor;
             if !page.has_more {
@@ -274,18 +296,59 @@ impl Engine {
             }
         }
         self.cursor.send_replace(cursor);
-        self.status.send_modify(|s| s.cursor = cursor);
+        self.status.send_if_modified(|s| {
+            let changed = s.cursor != cursor;
+            s.cursor = cursor;
+            changed
+        });
+        Ok(fresh)
+    }
+
+    /// Checks that the linked folder is still there; when it comes back after it was not, it
+    /// is watched anew (the kernel dropped the old watches) and scanned whole.
+    fn check_folder(&mut self) -> Result<(), SyncError> {
+        if let Err(e) = self.linked.check(self.fs.as_ref()) {
+            self.folder_lost = true;
+            self.settled = false;
+            return Err(e);
+        }
+        if std::mem::take(&mut self.folder_lost) {
+            let _ = self.watch.rearm(); // a failure leaves the marks degraded: full scans
+            self.dirty.mark_everything();
+        }
         Ok(())
+    }
+
+    /// Whether a pass now would find what the last one found: nothing changed on disk or on
+    /// the server since it ended with nothing to do, no retry is due, no full scan is due.
+    fn nothing_to_do(&self, fresh: usize) -> bool {
+        let now = self.clock.now();
+        self.settled
+            && fresh == 0
+            && self.dirty.is_clean()
+            && self
+                .last_full_scan
+                .is_some_and(|t| now.saturating_sub(t) < FULL_RESCAN_INTERVAL)
+            && self.failing.values().all(|f| f.retry_at > now)
     }
 
     /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
     pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
-        self.linked.check(self.fs.as_ref())?;
+        self.status.send_modify(|s| s.work.passes += 1);
+        self.check_folder()?;
         self.recover_aside().await?;
         let mut skips: HashMap<String, u32> = HashMap::new();
-        for _ in 0..MAX_ROUNDS {
-            self.linked.check(self.fs.as_ref())?;
-            self.pull().await?;
+        for round in 0..MAX_ROUNDS {
+            self.check_folder()?;
+            let fresh = self.pull().await?;
+            if round == 0 && self.nothing_to_do(fresh) {
+                return Ok(());
+            }
+            self.settled = false;
+            // Taken before the scan: what changes during it is marked again, for the next.
+            let _dirty = self.dirty.take();
+            self.last_full_scan = Some(self.clock.now());
+            self.status.send_modify(|s| s.work.full_scans += 1);
             let folder = self.folder.clone();
             let mut scanner = std::mem::take(&mut self.scanner);
             scanner.fold_case = self.case_insensitive;
@@ -299,7 +362,7 @@ impl Engine {
             self.scanner = scanner;
             // A folder unmounted or moved away during the scan reads as empty: only a scan of
             // the linked folder, still there afterwards, is planned with.
-            self.linked.check(self.fs.as_ref())?;
+            self.check_folder()?;
             let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
             scan.unreadable.extend(self.aside_origins());
             for (path, reason) in &scan.skipped {
@@ -363,10 +426,17 @@ impl Engine {
                     message: f.message.clone(),
                 }))
                 .chain(waiting)
+                // Not a path's problem: the whole folder is watched by full scans only.
+                .chain(self.dirty.degraded().map(|message| PathProblem {
+                    path: String::new(),
+                    message,
+                }))
                 .take(PROBLEM_LIMIT)
                 .collect();
             let pending_deletes = self.held_deletes.as_ref().map(pending_of);
             if ops.is_empty() {
+                // Held deletions wait for an answer the next pass must read.
+                self.settled = self.held_deletes.is_none();
                 let files = synced.len() as u64;
                 self.status.send_modify(|s| {
                     s.pending = 0;
@@ -386,9 +456,13 @@ impl Engine {
                         None => {
                             s.state = SyncState::UpToDate;
                             s.error_kind = None;
-                            s.last_error = problems
-                                .first()
-                                .map(|p| format!("'{}' is not synced: {}", p.path, p.message));
+                            s.last_error = problems.first().map(|p| {
+                                if p.path.is_empty() {
+                                    p.message.clone()
+                                } else {
+                                    format!("'{}' is not synced: {}", p.path, p.message)
+                                }
+                            });
                         }
                     }
                     s.pending_deletes = pending_deletes;
@@ -636,7 +710,21 @@ impl Engine {
         if *self.paused.borrow() {
             return (label, path, Ok(None));
         }
-        (label, path, self.execute(op).await)
+        // Whatever the operation did (or found other than planned), the next round looks at
+        // its names again: the watcher's word on them may come later than that round.
+        let touched: Vec<String> = match &op {
+            Op::MoveLocal { from, to, .. } | Op::MoveRemote { from, to, .. } => {
+                vec![from.clone(), to.clone()]
+            }
+            Op::ConflictCopy { path, copy } => vec![path.clone(), copy.clone()],
+            Op::RecordSynced { .. } => Vec::new(),
+            op => vec![op.path().to_owned()],
+        };
+        let result = self.execute(op).await;
+        for p in &touched {
+            self.dirty.mark(p);
+        }
+        (label, path, result)
     }
 
     fn publish_progress(&self, pending: u64) {

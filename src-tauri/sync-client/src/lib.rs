@@ -35,6 +35,7 @@ mod sync_task;
 mod system;
 mod throttle;
 mod transfer;
+mod watcher;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -145,6 +145,21 @@ pub struct Status {
     /// messages; empty while disconnected. The window's device list refreshes when it changes.
     #[serde(default)]
     pub online_devices: Vec<String>,
+    /// Counters of the engine's work since it started.
+    #[serde(default)]
+    pub work: EngineWork,
+}
+
+/// What the engine did since it started: how a user (or a test) sees that an idle client
+/// does nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineWork {
+    /// Sync passes started (by a watcher mark, a push, the poll, a retry).
+    pub passes: u64,
+    /// Passes that found something to look at and scanned the whole folder.
+    pub full_scans: u64,
+    /// Passes that scanned only the paths marked as changed.
+    pub partial_scans: u64,
 }
 
 /// How many path problems the status lists.
@@ -174,6 +189,7 @@ impl Status {
             bytes_downloaded: 0,
             transfers: Vec::new(),
             online_devices: Vec::new(),
+            work: EngineWork::default(),
         }
     }
 

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Api};
@@ -14,6 +13,7 @@ use crate::auth::TokenSource;
 use crate::engine::{self, Engine, Trigger};
 use crate::index::Index;
 use crate::push::{self, Push};
+use crate::watcher::{DirtyPaths, OsWatch};
 use crate::{
     ClientConfig, DeletePolicy, LinkMode, Status, SyncError, config, folder, forget_revoked_device,
     load_config, load_system_config, local_fs, lock, now_ms, scan,
@@ -195,19 +195,11 @@ async fn run(
     let (cursor_tx, cursor_rx) = watch::channel(cursor);
     let (trigger_tx, trigger_rx) = mpsc::channel(16);
 
-    // Keep the watcher alive for the whole run; its callback only nudges the loop.
+    // The watcher marks what changed and nudges the loop; it lives as long as the engine.
+    let dirty = Arc::new(DirtyPaths::default());
     let watch_tx = trigger_tx.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(ev) => ev
-                .paths
-                .iter()
-                .any(|p| !p.components().any(|c| c.as_os_str() == scan::STATE_DIR)),
-            Err(_) => true,
-        };
-        if relevant {
-            let _ = watch_tx.try_send(Trigger::Local);
-        }
+    let (watch, _) = OsWatch::start(&folder, dirty.clone(), move || {
+        let _ = watch_tx.try_send(Trigger::Local);
     })
     .map_err(|e| {
         SyncError::Io(
@@ -215,14 +207,7 @@ async fn run(
             std::io::Error::other(e),
         )
     })?;
-    watcher
-        .watch(&folder, notify::RecursiveMode::Recursive)
-        .map_err(|e| {
-            SyncError::Io(
-                format!("watching {}", folder.display()),
-                std::io::Error::other(e),
-            )
-        })?;
+    let watch = Arc::new(watch);
 
     // The server may have announced other push instances since sign-in; fall back to what
     // was stored when it cannot be asked.
@@ -286,12 +271,17 @@ async fn run(
         paused,
         transfers: Default::default(),
         case_insensitive,
+        dirty,
+        watch: watch.clone(),
+        settled: false,
+        folder_lost: false,
+        last_full_scan: None,
     };
     tracing::info!(folder = %engine.folder.display(), server = %server_url, device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;
     push_task.abort();
     let _ = push_task.await;
-    drop(watcher);
+    drop(watch);
     if let Err(SyncError::DeviceRevoked) = outcome {
         forget_revoked_device(&config_dir).await?;
         return Err(SyncError::DeviceRevoked);

@@ -64,6 +64,30 @@ impl Engine {
         self.index.set_synced(path, synced.as_ref()).await
     }
 
+    /// Whether a file is in the folder under exactly the name `path` (up to Unicode form): on a
+    /// case-insensitive disk, `a.txt` is not there just because `A.txt` is.
+    pub(super) fn file_named(&self, path: &str) -> bool {
+        let full = self.local(path);
+        let (Some(dir), Some(name)) = (full.parent(), full.file_name()) else {
+            return false;
+        };
+        let Some(name) = name.to_str() else {
+            return false;
+        };
+        let wanted: String = unicode_normalization::UnicodeNormalization::nfc(name).collect();
+        match self.fs.read_dir(dir) {
+            Ok(entries) => entries.iter().any(|e| {
+                e.kind == Kind::File
+                    && e.name.to_str().is_some_and(|n| {
+                        unicode_normalization::UnicodeNormalization::nfc(n).eq(wanted.chars())
+                    })
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            // Cannot tell: not gone as far as anyone knows.
+            Err(_) => true,
+        }
+    }
+
     /// Removes now-empty parent folders of `path` (never the sync folder itself).
     pub(super) fn prune_empty_parents(&self, path: &str) {
         let mut rel = Path::new(path).parent();
@@ -148,6 +172,11 @@ impl Engine {
                 result
             }
             Op::DeleteRemote { path, file_id, rev } => {
+                // Absence is not deletion: a file under this very name (back again, or never
+                // gone: the scan looked at an older state of the folder) keeps it on the server.
+                if self.file_named(&path) {
+                    return Ok(None);
+                }
                 let meta = self.remote.delete(&file_id, rev).await?;
                 self.index.record_remote(&meta).await?;
                 self.index.set_synced(&path, None).await?;

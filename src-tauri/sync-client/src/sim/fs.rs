@@ -74,6 +74,9 @@ struct Disk {
     durable_names: BTreeMap<String, (String, u64, bool)>,
     /// File inode → its content (and modification time) as last fsynced.
     durable_data: BTreeMap<u64, (Vec<u8>, i128)>,
+    /// Names (as spelled) created, written, renamed or removed since the watcher last
+    /// delivered: the events in the kernel's queue.
+    touched: Vec<String>,
 }
 
 impl Disk {
@@ -150,6 +153,14 @@ pub(crate) struct Chaos {
     /// Chance that right before the engine renames a file to a free name, the user saves a
     /// new file under that name.
     pub user_races_rename: f64,
+    /// Chance that the watcher never reports a change (a network share's other end, a
+    /// watch added too late).
+    pub miss_event: f64,
+    /// Chance that the kernel's event queue overflows at a change (everything is marked).
+    pub overflow: f64,
+    /// Chance that the watcher's events are still queued at an operation of the engine (they
+    /// arrive later: after the scan that should have seen them started).
+    pub late_events: f64,
 }
 
 pub(crate) struct FakeFs {
@@ -186,6 +197,8 @@ struct State {
     locked: BTreeSet<String>,
     /// The user is acting (through the same calls as the engine): locks do not apply.
     as_user: bool,
+    /// Where the folder watcher's marks go (the running engine's).
+    watcher: Option<std::sync::Arc<crate::watcher::DirtyPaths>>,
     /// Names (by key) nothing may be renamed onto (an antivirus or a Windows file-system
     /// filter holding the name).
     refused: BTreeSet<String>,
@@ -241,6 +254,7 @@ impl FakeFs {
                 under_mount: Vec::new(),
                 locked: BTreeSet::new(),
                 as_user: false,
+                watcher: None,
                 refused: BTreeSet::new(),
             }),
         }
@@ -249,12 +263,59 @@ impl FakeFs {
     /// The engine's process loses access to the folder `rel` and all below it.
     pub(crate) fn lock(&self, rel: &str) {
         let key = self.key(rel);
-        self.state.lock().unwrap().locked.insert(key);
+        let mut st = self.state.lock().unwrap();
+        Self::touch_key(&mut st, &key);
+        st.locked.insert(key);
     }
 
-    /// Access to a locked folder (by key) is given back.
+    /// Access to a locked folder (by key) is given back (a permission change: the watcher
+    /// reports it).
     pub(crate) fn unlock(&self, key: &str) {
-        self.state.lock().unwrap().locked.remove(key);
+        let mut st = self.state.lock().unwrap();
+        Self::touch_key(&mut st, key);
+        st.locked.remove(key);
+    }
+
+    fn touch_key(st: &mut State, key: &str) {
+        if let Some(s) = st.disk.nodes.get(key) {
+            let spelled = s.spelled.clone();
+            st.disk.touched.push(spelled);
+        }
+    }
+
+    /// The running engine's watcher marks: every change from now on is delivered there
+    /// (unless the weather loses or delays it).
+    pub(crate) fn set_watcher(&self, dirty: std::sync::Arc<crate::watcher::DirtyPaths>) {
+        let mut st = self.state.lock().unwrap();
+        st.disk.touched.clear();
+        st.watcher = Some(dirty);
+    }
+
+    /// The watcher delivers what is queued (each change perhaps lost, or overflowing).
+    pub(crate) fn deliver_events(&self) {
+        Self::deliver(&mut self.state.lock().unwrap());
+    }
+
+    fn deliver(st: &mut State) {
+        let touched = std::mem::take(&mut st.disk.touched);
+        let Some(watcher) = st.watcher.clone() else {
+            return;
+        };
+        for path in touched {
+            if path.split('/').next() == Some(crate::scan::STATE_DIR) {
+                continue;
+            }
+            if st.chaos.miss_event > 0.0 && st.rng.gen_bool(st.chaos.miss_event) {
+                tracing::debug!(path, "WATCHER misses a change");
+                continue;
+            }
+            if st.chaos.overflow > 0.0 && st.rng.gen_bool(st.chaos.overflow) {
+                tracing::debug!(path, "WATCHER queue overflows");
+                watcher.mark_everything();
+                continue;
+            }
+            watcher.mark(&path);
+        }
     }
 
     /// Renames onto `rel` fail with `PermissionDenied` (`false`: until allowed again).
@@ -506,6 +567,11 @@ impl FakeFs {
 
     fn gate_in(st: &mut State) -> Gate {
         st.ops += 1;
+        if !st.disk.touched.is_empty()
+            && !(st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events))
+        {
+            Self::deliver(st);
+        }
         if st.pause_at.is_some_and(|at| st.ops >= at) {
             st.pause_at = None;
             if let Some(p) = &st.pause {
@@ -716,6 +782,7 @@ impl FakeFs {
                         ),
                         None => spelled,
                     };
+                    disk.touched.push(spelled.clone());
                     disk.nodes.insert(
                         self.key(&prefix),
                         Stored {
@@ -744,6 +811,8 @@ impl FakeFs {
             )),
             Some(s) => {
                 s.node = Node::File { data, mtime_ns };
+                let spelled = s.spelled.clone();
+                disk.touched.push(spelled);
                 Ok(())
             }
             None => {
@@ -757,6 +826,7 @@ impl FakeFs {
                     ),
                     None => self.spell(rel),
                 };
+                disk.touched.push(spelled.clone());
                 disk.nodes.insert(
                     key,
                     Stored {
@@ -822,6 +892,8 @@ impl FakeFs {
             None => self.spell(&to),
         };
         let old_spelled_len = src.spelled.len();
+        st.disk.touched.push(src.spelled.clone());
+        st.disk.touched.push(new_spelled.clone());
         let mut moved = Vec::new();
         for k in moving {
             let mut s = st.disk.nodes.remove(&k).expect("listed");
@@ -1029,7 +1101,8 @@ impl LocalFs for FakeFs {
                 node: Node::File { .. },
                 ..
             }) => {
-                st.disk.nodes.remove(&k);
+                let gone = st.disk.nodes.remove(&k).expect("matched");
+                st.disk.touched.push(gone.spelled);
                 Self::then(die, Ok(()))
             }
             Some(_) => Err(Error::new(ErrorKind::IsADirectory, "a folder")),
@@ -1051,7 +1124,8 @@ impl LocalFs for FakeFs {
                 if st.disk.nodes.keys().any(|x| x.starts_with(&below)) {
                     return Err(Error::new(ErrorKind::DirectoryNotEmpty, "not empty"));
                 }
-                st.disk.nodes.remove(&k);
+                let gone = st.disk.nodes.remove(&k).expect("matched");
+                st.disk.touched.push(gone.spelled);
                 Self::then(die, Ok(()))
             }
             Some(_) => Err(Error::new(ErrorKind::NotADirectory, "a file")),

@@ -226,6 +226,7 @@ impl Device {
         ));
         let (cursor, _) = watch::channel(index.cursor().await.expect("cursor"));
         let (pause, paused) = watch::channel(false);
+        let dirty = Arc::new(crate::watcher::DirtyPaths::default());
         self.engine = Some(Engine {
             folder: root,
             linked,
@@ -250,7 +251,13 @@ impl Device {
             paused,
             transfers: Default::default(),
             case_insensitive,
+            dirty: dirty.clone(),
+            watch: Arc::new(crate::watcher::NoWatch),
+            settled: false,
+            folder_lost: false,
+            last_full_scan: None,
         });
+        self.fs.set_watcher(dirty);
         self.status = Some(rx);
         self.fs.set_pause_switch(pause);
     }
@@ -313,11 +320,14 @@ enum Scenario {
     LockedFolders,
     /// The disk fails one operation in eight.
     FlakyDisk,
+    /// The folder watcher misses changes, overflows and reports late, often.
+    WatcherTrouble,
 }
 
 impl Scenario {
     fn of(seed: u64) -> Self {
         match seed % 4 {
+            1 => Scenario::WatcherTrouble,
             2 => Scenario::LockedFolders,
             3 => Scenario::FlakyDisk,
             _ => Scenario::Mixed,
@@ -330,6 +340,11 @@ impl Scenario {
             Scenario::Mixed => {}
             Scenario::LockedFolders => s.lock = 0.15,
             Scenario::FlakyDisk => s.chaos.fail = 0.12,
+            Scenario::WatcherTrouble => {
+                s.chaos.miss_event = 0.15;
+                s.chaos.overflow = 0.03;
+                s.chaos.late_events = 0.7;
+            }
         }
         s
     }
@@ -343,6 +358,9 @@ impl Default for Settings {
                 fail: 0.02,
                 user_races_hash: 0.03,
                 user_races_rename: 0.03,
+                miss_event: 0.01,
+                overflow: 0.005,
+                late_events: 0.3,
             },
             network: Network {
                 lose_request: 0.03,

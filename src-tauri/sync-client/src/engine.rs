@@ -310,7 +310,7 @@ impl Engine {
         if let Err(e) = self.linked.check(self.fs.as_ref()) {
             self.folder_lost = true;
             self.settled = false;
-            return Err(e);
+            return Err(e.into());
         }
         if std::mem::take(&mut self.folder_lost) {
             let _ = self.watch.rearm(); // a failure leaves the marks degraded: full scans

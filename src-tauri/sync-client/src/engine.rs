@@ -135,7 +135,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a pass waiting for the user's answer to held deletions looks for it.
 const DECISION_POLL: Duration = Duration::from_secs(2);
 /// Longest wait before an operation that keeps failing on one path is tried again.
-const MAX_PATH_BACKOFF: Duration = Duration::from_secs(600);
+pub(crate) const MAX_PATH_BACKOFF: Duration = Duration::from_secs(600);
 
 /// An operation that failed on one path: tried again after a growing wait, reported meanwhile
 /// (never a retry loop: one warning per new message).

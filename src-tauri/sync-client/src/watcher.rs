@@ -281,11 +281,17 @@ mod tests {
             EventKind::Access(AccessKind::Close(AccessMode::Read)),
             EventKind::Access(AccessKind::Read),
         ] {
-            assert_eq!(note_event(&dirty, root, &event(kind, &["/f/a"])), Noted::Nothing);
+            assert_eq!(
+                note_event(&dirty, root, &event(kind, &["/f/a"])),
+                Noted::Nothing
+            );
         }
         assert!(dirty.is_clean());
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        assert_eq!(note_event(&dirty, root, &event(closed, &["/f/a"])), Noted::Marked);
+        assert_eq!(
+            note_event(&dirty, root, &event(closed, &["/f/a"])),
+            Noted::Marked
+        );
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         assert_eq!(
             note_event(&dirty, root, &event(renamed, &["/f/d/x", "/f/e/y"])),
@@ -299,10 +305,7 @@ mod tests {
         );
         let d = dirty.take();
         assert!(!d.everything);
-        assert_eq!(
-            d.paths.into_iter().collect::<Vec<_>>(),
-            ["a", "d/x", "e/y"]
-        );
+        assert_eq!(d.paths.into_iter().collect::<Vec<_>>(), ["a", "d/x", "e/y"]);
         assert!(dirty.is_clean(), "taken");
     }
 
@@ -317,7 +320,10 @@ mod tests {
         assert_eq!(note_event(&dirty, root, &err), Noted::Everything);
         assert!(dirty.take().everything);
         let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert_eq!(note_event(&dirty, root, &event(moved, &["/f"])), Noted::Everything);
+        assert_eq!(
+            note_event(&dirty, root, &event(moved, &["/f"])),
+            Noted::Everything
+        );
         assert!(dirty.take().everything);
         // The watch limit: every pass scans everything until the watch is re-armed.
         let limit = Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch));

@@ -110,15 +110,20 @@ impl TakenNames {
 /// names say, so comparing spellings would make the device rename folders back and forth with
 /// every other device; adopting one spelling everywhere makes all of them agree. (A folder
 /// renamed only in case on such a disk is therefore not carried to the server; file names
-/// keep their own case, so a file's case-only rename is.)
+/// keep their own case, so a file's case-only rename is.) A file the server (or the synced
+/// tree) already holds under its own folder spelling keeps that one: where the server spells
+/// one folder several ways, the smallest spelling would make the file a new one beside itself,
+/// an upload the server refuses (the name is taken) for ever.
 pub fn adopt_folder_spelling(
     local: &LocalTree,
     remote: &RemoteTree,
     synced: &SyncedTree,
 ) -> LocalTree {
     let mut spelling: HashMap<String, &str> = HashMap::new();
+    let mut own: HashMap<String, &str> = HashMap::new();
     // Trees iterate in order, so the first spelling seen is the smallest.
     for p in remote.keys().chain(synced.keys()) {
+        own.entry(key(p)).or_insert(p);
         for a in ancestors(p) {
             spelling.entry(key(a)).or_insert(a);
         }
@@ -126,6 +131,11 @@ pub fn adopt_folder_spelling(
     local
         .iter()
         .map(|(p, f)| {
+            if let Some(q) = own.get(&key(p))
+                && let (Some(dir), Some(slash)) = (q.rfind('/'), p.rfind('/'))
+            {
+                return (format!("{}{}", &q[..dir], &p[slash..]), f.clone());
+            }
             let respelled = ancestors(p)
                 .collect::<Vec<_>>()
                 .into_iter()
@@ -190,10 +200,12 @@ mod spelling_tests {
             ("Docs/Notes.TXT".to_string(), lf()),
             ("new/x".to_string(), lf()),
             ("top.txt".to_string(), lf()),
+            ("PHOTOS/2024/Own.JPG".to_string(), lf()),
         ]);
         let remote = RemoteTree::from([
             ("Photos/2024/b.jpg".to_string(), rf()),
             ("photos/other.jpg".to_string(), rf()),
+            ("photos/2024/own.jpg".to_string(), rf()),
         ]);
         let synced = SyncedTree::from([(
             "docs/notes.txt".to_string(),
@@ -212,6 +224,9 @@ mod spelling_tests {
                 "Photos/2024/a.jpg", // "Photos" sorts before "photos": every device picks it
                 "docs/Notes.TXT",    // the synced spelling where the server has none
                 "new/x",
+                // A file the server holds keeps its own folders (not "Photos"), and the disk's
+                // case of its name (a case-only rename is carried).
+                "photos/2024/Own.JPG",
                 "top.txt",
             ]
         );

@@ -64,28 +64,38 @@ impl Engine {
         self.index.set_synced(path, synced.as_ref()).await
     }
 
-    /// Whether a file is in the folder under exactly the name `path` (up to Unicode form): on a
-    /// case-insensitive disk, `a.txt` is not there just because `A.txt` is.
+    /// Whether a file is in the folder under exactly the name `path`, every folder on the way
+    /// included, byte for byte: on a case-insensitive disk `a.txt` is not there just because
+    /// `A.txt` is, nor `Docs/a.txt` because `DOCS/a.txt` is; and a name the disk spells in
+    /// another Unicode form is the scanner's business (a twin it reports and holds), not this
+    /// guard's. Costs one `stat` when nothing is there (the common case: the user did delete
+    /// it); a listing per level otherwise.
     pub(super) fn file_named(&self, path: &str) -> bool {
-        let full = self.local(path);
-        let (Some(dir), Some(name)) = (full.parent(), full.file_name()) else {
-            return false;
-        };
-        let Some(name) = name.to_str() else {
-            return false;
-        };
-        let wanted: String = unicode_normalization::UnicodeNormalization::nfc(name).collect();
-        match self.fs.read_dir(dir) {
-            Ok(entries) => entries.iter().any(|e| {
-                e.kind == Kind::File
-                    && e.name.to_str().is_some_and(|n| {
-                        unicode_normalization::UnicodeNormalization::nfc(n).eq(wanted.chars())
-                    })
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        use std::io::ErrorKind::{NotADirectory, NotFound};
+        match self.fs.symlink_metadata(&self.local(path)) {
+            Ok(m) if m.kind == Kind::File => {}
+            Ok(_) => return false,
+            Err(e) if matches!(e.kind(), NotFound | NotADirectory) => return false,
             // Cannot tell: not gone as far as anyone knows.
-            Err(_) => true,
+            Err(_) => return true,
         }
+        let mut dir = self.folder.clone();
+        let parts: Vec<&str> = path.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let kind = if i + 1 == parts.len() {
+                Kind::File
+            } else {
+                Kind::Dir
+            };
+            let Ok(entries) = self.fs.read_dir(&dir) else {
+                return true;
+            };
+            if !entries.iter().any(|e| e.kind == kind && e.name == **part) {
+                return false;
+            }
+            dir.push(part);
+        }
+        true
     }
 
     /// Removes now-empty parent folders of `path` (never the sync folder itself).

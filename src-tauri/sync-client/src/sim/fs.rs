@@ -199,6 +199,8 @@ struct State {
     as_user: bool,
     /// Where the folder watcher's marks go (the running engine's).
     watcher: Option<std::sync::Arc<crate::watcher::DirtyPaths>>,
+    /// Changes the watcher lost (only the periodic full rescan finds them).
+    missed: u64,
     /// Names (by key) nothing may be renamed onto (an antivirus or a Windows file-system
     /// filter holding the name).
     refused: BTreeSet<String>,
@@ -255,6 +257,7 @@ impl FakeFs {
                 locked: BTreeSet::new(),
                 as_user: false,
                 watcher: None,
+                missed: 0,
                 refused: BTreeSet::new(),
             }),
         }
@@ -296,6 +299,11 @@ impl FakeFs {
         Self::deliver(&mut self.state.lock().unwrap());
     }
 
+    /// How many changes the watcher lost so far.
+    pub(crate) fn missed_events(&self) -> u64 {
+        self.state.lock().unwrap().missed
+    }
+
     fn deliver(st: &mut State) {
         let touched = std::mem::take(&mut st.disk.touched);
         let Some(watcher) = st.watcher.clone() else {
@@ -307,6 +315,7 @@ impl FakeFs {
             }
             if st.chaos.miss_event > 0.0 && st.rng.gen_bool(st.chaos.miss_event) {
                 tracing::debug!(path, "WATCHER misses a change");
+                st.missed += 1;
                 continue;
             }
             if st.chaos.overflow > 0.0 && st.rng.gen_bool(st.chaos.overflow) {

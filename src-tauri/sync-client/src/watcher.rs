@@ -3,7 +3,7 @@
 //! scans, and scans only those paths — or everything, when the marks cannot be trusted (the
 //! kernel's queue overflowed, a watch could not be added, the folder came back from a drive
 //! that was unplugged). A missed mark costs latency until the next full rescan, never data:
-//! every destructive step still checks the disk it acts on (0027).
+//! every destructive step still checks the disk it acts on (0028).
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -189,8 +189,10 @@ pub(crate) trait FolderWatch: Send + Sync {
 }
 
 /// No watcher: every pass scans everything (the simulation marks its own paths).
+#[cfg(test)]
 pub(crate) struct NoWatch;
 
+#[cfg(test)]
 impl FolderWatch for NoWatch {
     fn rearm(&self) -> Result<(), String> {
         Ok(())

@@ -576,9 +576,9 @@ impl FakeFs {
 
     fn gate_in(st: &mut State) -> Gate {
         st.ops += 1;
-        if !st.disk.touched.is_empty()
-            && !(st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events))
-        {
+        let late =
+            |st: &mut State| st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events);
+        if !st.disk.touched.is_empty() && !late(st) {
             Self::deliver(st);
         }
         if st.pause_at.is_some_and(|at| st.ops >= at) {

@@ -4,7 +4,9 @@
 #   1. save latency: a small file saved on device A (written to a temp name, then renamed, as
 #      editors do) until it is byte-identical on device B's disk, over N saves 250 ms apart;
 #   2. initial sync: 10,000 small files uploaded by A, then a new device C with an empty folder,
-#      timed from its start until it holds every file ("up to date").
+#      timed from its start until it holds every file ("up to date");
+#   3. the same saves with those files in the folder (latency, and CPU of A and B per save from
+#      /proc), then 60 s of idling (CPU of A and B, sync passes and folder scans counted).
 #   scripts/bench-sync.sh [--saves 200] [--files 10000]
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -43,9 +45,20 @@ for d in a b; do
   PIDS+=("$!")
 done
 
-python3 - "$WORK" "$SAVES" "$FILES" "$REL/syncsphere" "$URL" <<'PY'
+python3 - "$WORK" "$SAVES" "$FILES" "$REL/syncsphere" "$URL" "${PIDS[1]}" "${PIDS[2]}" <<'PY'
 import json, os, subprocess, sys, time
 work, saves, files, cli, url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+pid_a, pid_b = int(sys.argv[6]), int(sys.argv[7])
+
+def cpu(pid):
+    """CPU seconds (user + system) of a process so far (/proc counts in USER_HZ = 100)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+def work_counters(dev):
+    w = status(dev).get("work", {})
+    return w.get("passes", 0), w.get("full_scans", 0), w.get("partial_scans", 0)
 
 def status(dev):
     try:
@@ -66,32 +79,38 @@ def wait_up_to_date(dev, count, timeout=3600):
 wait_up_to_date("a", 0); wait_up_to_date("b", 0)
 
 # 1. Save latency.
-lat = []
-for i in range(saves):
-    body = os.urandom(1024).hex().encode()
-    name = f"note-{i % 20}.txt"
-    src, tmp = os.path.join(work, "fa", name), os.path.join(work, "fa", f".{name}.swp")
-    dst = os.path.join(work, "fb", name)
-    with open(tmp, "wb") as f:
-        f.write(body)
-    t0 = time.perf_counter()
-    os.rename(tmp, src)
-    while True:
-        try:
-            with open(dst, "rb") as f:
-                if f.read() == body:
-                    break
-        except OSError:
-            pass
-        if time.perf_counter() - t0 > 30:
-            sys.exit(f"save {i} did not arrive")
-        time.sleep(0.001)
-    lat.append((time.perf_counter() - t0) * 1000)
-    time.sleep(0.25)
-lat.sort()
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-print(f"- save on A → byte-identical on B's disk, {saves} saves of 2 KB ({min(saves, 20)} files, 250 ms apart): "
-      f"**p50 {q(0.5):.0f} ms**, p90 {q(0.9):.0f} ms, **p99 {q(0.99):.0f} ms**, max {lat[-1]:.0f} ms")
+def measure_saves(saves):
+  lat = []
+  for i in range(saves):
+      body = os.urandom(1024).hex().encode()
+      name = f"note-{i % 20}.txt"
+      src, tmp = os.path.join(work, "fa", name), os.path.join(work, "fa", f".{name}.swp")
+      dst = os.path.join(work, "fb", name)
+      with open(tmp, "wb") as f:
+          f.write(body)
+      t0 = time.perf_counter()
+      os.rename(tmp, src)
+      while True:
+          try:
+              with open(dst, "rb") as f:
+                  if f.read() == body:
+                      break
+          except OSError:
+              pass
+          if time.perf_counter() - t0 > 30:
+              sys.exit(f"save {i} did not arrive")
+          time.sleep(0.001)
+      lat.append((time.perf_counter() - t0) * 1000)
+      time.sleep(0.25)
+  lat.sort()
+  return lat
+
+def show(lat, what):
+  q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+  print(f"- save on A → byte-identical on B's disk, {len(lat)} saves of 2 KB ({what}, 250 ms apart): "
+        f"**p50 {q(0.5):.0f} ms**, p90 {q(0.9):.0f} ms, **p99 {q(0.99):.0f} ms**, max {lat[-1]:.0f} ms")
+
+show(measure_saves(saves), f"{min(saves, 20)} files in the folder")
 
 # 2. Initial sync of many small files (on top of the files the saves wrote).
 base = min(saves, 20)
@@ -116,4 +135,24 @@ finally:
     p.terminate(); p.wait()
 print(f"- {files:,} small files (1 KB each) saved at once on A: uploaded and committed in **{up:.1f} s** ({files/up:.0f} files/s)")
 print(f"- initial sync of those {files + base:,} files to a new device with an empty folder: **{down:.1f} s** ({(files + base)/down:.0f} files/s)")
+
+# 3. Saves with those files in the folder, and idling.
+wait_up_to_date("b", base + files)
+time.sleep(5)
+c0 = (cpu(pid_a), cpu(pid_b))
+lat = measure_saves(min(saves, 100))
+c1 = (cpu(pid_a), cpu(pid_b))
+show(lat, f"{files + base:,} files in the folder")
+n = len(lat)
+print(f"- CPU per save with {files + base:,} files in the folder: A {(c1[0] - c0[0]) / n:.3f} s, B {(c1[1] - c0[1]) / n:.3f} s")
+wait_up_to_date("a", base + files); wait_up_to_date("b", base + files)
+time.sleep(5)
+w0 = (work_counters("a"), work_counters("b"))
+c0 = (cpu(pid_a), cpu(pid_b))
+time.sleep(60)
+c1 = (cpu(pid_a), cpu(pid_b))
+w1 = (work_counters("a"), work_counters("b"))
+d = lambda i, j: w1[i][j] - w0[i][j]
+print(f"- two idle clients with {files + base:,} files, 60 s: **{(c1[0] - c0[0] + c1[1] - c0[1]) / 60:.4f} cores** together; "
+      f"passes A {d(0, 0)} B {d(1, 0)}, full scans A {d(0, 1)} B {d(1, 1)}, partial scans A {d(0, 2)} B {d(1, 2)}")
 PY

@@ -1,6 +1,6 @@
 //! Idle means idle (issue 16): two real `syncsphere sync` processes holding a synced folder of
 //! a few thousand files do nothing while nothing changes — no sync pass, no folder scan, and
-//! next to no CPU — and still see the next change at once.
+//! next to no CPU — and still see the next change at once, by a scan of just its folder.
 //!
 //! The CPU figure is read from `/proc/<pid>/stat` (user + system ticks); before this test
 //! existed two such clients used 1.48 cores between them (a scan opened every folder, the
@@ -28,11 +28,18 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn work(d: &Device) -> (u64, u64) {
+    let (passes, full, _) = work3(d);
+    (passes, full)
+}
+
+/// Passes, full scans and partial scans so far.
+fn work3(d: &Device) -> (u64, u64, u64) {
     let s = d.status().expect("status.json");
     let w = &s["work"];
     (
         w["passes"].as_u64().expect("work.passes"),
         w["full_scans"].as_u64().expect("work.full_scans"),
+        w["partial_scans"].as_u64().expect("work.partial_scans"),
     )
 }
 
@@ -110,7 +117,9 @@ fn idle_clients_do_nothing_and_still_see_the_next_change() {
         cpu.0 + cpu.1
     );
 
-    // Still awake: a change on A reaches B at once (no rescan timer needed).
+    // Still awake: a change on A reaches B at once (no rescan timer needed), and A looks at
+    // it by listing only the folder the watcher named, not all 2,000 files.
+    let a_before = work3(&a);
     let started = Instant::now();
     std::fs::write(a.path("folder-07/after-idle.txt"), b"still here").unwrap();
     wait_for(Duration::from_secs(30), || {
@@ -118,4 +127,15 @@ fn idle_clients_do_nothing_and_still_see_the_next_change() {
     })
     .unwrap_or_else(|| panic!("B never got the change\nA:\n{}\nB:\n{}", a.log(), b.log()));
     println!("a change after idling reached B in {:?}", started.elapsed());
+    wait_for(Duration::from_secs(30), || a.is_up_to_date())
+        .unwrap_or_else(|| panic!("A settles\n{}", a.log()));
+    let a_after = work3(&a);
+    assert_eq!(
+        a_after.1, a_before.1,
+        "A scanned its whole folder for one change"
+    );
+    assert!(
+        a_after.2 > a_before.2,
+        "A never ran a partial scan: {a_after:?}"
+    );
 }

@@ -346,15 +346,35 @@ impl Engine {
             }
             self.settled = false;
             // Taken before the scan: what changes during it is marked again, for the next.
-            let _dirty = self.dirty.take();
-            self.last_full_scan = Some(self.clock.now());
-            self.status.send_modify(|s| s.work.full_scans += 1);
+            let mut dirty = self.dirty.take();
+            let now = self.clock.now();
+            let full = dirty.everything
+                || self
+                    .last_full_scan
+                    .is_none_or(|t| now.saturating_sub(t) >= FULL_RESCAN_INTERVAL);
+            if full {
+                self.last_full_scan = Some(now);
+                self.status.send_modify(|s| s.work.full_scans += 1);
+            } else {
+                self.status.send_modify(|s| s.work.partial_scans += 1);
+                // A path whose retry is due is read again (it may have been unreadable).
+                dirty.paths.extend(
+                    self.failing
+                        .iter()
+                        .filter(|(_, f)| f.retry_at <= now)
+                        .map(|(p, _)| p.clone()),
+                );
+            }
             let folder = self.folder.clone();
             let mut scanner = std::mem::take(&mut self.scanner);
             scanner.fold_case = self.case_insensitive;
             let fs = self.fs.clone();
             let (scanner, scan) = tokio::task::spawn_blocking(move || {
-                let scan = scanner.scan(fs.as_ref(), &folder);
+                let scan = if full {
+                    scanner.scan(fs.as_ref(), &folder)
+                } else {
+                    scanner.rescan(fs.as_ref(), &folder, &dirty.paths)
+                };
                 (scanner, scan)
             })
             .await

@@ -17,7 +17,7 @@
 //! deleted on either side because it became ignored.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use syncsphere_protocol::normalize_path;
 use syncsphere_sync_core::{LocalFile, LocalTree};
@@ -72,6 +72,51 @@ pub(crate) struct Scanner {
     /// (`Résumé` in NFC beside `re\u{301}sume\u{301}` in NFD, which such a disk keeps apart when
     /// it does not normalise) are one name to the plan, so they are twins here too.
     pub(crate) fold_case: bool,
+    /// Every folder's listing from the last scan, by its prefix as the disk spells it
+    /// (`""` for the root, else ending in `/`): what [`Scanner::rescan`] keeps.
+    listed: std::collections::BTreeMap<String, Listed>,
+    /// Match key ([`Scanner::match_key`]) of a folder's prefix → its disk prefixes.
+    by_key: HashMap<String, Vec<String>>,
+}
+
+/// One folder as the last scan listed it.
+#[derive(Debug, Default)]
+struct Listed {
+    /// Its path as the tree names it (NFC), `""` or ending in `/`.
+    prefix: String,
+    /// Its path as the disk spells it.
+    disk_prefix: String,
+    /// Another spelling of it is the folder that counts: its files are only looked at.
+    shadow: bool,
+    files: Vec<(String, LocalFile)>,
+    skipped: Vec<(String, String)>,
+    unreadable: Vec<String>,
+    disk_paths: Vec<(String, String)>,
+    shadowed: Vec<String>,
+    /// The folders in it: (prefix, disk prefix, shadow).
+    subdirs: Vec<(String, String, bool)>,
+    /// Two of its names are one name to this disk.
+    doubled: bool,
+}
+
+impl Listed {
+    /// A folder that exists but could not be listed: its content is unknown, not gone.
+    fn unreadable(prefix: String, disk_prefix: String, shadow: bool, e: &std::io::Error) -> Self {
+        Listed {
+            skipped: vec![(prefix.clone(), format!("cannot read folder: {e}"))],
+            unreadable: vec![prefix.clone()],
+            prefix,
+            disk_prefix,
+            shadow,
+            ..Listed::default()
+        }
+    }
+}
+
+/// The prefix of the folder holding `path` (no trailing `/`): `a/b/c` → `a/b/`, `c` → `""`.
+fn parent_prefix(path: &str) -> String {
+    path.rfind('/')
+        .map_or_else(String::new, |i| path[..=i].to_owned())
 }
 
 /// `.syncsphereignore` at the top of a folder as last read; re-read only when its size or
@@ -116,6 +161,11 @@ impl IgnoreRules {
         problems
     }
 
+    /// Size and mtime of the rules as last read (`None`: no rules).
+    fn stamp(&self) -> Option<Stamp> {
+        self.loaded.as_ref().map(|(s, _)| s.clone())
+    }
+
     /// Whether the rules exclude `rel` (a file, or a folder when `is_dir`).
     pub(crate) fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
         self.loaded.as_ref().is_some_and(|(_, rules)| {
@@ -127,6 +177,7 @@ impl IgnoreRules {
 }
 
 /// What a scan found.
+#[derive(Debug)]
 pub(crate) struct Scan {
     pub tree: LocalTree,
     /// Paths that cannot be synced, with the reason.
@@ -214,161 +265,254 @@ impl Scanner {
         self.rules.is_ignored(rel, is_dir)
     }
 
-    /// Walks `root` (blocking: call from a blocking thread).
+    /// Walks `root` whole (blocking: call from a blocking thread), and remembers every folder's
+    /// listing for [`Scanner::rescan`].
     pub(crate) fn scan(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
+        let scan = self.scan_whole(fs, root);
+        self.forget_on_error(scan)
+    }
+
+    /// After an error the listings are half old, half new: the next scan is a full one.
+    fn forget_on_error(&mut self, scan: std::io::Result<Scan>) -> std::io::Result<Scan> {
+        if scan.is_err() {
+            self.listed.clear();
+            self.by_key.clear();
+        }
+        scan
+    }
+
+    fn scan_whole(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
+        let mut rule_problems = Vec::new();
+        self.load_rules(fs, root, &mut rule_problems);
+        self.listed.clear();
+        self.by_key.clear();
+        self.scan_subtree(fs, root, String::new(), String::new(), false)?;
+        Ok(self.assemble(rule_problems))
+    }
+
+    /// Looks again at only what `dirty` names (paths relative to `root`, in any spelling):
+    /// each name's folder is listed again (a folder that is new or changed is walked whole;
+    /// the unchanged folders below keep their last listing), and the tree is assembled from
+    /// every folder's listing. A full [`Scanner::scan`] when there is no earlier one, or when
+    /// the ignore rules changed. Blocking, like `scan`.
+    pub(crate) fn rescan(
+        &mut self,
+        fs: &dyn LocalFs,
+        root: &Path,
+        dirty: &std::collections::BTreeSet<String>,
+    ) -> std::io::Result<Scan> {
+        let scan = self.rescan_marked(fs, root, dirty);
+        self.forget_on_error(scan)
+    }
+
+    fn rescan_marked(
+        &mut self,
+        fs: &dyn LocalFs,
+        root: &Path,
+        dirty: &std::collections::BTreeSet<String>,
+    ) -> std::io::Result<Scan> {
+        let before = self.rules.stamp();
+        let mut rule_problems = Vec::new();
+        self.load_rules(fs, root, &mut rule_problems);
+        if self.listed.is_empty() || self.rules.stamp() != before {
+            self.listed.clear();
+            self.by_key.clear();
+            self.scan_subtree(fs, root, String::new(), String::new(), false)?;
+            return Ok(self.assemble(rule_problems));
+        }
+        // Folders to list again, by disk prefix, and folders to walk whole.
+        let mut relist: Vec<String> = Vec::new();
+        let mut fresh: HashSet<String> = HashSet::new();
+        for path in dirty {
+            let path = path.trim_end_matches('/');
+            if path.is_empty() {
+                continue;
+            }
+            for dp in self.known(&format!("{path}/")) {
+                fresh.insert(dp);
+            }
+            // The nearest folder above that the last scan listed (the root always is).
+            let mut parent = parent_prefix(path);
+            loop {
+                let known = self.known(&parent);
+                if !known.is_empty() {
+                    relist.extend(known);
+                    break;
+                }
+                if parent.is_empty() {
+                    relist.push(String::new());
+                    break;
+                }
+                parent = parent_prefix(parent.trim_end_matches('/'));
+            }
+        }
+        // What could not be read last time is tried again (usually nothing; permissions may
+        // change without an event a watcher sees).
+        relist.extend(
+            self.listed
+                .values()
+                .filter(|l| !l.unreadable.is_empty())
+                .map(|l| l.disk_prefix.clone()),
+        );
+        // A folder with a twin in its parent (two names the disk holds as one): which of
+        // them counts depends on both, so the parent is listed again too.
+        let twins: Vec<String> = relist
+            .iter()
+            .chain(fresh.iter())
+            .filter(|dp| !dp.is_empty())
+            .map(|dp| parent_prefix(dp.trim_end_matches('/')))
+            .filter(|pp| self.listed.get(pp).is_some_and(|l| l.doubled))
+            .collect();
+        relist.extend(twins);
+        // Shallow first: a folder walked whole as part of its parent is not listed twice.
+        relist.sort_by_key(|dp| (dp.matches('/').count(), dp.clone()));
+        relist.dedup();
+        let mut done: HashSet<String> = HashSet::new();
+        let mut queue: std::collections::VecDeque<String> = relist.into();
+        while let Some(dp) = queue.pop_front() {
+            if done.contains(&dp) {
+                continue;
+            }
+            let Some(old) = self.listed.get(&dp) else {
+                continue; // dropped with a vanished folder above it
+            };
+            let (prefix, shadow) = (old.prefix.clone(), old.shadow);
+            let listed = match self.list_dir(fs, root, &prefix, &dp, shadow) {
+                Ok(l) => l,
+                Err(e) if dp.is_empty() => return Err(e),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    // Gone (or a file now): its parent's listing drops it.
+                    queue.push_back(parent_prefix(dp.trim_end_matches('/')));
+                    continue;
+                }
+                Err(e) => Listed::unreadable(prefix, dp.clone(), shadow, &e),
+            };
+            let old = self.remove_listing(&dp).expect("listed above");
+            let now: HashSet<&str> = listed.subdirs.iter().map(|s| s.1.as_str()).collect();
+            for gone in old.subdirs.iter().filter(|s| !now.contains(s.1.as_str())) {
+                self.drop_subtree(&gone.1);
+            }
+            let subdirs = listed.subdirs.clone();
+            self.insert_listing(listed);
+            done.insert(dp);
+            for (cp, cdp, cshadow) in subdirs {
+                let same = self
+                    .listed
+                    .get(&cdp)
+                    .is_some_and(|l| l.prefix == cp && l.shadow == cshadow);
+                if same && !fresh.contains(&cdp) {
+                    continue; // unchanged below, as far as anyone said
+                }
+                self.drop_subtree(&cdp);
+                self.scan_subtree(fs, root, cp, cdp.clone(), cshadow)?;
+                done.extend(self.subtree(&cdp));
+            }
+        }
+        Ok(self.assemble(rule_problems))
+    }
+
+    /// The disk prefixes of the folders last listed under `prefix`'s match key (several when
+    /// twins share it).
+    fn known(&self, prefix: &str) -> Vec<String> {
+        self.by_key
+            .get(&self.match_key(prefix))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How names are compared with the watcher's and the engine's marks: NFC, and folded where
+    /// the disk ignores case (the engine names paths as planned, the watcher as on disk).
+    fn match_key(&self, path: &str) -> String {
+        let nfc: String = path.nfc().collect();
+        if self.fold_case { fold_key(&nfc) } else { nfc }
+    }
+
+    fn insert_listing(&mut self, listed: Listed) {
+        let key = self.match_key(&listed.disk_prefix);
+        let dps = self.by_key.entry(key).or_default();
+        if !dps.contains(&listed.disk_prefix) {
+            dps.push(listed.disk_prefix.clone());
+        }
+        self.listed.insert(listed.disk_prefix.clone(), listed);
+    }
+
+    fn remove_listing(&mut self, dp: &str) -> Option<Listed> {
+        let listed = self.listed.remove(dp)?;
+        let key = self.match_key(dp);
+        if let Some(dps) = self.by_key.get_mut(&key) {
+            dps.retain(|d| d != dp);
+            if dps.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+        Some(listed)
+    }
+
+    /// `dp` and every folder listed below it.
+    fn subtree(&self, dp: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dp.to_owned()];
+        while let Some(d) = stack.pop() {
+            if let Some(l) = self.listed.get(&d) {
+                stack.extend(l.subdirs.iter().map(|s| s.1.clone()));
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn drop_subtree(&mut self, dp: &str) {
+        for d in self.subtree(dp) {
+            self.remove_listing(&d);
+        }
+    }
+
+    /// Lists the folder at `disk_prefix` and every folder below it.
+    fn scan_subtree(
+        &mut self,
+        fs: &dyn LocalFs,
+        root: &Path,
+        prefix: String,
+        disk_prefix: String,
+        shadow: bool,
+    ) -> std::io::Result<()> {
+        let mut stack = vec![(prefix, disk_prefix, shadow)];
+        while let Some((prefix, dp, shadow)) = stack.pop() {
+            let listed = match self.list_dir(fs, root, &prefix, &dp, shadow) {
+                Ok(l) => l,
+                Err(e) if dp.is_empty() => return Err(e),
+                Err(e) => Listed::unreadable(prefix, dp, shadow, &e),
+            };
+            stack.extend(listed.subdirs.iter().cloned());
+            self.insert_listing(listed);
+        }
+        Ok(())
+    }
+
+    /// The tree (and what could not be synced) from every folder's listing.
+    fn assemble(&mut self, rule_problems: Vec<(String, String)>) -> Scan {
         let mut scan = Scan {
             tree: LocalTree::new(),
-            skipped: Vec::new(),
+            skipped: rule_problems,
             unreadable: Vec::new(),
             disk_paths: HashMap::new(),
         };
-        self.load_rules(fs, root, &mut scan.skipped);
-        // (folder, its NFC prefix, its prefix as the disk spells it)
-        // (folder, its NFC prefix, its prefix as the disk spells it, whether another spelling
-        // of it is the folder that counts: its files are only looked at, never synced)
-        let mut stack: Vec<(PathBuf, String, String, bool)> =
-            vec![(root.to_path_buf(), String::new(), String::new(), false)];
-        // Files under a second spelling of a name: their synced files stand as they were,
-        // unless the first spelling holds them.
-        let mut shadowed: Vec<String> = Vec::new();
-        while let Some((dir, prefix, disk_prefix, shadow)) = stack.pop() {
-            let entries = match fs.read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if dir != root => {
-                    scan.skipped
-                        .push((prefix.clone(), format!("cannot read folder: {e}")));
-                    scan.unreadable.push(prefix.clone());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut entries = entries;
-            // Names already in NFC first: of two spellings of one name, that one is the file.
-            // (Then by name, so every file system's listing order gives the same scan.)
-            entries.sort_by_cached_key(|e| {
-                (
-                    e.name
-                        .to_str()
-                        .is_none_or(|n| !unicode_normalization::is_nfc(n)),
-                    e.name.clone(),
-                )
-            });
-            // Two spellings of one folder name where one is empty: the empty one is not a rival
-            // (an emptied folder left behind must not hide the other one's files).
-            let fold_case = self.fold_case;
-            let twin_key = |name: &str| -> String {
-                let nfc: String = name.nfc().collect();
-                if fold_case { fold_key(&nfc) } else { nfc }
-            };
-            let mut seen: HashMap<String, usize> = HashMap::new();
-            for e in &entries {
-                if let Some(n) = e.name.to_str() {
-                    *seen.entry(twin_key(n)).or_default() += 1;
-                }
-            }
-            if seen.values().any(|&n| n > 1) {
-                entries.retain(|e| {
-                    let doubled = e.name.to_str().is_some_and(|n| seen[&twin_key(n)] > 1);
-                    !(doubled
-                        && e.kind == Kind::Dir
-                        && fs.read_dir(&dir.join(&e.name)).is_ok_and(|l| l.is_empty()))
-                });
-            }
-            // Each name here as the disk compares it → the first entry's (NFC) name.
-            let mut names_here: HashMap<String, String> = HashMap::new();
-            for entry in entries {
-                let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {
-                    scan.skipped.push((
-                        format!("{prefix}{}", entry.name.to_string_lossy()),
-                        "name is not valid UTF-8".into(),
-                    ));
-                    continue;
-                };
-                if ignored(&disk_name) {
-                    continue;
-                }
-                let name: String = disk_name.nfc().collect();
-                let rel = format!("{prefix}{name}");
-                let disk_rel = format!("{disk_prefix}{disk_name}");
-                let is_dir = entry.kind == Kind::Dir;
-                if self.is_ignored(&rel, is_dir) {
-                    continue;
-                }
-                if entry.kind == Kind::Other {
-                    continue; // symlinks and special files: see the module policy
-                }
-                let full = dir.join(&entry.name);
-                let key = if fold_case {
-                    fold_key(&name)
-                } else {
-                    name.clone()
-                };
-                let first = match names_here.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(name.clone());
-                        None
-                    }
-                };
-                let twin = first.is_some();
-                if twin && !shadow {
-                    let message = if first.as_deref() == Some(name.as_str()) {
-                        format!(
-                            "another name in this folder is the same in Unicode NFC ('{rel}'); \
-                             rename one of them"
-                        )
-                    } else {
-                        format!(
-                            "another name in this folder differs from it only in case and \
-                             Unicode form, which this disk ignores ('{rel}'); rename one of them"
-                        )
-                    };
-                    scan.skipped.push((disk_rel.clone(), message));
-                }
-                if twin || shadow {
-                    if is_dir {
-                        stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), true));
-                    } else {
-                        shadowed.push(rel);
-                    }
-                    continue;
-                }
-                if rel != disk_rel {
-                    scan.disk_paths.insert(rel.clone(), disk_rel.clone());
-                }
-                if is_dir {
-                    stack.push((full, format!("{rel}/"), format!("{disk_rel}/"), false));
-                    continue;
-                }
-                match normalize_path(&rel) {
-                    Ok(n) if n == rel => {}
-                    Ok(_) => {
-                        scan.skipped
-                            .push((rel, "name is not in Unicode NFC".into()));
-                        continue;
-                    }
-                    Err(e) => {
-                        scan.disk_paths.remove(&rel);
-                        scan.skipped.push((disk_rel, e.to_string()));
-                        continue;
-                    }
-                }
-                match self.hash(fs, &full, &rel) {
-                    Ok(file) => {
-                        scan.tree.insert(rel, file);
-                    }
-                    // Vanished between listing and hashing: it is simply not there.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        scan.skipped
-                            .push((rel.clone(), format!("cannot read: {e}")));
-                        scan.unreadable.push(rel);
-                    }
-                }
-            }
+        let mut shadowed: Vec<&str> = Vec::new();
+        for l in self.listed.values() {
+            scan.tree
+                .extend(l.files.iter().map(|(p, f)| (p.clone(), f.clone())));
+            scan.skipped.extend(l.skipped.iter().cloned());
+            scan.unreadable.extend(l.unreadable.iter().cloned());
+            scan.disk_paths.extend(l.disk_paths.iter().cloned());
+            shadowed.extend(l.shadowed.iter().map(String::as_str));
         }
         // A shadowed file the first spelling also holds is that one's; the rest stand as synced.
-        // (Folded keys only when there is something to look up: this runs on every scan.)
+        // (Folded keys only when there is something to look up.)
         let folded: HashSet<String> = if self.fold_case && !shadowed.is_empty() {
             scan.tree.keys().map(|p| fold_key(p)).collect()
         } else {
@@ -376,16 +520,159 @@ impl Scanner {
         };
         for rel in shadowed {
             let held = if self.fold_case {
-                folded.contains(&fold_key(&rel))
+                folded.contains(&fold_key(rel))
             } else {
-                scan.tree.contains_key(&rel)
+                scan.tree.contains_key(rel)
             };
             if !held {
-                scan.unreadable.push(rel);
+                scan.unreadable.push(rel.to_owned());
             }
         }
         self.cache.retain(|p, _| scan.tree.contains_key(p));
-        Ok(scan)
+        scan
+    }
+
+    /// Lists one folder: its files (hashed, through the cache), what cannot be synced, and
+    /// the folders below it. An error only when the folder itself cannot be read.
+    fn list_dir(
+        &mut self,
+        fs: &dyn LocalFs,
+        root: &Path,
+        prefix: &str,
+        disk_prefix: &str,
+        shadow: bool,
+    ) -> std::io::Result<Listed> {
+        let dir = root.join(disk_prefix.trim_end_matches('/'));
+        let mut entries = fs.read_dir(&dir)?;
+        let mut out = Listed {
+            prefix: prefix.to_owned(),
+            disk_prefix: disk_prefix.to_owned(),
+            shadow,
+            ..Listed::default()
+        };
+        // Names already in NFC first: of two spellings of one name, that one is the file.
+        // (Then by name, so every file system's listing order gives the same scan.)
+        entries.sort_by_cached_key(|e| {
+            (
+                e.name
+                    .to_str()
+                    .is_none_or(|n| !unicode_normalization::is_nfc(n)),
+                e.name.clone(),
+            )
+        });
+        // Two spellings of one folder name where one is empty: the empty one is not a rival
+        // (an emptied folder left behind must not hide the other one's files).
+        let fold_case = self.fold_case;
+        let twin_key = |name: &str| -> String {
+            let nfc: String = name.nfc().collect();
+            if fold_case { fold_key(&nfc) } else { nfc }
+        };
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for e in &entries {
+            if let Some(n) = e.name.to_str() {
+                *seen.entry(twin_key(n)).or_default() += 1;
+            }
+        }
+        if seen.values().any(|&n| n > 1) {
+            out.doubled = true;
+            entries.retain(|e| {
+                let doubled = e.name.to_str().is_some_and(|n| seen[&twin_key(n)] > 1);
+                !(doubled
+                    && e.kind == Kind::Dir
+                    && fs.read_dir(&dir.join(&e.name)).is_ok_and(|l| l.is_empty()))
+            });
+        }
+        // Each name here as the disk compares it → the first entry's (NFC) name.
+        let mut names_here: HashMap<String, String> = HashMap::new();
+        for entry in entries {
+            let Some(disk_name) = entry.name.to_str().map(str::to_owned) else {
+                out.skipped.push((
+                    format!("{prefix}{}", entry.name.to_string_lossy()),
+                    "name is not valid UTF-8".into(),
+                ));
+                continue;
+            };
+            if ignored(&disk_name) {
+                continue;
+            }
+            let name: String = disk_name.nfc().collect();
+            let rel = format!("{prefix}{name}");
+            let disk_rel = format!("{disk_prefix}{disk_name}");
+            let is_dir = entry.kind == Kind::Dir;
+            if self.is_ignored(&rel, is_dir) {
+                continue;
+            }
+            if entry.kind == Kind::Other {
+                continue; // symlinks and special files: see the module policy
+            }
+            let full = dir.join(&entry.name);
+            let key = if fold_case {
+                fold_key(&name)
+            } else {
+                name.clone()
+            };
+            let first = match names_here.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(name.clone());
+                    None
+                }
+            };
+            let twin = first.is_some();
+            if twin && !shadow {
+                let message = if first.as_deref() == Some(name.as_str()) {
+                    format!(
+                        "another name in this folder is the same in Unicode NFC ('{rel}'); \
+                         rename one of them"
+                    )
+                } else {
+                    format!(
+                        "another name in this folder differs from it only in case and \
+                         Unicode form, which this disk ignores ('{rel}'); rename one of them"
+                    )
+                };
+                out.skipped.push((disk_rel.clone(), message));
+            }
+            if twin || shadow {
+                if is_dir {
+                    out.subdirs
+                        .push((format!("{rel}/"), format!("{disk_rel}/"), true));
+                } else {
+                    out.shadowed.push(rel);
+                }
+                continue;
+            }
+            if rel != disk_rel {
+                out.disk_paths.push((rel.clone(), disk_rel.clone()));
+            }
+            if is_dir {
+                out.subdirs
+                    .push((format!("{rel}/"), format!("{disk_rel}/"), false));
+                continue;
+            }
+            match normalize_path(&rel) {
+                Ok(n) if n == rel => {}
+                Ok(_) => {
+                    out.skipped.push((rel, "name is not in Unicode NFC".into()));
+                    continue;
+                }
+                Err(e) => {
+                    out.disk_paths.retain(|(r, _)| *r != rel);
+                    out.skipped.push((disk_rel, e.to_string()));
+                    continue;
+                }
+            }
+            match self.hash(fs, &full, &rel) {
+                Ok(file) => out.files.push((rel, file)),
+                // Vanished between listing and hashing: it is simply not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    out.skipped.push((rel.clone(), format!("cannot read: {e}")));
+                    out.unreadable.push(rel);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn hash(&mut self, fs: &dyn LocalFs, path: &Path, rel: &str) -> std::io::Result<LocalFile> {
@@ -654,5 +941,246 @@ mod tests {
             disk_path(&folded, &format!("{nfc}/CV.TXT"), true),
             format!("{nfd}/CV.TXT")
         );
+    }
+
+    /// What a scan found, comparable: the tree, what was skipped and what was unreadable.
+    fn summary(scan: &Scan) -> (Vec<(String, String)>, Vec<(String, String)>, Vec<String>) {
+        let mut skipped = scan.skipped.clone();
+        skipped.sort();
+        let mut unreadable = scan.unreadable.clone();
+        unreadable.sort();
+        let tree = scan
+            .tree
+            .iter()
+            .map(|(p, f)| (p.clone(), f.sha256.clone()))
+            .collect();
+        (tree, skipped, unreadable)
+    }
+
+    #[test]
+    fn a_rescan_of_the_marked_paths_finds_what_a_full_scan_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("docs/deep")).unwrap();
+        std::fs::create_dir_all(root.join("photos")).unwrap();
+        std::fs::write(root.join("docs/a.txt"), b"a").unwrap();
+        std::fs::write(root.join("docs/deep/b.txt"), b"b").unwrap();
+        std::fs::write(root.join("photos/c.jpg"), b"c").unwrap();
+        std::fs::write(root.join("top.txt"), b"t").unwrap();
+        let mut scanner = Scanner::default();
+        scanner.scan(&RealFs, root).unwrap();
+        let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
+            paths.iter().map(|p| (*p).to_owned()).collect()
+        };
+
+        // An edit, a new file, a deletion: only their folders are listed again.
+        std::fs::write(root.join("docs/a.txt"), b"a, edited").unwrap();
+        std::fs::write(root.join("photos/d.jpg"), b"d").unwrap();
+        std::fs::remove_file(root.join("top.txt")).unwrap();
+        let got = scanner
+            .rescan(
+                &RealFs,
+                root,
+                &marks(&["docs/a.txt", "photos/d.jpg", "top.txt"]),
+            )
+            .unwrap();
+        assert_eq!(
+            summary(&got),
+            summary(&Scanner::default().scan(&RealFs, root).unwrap())
+        );
+        assert_eq!(got.tree["docs/a.txt"].size, 9);
+
+        // A folder moved in from outside is reported by its name only: walked whole.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("new/inner")).unwrap();
+        std::fs::write(outside.path().join("new/inner/e.txt"), b"e").unwrap();
+        std::fs::rename(outside.path().join("new"), root.join("docs/new")).unwrap();
+        // A folder renamed: both names; a folder removed: its name.
+        std::fs::rename(root.join("photos"), root.join("pictures")).unwrap();
+        std::fs::remove_dir_all(root.join("docs/deep")).unwrap();
+        let got = scanner
+            .rescan(
+                &RealFs,
+                root,
+                &marks(&["docs/new", "photos", "pictures", "docs/deep"]),
+            )
+            .unwrap();
+        assert_eq!(
+            summary(&got),
+            summary(&Scanner::default().scan(&RealFs, root).unwrap())
+        );
+        assert!(got.tree.contains_key("docs/new/inner/e.txt"));
+        assert!(got.tree.contains_key("pictures/d.jpg"));
+        assert!(!got.tree.keys().any(|p| p.starts_with("photos/")));
+
+        // A mark under a folder that is gone with its parent: the nearest folder still there.
+        std::fs::remove_dir_all(root.join("docs")).unwrap();
+        let got = scanner
+            .rescan(&RealFs, root, &marks(&["docs/new/inner/e.txt"]))
+            .unwrap();
+        assert!(!got.tree.keys().any(|p| p.starts_with("docs/")), "{got:?}");
+
+        // Nothing marked: nothing read, the same tree.
+        let again = scanner
+            .rescan(&RealFs, root, &std::collections::BTreeSet::new())
+            .unwrap();
+        assert_eq!(summary(&again), summary(&got));
+    }
+
+    #[test]
+    fn an_unmarked_change_waits_for_the_full_scan_and_marks_in_nfc_find_an_nfd_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let nfc = "R\u{e9}sum\u{e9}";
+        let nfd: String = nfc.nfd().collect();
+        std::fs::create_dir_all(root.join(&nfd)).unwrap();
+        std::fs::write(root.join(&nfd).join("cv.txt"), b"v1").unwrap();
+        std::fs::write(root.join("other.txt"), b"o").unwrap();
+        let mut scanner = Scanner::default();
+        scanner.scan(&RealFs, root).unwrap();
+        // A change no one marked is not seen by a rescan (the hourly full scan's job)...
+        std::fs::write(root.join("other.txt"), b"changed").unwrap();
+        let got = scanner
+            .rescan(&RealFs, root, &std::collections::BTreeSet::new())
+            .unwrap();
+        assert_eq!(got.tree["other.txt"].size, 1);
+        assert_eq!(
+            scanner.scan(&RealFs, root).unwrap().tree["other.txt"].size,
+            7
+        );
+        // ...and the engine's marks name paths in NFC, the disk's spelling may be NFD.
+        std::fs::write(root.join(&nfd).join("new.txt"), b"n").unwrap();
+        let got = scanner
+            .rescan(&RealFs, root, &[format!("{nfc}/new.txt")].into())
+            .unwrap();
+        assert!(got.tree.contains_key(&format!("{nfc}/new.txt")), "{got:?}");
+    }
+
+    #[test]
+    fn a_changed_ignore_file_makes_the_rescan_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("logs")).unwrap();
+        std::fs::write(root.join("logs/a.log"), b"x").unwrap();
+        std::fs::write(root.join(IGNORE_FILE), "*.log\n").unwrap();
+        let mut scanner = Scanner::default();
+        assert!(
+            !scanner
+                .scan(&RealFs, root)
+                .unwrap()
+                .tree
+                .contains_key("logs/a.log")
+        );
+        std::fs::write(root.join(IGNORE_FILE), "# nothing ignored any more\n").unwrap();
+        let got = scanner
+            .rescan(&RealFs, root, &[IGNORE_FILE.to_owned()].into())
+            .unwrap();
+        assert!(got.tree.contains_key("logs/a.log"), "{got:?}");
+    }
+
+    /// Random changes to a real folder, each marked as inotify would mark it (the names
+    /// created, written, removed, both names of a rename): after every batch a rescan of the
+    /// marks finds exactly what a full scan finds.
+    #[test]
+    fn rescans_of_random_changes_match_full_scans() {
+        use rand::{Rng, SeedableRng, seq::SliceRandom};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        let mut scanner = Scanner::default();
+        scanner.scan(&RealFs, root).unwrap();
+        let names = ["a", "b", "c.txt", "d.txt", "e"];
+        for batch in 0..400 {
+            let mut marks = std::collections::BTreeSet::new();
+            for _ in 0..rng.gen_range(1..6) {
+                let all = walk_all(root);
+                let depth = rng.gen_range(1..4);
+                let path: Vec<&str> = (0..depth)
+                    .map(|_| *names.choose(&mut rng).unwrap())
+                    .collect();
+                let path = path.join("/");
+                match rng.gen_range(0..5) {
+                    0 | 1 => {
+                        // Write a file (its folders made as needed, each marked).
+                        let full = root.join(&path);
+                        let mut made = String::new();
+                        let mut ok = true;
+                        for part in path.split('/').take(depth - 1) {
+                            made = if made.is_empty() {
+                                part.to_owned()
+                            } else {
+                                format!("{made}/{part}")
+                            };
+                            let d = root.join(&made);
+                            if d.is_file() {
+                                ok = false;
+                                break;
+                            }
+                            if !d.exists() {
+                                std::fs::create_dir(&d).unwrap();
+                                marks.insert(made.clone());
+                            }
+                        }
+                        if ok && !full.is_dir() {
+                            std::fs::write(&full, format!("{batch} {path}")).unwrap();
+                            marks.insert(path);
+                        }
+                    }
+                    2 => {
+                        if let Some(p) = all.choose(&mut rng) {
+                            let full = root.join(p);
+                            if full.is_dir() {
+                                std::fs::remove_dir_all(&full).unwrap();
+                            } else {
+                                std::fs::remove_file(&full).unwrap();
+                            }
+                            marks.insert(p.clone());
+                        }
+                    }
+                    _ => {
+                        // Rename something to a free name at the top or in another folder.
+                        if let Some(p) = all.choose(&mut rng) {
+                            let to = names.choose(&mut rng).unwrap().to_string();
+                            let parent = all
+                                .iter()
+                                .filter(|d| root.join(d).is_dir() && !d.starts_with(p.as_str()))
+                                .collect::<Vec<_>>()
+                                .choose(&mut rng)
+                                .map(|d| format!("{d}/{to}"))
+                                .unwrap_or(to);
+                            if !root.join(&parent).exists() {
+                                std::fs::rename(root.join(p), root.join(&parent)).unwrap();
+                                marks.insert(p.clone());
+                                marks.insert(parent);
+                            }
+                        }
+                    }
+                }
+            }
+            let got = scanner.rescan(&RealFs, root, &marks).unwrap();
+            let want = Scanner::default().scan(&RealFs, root).unwrap();
+            assert_eq!(
+                summary(&got),
+                summary(&want),
+                "batch {batch}, marks {marks:?}"
+            );
+        }
+    }
+
+    /// Every file and folder under `root`, relative.
+    fn walk_all(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                if p.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
     }
 }

@@ -390,6 +390,11 @@ impl FakeFs {
             let mut drive = std::mem::replace(&mut st.disk, empty);
             drive.power_cut();
             st.unmounted = Some(drive);
+            // The kernel tells the watcher its watches are gone (IN_UNMOUNT, IN_IGNORED on the
+            // folder itself): everything is marked.
+            if let Some(w) = &st.watcher {
+                w.mark_everything();
+            }
         }
     }
 
@@ -436,6 +441,8 @@ impl FakeFs {
         // the file on neither. So the pull comes just after a journal commit (ext4 commits
         // every 5 s): every name is durable, and what was never fsynced is still lost.
         st.disk.commit_names();
+        // The watches on the drive's folders end (IN_UNMOUNT): the folder is reported.
+        Self::touch_key(&mut st, &key);
         let mut drive = st.disk.clone();
         drive.power_cut();
         let nodes = drive
@@ -471,6 +478,9 @@ impl FakeFs {
             return Vec::new();
         }
         let drive = st.sub_drive.take().expect("checked");
+        // A mount is not a change any watcher reports: only a full rescan sees the drive's
+        // files again (and what it hides).
+        st.missed += 1;
         let below = format!("{top}/");
         let hidden: Vec<Vec<u8>> = st
             .disk

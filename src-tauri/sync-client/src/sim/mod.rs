@@ -391,6 +391,9 @@ struct Outcome {
     /// Folders users renamed.
     folder_renames: usize,
     settle_rounds: usize,
+    /// Scans of passes: the whole folder, or only the marked paths.
+    full_scans: u64,
+    partial_scans: u64,
     /// The final server tree and journal length: equal for equal seeds.
     fingerprint: String,
 }
@@ -406,6 +409,8 @@ impl Outcome {
         self.locks += o.locks;
         self.folder_renames += o.folder_renames;
         self.settle_rounds = self.settle_rounds.max(o.settle_rounds);
+        self.full_scans += o.full_scans;
+        self.partial_scans += o.partial_scans;
     }
 }
 
@@ -668,7 +673,11 @@ impl Sim {
             dev.fs.pause_after(at);
         }
         let engine = dev.engine.as_mut().expect("started");
+        let before = engine.status.borrow().work.clone();
         let result = engine.pass().await;
+        let after = engine.status.borrow().work.clone();
+        self.outcome.full_scans += after.full_scans - before.full_scans;
+        self.outcome.partial_scans += after.partial_scans - before.partial_scans;
         if let Err(e) = &result {
             engine.report_failure(e);
         }
@@ -1139,7 +1148,7 @@ fn run_seeds(real: bool, runs_var: &str, runs: u64) {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), {} pauses, {} late requests, {} folders closed to the app, {} folders renamed, at most {} settling rounds, in {:?}",
+        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), {} pauses, {} late requests, {} folders closed to the app, {} folders renamed, {} full and {} partial scans, at most {} settling rounds, in {:?}",
         if real { "real" } else { "fake" },
         seeds.len(),
         total.user_ops,
@@ -1150,6 +1159,8 @@ fn run_seeds(real: bool, runs_var: &str, runs: u64) {
         total.late_requests,
         total.locks,
         total.folder_renames,
+        total.full_scans,
+        total.partial_scans,
         total.settle_rounds,
         started.elapsed()
     );

@@ -388,12 +388,19 @@ impl Engine {
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
             }
+            // Snapshots of the index's trees in memory (dropped before the batch runs, so its
+            // writes do not copy them).
             let mut remote = self.index.remote().await?;
             let mut synced = self.index.synced().await?;
             // Ignored paths are invisible here in both directions: never downloaded, and never
             // deleted anywhere because they became ignored.
-            remote.retain(|path, _| !self.scanner.is_ignored(path, false));
-            synced.retain(|path, _| !self.scanner.is_ignored(path, false));
+            let ignored = |path: &String| self.scanner.is_ignored(path, false);
+            if remote.keys().any(ignored) {
+                Arc::make_mut(&mut remote).retain(|path, _| !ignored(path));
+            }
+            if synced.keys().any(ignored) {
+                Arc::make_mut(&mut synced).retain(|path, _| !ignored(path));
+            }
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
                 stamp: self.clock.stamp(),
@@ -499,6 +506,7 @@ impl Engine {
                 s.problems = problems;
                 s.updated_ms = now_ms();
             });
+            drop((remote, synced));
             let mut outcome = self.execute_batch(ops).await?;
             self.retry_soon |= outcome.busy;
             for path in std::mem::take(&mut outcome.skipped) {

@@ -1,8 +1,10 @@
 //! The device's local index in SQLite: the synced tree, the remote tree replayed from the
 //! journal, the journal cursor, and settings. It is what lets a restarted client resume.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
@@ -40,9 +42,137 @@ pub(crate) fn remove_index(path: &Path) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// The index. Its two trees are also kept in memory, written through: every planning round
+/// reads both whole, and decoding them from SQLite was most of a save's CPU with a big folder
+/// (decision 0029). SQLite stays the durable copy; the memory copy is loaded from it on first
+/// use, changed only after SQLite accepted the change, and shared by the clones of an `Index`.
+/// Other processes only read the database (the engine lock keeps writers to one).
 #[derive(Clone)]
 pub(crate) struct Index {
     pool: SqlitePool,
+    /// Held across each read or write of the trees (the pool has one connection anyway), so a
+    /// load and a write never interleave.
+    cache: Arc<tokio::sync::Mutex<Cache>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    remote: Option<RemoteRows>,
+    /// Shared with the snapshots handed out; a write while one is held copies it first.
+    synced: Option<Arc<SyncedTree>>,
+}
+
+/// The `remote` table in memory, and the tree `remote()` answers, kept up to date as rows
+/// change. The tree is what `SELECT … WHERE deleted = 0` collected into a map gives: when two
+/// live rows name one path (a moment between one of this device's commits and the journal
+/// entry that moved the other file away), the row inserted last wins, as the table's rowid
+/// order makes it.
+#[derive(Default)]
+struct RemoteRows {
+    /// file id → (insertion order, row).
+    by_id: HashMap<String, (u64, RemoteRow)>,
+    next_seq: u64,
+    /// Live rows per path (more than one is the rare moment above).
+    live_at: HashMap<String, u32>,
+    /// `None` when a path is shared and the tree must be rebuilt in insertion order. Shared
+    /// with the snapshots handed out; a write while one is held copies it first.
+    tree: Option<Arc<RemoteTree>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct RemoteRow {
+    path: String,
+    rev: i64,
+    sha256: String,
+    deleted: bool,
+}
+
+impl RemoteRows {
+    /// What [`UPSERT_REMOTE`] does to the table: insert, or update when the revision is newer.
+    fn upsert(&mut self, file_id: &str, row: RemoteRow) {
+        match self.by_id.get_mut(file_id) {
+            Some((_, old)) if old.rev >= row.rev => {}
+            Some((_, old)) => {
+                let old = std::mem::replace(old, row.clone());
+                self.unlink(file_id, &old);
+                self.link(file_id, &row);
+            }
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.by_id.insert(file_id.to_owned(), (seq, row.clone()));
+                self.link(file_id, &row);
+            }
+        }
+    }
+
+    fn unlink(&mut self, file_id: &str, old: &RemoteRow) {
+        if old.deleted {
+            return;
+        }
+        let left = match self.live_at.get_mut(&old.path) {
+            Some(n) => {
+                *n -= 1;
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.live_at.remove(&old.path);
+        }
+        if let Some(tree) = &mut self.tree
+            && tree.get(&old.path).is_some_and(|f| f.file_id == file_id)
+        {
+            Arc::make_mut(tree).remove(&old.path);
+            if left > 0 {
+                self.tree = None; // another row holds the path: which one, insertion order says
+            }
+        }
+    }
+
+    fn link(&mut self, file_id: &str, row: &RemoteRow) {
+        if row.deleted {
+            return;
+        }
+        let n = self.live_at.entry(row.path.clone()).or_insert(0);
+        *n += 1;
+        let shared = *n > 1;
+        if let Some(tree) = &mut self.tree {
+            if shared {
+                self.tree = None;
+            } else {
+                Arc::make_mut(tree).insert(
+                    row.path.clone(),
+                    RemoteFile {
+                        file_id: file_id.to_owned(),
+                        rev: row.rev,
+                        sha256: row.sha256.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn tree(&mut self) -> &Arc<RemoteTree> {
+        self.tree.get_or_insert_with(|| {
+            let mut rows: Vec<_> = self.by_id.iter().filter(|(_, (_, r))| !r.deleted).collect();
+            rows.sort_unstable_by_key(|(_, (seq, _))| *seq);
+            Arc::new(
+                rows.into_iter()
+                    .map(|(id, (_, r))| {
+                        (
+                            r.path.clone(),
+                            RemoteFile {
+                                file_id: id.clone(),
+                                rev: r.rev,
+                                sha256: r.sha256.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        })
+    }
 }
 
 fn db(e: sqlx::Error) -> SyncError {
@@ -64,7 +194,10 @@ impl Index {
             .run(&pool)
             .await
             .map_err(|e| SyncError::Index(e.to_string()))?;
-        Ok(Index { pool })
+        Ok(Index {
+            pool,
+            cache: Arc::default(),
+        })
     }
 
     pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>, SyncError> {
@@ -97,14 +230,28 @@ impl Index {
     /// Forgets the synced tree (a different folder, or a different account): every path is
     /// then compared afresh, and differences become conflicted copies, never losses.
     pub(crate) async fn reset_synced(&self) -> Result<(), SyncError> {
+        let mut cache = self.cache.lock().await;
         sqlx::query("DELETE FROM synced")
             .execute(&self.pool)
             .await
             .map_err(db)?;
+        cache.synced = Some(Arc::default());
         Ok(())
     }
 
-    pub(crate) async fn synced(&self) -> Result<SyncedTree, SyncError> {
+    /// The synced tree: a snapshot, unchanged by later writes (drop it before writing, or the
+    /// write copies the tree).
+    pub(crate) async fn synced(&self) -> Result<Arc<SyncedTree>, SyncError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(synced) = &cache.synced {
+            return Ok(synced.clone());
+        }
+        let synced = Arc::new(self.load_synced().await?);
+        cache.synced = Some(synced.clone());
+        Ok(synced)
+    }
+
+    async fn load_synced(&self) -> Result<SyncedTree, SyncError> {
         let rows = sqlx::query("SELECT path, file_id, rev, sha256 FROM synced")
             .fetch_all(&self.pool)
             .await
@@ -129,6 +276,7 @@ impl Index {
         path: &str,
         entry: Option<&SyncedFile>,
     ) -> Result<(), SyncError> {
+        let mut cache = self.cache.lock().await;
         match entry {
             Some(s) => sqlx::query(
                 "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
@@ -143,32 +291,58 @@ impl Index {
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        if let Some(synced) = &mut cache.synced {
+            let synced = Arc::make_mut(synced);
+            match entry {
+                Some(s) => synced.insert(path.to_owned(), s.clone()),
+                None => synced.remove(path),
+            };
+        }
         Ok(())
     }
 
-    pub(crate) async fn remote(&self) -> Result<RemoteTree, SyncError> {
-        let rows = sqlx::query("SELECT path, file_id, rev, sha256 FROM remote WHERE deleted = 0")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get("path"),
-                    RemoteFile {
-                        file_id: r.get("file_id"),
-                        rev: r.get("rev"),
-                        sha256: r.get("sha256"),
-                    },
-                )
-            })
-            .collect())
+    /// The remote tree (live files by path): a snapshot, unchanged by later writes (drop it
+    /// before writing, or the write copies the tree).
+    pub(crate) async fn remote(&self) -> Result<Arc<RemoteTree>, SyncError> {
+        let mut cache = self.cache.lock().await;
+        let remote = match &mut cache.remote {
+            Some(remote) => remote,
+            None => cache.remote.insert(self.load_remote().await?),
+        };
+        Ok(remote.tree().clone())
+    }
+
+    /// The whole `remote` table, tombstones included, in rowid (insertion) order.
+    async fn load_remote(&self) -> Result<RemoteRows, SyncError> {
+        let rows =
+            sqlx::query("SELECT file_id, path, rev, sha256, deleted FROM remote ORDER BY rowid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let mut remote = RemoteRows {
+            tree: Some(Arc::default()),
+            ..RemoteRows::default()
+        };
+        for r in &rows {
+            let id: String = r.get("file_id");
+            let deleted: i64 = r.get("deleted");
+            remote.upsert(
+                &id,
+                RemoteRow {
+                    path: r.get("path"),
+                    rev: r.get("rev"),
+                    sha256: r.get("sha256"),
+                    deleted: deleted != 0,
+                },
+            );
+        }
+        Ok(remote)
     }
 
     /// Records what the server said a file is now (after one of this device's own commits or a
     /// journal entry). Older revisions than the one known are ignored, so replays are harmless.
     pub(crate) async fn record_remote(&self, meta: &FileMeta) -> Result<(), SyncError> {
+        let mut cache = self.cache.lock().await;
         sqlx::query(UPSERT_REMOTE)
             .bind(&meta.file_id)
             .bind(&meta.path)
@@ -178,6 +352,17 @@ impl Index {
             .execute(&self.pool)
             .await
             .map_err(db)?;
+        if let Some(remote) = &mut cache.remote {
+            remote.upsert(
+                &meta.file_id,
+                RemoteRow {
+                    path: meta.path.clone(),
+                    rev: meta.rev,
+                    sha256: meta.sha256.clone(),
+                    deleted: meta.deleted,
+                },
+            );
+        }
         Ok(())
     }
 
@@ -187,6 +372,7 @@ impl Index {
         changes: &[ChangeEvent],
         cursor: i64,
     ) -> Result<(), SyncError> {
+        let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
         for c in changes {
             sqlx::query(UPSERT_REMOTE)
@@ -205,6 +391,138 @@ impl Index {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        if let Some(remote) = &mut cache.remote {
+            for c in changes {
+                remote.upsert(
+                    &c.file_id,
+                    RemoteRow {
+                        path: c.path.clone(),
+                        rev: c.rev,
+                        sha256: c.sha256.clone(),
+                        deleted: c.event == ChangeKind::Deleted,
+                    },
+                );
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    fn meta(file_id: &str, path: &str, rev: i64, deleted: bool) -> FileMeta {
+        FileMeta {
+            file_id: file_id.to_owned(),
+            path: path.to_owned(),
+            rev,
+            size: 1,
+            sha256: format!("h{rev}"),
+            deleted,
+            modified_ms: 0,
+        }
+    }
+
+    /// What the tables say, read the plain way (the index before it kept the trees in memory).
+    async fn from_sql(index: &Index) -> (RemoteTree, SyncedTree) {
+        let remote = sqlx::query("SELECT path, file_id, rev, sha256 FROM remote WHERE deleted = 0")
+            .fetch_all(&index.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let file = RemoteFile {
+                    file_id: r.get("file_id"),
+                    rev: r.get("rev"),
+                    sha256: r.get("sha256"),
+                };
+                (r.get("path"), file)
+            })
+            .collect();
+        (remote, index.load_synced().await.unwrap())
+    }
+
+    /// The trees in memory stay what SQLite holds: after every one of many random writes (few
+    /// ids and paths, so paths are shared, revisions replayed and moved back and forth), the
+    /// index answers what the tables say, and so does an index opened afresh (loaded from them).
+    #[tokio::test]
+    async fn the_trees_in_memory_are_what_the_database_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("index.db");
+        let index = Index::open(&db).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut shared_paths = 0;
+        for step in 0..600 {
+            // Load the memory copy at different moments (the first reads come from SQLite).
+            if step == 40 {
+                index.remote().await.unwrap();
+                index.synced().await.unwrap();
+            }
+            let id = format!("f{}", rng.gen_range(0..8));
+            let path = format!("p{}", rng.gen_range(0..5));
+            let rev = rng.gen_range(1..12);
+            match rng.gen_range(0..6) {
+                0 => index
+                    .record_remote(&meta(&id, &path, rev, rng.gen_bool(0.3)))
+                    .await
+                    .unwrap(),
+                1 | 2 => {
+                    let changes: Vec<ChangeEvent> = (0..rng.gen_range(1..4))
+                        .map(|i| ChangeEvent {
+                            seq: step * 10 + i,
+                            file_id: format!("f{}", rng.gen_range(0..8)),
+                            event: [
+                                ChangeKind::Created,
+                                ChangeKind::Updated,
+                                ChangeKind::Deleted,
+                                ChangeKind::Moved,
+                            ][rng.gen_range(0..4)],
+                            path: format!("p{}", rng.gen_range(0..5)),
+                            old_path: None,
+                            rev: rng.gen_range(1..12),
+                            size: 1,
+                            sha256: format!("c{step}"),
+                            origin_device: None,
+                            at_ms: 0,
+                        })
+                        .collect();
+                    index.apply_changes(&changes, step).await.unwrap();
+                }
+                3 => {
+                    let entry = SyncedFile {
+                        file_id: id,
+                        rev,
+                        sha256: format!("s{step}"),
+                    };
+                    index.set_synced(&path, Some(&entry)).await.unwrap();
+                }
+                4 => index.set_synced(&path, None).await.unwrap(),
+                _ if step % 97 == 0 => index.reset_synced().await.unwrap(),
+                _ => {}
+            }
+            let (want_remote, want_synced) = from_sql(&index).await;
+            let remote = index.remote().await.unwrap();
+            assert_eq!(*remote, want_remote, "step {step}");
+            assert_eq!(*index.synced().await.unwrap(), want_synced, "step {step}");
+            if step % 10 == 0 {
+                let fresh = Index::open(&db).await.unwrap();
+                assert_eq!(*fresh.remote().await.unwrap(), want_remote, "step {step}");
+                assert_eq!(*fresh.synced().await.unwrap(), want_synced, "step {step}");
+            }
+            let live = index.cache.lock().await.remote.as_ref().map_or(0, |r| {
+                r.by_id.values().filter(|(_, row)| !row.deleted).count()
+            });
+            if live > remote.len() {
+                shared_paths += 1;
+            }
+        }
+        // The rare case the tree is rebuilt for happened, or the test proves less than it says.
+        assert!(
+            shared_paths > 20,
+            "paths shared by live rows: {shared_paths}"
+        );
     }
 }

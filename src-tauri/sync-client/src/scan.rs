@@ -77,6 +77,9 @@ pub(crate) struct Scanner {
     listed: std::collections::BTreeMap<String, Listed>,
     /// Match key ([`Scanner::match_key`]) of a folder's prefix → its disk prefixes.
     by_key: HashMap<String, Vec<String>>,
+    /// Files of the listings replaced or dropped since the last assembly: the hash cache
+    /// forgets those no listing holds any more (after a rescan, without a look at every path).
+    replaced_files: Vec<String>,
 }
 
 /// One folder as the last scan listed it.
@@ -287,7 +290,7 @@ impl Scanner {
         self.listed.clear();
         self.by_key.clear();
         self.scan_subtree(fs, root, String::new(), String::new(), false)?;
-        Ok(self.assemble(rule_problems))
+        Ok(self.assemble(rule_problems, true))
     }
 
     /// Looks again at only what `dirty` names (paths relative to `root`, in any spelling):
@@ -318,7 +321,7 @@ impl Scanner {
             self.listed.clear();
             self.by_key.clear();
             self.scan_subtree(fs, root, String::new(), String::new(), false)?;
-            return Ok(self.assemble(rule_problems));
+            return Ok(self.assemble(rule_problems, true));
         }
         // Folders to list again, by disk prefix, and folders to walk whole.
         let mut relist: Vec<String> = Vec::new();
@@ -413,7 +416,7 @@ impl Scanner {
                 done.extend(self.subtree(&cdp));
             }
         }
-        Ok(self.assemble(rule_problems))
+        Ok(self.assemble(rule_problems, false))
     }
 
     /// The disk prefixes of the folders last listed under `prefix`'s match key (several when
@@ -443,6 +446,8 @@ impl Scanner {
 
     fn remove_listing(&mut self, dp: &str) -> Option<Listed> {
         let listed = self.listed.remove(dp)?;
+        self.replaced_files
+            .extend(listed.files.iter().map(|(p, _)| p.clone()));
         let key = self.match_key(dp);
         if let Some(dps) = self.by_key.get_mut(&key) {
             dps.retain(|d| d != dp);
@@ -494,8 +499,10 @@ impl Scanner {
         Ok(())
     }
 
-    /// The tree (and what could not be synced) from every folder's listing.
-    fn assemble(&mut self, rule_problems: Vec<(String, String)>) -> Scan {
+    /// The tree (and what could not be synced) from every folder's listing. After a scan of
+    /// the `whole` folder the hash cache keeps only the tree's files; after a rescan it
+    /// forgets the files of replaced listings that are gone (others wait for a whole scan).
+    fn assemble(&mut self, rule_problems: Vec<(String, String)>, whole: bool) -> Scan {
         let mut scan = Scan {
             tree: LocalTree::new(),
             skipped: rule_problems,
@@ -528,7 +535,14 @@ impl Scanner {
                 scan.unreadable.push(rel.to_owned());
             }
         }
-        self.cache.retain(|p, _| scan.tree.contains_key(p));
+        let replaced = std::mem::take(&mut self.replaced_files);
+        if whole {
+            self.cache.retain(|p, _| scan.tree.contains_key(p));
+        } else {
+            for p in replaced.iter().filter(|p| !scan.tree.contains_key(*p)) {
+                self.cache.remove(p);
+            }
+        }
         scan
     }
 
@@ -697,6 +711,35 @@ impl Scanner {
 mod tests {
     use super::*;
     use crate::local_fs::RealFs;
+
+    /// A file gone in a rescan leaves the hash cache too: a new file at its name with the same
+    /// size and modification time (a restore tool, a copy keeping times) is read, not taken
+    /// for the old content.
+    #[test]
+    fn a_file_gone_in_a_rescan_is_forgotten_by_the_hash_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("docs")).unwrap();
+        let path = root.join("docs/a.txt");
+        std::fs::write(&path, b"first").unwrap();
+        let when = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut scanner = Scanner::default();
+        let first = scanner.scan(&RealFs, root).unwrap().tree["docs/a.txt"].clone();
+        let marks: std::collections::BTreeSet<String> = ["docs/a.txt".to_owned()].into();
+        std::fs::remove_file(&path).unwrap();
+        let scan = scanner.rescan(&RealFs, root, &marks).unwrap();
+        assert!(!scan.tree.contains_key("docs/a.txt"));
+        std::fs::write(&path, b"other").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let again = scanner.rescan(&RealFs, root, &marks).unwrap().tree["docs/a.txt"].clone();
+        assert_eq!(again.size, first.size);
+        assert_ne!(again.sha256, first.sha256, "the new content was read");
+    }
 
     #[test]
     fn scans_files_recursively_and_skips_ignored_and_invalid_names() {

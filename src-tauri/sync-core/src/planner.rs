@@ -27,6 +27,43 @@ fn synced_from(r: &RemoteFile) -> SyncedFile {
     }
 }
 
+/// A path with what each tree holds there.
+type Entry<'t> = (
+    &'t str,
+    Option<&'t LocalFile>,
+    Option<&'t RemoteFile>,
+    Option<&'t SyncedFile>,
+);
+
+/// Every path of the three trees once, in order, with each tree's entry: a merge of their
+/// sorted keys (no lookups — with many files, looking each path up in each tree was most of a
+/// plan's time).
+fn merged<'t>(
+    local: &'t LocalTree,
+    remote: &'t RemoteTree,
+    synced: &'t SyncedTree,
+) -> impl Iterator<Item = Entry<'t>> {
+    let mut l = local.iter().peekable();
+    let mut r = remote.iter().peekable();
+    let mut s = synced.iter().peekable();
+    std::iter::from_fn(move || {
+        let next: &str = [
+            l.peek().map(|e| e.0),
+            r.peek().map(|e| e.0),
+            s.peek().map(|e| e.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some((
+            next,
+            l.next_if(|e| e.0 == next).map(|e| e.1),
+            r.next_if(|e| e.0 == next).map(|e| e.1),
+            s.next_if(|e| e.0 == next).map(|e| e.1),
+        ))
+    })
+}
+
 /// Plans one batch. Applying it and planning again converges to an empty plan once neither
 /// side changes any more.
 pub fn plan(
@@ -48,18 +85,23 @@ pub fn plan(
 
     // Renamed on the server, with only one side touching the content: rename locally instead of
     // download + delete (an edit made here follows the file to its new name and uploads there).
-    let remote_by_id: HashMap<&str, (&str, &RemoteFile)> = remote
-        .iter()
-        .map(|(p, r)| (r.file_id.as_str(), (p.as_str(), r)))
-        .collect();
-    for (from, s) in synced {
-        if remote.get(from).is_some_and(|r| r.file_id == s.file_id) {
+    // (Built on first use: in most plans every synced file is still where the server has it.)
+    let mut remote_by_id: Option<HashMap<&str, (&str, &RemoteFile)>> = None;
+    for (from, l, r_here, s) in merged(local, remote, synced) {
+        let Some(s) = s else { continue };
+        if r_here.is_some_and(|r| r.file_id == s.file_id) {
             continue;
         }
-        let Some(&(to, r)) = remote_by_id.get(s.file_id.as_str()) else {
+        let by_id = remote_by_id.get_or_insert_with(|| {
+            remote
+                .iter()
+                .map(|(p, r)| (r.file_id.as_str(), (p.as_str(), r)))
+                .collect()
+        });
+        let Some(&(to, r)) = by_id.get(s.file_id.as_str()) else {
             continue;
         };
-        let Some(l) = local.get(from) else { continue };
+        let Some(l) = l else { continue };
         let (edited_here, edited_there) = (l.sha256 != s.sha256, r.sha256 != s.sha256);
         // A file cannot be renamed into or onto itself as a directory (`d` → `d/e`): such a
         // move goes down as a download plus a delete.
@@ -86,7 +128,7 @@ pub fn plan(
             },
         };
         ops.push(Op::MoveLocal {
-            from: from.clone(),
+            from: from.to_owned(),
             to: to.to_owned(),
             expect_sha256: l.sha256.clone(),
             synced: synced_after,
@@ -96,21 +138,28 @@ pub fn plan(
     }
 
     // What stays on the server after this plan: everything but what it deletes or moves away.
-    let staying = Namespace::of(remote.keys().map(String::as_str).filter(|p| {
-        let leaving = !local.contains_key(*p)
-            && synced
-                .get(*p)
-                .is_some_and(|s| remote_unchanged(remote.get(*p), Some(s)));
-        !leaving
-    }));
+    // (Built on first use: only a local change needs it, and most plans have none.)
+    let staying_names = std::cell::OnceCell::new();
+    let staying = || {
+        staying_names.get_or_init(|| {
+            Namespace::of(remote.keys().map(String::as_str).filter(|p| {
+                let leaving = !local.contains_key(*p)
+                    && synced
+                        .get(*p)
+                        .is_some_and(|s| remote_unchanged(remote.get(*p), Some(s)));
+                !leaving
+            }))
+        })
+    };
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
     // the same content become a server-side move (keeping the file's id and history).
     let mut vanished: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (p, s) in synced {
-        if !local.contains_key(p)
-            && !handled.contains(p.as_str())
-            && remote_unchanged(remote.get(p), Some(s))
+    for (p, l, r, s) in merged(local, remote, synced) {
+        if let Some(s) = s
+            && l.is_none()
+            && !handled.contains(p)
+            && remote_unchanged(r, Some(s))
         {
             vanished.entry(s.sha256.as_str()).or_default().push(p);
         }
@@ -119,8 +168,10 @@ pub fn plan(
     // move frees): only names free on the server now, and after this plan, are moved to.
     let remote_now =
         (!vanished.is_empty()).then(|| Namespace::of(remote.keys().map(String::as_str)));
-    for (to, l) in local {
-        if synced.contains_key(to) || remote.contains_key(to) || handled.contains(to.as_str()) {
+    let some_vanished = !vanished.is_empty();
+    for (to, l, r, s) in merged(local, remote, synced).take_while(|_| some_vanished) {
+        let Some(l) = l else { continue };
+        if s.is_some() || r.is_some() || handled.contains(to) {
             continue;
         }
         let Some(candidates) = vanished.get_mut(l.sha256.as_str()) else {
@@ -129,7 +180,7 @@ pub fn plan(
         let Some(&from) = candidates.first() else {
             continue;
         };
-        if staying.clash_at(to).is_some()
+        if staying().clash_at(to).is_some()
             || remote_now
                 .as_ref()
                 .is_some_and(|ns| ns.clash_at_except(to, Some(from)).is_some())
@@ -140,7 +191,7 @@ pub fn plan(
         let s = &synced[from];
         ops.push(Op::MoveRemote {
             from: from.to_owned(),
-            to: to.clone(),
+            to: to.to_owned(),
             file_id: s.file_id.clone(),
             rev: s.rev,
         });
@@ -153,11 +204,12 @@ pub fn plan(
     // under a conflicted-copy name and then uploads as a new file. Files under a clashing
     // directory move with it, keeping their place inside it.
     let mut moved_aside: HashMap<&str, String> = HashMap::new();
-    for (path, l) in local {
-        if handled.contains(path.as_str()) || local_unchanged(Some(l), synced.get(path)) {
+    for (path, l, _, s) in merged(local, remote, synced) {
+        let Some(l) = l else { continue };
+        if handled.contains(path) || local_unchanged(Some(l), s) {
             continue;
         }
-        let Some(at) = staying.clash_at(path) else {
+        let Some(at) = staying().clash_at(path) else {
             continue;
         };
         let copy_at = moved_aside
@@ -165,21 +217,16 @@ pub fn plan(
             .or_insert_with(|| copy_name(at))
             .clone();
         ops.push(Op::ConflictCopy {
-            path: path.clone(),
+            path: path.to_owned(),
             copy: format!("{copy_at}{}", &path[at.len()..]),
         });
         handled.insert(path);
     }
 
-    let paths: BTreeSet<&str> = local
-        .keys()
-        .chain(remote.keys())
-        .chain(synced.keys())
-        .map(String::as_str)
-        .filter(|p| !handled.contains(p))
-        .collect();
-    for path in paths {
-        let (l, r, s) = (local.get(path), remote.get(path), synced.get(path));
+    for (path, l, r, s) in merged(local, remote, synced) {
+        if handled.contains(path) {
+            continue;
+        }
         let local_same = local_unchanged(l, s);
         let remote_same = remote_unchanged(r, s);
         let op = match (local_same, remote_same) {

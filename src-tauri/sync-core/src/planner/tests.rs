@@ -834,3 +834,57 @@ fn a_seed_replays_exactly() {
         assert_eq!(simulate(seed), simulate(seed), "seed {seed}");
     }
 }
+
+/// The planner walks the three trees as one merge: it must give every path of any of them
+/// once, in order, with exactly what each tree holds there (what looking it up would give).
+#[test]
+fn the_merge_of_the_trees_is_every_path_once_with_each_trees_entry() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..300 {
+        let name = |rng: &mut StdRng| {
+            let depth = rng.gen_range(1..4);
+            (0..depth)
+                .map(|_| ["a", "b", "B", "a b", "é", "z"][rng.gen_range(0..6)])
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let mut local = LocalTree::new();
+        let mut remote = RemoteTree::new();
+        let mut synced = SyncedTree::new();
+        for _ in 0..rng.gen_range(0..20) {
+            let (p, h) = (name(&mut rng), rng.gen_range(0..3).to_string());
+            match rng.gen_range(0..3) {
+                0 => {
+                    local.insert(p, LocalFile { sha256: h, size: 1 });
+                }
+                1 => {
+                    let file = RemoteFile {
+                        file_id: h.clone(),
+                        rev: 1,
+                        sha256: h,
+                    };
+                    remote.insert(p, file);
+                }
+                _ => {
+                    let file = SyncedFile {
+                        file_id: h.clone(),
+                        rev: 1,
+                        sha256: h,
+                    };
+                    synced.insert(p, file);
+                }
+            }
+        }
+        let want: Vec<_> = local
+            .keys()
+            .chain(remote.keys())
+            .chain(synced.keys())
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|p| (p, local.get(p), remote.get(p), synced.get(p)))
+            .collect();
+        let got: Vec<_> = super::merged(&local, &remote, &synced).collect();
+        assert_eq!(got, want);
+    }
+}

@@ -102,8 +102,9 @@ pub(crate) struct Engine {
     pub scanner: Scanner,
     pub status: watch::Sender<Status>,
     pub cursor: watch::Sender<i64>,
-    /// The local tree of the last scan: what an upload must still find on disk.
-    pub last_local: syncsphere_sync_core::LocalTree,
+    /// The local tree of the last scan: what an upload must still find on disk. (Shared with
+    /// the scanner's tree; let go before the next scan, which would otherwise copy it.)
+    pub last_local: Arc<syncsphere_sync_core::LocalTree>,
     /// Set when a file was still being written: look again shortly instead of at the poll.
     pub retry_soon: bool,
     /// The user's pause switch.
@@ -366,6 +367,7 @@ impl Engine {
                 );
             }
             let folder = self.folder.clone();
+            self.last_local = Arc::default();
             let mut scanner = std::mem::take(&mut self.scanner);
             scanner.fold_case = self.case_insensitive;
             let fs = self.fs.clone();
@@ -406,7 +408,11 @@ impl Engine {
                 stamp: self.clock.stamp(),
             };
             let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);
-            let local = unreadable.local_tree(&scan.tree, &remote, &synced);
+            let local = if scan.unreadable.is_empty() && !self.case_insensitive {
+                scan.tree.clone() // the tree as scanned: nothing to hold, no spelling to adopt
+            } else {
+                Arc::new(unreadable.local_tree(&scan.tree, &remote, &synced))
+            };
             // A file that could not be read stands in the plan as it was last synced: an
             // assumption, so every op involving it — recording it as synced included — waits
             // (`Unreadable::around`, below, after the brake has counted deletions).

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use syncsphere_protocol::normalize_path;
 use syncsphere_sync_core::{LocalFile, LocalTree};
@@ -80,6 +81,13 @@ pub(crate) struct Scanner {
     /// Files of the listings replaced or dropped since the last assembly: the hash cache
     /// forgets those no listing holds any more (after a rescan, without a look at every path).
     replaced_files: Vec<String>,
+    /// Every listing's files, kept up to date as listings come and go: the tree a scan
+    /// returns, shared with it (a listing changed while the engine still holds a scan's tree
+    /// copies it first).
+    tree: Arc<LocalTree>,
+    /// A name was in two listings at once (never seen; the assembly then rebuilds the tree
+    /// from the listings in order, as before it was kept).
+    tree_stale: bool,
 }
 
 /// One folder as the last scan listed it.
@@ -182,7 +190,7 @@ impl IgnoreRules {
 /// What a scan found.
 #[derive(Debug)]
 pub(crate) struct Scan {
-    pub tree: LocalTree,
+    pub tree: Arc<LocalTree>,
     /// Paths that cannot be synced, with the reason.
     pub skipped: Vec<(String, String)>,
     /// Files (and folders, ending in `/`) that exist but could not be read this time
@@ -278,17 +286,22 @@ impl Scanner {
     /// After an error the listings are half old, half new: the next scan is a full one.
     fn forget_on_error(&mut self, scan: std::io::Result<Scan>) -> std::io::Result<Scan> {
         if scan.is_err() {
-            self.listed.clear();
-            self.by_key.clear();
+            self.forget_listings();
         }
         scan
+    }
+
+    fn forget_listings(&mut self) {
+        self.listed.clear();
+        self.by_key.clear();
+        self.tree = Arc::default();
+        self.tree_stale = false;
     }
 
     fn scan_whole(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
         let mut rule_problems = Vec::new();
         self.load_rules(fs, root, &mut rule_problems);
-        self.listed.clear();
-        self.by_key.clear();
+        self.forget_listings();
         self.scan_subtree(fs, root, String::new(), String::new(), false)?;
         Ok(self.assemble(rule_problems, true))
     }
@@ -318,8 +331,7 @@ impl Scanner {
         let mut rule_problems = Vec::new();
         self.load_rules(fs, root, &mut rule_problems);
         if self.listed.is_empty() || self.rules.stamp() != before {
-            self.listed.clear();
-            self.by_key.clear();
+            self.forget_listings();
             self.scan_subtree(fs, root, String::new(), String::new(), false)?;
             return Ok(self.assemble(rule_problems, true));
         }
@@ -441,13 +453,35 @@ impl Scanner {
         if !dps.contains(&listed.disk_prefix) {
             dps.push(listed.disk_prefix.clone());
         }
+        if let Some(old) = self.listed.remove(&listed.disk_prefix) {
+            self.untrack(&old);
+        }
+        if !self.tree_stale {
+            let tree = Arc::make_mut(&mut self.tree);
+            for (p, f) in &listed.files {
+                if tree.insert(p.clone(), f.clone()).is_some() {
+                    self.tree_stale = true;
+                }
+            }
+        }
         self.listed.insert(listed.disk_prefix.clone(), listed);
+    }
+
+    /// Takes a listing's files out of the tree (and tells the hash cache they may be gone).
+    fn untrack(&mut self, old: &Listed) {
+        self.replaced_files
+            .extend(old.files.iter().map(|(p, _)| p.clone()));
+        if !self.tree_stale && !old.files.is_empty() {
+            let tree = Arc::make_mut(&mut self.tree);
+            for (p, _) in &old.files {
+                tree.remove(p);
+            }
+        }
     }
 
     fn remove_listing(&mut self, dp: &str) -> Option<Listed> {
         let listed = self.listed.remove(dp)?;
-        self.replaced_files
-            .extend(listed.files.iter().map(|(p, _)| p.clone()));
+        self.untrack(&listed);
         let key = self.match_key(dp);
         if let Some(dps) = self.by_key.get_mut(&key) {
             dps.retain(|d| d != dp);
@@ -503,16 +537,21 @@ impl Scanner {
     /// the `whole` folder the hash cache keeps only the tree's files; after a rescan it
     /// forgets the files of replaced listings that are gone (others wait for a whole scan).
     fn assemble(&mut self, rule_problems: Vec<(String, String)>, whole: bool) -> Scan {
+        if std::mem::take(&mut self.tree_stale) {
+            let mut tree = LocalTree::new();
+            for l in self.listed.values() {
+                tree.extend(l.files.iter().map(|(p, f)| (p.clone(), f.clone())));
+            }
+            self.tree = Arc::new(tree);
+        }
         let mut scan = Scan {
-            tree: LocalTree::new(),
+            tree: self.tree.clone(),
             skipped: rule_problems,
             unreadable: Vec::new(),
             disk_paths: HashMap::new(),
         };
         let mut shadowed: Vec<&str> = Vec::new();
         for l in self.listed.values() {
-            scan.tree
-                .extend(l.files.iter().map(|(p, f)| (p.clone(), f.clone())));
             scan.skipped.extend(l.skipped.iter().cloned());
             scan.unreadable.extend(l.unreadable.iter().cloned());
             scan.disk_paths.extend(l.disk_paths.iter().cloned());

@@ -1025,8 +1025,11 @@ mod tests {
         );
     }
 
+    /// Pairs of names: (path, hash) of the tree, (path, reason) of what was skipped.
+    type Pairs = Vec<(String, String)>;
+
     /// What a scan found, comparable: the tree, what was skipped and what was unreadable.
-    fn summary(scan: &Scan) -> (Vec<(String, String)>, Vec<(String, String)>, Vec<String>) {
+    fn summary(scan: &Scan) -> (Pairs, Pairs, Vec<String>) {
         let mut skipped = scan.skipped.clone();
         skipped.sort();
         let mut unreadable = scan.unreadable.clone();

@@ -64,6 +64,13 @@ fn merged<'t>(
     })
 }
 
+/// Whether a path has nothing to do: both sides are as last synced. Such a path plays no part
+/// in a plan other than as context (a name taken, a file staying on the server).
+fn settled(entry: &Entry<'_>) -> bool {
+    let &(_, l, r, s) = entry;
+    local_unchanged(l, s) && remote_unchanged(r, s)
+}
+
 /// Plans one batch. Applying it and planning again converges to an empty plan once neither
 /// side changes any more.
 pub fn plan(
@@ -72,6 +79,57 @@ pub fn plan(
     synced: &SyncedTree,
     ctx: &PlanContext,
 ) -> Vec<Op> {
+    let unsettled: Vec<Entry<'_>> = merged(local, remote, synced)
+        .filter(|e| !settled(e))
+        .collect();
+    plan_entries(local, remote, synced, ctx, &unsettled)
+}
+
+/// [`plan`], looking only at the paths in `focus` (sorted, any spelling the trees use): the
+/// same operations as `plan` as long as every path where a side differs from the synced tree
+/// is in `focus` (the other paths are only looked up, never walked). With a folder of many
+/// files and a change or two, the caller that knows which paths changed plans in time
+/// proportional to them (decision 0029).
+pub fn plan_paths<'t, I>(
+    local: &'t LocalTree,
+    remote: &'t RemoteTree,
+    synced: &'t SyncedTree,
+    ctx: &PlanContext,
+    focus: I,
+) -> Vec<Op>
+where
+    I: IntoIterator<Item = &'t str>,
+{
+    let mut unsettled: Vec<Entry<'t>> = focus
+        .into_iter()
+        .filter_map(|p| {
+            // Borrow the path from whichever tree holds it (a path none holds has no part).
+            let path = local
+                .get_key_value(p)
+                .map(|(k, _)| k)
+                .or_else(|| remote.get_key_value(p).map(|(k, _)| k))
+                .or_else(|| synced.get_key_value(p).map(|(k, _)| k))?;
+            Some((path.as_str(), local.get(p), remote.get(p), synced.get(p)))
+        })
+        .filter(|e| !settled(e))
+        .collect();
+    unsettled.sort_unstable_by_key(|e| e.0);
+    unsettled.dedup_by_key(|e| e.0);
+    plan_entries(local, remote, synced, ctx, &unsettled)
+}
+
+/// The planner proper. `unsettled` is every path where a side differs from the synced tree,
+/// in order, with each tree's entry; each step below walks only those (a settled path can be
+/// no step's subject: not a move's source — its file is where the server has it — nor a
+/// move's target — it is synced — nor a change), and looks the rest up.
+fn plan_entries<'t>(
+    local: &'t LocalTree,
+    remote: &'t RemoteTree,
+    synced: &'t SyncedTree,
+    ctx: &PlanContext,
+    unsettled: &[Entry<'t>],
+) -> Vec<Op> {
+    let entries = || unsettled.iter().copied();
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
     // Names a new name must avoid (case-insensitively), including the ones this plan picks;
@@ -87,7 +145,7 @@ pub fn plan(
     // download + delete (an edit made here follows the file to its new name and uploads there).
     // (Built on first use: in most plans every synced file is still where the server has it.)
     let mut remote_by_id: Option<HashMap<&str, (&str, &RemoteFile)>> = None;
-    for (from, l, r_here, s) in merged(local, remote, synced) {
+    for (from, l, r_here, s) in entries() {
         let Some(s) = s else { continue };
         if r_here.is_some_and(|r| r.file_id == s.file_id) {
             continue;
@@ -155,7 +213,7 @@ pub fn plan(
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
     // the same content become a server-side move (keeping the file's id and history).
     let mut vanished: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (p, l, r, s) in merged(local, remote, synced) {
+    for (p, l, r, s) in entries() {
         if let Some(s) = s
             && l.is_none()
             && !handled.contains(p)
@@ -169,7 +227,7 @@ pub fn plan(
     let remote_now =
         (!vanished.is_empty()).then(|| Namespace::of(remote.keys().map(String::as_str)));
     let some_vanished = !vanished.is_empty();
-    for (to, l, r, s) in merged(local, remote, synced).take_while(|_| some_vanished) {
+    for (to, l, r, s) in entries().take_while(|_| some_vanished) {
         let Some(l) = l else { continue };
         if s.is_some() || r.is_some() || handled.contains(to) {
             continue;
@@ -204,7 +262,7 @@ pub fn plan(
     // under a conflicted-copy name and then uploads as a new file. Files under a clashing
     // directory move with it, keeping their place inside it.
     let mut moved_aside: HashMap<&str, String> = HashMap::new();
-    for (path, l, _, s) in merged(local, remote, synced) {
+    for (path, l, _, s) in entries() {
         let Some(l) = l else { continue };
         if handled.contains(path) || local_unchanged(Some(l), s) {
             continue;
@@ -223,7 +281,7 @@ pub fn plan(
         handled.insert(path);
     }
 
-    for (path, l, r, s) in merged(local, remote, synced) {
+    for (path, l, r, s) in entries() {
         if handled.contains(path) {
             continue;
         }

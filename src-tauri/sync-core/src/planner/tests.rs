@@ -200,7 +200,25 @@ impl Device {
         } else {
             self.local()
         };
-        plan(&local, &remote, &self.synced, &ctx)
+        let ops = plan(&local, &remote, &self.synced, &ctx);
+        // Planning only the paths that differ from the synced tree (plus some that do not, and
+        // a name no tree holds) gives the same operations: what an engine that tracks changed
+        // paths relies on.
+        let differing = local
+            .keys()
+            .chain(remote.keys())
+            .chain(self.synced.keys())
+            .filter(|p| {
+                let (l, r, s) = (local.get(*p), remote.get(*p), self.synced.get(*p));
+                l.map(|l| &l.sha256) != s.map(|s| &s.sha256)
+                    || r.map(|r| (&r.file_id, r.rev)) != s.map(|s| (&s.file_id, s.rev))
+            })
+            .map(String::as_str);
+        let extra = self.synced.keys().step_by(3).map(String::as_str);
+        let focus: Vec<&str> = differing.chain(extra).chain(["no/such/name"]).collect();
+        let focused = super::plan_paths(&local, &remote, &self.synced, &ctx, focus);
+        assert_eq!(focused, ops, "planning the differing paths only");
+        ops
     }
 
     /// Applies one operation the way the IO shell does: every step re-checks its expectation

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
 use syncsphere_sync_core::{
-    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, brake_deletes, plan,
+    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, brake_deletes, is_settled,
+    plan, plan_paths, unsettled_paths,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -125,6 +126,10 @@ pub(crate) struct Engine {
     pub folder_lost: bool,
     /// When the folder was last scanned whole, on the engine's clock.
     pub last_full_scan: Option<Duration>,
+    /// The paths where a side differs from the synced tree, as of the last plan (kept up to
+    /// date from the paths the scanner and the index say changed): what the next plan walks.
+    /// `None` when unknown (the next plan walks every path).
+    pub unsettled: Option<BTreeSet<String>>,
 }
 
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
@@ -394,14 +399,26 @@ impl Engine {
             // writes do not copy them).
             let mut remote = self.index.remote().await?;
             let mut synced = self.index.synced().await?;
+            // What may have changed since the last plan (taken every round, used when the
+            // trees below are the scan's and the index's own).
+            let touched = match (self.scanner.take_touched(), self.index.take_touched().await) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                _ => None,
+            };
             // Ignored paths are invisible here in both directions: never downloaded, and never
             // deleted anywhere because they became ignored.
             let ignored = |path: &String| self.scanner.is_ignored(path, false);
+            let mut own_trees = true;
             if remote.keys().any(ignored) {
                 Arc::make_mut(&mut remote).retain(|path, _| !ignored(path));
+                own_trees = false;
             }
             if synced.keys().any(ignored) {
                 Arc::make_mut(&mut synced).retain(|path, _| !ignored(path));
+                own_trees = false;
             }
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
@@ -411,12 +428,13 @@ impl Engine {
             let local = if scan.unreadable.is_empty() && !self.case_insensitive {
                 scan.tree.clone() // the tree as scanned: nothing to hold, no spelling to adopt
             } else {
+                own_trees = false;
                 Arc::new(unreadable.local_tree(&scan.tree, &remote, &synced))
             };
             // A file that could not be read stands in the plan as it was last synced: an
             // assumption, so every op involving it — recording it as synced included — waits
             // (`Unreadable::around`, below, after the brake has counted deletions).
-            let ops = plan(&local, &remote, &synced, &ctx);
+            let ops = self.plan_round(&local, &remote, &synced, &ctx, own_trees, touched);
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);
@@ -534,6 +552,58 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Plans a round: with only the unsettled paths walked when the trees are the scanner's
+    /// and the index's own and both said what changed since the last plan; else every path
+    /// (and the unsettled set is found anew). Tests check both ways agree on every round.
+    fn plan_round(
+        &mut self,
+        local: &syncsphere_sync_core::LocalTree,
+        remote: &syncsphere_sync_core::RemoteTree,
+        synced: &syncsphere_sync_core::SyncedTree,
+        ctx: &PlanContext,
+        own_trees: bool,
+        touched: Option<Vec<String>>,
+    ) -> Vec<Op> {
+        let known = self.unsettled.take().filter(|_| own_trees);
+        if let (Some(mut unsettled), Some(touched)) = (known, touched) {
+            for p in touched {
+                if is_settled(&p, local, remote, synced) {
+                    unsettled.remove(&p);
+                } else {
+                    unsettled.insert(p);
+                }
+            }
+            let ops = plan_paths(
+                local,
+                remote,
+                synced,
+                ctx,
+                unsettled.iter().map(String::as_str),
+            );
+            #[cfg(test)]
+            {
+                assert_eq!(
+                    unsettled,
+                    unsettled_paths(local, remote, synced),
+                    "the unsettled paths kept up to date are the ones a walk finds"
+                );
+                assert_eq!(
+                    ops,
+                    plan(local, remote, synced, ctx),
+                    "focused plan = full plan"
+                );
+            }
+            self.unsettled = Some(unsettled);
+            self.status.send_modify(|s| s.work.focused_plans += 1);
+            return ops;
+        }
+        self.status.send_modify(|s| s.work.full_plans += 1);
+        if own_trees {
+            self.unsettled = Some(unsettled_paths(local, remote, synced));
+        }
+        plan(local, remote, synced, ctx)
     }
 
     /// Applies the mass-delete brake to `ops`, and the user's answer when one waits. Returns

@@ -57,6 +57,9 @@ pub(crate) struct Index {
 
 #[derive(Default)]
 struct Cache {
+    /// Paths whose remote or synced entry may have changed since [`Index::take_touched`];
+    /// `None`: any may have (the trees were loaded, reset or rebuilt).
+    touched: Option<Vec<String>>,
     remote: Option<RemoteRows>,
     /// Shared with the snapshots handed out; a write while one is held copies it first.
     synced: Option<Arc<SyncedTree>>,
@@ -74,6 +77,10 @@ struct RemoteRows {
     next_seq: u64,
     /// Live rows per path (more than one is the rare moment above).
     live_at: HashMap<String, u32>,
+    /// Paths whose entry in the tree may have changed (moved into [`Cache::touched`]).
+    touched: Vec<String>,
+    /// The tree was dropped for a rebuild: any path may have changed.
+    rebuilt: bool,
     /// `None` when a path is shared and the tree must be rebuilt in insertion order. Shared
     /// with the snapshots handed out; a write while one is held copies it first.
     tree: Option<Arc<RemoteTree>>,
@@ -110,6 +117,7 @@ impl RemoteRows {
         if old.deleted {
             return;
         }
+        self.touched.push(old.path.clone());
         let left = match self.live_at.get_mut(&old.path) {
             Some(n) => {
                 *n -= 1;
@@ -126,6 +134,7 @@ impl RemoteRows {
             Arc::make_mut(tree).remove(&old.path);
             if left > 0 {
                 self.tree = None; // another row holds the path: which one, insertion order says
+                self.rebuilt = true;
             }
         }
     }
@@ -134,12 +143,14 @@ impl RemoteRows {
         if row.deleted {
             return;
         }
+        self.touched.push(row.path.clone());
         let n = self.live_at.entry(row.path.clone()).or_insert(0);
         *n += 1;
         let shared = *n > 1;
         if let Some(tree) = &mut self.tree {
             if shared {
                 self.tree = None;
+                self.rebuilt = true;
             } else {
                 Arc::make_mut(tree).insert(
                     row.path.clone(),
@@ -236,6 +247,7 @@ impl Index {
             .await
             .map_err(db)?;
         cache.synced = Some(Arc::default());
+        cache.touched = None;
         Ok(())
     }
 
@@ -291,6 +303,9 @@ impl Index {
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        if let Some(t) = &mut cache.touched {
+            t.push(path.to_owned());
+        }
         if let Some(synced) = &mut cache.synced {
             let synced = Arc::make_mut(synced);
             match entry {
@@ -310,6 +325,22 @@ impl Index {
             None => cache.remote.insert(self.load_remote().await?),
         };
         Ok(remote.tree().clone())
+    }
+
+    /// The paths whose remote or synced entry may have changed since the last call (a
+    /// superset), or `None` when any may have (the first call; after a reset or a rebuild).
+    pub(crate) async fn take_touched(&self) -> Option<Vec<String>> {
+        let mut cache = self.cache.lock().await;
+        let cache = &mut *cache;
+        if let Some(remote) = &mut cache.remote {
+            let moved = std::mem::take(&mut remote.touched);
+            if std::mem::take(&mut remote.rebuilt) {
+                cache.touched = None;
+            } else if let Some(t) = &mut cache.touched {
+                t.extend(moved);
+            }
+        }
+        cache.touched.replace(Vec::new())
     }
 
     /// The whole `remote` table, tombstones included, in rowid (insertion) order.

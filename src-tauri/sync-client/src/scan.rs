@@ -88,6 +88,9 @@ pub(crate) struct Scanner {
     /// A name was in two listings at once (never seen; the assembly then rebuilds the tree
     /// from the listings in order, as before it was kept).
     tree_stale: bool,
+    /// Names whose entry in the tree may have changed since [`Scanner::take_touched`] was last
+    /// called; `None`: any may have (a whole scan, a rebuilt tree).
+    touched: Option<Vec<String>>,
 }
 
 /// One folder as the last scan listed it.
@@ -296,6 +299,19 @@ impl Scanner {
         self.by_key.clear();
         self.tree = Arc::default();
         self.tree_stale = false;
+        self.touched = None;
+    }
+
+    /// The names whose entry in the tree may have changed since the last call (a superset),
+    /// or `None` when any may have.
+    pub(crate) fn take_touched(&mut self) -> Option<Vec<String>> {
+        self.touched.replace(Vec::new())
+    }
+
+    fn touch<'a>(&mut self, names: impl Iterator<Item = &'a String>) {
+        if let Some(t) = &mut self.touched {
+            t.extend(names.cloned());
+        }
     }
 
     fn scan_whole(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
@@ -464,6 +480,7 @@ impl Scanner {
                 }
             }
         }
+        self.touch(listed.files.iter().map(|(p, _)| p));
         self.listed.insert(listed.disk_prefix.clone(), listed);
     }
 
@@ -471,6 +488,7 @@ impl Scanner {
     fn untrack(&mut self, old: &Listed) {
         self.replaced_files
             .extend(old.files.iter().map(|(p, _)| p.clone()));
+        self.touch(old.files.iter().map(|(p, _)| p));
         if !self.tree_stale && !old.files.is_empty() {
             let tree = Arc::make_mut(&mut self.tree);
             for (p, _) in &old.files {
@@ -538,6 +556,7 @@ impl Scanner {
     /// forgets the files of replaced listings that are gone (others wait for a whole scan).
     fn assemble(&mut self, rule_problems: Vec<(String, String)>, whole: bool) -> Scan {
         if std::mem::take(&mut self.tree_stale) {
+            self.touched = None;
             let mut tree = LocalTree::new();
             for l in self.listed.values() {
                 tree.extend(l.files.iter().map(|(p, f)| (p.clone(), f.clone())));

@@ -160,6 +160,12 @@ pub struct EngineWork {
     pub full_scans: u64,
     /// Passes that scanned only the paths marked as changed.
     pub partial_scans: u64,
+    /// Planning rounds that walked every path of the trees.
+    #[serde(default)]
+    pub full_plans: u64,
+    /// Planning rounds that walked only the paths that differ from the synced tree.
+    #[serde(default)]
+    pub focused_plans: u64,
 }
 
 /// How many path problems the status lists.

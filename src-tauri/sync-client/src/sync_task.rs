@@ -276,6 +276,7 @@ async fn run(
         settled: false,
         folder_lost: false,
         last_full_scan: None,
+        unsettled: None,
     };
     tracing::info!(folder = %engine.folder.display(), server = %server_url, device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

@@ -22,7 +22,7 @@ mod unreadable;
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::adopt_folder_spelling;
 pub use conflict::conflicted_copy_name;
-pub use planner::{plan, plan_paths};
+pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
 pub use unreadable::Unreadable;
 
 use std::collections::BTreeMap;

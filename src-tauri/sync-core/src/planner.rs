@@ -71,6 +71,23 @@ fn settled(entry: &Entry<'_>) -> bool {
     local_unchanged(l, s) && remote_unchanged(r, s)
 }
 
+/// Whether `path` has nothing to do: both sides as last synced (a name no tree holds too).
+pub fn is_settled(path: &str, local: &LocalTree, remote: &RemoteTree, synced: &SyncedTree) -> bool {
+    settled(&(path, local.get(path), remote.get(path), synced.get(path)))
+}
+
+/// Every path where a side differs from the synced tree: what [`plan_paths`] must be given.
+pub fn unsettled_paths(
+    local: &LocalTree,
+    remote: &RemoteTree,
+    synced: &SyncedTree,
+) -> BTreeSet<String> {
+    merged(local, remote, synced)
+        .filter(|e| !settled(e))
+        .map(|e| e.0.to_owned())
+        .collect()
+}
+
 /// Plans one batch. Applying it and planning again converges to an empty plan once neither
 /// side changes any more.
 pub fn plan(

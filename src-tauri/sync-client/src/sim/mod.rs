@@ -256,6 +256,7 @@ impl Device {
             settled: false,
             folder_lost: false,
             last_full_scan: None,
+            unsettled: None,
         });
         self.fs.set_watcher(dirty);
         self.status = Some(rx);
@@ -394,6 +395,10 @@ struct Outcome {
     /// Scans of passes: the whole folder, or only the marked paths.
     full_scans: u64,
     partial_scans: u64,
+    /// Planning rounds: every path walked, or only the unsettled ones (checked against a
+    /// full plan on each of those).
+    full_plans: u64,
+    focused_plans: u64,
     /// The final server tree and journal length: equal for equal seeds.
     fingerprint: String,
 }
@@ -411,6 +416,8 @@ impl Outcome {
         self.settle_rounds = self.settle_rounds.max(o.settle_rounds);
         self.full_scans += o.full_scans;
         self.partial_scans += o.partial_scans;
+        self.full_plans += o.full_plans;
+        self.focused_plans += o.focused_plans;
     }
 }
 
@@ -678,6 +685,8 @@ impl Sim {
         let after = engine.status.borrow().work.clone();
         self.outcome.full_scans += after.full_scans - before.full_scans;
         self.outcome.partial_scans += after.partial_scans - before.partial_scans;
+        self.outcome.full_plans += after.full_plans - before.full_plans;
+        self.outcome.focused_plans += after.focused_plans - before.focused_plans;
         if let Err(e) = &result {
             engine.report_failure(e);
         }
@@ -1148,7 +1157,7 @@ fn run_seeds(real: bool, runs_var: &str, runs: u64) {
         std::panic::resume_unwind(panic);
     }
     eprintln!(
-        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), {} pauses, {} late requests, {} folders closed to the app, {} folders renamed, {} full and {} partial scans, at most {} settling rounds, in {:?}",
+        "simulation ({} server): {} seeds, {} user operations, {} passes, {} crashes ({} of them power cuts), {} pauses, {} late requests, {} folders closed to the app, {} folders renamed, {} full and {} partial scans, {} full and {} focused plans, at most {} settling rounds, in {:?}",
         if real { "real" } else { "fake" },
         seeds.len(),
         total.user_ops,
@@ -1161,6 +1170,8 @@ fn run_seeds(real: bool, runs_var: &str, runs: u64) {
         total.folder_renames,
         total.full_scans,
         total.partial_scans,
+        total.full_plans,
+        total.focused_plans,
         total.settle_rounds,
         started.elapsed()
     );

@@ -17,7 +17,7 @@ use syncsphere_events::Event;
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, ChunkRef, CommitRequest,
-    DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
+    ContentChunks, DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
     MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
     RevisionList, TrashList, UploadQuery, Usage, normalize_path,
 };
@@ -47,6 +47,7 @@ pub fn router(state: FilesState) -> Router {
         .endpoint(endpoint::GetFile, metadata)
         .endpoint(endpoint::DeleteFile, delete)
         .endpoint(endpoint::DownloadFile, download)
+        .endpoint(endpoint::GetFileChunks, chunks)
         .endpoint(endpoint::MoveFile, move_file)
         .endpoint(endpoint::ListRevisions, revisions)
         .endpoint(endpoint::RestoreRevision, restore)
@@ -460,6 +461,62 @@ async fn metadata(
         .ok_or(FilesError::NotFound)
 }
 
+/// The revision `q.rev` (default: the current one) of a live file: its number, size and hash.
+async fn live_revision(
+    state: &FilesState,
+    user: &AuthUser,
+    file_id: &str,
+    q: &DownloadQuery,
+) -> Result<(i64, i64, String), FilesError> {
+    Ok(match q.rev {
+        None => {
+            let meta = state
+                .store
+                .get(&user.user_id, file_id)
+                .await?
+                .filter(|m| !m.deleted)
+                .ok_or(FilesError::NotFound)?;
+            (meta.rev, meta.size, meta.sha256)
+        }
+        Some(rev) => {
+            let r = state
+                .store
+                .revision(&user.user_id, file_id, rev)
+                .await?
+                .filter(|r| !r.deleted)
+                .ok_or(FilesError::NotFound)?;
+            (r.rev, r.size, r.sha256)
+        }
+    })
+}
+
+/// `GET /v1/files/{file_id}/chunks`: the chunks of a revision's content, in file order (a
+/// content uploaded in one request is one chunk, its own hash), so a device holding some of
+/// them fetches only the rest as ranges of `…/content?rev=`.
+async fn chunks(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    Path(file_id): Path<String>,
+    q: Result<Query<DownloadQuery>, QueryRejection>,
+) -> Result<Json<ContentChunks>, FilesError> {
+    let q = query(q)?;
+    let (rev, size, sha256) = live_revision(&state, &user, &file_id, &q).await?;
+    let chunks = match state.store.manifest(&user.user_id, &sha256).await? {
+        Some(chunks) => chunks,
+        None if size > 0 => vec![ChunkRef {
+            sha256: sha256.clone(),
+            size,
+        }],
+        None => Vec::new(),
+    };
+    Ok(Json(ContentChunks {
+        rev,
+        sha256,
+        size,
+        chunks,
+    }))
+}
+
 /// The current content, or with `?rev=N` the content of an older revision.
 async fn download(
     State(state): State<FilesState>,
@@ -469,26 +526,7 @@ async fn download(
     q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, FilesError> {
     let q = query(q)?;
-    let (rev, size, sha256) = match q.rev {
-        None => {
-            let meta = state
-                .store
-                .get(&user.user_id, &file_id)
-                .await?
-                .filter(|m| !m.deleted)
-                .ok_or(FilesError::NotFound)?;
-            (meta.rev, meta.size, meta.sha256)
-        }
-        Some(rev) => {
-            let r = state
-                .store
-                .revision(&user.user_id, &file_id, rev)
-                .await?
-                .filter(|r| !r.deleted)
-                .ok_or(FilesError::NotFound)?;
-            (r.rev, r.size, r.sha256)
-        }
-    };
+    let (rev, size, sha256) = live_revision(&state, &user, &file_id, &q).await?;
     let content = Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size).await?;
     let total = content.size;
     let range = parse_range(

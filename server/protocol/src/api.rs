@@ -164,6 +164,18 @@ pub struct ChunkRef {
     pub size: i64,
 }
 
+/// Answer to `GET /v1/files/{file_id}/chunks`: what one revision's content is made of, in file
+/// order, so a device that already holds some of those chunks (in the old version of the file)
+/// fetches only the others, as byte ranges of that revision's content. A content uploaded in one
+/// request is one chunk (its own hash); an empty one has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentChunks {
+    pub rev: i64,
+    pub sha256: String,
+    pub size: i64,
+    pub chunks: Vec<ChunkRef>,
+}
+
 /// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MissingChunksRequest {

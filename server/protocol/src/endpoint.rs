@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChangesPage, CommitRequest, DeviceList, FileList, FileMeta, MissingChunks,
+    ChangesPage, CommitRequest, ContentChunks, DeviceList, FileList, FileMeta, MissingChunks,
     MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, ServerConfig, TrashList,
     Usage,
 };
@@ -214,6 +214,9 @@ endpoints! {
     /// A file's content (`Range` supported).
     DownloadFile: Get "/v1/files/{file_id}/content" as "downloadFile",
         query DownloadQuery, request (), response Bytes;
+    /// What a revision's content is made of (its chunks, in order), for delta downloads.
+    GetFileChunks: Get "/v1/files/{file_id}/chunks" as "getFileChunks",
+        query DownloadQuery, request (), response ContentChunks;
     /// Renames or moves a file.
     MoveFile: Post "/v1/files/{file_id}/move" as "moveFile",
         query (), request MoveRequest, response FileMeta;

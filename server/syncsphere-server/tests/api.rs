@@ -1018,6 +1018,27 @@ async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
     assert_eq!(r.json["sha256"], whole.as_str());
     assert_eq!(r.json["size"], data.len());
     let id = r.json["file_id"].as_str().unwrap().to_owned();
+    let rev = r.json["rev"].clone();
+
+    // What the content is made of (for delta downloads), current and by revision; a file that
+    // is not there (or another user's) is not found.
+    let listed = h.get(&t, &format!("/v1/files/{id}/chunks")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.json);
+    assert_eq!(
+        listed.json,
+        json!({"rev": rev, "sha256": whole, "size": data.len(), "chunks": refs})
+    );
+    let by_rev = h.get(&t, &format!("/v1/files/{id}/chunks?rev={rev}")).await;
+    assert_eq!(by_rev.json, listed.json);
+    for uri in [
+        format!("/v1/files/{id}/chunks?rev=99"),
+        "/v1/files/no-such-file/chunks".to_owned(),
+    ] {
+        assert_eq!(h.get(&t, &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let (stranger, _) = h.user("stranger-chunky@example.com").await;
+    let theirs = h.get(&stranger, &format!("/v1/files/{id}/chunks")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 
     // Download: whole, and ranges within and across chunks.
     let uri = format!("/v1/files/{id}/content");
@@ -1111,8 +1132,30 @@ async fn chunked_uploads_resume_dedup_and_ranges(db: Option<String>) {
         .await;
     assert_eq!(empty.status, StatusCode::OK);
     assert!(empty.bytes.is_empty());
-    // Single-request uploads serve ranges too.
+    let empty_chunks = h
+        .get(
+            &t,
+            &format!("/v1/files/{}/chunks", r.json["file_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        empty_chunks.json["chunks"],
+        json!([]),
+        "{}",
+        empty_chunks.json
+    );
+    // Single-request uploads serve ranges too, and are one chunk: their own hash.
     let small = h.put(&t, "path=small.txt", b"0123456789").await.json;
+    let small_chunks = h
+        .get(
+            &t,
+            &format!("/v1/files/{}/chunks", small["file_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        small_chunks.json["chunks"],
+        json!([{"sha256": sha_hex(b"0123456789"), "size": 10}])
+    );
     let (status, _, bytes) = {
         let resp = h
             .app

@@ -18,6 +18,12 @@ fn uploaded(d: &Device) -> u64 {
         .unwrap_or(0)
 }
 
+fn downloaded(d: &Device) -> u64 {
+    d.status()
+        .and_then(|s| s["bytes_downloaded"].as_u64())
+        .unwrap_or(0)
+}
+
 #[test]
 fn large_files_resume_after_sigkill_and_edits_send_only_changed_chunks() {
     let server = Server::start(None).expect("server starts");
@@ -56,8 +62,11 @@ fn large_files_resume_after_sigkill_and_edits_send_only_changed_chunks() {
         "the resumed upload re-sent chunks the server had: {resumed} bytes with {stored} chunks stored"
     );
 
-    // Insert one byte at the start: only the first chunk(s) change.
+    // Insert one byte at the start: only the first chunk(s) change, and only they travel, both
+    // ways (B puts the new version together from the chunks of its old one).
+    assert!(wait_for(Duration::from_secs(30), || b.is_up_to_date()).is_some());
     let before = uploaded(&a);
+    let before_b = downloaded(&b);
     let mut edited = vec![b'#'];
     edited.extend_from_slice(&data);
     std::fs::write(a.path("video.bin"), &edited).unwrap();
@@ -67,12 +76,22 @@ fn large_files_resume_after_sigkill_and_edits_send_only_changed_chunks() {
     .unwrap_or_else(|| panic!("the edit never reached B\nA:\n{}", a.log()));
     assert!(wait_for(Duration::from_secs(30), || a.is_up_to_date()).is_some());
     let edit_cost = uploaded(&a) - before;
-    eprintln!("1-byte insert at the start of 48 MiB: {edit_cost} bytes uploaded");
+    assert!(wait_for(Duration::from_secs(30), || b.is_up_to_date()).is_some());
+    let edit_down = downloaded(&b) - before_b;
+    eprintln!(
+        "1-byte insert at the start of 48 MiB: {edit_cost} bytes uploaded, {edit_down} downloaded"
+    );
     assert!(
         edit_cost as usize <= CHUNK_MAX + 1,
         "a 1-byte insert uploaded {edit_cost} bytes"
     );
     assert!(edit_cost > 0);
+    assert!(
+        edit_down as usize <= CHUNK_MAX + 1,
+        "a 1-byte insert downloaded {edit_down} bytes\nB:\n{}",
+        b.log()
+    );
+    assert!(edit_down > 0);
 
     // A copy of a known file sends no content at all.
     let before = uploaded(&a);

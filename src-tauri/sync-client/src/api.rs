@@ -2,7 +2,7 @@
 //! comes from the protocol's endpoint descriptions ([`syncsphere_protocol::endpoint`]), and
 //! so do the body and answer types of the typed calls ([`Api::fetch`], [`Api::submit`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +15,16 @@ use sha2::{Digest, Sha256};
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, CommitRequest,
-    DEVICE_HEADER, DeleteQuery, DeviceList, ErrorBody, ErrorCode, FileMeta, MissingChunks,
-    MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig,
-    UploadQuery,
+    ContentChunks, DEVICE_HEADER, DeleteQuery, DeviceList, DownloadQuery, ErrorBody, ErrorCode,
+    FileMeta, MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
+    ServerConfig, UploadQuery,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::SyncError;
 use crate::auth::TokenSource;
 use crate::chunker::{Chunk, ChunkedFile, chunk_file_with};
+use crate::delta;
 use crate::throttle::Throttle;
 use crate::transfer::Transfer;
 
@@ -46,6 +47,8 @@ const PARALLEL_CHUNKS: usize = 8;
 const MISSING_BATCH: usize = 16;
 /// Chunks cut and not yet taken by the uploaders before the chunker waits.
 const CHUNKS_AHEAD: usize = 8;
+/// Bytes copied at a time from a local file into a delta download.
+const COPY_BUFFER: u64 = 1024 * 1024;
 
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -485,12 +488,16 @@ impl Api {
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
     /// verified SHA-256. When `dest` already holds the start of the content `resume_sha`
     /// (a download interrupted earlier), only the rest is fetched (`Range` + `If-Range`: if the
-    /// file changed meanwhile, the server sends it whole and `dest` starts over).
+    /// file changed meanwhile, the server sends it whole and `dest` starts over). Otherwise a
+    /// chunked content is put together from the chunks the `seeds` (local files, such as the
+    /// old version of this one) already hold and ranges of the content for the rest
+    /// ([`Api::download_delta`]).
     pub(crate) async fn download(
         &self,
         file_id: &str,
         dest: &Path,
         resume_sha: Option<&str>,
+        seeds: &[PathBuf],
         progress: &Transfer,
     ) -> Result<(i64, String), SyncError> {
         let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
@@ -498,6 +505,12 @@ impl Api {
             (Some(_), Ok(m)) => m.len(),
             _ => 0,
         };
+        if have == 0
+            && !seeds.is_empty()
+            && let Some(done) = self.download_delta(file_id, dest, seeds, progress).await?
+        {
+            return Ok(done);
+        }
         let mut req = self.request::<endpoint::DownloadFile>(&[file_id]);
         if let (Some(sha), true) = (resume_sha, have > 0) {
             req = req
@@ -508,7 +521,7 @@ impl Api {
             // The partial file is already the whole content.
             Err(SyncError::Server { status: 416, .. }) if have > 0 => {
                 let _ = tokio::fs::remove_file(dest).await;
-                return Box::pin(self.download(file_id, dest, None, progress)).await;
+                return Box::pin(self.download(file_id, dest, None, &[], progress)).await;
             }
             other => other?,
         };
@@ -570,6 +583,137 @@ impl Api {
         Ok((rev, sha))
     }
 
+    /// The delta path of [`Api::download`]: asks what the current revision is made of, finds
+    /// which of its chunks the `seeds` hold, and writes the content into `dest` in order —
+    /// copies from the seeds, `Range` requests of that revision for the rest — hashing as it
+    /// goes. `None` when it does not apply (a content of one chunk, nothing held locally) or
+    /// the result does not hash to the content (a seed changed while it was read): the caller
+    /// then downloads the whole content.
+    async fn download_delta(
+        &self,
+        file_id: &str,
+        dest: &Path,
+        seeds: &[PathBuf],
+        progress: &Transfer,
+    ) -> Result<Option<(i64, String)>, SyncError> {
+        let listed: ContentChunks = match self
+            .fetch_with::<endpoint::GetFileChunks>(&[file_id], &DownloadQuery::default())
+            .await
+        {
+            Ok(listed) => listed,
+            // Gone (the whole download says so), or a server without the call.
+            Err(SyncError::Server {
+                status: 404 | 405, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if listed.chunks.len() < 2 {
+            return Ok(None);
+        }
+        let wanted: HashSet<String> = listed.chunks.iter().map(|c| c.sha256.clone()).collect();
+        let owned = seeds.to_vec();
+        let held = tokio::task::spawn_blocking(move || delta::index_seeds(&owned, &wanted))
+            .await
+            .map_err(|e| SyncError::Io("reading local chunks".into(), std::io::Error::other(e)))?;
+        let pieces = delta::pieces(&listed.chunks, &held);
+        let reused = delta::local_bytes(&pieces);
+        if reused == 0 {
+            return Ok(None);
+        }
+        tracing::debug!(
+            file_id,
+            reused,
+            fetched = listed.size as u64 - reused,
+            "downloading only what changed"
+        );
+        self.assemble(file_id, dest, &listed, &pieces, seeds, progress)
+            .await
+    }
+
+    /// Writes `listed`'s content into `dest` piece by piece (see [`Api::download_delta`]).
+    async fn assemble(
+        &self,
+        file_id: &str,
+        dest: &Path,
+        listed: &ContentChunks,
+        pieces: &[delta::Piece],
+        seeds: &[PathBuf],
+        progress: &Transfer,
+    ) -> Result<Option<(i64, String)>, SyncError> {
+        let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
+        progress.set_done(0);
+        progress.set_total(listed.size.max(0) as u64);
+        let mut hasher = Sha256::new();
+        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut buf = Vec::new();
+        for &piece in pieces {
+            match piece {
+                delta::Piece::Local { seed, from, len } => {
+                    // Copied as read; checked only as part of the whole content below.
+                    let mut file = tokio::fs::File::open(&seeds[seed]).await.map_err(io)?;
+                    file.seek(std::io::SeekFrom::Start(from))
+                        .await
+                        .map_err(io)?;
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(COPY_BUFFER) as usize;
+                        buf.resize(n, 0);
+                        if file.read_exact(&mut buf).await.is_err() {
+                            // The seed shrank meanwhile: fetch it all instead.
+                            drop(out);
+                            let _ = tokio::fs::remove_file(dest).await;
+                            return Ok(None);
+                        }
+                        hasher.update(&buf);
+                        out.write_all(&buf).await.map_err(io)?;
+                        progress.add(n as u64);
+                        left -= n as u64;
+                    }
+                }
+                delta::Piece::Remote { start, len } => {
+                    let req = self
+                        .request::<endpoint::DownloadFile>(&[file_id])
+                        .query(&DownloadQuery {
+                            rev: Some(listed.rev),
+                        })
+                        .header("range", format!("bytes={start}-{}", start + len - 1));
+                    let resp = self.send(req).await?;
+                    if resp.status() != StatusCode::PARTIAL_CONTENT
+                        || resp.content_length() != Some(len)
+                    {
+                        return Err(SyncError::Http(format!(
+                            "a range of {file_id} came back as {} of {:?} bytes",
+                            resp.status(),
+                            resp.content_length()
+                        )));
+                    }
+                    let mut body = resp.bytes_stream();
+                    while let Some(bytes) = body.next().await {
+                        let bytes = bytes.map_err(|e| transport(&self.base, e))?;
+                        self.down.consume(bytes.len() as u64).await;
+                        hasher.update(&bytes);
+                        out.write_all(&bytes).await.map_err(io)?;
+                        self.downloaded
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        progress.add(bytes.len() as u64);
+                    }
+                }
+            }
+        }
+        out.sync_all().await.map_err(io)?;
+        let sha = hex::encode(hasher.finalize());
+        if sha != listed.sha256 {
+            tracing::warn!(
+                file_id,
+                "a local file changed while its chunks were reused; downloading the whole file"
+            );
+            drop(out);
+            let _ = tokio::fs::remove_file(dest).await;
+            return Ok(None);
+        }
+        Ok(Some((listed.rev, sha)))
+    }
+
     pub(crate) async fn delete(&self, file_id: &str, rev: i64) -> Result<FileMeta, SyncError> {
         let query = DeleteQuery { parent_rev: rev };
         self.fetch_with::<endpoint::DeleteFile>(&[file_id], &query)
@@ -587,5 +731,135 @@ impl Api {
             parent_rev: rev,
         };
         self.submit::<endpoint::MoveFile>(&[file_id], &body).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::real::RealServer;
+    use crate::status::Direction;
+    use crate::transfer::Transfers;
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    /// Uploads `data` as `path` (through a file in `dir`), on top of `parent`.
+    async fn put(api: &Api, dir: &Path, path: &str, parent: Option<i64>, data: &[u8]) -> FileMeta {
+        let file = dir.join("upload");
+        std::fs::write(&file, data).unwrap();
+        let t = Transfers::default();
+        let active = t.start(path, Direction::Upload, 0);
+        api.upload(path, parent, &file, &sha(data), &active.transfer)
+            .await
+            .expect("the upload")
+    }
+
+    /// Downloads `file_id` into `dest` with `seeds`: the content's revision and hash, and the
+    /// bytes that came over the network for it.
+    async fn get(api: &Api, file_id: &str, dest: &Path, seeds: &[PathBuf]) -> ((i64, String), u64) {
+        let before = api.downloaded.load(Ordering::Relaxed);
+        let t = Transfers::default();
+        let active = t.start("x", Direction::Download, 0);
+        let got = api
+            .download(file_id, dest, None, seeds, &active.transfer)
+            .await
+            .expect("the download");
+        (got, api.downloaded.load(Ordering::Relaxed) - before)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_edited_file_comes_down_as_its_changed_chunks_and_a_lying_seed_costs_only_time() {
+        let server = RealServer::start().await;
+        let api = server.api();
+        let dir = tempfile::tempdir().unwrap();
+        let old = noise(6 * 1024 * 1024 + 99, 5);
+        let first = put(api, dir.path(), "big.bin", None, &old).await;
+        let mut new = vec![b'#'];
+        new.extend_from_slice(&old);
+        // Also changed in the middle: two stretches to fetch, the rest copied.
+        new[3 * 1024 * 1024] ^= 0xff;
+        let second = put(api, dir.path(), "big.bin", Some(first.rev), &new).await;
+
+        let seed = dir.path().join("old version");
+        std::fs::write(&seed, &old).unwrap();
+        let dest = dir.path().join("dest");
+        let ((rev, got_sha), fetched) = get(api, &second.file_id, &dest, &[seed.clone()]).await;
+        assert_eq!(
+            (rev, got_sha.as_str()),
+            (second.rev, second.sha256.as_str())
+        );
+        assert!(
+            std::fs::read(&dest).unwrap() == new,
+            "the assembled file is the new content"
+        );
+        assert!(fetched > 0);
+        assert!(
+            fetched <= 2 * u64::from(syncsphere_protocol::CHUNK_MAX_SIZE) + 2,
+            "fetched {fetched} of {} bytes",
+            new.len()
+        );
+        assert_eq!(std::fs::read(&seed).unwrap(), old, "the seed is only read");
+
+        // Without a seed, or with one that shares nothing: the whole content.
+        for seeds in [vec![], vec![dir.path().join("missing")]] {
+            std::fs::remove_file(&dest).unwrap();
+            let (_, fetched) = get(api, &second.file_id, &dest, &seeds).await;
+            assert_eq!(fetched, new.len() as u64, "{seeds:?}");
+            assert!(std::fs::read(&dest).unwrap() == new);
+        }
+
+        // A seed whose bytes are not what its chunks were (written to after it was read):
+        // the result does not hash to the content, nothing of it is kept, and the download
+        // falls back to the whole content.
+        let listed: ContentChunks = api
+            .fetch_with::<endpoint::GetFileChunks>(&[&second.file_id], &DownloadQuery::default())
+            .await
+            .unwrap();
+        let held: delta::Held = listed
+            .chunks
+            .iter()
+            .map(|c| (c.sha256.clone(), (0, 0)))
+            .collect();
+        let lying = delta::pieces(&listed.chunks, &held);
+        let t = Transfers::default();
+        let active = t.start("x", Direction::Download, 0);
+        std::fs::remove_file(&dest).unwrap();
+        let shrunk = dir.path().join("shrunk");
+        std::fs::write(&shrunk, &old[..1000]).unwrap();
+        for seed in [seed.clone(), shrunk] {
+            let assembled = api
+                .assemble(
+                    &second.file_id,
+                    &dest,
+                    &listed,
+                    &lying,
+                    std::slice::from_ref(&seed),
+                    &active.transfer,
+                )
+                .await
+                .unwrap();
+            assert_eq!(assembled, None, "{}", seed.display());
+            assert!(!dest.exists(), "a failed assembly leaves nothing behind");
+        }
+
+        // A content of one chunk is fetched whole, in one request.
+        let small = put(api, dir.path(), "small.bin", None, b"tiny").await;
+        let (_, fetched) = get(api, &small.file_id, &dest, &[seed]).await;
+        assert_eq!(fetched, 4);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"tiny");
     }
 }

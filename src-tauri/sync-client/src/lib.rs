@@ -17,6 +17,7 @@ mod chunker;
 mod config;
 mod conflicts;
 mod deletes;
+mod delta;
 mod engine;
 mod file_state;
 mod folder;

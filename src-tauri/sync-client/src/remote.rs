@@ -6,7 +6,7 @@
 //! (`Conflict` for a stale `parent_rev` or a refused name, `Server { status: 404 }` for a file
 //! that is gone, `Offline` when the server cannot be reached).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 use syncsphere_protocol::{ChangesPage, FileMeta};
@@ -30,11 +30,13 @@ pub(crate) trait Remote: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
     /// Writes the file's current content into `dest` (on the device's disk), verified; returns
     /// its revision and hash. `resume_sha`: `dest` may hold the start of that content.
+    /// `seeds`: files on the device that may hold parts of it (the old version), read only.
     fn download<'a>(
         &'a self,
         file_id: &'a str,
         dest: &'a Path,
         resume_sha: Option<&'a str>,
+        seeds: &'a [PathBuf],
         progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>>;
     fn delete<'a>(
@@ -75,9 +77,12 @@ impl Remote for Api {
         file_id: &'a str,
         dest: &'a Path,
         resume_sha: Option<&'a str>,
+        seeds: &'a [PathBuf],
         progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
-        Box::pin(Api::download(self, file_id, dest, resume_sha, progress))
+        Box::pin(Api::download(
+            self, file_id, dest, resume_sha, seeds, progress,
+        ))
     }
 
     fn delete<'a>(

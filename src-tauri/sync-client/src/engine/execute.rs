@@ -377,7 +377,14 @@ impl Engine {
         let active = self.transfers.start(path, Direction::Download, 0);
         let downloaded = self
             .remote
-            .download(file_id, tmp, Some(remote_sha), &active.transfer)
+            .download(
+                file_id,
+                tmp,
+                Some(remote_sha),
+                // The version here now: an edit elsewhere leaves most of its chunks as they were.
+                &[self.local(path)],
+                &active.transfer,
+            )
             .await;
         drop(active);
         let (rev, sha256) = match downloaded {

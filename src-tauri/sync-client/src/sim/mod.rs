@@ -15,7 +15,7 @@
 //! syncsphere-sync-client sim::randomized -- --nocapture`.
 
 mod fs;
-mod real;
+pub(crate) mod real;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -102,6 +102,11 @@ impl RealServer {
         }
     }
 
+    /// The observer's API (a signed-in device of the simulation's user), for tests of the API.
+    pub(crate) fn api(&self) -> &Api {
+        &self.observer
+    }
+
     /// The device id a device's requests carry (its config's).
     pub(crate) fn device_id(config_dir: &Path) -> String {
         crate::load_config(config_dir)
@@ -150,7 +155,7 @@ impl RealServer {
             let dest = self.observer_scratch.path().join(n.to_string());
             let active = transfers.start(&f.path, Direction::Download, 0);
             self.observer
-                .download(&f.file_id, &dest, None, &active.transfer)
+                .download(&f.file_id, &dest, None, &[], &active.transfer)
                 .await
                 .expect("a live file downloads");
             let data = std::fs::read(&dest).expect("the download");

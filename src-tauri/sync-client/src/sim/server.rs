@@ -6,7 +6,7 @@
 //! out and went on, and the request reaches the server after later ones, its own and others'.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -520,6 +520,7 @@ impl Remote for SimRemote {
         file_id: &'a str,
         dest: &'a Path,
         _resume_sha: Option<&'a str>,
+        _seeds: &'a [PathBuf],
         progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>> {
         Box::pin(async move {
@@ -534,7 +535,7 @@ impl Remote for SimRemote {
                 Backend::Real { api, scratch } => {
                     let real = self.scratch_file(scratch);
                     let got = self
-                        .call(api.download(file_id, &real, None, progress))
+                        .call(api.download(file_id, &real, None, &[], progress))
                         .await
                         .and_then(|(rev, sha)| {
                             let data = std::fs::read(&real).map_err(io(&real))?;

@@ -797,7 +797,8 @@ mod tests {
         let seed = dir.path().join("old version");
         std::fs::write(&seed, &old).unwrap();
         let dest = dir.path().join("dest");
-        let ((rev, got_sha), fetched) = get(api, &second.file_id, &dest, &[seed.clone()]).await;
+        let ((rev, got_sha), fetched) =
+            get(api, &second.file_id, &dest, std::slice::from_ref(&seed)).await;
         assert_eq!(
             (rev, got_sha.as_str()),
             (second.rev, second.sha256.as_str())

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use syncsphere_protocol::FileMeta;
 use syncsphere_sync_core::{
-    DeletePolicy, HeldDeletes, Op, PlanContext, SyncedFile, Unreadable, brake_deletes, is_settled,
-    plan, plan_paths, unsettled_paths,
+    DeletePolicy, HeldDeletes, Op, PlanContext, RemoteNames, SyncedFile, Unreadable, brake_deletes,
+    is_settled, plan, plan_paths, unsettled_paths,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -130,6 +130,12 @@ pub(crate) struct Engine {
     /// date from the paths the scanner and the index say changed): what the next plan walks.
     /// `None` when unknown (the next plan walks every path).
     pub unsettled: Option<BTreeSet<String>>,
+    /// The index's remote tree's names as the server compares them, kept up to date from the
+    /// paths the index says changed (`None` when unknown or the tree was filtered).
+    pub remote_names: Option<RemoteNames>,
+    /// Whether the index's trees hold paths the ignore rules cover, as of the last round: kept
+    /// from the paths the index says changed while the rules stay; `None` when unknown.
+    pub ignored_in_index: Option<bool>,
 }
 
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
@@ -401,25 +407,52 @@ impl Engine {
             let mut synced = self.index.synced().await?;
             // What may have changed since the last plan (taken every round, used when the
             // trees below are the scan's and the index's own).
-            let touched = match (self.scanner.take_touched(), self.index.take_touched().await) {
+            let scanned = self.scanner.take_touched();
+            let indexed = self.index.take_touched().await;
+            // Ignored paths are invisible here in both directions: never downloaded, and never
+            // deleted anywhere because they became ignored. Whether the trees hold any is
+            // looked for in every path only when the rules (a whole scan) or the trees (a
+            // rebuilt index) may have changed wholesale, or while they do hold some.
+            let ignored = |path: &String| self.scanner.is_ignored(path, false);
+            let walk = || remote.keys().any(ignored) || synced.keys().any(ignored);
+            let has_ignored = match (self.ignored_in_index, &scanned, &indexed) {
+                (Some(false), Some(_), Some(changed)) => changed
+                    .iter()
+                    .any(|p| (remote.contains_key(p) || synced.contains_key(p)) && ignored(p)),
+                _ => walk(),
+            };
+            #[cfg(test)]
+            assert_eq!(has_ignored, walk(), "ignored paths kept track of");
+            self.ignored_in_index = Some(has_ignored);
+            let mut own_trees = !has_ignored;
+            if has_ignored {
+                Arc::make_mut(&mut remote).retain(|path, _| !ignored(path));
+                Arc::make_mut(&mut synced).retain(|path, _| !ignored(path));
+            }
+            // The server's names, for checks of new names by lookup (the remote tree as the
+            // index holds it, unfiltered).
+            match (own_trees, self.remote_names.as_mut(), &indexed) {
+                (false, ..) => self.remote_names = None,
+                (true, Some(names), Some(changed)) => {
+                    names.update(&remote, changed.iter().map(String::as_str));
+                }
+                (true, ..) => self.remote_names = Some(RemoteNames::of(&remote)),
+            }
+            #[cfg(test)]
+            if own_trees {
+                assert_eq!(
+                    self.remote_names.as_ref(),
+                    Some(&RemoteNames::of(&remote)),
+                    "the remote names kept up to date are the tree's"
+                );
+            }
+            let touched = match (scanned, indexed) {
                 (Some(mut a), Some(b)) => {
                     a.extend(b);
                     Some(a)
                 }
                 _ => None,
             };
-            // Ignored paths are invisible here in both directions: never downloaded, and never
-            // deleted anywhere because they became ignored.
-            let ignored = |path: &String| self.scanner.is_ignored(path, false);
-            let mut own_trees = true;
-            if remote.keys().any(ignored) {
-                Arc::make_mut(&mut remote).retain(|path, _| !ignored(path));
-                own_trees = false;
-            }
-            if synced.keys().any(ignored) {
-                Arc::make_mut(&mut synced).retain(|path, _| !ignored(path));
-                own_trees = false;
-            }
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
                 stamp: self.clock.stamp(),
@@ -567,7 +600,9 @@ impl Engine {
         touched: Option<Vec<String>>,
     ) -> Vec<Op> {
         let known = self.unsettled.take().filter(|_| own_trees);
-        if let (Some(mut unsettled), Some(touched)) = (known, touched) {
+        if let (Some(mut unsettled), Some(touched), Some(names)) =
+            (known, touched, self.remote_names.as_ref())
+        {
             for p in touched {
                 if is_settled(&p, local, remote, synced) {
                     unsettled.remove(&p);
@@ -581,6 +616,7 @@ impl Engine {
                 synced,
                 ctx,
                 unsettled.iter().map(String::as_str),
+                names,
             );
             #[cfg(test)]
             {

@@ -277,6 +277,8 @@ async fn run(
         folder_lost: false,
         last_full_scan: None,
         unsettled: None,
+        remote_names: None,
+        ignored_in_index: None,
     };
     tracing::info!(folder = %engine.folder.display(), server = %server_url, device = %config.device_id, "sync started");
     let outcome = engine.run(trigger_rx, stop).await;

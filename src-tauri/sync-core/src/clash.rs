@@ -8,7 +8,7 @@
 //! and the server keeps both spellings. A case-insensitive disk holds them as one folder, so its
 //! device plans with [`adopt_folder_spelling`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::{LocalTree, PlanContext, RemoteTree, SyncedTree, conflicted_copy_name};
 
@@ -22,52 +22,86 @@ pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-/// A set of live file paths, indexed the way the server checks new names.
-#[derive(Debug, Default)]
-pub(crate) struct Namespace<'a> {
-    /// Case-folded path → the path as spelled.
-    files: HashMap<String, &'a str>,
-    /// Case-folded directories → how many of the files they hold.
-    dirs: HashMap<String, usize>,
+/// The remote tree's paths, indexed the way the server checks new names: by their case-folded
+/// key, sorted, so the files under a folder are one range. A caller that plans again and
+/// again keeps one up to date with [`RemoteNames::update`] (the planner builds one only when
+/// it is not given one, and only when a plan needs it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RemoteNames {
+    /// Case-folded path → the paths so spelled, sorted (one, but for trees the server would
+    /// not hold: live paths are unique case-insensitively).
+    files: BTreeMap<String, Vec<Box<str>>>,
 }
 
-impl<'a> Namespace<'a> {
-    pub(crate) fn of(paths: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut ns = Namespace::default();
+impl RemoteNames {
+    pub fn of(remote: &RemoteTree) -> Self {
+        let mut names = RemoteNames::default();
+        for p in remote.keys() {
+            names
+                .files
+                .entry(key(p))
+                .or_default()
+                .push(p.as_str().into());
+        }
+        names
+    }
+
+    /// Brings the index up to date with `remote` for `paths` (every path of the tree that may
+    /// have come or gone since; any others are left as they were).
+    pub fn update<'p>(&mut self, remote: &RemoteTree, paths: impl IntoIterator<Item = &'p str>) {
         for p in paths {
-            ns.files.insert(key(p), p);
-            for a in ancestors(p) {
-                *ns.dirs.entry(key(a)).or_default() += 1;
+            let k = key(p);
+            let spelled = self.files.entry(k.clone()).or_default();
+            let at = spelled.binary_search_by(|s| (**s).cmp(p));
+            match (at, remote.contains_key(p)) {
+                (Err(i), true) => spelled.insert(i, p.into()),
+                (Ok(i), false) => {
+                    spelled.remove(i);
+                }
+                _ => {}
+            }
+            if spelled.is_empty() {
+                self.files.remove(&k);
             }
         }
-        ns
     }
 
-    /// The part of `path` (itself or one of its ancestors) that the server would refuse because
-    /// of a file in this namespace: a file at an ancestor, a directory where `path` would be a
-    /// file, or a differently spelled file of the same name.
-    pub(crate) fn clash_at<'p>(&self, path: &'p str) -> Option<&'p str> {
-        self.clash_at_except(path, None)
+    /// The path spelled `k` when folded that counts (the last in order that `skip` keeps).
+    fn spelled<'s>(&'s self, k: &str, skip: &impl Fn(&str) -> bool) -> Option<&'s str> {
+        self.files
+            .get(k)?
+            .iter()
+            .rev()
+            .map(|s| &**s)
+            .find(|s| !skip(s))
     }
 
-    /// Like [`Self::clash_at`], as if the file `except` (the one being moved) were not there.
-    pub(crate) fn clash_at_except<'p>(
+    /// The part of `path` (itself or one of its ancestors) that the server would refuse
+    /// because of a remote file `skip` does not set aside (files this plan deletes or moves
+    /// away): a file at an ancestor, a directory where `path` would be a file, or a
+    /// differently spelled file of the same name.
+    pub(crate) fn clash_at<'p>(
         &self,
         path: &'p str,
-        except: Option<&str>,
+        skip: impl Fn(&str) -> bool,
     ) -> Option<&'p str> {
-        let other = |k: &str| self.files.get(k).is_some_and(|&p| Some(p) != except);
-        if let Some(a) = ancestors(path).find(|a| other(&key(a))) {
+        if let Some(a) = ancestors(path).find(|a| self.spelled(&key(a), &skip).is_some()) {
             return Some(a);
         }
         let k = key(path);
         let below = format!("{k}/");
-        let own = usize::from(except.is_some_and(|e| key(e).starts_with(&below)));
-        if self.dirs.get(&k).is_some_and(|&n| n > own) {
+        let mut under = self
+            .files
+            .range::<str, _>((
+                std::ops::Bound::Included(below.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(f, _)| f.starts_with(&below));
+        if under.any(|(_, spelled)| spelled.iter().any(|s| !skip(s))) {
             return Some(path);
         }
-        match self.files.get(&k) {
-            Some(&spelled) if spelled != path && Some(spelled) != except => Some(path),
+        match self.spelled(&k, &skip) {
+            Some(spelled) if spelled != path => Some(path),
             _ => None,
         }
     }
@@ -154,28 +188,78 @@ pub fn adopt_folder_spelling(
 mod tests {
     use super::*;
 
+    fn remote(paths: &[&str]) -> RemoteTree {
+        paths
+            .iter()
+            .map(|p| {
+                let f = crate::RemoteFile {
+                    file_id: format!("id-{p}"),
+                    rev: 1,
+                    sha256: "x".into(),
+                };
+                (p.to_string(), f)
+            })
+            .collect()
+    }
+
     #[test]
     fn finds_each_kind_of_clash() {
-        let ns = Namespace::of(["Report.txt", "d", "photos/2024/a.jpg"]);
+        let ns = RemoteNames::of(&remote(&["Report.txt", "d", "photos/2024/a.jpg"]));
+        let none = |_: &str| false;
+        let but = |except: &'static str| move |p: &str| p == except;
         // The same name in another case.
-        assert_eq!(ns.clash_at("report.txt"), Some("report.txt"));
-        assert_eq!(ns.clash_at("Report.txt"), None, "the file itself");
+        assert_eq!(ns.clash_at("report.txt", none), Some("report.txt"));
+        assert_eq!(ns.clash_at("Report.txt", none), None, "the file itself");
         // A file where the server has a directory, and files under a server file.
-        assert_eq!(ns.clash_at("photos"), Some("photos"));
-        assert_eq!(ns.clash_at("PHOTOS/2024"), Some("PHOTOS/2024"));
-        assert_eq!(ns.clash_at("d/e"), Some("d"));
-        assert_eq!(ns.clash_at("D/e/f"), Some("D"));
+        assert_eq!(ns.clash_at("photos", none), Some("photos"));
+        assert_eq!(ns.clash_at("PHOTOS/2024", none), Some("PHOTOS/2024"));
+        assert_eq!(ns.clash_at("d/e", none), Some("d"));
+        assert_eq!(ns.clash_at("D/e/f", none), Some("D"));
         // Directories may be spelled differently; new names are fine.
-        assert_eq!(ns.clash_at("Photos/2024/b.jpg"), None);
-        assert_eq!(ns.clash_at("e"), None);
-        // The file being moved does not stand in its own way.
-        assert_eq!(ns.clash_at_except("d/e", Some("d")), None);
+        assert_eq!(ns.clash_at("Photos/2024/b.jpg", none), None);
+        assert_eq!(ns.clash_at("e", none), None);
         assert_eq!(
-            ns.clash_at_except("photos", Some("photos/2024/a.jpg")),
-            None
+            ns.clash_at("photo", none),
+            None,
+            "a prefix of a name is no folder"
         );
-        assert_eq!(ns.clash_at_except("report.TXT", Some("Report.txt")), None);
-        assert_eq!(ns.clash_at_except("d/e", Some("Report.txt")), Some("d"));
+        // The file being moved (or deleted) does not stand in its own way.
+        assert_eq!(ns.clash_at("d/e", but("d")), None);
+        assert_eq!(ns.clash_at("photos", but("photos/2024/a.jpg")), None);
+        assert_eq!(ns.clash_at("report.TXT", but("Report.txt")), None);
+        assert_eq!(ns.clash_at("d/e", but("Report.txt")), Some("d"));
+    }
+
+    #[test]
+    fn names_kept_up_to_date_are_the_names_of_the_tree() {
+        // Paths that fold alike, nest, and come and go in every order.
+        let pool = [
+            "a", "A", "a/b", "A/b", "a/B", "b.txt", "B.TXT", "ä/x", "Ä/x", "d/e/f", "D/E/F", "d/e",
+        ];
+        let mut x = 11u64;
+        let mut tree = RemoteTree::new();
+        let mut names = RemoteNames::of(&tree);
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut changed = Vec::new();
+            for _ in 0..(x % 3 + 1) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let p = pool[(x % pool.len() as u64) as usize];
+                if tree.remove(p).is_none() {
+                    tree.extend(remote(&[p]));
+                }
+                changed.push(p);
+            }
+            // Reported more than once and in any order, or with paths that did not change.
+            changed.push(pool[(x % 5) as usize]);
+            changed.reverse();
+            names.update(&tree, changed.iter().copied());
+            assert_eq!(names, RemoteNames::of(&tree), "{tree:?}");
+        }
     }
 }
 

@@ -20,7 +20,7 @@ mod planner;
 mod unreadable;
 
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
-pub use clash::adopt_folder_spelling;
+pub use clash::{RemoteNames, adopt_folder_spelling};
 pub use conflict::conflicted_copy_name;
 pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
 pub use unreadable::Unreadable;

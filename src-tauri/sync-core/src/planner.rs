@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::clash::{self, Namespace, TakenNames};
+use crate::clash::{self, RemoteNames, TakenNames};
 use crate::{
     LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
 };
@@ -99,20 +99,22 @@ pub fn plan(
     let unsettled: Vec<Entry<'_>> = merged(local, remote, synced)
         .filter(|e| !settled(e))
         .collect();
-    plan_entries(local, remote, synced, ctx, &unsettled)
+    plan_entries(local, remote, synced, ctx, &unsettled, None)
 }
 
 /// [`plan`], looking only at the paths in `focus` (sorted, any spelling the trees use): the
 /// same operations as `plan` as long as every path where a side differs from the synced tree
 /// is in `focus` (the other paths are only looked up, never walked). With a folder of many
 /// files and a change or two, the caller that knows which paths changed plans in time
-/// proportional to them (decision 0029).
+/// proportional to them (decision 0029). `names` are `remote`'s ([`RemoteNames::of`], kept up
+/// to date), so that checking a change against the server's names costs lookups, not a walk.
 pub fn plan_paths<'t, I>(
     local: &'t LocalTree,
     remote: &'t RemoteTree,
     synced: &'t SyncedTree,
     ctx: &PlanContext,
     focus: I,
+    names: &RemoteNames,
 ) -> Vec<Op>
 where
     I: IntoIterator<Item = &'t str>,
@@ -132,7 +134,7 @@ where
         .collect();
     unsettled.sort_unstable_by_key(|e| e.0);
     unsettled.dedup_by_key(|e| e.0);
-    plan_entries(local, remote, synced, ctx, &unsettled)
+    plan_entries(local, remote, synced, ctx, &unsettled, Some(names))
 }
 
 /// The planner proper. `unsettled` is every path where a side differs from the synced tree,
@@ -145,8 +147,13 @@ fn plan_entries<'t>(
     synced: &'t SyncedTree,
     ctx: &PlanContext,
     unsettled: &[Entry<'t>],
+    names: Option<&RemoteNames>,
 ) -> Vec<Op> {
     let entries = || unsettled.iter().copied();
+    // The server's names, to check new names against (built on first use when not given:
+    // only a local change needs them, and most plans have none).
+    let own_names = std::cell::OnceCell::new();
+    let names = || names.unwrap_or_else(|| own_names.get_or_init(|| RemoteNames::of(remote)));
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
     // Names a new name must avoid (case-insensitively), including the ones this plan picks;
@@ -212,19 +219,13 @@ fn plan_entries<'t>(
         handled.insert(to);
     }
 
-    // What stays on the server after this plan: everything but what it deletes or moves away.
-    // (Built on first use: only a local change needs it, and most plans have none.)
-    let staying_names = std::cell::OnceCell::new();
-    let staying = || {
-        staying_names.get_or_init(|| {
-            Namespace::of(remote.keys().map(String::as_str).filter(|p| {
-                let leaving = !local.contains_key(*p)
-                    && synced
-                        .get(*p)
-                        .is_some_and(|s| remote_unchanged(remote.get(*p), Some(s)));
-                !leaving
-            }))
-        })
+    // What leaves the server in this plan (deleted here, untouched there): no obstacle to a
+    // name. Everything else stays.
+    let leaving = |p: &str| {
+        !local.contains_key(p)
+            && synced
+                .get(p)
+                .is_some_and(|s| remote_unchanged(remote.get(p), Some(s)))
     };
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
@@ -241,8 +242,6 @@ fn plan_entries<'t>(
     }
     // A move must not wait for another one (`a` → `b` while `b` → `a`, or into a name another
     // move frees): only names free on the server now, and after this plan, are moved to.
-    let remote_now =
-        (!vanished.is_empty()).then(|| Namespace::of(remote.keys().map(String::as_str)));
     let some_vanished = !vanished.is_empty();
     for (to, l, r, s) in entries().take_while(|_| some_vanished) {
         let Some(l) = l else { continue };
@@ -255,10 +254,7 @@ fn plan_entries<'t>(
         let Some(&from) = candidates.first() else {
             continue;
         };
-        if staying().clash_at(to).is_some()
-            || remote_now
-                .as_ref()
-                .is_some_and(|ns| ns.clash_at_except(to, Some(from)).is_some())
+        if names().clash_at(to, leaving).is_some() || names().clash_at(to, |p| p == from).is_some()
         {
             continue;
         }
@@ -284,7 +280,7 @@ fn plan_entries<'t>(
         if handled.contains(path) || local_unchanged(Some(l), s) {
             continue;
         }
-        let Some(at) = staying().clash_at(path) else {
+        let Some(at) = names().clash_at(path, leaving) else {
             continue;
         };
         let copy_at = moved_aside

@@ -257,6 +257,8 @@ impl Device {
             folder_lost: false,
             last_full_scan: None,
             unsettled: None,
+            remote_names: None,
+            ignored_in_index: None,
         });
         self.fs.set_watcher(dirty);
         self.status = Some(rx);

@@ -216,7 +216,8 @@ impl Device {
             .map(String::as_str);
         let extra = self.synced.keys().step_by(3).map(String::as_str);
         let focus: Vec<&str> = differing.chain(extra).chain(["no/such/name"]).collect();
-        let focused = super::plan_paths(&local, &remote, &self.synced, &ctx, focus);
+        let names = crate::RemoteNames::of(&remote);
+        let focused = super::plan_paths(&local, &remote, &self.synced, &ctx, focus, &names);
         assert_eq!(focused, ops, "planning the differing paths only");
         ops
     }

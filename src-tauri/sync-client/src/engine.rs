@@ -37,10 +37,14 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// The safety net under the watcher: how often the whole folder is scanned anyway (the
 /// watcher misses what happens while no one watches — e.g. on a network share's other end).
 pub(crate) const FULL_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
-/// Quiet time after a local file event before scanning, so a burst of writes is one round.
-/// Short, because it is most of the save-to-other-device latency; a file still being written
-/// when the round starts is not uploaded torn anyway (it is retried, see `SyncError::Busy`).
-const LOCAL_DEBOUNCE: Duration = Duration::from_millis(50);
+/// Quiet time after the last local file event before scanning, so a burst of writes (an
+/// editor's save: temporary file, write, rename — a few milliseconds) is one round. Short,
+/// because it is most of the save-to-other-device latency; a file still being written when the
+/// round starts is not uploaded torn anyway (it is retried, see `SyncError::Busy`).
+const LOCAL_QUIET: Duration = Duration::from_millis(20);
+/// The longest a round waits for quiet: a folder written to without pause (a copy, a log) is
+/// still looked at this often.
+const LOCAL_QUIET_MAX: Duration = Duration::from_millis(250);
 /// Planning rounds per sync pass before giving the loop back (a safety net, not a normal path).
 const MAX_ROUNDS: usize = 16;
 
@@ -250,7 +254,20 @@ impl Engine {
                 t = triggers.recv() => {
                     match t {
                         None => break,
-                        Some(Trigger::Local) => tokio::time::sleep(LOCAL_DEBOUNCE).await,
+                        Some(Trigger::Local) => {
+                            let latest = tokio::time::Instant::now() + LOCAL_QUIET_MAX;
+                            let mut quiet = tokio::time::Instant::now() + LOCAL_QUIET;
+                            loop {
+                                let next = tokio::time::timeout_at(quiet.min(latest), triggers.recv());
+                                match next.await {
+                                    Ok(Some(Trigger::Local)) => {
+                                        quiet = tokio::time::Instant::now() + LOCAL_QUIET;
+                                    }
+                                    Ok(Some(Trigger::Remote)) => {}
+                                    Ok(None) | Err(_) => break,
+                                }
+                            }
+                        }
                         Some(Trigger::Remote) => {}
                     }
                     while triggers.try_recv().is_ok() {}

@@ -359,7 +359,14 @@ impl Scanner {
             if path.is_empty() {
                 continue;
             }
-            for dp in self.known(&format!("{path}/")) {
+            let known_dirs = self.known(&format!("{path}/"));
+            // A file in a folder already listed: looked at alone (a save into a folder of
+            // thousands of files costs one `stat`, not a listing), where nothing about the
+            // folder's other names can change with it.
+            if known_dirs.is_empty() && self.look_at_file(fs, root, path) {
+                continue;
+            }
+            for dp in known_dirs {
                 fresh.insert(dp);
             }
             // The nearest folder above that the last scan listed (the root always is).
@@ -445,6 +452,99 @@ impl Scanner {
             }
         }
         Ok(self.assemble(rule_problems, false))
+    }
+
+    /// Brings the listing of the folder holding `path` up to date for that one name, as
+    /// listing the folder again would: `false` (nothing changed) when only a listing can tell —
+    /// the folder is not listed (or under several spellings), has twins, a twin itself, a
+    /// shadowed or unreadable name, the name is not in NFC or has another spelling here, is a
+    /// folder now or was one, the disk ignores case, or the file cannot be read.
+    fn look_at_file(&mut self, fs: &dyn LocalFs, root: &Path, path: &str) -> bool {
+        let (parent, name) = match path.rfind('/') {
+            Some(i) => (&path[..=i], &path[i + 1..]),
+            None => ("", path),
+        };
+        if self.fold_case || name.is_empty() || !unicode_normalization::is_nfc(name) {
+            return false;
+        }
+        let dp = match self.known(parent).as_slice() {
+            [dp] => dp.clone(),
+            _ => return false,
+        };
+        let Some(l) = self.listed.get(&dp) else {
+            return false;
+        };
+        let grandparent = parent_prefix(dp.trim_end_matches('/'));
+        let rel = format!("{}{name}", l.prefix);
+        let dir_prefix = format!("{rel}/");
+        if l.doubled
+            || l.shadow
+            || !l.unreadable.is_empty()
+            || !l.shadowed.is_empty()
+            || l.disk_paths.iter().any(|(r, _)| *r == rel)
+            || l.subdirs.iter().any(|(p, _, _)| *p == dir_prefix)
+            || (!dp.is_empty() && self.listed.get(&grandparent).is_some_and(|g| g.doubled))
+        {
+            return false;
+        }
+        let full = root.join(&dp).join(name);
+        let now: Option<LocalFile> = if ignored(name) {
+            None
+        } else {
+            match fs.symlink_metadata(&full) {
+                // Gone, in a folder still there (else the folder's listing goes, by a relist).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match fs.symlink_metadata(&root.join(&dp)) {
+                        Ok(m) if m.kind == Kind::Dir => None,
+                        _ => return false,
+                    }
+                }
+                Err(_) => return false,
+                Ok(m) if m.kind == Kind::Dir => return false,
+                Ok(m) if m.kind == Kind::Other => None,
+                Ok(_) if self.is_ignored(&rel, false) => None,
+                Ok(_) => {
+                    if normalize_path(&rel).ok().as_deref() != Some(rel.as_str()) {
+                        return false; // a name the server refuses: the listing says why
+                    }
+                    match self.hash(fs, &full, &rel) {
+                        Ok(file) => Some(file),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(_) => return false,
+                    }
+                }
+            }
+        };
+        let l = self.listed.get_mut(&dp).expect("looked up above");
+        let was = l.files.iter().position(|(p, _)| *p == rel);
+        l.skipped.retain(|(p, _)| *p != rel);
+        match (was, now.clone()) {
+            (Some(i), Some(file)) => l.files[i].1 = file,
+            (Some(i), None) => {
+                l.files.remove(i);
+            }
+            (None, Some(file)) => l.files.push((rel.clone(), file)),
+            (None, None) => {}
+        }
+        if was.is_some() {
+            self.replaced_files.push(rel.clone());
+        }
+        if !self.tree_stale {
+            let tree = Arc::make_mut(&mut self.tree);
+            match now {
+                Some(file) => {
+                    // Already in the tree from another listing: rebuilt at assembly.
+                    let elsewhere = tree.insert(rel.clone(), file).is_some() && was.is_none();
+                    self.tree_stale |= elsewhere;
+                }
+                None if was.is_some() => {
+                    tree.remove(&rel);
+                }
+                None => {}
+            }
+        }
+        self.touch(std::iter::once(&rel));
+        true
     }
 
     /// The disk prefixes of the folders last listed under `prefix`'s match key (several when
@@ -1129,6 +1229,101 @@ mod tests {
             .rescan(&RealFs, root, &std::collections::BTreeSet::new())
             .unwrap();
         assert_eq!(summary(&again), summary(&got));
+    }
+
+    /// The real disk, counting the folders listed.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl LocalFs for Counting {
+        fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<crate::local_fs::Entry>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            RealFs.read_dir(dir)
+        }
+        fn metadata(&self, path: &Path) -> std::io::Result<Meta> {
+            RealFs.metadata(path)
+        }
+        fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
+            RealFs.symlink_metadata(path)
+        }
+        fn hash(&self, path: &Path) -> std::io::Result<String> {
+            RealFs.hash(path)
+        }
+        fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
+            RealFs.read_to_string(path)
+        }
+        fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+            RealFs.write_durably(path, data)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn rename_no_replace(&self, from: &Path, to: &Path) -> std::io::Result<bool> {
+            RealFs.rename_no_replace(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.remove_file(path)
+        }
+        fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.remove_dir(path)
+        }
+        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.create_dir_all(path)
+        }
+        fn sync_dir(&self, dir: &Path) {
+            RealFs.sync_dir(dir)
+        }
+    }
+
+    #[test]
+    fn a_marked_file_is_looked_at_alone_and_anything_else_lists_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("big/sub")).unwrap();
+        for i in 0..50 {
+            std::fs::write(root.join(format!("big/f{i}.txt")), format!("{i}")).unwrap();
+        }
+        let fs = Counting::default();
+        let mut scanner = Scanner::default();
+        scanner.scan(&fs, root).unwrap();
+        let listings = || fs.0.load(std::sync::atomic::Ordering::Relaxed);
+        let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
+            paths.iter().map(|p| p.to_string()).collect()
+        };
+        let check = |scanner: &mut Scanner, paths: &[&str], lists: usize| {
+            let before = listings();
+            let got = scanner.rescan(&fs, root, &marks(paths)).unwrap();
+            assert_eq!(listings() - before, lists, "folders listed for {paths:?}");
+            assert_eq!(
+                summary(&got),
+                summary(&Scanner::default().scan(&RealFs, root).unwrap()),
+                "{paths:?}"
+            );
+        };
+        // An edit, a new file, a deletion, an editor's save (temporary name, then rename), a
+        // name the server refuses being renamed away: one `stat` each, no listing.
+        std::fs::write(root.join("big/f1.txt"), b"edited").unwrap();
+        check(&mut scanner, &["big/f1.txt"], 0);
+        std::fs::write(root.join("big/new.txt"), b"new").unwrap();
+        check(&mut scanner, &["big/new.txt"], 0);
+        std::fs::remove_file(root.join("big/f2.txt")).unwrap();
+        check(&mut scanner, &["big/f2.txt"], 0);
+        std::fs::write(root.join("big/.f3.txt.swp"), b"saved").unwrap();
+        std::fs::rename(root.join("big/.f3.txt.swp"), root.join("big/f3.txt")).unwrap();
+        check(&mut scanner, &["big/.f3.txt.swp", "big/f3.txt"], 0);
+        // A name the server refuses goes to the listing (which reports why), and so does a
+        // new folder (walked whole) and a file that became a folder.
+        std::fs::write(root.join("big/bad:name.txt"), b"x").unwrap();
+        check(&mut scanner, &["big/bad:name.txt"], 1);
+        std::fs::create_dir(root.join("big/newdir")).unwrap();
+        std::fs::write(root.join("big/newdir/in.txt"), b"in").unwrap();
+        check(&mut scanner, &["big/newdir"], 2);
+        std::fs::remove_file(root.join("big/f4.txt")).unwrap();
+        std::fs::create_dir(root.join("big/f4.txt")).unwrap();
+        check(&mut scanner, &["big/f4.txt"], 2);
+        // A file whose folder went away: the folder's parent is listed.
+        std::fs::remove_dir_all(root.join("big/sub")).unwrap();
+        check(&mut scanner, &["big/sub/gone.txt"], 2);
     }
 
     #[test]

@@ -562,16 +562,8 @@ impl Api {
         } else {
             tokio::fs::File::create(dest).await.map_err(io)?
         };
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| transport(&self.base, e))?;
-            self.down.consume(chunk.len() as u64).await;
-            hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(io)?;
-            self.downloaded
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            progress.add(chunk.len() as u64);
-        }
+        self.receive(resp, &mut out, &mut hasher, dest, progress)
+            .await?;
         out.sync_all().await.map_err(io)?;
         let sha = hex::encode(hasher.finalize());
         if sha != expected {
@@ -581,6 +573,31 @@ impl Api {
             )));
         }
         Ok((rev, sha))
+    }
+
+    /// Appends a response's body to `out` (at the download bandwidth limit), hashing it and
+    /// counting it as downloaded.
+    async fn receive(
+        &self,
+        resp: reqwest::Response,
+        out: &mut tokio::fs::File,
+        hasher: &mut Sha256,
+        dest: &Path,
+        progress: &Transfer,
+    ) -> Result<(), SyncError> {
+        let mut body = resp.bytes_stream();
+        while let Some(bytes) = body.next().await {
+            let bytes = bytes.map_err(|e| transport(&self.base, e))?;
+            self.down.consume(bytes.len() as u64).await;
+            hasher.update(&bytes);
+            out.write_all(&bytes)
+                .await
+                .map_err(|e| SyncError::Io(format!("writing {}", dest.display()), e))?;
+            self.downloaded
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            progress.add(bytes.len() as u64);
+        }
+        Ok(())
     }
 
     /// The delta path of [`Api::download`]: asks what the current revision is made of, finds
@@ -687,16 +704,8 @@ impl Api {
                             resp.content_length()
                         )));
                     }
-                    let mut body = resp.bytes_stream();
-                    while let Some(bytes) = body.next().await {
-                        let bytes = bytes.map_err(|e| transport(&self.base, e))?;
-                        self.down.consume(bytes.len() as u64).await;
-                        hasher.update(&bytes);
-                        out.write_all(&bytes).await.map_err(io)?;
-                        self.downloaded
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        progress.add(bytes.len() as u64);
-                    }
+                    self.receive(resp, &mut out, &mut hasher, dest, progress)
+                        .await?;
                 }
             }
         }
@@ -737,21 +746,10 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunker::noise;
     use crate::sim::real::RealServer;
     use crate::status::Direction;
     use crate::transfer::Transfers;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     fn sha(data: &[u8]) -> String {
         hex::encode(Sha256::digest(data))

@@ -96,21 +96,24 @@ fn chunk_reader_with(
     Ok(ChunkedFile { size, chunks })
 }
 
+/// `len` pseudo-random bytes (xorshift from `seed`): incompressible test content that cuts
+/// into chunks the same way every run.
+#[cfg(test)]
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
 
     #[test]
     fn chunks_cover_the_file_within_bounds_and_hash_it() {

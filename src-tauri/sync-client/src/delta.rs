@@ -190,15 +190,7 @@ mod tests {
     #[test]
     fn seeds_are_indexed_with_the_upload_cuts_and_unusable_seeds_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut x = 7u64;
-        let data: Vec<u8> = (0..6 * 1024 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::chunker::noise(6 * 1024 * 1024, 7);
         let old = dir.path().join("old.bin");
         std::fs::write(&old, &data).unwrap();
         let cut = crate::chunker::chunk_file_with(&old, |_, _| true).unwrap();

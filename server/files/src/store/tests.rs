@@ -258,3 +258,34 @@ async fn a_refusal_after_a_write_fails_its_whole_batch() {
         .unwrap();
     assert_eq!(change.seq, 2);
 }
+
+/// Every part of the name-clash query is an index lookup: a scan of the user's files per
+/// commit made a first upload of many files quadratic.
+#[tokio::test]
+async fn the_clash_query_looks_up_the_index_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_embedded(dir.path()).await.unwrap();
+    for (with_self, ancestors) in [(true, 0), (true, 3), (false, 2)] {
+        let sql = super::files::path_state_sql(with_self, ancestors);
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for _ in 0..(4 + usize::from(with_self) + ancestors) {
+            query = query.bind("x");
+        }
+        let plan: Vec<String> = query
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect();
+        let lookups = plan.iter().filter(|d| d.contains("SEARCH files")).count();
+        assert_eq!(lookups, 1 + usize::from(with_self) + ancestors, "{plan:#?}");
+        for d in plan.iter().filter(|d| d.contains("files")) {
+            assert!(
+                d.contains("USING INDEX files_live_path (user_id=? AND path_key"),
+                "{d}: {plan:#?}"
+            );
+        }
+    }
+}

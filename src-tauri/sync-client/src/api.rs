@@ -613,6 +613,12 @@ impl Api {
         seeds: &[PathBuf],
         progress: &Transfer,
     ) -> Result<Option<(i64, String)>, SyncError> {
+        // No request at all unless a seed could hold a chunk (most downloads replace small
+        // files).
+        let seeds: Vec<PathBuf> = seeds.iter().filter(|s| delta::usable(s)).cloned().collect();
+        if seeds.is_empty() {
+            return Ok(None);
+        }
         let listed: ContentChunks = match self
             .fetch_with::<endpoint::GetFileChunks>(&[file_id], &DownloadQuery::default())
             .await
@@ -628,7 +634,7 @@ impl Api {
             return Ok(None);
         }
         let wanted: HashSet<String> = listed.chunks.iter().map(|c| c.sha256.clone()).collect();
-        let owned = seeds.to_vec();
+        let owned = seeds.clone();
         let held = tokio::task::spawn_blocking(move || delta::index_seeds(&owned, &wanted))
             .await
             .map_err(|e| SyncError::Io("reading local chunks".into(), std::io::Error::other(e)))?;
@@ -643,7 +649,7 @@ impl Api {
             fetched = listed.size as u64 - reused,
             "downloading only what changed"
         );
-        self.assemble(file_id, dest, &listed, &pieces, seeds, progress)
+        self.assemble(file_id, dest, &listed, &pieces, &seeds, progress)
             .await
     }
 

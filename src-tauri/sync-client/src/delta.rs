@@ -7,7 +7,7 @@
 //! whole download (`Api::download`).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use syncsphere_protocol::{CHUNK_MIN_SIZE, ChunkRef};
 
@@ -76,6 +76,13 @@ pub(crate) fn local_bytes(pieces: &[Piece]) -> u64 {
         .sum()
 }
 
+/// Whether `seed` is a regular file big enough to hold a whole chunk (a smaller one is not
+/// worth the request that lists the new content's chunks).
+pub(crate) fn usable(seed: &Path) -> bool {
+    std::fs::symlink_metadata(seed)
+        .is_ok_and(|m| m.is_file() && m.len() >= u64::from(CHUNK_MIN_SIZE))
+}
+
 /// Cuts each seed that is a regular file big enough to hold a chunk (the same content-defined
 /// cuts as uploads, so an unchanged stretch of an edited file gives the same chunks) and notes
 /// where each of the `wanted` chunks lies (its first place). A seed that cannot be read is
@@ -83,9 +90,8 @@ pub(crate) fn local_bytes(pieces: &[Piece]) -> u64 {
 pub(crate) fn index_seeds(seeds: &[PathBuf], wanted: &HashSet<String>) -> Held {
     let mut held = Held::new();
     for (n, seed) in seeds.iter().enumerate() {
-        match std::fs::symlink_metadata(seed) {
-            Ok(m) if m.is_file() && m.len() >= u64::from(CHUNK_MIN_SIZE) => {}
-            _ => continue,
+        if !usable(seed) {
+            continue;
         }
         let indexed = chunk_file_with(seed, |chunk, _| {
             if wanted.contains(&chunk.sha256) {

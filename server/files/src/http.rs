@@ -16,8 +16,9 @@ use syncsphere_auth::routes::{Mount, RouterExt};
 use syncsphere_events::Event;
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
-    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, ChunkRef, CommitRequest,
-    ContentChunks, DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, CONTENTS_MAX_FILES, CONTENTS_MAX_SIZE, ChangesPage,
+    ChangesQuery, ChunkRef, CommitRequest, ContentChunks, ContentFrame, ContentWanted,
+    ContentsRequest, DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
     MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
     RevisionList, TrashList, UploadQuery, Usage, normalize_path,
 };
@@ -48,6 +49,7 @@ pub fn router(state: FilesState) -> Router {
         .endpoint(endpoint::DeleteFile, delete)
         .endpoint(endpoint::DownloadFile, download)
         .endpoint(endpoint::GetFileChunks, chunks)
+        .endpoint(endpoint::DownloadContents, contents)
         .endpoint(endpoint::MoveFile, move_file)
         .endpoint(endpoint::ListRevisions, revisions)
         .endpoint(endpoint::RestoreRevision, restore)
@@ -565,6 +567,88 @@ async fn download(
         headers.insert(SHA256_HEADER, v);
     }
     Ok(response)
+}
+
+/// `POST /v1/files/contents`: the contents of several (small) files in one streamed body, each
+/// a [`ContentFrame`] line and its bytes, in request order. A file that is gone or too large for
+/// a batch is a frame with an `error` (the others still come); a failure of the stores while
+/// streaming ends the body early, which the client sees as a cut download.
+async fn contents(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, FilesError> {
+    let req: ContentsRequest = json(body)?;
+    if req.files.len() > CONTENTS_MAX_FILES {
+        return Err(FilesError::BadRequest(format!(
+            "at most {CONTENTS_MAX_FILES} files per request ({} asked)",
+            req.files.len()
+        )));
+    }
+    let frames = futures_util::stream::iter(req.files)
+        .then(move |wanted| {
+            let (state, user) = (state.clone(), user.clone());
+            async move { content_frame(&state, &user, wanted).await }
+        })
+        .flatten();
+    let mut response = Body::from_stream(frames).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+type Frames = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// One file's part of a contents body: its header line, then its bytes.
+async fn content_frame(state: &FilesState, user: &AuthUser, wanted: ContentWanted) -> Frames {
+    let line = |frame: &ContentFrame| {
+        let mut line = serde_json::to_vec(frame).unwrap_or_default();
+        line.push(b'\n');
+        bytes::Bytes::from(line)
+    };
+    let refused = |file_id: String, error: &str| {
+        let frame = ContentFrame {
+            file_id,
+            rev: None,
+            sha256: None,
+            size: None,
+            error: Some(error.to_owned()),
+        };
+        futures_util::stream::once(std::future::ready(Ok(line(&frame)))).boxed()
+    };
+    let q = DownloadQuery { rev: wanted.rev };
+    let (rev, size, sha256) = match live_revision(state, user, &wanted.file_id, &q).await {
+        Ok(found) => found,
+        Err(FilesError::NotFound) => return refused(wanted.file_id, "not_found"),
+        Err(e) => {
+            return futures_util::stream::once(std::future::ready(Err(std::io::Error::other(e))))
+                .boxed();
+        }
+    };
+    if size > CONTENTS_MAX_SIZE {
+        return refused(wanted.file_id, "too_large");
+    }
+    let content = match Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size)
+        .await
+    {
+        Ok(content) => content,
+        Err(e) => {
+            return futures_util::stream::once(std::future::ready(Err(std::io::Error::other(e))))
+                .boxed();
+        }
+    };
+    let frame = ContentFrame {
+        file_id: wanted.file_id,
+        rev: Some(rev),
+        sha256: Some(sha256),
+        size: Some(content.size as i64),
+        error: None,
+    };
+    futures_util::stream::once(std::future::ready(Ok(line(&frame))))
+        .chain(content.stream(0, content.size))
+        .boxed()
 }
 
 async fn revisions(

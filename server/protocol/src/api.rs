@@ -176,6 +176,45 @@ pub struct ContentChunks {
     pub chunks: Vec<ChunkRef>,
 }
 
+/// `POST /v1/files/contents`: several files' contents in one response (small files: one request
+/// instead of one per file). At most [`CONTENTS_MAX_FILES`] entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentsRequest {
+    pub files: Vec<ContentWanted>,
+}
+
+/// One file of a [`ContentsRequest`]: its current content, or revision `rev`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentWanted {
+    pub file_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<i64>,
+}
+
+/// Most files one [`ContentsRequest`] may name.
+pub const CONTENTS_MAX_FILES: usize = 256;
+/// Largest content a contents response carries: a larger one is answered with
+/// [`ContentFrame::error`] `too_large` (fetch it alone, with ranges and resumption).
+pub const CONTENTS_MAX_SIZE: i64 = 4 << 20;
+
+/// The header of one file in the answer to `POST /v1/files/contents`. The body is, for each
+/// requested file in request order, this header as one line of JSON (ending in `\n`), then —
+/// unless `error` is set — exactly `size` bytes of content, which hash to `sha256`.
+/// `error`: `not_found` (no such live file or revision), `too_large` (over
+/// [`CONTENTS_MAX_SIZE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentFrame {
+    pub file_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MissingChunksRequest {

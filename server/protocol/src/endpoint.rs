@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChangesPage, CommitRequest, ContentChunks, DeviceList, FileList, FileMeta, MissingChunks,
-    MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, ServerConfig, TrashList,
-    Usage,
+    ChangesPage, CommitRequest, ContentChunks, ContentsRequest, DeviceList, FileList, FileMeta,
+    MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, ServerConfig,
+    TrashList, Usage,
 };
 
 /// HTTP method of an endpoint (plain data: the server and client map it to their types).
@@ -217,6 +217,9 @@ endpoints! {
     /// What a revision's content is made of (its chunks, in order), for delta downloads.
     GetFileChunks: Get "/v1/files/{file_id}/chunks" as "getFileChunks",
         query DownloadQuery, request (), response ContentChunks;
+    /// Several small files' contents in one response (see [`crate::ContentFrame`]).
+    DownloadContents: Post "/v1/files/contents" as "downloadContents",
+        query (), request ContentsRequest, response Bytes;
     /// Renames or moves a file.
     MoveFile: Post "/v1/files/{file_id}/move" as "moveFile",
         query (), request MoveRequest, response FileMeta;

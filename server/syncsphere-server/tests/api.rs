@@ -1629,8 +1629,148 @@ async fn chunks_sent_with_their_place(db: Option<String>) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
+/// Splits a `POST /v1/files/contents` body into its frames: (header, content).
+fn frames(mut body: &[u8]) -> Vec<(Value, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let end = body
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("a header line");
+        let header: Value = serde_json::from_slice(&body[..end]).expect("a JSON header");
+        body = &body[end + 1..];
+        let size = header["size"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            size <= body.len(),
+            "{header}: {size} bytes announced, {} left",
+            body.len()
+        );
+        out.push((header, body[..size].to_vec()));
+        body = &body[size..];
+    }
+    out
+}
+
+async fn contents_in_one_response(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("contents@example.com").await;
+    let upload = |path: &str, body: &'static [u8]| {
+        let (h, t, query) = (&h, t.clone(), format!("path={path}"));
+        async move {
+            let r = h.put(&t, &query, body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+            (
+                r.json["file_id"].as_str().unwrap().to_owned(),
+                r.json["rev"].as_i64().unwrap(),
+            )
+        }
+    };
+    let (a, _) = upload("a.txt", b"first file").await;
+    let (b, b1) = upload("b.txt", b"second, version one").await;
+    let r = h
+        .put(
+            &t,
+            &format!("path=b.txt&parent_rev={b1}"),
+            b"second, version two",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let (empty, _) = upload("empty.txt", b"").await;
+    let (gone, gone_rev) = upload("gone.txt", b"deleted soon").await;
+    let r = h
+        .request(
+            "DELETE",
+            &t,
+            &format!("/v1/files/{gone}?parent_rev={gone_rev}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let big: &'static [u8] = Box::leak(vec![7u8; (4 << 20) + 1].into_boxed_slice());
+    let (large, _) = upload("large.bin", big).await;
+    let (stranger, _) = h.user("contents-stranger@example.com").await;
+    let r = h.put(&stranger, "path=theirs.txt", b"not yours").await;
+    let theirs = r.json["file_id"].as_str().unwrap().to_owned();
+
+    let asked = json!({"files": [
+        {"file_id": a}, {"file_id": b}, {"file_id": b, "rev": b1}, {"file_id": empty},
+        {"file_id": gone}, {"file_id": "no-such-file"}, {"file_id": theirs},
+        {"file_id": large}, {"file_id": a, "rev": 99}, {"file_id": a},
+    ]});
+    let r = h.request("POST", &t, "/v1/files/contents", asked).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got = frames(&r.bytes);
+    let expect: [(&str, Option<&[u8]>); 10] = [
+        (&a, Some(b"first file")),
+        (&b, Some(b"second, version two")),
+        (&b, Some(b"second, version one")),
+        (&empty, Some(b"")),
+        (&gone, None),
+        ("no-such-file", None),
+        (&theirs, None),
+        (&large, None),
+        (&a, None),
+        (&a, Some(b"first file")),
+    ];
+    assert_eq!(got.len(), expect.len(), "one frame per file asked: {got:?}");
+    for ((header, bytes), (id, content)) in got.iter().zip(expect) {
+        assert_eq!(header["file_id"], id, "{header}");
+        match content {
+            Some(content) => {
+                assert_eq!(bytes, content, "{header}");
+                assert_eq!(header["sha256"], sha_hex(content), "{header}");
+                assert_eq!(header["size"], content.len(), "{header}");
+                assert!(
+                    header["rev"].as_i64().is_some() && header["error"].is_null(),
+                    "{header}"
+                );
+            }
+            None => {
+                let want = if id == large.as_str() {
+                    "too_large"
+                } else {
+                    "not_found"
+                };
+                assert_eq!(header["error"], want, "{header}");
+                assert!(header["size"].is_null() && bytes.is_empty(), "{header}");
+            }
+        }
+    }
+    assert_eq!(got[2].0["rev"], b1);
+
+    // Bad requests: too many files, not a request, no token.
+    let many: Vec<Value> = (0..257).map(|_| json!({"file_id": a})).collect();
+    let r = h
+        .request("POST", &t, "/v1/files/contents", json!({"files": many}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(
+        r.json["message"].as_str().unwrap().contains("at most 256"),
+        "{}",
+        r.json
+    );
+    let r = h
+        .request("POST", &t, "/v1/files/contents", json!({"file_ids": [a]}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = h
+        .request(
+            "POST",
+            "not-a-token",
+            "/v1/files/contents",
+            json!({"files": []}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    let r = h
+        .request("POST", &t, "/v1/files/contents", json!({"files": []}))
+        .await;
+    assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 0));
+}
+
 // Every suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
 syncsphere_test_support::on_both_stores! {
+    contents_in_one_response => contents_in_one_response_on_sqlite, contents_in_one_response_on_postgres;
     small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;

@@ -585,10 +585,13 @@ async fn contents(
             req.files.len()
         )));
     }
+    let max_size = req
+        .max_size
+        .map_or(CONTENTS_MAX_SIZE, |m| m.min(CONTENTS_MAX_SIZE));
     let frames = futures_util::stream::iter(req.files)
         .then(move |wanted| {
             let (state, user) = (state.clone(), user.clone());
-            async move { content_frame(&state, &user, wanted).await }
+            async move { content_frame(&state, &user, wanted, max_size).await }
         })
         .flatten();
     let mut response = Body::from_stream(frames).into_response();
@@ -602,7 +605,12 @@ async fn contents(
 type Frames = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
 /// One file's part of a contents body: its header line, then its bytes.
-async fn content_frame(state: &FilesState, user: &AuthUser, wanted: ContentWanted) -> Frames {
+async fn content_frame(
+    state: &FilesState,
+    user: &AuthUser,
+    wanted: ContentWanted,
+    max_size: i64,
+) -> Frames {
     let line = |frame: &ContentFrame| {
         let mut line = serde_json::to_vec(frame).unwrap_or_default();
         line.push(b'\n');
@@ -627,7 +635,7 @@ async fn content_frame(state: &FilesState, user: &AuthUser, wanted: ContentWante
                 .boxed();
         }
     };
-    if size > CONTENTS_MAX_SIZE {
+    if size > max_size {
         return refused(wanted.file_id, "too_large");
     }
     let content = match Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size)

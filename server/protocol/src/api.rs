@@ -181,6 +181,10 @@ pub struct ContentChunks {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentsRequest {
     pub files: Vec<ContentWanted>,
+    /// Contents larger than this (and than [`CONTENTS_MAX_SIZE`]) come back as `too_large`
+    /// frames: the client fetches those alone (ranges, resumption, delta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<i64>,
 }
 
 /// One file of a [`ContentsRequest`]: its current content, or revision `rev`'s.
@@ -200,8 +204,8 @@ pub const CONTENTS_MAX_SIZE: i64 = 4 << 20;
 /// The header of one file in the answer to `POST /v1/files/contents`. The body is, for each
 /// requested file in request order, this header as one line of JSON (ending in `\n`), then —
 /// unless `error` is set — exactly `size` bytes of content, which hash to `sha256`.
-/// `error`: `not_found` (no such live file or revision), `too_large` (over
-/// [`CONTENTS_MAX_SIZE`]).
+/// `error`: `not_found` (no such live file or revision), `too_large` (over the request's
+/// `max_size` or [`CONTENTS_MAX_SIZE`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentFrame {
     pub file_id: String,

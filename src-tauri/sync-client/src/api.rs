@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, CommitRequest,
-    ContentChunks, DEVICE_HEADER, DeleteQuery, DeviceList, DownloadQuery, ErrorBody, ErrorCode,
-    FileMeta, MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
-    ServerConfig, UploadQuery,
+    ContentChunks, ContentFrame, ContentWanted, ContentsRequest, DEVICE_HEADER, DeleteQuery,
+    DeviceList, DownloadQuery, ErrorBody, ErrorCode, FileMeta, MissingChunks, MissingChunksRequest,
+    MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig, UploadQuery,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -49,6 +49,70 @@ const MISSING_BATCH: usize = 16;
 const CHUNKS_AHEAD: usize = 8;
 /// Bytes copied at a time from a local file into a delta download.
 const COPY_BUFFER: u64 = 1024 * 1024;
+/// A batch download ([`Api::download_many`]) takes contents up to this size; larger ones are
+/// fetched alone (progress, resumption, delta).
+pub(crate) const BATCH_CONTENT_MAX: i64 = 1 << 20;
+/// Files of a batch fetched alone at once (those too large for it).
+const PARALLEL_ALONE: usize = 4;
+/// Received contents of a batch held in memory before they are written out together.
+const BATCH_WRITE_BYTES: usize = 1 << 20;
+
+/// One file of a batch download: its id, where its content goes, and its progress.
+pub(crate) struct Wanted<'a> {
+    pub file_id: &'a str,
+    /// The content expected (`dest` may hold the start of it: a download cut earlier).
+    pub sha256: &'a str,
+    pub dest: &'a Path,
+    pub progress: &'a Transfer,
+}
+
+/// One result of a batch download per wanted file: its revision and hash, as for
+/// [`Api::download`].
+pub(crate) type Fetched = Result<(i64, String), SyncError>;
+
+/// The same failure for each file of a batch that failed as a whole (errors are not `Clone`:
+/// an `io::Error` inside).
+fn for_each_file(e: &SyncError) -> SyncError {
+    match e {
+        SyncError::Offline(m) => SyncError::Offline(m.clone()),
+        SyncError::Auth(m) => SyncError::Auth(m.clone()),
+        SyncError::DeviceRevoked => SyncError::DeviceRevoked,
+        SyncError::Server {
+            status,
+            code,
+            message,
+        } => SyncError::Server {
+            status: *status,
+            code: *code,
+            message: message.clone(),
+        },
+        e => SyncError::Http(e.to_string()),
+    }
+}
+
+/// Writes received contents to their files, each flushed to disk (`fsync`) before it counts
+/// as downloaded — as [`Api::download`] does, one blocking task for all of them.
+async fn write_out(files: Vec<(usize, PathBuf, Vec<u8>, i64, String)>) -> Vec<(usize, Fetched)> {
+    let written = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|(i, dest, data, rev, sha)| {
+                let write = || -> std::io::Result<()> {
+                    use std::io::Write as _;
+                    let mut f = std::fs::File::create(&dest)?;
+                    f.write_all(&data)?;
+                    f.sync_all()
+                };
+                let result = write()
+                    .map(|()| (rev, sha))
+                    .map_err(|e| SyncError::Io(format!("writing {}", dest.display()), e));
+                (i, result)
+            })
+            .collect()
+    })
+    .await;
+    written.unwrap_or_else(|e| panic!("writing downloaded files panicked: {e}"))
+}
 
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -575,6 +639,177 @@ impl Api {
         Ok((rev, sha))
     }
 
+    /// Downloads several small files in one request (`POST /v1/files/contents`), each written
+    /// to its `dest`, verified against its hash and flushed to disk, as [`Api::download`] does
+    /// for one. One result per wanted file, in order: a file gone meanwhile is a 404 error; one
+    /// larger than [`BATCH_CONTENT_MAX`] (or all, from a server without the call) is downloaded
+    /// alone.
+    pub(crate) async fn download_many(&self, wanted: &[Wanted<'_>]) -> Vec<Fetched> {
+        let mut results: Vec<Option<Fetched>> = wanted.iter().map(|_| None).collect();
+        let req = ContentsRequest {
+            files: wanted
+                .iter()
+                .map(|w| ContentWanted {
+                    file_id: w.file_id.to_owned(),
+                    rev: None,
+                })
+                .collect(),
+            max_size: Some(BATCH_CONTENT_MAX),
+        };
+        let sent = self
+            .send(self.request::<endpoint::DownloadContents>(&[]).json(&req))
+            .await;
+        let failed = match sent {
+            Ok(resp) => self.receive_frames(resp, wanted, &mut results).await.err(),
+            // A server from before the call: each file alone.
+            Err(SyncError::Server {
+                status: 404 | 405, ..
+            }) => None,
+            Err(e) => Some(e),
+        };
+        // The rest alone (a few at a time: large files, or all from an old server).
+        let failed = &failed;
+        let alone: Vec<_> = results
+            .iter()
+            .zip(wanted)
+            .enumerate()
+            .filter(|(_, (r, _))| r.is_none())
+            .map(|(i, (_, w))| async move {
+                let result = match failed {
+                    Some(e) => Err(for_each_file(e)),
+                    None => {
+                        self.download(w.file_id, w.dest, Some(w.sha256), &[], w.progress)
+                            .await
+                    }
+                };
+                (i, result)
+            })
+            .collect();
+        let done: Vec<_> = futures_util::stream::iter(alone)
+            .buffer_unordered(PARALLEL_ALONE)
+            .collect()
+            .await;
+        for (i, result) in done {
+            results[i] = Some(result);
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Reads a contents response: each frame's header line and bytes, hashed as they come,
+    /// written out in groups of about [`BATCH_WRITE_BYTES`]. Sets the result of every file the
+    /// response settles (a `too_large` one stays unset); an error means the response broke off
+    /// or made no sense, and the files not yet settled share it.
+    async fn receive_frames(
+        &self,
+        resp: reqwest::Response,
+        wanted: &[Wanted<'_>],
+        results: &mut [Option<Fetched>],
+    ) -> Result<(), SyncError> {
+        let bad = |what: String| SyncError::Http(format!("bad contents response: {what}"));
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut next = 0;
+        // The file being received: its header, bytes so far and running hash.
+        let mut current: Option<(ContentFrame, Vec<u8>, Sha256)> = None;
+        let mut ready = Vec::new();
+        let mut ready_bytes = 0;
+        let mut ended = false;
+        loop {
+            // Take what the buffer holds: headers, and content bytes for the current file.
+            let mut used = 0;
+            loop {
+                if let Some((frame, data, hasher)) = &mut current {
+                    let size = frame.size.unwrap_or(0) as usize;
+                    let take = (size - data.len()).min(buf.len() - used);
+                    let piece = &buf[used..used + take];
+                    hasher.update(piece);
+                    data.extend_from_slice(piece);
+                    wanted[next].progress.add(take as u64);
+                    used += take;
+                    if data.len() < size {
+                        break;
+                    }
+                    let (frame, data, hasher) = current.take().expect("current file");
+                    let sha = hex::encode(hasher.finalize());
+                    let expected = frame.sha256.unwrap_or_default();
+                    if sha != expected {
+                        results[next] = Some(Err(SyncError::Http(format!(
+                            "downloaded content does not match its hash ({sha} != {expected})"
+                        ))));
+                    } else {
+                        ready_bytes += data.len();
+                        let dest = wanted[next].dest.to_owned();
+                        ready.push((next, dest, data, frame.rev.unwrap_or_default(), sha));
+                    }
+                    next += 1;
+                    continue;
+                }
+                let Some(end) = buf[used..].iter().position(|&b| b == b'\n') else {
+                    break;
+                };
+                let frame: ContentFrame = serde_json::from_slice(&buf[used..used + end])
+                    .map_err(|e| bad(format!("a header that is not one ({e})")))?;
+                used += end + 1;
+                let Some(w) = wanted.get(next) else {
+                    return Err(bad(format!("an extra file {}", frame.file_id)));
+                };
+                if frame.file_id != w.file_id {
+                    return Err(bad(format!(
+                        "{} where {} was due",
+                        frame.file_id, w.file_id
+                    )));
+                }
+                match frame.error.as_deref() {
+                    None => {
+                        let size = frame.size.unwrap_or(-1);
+                        if !(0..=BATCH_CONTENT_MAX).contains(&size) || frame.rev.is_none() {
+                            return Err(bad(format!("a header without a usable size: {frame:?}")));
+                        }
+                        w.progress.set_total(size as u64);
+                        current = Some((frame, Vec::with_capacity(size as usize), Sha256::new()));
+                    }
+                    Some("not_found") => {
+                        results[next] = Some(Err(SyncError::Server {
+                            status: 404,
+                            code: ErrorCode::NotFound,
+                            message: "file not found".into(),
+                        }));
+                        next += 1;
+                    }
+                    // Left unset: fetched alone.
+                    Some(_) => next += 1,
+                }
+            }
+            buf.drain(..used);
+            if ready_bytes >= BATCH_WRITE_BYTES || (ended && !ready.is_empty()) {
+                for (i, result) in write_out(std::mem::take(&mut ready)).await {
+                    results[i] = Some(result);
+                }
+                ready_bytes = 0;
+            }
+            if ended {
+                break;
+            }
+            match body.next().await {
+                Some(bytes) => {
+                    let bytes = bytes.map_err(|e| transport(&self.base, e))?;
+                    self.down.consume(bytes.len() as u64).await;
+                    self.downloaded
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    buf.extend_from_slice(&bytes);
+                }
+                None => ended = true,
+            }
+        }
+        if current.is_some() || !buf.is_empty() || next < wanted.len() {
+            return Err(SyncError::Http(format!(
+                "the contents response from {} ended early",
+                self.base
+            )));
+        }
+        Ok(())
+    }
+
     /// Appends a response's body to `out` (at the download bandwidth limit), hashing it and
     /// counting it as downloaded.
     async fn receive(
@@ -866,5 +1101,83 @@ mod tests {
         let (_, fetched) = get(api, &small.file_id, &dest, &[seed]).await;
         assert_eq!(fetched, 4);
         assert_eq!(std::fs::read(&dest).unwrap(), b"tiny");
+    }
+
+    /// Many small files come down in one request, each verified and written; a file too large
+    /// for the batch comes alone, a deleted one is "not found", and a partial file left from
+    /// an earlier download is replaced, not appended to.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_files_come_down_together_and_the_rest_alone() {
+        let server = RealServer::start().await;
+        let api = server.api();
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..40 {
+            let data = format!("small file number {i}").repeat(i + 1).into_bytes();
+            files.push((
+                put(api, dir.path(), &format!("s/{i}.txt"), None, &data).await,
+                data,
+            ));
+        }
+        let large = noise(BATCH_CONTENT_MAX as usize + 1, 9);
+        files.push((put(api, dir.path(), "large.bin", None, &large).await, large));
+        let empty = put(api, dir.path(), "empty", None, b"").await;
+        files.push((empty, Vec::new()));
+        let gone = put(api, dir.path(), "gone.txt", None, b"soon deleted").await;
+        api.delete(&gone.file_id, gone.rev).await.unwrap();
+
+        let dests: Vec<PathBuf> = (0..=files.len())
+            .map(|i| dir.path().join(format!("d{i}")))
+            .collect();
+        // Rubbish where the first file goes: written over.
+        std::fs::write(&dests[0], b"left over from before, longer than the file").unwrap();
+        let t = Transfers::default();
+        let active: Vec<_> = dests
+            .iter()
+            .map(|_| t.start("x", Direction::Download, 0))
+            .collect();
+        let mut wanted: Vec<Wanted> = files
+            .iter()
+            .zip(&dests)
+            .zip(&active)
+            .map(|(((meta, _), dest), a)| Wanted {
+                file_id: &meta.file_id,
+                sha256: &meta.sha256,
+                dest,
+                progress: &a.transfer,
+            })
+            .collect();
+        wanted.push(Wanted {
+            file_id: &gone.file_id,
+            sha256: &gone.sha256,
+            dest: dests.last().unwrap(),
+            progress: &active.last().unwrap().transfer,
+        });
+        let before = api.downloaded.load(Ordering::Relaxed);
+        let got = api.download_many(&wanted).await;
+        assert_eq!(got.len(), wanted.len());
+        for (((meta, data), dest), result) in files.iter().zip(&dests).zip(&got) {
+            let (rev, sha) = result.as_ref().expect("downloaded");
+            assert_eq!((*rev, sha), (meta.rev, &meta.sha256), "{}", meta.path);
+            assert!(
+                std::fs::read(dest).unwrap() == *data,
+                "{} written",
+                meta.path
+            );
+        }
+        assert!(
+            matches!(got.last(), Some(Err(SyncError::Server { status: 404, .. }))),
+            "{:?}",
+            got.last()
+        );
+        assert!(!dests.last().unwrap().exists());
+        let total: usize = files.iter().map(|(_, d)| d.len()).sum();
+        let fetched = (api.downloaded.load(Ordering::Relaxed) - before) as usize;
+        // Every content once, plus the header lines.
+        assert!(
+            fetched >= total && fetched < total + 200 * files.len(),
+            "{fetched} for {total}"
+        );
+        assert_eq!(api.download_many(&[]).await.len(), 0);
     }
 }

@@ -145,6 +145,8 @@ pub(crate) struct Engine {
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
 /// fsyncs (an initial sync of many small files is bound by those, not by bandwidth).
 pub(crate) const PARALLEL_OPS: usize = 8;
+/// New files downloaded by one request (see `Engine::download_new`).
+const DOWNLOAD_GROUP: usize = 64;
 /// How often the status stream shows transfer progress while a batch runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -794,12 +796,36 @@ impl Engine {
     /// of one path are collected; an error that must end the pass is returned.
     async fn execute_batch(&self, ops: Vec<Op>) -> Result<BatchOutcome, SyncError> {
         let total = ops.len() as u64;
+        // New files come down in groups (one request, one index transaction each).
+        let (new, other): (Vec<Op>, Vec<Op>) = ops.into_iter().partition(|op| {
+            matches!(
+                op,
+                Op::Download {
+                    expect_local: None,
+                    ..
+                }
+            )
+        });
+        let (new, other) = if new.len() < 2 {
+            (Vec::new(), [new, other].concat())
+        } else {
+            (new, other)
+        };
         // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
-        let runs: Vec<_> = ops
-            .into_iter()
-            .map(|op| self.execute_unless_paused(op))
-            .collect();
-        let mut results = futures_util::stream::iter(runs).buffer_unordered(self.parallel_ops);
+        let mut runs: Vec<futures_util::future::BoxFuture<'_, Vec<execute::Ran>>> = Vec::new();
+        let mut new = new.into_iter().peekable();
+        while new.peek().is_some() {
+            let group: Vec<Op> = new.by_ref().take(DOWNLOAD_GROUP).collect();
+            runs.push(Box::pin(self.download_new(group)));
+        }
+        for op in other {
+            runs.push(Box::pin(async move {
+                vec![self.execute_unless_paused(op).await]
+            }));
+        }
+        let mut results = futures_util::stream::iter(runs)
+            .buffer_unordered(self.parallel_ops)
+            .flat_map(futures_util::stream::iter);
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
         let mut done = 0;
         let mut outcome = BatchOutcome::default();

@@ -288,30 +288,47 @@ impl Index {
         path: &str,
         entry: Option<&SyncedFile>,
     ) -> Result<(), SyncError> {
+        self.set_synced_many(&[(path, entry)]).await
+    }
+
+    /// [`Index::set_synced`] for several paths in one transaction (one write to disk).
+    pub(crate) async fn set_synced_many(
+        &self,
+        entries: &[(&str, Option<&SyncedFile>)],
+    ) -> Result<(), SyncError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let mut cache = self.cache.lock().await;
-        match entry {
-            Some(s) => sqlx::query(
-                "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (path) DO UPDATE SET file_id = ?2, rev = ?3, sha256 = ?4",
-            )
-            .bind(path)
-            .bind(&s.file_id)
-            .bind(s.rev)
-            .bind(&s.sha256),
-            None => sqlx::query("DELETE FROM synced WHERE path = ?1").bind(path),
-        }
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        if let Some(t) = &mut cache.touched {
-            t.push(path.to_owned());
-        }
-        if let Some(synced) = &mut cache.synced {
-            let synced = Arc::make_mut(synced);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (path, entry) in entries {
             match entry {
-                Some(s) => synced.insert(path.to_owned(), s.clone()),
-                None => synced.remove(path),
-            };
+                Some(s) => sqlx::query(
+                    "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (path) DO UPDATE SET file_id = ?2, rev = ?3, sha256 = ?4",
+                )
+                .bind(*path)
+                .bind(&s.file_id)
+                .bind(s.rev)
+                .bind(&s.sha256),
+                None => sqlx::query("DELETE FROM synced WHERE path = ?1").bind(*path),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        for (path, entry) in entries {
+            if let Some(t) = &mut cache.touched {
+                t.push((*path).to_owned());
+            }
+            if let Some(synced) = &mut cache.synced {
+                let synced = Arc::make_mut(synced);
+                match entry {
+                    Some(s) => synced.insert((*path).to_owned(), (*s).clone()),
+                    None => synced.remove(*path),
+                };
+            }
         }
         Ok(())
     }

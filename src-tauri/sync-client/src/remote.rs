@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use syncsphere_protocol::{ChangesPage, FileMeta};
 
 use crate::SyncError;
-use crate::api::Api;
+use crate::api::{Api, Fetched, Wanted};
 use crate::transfer::Transfer;
 
 pub(crate) trait Remote: Send + Sync + 'static {
@@ -39,6 +39,20 @@ pub(crate) trait Remote: Send + Sync + 'static {
         seeds: &'a [PathBuf],
         progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<(i64, String), SyncError>>;
+    /// Several files' current contents, each as [`Remote::download`] gives one (no seeds):
+    /// one result per wanted file, in order. One request where the server can.
+    fn download_many<'a>(&'a self, wanted: &'a [Wanted<'a>]) -> BoxFuture<'a, Vec<Fetched>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                results.push(
+                    self.download(w.file_id, w.dest, Some(w.sha256), &[], w.progress)
+                        .await,
+                );
+            }
+            results
+        })
+    }
     fn delete<'a>(
         &'a self,
         file_id: &'a str,
@@ -83,6 +97,10 @@ impl Remote for Api {
         Box::pin(Api::download(
             self, file_id, dest, resume_sha, seeds, progress,
         ))
+    }
+
+    fn download_many<'a>(&'a self, wanted: &'a [Wanted<'a>]) -> BoxFuture<'a, Vec<Fetched>> {
+        Box::pin(Api::download_many(self, wanted))
     }
 
     fn delete<'a>(

@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeSet;
 use syncsphere_protocol::FileMeta;
-use syncsphere_sync_core::{Op, SyncedFile};
+
+use syncsphere_sync_core::{Op, RemoteFile, SyncedFile};
 
 use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
 use crate::SyncError;
+use crate::api::Wanted;
 use crate::local_fs::Kind;
 use crate::scan::{STATE_DIR, disk_path};
 use crate::status::Direction;
@@ -141,44 +144,43 @@ impl Engine {
                 file,
                 expect_local,
             } => {
-                // A folder of this name that still holds files (ignored or unsupported ones,
-                // which the plan does not see) cannot give way: say so instead of fetching the
-                // content for nothing on every round.
-                let dest = self.local(&path);
-                if self.holds_anything(&dest) {
-                    return Err(SyncError::Io(
-                        format!("downloading {path}"),
-                        std::io::Error::other(
-                            "a folder of that name is still here with files in it; the file \
-                             comes down once it is empty (move away any files in it that are \
-                             not synced, such as ignored ones)",
-                        ),
-                    ));
-                }
-                let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
-                self.fs
-                    .create_dir_all(&tmp_dir)
-                    .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
-                // Named after the content, so an interrupted download (even by kill -9) resumes
-                // where it stopped instead of starting over.
-                let tmp = tmp_dir.join(format!(
-                    "{}-{}.part",
-                    file.file_id,
-                    &file.sha256[..file.sha256.len().min(16)]
-                ));
-                let result = self
-                    .download_into(
-                        &path,
+                let tmp = self.download_tmp(&path, &file)?;
+                let active = self.transfers.start(&path, Direction::Download, 0);
+                let downloaded = self
+                    .remote
+                    .download(
                         &file.file_id,
                         &tmp,
-                        &file.sha256,
-                        expect_local.as_deref(),
+                        Some(&file.sha256),
+                        // The version here now: an edit elsewhere leaves most of its chunks.
+                        &[self.local(&path)],
+                        &active.transfer,
                     )
                     .await;
-                // Keep a partial download only when the network failed mid-way.
-                if !matches!(result, Err(SyncError::Offline(_) | SyncError::Http(_))) {
-                    let _ = self.fs.remove_file(&tmp);
-                }
+                drop(active);
+                let result = match downloaded {
+                    Ok((rev, sha256)) => {
+                        match self.place(&path, &tmp, expect_local.as_deref()).await {
+                            Ok(Some(dest)) => {
+                                if let Some(parent) = dest.parent() {
+                                    self.fs.sync_dir(parent);
+                                }
+                                let synced = SyncedFile {
+                                    file_id: file.file_id,
+                                    rev,
+                                    sha256,
+                                };
+                                self.index.set_synced(&path, Some(&synced)).await?;
+                                Ok(Some((path, "downloaded")))
+                            }
+                            other => other.map(|_| None),
+                        }
+                    }
+                    // Deleted since the journal said otherwise: the next pull brings the delete.
+                    Err(SyncError::Server { status: 404, .. }) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                self.drop_tmp(&tmp, &result);
                 result
             }
             Op::DeleteRemote { path, file_id, rev } => {
@@ -366,35 +368,51 @@ impl Engine {
         }
     }
 
-    pub(super) async fn download_into(
+    /// Where a download of `file` to `path` is written first (`.syncsphere/tmp`): named after
+    /// the content, so an interrupted download (even by kill -9) resumes where it stopped
+    /// instead of starting over. A folder of this name that still holds files (ignored or
+    /// unsupported ones, which the plan does not see) cannot give way: an error says so
+    /// instead of fetching the content for nothing on every round.
+    pub(super) fn download_tmp(&self, path: &str, file: &RemoteFile) -> Result<PathBuf, SyncError> {
+        if self.holds_anything(&self.local(path)) {
+            return Err(SyncError::Io(
+                format!("downloading {path}"),
+                std::io::Error::other(
+                    "a folder of that name is still here with files in it; the file comes \
+                     down once it is empty (move away any files in it that are not synced, \
+                     such as ignored ones)",
+                ),
+            ));
+        }
+        let tmp_dir = self.folder.join(STATE_DIR).join("tmp");
+        self.fs
+            .create_dir_all(&tmp_dir)
+            .map_err(io_err(format!("creating {}", tmp_dir.display())))?;
+        Ok(tmp_dir.join(format!(
+            "{}-{}.part",
+            file.file_id,
+            &file.sha256[..file.sha256.len().min(16)]
+        )))
+    }
+
+    /// Keeps a partial download only when the network failed mid-way (it resumes).
+    pub(super) fn drop_tmp<T>(&self, tmp: &Path, result: &Result<T, SyncError>) {
+        if !matches!(result, Err(SyncError::Offline(_) | SyncError::Http(_))) {
+            let _ = self.fs.remove_file(tmp);
+        }
+    }
+
+    /// Puts a downloaded content (`tmp`, on disk for good) at `path`; the file's new place on
+    /// disk, or `None` if the disk is not as planned (then nothing changes and the next round
+    /// decides). A file edited since the scan is never overwritten: the old file is moved aside
+    /// and checked there (see `set_aside`), and the new one only takes a free name. The caller
+    /// makes the folder entry durable and records the file as synced.
+    pub(super) async fn place(
         &self,
         path: &str,
-        file_id: &str,
         tmp: &Path,
-        remote_sha: &str,
         expect_local: Option<&str>,
-    ) -> Result<Option<(String, &'static str)>, SyncError> {
-        let active = self.transfers.start(path, Direction::Download, 0);
-        let downloaded = self
-            .remote
-            .download(
-                file_id,
-                tmp,
-                Some(remote_sha),
-                // The version here now: an edit elsewhere leaves most of its chunks as they were.
-                &[self.local(path)],
-                &active.transfer,
-            )
-            .await;
-        drop(active);
-        let (rev, sha256) = match downloaded {
-            Ok(v) => v,
-            // Deleted since the journal said otherwise: the next pull brings the delete.
-            Err(SyncError::Server { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        // A file edited since the scan is never overwritten: the old file is moved aside and
-        // checked there (see `set_aside`), and the new one only takes a free name.
+    ) -> Result<Option<PathBuf>, SyncError> {
         let backup = match expect_local {
             Some(expect) => match self.set_aside(path, expect).await? {
                 Aside::Held(backup) => Some(backup),
@@ -419,22 +437,98 @@ impl Engine {
             // The old content is the synced one, which the server keeps.
             self.discard_aside(&backup);
         }
-        if !placed {
-            // The user made a new file there meanwhile: theirs stays; the next round decides.
-            return Ok(None);
+        // Not placed: the user made a new file there meanwhile; theirs stays.
+        Ok(placed.then_some(dest))
+    }
+
+    /// New files to download (nothing local to keep or build on), in one request to the server
+    /// and one index transaction: the contents written and flushed, then put in place, their
+    /// folders flushed, then all recorded as synced — never recorded before they are durable.
+    /// Same rules per file as [`Op::Download`] alone.
+    pub(super) async fn download_new(&self, ops: Vec<Op>) -> Vec<Ran> {
+        let mut ran = Vec::with_capacity(ops.len());
+        let mut todo = Vec::with_capacity(ops.len());
+        for op in ops {
+            let label = describe(&op);
+            let Op::Download { path, file, .. } = op else {
+                unreachable!("only downloads of new files are grouped: {op:?}");
+            };
+            if *self.paused.borrow() {
+                ran.push((label, path, Ok(None)));
+                continue;
+            }
+            match self.download_tmp(&path, &file) {
+                Ok(tmp) => todo.push((path, file, tmp)),
+                Err(e) => ran.push((label, path, Err(e))),
+            }
         }
-        if let Some(parent) = dest.parent() {
+        let active: Vec<_> = todo
+            .iter()
+            .map(|(path, _, _)| self.transfers.start(path, Direction::Download, 0))
+            .collect();
+        let wanted: Vec<_> = todo
+            .iter()
+            .zip(&active)
+            .map(|((_, file, tmp), a)| Wanted {
+                file_id: &file.file_id,
+                sha256: &file.sha256,
+                dest: tmp,
+                progress: &a.transfer,
+            })
+            .collect();
+        let fetched = self.remote.download_many(&wanted).await;
+        drop(wanted);
+        drop(active);
+        let mut parents = BTreeSet::new();
+        let mut placed = Vec::new();
+        for ((path, file, tmp), got) in todo.into_iter().zip(fetched) {
+            let result = match got {
+                Ok((rev, sha256)) => match self.place(&path, &tmp, None).await {
+                    Ok(Some(dest)) => {
+                        parents.extend(dest.parent().map(Path::to_owned));
+                        placed.push((
+                            path.clone(),
+                            SyncedFile {
+                                file_id: file.file_id,
+                                rev,
+                                sha256,
+                            },
+                        ));
+                        Ok(Some((path.clone(), "downloaded")))
+                    }
+                    other => other.map(|_| None),
+                },
+                Err(SyncError::Server { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            };
+            self.drop_tmp(&tmp, &result);
+            if !matches!(result, Ok(Some(_))) {
+                ran.push(("download", path.clone(), result));
+            }
+            self.dirty.mark(&path);
+        }
+        for parent in &parents {
             self.fs.sync_dir(parent);
         }
-        let synced = SyncedFile {
-            file_id: file_id.to_owned(),
-            rev,
-            sha256,
-        };
-        self.index.set_synced(path, Some(&synced)).await?;
-        Ok(Some((path.to_owned(), "downloaded")))
+        let entries: Vec<_> = placed.iter().map(|(p, s)| (p.as_str(), Some(s))).collect();
+        let recorded = self.index.set_synced_many(&entries).await;
+        for (path, _) in placed {
+            let result = match &recorded {
+                Ok(()) => Ok(Some((path.clone(), "downloaded"))),
+                Err(e) => Err(SyncError::Index(e.to_string())),
+            };
+            ran.push(("download", path, result));
+        }
+        ran
     }
 }
+
+/// What one operation did: its label, its path, and its outcome.
+pub(super) type Ran = (
+    &'static str,
+    String,
+    Result<Option<(String, &'static str)>, SyncError>,
+);
 
 pub(super) fn describe(op: &Op) -> &'static str {
     match op {

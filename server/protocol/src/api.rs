@@ -183,7 +183,11 @@ pub struct ContentsRequest {
     pub files: Vec<ContentWanted>,
     /// Contents larger than this (and than [`CONTENTS_MAX_SIZE`]) come back as `too_large`
     /// frames: the client fetches those alone (ranges, resumption, delta).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::optional"
+    )]
     pub max_size: Option<i64>,
 }
 
@@ -191,7 +195,11 @@ pub struct ContentsRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentWanted {
     pub file_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::optional"
+    )]
     pub rev: Option<i64>,
 }
 
@@ -217,6 +225,41 @@ pub struct ContentFrame {
     pub size: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The header of one file in the body of `POST /v1/files/upload` (several small files in one
+/// request): this as one line of JSON (ending in `\n`), then exactly `size` bytes of content,
+/// which must hash to `sha256`; then the next file's line. Each file is committed as
+/// `PUT /v1/files/content?path=&parent_rev=` would commit it. At most [`CONTENTS_MAX_FILES`]
+/// files of at most [`SINGLE_REQUEST_MAX`] bytes each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFrame {
+    pub path: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::optional"
+    )]
+    pub parent_rev: Option<i64>,
+    #[serde(deserialize_with = "integral::int")]
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// Answer to `POST /v1/files/upload`: one result per file, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadResults {
+    pub results: Vec<UploadResult>,
+}
+
+/// One file's outcome in [`UploadResults`]: the committed metadata, or the error its own
+/// upload would have been answered with (`conflict` with `current`, `invalid_path`, …).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorBody>,
 }
 
 /// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?

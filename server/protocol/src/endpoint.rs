@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ChangesPage, CommitRequest, ContentChunks, ContentsRequest, DeviceList, FileList, FileMeta,
     MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, ServerConfig,
-    TrashList, Usage,
+    TrashList, UploadResults, Usage,
 };
 
 /// HTTP method of an endpoint (plain data: the server and client map it to their types).
@@ -198,6 +198,9 @@ endpoints! {
     /// A small file's content in one request.
     UploadFile: Put "/v1/files/content" as "uploadFile",
         query UploadQuery, request Bytes, response FileMeta;
+    /// Several small files' contents in one request (see [`crate::UploadFrame`]).
+    UploadFiles: Post "/v1/files/upload" as "uploadFiles",
+        query (), request Bytes, response UploadResults;
     /// Commits a content made of uploaded chunks.
     CommitChunks: Post "/v1/files/commit" as "commitChunks",
         query (), request CommitRequest, response FileMeta;

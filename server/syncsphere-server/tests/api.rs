@@ -1749,10 +1749,27 @@ async fn contents_in_one_response(db: Option<String>) {
         "{}",
         r.json
     );
+    for bad in [
+        json!({"file_ids": [a]}),
+        json!({"files": [], "max_size": -1}),
+        json!({"files": [{"file_id": a, "rev": 0}]}),
+        json!({"files": [{"file_id": a, "rev": 1.5}]}),
+    ] {
+        let r = h
+            .request("POST", &t, "/v1/files/contents", bad.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.json);
+    }
+    // Integers as JSON Schema means them: 1.0 is 1.
     let r = h
-        .request("POST", &t, "/v1/files/contents", json!({"file_ids": [a]}))
+        .request(
+            "POST",
+            &t,
+            "/v1/files/contents",
+            json!({"files": [{"file_id": a, "rev": 1.0}]}),
+        )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(frames(&r.bytes)[0].1, b"first file");
     let r = h
         .request(
             "POST",
@@ -1768,8 +1785,147 @@ async fn contents_in_one_response(db: Option<String>) {
     assert_eq!((r.status, r.bytes.len()), (StatusCode::OK, 0));
 }
 
+/// A `POST /v1/files/upload` body: per file its header line and its bytes (`sha` overrides the
+/// content's hash, to lie).
+/// One file of a batch upload body: path, parent revision, content, declared hash (if a lie).
+type Sent<'a> = (&'a str, Option<i64>, &'a [u8], Option<String>);
+
+fn upload_body(files: &[Sent<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (path, parent, data, sha) in files {
+        let mut header = json!({"path": path, "size": data.len(),
+                                "sha256": sha.clone().unwrap_or_else(|| sha_hex(data))});
+        if let Some(p) = parent {
+            header["parent_rev"] = json!(p);
+        }
+        body.extend_from_slice(header.to_string().as_bytes());
+        body.push(b'\n');
+        body.extend_from_slice(data);
+    }
+    body
+}
+
+async fn uploads_in_one_request(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("batch-up@example.com").await;
+    let post = |body: Vec<u8>| {
+        let (h, t) = (&h, t.clone());
+        async move {
+            h.send(
+                Request::post("/v1/files/upload")
+                    .header("authorization", format!("Bearer {t}"))
+                    .header("x-syncsphere-device", "dev-1")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let r = h.put(&t, "path=c.txt", b"c, first").await;
+    let c = r.json.clone();
+    let big = vec![b'z'; 40 * 1024]; // over the inline limit: staged and stored as a blob
+    let files: [Sent<'_>; 7] = [
+        ("a.txt", None, b"new file a", None),
+        ("big.bin", None, &big, None),
+        ("c.txt", c["rev"].as_i64(), b"c, second", None),
+        ("c.txt", Some(99), b"c, stale", None),
+        ("bad/../path", None, b"x", None),
+        (
+            "liar.txt",
+            None,
+            b"not what it says",
+            Some(sha_hex(b"something else")),
+        ),
+        ("empty.txt", None, b"", None),
+    ];
+    let r = post(upload_body(&files)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let results = r.json["results"].as_array().unwrap();
+    assert_eq!(results.len(), files.len(), "{}", r.json);
+    for (i, (path, _, data, _)) in files.iter().enumerate() {
+        let (file, error) = (&results[i]["file"], &results[i]["error"]);
+        match i {
+            3 => {
+                assert_eq!(error["error"], "conflict", "{}", results[i]);
+                assert_eq!(error["current"]["rev"], c["rev"].as_i64().unwrap() + 1);
+            }
+            4 => assert_eq!(error["error"], "invalid_path", "{}", results[i]),
+            5 => assert_eq!(error["error"], "hash_mismatch", "{}", results[i]),
+            _ => {
+                assert!(error.is_null(), "{}", results[i]);
+                assert_eq!(
+                    (file["path"].as_str(), file["size"].as_u64()),
+                    (Some(*path), Some(data.len() as u64))
+                );
+                assert_eq!(file["sha256"], sha_hex(data));
+                let id = file["file_id"].as_str().unwrap();
+                let got = h.get(&t, &format!("/v1/files/{id}/content")).await;
+                assert_eq!(got.bytes, *data, "{path} reads back");
+            }
+        }
+    }
+    let listed = h.get(&t, "/v1/files").await.json;
+    let mut paths: Vec<&str> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["a.txt", "big.bin", "c.txt", "empty.txt"]);
+    // The journal has each commit, made by the device that sent the batch.
+    let changes = h.get(&t, "/v1/changes?cursor=0").await.json;
+    let journal = changes["changes"].as_array().unwrap();
+    assert_eq!(journal.len(), 5, "{changes}");
+    assert!(
+        journal.iter().all(|c| c["origin_device"] == "dev-1"),
+        "{changes}"
+    );
+
+    // Bodies that break the format are refused whole: nothing committed.
+    let one = upload_body(&[("x1.txt", None, b"one", None)]);
+    let mut cut = upload_body(&[
+        ("x2.txt", None, b"two", None),
+        ("x3.txt", None, b"three", None),
+    ]);
+    cut.truncate(cut.len() - 2);
+    let too_large = vec![0u8; 1024 * 1024 + 1];
+    let many: Vec<Sent<'_>> = (0..257).map(|_| ("m.txt", None, &b"m"[..], None)).collect();
+    for (body, code) in [
+        (
+            [one.clone(), b"{not json}\n".to_vec()].concat(),
+            "bad_request",
+        ),
+        (cut, "bad_request"),
+        (
+            [one.clone(), b"{\"path\": \"x4\"".to_vec()].concat(),
+            "bad_request",
+        ),
+        (
+            [
+                one.clone(),
+                upload_body(&[("huge.bin", None, &too_large, None)]),
+            ]
+            .concat(),
+            "payload_too_large",
+        ),
+        (upload_body(&many), "bad_request"),
+    ] {
+        let r = post(body).await;
+        assert_eq!(r.json["error"], code, "{}", r.json);
+    }
+    let after = h.get(&t, "/v1/files").await.json;
+    assert_eq!(after["files"].as_array().unwrap().len(), 4, "{after}");
+    let r = post(Vec::new()).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (StatusCode::OK, json!({"results": []}))
+    );
+}
+
 // Every suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.
 syncsphere_test_support::on_both_stores! {
+    uploads_in_one_request => uploads_in_one_request_on_sqlite, uploads_in_one_request_on_postgres;
     contents_in_one_response => contents_in_one_response_on_sqlite, contents_in_one_response_on_postgres;
     small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;

@@ -17,7 +17,8 @@ use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, CommitRequest,
     ContentChunks, ContentFrame, ContentWanted, ContentsRequest, DEVICE_HEADER, DeleteQuery,
     DeviceList, DownloadQuery, ErrorBody, ErrorCode, FileMeta, MissingChunks, MissingChunksRequest,
-    MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig, UploadQuery,
+    MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig, UploadFrame, UploadQuery,
+    UploadResults,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -69,6 +70,16 @@ pub(crate) struct Wanted<'a> {
 /// One result of a batch download per wanted file: its revision and hash, as for
 /// [`Api::download`].
 pub(crate) type Fetched = Result<(i64, String), SyncError>;
+
+/// One file of a batch upload: where it goes, on top of which revision, where it is on disk,
+/// the hash the scan saw, and its progress.
+pub(crate) struct Sending<'a> {
+    pub path: &'a str,
+    pub parent_rev: Option<i64>,
+    pub file: &'a Path,
+    pub expected: &'a str,
+    pub progress: &'a Transfer,
+}
 
 /// The same failure for each file of a batch that failed as a whole (errors are not `Clone`:
 /// an `io::Error` inside).
@@ -135,6 +146,11 @@ fn transport(base: &str, e: reqwest::Error) -> SyncError {
 async fn api_error(resp: reqwest::Response) -> SyncError {
     let status = resp.status();
     let body: Option<ErrorBody> = resp.json().await.ok();
+    error_of(status, body)
+}
+
+/// The error a failed call (or one file's part of a batch) is answered with.
+fn error_of(status: StatusCode, body: Option<ErrorBody>) -> SyncError {
     match body {
         Some(b) if b.error == ErrorCode::DeviceRevoked => SyncError::DeviceRevoked,
         Some(b) if b.error == ErrorCode::Conflict => SyncError::Conflict(b.current.map(Box::new)),
@@ -348,6 +364,116 @@ impl Api {
             .fetch_add(meta.size.max(0) as u64, Ordering::Relaxed);
         progress.add(meta.size.max(0) as u64);
         Ok(meta)
+    }
+
+    /// Uploads several small files in one request (`POST /v1/files/upload`): each read whole
+    /// and sent only if it still hashes to what the scan saw (else [`SyncError::Busy`]), each
+    /// committed with its own result, in order — as [`Api::upload`] would for one. Files over
+    /// [`SINGLE_REQUEST_MAX`] (and all of them, to a server without the call) go alone.
+    pub(crate) async fn upload_many(
+        &self,
+        files: &[Sending<'_>],
+    ) -> Vec<Result<FileMeta, SyncError>> {
+        let mut results: Vec<Option<Result<FileMeta, SyncError>>> =
+            files.iter().map(|_| None).collect();
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.file.to_owned()).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|p| -> std::io::Result<Option<Vec<u8>>> {
+                    if std::fs::symlink_metadata(&p)?.len() > SINGLE_REQUEST_MAX {
+                        return Ok(None);
+                    }
+                    std::fs::read(&p).map(Some)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("reading files to upload panicked: {e}"));
+        let mut body = Vec::new();
+        let mut sent = Vec::new();
+        for (i, (f, got)) in files.iter().zip(read).enumerate() {
+            match got {
+                Err(e) => {
+                    results[i] = Some(Err(SyncError::Io(
+                        format!("reading {}", f.file.display()),
+                        e,
+                    )))
+                }
+                Ok(None) => {} // large: alone, below
+                Ok(Some(bytes)) if hex::encode(Sha256::digest(&bytes)) != f.expected => {
+                    results[i] = Some(Err(SyncError::Busy(f.path.to_owned())));
+                }
+                Ok(Some(bytes)) => {
+                    let frame = UploadFrame {
+                        path: f.path.to_owned(),
+                        parent_rev: f.parent_rev,
+                        size: bytes.len() as i64,
+                        sha256: f.expected.to_owned(),
+                    };
+                    serde_json::to_writer(&mut body, &frame).expect("a header is JSON");
+                    body.push(b'\n');
+                    body.extend_from_slice(&bytes);
+                    sent.push(i);
+                }
+            }
+        }
+        if sent.len() >= 2 {
+            self.up.consume(body.len() as u64).await;
+            let req = self.request::<endpoint::UploadFiles>(&[]).body(body);
+            match self.json::<UploadResults>(req).await {
+                Ok(answer) if answer.results.len() == sent.len() => {
+                    for (&i, result) in sent.iter().zip(answer.results) {
+                        results[i] = Some(match (result.file, result.error) {
+                            (Some(meta), _) => {
+                                let size = meta.size.max(0) as u64;
+                                self.uploaded.fetch_add(size, Ordering::Relaxed);
+                                files[i].progress.add(size);
+                                Ok(meta)
+                            }
+                            (None, error) => {
+                                let status = error
+                                    .as_ref()
+                                    .and_then(|e| StatusCode::from_u16(e.error.status()).ok())
+                                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                                Err(error_of(status, error))
+                            }
+                        });
+                    }
+                }
+                Ok(answer) => {
+                    let e = SyncError::Http(format!(
+                        "{} results for {} files from {}",
+                        answer.results.len(),
+                        sent.len(),
+                        self.base
+                    ));
+                    for &i in &sent {
+                        results[i] = Some(Err(for_each_file(&e)));
+                    }
+                }
+                // A server from before the call: each file alone.
+                Err(SyncError::Server {
+                    status: 404 | 405, ..
+                }) => {}
+                Err(e) => {
+                    for &i in &sent {
+                        results[i] = Some(Err(for_each_file(&e)));
+                    }
+                }
+            }
+        }
+        // The rest alone, one after the other: large files, a lone small one, or all of them
+        // for a server without the call.
+        for (i, f) in files.iter().enumerate() {
+            if results[i].is_none() {
+                results[i] = Some(
+                    self.upload(f.path, f.parent_rev, f.file, f.expected, f.progress)
+                        .await,
+                );
+            }
+        }
+        results.into_iter().flatten().collect()
     }
 
     async fn upload_chunked(
@@ -1179,5 +1305,72 @@ mod tests {
             "{fetched} for {total}"
         );
         assert_eq!(api.download_many(&[]).await.len(), 0);
+    }
+
+    /// Small files go up in one request, each with its own result: a file changed since its
+    /// hash was taken is busy (and not sent), a stale parent a conflict, a large file goes
+    /// alone; what committed reads back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_files_go_up_together_each_with_its_own_result() {
+        let server = RealServer::start().await;
+        let api = server.api();
+        let dir = tempfile::tempdir().unwrap();
+        let old = put(api, dir.path(), "old.txt", None, b"old content").await;
+        let large = noise(SINGLE_REQUEST_MAX as usize + 10, 3);
+        let contents: Vec<(&str, Option<i64>, Vec<u8>)> = vec![
+            ("one.txt", None, b"first".to_vec()),
+            ("two.txt", None, b"second".to_vec()),
+            ("old.txt", Some(old.rev), b"old content, edited".to_vec()),
+            ("stale.txt", None, b"x".to_vec()),
+            ("busy.txt", None, b"as hashed".to_vec()),
+            ("large.bin", None, large.clone()),
+        ];
+        let files: Vec<PathBuf> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, data))| {
+                let f = dir.path().join(format!("f{i}"));
+                std::fs::write(&f, data).unwrap();
+                f
+            })
+            .collect();
+        let hashes: Vec<String> = contents.iter().map(|(_, _, d)| sha(d)).collect();
+        // Written to after it was hashed.
+        std::fs::write(&files[4], b"changed since").unwrap();
+        // Its parent is a revision the server does not have.
+        let stale_parent = Some(99);
+        let t = Transfers::default();
+        let active: Vec<_> = files
+            .iter()
+            .map(|_| t.start("x", Direction::Upload, 0))
+            .collect();
+        let sending: Vec<Sending> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, (path, parent, _))| Sending {
+                path,
+                parent_rev: if i == 3 { stale_parent } else { *parent },
+                file: &files[i],
+                expected: &hashes[i],
+                progress: &active[i].transfer,
+            })
+            .collect();
+        let got = api.upload_many(&sending).await;
+        assert_eq!(got.len(), sending.len());
+        for (i, (path, _, data)) in contents.iter().enumerate() {
+            match (i, &got[i]) {
+                (3, Err(SyncError::Server { status: 404, .. } | SyncError::Conflict(_))) => {}
+                (4, Err(SyncError::Busy(p))) => assert_eq!(p, path),
+                (3 | 4, other) => panic!("{path}: {other:?}"),
+                (_, Ok(meta)) => {
+                    assert_eq!((meta.path.as_str(), &meta.sha256), (*path, &sha(data)));
+                    let dest = dir.path().join(format!("back{i}"));
+                    get(api, &meta.file_id, &dest, &[]).await;
+                    assert!(std::fs::read(&dest).unwrap() == *data, "{path} reads back");
+                }
+                (_, Err(e)) => panic!("{path}: {e}"),
+            }
+        }
+        assert_eq!(api.upload_many(&[]).await.len(), 0);
     }
 }

@@ -147,6 +147,9 @@ pub(crate) struct Engine {
 pub(crate) const PARALLEL_OPS: usize = 8;
 /// New files downloaded by one request (see `Engine::download_new`).
 const DOWNLOAD_GROUP: usize = 64;
+/// Small files uploaded by one request (see `Engine::upload_small`), and how small.
+const UPLOAD_GROUP: usize = 64;
+const UPLOAD_GROUP_FILE_MAX: u64 = 64 * 1024;
 /// How often the status stream shows transfer progress while a batch runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -811,12 +814,27 @@ impl Engine {
         } else {
             (new, other)
         };
+        // So do small files going up (one request, one index transaction).
+        let (small, other): (Vec<Op>, Vec<Op>) = other.into_iter().partition(|op| {
+            matches!(op, Op::Upload { path, .. }
+                if self.last_local.get(path).is_some_and(|s| s.size <= UPLOAD_GROUP_FILE_MAX))
+        });
+        let (small, other) = if small.len() < 2 {
+            (Vec::new(), [small, other].concat())
+        } else {
+            (small, other)
+        };
         // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
         let mut runs: Vec<futures_util::future::BoxFuture<'_, Vec<execute::Ran>>> = Vec::new();
         let mut new = new.into_iter().peekable();
         while new.peek().is_some() {
             let group: Vec<Op> = new.by_ref().take(DOWNLOAD_GROUP).collect();
             runs.push(Box::pin(self.download_new(group)));
+        }
+        let mut small = small.into_iter().peekable();
+        while small.peek().is_some() {
+            let group: Vec<Op> = small.by_ref().take(UPLOAD_GROUP).collect();
+            runs.push(Box::pin(self.upload_small(group)));
         }
         for op in other {
             runs.push(Box::pin(async move {

@@ -13,6 +13,12 @@ use syncsphere_sync_core::{RemoteFile, RemoteTree, SyncedFile, SyncedTree};
 
 use crate::SyncError;
 
+/// A path's synced entry, set (`?1` path, then file id, revision, hash) or removed.
+const UPSERT_SYNCED: &str =
+    "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (path) DO UPDATE SET file_id = ?2, rev = ?3, sha256 = ?4";
+const DELETE_SYNCED: &str = "DELETE FROM synced WHERE path = ?1";
+
 /// Records a file's remote state unless a newer revision is already known (replays are no-ops).
 const UPSERT_REMOTE: &str =
     "INSERT INTO remote (file_id, path, rev, sha256, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -303,15 +309,12 @@ impl Index {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for (path, entry) in entries {
             match entry {
-                Some(s) => sqlx::query(
-                    "INSERT INTO synced (path, file_id, rev, sha256) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (path) DO UPDATE SET file_id = ?2, rev = ?3, sha256 = ?4",
-                )
-                .bind(*path)
-                .bind(&s.file_id)
-                .bind(s.rev)
-                .bind(&s.sha256),
-                None => sqlx::query("DELETE FROM synced WHERE path = ?1").bind(*path),
+                Some(s) => sqlx::query(UPSERT_SYNCED)
+                    .bind(*path)
+                    .bind(&s.file_id)
+                    .bind(s.rev)
+                    .bind(&s.sha256),
+                None => sqlx::query(DELETE_SYNCED).bind(*path),
             }
             .execute(&mut *tx)
             .await
@@ -410,6 +413,67 @@ impl Index {
                     deleted: meta.deleted,
                 },
             );
+        }
+        Ok(())
+    }
+
+    /// Several commits of this device in one transaction: each file's remote row as
+    /// [`Index::record_remote`] writes it, and its path's synced entry as
+    /// [`Index::set_synced`] (at the committed path).
+    pub(crate) async fn record_commits(
+        &self,
+        commits: &[(&FileMeta, Option<&SyncedFile>)],
+    ) -> Result<(), SyncError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.cache.lock().await;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (meta, synced) in commits {
+            sqlx::query(UPSERT_REMOTE)
+                .bind(&meta.file_id)
+                .bind(&meta.path)
+                .bind(meta.rev)
+                .bind(&meta.sha256)
+                .bind(i64::from(meta.deleted))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            match synced {
+                Some(s) => sqlx::query(UPSERT_SYNCED)
+                    .bind(&meta.path)
+                    .bind(&s.file_id)
+                    .bind(s.rev)
+                    .bind(&s.sha256),
+                None => sqlx::query(DELETE_SYNCED).bind(&meta.path),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        for (meta, synced) in commits {
+            if let Some(remote) = &mut cache.remote {
+                remote.upsert(
+                    &meta.file_id,
+                    RemoteRow {
+                        path: meta.path.clone(),
+                        rev: meta.rev,
+                        sha256: meta.sha256.clone(),
+                        deleted: meta.deleted,
+                    },
+                );
+            }
+            if let Some(t) = &mut cache.touched {
+                t.push(meta.path.clone());
+            }
+            if let Some(tree) = &mut cache.synced {
+                let tree = Arc::make_mut(tree);
+                match synced {
+                    Some(s) => tree.insert(meta.path.clone(), (*s).clone()),
+                    None => tree.remove(&meta.path),
+                };
+            }
         }
         Ok(())
     }

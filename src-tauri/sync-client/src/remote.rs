@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use syncsphere_protocol::{ChangesPage, FileMeta};
 
 use crate::SyncError;
-use crate::api::{Api, Fetched, Wanted};
+use crate::api::{Api, Fetched, Sending, Wanted};
 use crate::transfer::Transfer;
 
 pub(crate) trait Remote: Send + Sync + 'static {
@@ -28,6 +28,23 @@ pub(crate) trait Remote: Send + Sync + 'static {
         expected: &'a str,
         progress: &'a Transfer,
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
+    /// Several files' uploads, each as [`Remote::upload`] does one: one result per file, in
+    /// order. One request where the server can.
+    fn upload_many<'a>(
+        &'a self,
+        files: &'a [Sending<'a>],
+    ) -> BoxFuture<'a, Vec<Result<FileMeta, SyncError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(files.len());
+            for f in files {
+                results.push(
+                    self.upload(f.path, f.parent_rev, f.file, f.expected, f.progress)
+                        .await,
+                );
+            }
+            results
+        })
+    }
     /// Writes the file's current content into `dest` (on the device's disk), verified; returns
     /// its revision and hash. `resume_sha`: `dest` may hold the start of that content.
     /// `seeds`: files on the device that may hold parts of it (the old version), read only.
@@ -97,6 +114,13 @@ impl Remote for Api {
         Box::pin(Api::download(
             self, file_id, dest, resume_sha, seeds, progress,
         ))
+    }
+
+    fn upload_many<'a>(
+        &'a self,
+        files: &'a [Sending<'a>],
+    ) -> BoxFuture<'a, Vec<Result<FileMeta, SyncError>>> {
+        Box::pin(Api::upload_many(self, files))
     }
 
     fn download_many<'a>(&'a self, wanted: &'a [Wanted<'a>]) -> BoxFuture<'a, Vec<Fetched>> {

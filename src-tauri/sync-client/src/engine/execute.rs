@@ -11,7 +11,7 @@ use syncsphere_sync_core::{Op, RemoteFile, SyncedFile};
 use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
 use crate::SyncError;
-use crate::api::Wanted;
+use crate::api::{Sending, Wanted};
 use crate::local_fs::Kind;
 use crate::scan::{STATE_DIR, disk_path};
 use crate::status::Direction;
@@ -518,6 +518,75 @@ impl Engine {
                 Err(e) => Err(SyncError::Index(e.to_string())),
             };
             ran.push(("download", path, result));
+        }
+        ran
+    }
+
+    /// Small files to upload, in one request to the server and one index transaction: each
+    /// sent only if it still hashes to what the scan saw, committed with its own result, and
+    /// the commits recorded together once the server answered. Same rules per file as
+    /// [`Op::Upload`] alone.
+    pub(super) async fn upload_small(&self, ops: Vec<Op>) -> Vec<Ran> {
+        let mut ran = Vec::with_capacity(ops.len());
+        let mut todo = Vec::with_capacity(ops.len());
+        for op in ops {
+            let label = describe(&op);
+            let Op::Upload { path, parent_rev } = op else {
+                unreachable!("only uploads are grouped: {op:?}");
+            };
+            // Only content this device hashed is uploaded (see `Op::Upload`).
+            match self.last_local.get(&path) {
+                Some(seen) if !*self.paused.borrow() => {
+                    let (sha256, size) = (seen.sha256.clone(), seen.size);
+                    let file = self.local(&path);
+                    todo.push((path, parent_rev, sha256, size, file));
+                }
+                _ => ran.push((label, path, Ok(None))),
+            }
+        }
+        let active: Vec<_> = todo
+            .iter()
+            .map(|(path, _, _, size, _)| self.transfers.start(path, Direction::Upload, *size))
+            .collect();
+        let sending: Vec<_> = todo
+            .iter()
+            .zip(&active)
+            .map(|((path, parent_rev, sha256, _, file), a)| Sending {
+                path,
+                parent_rev: *parent_rev,
+                file,
+                expected: sha256,
+                progress: &a.transfer,
+            })
+            .collect();
+        let sent = self.remote.upload_many(&sending).await;
+        drop(sending);
+        drop(active);
+        let mut committed = Vec::new();
+        for ((path, ..), result) in todo.into_iter().zip(sent) {
+            self.dirty.mark(&path);
+            match result {
+                Ok(meta) => committed.push((path, meta)),
+                Err(e) => ran.push(("upload", path, Err(e))),
+            }
+        }
+        // Recorded at the server's path (case and normalisation as committed).
+        let synced: Vec<_> = committed
+            .iter()
+            .map(|(_, meta)| (!meta.deleted).then(|| synced_of(meta)))
+            .collect();
+        let entries: Vec<_> = committed
+            .iter()
+            .zip(&synced)
+            .map(|((_, meta), s)| (meta, s.as_ref()))
+            .collect();
+        let recorded = self.index.record_commits(&entries).await;
+        for (path, _) in committed {
+            let result = match &recorded {
+                Ok(()) => Ok(Some((path.clone(), "uploaded"))),
+                Err(e) => Err(SyncError::Index(e.to_string())),
+            };
+            ran.push(("upload", path, result));
         }
         ran
     }

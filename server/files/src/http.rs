@@ -330,6 +330,9 @@ async fn upload_files(
         .await;
         files.push(prepared);
     }
+    if files.is_empty() {
+        return Err(FilesError::BadRequest("the body holds no files".into()));
+    }
     // Blobs durable, then the commits — under the collector's lock, so a blob it found
     // orphaned cannot vanish between the two.
     let _gc = state.gc_lock.read().await;
@@ -670,9 +673,9 @@ async fn live_revision(
     })
 }
 
-/// `GET /v1/files/{file_id}/chunks`: the chunks of a revision's content, in file order (a
-/// content uploaded in one request is one chunk, its own hash), so a device holding some of
-/// them fetches only the rest as ranges of `…/content?rev=`.
+/// `GET /v1/files/{file_id}/chunks`: the chunks of a revision's content of a live file, in
+/// file order (a content uploaded in one request is one chunk, its own hash), so a device
+/// holding some of them fetches only the rest as ranges of `…/content?rev=`.
 async fn chunks(
     State(state): State<FilesState>,
     user: AuthUser,
@@ -680,6 +683,10 @@ async fn chunks(
     q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Json<ContentChunks>, FilesError> {
     let q = query(q)?;
+    // For delta downloads of live files only: a deleted file's history is read whole.
+    if q.rev.is_some() {
+        live_revision(&state, &user, &file_id, &DownloadQuery::default()).await?;
+    }
     let (rev, size, sha256) = live_revision(&state, &user, &file_id, &q).await?;
     let chunks = match state.store.manifest(&user.user_id, &sha256).await? {
         Some(chunks) => chunks,

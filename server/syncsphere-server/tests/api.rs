@@ -1686,6 +1686,11 @@ async fn contents_in_one_response(db: Option<String>) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // What a revision is made of is for live files (delta downloads) only.
+    let r = h
+        .get(&t, &format!("/v1/files/{gone}/chunks?rev={gone_rev}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
     let big: &'static [u8] = Box::leak(vec![7u8; (4 << 20) + 1].into_boxed_slice());
     let (large, _) = upload("large.bin", big).await;
     let (stranger, _) = h.user("contents-stranger@example.com").await;
@@ -1760,6 +1765,10 @@ async fn contents_in_one_response(db: Option<String>) {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.json);
     }
+    // null is absent (the document says so).
+    let asked = json!({"files": [{"file_id": a, "rev": null}], "max_size": null});
+    let r = h.request("POST", &t, "/v1/files/contents", asked).await;
+    assert_eq!(frames(&r.bytes)[0].1, b"first file");
     // Integers as JSON Schema means them: 1.0 is 1.
     let r = h
         .request(
@@ -1917,10 +1926,8 @@ async fn uploads_in_one_request(db: Option<String>) {
     let after = h.get(&t, "/v1/files").await.json;
     assert_eq!(after["files"].as_array().unwrap().len(), 4, "{after}");
     let r = post(Vec::new()).await;
-    assert_eq!(
-        (r.status, r.json.clone()),
-        (StatusCode::OK, json!({"results": []}))
-    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.json["message"], "the body holds no files");
 }
 
 // Every suite twice: on SQLite with blobs on disk, and on PostgreSQL with blobs in S3.

@@ -302,12 +302,33 @@ impl Index {
         &self,
         entries: &[(&str, Option<&SyncedFile>)],
     ) -> Result<(), SyncError> {
-        if entries.is_empty() {
+        self.write(&[], entries).await
+    }
+
+    /// Files' remote rows (each unless a newer revision is known) and paths' synced entries, in
+    /// one transaction, and then in the trees in memory.
+    async fn write(
+        &self,
+        remote: &[&FileMeta],
+        synced: &[(&str, Option<&SyncedFile>)],
+    ) -> Result<(), SyncError> {
+        if remote.is_empty() && synced.is_empty() {
             return Ok(());
         }
         let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for (path, entry) in entries {
+        for meta in remote {
+            sqlx::query(UPSERT_REMOTE)
+                .bind(&meta.file_id)
+                .bind(&meta.path)
+                .bind(meta.rev)
+                .bind(&meta.sha256)
+                .bind(i64::from(meta.deleted))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for (path, entry) in synced {
             match entry {
                 Some(s) => sqlx::query(UPSERT_SYNCED)
                     .bind(*path)
@@ -321,15 +342,28 @@ impl Index {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        for (path, entry) in entries {
+        if let Some(rows) = &mut cache.remote {
+            for meta in remote {
+                rows.upsert(
+                    &meta.file_id,
+                    RemoteRow {
+                        path: meta.path.clone(),
+                        rev: meta.rev,
+                        sha256: meta.sha256.clone(),
+                        deleted: meta.deleted,
+                    },
+                );
+            }
+        }
+        for (path, entry) in synced {
             if let Some(t) = &mut cache.touched {
                 t.push((*path).to_owned());
             }
-            if let Some(synced) = &mut cache.synced {
-                let synced = Arc::make_mut(synced);
+            if let Some(tree) = &mut cache.synced {
+                let tree = Arc::make_mut(tree);
                 match entry {
-                    Some(s) => synced.insert((*path).to_owned(), (*s).clone()),
-                    None => synced.remove(*path),
+                    Some(s) => tree.insert((*path).to_owned(), (*s).clone()),
+                    None => tree.remove(*path),
                 };
             }
         }
@@ -393,28 +427,7 @@ impl Index {
     /// Records what the server said a file is now (after one of this device's own commits or a
     /// journal entry). Older revisions than the one known are ignored, so replays are harmless.
     pub(crate) async fn record_remote(&self, meta: &FileMeta) -> Result<(), SyncError> {
-        let mut cache = self.cache.lock().await;
-        sqlx::query(UPSERT_REMOTE)
-            .bind(&meta.file_id)
-            .bind(&meta.path)
-            .bind(meta.rev)
-            .bind(&meta.sha256)
-            .bind(i64::from(meta.deleted))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        if let Some(remote) = &mut cache.remote {
-            remote.upsert(
-                &meta.file_id,
-                RemoteRow {
-                    path: meta.path.clone(),
-                    rev: meta.rev,
-                    sha256: meta.sha256.clone(),
-                    deleted: meta.deleted,
-                },
-            );
-        }
-        Ok(())
+        self.write(&[meta], &[]).await
     }
 
     /// Several commits of this device in one transaction: each file's remote row as
@@ -424,58 +437,12 @@ impl Index {
         &self,
         commits: &[(&FileMeta, Option<&SyncedFile>)],
     ) -> Result<(), SyncError> {
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let mut cache = self.cache.lock().await;
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        for (meta, synced) in commits {
-            sqlx::query(UPSERT_REMOTE)
-                .bind(&meta.file_id)
-                .bind(&meta.path)
-                .bind(meta.rev)
-                .bind(&meta.sha256)
-                .bind(i64::from(meta.deleted))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            match synced {
-                Some(s) => sqlx::query(UPSERT_SYNCED)
-                    .bind(&meta.path)
-                    .bind(&s.file_id)
-                    .bind(s.rev)
-                    .bind(&s.sha256),
-                None => sqlx::query(DELETE_SYNCED).bind(&meta.path),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        for (meta, synced) in commits {
-            if let Some(remote) = &mut cache.remote {
-                remote.upsert(
-                    &meta.file_id,
-                    RemoteRow {
-                        path: meta.path.clone(),
-                        rev: meta.rev,
-                        sha256: meta.sha256.clone(),
-                        deleted: meta.deleted,
-                    },
-                );
-            }
-            if let Some(t) = &mut cache.touched {
-                t.push(meta.path.clone());
-            }
-            if let Some(tree) = &mut cache.synced {
-                let tree = Arc::make_mut(tree);
-                match synced {
-                    Some(s) => tree.insert(meta.path.clone(), (*s).clone()),
-                    None => tree.remove(&meta.path),
-                };
-            }
-        }
-        Ok(())
+        let remote: Vec<&FileMeta> = commits.iter().map(|(meta, _)| *meta).collect();
+        let synced: Vec<_> = commits
+            .iter()
+            .map(|(meta, s)| (meta.path.as_str(), *s))
+            .collect();
+        self.write(&remote, &synced).await
     }
 
     /// Applies a page of journal entries and advances the cursor, atomically.

@@ -61,10 +61,11 @@ impl Engine {
         .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
     }
 
-    pub(super) async fn record(&self, path: &str, meta: &FileMeta) -> Result<(), SyncError> {
-        self.index.record_remote(meta).await?;
+    /// Records one of this device's commits: the file's remote row and its synced entry at the
+    /// server's path (case and normalisation as committed), in one transaction.
+    pub(super) async fn record(&self, meta: &FileMeta) -> Result<(), SyncError> {
         let synced = (!meta.deleted).then(|| synced_of(meta));
-        self.index.set_synced(path, synced.as_ref()).await
+        self.index.record_commits(&[(meta, synced.as_ref())]).await
     }
 
     /// Whether a file is in the folder under exactly the name `path`, every folder on the way
@@ -135,8 +136,7 @@ impl Engine {
                         &active.transfer,
                     )
                     .await?;
-                // Record the server's path (case and normalisation as committed).
-                self.record(&meta.path.clone(), &meta).await?;
+                self.record(&meta).await?;
                 Ok(Some((path, "uploaded")))
             }
             Op::Download {
@@ -215,7 +215,7 @@ impl Engine {
             } => {
                 let meta = self.remote.move_file(&file_id, &to, rev).await?;
                 self.index.set_synced(&from, None).await?;
-                self.record(&meta.path.clone(), &meta).await?;
+                self.record(&meta).await?;
                 Ok(Some((to, "moved_remote")))
             }
             Op::MoveLocal {
@@ -512,13 +512,7 @@ impl Engine {
         }
         let entries: Vec<_> = placed.iter().map(|(p, s)| (p.as_str(), Some(s))).collect();
         let recorded = self.index.set_synced_many(&entries).await;
-        for (path, _) in placed {
-            let result = match &recorded {
-                Ok(()) => Ok(Some((path.clone(), "downloaded"))),
-                Err(e) => Err(SyncError::Index(e.to_string())),
-            };
-            ran.push(("download", path, result));
-        }
+        ran.extend(recorded_as(placed, &recorded, "download", "downloaded"));
         ran
     }
 
@@ -581,15 +575,30 @@ impl Engine {
             .map(|((_, meta), s)| (meta, s.as_ref()))
             .collect();
         let recorded = self.index.record_commits(&entries).await;
-        for (path, _) in committed {
-            let result = match &recorded {
-                Ok(()) => Ok(Some((path.clone(), "uploaded"))),
-                Err(e) => Err(SyncError::Index(e.to_string())),
-            };
-            ran.push(("upload", path, result));
-        }
+        ran.extend(recorded_as(committed, &recorded, "upload", "uploaded"));
         ran
     }
+}
+
+/// The outcomes of a group's files that the index was to record (`recorded`): done, as `action`,
+/// or the index's error for each.
+fn recorded_as<T>(
+    files: Vec<(String, T)>,
+    recorded: &Result<(), SyncError>,
+    label: &'static str,
+    action: &'static str,
+) -> impl Iterator<Item = Ran> {
+    let failed = recorded.as_ref().err().map(|e| match e {
+        SyncError::Index(message) => message.clone(),
+        e => e.to_string(),
+    });
+    files.into_iter().map(move |(path, _)| {
+        let result = match &failed {
+            None => Ok(Some((path.clone(), action))),
+            Some(e) => Err(SyncError::Index(e.clone())),
+        };
+        (label, path, result)
+    })
 }
 
 /// What one operation did: its label, its path, and its outcome.

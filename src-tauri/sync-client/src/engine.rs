@@ -145,6 +145,15 @@ pub(crate) struct Engine {
 /// Operations of one batch in flight at once: transfers overlap their network round trips and
 /// fsyncs (an initial sync of many small files is bound by those, not by bandwidth).
 pub(crate) const PARALLEL_OPS: usize = 8;
+/// What a batch runs as one of its parallel operations.
+enum Unit {
+    /// New files downloaded by one request (see `Engine::download_new`).
+    NewFiles(Vec<Op>),
+    /// Small files uploaded by one request (see `Engine::upload_small`).
+    SmallFiles(Vec<Op>),
+    One(Op),
+}
+
 /// New files downloaded by one request (see `Engine::download_new`).
 const DOWNLOAD_GROUP: usize = 64;
 /// Small files uploaded by one request (see `Engine::upload_small`), and how small.
@@ -794,6 +803,15 @@ impl Engine {
         }
     }
 
+    /// One unit of a batch as a future (boxed: the three kinds differ).
+    fn run_unit(&self, unit: Unit) -> futures_util::future::BoxFuture<'_, Vec<execute::Ran>> {
+        match unit {
+            Unit::NewFiles(ops) => Box::pin(self.download_new(ops)),
+            Unit::SmallFiles(ops) => Box::pin(self.upload_small(ops)),
+            Unit::One(op) => Box::pin(async move { vec![self.execute_unless_paused(op).await] }),
+        }
+    }
+
     /// Runs one planned batch, up to [`PARALLEL_OPS`] operations at a time (they touch disjoint
     /// paths, so their order does not matter), publishing counts and per-file progress. Errors
     /// of one path are collected; an error that must end the pass is returned.
@@ -824,24 +842,23 @@ impl Engine {
         } else {
             (small, other)
         };
-        // (A Vec of futures rather than a mapping closure keeps the stream `Send`.)
-        let mut runs: Vec<futures_util::future::BoxFuture<'_, Vec<execute::Ran>>> = Vec::new();
+        // The units of work, each made a future only when its turn comes: a batch of tens of
+        // thousands of operations must not allocate all their futures at once (their memory
+        // stays with the process after the batch).
+        let mut units: Vec<Unit> = Vec::new();
         let mut new = new.into_iter().peekable();
         while new.peek().is_some() {
-            let group: Vec<Op> = new.by_ref().take(DOWNLOAD_GROUP).collect();
-            runs.push(Box::pin(self.download_new(group)));
+            units.push(Unit::NewFiles(new.by_ref().take(DOWNLOAD_GROUP).collect()));
         }
         let mut small = small.into_iter().peekable();
         while small.peek().is_some() {
-            let group: Vec<Op> = small.by_ref().take(UPLOAD_GROUP).collect();
-            runs.push(Box::pin(self.upload_small(group)));
+            units.push(Unit::SmallFiles(
+                small.by_ref().take(UPLOAD_GROUP).collect(),
+            ));
         }
-        for op in other {
-            runs.push(Box::pin(async move {
-                vec![self.execute_unless_paused(op).await]
-            }));
-        }
-        let mut results = futures_util::stream::iter(runs)
+        units.extend(other.into_iter().map(Unit::One));
+        let runs = futures_util::stream::iter(units).map(|unit| self.run_unit(unit));
+        let mut results = runs
             .buffer_unordered(self.parallel_ops)
             .flat_map(futures_util::stream::iter);
         let mut tick = tokio::time::interval(PROGRESS_INTERVAL);

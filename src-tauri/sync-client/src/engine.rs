@@ -205,7 +205,7 @@ fn synced_of(meta: &FileMeta) -> SyncedFile {
     SyncedFile {
         file_id: meta.file_id.clone(),
         rev: meta.rev,
-        sha256: meta.sha256.clone(),
+        sha256: meta.sha256.as_str().into(),
     }
 }
 

@@ -64,10 +64,10 @@ pub(crate) fn folder_ignores_case(fs: &dyn LocalFs, folder: &Path) -> std::io::R
     Ok(folded)
 }
 
-/// Remembers hashes by (size, mtime) so unchanged files are not read again.
+/// Keeps every folder's listing; a file whose size and mtime are what its folder's last listing
+/// saw is not read again (the listings are the hash cache: no second copy of every path and hash).
 #[derive(Default)]
 pub(crate) struct Scanner {
-    cache: HashMap<String, (Stamp, String)>,
     rules: IgnoreRules,
     /// The disk ignores case: two names in a folder that differ only in case and Unicode form
     /// (`Résumé` in NFC beside `re\u{301}sume\u{301}` in NFD, which such a disk keeps apart when
@@ -78,9 +78,10 @@ pub(crate) struct Scanner {
     listed: std::collections::BTreeMap<String, Listed>,
     /// Match key ([`Scanner::match_key`]) of a folder's prefix → its disk prefixes.
     by_key: HashMap<String, Vec<String>>,
-    /// Files of the listings replaced or dropped since the last assembly: the hash cache
-    /// forgets those no listing holds any more (after a rescan, without a look at every path).
-    replaced_files: Vec<String>,
+    /// Listings replaced or dropped since the last assembly (a whole scan: all of them), by
+    /// disk prefix: what a listing of the same folder in this scan takes unchanged files'
+    /// hashes from. Emptied at assembly, so a file gone from its folder is forgotten.
+    previous: std::collections::BTreeMap<String, Listed>,
     /// Every listing's files, kept up to date as listings come and go: the tree a scan
     /// returns, shared with it (a listing changed while the engine still holds a scan's tree
     /// copies it first).
@@ -102,7 +103,8 @@ struct Listed {
     disk_prefix: String,
     /// Another spelling of it is the folder that counts: its files are only looked at.
     shadow: bool,
-    files: Vec<(String, LocalFile)>,
+    /// Path, what was seen, and the modification time it was hashed at.
+    files: Vec<(String, LocalFile, i128)>,
     skipped: Vec<(String, String)>,
     unreadable: Vec<String>,
     disk_paths: Vec<(String, String)>,
@@ -295,7 +297,9 @@ impl Scanner {
     }
 
     fn forget_listings(&mut self) {
-        self.listed.clear();
+        for (dp, l) in std::mem::take(&mut self.listed) {
+            self.previous.insert(dp, l);
+        }
         self.by_key.clear();
         self.tree = Arc::default();
         self.tree_stale = false;
@@ -319,7 +323,7 @@ impl Scanner {
         self.load_rules(fs, root, &mut rule_problems);
         self.forget_listings();
         self.scan_subtree(fs, root, String::new(), String::new(), false)?;
-        Ok(self.assemble(rule_problems, true))
+        Ok(self.assemble(rule_problems))
     }
 
     /// Looks again at only what `dirty` names (paths relative to `root`, in any spelling):
@@ -349,7 +353,7 @@ impl Scanner {
         if self.listed.is_empty() || self.rules.stamp() != before {
             self.forget_listings();
             self.scan_subtree(fs, root, String::new(), String::new(), false)?;
-            return Ok(self.assemble(rule_problems, true));
+            return Ok(self.assemble(rule_problems));
         }
         // Folders to list again, by disk prefix, and folders to walk whole.
         let mut relist: Vec<String> = Vec::new();
@@ -451,7 +455,7 @@ impl Scanner {
                 done.extend(self.subtree(&cdp));
             }
         }
-        Ok(self.assemble(rule_problems, false))
+        Ok(self.assemble(rule_problems))
     }
 
     /// Brings the listing of the folder holding `path` up to date for that one name, as
@@ -488,7 +492,7 @@ impl Scanner {
             return false;
         }
         let full = root.join(&dp).join(name);
-        let now: Option<LocalFile> = if ignored(name) {
+        let now: Option<(LocalFile, i128)> = if ignored(name) {
             None
         } else {
             match fs.symlink_metadata(&full) {
@@ -507,7 +511,8 @@ impl Scanner {
                     if normalize_path(&rel).ok().as_deref() != Some(rel.as_str()) {
                         return false; // a name the server refuses: the listing says why
                     }
-                    match self.hash(fs, &full, &rel) {
+                    let seen = l.files.iter().find(|(p, _, _)| *p == rel);
+                    match hash(fs, &full, seen.map(|(_, f, t)| (f, *t))) {
                         Ok(file) => Some(file),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                         Err(_) => return false,
@@ -516,18 +521,17 @@ impl Scanner {
             }
         };
         let l = self.listed.get_mut(&dp).expect("looked up above");
-        let was = l.files.iter().position(|(p, _)| *p == rel);
+        let was = l.files.iter().position(|(p, _, _)| *p == rel);
         l.skipped.retain(|(p, _)| *p != rel);
-        match (was, now.clone()) {
-            (Some(i), Some(file)) => l.files[i].1 = file,
-            (Some(i), None) => {
-                l.files.remove(i);
+        let now = now.map(|(file, mtime)| {
+            match was {
+                Some(i) => l.files[i] = (rel.clone(), file.clone(), mtime),
+                None => l.files.push((rel.clone(), file.clone(), mtime)),
             }
-            (None, Some(file)) => l.files.push((rel.clone(), file)),
-            (None, None) => {}
-        }
-        if was.is_some() {
-            self.replaced_files.push(rel.clone());
+            file
+        });
+        if let (Some(i), None) = (was, &now) {
+            l.files.remove(i);
         }
         if !self.tree_stale {
             let tree = Arc::make_mut(&mut self.tree);
@@ -574,24 +578,22 @@ impl Scanner {
         }
         if !self.tree_stale {
             let tree = Arc::make_mut(&mut self.tree);
-            for (p, f) in &listed.files {
+            for (p, f, _) in &listed.files {
                 if tree.insert(p.clone(), f.clone()).is_some() {
                     self.tree_stale = true;
                 }
             }
         }
-        self.touch(listed.files.iter().map(|(p, _)| p));
+        self.touch(listed.files.iter().map(|(p, _, _)| p));
         self.listed.insert(listed.disk_prefix.clone(), listed);
     }
 
-    /// Takes a listing's files out of the tree (and tells the hash cache they may be gone).
+    /// Takes a listing's files out of the tree.
     fn untrack(&mut self, old: &Listed) {
-        self.replaced_files
-            .extend(old.files.iter().map(|(p, _)| p.clone()));
-        self.touch(old.files.iter().map(|(p, _)| p));
+        self.touch(old.files.iter().map(|(p, _, _)| p));
         if !self.tree_stale && !old.files.is_empty() {
             let tree = Arc::make_mut(&mut self.tree);
-            for (p, _) in &old.files {
+            for (p, _, _) in &old.files {
                 tree.remove(p);
             }
         }
@@ -625,7 +627,9 @@ impl Scanner {
 
     fn drop_subtree(&mut self, dp: &str) {
         for d in self.subtree(dp) {
-            self.remove_listing(&d);
+            if let Some(l) = self.remove_listing(&d) {
+                self.previous.insert(d, l); // its files' hashes, should it be listed again
+            }
         }
     }
 
@@ -651,15 +655,15 @@ impl Scanner {
         Ok(())
     }
 
-    /// The tree (and what could not be synced) from every folder's listing. After a scan of
-    /// the `whole` folder the hash cache keeps only the tree's files; after a rescan it
-    /// forgets the files of replaced listings that are gone (others wait for a whole scan).
-    fn assemble(&mut self, rule_problems: Vec<(String, String)>, whole: bool) -> Scan {
+    /// The tree (and what could not be synced) from every folder's listing. The listings
+    /// replaced in this scan are let go: a file gone from its folder is read again should it
+    /// come back with the same size and modification time.
+    fn assemble(&mut self, rule_problems: Vec<(String, String)>) -> Scan {
         if std::mem::take(&mut self.tree_stale) {
             self.touched = None;
             let mut tree = LocalTree::new();
             for l in self.listed.values() {
-                tree.extend(l.files.iter().map(|(p, f)| (p.clone(), f.clone())));
+                tree.extend(l.files.iter().map(|(p, f, _)| (p.clone(), f.clone())));
             }
             self.tree = Arc::new(tree);
         }
@@ -693,21 +697,14 @@ impl Scanner {
                 scan.unreadable.push(rel.to_owned());
             }
         }
-        let replaced = std::mem::take(&mut self.replaced_files);
-        if whole {
-            self.cache.retain(|p, _| scan.tree.contains_key(p));
-        } else {
-            for p in replaced.iter().filter(|p| !scan.tree.contains_key(*p)) {
-                self.cache.remove(p);
-            }
-        }
+        self.previous.clear();
         scan
     }
 
     /// Lists one folder: its files (hashed, through the cache), what cannot be synced, and
     /// the folders below it. An error only when the folder itself cannot be read.
     fn list_dir(
-        &mut self,
+        &self,
         fs: &dyn LocalFs,
         root: &Path,
         prefix: &str,
@@ -722,6 +719,18 @@ impl Scanner {
             shadow,
             ..Listed::default()
         };
+        // What the last listing of this folder saw (this scan's hash cache).
+        let before: HashMap<&str, (&LocalFile, i128)> = self
+            .listed
+            .get(disk_prefix)
+            .or_else(|| self.previous.get(disk_prefix))
+            .map(|l| {
+                l.files
+                    .iter()
+                    .map(|(p, f, t)| (p.as_str(), (f, *t)))
+                    .collect()
+            })
+            .unwrap_or_default();
         // Names already in NFC first: of two spellings of one name, that one is the file.
         // (Then by name, so every file system's listing order gives the same scan.)
         entries.sort_by_cached_key(|e| {
@@ -834,8 +843,9 @@ impl Scanner {
                     continue;
                 }
             }
-            match self.hash(fs, &full, &rel) {
-                Ok(file) => out.files.push((rel, file)),
+            let seen = before.get(rel.as_str()).copied();
+            match hash(fs, &full, seen) {
+                Ok((file, mtime)) => out.files.push((rel, file, mtime)),
                 // Vanished between listing and hashing: it is simply not there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -846,23 +856,31 @@ impl Scanner {
         }
         Ok(out)
     }
+}
 
-    fn hash(&mut self, fs: &dyn LocalFs, path: &Path, rel: &str) -> std::io::Result<LocalFile> {
-        let meta = fs.metadata(path)?;
-        let stamp = stamp_of(&meta);
-        if let Some((cached, sha)) = self.cache.get(rel)
-            && *cached == stamp
-        {
-            return Ok(LocalFile {
-                sha256: sha.clone(),
-                size: stamp.size,
-            });
-        }
-        let sha = fs.hash(path)?;
-        let size = stamp.size;
-        self.cache.insert(rel.to_owned(), (stamp, sha.clone()));
-        Ok(LocalFile { sha256: sha, size })
+/// The file at `path` and the modification time it was seen at: what the last listing `seen`
+/// when its size and modification time are unchanged, else read and hashed.
+fn hash(
+    fs: &dyn LocalFs,
+    path: &Path,
+    seen: Option<(&LocalFile, i128)>,
+) -> std::io::Result<(LocalFile, i128)> {
+    let meta = fs.metadata(path)?;
+    let stamp = stamp_of(&meta);
+    if let Some((file, mtime)) = seen
+        && file.size == stamp.size
+        && mtime == stamp.mtime_ns
+    {
+        return Ok((file.clone(), mtime));
     }
+    let sha256 = fs.hash(path)?;
+    Ok((
+        LocalFile {
+            sha256: sha256.into(),
+            size: stamp.size,
+        },
+        stamp.mtime_ns,
+    ))
 }
 
 #[cfg(test)]
@@ -1156,7 +1174,7 @@ mod tests {
         let tree = scan
             .tree
             .iter()
-            .map(|(p, f)| (p.clone(), f.sha256.clone()))
+            .map(|(p, f)| (p.clone(), f.sha256.to_string()))
             .collect();
         (tree, skipped, unreadable)
     }
@@ -1231,9 +1249,12 @@ mod tests {
         assert_eq!(summary(&again), summary(&got));
     }
 
-    /// The real disk, counting the folders listed.
+    /// The real disk, counting the folders listed (and, second, the files read to hash them).
     #[derive(Default)]
-    struct Counting(std::sync::atomic::AtomicUsize);
+    struct Counting(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    );
 
     impl LocalFs for Counting {
         fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<crate::local_fs::Entry>> {
@@ -1247,6 +1268,7 @@ mod tests {
             RealFs.symlink_metadata(path)
         }
         fn hash(&self, path: &Path) -> std::io::Result<String> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             RealFs.hash(path)
         }
         fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
@@ -1273,6 +1295,46 @@ mod tests {
         fn sync_dir(&self, dir: &Path) {
             RealFs.sync_dir(dir)
         }
+    }
+
+    /// The listings are the hash cache: a file whose size and modification time did not change
+    /// is not read again — not by a whole scan (hourly, after an overflow), not when its folder
+    /// is listed again or walked whole again, and not when it is looked at alone.
+    #[test]
+    fn unchanged_files_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        for i in 0..5 {
+            std::fs::write(root.join(format!("a/f{i}")), format!("{i}")).unwrap();
+            std::fs::write(root.join(format!("a/b/g{i}")), format!("{i}")).unwrap();
+        }
+        let fs = Counting::default();
+        let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+        let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
+            paths.iter().map(|p| p.to_string()).collect()
+        };
+        let mut scanner = Scanner::default();
+        scanner.scan(&fs, root).unwrap();
+        assert_eq!(reads(), 10);
+        scanner.scan(&fs, root).unwrap();
+        assert_eq!(
+            reads(),
+            10,
+            "a whole scan of an unchanged folder reads nothing"
+        );
+        std::fs::write(root.join("a/f0"), b"changed size").unwrap();
+        std::fs::create_dir(root.join("a/new")).unwrap();
+        let got = scanner
+            .rescan(&fs, root, &marks(&["a/f0", "a/new", "a/b"]))
+            .unwrap();
+        assert_eq!(reads(), 11, "the changed file alone is read: {got:?}");
+        assert_eq!(got.tree["a/f0"].size, 12);
+        // A failed scan keeps what it saw: the next whole scan still reads nothing unchanged.
+        scanner.forget_listings();
+        let got = scanner.scan(&fs, root).unwrap();
+        assert_eq!(reads(), 11);
+        assert_eq!(got.tree.len(), 10);
     }
 
     #[test]

@@ -16,12 +16,14 @@
 mod brake;
 mod clash;
 mod conflict;
+mod hash;
 mod planner;
 mod unreadable;
 
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::{RemoteNames, adopt_folder_spelling};
 pub use conflict::conflicted_copy_name;
+pub use hash::ContentHash;
 pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
 pub use unreadable::Unreadable;
 
@@ -30,7 +32,7 @@ use std::collections::BTreeMap;
 /// A file as seen on local disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFile {
-    pub sha256: String,
+    pub sha256: ContentHash,
     pub size: u64,
 }
 
@@ -39,7 +41,7 @@ pub struct LocalFile {
 pub struct RemoteFile {
     pub file_id: String,
     pub rev: i64,
-    pub sha256: String,
+    pub sha256: ContentHash,
 }
 
 /// The last state of a path that the device and the server agreed on.
@@ -47,7 +49,7 @@ pub struct RemoteFile {
 pub struct SyncedFile {
     pub file_id: String,
     pub rev: i64,
-    pub sha256: String,
+    pub sha256: ContentHash,
 }
 
 pub type LocalTree = BTreeMap<String, LocalFile>;
@@ -78,7 +80,7 @@ pub enum Op {
     Download {
         path: String,
         file: RemoteFile,
-        expect_local: Option<String>,
+        expect_local: Option<ContentHash>,
     },
     /// Delete the file on the server (deleted locally, unchanged remotely).
     DeleteRemote {
@@ -87,7 +89,10 @@ pub enum Op {
         rev: i64,
     },
     /// Delete the local file (deleted remotely) if it still has content `expect_sha256`.
-    DeleteLocal { path: String, expect_sha256: String },
+    DeleteLocal {
+        path: String,
+        expect_sha256: ContentHash,
+    },
     /// Rename on the server (renamed locally, unchanged remotely).
     MoveRemote {
         from: String,
@@ -100,7 +105,7 @@ pub enum Op {
     MoveLocal {
         from: String,
         to: String,
-        expect_sha256: String,
+        expect_sha256: ContentHash,
         synced: SyncedFile,
     },
     /// Move the local version aside to `copy` (creating its directories), which then syncs as

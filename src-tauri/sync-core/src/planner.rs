@@ -230,14 +230,14 @@ fn plan_entries<'t>(
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
     // the same content become a server-side move (keeping the file's id and history).
-    let mut vanished: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut vanished: BTreeMap<&crate::ContentHash, Vec<&str>> = BTreeMap::new();
     for (p, l, r, s) in entries() {
         if let Some(s) = s
             && l.is_none()
             && !handled.contains(p)
             && remote_unchanged(r, Some(s))
         {
-            vanished.entry(s.sha256.as_str()).or_default().push(p);
+            vanished.entry(&s.sha256).or_default().push(p);
         }
     }
     // A move must not wait for another one (`a` → `b` while `b` → `a`, or into a name another
@@ -248,7 +248,7 @@ fn plan_entries<'t>(
         if s.is_some() || r.is_some() || handled.contains(to) {
             continue;
         }
-        let Some(candidates) = vanished.get_mut(l.sha256.as_str()) else {
+        let Some(candidates) = vanished.get_mut(&l.sha256) else {
             continue;
         };
         let Some(&from) = candidates.first() else {

@@ -121,7 +121,7 @@ impl Unreadable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{RemoteFile, SyncedFile};
+    use crate::{ContentHash, RemoteFile, SyncedFile};
 
     fn synced(sha: &str) -> SyncedFile {
         SyncedFile {
@@ -179,7 +179,12 @@ mod tests {
         let held = Unreadable::new(&list, true).hold(local.clone(), &synced);
         let seen: Vec<(&str, &str)> = held
             .iter()
-            .map(|(p, f)| (p.as_str(), f.sha256.as_str()))
+            .map(|(p, f)| {
+                let ContentHash::Text(text) = &f.sha256 else {
+                    panic!("test hashes are short names")
+                };
+                (p.as_str(), &**text)
+            })
             .collect();
         assert_eq!(
             seen,

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use syncsphere_sync_core::ContentHash;
+
 use super::{Engine, io_err};
 use crate::SyncError;
 use crate::local_fs::Kind;
@@ -30,7 +32,11 @@ impl Engine {
     /// [`LocalFs::rename_no_replace`] leaves alone. (A program writing through a handle it
     /// opened before the move, after the check, still writes into the moved file: the one
     /// window left.)
-    pub(super) async fn set_aside(&self, path: &str, expect: &str) -> Result<Aside, SyncError> {
+    pub(super) async fn set_aside(
+        &self,
+        path: &str,
+        expect: &ContentHash,
+    ) -> Result<Aside, SyncError> {
         let full = self.local(path);
         if self
             .fs
@@ -48,7 +54,7 @@ impl Engine {
         let sha = tokio::task::spawn_blocking(move || fs.hash(&held))
             .await
             .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?;
-        if sha.as_ref().is_ok_and(|s| s == expect) {
+        if sha.as_ref().is_ok_and(|s| *expect == *s) {
             return Ok(Aside::Held(aside));
         }
         // Changed since the scan (or unreadable now): put it back where the user expects it.

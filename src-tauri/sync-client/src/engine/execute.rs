@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
 use syncsphere_protocol::FileMeta;
 
-use syncsphere_sync_core::{Op, RemoteFile, SyncedFile};
+use syncsphere_sync_core::{ContentHash, Op, RemoteFile, SyncedFile};
 
 use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
@@ -132,7 +132,7 @@ impl Engine {
                         &path,
                         parent_rev,
                         &self.local(&path),
-                        &seen.sha256,
+                        &seen.sha256.to_string(),
                         &active.transfer,
                     )
                     .await?;
@@ -151,7 +151,7 @@ impl Engine {
                     .download(
                         &file.file_id,
                         &tmp,
-                        Some(&file.sha256),
+                        Some(&file.sha256.to_string()),
                         // The version here now: an edit elsewhere leaves most of its chunks.
                         &[self.local(&path)],
                         &active.transfer,
@@ -160,7 +160,7 @@ impl Engine {
                 drop(active);
                 let result = match downloaded {
                     Ok((rev, sha256)) => {
-                        match self.place(&path, &tmp, expect_local.as_deref()).await {
+                        match self.place(&path, &tmp, expect_local.as_ref()).await {
                             Ok(Some(dest)) => {
                                 if let Some(parent) = dest.parent() {
                                     self.fs.sync_dir(parent);
@@ -168,7 +168,7 @@ impl Engine {
                                 let synced = SyncedFile {
                                     file_id: file.file_id,
                                     rev,
-                                    sha256,
+                                    sha256: sha256.into(),
                                 };
                                 self.index.set_synced(&path, Some(&synced)).await?;
                                 Ok(Some((path, "downloaded")))
@@ -232,14 +232,9 @@ impl Engine {
                 // it is the file itself, not one in the way.
                 let occupied = self.exists(&dst) && !self.same_file(&src, &dst);
                 let now = self.current_hash(&from).await?;
-                if now.as_deref() != Some(expect_sha256.as_str()) || occupied {
-                    tracing::debug!(
-                        from,
-                        to,
-                        occupied,
-                        changed = now.as_deref() != Some(expect_sha256.as_str()),
-                        "not moving: re-planning"
-                    );
+                let changed = now.is_none_or(|now| expect_sha256 != now);
+                if changed || occupied {
+                    tracing::debug!(from, to, occupied, changed, "not moving: re-planning");
                     return Ok(None);
                 }
                 if !self
@@ -391,7 +386,7 @@ impl Engine {
         Ok(tmp_dir.join(format!(
             "{}-{}.part",
             file.file_id,
-            &file.sha256[..file.sha256.len().min(16)]
+            &file.sha256.to_string().chars().take(16).collect::<String>()
         )))
     }
 
@@ -411,7 +406,7 @@ impl Engine {
         &self,
         path: &str,
         tmp: &Path,
-        expect_local: Option<&str>,
+        expect_local: Option<&ContentHash>,
     ) -> Result<Option<PathBuf>, SyncError> {
         let backup = match expect_local {
             Some(expect) => match self.set_aside(path, expect).await? {
@@ -466,12 +461,14 @@ impl Engine {
             .iter()
             .map(|(path, _, _)| self.transfers.start(path, Direction::Download, 0))
             .collect();
+        let hashes: Vec<String> = todo.iter().map(|(_, f, _)| f.sha256.to_string()).collect();
         let wanted: Vec<_> = todo
             .iter()
             .zip(&active)
-            .map(|((_, file, tmp), a)| Wanted {
+            .zip(&hashes)
+            .map(|(((_, file, tmp), a), sha256)| Wanted {
                 file_id: &file.file_id,
-                sha256: &file.sha256,
+                sha256,
                 dest: tmp,
                 progress: &a.transfer,
             })
@@ -491,7 +488,7 @@ impl Engine {
                             SyncedFile {
                                 file_id: file.file_id,
                                 rev,
-                                sha256,
+                                sha256: sha256.into(),
                             },
                         ));
                         Ok(Some((path.clone(), "downloaded")))
@@ -531,7 +528,7 @@ impl Engine {
             // Only content this device hashed is uploaded (see `Op::Upload`).
             match self.last_local.get(&path) {
                 Some(seen) if !*self.paused.borrow() => {
-                    let (sha256, size) = (seen.sha256.clone(), seen.size);
+                    let (sha256, size) = (seen.sha256.to_string(), seen.size);
                     let file = self.local(&path);
                     todo.push((path, parent_rev, sha256, size, file));
                 }

@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 
 use super::plan;
 use crate::{
-    LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
+    ContentHash, LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile,
+    SyncedTree,
 };
 
 /// The fake server: live files and every content ever committed. Content doubles as its hash.
@@ -53,7 +54,7 @@ impl Server {
                     RemoteFile {
                         file_id: id.clone(),
                         rev: *rev,
-                        sha256: c.clone(),
+                        sha256: c.into(),
                     },
                 )
             })
@@ -181,7 +182,7 @@ impl Device {
                 (
                     p.clone(),
                     LocalFile {
-                        sha256: c.clone(),
+                        sha256: c.into(),
                         size: c.len() as u64,
                     },
                 )
@@ -248,7 +249,7 @@ impl Device {
                     SyncedFile {
                         file_id: id,
                         rev,
-                        sha256: content,
+                        sha256: content.into(),
                     },
                 );
             }
@@ -260,7 +261,7 @@ impl Device {
                 // A file in the way of a directory, or a directory in the way of the file:
                 // the filesystem refuses.
                 let here = self.find(&path);
-                if self.read(&path) != expect_local.as_ref()
+                if self.read(&path).map(ContentHash::from) != expect_local
                     || !self.fits_locally_except(&path, here.as_deref())
                 {
                     return;
@@ -270,7 +271,7 @@ impl Device {
                     _ => return,
                 }
                 let spelled = here.unwrap_or_else(|| self.spelled_for_new(&path));
-                if let Some(old) = self.disk.insert(spelled, file.sha256.clone()) {
+                if let Some(old) = self.disk.insert(spelled, file.sha256.to_string()) {
                     assert_recoverable(server, &old);
                 }
                 self.synced.insert(
@@ -296,8 +297,8 @@ impl Device {
                 path,
                 expect_sha256,
             } => {
-                if self.read(&path) == Some(&expect_sha256) {
-                    assert_recoverable(server, &expect_sha256);
+                if self.read(&path).is_some_and(|c| expect_sha256 == *c) {
+                    assert_recoverable(server, &expect_sha256.to_string());
                     let here = self.find(&path).unwrap();
                     self.disk.remove(&here);
                     self.synced.remove(&path);
@@ -335,7 +336,7 @@ impl Device {
                 // On a case-insensitive disk the new spelling of a case-only rename "exists":
                 // it is the file itself.
                 let taken = self.find(&to).is_some_and(|t| t != here);
-                if self.disk[&here] != expect_sha256
+                if expect_sha256 != self.disk[&here]
                     || taken
                     || !self.fits_locally_except(&to, Some(&here))
                 {
@@ -451,7 +452,7 @@ fn assert_converged(server: &Server, devices: &[Device]) {
     let expected: BTreeMap<String, String> = server
         .tree()
         .into_iter()
-        .map(|(p, r)| (p, r.sha256))
+        .map(|(p, r)| (p, r.sha256.to_string()))
         .collect();
     let folded = |t: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         t.iter().map(|(p, c)| (key(p), c.clone())).collect()
@@ -874,13 +875,19 @@ fn the_merge_of_the_trees_is_every_path_once_with_each_trees_entry() {
             let (p, h) = (name(&mut rng), rng.gen_range(0..3).to_string());
             match rng.gen_range(0..3) {
                 0 => {
-                    local.insert(p, LocalFile { sha256: h, size: 1 });
+                    local.insert(
+                        p,
+                        LocalFile {
+                            sha256: h.into(),
+                            size: 1,
+                        },
+                    );
                 }
                 1 => {
                     let file = RemoteFile {
                         file_id: h.clone(),
                         rev: 1,
-                        sha256: h,
+                        sha256: h.into(),
                     };
                     remote.insert(p, file);
                 }
@@ -888,7 +895,7 @@ fn the_merge_of_the_trees_is_every_path_once_with_each_trees_entry() {
                     let file = SyncedFile {
                         file_id: h.clone(),
                         rev: 1,
-                        sha256: h,
+                        sha256: h.into(),
                     };
                     synced.insert(p, file);
                 }

@@ -25,18 +25,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-cli
-REL="$CARGO_TARGET_DIR/release"
-WORK="$(mktemp -d /var/tmp/syncsphere-bench-files.XXXXXX)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  stop_s3
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup files syncsphere-server syncsphere-cli
+bench_cleanup_extra() { stop_s3; }
 
 BLOB_ARGS=()
 if [ "$BLOBS" = s3 ]; then

@@ -23,17 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-cli
-REL="$CARGO_TARGET_DIR/release"
-WORK="$(mktemp -d /var/tmp/syncsphere-bench-folder.XXXXXX)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup folder syncsphere-server syncsphere-cli
 
 start_bench_server "$WORK" server --data-dir "$WORK/server"
 PIDS+=("$STARTED_PID")

@@ -25,18 +25,9 @@ done
 USERS=$(( PER_INSTANCE / DEVICES ))
 TOTAL=$(( USERS * DEVICES * INSTANCES ))
 
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
-REL="$CARGO_TARGET_DIR/release"
-DATA="$(mktemp -d /tmp/syncsphere-bench-idle.XXXXXX)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  stop_redis
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
+bench_setup idle syncsphere-server syncsphere-loadtest
+DATA="$WORK"
+bench_cleanup_extra() { stop_redis; }
 start_redis
 
 # Starts a server with the given arguments and remembers it for cleanup.

@@ -101,6 +101,29 @@ start_redis() {
   log "Redis running at $REDIS_URL_TEST"
 }
 
+# Benchmarks: release builds of the given packages (REL: where they are), a work directory
+# under /var/tmp (WORK), and an exit trap that stops every process in PIDS (only those, by PID),
+# runs `bench_cleanup_extra` if the script defines one, and removes WORK.
+#   bench_setup NAME PACKAGE…
+bench_setup() {
+  local name="$1" packages=()
+  shift
+  for p in "$@"; do packages+=(-p "$p"); done
+  log "building release binaries"
+  cargo build --locked --release "${packages[@]}"
+  REL="$CARGO_TARGET_DIR/release"
+  WORK="$(mktemp -d "/var/tmp/syncsphere-bench-$name.XXXXXX")"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
+  rm -rf "$WORK"
+}
+
 # Benchmarks: starts "$REL/syncsphere-server" on a free loopback port with the given flags,
 # output in DIR/NAME.out and DIR/NAME.log; sets STARTED_URL and STARTED_PID once it listens.
 #   start_bench_server DIR NAME [server flags…]

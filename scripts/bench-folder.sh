@@ -35,14 +35,9 @@ echo "| files in the folder | save → other device p50 / p99 | CPU per save A /
 echo "|---|---|---|---|---|---|"
 python3 - "$WORK" "$SAVES" "$REL/syncsphere" "$STARTED_URL" $SIZES <<'PY'
 import json, os, shutil, subprocess, sys, time
+from benchlib import cpu, quantile, timed_saves
 work, saves, cli, url = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 sizes = [int(s) for s in sys.argv[5:]]
-
-def cpu(pid):
-    """CPU seconds (user + system) of a process so far (/proc counts in USER_HZ = 100)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 def memory(pid):
     """(RSS now, peak RSS) in MiB."""
@@ -99,31 +94,10 @@ for n, files in enumerate(sizes):
     # Saves into a folder of (up to) 1,000 of the files.
     into = os.path.join("many", "000")
     c0 = (cpu(pa.pid), cpu(pb.pid))
-    lat = []
-    for i in range(saves):
-        body = os.urandom(1024).hex().encode()
-        name = os.path.join(into, f"note-{i % 20}.txt")
-        src, tmp = os.path.join(fa, name), os.path.join(fa, into, f".note-{i % 20}.txt.swp")
-        dst = os.path.join(fb, name)
-        with open(tmp, "wb") as f:
-            f.write(body)
-        t0 = time.perf_counter()
-        os.rename(tmp, src)
-        while True:
-            try:
-                with open(dst, "rb") as f:
-                    if f.read() == body:
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > 30:
-                sys.exit(f"save {i} did not arrive with {files} files")
-            time.sleep(0.001)
-        lat.append((time.perf_counter() - t0) * 1000)
-        time.sleep(0.25)
+    lat = timed_saves(os.path.join(fa, into), os.path.join(fb, into), saves,
+                      lambda i, name: f"save {i} did not arrive with {files} files")
     c1 = (cpu(pa.pid), cpu(pb.pid))
-    lat.sort()
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    q = lambda p: quantile(lat, p)
     total = files + min(saves, 20)
     wait_up_to_date(a, total); wait_up_to_date(b, total)
     time.sleep(5)

@@ -122,21 +122,15 @@ cat >"$WORK/driver.py" <<'PY'
 import json, os, re, secrets, shutil, socket, subprocess, sys, threading, time
 import urllib.request
 import xml.etree.ElementTree as ET
+from benchlib import cpu, quantile, timed_saves
 
 mode, work = sys.argv[1], sys.argv[2]
 files, saves, big_mib = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 BASE = min(saves, 20)          # note-N.txt files the saves leave in the folder
 WAIT = 1800                    # s, any wait for a device to be up to date
-TICKS = os.sysconf("SC_CLK_TCK")
 
 def say(msg):
     print(f"    {msg}", file=sys.stderr, flush=True)
-
-def cpu(pid):
-    """CPU seconds (user + system) of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
@@ -167,31 +161,8 @@ def write_many(folder):
             f.write(os.urandom(512).hex().encode())
 
 def measure_saves(system, fa, fb, n, step):
-    lat = []
-    for i in range(n):
-        body = os.urandom(1024).hex().encode()
-        name = f"note-{i % 20}.txt"
-        src, tmp = os.path.join(fa, name), os.path.join(fa, f".{name}.swp")
-        dst = os.path.join(fb, name)
-        with open(tmp, "wb") as f:
-            f.write(body)
-        t0 = time.perf_counter()
-        os.rename(tmp, src)
-        while True:
-            try:
-                with open(dst, "rb") as f:
-                    if f.read() == body:
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > 30:
-                sys.exit(f"{system}, step {step}: save {i} ({name}) not on B after 30 s")
-            time.sleep(0.001)
-        lat.append((time.perf_counter() - t0) * 1000)
-        time.sleep(0.25)
-    lat.sort()
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-    return q(0.5), q(0.99)
+    lat = timed_saves(fa, fb, n, lambda i, name: f"{system}, step {step}: save {i} ({name}) not on B after 30 s")
+    return quantile(lat, 0.5), quantile(lat, 0.99)
 
 def same_file(a, b, chunk=1 << 22):
     try:

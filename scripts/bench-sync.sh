@@ -37,14 +37,9 @@ done
 
 python3 - "$WORK" "$SAVES" "$FILES" "$REL/syncsphere" "$URL" "${PIDS[1]}" "${PIDS[2]}" <<'PY'
 import json, os, subprocess, sys, time
+from benchlib import cpu, quantile, timed_saves
 work, saves, files, cli, url = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 pid_a, pid_b = int(sys.argv[6]), int(sys.argv[7])
-
-def cpu(pid):
-    """CPU seconds (user + system) of a process so far (/proc counts in USER_HZ = 100)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 def work_counters(dev):
     w = status(dev).get("work", {})
@@ -70,33 +65,11 @@ wait_up_to_date("a", 0); wait_up_to_date("b", 0)
 
 # 1. Save latency.
 def measure_saves(saves):
-  lat = []
-  for i in range(saves):
-      body = os.urandom(1024).hex().encode()
-      name = f"note-{i % 20}.txt"
-      src, tmp = os.path.join(work, "fa", name), os.path.join(work, "fa", f".{name}.swp")
-      dst = os.path.join(work, "fb", name)
-      with open(tmp, "wb") as f:
-          f.write(body)
-      t0 = time.perf_counter()
-      os.rename(tmp, src)
-      while True:
-          try:
-              with open(dst, "rb") as f:
-                  if f.read() == body:
-                      break
-          except OSError:
-              pass
-          if time.perf_counter() - t0 > 30:
-              sys.exit(f"save {i} did not arrive")
-          time.sleep(0.001)
-      lat.append((time.perf_counter() - t0) * 1000)
-      time.sleep(0.25)
-  lat.sort()
-  return lat
+    return timed_saves(os.path.join(work, "fa"), os.path.join(work, "fb"), saves,
+                       lambda i, name: f"save {i} did not arrive")
 
 def show(lat, what):
-  q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+  q = lambda p: quantile(lat, p)
   print(f"- save on A → byte-identical on B's disk, {len(lat)} saves of 2 KB ({what}, 250 ms apart): "
         f"**p50 {q(0.5):.0f} ms**, p90 {q(0.9):.0f} ms, **p99 {q(0.99):.0f} ms**, max {lat[-1]:.0f} ms")
 

@@ -3,6 +3,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # One shared build cache outside the checkout: a fresh clone reuses earlier builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/syncsphere/target}"
+# The benchmark drivers' shared Python (scripts/benchlib.py).
+export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"
 BIN="$CARGO_TARGET_DIR/debug"
 # Tools installed with `cargo install` (tauri-driver) land here.
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"

@@ -582,7 +582,7 @@ def row(what, x, y, fmt, unit=""):
     ratio = "—" if x is None or y is None or y == 0 else f"{x / y:.2f}×"
     rows.append(f"| {what} | {show(x)} | {show(y)} | {ratio} |")
 ms, s, mib = "{:.0f}", "{:.2f}", "{:,.0f}"
-row(f"a. save → byte-identical on B, 20 files in the folder, p50", ss["save_small"][0], st["save_small"][0], ms, " ms")
+row(f"a. save → byte-identical on B, {BASE} files in the folder, p50", ss["save_small"][0], st["save_small"][0], ms, " ms")
 row("a. same, p99", ss["save_small"][1], st["save_small"][1], ms, " ms")
 row(f"b. {files:,} × 1 KiB dropped on A → all on B, up to date", ss["bulk_s"], st["bulk_s"], s, " s")
 row("b. of the files: their writing (before the time above, CPU counted)", ss["bulk_write_s"], st["bulk_write_s"], s, " s")

@@ -290,7 +290,7 @@ mod tests {
             assert_eq!(names, RemoteNames::of(&tree), "{tree:?}");
             // And its answers are the tree's, worked out the plain way.
             for p in pool {
-                let same = |a: &str| tree.keys().filter(|q| key(q) == key(a)).next_back();
+                let same = |a: &str| tree.keys().rfind(|q| key(q) == key(a));
                 let plain = ancestors(p)
                     .find(|a| same(a).is_some())
                     .or_else(|| {

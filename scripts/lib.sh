@@ -200,7 +200,12 @@ stop_s3() {
 
 stop_redis() {
   if [ -n "${REDIS_DIR:-}" ] && [ -s "$REDIS_DIR/redis.pid" ]; then
-    kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+    local pid
+    pid="$(cat "$REDIS_DIR/redis.pid")"
+    kill "$pid" 2>/dev/null || true
+    # A daemon, not our child: wait for it to be gone, or its last log lines land in the
+    # directory while it is removed ("Directory not empty" failed a CI run).
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     rm -rf "$REDIS_DIR"
   fi
 }

@@ -67,7 +67,11 @@ fn restore_and_undelete_bring_the_bytes_back_on_disk() {
         .block_on(client::file_history(&config, "Docs/Notes.TXT"))
         .expect("history");
     assert_eq!(history.file.path, "docs/notes.txt");
-    let revs: Vec<(i64, i64)> = history.revisions.iter().map(|r| (r.rev, r.size)).collect();
+    let revs: Vec<(i64, i64)> = history
+        .revisions
+        .iter()
+        .map(|r| (r.rev.get(), r.size))
+        .collect();
     assert_eq!(revs, [(2, 19), (1, 11)]);
 
     // Restore the first version: a new revision 3, on both disks.
@@ -76,10 +80,10 @@ fn restore_and_undelete_bring_the_bytes_back_on_disk() {
         .block_on(client::restore_revision(
             &config,
             &history.file.file_id,
-            first.rev,
+            first.rev.into(),
         ))
         .expect("restore");
-    assert_eq!((restored.rev, restored.size), (3, 11));
+    assert_eq!((restored.rev.get(), restored.size), (3, 11));
     assert!(
         wait_for(SETTLE, || has_bytes(
             &desktop,

@@ -27,7 +27,9 @@ use syncsphere_db::Db;
 use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
 use syncsphere_protocol::endpoint;
 use syncsphere_protocol::ws::OnlineDevice;
-use syncsphere_protocol::{ApiError, Device, DeviceList, ErrorCode, RegisterDevice};
+use syncsphere_protocol::{
+    ApiError, Device, DeviceId, DeviceList, ErrorCode, RegisterDevice, UserId,
+};
 
 use crate::now_ms;
 use crate::routes::RouterExt;
@@ -118,13 +120,13 @@ fn clean_label(
 /// The registered devices of every user, in the metadata database.
 pub struct DeviceRegistry {
     db: Db,
-    touched: Mutex<HashMap<(String, String), Instant>>,
+    touched: Mutex<HashMap<(UserId, DeviceId), Instant>>,
 }
 
 /// A row of the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub name: Option<String>,
     pub platform: Option<String>,
     pub created_ms: i64,
@@ -143,8 +145,8 @@ impl DeviceRegistry {
     /// Registers the device or updates its name and platform; refused for a revoked device.
     pub async fn register(
         &self,
-        user_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        device_id: &DeviceId,
         name: Option<&str>,
         platform: Option<&str>,
     ) -> Result<(), DeviceError> {
@@ -157,8 +159,8 @@ impl DeviceRegistry {
              SET name = excluded.name, platform = excluded.platform, last_seen_ms = excluded.last_seen_ms
              WHERE devices.revoked_ms IS NULL",
         )
-        .bind(user_id)
-        .bind(device_id)
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
         .bind(name)
         .bind(platform)
         .bind(now)
@@ -170,12 +172,12 @@ impl DeviceRegistry {
         self.touched
             .lock()
             .expect("touch lock")
-            .insert((user_id.to_owned(), device_id.to_owned()), Instant::now());
+            .insert((user_id.clone(), device_id.clone()), Instant::now());
         Ok(())
     }
 
     /// Records that the device was seen now (written at most once a minute per device).
-    pub async fn touch(&self, user_id: &str, device_id: &str) -> Result<(), DeviceError> {
+    pub async fn touch(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(), DeviceError> {
         {
             let mut touched = self.touched.lock().expect("touch lock");
             let key = (user_id.to_owned(), device_id.to_owned());
@@ -194,26 +196,26 @@ impl DeviceRegistry {
             "UPDATE devices SET last_seen_ms = $3
              WHERE user_id = $1 AND device_id = $2 AND last_seen_ms < $3",
         )
-        .bind(user_id)
-        .bind(device_id)
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
         .bind(now_ms())
         .execute(&self.db.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn list(&self, user_id: &str) -> Result<Vec<DeviceRecord>, DeviceError> {
+    pub async fn list(&self, user_id: &UserId) -> Result<Vec<DeviceRecord>, DeviceError> {
         let rows = sqlx::query(
             "SELECT device_id, name, platform, created_ms, last_seen_ms, revoked_ms
              FROM devices WHERE user_id = $1",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.db.pool)
         .await?;
         Ok(rows
             .iter()
             .map(|r| DeviceRecord {
-                device_id: r.get("device_id"),
+                device_id: r.get::<String, _>("device_id").into(),
                 name: r.get("name"),
                 platform: r.get("platform"),
                 created_ms: r.get("created_ms"),
@@ -225,7 +227,7 @@ impl DeviceRegistry {
 
     /// Revokes the device (also one that never registered but holds a bound token) and every
     /// refresh token issued to it, in one transaction.
-    pub async fn revoke(&self, user_id: &str, device_id: &str) -> Result<(), DeviceError> {
+    pub async fn revoke(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(), DeviceError> {
         check_device_id(device_id)?;
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
@@ -235,24 +237,28 @@ impl DeviceRegistry {
              ON CONFLICT (user_id, device_id) DO UPDATE
              SET revoked_ms = excluded.revoked_ms WHERE devices.revoked_ms IS NULL",
         )
-        .bind(user_id)
-        .bind(device_id)
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE idp_refresh_tokens SET revoked = 1 WHERE user_id = $1 AND device_key = $2",
         )
-        .bind(user_id)
-        .bind(device_id)
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(user_id, device_id, "device revoked");
+        tracing::info!(%user_id, %device_id, "device revoked");
         Ok(())
     }
 
-    pub async fn is_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, DeviceError> {
+    pub async fn is_revoked(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+    ) -> Result<bool, DeviceError> {
         Ok(revoked_in(&self.db, user_id, device_id).await?)
     }
 }
@@ -260,15 +266,15 @@ impl DeviceRegistry {
 /// Whether the registry in `db` marks the device revoked.
 pub(crate) async fn revoked_in(
     db: &Db,
-    user_id: &str,
-    device_id: &str,
+    user_id: &UserId,
+    device_id: &DeviceId,
 ) -> Result<bool, sqlx::Error> {
     let row = sqlx::query(
         "SELECT 1 AS one FROM devices
          WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
     )
-    .bind(user_id)
-    .bind(device_id)
+    .bind(user_id.as_str())
+    .bind(device_id.as_str())
     .fetch_optional(&db.pool)
     .await?;
     Ok(row.is_some())
@@ -277,8 +283,8 @@ pub(crate) async fn revoked_in(
 impl DeviceRevocations for DeviceRegistry {
     fn is_revoked<'a>(
         &'a self,
-        user_id: &'a str,
-        device_key: &'a str,
+        user_id: &'a UserId,
+        device_key: &'a DeviceId,
     ) -> BoxFuture<'a, Result<bool, EventsError>> {
         Box::pin(async move {
             DeviceRegistry::is_revoked(self, user_id, device_key)
@@ -394,7 +400,7 @@ async fn register(
     if let Some(bound) = &user.device_key
         && *bound != device_id
     {
-        return Err(DeviceError::WrongDevice(bound.clone()));
+        return Err(DeviceError::WrongDevice(bound.to_string()));
     }
     let name = clean_label(body.name, MAX_DEVICE_NAME_LEN, "device name")?;
     let platform = clean_label(body.platform, MAX_PLATFORM_LEN, "platform")?;
@@ -402,7 +408,7 @@ async fn register(
         .registry
         .register(
             &user.user_id,
-            &device_id,
+            &DeviceId::from(&device_id),
             name.as_deref(),
             platform.as_deref(),
         )
@@ -416,10 +422,16 @@ async fn revoke(
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, DeviceError> {
     check_device_id(&device_id)?;
-    state.registry.revoke(&user.user_id, &device_id).await?;
     state
-        .events
-        .publish(&user.user_id, Event::DeviceRevoked { device_id });
+        .registry
+        .revoke(&user.user_id, &DeviceId::from(&device_id))
+        .await?;
+    state.events.publish(
+        &user.user_id,
+        Event::DeviceRevoked {
+            device_id: device_id.into(),
+        },
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

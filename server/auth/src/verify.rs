@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use syncsphere_events::{DeviceRevocations, EventsError};
-use syncsphere_protocol::{ApiError, ErrorCode};
+use syncsphere_protocol::{ApiError, DeviceId, ErrorCode, UserId};
 use tokio::sync::RwLock;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -145,7 +145,11 @@ impl Verifier {
     }
 
     /// Whether `device_key` of `user_id` is revoked (false without a revocation source).
-    pub async fn device_revoked(&self, user_id: &str, device_key: &str) -> Result<bool, AuthError> {
+    pub async fn device_revoked(
+        &self,
+        user_id: &UserId,
+        device_key: &DeviceId,
+    ) -> Result<bool, AuthError> {
         match &self.revocations {
             Some(r) => r
                 .is_revoked(user_id, device_key)
@@ -264,7 +268,7 @@ fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
     /// Cognito `sub`: the stable user id that owns files and devices.
-    pub user_id: String,
+    pub user_id: UserId,
     pub username: String,
     /// When the token expires (`exp`, seconds since the epoch): long-lived connections must
     /// present a fresh token before then.
@@ -273,7 +277,7 @@ pub struct AuthUser {
     pub issued_at: Option<u64>,
     /// The device the token is bound to (`device_key`), if any. Such a token only works for
     /// that device id, and stops working when the device is revoked.
-    pub device_key: Option<String>,
+    pub device_key: Option<DeviceId>,
 }
 
 impl AuthUser {
@@ -295,17 +299,19 @@ impl AuthUser {
             .username
             .or(claims.cognito_username)
             .unwrap_or_else(|| claims.sub.clone());
-        if let Some(device) = &claims.device_key
-            && verifier.device_revoked(&claims.sub, device).await?
+        let user_id = UserId::from(claims.sub);
+        let device_key = claims.device_key.map(DeviceId::from);
+        if let Some(device) = &device_key
+            && verifier.device_revoked(&user_id, device).await?
         {
             return Err(AuthError::DeviceRevoked);
         }
         Ok(AuthUser {
-            user_id: claims.sub,
+            user_id,
             username,
             expires_at: claims.exp,
             issued_at: claims.iat,
-            device_key: claims.device_key,
+            device_key,
         })
     }
 }

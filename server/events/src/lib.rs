@@ -20,8 +20,8 @@ mod local;
 pub mod redis;
 
 use futures_util::future::BoxFuture;
-use syncsphere_protocol::ChangeEvent;
 use syncsphere_protocol::ws::OnlineDevice;
+use syncsphere_protocol::{ChangeEvent, DeviceId, UserId};
 use tokio::sync::mpsc;
 
 pub use local::LocalBus;
@@ -35,7 +35,7 @@ pub enum Event {
     /// The user's online devices changed somewhere: show the user's presence again.
     PresenceChanged,
     /// The device was revoked: close its push connections (4004).
-    DeviceRevoked { device_id: String },
+    DeviceRevoked { device_id: DeviceId },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,35 +63,35 @@ pub enum EventsError {
 pub trait Publisher: Send + Sync + 'static {
     /// Hands `event` for `user_id` over, in order with the earlier ones. Never blocks; an event
     /// that cannot be sent is logged and dropped.
-    fn publish(&self, user_id: &str, event: Event);
+    fn publish(&self, user_id: &UserId, event: Event);
 }
 
 /// Brings the events of the users this instance holds to its [`Recipient`].
 pub trait Subscriber: Send + Sync + 'static {
     /// Receives `user_id`'s events until the matching [`Subscriber::release`] (holds are counted
     /// per user). Resolves once no event published from then on can be missed.
-    fn hold<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<(), EventsError>>;
-    fn release(&self, user_id: &str);
+    fn hold<'a>(&'a self, user_id: &'a UserId) -> BoxFuture<'a, Result<(), EventsError>>;
+    fn release(&self, user_id: &UserId);
 }
 
 /// Where a subscriber delivers: this instance's push connections (the State service's hub).
 pub trait Recipient: Send + Sync + 'static {
     /// An event for one of the users this instance holds.
-    fn deliver(&self, user_id: &str, event: Event);
+    fn deliver(&self, user_id: &UserId, event: Event);
     /// The user's devices connected to this instance.
-    fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice>;
+    fn local_devices(&self, user_id: &UserId) -> Vec<OnlineDevice>;
     /// Shows `devices`, gathered from every instance, as the user's presence.
-    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>);
+    fn show_presence(&self, user_id: &UserId, devices: Vec<OnlineDevice>);
     /// From now on, reports the user id of every local join and leave to `to` instead of
     /// showing presence from this instance's connections alone (presence spans instances).
-    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>);
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<UserId>);
 }
 
 /// Who is online: the user's devices holding a push connection now, on any instance.
 pub trait Presence: Send + Sync + 'static {
     fn online<'a>(
         &'a self,
-        user_id: &'a str,
+        user_id: &'a UserId,
     ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>>;
 }
 
@@ -100,7 +100,7 @@ pub trait Presence: Send + Sync + 'static {
 pub trait DeviceRevocations: Send + Sync {
     fn is_revoked<'a>(
         &'a self,
-        user_id: &'a str,
-        device_key: &'a str,
+        user_id: &'a UserId,
+        device_key: &'a DeviceId,
     ) -> BoxFuture<'a, Result<bool, EventsError>>;
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use syncsphere_protocol::UserId;
 use syncsphere_protocol::ws::OnlineDevice;
 
 use crate::{Event, EventsError, Presence, Publisher, Recipient, Subscriber};
@@ -21,23 +22,23 @@ impl LocalBus {
 }
 
 impl Publisher for LocalBus {
-    fn publish(&self, user_id: &str, event: Event) {
+    fn publish(&self, user_id: &UserId, event: Event) {
         self.to.deliver(user_id, event);
     }
 }
 
 impl Subscriber for LocalBus {
-    fn hold<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, Result<(), EventsError>> {
+    fn hold<'a>(&'a self, _user_id: &'a UserId) -> BoxFuture<'a, Result<(), EventsError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn release(&self, _user_id: &str) {}
+    fn release(&self, _user_id: &UserId) {}
 }
 
 impl Presence for LocalBus {
     fn online<'a>(
         &'a self,
-        user_id: &'a str,
+        user_id: &'a UserId,
     ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>> {
         Box::pin(std::future::ready(Ok(self.to.local_devices(user_id))))
     }
@@ -55,33 +56,33 @@ mod tests {
     struct Seen(Mutex<Vec<(String, Event)>>);
 
     impl Recipient for Seen {
-        fn deliver(&self, user_id: &str, event: Event) {
-            self.0.lock().unwrap().push((user_id.to_owned(), event));
+        fn deliver(&self, user_id: &UserId, event: Event) {
+            self.0.lock().unwrap().push((user_id.to_string(), event));
         }
-        fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice> {
+        fn local_devices(&self, user_id: &UserId) -> Vec<OnlineDevice> {
             vec![OnlineDevice {
-                device_id: format!("{user_id}-dev"),
+                device_id: format!("{user_id}-dev").into(),
                 device_name: None,
                 connections: 1,
             }]
         }
-        fn show_presence(&self, _: &str, _: Vec<OnlineDevice>) {}
-        fn report_presence_changes(&self, _: mpsc::UnboundedSender<String>) {}
+        fn show_presence(&self, _: &UserId, _: Vec<OnlineDevice>) {}
+        fn report_presence_changes(&self, _: mpsc::UnboundedSender<UserId>) {}
     }
 
     #[tokio::test]
     async fn delivers_in_order_and_answers_presence_from_the_recipient() {
         let seen = Arc::new(Seen::default());
         let bus = LocalBus::new(seen.clone());
-        bus.hold("u1").await.unwrap();
-        bus.publish("u1", Event::PresenceChanged);
+        bus.hold(&"u1".into()).await.unwrap();
+        bus.publish(&"u1".into(), Event::PresenceChanged);
         bus.publish(
-            "u2",
+            &"u2".into(),
             Event::DeviceRevoked {
                 device_id: "d".into(),
             },
         );
-        bus.release("u1");
+        bus.release(&"u1".into());
         assert_eq!(
             *seen.0.lock().unwrap(),
             vec![
@@ -94,7 +95,7 @@ mod tests {
                 ),
             ]
         );
-        let online = bus.online("u1").await.unwrap();
+        let online = bus.online(&"u1".into()).await.unwrap();
         assert_eq!(online[0].device_id, "u1-dev");
     }
 }

@@ -37,8 +37,8 @@ use ::redis::AsyncCommands;
 use ::redis::aio::MultiplexedConnection;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use syncsphere_protocol::ChangeEvent;
 use syncsphere_protocol::ws::OnlineDevice;
+use syncsphere_protocol::{ChangeEvent, DeviceId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{DeviceRevocations, Event, EventsError, Presence, Publisher, Recipient, Subscriber};
@@ -60,7 +60,7 @@ enum Wire {
     /// The user's online devices changed on some instance: re-read the presence hash.
     Presence,
     Revoked {
-        device_id: String,
+        device_id: DeviceId,
     },
 }
 
@@ -119,7 +119,7 @@ fn parse(payload: &[u8]) -> Result<Event, serde_json::Error> {
 /// The user's online devices over all live instances.
 async fn read_presence(
     conn: &mut MultiplexedConnection,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Vec<OnlineDevice>, ::redis::RedisError> {
     let views: HashMap<String, String> = conn.hgetall(presence_key(user_id)).await?;
     if views.is_empty() {
@@ -148,7 +148,7 @@ async fn read_presence(
 
 /// Merges per-instance device lists into one (connection counts added), sorted by id.
 fn merge_devices(lists: impl IntoIterator<Item = Vec<OnlineDevice>>) -> Vec<OnlineDevice> {
-    let mut devices: BTreeMap<String, OnlineDevice> = BTreeMap::new();
+    let mut devices: BTreeMap<DeviceId, OnlineDevice> = BTreeMap::new();
     for d in lists.into_iter().flatten() {
         match devices.get_mut(&d.device_id) {
             Some(known) => {
@@ -167,7 +167,10 @@ fn merge_devices(lists: impl IntoIterator<Item = Vec<OnlineDevice>>) -> Vec<Onli
 
 enum Outgoing {
     Publish(String, String),
-    Revoke { user_id: String, device_id: String },
+    Revoke {
+        user_id: UserId,
+        device_id: DeviceId,
+    },
 }
 
 /// Publishes committed changes and revocations to their user's channel, from a background task
@@ -212,7 +215,7 @@ impl RedisPublisher {
 }
 
 impl Publisher for RedisPublisher {
-    fn publish(&self, user_id: &str, event: Event) {
+    fn publish(&self, user_id: &UserId, event: Event) {
         match event {
             Event::DeviceRevoked { device_id } => {
                 let out = Outgoing::Revoke {
@@ -221,8 +224,8 @@ impl Publisher for RedisPublisher {
                 };
                 if self.tx.try_send(out).is_err() {
                     tracing::error!(
-                        user_id,
-                        device_id,
+                        %user_id,
+                        %device_id,
                         "Redis publish queue full; revocation not pushed"
                     );
                 }
@@ -234,7 +237,7 @@ impl Publisher for RedisPublisher {
                 };
                 let out = Outgoing::Publish(channel(user_id), payload(event));
                 if self.tx.try_send(out).is_err() {
-                    tracing::error!(user_id, seq, "Redis publish queue full; push dropped");
+                    tracing::error!(%user_id, ?seq, "Redis publish queue full; push dropped");
                 }
             }
         }
@@ -244,7 +247,7 @@ impl Publisher for RedisPublisher {
 impl Presence for RedisPublisher {
     fn online<'a>(
         &'a self,
-        user_id: &'a str,
+        user_id: &'a UserId,
     ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
@@ -271,8 +274,8 @@ impl RedisRevocations {
 impl DeviceRevocations for RedisRevocations {
     fn is_revoked<'a>(
         &'a self,
-        user_id: &'a str,
-        device_key: &'a str,
+        user_id: &'a UserId,
+        device_key: &'a DeviceId,
     ) -> BoxFuture<'a, Result<bool, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
@@ -284,8 +287,8 @@ impl DeviceRevocations for RedisRevocations {
 }
 
 enum Interest {
-    Subscribe(String, oneshot::Sender<Result<(), EventsError>>),
-    Unsubscribe(String),
+    Subscribe(UserId, oneshot::Sender<Result<(), EventsError>>),
+    Unsubscribe(UserId),
 }
 
 /// Subscribes to the channels of the users this instance holds and hands their events to the
@@ -317,7 +320,7 @@ impl RedisSubscriber {
             }
         });
         // Local joins and leaves: write this instance's view, then tell every instance.
-        let (joined_tx, mut joined_rx) = mpsc::unbounded_channel::<String>();
+        let (joined_tx, mut joined_rx) = mpsc::unbounded_channel::<UserId>();
         hub.report_presence_changes(joined_tx);
         let (writer_hub, mut writer_conn, writer_instance) =
             (hub.clone(), conn.clone(), instance.clone());
@@ -347,7 +350,7 @@ impl RedisSubscriber {
             }
         });
         // Presence notices: read the merged view in order, so the last one sent is the newest.
-        let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<String>();
+        let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<UserId>();
         let (reader_hub, mut reader_conn) = (hub.clone(), conn.clone());
         tokio::spawn(async move {
             while let Some(user_id) = notice_rx.recv().await {
@@ -367,12 +370,13 @@ impl RedisSubscriber {
                 let Some(user_id) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
                     continue;
                 };
+                let user_id = UserId::from(user_id);
                 match parse(msg.get_payload_bytes()) {
                     // A notice only: the merged view is read from the hash, in order.
                     Ok(Event::PresenceChanged) => {
-                        let _ = notice_tx.send(user_id.to_owned());
+                        let _ = notice_tx.send(user_id);
                     }
-                    Ok(event) => hub.deliver(user_id, event),
+                    Ok(event) => hub.deliver(&user_id, event),
                     Err(e) => tracing::warn!(error = %e, "unreadable message from Redis"),
                 }
             }
@@ -381,7 +385,7 @@ impl RedisSubscriber {
         let (tx, mut rx) = mpsc::unbounded_channel::<Interest>();
         // One task applies interest changes in order, with a reference count per user.
         tokio::spawn(async move {
-            let mut held: HashMap<String, usize> = HashMap::new();
+            let mut held: HashMap<UserId, usize> = HashMap::new();
             while let Some(interest) = rx.recv().await {
                 match interest {
                     Interest::Subscribe(user, ack) => {
@@ -421,7 +425,7 @@ impl RedisSubscriber {
 
 /// A hold is a subscription to the user's channel, resolved once Redis has confirmed it.
 impl Subscriber for RedisSubscriber {
-    fn hold<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<(), EventsError>> {
+    fn hold<'a>(&'a self, user_id: &'a UserId) -> BoxFuture<'a, Result<(), EventsError>> {
         Box::pin(async move {
             let (ack, done) = oneshot::channel();
             self.tx
@@ -431,7 +435,7 @@ impl Subscriber for RedisSubscriber {
         })
     }
 
-    fn release(&self, user_id: &str) {
+    fn release(&self, user_id: &UserId) {
         let _ = self.tx.send(Interest::Unsubscribe(user_id.to_owned()));
     }
 }
@@ -439,6 +443,7 @@ impl Subscriber for RedisSubscriber {
 #[cfg(test)]
 mod tests {
     use syncsphere_protocol::ChangeKind;
+    use syncsphere_protocol::{Rev, Seq};
 
     use super::*;
 
@@ -447,12 +452,12 @@ mod tests {
     #[test]
     fn the_wire_format_is_the_one_of_bus_message() {
         let change = ChangeEvent {
-            seq: 7,
+            seq: Seq(7),
             file_id: "f1".into(),
             event: ChangeKind::Moved,
             path: "b".into(),
             old_path: Some("a".into()),
-            rev: 3,
+            rev: Rev(3),
             size: 5,
             sha256: "ab".into(),
             origin_device: Some("dev-a".into()),

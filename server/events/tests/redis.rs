@@ -7,51 +7,51 @@ use std::time::{Duration, Instant};
 use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_events::{DeviceRevocations, Event, Presence, Publisher, Recipient, Subscriber};
 use syncsphere_protocol::ws::OnlineDevice;
-use syncsphere_protocol::{ChangeEvent, ChangeKind};
+use syncsphere_protocol::{ChangeEvent, ChangeKind, Rev, Seq, UserId};
 use syncsphere_test_support::redis_url;
 use tokio::sync::mpsc;
 
 /// A user id no other run of these tests uses (they may share one Redis).
-fn fresh_user(name: &str) -> String {
+fn fresh_user(name: &str) -> UserId {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("events-test-{name}-{}-{nanos}", std::process::id())
+    format!("events-test-{name}-{}-{nanos}", std::process::id()).into()
 }
 
 /// One State instance as the bus sees it.
 #[derive(Default)]
 struct Instance {
-    delivered: Mutex<Vec<(String, Event)>>,
-    shown: Mutex<Vec<(String, Vec<OnlineDevice>)>>,
+    delivered: Mutex<Vec<(UserId, Event)>>,
+    shown: Mutex<Vec<(UserId, Vec<OnlineDevice>)>>,
     local: Mutex<Vec<OnlineDevice>>,
-    joins: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    joins: Mutex<Option<mpsc::UnboundedSender<UserId>>>,
 }
 
 impl Recipient for Instance {
-    fn deliver(&self, user_id: &str, event: Event) {
+    fn deliver(&self, user_id: &UserId, event: Event) {
         self.delivered
             .lock()
             .unwrap()
             .push((user_id.to_owned(), event));
     }
-    fn local_devices(&self, _user_id: &str) -> Vec<OnlineDevice> {
+    fn local_devices(&self, _user_id: &UserId) -> Vec<OnlineDevice> {
         self.local.lock().unwrap().clone()
     }
-    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+    fn show_presence(&self, user_id: &UserId, devices: Vec<OnlineDevice>) {
         self.shown
             .lock()
             .unwrap()
             .push((user_id.to_owned(), devices));
     }
-    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>) {
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<UserId>) {
         *self.joins.lock().unwrap() = Some(to);
     }
 }
 
 impl Instance {
-    fn delivered(&self) -> Vec<(String, Event)> {
+    fn delivered(&self) -> Vec<(UserId, Event)> {
         self.delivered.lock().unwrap().clone()
     }
 
@@ -81,12 +81,12 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 fn change(seq: i64) -> ChangeEvent {
     ChangeEvent {
-        seq,
-        file_id: format!("f{seq}"),
+        seq: Seq(seq),
+        file_id: format!("f{seq}").into(),
         event: ChangeKind::Created,
         path: format!("file {seq}.txt"),
         old_path: None,
-        rev: 1,
+        rev: Rev(1),
         size: 3,
         sha256: "ab".into(),
         origin_device: Some("dev-a".into()),
@@ -135,9 +135,24 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
     );
     // The revocation was recorded before it was announced.
     let revocations = RedisRevocations::connect(&url).await.unwrap();
-    assert!(revocations.is_revoked(&user, "dev-b").await.unwrap());
-    assert!(!revocations.is_revoked(&user, "dev-a").await.unwrap());
-    assert!(!revocations.is_revoked(&other, "dev-b").await.unwrap());
+    assert!(
+        revocations
+            .is_revoked(&user, &"dev-b".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !revocations
+            .is_revoked(&user, &"dev-a".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !revocations
+            .is_revoked(&other, &"dev-b".into())
+            .await
+            .unwrap()
+    );
 
     subscriber.release(&user);
     publisher.publish(&user, Event::Change(change(3)));

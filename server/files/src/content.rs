@@ -3,6 +3,7 @@
 //! requests and commit-time verification all read contents through [`Content`].
 
 use std::sync::Arc;
+use syncsphere_protocol::UserId;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -27,14 +28,14 @@ impl Content {
     pub async fn locate(
         store: &MetadataStore,
         blobs: &Arc<dyn BlobStore>,
-        user_id: &str,
+        user_id: &UserId,
         sha256: &str,
         size: i64,
     ) -> Result<Self, FilesError> {
         let chunks = match store.manifest(user_id, sha256).await? {
             Some(chunks) => chunks,
             None => vec![ChunkRef {
-                sha256: sha256.to_owned(),
+                sha256: sha256.to_owned().into(),
                 size,
             }],
         };
@@ -43,19 +44,19 @@ impl Content {
 
     pub fn of_chunks(
         blobs: &Arc<dyn BlobStore>,
-        user_id: &str,
+        user_id: &UserId,
         chunks: &[ChunkRef],
     ) -> Result<Self, FilesError> {
         let mut parts = Vec::with_capacity(chunks.len());
         let mut size = 0u64;
         for c in chunks.iter().filter(|c| c.size > 0) {
-            check_address(user_id, &c.sha256)?;
-            parts.push((c.sha256.clone(), c.size as u64));
+            check_address(user_id, &c.sha256.to_string())?;
+            parts.push((c.sha256.to_string(), c.size as u64));
             size += c.size as u64;
         }
         Ok(Content {
             blobs: blobs.clone(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.to_string(),
             parts,
             size,
         })
@@ -202,11 +203,11 @@ mod tests {
             let staged = staging.stage(body).await.unwrap();
             blobs.put("u1", &staged).await.unwrap();
             chunks.push(ChunkRef {
-                sha256: staged.sha256.clone(),
+                sha256: staged.sha256.clone().into(),
                 size: staged.size,
             });
         }
-        let content = Content::of_chunks(&blobs, "u1", &chunks).unwrap();
+        let content = Content::of_chunks(&blobs, &"u1".into(), &chunks).unwrap();
         assert_eq!(content.size, 10_000);
         assert_eq!(
             content.sha256().await.unwrap(),

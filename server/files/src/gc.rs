@@ -105,7 +105,7 @@ async fn chunks_of(
 ) -> Result<Vec<ChunkRef>, FilesError> {
     Ok(store.manifest(user_id, sha256).await?.unwrap_or_else(|| {
         vec![ChunkRef {
-            sha256: sha256.to_owned(),
+            sha256: sha256.to_owned().into(),
             size,
         }]
     }))
@@ -175,7 +175,7 @@ pub async fn collect(
     for k in &kept {
         live_manifests.insert((k.user_id.clone(), k.sha256.clone()));
         for c in chunks_of(store, &k.user_id, &k.sha256, k.size).await? {
-            live.insert((k.user_id.clone(), c.sha256));
+            live.insert((k.user_id.clone(), c.sha256.to_string()));
         }
     }
     // Manifests of contents no revision keeps, older than the grace period.
@@ -237,7 +237,7 @@ pub async fn check(
             ));
         }
         for c in chunks.iter().filter(|c| c.size > 0) {
-            match blobs.stat(&k.user_id, &c.sha256).await? {
+            match blobs.stat(&k.user_id, &c.sha256.to_string()).await? {
                 Some((len, _)) if len == c.size as u64 => {}
                 Some((len, _)) => report.problems.push((
                     k.user_id.clone(),

@@ -23,6 +23,8 @@ use syncsphere_protocol::{
     RevisionList, SINGLE_REQUEST_MAX, TrashList, UploadFrame, UploadQuery, UploadResult,
     UploadResults, Usage, normalize_path,
 };
+use syncsphere_protocol::{DeviceId, Seq};
+use syncsphere_protocol::{FileId, Rev};
 
 use crate::content::{Content, parse_range};
 
@@ -90,7 +92,7 @@ fn json<T: DeserializeOwned>(
 
 /// The device a request comes from: the optional `X-SyncSphere-Device` header (a short
 /// printable id), which must agree with the token's device when the token is device-bound.
-fn device(headers: &HeaderMap, user: &AuthUser) -> Result<Option<String>, FilesError> {
+fn device(headers: &HeaderMap, user: &AuthUser) -> Result<Option<DeviceId>, FilesError> {
     let Some(value) = headers.get(DEVICE_HEADER) else {
         return Ok(user.device_key.clone());
     };
@@ -107,7 +109,7 @@ fn device(headers: &HeaderMap, user: &AuthUser) -> Result<Option<String>, FilesE
             "the device header does not match the token's device".into(),
         ));
     }
-    Ok(Some(value.to_owned()))
+    Ok(Some(DeviceId::from(value)))
 }
 
 async fn upload(
@@ -119,7 +121,7 @@ async fn upload(
 ) -> Result<Json<FileMeta>, FilesError> {
     let q = query(q)?;
     let path = normalize_path(&q.path)?;
-    if q.parent_rev.is_some_and(|r| r < 1) {
+    if q.parent_rev.is_some_and(|r| r < Rev(1)) {
         return Err(FilesError::BadRequest(
             "parent_rev must be at least 1".into(),
         ));
@@ -197,12 +199,12 @@ async fn upload(
                 parent_rev: q.parent_rev,
                 size,
                 sha256: &sha256,
-                device: device.as_deref(),
+                device: device.as_ref(),
                 inline: small.as_deref(),
             },
         )
         .await?;
-    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, "committed");
+    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), "committed");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
@@ -213,7 +215,7 @@ const UPLOAD_HEADER_MAX: usize = 8 * 1024;
 /// One file of a batch upload, checked and ready to commit: inline, or staged for the store.
 struct Prepared {
     path: String,
-    parent_rev: Option<i64>,
+    parent_rev: Option<Rev>,
     size: i64,
     sha256: String,
     inline: Option<bytes::Bytes>,
@@ -300,7 +302,7 @@ async fn upload_files(
         let data = buf.split_to(size).freeze();
         let prepared = async {
             let path = normalize_path(&frame.path)?;
-            if frame.parent_rev.is_some_and(|r| r < 1) {
+            if frame.parent_rev.is_some_and(|r| r < Rev(1)) {
                 return Err(FilesError::BadRequest(
                     "parent_rev must be at least 1".into(),
                 ));
@@ -316,7 +318,7 @@ async fn upload_files(
                 Some(data)
             } else {
                 let piece = futures_util::stream::iter([Ok::<_, std::io::Error>(data)]);
-                staged.push((user.user_id.clone(), state.staging.stage(piece).await?));
+                staged.push((user.user_id.to_string(), state.staging.stage(piece).await?));
                 None
             };
             Ok(Prepared {
@@ -343,7 +345,7 @@ async fn upload_files(
     let commits: Vec<_> = files
         .into_iter()
         .map(|file| {
-            let (state, user, device) = (&state, &user, device.as_deref());
+            let (state, user, device) = (&state, &user, device.as_ref());
             async move {
                 let file = file?;
                 let (meta, change) = state
@@ -360,7 +362,7 @@ async fn upload_files(
                         },
                     )
                     .await?;
-                tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, "committed");
+                tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), "committed");
                 state.events.publish(&user.user_id, Event::Change(change));
                 Ok::<_, FilesError>(meta)
             }
@@ -413,14 +415,14 @@ async fn missing_chunks(
     let mut seen = std::collections::HashSet::new();
     let mut missing = Vec::new();
     for sha in req.chunks {
-        check_chunk_id(&sha)?;
+        check_chunk_id(&sha.to_string())?;
         if !seen.insert(sha.clone()) {
             continue;
         }
         // Asking about a chunk the server holds restarts its grace period: the client is
         // about to commit it.
-        state.pending.settled(&user.user_id, &sha).await;
-        if !state.blobs.touch(&user.user_id, &sha).await? {
+        state.pending.settled(&user.user_id, &sha.to_string()).await;
+        if !state.blobs.touch(&user.user_id, &sha.to_string()).await? {
             missing.push(sha);
         }
     }
@@ -470,7 +472,7 @@ async fn put_chunk(
     if let Some((content, offset)) = place {
         let (running, user_id) = (state.running.clone(), user.user_id.clone());
         let chunk = ChunkRef {
-            sha256: sha256.clone(),
+            sha256: sha256.clone().into(),
             size: staged.size,
         };
         tokio::task::spawn_blocking(move || {
@@ -479,7 +481,7 @@ async fn put_chunk(
         .await
         .map_err(|e| FilesError::Blob(std::io::Error::other(e)))?;
     }
-    state.pending.spawn(user.user_id.clone(), staged, slot);
+    state.pending.spawn(user.user_id.to_string(), staged, slot);
     Ok(axum::http::StatusCode::CREATED)
 }
 
@@ -521,12 +523,12 @@ async fn commit_chunks(
 ) -> Result<Json<FileMeta>, FilesError> {
     let req: CommitRequest = json(body)?;
     let path = normalize_path(&req.path)?;
-    if req.parent_rev.is_some_and(|r| r < 1) {
+    if req.parent_rev.is_some_and(|r| r < Rev(1)) {
         return Err(FilesError::BadRequest(
             "parent_rev must be at least 1".into(),
         ));
     }
-    check_chunk_id(&req.sha256)?;
+    check_chunk_id(&req.sha256.to_string())?;
     if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
         return Err(FilesError::TooLarge(format!(
             "at most {MAX_CHUNKS_PER_REQUEST} chunks per file"
@@ -534,7 +536,7 @@ async fn commit_chunks(
     }
     let mut total: i64 = 0;
     for c in &req.chunks {
-        check_chunk_id(&c.sha256)?;
+        check_chunk_id(&c.sha256.to_string())?;
         if c.size < 1 || c.size as u64 > MAX_CHUNK_SIZE {
             return Err(FilesError::BadRequest(format!(
                 "chunk {} has an invalid size {}",
@@ -560,9 +562,16 @@ async fn commit_chunks(
         if !seen.insert(&c.sha256) {
             continue;
         }
-        state.pending.settled(&user.user_id, &c.sha256).await;
-        if !state.blobs.touch(&user.user_id, &c.sha256).await? {
-            missing.push(c.sha256.clone());
+        state
+            .pending
+            .settled(&user.user_id, &c.sha256.to_string())
+            .await;
+        if !state
+            .blobs
+            .touch(&user.user_id, &c.sha256.to_string())
+            .await?
+        {
+            missing.push(c.sha256.to_string());
         }
     }
     if !missing.is_empty() {
@@ -574,7 +583,7 @@ async fn commit_chunks(
     // content back (which also checks the chunk sizes against the stored chunks).
     let running = state
         .running
-        .finish(&user.user_id, &req.sha256, &req.chunks);
+        .finish(&user.user_id, &req.sha256.to_string(), &req.chunks);
     let hashed_as_received = running.is_some();
     let actual = match running {
         Some(hash) => hash,
@@ -601,7 +610,12 @@ async fn commit_chunks(
     if !single_blob {
         state
             .store
-            .put_manifest(&user.user_id, &req.sha256, req.size, &req.chunks)
+            .put_manifest(
+                &user.user_id,
+                &req.sha256.to_string(),
+                req.size,
+                &req.chunks,
+            )
             .await?;
     }
     let (meta, change) = state
@@ -612,13 +626,13 @@ async fn commit_chunks(
                 path: &path,
                 parent_rev: req.parent_rev,
                 size: req.size,
-                sha256: &req.sha256,
-                device: device.as_deref(),
+                sha256: &req.sha256.to_string(),
+                device: device.as_ref(),
                 inline: None,
             },
         )
         .await?;
-    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev, seq = change.seq, chunks = req.chunks.len(), "committed chunks");
+    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), chunks = req.chunks.len(), "committed chunks");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
@@ -634,7 +648,7 @@ async fn usage(State(state): State<FilesState>, user: AuthUser) -> Result<Json<U
 async fn metadata(
     State(state): State<FilesState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
 ) -> Result<Json<FileMeta>, FilesError> {
     state
         .store
@@ -648,7 +662,7 @@ async fn metadata(
 async fn live_revision(
     state: &FilesState,
     user: &AuthUser,
-    file_id: &str,
+    file_id: &FileId,
     q: &DownloadQuery,
 ) -> Result<(i64, i64, String), FilesError> {
     Ok(match q.rev {
@@ -659,7 +673,7 @@ async fn live_revision(
                 .await?
                 .filter(|m| !m.deleted)
                 .ok_or(FilesError::NotFound)?;
-            (meta.rev, meta.size, meta.sha256)
+            (meta.rev.into(), meta.size, meta.sha256.to_string())
         }
         Some(rev) => {
             let r = state
@@ -668,7 +682,7 @@ async fn live_revision(
                 .await?
                 .filter(|r| !r.deleted)
                 .ok_or(FilesError::NotFound)?;
-            (r.rev, r.size, r.sha256)
+            (r.rev.into(), r.size, r.sha256.to_string())
         }
     })
 }
@@ -679,7 +693,7 @@ async fn live_revision(
 async fn chunks(
     State(state): State<FilesState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Json<ContentChunks>, FilesError> {
     let q = query(q)?;
@@ -691,14 +705,14 @@ async fn chunks(
     let chunks = match state.store.manifest(&user.user_id, &sha256).await? {
         Some(chunks) => chunks,
         None if size > 0 => vec![ChunkRef {
-            sha256: sha256.clone(),
+            sha256: sha256.clone().into(),
             size,
         }],
         None => Vec::new(),
     };
     Ok(Json(ContentChunks {
-        rev,
-        sha256,
+        rev: Rev(rev),
+        sha256: sha256.into(),
         size,
         chunks,
     }))
@@ -708,7 +722,7 @@ async fn chunks(
 async fn download(
     State(state): State<FilesState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     headers: HeaderMap,
     q: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, FilesError> {
@@ -775,7 +789,7 @@ async fn contents(
             "max_size must not be negative".into(),
         ));
     }
-    if let Some(w) = req.files.iter().find(|w| w.rev.is_some_and(|r| r < 1)) {
+    if let Some(w) = req.files.iter().find(|w| w.rev.is_some_and(|r| r < Rev(1))) {
         return Err(FilesError::BadRequest(format!(
             "{}: rev must be at least 1",
             w.file_id
@@ -814,7 +828,7 @@ async fn content_frame(
     };
     let refused = |file_id: String, error: &str| {
         let frame = ContentFrame {
-            file_id,
+            file_id: file_id.into(),
             rev: None,
             sha256: None,
             size: None,
@@ -825,14 +839,14 @@ async fn content_frame(
     let q = DownloadQuery { rev: wanted.rev };
     let (rev, size, sha256) = match live_revision(state, user, &wanted.file_id, &q).await {
         Ok(found) => found,
-        Err(FilesError::NotFound) => return refused(wanted.file_id, "not_found"),
+        Err(FilesError::NotFound) => return refused(wanted.file_id.to_string(), "not_found"),
         Err(e) => {
             return futures_util::stream::once(std::future::ready(Err(std::io::Error::other(e))))
                 .boxed();
         }
     };
     if size > max_size {
-        return refused(wanted.file_id, "too_large");
+        return refused(wanted.file_id.to_string(), "too_large");
     }
     let content = match Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size)
         .await
@@ -845,8 +859,8 @@ async fn content_frame(
     };
     let frame = ContentFrame {
         file_id: wanted.file_id,
-        rev: Some(rev),
-        sha256: Some(sha256),
+        rev: Some(Rev(rev)),
+        sha256: Some(sha256.into()),
         size: Some(content.size as i64),
         error: None,
     };
@@ -858,7 +872,7 @@ async fn content_frame(
 async fn revisions(
     State(state): State<FilesState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
 ) -> Result<Json<RevisionList>, FilesError> {
     let revisions = state
         .store
@@ -872,7 +886,7 @@ async fn restore(
     State(state): State<FilesState>,
     user: AuthUser,
     headers: HeaderMap,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let req: RestoreRequest = json(body)?;
@@ -901,10 +915,10 @@ async fn restore(
             &file_id,
             req.rev,
             req.parent_rev,
-            device.as_deref(),
+            device.as_ref(),
         )
         .await?;
-    tracing::info!(user = %user.user_id, path = %meta.path, from_rev = req.rev, rev = meta.rev, seq = change.seq, "restored");
+    tracing::info!(user = %user.user_id, path = %meta.path, from_rev = req.rev.get(), rev = meta.rev.get(), seq = change.seq.get(), "restored");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
@@ -922,16 +936,16 @@ async fn delete(
     State(state): State<FilesState>,
     user: AuthUser,
     headers: HeaderMap,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     q: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let q = query(q)?;
     let device = device(&headers, &user)?;
     let (meta, change) = state
         .store
-        .delete(&user.user_id, &file_id, q.parent_rev, device.as_deref())
+        .delete(&user.user_id, &file_id, q.parent_rev, device.as_ref())
         .await?;
-    tracing::info!(user = %user.user_id, path = %meta.path, seq = change.seq, "deleted");
+    tracing::info!(user = %user.user_id, path = %meta.path, seq = change.seq.get(), "deleted");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
@@ -940,7 +954,7 @@ async fn move_file(
     State(state): State<FilesState>,
     user: AuthUser,
     headers: HeaderMap,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<FileMeta>, FilesError> {
     let req: MoveRequest = json(body)?;
@@ -953,10 +967,10 @@ async fn move_file(
             &file_id,
             &new_path,
             req.parent_rev,
-            device.as_deref(),
+            device.as_ref(),
         )
         .await?;
-    tracing::info!(user = %user.user_id, from = ?change.old_path, to = %meta.path, seq = change.seq, "moved");
+    tracing::info!(user = %user.user_id, from = ?change.old_path, to = %meta.path, seq = change.seq.get(), "moved");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
 }
@@ -981,7 +995,7 @@ async fn changes(
     {
         tracing::warn!(error = %e, "recording when the device was last seen failed");
     }
-    if q.cursor < 0 {
+    if q.cursor < Seq(0) {
         return Err(FilesError::BadRequest("cursor must not be negative".into()));
     }
     let limit = q.limit.unwrap_or(crate::store::MAX_CHANGES_PAGE);

@@ -167,6 +167,7 @@ mod tests {
     use super::*;
     use crate::store::NewContent;
     use crate::{FilesError, MetadataStore};
+    use syncsphere_protocol::Rev;
 
     /// The migrations before keys were case-folded.
     const BEFORE: &str = "20261202000006";
@@ -237,7 +238,7 @@ mod tests {
     fn content(path: &str, parent_rev: Option<i64>) -> NewContent<'_> {
         NewContent {
             path,
-            parent_rev,
+            parent_rev: parent_rev.map(Rev),
             size: 1,
             sha256: "00",
             device: None,
@@ -290,7 +291,7 @@ mod tests {
 
         // Both of a pair are listed and updated by their exact names.
         let listed: Vec<String> = store
-            .list("u1")
+            .list(&"u1".into())
             .await
             .unwrap()
             .files
@@ -304,10 +305,10 @@ mod tests {
             ("STRASSE.txt", "f4"),
         ] {
             let (meta, _) = store
-                .commit_content("u1", content(path, Some(1)))
+                .commit_content(&"u1".into(), content(path, Some(1)))
                 .await
                 .unwrap();
-            assert_eq!((meta.file_id.as_str(), meta.rev), (id, 2), "{path}");
+            assert_eq!((meta.file_id.as_str(), meta.rev), (id, Rev(2)), "{path}");
         }
         // New names at their key, a third spelling, a move there, or a file where the re-keyed
         // folder is: refused.
@@ -318,24 +319,32 @@ mod tests {
             ("οδοσ", None),
             ("τελος.txt", None),
         ] {
-            let r = store.commit_content("u1", content(path, parent)).await;
+            let r = store
+                .commit_content(&"u1".into(), content(path, parent))
+                .await;
             assert!(
                 matches!(r, Err(FilesError::Conflict { .. })),
                 "{path}: {r:?}"
             );
         }
-        let r = store.move_file("u1", "f6", "ΟΔΟΣ.TXT", 1, None).await;
+        let r = store
+            .move_file(&"u1".into(), &"f6".into(), "ΟΔΟΣ.TXT", Rev(1), None)
+            .await;
         assert!(matches!(r, Err(FilesError::Conflict { .. })), "{r:?}");
         // The deleted file's name is taken by a live one: no undelete.
-        let r = store.restore("u1", "f7", 1, 1, None).await;
+        let r = store
+            .restore(&"u1".into(), &"f7".into(), Rev(1), Rev(1), None)
+            .await;
         assert!(matches!(r, Err(FilesError::Conflict { .. })), "{r:?}");
         // A twin that moves away takes an ordinary place; the name it left is still taken.
         let (moved, _) = store
-            .move_file("u1", "f2", "elsewhere.txt", 2, None)
+            .move_file(&"u1".into(), &"f2".into(), "elsewhere.txt", Rev(2), None)
             .await
             .unwrap();
         assert_eq!(moved.path, "elsewhere.txt");
-        let r = store.commit_content("u1", content("οδοσ.txt", None)).await;
+        let r = store
+            .commit_content(&"u1".into(), content("οδοσ.txt", None))
+            .await;
         assert!(matches!(r, Err(FilesError::Conflict { .. })), "{r:?}");
 
         let clashes = store.name_clashes().await.unwrap();
@@ -355,7 +364,9 @@ mod tests {
         );
         old_database(&url, "sqlite").await;
         let store = MetadataStore::new(Db::connect(&url).await.unwrap());
-        let r = store.commit_content("u2", content("ΟΔΟΣ.txt", None)).await;
+        let r = store
+            .commit_content(&"u2".into(), content("ΟΔΟΣ.txt", None))
+            .await;
         match r {
             Err(FilesError::Conflict { current, .. }) => {
                 assert_eq!(current.unwrap().file_id, "f9")

@@ -177,7 +177,7 @@ mod tests {
             .map(|&size| {
                 let bytes = &data[at..at + size];
                 let chunk = ChunkRef {
-                    sha256: hex::encode(Sha256::digest(bytes)),
+                    sha256: hex::encode(Sha256::digest(bytes)).into(),
                     size: size as i64,
                 };
                 // Two pieces, as staging hands them over.
@@ -244,7 +244,7 @@ mod tests {
         let running = RunningHashes::default();
         let big = (RUN_PARKED_MAX / 2 + 1) as usize;
         let chunk = |n: u8| ChunkRef {
-            sha256: format!("{n:064x}"),
+            sha256: format!("{n:064x}").into(),
             size: big as i64,
         };
         // Two early chunks past the budget (the one at offset 0 never comes first).

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{ContentHash, DeviceId, FileId, Rev, Seq};
+
 /// Header carrying the id of the device that makes a change, echoed as `origin_device` in the
 /// journal so the state service can skip that device when pushing.
 pub const DEVICE_HEADER: &str = "x-syncsphere-device";
@@ -34,13 +36,13 @@ pub const SINGLE_REQUEST_MAX: u64 = 1024 * 1024;
 /// Metadata of one file revision as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
-    pub file_id: String,
+    pub file_id: FileId,
     pub path: String,
     /// Revision number of this file, starting at 1 and increasing by one per commit.
-    pub rev: i64,
+    pub rev: Rev,
     pub size: i64,
     /// Lower-case hex SHA-256 of the content (empty for a deleted file).
-    pub sha256: String,
+    pub sha256: ContentHash,
     pub deleted: bool,
     pub modified_ms: i64,
 }
@@ -80,19 +82,19 @@ impl ChangeKind {
 /// the truth and pushes are only hints to read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeEvent {
-    pub seq: i64,
-    pub file_id: String,
+    pub seq: Seq,
+    pub file_id: FileId,
     pub event: ChangeKind,
     /// Path after the change (for `deleted`, the path the file had).
     pub path: String,
     /// Path before a `moved` change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_path: Option<String>,
-    pub rev: i64,
+    pub rev: Rev,
     pub size: i64,
-    pub sha256: String,
+    pub sha256: ContentHash,
     /// Device that made the change, if it said so.
-    pub origin_device: Option<String>,
+    pub origin_device: Option<DeviceId>,
     pub at_ms: i64,
 }
 
@@ -101,7 +103,7 @@ pub struct ChangeEvent {
 pub struct ChangesPage {
     pub changes: Vec<ChangeEvent>,
     /// Pass this back as `cursor` to continue; equals the request's cursor when empty.
-    pub cursor: i64,
+    pub cursor: Seq,
     pub has_more: bool,
 }
 
@@ -109,34 +111,33 @@ pub struct ChangesPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileList {
     pub files: Vec<FileMeta>,
-    pub cursor: i64,
+    pub cursor: Seq,
 }
 
 /// `POST /v1/files/{file_id}/move`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MoveRequest {
     pub new_path: String,
-    #[serde(deserialize_with = "integral::int")]
-    pub parent_rev: i64,
+    pub parent_rev: Rev,
 }
 
 /// One revision of a file, as `GET /v1/files/{file_id}/revisions` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revision {
-    pub rev: i64,
+    pub rev: Rev,
     pub path: String,
     pub size: i64,
     /// Empty for a revision that deleted the file.
-    pub sha256: String,
+    pub sha256: ContentHash,
     pub deleted: bool,
     pub modified_ms: i64,
-    pub origin_device: Option<String>,
+    pub origin_device: Option<DeviceId>,
 }
 
 /// `GET /v1/files/{file_id}/revisions`: newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevisionList {
-    pub file_id: String,
+    pub file_id: FileId,
     pub revisions: Vec<Revision>,
 }
 
@@ -144,10 +145,8 @@ pub struct RevisionList {
 /// revision on top of `parent_rev` (also undeletes a file in the trash).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreRequest {
-    #[serde(deserialize_with = "integral::int")]
-    pub rev: i64,
-    #[serde(deserialize_with = "integral::int")]
-    pub parent_rev: i64,
+    pub rev: Rev,
+    pub parent_rev: Rev,
 }
 
 /// `GET /v1/trash`: deleted files, most recently deleted first.
@@ -159,7 +158,7 @@ pub struct TrashList {
 /// One chunk of a chunked content, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    pub sha256: String,
+    pub sha256: ContentHash,
     #[serde(deserialize_with = "integral::int")]
     pub size: i64,
 }
@@ -170,8 +169,8 @@ pub struct ChunkRef {
 /// request is one chunk (its own hash); an empty one has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentChunks {
-    pub rev: i64,
-    pub sha256: String,
+    pub rev: Rev,
+    pub sha256: ContentHash,
     pub size: i64,
     pub chunks: Vec<ChunkRef>,
 }
@@ -194,13 +193,9 @@ pub struct ContentsRequest {
 /// One file of a [`ContentsRequest`]: its current content, or revision `rev`'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentWanted {
-    pub file_id: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "integral::optional"
-    )]
-    pub rev: Option<i64>,
+    pub file_id: FileId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<Rev>,
 }
 
 /// Most files one [`ContentsRequest`] may name.
@@ -216,11 +211,11 @@ pub const CONTENTS_MAX_SIZE: i64 = 4 << 20;
 /// `max_size` or [`CONTENTS_MAX_SIZE`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentFrame {
-    pub file_id: String,
+    pub file_id: FileId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<i64>,
+    pub rev: Option<Rev>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<ContentHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,15 +230,11 @@ pub struct ContentFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadFrame {
     pub path: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "integral::optional"
-    )]
-    pub parent_rev: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_rev: Option<Rev>,
     #[serde(deserialize_with = "integral::int")]
     pub size: i64,
-    pub sha256: String,
+    pub sha256: ContentHash,
 }
 
 /// Answer to `POST /v1/files/upload`: one result per file, in request order.
@@ -265,13 +256,13 @@ pub struct UploadResult {
 /// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MissingChunksRequest {
-    pub chunks: Vec<String>,
+    pub chunks: Vec<ContentHash>,
 }
 
 /// Answer to `POST /v1/chunks/missing`: the subset to upload, in request order, no duplicates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingChunks {
-    pub missing: Vec<String>,
+    pub missing: Vec<ContentHash>,
 }
 
 /// `POST /v1/files/commit`: create or replace the file at `path` with the content made of
@@ -280,17 +271,17 @@ pub struct MissingChunks {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitRequest {
     pub path: String,
-    #[serde(default, deserialize_with = "integral::optional")]
-    pub parent_rev: Option<i64>,
+    #[serde(default)]
+    pub parent_rev: Option<Rev>,
     #[serde(deserialize_with = "integral::int")]
     pub size: i64,
-    pub sha256: String,
+    pub sha256: ContentHash,
     pub chunks: Vec<ChunkRef>,
 }
 
 /// Integers of request bodies as JSON Schema (and so the OpenAPI document) means them: any
 /// number without a fraction, so `1.0` is the integer 1 as much as `1` is.
-mod integral {
+pub(crate) mod integral {
     use std::fmt;
 
     use serde::de::{Deserializer, Error, Unexpected, Visitor};
@@ -323,11 +314,13 @@ mod integral {
         }
     }
 
-    pub(super) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(Integral)
+    /// `deserialize_i64`, not `_any`: JSON hands any number to the visitor (so `1.0` comes as
+    /// a float), a query string its digits parsed as an integer, and a JSON string is refused.
+    pub(crate) fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_i64(Integral)
     }
 
-    pub(super) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         #[derive(serde::Deserialize)]
         struct Int(#[serde(deserialize_with = "int")] i64);
         let value: Option<Int> = serde::Deserialize::deserialize(d)?;
@@ -384,7 +377,7 @@ mod tests {
         let check = |json: &str, expected: Option<(i64, i64)>| {
             let parsed = serde_json::from_str::<RestoreRequest>(json)
                 .ok()
-                .map(|r| (r.rev, r.parent_rev));
+                .map(|r| (r.rev.get(), r.parent_rev.get()));
             assert_eq!(parsed, expected, "{json}");
         };
         check(r#"{"rev": 1, "parent_rev": 2}"#, Some((1, 2)));
@@ -401,7 +394,7 @@ mod tests {
         let c = commit(&format!(r#"{{{base}, "size": 3, "parent_rev": null}}"#)).unwrap();
         assert_eq!(c.parent_rev, None);
         let c = commit(&format!(r#"{{{base}, "size": 3, "parent_rev": 4.0}}"#)).unwrap();
-        assert_eq!(c.parent_rev, Some(4));
+        assert_eq!(c.parent_rev, Some(Rev(4)));
         assert!(commit(&format!(r#"{{{base}, "size": 3, "parent_rev": 4.5}}"#)).is_none());
     }
 }
@@ -416,7 +409,7 @@ pub struct Usage {
 /// One device of the user, in `GET /v1/devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Human-readable name ("Anna's laptop"), as the device registered it.
     pub name: Option<String>,
     /// Operating system or client kind ("linux", "windows", "macos", "cli", …).

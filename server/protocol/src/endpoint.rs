@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ChangesPage, CommitRequest, ContentChunks, ContentsRequest, DeviceList, FileList, FileMeta,
-    MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList, ServerConfig,
-    TrashList, UploadResults, Usage,
+    MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest, Rev, RevisionList, Seq,
+    ServerConfig, TrashList, UploadResults, Usage,
 };
 
 /// HTTP method of an endpoint (plain data: the server and client map it to their types).
@@ -121,20 +121,20 @@ pub fn fill(template: &str, params: &[&str]) -> String {
 pub struct UploadQuery {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_rev: Option<i64>,
+    pub parent_rev: Option<Rev>,
 }
 
 /// Query of `GET /v1/files/{file_id}/content`: an older revision's content.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DownloadQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<i64>,
+    pub rev: Option<Rev>,
 }
 
 /// Query of `DELETE /v1/files/{file_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteQuery {
-    pub parent_rev: i64,
+    pub parent_rev: Rev,
 }
 
 /// Query of `GET /v1/changes`.
@@ -142,7 +142,7 @@ pub struct DeleteQuery {
 pub struct ChangesQuery {
     /// Last seq already applied (0 = from the start).
     #[serde(default)]
-    pub cursor: i64,
+    pub cursor: Seq,
     /// Page size, clamped by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,

@@ -7,10 +7,14 @@
 pub mod api;
 pub mod endpoint;
 pub mod error;
+mod hash;
+mod ids;
 pub mod path;
 pub mod ws;
 
 pub use api::*;
 pub use endpoint::{ChangesQuery, DeleteQuery, DownloadQuery, Endpoint, UploadQuery};
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use hash::ContentHash;
+pub use ids::{DeviceId, FileId, Rev, Seq, UserId};
 pub use path::{PathError, normalize_path, path_key};

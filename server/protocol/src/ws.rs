@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::ChangeEvent;
+use crate::{DeviceId, Seq};
 
 /// Close code sent when a connection fell behind — its outbound queue overflowed, or a write
 /// to it did not finish within 10 s because it stopped reading — after a `resync` message
@@ -36,8 +37,8 @@ pub enum ClientMessage {
     Auth { token: String },
     /// First message on every authenticated connection.
     Hello {
-        device_id: String,
-        cursor: i64,
+        device_id: DeviceId,
+        cursor: Seq,
         /// Human-readable name shown to the user's other devices in `presence`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         device_name: Option<String>,
@@ -47,7 +48,7 @@ pub enum ClientMessage {
 /// One online device in a `presence` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineDevice {
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub device_name: Option<String>,
     /// Open connections of this device (usually 1).
     pub connections: u32,
@@ -59,7 +60,7 @@ pub struct OnlineDevice {
 pub enum ServerMessage {
     /// Answer to `hello`: the connection is registered and will receive pushes from now on.
     Welcome {
-        device_id: String,
+        device_id: DeviceId,
         connection_id: String,
     },
     /// A committed change made by another device of the same user.
@@ -81,12 +82,12 @@ mod tests {
     #[test]
     fn change_push_has_the_documented_flat_shape() {
         let msg = ServerMessage::Change(ChangeEvent {
-            seq: 7,
+            seq: crate::Seq(7),
             file_id: "f1".into(),
             event: ChangeKind::Updated,
             path: "a.txt".into(),
             old_path: None,
-            rev: 2,
+            rev: crate::Rev(2),
             size: 3,
             sha256: "ab".into(),
             origin_device: Some("dev-a".into()),
@@ -112,7 +113,7 @@ mod tests {
             m,
             ClientMessage::Hello {
                 device_id: "d".into(),
-                cursor: 12,
+                cursor: crate::Seq(12),
                 device_name: None,
             }
         );

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+use syncsphere_protocol::UserId;
 
 use syncsphere_events::{Event, Recipient};
 use syncsphere_protocol::ChangeEvent;
@@ -59,7 +60,7 @@ pub struct PushHub {
     max_per_user: usize,
     /// Set when presence spans several instances (Redis): joins and leaves are reported here
     /// instead of being broadcast from this hub's local view.
-    presence_listener: OnceLock<mpsc::UnboundedSender<String>>,
+    presence_listener: OnceLock<mpsc::UnboundedSender<UserId>>,
     pub metrics: PushMetrics,
 }
 
@@ -89,7 +90,7 @@ impl PushHub {
     fn presence_changed(&self, user_id: &str, conns: &mut Vec<Conn>) {
         match self.presence_listener.get() {
             Some(listener) => {
-                let _ = listener.send(user_id.to_owned());
+                let _ = listener.send(user_id.to_owned().into());
             }
             None => {
                 let devices = online_devices(conns);
@@ -281,7 +282,7 @@ fn online_devices(conns: &[Conn]) -> Vec<OnlineDevice> {
         devices
             .entry(&c.device_id)
             .or_insert_with(|| OnlineDevice {
-                device_id: c.device_id.clone(),
+                device_id: c.device_id.clone().into(),
                 device_name: c.device_name.clone(),
                 connections: 0,
             })
@@ -293,7 +294,7 @@ fn online_devices(conns: &[Conn]) -> Vec<OnlineDevice> {
 /// The hub is where the bus delivers: a change is pushed to the user's other devices, a
 /// revocation closes the device's connections, a presence change is shown from this hub's view.
 impl Recipient for PushHub {
-    fn deliver(&self, user_id: &str, event: Event) {
+    fn deliver(&self, user_id: &UserId, event: Event) {
         match event {
             Event::Change(change) => self.push_change(user_id, change),
             Event::DeviceRevoked { device_id } => {
@@ -303,15 +304,15 @@ impl Recipient for PushHub {
         }
     }
 
-    fn local_devices(&self, user_id: &str) -> Vec<OnlineDevice> {
+    fn local_devices(&self, user_id: &UserId) -> Vec<OnlineDevice> {
         PushHub::local_devices(self, user_id)
     }
 
-    fn show_presence(&self, user_id: &str, devices: Vec<OnlineDevice>) {
+    fn show_presence(&self, user_id: &UserId, devices: Vec<OnlineDevice>) {
         self.send_presence(user_id, devices);
     }
 
-    fn report_presence_changes(&self, to: mpsc::UnboundedSender<String>) {
+    fn report_presence_changes(&self, to: mpsc::UnboundedSender<UserId>) {
         let _ = self.presence_listener.set(to);
     }
 }
@@ -320,17 +321,19 @@ impl Recipient for PushHub {
 mod tests {
     use super::*;
     use syncsphere_protocol::ChangeKind;
+    use syncsphere_protocol::DeviceId;
+    use syncsphere_protocol::{Rev, Seq};
 
     fn change(seq: i64, origin: &str) -> ChangeEvent {
         ChangeEvent {
-            seq,
+            seq: Seq(seq),
             file_id: "f".into(),
             event: ChangeKind::Created,
             path: "a".into(),
             old_path: None,
-            rev: 1,
+            rev: Rev(1),
             size: 0,
-            sha256: String::new(),
+            sha256: String::new().into(),
             origin_device: Some(origin.into()),
             at_ms: 0,
         }
@@ -353,7 +356,7 @@ mod tests {
         let mut a = hub.register("u1", "dev-a", None).unwrap();
         let mut b = hub.register("u1", "dev-b", None).unwrap();
         let mut other_user = hub.register("u2", "dev-c", None).unwrap();
-        hub.deliver("u1", Event::Change(change(1, "dev-a")));
+        hub.deliver(&"u1".into(), Event::Change(change(1, "dev-a")));
         assert!(
             changes(&mut a).is_empty(),
             "origin device must not get its own change"
@@ -371,7 +374,7 @@ mod tests {
         let slow = hub.register("u1", "slow", None).unwrap();
         let mut fast = hub.register("u1", "fast", None).unwrap();
         for seq in 0..QUEUE_CAPACITY as i64 + 1 {
-            hub.deliver("u1", Event::Change(change(seq, "elsewhere")));
+            hub.deliver(&"u1".into(), Event::Change(change(seq, "elsewhere")));
             drain(&mut fast);
         }
         assert_eq!(slow.ended.load(Ordering::Relaxed), ENDED_OVERFLOW);
@@ -390,7 +393,7 @@ mod tests {
         let mut a = hub.register("u1", "dev-a", Some("laptop".into())).unwrap();
         let b = hub.register("u1", "dev-b", Some("desktop".into())).unwrap();
         let _b2 = hub.register("u1", "dev-b", Some("desktop".into())).unwrap();
-        let online = |msgs: Vec<ServerMessage>| -> Vec<Vec<(String, u32)>> {
+        let online = |msgs: Vec<ServerMessage>| -> Vec<Vec<(DeviceId, u32)>> {
             msgs.into_iter()
                 .filter_map(|m| match m {
                     ServerMessage::Presence { devices } => Some(
@@ -407,15 +410,15 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                vec![("dev-a".to_owned(), 1)],
-                vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 1)],
-                vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 2)],
+                vec![("dev-a".into(), 1)],
+                vec![("dev-a".into(), 1), ("dev-b".into(), 1)],
+                vec![("dev-a".into(), 1), ("dev-b".into(), 2)],
             ]
         );
         hub.unregister("u1", b.id);
         assert_eq!(
             online(drain(&mut a)),
-            vec![vec![("dev-a".to_owned(), 1), ("dev-b".to_owned(), 1)]]
+            vec![vec![("dev-a".into(), 1), ("dev-b".into(), 1)]]
         );
     }
 

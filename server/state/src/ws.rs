@@ -187,7 +187,7 @@ async fn run(mut socket: Socket, user: Option<AuthUser>, state: StateService) {
     // The span must be attached to the future, not entered across `.await`s: an entered guard
     // would leak into whatever else runs on this worker thread (other connections' logs).
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
-    serve(socket, user, device_id, device_name, state)
+    serve(socket, user, device_id.to_string(), device_name, state)
         .instrument(span)
         .await;
 }
@@ -257,7 +257,7 @@ async fn serve(
     let mut shutdown = state.hub.shutdown_signal();
     let metrics = &state.hub.metrics;
     let welcome = ServerMessage::Welcome {
-        device_id: device_id.clone(),
+        device_id: device_id.clone().into(),
         connection_id: reg.id.to_string(),
     };
     let ending = match socket.send(&welcome).await {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use syncsphere_protocol::{Rev, Seq};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -112,7 +113,7 @@ impl Server {
     /// holds — and waits until a write times out.
     async fn push_until_a_write_times_out(&self) {
         for seq in 0..200 {
-            self.hub.deliver(USER, Event::Change(change(seq)));
+            self.hub.deliver(&USER.into(), Event::Change(change(seq)));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.hub.metrics.write_timeouts.get() == 0 {
@@ -143,14 +144,14 @@ impl Server {
 
 fn change(seq: i64) -> ChangeEvent {
     ChangeEvent {
-        seq,
-        file_id: format!("f{seq}"),
+        seq: Seq(seq),
+        file_id: format!("f{seq}").into(),
         event: ChangeKind::Created,
         path: "p".repeat(64 * 1024),
         old_path: None,
-        rev: 1,
+        rev: Rev(1),
         size: 0,
-        sha256: String::new(),
+        sha256: String::new().into(),
         origin_device: Some("elsewhere".into()),
         at_ms: 0,
     }

@@ -28,7 +28,7 @@ impl From<Device> for DeviceDto {
     fn from(d: Device) -> Self {
         DeviceDto {
             name: d.name.unwrap_or_else(|| "Unnamed device".to_owned()),
-            device_id: d.device_id,
+            device_id: d.device_id.into_string(),
             platform: d.platform,
             last_seen_ms: d.last_seen_ms,
             online: d.online,
@@ -51,9 +51,9 @@ pub(crate) struct FileDto {
 impl From<FileMeta> for FileDto {
     fn from(f: FileMeta) -> Self {
         FileDto {
-            file_id: f.file_id,
+            file_id: f.file_id.into_string(),
             path: f.path,
-            rev: f.rev,
+            rev: f.rev.into(),
             size: f.size,
             deleted: f.deleted,
             modified_ms: f.modified_ms,
@@ -76,12 +76,12 @@ pub(crate) struct RevisionDto {
 impl From<Revision> for RevisionDto {
     fn from(r: Revision) -> Self {
         RevisionDto {
-            rev: r.rev,
+            rev: r.rev.into(),
             path: r.path,
             size: r.size,
             deleted: r.deleted,
             modified_ms: r.modified_ms,
-            origin_device: r.origin_device,
+            origin_device: r.origin_device.map(String::from),
         }
     }
 }
@@ -188,14 +188,15 @@ pub(crate) async fn undelete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncsphere_sync_client::Rev;
 
     fn file(path: &str) -> FileMeta {
         FileMeta {
             file_id: path.into(),
             path: path.into(),
-            rev: 1,
+            rev: Rev(1),
             size: 0,
-            sha256: String::new(),
+            sha256: String::new().into(),
             deleted: false,
             modified_ms: 0,
         }

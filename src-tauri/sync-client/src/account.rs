@@ -9,6 +9,7 @@
 //! like any edit (hash-checked download, never a byte lost locally).
 
 use std::path::Path;
+use syncsphere_protocol::Rev;
 
 use syncsphere_protocol::endpoint::{
     GetFile, ListFiles, ListRevisions, ListTrash, RestoreRevision,
@@ -92,7 +93,7 @@ pub async fn restore_revision(
     let session = Session::open(config_dir).await?;
     let current = session.api.fetch::<GetFile>(&[file_id]).await?;
     let meta = session.restore(&current, rev).await?;
-    tracing::info!(file_id, path = %meta.path, from_rev = rev, rev = meta.rev, "restored a revision");
+    tracing::info!(file_id, path = %meta.path, from_rev = rev, rev = meta.rev.get(), "restored a revision");
     Ok(meta)
 }
 
@@ -127,8 +128,8 @@ pub async fn undelete(config_dir: &Path, file_id: &str) -> Result<FileMeta, Sync
             code: ErrorCode::NotFound,
             message: format!("'{}' has no content left to bring back", current.path),
         })?;
-    let meta = session.restore(&current, last_content.rev).await?;
-    tracing::info!(file_id, path = %meta.path, rev = meta.rev, "undeleted");
+    let meta = session.restore(&current, last_content.rev.into()).await?;
+    tracing::info!(file_id, path = %meta.path, rev = meta.rev.get(), "undeleted");
     Ok(meta)
 }
 
@@ -154,7 +155,7 @@ impl Session {
     /// (another file took the name, or the file changed meanwhile): the user decides again.
     async fn restore(&self, current: &FileMeta, rev: i64) -> Result<FileMeta, SyncError> {
         let body = RestoreRequest {
-            rev,
+            rev: Rev(rev),
             parent_rev: current.rev,
         };
         self.api
@@ -171,9 +172,9 @@ mod tests {
         FileMeta {
             file_id: file_id.into(),
             path: path.into(),
-            rev: 1,
+            rev: Rev(1),
             size: 0,
-            sha256: String::new(),
+            sha256: String::new().into(),
             deleted: false,
             modified_ms: 0,
         }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use syncsphere_protocol::{ContentHash, Rev, Seq};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -318,7 +319,7 @@ impl Api {
 
     pub(crate) async fn changes(&self, cursor: i64) -> Result<ChangesPage, SyncError> {
         let query = ChangesQuery {
-            cursor,
+            cursor: Seq(cursor),
             limit: None,
         };
         self.fetch_with::<endpoint::ListChanges>(&[], &query).await
@@ -356,7 +357,7 @@ impl Api {
         self.up.consume(bytes.len() as u64).await;
         let query = UploadQuery {
             path: path.to_owned(),
-            parent_rev,
+            parent_rev: parent_rev.map(Rev),
         };
         let req = self.request::<endpoint::UploadFile>(&[]).query(&query);
         let meta: FileMeta = self.json(req.body(bytes)).await?;
@@ -407,9 +408,9 @@ impl Api {
                 Ok(Some(bytes)) => {
                     let frame = UploadFrame {
                         path: f.path.to_owned(),
-                        parent_rev: f.parent_rev,
+                        parent_rev: f.parent_rev.map(Rev),
                         size: bytes.len() as i64,
-                        sha256: f.expected.to_owned(),
+                        sha256: f.expected.to_owned().into(),
                     };
                     serde_json::to_writer(&mut body, &frame).expect("a header is JSON");
                     body.push(b'\n');
@@ -495,9 +496,9 @@ impl Api {
             // settles.
             let commit = CommitRequest {
                 path: path.to_owned(),
-                parent_rev,
+                parent_rev: parent_rev.map(Rev),
                 size: chunked.size as i64,
-                sha256: expected.to_owned(),
+                sha256: expected.to_owned().into(),
                 chunks: chunked.refs(),
             };
             match self.submit::<endpoint::CommitChunks>(&[], &commit).await {
@@ -627,15 +628,18 @@ impl Api {
             return Ok(chunks);
         }
         let req = MissingChunksRequest {
-            chunks: chunks.iter().map(|(c, _)| c.sha256.clone()).collect(),
+            chunks: chunks
+                .iter()
+                .map(|(c, _)| c.sha256.as_str().into())
+                .collect(),
         };
         let page: MissingChunks = self
             .submit::<endpoint::FindMissingChunks>(&[], &req)
             .await?;
-        let missing: HashSet<String> = page.missing.into_iter().collect();
+        let missing: HashSet<ContentHash> = page.missing.into_iter().collect();
         let (todo, held): (Vec<_>, Vec<_>) = chunks
             .into_iter()
-            .partition(|(c, _)| missing.contains(&c.sha256));
+            .partition(|(c, _)| missing.contains(&ContentHash::from(c.sha256.as_str())));
         progress.add(held.iter().map(|(c, _)| u64::from(c.size)).sum());
         Ok(todo)
     }
@@ -776,7 +780,7 @@ impl Api {
             files: wanted
                 .iter()
                 .map(|w| ContentWanted {
-                    file_id: w.file_id.to_owned(),
+                    file_id: w.file_id.to_owned().into(),
                     rev: None,
                 })
                 .collect(),
@@ -865,7 +869,7 @@ impl Api {
                     } else {
                         ready_bytes += data.len();
                         let dest = wanted[next].dest.to_owned();
-                        ready.push((next, dest, data, frame.rev.unwrap_or_default(), sha));
+                        ready.push((next, dest, data, frame.rev.unwrap_or_default().get(), sha));
                     }
                     next += 1;
                     continue;
@@ -994,7 +998,7 @@ impl Api {
         if listed.chunks.len() < 2 {
             return Ok(None);
         }
-        let wanted: HashSet<String> = listed.chunks.iter().map(|c| c.sha256.clone()).collect();
+        let wanted: HashSet<String> = listed.chunks.iter().map(|c| c.sha256.to_string()).collect();
         let owned = seeds.clone();
         let held = tokio::task::spawn_blocking(move || delta::index_seeds(&owned, &wanted))
             .await
@@ -1087,11 +1091,13 @@ impl Api {
             let _ = tokio::fs::remove_file(dest).await;
             return Ok(None);
         }
-        Ok(Some((listed.rev, sha)))
+        Ok(Some((listed.rev.into(), sha)))
     }
 
     pub(crate) async fn delete(&self, file_id: &str, rev: i64) -> Result<FileMeta, SyncError> {
-        let query = DeleteQuery { parent_rev: rev };
+        let query = DeleteQuery {
+            parent_rev: Rev(rev),
+        };
         self.fetch_with::<endpoint::DeleteFile>(&[file_id], &query)
             .await
     }
@@ -1104,7 +1110,7 @@ impl Api {
     ) -> Result<FileMeta, SyncError> {
         let body = MoveRequest {
             new_path: new_path.to_owned(),
-            parent_rev: rev,
+            parent_rev: Rev(rev),
         };
         self.submit::<endpoint::MoveFile>(&[file_id], &body).await
     }
@@ -1157,7 +1163,7 @@ mod tests {
         new.extend_from_slice(&old);
         // Also changed in the middle: two stretches to fetch, the rest copied.
         new[3 * 1024 * 1024] ^= 0xff;
-        let second = put(api, dir.path(), "big.bin", Some(first.rev), &new).await;
+        let second = put(api, dir.path(), "big.bin", Some(first.rev.into()), &new).await;
 
         let seed = dir.path().join("old version");
         std::fs::write(&seed, &old).unwrap();
@@ -1166,7 +1172,7 @@ mod tests {
             get(api, &second.file_id, &dest, std::slice::from_ref(&seed)).await;
         assert_eq!(
             (rev, got_sha.as_str()),
-            (second.rev, second.sha256.as_str())
+            (second.rev.get(), second.sha256.to_string().as_str())
         );
         assert!(
             std::fs::read(&dest).unwrap() == new,
@@ -1198,7 +1204,7 @@ mod tests {
         let held: delta::Held = listed
             .chunks
             .iter()
-            .map(|c| (c.sha256.clone(), (0, 0)))
+            .map(|c| (c.sha256.to_string(), (0, 0)))
             .collect();
         let lying = delta::pieces(&listed.chunks, &held);
         let t = Transfers::default();
@@ -1250,7 +1256,7 @@ mod tests {
         let empty = put(api, dir.path(), "empty", None, b"").await;
         files.push((empty, Vec::new()));
         let gone = put(api, dir.path(), "gone.txt", None, b"soon deleted").await;
-        api.delete(&gone.file_id, gone.rev).await.unwrap();
+        api.delete(&gone.file_id, gone.rev.into()).await.unwrap();
 
         let dests: Vec<PathBuf> = (0..=files.len())
             .map(|i| dir.path().join(format!("d{i}")))
@@ -1262,20 +1268,23 @@ mod tests {
             .iter()
             .map(|_| t.start("x", Direction::Download, 0))
             .collect();
+        let hashes: Vec<String> = files.iter().map(|(m, _)| m.sha256.to_string()).collect();
+        let gone_sha = gone.sha256.to_string();
         let mut wanted: Vec<Wanted> = files
             .iter()
+            .zip(&hashes)
             .zip(&dests)
             .zip(&active)
-            .map(|(((meta, _), dest), a)| Wanted {
+            .map(|((((meta, _), sha), dest), a)| Wanted {
                 file_id: &meta.file_id,
-                sha256: &meta.sha256,
+                sha256: sha,
                 dest,
                 progress: &a.transfer,
             })
             .collect();
         wanted.push(Wanted {
             file_id: &gone.file_id,
-            sha256: &gone.sha256,
+            sha256: &gone_sha,
             dest: dests.last().unwrap(),
             progress: &active.last().unwrap().transfer,
         });
@@ -1284,7 +1293,12 @@ mod tests {
         assert_eq!(got.len(), wanted.len());
         for (((meta, data), dest), result) in files.iter().zip(&dests).zip(&got) {
             let (rev, sha) = result.as_ref().expect("downloaded");
-            assert_eq!((*rev, sha), (meta.rev, &meta.sha256), "{}", meta.path);
+            assert_eq!(
+                (*rev, sha),
+                (meta.rev.get(), &meta.sha256.to_string()),
+                "{}",
+                meta.path
+            );
             assert!(
                 std::fs::read(dest).unwrap() == *data,
                 "{} written",
@@ -1320,7 +1334,11 @@ mod tests {
         let contents: Vec<(&str, Option<i64>, Vec<u8>)> = vec![
             ("one.txt", None, b"first".to_vec()),
             ("two.txt", None, b"second".to_vec()),
-            ("old.txt", Some(old.rev), b"old content, edited".to_vec()),
+            (
+                "old.txt",
+                Some(old.rev.into()),
+                b"old content, edited".to_vec(),
+            ),
             ("stale.txt", None, b"x".to_vec()),
             ("busy.txt", None, b"as hashed".to_vec()),
             ("large.bin", None, large.clone()),
@@ -1363,7 +1381,10 @@ mod tests {
                 (4, Err(SyncError::Busy(p))) => assert_eq!(p, path),
                 (3 | 4, other) => panic!("{path}: {other:?}"),
                 (_, Ok(meta)) => {
-                    assert_eq!((meta.path.as_str(), &meta.sha256), (*path, &sha(data)));
+                    assert_eq!(
+                        (meta.path.as_str(), meta.sha256.to_string()),
+                        (*path, sha(data))
+                    );
                     let dest = dir.path().join(format!("back{i}"));
                     get(api, &meta.file_id, &dest, &[]).await;
                     assert!(std::fs::read(&dest).unwrap() == *data, "{path} reads back");

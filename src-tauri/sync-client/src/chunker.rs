@@ -31,7 +31,7 @@ impl ChunkedFile {
         self.chunks
             .iter()
             .map(|c| ChunkRef {
-                sha256: c.sha256.clone(),
+                sha256: c.sha256.clone().into(),
                 size: i64::from(c.size),
             })
             .collect()

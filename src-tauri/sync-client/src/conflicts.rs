@@ -271,6 +271,7 @@ fn prune_empty_parents(folder: &Path, file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use syncsphere_protocol::Rev;
 
     fn check_parse(name: &str, expected: Option<(&str, &str, &str)>) {
         let got = parse_copy_name(name);
@@ -315,11 +316,11 @@ mod tests {
             .unwrap();
         for (i, (rel, body)) in on_server.iter().enumerate() {
             let meta = syncsphere_protocol::FileMeta {
-                file_id: format!("id{i}"),
+                file_id: format!("id{i}").into(),
                 path: (*rel).into(),
-                rev: 1,
+                rev: Rev(1),
                 size: body.len() as i64,
-                sha256: hex::encode(Sha256::digest(body.as_bytes())),
+                sha256: hex::encode(Sha256::digest(body.as_bytes())).into(),
                 deleted: false,
                 modified_ms: 0,
             };

@@ -41,7 +41,7 @@ pub(crate) fn pieces(chunks: &[ChunkRef], held: &Held) -> Vec<Piece> {
     let mut offset = 0u64;
     for c in chunks.iter().filter(|c| c.size > 0) {
         let len = c.size as u64;
-        let next = match held.get(&c.sha256) {
+        let next = match held.get(c.sha256.to_string().as_str()) {
             Some(&(seed, from)) => Piece::Local { seed, from, len },
             None => Piece::Remote { start: offset, len },
         };
@@ -113,7 +113,7 @@ mod tests {
 
     fn chunk(name: &str, size: i64) -> ChunkRef {
         ChunkRef {
-            sha256: name.to_owned(),
+            sha256: name.to_owned().into(),
             size,
         }
     }

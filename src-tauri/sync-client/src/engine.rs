@@ -203,9 +203,9 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> SyncError {
 
 fn synced_of(meta: &FileMeta) -> SyncedFile {
     SyncedFile {
-        file_id: meta.file_id.clone(),
-        rev: meta.rev,
-        sha256: meta.sha256.as_str().into(),
+        file_id: meta.file_id.to_string(),
+        rev: meta.rev.into(),
+        sha256: meta.sha256.clone(),
     }
 }
 
@@ -332,8 +332,10 @@ impl Engine {
                 break;
             }
             fresh += page.changes.len();
-            self.index.apply_changes(&page.changes, page.cursor).await?;
-            cursor = page.cursor;
+            self.index
+                .apply_changes(&page.changes, page.cursor.into())
+                .await?;
+            cursor = page.cursor.into();
             if !page.has_more {
                 break;
             }

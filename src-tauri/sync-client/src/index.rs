@@ -297,10 +297,10 @@ impl Index {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for meta in remote {
             sqlx::query(UPSERT_REMOTE)
-                .bind(&meta.file_id)
+                .bind(&*meta.file_id)
                 .bind(&meta.path)
-                .bind(meta.rev)
-                .bind(&meta.sha256)
+                .bind(meta.rev.get())
+                .bind(meta.sha256.to_string())
                 .bind(i64::from(meta.deleted))
                 .execute(&mut *tx)
                 .await
@@ -326,8 +326,8 @@ impl Index {
                     &meta.file_id,
                     RemoteRow {
                         path: &meta.path,
-                        rev: meta.rev,
-                        sha256: &meta.sha256,
+                        rev: meta.rev.into(),
+                        sha256: &meta.sha256.to_string(),
                         deleted: meta.deleted,
                     },
                 );
@@ -427,10 +427,10 @@ impl Index {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for c in changes {
             sqlx::query(UPSERT_REMOTE)
-                .bind(&c.file_id)
+                .bind(&*c.file_id)
                 .bind(&c.path)
-                .bind(c.rev)
-                .bind(&c.sha256)
+                .bind(c.rev.get())
+                .bind(c.sha256.to_string())
                 .bind(i64::from(c.event == ChangeKind::Deleted))
                 .execute(&mut *tx)
                 .await
@@ -448,8 +448,8 @@ impl Index {
                     &c.file_id,
                     RemoteRow {
                         path: &c.path,
-                        rev: c.rev,
-                        sha256: &c.sha256,
+                        rev: c.rev.into(),
+                        sha256: &c.sha256.to_string(),
                         deleted: c.event == ChangeKind::Deleted,
                     },
                 );
@@ -463,16 +463,17 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
+    use syncsphere_protocol::{Rev, Seq};
 
     use super::*;
 
     fn meta(file_id: &str, path: &str, rev: i64, deleted: bool) -> FileMeta {
         FileMeta {
-            file_id: file_id.to_owned(),
+            file_id: file_id.to_owned().into(),
             path: path.to_owned(),
-            rev,
+            rev: Rev(rev),
             size: 1,
-            sha256: format!("h{rev}"),
+            sha256: format!("h{rev}").into(),
             deleted,
             modified_ms: 0,
         }
@@ -525,8 +526,8 @@ mod tests {
                 1 | 2 => {
                     let changes: Vec<ChangeEvent> = (0..rng.gen_range(1..4))
                         .map(|i| ChangeEvent {
-                            seq: step * 10 + i,
-                            file_id: format!("f{}", rng.gen_range(0..8)),
+                            seq: Seq(step * 10 + i),
+                            file_id: format!("f{}", rng.gen_range(0..8)).into(),
                             event: [
                                 ChangeKind::Created,
                                 ChangeKind::Updated,
@@ -535,9 +536,9 @@ mod tests {
                             ][rng.gen_range(0..4)],
                             path: format!("p{}", rng.gen_range(0..5)),
                             old_path: None,
-                            rev: rng.gen_range(1..12),
+                            rev: Rev(rng.gen_range(1..12)),
                             size: 1,
-                            sha256: format!("c{step}"),
+                            sha256: format!("c{step}").into(),
                             origin_device: None,
                             at_ms: 0,
                         })

@@ -60,7 +60,8 @@ pub use status::{
 };
 pub use sync_task::{SyncHandle, SyncOptions, last_status, start_sync, start_sync_with};
 pub use syncsphere_protocol::{
-    Device, DeviceList, ErrorCode as ServerErrorCode, FileMeta, Revision,
+    ContentHash, Device, DeviceId, DeviceList, ErrorCode as ServerErrorCode, FileId, FileMeta, Rev,
+    Revision, Seq,
 };
 pub use syncsphere_sync_core::DeletePolicy;
 pub use system::{

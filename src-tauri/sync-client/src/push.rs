@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use syncsphere_protocol::Seq;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -104,8 +105,8 @@ impl Push {
             .await
             .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
         let hello = ClientMessage::Hello {
-            device_id: self.device_id.clone(),
-            cursor: *self.cursor.borrow(),
+            device_id: self.device_id.clone().into(),
+            cursor: Seq(*self.cursor.borrow()),
             device_name: Some(self.device_name.clone()),
         };
         ws.send(Message::Text(
@@ -149,8 +150,8 @@ impl Push {
                     let _ = self.triggers.try_send(Trigger::Remote);
                 }
                 Ok(ServerMessage::Change(change)) => {
-                    tracing::debug!(seq = change.seq, path = change.path, "push");
-                    if change.seq > *self.cursor.borrow() {
+                    tracing::debug!(seq = change.seq.get(), path = change.path, "push");
+                    if change.seq > Seq(*self.cursor.borrow()) {
                         let _ = self.triggers.try_send(Trigger::Remote);
                     }
                 }
@@ -168,8 +169,10 @@ impl Push {
                 }
                 Ok(ServerMessage::Presence { devices }) => {
                     tracing::debug!(online = devices.len(), "presence");
-                    let mut online: Vec<String> =
-                        devices.into_iter().map(|d| d.device_id).collect();
+                    let mut online: Vec<String> = devices
+                        .into_iter()
+                        .map(|d| d.device_id.into_string())
+                        .collect();
                     online.sort();
                     online.dedup();
                     self.status.send_if_modified(|s| {

@@ -16,15 +16,14 @@
 mod brake;
 mod clash;
 mod conflict;
-mod hash;
 mod planner;
 mod unreadable;
 
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::{RemoteNames, adopt_folder_spelling};
 pub use conflict::conflicted_copy_name;
-pub use hash::ContentHash;
 pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
+pub use syncsphere_protocol::ContentHash;
 pub use unreadable::Unreadable;
 
 use std::collections::BTreeMap;

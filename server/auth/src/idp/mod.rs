@@ -310,7 +310,7 @@ impl IdentityProvider {
     }
 
     async fn device_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, IdpError> {
-        Ok(crate::devices::revoked_in(&self.db, user_id, device_id).await?)
+        Ok(crate::devices::revoked_in(&self.db, &user_id.into(), &device_id.into()).await?)
     }
 
     /// Cognito `GetUser`: the user behind a valid access token.

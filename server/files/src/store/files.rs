@@ -4,6 +4,8 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
+use syncsphere_protocol::Seq;
+use syncsphere_protocol::{FileId, Rev, UserId};
 use syncsphere_protocol::{FileList, FileMeta};
 
 use super::{MetadataStore, path_key};
@@ -11,19 +13,37 @@ use crate::FilesError;
 
 pub(super) const FILE_COLUMNS: &str = "file_id, path, rev, size, sha256, deleted, modified_ms";
 
+/// A text column as one of the protocol's id types.
+pub(super) fn text<T: From<String>>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
+    row.try_get::<String, _>(column).map(T::from)
+}
+
+/// A nullable text column as one of the protocol's id types.
+pub(super) fn optional_text<T: From<String>>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    Ok(row.try_get::<Option<String>, _>(column)?.map(T::from))
+}
+
+/// An integer column as a `Rev` or `Seq`.
+pub(super) fn number<T: From<i64>>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
+    row.try_get::<i64, _>(column).map(T::from)
+}
+
 pub(super) fn file_from_row(row: &AnyRow) -> Result<FileMeta, sqlx::Error> {
     Ok(FileMeta {
-        file_id: row.try_get("file_id")?,
+        file_id: text(row, "file_id")?,
         path: row.try_get("path")?,
-        rev: row.try_get("rev")?,
+        rev: number(row, "rev")?,
         size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
+        sha256: text(row, "sha256")?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         modified_ms: row.try_get("modified_ms")?,
     })
 }
 
-pub(super) fn stale(cur: FileMeta, parent_rev: i64) -> FilesError {
+pub(super) fn stale(cur: FileMeta, parent_rev: Rev) -> FilesError {
     FilesError::conflict(
         format!(
             "'{}' is at revision {}, not {parent_rev}",
@@ -70,17 +90,17 @@ impl MetadataStore {
     /// A live file other than `file_id` whose name is `path` (by key).
     pub(super) async fn other_live_at(
         tx: &mut AnyConnection,
-        user_id: &str,
+        user_id: &UserId,
         path: &str,
-        file_id: &str,
+        file_id: &FileId,
     ) -> Result<Option<FileMeta>, FilesError> {
         let row = sqlx::query(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND path_key = $2 AND deleted = 0
              AND file_id <> $3 LIMIT 1"
         ))
-        .bind(user_id)
+        .bind(user_id.as_str())
         .bind(path_key(path))
-        .bind(file_id)
+        .bind(file_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         Ok(row.as_ref().map(file_from_row).transpose()?)
@@ -88,14 +108,14 @@ impl MetadataStore {
 
     pub(super) async fn by_id(
         executor: impl sqlx::Executor<'_, Database = Any>,
-        user_id: &str,
-        file_id: &str,
+        user_id: &UserId,
+        file_id: &FileId,
     ) -> Result<Option<FileMeta>, FilesError> {
         let row = sqlx::query(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND file_id = $2"
         ))
-        .bind(user_id)
-        .bind(file_id)
+        .bind(user_id.as_str())
+        .bind(file_id.as_str())
         .fetch_optional(executor)
         .await?;
         Ok(row.as_ref().map(file_from_row).transpose()?)
@@ -107,7 +127,7 @@ impl MetadataStore {
     /// stand in its own way. A clash is a conflict carrying the file in the way.
     pub(super) async fn ensure_file_or_directory(
         tx: &mut AnyConnection,
-        user_id: &str,
+        user_id: &UserId,
         path: &str,
         moving: Option<&str>,
     ) -> Result<(), FilesError> {
@@ -125,7 +145,7 @@ impl MetadataStore {
     /// [`Self::ensure_file_or_directory`]).
     pub(super) async fn path_state(
         tx: &mut AnyConnection,
-        user_id: &str,
+        user_id: &UserId,
         path: &str,
         moving: Option<&str>,
         with_self: bool,
@@ -134,7 +154,7 @@ impl MetadataStore {
         let ancestors: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..i]).collect();
         let sql = path_state_sql(with_self, ancestors.len());
         let mut query = sqlx::query(&sql)
-            .bind(user_id)
+            .bind(user_id.as_str())
             .bind(moving.unwrap_or(""))
             .bind(format!("{key}/"))
             .bind(format!("{key}0"));
@@ -175,9 +195,9 @@ impl MetadataStore {
     /// The live file `file_id`, which must be at `parent_rev` (else a conflict with its metadata).
     pub(super) async fn live_at_rev(
         tx: &mut AnyConnection,
-        user_id: &str,
-        file_id: &str,
-        parent_rev: i64,
+        user_id: &UserId,
+        file_id: &FileId,
+        parent_rev: Rev,
     ) -> Result<FileMeta, FilesError> {
         let cur = Self::by_id(&mut *tx, user_id, file_id)
             .await?
@@ -189,7 +209,11 @@ impl MetadataStore {
         Ok(cur)
     }
 
-    pub async fn get(&self, user_id: &str, file_id: &str) -> Result<Option<FileMeta>, FilesError> {
+    pub async fn get(
+        &self,
+        user_id: &UserId,
+        file_id: &FileId,
+    ) -> Result<Option<FileMeta>, FilesError> {
         Self::by_id(&self.db.pool, user_id, file_id).await
     }
 
@@ -254,18 +278,21 @@ impl MetadataStore {
     }
 
     /// Every live file, with the journal position the listing includes at least.
-    pub async fn list(&self, user_id: &str) -> Result<FileList, FilesError> {
+    pub async fn list(&self, user_id: &UserId) -> Result<FileList, FilesError> {
         // Read the cursor first: the listing that follows may include later commits, which a
         // client replaying the journal from this cursor recognises by their revision.
         let cursor = self.head(user_id).await?;
         let rows = sqlx::query(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0 ORDER BY path"
         ))
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_all(&self.db.pool)
         .await?;
         let files = rows.iter().map(file_from_row).collect::<Result<_, _>>()?;
-        Ok(FileList { files, cursor })
+        Ok(FileList {
+            files,
+            cursor: Seq(cursor),
+        })
     }
 }
 

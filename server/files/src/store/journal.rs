@@ -5,8 +5,12 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use syncsphere_db::Dialect;
+use syncsphere_protocol::DeviceId;
+use syncsphere_protocol::Rev;
 use syncsphere_protocol::{ChangeEvent, ChangeKind, ChangesPage, FileMeta};
+use syncsphere_protocol::{Seq, UserId};
 
+use super::files::{number, optional_text, text};
 use super::{MAX_CHANGES_PAGE, MetadataStore, path_key};
 use crate::FilesError;
 use crate::group_commit::OpTx;
@@ -17,7 +21,7 @@ pub(super) struct Outcome<'a> {
     pub(super) meta: &'a FileMeta,
     pub(super) event: ChangeKind,
     pub(super) old_path: Option<&'a str>,
-    pub(super) device: Option<&'a str>,
+    pub(super) device: Option<&'a DeviceId>,
     /// A small content's bytes, kept in `inline_blobs` (see [`crate::inline`]).
     pub(super) inline: Option<&'a [u8]>,
 }
@@ -26,7 +30,7 @@ impl<'a> Outcome<'a> {
     /// The journal entry (and push) of this outcome as change `seq`.
     fn change(&self, seq: i64) -> ChangeEvent {
         ChangeEvent {
-            seq,
+            seq: Seq(seq),
             file_id: self.meta.file_id.clone(),
             event: self.event,
             path: self.meta.path.clone(),
@@ -34,7 +38,7 @@ impl<'a> Outcome<'a> {
             rev: self.meta.rev,
             size: self.meta.size,
             sha256: self.meta.sha256.clone(),
-            origin_device: self.device.map(str::to_owned),
+            origin_device: self.device.cloned(),
             at_ms: self.meta.modified_ms,
         }
     }
@@ -43,7 +47,7 @@ impl<'a> Outcome<'a> {
         meta: &'a FileMeta,
         event: ChangeKind,
         old_path: Option<&'a str>,
-        device: Option<&'a str>,
+        device: Option<&'a DeviceId>,
     ) -> Self {
         Outcome {
             meta,
@@ -58,17 +62,17 @@ impl<'a> Outcome<'a> {
 pub(super) fn change_from_row(row: &AnyRow) -> Result<ChangeEvent, sqlx::Error> {
     let event: String = row.try_get("event")?;
     Ok(ChangeEvent {
-        seq: row.try_get("seq")?,
-        file_id: row.try_get("file_id")?,
+        seq: number(row, "seq")?,
+        file_id: text(row, "file_id")?,
         event: ChangeKind::parse(&event).ok_or_else(|| {
             sqlx::Error::Decode(format!("unknown journal event '{event}'").into())
         })?,
         path: row.try_get("path")?,
         old_path: row.try_get("old_path")?,
-        rev: row.try_get("rev")?,
+        rev: number(row, "rev")?,
         size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
-        origin_device: row.try_get("origin_device")?,
+        sha256: text(row, "sha256")?,
+        origin_device: optional_text(row, "origin_device")?,
         at_ms: row.try_get("at_ms")?,
     })
 }
@@ -81,7 +85,7 @@ impl MetadataStore {
     pub(super) async fn seq_first(
         &self,
         tx: &mut AnyConnection,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<Option<i64>, FilesError> {
         match self.db.dialect {
             Dialect::Postgres => Ok(Some(Self::next_seq(tx, user_id).await?)),
@@ -91,10 +95,13 @@ impl MetadataStore {
 
     /// The user's next journal `seq` (the head row is created on a user's first commit). Its
     /// row lock serialises the user's commits on PostgreSQL.
-    pub(super) async fn next_seq(tx: &mut AnyConnection, user_id: &str) -> Result<i64, FilesError> {
+    pub(super) async fn next_seq(
+        tx: &mut AnyConnection,
+        user_id: &UserId,
+    ) -> Result<i64, FilesError> {
         const NEXT_SEQ: &str = "UPDATE journal_heads SET last_seq = last_seq + 1 WHERE user_id = $1 RETURNING last_seq";
         let row = match sqlx::query(NEXT_SEQ)
-            .bind(user_id)
+            .bind(user_id.as_str())
             .fetch_optional(&mut *tx)
             .await?
         {
@@ -104,11 +111,11 @@ impl MetadataStore {
                     "INSERT INTO journal_heads (user_id, last_seq) VALUES ($1, 0)
                      ON CONFLICT (user_id) DO NOTHING",
                 )
-                .bind(user_id)
+                .bind(user_id.as_str())
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(NEXT_SEQ)
-                    .bind(user_id)
+                    .bind(user_id.as_str())
                     .fetch_one(&mut *tx)
                     .await?
             }
@@ -120,7 +127,7 @@ impl MetadataStore {
     /// transaction commits it.
     pub(super) async fn finish(
         tx: &mut OpTx<'_>,
-        user_id: &str,
+        user_id: &UserId,
         seq: Option<i64>,
         outcome: Outcome<'_>,
     ) -> Result<ChangeEvent, FilesError> {
@@ -142,8 +149,8 @@ impl MetadataStore {
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id, sha256) DO UPDATE SET modified_ms = excluded.modified_ms",
             )
-            .bind(user_id)
-            .bind(&meta.sha256)
+            .bind(user_id.as_str())
+            .bind(meta.sha256.to_string())
             .bind(meta.size)
             .bind(data)
             .bind(meta.modified_ms)
@@ -151,18 +158,18 @@ impl MetadataStore {
             .await?;
         }
         let deleted = i64::from(meta.deleted);
-        if meta.rev == 1 {
+        if meta.rev == Rev(1) {
             sqlx::query(
                 "INSERT INTO files (file_id, user_id, path, path_key, rev, size, sha256, deleted, modified_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
-            .bind(&meta.file_id)
-            .bind(user_id)
+            .bind(&*meta.file_id)
+            .bind(user_id.as_str())
             .bind(&meta.path)
             .bind(path_key(&meta.path))
-            .bind(meta.rev)
+            .bind(meta.rev.get())
             .bind(meta.size)
-            .bind(&meta.sha256)
+            .bind(meta.sha256.to_string())
             .bind(deleted)
             .bind(meta.modified_ms)
             .execute(&mut **tx)
@@ -176,13 +183,13 @@ impl MetadataStore {
             )
             .bind(&meta.path)
             .bind(path_key(&meta.path))
-            .bind(meta.rev)
+            .bind(meta.rev.get())
             .bind(meta.size)
-            .bind(&meta.sha256)
+            .bind(meta.sha256.to_string())
             .bind(deleted)
             .bind(meta.modified_ms)
-            .bind(&meta.file_id)
-            .bind(user_id)
+            .bind(&*meta.file_id)
+            .bind(user_id.as_str())
             .execute(&mut **tx)
             .await?;
         }
@@ -190,14 +197,14 @@ impl MetadataStore {
             "INSERT INTO revisions (file_id, rev, path, size, sha256, deleted, modified_ms, origin_device)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(&meta.file_id)
-        .bind(meta.rev)
+        .bind(&*meta.file_id)
+        .bind(meta.rev.get())
         .bind(&meta.path)
         .bind(meta.size)
-        .bind(&meta.sha256)
+        .bind(meta.sha256.to_string())
         .bind(deleted)
         .bind(meta.modified_ms)
-        .bind(device)
+        .bind(device.map(|d| d.as_str()))
         .execute(&mut **tx)
         .await?;
         let change = outcome.change(seq);
@@ -205,16 +212,16 @@ impl MetadataStore {
             "INSERT INTO journal (user_id, seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .bind(seq)
-        .bind(&change.file_id)
+        .bind(&*change.file_id)
         .bind(event.as_str())
         .bind(&change.path)
         .bind(&change.old_path)
-        .bind(change.rev)
+        .bind(change.rev.get())
         .bind(change.size)
-        .bind(&change.sha256)
-        .bind(&change.origin_device)
+        .bind(change.sha256.to_string())
+        .bind(change.origin_device.as_deref())
         .bind(change.at_ms)
         .execute(&mut **tx)
         .await?;
@@ -230,7 +237,7 @@ impl MetadataStore {
     /// how many rows the connection has changed, for the group commit's check ([`OpTx::wrote`]).
     pub(super) async fn finish_at_once(
         tx: &mut OpTx<'_>,
-        user_id: &str,
+        user_id: &UserId,
         outcome: Outcome<'_>,
     ) -> Result<ChangeEvent, FilesError> {
         let Outcome {
@@ -262,19 +269,19 @@ impl MetadataStore {
         let sql = format!(
             "{}\n{HEAD}\n{}\n{HISTORY}",
             if inline.is_some() { INLINE } else { "" },
-            if meta.rev == 1 { CREATE } else { UPDATE }
+            if meta.rev == Rev(1) { CREATE } else { UPDATE }
         );
         let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .bind(&meta.file_id)
+            .bind(user_id.as_str())
+            .bind(&*meta.file_id)
             .bind(&meta.path)
             .bind(path_key(&meta.path))
-            .bind(meta.rev)
+            .bind(meta.rev.get())
             .bind(meta.size)
-            .bind(&meta.sha256)
+            .bind(meta.sha256.to_string())
             .bind(i64::from(meta.deleted))
             .bind(meta.modified_ms)
-            .bind(device)
+            .bind(device.map(|d| d.as_str()))
             .bind(event.as_str())
             .bind(old_path)
             .bind(inline)
@@ -287,9 +294,9 @@ impl MetadataStore {
     }
 
     /// Latest journal `seq` of the user (0 before the first commit).
-    pub async fn head(&self, user_id: &str) -> Result<i64, FilesError> {
+    pub async fn head(&self, user_id: &UserId) -> Result<i64, FilesError> {
         let row = sqlx::query("SELECT last_seq FROM journal_heads WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.as_str())
             .fetch_optional(&self.db.pool)
             .await?;
         Ok(match row {
@@ -301,8 +308,8 @@ impl MetadataStore {
     /// Journal entries with `seq > cursor`, oldest first, at most `limit`.
     pub async fn changes(
         &self,
-        user_id: &str,
-        cursor: i64,
+        user_id: &UserId,
+        cursor: Seq,
         limit: i64,
     ) -> Result<ChangesPage, FilesError> {
         let limit = limit.clamp(1, MAX_CHANGES_PAGE);
@@ -310,8 +317,8 @@ impl MetadataStore {
             "SELECT seq, file_id, event, path, old_path, rev, size, sha256, origin_device, at_ms
              FROM journal WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
-        .bind(user_id)
-        .bind(cursor)
+        .bind(user_id.as_str())
+        .bind(cursor.get())
         .bind(limit + 1)
         .fetch_all(&self.db.pool)
         .await?;

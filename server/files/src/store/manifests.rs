@@ -15,7 +15,10 @@ impl MetadataStore {
         size: i64,
         chunks: &[ChunkRef],
     ) -> Result<(), FilesError> {
-        let list: Vec<(&str, i64)> = chunks.iter().map(|c| (c.sha256.as_str(), c.size)).collect();
+        let list: Vec<(String, i64)> = chunks
+            .iter()
+            .map(|c| (c.sha256.to_string(), c.size))
+            .collect();
         sqlx::query(
             "INSERT INTO content_manifests (user_id, sha256, size, chunks, created_ms)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, sha256) DO NOTHING",
@@ -47,7 +50,10 @@ impl MetadataStore {
             .map_err(|e| FilesError::Blob(std::io::Error::other(format!("bad manifest: {e}"))))?;
         Ok(Some(
             list.into_iter()
-                .map(|(sha256, size)| ChunkRef { sha256, size })
+                .map(|(sha256, size)| ChunkRef {
+                    sha256: sha256.into(),
+                    size,
+                })
                 .collect(),
         ))
     }

@@ -21,6 +21,8 @@ mod revisions;
 mod tests;
 
 use std::sync::Arc;
+use syncsphere_protocol::DeviceId;
+use syncsphere_protocol::{FileId, Rev, UserId};
 
 use futures_util::future::BoxFuture;
 use syncsphere_db::{Db, Dialect};
@@ -52,10 +54,10 @@ pub struct MetadataStore {
 #[derive(Debug, Clone)]
 pub struct NewContent<'a> {
     pub path: &'a str,
-    pub parent_rev: Option<i64>,
+    pub parent_rev: Option<Rev>,
     pub size: i64,
     pub sha256: &'a str,
-    pub device: Option<&'a str>,
+    pub device: Option<&'a DeviceId>,
     /// The content's bytes, when it is small enough to live in the metadata database. The
     /// caller has checked that they hash to `sha256` and are `size` bytes long.
     pub inline: Option<&'a [u8]>,
@@ -118,12 +120,12 @@ impl MetadataStore {
     /// path whose current revision is `parent_rev`.
     pub async fn commit_content(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let user = user_id.to_owned();
         let (path, sha256) = (new.path.to_owned(), new.sha256.to_owned());
-        let device = new.device.map(str::to_owned);
+        let device = new.device.cloned();
         let inline = new.inline.map(<[u8]>::to_vec);
         let (parent_rev, size) = (new.parent_rev, new.size);
         self.write(op(move |store, tx| {
@@ -133,7 +135,7 @@ impl MetadataStore {
                     parent_rev,
                     size,
                     sha256: &sha256,
-                    device: device.as_deref(),
+                    device: device.as_ref(),
                     inline: inline.as_deref(),
                 };
                 store.commit_content_in(tx, &user, new).await
@@ -145,17 +147,17 @@ impl MetadataStore {
     /// Deletes the live file `file_id` if it is at `parent_rev`.
     pub async fn delete(
         &self,
-        user_id: &str,
-        file_id: &str,
-        parent_rev: i64,
-        device: Option<&str>,
+        user_id: &UserId,
+        file_id: &FileId,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (user, file) = (user_id.to_owned(), file_id.to_owned());
-        let device = device.map(str::to_owned);
+        let device = device.cloned();
         self.write(op(move |store, tx| {
             Box::pin(async move {
                 store
-                    .delete_in(tx, &user, &file, parent_rev, device.as_deref())
+                    .delete_in(tx, &user, &file, parent_rev, device.as_ref())
                     .await
             })
         }))
@@ -165,18 +167,18 @@ impl MetadataStore {
     /// Moves or renames the live file `file_id` (keeping its id) if it is at `parent_rev`.
     pub async fn move_file(
         &self,
-        user_id: &str,
-        file_id: &str,
+        user_id: &UserId,
+        file_id: &FileId,
         new_path: &str,
-        parent_rev: i64,
-        device: Option<&str>,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (user, file, path) = (user_id.to_owned(), file_id.to_owned(), new_path.to_owned());
-        let device = device.map(str::to_owned);
+        let device = device.cloned();
         self.write(op(move |store, tx| {
             Box::pin(async move {
                 store
-                    .move_file_in(tx, &user, &file, &path, parent_rev, device.as_deref())
+                    .move_file_in(tx, &user, &file, &path, parent_rev, device.as_ref())
                     .await
             })
         }))
@@ -186,7 +188,7 @@ impl MetadataStore {
     async fn commit_content_in(
         &self,
         tx: &mut OpTx<'_>,
-        user_id: &str,
+        user_id: &UserId,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
@@ -203,11 +205,11 @@ impl MetadataStore {
                 }
                 (
                     FileMeta {
-                        file_id: uuid::Uuid::new_v4().to_string(),
+                        file_id: uuid::Uuid::new_v4().to_string().into(),
                         path: new.path.to_owned(),
-                        rev: 1,
+                        rev: Rev(1),
                         size: new.size,
-                        sha256: new.sha256.to_owned(),
+                        sha256: new.sha256.to_owned().into(),
                         deleted: false,
                         modified_ms: now,
                     },
@@ -219,7 +221,7 @@ impl MetadataStore {
                     path: new.path.to_owned(),
                     rev: cur.rev + 1,
                     size: new.size,
-                    sha256: new.sha256.to_owned(),
+                    sha256: new.sha256.to_owned().into(),
                     modified_ms: now,
                     ..cur
                 },
@@ -260,17 +262,17 @@ impl MetadataStore {
     async fn delete_in(
         &self,
         tx: &mut OpTx<'_>,
-        user_id: &str,
-        file_id: &str,
-        parent_rev: i64,
-        device: Option<&str>,
+        user_id: &UserId,
+        file_id: &FileId,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;
         let meta = FileMeta {
             rev: cur.rev + 1,
             size: 0,
-            sha256: String::new(),
+            sha256: String::new().into(),
             deleted: true,
             modified_ms: now_ms(),
             ..cur
@@ -283,11 +285,11 @@ impl MetadataStore {
     async fn move_file_in(
         &self,
         tx: &mut OpTx<'_>,
-        user_id: &str,
-        file_id: &str,
+        user_id: &UserId,
+        file_id: &FileId,
         new_path: &str,
-        parent_rev: i64,
-        device: Option<&str>,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::live_at_rev(tx, user_id, file_id, parent_rev).await?;

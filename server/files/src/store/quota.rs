@@ -1,6 +1,7 @@
 //! The per-user quota on live bytes, checked inside every commit that grows them.
 
 use sqlx::{Any, AnyConnection, Row};
+use syncsphere_protocol::UserId;
 
 use super::MetadataStore;
 use crate::FilesError;
@@ -17,19 +18,19 @@ impl MetadataStore {
     }
 
     /// Bytes held by the user's live files.
-    pub async fn usage(&self, user_id: &str) -> Result<i64, FilesError> {
+    pub async fn usage(&self, user_id: &UserId) -> Result<i64, FilesError> {
         Ok(Self::used(&self.db.pool, user_id).await?)
     }
 
     pub(super) async fn used(
         executor: impl sqlx::Executor<'_, Database = Any>,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<i64, sqlx::Error> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS used FROM files
              WHERE user_id = $1 AND deleted = 0",
         )
-        .bind(user_id)
+        .bind(user_id.as_str())
         .fetch_one(executor)
         .await?;
         row.try_get("used")
@@ -40,7 +41,7 @@ impl MetadataStore {
     pub(super) async fn check_quota(
         &self,
         tx: &mut AnyConnection,
-        user_id: &str,
+        user_id: &UserId,
         old: i64,
         new: i64,
     ) -> Result<(), FilesError> {

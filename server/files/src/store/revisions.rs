@@ -3,9 +3,11 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
+use syncsphere_protocol::DeviceId;
 use syncsphere_protocol::{ChangeEvent, ChangeKind, FileMeta, Revision};
+use syncsphere_protocol::{FileId, Rev, UserId};
 
-use super::files::{FILE_COLUMNS, file_from_row, stale};
+use super::files::{FILE_COLUMNS, file_from_row, number, optional_text, stale, text};
 use super::journal::Outcome;
 use super::{MAX_CHANGES_PAGE, MetadataStore, op};
 use crate::group_commit::OpTx;
@@ -13,13 +15,13 @@ use crate::{FilesError, now_ms};
 
 pub(super) fn revision_from_row(row: &AnyRow) -> Result<Revision, sqlx::Error> {
     Ok(Revision {
-        rev: row.try_get("rev")?,
+        rev: number(row, "rev")?,
         path: row.try_get("path")?,
         size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
+        sha256: text(row, "sha256")?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
         modified_ms: row.try_get("modified_ms")?,
-        origin_device: row.try_get("origin_device")?,
+        origin_device: optional_text(row, "origin_device")?,
     })
 }
 
@@ -31,18 +33,18 @@ impl MetadataStore {
     /// `parent_rev`. On a deleted file this is an undelete at its last path (which must be free).
     pub async fn restore(
         &self,
-        user_id: &str,
-        file_id: &str,
-        rev: i64,
-        parent_rev: i64,
-        device: Option<&str>,
+        user_id: &UserId,
+        file_id: &FileId,
+        rev: Rev,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (user, file) = (user_id.to_owned(), file_id.to_owned());
-        let device = device.map(str::to_owned);
+        let device = device.cloned();
         self.write(op(move |store, tx| {
             Box::pin(async move {
                 store
-                    .restore_in(tx, &user, &file, rev, parent_rev, device.as_deref())
+                    .restore_in(tx, &user, &file, rev, parent_rev, device.as_ref())
                     .await
             })
         }))
@@ -52,11 +54,11 @@ impl MetadataStore {
     pub(super) async fn restore_in(
         &self,
         tx: &mut OpTx<'_>,
-        user_id: &str,
-        file_id: &str,
-        rev: i64,
-        parent_rev: i64,
-        device: Option<&str>,
+        user_id: &UserId,
+        file_id: &FileId,
+        rev: Rev,
+        parent_rev: Rev,
+        device: Option<&DeviceId>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let seq = self.seq_first(tx, user_id).await?;
         let cur = Self::by_id(&mut **tx, user_id, file_id)
@@ -102,17 +104,17 @@ impl MetadataStore {
 
     pub(super) async fn revision_of(
         executor: impl sqlx::Executor<'_, Database = Any>,
-        user_id: &str,
-        file_id: &str,
-        rev: i64,
+        user_id: &UserId,
+        file_id: &FileId,
+        rev: Rev,
     ) -> Result<Option<Revision>, FilesError> {
         let row = sqlx::query(&format!(
             "SELECT {REVISION_COLUMNS} FROM revisions r JOIN files f ON f.file_id = r.file_id
              WHERE f.user_id = $1 AND r.file_id = $2 AND r.rev = $3"
         ))
-        .bind(user_id)
-        .bind(file_id)
-        .bind(rev)
+        .bind(user_id.as_str())
+        .bind(file_id.as_str())
+        .bind(rev.get())
         .fetch_optional(executor)
         .await?;
         Ok(row.as_ref().map(revision_from_row).transpose()?)
@@ -121,9 +123,9 @@ impl MetadataStore {
     /// One revision of a user's file.
     pub async fn revision(
         &self,
-        user_id: &str,
-        file_id: &str,
-        rev: i64,
+        user_id: &UserId,
+        file_id: &FileId,
+        rev: Rev,
     ) -> Result<Option<Revision>, FilesError> {
         Self::revision_of(&self.db.pool, user_id, file_id, rev).await
     }
@@ -131,15 +133,15 @@ impl MetadataStore {
     /// Every revision of a user's file, newest first (`None` if the file is not theirs).
     pub async fn revisions(
         &self,
-        user_id: &str,
-        file_id: &str,
+        user_id: &UserId,
+        file_id: &FileId,
     ) -> Result<Option<Vec<Revision>>, FilesError> {
         let rows = sqlx::query(&format!(
             "SELECT {REVISION_COLUMNS} FROM revisions r JOIN files f ON f.file_id = r.file_id
              WHERE f.user_id = $1 AND r.file_id = $2 ORDER BY r.rev DESC"
         ))
-        .bind(user_id)
-        .bind(file_id)
+        .bind(user_id.as_str())
+        .bind(file_id.as_str())
         .fetch_all(&self.db.pool)
         .await?;
         if rows.is_empty() {
@@ -153,12 +155,12 @@ impl MetadataStore {
     }
 
     /// Deleted files, most recently deleted first (at most [`MAX_CHANGES_PAGE`]).
-    pub async fn trash(&self, user_id: &str) -> Result<Vec<FileMeta>, FilesError> {
+    pub async fn trash(&self, user_id: &UserId) -> Result<Vec<FileMeta>, FilesError> {
         let rows = sqlx::query(&format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 1
              ORDER BY modified_ms DESC LIMIT $2"
         ))
-        .bind(user_id)
+        .bind(user_id.as_str())
         .bind(MAX_CHANGES_PAGE)
         .fetch_all(&self.db.pool)
         .await?;

@@ -1,15 +1,21 @@
 //! The write path on SQLite: group commits share transactions, and each operation in one
 //! stands or falls alone.
 
+use std::sync::LazyLock;
+
+use syncsphere_protocol::{DeviceId, Seq};
+
 use super::*;
 
-fn content<'a>(path: &'a str, parent_rev: Option<i64>) -> NewContent<'a> {
+static LAPTOP: LazyLock<DeviceId> = LazyLock::new(|| "laptop".into());
+
+fn content<'a>(path: &'a str, parent_rev: Option<Rev>) -> NewContent<'a> {
     NewContent {
         path,
         parent_rev,
         size: 1,
         sha256: "00",
-        device: Some("laptop"),
+        device: Some(&*LAPTOP),
         inline: None,
     }
 }
@@ -28,7 +34,7 @@ async fn concurrent_commits_share_transactions_and_fail_alone() {
         for p in [path.clone(), dupe.clone()] {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.commit_content("u1", content(&p, None)).await
+                store.commit_content(&"u1".into(), content(&p, None)).await
             }));
         }
     }
@@ -43,17 +49,17 @@ async fn concurrent_commits_share_transactions_and_fail_alone() {
     }
     // One of each case-insensitive pair wins, the other is a conflict.
     assert_eq!((committed.len(), conflicts), (60, 60));
-    let mut seqs: Vec<i64> = committed.iter().map(|(_, c)| c.seq).collect();
+    let mut seqs: Vec<i64> = committed.iter().map(|(_, c)| c.seq.get()).collect();
     seqs.sort_unstable();
     assert_eq!(
         seqs,
         (1..=60).collect::<Vec<_>>(),
         "gap-free: conflicts used no seq"
     );
-    assert_eq!(store.head("u1").await.unwrap(), 60);
-    let listed = store.list("u1").await.unwrap();
+    assert_eq!(store.head(&"u1".into()).await.unwrap(), 60);
+    let listed = store.list(&"u1".into()).await.unwrap();
     assert_eq!(listed.files.len(), 60);
-    let journal = store.changes("u1", 0, 1000).await.unwrap();
+    let journal = store.changes(&"u1".into(), Seq(0), 1000).await.unwrap();
     assert_eq!(journal.changes.len(), 60);
     assert!(
         store.group.batches() < 120,
@@ -64,18 +70,18 @@ async fn concurrent_commits_share_transactions_and_fail_alone() {
     // A batch after a failure still works, and a stale parent is refused inside it.
     let (first, _) = &committed[0];
     let (updated, _) = store
-        .commit_content("u1", content(&first.path, Some(first.rev)))
+        .commit_content(&"u1".into(), content(&first.path, Some(first.rev)))
         .await
         .unwrap();
     assert_eq!(updated.rev, first.rev + 1);
     let stale = store
-        .commit_content("u1", content(&first.path, Some(first.rev)))
+        .commit_content(&"u1".into(), content(&first.path, Some(first.rev)))
         .await;
     assert!(
         matches!(stale, Err(FilesError::Conflict { .. })),
         "{stale:?}"
     );
-    assert_eq!(store.head("u1").await.unwrap(), 61);
+    assert_eq!(store.head(&"u1".into()).await.unwrap(), 61);
 }
 
 /// An operation that panics fails its batch, not the writer: later commits go through.
@@ -88,10 +94,10 @@ async fn a_panicking_operation_does_not_stop_the_writer() {
         .await;
     assert!(matches!(boom, Err(FilesError::Store(_))), "{boom:?}");
     let (meta, change) = store
-        .commit_content("u1", content("after.txt", None))
+        .commit_content(&"u1".into(), content("after.txt", None))
         .await
         .unwrap();
-    assert_eq!((meta.rev, change.seq), (1, 1));
+    assert_eq!((meta.rev, change.seq), (Rev(1), Seq(1)));
 }
 
 /// An operation that fails in the database after writing dooms its whole batch: nothing
@@ -102,7 +108,7 @@ async fn a_database_failure_rolls_back_its_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
     store
-        .commit_content("u1", content("taken.txt", None))
+        .commit_content(&"u1".into(), content("taken.txt", None))
         .await
         .unwrap();
     // Hold the writer so that the operations below queue up and form one batch.
@@ -123,7 +129,11 @@ async fn a_database_failure_rolls_back_its_whole_batch() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let spawn_commit = |path: &'static str| {
         let store = store.clone();
-        tokio::spawn(async move { store.commit_content("u1", content(path, None)).await })
+        tokio::spawn(async move {
+            store
+                .commit_content(&"u1".into(), content(path, None))
+                .await
+        })
     };
     let before = spawn_commit("before.txt");
     let refused = spawn_commit("TAKEN.TXT");
@@ -162,12 +172,12 @@ async fn a_database_failure_rolls_back_its_whole_batch() {
     assert!(after.await.unwrap().is_err());
     assert_eq!(store.group.batches(), batches_before, "nothing committed");
     assert_eq!(
-        store.head("u1").await.unwrap(),
+        store.head(&"u1".into()).await.unwrap(),
         1,
         "the +100 was rolled back"
     );
     let names: Vec<String> = store
-        .list("u1")
+        .list(&"u1".into())
         .await
         .unwrap()
         .files
@@ -177,7 +187,7 @@ async fn a_database_failure_rolls_back_its_whole_batch() {
     assert_eq!(names, ["taken.txt"]);
     // The writer goes on.
     let (_, change) = store
-        .commit_content("u1", content("later.txt", None))
+        .commit_content(&"u1".into(), content("later.txt", None))
         .await
         .unwrap();
     assert_eq!(change.seq, 2);
@@ -191,7 +201,7 @@ async fn a_refusal_after_a_write_fails_its_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
     store
-        .commit_content("u1", content("first.txt", None))
+        .commit_content(&"u1".into(), content("first.txt", None))
         .await
         .unwrap();
     let (release, held) = tokio::sync::oneshot::channel::<()>();
@@ -211,7 +221,11 @@ async fn a_refusal_after_a_write_fails_its_whole_batch() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let spawn_commit = |path: &'static str| {
         let store = store.clone();
-        tokio::spawn(async move { store.commit_content("u1", content(path, None)).await })
+        tokio::spawn(async move {
+            store
+                .commit_content(&"u1".into(), content(path, None))
+                .await
+        })
     };
     let before = spawn_commit("before.txt");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -247,13 +261,13 @@ async fn a_refusal_after_a_write_fails_its_whole_batch() {
     assert!(after.await.unwrap().is_err(), "committed with the bad one");
     assert_eq!(store.group.batches(), batches_before, "nothing committed");
     assert_eq!(
-        store.head("u9").await.unwrap(),
+        store.head(&"u9".into()).await.unwrap(),
         0,
         "the write was rolled back"
     );
-    assert_eq!(store.head("u1").await.unwrap(), 1);
+    assert_eq!(store.head(&"u1".into()).await.unwrap(), 1);
     let (_, change) = store
-        .commit_content("u1", content("later.txt", None))
+        .commit_content(&"u1".into(), content("later.txt", None))
         .await
         .unwrap();
     assert_eq!(change.seq, 2);

@@ -1,6 +1,7 @@
 //! The files router on a fresh metadata database and blob store, and requests to it.
 
 use std::sync::Arc;
+use syncsphere_protocol::UserId;
 
 use axum::Router;
 use axum::body::Body;
@@ -33,7 +34,7 @@ pub(crate) struct Reply {
 struct NoPush;
 
 impl Publisher for NoPush {
-    fn publish(&self, _: &str, _: Event) {}
+    fn publish(&self, _: &UserId, _: Event) {}
 }
 
 pub(crate) async fn harness(database_url: Option<String>) -> Harness {

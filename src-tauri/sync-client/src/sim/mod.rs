@@ -133,7 +133,7 @@ impl ServerSide {
                 loop {
                     let page = server.changes(cursor);
                     all.extend(page.changes);
-                    cursor = page.cursor;
+                    cursor = page.cursor.into();
                     if !page.has_more {
                         return (all, cursor);
                     }

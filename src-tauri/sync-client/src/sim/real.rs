@@ -121,7 +121,7 @@ impl RealServer {
         loop {
             let page = self.observer.changes(cursor).await.expect("the journal");
             all.extend(page.changes);
-            cursor = page.cursor;
+            cursor = page.cursor.into();
             if !page.has_more {
                 return (all, cursor);
             }
@@ -137,10 +137,10 @@ impl RealServer {
             for c in &page.changes {
                 view.journal_len += 1;
                 if c.event != ChangeKind::Deleted && !c.sha256.is_empty() {
-                    view.hashes.insert(c.sha256.clone());
+                    view.hashes.insert(c.sha256.to_string());
                 }
             }
-            cursor = page.cursor;
+            cursor = page.cursor.into();
             if !page.has_more {
                 break;
             }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use syncsphere_protocol::{Rev, Seq};
 
 use futures_util::future::BoxFuture;
 use rand::rngs::StdRng;
@@ -100,7 +101,7 @@ impl State {
     ) {
         let seq = self.journal.len() as i64 + 1;
         self.journal.push(ChangeEvent {
-            seq,
+            seq: Seq(seq),
             file_id: meta.file_id.clone(),
             event,
             path: meta.path.clone(),
@@ -108,10 +109,10 @@ impl State {
             rev: meta.rev,
             size: meta.size,
             sha256: meta.sha256.clone(),
-            origin_device: Some(device.to_owned()),
+            origin_device: Some(device.to_owned().into()),
             at_ms: seq,
         });
-        self.files.insert(meta.file_id.clone(), meta.clone());
+        self.files.insert(meta.file_id.to_string(), meta.clone());
     }
 }
 
@@ -179,11 +180,11 @@ impl FakeServer {
                 st.next_id += 1;
                 (
                     FileMeta {
-                        file_id: format!("f{}", st.next_id),
+                        file_id: format!("f{}", st.next_id).into(),
                         path: path.clone(),
-                        rev: 1,
+                        rev: Rev(1),
                         size: data.len() as i64,
-                        sha256: sha.clone(),
+                        sha256: sha.clone().into(),
                         deleted: false,
                         modified_ms: 0,
                     },
@@ -195,7 +196,7 @@ impl FakeServer {
                     path: path.clone(),
                     rev: cur.rev + 1,
                     size: data.len() as i64,
-                    sha256: sha.clone(),
+                    sha256: sha.clone().into(),
                     ..cur
                 },
                 ChangeKind::Updated,
@@ -229,7 +230,7 @@ impl FakeServer {
         let meta = FileMeta {
             rev: cur.rev + 1,
             size: 0,
-            sha256: String::new(),
+            sha256: String::new().into(),
             deleted: true,
             ..cur
         };
@@ -238,7 +239,7 @@ impl FakeServer {
             self.late_deletes
                 .lock()
                 .unwrap()
-                .insert(meta.file_id.clone());
+                .insert(meta.file_id.to_string());
         }
         Ok(meta)
     }
@@ -291,7 +292,7 @@ impl FakeServer {
         let changes: Vec<ChangeEvent> = st.journal[from..].iter().take(PAGE).cloned().collect();
         let next = from + changes.len();
         ChangesPage {
-            cursor: next as i64,
+            cursor: Seq(next as i64),
             has_more: next < st.journal.len(),
             changes,
         }
@@ -306,10 +307,10 @@ impl FakeServer {
             .ok_or_else(not_found)?;
         let data = st
             .blobs
-            .get(&f.sha256)
+            .get(f.sha256.to_string().as_str())
             .cloned()
             .expect("committed content is kept");
-        Ok((f.rev, f.sha256.clone(), data))
+        Ok((f.rev.into(), f.sha256.to_string(), data))
     }
 
     /// The live tree: path → content.
@@ -318,7 +319,12 @@ impl FakeServer {
         st.files
             .values()
             .filter(|f| !f.deleted)
-            .map(|f| (f.path.clone(), st.blobs[&f.sha256].clone()))
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    st.blobs[f.sha256.to_string().as_str()].clone(),
+                )
+            })
             .collect()
     }
 

@@ -1,7 +1,10 @@
-//! [`ContentHash`]: a file content's SHA-256 as the trees hold it.
+//! [`ContentHash`]: a content's SHA-256, as the wire carries it and the client's trees hold it.
 
 use std::cmp::Ordering;
 use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A file content's hash: SHA-256 as 64 lowercase hex digits, which is how the server and the
 /// client write it, kept as its 32 bytes (the trees hold one per file in each of several
@@ -79,6 +82,48 @@ impl fmt::Display for ContentHash {
     }
 }
 
+/// On the wire: the text.
+impl Serialize for ContentHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = ContentHash;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a SHA-256 as hex text")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ContentHash, E> {
+                Ok(ContentHash::from(v))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+impl ContentHash {
+    /// Whether this is a SHA-256 written as 64 lowercase hex digits (what the server accepts
+    /// as a content or chunk id).
+    pub fn is_sha256(&self) -> bool {
+        matches!(self, ContentHash::Sha256(_))
+    }
+
+    /// The empty text (a deleted file's hash).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, ContentHash::Text(t) if t.is_empty())
+    }
+}
+
+impl Default for ContentHash {
+    fn default() -> Self {
+        ContentHash::Text("".into())
+    }
+}
+
 impl fmt::Debug for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.to_string())
@@ -103,6 +148,24 @@ impl PartialEq<&str> for ContentHash {
 impl PartialEq<String> for ContentHash {
     fn eq(&self, other: &String) -> bool {
         *self == *other.as_str()
+    }
+}
+
+impl PartialEq<ContentHash> for str {
+    fn eq(&self, other: &ContentHash) -> bool {
+        *other == *self
+    }
+}
+
+impl PartialEq<ContentHash> for &str {
+    fn eq(&self, other: &ContentHash) -> bool {
+        *other == **self
+    }
+}
+
+impl PartialEq<ContentHash> for String {
+    fn eq(&self, other: &ContentHash) -> bool {
+        *other == *self.as_str()
     }
 }
 
@@ -137,6 +200,10 @@ mod tests {
         assert_eq!(h, EMPTY);
         assert_eq!(format!("{h:?}"), format!("{EMPTY:?}"));
         assert!(std::mem::size_of::<ContentHash>() <= 40);
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, format!("{EMPTY:?}"));
+        assert_eq!(serde_json::from_str::<ContentHash>(&json).unwrap(), h);
+        assert!(serde_json::from_str::<ContentHash>("3").is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub const SINGLE_REQUEST_MAX: u64 = 1024 * 1024;
 
 /// Metadata of one file revision as the server knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct FileMeta {
     pub file_id: FileId,
     pub path: String,
@@ -49,6 +50,7 @@ pub struct FileMeta {
 
 /// What happened to a file in one journal entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Created,
@@ -81,6 +83,7 @@ impl ChangeKind {
 /// One entry of a user's change journal. `seq` is strictly increasing per user; the journal is
 /// the truth and pushes are only hints to read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangeEvent {
     pub seq: Seq,
     pub file_id: FileId,
@@ -100,6 +103,7 @@ pub struct ChangeEvent {
 
 /// `GET /v1/changes?cursor=N&limit=M`: entries with `seq > cursor`, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangesPage {
     pub changes: Vec<ChangeEvent>,
     /// Pass this back as `cursor` to continue; equals the request's cursor when empty.
@@ -109,6 +113,7 @@ pub struct ChangesPage {
 
 /// `GET /v1/files`: every live file plus the journal position the listing is consistent with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct FileList {
     pub files: Vec<FileMeta>,
     pub cursor: Seq,
@@ -116,6 +121,7 @@ pub struct FileList {
 
 /// `POST /v1/files/{file_id}/move`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MoveRequest {
     pub new_path: String,
     pub parent_rev: Rev,
@@ -123,6 +129,7 @@ pub struct MoveRequest {
 
 /// One revision of a file, as `GET /v1/files/{file_id}/revisions` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Revision {
     pub rev: Rev,
     pub path: String,
@@ -136,6 +143,7 @@ pub struct Revision {
 
 /// `GET /v1/files/{file_id}/revisions`: newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RevisionList {
     pub file_id: FileId,
     pub revisions: Vec<Revision>,
@@ -144,6 +152,7 @@ pub struct RevisionList {
 /// `POST /v1/files/{file_id}/restore`: make revision `rev`'s content current again, as a new
 /// revision on top of `parent_rev` (also undeletes a file in the trash).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RestoreRequest {
     pub rev: Rev,
     pub parent_rev: Rev,
@@ -151,15 +160,18 @@ pub struct RestoreRequest {
 
 /// `GET /v1/trash`: deleted files, most recently deleted first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct TrashList {
     pub files: Vec<FileMeta>,
 }
 
 /// One chunk of a chunked content, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChunkRef {
     pub sha256: ContentHash,
     #[serde(deserialize_with = "integral::int")]
+    #[cfg_attr(feature = "openapi", schemars(with = "i64"))]
     pub size: i64,
 }
 
@@ -168,6 +180,7 @@ pub struct ChunkRef {
 /// fetches only the others, as byte ranges of that revision's content. A content uploaded in one
 /// request is one chunk (its own hash); an empty one has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ContentChunks {
     pub rev: Rev,
     pub sha256: ContentHash,
@@ -178,6 +191,7 @@ pub struct ContentChunks {
 /// `POST /v1/files/contents`: several files' contents in one response (small files: one request
 /// instead of one per file). At most [`CONTENTS_MAX_FILES`] entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ContentsRequest {
     pub files: Vec<ContentWanted>,
     /// Contents larger than this (and than [`CONTENTS_MAX_SIZE`]) come back as `too_large`
@@ -187,11 +201,13 @@ pub struct ContentsRequest {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "integral::optional"
     )]
+    #[cfg_attr(feature = "openapi", schemars(with = "Option<i64>"))]
     pub max_size: Option<i64>,
 }
 
 /// One file of a [`ContentsRequest`]: its current content, or revision `rev`'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ContentWanted {
     pub file_id: FileId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +226,7 @@ pub const CONTENTS_MAX_SIZE: i64 = 4 << 20;
 /// `error`: `not_found` (no such live file or revision), `too_large` (over the request's
 /// `max_size` or [`CONTENTS_MAX_SIZE`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ContentFrame {
     pub file_id: FileId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,17 +245,20 @@ pub struct ContentFrame {
 /// `PUT /v1/files/content?path=&parent_rev=` would commit it. At most [`CONTENTS_MAX_FILES`]
 /// files of at most [`SINGLE_REQUEST_MAX`] bytes each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UploadFrame {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_rev: Option<Rev>,
     #[serde(deserialize_with = "integral::int")]
+    #[cfg_attr(feature = "openapi", schemars(with = "i64"))]
     pub size: i64,
     pub sha256: ContentHash,
 }
 
 /// Answer to `POST /v1/files/upload`: one result per file, in request order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UploadResults {
     pub results: Vec<UploadResult>,
 }
@@ -246,6 +266,7 @@ pub struct UploadResults {
 /// One file's outcome in [`UploadResults`]: the committed metadata, or the error its own
 /// upload would have been answered with (`conflict` with `current`, `invalid_path`, …).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UploadResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileMeta>,
@@ -255,12 +276,14 @@ pub struct UploadResult {
 
 /// `POST /v1/chunks/missing`: which of these chunks does the server lack (for this user)?
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MissingChunksRequest {
     pub chunks: Vec<ContentHash>,
 }
 
 /// Answer to `POST /v1/chunks/missing`: the subset to upload, in request order, no duplicates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct MissingChunks {
     pub missing: Vec<ContentHash>,
 }
@@ -269,11 +292,13 @@ pub struct MissingChunks {
 /// `chunks` (all already uploaded). `size` and `sha256` describe the whole content; the server
 /// checks both against the chunks before committing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CommitRequest {
     pub path: String,
     #[serde(default)]
     pub parent_rev: Option<Rev>,
     #[serde(deserialize_with = "integral::int")]
+    #[cfg_attr(feature = "openapi", schemars(with = "i64"))]
     pub size: i64,
     pub sha256: ContentHash,
     pub chunks: Vec<ChunkRef>,
@@ -330,6 +355,7 @@ pub(crate) mod integral {
 
 /// `GET /v1/config` (public): where and how a client signs in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ServerConfig {
     pub cognito: CognitoConfig,
     /// Base URLs of the State service instances to open the push WebSocket on (`…/v1/ws`);
@@ -340,6 +366,7 @@ pub struct ServerConfig {
 
 /// The Cognito (or Cognito-compatible) user pool clients authenticate against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CognitoConfig {
     /// Endpoint of the Cognito Identity Provider JSON API (the AWS SDK's `endpoint_url`).
     pub endpoint: String,
@@ -401,6 +428,7 @@ mod tests {
 
 /// `GET /v1/account/usage`: bytes held by the user's live files, and the quota if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Usage {
     pub used_bytes: i64,
     pub quota_bytes: Option<i64>,
@@ -408,6 +436,7 @@ pub struct Usage {
 
 /// One device of the user, in `GET /v1/devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct Device {
     pub device_id: DeviceId,
     /// Human-readable name ("Anna's laptop"), as the device registered it.
@@ -428,12 +457,14 @@ pub struct Device {
 
 /// `GET /v1/devices`: online devices first, then most recently seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeviceList {
     pub devices: Vec<Device>,
 }
 
 /// `PUT /v1/devices/{device_id}`: a device announces (or renames) itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct RegisterDevice {
     pub name: Option<String>,
     pub platform: Option<String>,

@@ -41,6 +41,42 @@ pub struct Bytes;
 #[derive(Debug, Clone, Copy)]
 pub struct External;
 
+/// A type an endpoint's query, request or response may be: with the `openapi` feature, one
+/// whose JSON Schema is known (the document is generated from them).
+#[cfg(feature = "openapi")]
+pub trait Documented: schemars::JsonSchema + 'static {}
+#[cfg(feature = "openapi")]
+impl<T: schemars::JsonSchema + 'static> Documented for T {}
+/// A type an endpoint's query, request or response may be.
+#[cfg(not(feature = "openapi"))]
+pub trait Documented {}
+#[cfg(not(feature = "openapi"))]
+impl<T: ?Sized> Documented for T {}
+
+/// Not a JSON body: the document describes it by hand.
+#[cfg(feature = "openapi")]
+impl schemars::JsonSchema for Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bytes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "binary" })
+    }
+}
+
+/// Not ours to describe: the document describes it by hand.
+#[cfg(feature = "openapi")]
+impl schemars::JsonSchema for External {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "External".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!(true)
+    }
+}
+
 /// One REST operation.
 pub trait Endpoint {
     const METHOD: Method;
@@ -49,9 +85,9 @@ pub trait Endpoint {
     /// The operation's `operationId` in the OpenAPI document.
     const OPERATION_ID: &'static str;
     /// The query string's fields (`()`: none).
-    type Query;
-    type Request;
-    type Response;
+    type Query: Documented;
+    type Request: Documented;
+    type Response: Documented;
 
     /// [`Endpoint::PATH`] with its `{…}` segments replaced by `params`, in order, each
     /// percent-encoded as one segment.
@@ -70,6 +106,10 @@ pub struct Description {
     pub query: fn() -> &'static str,
     pub request: fn() -> &'static str,
     pub response: fn() -> &'static str,
+    /// The JSON Schemas of the query, request and response types (what the OpenAPI document
+    /// is generated from).
+    #[cfg(feature = "openapi")]
+    pub schemas: fn(&mut schemars::SchemaGenerator) -> crate::openapi::Shapes,
 }
 
 impl Description {
@@ -81,6 +121,8 @@ impl Description {
             query: std::any::type_name::<E::Query>,
             request: std::any::type_name::<E::Request>,
             response: std::any::type_name::<E::Response>,
+            #[cfg(feature = "openapi")]
+            schemas: crate::openapi::shapes::<E>,
         }
     }
 }
@@ -118,6 +160,7 @@ pub fn fill(template: &str, params: &[&str]) -> String {
 
 /// Query of `PUT /v1/files/content`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct UploadQuery {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +169,7 @@ pub struct UploadQuery {
 
 /// Query of `GET /v1/files/{file_id}/content`: an older revision's content.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DownloadQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rev: Option<Rev>,
@@ -133,12 +177,14 @@ pub struct DownloadQuery {
 
 /// Query of `DELETE /v1/files/{file_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct DeleteQuery {
     pub parent_rev: Rev,
 }
 
 /// Query of `GET /v1/changes`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ChangesQuery {
     /// Last seq already applied (0 = from the start).
     #[serde(default)]

@@ -13,6 +13,7 @@ use crate::FileMeta;
 /// Machine-readable error codes of the REST API. The UI and client match on these, never on
 /// the message text. Each code has exactly one HTTP status ([`ErrorCode::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -122,6 +123,7 @@ impl ErrorCode {
 
 /// Body of every non-2xx JSON response of the REST API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub error: ErrorCode,
     pub message: String,

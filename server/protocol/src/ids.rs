@@ -13,6 +13,21 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
+        #[cfg(feature = "openapi")]
+        impl schemars::JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string" })
+            }
+        }
+
         $(#[$doc])*
         #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -122,7 +137,27 @@ text_id! {
 }
 
 macro_rules! number_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, minimum $min:literal) => {
+        #[cfg(feature = "openapi")]
+        impl schemars::JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": $min,
+                    "maximum": i64::MAX,
+                })
+            }
+        }
+
         $(#[$doc])*
         #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
@@ -185,13 +220,13 @@ macro_rules! number_id {
 
 number_id! {
     /// A file's revision number: 1 at its first commit, one more per commit.
-    Rev
+    Rev, minimum 1
 }
 
 number_id! {
     /// A position in a user's change journal: strictly increasing per user; a cursor is the
     /// last position read (0 before the first).
-    Seq
+    Seq, minimum 0
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ pub mod endpoint;
 pub mod error;
 mod hash;
 mod ids;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod path;
 pub mod ws;
 

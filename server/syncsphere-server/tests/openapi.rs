@@ -1,7 +1,9 @@
-//! The OpenAPI document and the endpoint descriptions agree: the document describes exactly
-//! the protocol's endpoints (path, method, `operationId`, request and response schemas), every
-//! described operation is routed by the assembled server, and the routers mount endpoint
-//! descriptions only (no path written out again).
+//! The OpenAPI document is generated from the protocol (its endpoint descriptions and types,
+//! with `server/protocol/openapi-overlay.json` laid over them): the committed `openapi.json` is
+//! exactly that output. It also describes exactly the protocol's endpoints (path, method,
+//! `operationId`, request and response schemas), every described operation is routed by the
+//! assembled server, and the routers mount endpoint descriptions only (no path written out
+//! again).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,6 +15,25 @@ use serde_json::Value;
 use syncsphere_protocol::endpoint;
 use syncsphere_server::{AppConfig, NO_ROUTE, OPENAPI_JSON, build};
 use tower::ServiceExt;
+
+/// `openapi.json` is what the protocol generates. After changing a wire type, an endpoint or
+/// the overlay, write it again with `UPDATE_OPENAPI=1 cargo test -p syncsphere-server --test
+/// openapi`.
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let generated = syncsphere_protocol::openapi::document_text()
+        .unwrap_or_else(|e| panic!("the overlay contradicts the code:\n{e}"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    assert!(
+        OPENAPI_JSON == generated,
+        "openapi.json is not what the protocol generates: run \
+         UPDATE_OPENAPI=1 cargo test -p syncsphere-server --test openapi, and review the diff"
+    );
+}
 
 fn documented() -> (Value, BTreeSet<(String, String)>) {
     let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     UpgradeRequired,
     /// The commit would take the account past its storage quota.
     QuotaExceeded,
+    /// The request's body stopped arriving (nothing for the server's body timeout): send the
+    /// request again.
+    RequestTimeout,
     /// The client's address already holds the server's maximum of open connections (before
     /// any route): close some and retry after `Retry-After` seconds.
     TooManyConnections,
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidPath,
         ErrorCode::Unauthorized,
@@ -69,6 +72,7 @@ impl ErrorCode {
         ErrorCode::RangeNotSatisfiable,
         ErrorCode::UpgradeRequired,
         ErrorCode::QuotaExceeded,
+        ErrorCode::RequestTimeout,
         ErrorCode::TooManyConnections,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -107,6 +112,7 @@ impl ErrorCode {
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
             409 => ErrorCode::Conflict,
             413 => ErrorCode::PayloadTooLarge,
             415 => ErrorCode::UnsupportedMediaType,

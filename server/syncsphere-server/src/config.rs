@@ -130,6 +130,10 @@ pub struct ServerArgs {
     /// closed after as long.
     #[arg(long, env = "SYNCSPHERE_HEADER_TIMEOUT_SECS", default_value_t = transport::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
+    /// Seconds a request body may stall (nothing arriving while the server waits for it)
+    /// before the request is answered `408 request_timeout` and its connection closed.
+    #[arg(long, env = "SYNCSPHERE_BODY_TIMEOUT_SECS", default_value_t = crate::stalled_body::DEFAULT_BODY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
 }
 
 impl ServerArgs {
@@ -154,6 +158,11 @@ impl ServerArgs {
             self.database_url = Some(url.trim().to_owned());
         }
         Ok(())
+    }
+
+    /// How long a request body may stall.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
     }
 
     /// The listener's limits.

@@ -9,9 +9,11 @@
 
 mod config;
 mod json_errors;
+pub mod stalled_body;
 pub mod transport;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -58,11 +60,15 @@ fn health() -> Router {
 }
 
 /// What every role puts around its routes: JSON errors for whatever the routes leave to the
-/// framework (unknown paths, methods, rejections), and request tracing.
-fn edge(router: Router) -> Router {
+/// framework (unknown paths, methods, rejections), stalled bodies cut off, and request tracing.
+fn edge(router: Router, body_timeout: Duration) -> Router {
     router
         .fallback(json_errors::no_route)
         .layer(axum::middleware::from_fn(json_errors::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            stalled_body::cut_stalled_bodies,
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -78,7 +84,7 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
         }
     };
     Ok(App {
-        router: edge(health().merge(services)),
+        router: edge(health().merge(services), config.server.body_timeout()),
         hub,
         maintenance,
     })

@@ -1,6 +1,7 @@
 //! The listener against real sockets on 127.0.0.1: unfinished headers are cut off, an address
 //! past its connection limit is refused with a JSON 429 (WebSockets counting until they close),
-//! shutdown still ends idle connections; and the binary's flag sets the limit.
+//! shutdown still ends idle connections; the binary's flag sets the limit; a stalled request
+//! body is answered 408 and its connection closed, a slow but steady one is read.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -168,4 +169,63 @@ async fn the_binary_takes_its_per_address_limit_from_the_flag() {
     assert_eq!(status, 429, "{body}");
     drop(held);
     freed(addr).await;
+}
+
+/// Sends a request whose body (`Content-Length` long) comes as `pieces`, `gap` apart, then
+/// nothing; returns the status, the body and how long after the last piece the answer came.
+async fn slow_post(
+    addr: SocketAddr,
+    length: usize,
+    pieces: &[&[u8]],
+    gap: Duration,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /auth/cognito HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: AWSCognitoIdentityProviderService.InitiateAuth\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in pieces {
+        tokio::time::sleep(gap).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut response = Vec::new();
+    // The whole answer and then the end of the stream: a stalled request's connection closes.
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("an answer and a closed connection in time")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_answered_408_and_a_slow_steady_one_is_not() {
+    let server = syncsphere_e2e::Server::start_with(None, &["--body-timeout-secs", "1"])
+        .expect("server starts");
+    let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+
+    // Half a body, then nothing: cut off a second later.
+    let started = Instant::now();
+    let (status, body) = slow_post(addr, 100, &[b"{\"AuthFlow\":"], Duration::ZERO).await;
+    let took = started.elapsed();
+    assert_eq!(status, 408, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON ErrorBody");
+    assert_eq!(error["error"], "request_timeout", "{body}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+
+    // A whole body that takes 2.4 s but never pauses 1 s: read, and answered by the API
+    // itself (Cognito's 400 for a sign-in without parameters).
+    let whole: &[u8] = b"{\"AuthFlow\":\"USER_PASSWORD_AUTH\"}";
+    let pieces: Vec<&[u8]> = whole.chunks(whole.len().div_ceil(6)).collect();
+    let (status, body) = slow_post(addr, whole.len(), &pieces, Duration::from_millis(400)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("__type"), "Cognito's error shape: {body}");
 }

@@ -7,6 +7,11 @@ use crate::gc::GcPolicy;
 use crate::inline::{DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_BYTES};
 use crate::s3::S3Config;
 
+/// Default of `--retention-days`.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// Default of `--gc-grace-secs`: a day to resume an interrupted upload.
+pub const DEFAULT_GC_GRACE_SECS: u64 = 24 * 3600;
+
 /// Flags of the File service.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "File service")]
@@ -16,10 +21,10 @@ pub struct FilesArgs {
     #[arg(long, env = "SYNCSPHERE_QUOTA_BYTES", value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_bytes: Option<i64>,
     /// Days old revisions and trashed files are kept.
-    #[arg(long, env = "SYNCSPHERE_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = "SYNCSPHERE_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
     pub retention_days: u64,
     /// Seconds an unreferenced chunk (an interrupted upload) is kept for resuming.
-    #[arg(long, env = "SYNCSPHERE_GC_GRACE_SECS", default_value_t = 24 * 3600)]
+    #[arg(long, env = "SYNCSPHERE_GC_GRACE_SECS", default_value_t = DEFAULT_GC_GRACE_SECS)]
     pub gc_grace_secs: u64,
     /// Seconds between garbage-collection passes (0 disables them). Run the collector in one
     /// files instance of a cluster only.

@@ -40,15 +40,6 @@ pub struct GcPolicy {
     pub grace: Duration,
 }
 
-impl Default for GcPolicy {
-    fn default() -> Self {
-        GcPolicy {
-            retention: Duration::from_secs(30 * 24 * 3600),
-            grace: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
 /// What one retention + collection pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {

@@ -141,13 +141,10 @@ fn embedded_is_the_binary_with_no_flags_and_no_environment() {
     assert_eq!(d.idp.access_token_ttl, 3600);
     assert_eq!(d.idp.refresh_token_ttl, 30 * 24 * 3600);
     assert_eq!(d.files.quota_bytes, None);
-    let (policy, documented) = (
-        d.files.gc_policy(),
-        syncsphere_files::gc::GcPolicy::default(),
-    );
+    let policy = d.files.gc_policy();
     assert_eq!(
-        (policy.retention, policy.grace),
-        (documented.retention, documented.grace)
+        (policy.retention.as_secs(), policy.grace.as_secs()),
+        (30 * 24 * 3600, 24 * 3600)
     );
     assert_eq!(d.files.gc_interval_secs, 3600);
     assert_eq!(d.files.inline_max_bytes, 16384);

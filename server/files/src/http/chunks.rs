@@ -1,0 +1,256 @@
+//! Chunked uploads: which chunks are missing, one chunk, and the commit of a
+//! content made of chunks.
+
+use super::*;
+
+pub(super) fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(FilesError::BadRequest(format!(
+            "'{}' is not a chunk id (64 lowercase hex digits of SHA-256)",
+            sha256.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// `POST /v1/chunks/missing`: the chunks of the list this user's store lacks.
+pub(super) async fn missing_chunks(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<MissingChunks>, FilesError> {
+    let req: MissingChunksRequest = json(body)?;
+    if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
+        return Err(FilesError::TooLarge(format!(
+            "at most {MAX_CHUNKS_PER_REQUEST} chunk ids per request"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for sha in req.chunks {
+        check_chunk_id(&sha.to_string())?;
+        if !seen.insert(sha.clone()) {
+            continue;
+        }
+        // Asking about a chunk the server holds restarts its grace period: the client is
+        // about to commit it.
+        state.pending.settled(&user.user_id, &sha.to_string()).await;
+        if !state.blobs.touch(&user.user_id, &sha.to_string()).await? {
+            missing.push(sha);
+        }
+    }
+    Ok(Json(MissingChunks { missing }))
+}
+
+/// `PUT /v1/chunks/{sha256}`: stores one chunk; idempotent; the bytes must hash to the id.
+/// Acknowledged once received and verified; the chunk becomes durable in the background and
+/// the commit that uses it waits for that (a chunk lost meanwhile is reported missing there).
+/// With `x-syncsphere-content`/`x-syncsphere-offset` the chunk also goes into that content's
+/// running hash (see [`crate::running`]).
+pub(super) async fn put_chunk(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::http::StatusCode, FilesError> {
+    check_chunk_id(&sha256)?;
+    let place = chunk_place(&headers)?;
+    state.pending.settled(&user.user_id, &sha256).await;
+    if state.blobs.touch(&user.user_id, &sha256).await? {
+        return Ok(axum::http::StatusCode::NO_CONTENT);
+    }
+    // An account at its quota cannot pile up chunks it will never be allowed to commit.
+    if let Some(quota) = state.store.quota() {
+        let used = state.store.usage(&user.user_id).await?;
+        if used >= quota {
+            return Err(FilesError::QuotaExceeded {
+                used,
+                quota,
+                needed: 1,
+            });
+        }
+    }
+    let slot = state.pending.slot().await;
+    let (staged, pieces) = state
+        .staging
+        .stage_keeping(body.into_data_stream(), MAX_CHUNK_SIZE)
+        .await?;
+    if staged.sha256 != sha256 {
+        return Err(FilesError::HashMismatch(format!(
+            "the uploaded bytes hash to {}, not {sha256}",
+            staged.sha256
+        )));
+    }
+    if let Some((content, offset)) = place {
+        let (running, user_id) = (state.running.clone(), user.user_id.clone());
+        let chunk = ChunkRef {
+            sha256: sha256.clone().into(),
+            size: staged.size,
+        };
+        tokio::task::spawn_blocking(move || {
+            running.feed(&user_id, &content, offset, chunk, pieces);
+        })
+        .await
+        .map_err(|e| FilesError::Blob(std::io::Error::other(e)))?;
+    }
+    state.pending.spawn(user.user_id.to_string(), staged, slot);
+    Ok(axum::http::StatusCode::CREATED)
+}
+
+/// The optional content and offset headers of a chunk upload: both or neither.
+pub(super) fn chunk_place(headers: &HeaderMap) -> Result<Option<(String, u64)>, FilesError> {
+    let value = |name: &str| -> Result<Option<&str>, FilesError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| FilesError::BadRequest(format!("{name} must be ASCII")))
+            })
+            .transpose()
+    };
+    match (value(CHUNK_CONTENT_HEADER)?, value(CHUNK_OFFSET_HEADER)?) {
+        (None, None) => Ok(None),
+        (Some(content), Some(offset)) => {
+            check_chunk_id(content)?;
+            let offset = offset.parse::<u64>().map_err(|_| {
+                FilesError::BadRequest(format!(
+                    "{CHUNK_OFFSET_HEADER} must be a byte offset, not '{}'",
+                    offset.chars().take(40).collect::<String>()
+                ))
+            })?;
+            Ok(Some((content.to_owned(), offset)))
+        }
+        _ => Err(FilesError::BadRequest(format!(
+            "{CHUNK_CONTENT_HEADER} and {CHUNK_OFFSET_HEADER} go together"
+        ))),
+    }
+}
+
+/// `POST /v1/files/commit`: creates or replaces a file from uploaded chunks.
+pub(super) async fn commit_chunks(
+    State(state): State<FilesState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<FileMeta>, FilesError> {
+    let req: CommitRequest = json(body)?;
+    let path = normalize_path(&req.path)?;
+    if req.parent_rev.is_some_and(|r| r < Rev(1)) {
+        return Err(FilesError::BadRequest(
+            "parent_rev must be at least 1".into(),
+        ));
+    }
+    check_chunk_id(&req.sha256.to_string())?;
+    if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
+        return Err(FilesError::TooLarge(format!(
+            "at most {MAX_CHUNKS_PER_REQUEST} chunks per file"
+        )));
+    }
+    let mut total: i64 = 0;
+    for c in &req.chunks {
+        check_chunk_id(&c.sha256.to_string())?;
+        if c.size < 1 || c.size as u64 > MAX_CHUNK_SIZE {
+            return Err(FilesError::BadRequest(format!(
+                "chunk {} has an invalid size {}",
+                c.sha256, c.size
+            )));
+        }
+        total = total.saturating_add(c.size);
+    }
+    if total != req.size {
+        return Err(FilesError::HashMismatch(format!(
+            "the chunks add up to {total} bytes, not {}",
+            req.size
+        )));
+    }
+    let device = device(&headers, &user)?;
+    // From here to the metadata commit the collector cannot delete a chunk this commit uses:
+    // each is touched (fresh for the grace period) under the read side of the GC lock.
+    let _gc = state.gc_lock.read().await;
+    let started = std::time::Instant::now();
+    let mut missing = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in &req.chunks {
+        if !seen.insert(&c.sha256) {
+            continue;
+        }
+        state
+            .pending
+            .settled(&user.user_id, &c.sha256.to_string())
+            .await;
+        if !state
+            .blobs
+            .touch(&user.user_id, &c.sha256.to_string())
+            .await?
+        {
+            missing.push(c.sha256.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(FilesError::MissingChunks(missing));
+    }
+    let durable = started.elapsed();
+    // The file's hash is the server's promise to every device that downloads it: from the
+    // running hash when the chunks came in order with their place, else by reading the
+    // content back (which also checks the chunk sizes against the stored chunks).
+    let running = state
+        .running
+        .finish(&user.user_id, &req.sha256.to_string(), &req.chunks);
+    let hashed_as_received = running.is_some();
+    let actual = match running {
+        Some(hash) => hash,
+        None => {
+            Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?
+                .sha256()
+                .await?
+        }
+    };
+    tracing::debug!(
+        chunks = req.chunks.len(),
+        durable_ms = durable.as_millis() as u64,
+        verified_ms = (started.elapsed() - durable).as_millis() as u64,
+        hashed_as_received,
+        "commit: chunks durable and verified"
+    );
+    if actual != req.sha256 {
+        return Err(FilesError::HashMismatch(format!(
+            "the chunks hash to {actual}, not {}",
+            req.sha256
+        )));
+    }
+    let single_blob = req.chunks.len() == 1 && req.chunks[0].sha256 == req.sha256;
+    if !single_blob {
+        state
+            .store
+            .put_manifest(
+                &user.user_id,
+                &req.sha256.to_string(),
+                req.size,
+                &req.chunks,
+            )
+            .await?;
+    }
+    let (meta, change) = state
+        .store
+        .commit_content(
+            &user.user_id,
+            NewContent {
+                path: &path,
+                parent_rev: req.parent_rev,
+                size: req.size,
+                sha256: &req.sha256.to_string(),
+                device: device.as_ref(),
+                inline: None,
+            },
+        )
+        .await?;
+    tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), chunks = req.chunks.len(), "committed chunks");
+    state.events.publish(&user.user_id, Event::Change(change));
+    Ok(Json(meta))
+}

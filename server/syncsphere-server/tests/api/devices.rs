@@ -1,0 +1,176 @@
+//! Device registration, listing and revocation (and what a revoked device's tokens can do).
+
+use super::*;
+
+pub(super) async fn devices_registration_listing_and_revocation(db: Option<String>) {
+    let h = harness(db).await;
+    let (unbound, _) = h.user("dana@example.com").await;
+    assert!(claims(&unbound).get("device_key").is_none());
+    let (laptop, _) = h.device_tokens("dana@example.com", "laptop-1").await;
+    let (desk, desk_refresh) = h.device_tokens("dana@example.com", "desk-1").await;
+    assert_eq!(claims(&laptop)["device_key"], "laptop-1");
+    // A refreshed token stays bound to its device.
+    let r = h.refresh(&desk_refresh).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let desk = {
+        let fresh = r.json["AuthenticationResult"]["AccessToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(claims(&fresh)["device_key"], "desk-1");
+        assert_ne!(fresh, desk);
+        fresh
+    };
+
+    // Registration: a device names itself; bad input is refused and nothing is written.
+    let register = |token: &str, id: &str, body: Value| {
+        let (token, uri) = (token.to_owned(), format!("/v1/devices/{id}"));
+        let h = &h;
+        async move { h.request("PUT", &token, &uri, body).await }
+    };
+    let ok = json!({"name": "  Dana's laptop ", "platform": "linux"});
+    assert_eq!(
+        register(&laptop, "laptop-1", ok.clone()).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        register(
+            &desk,
+            "desk-1",
+            json!({"name": "Desk", "platform": "windows"})
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    for (token, id, body, status) in [
+        (&laptop, "desk-1", ok.clone(), StatusCode::FORBIDDEN),
+        (&unbound, "has%20space", ok.clone(), StatusCode::BAD_REQUEST),
+        (
+            &unbound,
+            &"x".repeat(129),
+            ok.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &laptop,
+            "laptop-1",
+            json!({"name": "a\nb"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &laptop,
+            "laptop-1",
+            json!({"platform": "p".repeat(33)}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &laptop,
+            "laptop-1",
+            json!("not an object"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = register(token, id, body.clone()).await;
+        assert_eq!(r.status, status, "{id} {body}: {}", r.json);
+    }
+    let list = h.get(&laptop, "/v1/devices").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.json);
+    let devices = list.json["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2, "{}", list.json);
+    let laptop_row = devices
+        .iter()
+        .find(|d| d["device_id"] == "laptop-1")
+        .unwrap();
+    assert_eq!(laptop_row["name"], "Dana's laptop");
+    assert_eq!(laptop_row["platform"], "linux");
+    assert_eq!(laptop_row["current"], true);
+    assert_eq!(laptop_row["online"], false);
+    assert_eq!(laptop_row["revoked"], false);
+    let desk_row = devices.iter().find(|d| d["device_id"] == "desk-1").unwrap();
+    assert_eq!(desk_row["current"], false);
+    assert!(desk_row["last_seen_ms"].as_i64().unwrap() > 0);
+
+    // A device-bound token speaks for its own device only.
+    let spoofed = h
+        .send(
+            Request::put("/v1/files/content?path=spoof.txt")
+                .header("authorization", format!("Bearer {laptop}"))
+                .header("x-syncsphere-device", "desk-1")
+                .body(Body::from("x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(spoofed.status, StatusCode::BAD_REQUEST, "{}", spoofed.json);
+    // The desk uploads a file; revoking the desk must not lose it.
+    let r = h
+        .send(
+            Request::put("/v1/files/content?path=from-desk.txt")
+                .header("authorization", format!("Bearer {desk}"))
+                .body(Body::from("kept"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let page = h.get(&laptop, "/v1/changes?cursor=0").await.json;
+    assert_eq!(page["changes"][0]["origin_device"], "desk-1", "{page}");
+
+    // Revoke the desk from the laptop.
+    let r = h
+        .request("DELETE", &laptop, "/v1/devices/desk-1", Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    let r = h.get(&desk, "/v1/files").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    assert_eq!(r.json["error"], "device_revoked");
+    let r = h.refresh(&desk_refresh).await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
+    assert_eq!(r.json["message"], "Device has been revoked");
+    let r = h.device_sign_in("dana@example.com", "desk-1").await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
+    assert_eq!(r.json["message"], "Device has been revoked");
+    // Registering a revoked device again: the same status as its tokens get (0027).
+    let r = register(&unbound, "desk-1", ok.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    assert_eq!(r.json["error"], "device_revoked");
+    // Revoking twice is harmless; the other devices keep working and see the file.
+    let r = h
+        .request("DELETE", &laptop, "/v1/devices/desk-1", Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let files = h.get(&laptop, "/v1/files").await;
+    assert_eq!(files.status, StatusCode::OK);
+    assert_eq!(files.json["files"][0]["path"], "from-desk.txt");
+    assert_eq!(h.get(&unbound, "/v1/files").await.status, StatusCode::OK);
+    let list = h.get(&unbound, "/v1/devices").await.json;
+    let desk_row = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == "desk-1")
+        .unwrap();
+    assert_eq!(desk_row["revoked"], true);
+    // The same desk signs in again as a new device.
+    let (again, _) = h.device_tokens("dana@example.com", "desk-2").await;
+    assert_eq!(h.get(&again, "/v1/files").await.status, StatusCode::OK);
+    // Bad device keys at sign-in, and another user cannot touch this user's devices.
+    let r = h.device_sign_in("dana@example.com", "has space").await;
+    assert_eq!(r.json["__type"], "InvalidParameterException", "{}", r.json);
+    let (other, _) = h.user("eve@example.com").await;
+    let r = h
+        .request("DELETE", &other, "/v1/devices/laptop-1", Value::Null)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NO_CONTENT,
+        "revoking is scoped to the caller's devices"
+    );
+    assert_eq!(h.get(&laptop, "/v1/files").await.status, StatusCode::OK);
+    assert_eq!(
+        h.get(&other, "/v1/devices").await.json["devices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

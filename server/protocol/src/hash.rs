@@ -82,20 +82,7 @@ impl fmt::Display for ContentHash {
     }
 }
 
-#[cfg(feature = "openapi")]
-impl schemars::JsonSchema for ContentHash {
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ContentHash".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string" })
-    }
-}
+inline_schema!(ContentHash, { "type": "string" });
 
 /// On the wire: the text.
 impl Serialize for ContentHash {

@@ -13,20 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
-        #[cfg(feature = "openapi")]
-        impl schemars::JsonSchema for $name {
-            fn inline_schema() -> bool {
-                true
-            }
-
-            fn schema_name() -> std::borrow::Cow<'static, str> {
-                stringify!($name).into()
-            }
-
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({ "type": "string" })
-            }
-        }
+        inline_schema!($name, { "type": "string" });
 
         $(#[$doc])*
         #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,25 +125,12 @@ text_id! {
 
 macro_rules! number_id {
     ($(#[$doc:meta])* $name:ident, minimum $min:literal) => {
-        #[cfg(feature = "openapi")]
-        impl schemars::JsonSchema for $name {
-            fn inline_schema() -> bool {
-                true
-            }
-
-            fn schema_name() -> std::borrow::Cow<'static, str> {
-                stringify!($name).into()
-            }
-
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({
-                    "type": "integer",
-                    "format": "int64",
-                    "minimum": $min,
-                    "maximum": i64::MAX,
-                })
-            }
-        }
+        inline_schema!($name, {
+            "type": "integer",
+            "format": "int64",
+            "minimum": $min,
+            "maximum": i64::MAX,
+        });
 
         $(#[$doc])*
         #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

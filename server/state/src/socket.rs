@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::future::{BoxFuture, FutureExt};
 use prometheus_client::metrics::gauge::Gauge;
 use syncsphere_protocol::ws::{CLOSE_MESSAGE_TOO_BIG, ServerMessage};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -101,9 +102,22 @@ impl Socket {
         }
     }
 
+    // The close path's futures are boxed: a connection's task is as large as the largest
+    // future it may await, and these (tungstenite's write state, timers) would add ~0.6 KiB to
+    // every idle connection for a path that runs once, at its end (BENCHMARKS.md, 2026-12-04).
+
     /// Sends `before` (if any) and our close frame, together at most [`WsTimeouts::close`].
     /// Returns the deadline by which the peer must answer ([`Socket::finish_close`]).
-    pub(crate) async fn start_close(
+    pub(crate) fn start_close<'a>(
+        &'a mut self,
+        before: Option<&'a ServerMessage>,
+        code: u16,
+        reason: &'static str,
+    ) -> BoxFuture<'a, Instant> {
+        async move { self.start_close_inner(before, code, reason).await }.boxed()
+    }
+
+    async fn start_close_inner(
         &mut self,
         before: Option<&ServerMessage>,
         code: u16,
@@ -133,30 +147,42 @@ impl Socket {
 
     /// Reads (and drops) what the peer still sends until its close frame, at most until
     /// `deadline`; then the TCP connection is dropped with `self`.
-    pub(crate) async fn finish_close(mut self, deadline: Instant) {
-        let _ = timeout_at(deadline, async {
-            while let Some(Ok(_)) = self.ws.recv().await {}
-        })
-        .await;
+    pub(crate) fn finish_close(mut self, deadline: Instant) -> BoxFuture<'static, ()> {
+        async move {
+            let _ = timeout_at(deadline, async {
+                while let Some(Ok(_)) = self.ws.recv().await {}
+            })
+            .await;
+        }
+        .boxed()
     }
 
     /// Our close frame, then the peer's, within [`WsTimeouts::close`].
-    pub(crate) async fn close(mut self, code: u16, reason: &'static str) {
-        let deadline = self.start_close(None, code, reason).await;
-        self.finish_close(deadline).await;
+    pub(crate) fn close(mut self, code: u16, reason: &'static str) -> BoxFuture<'static, ()> {
+        async move {
+            let deadline = self.start_close_inner(None, code, reason).await;
+            self.finish_close(deadline).await;
+        }
+        .boxed()
     }
 
     /// After the peer's close frame: writes the echo tungstenite queued, then ends.
-    pub(crate) async fn answer_close(mut self) {
-        // The next read flushes the queued reply and then reports the end of the stream.
-        let _ = timeout(self.timeouts.close, self.ws.recv()).await;
+    pub(crate) fn answer_close(mut self) -> BoxFuture<'static, ()> {
+        async move {
+            // The next read flushes the queued reply and then reports the end of the stream.
+            let _ = timeout(self.timeouts.close, self.ws.recv()).await;
+        }
+        .boxed()
     }
 
     /// After a frame over the limit: closes with 1009 without reading on (the rest of the
     /// oversized frame would be buffered).
-    pub(crate) async fn close_too_big(mut self) {
-        self.start_close(None, CLOSE_MESSAGE_TOO_BIG, "message too big")
-            .await;
+    pub(crate) fn close_too_big(mut self) -> BoxFuture<'static, ()> {
+        async move {
+            self.start_close_inner(None, CLOSE_MESSAGE_TOO_BIG, "message too big")
+                .await;
+        }
+        .boxed()
     }
 }
 

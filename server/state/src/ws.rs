@@ -9,6 +9,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, FutureExt};
 use syncsphere_auth::{AuthError, AuthRejection, AuthUser};
 use syncsphere_protocol::ws::{
     CLOSE_DEVICE_REVOKED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC,
@@ -52,16 +53,23 @@ fn reauth_time(user: &AuthUser) -> u64 {
     user.expires_at.saturating_sub((lifetime / 2).min(60))
 }
 
-/// Checks the token of an `auth` message sent on a live connection.
-async fn fresh_user(state: &StateService, token: &str) -> Result<AuthUser, AuthError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::AUTHORIZATION,
-        format!("Bearer {token}")
-            .parse()
-            .map_err(|_| AuthError::Malformed("not a header value".into()))?,
-    );
-    AuthUser::from_headers(&headers, &state.verifier).await
+/// Checks the token of an `auth` message sent on a live connection. Boxed, like the close
+/// path (`socket.rs`): a token check (~1.5 KiB of future) is rare, the loop around it is not.
+fn fresh_user<'a>(
+    state: &'a StateService,
+    token: &'a str,
+) -> BoxFuture<'a, Result<AuthUser, AuthError>> {
+    async move {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| AuthError::Malformed("not a header value".into()))?,
+        );
+        AuthUser::from_headers(&headers, &state.verifier).await
+    }
+    .boxed()
 }
 
 /// The close code for a token that was refused.

@@ -209,3 +209,49 @@ stop_redis() {
     rm -rf "$REDIS_DIR"
   fi
 }
+
+# moto (PyPI): the Cognito user pool emulator of the AWS-mode tests. A venv of its own under the
+# scripts' cache directory, the pinned version, installed from PyPI once; sets MOTO_SERVER (its
+# executable) and MOTO_KEY (a PEM of the private key moto signs every token with, kid `dummy`:
+# it ships inside moto, so tests can mint tokens a real pool never would — production must
+# never trust it).
+MOTO_VERSION=5.2.5
+ensure_moto() {
+  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/moto-$MOTO_VERSION"
+  MOTO_SERVER="$venv/bin/moto_server"
+  if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    log "installing moto $MOTO_VERSION (PyPI, into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  MOTO_KEY="$venv/cognito-signing-key.pem"
+  if [ ! -s "$MOTO_KEY" ]; then
+    "$venv/bin/python" -c 'import sys; from joserfc import jwk; from moto.utilities.utils import load_resource; sys.stdout.buffer.write(jwk.RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json")).as_pem(private=True))' >"$MOTO_KEY.tmp"
+    mv "$MOTO_KEY.tmp" "$MOTO_KEY"
+  fi
+}
+
+# Starts moto's server on a free loopback port; sets MOTO_URL_TEST.
+start_moto() {
+  ensure_moto
+  MOTO_DIR="$(mktemp -d /tmp/syncsphere-moto.XXXXXX)"
+  local port
+  port="$(free_port)"
+  "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$MOTO_DIR/log" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 200); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  MOTO_URL_TEST="http://127.0.0.1:$port"
+  log "moto running at $MOTO_URL_TEST"
+}
+
+stop_moto() {
+  if [ -n "${MOTO_PID:-}" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    rm -rf "$MOTO_DIR"
+  fi
+}

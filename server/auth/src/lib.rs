@@ -2,8 +2,9 @@
 //! Cognito-compatible identity provider ([`idp`]) for self-hosting and tests.
 //!
 //! **Invariant**: tokens are verified exactly as AWS documents for Cognito — RS256 against the
-//! pool's JWKS by `kid`, `iss` equal to the configured issuer, `token_use` `access` (then
-//! `client_id` must match) or `id` (then `aud` must match), `exp`/`nbf` with a small leeway.
+//! pool's JWKS by `kid`, `iss` equal to the configured issuer, `token_use` `access` and a
+//! `client_id` among the allowed app clients, `exp`/`nbf` with a small leeway (ID tokens do not
+//! act on the API).
 //! The built-in provider's tokens go through the very same check.
 //!
 //! **Boundary**: HTTP statuses come from the one table in `syncsphere_protocol`
@@ -13,6 +14,7 @@
 pub mod api_error;
 pub mod devices;
 pub mod idp;
+pub mod pool;
 pub mod routes;
 mod verify;
 

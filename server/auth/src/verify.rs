@@ -36,7 +36,7 @@ pub enum AuthError {
     Invalid(String),
     #[error("token was issued for another client")]
     WrongClient,
-    #[error("unsupported token_use '{0}'")]
+    #[error("token_use '{0}' where an access token is required")]
     WrongTokenUse(String),
     #[error("could not fetch the JWKS: {0}")]
     Jwks(String),
@@ -87,10 +87,10 @@ struct KeyCache {
     last_fetch: Option<Instant>,
 }
 
-/// Verifies bearer tokens of one user pool and app client.
+/// Verifies bearer access tokens of one user pool and its allowed app clients.
 pub struct Verifier {
     issuer: String,
-    client_id: String,
+    client_ids: Vec<String>,
     source: JwksSource,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
@@ -105,15 +105,16 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
+            .field("client_ids", &self.client_ids)
             .finish_non_exhaustive()
     }
 }
 
 impl Verifier {
+    /// Accepts access tokens of `issuer` issued to one of `client_ids`.
     pub fn new(
         issuer: impl Into<String>,
-        client_id: impl Into<String>,
+        client_ids: impl IntoIterator<Item = impl Into<String>>,
         source: JwksSource,
     ) -> Self {
         let mut cache = KeyCache::default();
@@ -122,7 +123,7 @@ impl Verifier {
         }
         Verifier {
             issuer: issuer.into(),
-            client_id: client_id.into(),
+            client_ids: client_ids.into_iter().map(Into::into).collect(),
             source,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -186,7 +187,9 @@ impl Verifier {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The full check: signature, issuer, expiry, not-before, token use and client.
+    /// The full check: signature, issuer, expiry, not-before, token use and client. Only access
+    /// tokens act on the API (as a Cognito resource server expects): an ID token says who
+    /// someone is to the app that signed them in, not what a bearer may do.
     async fn verify_signed(&self, token: &str) -> Result<Claims, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
@@ -209,12 +212,11 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
-        let audience = match claims.token_use.as_str() {
-            "access" => claims.client_id.as_deref(),
-            "id" => claims.aud.as_deref(),
-            other => return Err(AuthError::WrongTokenUse(other.to_owned())),
-        };
-        if audience != Some(self.client_id.as_str()) {
+        if claims.token_use != "access" {
+            return Err(AuthError::WrongTokenUse(claims.token_use));
+        }
+        let client = claims.client_id.as_deref().unwrap_or_default();
+        if !self.client_ids.iter().any(|c| c == client) {
             return Err(AuthError::WrongClient);
         }
         Ok(claims)

@@ -38,7 +38,7 @@ struct Server {
 async fn server(timeouts: WsTimeouts) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let key = SigningKey::load_or_create(&dir.path().join("key.pem")).unwrap();
-    let verifier = Verifier::new(ISSUER, CLIENT_ID, JwksSource::Static(key.jwks()));
+    let verifier = Verifier::new(ISSUER, [CLIENT_ID], JwksSource::Static(key.jwks()));
     let hub = PushHub::new();
     let router = syncsphere_state::router(StateService {
         hub: hub.clone(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use syncsphere_auth::idp::IdpArgs;
+use syncsphere_auth::pool::{Pool, PoolArgs};
 use syncsphere_files::FilesArgs;
 use syncsphere_state::StateArgs;
 
@@ -56,6 +57,8 @@ pub struct AppConfig {
     #[command(flatten)]
     pub idp: IdpArgs,
     #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
     pub files: FilesArgs,
     #[command(flatten)]
     pub state: StateArgs,
@@ -98,7 +101,7 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ServerArgs {
     /// Services to run: `all` (one process), `files` (identity provider + files; needs Redis)
-    /// or `state` (push WebSockets; needs Redis and --auth-issuer).
+    /// or `state` (push WebSockets; needs Redis, and --auth-issuer or a Cognito user pool).
     #[arg(long, env = "SYNCSPHERE_ROLE", default_value = "all")]
     pub role: Role,
     /// Redis for fanning changes out across instances (`redis://host:port`).
@@ -204,24 +207,39 @@ impl AppConfig {
         Self::parse_without_env(std::iter::empty::<&str>()).expect("the defaults parse")
     }
 
-    /// Flags the role needs and lacks, named `--flag (ENV)`.
+    /// The external Cognito user pool, if one is configured (then the built-in identity
+    /// provider is off); an error for pool settings that cannot work.
+    pub fn pool(&self) -> anyhow::Result<Option<Pool>> {
+        Ok(self.pool.pool()?)
+    }
+
+    /// Flags the role needs and lacks, named `--flag (ENV)` (alternatives joined by "or").
     pub fn missing_requirements(&self) -> Vec<String> {
         let redis = self.server.redis_url.is_some();
-        let issuer = self.state.auth_issuer.is_some();
-        let needed: &[(&str, bool)] = match self.server.role {
+        let issuer = self.state.auth_issuer.is_some() || self.pool.cognito_user_pool_id.is_some();
+        let needed: &[(&[&str], bool)] = match self.server.role {
             Role::All => &[],
-            Role::Files => &[("redis_url", redis)],
-            Role::State => &[("redis_url", redis), ("auth_issuer", issuer)],
+            Role::Files => &[(&["redis_url"], redis)],
+            Role::State => &[
+                (&["redis_url"], redis),
+                (&["auth_issuer", "cognito_user_pool_id"], issuer),
+            ],
         };
         needed
             .iter()
             .filter(|(_, present)| !present)
-            .map(|(id, _)| flag_and_env(id))
+            .map(|(ids, _)| {
+                ids.iter()
+                    .map(|id| flag_and_env(id))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            })
             .collect()
     }
 
     /// One error naming every flag the role needs and lacks.
     pub fn check_requirements(&self) -> anyhow::Result<()> {
+        self.pool()?;
         let missing = self.missing_requirements();
         if missing.is_empty() {
             return Ok(());

@@ -5,6 +5,8 @@
 //! in-process, or through Redis when `redis_url` is set so the instance can join a cluster),
 //! `files` (identity provider + File service; publishes changes to Redis) and `state` (push
 //! WebSockets only; verifies tokens against the issuer's JWKS over HTTP and subscribes to Redis).
+//! Identity: the built-in provider, or — when a Cognito user pool is configured — that pool,
+//! whose tokens every role then verifies (and the built-in provider is not served).
 //! [`transport::serve`] puts the assembled router on a TCP listener, with its limits.
 
 mod config;
@@ -90,12 +92,23 @@ pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     })
 }
 
-/// The state role: push only, tokens checked against the issuer's JWKS, events from Redis.
+/// The state role: push only, tokens checked against the issuer's (or the pool's) JWKS, events
+/// from Redis.
 async fn state_alone(config: &AppConfig, hub: &Arc<PushHub>) -> anyhow::Result<Router> {
-    let (issuer, jwks) = config
-        .state
-        .issuer_and_jwks()
-        .context("checked: --auth-issuer")?;
+    let verifier = match config.pool()? {
+        Some(pool) => pool.verifier(),
+        None => {
+            let (issuer, jwks) = config
+                .state
+                .issuer_and_jwks()
+                .context("checked: --auth-issuer")?;
+            Verifier::new(
+                issuer,
+                [config.idp.client_id.clone()],
+                JwksSource::Remote(jwks),
+            )
+        }
+    };
     let redis_url = config
         .server
         .redis_url
@@ -104,14 +117,7 @@ async fn state_alone(config: &AppConfig, hub: &Arc<PushHub>) -> anyhow::Result<R
     let revocations = RedisRevocations::connect(redis_url)
         .await
         .context("connecting to Redis")?;
-    let verifier = Arc::new(
-        Verifier::new(
-            issuer,
-            config.idp.client_id.clone(),
-            JwksSource::Remote(jwks),
-        )
-        .with_revocations(revocations),
-    );
+    let verifier = Arc::new(verifier.with_revocations(revocations));
     let subscriber = RedisSubscriber::connect(redis_url, hub.clone())
         .await
         .context("subscribing to Redis")?;
@@ -140,14 +146,28 @@ async fn files_and_identity(
             .context("opening the embedded SQLite database")?,
     };
     let public_url = config.server.public_url();
-    let idp = IdentityProvider::open(
-        config.idp.config(&public_url),
-        db.clone(),
-        &data_dir.join("idp-signing-key.pem"),
-    )
-    .context("starting the built-in identity provider")?;
     let registry = DeviceRegistry::new(db.clone());
-    let verifier = Arc::new(idp.verifier().with_revocations(registry.clone()));
+    // Who signs users in: the configured Cognito pool, or the built-in provider (served here).
+    let (verifier, cognito, identity_routes) = match config.pool()? {
+        Some(pool) => (pool.verifier(), pool.client_config(), Router::new()),
+        None => {
+            let idp = IdentityProvider::open(
+                config.idp.config(&public_url),
+                db.clone(),
+                &data_dir.join("idp-signing-key.pem"),
+            )
+            .context("starting the built-in identity provider")?;
+            let cognito = CognitoConfig {
+                endpoint: format!("{public_url}{}", cognito_api::COGNITO_API_PATH),
+                region: config.idp.region.clone(),
+                user_pool_id: config.idp.user_pool_id.clone(),
+                client_id: config.idp.client_id.clone(),
+                device_keys: true,
+            };
+            (idp.verifier(), cognito, cognito_api::router(idp))
+        }
+    };
+    let verifier = Arc::new(verifier.with_revocations(registry.clone()));
     let bus = Bus::open(config, hub).await?;
     let files = FilesService::open(
         &config.files,
@@ -168,13 +188,7 @@ async fn files_and_identity(
         events: bus.publisher,
     });
     let client_config = ServerConfig {
-        cognito: CognitoConfig {
-            endpoint: format!("{public_url}{}", cognito_api::COGNITO_API_PATH),
-            region: config.idp.region.clone(),
-            user_pool_id: config.idp.user_pool_id.clone(),
-            client_id: config.idp.client_id.clone(),
-            device_keys: true,
-        },
+        cognito,
         push_urls: config.server.push_urls.clone(),
     };
     let mut router = Router::new()
@@ -182,7 +196,7 @@ async fn files_and_identity(
             let config = client_config.clone();
             async move { axum::Json(config) }
         })
-        .merge(cognito_api::router(idp))
+        .merge(identity_routes)
         .merge(files.router())
         .merge(devices);
     // Only the all role serves push, and only it has a subscriber.

@@ -195,14 +195,18 @@ async fn a_role_names_every_flag_it_lacks() {
             None,
             Some(
                 "the state role needs --redis-url (REDIS_URL) and --auth-issuer \
-                 (SYNCSPHERE_AUTH_ISSUER)",
+                 (SYNCSPHERE_AUTH_ISSUER) or --cognito-user-pool-id \
+                 (SYNCSPHERE_COGNITO_USER_POOL_ID)",
             ),
         ),
         (
             Role::State,
             Some("redis://r"),
             None,
-            Some("the state role needs --auth-issuer (SYNCSPHERE_AUTH_ISSUER)"),
+            Some(
+                "the state role needs --auth-issuer (SYNCSPHERE_AUTH_ISSUER) or \
+                 --cognito-user-pool-id (SYNCSPHERE_COGNITO_USER_POOL_ID)",
+            ),
         ),
         (
             Role::Files,
@@ -220,6 +224,28 @@ async fn a_role_names_every_flag_it_lacks() {
             "{role} {redis:?} {issuer:?}"
         );
     }
+    // A Cognito user pool stands in for --auth-issuer; pool settings that cannot work are
+    // refused before anything opens, whatever the role.
+    let mut config = AppConfig::embedded(dir.path().join("data"), "http://x".into());
+    config.server.role = Role::State;
+    config.server.redis_url = Some("redis://r".into());
+    config.pool.cognito_user_pool_id = Some("eu-west-1_abc".into());
+    config.pool.cognito_client_ids = vec!["app".into()];
+    assert!(config.check_requirements().is_ok());
+    config.pool.cognito_client_ids.clear();
+    assert_eq!(
+        config.check_requirements().unwrap_err().to_string(),
+        "--cognito-user-pool-id needs at least one --cognito-client-id \
+         (SYNCSPHERE_COGNITO_CLIENT_IDS)"
+    );
+    let mut config = AppConfig::embedded(dir.path().join("data"), "http://x".into());
+    config.pool.cognito_jwks_url = Some("http://keys".into());
+    assert_eq!(
+        build(&config).await.err().expect("refused").to_string(),
+        "--cognito-* settings given without --cognito-user-pool-id"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing opened");
+
     // build() checks first: nothing is created for a refused role.
     let mut config = AppConfig::embedded(dir.path().join("data"), "http://x".into());
     config.server.role = Role::Files;

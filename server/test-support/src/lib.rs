@@ -1,4 +1,5 @@
-//! Fixtures for server tests: the PostgreSQL, Redis and S3 servers `scripts/test.sh` starts,
+//! Fixtures for server tests: the PostgreSQL, Redis, S3 and Cognito (moto) servers
+//! `scripts/test.sh` starts,
 //! read from the variables it exports, fresh databases on them, and [`on_both_stores!`] (one
 //! suite on SQLite and on PostgreSQL).
 //!
@@ -19,6 +20,9 @@ pub const S3_VARS: [&str; 4] = [
     "SYNCSPHERE_TEST_S3_ACCESS_KEY",
     "SYNCSPHERE_TEST_S3_SECRET_KEY",
 ];
+
+/// The test Cognito emulator (moto): its URL and the PEM of the key it signs tokens with.
+pub const MOTO_VARS: [&str; 2] = ["SYNCSPHERE_TEST_MOTO_URL", "SYNCSPHERE_TEST_MOTO_KEY"];
 
 /// The value of `name` if set and not empty.
 fn var(name: &str) -> Option<String> {
@@ -64,6 +68,27 @@ pub fn s3_settings() -> Option<S3Settings> {
             secret_key,
         }),
         _ => missing("SYNCSPHERE_TEST_S3_*"),
+    }
+}
+
+/// The Cognito user pool emulator `scripts/test.sh` starts (moto), and the private key it signs
+/// every pool's tokens with (a key that ships inside moto: tests mint tokens with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moto {
+    pub url: String,
+    pub signing_key_pem: Vec<u8>,
+}
+
+/// The test Cognito emulator ([`MOTO_VARS`]), if set.
+pub fn moto() -> Option<Moto> {
+    let [url, key] = MOTO_VARS.map(var);
+    match (url, key) {
+        (Some(url), Some(key)) => Some(Moto {
+            url,
+            signing_key_pem: std::fs::read(&key)
+                .unwrap_or_else(|e| panic!("reading moto's signing key {key}: {e}")),
+        }),
+        _ => missing("SYNCSPHERE_TEST_MOTO_*"),
     }
 }
 

@@ -139,7 +139,7 @@ impl IdentityProvider {
     pub fn verifier(&self) -> Verifier {
         Verifier::new(
             self.config.issuer(),
-            self.config.client_id.clone(),
+            [self.config.client_id.clone()],
             JwksSource::Static(self.jwks()),
         )
     }

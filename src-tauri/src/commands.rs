@@ -29,6 +29,9 @@ use crate::{DesktopState, file_manager, shell, tray};
 pub(crate) enum ErrorCode {
     SignInFailed,
     SignUpFailed,
+    /// The account was created and its user pool sent a confirmation code: ask for it, then
+    /// `confirm_sign_up`.
+    ConfirmationNeeded,
     SignOutFailed,
     NotSignedIn,
     InvalidFolder,
@@ -213,7 +216,7 @@ pub(crate) async fn sign_up(
     password: String,
 ) -> CommandResult<SessionDto> {
     state.sync.stop().await;
-    syncsphere_sync_client::sign_up(
+    let outcome = syncsphere_sync_client::sign_up(
         &state.config_dir,
         server_url.trim(),
         email.trim(),
@@ -222,7 +225,50 @@ pub(crate) async fn sign_up(
     )
     .await
     .map_err(|err| CommandError::new(ErrorCode::SignUpFailed, err))?;
+    match outcome {
+        syncsphere_sync_client::SignUp::SignedIn(_) => signed_in(&app, &state).await,
+        syncsphere_sync_client::SignUp::ConfirmationNeeded(delivery) => Err(CommandError::new(
+            ErrorCode::ConfirmationNeeded,
+            format!("Your account was created. Enter the confirmation code sent {delivery}."),
+        )),
+    }
+}
+
+/// Confirms a new account with the code its user pool sent, then signs in.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn confirm_sign_up(
+    app: AppHandle,
+    state: State<'_, DesktopState>,
+    server_url: String,
+    email: String,
+    password: String,
+    code: String,
+) -> CommandResult<SessionDto> {
+    state.sync.stop().await;
+    syncsphere_sync_client::confirm_sign_up(
+        &state.config_dir,
+        server_url.trim(),
+        email.trim(),
+        code.trim(),
+        &password,
+        SessionStorage::Keychain,
+    )
+    .await
+    .map_err(|err| CommandError::new(ErrorCode::ConfirmationNeeded, err))?;
     signed_in(&app, &state).await
+}
+
+/// Sends a new confirmation code; says where it went.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn resend_confirmation_code(
+    server_url: String,
+    email: String,
+) -> CommandResult<String> {
+    let delivery =
+        syncsphere_sync_client::resend_confirmation_code(server_url.trim(), email.trim())
+            .await
+            .map_err(|err| CommandError::new(ErrorCode::ConfirmationNeeded, err))?;
+    Ok(format!("A new code was sent {delivery}."))
 }
 
 /// After a successful sign-in or sign-up: the tray says what to do next.

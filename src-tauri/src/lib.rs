@@ -152,6 +152,8 @@ pub fn run() -> anyhow::Result<()> {
             commands::get_session,
             commands::sign_in,
             commands::sign_up,
+            commands::confirm_sign_up,
+            commands::resend_confirmation_code,
             commands::start_sync,
             commands::get_status,
             commands::sign_out,

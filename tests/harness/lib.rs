@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use syncsphere_protocol::endpoint::Endpoint as _;
 
+pub mod cognito;
 pub mod keychain;
 pub mod push;
 

@@ -99,6 +99,7 @@ export interface Session {
 export type ErrorCode =
   | "sign_in_failed"
   | "sign_up_failed"
+  | "confirmation_needed"
   | "sign_out_failed"
   | "not_signed_in"
   | "invalid_folder"
@@ -146,6 +147,16 @@ export function signIn(c: Credentials): Promise<Session> {
 
 export function signUp(c: Credentials): Promise<Session> {
   return invoke<Session>("sign_up", { server_url: c.serverUrl, email: c.email, password: c.password });
+}
+
+/** Confirms a new account with the code its user pool sent, then signs in. */
+export function confirmSignUp(c: Credentials, code: string): Promise<Session> {
+  return invoke<Session>("confirm_sign_up", { server_url: c.serverUrl, email: c.email, password: c.password, code });
+}
+
+/** Sends a new confirmation code; resolves with where it went, in words. */
+export function resendConfirmationCode(c: Credentials): Promise<string> {
+  return invoke<string>("resend_confirmation_code", { server_url: c.serverUrl, email: c.email });
 }
 
 export function startSync(folder: string): Promise<Status> {

@@ -93,6 +93,10 @@ export class App {
           const session = mode === "sign_in" ? await api.signIn(credentials) : await api.signUp(credentials);
           this.showFolder(session);
         },
+        confirm: async (credentials, code) => {
+          this.showFolder(await api.confirmSignUp(credentials, code));
+        },
+        resend: (credentials) => api.resendConfirmationCode(credentials),
       },
       notice,
     );

@@ -1,12 +1,18 @@
-// Sign-in screen: server URL, email, password; "Sign in" or "Create account".
-import { errorMessage, type Credentials } from "./api";
+// Sign-in screen: server URL, email, password; "Sign in" or "Create account"; and, when the
+// account's user pool sends a confirmation code (Amazon Cognito does), the code.
+import { errorMessage, isCommandError, type Credentials } from "./api";
 import { h, setMessage } from "./dom";
 
 export type SignInMode = "sign_in" | "sign_up";
 
 export interface SignInActions {
-  /** Resolves when signed in; rejects with a command error otherwise. */
+  /** Resolves when signed in; rejects with a command error otherwise (`confirmation_needed`
+   * when a new account waits for its code). */
   submit(mode: SignInMode, credentials: Credentials): Promise<void>;
+  /** Confirms the new account with `code`, then signs in. */
+  confirm(credentials: Credentials, code: string): Promise<void>;
+  /** Sends a new code; resolves with where it went. */
+  resend(credentials: Credentials): Promise<string>;
 }
 
 /** A problem the user can fix before anything is sent, in plain words; null when fine. */
@@ -65,6 +71,26 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
   const error = h("p", { class: "error", role: "alert", "data-testid": "signin-error" });
   setMessage(error, notice);
 
+  // Shown once the pool has sent a confirmation code for a new account.
+  const codeInput = h("input", {
+    id: "confirmation-code",
+    name: "confirmation_code",
+    inputmode: "numeric",
+    autocomplete: "one-time-code",
+    "data-testid": "signin-code",
+  });
+  const codeMessage = h("p", { class: "hint", role: "status", "data-testid": "signin-code-message" });
+  const confirmButton = h("button", { type: "button", class: "primary", "data-testid": "signin-confirm" }, "Confirm");
+  const resendButton = h("button", { type: "button", "data-testid": "signin-resend" }, "Send a new code");
+  const confirmation = h(
+    "div",
+    { class: "confirmation", "data-testid": "signin-confirmation", hidden: true },
+    codeMessage,
+    h("label", { for: "confirmation-code" }, "Confirmation code"),
+    codeInput,
+    h("div", { class: "actions" }, confirmButton, resendButton),
+  );
+
   const form = h(
     "form",
     { class: "card", "data-testid": "signin-form", novalidate: true },
@@ -76,31 +102,84 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
     email,
     h("label", { for: "password" }, "Password"),
     password,
+    confirmation,
     error,
     h("div", { class: "actions" }, signInButton, signUpButton),
   );
 
+  const credentials = (): Credentials => ({
+    serverUrl: server.value.trim(),
+    email: email.value.trim(),
+    password: password.value,
+  });
+
+  function askForCode(message: string): void {
+    setMessage(codeMessage, message);
+    confirmation.hidden = false;
+    codeInput.focus();
+  }
+
+  /** Runs `action` with every button disabled and `button` saying `busy`. */
+  async function busyWhile(button: HTMLButtonElement, busy: string, action: () => Promise<void>): Promise<void> {
+    const label = button.textContent;
+    button.textContent = busy;
+    const buttons = [signInButton, signUpButton, confirmButton, resendButton];
+    for (const b of buttons) b.disabled = true;
+    try {
+      await action();
+    } finally {
+      button.textContent = label;
+      for (const b of buttons) b.disabled = false;
+    }
+  }
+
+  confirmButton.addEventListener("click", () => {
+    const code = codeInput.value.trim();
+    if (code === "") {
+      setMessage(error, "Enter the confirmation code from the message you received.");
+      return;
+    }
+    setMessage(error, null);
+    void busyWhile(confirmButton, "Confirming…", async () => {
+      try {
+        await actions.confirm(credentials(), code);
+      } catch (e) {
+        setMessage(error, `Could not confirm the account. ${errorMessage(e)}`);
+        codeInput.select();
+      }
+    });
+  });
+  resendButton.addEventListener("click", () => {
+    setMessage(error, null);
+    void busyWhile(resendButton, "Sending…", async () => {
+      try {
+        setMessage(codeMessage, await actions.resend(credentials()));
+      } catch (e) {
+        setMessage(error, `Could not send a new code. ${errorMessage(e)}`);
+      }
+    });
+  });
+
   async function submit(mode: SignInMode): Promise<void> {
-    const credentials = { serverUrl: server.value.trim(), email: email.value.trim(), password: password.value };
-    const problem = checkCredentials(credentials);
+    const problem = checkCredentials(credentials());
     if (problem) {
       setMessage(error, problem);
       return;
     }
     setMessage(error, null);
     const clicked = mode === "sign_in" ? signInButton : signUpButton;
-    const label = clicked.textContent;
-    clicked.textContent = mode === "sign_in" ? "Signing in…" : "Creating account…";
-    signInButton.disabled = signUpButton.disabled = true;
-    try {
-      await actions.submit(mode, credentials);
-    } catch (e) {
-      setMessage(error, `${FAILURE_TITLE[mode]} ${errorMessage(e)}`);
-      password.select();
-    } finally {
-      clicked.textContent = label;
-      signInButton.disabled = signUpButton.disabled = false;
-    }
+    await busyWhile(clicked, mode === "sign_in" ? "Signing in…" : "Creating account…", async () => {
+      try {
+        await actions.submit(mode, credentials());
+      } catch (e) {
+        if (isCommandError(e) && e.code === "confirmation_needed") {
+          askForCode(e.message);
+          return;
+        }
+        setMessage(error, `${FAILURE_TITLE[mode]} ${errorMessage(e)}`);
+        password.select();
+      }
+    });
   }
 
   form.addEventListener("submit", (event) => {

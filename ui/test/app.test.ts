@@ -127,6 +127,71 @@ describe("sign-in", () => {
     expect(root.dataset.screen).toBe("folder");
   });
 
+  test("a new account whose pool sends a code asks for it, can resend it, and signs in with it", async () => {
+    let tries = 0;
+    await boot({
+      get_session: () => signedOut,
+      sign_up: () =>
+        Promise.reject({
+          code: "confirmation_needed",
+          message: "Your account was created. Enter the confirmation code sent to n***@e***.",
+        }),
+      resend_confirmation_code: () => "A new code was sent to n***@e***.",
+      confirm_sign_up: () =>
+        ++tries === 1
+          ? Promise.reject({ code: "confirmation_needed", message: "That confirmation code is not the one that was sent" })
+          : signedIn,
+    });
+    expect(byTestId("signin-confirmation").hidden).toBe(true);
+    type("signin-email", "new@example.com");
+    type("signin-password", "Correct-horse-9");
+    byTestId("signup-submit").click();
+    await settle();
+
+    expect(root.dataset.screen).toBe("signin");
+    expect(byTestId("signin-confirmation").hidden).toBe(false);
+    expect(byTestId("signin-code-message").textContent).toContain("n***@e***");
+    expect(byTestId("signin-error").hidden).toBe(true);
+    expect(document.activeElement).toBe(byTestId("signin-code"));
+
+    // No code: explained, nothing sent.
+    byTestId("signin-confirm").click();
+    await settle();
+    expect(byTestId("signin-error").textContent).toMatch(/Enter the confirmation code/);
+    expect(calls.map((c) => c.cmd)).toEqual(["get_session", "sign_up"]);
+
+    byTestId("signin-resend").click();
+    await settle();
+    expect(calls[calls.length - 1]).toEqual({
+      cmd: "resend_confirmation_code",
+      args: { server_url: "http://127.0.0.1:8787", email: "new@example.com" },
+    });
+    expect(byTestId("signin-code-message").textContent).toBe("A new code was sent to n***@e***.");
+
+    // A wrong code is said so; the right one signs in.
+    type("signin-code", " 000000 ");
+    byTestId("signin-confirm").click();
+    await settle();
+    expect(root.dataset.screen).toBe("signin");
+    expect(byTestId("signin-error").textContent).toBe(
+      "Could not confirm the account. That confirmation code is not the one that was sent",
+    );
+    expect(byTestId<HTMLButtonElement>("signin-confirm").disabled).toBe(false);
+    type("signin-code", "123456");
+    byTestId("signin-confirm").click();
+    await settle();
+    expect(calls[calls.length - 1]).toEqual({
+      cmd: "confirm_sign_up",
+      args: {
+        server_url: "http://127.0.0.1:8787",
+        email: "new@example.com",
+        password: "Correct-horse-9",
+        code: "123456",
+      },
+    });
+    expect(root.dataset.screen).toBe("folder");
+  });
+
   test("a refused sign-in shows the backend's message and stays on the form", async () => {
     await boot({
       get_session: () => signedOut,

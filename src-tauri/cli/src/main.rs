@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! syncsphere --config-dir DIR signup [--server URL] --email EMAIL [--keychain]
+//! syncsphere --config-dir DIR confirm-signup [--server URL] --email EMAIL (--code CODE | --resend)
 //! syncsphere --config-dir DIR login  [--server URL] --email EMAIL [--keychain]
 //! syncsphere --config-dir DIR sync --folder PATH [--device-name NAME] [--start-over]
 //! syncsphere --config-dir DIR status [--json]
@@ -46,6 +47,24 @@ enum Command {
         email: String,
         /// Keep the session in the OS keychain (Secret Service, Keychain, Credential Manager)
         /// instead of `session.json`; without a keychain service it goes to the file anyway.
+        #[arg(long)]
+        keychain: bool,
+    },
+    /// Confirm a new account with the code its user pool sent (after `signup`), then sign in;
+    /// `--resend` asks for a new code instead.
+    ConfirmSignup {
+        /// The server (default: `server_url` of the system config, /etc/syncsphere/config.toml).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        email: String,
+        /// The code from the e-mail (or text message).
+        #[arg(long, required_unless_present = "resend", conflicts_with = "resend")]
+        code: Option<String>,
+        /// Send a new code instead of confirming.
+        #[arg(long)]
+        resend: bool,
+        /// Keep the session in the OS keychain (see `signup`).
         #[arg(long)]
         keychain: bool,
     },
@@ -148,6 +167,21 @@ fn password() -> anyhow::Result<String> {
     Ok(p)
 }
 
+/// A line typed at the terminal after `question`; `None` when stdin is not a terminal (or
+/// the line is empty).
+fn prompt(question: &str) -> anyhow::Result<Option<String>> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(None);
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let line = line.trim();
+    Ok((!line.is_empty()).then(|| line.to_owned()))
+}
+
 fn storage(keychain: bool) -> client::SessionStorage {
     if keychain {
         client::SessionStorage::Keychain
@@ -200,11 +234,69 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
-            let stored = client::sign_up(&dir, &server, &email, &pw, storage(keychain))
+            match client::sign_up(&dir, &server, &email, &pw, storage(keychain))
                 .await
-                .context("sign-up failed")?;
-            println!("Account {email} created and signed in on {server}.");
-            report_storage(keychain, stored);
+                .context("sign-up failed")?
+            {
+                client::SignUp::SignedIn(stored) => {
+                    println!("Account {email} created and signed in on {server}.");
+                    report_storage(keychain, stored);
+                }
+                client::SignUp::ConfirmationNeeded(delivery) => {
+                    println!("Account {email} created. A confirmation code was sent {delivery}.");
+                    match prompt("Confirmation code: ")? {
+                        Some(code) => {
+                            let stored = client::confirm_sign_up(
+                                &dir,
+                                &server,
+                                &email,
+                                &code,
+                                &pw,
+                                storage(keychain),
+                            )
+                            .await
+                            .context("confirmation failed")?;
+                            println!("Account {email} confirmed and signed in on {server}.");
+                            report_storage(keychain, stored);
+                        }
+                        None => println!(
+                            "To finish: syncsphere confirm-signup --email {email} --code CODE"
+                        ),
+                    }
+                }
+            }
+        }
+        Command::ConfirmSignup {
+            server,
+            email,
+            code,
+            resend,
+            keychain,
+        } => {
+            let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
+            match code {
+                Some(code) if !resend => {
+                    let pw = password()?;
+                    let stored = client::confirm_sign_up(
+                        &dir,
+                        &server,
+                        &email,
+                        &code,
+                        &pw,
+                        storage(keychain),
+                    )
+                    .await
+                    .context("confirmation failed")?;
+                    println!("Account {email} confirmed and signed in on {server}.");
+                    report_storage(keychain, stored);
+                }
+                _ => {
+                    let delivery = client::resend_confirmation_code(&server, &email)
+                        .await
+                        .context("could not send a new code")?;
+                    println!("A new confirmation code was sent {delivery}.");
+                }
+            }
         }
         Command::Login {
             server,

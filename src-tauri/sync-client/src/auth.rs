@@ -37,13 +37,21 @@ impl Cognito {
         }
     }
 
-    pub(crate) async fn sign_up(&self, email: &str, password: &str) -> Result<(), SyncError> {
+    /// Creates the account. `Ok(None)`: it is confirmed and can sign in now (the built-in
+    /// provider, or a pool that confirms by itself); `Ok(Some(delivery))`: the pool sent a
+    /// confirmation code (to the masked address in `delivery`, when it says).
+    pub(crate) async fn sign_up(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<CodeDelivery>, SyncError> {
         let email_attr = AttributeType::builder()
             .name("email")
             .value(email)
             .build()
             .map_err(|e| SyncError::Auth(e.to_string()))?;
-        self.client
+        let out = self
+            .client
             .sign_up()
             .client_id(&self.client_id)
             .username(email)
@@ -52,7 +60,36 @@ impl Cognito {
             .send()
             .await
             .map_err(auth_error)?;
+        Ok((!out.user_confirmed()).then(|| CodeDelivery::from(out.code_delivery_details())))
+    }
+
+    /// Confirms a new account with the code the pool sent (`ConfirmSignUp`).
+    pub(crate) async fn confirm_sign_up(&self, email: &str, code: &str) -> Result<(), SyncError> {
+        self.client
+            .confirm_sign_up()
+            .client_id(&self.client_id)
+            .username(email)
+            .confirmation_code(code)
+            .send()
+            .await
+            .map_err(auth_error)?;
         Ok(())
+    }
+
+    /// Asks the pool to send the confirmation code again (`ResendConfirmationCode`).
+    pub(crate) async fn resend_confirmation_code(
+        &self,
+        email: &str,
+    ) -> Result<CodeDelivery, SyncError> {
+        let out = self
+            .client
+            .resend_confirmation_code()
+            .client_id(&self.client_id)
+            .username(email)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        Ok(CodeDelivery::from(out.code_delivery_details()))
     }
 
     /// `device_key` binds the tokens to this device (when the server supports it).
@@ -92,6 +129,35 @@ impl Cognito {
                 other => other,
             })?;
         session_from(out.authentication_result(), Some(refresh_token))
+    }
+}
+
+/// Where a confirmation code went, as the pool says (`CodeDeliveryDetails`): a masked address
+/// such as `a***@e***`, and the medium (`EMAIL`, `SMS`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeDelivery {
+    pub destination: Option<String>,
+    pub medium: Option<String>,
+}
+
+impl From<Option<&cognito::types::CodeDeliveryDetailsType>> for CodeDelivery {
+    fn from(d: Option<&cognito::types::CodeDeliveryDetailsType>) -> Self {
+        CodeDelivery {
+            destination: d.and_then(|d| d.destination()).map(str::to_owned),
+            medium: d
+                .and_then(|d| d.delivery_medium())
+                .map(|m| m.as_str().to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for CodeDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.medium, &self.destination) {
+            (Some(m), Some(d)) if m == "SMS" => write!(f, "by text message to {d}"),
+            (_, Some(d)) => write!(f, "to {d}"),
+            _ => f.write_str("to the account's e-mail address"),
+        }
     }
 }
 
@@ -143,6 +209,17 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
                 }
                 Some("InvalidPasswordException") => {
                     SyncError::Auth(format!("The password is not accepted: {message}"))
+                }
+                Some("UserNotConfirmedException") => SyncError::Auth(
+                    "This account is not confirmed yet: enter the code that was sent to its \
+                     e-mail address (`syncsphere confirm-signup`; `--resend` sends a new one)"
+                        .into(),
+                ),
+                Some("CodeMismatchException") => {
+                    SyncError::Auth("That confirmation code is not the one that was sent".into())
+                }
+                Some("ExpiredCodeException") => {
+                    SyncError::Auth("That confirmation code has expired: ask for a new one".into())
                 }
                 Some(code) => SyncError::Auth(format!("{code}: {message}")),
                 None => SyncError::Auth(message),

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use syncsphere_protocol::ErrorCode;
 
 pub use account::{FileHistory, file_history, files, restore_revision, revisions, trash, undelete};
+pub use auth::CodeDelivery;
 pub use config::{ClientConfig, load_config};
 pub use conflicts::{ConflictedCopy, Resolution, conflicted_copies, resolve_conflict};
 pub use deletes::{DeleteDecision, decide_deletes};
@@ -137,11 +138,47 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Creates an account on the server, then signs in (see [`sign_in`]).
+/// What a sign-up came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignUp {
+    /// The account is confirmed and this directory is signed in; the session went here.
+    SignedIn(SessionStorage),
+    /// The user pool sent a confirmation code (Amazon Cognito's default): [`confirm_sign_up`]
+    /// with it confirms the account and signs in.
+    ConfirmationNeeded(CodeDelivery),
+}
+
+/// Creates an account on the server's user pool, then signs in (see [`sign_in`]) — unless the
+/// pool wants the account confirmed first.
 pub async fn sign_up(
     config_dir: &Path,
     server_url: &str,
     email: &str,
+    password: &str,
+    storage: SessionStorage,
+) -> Result<SignUp, SyncError> {
+    let system = load_system_config()?;
+    let server_url = system.resolve_server_url(Some(server_url))?;
+    let server = server_config(&server_url, &system).await?;
+    let pending = Cognito::new(&server.cognito)
+        .await
+        .sign_up(email, password)
+        .await?;
+    tracing::info!(email, confirmed = pending.is_none(), "account created");
+    match pending {
+        None => Ok(SignUp::SignedIn(
+            sign_in(config_dir, &server_url, email, password, storage).await?,
+        )),
+        Some(delivery) => Ok(SignUp::ConfirmationNeeded(delivery)),
+    }
+}
+
+/// Confirms a new account with the code its pool sent, then signs in (see [`sign_in`]).
+pub async fn confirm_sign_up(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    code: &str,
     password: &str,
     storage: SessionStorage,
 ) -> Result<SessionStorage, SyncError> {
@@ -150,10 +187,24 @@ pub async fn sign_up(
     let server = server_config(&server_url, &system).await?;
     Cognito::new(&server.cognito)
         .await
-        .sign_up(email, password)
+        .confirm_sign_up(email, code.trim())
         .await?;
-    tracing::info!(email, "account created");
+    tracing::info!(email, "account confirmed");
     sign_in(config_dir, &server_url, email, password, storage).await
+}
+
+/// Asks the server's user pool to send an account's confirmation code again; where it went.
+pub async fn resend_confirmation_code(
+    server_url: &str,
+    email: &str,
+) -> Result<CodeDelivery, SyncError> {
+    let system = load_system_config()?;
+    let server_url = system.resolve_server_url(Some(server_url))?;
+    let server = server_config(&server_url, &system).await?;
+    Cognito::new(&server.cognito)
+        .await
+        .resend_confirmation_code(email)
+        .await
 }
 
 /// The server's `/v1/config`, with the administrator's Cognito preset applied.

@@ -1,0 +1,126 @@
+//! End to end, AWS mode's identity: the real server configured with a Cognito user pool (moto's,
+//! created through the AWS API), and two real `syncsphere` clients that sign up at the pool,
+//! confirm the account with the code step, sign in and sync through the server — the same
+//! client code path as against Amazon Cognito. (moto accepts any confirmation code and has no
+//! `ResendConfirmationCode`; the code's checking is the pool's, not ours.)
+
+use std::time::Duration;
+
+use syncsphere_e2e::cognito::Pool;
+use syncsphere_e2e::{Device, Server, same_bytes, wait_for};
+
+/// A password the pool's default policy accepts (length, upper, lower, digit, symbol).
+const POOL_PASSWORD: &str = "Correct-horse-9";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn device(name: &str, password: &str) -> Device {
+    let mut d = Device::new(name).expect("device");
+    d.env
+        .push(("SYNCSPHERE_PASSWORD".into(), password.to_owned()));
+    d
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
+    let Some(moto) = syncsphere_test_support::moto() else {
+        return;
+    };
+    let pool = Pool::create(&moto.url).await;
+    let args = pool.server_args();
+    let server = Server::start_with(None, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .expect("server starts with the pool");
+    let email = "ada@example.com";
+
+    // The pool's password policy is the pool's: a weak password is refused, nothing created.
+    let weak = device("weak", "password");
+    let out = weak.account("signup", &server, email).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("password is not accepted"),
+        "{}",
+        text(&out)
+    );
+
+    // Sign-up at the pool: created, not confirmed; the CLI says how to finish (no terminal).
+    let a = device("laptop", POOL_PASSWORD);
+    let out = a.account("signup", &server, email).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("confirmation code was sent")
+            && text(&out).contains("syncsphere confirm-signup"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(pool.user_status(email).await, "UNCONFIRMED");
+    let out = a.account("login", &server, email).unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not confirmed yet"), "{}", text(&out));
+
+    // The code step confirms and signs in; the client keeps the pool's settings.
+    let out = a.run(&[
+        "confirm-signup",
+        "--server",
+        &server.url,
+        "--email",
+        email,
+        "--code",
+        "123456",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pool.user_status(email).await, "CONFIRMED");
+    let cognito = &a.config()["cognito"];
+    assert_eq!(cognito["endpoint"], moto.url);
+    assert_eq!(cognito["user_pool_id"], pool.id);
+    assert_eq!(cognito["client_id"], pool.client_id);
+    assert_eq!(cognito["device_keys"], false);
+
+    // A second device signs in at the pool; a wrong password is the pool's refusal.
+    let b = device("desktop", POOL_PASSWORD);
+    let wrong = device("desktop", "Wrong-horse-9");
+    let out = wrong.account("login", &server, email).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("Incorrect email or password"),
+        "{}",
+        text(&out)
+    );
+    b.login(&server, email);
+
+    // Both sync through the server, which verifies the pool's tokens on REST and push.
+    std::fs::create_dir_all(&a.folder).unwrap();
+    std::fs::write(a.path("from-laptop.txt"), b"written on the laptop").unwrap();
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || same_bytes(&a, &b, "from-laptop.txt")).is_some(),
+        "laptop -> desktop\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(
+        wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some(),
+        "both connected (push) and up to date\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    std::fs::write(b.path("from-desktop.txt"), b"written on the desktop").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || same_bytes(
+            &a,
+            &b,
+            "from-desktop.txt"
+        ))
+        .is_some(),
+        "desktop -> laptop by push\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+}

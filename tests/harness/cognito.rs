@@ -41,22 +41,33 @@ impl Pool {
             .as_str()
             .expect("pool id")
             .to_owned();
-        let client_id = call(
-            moto_url,
+        let mut pool = Pool {
+            moto_url: moto_url.to_owned(),
+            id,
+            client_id: String::new(),
+        };
+        pool.client_id = pool.add_client("desktop").await;
+        pool
+    }
+
+    /// Another public app client of the pool; its id.
+    pub async fn add_client(&self, name: &str) -> String {
+        call(
+            &self.moto_url,
             "CreateUserPoolClient",
-            json!({"UserPoolId": id, "ClientName": "desktop", "GenerateSecret": false,
+            json!({"UserPoolId": self.id, "ClientName": name, "GenerateSecret": false,
                    "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH",
                                          "ALLOW_REFRESH_TOKEN_AUTH"]}),
         )
         .await["UserPoolClient"]["ClientId"]
             .as_str()
             .expect("client id")
-            .to_owned();
-        Pool {
-            moto_url: moto_url.to_owned(),
-            id,
-            client_id,
-        }
+            .to_owned()
+    }
+
+    /// The pool's JWKS URL at the emulator (which serves it apart from the tokens' `iss`).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/{}/.well-known/jwks.json", self.moto_url, self.id)
     }
 
     /// The server flags that make a `files`/`all` (or `state`) instance use this pool.
@@ -67,7 +78,7 @@ impl Pool {
             "--cognito-client-id".into(),
             self.client_id.clone(),
             "--cognito-jwks-url".into(),
-            format!("{}/{}/.well-known/jwks.json", self.moto_url, self.id),
+            self.jwks_url(),
             "--cognito-endpoint".into(),
             self.moto_url.clone(),
         ]

@@ -11,107 +11,57 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use syncsphere_e2e::cognito::{Pool, call};
 use syncsphere_server::{AppConfig, Role, build};
 use syncsphere_test_support::Moto;
 use tower::ServiceExt;
 
 const PASSWORD: &str = "Correct-horse-9";
 
-/// One call of the Cognito JSON API at moto (unsigned: moto does not check signatures, and
-/// unsigned calls land in `us-east-1`).
-async fn cognito(moto: &Moto, op: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/", moto.url))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            format!("AWSCognitoIdentityProviderService.{op}"),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn ok(moto: &Moto, op: &str, body: Value) -> Value {
-    let (status, json) = cognito(moto, op, body).await;
-    assert_eq!(status, StatusCode::OK, "{op}: {json}");
-    json
-}
-
-/// A fresh pool with two app clients, as an administrator would create them.
-struct Pool {
-    id: String,
-    client: String,
+/// The pool of these tests: moto's, with a second app client.
+struct TestPool {
+    pool: Pool,
     other_client: String,
 }
 
-async fn create_pool(moto: &Moto) -> Pool {
-    let id = ok(
-        moto,
-        "CreateUserPool",
-        json!({"PoolName": "syncsphere-test"}),
-    )
-    .await["UserPool"]["Id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let client = |name: &'static str| {
-        let id = id.clone();
-        async move {
-            ok(
-                moto,
-                "CreateUserPoolClient",
-                json!({"UserPoolId": id, "ClientName": name,
-                       "ExplicitAuthFlows": ["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH",
-                                             "ALLOW_REFRESH_TOKEN_AUTH"]}),
-            )
-            .await["UserPoolClient"]["ClientId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    Pool {
-        client: client("desktop").await,
-        other_client: client("another-app").await,
-        id,
-    }
+async fn create_pool(moto: &Moto) -> TestPool {
+    let pool = Pool::create(&moto.url).await;
+    let other_client = pool.add_client("another-app").await;
+    TestPool { pool, other_client }
 }
 
 /// Signs `email` up, confirms it as an administrator, signs in; the AuthenticationResult.
-async fn sign_up_and_in(moto: &Moto, pool: &Pool, email: &str) -> Value {
-    ok(
+async fn sign_up_and_in(pool: &Pool, email: &str) -> Value {
+    let moto = &pool.moto_url;
+    call(
         moto,
         "SignUp",
-        json!({"ClientId": pool.client, "Username": email, "Password": PASSWORD,
+        json!({"ClientId": pool.client_id, "Username": email, "Password": PASSWORD,
                "UserAttributes": [{"Name": "email", "Value": email}]}),
     )
     .await;
-    ok(
+    call(
         moto,
         "AdminConfirmSignUp",
         json!({"UserPoolId": pool.id, "Username": email}),
     )
     .await;
-    ok(
+    call(
         moto,
         "InitiateAuth",
-        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": pool.client,
+        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": pool.client_id,
                "AuthParameters": {"USERNAME": email, "PASSWORD": PASSWORD}}),
     )
     .await["AuthenticationResult"]
         .clone()
 }
 
-fn config_for(dir: &std::path::Path, moto: &Moto, pool: &Pool) -> AppConfig {
+fn config_for(dir: &std::path::Path, pool: &Pool) -> AppConfig {
     let mut config = AppConfig::embedded(dir.to_path_buf(), "http://127.0.0.1:9".into());
     config.pool.cognito_user_pool_id = Some(pool.id.clone());
-    config.pool.cognito_client_ids = vec![pool.client.clone()];
-    config.pool.cognito_jwks_url = Some(format!("{}/{}/.well-known/jwks.json", moto.url, pool.id));
-    config.pool.cognito_endpoint = Some(moto.url.clone());
+    config.pool.cognito_client_ids = vec![pool.client_id.clone()];
+    config.pool.cognito_jwks_url = Some(pool.jwks_url());
+    config.pool.cognito_endpoint = Some(pool.moto_url.clone());
     config
 }
 
@@ -158,12 +108,9 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     let Some(moto) = syncsphere_test_support::moto() else {
         return;
     };
-    let pool = create_pool(&moto).await;
+    let TestPool { pool, other_client } = create_pool(&moto).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = build(&config_for(dir.path(), &moto, &pool))
-        .await
-        .unwrap()
-        .router;
+    let app = build(&config_for(dir.path(), &pool)).await.unwrap().router;
 
     // Clients are sent to the pool, not to a built-in provider (which is not served).
     let (status, config) = send(
@@ -175,7 +122,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     assert_eq!(
         config["cognito"],
         json!({"endpoint": moto.url, "region": "us-east-1", "user_pool_id": pool.id,
-               "client_id": pool.client, "device_keys": false})
+               "client_id": pool.client_id, "device_keys": false})
     );
     let (status, _) = send(
         &app,
@@ -192,7 +139,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     assert_eq!(status, StatusCode::NOT_FOUND, "built-in provider is off");
 
     // A real sign-in at the pool: the access token reads and writes files.
-    let result = sign_up_and_in(&moto, &pool, "ada@example.com").await;
+    let result = sign_up_and_in(&pool, "ada@example.com").await;
     let access = result["AccessToken"].as_str().unwrap();
     let claims = claims_of(access);
     assert_eq!(
@@ -214,10 +161,10 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     assert_eq!(listing["files"][0]["path"], "hello.txt", "{listing}");
 
     // Refreshing at the pool gives a token that works too, for the same user.
-    let refreshed = ok(
-        &moto,
+    let refreshed = call(
+        &moto.url,
         "InitiateAuth",
-        json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": pool.client,
+        json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": pool.client_id,
                "AuthParameters": {"REFRESH_TOKEN": result["RefreshToken"]}}),
     )
     .await;
@@ -234,10 +181,10 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "ID token: {body}");
 
     // A real token of another app client of the same pool is refused.
-    let other = ok(
-        &moto,
+    let other = call(
+        &moto.url,
         "InitiateAuth",
-        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": pool.other_client,
+        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": other_client,
                "AuthParameters": {"USERNAME": "ada@example.com", "PASSWORD": PASSWORD}}),
     )
     .await;
@@ -259,7 +206,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
         jsonwebtoken::encode(&header, claims, &key).unwrap()
     };
     let base = json!({"sub": claims["sub"], "iss": claims["iss"], "token_use": "access",
-                      "client_id": pool.client, "username": claims["username"],
+                      "client_id": pool.client_id, "username": claims["username"],
                       "iat": now(), "exp": now() + 600});
     let with = |k: &str, v: Value| {
         let mut c = base.clone();
@@ -283,7 +230,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     };
     let hs256 = {
         // Algorithm confusion: an HMAC "signed" with the pool's public key as the secret.
-        let jwks: Value = reqwest::get(format!("{}/{}/.well-known/jwks.json", moto.url, pool.id))
+        let jwks: Value = reqwest::get(pool.jwks_url())
             .await
             .unwrap()
             .json()
@@ -302,7 +249,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
         ),
         (
             "another app client",
-            mint("dummy", &with("client_id", json!(pool.other_client))),
+            mint("dummy", &with("client_id", json!(other_client))),
         ),
         ("no client", mint("dummy", &with("client_id", Value::Null))),
         (
@@ -317,7 +264,7 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
         ),
         ("ID token", {
             let mut c = with("token_use", json!("id"));
-            c["aud"] = json!(pool.client);
+            c["aud"] = json!(pool.client_id);
             mint("dummy", &c)
         }),
         (
@@ -344,13 +291,13 @@ async fn the_state_role_takes_the_pool_instead_of_an_issuer() {
     ) else {
         return;
     };
-    let pool = create_pool(&moto).await;
+    let TestPool { pool, other_client } = create_pool(&moto).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(dir.path(), &moto, &pool);
+    let mut config = config_for(dir.path(), &pool);
     config.server.role = Role::State;
     config.server.redis_url = Some(redis);
     let app = build(&config).await.unwrap().router;
-    let access = sign_up_and_in(&moto, &pool, "grace@example.com").await["AccessToken"]
+    let access = sign_up_and_in(&pool, "grace@example.com").await["AccessToken"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -363,7 +310,7 @@ async fn the_state_role_takes_the_pool_instead_of_an_issuer() {
     );
     let key = EncodingKey::from_rsa_pem(&moto.signing_key_pem).unwrap();
     let mut claims = claims_of(&access);
-    claims["client_id"] = json!(pool.other_client);
+    claims["client_id"] = json!(other_client);
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("dummy".into());
     let other = jsonwebtoken::encode(&header, &claims, &key).unwrap();

@@ -167,6 +167,23 @@ fn password() -> anyhow::Result<String> {
     Ok(p)
 }
 
+/// Confirms a new account with `code` and signs this device in.
+async fn confirm(
+    dir: &Path,
+    server: &str,
+    email: &str,
+    code: &str,
+    password: &str,
+    keychain: bool,
+) -> anyhow::Result<()> {
+    let stored = client::confirm_sign_up(dir, server, email, code, password, storage(keychain))
+        .await
+        .context("confirmation failed")?;
+    println!("Account {email} confirmed and signed in on {server}.");
+    report_storage(keychain, stored);
+    Ok(())
+}
+
 /// A line typed at the terminal after `question`; `None` when stdin is not a terminal (or
 /// the line is empty).
 fn prompt(question: &str) -> anyhow::Result<Option<String>> {
@@ -245,20 +262,7 @@ async fn main() -> anyhow::Result<()> {
                 client::SignUp::ConfirmationNeeded(delivery) => {
                     println!("Account {email} created. A confirmation code was sent {delivery}.");
                     match prompt("Confirmation code: ")? {
-                        Some(code) => {
-                            let stored = client::confirm_sign_up(
-                                &dir,
-                                &server,
-                                &email,
-                                &code,
-                                &pw,
-                                storage(keychain),
-                            )
-                            .await
-                            .context("confirmation failed")?;
-                            println!("Account {email} confirmed and signed in on {server}.");
-                            report_storage(keychain, stored);
-                        }
+                        Some(code) => confirm(&dir, &server, &email, &code, &pw, keychain).await?,
                         None => println!(
                             "To finish: syncsphere confirm-signup --email {email} --code CODE"
                         ),
@@ -276,19 +280,7 @@ async fn main() -> anyhow::Result<()> {
             let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             match code {
                 Some(code) if !resend => {
-                    let pw = password()?;
-                    let stored = client::confirm_sign_up(
-                        &dir,
-                        &server,
-                        &email,
-                        &code,
-                        &pw,
-                        storage(keychain),
-                    )
-                    .await
-                    .context("confirmation failed")?;
-                    println!("Account {email} confirmed and signed in on {server}.");
-                    report_storage(keychain, stored);
+                    confirm(&dir, &server, &email, &code, &password()?, keychain).await?
                 }
                 _ => {
                     let delivery = client::resend_confirmation_code(&server, &email)

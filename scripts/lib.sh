@@ -87,6 +87,15 @@ stop_postgres() {
   fi
 }
 
+# Waits until something listens on loopback PORT, at most TRIES × 0.1 s.
+#   wait_for_port PORT TRIES
+wait_for_port() {
+  for _ in $(seq "$2"); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -182,10 +191,7 @@ start_s3() {
   s3s-fs --host 127.0.0.1 --port "$port" --access-key "$S3_ACCESS_KEY_TEST" \
     --secret-key "$S3_SECRET_KEY_TEST" "$S3_DIR/data" >"$S3_DIR/log" 2>&1 &
   S3_PID=$!
-  for _ in $(seq 100); do
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_for_port "$port" 100
   S3_ENDPOINT_TEST="http://127.0.0.1:$port"
   log "s3s-fs running at $S3_ENDPOINT_TEST (bucket $S3_BUCKET_TEST)"
 }
@@ -240,10 +246,7 @@ start_moto() {
   port="$(free_port)"
   "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$MOTO_DIR/log" 2>&1 &
   MOTO_PID=$!
-  for _ in $(seq 200); do
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_for_port "$port" 200
   MOTO_URL_TEST="http://127.0.0.1:$port"
   log "moto running at $MOTO_URL_TEST"
 }

@@ -157,13 +157,8 @@ pub async fn sign_up(
     password: &str,
     storage: SessionStorage,
 ) -> Result<SignUp, SyncError> {
-    let system = load_system_config()?;
-    let server_url = system.resolve_server_url(Some(server_url))?;
-    let server = server_config(&server_url, &system).await?;
-    let pending = Cognito::new(&server.cognito)
-        .await
-        .sign_up(email, password)
-        .await?;
+    let (server_url, pool) = user_pool(server_url).await?;
+    let pending = pool.sign_up(email, password).await?;
     tracing::info!(email, confirmed = pending.is_none(), "account created");
     match pending {
         None => Ok(SignUp::SignedIn(
@@ -182,13 +177,8 @@ pub async fn confirm_sign_up(
     password: &str,
     storage: SessionStorage,
 ) -> Result<SessionStorage, SyncError> {
-    let system = load_system_config()?;
-    let server_url = system.resolve_server_url(Some(server_url))?;
-    let server = server_config(&server_url, &system).await?;
-    Cognito::new(&server.cognito)
-        .await
-        .confirm_sign_up(email, code.trim())
-        .await?;
+    let (server_url, pool) = user_pool(server_url).await?;
+    pool.confirm_sign_up(email, code.trim()).await?;
     tracing::info!(email, "account confirmed");
     sign_in(config_dir, &server_url, email, password, storage).await
 }
@@ -198,13 +188,20 @@ pub async fn resend_confirmation_code(
     server_url: &str,
     email: &str,
 ) -> Result<CodeDelivery, SyncError> {
+    user_pool(server_url)
+        .await?
+        .1
+        .resend_confirmation_code(email)
+        .await
+}
+
+/// The server URL as the administrator's preset resolves it, and a client of the user pool its
+/// `/v1/config` (with the preset applied) names.
+async fn user_pool(server_url: &str) -> Result<(String, Cognito), SyncError> {
     let system = load_system_config()?;
     let server_url = system.resolve_server_url(Some(server_url))?;
     let server = server_config(&server_url, &system).await?;
-    Cognito::new(&server.cognito)
-        .await
-        .resend_confirmation_code(email)
-        .await
+    Ok((server_url, Cognito::new(&server.cognito).await))
 }
 
 /// The server's `/v1/config`, with the administrator's Cognito preset applied.

@@ -48,6 +48,8 @@ pub(crate) struct Push {
 impl Push {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        // Set when the channel was lost: the first reconnect that fails asks for a pass again.
+        let mut recheck = false;
         let mut next = rand::thread_rng().gen_range(0..self.ws_urls.len().max(1));
         loop {
             let url = self.ws_urls[next % self.ws_urls.len()].clone();
@@ -63,10 +65,13 @@ impl Push {
                 // Presence is only known while connected.
                 s.online_devices.clear();
             });
-            if was_connected {
-                // Find out at once whether the server itself is gone, so the status says
-                // "offline" instead of a stale "up to date".
+            // Find out at once whether the server itself is gone, so the status says "offline"
+            // instead of a stale "up to date". A server that drains closes push sockets before
+            // it stops answering requests, so the pass at the disconnect may still succeed: the
+            // first reconnect that fails asks again.
+            if was_connected || (recheck && outcome.is_err()) {
                 let _ = self.triggers.try_send(Trigger::Remote);
+                recheck = was_connected;
             }
             match outcome {
                 Ok(()) => failures = 1,

@@ -89,6 +89,10 @@ impl CommandError {
                 ErrorCode::DeviceRevoked,
                 "This computer was unlinked from your account. Sign in again to use it.".to_owned(),
             ),
+            SyncError::SignedOut => (
+                ErrorCode::NotSignedIn,
+                "Your account was signed out of all devices. Sign in again to use it.".to_owned(),
+            ),
             SyncError::Conflict(_) => (
                 ErrorCode::Conflict,
                 "The file changed meanwhile. Look at it again, then retry.".to_owned(),
@@ -337,8 +341,27 @@ pub(crate) async fn sign_out(
     syncsphere_sync_client::sign_out(&state.config_dir)
         .await
         .map_err(|err| CommandError::new(ErrorCode::SignOutFailed, err))?;
+    signed_out(&app, &state).await
+}
+
+/// Signs the account out of every device (their sessions end at once, this one's too), then
+/// as [`sign_out`]. When the server cannot be told, nothing changes here: sync goes on.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn sign_out_everywhere(
+    app: AppHandle,
+    state: State<'_, DesktopState>,
+) -> CommandResult<SessionDto> {
+    syncsphere_sync_client::sign_out_everywhere(&state.config_dir)
+        .await
+        .map_err(|err| CommandError::from_sync("Could not sign out of all devices.", err))?;
+    state.sync.stop().await;
+    signed_out(&app, &state).await
+}
+
+/// What follows forgetting the session: the account's choices go, the tray says so.
+async fn signed_out(app: &AppHandle, state: &DesktopState) -> CommandResult<SessionDto> {
     file_manager::on_sign_out();
-    // The account's choices go; whether this computer shows notifications stays.
+    // Whether this computer shows notifications stays.
     let notifications_off = state.settings().is_ok_and(|s| s.notifications_off);
     DesktopSettings {
         notifications_off,
@@ -347,8 +370,8 @@ pub(crate) async fn sign_out(
     .save(&state.config_dir)
     .map_err(|err| CommandError::new(ErrorCode::Settings, format!("{err:#}")))?;
     state.set_sync_problem(None);
-    tray::show_idle(&app, "Not signed in");
-    session(&state).await
+    tray::show_idle(app, "Not signed in");
+    session(state).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -459,6 +482,12 @@ mod tests {
             ErrorCode::DeviceRevoked,
             "Could not restore this version. This computer was unlinked from your account. \
              Sign in again to use it.",
+        );
+        check(
+            SyncError::SignedOut,
+            ErrorCode::NotSignedIn,
+            "Could not restore this version. Your account was signed out of all devices. Sign \
+             in again to use it.",
         );
         check(
             SyncError::InUse(IN_USE.into()),

@@ -157,6 +157,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::start_sync,
             commands::get_status,
             commands::sign_out,
+            commands::sign_out_everywhere,
             commands::open_folder,
             commands::launch::take_open_request,
             commands::account::list_devices,

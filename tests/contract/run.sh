@@ -68,18 +68,33 @@ log "contract: schemathesis $SCHEMATHESIS_VERSION against $URL/v1/openapi.json"
 # example database, so a run replays; settings that are not flags are in schemathesis.toml.
 started=$SECONDS
 # From the server's temporary directory, so the tool's own cache (.schemathesis/) goes with it.
-(cd "$DATA" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$ROOT/tests/contract" \
-  "$SCHEMATHESIS" --config-file "$ROOT/tests/contract/schemathesis.toml" run "$URL/v1/openapi.json" \
-  --url "$URL" \
-  --header "Authorization: Bearer $TOKEN" \
-  --checks all \
-  --exclude-checks use_after_free \
-  --phases examples,coverage,fuzzing,stateful \
-  --max-examples "${CONTRACT_EXAMPLES:-200}" \
-  --seed "${CONTRACT_SEED:-1}" \
-  --generation-database none \
-  --workers 1 \
-  --request-timeout 30 \
-  --no-color \
-  --report junit --report-dir "$OUT")
+#   schemathesis_run REPORT_SUBDIR PHASES EXTRA_ARGS…
+schemathesis_run() {
+  local report="$OUT/$1" phases="$2"
+  shift 2
+  mkdir -p "$report"
+  (cd "$DATA" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$ROOT/tests/contract" \
+    "$SCHEMATHESIS" --config-file "$ROOT/tests/contract/schemathesis.toml" run "$URL/v1/openapi.json" \
+    --url "$URL" \
+    --header "Authorization: Bearer $TOKEN" \
+    --checks all \
+    --exclude-checks use_after_free \
+    --phases "$phases" \
+    --max-examples "${CONTRACT_EXAMPLES:-200}" \
+    --seed "${CONTRACT_SEED:-1}" \
+    --generation-database none \
+    --workers 1 \
+    --request-timeout 30 \
+    --no-color \
+    --report junit --report-dir "$report" \
+    "$@")
+}
+# Signing out everywhere voids the bearer every request carries: every operation first, then
+# that one alone (its later calls are answered `401 signed_out`, allowed in schemathesis.toml).
+# (No stateful phase for it alone: no link leads there.)
+schemathesis_run all examples,coverage,fuzzing,stateful --exclude-operation-id signOutEverywhere
+schemathesis_run sign-out examples,coverage,fuzzing --include-operation-id signOutEverywhere
+# ...and it did sign the user out: the bearer is refused as signed out.
+refused="$(curl -sS -H "Authorization: Bearer $TOKEN" "$URL/v1/files" | jq -r .error)"
+[ "$refused" = signed_out ] || { echo "signOutEverywhere left the token working ($refused)" >&2; exit 1; }
 log "contract: no findings ($((SECONDS - started)) s)"

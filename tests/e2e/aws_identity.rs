@@ -97,8 +97,8 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
     // Both sync through the server, which verifies the pool's tokens on REST and push.
     std::fs::create_dir_all(&a.folder).unwrap();
     std::fs::write(a.path("from-laptop.txt"), b"written on the laptop").unwrap();
-    let _pa = a.start_sync().unwrap();
-    let _pb = b.start_sync().unwrap();
+    let mut pa = a.start_sync().unwrap();
+    let mut pb = b.start_sync().unwrap();
     assert!(
         wait_for(SETTLE, || same_bytes(&a, &b, "from-laptop.txt")).is_some(),
         "laptop -> desktop\n{}\n{}",
@@ -122,5 +122,53 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
         "desktop -> laptop by push\n{}\n{}",
         a.log(),
         b.log()
+    );
+
+    // Sign out of all devices, from the desktop: the server refuses every earlier token of the
+    // user at once (the pool alone could not make it), the pool revokes the refresh tokens
+    // (`GlobalSignOut`), both syncs stop by themselves, and signing in again works.
+    let old_token = a.access_token();
+    let old_refresh = a.session()["refresh_token"]
+        .as_str()
+        .expect("a refresh token in the session")
+        .to_owned();
+    let out = b.run(&["logout", "--everywhere"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (device, process) in [(&a, &mut pa), (&b, &mut pb)] {
+        assert!(
+            process.wait_exit(SETTLE).is_some(),
+            "{}'s sync did not stop\n{}",
+            device.name,
+            device.log()
+        );
+        let status = device.status().unwrap();
+        assert_eq!(status["error_kind"], "signed_out", "{status}");
+    }
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(&old_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "signed_out", "{body}");
+    let (status, refused) = syncsphere_e2e::cognito::try_call(
+        &moto.url,
+        "InitiateAuth",
+        serde_json::json!({
+            "AuthFlow": "REFRESH_TOKEN_AUTH",
+            "ClientId": pool.client_id,
+            "AuthParameters": { "REFRESH_TOKEN": old_refresh },
+        }),
+    )
+    .await;
+    assert!(!status.is_success(), "the pool still refreshes: {refused}");
+    a.login(&server, email);
+    let _pa = a.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || a.is_up_to_date()).is_some(),
+        "signed in again\n{}",
+        a.log()
     );
 }

@@ -276,3 +276,45 @@ async fn presence_and_revocation_work_across_state_instances() {
     // The first device is unaffected.
     drop(ws1);
 }
+
+/// Signing out everywhere spans instances too: the Files instance records it, Redis carries it,
+/// and every State instance closes the user's sockets (4001) and refuses the old tokens on new
+/// connections, while a token issued after the sign-out connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_closes_sockets_on_every_state_instance() {
+    let Some(redis) = redis_url() else { return };
+    let (files, states) = cluster(&redis);
+    let email = "everywhere@example.com";
+    Device::new("admin").unwrap().signup(&files, email);
+    let t1 = syncsphere_e2e::cognito_token(&files.url, email, Some("dev-1")).await;
+    let t2 = syncsphere_e2e::cognito_token(&files.url, email, Some("dev-2")).await;
+    let mut ws1 = raw_device(&states[0].url, &t1, "dev-1").await;
+    let mut ws2 = raw_device(&states[1].url, &t2, "dev-2").await;
+    presence_until(&mut ws1, |ids| ids == ["dev-1", "dev-2"]).await;
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/account/sign-out", files.url))
+        .bearer_auth(&t1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    syncsphere_e2e::push::expect_close(&mut ws1, 4001).await;
+    syncsphere_e2e::push::expect_close(&mut ws2, 4001).await;
+    for state in &states {
+        for old in [&t1, &t2] {
+            assert_eq!(
+                refused_upgrade(&state.url, &format!("Bearer {old}")).await,
+                401,
+                "{} accepted a token from before the sign-out",
+                state.url
+            );
+        }
+    }
+    // Signed in again (in the same second, even): accepted by every instance.
+    let fresh = syncsphere_e2e::cognito_token(&files.url, email, Some("dev-1")).await;
+    for state in &states {
+        let mut ws = raw_device(&state.url, &fresh, "dev-1").await;
+        presence_until(&mut ws, |ids| ids == ["dev-1"]).await;
+    }
+}

@@ -593,6 +593,109 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     assert_eq!(row(&list, &new_id)["online"], true, "{list}");
 }
 
+/// "Sign out of all devices" from one device (`logout --everywhere`): every session's tokens
+/// are refused at once — REST, the push socket (closed with 4001, new upgrades refused), the
+/// Cognito API's `GetUser` — both syncs stop by themselves with a clear message, nothing is
+/// lost, and signing in again keeps the device (same id) and syncs in real time again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_ends_every_session_at_once() {
+    let server = Server::start(None).expect("server starts");
+    let email = "lee@example.com";
+    let (a, b) = signed_in_pair(&server, email);
+    let mut pa = a.start_sync().unwrap();
+    let mut pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    std::fs::write(b.path("kept.txt"), b"written before the sign-out").unwrap();
+    assert!(wait_for(SETTLE, || same_bytes(&a, &b, "kept.txt")).is_some());
+
+    let b_id = b.config()["device_id"].as_str().unwrap().to_owned();
+    let b_token = b.access_token();
+    let mut b_socket = raw_device(&server.url, &b_token, &b_id).await;
+    let out = a.run(&["logout", "--everywhere"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Signed out of all devices"));
+    expect_close(&mut b_socket, 4001).await;
+    for (device, process) in [(&a, &mut pa), (&b, &mut pb)] {
+        let exit = process
+            .wait_exit(SETTLE)
+            .unwrap_or_else(|| panic!("{}'s sync did not stop:\n{}", device.name, device.log()));
+        assert!(
+            !exit.success(),
+            "{}: a signed-out sync exits with an error",
+            device.name
+        );
+        let status = device.status().unwrap();
+        assert_eq!(status["state"], "error", "{status}");
+        assert_eq!(status["error_kind"], "signed_out", "{status}");
+        assert!(
+            status["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("signed out of all devices"),
+            "{status}"
+        );
+        assert!(
+            !device.config_dir.join("session.json").exists(),
+            "{}: the ended session is forgotten",
+            device.name
+        );
+    }
+    assert_eq!(
+        b.config()["device_id"],
+        b_id.as_str(),
+        "the device stays linked"
+    );
+    // B's old token is refused everywhere, not only once it expires.
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(&b_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "signed_out", "{body}");
+    assert_eq!(
+        refused_upgrade(&server.url, &format!("Bearer {b_token}")).await,
+        401
+    );
+    let r: serde_json::Value = http
+        .post(format!("{}/auth/cognito/", server.url))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AWSCognitoIdentityProviderService.GetUser")
+        .body(serde_json::json!({ "AccessToken": b_token }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["__type"], "NotAuthorizedException", "{r}");
+    // Nothing was lost.
+    for d in [&a, &b] {
+        assert_eq!(
+            std::fs::read(d.path("kept.txt")).unwrap(),
+            b"written before the sign-out"
+        );
+    }
+
+    // Both sign in again — as the same devices — and sync in real time again.
+    a.login(&server, email);
+    b.login(&server, email);
+    assert_eq!(b.config()["device_id"], b_id.as_str());
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    std::fs::write(a.path("after.txt"), b"after signing in again").unwrap();
+    let took = wait_for(SETTLE, || same_bytes(&a, &b, "after.txt")).expect("after.txt reached B");
+    assert!(took < PUSH_BOUND, "took {took:?}");
+}
+
 /// `.syncsphereignore` (gitignore syntax) travels with the folder: ignored files are neither
 /// uploaded nor downloaded, and a file that becomes ignored is not deleted anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,13 @@ use serde_json::{Value, json};
 /// One call of the Cognito Identity Provider JSON API (unsigned: moto does not check
 /// signatures, and unsigned calls land in `us-east-1`). Panics on an error answer.
 pub async fn call(moto_url: &str, op: &str, body: Value) -> Value {
+    let (status, json) = try_call(moto_url, op, body).await;
+    assert!(status.is_success(), "{op}: {status} {json}");
+    json
+}
+
+/// One call, answered with its status and body whatever they are.
+pub async fn try_call(moto_url: &str, op: &str, body: Value) -> (reqwest::StatusCode, Value) {
     let r = reqwest::Client::new()
         .post(format!("{moto_url}/"))
         .header("content-type", "application/x-amz-json-1.1")
@@ -18,9 +25,7 @@ pub async fn call(moto_url: &str, op: &str, body: Value) -> Value {
         .await
         .unwrap_or_else(|e| panic!("{op} at {moto_url}: {e}"));
     let status = r.status();
-    let json: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{op}: {status} {json}");
-    json
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// A new user pool and a public app client with the flows the desktop app uses.

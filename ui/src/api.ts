@@ -30,6 +30,7 @@ export type ErrorKind =
   | "mass_delete_pending"
   | "not_signed_in"
   | "device_revoked"
+  | "signed_out"
   | "config_dir_in_use"
   | "offline"
   | "auth"
@@ -181,6 +182,11 @@ export function getStatus(): Promise<Status | null> {
 
 export function signOut(): Promise<Session> {
   return invoke<Session>("sign_out");
+}
+
+/** Ends every session of the account (other devices stop syncing until signed in again). */
+export function signOutEverywhere(): Promise<Session> {
+  return invoke<Session>("sign_out_everywhere");
 }
 
 export function openFolder(): Promise<void> {

@@ -182,7 +182,10 @@ export class App {
       case "history":
         return historyPage(opened);
       case "settings":
-        return settingsPage({ signOut: () => this.signOut() });
+        return settingsPage({
+          signOut: () => this.signOut(),
+          signOutEverywhere: () => this.signOutEverywhere(),
+        });
     }
   }
 
@@ -190,5 +193,11 @@ export class App {
     const session = await api.signOut();
     this.latest = null;
     this.showSignIn(session);
+  }
+
+  private async signOutEverywhere(): Promise<void> {
+    const session = await api.signOutEverywhere();
+    this.latest = null;
+    this.showSignIn(session, "Signed out of all devices.");
   }
 }

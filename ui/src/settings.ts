@@ -28,6 +28,7 @@ export function sessionStorageText(storage: Settings["session_storage"]): string
 
 export interface SettingsActions {
   signOut(): Promise<void>;
+  signOutEverywhere(): Promise<void>;
 }
 
 export function settingsPage(actions: SettingsActions): Page {
@@ -47,6 +48,33 @@ export function settingsPage(actions: SettingsActions): Page {
   const notifications = h("input", { id: "notifications", type: "checkbox", "data-testid": "settings-notifications" });
   notifications.style.width = "auto";
   const signOut = h("button", { type: "button", class: "link", "data-testid": "settings-sign-out" }, "Sign out");
+  const everywhere = h(
+    "button",
+    { type: "button", class: "link", "data-testid": "settings-sign-out-everywhere" },
+    "Sign out of all devices",
+  );
+  const everywhereConfirm = h(
+    "button",
+    { type: "button", class: "danger", "data-testid": "settings-sign-out-everywhere-confirm" },
+    "Sign out everywhere",
+  );
+  const everywhereCancel = h(
+    "button",
+    { type: "button", "data-testid": "settings-sign-out-everywhere-cancel" },
+    "Cancel",
+  );
+  const everywhereAsk = h(
+    "div",
+    { class: "confirm", "data-testid": "settings-sign-out-everywhere-ask" },
+    h(
+      "p",
+      {},
+      "Every computer signed in to this account, this one included, stops syncing until someone signs in " +
+        "again there. Files stay where they are.",
+    ),
+    h("div", { class: "actions tight" }, everywhereConfirm, everywhereCancel),
+  );
+  everywhereAsk.hidden = true;
   const storage = h("p", { class: "hint", "data-testid": "settings-session-storage" });
   const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
   const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
@@ -83,7 +111,8 @@ export function settingsPage(actions: SettingsActions): Page {
     storage,
     notice,
     error,
-    h("div", { class: "actions" }, save, signOut),
+    h("div", { class: "actions" }, save, signOut, everywhere),
+    everywhereAsk,
   );
 
   function show(s: Settings): void {
@@ -190,6 +219,24 @@ export function settingsPage(actions: SettingsActions): Page {
     actions.signOut().catch((e: unknown) => {
       setMessage(error, `Could not sign out. ${api.errorMessage(e)}`);
       signOut.disabled = false;
+    });
+  });
+
+  everywhere.addEventListener("click", () => {
+    everywhereAsk.hidden = false;
+    everywhere.disabled = true;
+  });
+  everywhereCancel.addEventListener("click", () => {
+    everywhereAsk.hidden = true;
+    everywhere.disabled = false;
+  });
+  everywhereConfirm.addEventListener("click", () => {
+    everywhereConfirm.disabled = true;
+    everywhereCancel.disabled = true;
+    actions.signOutEverywhere().catch((e: unknown) => {
+      setMessage(error, api.errorMessage(e));
+      everywhereConfirm.disabled = false;
+      everywhereCancel.disabled = false;
     });
   });
 

@@ -500,6 +500,40 @@ describe("settings", () => {
     expect(harness.byTestId("settings-error").textContent).toBe("Could not write desktop.json.");
   });
 
+  test("Sign out of all devices asks first, then ends every session and says so", async () => {
+    const signedOut = { ...syncingSession, signed_in: false, email: null, folder: null, syncing: false };
+    await boot({ get_settings: () => settings });
+    await go("settings");
+    const ask = harness.byTestId("settings-sign-out-everywhere-ask");
+    expect(ask.hidden).toBe(true);
+    harness.byTestId("settings-sign-out-everywhere").click();
+    expect(ask.hidden).toBe(false);
+    harness.byTestId("settings-sign-out-everywhere-cancel").click();
+    expect(ask.hidden).toBe(true);
+    expect(harness.commands()).not.toContain("sign_out_everywhere");
+
+    // Offline: nothing changes, the error says why.
+    harness.on({
+      sign_out_everywhere: () =>
+        Promise.reject({ code: "offline", message: "Could not sign out of all devices. The server cannot be reached." }),
+    });
+    harness.byTestId("settings-sign-out-everywhere").click();
+    harness.byTestId("settings-sign-out-everywhere-confirm").click();
+    await settle();
+    expect(harness.byTestId("settings-error").textContent).toBe(
+      "Could not sign out of all devices. The server cannot be reached.",
+    );
+    expect(harness.root.dataset.screen).not.toBe("signin");
+    expect(harness.byTestId<HTMLButtonElement>("settings-sign-out-everywhere-confirm").disabled).toBe(false);
+
+    harness.on({ sign_out_everywhere: () => signedOut });
+    harness.byTestId("settings-sign-out-everywhere-confirm").click();
+    await settle();
+    expect(harness.commands().filter((c) => c === "sign_out_everywhere").length).toBe(2);
+    expect(harness.root.dataset.screen).toBe("signin");
+    expect(harness.root.textContent).toContain("Signed out of all devices.");
+  });
+
   test.each([
     ["", null],
     ["0", null],

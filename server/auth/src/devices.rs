@@ -5,12 +5,13 @@
 //! marks it in the metadata database; from then on:
 //! - its refresh tokens are revoked and it cannot sign in again with the same device id;
 //! - every request with an access token bound to it is refused with `401 device_revoked`
-//!   (the [`Verifier`] consults the registry, its [`DeviceRevocations`]), and so is
-//!   registering it again (0027);
+//!   (the [`Verifier`] consults the registry through
+//!   [`DbRevocations`](crate::sign_out::DbRevocations)), and so is registering it again (0027);
 //! - its push sockets are closed with `4004` (an [`Event::DeviceRevoked`] is published).
 //!
 //! Tokens that are not bound to a device (older clients, tools) are not affected by a device
-//! revocation; `GlobalSignOut` revokes those.
+//! revocation; signing out everywhere (`POST /v1/account/sign-out`, or the built-in provider's
+//! `GlobalSignOut`) ends those too ([`crate::sign_out`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize as _;
 use sqlx::Row;
 use syncsphere_db::Db;
-use syncsphere_events::{DeviceRevocations, Event, EventsError, Presence, Publisher};
+use syncsphere_events::{Event, EventsError, Presence, Publisher};
 use syncsphere_protocol::endpoint;
 use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{
@@ -33,7 +34,7 @@ use syncsphere_protocol::{
 
 use crate::now_ms;
 use crate::routes::RouterExt;
-use crate::verify::{AuthUser, BoxFuture, Verifier};
+use crate::verify::{AuthUser, Verifier};
 
 /// Longest device id, name and platform accepted.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
@@ -254,43 +255,9 @@ impl DeviceRegistry {
         Ok(())
     }
 
-    pub async fn is_revoked(
-        &self,
-        user_id: &UserId,
-        device_id: &DeviceId,
-    ) -> Result<bool, DeviceError> {
-        Ok(revoked_in(&self.db, user_id, device_id).await?)
-    }
-}
-
-/// Whether the registry in `db` marks the device revoked.
-pub(crate) async fn revoked_in(
-    db: &Db,
-    user_id: &UserId,
-    device_id: &DeviceId,
-) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT 1 AS one FROM devices
-         WHERE user_id = $1 AND device_id = $2 AND revoked_ms IS NOT NULL",
-    )
-    .bind(user_id.as_str())
-    .bind(device_id.as_str())
-    .fetch_optional(&db.pool)
-    .await?;
-    Ok(row.is_some())
-}
-
-impl DeviceRevocations for DeviceRegistry {
-    fn is_revoked<'a>(
-        &'a self,
-        user_id: &'a UserId,
-        device_key: &'a DeviceId,
-    ) -> BoxFuture<'a, Result<bool, EventsError>> {
-        Box::pin(async move {
-            DeviceRegistry::is_revoked(self, user_id, device_key)
-                .await
-                .map_err(|e| EventsError::Source(Box::new(e)))
-        })
+    /// Signs the user out everywhere ([`crate::sign_out::record`]); returns the cut-off.
+    pub async fn sign_out_everywhere(&self, user_id: &UserId) -> Result<u64, DeviceError> {
+        Ok(crate::sign_out::record(&self.db, user_id).await?)
     }
 }
 
@@ -311,12 +278,14 @@ impl FromRef<DevicesState> for Arc<Verifier> {
     }
 }
 
-/// `GET /v1/devices`, `PUT /v1/devices/{device_id}`, `DELETE /v1/devices/{device_id}`.
+/// `GET /v1/devices`, `PUT /v1/devices/{device_id}`, `DELETE /v1/devices/{device_id}`, and
+/// `POST /v1/account/sign-out`.
 pub fn router(state: DevicesState) -> Router {
     Router::new()
         .endpoint(endpoint::ListDevices, list)
         .endpoint(endpoint::RegisterDevice, register)
         .endpoint(endpoint::RevokeDevice, revoke)
+        .endpoint(endpoint::SignOutEverywhere, sign_out_everywhere)
         .with_state(state)
 }
 
@@ -432,6 +401,23 @@ async fn revoke(
             device_id: device_id.into(),
         },
     );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every access token of the user issued until now stops working, on every role; push
+/// connections close (4001).
+async fn sign_out_everywhere(
+    State(state): State<DevicesState>,
+    user: AuthUser,
+) -> Result<StatusCode, DeviceError> {
+    let before = state.registry.sign_out_everywhere(&user.user_id).await?;
+    state
+        .events
+        .publish(&user.user_id, Event::SignedOut { before });
+    // Answered once the cut-off second has begun (at most a second from now): a token an
+    // external pool issues after this answer says `iat >= before`, so signing in again right
+    // away is never refused (the built-in provider sees to that itself).
+    crate::sign_out::wait_past(before).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

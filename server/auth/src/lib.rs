@@ -16,6 +16,7 @@ pub mod devices;
 pub mod idp;
 pub mod pool;
 pub mod routes;
+pub mod sign_out;
 mod verify;
 
 pub use verify::{AuthError, AuthRejection, AuthUser, BoxFuture, Claims, JwksSource, Verifier};

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
-use syncsphere_events::{DeviceRevocations, EventsError};
+use syncsphere_events::{EventsError, Revocations};
 use syncsphere_protocol::{ApiError, DeviceId, ErrorCode, UserId};
 use tokio::sync::RwLock;
 
@@ -42,6 +42,8 @@ pub enum AuthError {
     Jwks(String),
     #[error("this device was unlinked from the account; sign in again")]
     DeviceRevoked,
+    #[error("signed out of all devices; sign in again")]
+    SignedOut,
     #[error("could not check whether the device is revoked: {0}")]
     RevocationCheck(#[source] EventsError),
 }
@@ -98,7 +100,7 @@ pub struct Verifier {
     /// repeat skips the RS256 signature check (the largest CPU cost of a small upload), never
     /// the expiry check. Device revocation is checked per request outside of this.
     verified: std::sync::Mutex<HashMap<String, Claims>>,
-    revocations: Option<Arc<dyn DeviceRevocations>>,
+    revocations: Option<Arc<dyn Revocations>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -135,8 +137,9 @@ impl Verifier {
         }
     }
 
-    /// Also rejects tokens bound to a revoked device (checked on every request).
-    pub fn with_revocations(mut self, revocations: Arc<dyn DeviceRevocations>) -> Self {
+    /// Also rejects tokens bound to a revoked device, and tokens issued before the user signed
+    /// out everywhere (checked on every request).
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
         self.revocations = Some(revocations);
         self
     }
@@ -145,19 +148,26 @@ impl Verifier {
         &self.issuer
     }
 
-    /// Whether `device_key` of `user_id` is revoked (false without a revocation source).
-    pub async fn device_revoked(
-        &self,
-        user_id: &UserId,
-        device_key: &DeviceId,
-    ) -> Result<bool, AuthError> {
-        match &self.revocations {
-            Some(r) => r
-                .is_revoked(user_id, device_key)
-                .await
-                .map_err(AuthError::RevocationCheck),
-            None => Ok(false),
+    /// Refuses `user`'s token if its device was revoked or it was issued before the user signed
+    /// out everywhere (never without a revocation source).
+    pub async fn check_revocations(&self, user: &AuthUser) -> Result<(), AuthError> {
+        let Some(revocations) = &self.revocations else {
+            return Ok(());
+        };
+        let found = revocations
+            .lookup(&user.user_id, user.device_key.as_ref())
+            .await
+            .map_err(AuthError::RevocationCheck)?;
+        if found.device_revoked {
+            return Err(AuthError::DeviceRevoked);
         }
+        // A token without `iat` cannot show it is newer than the cut-off.
+        if let Some(before) = found.signed_out_before
+            && user.issued_at.is_none_or(|iat| iat < before)
+        {
+            return Err(AuthError::SignedOut);
+        }
+        Ok(())
     }
 
     /// Verifies `token` and returns its claims.
@@ -301,20 +311,15 @@ impl AuthUser {
             .username
             .or(claims.cognito_username)
             .unwrap_or_else(|| claims.sub.clone());
-        let user_id = UserId::from(claims.sub);
-        let device_key = claims.device_key.map(DeviceId::from);
-        if let Some(device) = &device_key
-            && verifier.device_revoked(&user_id, device).await?
-        {
-            return Err(AuthError::DeviceRevoked);
-        }
-        Ok(AuthUser {
-            user_id,
+        let user = AuthUser {
+            user_id: UserId::from(claims.sub),
             username,
             expires_at: claims.exp,
             issued_at: claims.iat,
-            device_key,
-        })
+            device_key: claims.device_key.map(DeviceId::from),
+        };
+        verifier.check_revocations(&user).await?;
+        Ok(user)
     }
 }
 
@@ -333,7 +338,7 @@ where
     }
 }
 
-/// `401` (`unauthorized` or `device_revoked`, with a `WWW-Authenticate` challenge), or `503
+/// `401` (`unauthorized`, `device_revoked` or `signed_out`, with a `WWW-Authenticate` challenge), or `503
 /// unavailable` when revocations cannot be checked.
 #[derive(Debug)]
 pub struct AuthRejection(pub AuthError);
@@ -342,6 +347,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let code = match e {
             AuthError::DeviceRevoked => ErrorCode::DeviceRevoked,
+            AuthError::SignedOut => ErrorCode::SignedOut,
             AuthError::RevocationCheck(_) => {
                 tracing::error!(error = %e, "revocation check failed");
                 ErrorCode::Unavailable

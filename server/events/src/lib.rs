@@ -1,9 +1,10 @@
 //! What crosses between SyncSphere's services and instances: one closed [`Event`] enum, the
 //! traits that move it ([`Publisher`], [`Subscriber`], [`Recipient`]) and answer questions about
-//! what was published ([`Presence`], [`DeviceRevocations`]), and their two implementations:
+//! what was published ([`Presence`], [`Revocations`]), and their two implementations:
 //! in-process ([`LocalBus`]) and Redis pub/sub (`redis`, feature `redis`).
 //!
-//! Producers (the File service on commit, the device registry on revocation) publish; the State
+//! Producers (the File service on commit, the device registry on revocation, sign-out
+//! everywhere) publish; the State
 //! service's push hub is the [`Recipient`] a subscriber delivers to. Neither side knows the other.
 //!
 //! **Invariants**
@@ -36,6 +37,9 @@ pub enum Event {
     PresenceChanged,
     /// The device was revoked: close its push connections (4004).
     DeviceRevoked { device_id: DeviceId },
+    /// The user signed out everywhere: access tokens issued before `before` (seconds since the
+    /// epoch) are refused from now on, and every push connection of the user closes (4001).
+    SignedOut { before: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +99,22 @@ pub trait Presence: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<OnlineDevice>, EventsError>>;
 }
 
-/// Which devices were revoked, as the token verifier asks on every request: the device registry
-/// in the metadata database, or Redis for State instances that have no database.
-pub trait DeviceRevocations: Send + Sync {
-    fn is_revoked<'a>(
+/// What was revoked of a user's sessions: a device's, or every token issued before a sign-out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// The device asked about was revoked.
+    pub device_revoked: bool,
+    /// The user signed out everywhere: tokens issued before this second are void.
+    pub signed_out_before: Option<u64>,
+}
+
+/// What was revoked, as the token verifier asks on every request: the metadata database, or
+/// Redis for State instances that have no database.
+pub trait Revocations: Send + Sync {
+    /// The user's revocations, and whether `device_key` (if the token names one) is revoked.
+    fn lookup<'a>(
         &'a self,
         user_id: &'a UserId,
-        device_key: &'a DeviceId,
-    ) -> BoxFuture<'a, Result<bool, EventsError>>;
+        device_key: Option<&'a DeviceId>,
+    ) -> BoxFuture<'a, Result<Revocation, EventsError>>;
 }

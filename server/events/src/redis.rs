@@ -18,6 +18,9 @@
 //! **Revocations**: revoking a device sets `syncsphere:revoked:{user_id}:{device_id}` (kept
 //! 7 days, longer than any access token lives) and then publishes `revoked`: instances close
 //! the device's sockets with 4004, and refuse its tokens on new connections ([`RedisRevocations`]).
+//! Signing out everywhere sets `syncsphere:signed-out:{user_id}` to the cut-off second (the
+//! larger one wins, kept as long) and publishes `signed_out`: instances close all the user's
+//! sockets with 4001 and refuse tokens issued before the cut-off.
 //!
 //! Redis pub/sub is fire-and-forget: a change published while Redis is unreachable is not
 //! pushed, and clients see it at their next journal read (reconnect or fallback poll). The
@@ -41,7 +44,9 @@ use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ChangeEvent, DeviceId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{DeviceRevocations, Event, EventsError, Presence, Publisher, Recipient, Subscriber};
+use crate::{
+    Event, EventsError, Presence, Publisher, Recipient, Revocation, Revocations, Subscriber,
+};
 
 const CHANNEL_PREFIX: &str = "syncsphere:user:";
 /// Changes waiting to be published before new ones are dropped (and logged).
@@ -52,7 +57,7 @@ const INSTANCE_TTL_SECS: u64 = 30;
 const INSTANCE_REFRESH: Duration = Duration::from_secs(10);
 
 /// An [`Event`] as it travels on a user's channel (`{"type":"change",…}`, `{"type":"presence"}`,
-/// `{"type":"revoked","device_id":…}`); instances of other versions read each other's messages.
+/// `{"type":"revoked","device_id":…}`, `{"type":"signed_out","before":…}`); instances of other versions read each other's messages.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Wire {
@@ -62,6 +67,9 @@ enum Wire {
     Revoked {
         device_id: DeviceId,
     },
+    SignedOut {
+        before: u64,
+    },
 }
 
 impl From<Event> for Wire {
@@ -70,6 +78,7 @@ impl From<Event> for Wire {
             Event::Change(change) => Wire::Change(change),
             Event::PresenceChanged => Wire::Presence,
             Event::DeviceRevoked { device_id } => Wire::Revoked { device_id },
+            Event::SignedOut { before } => Wire::SignedOut { before },
         }
     }
 }
@@ -80,6 +89,7 @@ impl From<Wire> for Event {
             Wire::Change(change) => Event::Change(change),
             Wire::Presence => Event::PresenceChanged,
             Wire::Revoked { device_id } => Event::DeviceRevoked { device_id },
+            Wire::SignedOut { before } => Event::SignedOut { before },
         }
     }
 }
@@ -99,6 +109,15 @@ fn instance_key(instance: &str) -> String {
 fn revoked_key(user_id: &str, device_id: &str) -> String {
     format!("syncsphere:revoked:{user_id}:{device_id}")
 }
+
+fn signed_out_key(user_id: &str) -> String {
+    format!("syncsphere:signed-out:{user_id}")
+}
+
+/// Sets `KEYS[1]` to `ARGV[1]` unless it holds a larger number, with expiry `ARGV[2]` seconds.
+const SET_MAX: &str = "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
+    if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
+    return 0";
 
 async fn open(url: &str) -> Result<MultiplexedConnection, EventsError> {
     ::redis::Client::open(url)
@@ -171,6 +190,10 @@ enum Outgoing {
         user_id: UserId,
         device_id: DeviceId,
     },
+    SignOut {
+        user_id: UserId,
+        before: u64,
+    },
 }
 
 /// Publishes committed changes and revocations to their user's channel, from a background task
@@ -203,6 +226,20 @@ impl RedisPublisher {
                             payload(Event::DeviceRevoked { device_id }),
                         )
                     }
+                    Outgoing::SignOut { user_id, before } => {
+                        let set: Result<i64, _> = ::redis::cmd("EVAL")
+                            .arg(SET_MAX)
+                            .arg(1)
+                            .arg(signed_out_key(&user_id))
+                            .arg(before)
+                            .arg(REVOKED_TTL_SECS)
+                            .query_async(&mut task_conn)
+                            .await;
+                        if let Err(e) = set {
+                            tracing::error!(error = %e, "recording a sign-out in Redis failed");
+                        }
+                        (channel(&user_id), payload(Event::SignedOut { before }))
+                    }
                 };
                 let sent: Result<i64, _> = task_conn.publish(&channel, &payload).await;
                 if let Err(e) = sent {
@@ -228,6 +265,15 @@ impl Publisher for RedisPublisher {
                         %device_id,
                         "Redis publish queue full; revocation not pushed"
                     );
+                }
+            }
+            Event::SignedOut { before } => {
+                let out = Outgoing::SignOut {
+                    user_id: user_id.to_owned(),
+                    before,
+                };
+                if self.tx.try_send(out).is_err() {
+                    tracing::error!(%user_id, "Redis publish queue full; sign-out not pushed");
                 }
             }
             event => {
@@ -258,7 +304,8 @@ impl Presence for RedisPublisher {
     }
 }
 
-/// Revoked devices as recorded in Redis, for State instances that have no database.
+/// Revoked devices and sign-outs as recorded in Redis, for State instances that have no
+/// database.
 pub struct RedisRevocations {
     conn: MultiplexedConnection,
 }
@@ -271,17 +318,30 @@ impl RedisRevocations {
     }
 }
 
-impl DeviceRevocations for RedisRevocations {
-    fn is_revoked<'a>(
+impl Revocations for RedisRevocations {
+    fn lookup<'a>(
         &'a self,
         user_id: &'a UserId,
-        device_key: &'a DeviceId,
-    ) -> BoxFuture<'a, Result<bool, EventsError>> {
+        device_key: Option<&'a DeviceId>,
+    ) -> BoxFuture<'a, Result<Revocation, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            conn.exists(revoked_key(user_id, device_key))
+            let mut keys = vec![signed_out_key(user_id)];
+            keys.extend(device_key.map(|d| revoked_key(user_id, d)));
+            let found: Vec<Option<String>> = ::redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut conn)
                 .await
-                .map_err(EventsError::Query)
+                .map_err(EventsError::Query)?;
+            Ok(Revocation {
+                // An unreadable cut-off refuses every token rather than none.
+                signed_out_before: found
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .map(|v| v.parse().unwrap_or(u64::MAX)),
+                device_revoked: found.get(1).is_some_and(Option::is_some),
+            })
         })
     }
 }
@@ -483,6 +543,12 @@ mod tests {
                 device_id: "dev-b".into(),
             },
             serde_json::json!({ "type": "revoked", "device_id": "dev-b" }),
+        );
+        check(
+            Event::SignedOut {
+                before: 1_800_000_000,
+            },
+            serde_json::json!({ "type": "signed_out", "before": 1_800_000_000u64 }),
         );
         assert!(parse(br#"{"type":"unknown"}"#).is_err());
     }

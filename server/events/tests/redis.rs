@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
-use syncsphere_events::{DeviceRevocations, Event, Presence, Publisher, Recipient, Subscriber};
+use syncsphere_events::{
+    Event, Presence, Publisher, Recipient, Revocation, Revocations, Subscriber,
+};
 use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ChangeEvent, ChangeKind, Rev, Seq, UserId};
 use syncsphere_test_support::redis_url;
@@ -135,29 +137,55 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
     );
     // The revocation was recorded before it was announced.
     let revocations = RedisRevocations::connect(&url).await.unwrap();
-    assert!(
+    let lookup = |user: UserId, device: &'static str| {
+        let revocations = revocations.clone();
+        async move {
+            revocations
+                .lookup(&user, Some(&device.into()))
+                .await
+                .unwrap()
+        }
+    };
+    let revoked_device = Revocation {
+        device_revoked: true,
+        signed_out_before: None,
+    };
+    assert_eq!(lookup(user.clone(), "dev-b").await, revoked_device);
+    assert_eq!(lookup(user.clone(), "dev-a").await, Revocation::default());
+    assert_eq!(lookup(other.clone(), "dev-b").await, Revocation::default());
+
+    // Signing out everywhere: recorded (the later cut-off wins), then announced.
+    publisher.publish(&user, Event::SignedOut { before: 2_000 });
+    publisher.publish(&user, Event::SignedOut { before: 1_000 });
+    wait_for("both sign-outs", || instance.delivered().len() >= 4).await;
+    assert_eq!(
+        instance.delivered()[2..],
+        [
+            (user.clone(), Event::SignedOut { before: 2_000 }),
+            (user.clone(), Event::SignedOut { before: 1_000 }),
+        ]
+    );
+    assert_eq!(
+        lookup(user.clone(), "dev-a").await,
+        Revocation {
+            device_revoked: false,
+            signed_out_before: Some(2_000),
+        }
+    );
+    assert_eq!(
         revocations
-            .is_revoked(&user, &"dev-b".into())
+            .lookup(&user, None)
             .await
             .unwrap()
+            .signed_out_before,
+        Some(2_000)
     );
-    assert!(
-        !revocations
-            .is_revoked(&user, &"dev-a".into())
-            .await
-            .unwrap()
-    );
-    assert!(
-        !revocations
-            .is_revoked(&other, &"dev-b".into())
-            .await
-            .unwrap()
-    );
+    assert_eq!(lookup(other.clone(), "dev-a").await, Revocation::default());
 
     subscriber.release(&user);
     publisher.publish(&user, Event::Change(change(3)));
     wait_for("the change after one release", || {
-        instance.delivered().len() == 3
+        instance.delivered().len() == 5
     })
     .await;
     subscriber.release(&user);
@@ -167,7 +195,7 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         instance.delivered().len(),
-        3,
+        5,
         "released: nothing more arrives"
     );
 }

@@ -293,6 +293,10 @@ endpoints! {
     /// Revokes (unlinks) a device.
     RevokeDevice: Delete "/v1/devices/{device_id}" as "revokeDevice",
         query (), request (), response ();
+    /// Signs the account out everywhere: every access token issued until now is refused by
+    /// every service, and the account's push connections close (4001).
+    SignOutEverywhere: Post "/v1/account/sign-out" as "signOutEverywhere",
+        query (), request (), response ();
     /// The push WebSocket (messages in [`crate::ws`]).
     PushSocket: Get "/v1/ws" as "pushSocket", query (), request (), response External;
 }

@@ -32,6 +32,9 @@ pub enum ErrorCode {
     /// The device was revoked ("unlinked"): its tokens are refused and it cannot be registered
     /// again; sign in again as a new device; retrying with the same device id never succeeds.
     DeviceRevoked,
+    /// The account signed out everywhere after this token was issued: sign in again (the
+    /// device stays linked).
+    SignedOut,
     /// A commit names chunks the server does not hold (listed in `missing`): upload them first.
     MissingChunks,
     /// Uploaded bytes do not hash to the id they were sent under, or a commit's size or hash
@@ -56,7 +59,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidPath,
         ErrorCode::Unauthorized,
@@ -67,6 +70,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::DeviceRevoked,
+        ErrorCode::SignedOut,
         ErrorCode::MissingChunks,
         ErrorCode::HashMismatch,
         ErrorCode::RangeNotSatisfiable,
@@ -86,7 +90,7 @@ impl ErrorCode {
             | ErrorCode::MissingChunks
             | ErrorCode::HashMismatch => 400,
             // What the client relies on: its tokens are no longer good (0027).
-            ErrorCode::Unauthorized | ErrorCode::DeviceRevoked => 401,
+            ErrorCode::Unauthorized | ErrorCode::DeviceRevoked | ErrorCode::SignedOut => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -232,6 +236,7 @@ mod tests {
             assert_eq!(serde_json::to_value(code).unwrap(), wire);
         };
         check(ErrorCode::DeviceRevoked, "device_revoked");
+        check(ErrorCode::SignedOut, "signed_out");
         check(ErrorCode::UnsupportedMediaType, "unsupported_media_type");
         check(ErrorCode::TooManyConnections, "too_many_connections");
         let all: Vec<_> = ErrorCode::ALL

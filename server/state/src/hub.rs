@@ -32,6 +32,8 @@ pub(crate) const ENDED_NO: u8 = 0;
 pub(crate) const ENDED_OVERFLOW: u8 = 1;
 /// The connection's device was revoked: close with 4004.
 pub(crate) const ENDED_REVOKED: u8 = 2;
+/// The user signed out everywhere: close with 4001.
+pub(crate) const ENDED_SIGNED_OUT: u8 = 3;
 
 struct Conn {
     id: u64,
@@ -120,15 +122,25 @@ impl PushHub {
 
     /// Closes every local connection of the device with 4004. Returns how many were closed.
     pub fn revoke_device(&self, user_id: &str, device_id: &str) -> usize {
+        self.end(user_id, Some(device_id), ENDED_REVOKED)
+    }
+
+    /// Ends every connection of the user (signed out everywhere; they close with 4001).
+    pub fn sign_out(&self, user_id: &str) -> usize {
+        self.end(user_id, None, ENDED_SIGNED_OUT)
+    }
+
+    /// Ends the user's connections of `device_id` (all of them without one), for `why`.
+    fn end(&self, user_id: &str, device_id: Option<&str>, why: u8) -> usize {
         let mut users = self.users.lock().expect("hub lock");
         let Some(conns) = users.get_mut(user_id) else {
             return 0;
         };
         let before = conns.len();
         conns.retain(|c| {
-            if c.device_id == device_id {
+            if device_id.is_none_or(|d| c.device_id == d) {
                 // Dropping the sender ends the queue; the task reads why and closes.
-                c.ended.store(ENDED_REVOKED, Ordering::Relaxed);
+                c.ended.store(why, Ordering::Relaxed);
                 false
             } else {
                 true
@@ -141,7 +153,8 @@ impl PushHub {
                 user_id,
                 device_id,
                 closed,
-                "closed connections of a revoked device"
+                signed_out = why == ENDED_SIGNED_OUT,
+                "ended connections of a revoked device or session"
             );
             self.presence_changed(user_id, conns);
         }
@@ -300,6 +313,9 @@ impl Recipient for PushHub {
             Event::DeviceRevoked { device_id } => {
                 self.revoke_device(user_id, &device_id);
             }
+            Event::SignedOut { .. } => {
+                self.sign_out(user_id);
+            }
             Event::PresenceChanged => self.send_presence(user_id, self.local_devices(user_id)),
         }
     }
@@ -456,6 +472,25 @@ mod tests {
         );
         drain(&mut other);
         assert_eq!(hub.revoke_device("u1", "unknown"), 0);
+    }
+
+    #[test]
+    fn signing_out_ends_every_connection_of_the_user_only() {
+        let hub = PushHub::default();
+        let mut a = hub.register("u1", "dev-a", None).unwrap();
+        let mut b = hub.register("u1", "dev-b", None).unwrap();
+        let other = hub.register("u2", "dev-a", None).unwrap();
+        hub.deliver(&"u1".into(), Event::SignedOut { before: 10 });
+        for conn in [&mut a, &mut b] {
+            drain(conn);
+            assert!(conn.rx.try_recv().is_err(), "queue ended");
+            assert_eq!(conn.ended.load(Ordering::Relaxed), ENDED_SIGNED_OUT);
+        }
+        assert_eq!(hub.connections("u1"), 0);
+        assert_eq!(hub.connections("u2"), 1);
+        assert_eq!(other.ended.load(Ordering::Relaxed), ENDED_NO);
+        assert_eq!(hub.metrics.connections.get(), 1);
+        assert_eq!(hub.sign_out("u1"), 0, "nothing left to end");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use syncsphere_protocol::{ApiError, ErrorCode};
 use tracing::Instrument;
 
 use crate::StateService;
-use crate::hub::{ENDED_OVERFLOW, ENDED_REVOKED};
+use crate::hub::{ENDED_OVERFLOW, ENDED_REVOKED, ENDED_SIGNED_OUT};
 use crate::metrics::PushMetrics;
 use crate::socket::{Incoming, Socket, WriteError};
 
@@ -76,6 +76,9 @@ fn fresh_user<'a>(
 fn refused(e: &AuthError) -> (u16, &'static str) {
     match e {
         AuthError::DeviceRevoked => (CLOSE_DEVICE_REVOKED, "device revoked"),
+        AuthError::SignedOut => (CLOSE_UNAUTHORIZED, "signed out"),
+        // Not the token's fault: the client reconnects later.
+        AuthError::RevocationCheck(_) => (CLOSE_GOING_AWAY, "revocations unavailable"),
         _ => (CLOSE_UNAUTHORIZED, "invalid token"),
     }
 }
@@ -250,16 +253,13 @@ async fn serve(
             .close(CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
             .await;
     };
-    // A revocation between the token check and the registration found no socket to close.
-    if let Some(device) = &user.device_key
-        && !matches!(
-            state.verifier.device_revoked(&user.user_id, device).await,
-            Ok(false)
-        )
-    {
+    // A revocation or sign-out between the token check and the registration found no socket
+    // to close.
+    if let Err(e) = state.verifier.check_revocations(&user).await {
         state.hub.unregister(&user.user_id, reg.id);
         release(&state);
-        return socket.close(CLOSE_DEVICE_REVOKED, "device revoked").await;
+        let (code, reason) = refused(&e);
+        return socket.close(code, reason).await;
     }
     tracing::info!(conn = reg.id, "device connected");
     let mut shutdown = state.hub.shutdown_signal();
@@ -295,6 +295,7 @@ async fn serve(
                         match reg.ended.load(Ordering::Relaxed) {
                             ENDED_OVERFLOW => break Ending::Resync("push queue overflow"),
                             ENDED_REVOKED => break Ending::Close(CLOSE_DEVICE_REVOKED, "device revoked"),
+                            ENDED_SIGNED_OUT => break Ending::Close(CLOSE_UNAUTHORIZED, "signed out"),
                             _ => {}
                         }
                         let Some(queued) = queued else { break Ending::Drop };

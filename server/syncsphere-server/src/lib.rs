@@ -23,6 +23,7 @@ pub use json_errors::NO_ROUTE;
 use syncsphere_auth::devices::{DeviceRegistry, DevicesState};
 use syncsphere_auth::idp::{IdentityProvider, cognito_api};
 use syncsphere_auth::routes::RouterExt;
+use syncsphere_auth::sign_out::DbRevocations;
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
 use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
@@ -147,6 +148,7 @@ async fn files_and_identity(
     };
     let public_url = config.server.public_url();
     let registry = DeviceRegistry::new(db.clone());
+    let bus = Bus::open(config, hub).await?;
     // Who signs users in: the configured Cognito pool, or the built-in provider (served here).
     let (verifier, cognito, identity_routes) = match config.pool()? {
         Some(pool) => (pool.verifier(), pool.client_config(), Router::new()),
@@ -155,6 +157,7 @@ async fn files_and_identity(
                 config.idp.config(&public_url),
                 db.clone(),
                 &data_dir.join("idp-signing-key.pem"),
+                bus.publisher.clone(),
             )
             .context("starting the built-in identity provider")?;
             let cognito = CognitoConfig {
@@ -167,8 +170,7 @@ async fn files_and_identity(
             (idp.verifier(), cognito, cognito_api::router(idp))
         }
     };
-    let verifier = Arc::new(verifier.with_revocations(registry.clone()));
-    let bus = Bus::open(config, hub).await?;
+    let verifier = Arc::new(verifier.with_revocations(DbRevocations::new(db.clone())));
     let files = FilesService::open(
         &config.files,
         FilesDeps {

@@ -81,7 +81,12 @@ enum Command {
         keychain: bool,
     },
     /// Forget the session of this device.
-    Logout,
+    Logout {
+        /// Sign the account out of every device: every session's tokens stop working at once
+        /// (REST and push), and the other devices stop syncing until signed in again.
+        #[arg(long)]
+        everywhere: bool,
+    },
     /// Sync a folder until interrupted (SIGINT/SIGTERM). SIGUSR1 pauses syncing (after the
     /// operation in progress), SIGUSR2 resumes it.
     Sync {
@@ -303,9 +308,13 @@ async fn main() -> anyhow::Result<()> {
             println!("Signed in to {server} as {email}.");
             report_storage(keychain, stored);
         }
-        Command::Logout => {
+        Command::Logout { everywhere: false } => {
             client::sign_out(&dir).await?;
             println!("Signed out.");
+        }
+        Command::Logout { everywhere: true } => {
+            client::sign_out_everywhere(&dir).await?;
+            println!("Signed out of all devices.");
         }
         Command::Sync {
             folder,

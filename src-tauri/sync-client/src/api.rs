@@ -91,6 +91,7 @@ fn for_each_file(e: &SyncError) -> SyncError {
         SyncError::Offline(m) => SyncError::Offline(m.clone()),
         SyncError::Auth(m) => SyncError::Auth(m.clone()),
         SyncError::DeviceRevoked => SyncError::DeviceRevoked,
+        SyncError::SignedOut => SyncError::SignedOut,
         SyncError::Server {
             status,
             code,
@@ -156,6 +157,7 @@ async fn api_error(resp: reqwest::Response) -> SyncError {
 fn error_of(status: StatusCode, body: Option<ErrorBody>) -> SyncError {
     match body {
         Some(b) if b.error == ErrorCode::DeviceRevoked => SyncError::DeviceRevoked,
+        Some(b) if b.error == ErrorCode::SignedOut => SyncError::SignedOut,
         Some(b) if b.error == ErrorCode::Conflict => SyncError::Conflict(b.current.map(Box::new)),
         Some(b) => SyncError::Server {
             status: status.as_u16(),
@@ -315,6 +317,14 @@ impl Api {
 
     pub(crate) async fn revoke_device(&self, device_id: &str) -> Result<(), SyncError> {
         self.send(self.request::<endpoint::RevokeDevice>(&[device_id]))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/account/sign-out`: every access token of the account issued until now stops
+    /// working on every service.
+    pub(crate) async fn sign_out_everywhere(&self) -> Result<(), SyncError> {
+        self.send(self.request::<endpoint::SignOutEverywhere>(&[]))
             .await?;
         Ok(())
     }

@@ -92,6 +92,28 @@ impl Cognito {
         Ok(CodeDelivery::from(out.code_delivery_details()))
     }
 
+    /// Cognito's `GlobalSignOut`: the pool revokes the user's refresh tokens. A token the pool
+    /// already refuses as revoked (the built-in provider after `POST /v1/account/sign-out`)
+    /// means the same is done.
+    pub(crate) async fn global_sign_out(&self, access_token: &str) -> Result<(), SyncError> {
+        match self
+            .client
+            .global_sign_out()
+            .access_token(access_token)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if se.err().code() == Some("NotAuthorizedException")
+                    && se.err().message().is_some_and(|m| m.contains("revoked")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(auth_error(e)),
+        }
+    }
+
     /// `device_key` binds the tokens to this device (when the server supports it).
     pub(crate) async fn sign_in(
         &self,

@@ -250,6 +250,10 @@ impl Engine {
                     tracing::warn!("this device was revoked; stopping");
                     return Err(SyncError::DeviceRevoked);
                 }
+                Err(SyncError::SignedOut) => {
+                    tracing::warn!("the account signed out everywhere; stopping");
+                    return Err(SyncError::SignedOut);
+                }
                 Err(e) => {
                     failures += 1;
                     self.report_failure(&e);

@@ -98,6 +98,9 @@ pub enum SyncError {
     Http(String),
     #[error("this device was unlinked from your account; sign in again to keep syncing")]
     DeviceRevoked,
+    /// The account was signed out of all devices (from this one or another).
+    #[error("your account was signed out of all devices; sign in again to keep syncing")]
+    SignedOut,
     /// The file changed since it was hashed (it is still being written); retried shortly.
     #[error("'{0}' is still being written")]
     Busy(String),
@@ -124,6 +127,7 @@ impl SyncError {
             SyncError::Io(..) | SyncError::Busy(_) => ErrorKind::Io,
             SyncError::Server { .. } | SyncError::Conflict(_) => ErrorKind::Server,
             SyncError::DeviceRevoked => ErrorKind::DeviceRevoked,
+            SyncError::SignedOut => ErrorKind::SignedOut,
             SyncError::Keychain(_) => ErrorKind::Keychain,
             SyncError::Folder(p) => p.kind(),
             SyncError::InUse(_) => ErrorKind::ConfigDirInUse,
@@ -327,6 +331,15 @@ fn new_device_id() -> String {
 
 /// After the server said this device was revoked: forget the session and the device id, so
 /// the next sign-in registers a new device. The index stays (nothing is re-transferred).
+/// Forgets a session the server ended (signed out everywhere): the device stays linked, so
+/// signing in again keeps its id.
+async fn forget_ended_session(config_dir: &Path) {
+    // The tokens are dead anyway; a keychain that cannot be reached now keeps a dead one.
+    if let Err(e) = sign_out(config_dir).await {
+        tracing::warn!("could not forget the ended session: {e}");
+    }
+}
+
 async fn forget_revoked_device(config_dir: &Path) -> Result<(), SyncError> {
     // The tokens are dead anyway; a keychain that cannot be reached now keeps a dead one.
     if let Err(e) = sign_out(config_dir).await {
@@ -356,6 +369,24 @@ async fn signed_in_api(config_dir: &Path) -> Result<Api, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
     let tokens = Arc::new(TokenSource::load(config_dir, &config).await?);
     Ok(Api::new(&config.server_url, tokens, config.device_id))
+}
+
+/// Signs the account out on every device: the server refuses every access token issued until
+/// now (REST and push; open push connections close), the pool revokes the refresh tokens
+/// (`GlobalSignOut`), and this device forgets its session. Other devices stop syncing with
+/// [`SyncError::SignedOut`] at their next request; nothing of theirs is lost.
+pub async fn sign_out_everywhere(config_dir: &Path) -> Result<(), SyncError> {
+    let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
+    let tokens = Arc::new(TokenSource::load(config_dir, &config).await?);
+    let token = tokens.access_token().await?;
+    Api::new(&config.server_url, tokens, config.device_id.clone())
+        .sign_out_everywhere()
+        .await?;
+    auth::Cognito::new(&config.cognito)
+        .await
+        .global_sign_out(&token)
+        .await?;
+    sign_out(config_dir).await
 }
 
 /// Forgets the session, in the keychain and the file (the index stays, so signing in again

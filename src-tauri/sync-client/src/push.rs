@@ -9,7 +9,9 @@ use syncsphere_protocol::Seq;
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use syncsphere_protocol::ws::{CLOSE_DEVICE_REVOKED, ClientMessage, ServerMessage};
+use syncsphere_protocol::ws::{
+    CLOSE_DEVICE_REVOKED, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -138,10 +140,16 @@ impl Push {
             let Message::Text(text) = msg else {
                 if let Message::Close(frame) = msg {
                     tracing::info!(?frame, "server closed the push channel");
-                    if frame.is_some_and(|f| u16::from(f.code) == CLOSE_DEVICE_REVOKED) {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    if code == Some(CLOSE_DEVICE_REVOKED) {
                         // The engine's next request learns the same and stops the sync.
                         let _ = self.triggers.try_send(Trigger::Remote);
                         return Err(SyncError::DeviceRevoked);
+                    }
+                    // Refused token (e.g. signed out everywhere): the engine's next request
+                    // says whether the session ended, and stops the sync if so.
+                    if code == Some(CLOSE_UNAUTHORIZED) {
+                        let _ = self.triggers.try_send(Trigger::Remote);
                     }
                     return Ok(());
                 }

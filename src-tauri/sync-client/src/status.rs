@@ -39,6 +39,8 @@ pub enum ErrorKind {
     NotSignedIn,
     /// This device was unlinked from the account.
     DeviceRevoked,
+    /// The account signed out of all devices: sign in again.
+    SignedOut,
     /// Another SyncSphere client already syncs with this configuration directory.
     ConfigDirInUse,
     /// The server cannot be reached.

@@ -15,8 +15,8 @@ use crate::index::Index;
 use crate::push::{self, Push};
 use crate::watcher::{DirtyPaths, OsWatch};
 use crate::{
-    ClientConfig, DeletePolicy, LinkMode, Status, SyncError, config, folder, forget_revoked_device,
-    load_config, load_system_config, local_fs, lock, now_ms, scan,
+    ClientConfig, DeletePolicy, LinkMode, Status, SyncError, config, folder, forget_ended_session,
+    forget_revoked_device, load_config, load_system_config, local_fs, lock, now_ms, scan,
 };
 
 /// The last status a running sync wrote into `config_dir` (for `syncsphere status`).
@@ -167,6 +167,10 @@ async fn run(
             forget_revoked_device(&config_dir).await?;
             return Err(SyncError::DeviceRevoked);
         }
+        Err(SyncError::SignedOut) => {
+            forget_ended_session(&config_dir).await;
+            return Err(SyncError::SignedOut);
+        }
         Err(e) => {
             tracing::info!(error = %e, "could not register the device (will retry next start)")
         }
@@ -285,9 +289,16 @@ async fn run(
     push_task.abort();
     let _ = push_task.await;
     drop(watch);
-    if let Err(SyncError::DeviceRevoked) = outcome {
-        forget_revoked_device(&config_dir).await?;
-        return Err(SyncError::DeviceRevoked);
+    match outcome {
+        Err(SyncError::DeviceRevoked) => {
+            forget_revoked_device(&config_dir).await?;
+            return Err(SyncError::DeviceRevoked);
+        }
+        Err(SyncError::SignedOut) => {
+            forget_ended_session(&config_dir).await;
+            return Err(SyncError::SignedOut);
+        }
+        _ => {}
     }
     Ok(())
 }

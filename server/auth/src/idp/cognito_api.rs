@@ -1,6 +1,7 @@
 //! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
 //! `SignUp`, `InitiateAuth` (`USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
-//! `GlobalSignOut`, plus the pool's JWKS.
+//! `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
+//! [`crate::sign_out`]), plus the pool's JWKS.
 //!
 //! Wire format (what the AWS SDK sends): `POST {endpoint}/` with
 //! `Content-Type: application/x-amz-json-1.1` and
@@ -65,9 +66,11 @@ impl From<IdpError> for CognitoError {
             IdpError::UsernameExists => "UsernameExistsException",
             IdpError::InvalidPassword(_) => "InvalidPasswordException",
             IdpError::InvalidParameter(_) => "InvalidParameterException",
-            IdpError::NotAuthorized | IdpError::InvalidRefreshToken | IdpError::DeviceRevoked => {
-                "NotAuthorizedException"
-            }
+            IdpError::NotAuthorized
+            | IdpError::InvalidRefreshToken
+            | IdpError::DeviceRevoked
+            | IdpError::AccessTokenRevoked
+            | IdpError::InvalidAccessToken => "NotAuthorizedException",
             IdpError::UnknownClient(_) => "ResourceNotFoundException",
             IdpError::Internal(_) => {
                 tracing::error!(error = %e, "identity provider failure");

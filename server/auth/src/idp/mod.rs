@@ -20,9 +20,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use syncsphere_db::Db;
+use syncsphere_events::{Event, Publisher};
 
 use crate::now_ms;
-use crate::verify::{JwksSource, Verifier};
+use crate::sign_out::{self, DbRevocations};
+use crate::verify::{AuthUser, JwksSource, Verifier};
 pub use args::IdpArgs;
 pub use keys::SigningKey;
 
@@ -66,6 +68,11 @@ pub enum IdpError {
     InvalidRefreshToken,
     #[error("Device has been revoked")]
     DeviceRevoked,
+    /// Cognito's words for an access token of a signed-out session.
+    #[error("Access Token has been revoked")]
+    AccessTokenRevoked,
+    #[error("Invalid Access Token")]
+    InvalidAccessToken,
     #[error("User pool client {0} does not exist.")]
     UnknownClient(String),
     #[error("internal error: {0}")]
@@ -109,11 +116,19 @@ pub struct IdentityProvider {
     /// both bloats memory (allocator arenas keep it) and lets a burst of sign-ins starve the
     /// server.
     hashing: tokio::sync::Semaphore,
+    /// Where `GlobalSignOut` is announced, so the user's push connections close.
+    events: Arc<dyn Publisher>,
 }
 
 impl IdentityProvider {
-    /// Opens the provider, loading its signing key from `key_path` or creating one there.
-    pub fn open(config: IdpConfig, db: Db, key_path: &Path) -> Result<Arc<Self>, IdpError> {
+    /// Opens the provider, loading its signing key from `key_path` or creating one there;
+    /// sign-outs are announced on `events`.
+    pub fn open(
+        config: IdpConfig,
+        db: Db,
+        key_path: &Path,
+        events: Arc<dyn Publisher>,
+    ) -> Result<Arc<Self>, IdpError> {
         let key = SigningKey::load_or_create(key_path)
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
         let dummy_hash = hash_password(&random_token())?;
@@ -124,6 +139,7 @@ impl IdentityProvider {
             key,
             dummy_hash,
             hashing: tokio::sync::Semaphore::new(slots),
+            events,
         }))
     }
 
@@ -135,13 +151,15 @@ impl IdentityProvider {
         self.key.jwks()
     }
 
-    /// A verifier for this provider's tokens, holding its key set in-process.
+    /// A verifier for this provider's tokens, holding its key set in-process, refusing tokens
+    /// of revoked devices and signed-out sessions (from the provider's database).
     pub fn verifier(&self) -> Verifier {
         Verifier::new(
             self.config.issuer(),
             [self.config.client_id.clone()],
             JwksSource::Static(self.jwks()),
         )
+        .with_revocations(DbRevocations::new(self.db.clone()))
     }
 
     fn check_client(&self, client_id: &str) -> Result<(), IdpError> {
@@ -266,7 +284,7 @@ impl IdentityProvider {
         .bind(device_key)
         .execute(&self.db.pool)
         .await?;
-        let mut result = self.issue(&user, device_key)?;
+        let mut result = self.issue(&user, device_key).await?;
         result.refresh_token = Some(refresh);
         Ok(result)
     }
@@ -307,27 +325,36 @@ impl IdentityProvider {
             },
             device_key.as_deref(),
         )
+        .await
     }
 
     async fn device_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, IdpError> {
-        Ok(crate::devices::revoked_in(&self.db, &user_id.into(), &device_id.into()).await?)
+        let found = sign_out::lookup(&self.db, &user_id.into(), Some(&device_id.into())).await?;
+        Ok(found.device_revoked)
     }
 
-    /// Cognito `GetUser`: the user behind a valid access token.
+    /// Cognito `GetUser`: the user behind a valid access token (not one of a revoked device or
+    /// issued before the user signed out everywhere).
     pub async fn user_of_access_token(&self, access_token: &str) -> Result<UserRecord, IdpError> {
-        let claims = self
-            .verifier()
-            .verify(access_token)
+        let mut headers = axum::http::HeaderMap::new();
+        let bearer = format!("Bearer {access_token}")
+            .parse()
+            .map_err(|_| IdpError::InvalidAccessToken)?;
+        headers.insert(axum::http::header::AUTHORIZATION, bearer);
+        let user = AuthUser::from_headers(&headers, &self.verifier())
             .await
-            .map_err(|_| IdpError::NotAuthorized)?;
-        if claims.token_use != "access" {
-            return Err(IdpError::NotAuthorized);
-        }
+            .map_err(|e| match e {
+                crate::AuthError::RevocationCheck(e) => IdpError::Internal(e.to_string()),
+                crate::AuthError::SignedOut | crate::AuthError::DeviceRevoked => {
+                    IdpError::AccessTokenRevoked
+                }
+                _ => IdpError::InvalidAccessToken,
+            })?;
         let row = sqlx::query("SELECT user_id, username, email FROM idp_users WHERE user_id = $1")
-            .bind(&claims.sub)
+            .bind(user.user_id.as_str())
             .fetch_optional(&self.db.pool)
             .await?
-            .ok_or(IdpError::NotAuthorized)?;
+            .ok_or(IdpError::InvalidAccessToken)?;
         Ok(UserRecord {
             user_id: row.get("user_id"),
             username: row.get("username"),
@@ -335,22 +362,24 @@ impl IdentityProvider {
         })
     }
 
-    /// Cognito `GlobalSignOut`: revokes every refresh token of the user.
+    /// Cognito `GlobalSignOut`: revokes every refresh token of the user, and (beyond what
+    /// Cognito does for resource servers) every access token issued until now, on every role;
+    /// the user's push connections close.
     pub async fn global_sign_out(&self, access_token: &str) -> Result<(), IdpError> {
         let user = self.user_of_access_token(access_token).await?;
-        sqlx::query("UPDATE idp_refresh_tokens SET revoked = 1 WHERE user_id = $1")
-            .bind(&user.user_id)
-            .execute(&self.db.pool)
-            .await?;
+        let user_id = user.user_id.as_str().into();
+        let before = sign_out::record(&self.db, &user_id).await?;
+        self.events.publish(&user_id, Event::SignedOut { before });
         Ok(())
     }
 
-    fn issue(
+    async fn issue(
         &self,
         user: &UserRecord,
         device_key: Option<&str>,
     ) -> Result<AuthenticationResult, IdpError> {
-        let now = (now_ms() / 1000) as u64;
+        // Never older than a sign-out's cut-off, or a sign-in in that second would be refused.
+        let now = sign_out::issue_time(&self.db, &user.user_id.as_str().into()).await?;
         let exp = now + self.config.access_token_ttl_secs;
         let iss = self.config.issuer();
         let origin_jti = uuid::Uuid::new_v4().to_string();

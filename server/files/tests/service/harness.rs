@@ -88,6 +88,7 @@ pub(crate) async fn harness_with_quota(
         },
         db.clone(),
         &dir.path().join("idp-signing-key.pem"),
+        Arc::new(NoPush),
     )
     .unwrap();
     let store = MetadataStore::new(db).with_quota(quota_bytes);

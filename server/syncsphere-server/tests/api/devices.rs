@@ -173,4 +173,49 @@ pub(super) async fn devices_registration_listing_and_revocation(db: Option<Strin
             .len(),
         1
     );
+
+    // Signing out everywhere (what the apps call; with a Cognito pool they call the pool's
+    // GlobalSignOut after it): every token of the user issued until now is refused at once,
+    // bound or not; refresh tokens are revoked; the devices stay linked (not revoked); another
+    // user is untouched; signing in again works at once with the same device id.
+    let (_, laptop_refresh) = h.device_tokens("dana@example.com", "laptop-1").await;
+    let r = h
+        .request("POST", &again, "/v1/account/sign-out", Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    for token in [&laptop, &again, &unbound] {
+        let r = h.get(token, "/v1/files").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        assert_eq!(r.json["error"], "signed_out", "{}", r.json);
+    }
+    let r = h.refresh(&laptop_refresh).await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
+    assert_eq!(h.get(&other, "/v1/files").await.status, StatusCode::OK);
+    // The answer comes once the cut-off second has begun: a token an external pool issues from
+    // now on (`iat` = now) is accepted, so signing in again at once works with any pool.
+    let mut issued_now = claims(&laptop);
+    issued_now["iat"] = json!(now());
+    issued_now["exp"] = json!(now() + 600);
+    let kid = jsonwebtoken::decode_header(&laptop).unwrap().kid.unwrap();
+    let r = h.get(&h.sign(&kid, issued_now), "/v1/files").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = h
+        .request("POST", &laptop, "/v1/account/sign-out", Value::Null)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a void token cannot sign out again"
+    );
+    let (laptop, _) = h.device_tokens("dana@example.com", "laptop-1").await;
+    assert_eq!(h.get(&laptop, "/v1/files").await.status, StatusCode::OK);
+    let list = h.get(&laptop, "/v1/devices").await.json;
+    let laptop_row = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == "laptop-1")
+        .cloned()
+        .unwrap();
+    assert_eq!(laptop_row["revoked"], false, "{list}");
 }

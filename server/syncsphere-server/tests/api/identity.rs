@@ -156,4 +156,28 @@ pub(super) async fn cognito_api_and_token_rules(db: Option<String>) {
         r.json["__type"], "NotAuthorizedException",
         "refresh token revoked by GlobalSignOut"
     );
+    // Beyond Cognito: the access tokens issued before it are void at once, everywhere — the
+    // REST API (`signed_out`), GetUser, and GlobalSignOut itself — not only once they expire.
+    for old in [&token, fresh] {
+        let r = h.get(old, "/v1/files").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        assert_eq!(r.json["error"], "signed_out", "{}", r.json);
+        let r = h
+            .cognito("GetUser", &json!({"AccessToken": old}).to_string())
+            .await;
+        assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
+        assert_eq!(r.json["message"], "Access Token has been revoked");
+    }
+    // A token minted with an earlier `iat` (or none) is refused too; signing in again works
+    // at once, in the very second of the sign-out.
+    let mut no_iat = base.clone();
+    no_iat["exp"] = json!(now() + 600);
+    let r = h.get(&h.sign(&kid, no_iat), "/v1/files").await;
+    assert_eq!(r.json["error"], "signed_out", "{}", r.json);
+    let (again, _) = h.sign_in("bob@example.com").await;
+    assert_eq!(h.get(&again, "/v1/files").await.status, StatusCode::OK);
+    let r = h
+        .cognito("GetUser", &json!({"AccessToken": again}).to_string())
+        .await;
+    assert_eq!(r.json["Username"], "bob@example.com", "{}", r.json);
 }

@@ -114,6 +114,11 @@ impl Harness {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        self.sign_in(email).await
+    }
+
+    /// Signs in (no device); returns (access token, refresh token).
+    async fn sign_in(&self, email: &str) -> (String, String) {
         let r = self
             .cognito(
                 "InitiateAuth",

@@ -106,6 +106,7 @@ impl Engine {
                     | SyncError::Auth(_)
                     | SyncError::Index(_)
                     | SyncError::DeviceRevoked
+                    | SyncError::SignedOut
                     | SyncError::Folder(_)),
                 ) => {
                     return Err(e);

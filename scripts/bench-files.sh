@@ -38,7 +38,7 @@ fi
 start_bench_server "$WORK" server "${BLOB_ARGS[@]}" --data-dir "$WORK/server"
 PIDS+=("$STARTED_PID")
 URL="$STARTED_URL"
-export SYNCSPHERE_PASSWORD="benchmark-password"
+export SYNCSPHERE_PASSWORD="Benchmark-passw0rd"
 "$REL/syncsphere" --config-dir "$WORK/dev1" signup --server "$URL" --email bench@example.com >/dev/null
 
 status() { cat "$1/status.json" 2>/dev/null || echo '{}'; }

@@ -27,7 +27,7 @@ bench_setup folder syncsphere-server syncsphere-cli
 
 start_bench_server "$WORK" server --data-dir "$WORK/server"
 PIDS+=("$STARTED_PID")
-export SYNCSPHERE_PASSWORD="benchmark-password"
+export SYNCSPHERE_PASSWORD="Benchmark-passw0rd"
 
 echo "## Folder size ($(date -u +%F), $(nproc) cores, $SAVES saves per size)"
 echo

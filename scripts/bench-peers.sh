@@ -537,7 +537,7 @@ def run(system, a, b, make_c, server_pid, sync_ports):
 
 if mode == "syncsphere":
     cli, url, server_pid = sys.argv[6], sys.argv[7], int(sys.argv[8])
-    os.environ["SYNCSPHERE_PASSWORD"] = "benchmark-password"
+    os.environ["SYNCSPHERE_PASSWORD"] = "Benchmark-passw0rd"
     a, b = SyncSphereDevice("a", cli, url), SyncSphereDevice("b", cli, url)
     a.account("signup"); b.account("login")
     def make_c():

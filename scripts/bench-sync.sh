@@ -25,7 +25,7 @@ bench_setup sync syncsphere-server syncsphere-cli
 start_bench_server "$WORK" server --data-dir "$WORK/server"
 PIDS+=("$STARTED_PID")
 URL="$STARTED_URL"
-export SYNCSPHERE_PASSWORD="benchmark-password"
+export SYNCSPHERE_PASSWORD="Benchmark-passw0rd"
 "$REL/syncsphere" --config-dir "$WORK/a" signup --server "$URL" --email sync@example.com >/dev/null
 "$REL/syncsphere" --config-dir "$WORK/b" login --server "$URL" --email sync@example.com >/dev/null
 mkdir -p "$WORK/fa" "$WORK/fb"

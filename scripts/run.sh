@@ -42,7 +42,7 @@ else
 SyncSphere server is running at $URL (no display found, so the desktop app was not opened).
 Connect a headless client (each --config-dir is one device):
 
-  export SYNCSPHERE_PASSWORD='choose a password'
+  export SYNCSPHERE_PASSWORD='Choose-a-long-passw0rd'
   $BIN/syncsphere --config-dir ~/.config/syncsphere-a signup --server $URL --email you@example.com
   $BIN/syncsphere --config-dir ~/.config/syncsphere-a sync --folder ~/SyncSphere
 

@@ -53,7 +53,7 @@ cognito() {
     -H "x-amz-target: AWSCognitoIdentityProviderService.$1" -d "$2"
 }
 CLIENT_ID="$(curl -sS --fail "$URL/v1/config" | jq -r .cognito.client_id)"
-PASSWORD="contract-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PASSWORD="Contract-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')-9"
 cognito SignUp "$(jq -nc --arg c "$CLIENT_ID" --arg p "$PASSWORD" \
   '{ClientId: $c, Username: "contract@example.com", Password: $p}')" >/dev/null
 TOKEN="$(cognito InitiateAuth "$(jq -nc --arg c "$CLIENT_ID" --arg p "$PASSWORD" \

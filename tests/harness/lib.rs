@@ -14,7 +14,7 @@ pub mod cognito;
 pub mod keychain;
 pub mod push;
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "Correct-horse-battery-9";
 
 /// Directory holding the workspace's binaries (`target/debug`), or `SYNCSPHERE_BIN_DIR`.
 pub fn bin_dir() -> PathBuf {

@@ -100,7 +100,7 @@ async fn cognito(
 /// Signs up (or signs in) a bench user and returns an access token.
 async fn token_for(http: &reqwest::Client, args: &Args, n: usize) -> anyhow::Result<String> {
     let username = format!("bench-{n}@example.com");
-    let password = "benchmark-password";
+    let password = "Benchmark-passw0rd";
     let _ = cognito(
         http,
         &args.server,

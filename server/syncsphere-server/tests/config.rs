@@ -140,6 +140,11 @@ fn embedded_is_the_binary_with_no_flags_and_no_environment() {
     assert_eq!(d.idp.region, "local-1");
     assert_eq!(d.idp.access_token_ttl, 3600);
     assert_eq!(d.idp.refresh_token_ttl, 30 * 24 * 3600);
+    assert_eq!(
+        d.idp.password_policy(),
+        syncsphere_auth::idp::PasswordPolicy::default(),
+        "Cognito's default password policy"
+    );
     assert_eq!(d.files.quota_bytes, None);
     let policy = d.files.gc_policy();
     assert_eq!(
@@ -152,6 +157,30 @@ fn embedded_is_the_binary_with_no_flags_and_no_environment() {
     assert_eq!(d.files.s3.s3_region, "us-east-1");
     assert_eq!(d.state.max_connections_per_user, 32);
     assert_eq!((d.state.auth_issuer, d.state.jwks_url), (None, None));
+}
+
+/// The password policy is configurable as a Cognito pool's is; nonsense is refused at start.
+#[test]
+fn the_password_policy_takes_a_length_and_the_classes_it_requires() {
+    let parse = |args: &[&str]| AppConfig::parse_without_env(args.iter().copied());
+    let policy = |args: &[&str]| parse(args).unwrap().idp.password_policy();
+    let p = policy(&[
+        "--password-min-length",
+        "12",
+        "--password-require",
+        "lower,digit",
+    ]);
+    assert_eq!(p.min_length, 12);
+    assert!(p.require_lower && p.require_digit && !p.require_upper && !p.require_symbol);
+    let p = policy(&["--password-require", "none"]);
+    assert!(!p.require_lower && !p.require_digit && !p.require_upper && !p.require_symbol);
+    for bad in [
+        &["--password-min-length", "5"][..],
+        &["--password-min-length", "100"],
+        &["--password-require", "emoji"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} accepted");
+    }
 }
 
 /// `check` takes the same flags as serving; `--check` still works (deprecated, hidden).

@@ -45,14 +45,14 @@ async fn server() -> Server {
     cognito(
         &app,
         "SignUp",
-        json!({"ClientId": client, "Username": user, "Password": "password123"}),
+        json!({"ClientId": client, "Username": user, "Password": "Password-123"}),
     )
     .await;
     let auth = cognito(
         &app,
         "InitiateAuth",
         json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": client,
-               "AuthParameters": {"USERNAME": user, "PASSWORD": "password123"}}),
+               "AuthParameters": {"USERNAME": user, "PASSWORD": "Password-123"}}),
     )
     .await;
     let token = auth["AuthenticationResult"]["AccessToken"]

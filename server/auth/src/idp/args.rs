@@ -1,7 +1,7 @@
 //! The built-in identity provider's configuration section (flags and environment), each default
 //! written once here.
 
-use super::IdpConfig;
+use super::{IdpConfig, PasswordPolicy};
 
 /// Flags of the built-in identity provider.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -30,6 +30,34 @@ pub struct IdpArgs {
     /// Lifetime of refresh tokens, in seconds.
     #[arg(long, env = "SYNCSPHERE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl: u64,
+    /// Shortest password accepted at sign-up (6-99, as Cognito allows).
+    #[arg(
+        long,
+        env = "SYNCSPHERE_PASSWORD_MIN_LENGTH",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u8).range(6..=99)
+    )]
+    pub password_min_length: u8,
+    /// Character classes a new password must contain: any of `upper`, `lower`, `digit`,
+    /// `symbol`, comma-separated, or `none` (Cognito's default policy asks for all four).
+    #[arg(
+        long,
+        env = "SYNCSPHERE_PASSWORD_REQUIRE",
+        value_delimiter = ',',
+        default_value = "upper,lower,digit,symbol"
+    )]
+    pub password_require: Vec<CharClass>,
+}
+
+/// A character class a password policy can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CharClass {
+    Upper,
+    Lower,
+    Digit,
+    Symbol,
+    /// Requires nothing (alone).
+    None,
 }
 
 impl IdpArgs {
@@ -42,6 +70,18 @@ impl IdpArgs {
             client_id: self.client_id.clone(),
             access_token_ttl_secs: self.access_token_ttl,
             refresh_token_ttl_secs: self.refresh_token_ttl,
+            password_policy: self.password_policy(),
+        }
+    }
+
+    pub fn password_policy(&self) -> PasswordPolicy {
+        let has = |class| self.password_require.contains(&class);
+        PasswordPolicy {
+            min_length: usize::from(self.password_min_length),
+            require_upper: has(CharClass::Upper),
+            require_lower: has(CharClass::Lower),
+            require_digit: has(CharClass::Digit),
+            require_symbol: has(CharClass::Symbol),
         }
     }
 }

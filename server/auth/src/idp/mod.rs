@@ -25,11 +25,66 @@ use syncsphere_events::{Event, Publisher};
 use crate::now_ms;
 use crate::sign_out::{self, DbRevocations};
 use crate::verify::{AuthUser, JwksSource, Verifier};
-pub use args::IdpArgs;
+pub use args::{CharClass, IdpArgs};
 pub use keys::SigningKey;
 
-/// Shortest password the provider accepts (Cognito's default policy minimum).
-pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted (Cognito's limit).
+pub const MAX_PASSWORD_LEN: usize = 256;
+/// The characters Cognito counts as symbols (a space inside a password counts too).
+const SYMBOLS: &str = "^$*.[]{}()?\"!@#%&/\\,><':;|_~`=+- ";
+
+/// What a new password must be, as a Cognito user pool's `PasswordPolicy`; the default is
+/// Cognito's: at least 8 characters with an upper-case and a lower-case letter, a digit and a
+/// symbol. Checked at sign-up only (a password set under an older policy still signs in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub require_upper: bool,
+    pub require_lower: bool,
+    pub require_digit: bool,
+    pub require_symbol: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            min_length: 8,
+            require_upper: true,
+            require_lower: true,
+            require_digit: true,
+            require_symbol: true,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Refuses `password` with Cognito's words for the first rule it breaks.
+    pub fn check(&self, password: &str) -> Result<(), IdpError> {
+        let refuse = |why: &str| Err(IdpError::InvalidPassword(why.to_owned()));
+        if password.chars().count() < self.min_length {
+            return refuse("Password not long enough");
+        }
+        if password.chars().count() > MAX_PASSWORD_LEN {
+            return refuse("Password too long");
+        }
+        if password.starts_with(char::is_whitespace) || password.ends_with(char::is_whitespace) {
+            return refuse("Password must not begin or end with a space");
+        }
+        if self.require_lower && !password.chars().any(char::is_lowercase) {
+            return refuse("Password must have lowercase characters");
+        }
+        if self.require_upper && !password.chars().any(char::is_uppercase) {
+            return refuse("Password must have uppercase characters");
+        }
+        if self.require_digit && !password.chars().any(|c| c.is_ascii_digit()) {
+            return refuse("Password must have numeric characters");
+        }
+        if self.require_symbol && !password.chars().any(|c| SYMBOLS.contains(c)) {
+            return refuse("Password must have symbol characters");
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct IdpConfig {
@@ -41,6 +96,7 @@ pub struct IdpConfig {
     pub client_id: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
+    pub password_policy: PasswordPolicy,
 }
 
 impl IdpConfig {
@@ -180,7 +236,7 @@ impl IdentityProvider {
     ) -> Result<UserRecord, IdpError> {
         self.check_client(client_id)?;
         let username = normalize_username(username)?;
-        check_password_policy(password)?;
+        self.config.password_policy.check(password)?;
         let email = email.map(str::trim).unwrap_or(&username).to_owned();
         let password = password.to_owned();
         let _slot = self
@@ -433,18 +489,6 @@ fn normalize_username(username: &str) -> Result<String, IdpError> {
     Ok(u)
 }
 
-fn check_password_policy(password: &str) -> Result<(), IdpError> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(IdpError::InvalidPassword(format!(
-            "Password not long enough (minimum {MIN_PASSWORD_LEN} characters)"
-        )));
-    }
-    if password.len() > 256 {
-        return Err(IdpError::InvalidPassword("Password too long".into()));
-    }
-    Ok(())
-}
-
 fn hash_password(password: &str) -> Result<String, IdpError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     Argon2::default()
@@ -462,4 +506,54 @@ fn random_token() -> String {
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_is_cognitos_and_names_the_first_rule_broken() {
+        let policy = PasswordPolicy::default();
+        let why = |password: &str| match policy.check(password) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(why("Correct-horse-9"), "ok");
+        assert_eq!(why("Ünïcode-9"), "ok", "letters beyond ASCII count");
+        assert_eq!(why("Two words9"), "ok", "an inner space is a symbol");
+        for (password, rule) in [
+            ("Ab-1", "Password not long enough"),
+            ("        ", "Password must not begin or end with a space"),
+            (
+                " Correct-horse-9",
+                "Password must not begin or end with a space",
+            ),
+            ("correcthorse", "Password must have uppercase characters"),
+            ("CORRECT-HORSE-9", "Password must have lowercase characters"),
+            ("Correct-horse", "Password must have numeric characters"),
+            ("Correcthorse9", "Password must have symbol characters"),
+        ] {
+            assert_eq!(
+                why(password),
+                format!("Password did not conform with policy: {rule}"),
+                "{password:?}"
+            );
+        }
+        assert!(policy.check(&"Aa1-".repeat(65)).is_err(), "over 256");
+    }
+
+    #[test]
+    fn a_configured_policy_asks_only_for_what_it_names() {
+        let lenient = PasswordPolicy {
+            min_length: 12,
+            require_upper: false,
+            require_lower: true,
+            require_digit: false,
+            require_symbol: false,
+        };
+        assert!(lenient.check("correct horse battery").is_ok());
+        assert!(lenient.check("short one").is_err());
+        assert!(lenient.check("CORRECT HORSE BATTERY").is_err());
+    }
 }

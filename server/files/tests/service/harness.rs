@@ -17,7 +17,7 @@ use syncsphere_files::{BlobStore, DiskBlobStore, FilesState, MetadataStore, Pend
 use tower::ServiceExt;
 
 const CLIENT_ID: &str = "test-client";
-const PASSWORD: &str = "password123";
+const PASSWORD: &str = "Password-123";
 
 pub(crate) struct Harness {
     app: Router,
@@ -85,6 +85,7 @@ pub(crate) async fn harness_with_quota(
             client_id: CLIENT_ID.into(),
             access_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 3600,
+            password_policy: Default::default(),
         },
         db.clone(),
         &dir.path().join("idp-signing-key.pem"),

@@ -32,11 +32,13 @@ pub(super) async fn cognito_api_and_token_rules(db: Option<String>) {
 
     // Bad input: each a 400 with Cognito's exception name.
     let cases = [
-        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "bob@example.com", "Password": "password123"}).to_string(), "UsernameExistsException"),
+        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "bob@example.com", "Password": "Password-123"}).to_string(), "UsernameExistsException"),
         ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "new@example.com", "Password": "short"}).to_string(), "InvalidPasswordException"),
-        ("SignUp", json!({"ClientId": "wrong", "Username": "x@example.com", "Password": "password123"}).to_string(), "ResourceNotFoundException"),
+        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "new@example.com", "Password": "        "}).to_string(), "InvalidPasswordException"),
+        ("SignUp", json!({"ClientId": CLIENT_ID, "Username": "new@example.com", "Password": "password123"}).to_string(), "InvalidPasswordException"),
+        ("SignUp", json!({"ClientId": "wrong", "Username": "x@example.com", "Password": "Password-123"}).to_string(), "ResourceNotFoundException"),
         ("InitiateAuth", json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "bob@example.com", "PASSWORD": "wrong-password"}}).to_string(), "NotAuthorizedException"),
-        ("InitiateAuth", json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "nobody@example.com", "PASSWORD": "password123"}}).to_string(), "NotAuthorizedException"),
+        ("InitiateAuth", json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"USERNAME": "nobody@example.com", "PASSWORD": "Password-123"}}).to_string(), "NotAuthorizedException"),
         ("InitiateAuth", json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": "forged"}}).to_string(), "NotAuthorizedException"),
         ("InitiateAuth", "{not json".to_owned(), "SerializationException"),
         ("DeleteUserPool", "{}".to_owned(), "UnknownOperationException"),

@@ -109,7 +109,7 @@ impl Harness {
         let r = self
             .cognito(
                 "SignUp",
-                &json!({"ClientId": CLIENT_ID, "Username": email, "Password": "password123"})
+                &json!({"ClientId": CLIENT_ID, "Username": email, "Password": "Password-123"})
                     .to_string(),
             )
             .await;
@@ -123,7 +123,7 @@ impl Harness {
             .cognito(
                 "InitiateAuth",
                 &json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID,
-                        "AuthParameters": {"USERNAME": email, "PASSWORD": "password123"}})
+                        "AuthParameters": {"USERNAME": email, "PASSWORD": "Password-123"}})
                 .to_string(),
             )
             .await;
@@ -241,7 +241,7 @@ impl Harness {
         self.cognito(
             "InitiateAuth",
             &json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID,
-                    "AuthParameters": {"USERNAME": email, "PASSWORD": "password123", "DEVICE_KEY": device}})
+                    "AuthParameters": {"USERNAME": email, "PASSWORD": "Password-123", "DEVICE_KEY": device}})
             .to_string(),
         )
         .await

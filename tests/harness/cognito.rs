@@ -75,9 +75,13 @@ impl Pool {
         format!("{}/{}/.well-known/jwks.json", self.moto_url, self.id)
     }
 
-    /// The server flags that make a `files`/`all` (or `state`) instance use this pool.
+    /// The server flags that make a `files`/`all` (or `state`) instance use this pool. Clients
+    /// are told `USER_PASSWORD_AUTH`: moto's `USER_SRP_AUTH` is a stand-in (its `SECRET_BLOCK`
+    /// is not base64 and any proof passes), so SRP is tested against the built-in provider.
     pub fn server_args(&self) -> Vec<String> {
         vec![
+            "--cognito-auth-flow".into(),
+            "user-password-auth".into(),
             "--cognito-user-pool-id".into(),
             self.id.clone(),
             "--cognito-client-id".into(),

@@ -2,7 +2,7 @@
 //! and client settings it implies. With a pool configured, the built-in identity provider is off
 //! and every role accepts the pool's access tokens only.
 
-use syncsphere_protocol::CognitoConfig;
+use syncsphere_protocol::{CognitoConfig, PasswordFlow};
 
 use crate::{JwksSource, Verifier};
 
@@ -37,6 +37,17 @@ pub struct PoolArgs {
     /// `https://cognito-idp.{region}.amazonaws.com`.
     #[arg(long, env = "SYNCSPHERE_COGNITO_ENDPOINT")]
     pub cognito_endpoint: Option<String>,
+    /// How clients prove the password to the pool: `user-srp-auth` (the default, what a new
+    /// app client allows) or `user-password-auth` (the app client must allow it).
+    #[arg(long, env = "SYNCSPHERE_COGNITO_AUTH_FLOW", value_enum)]
+    pub cognito_auth_flow: Option<AuthFlowArg>,
+}
+
+/// `--cognito-auth-flow`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthFlowArg {
+    UserSrpAuth,
+    UserPasswordAuth,
 }
 
 /// A configured pool, its defaults filled in.
@@ -48,6 +59,7 @@ pub struct Pool {
     pub issuer: String,
     pub jwks_url: String,
     pub endpoint: String,
+    pub auth_flow: PasswordFlow,
 }
 
 /// Why a pool's settings cannot be used.
@@ -74,6 +86,7 @@ impl PoolArgs {
             || self.cognito_issuer.is_some()
             || self.cognito_jwks_url.is_some()
             || self.cognito_endpoint.is_some()
+            || self.cognito_auth_flow.is_some()
     }
 
     /// The pool, `None` when none is configured; an error for settings that cannot work.
@@ -121,6 +134,10 @@ impl PoolArgs {
             issuer,
             jwks_url,
             endpoint,
+            auth_flow: match self.cognito_auth_flow {
+                Some(AuthFlowArg::UserPasswordAuth) => PasswordFlow::UserPasswordAuth,
+                Some(AuthFlowArg::UserSrpAuth) | None => PasswordFlow::UserSrpAuth,
+            },
         }))
     }
 }
@@ -145,6 +162,7 @@ impl Pool {
             user_pool_id: self.user_pool_id.clone(),
             client_id: self.client_ids[0].clone(),
             device_keys: false,
+            auth_flow: self.auth_flow,
         }
     }
 }

@@ -378,6 +378,25 @@ pub struct CognitoConfig {
     /// flow (ConfirmDevice) for that, which clients do not run yet.
     #[serde(default)]
     pub device_keys: bool,
+    /// How clients prove the password (Cognito's `AuthFlow`); servers that do not say want
+    /// `USER_PASSWORD_AUTH`.
+    #[serde(default)]
+    pub auth_flow: PasswordFlow,
+}
+
+/// How a client proves its password to the pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub enum PasswordFlow {
+    /// `USER_SRP_AUTH`: the password never leaves the device (Cognito app clients' and
+    /// Amplify's default); clients fall back to `USER_PASSWORD_AUTH` if the pool says the flow
+    /// is not enabled.
+    #[serde(rename = "USER_SRP_AUTH")]
+    UserSrpAuth,
+    /// `USER_PASSWORD_AUTH`: the password is sent (over TLS) for the pool to check.
+    #[default]
+    #[serde(rename = "USER_PASSWORD_AUTH")]
+    UserPasswordAuth,
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber
 use syncsphere_events::{LocalBus, Presence, Publisher, Subscriber};
 use syncsphere_files::{FilesDeps, FilesService};
 use syncsphere_protocol::endpoint;
-use syncsphere_protocol::{CognitoConfig, ServerConfig};
+use syncsphere_protocol::{CognitoConfig, PasswordFlow, ServerConfig};
 use syncsphere_state::PushHub;
 use tower_http::trace::TraceLayer;
 
@@ -166,6 +166,7 @@ async fn files_and_identity(
                 user_pool_id: config.idp.user_pool_id.clone(),
                 client_id: config.idp.client_id.clone(),
                 device_keys: true,
+                auth_flow: PasswordFlow::UserSrpAuth,
             };
             (idp.verifier(), cognito, cognito_api::router(idp))
         }

@@ -122,7 +122,8 @@ async fn the_pools_access_tokens_work_and_nothing_else_does() {
     assert_eq!(
         config["cognito"],
         json!({"endpoint": moto.url, "region": "us-east-1", "user_pool_id": pool.id,
-               "client_id": pool.client_id, "device_keys": false})
+               "client_id": pool.client_id, "device_keys": false,
+               "auth_flow": "USER_SRP_AUTH"})
     );
     let (status, _) = send(
         &app,

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use aws_sdk_cognitoidentityprovider as cognito;
 use cognito::error::{ProvideErrorMetadata, SdkError};
-use cognito::types::{AttributeType, AuthFlowType};
-use syncsphere_protocol::CognitoConfig;
+use cognito::types::{AttributeType, AuthFlowType, ChallengeNameType};
+use syncsphere_protocol::{CognitoConfig, PasswordFlow};
 use tokio::sync::Mutex;
 
 use crate::config::{ClientConfig, Session};
@@ -21,6 +21,8 @@ const REAUTH_SLACK_SECS: i64 = 5;
 pub(crate) struct Cognito {
     client: cognito::Client,
     client_id: String,
+    user_pool_id: String,
+    auth_flow: PasswordFlow,
 }
 
 impl Cognito {
@@ -34,6 +36,8 @@ impl Cognito {
         Cognito {
             client: cognito::Client::new(&sdk),
             client_id: config.client_id.clone(),
+            user_pool_id: config.user_pool_id.clone(),
+            auth_flow: config.auth_flow,
         }
     }
 
@@ -114,8 +118,94 @@ impl Cognito {
         }
     }
 
-    /// `device_key` binds the tokens to this device (when the server supports it).
+    /// Signs in the way the pool wants (`USER_SRP_AUTH` unless it says otherwise, falling back
+    /// to `USER_PASSWORD_AUTH` when it answers that SRP is not enabled); `device_key` binds the
+    /// tokens to this device (when the server supports it).
     pub(crate) async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        device_key: Option<&str>,
+    ) -> Result<Session, SyncError> {
+        if self.auth_flow == PasswordFlow::UserSrpAuth {
+            match self.srp_sign_in(email, password, device_key).await {
+                Err(SyncError::Auth(m)) if m.contains(SRP_NOT_ENABLED) => {
+                    tracing::info!("the pool does not take USER_SRP_AUTH: {m}");
+                }
+                other => return other,
+            }
+        }
+        self.password_sign_in(email, password, device_key).await
+    }
+
+    /// `USER_SRP_AUTH`: the password never leaves the device; the pool's `PASSWORD_VERIFIER`
+    /// challenge is answered with a proof (the `aws-cognito-srp` crate's maths).
+    async fn srp_sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        device_key: Option<&str>,
+    ) -> Result<Session, SyncError> {
+        use aws_cognito_srp::{SrpClient, User, UserAuthenticationParameters};
+        let srp = SrpClient::new(
+            User::new(&self.user_pool_id, email, password),
+            &self.client_id,
+            None,
+        );
+        let UserAuthenticationParameters { a, username } = srp.get_auth_parameters();
+        let mut req = self
+            .client
+            .initiate_auth()
+            .client_id(&self.client_id)
+            .auth_flow(AuthFlowType::UserSrpAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("SRP_A", a);
+        if let Some(device) = device_key {
+            req = req.auth_parameters("DEVICE_KEY", device);
+        }
+        let out = req.send().await.map_err(auth_error)?;
+        if out.challenge_name() != Some(&ChallengeNameType::PasswordVerifier) {
+            return Err(unsupported_challenge(out.challenge_name()));
+        }
+        let params = out.challenge_parameters().cloned().unwrap_or_default();
+        let param = |name: &str| {
+            params.get(name).cloned().ok_or_else(|| {
+                SyncError::Auth(format!("the sign-in service's challenge lacks {name}"))
+            })
+        };
+        let proof = srp
+            .verify(
+                &param("SECRET_BLOCK")?,
+                &param("USER_ID_FOR_SRP")?,
+                &param("SALT")?,
+                &param("SRP_B")?,
+            )
+            .map_err(|e| SyncError::Auth(format!("the sign-in service's challenge: {e}")))?;
+        let mut answer = self
+            .client
+            .respond_to_auth_challenge()
+            .client_id(&self.client_id)
+            .challenge_name(ChallengeNameType::PasswordVerifier)
+            .challenge_responses("USERNAME", param("USERNAME")?)
+            .challenge_responses(
+                "PASSWORD_CLAIM_SECRET_BLOCK",
+                proof.password_claim_secret_block,
+            )
+            .challenge_responses("PASSWORD_CLAIM_SIGNATURE", proof.password_claim_signature)
+            .challenge_responses("TIMESTAMP", proof.timestamp)
+            .set_session(out.session().map(str::to_owned));
+        if let Some(device) = device_key {
+            answer = answer.challenge_responses("DEVICE_KEY", device);
+        }
+        let out = answer.send().await.map_err(auth_error)?;
+        if out.authentication_result().is_none() {
+            return Err(unsupported_challenge(out.challenge_name()));
+        }
+        session_from(out.authentication_result(), None)
+    }
+
+    /// `USER_PASSWORD_AUTH`: the password goes to the pool (over TLS).
+    async fn password_sign_in(
         &self,
         email: &str,
         password: &str,
@@ -205,6 +295,17 @@ fn session_from(
         issued_ms,
         expires_ms: issued_ms + i64::from(r.expires_in()) * 1000,
     })
+}
+
+/// What a pool says when the app client does not allow `USER_SRP_AUTH` (Cognito: "USER_SRP_AUTH
+/// is not enabled for the client."; the built-in provider, for an account from before SRP).
+const SRP_NOT_ENABLED: &str = "USER_SRP_AUTH is not";
+
+fn unsupported_challenge(challenge: Option<&ChallengeNameType>) -> SyncError {
+    SyncError::Auth(format!(
+        "the sign-in service asks for {}, which this app does not support yet",
+        challenge.map_or("an unknown challenge", |c| c.as_str())
+    ))
 }
 
 /// Turns an SDK error into words a user understands.

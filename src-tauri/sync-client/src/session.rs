@@ -409,6 +409,7 @@ mod tests {
                 region: "local".into(),
                 user_pool_id: "pool".into(),
                 client_id: "client".into(),
+                auth_flow: Default::default(),
                 device_keys: false,
             },
             push_urls: Vec::new(),

@@ -163,6 +163,7 @@ mod tests {
             region: "local-1".into(),
             user_pool_id: "local_syncsphere".into(),
             client_id: "syncsphere-desktop".into(),
+            auth_flow: Default::default(),
             device_keys: true,
         }
     }

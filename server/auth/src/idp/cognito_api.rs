@@ -1,5 +1,6 @@
 //! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
-//! `SignUp`, `InitiateAuth` (`USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
+//! `SignUp`, `InitiateAuth` (`USER_SRP_AUTH` with `RespondToAuthChallenge` to its
+//! `PASSWORD_VERIFIER` — [`super::srp`] —, `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
 //! `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
 //! [`crate::sign_out`]), plus the pool's JWKS.
 //!
@@ -131,6 +132,15 @@ struct InitiateAuthRequest {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct RespondToAuthChallengeRequest {
+    client_id: String,
+    challenge_name: String,
+    #[serde(default)]
+    challenge_responses: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct AccessTokenRequest {
     access_token: String,
 }
@@ -186,6 +196,26 @@ async fn handle(
             };
             // Cognito's DEVICE_KEY: binds the tokens to one device so it can be revoked alone.
             let device_key = req.auth_parameters.get("DEVICE_KEY").map(String::as_str);
+            if req.auth_flow == "USER_SRP_AUTH" {
+                let c = idp
+                    .srp_auth(
+                        &req.client_id,
+                        param("USERNAME")?,
+                        param("SRP_A")?,
+                        device_key,
+                    )
+                    .await?;
+                return Ok(json!({
+                    "ChallengeName": "PASSWORD_VERIFIER",
+                    "ChallengeParameters": {
+                        "SALT": c.challenge.salt,
+                        "SECRET_BLOCK": c.challenge.secret_block,
+                        "SRP_B": c.challenge.srp_b,
+                        "USERNAME": c.username,
+                        "USER_ID_FOR_SRP": c.user_id_for_srp,
+                    },
+                }));
+            }
             let result = match req.auth_flow.as_str() {
                 "USER_PASSWORD_AUTH" => {
                     idp.password_auth(
@@ -207,6 +237,35 @@ async fn handle(
                     ));
                 }
             };
+            Ok(json!({ "AuthenticationResult": result, "ChallengeParameters": {} }))
+        }
+        "RespondToAuthChallenge" => {
+            let req: RespondToAuthChallengeRequest = parse(body)?;
+            if req.challenge_name != "PASSWORD_VERIFIER" {
+                return Err(CognitoError::new(
+                    "InvalidParameterException",
+                    format!("Unsupported ChallengeName {}", req.challenge_name),
+                ));
+            }
+            let response = |name: &str| {
+                req.challenge_responses
+                    .get(name)
+                    .map(String::as_str)
+                    .ok_or_else(|| {
+                        CognitoError::new(
+                            "InvalidParameterException",
+                            format!("Missing required parameter {name}"),
+                        )
+                    })
+            };
+            let result = idp
+                .srp_verify(
+                    &req.client_id,
+                    response("PASSWORD_CLAIM_SECRET_BLOCK")?,
+                    response("TIMESTAMP")?,
+                    response("PASSWORD_CLAIM_SIGNATURE")?,
+                )
+                .await?;
             Ok(json!({ "AuthenticationResult": result, "ChallengeParameters": {} }))
         }
         "GetUser" => {

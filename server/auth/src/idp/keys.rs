@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rsa::traits::PublicKeyParts;
+use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use sha2::{Digest, Sha256};
 
 pub struct SigningKey {
@@ -17,6 +17,8 @@ pub struct SigningKey {
     encoding: EncodingKey,
     n: String,
     e: String,
+    /// A secret only holders of the private key know (its digest), for keys of other purposes.
+    secret: [u8; 32],
 }
 
 impl SigningKey {
@@ -45,12 +47,25 @@ impl SigningKey {
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         let n_bytes = private.n().to_bytes_be();
         let kid = hex::encode(&Sha256::digest(&n_bytes)[..12]);
+        let mut secret = Sha256::new();
+        secret.update(b"syncsphere identity provider secret\0");
+        secret.update(private.d().to_bytes_be());
         Ok(SigningKey {
             kid,
             encoding,
             n: URL_SAFE_NO_PAD.encode(n_bytes),
             e: URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+            secret: secret.finalize().into(),
         })
+    }
+
+    /// A 32-byte key for `purpose`, derived from the private key: the same on every instance
+    /// that holds this key file, unknown to anyone else.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        let mut d = Sha256::new();
+        d.update(self.secret);
+        d.update(purpose.as_bytes());
+        d.finalize().into()
     }
 
     pub fn sign(&self, claims: &serde_json::Value) -> Result<String, String> {

@@ -8,6 +8,7 @@
 mod args;
 pub mod cognito_api;
 mod keys;
+pub mod srp;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -153,6 +154,14 @@ pub struct AuthenticationResult {
     pub token_type: &'static str,
 }
 
+/// `USER_SRP_AUTH`'s answer: the `PASSWORD_VERIFIER` challenge for the user.
+#[derive(Debug, Clone)]
+pub struct SrpChallenge {
+    pub user_id_for_srp: String,
+    pub username: String,
+    pub challenge: srp::Challenge,
+}
+
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub user_id: String,
@@ -174,6 +183,8 @@ pub struct IdentityProvider {
     hashing: tokio::sync::Semaphore,
     /// Where `GlobalSignOut` is announced, so the user's push connections close.
     events: Arc<dyn Publisher>,
+    /// `USER_SRP_AUTH`'s sealing key and the challenges answered.
+    srp: srp::SrpServer,
 }
 
 impl IdentityProvider {
@@ -188,6 +199,7 @@ impl IdentityProvider {
         let key = SigningKey::load_or_create(key_path)
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
         let dummy_hash = hash_password(&random_token())?;
+        let srp = srp::SrpServer::new(key.derived_key("srp secret blocks"));
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(IdentityProvider {
             config,
@@ -196,6 +208,7 @@ impl IdentityProvider {
             dummy_hash,
             hashing: tokio::sync::Semaphore::new(slots),
             events,
+            srp,
         }))
     }
 
@@ -238,6 +251,8 @@ impl IdentityProvider {
         let username = normalize_username(username)?;
         self.config.password_policy.check(password)?;
         let email = email.map(str::trim).unwrap_or(&username).to_owned();
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let verifier = srp::make_verifier(self.pool_name(), &user_id, password);
         let password = password.to_owned();
         let _slot = self
             .hashing
@@ -247,16 +262,18 @@ impl IdentityProvider {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| IdpError::Internal(e.to_string()))??;
-        let user_id = uuid::Uuid::new_v4().to_string();
         let inserted = sqlx::query(
-            "INSERT INTO idp_users (user_id, username, email, password_hash, created_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO idp_users
+                 (user_id, username, email, password_hash, created_ms, srp_salt, srp_verifier)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING",
         )
         .bind(&user_id)
         .bind(&username)
         .bind(&email)
         .bind(&hash)
         .bind(now_ms())
+        .bind(&verifier.salt)
+        .bind(&verifier.verifier)
         .execute(&self.db.pool)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -285,14 +302,15 @@ impl IdentityProvider {
         }
         let username = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
         let row = sqlx::query(
-            "SELECT user_id, username, email, password_hash FROM idp_users WHERE username = $1",
+            "SELECT user_id, username, email, password_hash, srp_verifier
+             FROM idp_users WHERE username = $1",
         )
         .bind(&username)
         .fetch_optional(&self.db.pool)
         .await?;
         // Unknown users and wrong passwords get the same answer (Cognito's
         // PreventUserExistenceErrors default), and the same argon2 cost.
-        let (user, stored) = match row {
+        let (user, stored, has_verifier) = match row {
             Some(r) => (
                 Some(UserRecord {
                     user_id: r.get("user_id"),
@@ -300,9 +318,11 @@ impl IdentityProvider {
                     email: r.get("email"),
                 }),
                 r.get::<String, _>("password_hash"),
+                r.get::<Option<String>, _>("srp_verifier").is_some(),
             ),
-            None => (None, self.dummy_hash.clone()),
+            None => (None, self.dummy_hash.clone(), true),
         };
+        let password_for_srp = password;
         let password = password.to_owned();
         let _slot = self
             .hashing
@@ -324,6 +344,30 @@ impl IdentityProvider {
             (true, Some(user)) => user,
             _ => return Err(IdpError::NotAuthorized),
         };
+        if !has_verifier {
+            // An account from before USER_SRP_AUTH: its verifier, now that the password is known.
+            let v = srp::make_verifier(self.pool_name(), &user.user_id, password_for_srp);
+            sqlx::query(
+                "UPDATE idp_users SET srp_salt = $2, srp_verifier = $3
+                 WHERE user_id = $1 AND srp_verifier IS NULL",
+            )
+            .bind(&user.user_id)
+            .bind(&v.salt)
+            .bind(&v.verifier)
+            .execute(&self.db.pool)
+            .await?;
+            tracing::info!(user_id = %user.user_id, "stored the SRP verifier of an older account");
+        }
+        self.complete_sign_in(user, device_key).await
+    }
+
+    /// Tokens for a user whose password was just proven (by `USER_PASSWORD_AUTH` or SRP), with
+    /// a refresh token bound to `device_key` — unless that device was revoked.
+    async fn complete_sign_in(
+        &self,
+        user: UserRecord,
+        device_key: Option<&str>,
+    ) -> Result<AuthenticationResult, IdpError> {
         if let Some(device) = device_key
             && self.device_revoked(&user.user_id, device).await?
         {
@@ -343,6 +387,109 @@ impl IdentityProvider {
         let mut result = self.issue(&user, device_key).await?;
         result.refresh_token = Some(refresh);
         Ok(result)
+    }
+
+    /// The pool name SRP hashes (the pool id after `_`).
+    fn pool_name(&self) -> &str {
+        srp::pool_name(&self.config.user_pool_id)
+    }
+
+    /// Cognito `InitiateAuth` with `USER_SRP_AUTH`: the `PASSWORD_VERIFIER` challenge
+    /// ([`srp`]). An unknown user gets a decoy challenge that no answer passes (the same
+    /// `NotAuthorizedException` as a wrong password, at the end); an account from before SRP
+    /// that has not signed in since is told to use `USER_PASSWORD_AUTH` once.
+    pub async fn srp_auth(
+        &self,
+        client_id: &str,
+        username: &str,
+        srp_a: &str,
+        device_key: Option<&str>,
+    ) -> Result<SrpChallenge, IdpError> {
+        self.check_client(client_id)?;
+        if let Some(device) = device_key {
+            crate::devices::check_device_id(device)
+                .map_err(|e| IdpError::InvalidParameter(e.to_string()))?;
+        }
+        let name = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
+        let row = sqlx::query(
+            "SELECT user_id, srp_salt, srp_verifier FROM idp_users WHERE username = $1",
+        )
+        .bind(&name)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let (user_id, salt, verifier) = match row {
+            Some(r) => {
+                let salt: Option<String> = r.get("srp_salt");
+                let verifier = r
+                    .get::<Option<String>, _>("srp_verifier")
+                    .as_deref()
+                    .and_then(srp::verifier_number);
+                match (salt, verifier) {
+                    (Some(salt), Some(v)) => (r.get::<String, _>("user_id"), salt, v),
+                    _ => {
+                        return Err(IdpError::InvalidParameter(
+                            "USER_SRP_AUTH is not set up for this account yet: sign in once \
+                             with USER_PASSWORD_AUTH"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            None => {
+                let (salt, v) = self.srp.decoy(&name);
+                (String::new(), salt, v)
+            }
+        };
+        let challenge = self
+            .srp
+            .begin(&user_id, device_key, srp_a, &salt, &verifier)?;
+        Ok(SrpChallenge {
+            // Cognito's user id for SRP; a decoy names a made-up one.
+            user_id_for_srp: if user_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                user_id
+            },
+            username: name,
+            challenge,
+        })
+    }
+
+    /// Cognito `RespondToAuthChallenge` to `PASSWORD_VERIFIER`: tokens if the signature proves
+    /// the password.
+    pub async fn srp_verify(
+        &self,
+        client_id: &str,
+        secret_block: &str,
+        timestamp: &str,
+        signature: &str,
+    ) -> Result<AuthenticationResult, IdpError> {
+        self.check_client(client_id)?;
+        let sealed = self.srp.open(secret_block)?;
+        if sealed.opened.user_id.is_empty() {
+            return Err(IdpError::NotAuthorized);
+        }
+        let row = sqlx::query(
+            "SELECT user_id, username, email, srp_verifier FROM idp_users WHERE user_id = $1",
+        )
+        .bind(&sealed.opened.user_id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or(IdpError::NotAuthorized)?;
+        let v = row
+            .get::<Option<String>, _>("srp_verifier")
+            .as_deref()
+            .and_then(srp::verifier_number)
+            .ok_or(IdpError::NotAuthorized)?;
+        self.srp
+            .verify(self.pool_name(), &sealed, &v, timestamp, signature)?;
+        let user = UserRecord {
+            user_id: row.get("user_id"),
+            username: row.get("username"),
+            email: row.get("email"),
+        };
+        self.complete_sign_in(user, sealed.opened.device_key.as_deref())
+            .await
     }
 
     /// Cognito `InitiateAuth` with `REFRESH_TOKEN_AUTH`: new access and ID tokens.

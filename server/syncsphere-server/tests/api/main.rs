@@ -226,6 +226,7 @@ mod files;
 mod gc;
 mod history;
 mod identity;
+mod srp;
 
 use batches::{contents_in_one_response, small_contents_inline, uploads_in_one_request};
 use chunks::{chunked_uploads_resume_dedup_and_ranges, chunks_sent_with_their_place};
@@ -234,6 +235,7 @@ use files::files_commit_rules_and_bad_input;
 use gc::retention_and_garbage_collection;
 use history::revisions_restore_and_trash;
 use identity::cognito_api_and_token_rules;
+use srp::srp_sign_in;
 
 impl Harness {
     /// Signs in as a device (Cognito `DEVICE_KEY`); returns (access token, refresh token).
@@ -307,6 +309,7 @@ syncsphere_test_support::on_both_stores! {
     devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
+    srp_sign_in => srp_sign_in_on_sqlite, srp_sign_in_on_postgres;
     files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
 }
 

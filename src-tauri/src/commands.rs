@@ -32,6 +32,8 @@ pub(crate) enum ErrorCode {
     /// The account was created and its user pool sent a confirmation code: ask for it, then
     /// `confirm_sign_up`.
     ConfirmationNeeded,
+    /// The pool wants a new password before signing in (sign in again with `new_password`).
+    NewPasswordRequired,
     SignOutFailed,
     NotSignedIn,
     InvalidFolder,
@@ -197,13 +199,65 @@ pub(crate) async fn sign_in(
     server_url: String,
     email: String,
     password: String,
+    new_password: Option<String>,
 ) -> CommandResult<SessionDto> {
     state.sync.stop().await;
-    syncsphere_sync_client::sign_in(
+    let (dir, url, email) = (&state.config_dir, server_url.trim(), email.trim());
+    let signed = match &new_password {
+        None => {
+            syncsphere_sync_client::sign_in(dir, url, email, &password, SessionStorage::Keychain)
+                .await
+        }
+        Some(new) => {
+            syncsphere_sync_client::sign_in_with_new_password(
+                dir,
+                url,
+                email,
+                &password,
+                new,
+                SessionStorage::Keychain,
+            )
+            .await
+        }
+    };
+    signed.map_err(|err| match err {
+        SyncError::NewPasswordRequired => CommandError::new(
+            ErrorCode::NewPasswordRequired,
+            "Your account needs a new password: choose one.",
+        ),
+        err => CommandError::new(ErrorCode::SignInFailed, err),
+    })?;
+    signed_in(&app, &state).await
+}
+
+/// Has the pool send a code to reset the password with; says where it went.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn forgot_password(server_url: String, email: String) -> CommandResult<String> {
+    let delivery = syncsphere_sync_client::forgot_password(server_url.trim(), email.trim())
+        .await
+        .map_err(|err| CommandError::new(ErrorCode::SignInFailed, err))?;
+    Ok(format!(
+        "A code was sent {delivery}. Enter it with a new password."
+    ))
+}
+
+/// Sets a new password with the reset code, then signs in.
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn reset_password(
+    app: AppHandle,
+    state: State<'_, DesktopState>,
+    server_url: String,
+    email: String,
+    code: String,
+    new_password: String,
+) -> CommandResult<SessionDto> {
+    state.sync.stop().await;
+    syncsphere_sync_client::confirm_forgot_password(
         &state.config_dir,
         server_url.trim(),
         email.trim(),
-        &password,
+        code.trim(),
+        &new_password,
         SessionStorage::Keychain,
     )
     .await

@@ -158,6 +158,8 @@ pub fn run() -> anyhow::Result<()> {
             commands::get_status,
             commands::sign_out,
             commands::sign_out_everywhere,
+            commands::forgot_password,
+            commands::reset_password,
             commands::open_folder,
             commands::launch::take_open_request,
             commands::account::list_devices,

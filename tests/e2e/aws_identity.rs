@@ -172,3 +172,97 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
         a.log()
     );
 }
+
+/// The pool's password flows, through the CLI: a forgotten password is reset with the code the
+/// pool sends (`reset-password`), and an account an administrator created with a temporary
+/// password (`AdminCreateUser`) is asked for a new one at its first `login`.
+#[tokio::test]
+async fn a_forgotten_password_is_reset_and_a_temporary_one_replaced() {
+    let Some(moto) = syncsphere_test_support::moto() else {
+        return;
+    };
+    let pool = Pool::create(&moto.url).await;
+    let args = pool.server_args();
+    let server = Server::start_with(None, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .expect("server starts with the pool");
+
+    // Forgot password: a code is sent; with it and a new password, the account signs in.
+    let email = "grace@example.com";
+    let a = device("laptop", POOL_PASSWORD);
+    a.account("signup", &server, email).unwrap();
+    let out = a.run(&[
+        "confirm-signup",
+        "--server",
+        &server.url,
+        "--email",
+        email,
+        "--code",
+        "123456",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = a.run(&["reset-password", "--server", &server.url, "--email", email]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("A code to reset the password was sent")
+            && text(&out).contains("--code CODE"),
+        "{}",
+        text(&out)
+    );
+    let mut reset = device("laptop-reset", POOL_PASSWORD);
+    reset
+        .env
+        .push(("SYNCSPHERE_NEW_PASSWORD".into(), "Reset-horse-7".into()));
+    let reset_args = [
+        "reset-password",
+        "--server",
+        &server.url,
+        "--email",
+        email,
+        "--code",
+        "123456",
+    ];
+    // (moto's ConfirmForgotPassword does not apply the pool's password policy: not checked.)
+    let out = reset.run(&reset_args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Password reset; signed in"),
+        "{}",
+        text(&out)
+    );
+    let out = a.account("login", &server, email).unwrap();
+    assert!(!out.status.success(), "the old password still works");
+    device("desktop", "Reset-horse-7").login(&server, email);
+
+    // A temporary password from the administrator: the first login asks for a new one.
+    let temp_email = "hopper@example.com";
+    syncsphere_e2e::cognito::call(
+        &moto.url,
+        "AdminCreateUser",
+        serde_json::json!({
+            "UserPoolId": pool.id,
+            "Username": temp_email,
+            "TemporaryPassword": "Temp-0rary!",
+            "MessageAction": "SUPPRESS",
+            "UserAttributes": [{ "Name": "email", "Value": temp_email }],
+        }),
+    )
+    .await;
+    assert_eq!(pool.user_status(temp_email).await, "FORCE_CHANGE_PASSWORD");
+    let b = device("new-hire", "Temp-0rary!");
+    let out = b.account("login", &server, temp_email).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs a new password")
+            && text(&out).contains("SYNCSPHERE_NEW_PASSWORD"),
+        "{}",
+        text(&out)
+    );
+    let mut b = b;
+    b.env
+        .push(("SYNCSPHERE_NEW_PASSWORD".into(), "Chosen-horse-5".into()));
+    let out = b.account("login", &server, temp_email).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("New password set."), "{}", text(&out));
+    assert_eq!(pool.user_status(temp_email).await, "CONFIRMED");
+    device("second", "Chosen-horse-5").login(&server, temp_email);
+}

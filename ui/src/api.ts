@@ -101,6 +101,7 @@ export type ErrorCode =
   | "sign_in_failed"
   | "sign_up_failed"
   | "confirmation_needed"
+  | "new_password_required"
   | "sign_out_failed"
   | "not_signed_in"
   | "invalid_folder"
@@ -153,6 +154,31 @@ export function signUp(c: Credentials): Promise<Session> {
 /** Confirms a new account with the code its user pool sent, then signs in. */
 export function confirmSignUp(c: Credentials, code: string): Promise<Session> {
   return invoke<Session>("confirm_sign_up", { server_url: c.serverUrl, email: c.email, password: c.password, code });
+}
+
+/** Signs in with a temporary password and sets the new one the pool asked for. */
+export function signInWithNewPassword(c: Credentials, newPassword: string): Promise<Session> {
+  return invoke<Session>("sign_in", {
+    server_url: c.serverUrl,
+    email: c.email,
+    password: c.password,
+    new_password: newPassword,
+  });
+}
+
+/** Has the pool send a password-reset code; resolves with where it went, in words. */
+export function forgotPassword(c: Credentials): Promise<string> {
+  return invoke<string>("forgot_password", { server_url: c.serverUrl, email: c.email });
+}
+
+/** Sets a new password with the reset code, then signs in. */
+export function resetPassword(c: Credentials, code: string, newPassword: string): Promise<Session> {
+  return invoke<Session>("reset_password", {
+    server_url: c.serverUrl,
+    email: c.email,
+    code,
+    new_password: newPassword,
+  });
 }
 
 /** Sends a new confirmation code; resolves with where it went, in words. */

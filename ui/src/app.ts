@@ -97,6 +97,13 @@ export class App {
           this.showFolder(await api.confirmSignUp(credentials, code));
         },
         resend: (credentials) => api.resendConfirmationCode(credentials),
+        setNewPassword: async (credentials, newPassword) => {
+          this.showFolder(await api.signInWithNewPassword(credentials, newPassword));
+        },
+        forgot: (credentials) => api.forgotPassword(credentials),
+        reset: async (credentials, code, newPassword) => {
+          this.showFolder(await api.resetPassword({ ...credentials, password: newPassword }, code, newPassword));
+        },
       },
       notice,
     );

@@ -1,5 +1,7 @@
 // Sign-in screen: server URL, email, password; "Sign in" or "Create account"; and, when the
-// account's user pool sends a confirmation code (Amazon Cognito does), the code.
+// account's user pool sends a confirmation code (Amazon Cognito does), the code; a new password
+// when the pool asks for one (an account an administrator created or reset); and "Forgot
+// password?", which has the pool send a code to set a new password with.
 import { errorMessage, isCommandError, type Credentials } from "./api";
 import { h, setMessage } from "./dom";
 
@@ -13,6 +15,12 @@ export interface SignInActions {
   confirm(credentials: Credentials, code: string): Promise<void>;
   /** Sends a new code; resolves with where it went. */
   resend(credentials: Credentials): Promise<string>;
+  /** Signs in with the temporary password and sets `newPassword`. */
+  setNewPassword(credentials: Credentials, newPassword: string): Promise<void>;
+  /** Has the pool send a password-reset code; resolves with where it went. */
+  forgot(credentials: Credentials): Promise<string>;
+  /** Sets `newPassword` with the reset `code`, then signs in. */
+  reset(credentials: Credentials, code: string, newPassword: string): Promise<void>;
 }
 
 /** A problem the user can fix before anything is sent, in plain words; null when fine. */
@@ -91,6 +99,58 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
     h("div", { class: "actions" }, confirmButton, resendButton),
   );
 
+  // Shown when the pool asks for a new password at sign-in.
+  const newPasswordInput = h("input", {
+    id: "new-password",
+    name: "new_password",
+    type: "password",
+    autocomplete: "new-password",
+    "data-testid": "signin-new-password",
+  });
+  const newPasswordMessage = h("p", { class: "hint", role: "status", "data-testid": "signin-new-password-message" });
+  const setPasswordButton = h(
+    "button",
+    { type: "button", class: "primary", "data-testid": "signin-set-password" },
+    "Set password",
+  );
+  const newPasswordBox = h(
+    "div",
+    { class: "confirmation", "data-testid": "signin-new-password-box", hidden: true },
+    newPasswordMessage,
+    h("label", { for: "new-password" }, "New password"),
+    newPasswordInput,
+    h("div", { class: "actions" }, setPasswordButton),
+  );
+
+  // "Forgot password?": the reset code and the new password.
+  const forgotButton = h("button", { type: "button", class: "link", "data-testid": "signin-forgot" }, "Forgot password?");
+  const resetCodeInput = h("input", {
+    id: "reset-code",
+    name: "reset_code",
+    inputmode: "numeric",
+    autocomplete: "one-time-code",
+    "data-testid": "signin-reset-code",
+  });
+  const resetPasswordInput = h("input", {
+    id: "reset-password",
+    name: "reset_password",
+    type: "password",
+    autocomplete: "new-password",
+    "data-testid": "signin-reset-password",
+  });
+  const resetMessage = h("p", { class: "hint", role: "status", "data-testid": "signin-reset-message" });
+  const resetButton = h("button", { type: "button", class: "primary", "data-testid": "signin-reset" }, "Reset password");
+  const resetBox = h(
+    "div",
+    { class: "confirmation", "data-testid": "signin-reset-box", hidden: true },
+    resetMessage,
+    h("label", { for: "reset-code" }, "Code"),
+    resetCodeInput,
+    h("label", { for: "reset-password" }, "New password"),
+    resetPasswordInput,
+    h("div", { class: "actions" }, resetButton),
+  );
+
   const form = h(
     "form",
     { class: "card", "data-testid": "signin-form", novalidate: true },
@@ -103,8 +163,10 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
     h("label", { for: "password" }, "Password"),
     password,
     confirmation,
+    newPasswordBox,
+    resetBox,
     error,
-    h("div", { class: "actions" }, signInButton, signUpButton),
+    h("div", { class: "actions" }, signInButton, signUpButton, forgotButton),
   );
 
   const credentials = (): Credentials => ({
@@ -123,7 +185,15 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
   async function busyWhile(button: HTMLButtonElement, busy: string, action: () => Promise<void>): Promise<void> {
     const label = button.textContent;
     button.textContent = busy;
-    const buttons = [signInButton, signUpButton, confirmButton, resendButton];
+    const buttons = [
+      signInButton,
+      signUpButton,
+      confirmButton,
+      resendButton,
+      setPasswordButton,
+      forgotButton,
+      resetButton,
+    ];
     for (const b of buttons) b.disabled = true;
     try {
       await action();
@@ -160,6 +230,57 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
     });
   });
 
+  setPasswordButton.addEventListener("click", () => {
+    const newPassword = newPasswordInput.value;
+    if (newPassword === "") {
+      setMessage(error, "Choose a new password.");
+      return;
+    }
+    setMessage(error, null);
+    void busyWhile(setPasswordButton, "Setting…", async () => {
+      try {
+        await actions.setNewPassword(credentials(), newPassword);
+      } catch (e) {
+        setMessage(error, `Could not set the new password. ${errorMessage(e)}`);
+        newPasswordInput.select();
+      }
+    });
+  });
+  forgotButton.addEventListener("click", () => {
+    const c = credentials();
+    const problem = checkCredentials({ ...c, password: "-" });
+    if (problem) {
+      setMessage(error, problem);
+      return;
+    }
+    setMessage(error, null);
+    void busyWhile(forgotButton, "Sending…", async () => {
+      try {
+        setMessage(resetMessage, await actions.forgot(c));
+        resetBox.hidden = false;
+        resetCodeInput.focus();
+      } catch (e) {
+        setMessage(error, `Could not start the password reset. ${errorMessage(e)}`);
+      }
+    });
+  });
+  resetButton.addEventListener("click", () => {
+    const code = resetCodeInput.value.trim();
+    const newPassword = resetPasswordInput.value;
+    if (code === "" || newPassword === "") {
+      setMessage(error, "Enter the code from the message you received and a new password.");
+      return;
+    }
+    setMessage(error, null);
+    void busyWhile(resetButton, "Resetting…", async () => {
+      try {
+        await actions.reset(credentials(), code, newPassword);
+      } catch (e) {
+        setMessage(error, `Could not reset the password. ${errorMessage(e)}`);
+      }
+    });
+  });
+
   async function submit(mode: SignInMode): Promise<void> {
     const problem = checkCredentials(credentials());
     if (problem) {
@@ -174,6 +295,12 @@ export function signInView(preset: ServerPreset, actions: SignInActions, notice:
       } catch (e) {
         if (isCommandError(e) && e.code === "confirmation_needed") {
           askForCode(e.message);
+          return;
+        }
+        if (isCommandError(e) && e.code === "new_password_required") {
+          setMessage(newPasswordMessage, e.message);
+          newPasswordBox.hidden = false;
+          newPasswordInput.focus();
           return;
         }
         setMessage(error, `${FAILURE_TITLE[mode]} ${errorMessage(e)}`);

@@ -192,6 +192,82 @@ describe("sign-in", () => {
     expect(root.dataset.screen).toBe("folder");
   });
 
+  test("an account with a temporary password asks for a new one and signs in with it", async () => {
+    await boot({
+      get_session: () => signedOut,
+      sign_in: (args) =>
+        (args as { new_password?: string }).new_password === undefined
+          ? Promise.reject({ code: "new_password_required", message: "Your account needs a new password: choose one." })
+          : signedIn,
+    });
+    expect(byTestId("signin-new-password-box").hidden).toBe(true);
+    type("signin-email", "temp@example.com");
+    type("signin-password", "Temp-0rary!");
+    byTestId("signin-submit").click();
+    await settle();
+    expect(root.dataset.screen).toBe("signin");
+    expect(byTestId("signin-new-password-box").hidden).toBe(false);
+    expect(byTestId("signin-new-password-message").textContent).toBe("Your account needs a new password: choose one.");
+    expect(document.activeElement).toBe(byTestId("signin-new-password"));
+    // Nothing typed: explained, nothing sent.
+    byTestId("signin-set-password").click();
+    await settle();
+    expect(byTestId("signin-error").textContent).toBe("Choose a new password.");
+    expect(calls.filter((c) => c.cmd === "sign_in").length).toBe(1);
+    type("signin-new-password", "Chosen-passw0rd");
+    byTestId("signin-set-password").click();
+    await settle();
+    expect(calls[calls.length - 1]).toEqual({
+      cmd: "sign_in",
+      args: {
+        server_url: "http://127.0.0.1:8787",
+        email: "temp@example.com",
+        password: "Temp-0rary!",
+        new_password: "Chosen-passw0rd",
+      },
+    });
+    expect(root.dataset.screen).toBe("folder");
+  });
+
+  test("Forgot password sends a code, then the code and a new password sign in", async () => {
+    let tries = 0;
+    await boot({
+      get_session: () => signedOut,
+      forgot_password: () => "A code was sent to a***@e***. Enter it with a new password.",
+      reset_password: () =>
+        ++tries === 1 ? Promise.reject({ code: "sign_in_failed", message: "That code has expired: ask for a new one" }) : signedIn,
+    });
+    // The email first.
+    byTestId("signin-forgot").click();
+    await settle();
+    expect(byTestId("signin-error").textContent).toMatch(/Enter your email address/);
+    expect(byTestId("signin-reset-box").hidden).toBe(true);
+    type("signin-email", "ada@example.com");
+    byTestId("signin-forgot").click();
+    await settle();
+    expect(calls[calls.length - 1]).toEqual({
+      cmd: "forgot_password",
+      args: { server_url: "http://127.0.0.1:8787", email: "ada@example.com" },
+    });
+    expect(byTestId("signin-reset-box").hidden).toBe(false);
+    expect(byTestId("signin-reset-message").textContent).toContain("a***@e***");
+    byTestId("signin-reset").click();
+    await settle();
+    expect(byTestId("signin-error").textContent).toMatch(/Enter the code/);
+    type("signin-reset-code", " 123456 ");
+    type("signin-reset-password", "New-passw0rd!");
+    byTestId("signin-reset").click();
+    await settle();
+    expect(byTestId("signin-error").textContent).toBe("Could not reset the password. That code has expired: ask for a new one");
+    byTestId("signin-reset").click();
+    await settle();
+    expect(calls[calls.length - 1]).toEqual({
+      cmd: "reset_password",
+      args: { server_url: "http://127.0.0.1:8787", email: "ada@example.com", code: "123456", new_password: "New-passw0rd!" },
+    });
+    expect(root.dataset.screen).toBe("folder");
+  });
+
   test("a refused sign-in shows the backend's message and stays on the form", async () => {
     await boot({
       get_session: () => signedOut,

@@ -68,7 +68,23 @@ enum Command {
         #[arg(long)]
         keychain: bool,
     },
-    /// Sign in to an existing account.
+    /// Reset a forgotten password: the user pool sends a code (to the account's e-mail), and
+    /// `--code` with a new password (`SYNCSPHERE_NEW_PASSWORD` or a prompt) sets it and signs in.
+    ResetPassword {
+        /// The server (default: `server_url` of the system config, /etc/syncsphere/config.toml).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        email: String,
+        /// The code from the e-mail; without it, a code is sent.
+        #[arg(long)]
+        code: Option<String>,
+        /// Keep the session in the OS keychain (see `signup`).
+        #[arg(long)]
+        keychain: bool,
+    },
+    /// Sign in to an existing account. An account created or reset by an administrator with a
+    /// temporary password asks for a new one (`SYNCSPHERE_NEW_PASSWORD` or a prompt).
     Login {
         /// The server (default: `server_url` of the system config, /etc/syncsphere/config.toml).
         #[arg(long)]
@@ -170,6 +186,15 @@ fn password() -> anyhow::Result<String> {
         bail!("empty password");
     }
     Ok(p)
+}
+
+/// The new password a reset or a temporary password asks for: `SYNCSPHERE_NEW_PASSWORD`, or
+/// typed at the terminal; `None` when neither is at hand.
+fn new_password() -> anyhow::Result<Option<String>> {
+    if let Ok(p) = std::env::var("SYNCSPHERE_NEW_PASSWORD") {
+        return Ok(Some(p));
+    }
+    prompt("New password: ")
 }
 
 /// Confirms a new account with `code` and signs this device in.
@@ -302,10 +327,73 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
             let pw = password()?;
-            let stored = client::sign_in(&dir, &server, &email, &pw, storage(keychain))
-                .await
-                .context("sign-in failed")?;
+            let stored = match client::sign_in(&dir, &server, &email, &pw, storage(keychain)).await
+            {
+                Err(client::SyncError::NewPasswordRequired) => {
+                    let Some(new) = new_password()? else {
+                        bail!(
+                            "this account needs a new password: set SYNCSPHERE_NEW_PASSWORD (or \
+                             run in a terminal) and sign in again with the temporary password"
+                        );
+                    };
+                    let stored = client::sign_in_with_new_password(
+                        &dir,
+                        &server,
+                        &email,
+                        &pw,
+                        &new,
+                        storage(keychain),
+                    )
+                    .await
+                    .context("setting the new password failed")?;
+                    println!("New password set.");
+                    stored
+                }
+                other => other.context("sign-in failed")?,
+            };
             println!("Signed in to {server} as {email}.");
+            report_storage(keychain, stored);
+        }
+        Command::ResetPassword {
+            server,
+            email,
+            code,
+            keychain,
+        } => {
+            let server = client::load_system_config()?.resolve_server_url(server.as_deref())?;
+            let code = match code {
+                Some(code) => code,
+                None => {
+                    let delivery = client::forgot_password(&server, &email)
+                        .await
+                        .context("could not start the password reset")?;
+                    println!("A code to reset the password was sent {delivery}.");
+                    match prompt("Code: ")? {
+                        Some(code) => code,
+                        None => {
+                            println!(
+                                "To finish: SYNCSPHERE_NEW_PASSWORD=… syncsphere reset-password \
+                                 --email {email} --code CODE"
+                            );
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            let Some(new) = new_password()? else {
+                bail!("no new password: set SYNCSPHERE_NEW_PASSWORD or run in a terminal");
+            };
+            let stored = client::confirm_forgot_password(
+                &dir,
+                &server,
+                &email,
+                &code,
+                &new,
+                storage(keychain),
+            )
+            .await
+            .context("the password reset failed")?;
+            println!("Password reset; signed in to {server} as {email}.");
             report_storage(keychain, stored);
         }
         Command::Logout { everywhere: false } => {

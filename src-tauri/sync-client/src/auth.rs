@@ -121,21 +121,81 @@ impl Cognito {
     /// Signs in the way the pool wants (`USER_SRP_AUTH` unless it says otherwise, falling back
     /// to `USER_PASSWORD_AUTH` when it answers that SRP is not enabled); `device_key` binds the
     /// tokens to this device (when the server supports it).
+    /// When the pool asks for a new password (`NEW_PASSWORD_REQUIRED`: an account an
+    /// administrator created or reset with a temporary password), `new_password` answers it;
+    /// without one the sign-in stops with [`SyncError::NewPasswordRequired`].
     pub(crate) async fn sign_in(
         &self,
         email: &str,
         password: &str,
         device_key: Option<&str>,
+        new_password: Option<&str>,
     ) -> Result<Session, SyncError> {
-        if self.auth_flow == PasswordFlow::UserSrpAuth {
+        let step = if self.auth_flow == PasswordFlow::UserSrpAuth {
             match self.srp_sign_in(email, password, device_key).await {
                 Err(SyncError::Auth(m)) if m.contains(SRP_NOT_ENABLED) => {
                     tracing::info!("the pool does not take USER_SRP_AUTH: {m}");
+                    self.password_sign_in(email, password, device_key).await?
                 }
-                other => return other,
+                other => other?,
+            }
+        } else {
+            self.password_sign_in(email, password, device_key).await?
+        };
+        match step {
+            Step::Done(session) => Ok(session),
+            Step::NewPassword { session, username } => {
+                let new_password = new_password.ok_or(SyncError::NewPasswordRequired)?;
+                let mut answer = self
+                    .client
+                    .respond_to_auth_challenge()
+                    .client_id(&self.client_id)
+                    .challenge_name(ChallengeNameType::NewPasswordRequired)
+                    .challenge_responses("USERNAME", username)
+                    .challenge_responses("NEW_PASSWORD", new_password)
+                    .set_session(session);
+                if let Some(device) = device_key {
+                    answer = answer.challenge_responses("DEVICE_KEY", device);
+                }
+                let out = answer.send().await.map_err(auth_error)?;
+                match out.authentication_result() {
+                    Some(_) => session_from(out.authentication_result(), None),
+                    None => Err(unsupported_challenge(out.challenge_name())),
+                }
             }
         }
-        self.password_sign_in(email, password, device_key).await
+    }
+
+    /// Cognito's `ForgotPassword`: the pool sends a code to reset the password with; where.
+    pub(crate) async fn forgot_password(&self, email: &str) -> Result<CodeDelivery, SyncError> {
+        let out = self
+            .client
+            .forgot_password()
+            .client_id(&self.client_id)
+            .username(email)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        Ok(CodeDelivery::from(out.code_delivery_details()))
+    }
+
+    /// Cognito's `ConfirmForgotPassword`: sets `new_password` with the code the pool sent.
+    pub(crate) async fn confirm_forgot_password(
+        &self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<(), SyncError> {
+        self.client
+            .confirm_forgot_password()
+            .client_id(&self.client_id)
+            .username(email)
+            .confirmation_code(code)
+            .password(new_password)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        Ok(())
     }
 
     /// `USER_SRP_AUTH`: the password never leaves the device; the pool's `PASSWORD_VERIFIER`
@@ -145,7 +205,7 @@ impl Cognito {
         email: &str,
         password: &str,
         device_key: Option<&str>,
-    ) -> Result<Session, SyncError> {
+    ) -> Result<Step, SyncError> {
         use aws_cognito_srp::{SrpClient, User, UserAuthenticationParameters};
         let srp = SrpClient::new(
             User::new(&self.user_pool_id, email, password),
@@ -198,10 +258,13 @@ impl Cognito {
             answer = answer.challenge_responses("DEVICE_KEY", device);
         }
         let out = answer.send().await.map_err(auth_error)?;
-        if out.authentication_result().is_none() {
-            return Err(unsupported_challenge(out.challenge_name()));
-        }
-        session_from(out.authentication_result(), None)
+        step(
+            out.authentication_result(),
+            out.challenge_name(),
+            out.session(),
+            out.challenge_parameters(),
+            email,
+        )
     }
 
     /// `USER_PASSWORD_AUTH`: the password goes to the pool (over TLS).
@@ -210,7 +273,7 @@ impl Cognito {
         email: &str,
         password: &str,
         device_key: Option<&str>,
-    ) -> Result<Session, SyncError> {
+    ) -> Result<Step, SyncError> {
         let mut req = self
             .client
             .initiate_auth()
@@ -222,7 +285,13 @@ impl Cognito {
             req = req.auth_parameters("DEVICE_KEY", device);
         }
         let out = req.send().await.map_err(auth_error)?;
-        session_from(out.authentication_result(), None)
+        step(
+            out.authentication_result(),
+            out.challenge_name(),
+            out.session(),
+            out.challenge_parameters(),
+            email,
+        )
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<Session, SyncError> {
@@ -297,6 +366,36 @@ fn session_from(
     })
 }
 
+/// Where a sign-in stands after the password was proven.
+pub(crate) enum Step {
+    Done(Session),
+    /// `NEW_PASSWORD_REQUIRED`, to answer with this session.
+    NewPassword {
+        session: Option<String>,
+        username: String,
+    },
+}
+
+fn step(
+    result: Option<&cognito::types::AuthenticationResultType>,
+    challenge: Option<&ChallengeNameType>,
+    session: Option<&str>,
+    params: Option<&std::collections::HashMap<String, String>>,
+    email: &str,
+) -> Result<Step, SyncError> {
+    match (result, challenge) {
+        (Some(_), _) => Ok(Step::Done(session_from(result, None)?)),
+        (None, Some(ChallengeNameType::NewPasswordRequired)) => Ok(Step::NewPassword {
+            session: session.map(str::to_owned),
+            username: params
+                .and_then(|p| p.get("USER_ID_FOR_SRP").or_else(|| p.get("USERNAME")))
+                .cloned()
+                .unwrap_or_else(|| email.to_owned()),
+        }),
+        (None, other) => Err(unsupported_challenge(other)),
+    }
+}
+
 /// What a pool says when the app client does not allow `USER_SRP_AUTH` (Cognito: "USER_SRP_AUTH
 /// is not enabled for the client."; the built-in provider, for an account from before SRP).
 const SRP_NOT_ENABLED: &str = "USER_SRP_AUTH is not";
@@ -344,6 +443,11 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
                 Some("ExpiredCodeException") => {
                     SyncError::Auth("That confirmation code has expired: ask for a new one".into())
                 }
+                Some("LimitExceededException" | "TooManyRequestsException") => {
+                    SyncError::Auth("Too many attempts: wait a while, then try again".into())
+                }
+                // The pool's own words (a policy, a missing setting) read well as they are.
+                Some("InvalidParameterException") => SyncError::Auth(message),
                 Some(code) => SyncError::Auth(format!("{code}: {message}")),
                 None => SyncError::Auth(message),
             }

@@ -98,6 +98,12 @@ pub enum SyncError {
     Http(String),
     #[error("this device was unlinked from your account; sign in again to keep syncing")]
     DeviceRevoked,
+    /// The pool wants a new password before it signs this account in (an administrator
+    /// created or reset it with a temporary one): sign in again with a new password.
+    #[error(
+        "this account needs a new password: sign in with the temporary password and choose a new one"
+    )]
+    NewPasswordRequired,
     /// The account was signed out of all devices (from this one or another).
     #[error("your account was signed out of all devices; sign in again to keep syncing")]
     SignedOut,
@@ -121,7 +127,7 @@ impl SyncError {
         match self {
             SyncError::Offline(_) => ErrorKind::Offline,
             SyncError::Http(_) => ErrorKind::Server,
-            SyncError::Auth(_) => ErrorKind::Auth,
+            SyncError::Auth(_) | SyncError::NewPasswordRequired => ErrorKind::Auth,
             SyncError::NotSignedIn => ErrorKind::NotSignedIn,
             SyncError::Config(_) | SyncError::Index(_) => ErrorKind::Config,
             SyncError::Io(..) | SyncError::Busy(_) => ErrorKind::Io,
@@ -187,6 +193,29 @@ pub async fn confirm_sign_up(
     sign_in(config_dir, &server_url, email, password, storage).await
 }
 
+/// Asks the server's user pool to send a code to reset the account's password with
+/// (`ForgotPassword`); where it went.
+pub async fn forgot_password(server_url: &str, email: &str) -> Result<CodeDelivery, SyncError> {
+    user_pool(server_url).await?.1.forgot_password(email).await
+}
+
+/// Sets a new password with the code the pool sent (`ConfirmForgotPassword`), then signs in
+/// with it (see [`sign_in`]).
+pub async fn confirm_forgot_password(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    code: &str,
+    new_password: &str,
+    storage: SessionStorage,
+) -> Result<SessionStorage, SyncError> {
+    let (server_url, pool) = user_pool(server_url).await?;
+    pool.confirm_forgot_password(email, code.trim(), new_password)
+        .await?;
+    tracing::info!(email, "password reset");
+    sign_in(config_dir, &server_url, email, new_password, storage).await
+}
+
 /// Asks the server's user pool to send an account's confirmation code again; where it went.
 pub async fn resend_confirmation_code(
     server_url: &str,
@@ -231,6 +260,39 @@ pub async fn sign_in(
     password: &str,
     storage: SessionStorage,
 ) -> Result<SessionStorage, SyncError> {
+    sign_in_as(config_dir, server_url, email, password, None, storage).await
+}
+
+/// [`sign_in`] for an account whose pool asks for a new password
+/// ([`SyncError::NewPasswordRequired`]): signs in with the temporary `password` and sets
+/// `new_password` (the pool's password policy applies).
+pub async fn sign_in_with_new_password(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    password: &str,
+    new_password: &str,
+    storage: SessionStorage,
+) -> Result<SessionStorage, SyncError> {
+    sign_in_as(
+        config_dir,
+        server_url,
+        email,
+        password,
+        Some(new_password),
+        storage,
+    )
+    .await
+}
+
+async fn sign_in_as(
+    config_dir: &Path,
+    server_url: &str,
+    email: &str,
+    password: &str,
+    new_password: Option<&str>,
+    storage: SessionStorage,
+) -> Result<SessionStorage, SyncError> {
     let system = load_system_config()?;
     let server_url = system.resolve_server_url(Some(server_url))?;
     let server_url = server_url.as_str();
@@ -247,14 +309,24 @@ pub async fn sign_in(
     let cognito = Cognito::new(&server.cognito).await;
     let device_keys = server.cognito.device_keys;
     let session = match cognito
-        .sign_in(email, password, device_keys.then_some(device_id.as_str()))
+        .sign_in(
+            email,
+            password,
+            device_keys.then_some(device_id.as_str()),
+            new_password,
+        )
         .await
     {
         // This device id was unlinked: sign in as a new device (the index stays valid).
         Err(SyncError::DeviceRevoked) => {
             device_id = new_device_id();
             cognito
-                .sign_in(email, password, device_keys.then_some(device_id.as_str()))
+                .sign_in(
+                    email,
+                    password,
+                    device_keys.then_some(device_id.as_str()),
+                    new_password,
+                )
                 .await?
         }
         other => other?,

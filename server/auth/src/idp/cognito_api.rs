@@ -284,6 +284,12 @@ async fn handle(
             idp.global_sign_out(&req.access_token).await?;
             Ok(json!({}))
         }
+        // No e-mail goes out from a self-hosted server yet: say so in the words a client shows.
+        "ForgotPassword" => Err(CognitoError::new(
+            "InvalidParameterException",
+            "This server does not send e-mail, so it cannot reset passwords by itself: ask its \
+             administrator",
+        )),
         other => Err(CognitoError::new(
             "UnknownOperationException",
             format!("operation {other} is not supported by the built-in identity provider"),

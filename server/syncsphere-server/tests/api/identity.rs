@@ -42,6 +42,7 @@ pub(super) async fn cognito_api_and_token_rules(db: Option<String>) {
         ("InitiateAuth", json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": CLIENT_ID, "AuthParameters": {"REFRESH_TOKEN": "forged"}}).to_string(), "NotAuthorizedException"),
         ("InitiateAuth", "{not json".to_owned(), "SerializationException"),
         ("DeleteUserPool", "{}".to_owned(), "UnknownOperationException"),
+        ("ForgotPassword", json!({"ClientId": CLIENT_ID, "Username": "bob@example.com"}).to_string(), "InvalidParameterException"),
     ];
     for (op, body, expected) in cases {
         let r = h.cognito(op, &body).await;

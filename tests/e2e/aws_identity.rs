@@ -28,15 +28,35 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
-#[tokio::test]
-async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
-    let Some(moto) = syncsphere_test_support::moto() else {
-        return;
-    };
+/// A new pool at the emulator (none without one) and a server configured with it.
+async fn pool_and_server() -> Option<(syncsphere_test_support::Moto, Pool, Server)> {
+    let moto = syncsphere_test_support::moto()?;
     let pool = Pool::create(&moto.url).await;
     let args = pool.server_args();
     let server = Server::start_with(None, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .expect("server starts with the pool");
+    Some((moto, pool, server))
+}
+
+/// `confirm-signup` with the code the emulator accepts; succeeds.
+fn confirm(device: &Device, server: &Server, email: &str) {
+    let out = device.run(&[
+        "confirm-signup",
+        "--server",
+        &server.url,
+        "--email",
+        email,
+        "--code",
+        "123456",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
+    let Some((moto, pool, server)) = pool_and_server().await else {
+        return;
+    };
     let email = "ada@example.com";
 
     // The pool's password policy is the pool's: a weak password is refused, nothing created.
@@ -65,16 +85,7 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
     assert!(text(&out).contains("not confirmed yet"), "{}", text(&out));
 
     // The code step confirms and signs in; the client keeps the pool's settings.
-    let out = a.run(&[
-        "confirm-signup",
-        "--server",
-        &server.url,
-        "--email",
-        email,
-        "--code",
-        "123456",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    confirm(&a, &server, email);
     assert_eq!(pool.user_status(email).await, "CONFIRMED");
     let cognito = &a.config()["cognito"];
     assert_eq!(cognito["endpoint"], moto.url);
@@ -178,28 +189,15 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
 /// password (`AdminCreateUser`) is asked for a new one at its first `login`.
 #[tokio::test]
 async fn a_forgotten_password_is_reset_and_a_temporary_one_replaced() {
-    let Some(moto) = syncsphere_test_support::moto() else {
+    let Some((moto, pool, server)) = pool_and_server().await else {
         return;
     };
-    let pool = Pool::create(&moto.url).await;
-    let args = pool.server_args();
-    let server = Server::start_with(None, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .expect("server starts with the pool");
 
     // Forgot password: a code is sent; with it and a new password, the account signs in.
     let email = "grace@example.com";
     let a = device("laptop", POOL_PASSWORD);
     a.account("signup", &server, email).unwrap();
-    let out = a.run(&[
-        "confirm-signup",
-        "--server",
-        &server.url,
-        "--email",
-        email,
-        "--code",
-        "123456",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    confirm(&a, &server, email);
     let out = a.run(&["reset-password", "--server", &server.url, "--email", email]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -472,6 +472,23 @@ async fn push_sockets_must_reauthenticate_before_their_token_expires() {
     );
 }
 
+/// `token` is refused by the REST API (401 with `error`) and on the push socket's upgrade.
+async fn refused_everywhere(server: &Server, token: &str, error: &str) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(
+        refused_upgrade(&server.url, &format!("Bearer {token}")).await,
+        401
+    );
+}
+
 /// Unlinking a device from another one: the revoked device's push socket closes with 4004, its
 /// tokens stop working, its sync stops with a clear message and nothing it uploaded is lost;
 /// signing in again makes it a new device that syncs normally.
@@ -556,19 +573,7 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
         "next sign-in is a new device"
     );
     // B's old token is refused everywhere.
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/files", server.url))
-        .bearer_auth(&b_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "device_revoked");
-    assert_eq!(
-        refused_upgrade(&server.url, &format!("Bearer {b_token}")).await,
-        401
-    );
+    refused_everywhere(&server, &b_token, "device_revoked").await;
     // Nothing was lost: B's file is in the account and on A.
     assert_eq!(
         std::fs::read(a.path("from-b.txt")).unwrap(),
@@ -650,21 +655,8 @@ async fn signing_out_everywhere_ends_every_session_at_once() {
         "the device stays linked"
     );
     // B's old token is refused everywhere, not only once it expires.
-    let http = reqwest::Client::new();
-    let r = http
-        .get(format!("{}/v1/files", server.url))
-        .bearer_auth(&b_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "signed_out", "{body}");
-    assert_eq!(
-        refused_upgrade(&server.url, &format!("Bearer {b_token}")).await,
-        401
-    );
-    let r: serde_json::Value = http
+    refused_everywhere(&server, &b_token, "signed_out").await;
+    let r: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/auth/cognito/", server.url))
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", "AWSCognitoIdentityProviderService.GetUser")

@@ -213,17 +213,13 @@ impl Cognito {
             None,
         );
         let UserAuthenticationParameters { a, username } = srp.get_auth_parameters();
-        let mut req = self
-            .client
-            .initiate_auth()
-            .client_id(&self.client_id)
-            .auth_flow(AuthFlowType::UserSrpAuth)
-            .auth_parameters("USERNAME", username)
-            .auth_parameters("SRP_A", a);
-        if let Some(device) = device_key {
-            req = req.auth_parameters("DEVICE_KEY", device);
-        }
-        let out = req.send().await.map_err(auth_error)?;
+        let out = self
+            .initiate(
+                AuthFlowType::UserSrpAuth,
+                [("USERNAME", &username), ("SRP_A", &a)],
+                device_key,
+            )
+            .await?;
         if out.challenge_name() != Some(&ChallengeNameType::PasswordVerifier) {
             return Err(unsupported_challenge(out.challenge_name()));
         }
@@ -258,13 +254,7 @@ impl Cognito {
             answer = answer.challenge_responses("DEVICE_KEY", device);
         }
         let out = answer.send().await.map_err(auth_error)?;
-        step(
-            out.authentication_result(),
-            out.challenge_name(),
-            out.session(),
-            out.challenge_parameters(),
-            email,
-        )
+        step_of!(out, email)
     }
 
     /// `USER_PASSWORD_AUTH`: the password goes to the pool (over TLS).
@@ -274,24 +264,36 @@ impl Cognito {
         password: &str,
         device_key: Option<&str>,
     ) -> Result<Step, SyncError> {
+        let out = self
+            .initiate(
+                AuthFlowType::UserPasswordAuth,
+                [("USERNAME", email), ("PASSWORD", password)],
+                device_key,
+            )
+            .await?;
+        step_of!(out, email)
+    }
+
+    /// `InitiateAuth` with `flow` and its parameters, and `DEVICE_KEY` when the tokens are to
+    /// be bound to this device.
+    async fn initiate(
+        &self,
+        flow: AuthFlowType,
+        params: [(&str, &str); 2],
+        device_key: Option<&str>,
+    ) -> Result<cognito::operation::initiate_auth::InitiateAuthOutput, SyncError> {
         let mut req = self
             .client
             .initiate_auth()
             .client_id(&self.client_id)
-            .auth_flow(AuthFlowType::UserPasswordAuth)
-            .auth_parameters("USERNAME", email)
-            .auth_parameters("PASSWORD", password);
-        if let Some(device) = device_key {
-            req = req.auth_parameters("DEVICE_KEY", device);
+            .auth_flow(flow);
+        for (name, value) in params
+            .into_iter()
+            .chain(device_key.map(|d| ("DEVICE_KEY", d)))
+        {
+            req = req.auth_parameters(name, value);
         }
-        let out = req.send().await.map_err(auth_error)?;
-        step(
-            out.authentication_result(),
-            out.challenge_name(),
-            out.session(),
-            out.challenge_parameters(),
-            email,
-        )
+        req.send().await.map_err(auth_error)
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<Session, SyncError> {
@@ -365,6 +367,21 @@ fn session_from(
         expires_ms: issued_ms + i64::from(r.expires_in()) * 1000,
     })
 }
+
+/// Where an `InitiateAuth` or `RespondToAuthChallenge` answer leaves the sign-in (the two
+/// answers are different types with the same accessors).
+macro_rules! step_of {
+    ($out:expr, $email:expr) => {
+        step(
+            $out.authentication_result(),
+            $out.challenge_name(),
+            $out.session(),
+            $out.challenge_parameters(),
+            $email,
+        )
+    };
+}
+use step_of;
 
 /// Where a sign-in stands after the password was proven.
 pub(crate) enum Step {

@@ -462,7 +462,8 @@ impl Scanner {
     /// listing the folder again would: `false` (nothing changed) when only a listing can tell —
     /// the folder is not listed (or under several spellings), has twins, a twin itself, a
     /// shadowed or unreadable name, the name is not in NFC or has another spelling here, is a
-    /// folder now or was one, the disk ignores case, or the file cannot be read.
+    /// folder now or was one, was listed and is gone (a rename's other half may be in the
+    /// folder), the disk ignores case, or the file cannot be read.
     fn look_at_file(&mut self, fs: &dyn LocalFs, root: &Path, path: &str) -> bool {
         let (parent, name) = match path.rfind('/') {
             Some(i) => (&path[..=i], &path[i + 1..]),
@@ -496,8 +497,15 @@ impl Scanner {
             None
         } else {
             match fs.symlink_metadata(&full) {
-                // Gone, in a folder still there (else the folder's listing goes, by a relist).
+                // A file the listing had is gone: its folder is listed again instead. A rename
+                // within the folder then shows its new name in the same pass as the vanished
+                // one, whichever order (and however far apart) the watcher reports the two
+                // names in, so the pair becomes a move on the server rather than a delete and
+                // an upload. (A name never listed — an editor's temporary file — is just gone.)
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if l.files.iter().any(|(p, _, _)| *p == rel) {
+                        return false;
+                    }
                     match fs.symlink_metadata(&root.join(&dp)) {
                         Ok(m) if m.kind == Kind::Dir => None,
                         _ => return false,

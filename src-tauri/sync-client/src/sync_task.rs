@@ -163,14 +163,7 @@ async fn run(
     // Announce the device (name, platform) for the user's device list; offline is fine.
     match api.register_device(&device_name).await {
         Ok(()) => {}
-        Err(SyncError::DeviceRevoked) => {
-            forget_revoked_device(&config_dir).await?;
-            return Err(SyncError::DeviceRevoked);
-        }
-        Err(SyncError::SignedOut) => {
-            forget_ended_session(&config_dir).await;
-            return Err(SyncError::SignedOut);
-        }
+        Err(e) if access_ended(&e) => return Err(forget_access(&config_dir, e).await?),
         Err(e) => {
             tracing::info!(error = %e, "could not register the device (will retry next start)")
         }
@@ -290,17 +283,25 @@ async fn run(
     let _ = push_task.await;
     drop(watch);
     match outcome {
-        Err(SyncError::DeviceRevoked) => {
-            forget_revoked_device(&config_dir).await?;
-            return Err(SyncError::DeviceRevoked);
-        }
-        Err(SyncError::SignedOut) => {
-            forget_ended_session(&config_dir).await;
-            return Err(SyncError::SignedOut);
-        }
-        _ => {}
+        Err(e) if access_ended(&e) => Err(forget_access(&config_dir, e).await?),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The server ended this device's access: the device was revoked, or the account signed out
+/// everywhere.
+fn access_ended(e: &SyncError) -> bool {
+    matches!(e, SyncError::DeviceRevoked | SyncError::SignedOut)
+}
+
+/// Forgets what an ended access leaves (a revoked device its session and id, a signed-out one
+/// its session); returns the error to stop with.
+async fn forget_access(config_dir: &Path, e: SyncError) -> Result<SyncError, SyncError> {
+    match e {
+        SyncError::DeviceRevoked => forget_revoked_device(config_dir).await?,
+        _ => forget_ended_session(config_dir).await,
+    }
+    Ok(e)
 }
 
 /// Links the folder, waiting (with backoff, the problem in the status) while the linked folder

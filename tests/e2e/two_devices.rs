@@ -598,6 +598,41 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     assert_eq!(row(&list, &new_id)["online"], true, "{list}");
 }
 
+/// `logout` revokes the device's refresh token at the pool (`RevokeToken`, as Amplify's sign-out
+/// does), not only the copy on disk: a stolen copy cannot mint tokens afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_revokes_the_refresh_token() {
+    let server = Server::start(None).expect("server starts");
+    let (a, _b) = signed_in_pair(&server, "rita@example.com");
+    let refresh = a.session()["refresh_token"].as_str().unwrap().to_owned();
+    let out = a.run(&["logout"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!a.config_dir.join("session.json").exists());
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/auth/cognito/", server.url))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+        )
+        .body(
+            serde_json::json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": "syncsphere-desktop",
+                               "AuthParameters": {"REFRESH_TOKEN": refresh}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["__type"], "NotAuthorizedException", "{r}");
+}
+
 /// "Sign out of all devices" from one device (`logout --everywhere`): every session's tokens
 /// are refused at once — REST, the push socket (closed with 4001, new upgrades refused), the
 /// Cognito API's `GetUser` — both syncs stop by themselves with a clear message, nothing is

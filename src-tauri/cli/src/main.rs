@@ -260,10 +260,12 @@ fn host_name() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The SRP crate logs each sign-in (with the user name) at info: not this tool's output.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn".into()
+                "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn,aws_cognito_srp=warn"
+                    .into()
             }),
         )
         .with_writer(std::io::stderr)

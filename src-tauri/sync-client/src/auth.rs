@@ -166,6 +166,18 @@ impl Cognito {
         }
     }
 
+    /// Cognito's `RevokeToken`: the refresh token stops working.
+    pub(crate) async fn revoke_token(&self, refresh_token: &str) -> Result<(), SyncError> {
+        self.client
+            .revoke_token()
+            .client_id(&self.client_id)
+            .token(refresh_token)
+            .send()
+            .await
+            .map_err(auth_error)?;
+        Ok(())
+    }
+
     /// Cognito's `ForgotPassword`: the pool sends a code to reset the password with; where.
     pub(crate) async fn forgot_password(&self, email: &str) -> Result<CodeDelivery, SyncError> {
         let out = self

@@ -401,20 +401,20 @@ fn new_device_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// After the server said this device was revoked: forget the session and the device id, so
-/// the next sign-in registers a new device. The index stays (nothing is re-transferred).
 /// Forgets a session the server ended (signed out everywhere): the device stays linked, so
 /// signing in again keeps its id.
 async fn forget_ended_session(config_dir: &Path) {
     // The tokens are dead anyway; a keychain that cannot be reached now keeps a dead one.
-    if let Err(e) = sign_out(config_dir).await {
+    if let Err(e) = forget_session(config_dir).await {
         tracing::warn!("could not forget the ended session: {e}");
     }
 }
 
+/// After the server said this device was revoked: forget the session and the device id, so
+/// the next sign-in registers a new device. The index stays (nothing is re-transferred).
 async fn forget_revoked_device(config_dir: &Path) -> Result<(), SyncError> {
     // The tokens are dead anyway; a keychain that cannot be reached now keeps a dead one.
-    if let Err(e) = sign_out(config_dir).await {
+    if let Err(e) = forget_session(config_dir).await {
         tracing::warn!("could not forget the revoked session: {e}");
     }
     if let Some(mut config) = load_config(config_dir)? {
@@ -458,12 +458,35 @@ pub async fn sign_out_everywhere(config_dir: &Path) -> Result<(), SyncError> {
         .await
         .global_sign_out(&token)
         .await?;
-    sign_out(config_dir).await
+    forget_session(config_dir).await
 }
 
-/// Forgets the session, in the keychain and the file (the index stays, so signing in again
-/// resumes without re-transfers).
+/// Signs this device out: the pool revokes its refresh token (`RevokeToken`, as Amplify's
+/// sign-out does; best effort — offline, or a pool that does not offer it, still signs out
+/// here), then the session is forgotten, in the keychain and the file (the index stays, so
+/// signing in again resumes without re-transfers).
 pub async fn sign_out(config_dir: &Path) -> Result<(), SyncError> {
+    if let Some(config) = load_config(config_dir)?
+        && let Ok(session) = session::SessionStore::of(config_dir, &config).load().await
+    {
+        let revoke = async {
+            auth::Cognito::new(&config.cognito)
+                .await
+                .revoke_token(&session.refresh_token)
+                .await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), revoke).await {
+            Ok(Ok(())) => tracing::info!("refresh token revoked"),
+            Ok(Err(e)) => tracing::warn!("the refresh token could not be revoked: {e}"),
+            Err(_) => tracing::warn!("the sign-in service did not answer; signing out here only"),
+        }
+    }
+    forget_session(config_dir).await
+}
+
+/// Forgets the session, in the keychain and the file, without telling the pool (it already
+/// ended: revoked device, signed out everywhere).
+pub(crate) async fn forget_session(config_dir: &Path) -> Result<(), SyncError> {
     match load_config(config_dir)? {
         Some(config) => {
             session::SessionStore::of(config_dir, &config)

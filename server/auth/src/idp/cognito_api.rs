@@ -1,7 +1,7 @@
 //! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
 //! `SignUp`, `InitiateAuth` (`USER_SRP_AUTH` with `RespondToAuthChallenge` to its
 //! `PASSWORD_VERIFIER` — [`super::srp`] —, `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
-//! `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
+//! `RevokeToken` (a refresh token), `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
 //! [`crate::sign_out`]), plus the pool's JWKS.
 //!
 //! Wire format (what the AWS SDK sends): `POST {endpoint}/` with
@@ -137,6 +137,13 @@ struct RespondToAuthChallengeRequest {
     challenge_name: String,
     #[serde(default)]
     challenge_responses: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RevokeTokenRequest {
+    client_id: String,
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +289,11 @@ async fn handle(
         "GlobalSignOut" => {
             let req: AccessTokenRequest = parse(body)?;
             idp.global_sign_out(&req.access_token).await?;
+            Ok(json!({}))
+        }
+        "RevokeToken" => {
+            let req: RevokeTokenRequest = parse(body)?;
+            idp.revoke_refresh_token(&req.client_id, &req.token).await?;
             Ok(json!({}))
         }
         // No e-mail goes out from a self-hosted server yet: say so in the words a client shows.

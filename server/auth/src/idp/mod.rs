@@ -536,6 +536,18 @@ impl IdentityProvider {
         Ok(found.device_revoked)
     }
 
+    /// Cognito `RevokeToken` for a refresh token of this client: it stops working (an unknown
+    /// token is no error, as RFC 7009 has it). Access tokens already issued from it run out
+    /// their lifetime (Cognito ends those too; "sign out everywhere" does that here).
+    pub async fn revoke_refresh_token(&self, client_id: &str, token: &str) -> Result<(), IdpError> {
+        self.check_client(client_id)?;
+        sqlx::query("UPDATE idp_refresh_tokens SET revoked = 1 WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Cognito `GetUser`: the user behind a valid access token (not one of a revoked device or
     /// issued before the user signed out everywhere).
     pub async fn user_of_access_token(&self, access_token: &str) -> Result<UserRecord, IdpError> {

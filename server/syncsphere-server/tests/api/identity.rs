@@ -143,6 +143,34 @@ pub(super) async fn cognito_api_and_token_rules(db: Option<String>) {
         "expired while remembered"
     );
 
+    // RevokeToken ends that refresh token only (an unknown one is no error, RFC 7009).
+    let (_, second) = h.sign_in("bob@example.com").await;
+    for token in [second.as_str(), "never-issued"] {
+        let r = h
+            .cognito(
+                "RevokeToken",
+                &json!({"ClientId": CLIENT_ID, "Token": token}).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+    assert_eq!(
+        h.refresh(&second).await.json["__type"],
+        "NotAuthorizedException"
+    );
+    assert_eq!(
+        h.refresh(&refresh).await.status,
+        StatusCode::OK,
+        "the other session stays"
+    );
+    let r = h
+        .cognito(
+            "RevokeToken",
+            &json!({"ClientId": "other", "Token": refresh}).to_string(),
+        )
+        .await;
+    assert_eq!(r.json["__type"], "ResourceNotFoundException", "{}", r.json);
+
     // GetUser and GlobalSignOut.
     let r = h
         .cognito("GetUser", &json!({"AccessToken": token}).to_string())

@@ -230,6 +230,18 @@ pub(crate) async fn sign_in(
     signed_in(&app, &state).await
 }
 
+/// Changes the signed-in account's password (the current one proves it).
+#[tauri::command(rename_all = "snake_case")]
+pub(crate) async fn change_password(
+    state: State<'_, DesktopState>,
+    current: String,
+    new_password: String,
+) -> CommandResult<()> {
+    syncsphere_sync_client::change_password(&state.config_dir, &current, &new_password)
+        .await
+        .map_err(|err| CommandError::from_sync("Could not change the password.", err))
+}
+
 /// Has the pool send a code to reset the password with; says where it went.
 #[tauri::command(rename_all = "snake_case")]
 pub(crate) async fn forgot_password(server_url: String, email: String) -> CommandResult<String> {

@@ -159,6 +159,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::sign_out,
             commands::sign_out_everywhere,
             commands::forgot_password,
+            commands::change_password,
             commands::reset_password,
             commands::open_folder,
             commands::launch::take_open_request,

@@ -230,6 +230,16 @@ async fn a_forgotten_password_is_reset_and_a_temporary_one_replaced() {
     let out = a.account("login", &server, email).unwrap();
     assert!(!out.status.success(), "the old password still works");
     device("desktop", "Reset-horse-7").login(&server, email);
+    // Signed in, the password is changed with the current one.
+    let mut change = device("laptop-reset", "Reset-horse-7");
+    change.config_dir = reset.config_dir.clone();
+    change
+        .env
+        .push(("SYNCSPHERE_NEW_PASSWORD".into(), "Changed-horse-3".into()));
+    let out = change.run(&["change-password"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Password changed."), "{}", text(&out));
+    device("third", "Changed-horse-3").login(&server, email);
 
     // A temporary password from the administrator: the first login asks for a new one.
     let temp_email = "hopper@example.com";

@@ -166,6 +166,11 @@ export function signInWithNewPassword(c: Credentials, newPassword: string): Prom
   });
 }
 
+/** Changes the signed-in account's password. */
+export function changePassword(current: string, newPassword: string): Promise<void> {
+  return invoke<void>("change_password", { current, new_password: newPassword });
+}
+
 /** Has the pool send a password-reset code; resolves with where it went, in words. */
 export function forgotPassword(c: Credentials): Promise<string> {
   return invoke<string>("forgot_password", { server_url: c.serverUrl, email: c.email });

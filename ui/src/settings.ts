@@ -76,6 +76,23 @@ export function settingsPage(actions: SettingsActions): Page {
   );
   everywhereAsk.hidden = true;
   const storage = h("p", { class: "hint", "data-testid": "settings-session-storage" });
+  const currentPassword = h("input", {
+    id: "current-password",
+    type: "password",
+    autocomplete: "current-password",
+    "data-testid": "settings-current-password",
+  });
+  const newPassword = h("input", {
+    id: "new-password",
+    type: "password",
+    autocomplete: "new-password",
+    "data-testid": "settings-new-password",
+  });
+  const changePassword = h(
+    "button",
+    { type: "button", "data-testid": "settings-change-password" },
+    "Change password",
+  );
   const notice = h("p", { class: "notice", role: "status", "data-testid": "settings-notice" });
   const error = h("p", { class: "error", role: "alert", "data-testid": "settings-error" });
   setMessage(notice, null);
@@ -109,6 +126,11 @@ export function settingsPage(actions: SettingsActions): Page {
     h("p", { class: "hint" }, "For example *.log or build/. The rules apply on all your devices."),
     h("h2", {}, "Account"),
     storage,
+    h("label", { for: "current-password" }, "Current password"),
+    currentPassword,
+    h("label", { for: "new-password" }, "New password"),
+    newPassword,
+    h("div", { class: "actions tight" }, changePassword),
     notice,
     error,
     h("div", { class: "actions" }, save, signOut, everywhere),
@@ -222,6 +244,29 @@ export function settingsPage(actions: SettingsActions): Page {
     });
   });
 
+  changePassword.addEventListener("click", () => {
+    if (currentPassword.value === "" || newPassword.value === "") {
+      setMessage(notice, null);
+      setMessage(error, "Enter your current password and a new one.");
+      return;
+    }
+    changePassword.disabled = true;
+    api
+      .changePassword(currentPassword.value, newPassword.value)
+      .then(() => {
+        currentPassword.value = "";
+        newPassword.value = "";
+        setMessage(error, null);
+        setMessage(notice, "Password changed. Your devices stay signed in.");
+      })
+      .catch((e: unknown) => {
+        setMessage(notice, null);
+        setMessage(error, api.errorMessage(e));
+      })
+      .finally(() => {
+        changePassword.disabled = false;
+      });
+  });
   everywhere.addEventListener("click", () => {
     everywhereAsk.hidden = false;
     everywhere.disabled = true;

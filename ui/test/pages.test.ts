@@ -500,6 +500,37 @@ describe("settings", () => {
     expect(harness.byTestId("settings-error").textContent).toBe("Could not write desktop.json.");
   });
 
+  test("Change password sends the current and the new password, and says how it went", async () => {
+    await boot({
+      get_settings: () => settings,
+      change_password: (args) =>
+        (args as { current: string }).current === "Right-passw0rd"
+          ? null
+          : Promise.reject({ code: "not_signed_in", message: "Could not change the password. The current password is not right." }),
+    });
+    await go("settings");
+    harness.byTestId("settings-change-password").click();
+    await settle();
+    expect(harness.byTestId("settings-error").textContent).toBe("Enter your current password and a new one.");
+    expect(harness.commands()).not.toContain("change_password");
+    const type = (id: string, value: string) => {
+      harness.byTestId<HTMLInputElement>(id).value = value;
+    };
+    type("settings-current-password", "Wrong-passw0rd");
+    type("settings-new-password", "Newer-passw0rd");
+    harness.byTestId("settings-change-password").click();
+    await settle();
+    expect(harness.byTestId("settings-error").textContent).toBe(
+      "Could not change the password. The current password is not right.",
+    );
+    type("settings-current-password", "Right-passw0rd");
+    harness.byTestId("settings-change-password").click();
+    await settle();
+    expect(harness.argsOf("change_password")).toEqual({ current: "Right-passw0rd", new_password: "Newer-passw0rd" });
+    expect(harness.byTestId("settings-notice").textContent).toBe("Password changed. Your devices stay signed in.");
+    expect(harness.byTestId<HTMLInputElement>("settings-new-password").value).toBe("");
+  });
+
   test("Sign out of all devices asks first, then ends every session and says so", async () => {
     const signedOut = { ...syncingSession, signed_in: false, email: null, folder: null, syncing: false };
     await boot({ get_settings: () => settings });

@@ -83,6 +83,9 @@ enum Command {
         #[arg(long)]
         keychain: bool,
     },
+    /// Change the signed-in account's password: the current one from `SYNCSPHERE_PASSWORD` (or
+    /// a prompt), the new one from `SYNCSPHERE_NEW_PASSWORD` (or a prompt).
+    ChangePassword,
     /// Sign in to an existing account. An account created or reset by an administrator with a
     /// temporary password asks for a new one (`SYNCSPHERE_NEW_PASSWORD` or a prompt).
     Login {
@@ -355,6 +358,16 @@ async fn main() -> anyhow::Result<()> {
             };
             println!("Signed in to {server} as {email}.");
             report_storage(keychain, stored);
+        }
+        Command::ChangePassword => {
+            let current = password()?;
+            let Some(new) = new_password()? else {
+                bail!("no new password: set SYNCSPHERE_NEW_PASSWORD or run in a terminal");
+            };
+            client::change_password(&dir, &current, &new)
+                .await
+                .context("changing the password failed")?;
+            println!("Password changed.");
         }
         Command::ResetPassword {
             server,

@@ -166,6 +166,29 @@ impl Cognito {
         }
     }
 
+    /// Cognito's `ChangePassword` for the user `access_token` belongs to.
+    pub(crate) async fn change_password(
+        &self,
+        access_token: &str,
+        previous: &str,
+        proposed: &str,
+    ) -> Result<(), SyncError> {
+        self.client
+            .change_password()
+            .access_token(access_token)
+            .previous_password(previous)
+            .proposed_password(proposed)
+            .send()
+            .await
+            .map_err(|e| match auth_error(e) {
+                SyncError::Auth(m) if m == "Incorrect email or password" => {
+                    SyncError::Auth("The current password is not right".into())
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
     /// Cognito's `RevokeToken`: the refresh token stops working.
     pub(crate) async fn revoke_token(&self, refresh_token: &str) -> Result<(), SyncError> {
         self.client

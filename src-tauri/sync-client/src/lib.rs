@@ -461,6 +461,22 @@ pub async fn sign_out_everywhere(config_dir: &Path) -> Result<(), SyncError> {
     forget_session(config_dir).await
 }
 
+/// Changes the signed-in account's password (`ChangePassword`: the current one proves it, the
+/// new one must meet the pool's policy). Every device stays signed in.
+pub async fn change_password(
+    config_dir: &Path,
+    current: &str,
+    new_password: &str,
+) -> Result<(), SyncError> {
+    let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
+    let tokens = TokenSource::load(config_dir, &config).await?;
+    let token = tokens.access_token().await?;
+    auth::Cognito::new(&config.cognito)
+        .await
+        .change_password(&token, current, new_password)
+        .await
+}
+
 /// Signs this device out: the pool revokes its refresh token (`RevokeToken`, as Amplify's
 /// sign-out does; best effort — offline, or a pool that does not offer it, still signs out
 /// here), then the session is forgotten, in the keychain and the file (the index stays, so

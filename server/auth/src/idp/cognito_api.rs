@@ -1,7 +1,7 @@
 //! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
 //! `SignUp`, `InitiateAuth` (`USER_SRP_AUTH` with `RespondToAuthChallenge` to its
 //! `PASSWORD_VERIFIER` — [`super::srp`] —, `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
-//! `RevokeToken` (a refresh token), `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
+//! `ChangePassword`, `RevokeToken` (a refresh token), `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
 //! [`crate::sign_out`]), plus the pool's JWKS.
 //!
 //! Wire format (what the AWS SDK sends): `POST {endpoint}/` with
@@ -137,6 +137,14 @@ struct RespondToAuthChallengeRequest {
     challenge_name: String,
     #[serde(default)]
     challenge_responses: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ChangePasswordRequest {
+    access_token: String,
+    previous_password: String,
+    proposed_password: String,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +297,16 @@ async fn handle(
         "GlobalSignOut" => {
             let req: AccessTokenRequest = parse(body)?;
             idp.global_sign_out(&req.access_token).await?;
+            Ok(json!({}))
+        }
+        "ChangePassword" => {
+            let req: ChangePasswordRequest = parse(body)?;
+            idp.change_password(
+                &req.access_token,
+                &req.previous_password,
+                &req.proposed_password,
+            )
+            .await?;
             Ok(json!({}))
         }
         "RevokeToken" => {

@@ -536,6 +536,58 @@ impl IdentityProvider {
         Ok(found.device_revoked)
     }
 
+    /// Cognito `ChangePassword`: the signed-in user (by a valid access token) replaces the
+    /// password, proving the current one; the new one must meet the policy. Sessions stay
+    /// signed in (as with Cognito).
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        previous: &str,
+        proposed: &str,
+    ) -> Result<(), IdpError> {
+        let user = self.user_of_access_token(access_token).await?;
+        self.config.password_policy.check(proposed)?;
+        let stored: String = sqlx::query("SELECT password_hash FROM idp_users WHERE user_id = $1")
+            .bind(&user.user_id)
+            .fetch_one(&self.db.pool)
+            .await?
+            .get("password_hash");
+        let (previous, proposed_owned) = (previous.to_owned(), proposed.to_owned());
+        let _slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))?;
+        let hash = tokio::task::spawn_blocking(move || {
+            let ok = PasswordHash::new(&stored).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(previous.as_bytes(), &h)
+                    .is_ok()
+            });
+            if ok {
+                hash_password(&proposed_owned).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .await
+        .map_err(|e| IdpError::Internal(e.to_string()))??
+        .ok_or(IdpError::NotAuthorized)?;
+        let v = srp::make_verifier(self.pool_name(), &user.user_id, proposed);
+        sqlx::query(
+            "UPDATE idp_users SET password_hash = $2, srp_salt = $3, srp_verifier = $4
+             WHERE user_id = $1",
+        )
+        .bind(&user.user_id)
+        .bind(&hash)
+        .bind(&v.salt)
+        .bind(&v.verifier)
+        .execute(&self.db.pool)
+        .await?;
+        tracing::info!(user_id = %user.user_id, "password changed");
+        Ok(())
+    }
+
     /// Cognito `RevokeToken` for a refresh token of this client: it stops working (an unknown
     /// token is no error, as RFC 7009 has it). Access tokens already issued from it run out
     /// their lifetime (Cognito ends those too; "sign out everywhere" does that here).

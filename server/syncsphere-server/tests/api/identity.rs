@@ -143,6 +143,45 @@ pub(super) async fn cognito_api_and_token_rules(db: Option<String>) {
         "expired while remembered"
     );
 
+    // ChangePassword: the current password proves it, the new one meets the policy; then the
+    // new one signs in and the old one does not.
+    let change = |previous: &str, proposed: &str| {
+        json!({"AccessToken": token, "PreviousPassword": previous, "ProposedPassword": proposed})
+            .to_string()
+    };
+    let r = h
+        .cognito(
+            "ChangePassword",
+            &change("Wrong-passw0rd", "Newer-passw0rd"),
+        )
+        .await;
+    assert_eq!(r.json["__type"], "NotAuthorizedException", "{}", r.json);
+    let r = h
+        .cognito("ChangePassword", &change("Password-123", "weak"))
+        .await;
+    assert_eq!(r.json["__type"], "InvalidPasswordException", "{}", r.json);
+    let r = h
+        .cognito("ChangePassword", &change("Password-123", "Newer-passw0rd"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let signin = |password: &str| {
+        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": CLIENT_ID,
+               "AuthParameters": {"USERNAME": "bob@example.com", "PASSWORD": password}})
+        .to_string()
+    };
+    let r = h.cognito("InitiateAuth", &signin("Password-123")).await;
+    assert_eq!(
+        r.json["__type"], "NotAuthorizedException",
+        "the old password: {}",
+        r.json
+    );
+    let r = h.cognito("InitiateAuth", &signin("Newer-passw0rd")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let r = h
+        .cognito("ChangePassword", &change("Newer-passw0rd", "Password-123"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "and back: {}", r.json);
+
     // RevokeToken ends that refresh token only (an unknown one is no error, RFC 7009).
     let (_, second) = h.sign_in("bob@example.com").await;
     for token in [second.as_str(), "never-issued"] {

@@ -8,7 +8,7 @@ use syncsphere_e2e::push::{
     expect_close, next_change, next_json, presence_until, raw_device, refused_upgrade,
 };
 use syncsphere_e2e::{
-    Device, Process, Server, cognito_token, same_bytes, signed_in_pair, wait_for, walk,
+    Device, Process, Server, cognito_api, cognito_token, same_bytes, signed_in_pair, wait_for, walk,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -612,24 +612,13 @@ async fn logging_out_revokes_the_refresh_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!a.config_dir.join("session.json").exists());
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/auth/cognito/", server.url))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            "AWSCognitoIdentityProviderService.InitiateAuth",
-        )
-        .body(
-            serde_json::json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": "syncsphere-desktop",
-                               "AuthParameters": {"REFRESH_TOKEN": refresh}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = cognito_api(
+        &server.url,
+        "InitiateAuth",
+        serde_json::json!({"AuthFlow": "REFRESH_TOKEN_AUTH", "ClientId": "syncsphere-desktop",
+                           "AuthParameters": {"REFRESH_TOKEN": refresh}}),
+    )
+    .await;
     assert_eq!(r["__type"], "NotAuthorizedException", "{r}");
 }
 
@@ -691,17 +680,12 @@ async fn signing_out_everywhere_ends_every_session_at_once() {
     );
     // B's old token is refused everywhere, not only once it expires.
     refused_everywhere(&server, &b_token, "signed_out").await;
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/auth/cognito/", server.url))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "AWSCognitoIdentityProviderService.GetUser")
-        .body(serde_json::json!({ "AccessToken": b_token }).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = cognito_api(
+        &server.url,
+        "GetUser",
+        serde_json::json!({ "AccessToken": b_token }),
+    )
+    .await;
     assert_eq!(r["__type"], "NotAuthorizedException", "{r}");
     // Nothing was lost.
     for d in [&a, &b] {

@@ -445,6 +445,28 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
     }
 }
 
+/// One call of the server's Cognito API (the built-in provider), answered with its JSON body
+/// whatever the status (errors carry `__type`).
+pub async fn cognito_api(server_url: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!(
+            "{server_url}{}",
+            syncsphere_protocol::endpoint::CognitoApiSlash::PATH
+        ))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            format!("AWSCognitoIdentityProviderService.{op}"),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{op}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{op} reply: {e}"))
+}
+
 /// Signs in through the server's Cognito API like a tool or a web page would, returning an
 /// access token that is bound to `device_key` when one is given and to no device otherwise.
 pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&str>) -> String {
@@ -457,23 +479,7 @@ pub async fn cognito_token(server_url: &str, email: &str, device_key: Option<&st
         "ClientId": "syncsphere-desktop",
         "AuthParameters": params,
     });
-    let reply: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{server_url}{}",
-            syncsphere_protocol::endpoint::CognitoApiSlash::PATH
-        ))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            "AWSCognitoIdentityProviderService.InitiateAuth",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sign-in request")
-        .json()
-        .await
-        .expect("sign-in reply");
+    let reply = cognito_api(server_url, "InitiateAuth", body).await;
     reply["AuthenticationResult"]["AccessToken"]
         .as_str()
         .unwrap_or_else(|| panic!("sign-in failed: {reply}"))

@@ -40,16 +40,21 @@ async fn pool_and_server() -> Option<(syncsphere_test_support::Moto, Pool, Serve
 
 /// `confirm-signup` with the code the emulator accepts; succeeds.
 fn confirm(device: &Device, server: &Server, email: &str) {
-    let out = device.run(&[
-        "confirm-signup",
+    let out = device.run(&with_code("confirm-signup", server, email));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `verb --server URL --email E --code C` with the code the emulator accepts (any).
+fn with_code<'a>(verb: &'a str, server: &'a Server, email: &'a str) -> [&'a str; 7] {
+    [
+        verb,
         "--server",
         &server.url,
         "--email",
         email,
         "--code",
         "123456",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
+    ]
 }
 
 #[tokio::test]
@@ -210,15 +215,7 @@ async fn a_forgotten_password_is_reset_and_a_temporary_one_replaced() {
     reset
         .env
         .push(("SYNCSPHERE_NEW_PASSWORD".into(), "Reset-horse-7".into()));
-    let reset_args = [
-        "reset-password",
-        "--server",
-        &server.url,
-        "--email",
-        email,
-        "--code",
-        "123456",
-    ];
+    let reset_args = with_code("reset-password", &server, email);
     // (moto's ConfirmForgotPassword does not apply the pool's password policy: not checked.)
     let out = reset.run(&reset_args);
     assert!(out.status.success(), "{}", text(&out));

@@ -13,8 +13,14 @@ pub async fn call(moto_url: &str, op: &str, body: Value) -> Value {
 
 /// One call, answered with its status and body whatever they are.
 pub async fn try_call(moto_url: &str, op: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    amz_json(&format!("{moto_url}/"), op, body).await
+}
+
+/// One call of the Cognito Identity Provider JSON API at `url` (the emulator's, or a server's
+/// built-in provider), as the AWS SDK sends it; its status and body whatever they are.
+pub async fn amz_json(url: &str, op: &str, body: Value) -> (reqwest::StatusCode, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{moto_url}/"))
+        .post(url)
         .header("content-type", "application/x-amz-json-1.1")
         .header(
             "x-amz-target",
@@ -23,7 +29,7 @@ pub async fn try_call(moto_url: &str, op: &str, body: Value) -> (reqwest::Status
         .body(body.to_string())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{op} at {moto_url}: {e}"));
+        .unwrap_or_else(|e| panic!("{op} at {url}: {e}"));
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }

@@ -448,23 +448,11 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Dur
 /// One call of the server's Cognito API (the built-in provider), answered with its JSON body
 /// whatever the status (errors carry `__type`).
 pub async fn cognito_api(server_url: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!(
-            "{server_url}{}",
-            syncsphere_protocol::endpoint::CognitoApiSlash::PATH
-        ))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "x-amz-target",
-            format!("AWSCognitoIdentityProviderService.{op}"),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{op}: {e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{op} reply: {e}"))
+    let url = format!(
+        "{server_url}{}",
+        syncsphere_protocol::endpoint::CognitoApiSlash::PATH
+    );
+    cognito::amz_json(&url, op, body).await.1
 }
 
 /// Signs in through the server's Cognito API like a tool or a web page would, returning an

@@ -140,6 +140,57 @@ async fn two_devices_sign_up_confirm_sign_in_and_sync_through_a_cognito_pool() {
         b.log()
     );
 
+    // Unlink the laptop, from the desktop. The pool knows nothing of it, but the laptop's
+    // sign-in session was bound to its device when it registered (0038): its tokens, and the
+    // ones the pool refreshes for that session afterwards, are refused; its sync stops by
+    // itself; it signs in again as a new device.
+    let a_id = a.config()["device_id"].as_str().unwrap().to_owned();
+    let a_refresh = a.session()["refresh_token"]
+        .as_str()
+        .expect("a refresh token in the session")
+        .to_owned();
+    let out = b.run(&["revoke-device", &a_id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        pa.wait_exit(SETTLE).is_some(),
+        "the laptop's sync did not stop\n{}",
+        a.log()
+    );
+    assert_eq!(a.status().unwrap()["error_kind"], "device_revoked");
+    let (status, refreshed) = syncsphere_e2e::cognito::try_call(
+        &moto.url,
+        "InitiateAuth",
+        serde_json::json!({
+            "AuthFlow": "REFRESH_TOKEN_AUTH",
+            "ClientId": pool.client_id,
+            "AuthParameters": { "REFRESH_TOKEN": a_refresh },
+        }),
+    )
+    .await;
+    assert!(status.is_success(), "the pool refreshes still: {refreshed}");
+    let stolen = refreshed["AuthenticationResult"]["AccessToken"]
+        .as_str()
+        .unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/files", server.url))
+        .bearer_auth(stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "device_revoked", "{body}");
+    a.login(&server, email);
+    assert_ne!(a.config()["device_id"], a_id.as_str(), "a new device");
+    let mut pa = a.start_sync().unwrap();
+    std::fs::write(a.path("after-unlink.txt"), b"the laptop again").unwrap();
+    assert!(
+        wait_for(SETTLE, || same_bytes(&a, &b, "after-unlink.txt")).is_some(),
+        "the laptop, signed in again, syncs\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+
     // Sign out of all devices, from the desktop: the server refuses every earlier token of the
     // user at once (the pool alone could not make it), the pool revokes the refresh tokens
     // (`GlobalSignOut`), both syncs stop by themselves, and signing in again works.

@@ -9,8 +9,10 @@
 //!   [`DbRevocations`](crate::sign_out::DbRevocations)), and so is registering it again (0027);
 //! - its push sockets are closed with `4004` (an [`Event::DeviceRevoked`] is published).
 //!
-//! Tokens that are not bound to a device (older clients, tools) are not affected by a device
-//! revocation; signing out everywhere (`POST /v1/account/sign-out`, or the built-in provider's
+//! An external pool's tokens carry no `device_key`; their sign-in session (`origin_jti`) is
+//! bound to the device that registers with it, and they then act as that device's, revoked
+//! with it (0038). Tokens bound to no device either way (tools that never register) are not
+//! affected by a device revocation; signing out everywhere (`POST /v1/account/sign-out`, or the built-in provider's
 //! `GlobalSignOut`) ends those too ([`crate::sign_out`]).
 
 use std::collections::HashMap;
@@ -143,16 +145,19 @@ impl DeviceRegistry {
         })
     }
 
-    /// Registers the device or updates its name and platform; refused for a revoked device.
+    /// Registers the device or updates its name and platform, and binds the sign-in `session`
+    /// of the token that registers it to it (the first binding of a session stays); refused
+    /// for a revoked device.
     pub async fn register(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        name: Option<&str>,
-        platform: Option<&str>,
+        (name, platform): (Option<&str>, Option<&str>),
+        session: Option<&str>,
     ) -> Result<(), DeviceError> {
         check_device_id(device_id)?;
         let now = now_ms();
+        let mut tx = self.db.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO devices (user_id, device_id, name, platform, created_ms, last_seen_ms)
              VALUES ($1, $2, $3, $4, $5, $5)
@@ -165,11 +170,24 @@ impl DeviceRegistry {
         .bind(name)
         .bind(platform)
         .bind(now)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(DeviceError::Revoked);
         }
+        if let Some(session) = session {
+            sqlx::query(
+                "INSERT INTO device_sessions (user_id, origin_jti, device_id, created_ms)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, origin_jti) DO NOTHING",
+            )
+            .bind(user_id.as_str())
+            .bind(session)
+            .bind(device_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         self.touched
             .lock()
             .expect("touch lock")
@@ -227,8 +245,13 @@ impl DeviceRegistry {
     }
 
     /// Revokes the device (also one that never registered but holds a bound token) and every
-    /// refresh token issued to it, in one transaction.
-    pub async fn revoke(&self, user_id: &UserId, device_id: &DeviceId) -> Result<(), DeviceError> {
+    /// refresh token issued to it, in one transaction. Returns the sign-in sessions bound to
+    /// it, refused from now on with it.
+    pub async fn revoke(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+    ) -> Result<Vec<String>, DeviceError> {
         check_device_id(device_id)?;
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
@@ -250,9 +273,19 @@ impl DeviceRegistry {
         .bind(device_id.as_str())
         .execute(&mut *tx)
         .await?;
+        let sessions = sqlx::query(
+            "SELECT origin_jti FROM device_sessions WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get::<String, _>("origin_jti"))
+        .collect::<Vec<_>>();
         tx.commit().await?;
-        tracing::info!(%user_id, %device_id, "device revoked");
-        Ok(())
+        tracing::info!(%user_id, %device_id, sessions = sessions.len(), "device revoked");
+        Ok(sessions)
     }
 
     /// Signs the user out everywhere ([`crate::sign_out::record`]); returns the cut-off.
@@ -373,15 +406,23 @@ async fn register(
     }
     let name = clean_label(body.name, MAX_DEVICE_NAME_LEN, "device name")?;
     let platform = clean_label(body.platform, MAX_PLATFORM_LEN, "platform")?;
+    let device_id = DeviceId::from(&device_id);
     state
         .registry
         .register(
             &user.user_id,
-            &DeviceId::from(&device_id),
-            name.as_deref(),
-            platform.as_deref(),
+            &device_id,
+            (name.as_deref(), platform.as_deref()),
+            user.session.as_deref(),
         )
         .await?;
+    // Where revocations are looked up without the database (State instances on Redis), the
+    // binding is recorded too (and its expiry pushed back: clients register at every start).
+    if let Some(session) = user.session {
+        state
+            .events
+            .publish(&user.user_id, Event::SessionBound { session, device_id });
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -391,14 +432,13 @@ async fn revoke(
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, DeviceError> {
     check_device_id(&device_id)?;
-    state
-        .registry
-        .revoke(&user.user_id, &DeviceId::from(&device_id))
-        .await?;
+    let device_id = DeviceId::from(&device_id);
+    let sessions = state.registry.revoke(&user.user_id, &device_id).await?;
     state.events.publish(
         &user.user_id,
         Event::DeviceRevoked {
-            device_id: device_id.into(),
+            device_id,
+            sessions,
         },
     );
     Ok(StatusCode::NO_CONTENT)

@@ -48,23 +48,33 @@ pub async fn record(db: &Db, user_id: &UserId) -> Result<u64, sqlx::Error> {
     Ok(before)
 }
 
-/// The user's sign-out cut-off and whether `device_id` is revoked, in one query.
+/// The user's sign-out cut-off, the device `session` is bound to, and whether the token's device
+/// (`device_id`, else the session's) is revoked, in one query.
 pub async fn lookup(
     db: &Db,
     user_id: &UserId,
     device_id: Option<&DeviceId>,
+    session: Option<&str>,
 ) -> Result<Revocation, sqlx::Error> {
     let row = sqlx::query(
         "SELECT (SELECT before_s FROM sign_outs WHERE user_id = $1) AS before_s,
+                (SELECT device_id FROM device_sessions
+                 WHERE user_id = $1 AND origin_jti = $3) AS session_device,
                 (SELECT revoked_ms FROM devices
-                 WHERE user_id = $1 AND device_id = $2) AS revoked_ms",
+                 WHERE user_id = $1 AND device_id = COALESCE($2,
+                     (SELECT device_id FROM device_sessions
+                      WHERE user_id = $1 AND origin_jti = $3))) AS revoked_ms",
     )
     .bind(user_id.as_str())
     .bind(device_id.map(DeviceId::as_str))
+    .bind(session)
     .fetch_one(&db.pool)
     .await?;
     Ok(Revocation {
         device_revoked: row.get::<Option<i64>, _>("revoked_ms").is_some(),
+        session_device: row
+            .get::<Option<String>, _>("session_device")
+            .map(DeviceId::from),
         signed_out_before: row
             .get::<Option<i64>, _>("before_s")
             .map(|s| u64::try_from(s).unwrap_or(0)),
@@ -75,7 +85,7 @@ pub async fn lookup(
 /// if that is later (the second of a sign-out), so a fresh sign-in is never refused.
 pub async fn issue_time(db: &Db, user_id: &UserId) -> Result<u64, sqlx::Error> {
     let now = (now_ms() / 1000) as u64;
-    let cut_off = lookup(db, user_id, None).await?.signed_out_before;
+    let cut_off = lookup(db, user_id, None, None).await?.signed_out_before;
     Ok(cut_off.map_or(now, |c| c.max(now)))
 }
 
@@ -103,9 +113,10 @@ impl Revocations for DbRevocations {
         &'a self,
         user_id: &'a UserId,
         device_key: Option<&'a DeviceId>,
+        session: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Revocation, EventsError>> {
         Box::pin(async move {
-            lookup(&self.db, user_id, device_key)
+            lookup(&self.db, user_id, device_key, session)
                 .await
                 .map_err(|e| EventsError::Source(Box::new(e)))
         })
@@ -127,23 +138,23 @@ mod tests {
         let (_dir, db) = db().await;
         let (user, other): (UserId, UserId) = ("u1".into(), "u2".into());
         assert_eq!(
-            lookup(&db, &user, None).await.unwrap(),
+            lookup(&db, &user, None, None).await.unwrap(),
             Revocation::default()
         );
         let now = (now_ms() / 1000) as u64;
         let before = record(&db, &user).await.unwrap();
         assert_eq!(before, now + 1, "the second after the sign-out");
-        let found = lookup(&db, &user, Some(&"dev".into())).await.unwrap();
+        let found = lookup(&db, &user, Some(&"dev".into()), None).await.unwrap();
         assert_eq!(
             found,
             Revocation {
-                device_revoked: false,
                 signed_out_before: Some(before),
+                ..Revocation::default()
             }
         );
         assert_eq!(issue_time(&db, &user).await.unwrap(), before);
         assert_eq!(
-            lookup(&db, &other, None).await.unwrap(),
+            lookup(&db, &other, None, None).await.unwrap(),
             Revocation::default()
         );
         // An earlier cut-off never replaces a later one.
@@ -152,7 +163,10 @@ mod tests {
             .await
             .unwrap();
         record(&db, &user).await.unwrap();
-        let kept = lookup(&db, &user, None).await.unwrap().signed_out_before;
+        let kept = lookup(&db, &user, None, None)
+            .await
+            .unwrap()
+            .signed_out_before;
         assert_eq!(kept, Some(before + 100));
     }
 
@@ -169,7 +183,7 @@ mod tests {
         let revoked = |user: &'static str, device: Option<&'static str>| {
             let db = db.clone();
             async move {
-                lookup(&db, &user.into(), device.map(DeviceId::from).as_ref())
+                lookup(&db, &user.into(), device.map(DeviceId::from).as_ref(), None)
                     .await
                     .unwrap()
                     .device_revoked
@@ -179,5 +193,54 @@ mod tests {
         assert!(!revoked("u1", Some("live")).await);
         assert!(!revoked("u1", None).await);
         assert!(!revoked("u2", Some("dev")).await);
+    }
+
+    #[tokio::test]
+    async fn a_token_without_a_device_acts_as_its_sessions_device() {
+        let (_dir, db) = db().await;
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, created_ms, last_seen_ms, revoked_ms)
+             VALUES ('u1', 'lost', 1, 1, 2), ('u1', 'live', 1, 1, NULL)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO device_sessions (user_id, origin_jti, device_id, created_ms)
+             VALUES ('u1', 's-lost', 'lost', 1), ('u1', 's-live', 'live', 1)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let found = |user: &'static str, device: Option<&'static str>, session: &'static str| {
+            let db = db.clone();
+            async move {
+                let device = device.map(DeviceId::from);
+                lookup(&db, &user.into(), device.as_ref(), Some(session))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            found("u1", None, "s-lost").await,
+            Revocation {
+                device_revoked: true,
+                session_device: Some("lost".into()),
+                signed_out_before: None,
+            }
+        );
+        assert_eq!(
+            found("u1", None, "s-live").await,
+            Revocation {
+                session_device: Some("live".into()),
+                ..Revocation::default()
+            }
+        );
+        assert_eq!(found("u1", None, "s-new").await, Revocation::default());
+        assert_eq!(found("u2", None, "s-lost").await, Revocation::default());
+        // A token's own device comes first (the Redis lookup answers the same).
+        let both = found("u1", Some("live"), "s-lost").await;
+        assert!(!both.device_revoked);
+        assert_eq!(both.session_device, Some("lost".into()));
     }
 }

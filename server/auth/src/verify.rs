@@ -71,6 +71,10 @@ pub struct Claims {
     /// Cognito's device key: the device this token was issued to (device-bound sign-in).
     #[serde(default)]
     pub device_key: Option<String>,
+    /// Cognito's id of the sign-in this token comes from, kept by refreshed tokens: the session
+    /// a device binds when it registers (0038).
+    #[serde(default)]
+    pub origin_jti: Option<String>,
 }
 
 /// Where the verifier gets the pool's public keys.
@@ -148,14 +152,19 @@ impl Verifier {
         &self.issuer
     }
 
-    /// Refuses `user`'s token if its device was revoked or it was issued before the user signed
-    /// out everywhere (never without a revocation source).
-    pub async fn check_revocations(&self, user: &AuthUser) -> Result<(), AuthError> {
+    /// Refuses `user`'s token if its device (its own, else the one its session is bound to)
+    /// was revoked or it was issued before the user signed out everywhere (never without a
+    /// revocation source). Returns the device the token's session is bound to, if it is.
+    pub async fn check_revocations(&self, user: &AuthUser) -> Result<Option<DeviceId>, AuthError> {
         let Some(revocations) = &self.revocations else {
-            return Ok(());
+            return Ok(None);
         };
         let found = revocations
-            .lookup(&user.user_id, user.device_key.as_ref())
+            .lookup(
+                &user.user_id,
+                user.device_key.as_ref(),
+                user.session.as_deref(),
+            )
             .await
             .map_err(AuthError::RevocationCheck)?;
         if found.device_revoked {
@@ -167,7 +176,7 @@ impl Verifier {
         {
             return Err(AuthError::SignedOut);
         }
-        Ok(())
+        Ok(found.session_device)
     }
 
     /// Verifies `token` and returns its claims.
@@ -287,9 +296,12 @@ pub struct AuthUser {
     pub expires_at: u64,
     /// When the token was issued (`iat`), if it says.
     pub issued_at: Option<u64>,
-    /// The device the token is bound to (`device_key`), if any. Such a token only works for
-    /// that device id, and stops working when the device is revoked.
+    /// The device the token is bound to — its `device_key`, else the device its sign-in
+    /// session was bound to when that device registered (0038) — if any. Such a token only
+    /// works for that device id, and stops working when the device is revoked.
     pub device_key: Option<DeviceId>,
+    /// The token's sign-in session (`origin_jti`), if it names one.
+    pub session: Option<String>,
 }
 
 impl AuthUser {
@@ -311,14 +323,18 @@ impl AuthUser {
             .username
             .or(claims.cognito_username)
             .unwrap_or_else(|| claims.sub.clone());
-        let user = AuthUser {
+        let mut user = AuthUser {
             user_id: UserId::from(claims.sub),
             username,
             expires_at: claims.exp,
             issued_at: claims.iat,
             device_key: claims.device_key.map(DeviceId::from),
+            session: claims.origin_jti,
         };
-        verifier.check_revocations(&user).await?;
+        let session_device = verifier.check_revocations(&user).await?;
+        if user.device_key.is_none() {
+            user.device_key = session_device;
+        }
         Ok(user)
     }
 }

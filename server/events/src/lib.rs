@@ -35,8 +35,20 @@ pub enum Event {
     Change(ChangeEvent),
     /// The user's online devices changed somewhere: show the user's presence again.
     PresenceChanged,
-    /// The device was revoked: close its push connections (4004).
-    DeviceRevoked { device_id: DeviceId },
+    /// The device was revoked: close its push connections (4004). `sessions` are the sign-in
+    /// sessions bound to it (Cognito `origin_jti`s), refused from now on with the device; they
+    /// matter only where revocations are recorded (Redis), never on the wire.
+    DeviceRevoked {
+        device_id: DeviceId,
+        sessions: Vec<String>,
+    },
+    /// A sign-in session (the `origin_jti` every token of one sign-in shares, refreshed ones
+    /// too) was bound to a device when it registered: its tokens act for that device only,
+    /// and stop working when the device is revoked. Nothing is pushed.
+    SessionBound {
+        session: String,
+        device_id: DeviceId,
+    },
     /// The user signed out everywhere: access tokens issued before `before` (seconds since the
     /// epoch) are refused from now on, and every push connection of the user closes (4001).
     SignedOut { before: u64 },
@@ -100,10 +112,12 @@ pub trait Presence: Send + Sync + 'static {
 }
 
 /// What was revoked of a user's sessions: a device's, or every token issued before a sign-out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocation {
-    /// The device asked about was revoked.
+    /// The device asked about (the token's, else the one its session is bound to) was revoked.
     pub device_revoked: bool,
+    /// The device the token's sign-in session is bound to ([`Event::SessionBound`]), if it is.
+    pub session_device: Option<DeviceId>,
     /// The user signed out everywhere: tokens issued before this second are void.
     pub signed_out_before: Option<u64>,
 }
@@ -111,10 +125,13 @@ pub struct Revocation {
 /// What was revoked, as the token verifier asks on every request: the metadata database, or
 /// Redis for State instances that have no database.
 pub trait Revocations: Send + Sync {
-    /// The user's revocations, and whether `device_key` (if the token names one) is revoked.
+    /// The user's revocations; the device `session` (the token's `origin_jti`) is bound to; and
+    /// whether the token's device — `device_key` if it names one, else the session's — is
+    /// revoked.
     fn lookup<'a>(
         &'a self,
         user_id: &'a UserId,
         device_key: Option<&'a DeviceId>,
+        session: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Revocation, EventsError>>;
 }

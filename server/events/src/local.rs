@@ -80,6 +80,7 @@ mod tests {
             &"u2".into(),
             Event::DeviceRevoked {
                 device_id: "d".into(),
+                sessions: vec![],
             },
         );
         bus.release(&"u1".into());
@@ -90,7 +91,8 @@ mod tests {
                 (
                     "u2".to_owned(),
                     Event::DeviceRevoked {
-                        device_id: "d".into()
+                        device_id: "d".into(),
+                        sessions: vec![],
                     }
                 ),
             ]

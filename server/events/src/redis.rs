@@ -15,9 +15,13 @@
 //! 10 s with a 30 s expiry, exists) and sends `presence` to its connections. A crashed
 //! instance's devices therefore disappear from presence within 30 s.
 //!
-//! **Revocations**: revoking a device sets `syncsphere:revoked:{user_id}:{device_id}` (kept
-//! 7 days, longer than any access token lives) and then publishes `revoked`: instances close
-//! the device's sockets with 4004, and refuse its tokens on new connections ([`RedisRevocations`]).
+//! **Revocations**: revoking a device sets `syncsphere:revoked:{user_id}:{device_id}` and then
+//! publishes `revoked`: instances close the device's sockets with 4004, and refuse its tokens on
+//! new connections ([`RedisRevocations`]). A sign-in session bound to a device (0038) is
+//! `syncsphere:session:{user_id}:{origin_jti}` = the device id, kept [`SESSION_TTL_SECS`] from
+//! its last registration; a revocation keeps the device's key and its sessions' keys for good
+//! (an external pool's refresh token may mint tokens of a revoked session for years; revoking
+//! is rare, so the keys are few).
 //! Signing out everywhere sets `syncsphere:signed-out:{user_id}` to the cut-off second (the
 //! larger one wins, kept as long) and publishes `signed_out`: instances close all the user's
 //! sockets with 4001 and refuse tokens issued before the cut-off.
@@ -53,6 +57,9 @@ const CHANNEL_PREFIX: &str = "syncsphere:user:";
 const PUBLISH_QUEUE: usize = 65_536;
 /// How long a revocation is remembered in Redis: longer than any access token lives.
 const REVOKED_TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long a session's binding to its device is kept after its last registration (clients
+/// register at every start).
+pub const SESSION_TTL_SECS: u64 = 400 * 24 * 3600;
 const INSTANCE_TTL_SECS: u64 = 30;
 const INSTANCE_REFRESH: Duration = Duration::from_secs(10);
 
@@ -72,14 +79,16 @@ enum Wire {
     },
 }
 
-impl From<Event> for Wire {
-    fn from(event: Event) -> Self {
-        match event {
+impl Wire {
+    /// What goes on the wire for `event`; `None` for what is only recorded (a session binding).
+    fn of(event: Event) -> Option<Wire> {
+        Some(match event {
             Event::Change(change) => Wire::Change(change),
             Event::PresenceChanged => Wire::Presence,
-            Event::DeviceRevoked { device_id } => Wire::Revoked { device_id },
+            Event::DeviceRevoked { device_id, .. } => Wire::Revoked { device_id },
             Event::SignedOut { before } => Wire::SignedOut { before },
-        }
+            Event::SessionBound { .. } => return None,
+        })
     }
 }
 
@@ -88,7 +97,10 @@ impl From<Wire> for Event {
         match wire {
             Wire::Change(change) => Event::Change(change),
             Wire::Presence => Event::PresenceChanged,
-            Wire::Revoked { device_id } => Event::DeviceRevoked { device_id },
+            Wire::Revoked { device_id } => Event::DeviceRevoked {
+                device_id,
+                sessions: Vec::new(),
+            },
             Wire::SignedOut { before } => Event::SignedOut { before },
         }
     }
@@ -110,6 +122,10 @@ fn revoked_key(user_id: &str, device_id: &str) -> String {
     format!("syncsphere:revoked:{user_id}:{device_id}")
 }
 
+fn session_key(user_id: &str, session: &str) -> String {
+    format!("syncsphere:session:{user_id}:{session}")
+}
+
 fn signed_out_key(user_id: &str) -> String {
     format!("syncsphere:signed-out:{user_id}")
 }
@@ -127,8 +143,8 @@ async fn open(url: &str) -> Result<MultiplexedConnection, EventsError> {
         .map_err(EventsError::Connect)
 }
 
-fn payload(event: Event) -> String {
-    serde_json::to_string(&Wire::from(event)).expect("events serialise")
+fn payload(wire: Wire) -> String {
+    serde_json::to_string(&wire).expect("events serialise")
 }
 
 fn parse(payload: &[u8]) -> Result<Event, serde_json::Error> {
@@ -189,6 +205,12 @@ enum Outgoing {
     Revoke {
         user_id: UserId,
         device_id: DeviceId,
+        sessions: Vec<String>,
+    },
+    Bind {
+        user_id: UserId,
+        session: String,
+        device_id: DeviceId,
     },
     SignOut {
         user_id: UserId,
@@ -213,18 +235,39 @@ impl RedisPublisher {
             while let Some(out) = rx.recv().await {
                 let (channel, payload) = match out {
                     Outgoing::Publish(channel, payload) => (channel, payload),
-                    Outgoing::Revoke { user_id, device_id } => {
+                    Outgoing::Revoke {
+                        user_id,
+                        device_id,
+                        sessions,
+                    } => {
                         // Remembered first: a socket opened after the notice must be refused.
-                        let set: Result<(), _> = task_conn
-                            .set_ex(revoked_key(&user_id, &device_id), "1", REVOKED_TTL_SECS)
-                            .await;
+                        let mut record = ::redis::pipe();
+                        record.atomic().set(revoked_key(&user_id, &device_id), "1");
+                        for session in &sessions {
+                            record.set(session_key(&user_id, session), device_id.as_str());
+                        }
+                        let set: Result<(), _> = record.query_async(&mut task_conn).await;
                         if let Err(e) = set {
                             tracing::error!(error = %e, "recording a revocation in Redis failed");
                         }
-                        (
-                            channel(&user_id),
-                            payload(Event::DeviceRevoked { device_id }),
-                        )
+                        (channel(&user_id), payload(Wire::Revoked { device_id }))
+                    }
+                    Outgoing::Bind {
+                        user_id,
+                        session,
+                        device_id,
+                    } => {
+                        let set: Result<(), _> = task_conn
+                            .set_ex(
+                                session_key(&user_id, &session),
+                                device_id.as_str(),
+                                SESSION_TTL_SECS,
+                            )
+                            .await;
+                        if let Err(e) = set {
+                            tracing::error!(error = %e, "recording a session's device in Redis failed");
+                        }
+                        continue;
                     }
                     Outgoing::SignOut { user_id, before } => {
                         let set: Result<i64, _> = ::redis::cmd("EVAL")
@@ -238,7 +281,7 @@ impl RedisPublisher {
                         if let Err(e) = set {
                             tracing::error!(error = %e, "recording a sign-out in Redis failed");
                         }
-                        (channel(&user_id), payload(Event::SignedOut { before }))
+                        (channel(&user_id), payload(Wire::SignedOut { before }))
                     }
                 };
                 let sent: Result<i64, _> = task_conn.publish(&channel, &payload).await;
@@ -254,10 +297,14 @@ impl RedisPublisher {
 impl Publisher for RedisPublisher {
     fn publish(&self, user_id: &UserId, event: Event) {
         match event {
-            Event::DeviceRevoked { device_id } => {
+            Event::DeviceRevoked {
+                device_id,
+                sessions,
+            } => {
                 let out = Outgoing::Revoke {
                     user_id: user_id.to_owned(),
                     device_id: device_id.clone(),
+                    sessions,
                 };
                 if self.tx.try_send(out).is_err() {
                     tracing::error!(
@@ -265,6 +312,16 @@ impl Publisher for RedisPublisher {
                         %device_id,
                         "Redis publish queue full; revocation not pushed"
                     );
+                }
+            }
+            Event::SessionBound { session, device_id } => {
+                let out = Outgoing::Bind {
+                    user_id: user_id.to_owned(),
+                    session,
+                    device_id,
+                };
+                if self.tx.try_send(out).is_err() {
+                    tracing::error!(%user_id, "Redis publish queue full; session binding not recorded");
                 }
             }
             Event::SignedOut { before } => {
@@ -281,7 +338,10 @@ impl Publisher for RedisPublisher {
                     Event::Change(change) => Some(change.seq),
                     _ => None,
                 };
-                let out = Outgoing::Publish(channel(user_id), payload(event));
+                let Some(wire) = Wire::of(event) else {
+                    return;
+                };
+                let out = Outgoing::Publish(channel(user_id), payload(wire));
                 if self.tx.try_send(out).is_err() {
                     tracing::error!(%user_id, ?seq, "Redis publish queue full; push dropped");
                 }
@@ -323,24 +383,43 @@ impl Revocations for RedisRevocations {
         &'a self,
         user_id: &'a UserId,
         device_key: Option<&'a DeviceId>,
+        session: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Revocation, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
+            // One round trip: the cut-off, the session's device, the token's device's revocation.
             let mut keys = vec![signed_out_key(user_id)];
-            keys.extend(device_key.map(|d| revoked_key(user_id, d)));
+            let mut add = |key: String| {
+                keys.push(key);
+                keys.len() - 1
+            };
+            let session_at = session.map(|s| add(session_key(user_id, s)));
+            let revoked_at = device_key.map(|d| add(revoked_key(user_id, d)));
             let found: Vec<Option<String>> = ::redis::cmd("MGET")
                 .arg(&keys)
                 .query_async(&mut conn)
                 .await
                 .map_err(EventsError::Query)?;
+            let at = |i: Option<usize>| i.and_then(|i| found.get(i).cloned().flatten());
+            // An unreadable cut-off refuses every token rather than none.
+            let signed_out_before = at(Some(0)).map(|v| v.parse().unwrap_or(u64::MAX));
+            let session_device = at(session_at).map(DeviceId::from);
+            let mut device_revoked = at(revoked_at).is_some();
+            // A token bound to no device acts as its session's: a second round trip, taken only
+            // by such tokens (an external pool's), on connect and re-authentication.
+            if device_key.is_none()
+                && let Some(device) = &session_device
+            {
+                let revoked: Option<String> = conn
+                    .get(revoked_key(user_id, device))
+                    .await
+                    .map_err(EventsError::Query)?;
+                device_revoked = revoked.is_some();
+            }
             Ok(Revocation {
-                // An unreadable cut-off refuses every token rather than none.
-                signed_out_before: found
-                    .first()
-                    .cloned()
-                    .flatten()
-                    .map(|v| v.parse().unwrap_or(u64::MAX)),
-                device_revoked: found.get(1).is_some_and(Option::is_some),
+                device_revoked,
+                session_device,
+                signed_out_before,
             })
         })
     }
@@ -399,7 +478,7 @@ impl RedisSubscriber {
                             .await?;
                     }
                     let _: i64 = writer_conn
-                        .publish(channel(&user_id), payload(Event::PresenceChanged))
+                        .publish(channel(&user_id), payload(Wire::Presence))
                         .await?;
                     Ok(())
                 }
@@ -524,7 +603,7 @@ mod tests {
             at_ms: 11,
         };
         let check = |event: Event, expected: serde_json::Value| {
-            let text = payload(event.clone());
+            let text = payload(Wire::of(event.clone()).unwrap());
             assert_eq!(
                 serde_json::from_str::<serde_json::Value>(&text).unwrap(),
                 expected
@@ -541,9 +620,15 @@ mod tests {
         check(
             Event::DeviceRevoked {
                 device_id: "dev-b".into(),
+                sessions: vec![],
             },
             serde_json::json!({ "type": "revoked", "device_id": "dev-b" }),
         );
+        let bound = Event::SessionBound {
+            session: "s".into(),
+            device_id: "dev-b".into(),
+        };
+        assert!(Wire::of(bound).is_none(), "recorded, never sent");
         check(
             Event::SignedOut {
                 before: 1_800_000_000,

@@ -118,13 +118,30 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
     subscriber.hold(&user).await.unwrap();
     publisher.publish(&other, Event::Change(change(1)));
     publisher.publish(&user, Event::Change(change(2)));
-    let revoked = Event::DeviceRevoked {
-        device_id: "dev-b".into(),
+    // A sign-in session bound to a device: recorded, not announced (handed over before the
+    // revocation, so recorded once that arrives).
+    let bound = |session: &str, device: &str| Event::SessionBound {
+        session: session.into(),
+        device_id: device.into(),
     };
-    publisher.publish(&user, revoked.clone());
+    publisher.publish(&user, bound("s-live", "dev-a"));
+    publisher.publish(&user, bound("s-lost", "dev-b"));
+    publisher.publish(
+        &user,
+        Event::DeviceRevoked {
+            device_id: "dev-b".into(),
+            sessions: vec!["s-lost".into()],
+        },
+    );
     let expected = vec![
         (user.clone(), Event::Change(change(2))),
-        (user.clone(), revoked),
+        (
+            user.clone(),
+            Event::DeviceRevoked {
+                device_id: "dev-b".into(),
+                sessions: vec![],
+            },
+        ),
     ];
     wait_for("the change and the revocation", || {
         instance.delivered().len() >= 2
@@ -141,18 +158,58 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
         let revocations = revocations.clone();
         async move {
             revocations
-                .lookup(&user, Some(&device.into()))
+                .lookup(&user, Some(&device.into()), None)
                 .await
                 .unwrap()
         }
     };
     let revoked_device = Revocation {
         device_revoked: true,
-        signed_out_before: None,
+        ..Revocation::default()
     };
     assert_eq!(lookup(user.clone(), "dev-b").await, revoked_device);
     assert_eq!(lookup(user.clone(), "dev-a").await, Revocation::default());
     assert_eq!(lookup(other.clone(), "dev-b").await, Revocation::default());
+    // A token bound to no device acts as its session's device, revoked with it.
+    let by_session = |user: UserId, session: &'static str| {
+        let revocations = revocations.clone();
+        async move {
+            revocations
+                .lookup(&user, None, Some(session))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        by_session(user.clone(), "s-lost").await,
+        Revocation {
+            device_revoked: true,
+            session_device: Some("dev-b".into()),
+            signed_out_before: None,
+        }
+    );
+    assert_eq!(
+        by_session(user.clone(), "s-live").await,
+        Revocation {
+            session_device: Some("dev-a".into()),
+            ..Revocation::default()
+        }
+    );
+    assert_eq!(
+        by_session(user.clone(), "s-new").await,
+        Revocation::default()
+    );
+    assert_eq!(
+        by_session(other.clone(), "s-lost").await,
+        Revocation::default()
+    );
+    // The token's own device comes first: its session's binding is reported beside it.
+    let both = revocations
+        .lookup(&user, Some(&"dev-a".into()), Some("s-lost"))
+        .await
+        .unwrap();
+    assert!(!both.device_revoked);
+    assert_eq!(both.session_device, Some("dev-b".into()));
 
     // Signing out everywhere: recorded (the later cut-off wins), then announced.
     publisher.publish(&user, Event::SignedOut { before: 2_000 });
@@ -168,13 +225,13 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
     assert_eq!(
         lookup(user.clone(), "dev-a").await,
         Revocation {
-            device_revoked: false,
             signed_out_before: Some(2_000),
+            ..Revocation::default()
         }
     );
     assert_eq!(
         revocations
-            .lookup(&user, None)
+            .lookup(&user, None, None)
             .await
             .unwrap()
             .signed_out_before,

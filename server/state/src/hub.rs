@@ -310,9 +310,11 @@ impl Recipient for PushHub {
     fn deliver(&self, user_id: &UserId, event: Event) {
         match event {
             Event::Change(change) => self.push_change(user_id, change),
-            Event::DeviceRevoked { device_id } => {
+            Event::DeviceRevoked { device_id, .. } => {
                 self.revoke_device(user_id, &device_id);
             }
+            // Recorded where revocations are looked up; no connection changes.
+            Event::SessionBound { .. } => {}
             Event::SignedOut { .. } => {
                 self.sign_out(user_id);
             }

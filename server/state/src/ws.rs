@@ -72,6 +72,16 @@ fn fresh_user<'a>(
     .boxed()
 }
 
+/// Whether a token sent on a live connection may carry on the connection of `user`'s device
+/// `device_id`: the same user and the same device binding — or a binding its session gained
+/// since (the device registered meanwhile, 0038) to this very device.
+fn same_session(user: &AuthUser, fresh: &AuthUser, device_id: &str) -> bool {
+    fresh.user_id == user.user_id
+        && (fresh.device_key == user.device_key
+            || (user.device_key.is_none()
+                && fresh.device_key.as_ref().is_some_and(|d| *d == device_id)))
+}
+
 /// The close code for a token that was refused.
 fn refused(e: &AuthError) -> (u16, &'static str) {
     match e {
@@ -316,7 +326,7 @@ async fn serve(
                             last_heard = tokio::time::Instant::now();
                             if let Ok(ClientMessage::Auth { token }) = serde_json::from_str(&text) {
                                 match fresh_user(&state, &token).await {
-                                    Ok(fresh) if fresh.user_id == user.user_id && fresh.device_key == user.device_key => {
+                                    Ok(fresh) if same_session(&user, &fresh, &device_id) => {
                                         if fresh.expires_at > user.expires_at {
                                             reauth_sent = false;
                                         }

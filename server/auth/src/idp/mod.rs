@@ -384,7 +384,7 @@ impl IdentityProvider {
         .bind(device_key)
         .execute(&self.db.pool)
         .await?;
-        let mut result = self.issue(&user, device_key).await?;
+        let mut result = self.issue(&user, device_key, &session_of(&refresh)).await?;
         result.refresh_token = Some(refresh);
         Ok(result)
     }
@@ -527,12 +527,14 @@ impl IdentityProvider {
                 email: row.get("email"),
             },
             device_key.as_deref(),
+            &session_of(refresh_token),
         )
         .await
     }
 
     async fn device_revoked(&self, user_id: &str, device_id: &str) -> Result<bool, IdpError> {
-        let found = sign_out::lookup(&self.db, &user_id.into(), Some(&device_id.into())).await?;
+        let found =
+            sign_out::lookup(&self.db, &user_id.into(), Some(&device_id.into()), None).await?;
         Ok(found.device_revoked)
     }
 
@@ -640,16 +642,18 @@ impl IdentityProvider {
         Ok(())
     }
 
+    /// Access and ID tokens of one sign-in `session` (their `origin_jti`, as Cognito's).
     async fn issue(
         &self,
         user: &UserRecord,
         device_key: Option<&str>,
+        session: &str,
     ) -> Result<AuthenticationResult, IdpError> {
         // Never older than a sign-out's cut-off, or a sign-in in that second would be refused.
         let now = sign_out::issue_time(&self.db, &user.user_id.as_str().into()).await?;
         let exp = now + self.config.access_token_ttl_secs;
         let iss = self.config.issuer();
-        let origin_jti = uuid::Uuid::new_v4().to_string();
+        let origin_jti = session;
         let mut access = serde_json::json!({
             "sub": user.user_id,
             "iss": iss,
@@ -717,6 +721,18 @@ fn random_token() -> String {
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The `origin_jti` of every token a refresh token's sign-in yields (Cognito keeps it across
+/// refreshes, and devices bind it: 0038): derived from the refresh token, so nothing more is
+/// stored, and telling nothing of it.
+fn session_of(refresh_token: &str) -> String {
+    let digest = Sha256::digest(format!("syncsphere origin_jti\0{refresh_token}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]

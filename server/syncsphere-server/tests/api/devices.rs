@@ -219,3 +219,124 @@ pub(super) async fn devices_registration_listing_and_revocation(db: Option<Strin
         .unwrap();
     assert_eq!(laptop_row["revoked"], false, "{list}");
 }
+
+/// Tokens that carry no device (an external Cognito pool's) act for the device that registered
+/// with their sign-in session (`origin_jti`, kept by refreshed tokens), and stop working when it
+/// is revoked — refreshed ones and ones the pool issues later too (0038).
+pub(super) async fn sessions_are_bound_to_the_device_that_registers(db: Option<String>) {
+    let h = harness(db).await;
+    let (laptop, laptop_refresh) = h.user("pat@example.com").await;
+    let session = claims(&laptop)["origin_jti"].clone();
+    assert!(session.is_string(), "{}", claims(&laptop));
+    assert!(claims(&laptop).get("device_key").is_none());
+    let refreshed = |refresh: &str| {
+        let (h, refresh) = (&h, refresh.to_owned());
+        async move {
+            let r = h.refresh(&refresh).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+            r.json["AuthenticationResult"]["AccessToken"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let laptop_again = refreshed(&laptop_refresh).await;
+    assert_ne!(laptop_again, laptop);
+    assert_eq!(
+        claims(&laptop_again)["origin_jti"],
+        session,
+        "one sign-in, one session"
+    );
+    let body = json!({"name": "Pat's laptop"});
+    let register = |token: &str, id: &str| {
+        let (h, token, uri) = (&h, token.to_owned(), format!("/v1/devices/{id}"));
+        let body = body.clone();
+        async move { h.request("PUT", &token, &uri, body).await }
+    };
+    // Before it registers, the session may still name any device.
+    let upload = |token: &str, device: &str, path: &str| {
+        let (h, token, device) = (&h, token.to_owned(), device.to_owned());
+        let uri = format!("/v1/files/content?path={path}");
+        async move {
+            h.send(
+                Request::put(uri)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("x-syncsphere-device", device)
+                    .body(Body::from("x"))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        upload(&laptop, "anything", "a.txt").await.status,
+        StatusCode::OK
+    );
+    let r = register(&laptop, "pat-laptop").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    // From now on every token of the session is the laptop's, and only the laptop's.
+    for (i, token) in [&laptop, &laptop_again].into_iter().enumerate() {
+        let r = register(token, "pat-desk").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+        let r = upload(token, "pat-desk", "b.txt").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+        assert_eq!(
+            upload(token, "pat-laptop", &format!("c-{i}.txt"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let list = h.get(token, "/v1/devices").await.json;
+        assert_eq!(list["devices"][0]["device_id"], "pat-laptop", "{list}");
+        assert_eq!(list["devices"][0]["current"], true, "{list}");
+    }
+    assert_eq!(
+        register(&laptop, "pat-laptop").await.status,
+        StatusCode::NO_CONTENT,
+        "registering again is fine"
+    );
+    // A second sign-in is a session of its own, bound by the device that registers with it.
+    let (desk, _) = h.sign_in("pat@example.com").await;
+    assert_ne!(claims(&desk)["origin_jti"], session);
+    let r = register(&desk, "pat-desk").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+
+    // The desk unlinks the laptop: the laptop's session is refused — its tokens, a refreshed
+    // one, and one the pool issues later (minted here as a pool would, with the same session).
+    let r = h
+        .request("DELETE", &desk, "/v1/devices/pat-laptop", Value::Null)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    let mut later = claims(&laptop);
+    later["iat"] = json!(now());
+    later["exp"] = json!(now() + 600);
+    let kid = jsonwebtoken::decode_header(&laptop).unwrap().kid.unwrap();
+    let later = h.sign(&kid, later);
+    let refreshed_after = refreshed(&laptop_refresh).await;
+    for token in [&laptop, &laptop_again, &later, &refreshed_after] {
+        let r = h.get(token, "/v1/files").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+        assert_eq!(r.json["error"], "device_revoked", "{}", r.json);
+    }
+    // Nothing of the laptop's work is lost; the desk and a new sign-in carry on.
+    let files = h.get(&desk, "/v1/files").await;
+    assert_eq!(files.status, StatusCode::OK, "{}", files.json);
+    assert_eq!(
+        files.json["files"].as_array().unwrap().len(),
+        3,
+        "{}",
+        files.json
+    );
+    let (fresh, _) = h.sign_in("pat@example.com").await;
+    assert_eq!(h.get(&fresh, "/v1/files").await.status, StatusCode::OK);
+    let r = register(&fresh, "pat-laptop").await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked id stays revoked"
+    );
+    assert_eq!(
+        register(&fresh, "pat-laptop-2").await.status,
+        StatusCode::NO_CONTENT
+    );
+}

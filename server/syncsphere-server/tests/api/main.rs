@@ -230,7 +230,9 @@ mod srp;
 
 use batches::{contents_in_one_response, small_contents_inline, uploads_in_one_request};
 use chunks::{chunked_uploads_resume_dedup_and_ranges, chunks_sent_with_their_place};
-use devices::devices_registration_listing_and_revocation;
+use devices::{
+    devices_registration_listing_and_revocation, sessions_are_bound_to_the_device_that_registers,
+};
 use files::files_commit_rules_and_bad_input;
 use gc::retention_and_garbage_collection;
 use history::revisions_restore_and_trash;
@@ -307,6 +309,7 @@ syncsphere_test_support::on_both_stores! {
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
     chunked_uploads_resume_dedup_and_ranges => chunked_uploads_resume_dedup_and_ranges_on_sqlite, chunked_uploads_resume_dedup_and_ranges_on_postgres;
     devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
+    sessions_are_bound_to_the_device_that_registers => sessions_are_bound_to_the_device_that_registers_on_sqlite, sessions_are_bound_to_the_device_that_registers_on_postgres;
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
     srp_sign_in => srp_sign_in_on_sqlite, srp_sign_in_on_postgres;

@@ -251,6 +251,45 @@ start_moto() {
   log "moto running at $MOTO_URL_TEST"
 }
 
+# aiosmtpd (PyPI): the mail server of the built-in identity provider's tests (confirmation and
+# password-reset codes). A venv of its own, the pinned version; it stores every message it
+# receives in a Maildir (SMTP_MAILDIR_TEST) that the tests read.
+AIOSMTPD_VERSION=1.4.6
+ensure_aiosmtpd() {
+  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/aiosmtpd-$AIOSMTPD_VERSION"
+  AIOSMTPD_PYTHON="$venv/bin/python"
+  if ! "$AIOSMTPD_PYTHON" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
+    log "installing aiosmtpd $AIOSMTPD_VERSION (PyPI, into $venv)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  fi
+}
+
+# Starts aiosmtpd on a free loopback port, delivering into a Maildir; sets SMTP_URL_TEST and
+# SMTP_MAILDIR_TEST.
+start_smtp() {
+  ensure_aiosmtpd
+  SMTP_DIR="$(mktemp -d /tmp/syncsphere-smtp.XXXXXX)"
+  SMTP_MAILDIR_TEST="$SMTP_DIR/maildir"
+  local port
+  port="$(free_port)"
+  "$AIOSMTPD_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox \
+    "$SMTP_MAILDIR_TEST" >"$SMTP_DIR/log" 2>&1 &
+  SMTP_PID=$!
+  wait_for_port "$port" 100
+  SMTP_URL_TEST="smtp://127.0.0.1:$port"
+  log "aiosmtpd running at $SMTP_URL_TEST (mail in $SMTP_MAILDIR_TEST)"
+}
+
+stop_smtp() {
+  if [ -n "${SMTP_PID:-}" ]; then
+    kill "$SMTP_PID" 2>/dev/null || true
+    wait "$SMTP_PID" 2>/dev/null || true
+    rm -rf "$SMTP_DIR"
+  fi
+}
+
 stop_moto() {
   if [ -n "${MOTO_PID:-}" ]; then
     kill "$MOTO_PID" 2>/dev/null || true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
-# checks formatting and lints, starts a throwaway PostgreSQL, Redis, S3 server (s3s-fs) and Cognito emulator (moto), runs all Rust tests (unit,
+# checks formatting and lints, starts a throwaway PostgreSQL, Redis, S3 server (s3s-fs), Cognito emulator (moto) and mail
+# server (aiosmtpd), runs all Rust tests (unit,
 # service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
 # of one files and three state instances), the REST contract (schemathesis against the OpenAPI
 # document a real server serves), the UI unit tests, and the desktop installers: the
@@ -27,12 +28,14 @@ start_postgres
 start_redis
 start_s3
 start_moto
-trap 'stop_moto; stop_s3; stop_redis; stop_postgres' EXIT
+start_smtp
+trap 'stop_smtp; stop_moto; stop_s3; stop_redis; stop_postgres' EXIT
 export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL"
 export SYNCSPHERE_TEST_REDIS_URL="$REDIS_URL_TEST"
 export SYNCSPHERE_TEST_S3_ENDPOINT="$S3_ENDPOINT_TEST" SYNCSPHERE_TEST_S3_BUCKET="$S3_BUCKET_TEST"
 export SYNCSPHERE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_TEST" SYNCSPHERE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY_TEST"
 export SYNCSPHERE_TEST_MOTO_URL="$MOTO_URL_TEST" SYNCSPHERE_TEST_MOTO_KEY="$MOTO_KEY"
+export SYNCSPHERE_TEST_SMTP_URL="$SMTP_URL_TEST" SYNCSPHERE_TEST_MAILDIR="$SMTP_MAILDIR_TEST"
 
 log "cargo test (workspace)"
 cargo test --workspace --locked

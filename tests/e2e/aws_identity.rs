@@ -322,3 +322,92 @@ async fn a_forgotten_password_is_reset_and_a_temporary_one_replaced() {
     assert_eq!(pool.user_status(temp_email).await, "CONFIRMED");
     device("second", "Chosen-horse-5").login(&server, temp_email);
 }
+
+/// The same client steps against the built-in provider once it has a mail relay (aiosmtpd,
+/// a real SMTP server): `signup` is confirmed with the mailed code, a wrong code is refused,
+/// `reset-password` resets with the mailed code — what self-hosters get without a pool.
+#[tokio::test]
+async fn the_built_in_provider_mails_the_codes_of_sign_up_and_password_reset() {
+    let Some(smtp) = syncsphere_test_support::smtp() else {
+        return;
+    };
+    let server = Server::start_with(
+        None,
+        &[
+            "--smtp-url",
+            &smtp.url,
+            "--mail-from",
+            "SyncSphere <no-reply@syncsphere.test>",
+        ],
+    )
+    .expect("server starts with a mail relay");
+    let email = format!("ida-{}@example.com", std::process::id());
+    let a = device("laptop", POOL_PASSWORD);
+    let out = a.account("signup", &server, &email).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("confirmation code was sent") && text(&out).contains("i***@e***"),
+        "{}",
+        text(&out)
+    );
+    let out = a.account("login", &server, &email).unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not confirmed yet"), "{}", text(&out));
+    let code = smtp.wait_for_code(&email, 0).await;
+    let confirm_with = |code: &str| {
+        a.run(&[
+            "confirm-signup",
+            "--server",
+            &server.url,
+            "--email",
+            &email,
+            "--code",
+            code,
+        ])
+    };
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let out = confirm_with(wrong);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not the one that was sent"),
+        "{}",
+        text(&out)
+    );
+    let out = confirm_with(&code);
+    assert!(out.status.success(), "{}", text(&out));
+    let _pa = a.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || a.is_up_to_date()).is_some(),
+        "confirmed and syncing\n{}",
+        a.log()
+    );
+
+    // Forgot password: the code arrives by mail; with it, a new password; the old one is void.
+    let out = a.run(&["reset-password", "--server", &server.url, "--email", &email]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reset_code = smtp.wait_for_code(&email, 1).await;
+    let mut reset = device("laptop-reset", POOL_PASSWORD);
+    reset
+        .env
+        .push(("SYNCSPHERE_NEW_PASSWORD".into(), "Reset-horse-7".into()));
+    let out = reset.run(&[
+        "reset-password",
+        "--server",
+        &server.url,
+        "--email",
+        &email,
+        "--code",
+        &reset_code,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Password reset; signed in"),
+        "{}",
+        text(&out)
+    );
+    let out = device("desktop", POOL_PASSWORD)
+        .account("login", &server, &email)
+        .unwrap();
+    assert!(!out.status.success(), "the old password still works");
+    device("desktop", "Reset-horse-7").login(&server, &email);
+}

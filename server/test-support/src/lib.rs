@@ -24,6 +24,9 @@ pub const S3_VARS: [&str; 4] = [
 /// The test Cognito emulator (moto): its URL and the PEM of the key it signs tokens with.
 pub const MOTO_VARS: [&str; 2] = ["SYNCSPHERE_TEST_MOTO_URL", "SYNCSPHERE_TEST_MOTO_KEY"];
 
+/// The test mail server (aiosmtpd): its SMTP URL and the Maildir it delivers into.
+pub const SMTP_VARS: [&str; 2] = ["SYNCSPHERE_TEST_SMTP_URL", "SYNCSPHERE_TEST_MAILDIR"];
+
 /// The value of `name` if set and not empty.
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -142,4 +145,84 @@ macro_rules! on_both_stores {
             }
         }
     )*};
+}
+
+/// The test mail server `scripts/test.sh` starts (aiosmtpd), and where it stores what it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    pub url: String,
+    pub maildir: std::path::PathBuf,
+}
+
+/// The test mail server ([`SMTP_VARS`]), if set.
+pub fn smtp() -> Option<Smtp> {
+    let [url, maildir] = SMTP_VARS.map(var);
+    match (url, maildir) {
+        (Some(url), Some(maildir)) => Some(Smtp {
+            url,
+            maildir: maildir.into(),
+        }),
+        _ => missing("SYNCSPHERE_TEST_SMTP_*"),
+    }
+}
+
+impl Smtp {
+    /// The messages delivered to `to` so far, oldest first, each as its whole text.
+    pub fn messages_to(&self, to: &str) -> Vec<String> {
+        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let addressed = text.lines().take_while(|l| !l.trim().is_empty()).any(|l| {
+                    l.to_ascii_lowercase().starts_with("to:")
+                        && l.to_ascii_lowercase().contains(&to.to_ascii_lowercase())
+                });
+                if addressed {
+                    let at = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    found.push((at, text));
+                }
+            }
+        }
+        found.sort();
+        found.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Waits (up to 10 s) until `to` has received more than `seen` messages, and returns the
+    /// six-digit code of the newest. (Async: the server that mails may run on this thread.)
+    pub async fn wait_for_code(&self, to: &str, seen: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let messages = self.messages_to(to);
+            if messages.len() > seen {
+                let last = messages.last().expect("a message");
+                return six_digits(last)
+                    .unwrap_or_else(|| panic!("no six-digit code in the message: {last}"));
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new message to {to} within 10 s ({} before)",
+                messages.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The first run of exactly six digits in the body of `message` (after its headers).
+fn six_digits(message: &str) -> Option<String> {
+    let message = message.replace("\r\n", "\n");
+    let body = message
+        .split_once("\n\n")
+        .map_or(message.as_str(), |(_, b)| b);
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .map(str::to_owned)
 }

@@ -1,7 +1,7 @@
 //! The built-in identity provider's configuration section (flags and environment), each default
 //! written once here.
 
-use super::{IdpConfig, PasswordPolicy};
+use super::{IdpConfig, MailSettings, PasswordPolicy};
 
 /// Flags of the built-in identity provider.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -47,6 +47,16 @@ pub struct IdpArgs {
         default_value = "upper,lower,digit,symbol"
     )]
     pub password_require: Vec<CharClass>,
+    /// Mail relay for confirmation and password-reset codes:
+    /// `smtp://[user:password@]host[:port][?tls=required]` (STARTTLS) or `smtps://…`. Set, new
+    /// accounts are confirmed by a mailed code and forgotten passwords can be reset; unset,
+    /// accounts are confirmed at once.
+    #[arg(long, env = "SYNCSPHERE_SMTP_URL", requires = "mail_from")]
+    pub smtp_url: Option<String>,
+    /// Sender of those messages, e.g. `SyncSphere <no-reply@example.com>` (an address the relay
+    /// may send as).
+    #[arg(long, env = "SYNCSPHERE_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 /// A character class a password policy can require.
@@ -71,6 +81,10 @@ impl IdpArgs {
             access_token_ttl_secs: self.access_token_ttl,
             refresh_token_ttl_secs: self.refresh_token_ttl,
             password_policy: self.password_policy(),
+            mail: self.smtp_url.as_ref().map(|url| MailSettings {
+                smtp_url: url.clone(),
+                from: self.mail_from.clone().unwrap_or_default(),
+            }),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The subset of the Amazon Cognito Identity Provider JSON API that SyncSphere clients use:
-//! `SignUp`, `InitiateAuth` (`USER_SRP_AUTH` with `RespondToAuthChallenge` to its
+//! `SignUp` (with `ConfirmSignUp`, `ResendConfirmationCode`, `ForgotPassword` and
+//! `ConfirmForgotPassword` once a mail relay is set: [`super::codes`]), `InitiateAuth` (`USER_SRP_AUTH` with `RespondToAuthChallenge` to its
 //! `PASSWORD_VERIFIER` — [`super::srp`] —, `USER_PASSWORD_AUTH`, `REFRESH_TOKEN_AUTH`), `GetUser` and
 //! `ChangePassword`, `RevokeToken` (a refresh token), `GlobalSignOut` (which, beyond Cognito, also voids the user's access tokens on every role:
 //! [`crate::sign_out`]), plus the pool's JWKS.
@@ -68,11 +69,16 @@ impl From<IdpError> for CognitoError {
             IdpError::InvalidPassword(_) => "InvalidPasswordException",
             IdpError::InvalidParameter(_) => "InvalidParameterException",
             IdpError::NotAuthorized
+            | IdpError::NotAuthorizedWith(_)
             | IdpError::InvalidRefreshToken
             | IdpError::DeviceRevoked
             | IdpError::AccessTokenRevoked
             | IdpError::InvalidAccessToken => "NotAuthorizedException",
             IdpError::UnknownClient(_) => "ResourceNotFoundException",
+            IdpError::UserNotConfirmed => "UserNotConfirmedException",
+            IdpError::CodeMismatch => "CodeMismatchException",
+            IdpError::ExpiredCode => "ExpiredCodeException",
+            IdpError::LimitExceeded => "LimitExceededException",
             IdpError::Internal(_) => {
                 tracing::error!(error = %e, "identity provider failure");
                 return CognitoError {
@@ -112,6 +118,36 @@ struct SignUpRequest {
     password: String,
     #[serde(default)]
     user_attributes: Vec<AttributeType>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfirmSignUpRequest {
+    client_id: String,
+    username: String,
+    confirmation_code: String,
+}
+
+/// `ResendConfirmationCode` and `ForgotPassword`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendCodeRequest {
+    client_id: String,
+    username: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfirmForgotPasswordRequest {
+    client_id: String,
+    username: String,
+    confirmation_code: String,
+    password: String,
+}
+
+/// Cognito's `CodeDeliveryDetails`.
+fn delivery(d: &super::CodeDelivery) -> Value {
+    json!({ "Destination": d.destination, "DeliveryMedium": "EMAIL", "AttributeName": "email" })
 }
 
 #[derive(Deserialize)]
@@ -194,10 +230,46 @@ async fn handle(
                 .iter()
                 .find(|a| a.name == "email")
                 .map(|a| a.value.as_str());
-            let user = idp
+            let (user, sent) = idp
                 .sign_up(&req.client_id, &req.username, &req.password, email)
                 .await?;
-            Ok(json!({ "UserConfirmed": true, "UserSub": user.user_id }))
+            Ok(match sent {
+                None => json!({ "UserConfirmed": true, "UserSub": user.user_id }),
+                Some(d) => json!({
+                    "UserConfirmed": false,
+                    "UserSub": user.user_id,
+                    "CodeDeliveryDetails": delivery(&d),
+                }),
+            })
+        }
+        "ConfirmSignUp" => {
+            let req: ConfirmSignUpRequest = parse(body)?;
+            idp.confirm_sign_up(&req.client_id, &req.username, &req.confirmation_code)
+                .await?;
+            Ok(json!({}))
+        }
+        "ResendConfirmationCode" => {
+            let req: SendCodeRequest = parse(body)?;
+            let d = idp
+                .resend_confirmation_code(&req.client_id, &req.username)
+                .await?;
+            Ok(json!({ "CodeDeliveryDetails": delivery(&d) }))
+        }
+        "ForgotPassword" => {
+            let req: SendCodeRequest = parse(body)?;
+            let d = idp.forgot_password(&req.client_id, &req.username).await?;
+            Ok(json!({ "CodeDeliveryDetails": delivery(&d) }))
+        }
+        "ConfirmForgotPassword" => {
+            let req: ConfirmForgotPasswordRequest = parse(body)?;
+            idp.confirm_forgot_password(
+                &req.client_id,
+                &req.username,
+                &req.confirmation_code,
+                &req.password,
+            )
+            .await?;
+            Ok(json!({}))
         }
         "InitiateAuth" => {
             let req: InitiateAuthRequest = parse(body)?;
@@ -314,12 +386,6 @@ async fn handle(
             idp.revoke_refresh_token(&req.client_id, &req.token).await?;
             Ok(json!({}))
         }
-        // No e-mail goes out from a self-hosted server yet: say so in the words a client shows.
-        "ForgotPassword" => Err(CognitoError::new(
-            "InvalidParameterException",
-            "This server does not send e-mail, so it cannot reset passwords by itself: ask its \
-             administrator",
-        )),
         other => Err(CognitoError::new(
             "UnknownOperationException",
             format!("operation {other} is not supported by the built-in identity provider"),

@@ -6,8 +6,10 @@
 //! `{iss}/.well-known/jwks.json`, and the Identity Provider JSON API in [`cognito_api`].
 
 mod args;
+mod codes;
 pub mod cognito_api;
 mod keys;
+mod mail;
 pub mod srp;
 
 use std::path::Path;
@@ -27,7 +29,9 @@ use crate::now_ms;
 use crate::sign_out::{self, DbRevocations};
 use crate::verify::{AuthUser, JwksSource, Verifier};
 pub use args::{CharClass, IdpArgs};
+pub use codes::{CodeDelivery, MAX_ATTEMPTS, RESEND_AFTER_MS};
 pub use keys::SigningKey;
+pub use mail::MailSettings;
 
 /// Longest password accepted (Cognito's limit).
 pub const MAX_PASSWORD_LEN: usize = 256;
@@ -98,6 +102,9 @@ pub struct IdpConfig {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub password_policy: PasswordPolicy,
+    /// Where codes are mailed from; `None`: accounts are confirmed at once and passwords cannot
+    /// be reset by mail.
+    pub mail: Option<MailSettings>,
 }
 
 impl IdpConfig {
@@ -121,6 +128,17 @@ pub enum IdpError {
     InvalidParameter(String),
     #[error("Incorrect username or password.")]
     NotAuthorized,
+    /// `NotAuthorizedException` in other words than a wrong password's.
+    #[error("{0}")]
+    NotAuthorizedWith(String),
+    #[error("User is not confirmed.")]
+    UserNotConfirmed,
+    #[error("Invalid verification code provided, please try again.")]
+    CodeMismatch,
+    #[error("Invalid code provided, please request a code again.")]
+    ExpiredCode,
+    #[error("Attempt limit exceeded, please try after some time.")]
+    LimitExceeded,
     #[error("Invalid Refresh Token")]
     InvalidRefreshToken,
     #[error("Device has been revoked")]
@@ -185,6 +203,10 @@ pub struct IdentityProvider {
     events: Arc<dyn Publisher>,
     /// `USER_SRP_AUTH`'s sealing key and the challenges answered.
     srp: srp::SrpServer,
+    /// Where codes are mailed (`--smtp-url`); `None`: sign-ups are confirmed at once.
+    mailer: Option<Arc<mail::Mailer>>,
+    /// Keys the stored hashes of mailed codes.
+    code_key: [u8; 32],
 }
 
 impl IdentityProvider {
@@ -200,8 +222,13 @@ impl IdentityProvider {
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
         let dummy_hash = hash_password(&random_token())?;
         let srp = srp::SrpServer::new(key.derived_key("srp secret blocks"));
+        let code_key = key.derived_key("mailed codes");
+        let mailer = match &config.mail {
+            Some(settings) => Some(Arc::new(mail::Mailer::new(settings)?)),
+            None => None,
+        };
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Arc::new(IdentityProvider {
+        let idp = Arc::new(IdentityProvider {
             config,
             db,
             key,
@@ -209,7 +236,13 @@ impl IdentityProvider {
             hashing: tokio::sync::Semaphore::new(slots),
             events,
             srp,
-        }))
+            mailer,
+            code_key,
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            idp.spawn_relay_check();
+        }
+        Ok(idp)
     }
 
     pub fn config(&self) -> &IdpConfig {
@@ -239,14 +272,15 @@ impl IdentityProvider {
         }
     }
 
-    /// Cognito `SignUp`. Users are confirmed at once (no e-mail round trip when self-hosted).
+    /// Cognito `SignUp`. Without a mail relay the user is confirmed at once; with one, the user
+    /// is unconfirmed until the mailed code is entered (the delivery is returned).
     pub async fn sign_up(
         &self,
         client_id: &str,
         username: &str,
         password: &str,
         email: Option<&str>,
-    ) -> Result<UserRecord, IdpError> {
+    ) -> Result<(UserRecord, Option<CodeDelivery>), IdpError> {
         self.check_client(client_id)?;
         let username = normalize_username(username)?;
         self.config.password_policy.check(password)?;
@@ -263,9 +297,9 @@ impl IdentityProvider {
             .await
             .map_err(|e| IdpError::Internal(e.to_string()))??;
         let inserted = sqlx::query(
-            "INSERT INTO idp_users
-                 (user_id, username, email, password_hash, created_ms, srp_salt, srp_verifier)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO idp_users (user_id, username, email, password_hash, created_ms,
+                                    srp_salt, srp_verifier, confirmed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (username) DO NOTHING",
         )
         .bind(&user_id)
         .bind(&username)
@@ -274,17 +308,23 @@ impl IdentityProvider {
         .bind(now_ms())
         .bind(&verifier.salt)
         .bind(&verifier.verifier)
+        .bind(i64::from(!self.confirms_by_mail()))
         .execute(&self.db.pool)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(IdpError::UsernameExists);
         }
         tracing::info!(%user_id, %username, "user signed up");
-        Ok(UserRecord {
+        let user = UserRecord {
             user_id,
             username,
             email,
-        })
+        };
+        let delivery = match self.confirms_by_mail() {
+            true => Some(self.send_code(&user, codes::Purpose::ConfirmSignUp).await?),
+            false => None,
+        };
+        Ok((user, delivery))
     }
 
     /// Cognito `InitiateAuth` with `USER_PASSWORD_AUTH`.
@@ -372,6 +412,15 @@ impl IdentityProvider {
             && self.device_revoked(&user.user_id, device).await?
         {
             return Err(IdpError::DeviceRevoked);
+        }
+        // Told only to whoever proved the password, as Cognito does.
+        let confirmed: i64 = sqlx::query("SELECT confirmed FROM idp_users WHERE user_id = $1")
+            .bind(&user.user_id)
+            .fetch_one(&self.db.pool)
+            .await?
+            .get("confirmed");
+        if confirmed == 0 {
+            return Err(IdpError::UserNotConfirmed);
         }
         let refresh = random_token();
         sqlx::query(
@@ -555,7 +604,7 @@ impl IdentityProvider {
             .await?
             .get("password_hash");
         let (previous, proposed_owned) = (previous.to_owned(), proposed.to_owned());
-        let _slot = self
+        let slot = self
             .hashing
             .acquire()
             .await
@@ -575,18 +624,45 @@ impl IdentityProvider {
         .await
         .map_err(|e| IdpError::Internal(e.to_string()))??
         .ok_or(IdpError::NotAuthorized)?;
-        let v = srp::make_verifier(self.pool_name(), &user.user_id, proposed);
+        drop(slot);
+        self.store_password(&user.user_id, &hash, proposed).await?;
+        tracing::info!(user_id = %user.user_id, "password changed");
+        Ok(())
+    }
+
+    /// Replaces the user's password (already checked against the policy).
+    async fn set_password(&self, user_id: &str, password: &str) -> Result<(), IdpError> {
+        let owned = password.to_owned();
+        let slot = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))?;
+        let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
+            .await
+            .map_err(|e| IdpError::Internal(e.to_string()))??;
+        drop(slot);
+        self.store_password(user_id, &hash, password).await
+    }
+
+    /// Stores the argon2 `hash` of `password` and a new SRP verifier of it.
+    async fn store_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        password: &str,
+    ) -> Result<(), IdpError> {
+        let v = srp::make_verifier(self.pool_name(), user_id, password);
         sqlx::query(
             "UPDATE idp_users SET password_hash = $2, srp_salt = $3, srp_verifier = $4
              WHERE user_id = $1",
         )
-        .bind(&user.user_id)
-        .bind(&hash)
+        .bind(user_id)
+        .bind(hash)
         .bind(&v.salt)
         .bind(&v.verifier)
         .execute(&self.db.pool)
         .await?;
-        tracing::info!(user_id = %user.user_id, "password changed");
         Ok(())
     }
 

@@ -86,6 +86,7 @@ pub(crate) async fn harness_with_quota(
             access_token_ttl_secs: 3600,
             refresh_token_ttl_secs: 3600,
             password_policy: Default::default(),
+            mail: None,
         },
         db.clone(),
         &dir.path().join("idp-signing-key.pem"),

@@ -27,10 +27,14 @@ struct Harness {
 }
 
 async fn harness(database_url: Option<String>) -> Harness {
-    harness_with_quota(database_url, None).await
+    harness_with(database_url, |_| {}).await
 }
 
-async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i64>) -> Harness {
+/// [`harness`] with more settings made by `configure`.
+async fn harness_with(
+    database_url: Option<String>,
+    configure: impl FnOnce(&mut AppConfig),
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     // PostgreSQL runs pair with S3; each harness gets its own key prefix, so one test's garbage
     // collection never sees another test's blobs.
@@ -52,10 +56,10 @@ async fn harness_with_quota(database_url: Option<String>, quota_bytes: Option<i6
     config.server.database_url = database_url;
     config.idp.user_pool_id = POOL.into();
     config.idp.client_id = CLIENT_ID.into();
-    config.files.quota_bytes = quota_bytes;
     if let Some(s3) = s3 {
         config.files.s3 = s3;
     }
+    configure(&mut config);
     let app = build(&config).await.unwrap();
     Harness {
         app: app.router,
@@ -226,6 +230,7 @@ mod files;
 mod gc;
 mod history;
 mod identity;
+mod mail;
 mod srp;
 
 use batches::{contents_in_one_response, small_contents_inline, uploads_in_one_request};
@@ -237,6 +242,7 @@ use files::files_commit_rules_and_bad_input;
 use gc::retention_and_garbage_collection;
 use history::revisions_restore_and_trash;
 use identity::cognito_api_and_token_rules;
+use mail::mailed_codes_confirm_sign_ups_and_reset_passwords;
 use srp::srp_sign_in;
 
 impl Harness {
@@ -313,6 +319,7 @@ syncsphere_test_support::on_both_stores! {
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
     srp_sign_in => srp_sign_in_on_sqlite, srp_sign_in_on_postgres;
+    mailed_codes_confirm_sign_ups_and_reset_passwords => mailed_codes_confirm_sign_ups_and_reset_passwords_on_sqlite, mailed_codes_confirm_sign_ups_and_reset_passwords_on_postgres;
     files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
 }
 

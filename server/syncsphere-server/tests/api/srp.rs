@@ -32,6 +32,16 @@ async fn initiate(
     (r, srp)
 }
 
+/// A whole `USER_SRP_AUTH` sign-in: the answer to the proof (the tokens, or the refusal of the
+/// start or of the proof).
+pub(super) async fn srp_sign_in_as(h: &Harness, email: &str, password: &str) -> Reply {
+    let (c, srp) = initiate(h, email, password, None).await;
+    if c.status != StatusCode::OK {
+        return c;
+    }
+    respond(h, email, &prove(&srp, &c.json)).await
+}
+
 /// The crate's proof for a `PASSWORD_VERIFIER` challenge.
 fn prove(srp: &SrpClient<User>, challenge: &Value) -> VerificationParameters {
     let p = &challenge["ChallengeParameters"];

@@ -46,7 +46,9 @@ URL="$(grep -o 'http://[0-9.:]*' "$DATA/server.out" | head -n1 || true)"
 [ -n "$URL" ] || { cat "$DATA/server.log" >&2; echo "the server did not start" >&2; exit 1; }
 
 # A user of the built-in identity provider, signed in the way the desktop client does it (the
-# Cognito JSON API); its access token is the bearer of every request.
+# Cognito JSON API, as a device: a token bound to no device would be bound to the first device
+# schemathesis registers, and revoked with it — 0038); its access token is the bearer of every
+# request.
 cognito() {
   curl -sS --fail-with-body -X POST "$URL/auth/cognito/" \
     -H 'content-type: application/x-amz-json-1.1' \
@@ -58,7 +60,7 @@ cognito SignUp "$(jq -nc --arg c "$CLIENT_ID" --arg p "$PASSWORD" \
   '{ClientId: $c, Username: "contract@example.com", Password: $p}')" >/dev/null
 TOKEN="$(cognito InitiateAuth "$(jq -nc --arg c "$CLIENT_ID" --arg p "$PASSWORD" \
   '{AuthFlow: "USER_PASSWORD_AUTH", ClientId: $c,
-    AuthParameters: {USERNAME: "contract@example.com", PASSWORD: $p}}')" |
+    AuthParameters: {USERNAME: "contract@example.com", PASSWORD: $p, DEVICE_KEY: "contract-device"}}')" |
   jq -r .AuthenticationResult.AccessToken)"
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || { echo "sign-in failed" >&2; exit 1; }
 

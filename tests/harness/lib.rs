@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use syncsphere_protocol::endpoint::Endpoint as _;
 
 pub mod cognito;
+pub mod gateway;
 pub mod keychain;
 pub mod push;
 
@@ -112,15 +113,21 @@ impl Server {
 
     /// Like [`Server::start`], with extra command-line flags.
     pub fn start_with(database_url: Option<&str>, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_at("127.0.0.1:0", database_url, extra_args)
+    }
+
+    /// Like [`Server::start_with`], listening on `listen` (e.g. a port chosen beforehand with
+    /// [`free_loopback_port`], so the flags can name the server's own URL).
+    pub fn start_at(
+        listen: &str,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let database_url = database_url.map(str::to_owned);
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (process, url) = spawn_server(
-            data.path(),
-            "127.0.0.1:0",
-            database_url.as_deref(),
-            &extra_args,
-        )?;
+        let (process, url) =
+            spawn_server(data.path(), listen, database_url.as_deref(), &extra_args)?;
         Ok(Server {
             url,
             process,
@@ -553,4 +560,13 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
         .json()
         .await
         .expect("JSON body")
+}
+
+/// A loopback port free right now (bound and released: another process could take it, which
+/// on a test machine does not happen in the instant before it is used).
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }

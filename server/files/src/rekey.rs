@@ -291,7 +291,7 @@ mod tests {
 
         // Both of a pair are listed and updated by their exact names.
         let listed: Vec<String> = store
-            .list(&"u1".into())
+            .list(&"u1".into(), None, 5000)
             .await
             .unwrap()
             .files

@@ -111,13 +111,22 @@ pub struct ChangesPage {
     pub has_more: bool,
 }
 
-/// `GET /v1/files`: every live file plus the journal position the listing is consistent with.
+/// `GET /v1/files`: a page of the live files, in path order, plus the journal position the
+/// listing is consistent with (a rename between two pages can show a file twice or not at
+/// all: replaying the journal from the first page's `cursor` settles it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct FileList {
     pub files: Vec<FileMeta>,
     pub cursor: Seq,
+    /// Pass this back as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
+
+/// Most files in one page of `GET /v1/files` (the default page): well within API Gateway's
+/// 10 MB (0040).
+pub const LIST_PAGE_MAX: i64 = 5000;
 
 /// `POST /v1/files/{file_id}/move`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,12 +228,18 @@ pub const CONTENTS_MAX_FILES: usize = 256;
 /// Largest content a contents response carries: a larger one is answered with
 /// [`ContentFrame::error`] `too_large` (fetch it alone, with ranges and resumption).
 pub const CONTENTS_MAX_SIZE: i64 = 4 << 20;
+/// Most content bytes in one contents response: a file that would pass it is answered
+/// `too_large` too, so a response stays within API Gateway's 10 MB payload limit (0040).
+pub const CONTENTS_MAX_TOTAL: i64 = 8 << 20;
+/// Most bytes of one content a client asks for in one request (a `Range` window): a larger
+/// file comes down in several, each response within API Gateway's 10 MB payload limit (0040).
+pub const DOWNLOAD_WINDOW: u64 = 8 << 20;
 
 /// The header of one file in the answer to `POST /v1/files/contents`. The body is, for each
 /// requested file in request order, this header as one line of JSON (ending in `\n`), then —
 /// unless `error` is set — exactly `size` bytes of content, which hash to `sha256`.
 /// `error`: `not_found` (no such live file or revision), `too_large` (over the request's
-/// `max_size` or [`CONTENTS_MAX_SIZE`]).
+/// `max_size` or [`CONTENTS_MAX_SIZE`], or past [`CONTENTS_MAX_TOTAL`] in this response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct ContentFrame {

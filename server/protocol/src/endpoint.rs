@@ -182,6 +182,18 @@ pub struct DeleteQuery {
     pub parent_rev: Rev,
 }
 
+/// Query of `GET /v1/files`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
+pub struct ListFilesQuery {
+    /// The files after this path (the previous page's `next`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Page size, at most `LIST_PAGE_MAX` (the default); below 1 is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
 /// Query of `GET /v1/changes`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
@@ -239,8 +251,9 @@ endpoints! {
     /// The user pool's public keys.
     GetJwks: Get "/{user_pool_id}/.well-known/jwks.json" as "getJwks",
         query (), request (), response External;
-    /// Every live file and the journal position the listing matches.
-    ListFiles: Get "/v1/files" as "listFiles", query (), request (), response FileList;
+    /// The live files, a page at a time in path order, and the journal position the listing
+    /// matches.
+    ListFiles: Get "/v1/files" as "listFiles", query ListFilesQuery, request (), response FileList;
     /// A small file's content in one request.
     UploadFile: Put "/v1/files/content" as "uploadFile",
         query UploadQuery, request Bytes, response FileMeta;

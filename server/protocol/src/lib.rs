@@ -36,7 +36,9 @@ pub mod path;
 pub mod ws;
 
 pub use api::*;
-pub use endpoint::{ChangesQuery, DeleteQuery, DownloadQuery, Endpoint, UploadQuery};
+pub use endpoint::{
+    ChangesQuery, DeleteQuery, DownloadQuery, Endpoint, ListFilesQuery, UploadQuery,
+};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use hash::ContentHash;
 pub use ids::{DeviceId, FileId, Rev, Seq, UserId};

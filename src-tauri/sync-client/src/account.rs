@@ -11,9 +11,7 @@
 use std::path::Path;
 use syncsphere_protocol::Rev;
 
-use syncsphere_protocol::endpoint::{
-    GetFile, ListFiles, ListRevisions, ListTrash, RestoreRevision,
-};
+use syncsphere_protocol::endpoint::{GetFile, ListRevisions, ListTrash, RestoreRevision};
 use syncsphere_protocol::{ErrorCode, FileMeta, RestoreRequest, Revision, normalize_path};
 
 use crate::SyncError;
@@ -28,12 +26,7 @@ pub struct FileHistory {
 
 /// The account's live files (for searching a file whose history to show), by path.
 pub async fn files(config_dir: &Path) -> Result<Vec<FileMeta>, SyncError> {
-    let list = Session::open(config_dir)
-        .await?
-        .api
-        .fetch::<ListFiles>(&[])
-        .await?;
-    Ok(list.files)
+    Session::open(config_dir).await?.api.list_files().await
 }
 
 /// The history of the file at `path` (relative to the sync folder, `/`-separated). A live file
@@ -46,8 +39,8 @@ pub async fn file_history(config_dir: &Path, path: &str) -> Result<FileHistory, 
         message: format!("'{path}' is not a valid file name: {e}"),
     })?;
     let session = Session::open(config_dir).await?;
-    let live = session.api.fetch::<ListFiles>(&[]).await?;
-    let file = match pick_by_path(live.files, &wanted) {
+    let live = session.api.list_files().await?;
+    let file = match pick_by_path(live, &wanted) {
         Some(file) => file,
         None => {
             let trash = session.api.fetch::<ListTrash>(&[]).await?;

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
     CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, ChangesPage, ChangesQuery, CommitRequest,
-    ContentChunks, ContentFrame, ContentWanted, ContentsRequest, DEVICE_HEADER, DeleteQuery,
-    DeviceList, DownloadQuery, ErrorBody, ErrorCode, FileMeta, MissingChunks, MissingChunksRequest,
-    MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX, ServerConfig, UploadFrame, UploadQuery,
-    UploadResults,
+    ContentChunks, ContentFrame, ContentWanted, ContentsRequest, DEVICE_HEADER, DOWNLOAD_WINDOW,
+    DeleteQuery, DeviceList, DownloadQuery, ErrorBody, ErrorCode, FileMeta, ListFilesQuery,
+    MissingChunks, MissingChunksRequest, MoveRequest, RegisterDevice, SINGLE_REQUEST_MAX,
+    ServerConfig, UploadFrame, UploadQuery, UploadResults,
 };
 use syncsphere_protocol::{ContentHash, Rev, Seq};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -62,6 +62,7 @@ const PARALLEL_ALONE: usize = 4;
 const BATCH_WRITE_BYTES: usize = 1 << 20;
 
 /// One file of a batch download: its id, where its content goes, and its progress.
+#[derive(Clone, Copy)]
 pub(crate) struct Wanted<'a> {
     pub file_id: &'a str,
     /// The content expected (`dest` may hold the start of it: a download cut earlier).
@@ -245,6 +246,22 @@ impl Api {
         E::Response: serde::de::DeserializeOwned,
     {
         self.json(self.request::<E>(params).query(query)).await
+    }
+
+    /// Every live file, page by page (`GET /v1/files` answers at most `LIST_PAGE_MAX` at once:
+    /// API Gateway's 10 MB, 0040), in path order.
+    pub(crate) async fn list_files(&self) -> Result<Vec<FileMeta>, SyncError> {
+        let mut files = Vec::new();
+        let mut query = ListFilesQuery::default();
+        loop {
+            let page = self.fetch_with::<endpoint::ListFiles>(&[], &query).await?;
+            files.extend(page.files);
+            match page.next {
+                // A server that pages must move on; one that does not sends no `next`.
+                Some(next) if query.after.as_ref() != Some(&next) => query.after = Some(next),
+                _ => return Ok(files),
+            }
+        }
     }
 
     /// Endpoint `E` with its JSON body: its JSON answer.

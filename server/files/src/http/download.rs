@@ -1,6 +1,11 @@
 //! Reading: a file's metadata, its content (ranges, older revisions), its
 //! chunk list (delta downloads) and several small contents in one body.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use syncsphere_protocol::CONTENTS_MAX_TOTAL;
+
 use super::*;
 
 pub(super) async fn metadata(
@@ -156,10 +161,17 @@ pub(super) async fn contents(
     let max_size = req
         .max_size
         .map_or(CONTENTS_MAX_SIZE, |m| m.min(CONTENTS_MAX_SIZE));
+    // The response's budget, spent in request order (the frames are made one after another).
+    let left = Arc::new(AtomicI64::new(CONTENTS_MAX_TOTAL));
     let frames = futures_util::stream::iter(req.files)
         .then(move |wanted| {
-            let (state, user) = (state.clone(), user.clone());
-            async move { content_frame(&state, &user, wanted, max_size).await }
+            let (state, user, left) = (state.clone(), user.clone(), left.clone());
+            async move {
+                let max_size = max_size.min(left.load(Ordering::Relaxed));
+                let (frames, sent) = content_frame(&state, &user, wanted, max_size).await;
+                left.fetch_sub(sent, Ordering::Relaxed);
+                frames
+            }
         })
         .flatten();
     let mut response = Body::from_stream(frames).into_response();
@@ -172,13 +184,14 @@ pub(super) async fn contents(
 
 type Frames = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
-/// One file's part of a contents body: its header line, then its bytes.
+/// One file's part of a contents body: its header line, then its bytes; and how many content
+/// bytes that is.
 pub(super) async fn content_frame(
     state: &FilesState,
     user: &AuthUser,
     wanted: ContentWanted,
     max_size: i64,
-) -> Frames {
+) -> (Frames, i64) {
     let line = |frame: &ContentFrame| {
         let mut line = serde_json::to_vec(frame).unwrap_or_default();
         line.push(b'\n');
@@ -197,24 +210,19 @@ pub(super) async fn content_frame(
     let q = DownloadQuery { rev: wanted.rev };
     let (rev, size, sha256) = match live_revision(state, user, &wanted.file_id, &q).await {
         Ok(found) => found,
-        Err(FilesError::NotFound) => return refused(wanted.file_id.to_string(), "not_found"),
-        Err(e) => {
-            return futures_util::stream::once(std::future::ready(Err(std::io::Error::other(e))))
-                .boxed();
+        Err(FilesError::NotFound) => {
+            return (refused(wanted.file_id.to_string(), "not_found"), 0);
         }
+        Err(e) => return (failed(e), 0),
     };
     if size > max_size {
-        return refused(wanted.file_id.to_string(), "too_large");
+        return (refused(wanted.file_id.to_string(), "too_large"), 0);
     }
-    let content = match Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size)
-        .await
-    {
-        Ok(content) => content,
-        Err(e) => {
-            return futures_util::stream::once(std::future::ready(Err(std::io::Error::other(e))))
-                .boxed();
-        }
-    };
+    let content =
+        match Content::locate(&state.store, &state.blobs, &user.user_id, &sha256, size).await {
+            Ok(content) => content,
+            Err(e) => return (failed(e), 0),
+        };
     let frame = ContentFrame {
         file_id: wanted.file_id,
         rev: Some(Rev(rev)),
@@ -222,7 +230,14 @@ pub(super) async fn content_frame(
         size: Some(content.size as i64),
         error: None,
     };
-    futures_util::stream::once(std::future::ready(Ok(line(&frame))))
+    let frames = futures_util::stream::once(std::future::ready(Ok(line(&frame))))
         .chain(content.stream(0, content.size))
-        .boxed()
+        .boxed();
+    (frames, content.size as i64)
+}
+
+/// A body that ends with `e` (a store failed: the client sees a cut download).
+fn failed(e: impl std::fmt::Display) -> Frames {
+    let e = std::io::Error::other(e.to_string());
+    futures_util::stream::once(std::future::ready(Err(e))).boxed()
 }

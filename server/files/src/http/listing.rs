@@ -1,5 +1,7 @@
 //! The account's views: every live file, the change journal and usage.
 
+use syncsphere_protocol::{LIST_PAGE_MAX, ListFilesQuery};
+
 use super::*;
 
 /// `GET /v1/account/usage`.
@@ -13,11 +15,22 @@ pub(super) async fn usage(
     }))
 }
 
+/// `GET /v1/files`: a page of the live files in path order (at most `LIST_PAGE_MAX`, 0040).
 pub(super) async fn list(
     State(state): State<FilesState>,
     user: AuthUser,
+    q: Result<Query<ListFilesQuery>, QueryRejection>,
 ) -> Result<Json<FileList>, FilesError> {
-    Ok(Json(state.store.list(&user.user_id).await?))
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(LIST_PAGE_MAX);
+    if limit < 1 {
+        return Err(FilesError::BadRequest("limit must be at least 1".into()));
+    }
+    let page = state
+        .store
+        .list(&user.user_id, q.after.as_deref(), limit.min(LIST_PAGE_MAX))
+        .await?;
+    Ok(Json(page))
 }
 
 pub(super) async fn changes(

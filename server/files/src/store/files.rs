@@ -278,20 +278,37 @@ impl MetadataStore {
     }
 
     /// Every live file, with the journal position the listing includes at least.
-    pub async fn list(&self, user_id: &UserId) -> Result<FileList, FilesError> {
+    /// Up to `limit` live files after the path `after`, in path order; `next` is set when more
+    /// follow.
+    pub async fn list(
+        &self,
+        user_id: &UserId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<FileList, FilesError> {
         // Read the cursor first: the listing that follows may include later commits, which a
         // client replaying the journal from this cursor recognises by their revision.
         let cursor = self.head(user_id).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0 ORDER BY path"
+            "SELECT {FILE_COLUMNS} FROM files WHERE user_id = $1 AND deleted = 0 AND path > $2
+             ORDER BY path LIMIT $3"
         ))
         .bind(user_id.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(limit + 1)
         .fetch_all(&self.db.pool)
         .await?;
-        let files = rows.iter().map(file_from_row).collect::<Result<_, _>>()?;
+        let mut files: Vec<FileMeta> = rows.iter().map(file_from_row).collect::<Result<_, _>>()?;
+        let next = if files.len() as i64 > limit {
+            files.truncate(limit as usize);
+            files.last().map(|f| f.path.clone())
+        } else {
+            None
+        };
         Ok(FileList {
             files,
             cursor: Seq(cursor),
+            next,
         })
     }
 }

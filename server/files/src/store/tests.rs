@@ -57,8 +57,26 @@ async fn concurrent_commits_share_transactions_and_fail_alone() {
         "gap-free: conflicts used no seq"
     );
     assert_eq!(store.head(&"u1".into()).await.unwrap(), 60);
-    let listed = store.list(&"u1".into()).await.unwrap();
+    let listed = store.list(&"u1".into(), None, 5000).await.unwrap();
     assert_eq!(listed.files.len(), 60);
+    assert_eq!(listed.next, None);
+    // In pages: each file once, in path order, `next` naming where the next page starts.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list(&"u1".into(), after.as_deref(), 25)
+            .await
+            .unwrap();
+        assert!(page.files.len() <= 25);
+        paged.extend(page.files.iter().map(|f| f.path.clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let all: Vec<String> = listed.files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(paged, all, "three pages, the same files");
     let journal = store.changes(&"u1".into(), Seq(0), 1000).await.unwrap();
     assert_eq!(journal.changes.len(), 60);
     assert!(
@@ -177,7 +195,7 @@ async fn a_database_failure_rolls_back_its_whole_batch() {
         "the +100 was rolled back"
     );
     let names: Vec<String> = store
-        .list(&"u1".into())
+        .list(&"u1".into(), None, 5000)
         .await
         .unwrap()
         .files

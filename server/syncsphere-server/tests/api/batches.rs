@@ -248,6 +248,27 @@ pub(super) async fn contents_in_one_response(db: Option<String>) {
     }
     assert_eq!(got[2].0["rev"], b1);
 
+    // A response carries at most CONTENTS_MAX_TOTAL (8 MiB) of content, within API Gateway's
+    // 10 MB (0040): a file past it is `too_large` (the client asks for it again), the smaller
+    // ones after it still come.
+    let three: &'static [u8] = Box::leak(vec![3u8; 3 << 20].into_boxed_slice());
+    let (c1, _) = upload("c1.bin", three).await;
+    let (c2, _) = upload("c2.bin", three).await;
+    let (c3, _) = upload("c3.bin", three).await;
+    let asked =
+        json!({"files": [{"file_id": c1}, {"file_id": c2}, {"file_id": c3}, {"file_id": a}]});
+    let r = h.request("POST", &t, "/v1/files/contents", asked).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.bytes.len() <= 10_485_760, "{} bytes", r.bytes.len());
+    let got = frames(&r.bytes);
+    assert_eq!(got[0].1.len(), 3 << 20);
+    assert_eq!(got[1].1.len(), 3 << 20);
+    assert_eq!(got[2].0["error"], "too_large", "{}", got[2].0);
+    assert_eq!(got[3].1, b"first file");
+    let asked = json!({"files": [{"file_id": c3}]});
+    let r = h.request("POST", &t, "/v1/files/contents", asked).await;
+    assert_eq!(frames(&r.bytes)[0].1.len(), 3 << 20, "alone it fits");
+
     // Bad requests: too many files, not a request, no token.
     let many: Vec<Value> = (0..257).map(|_| json!({"file_id": a})).collect();
     let r = h
@@ -382,6 +403,33 @@ pub(super) async fn uploads_in_one_request(db: Option<String>) {
         }
     }
     let listed = h.get(&t, "/v1/files").await.json;
+    assert!(listed.get("next").is_none(), "one page: {listed}");
+    // Pages (API Gateway's 10 MB, 0040): `next` leads on, in path order, to the last page.
+    let all = listed["files"].as_array().unwrap().len();
+    let mut seen = Vec::new();
+    let mut uri = "/v1/files?limit=2".to_owned();
+    loop {
+        let page = h.get(&t, &uri).await.json;
+        let files = page["files"].as_array().unwrap();
+        assert!(files.len() <= 2, "{page}");
+        seen.extend(files.iter().map(|f| f["path"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/v1/files?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let whole: Vec<String> = listed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        seen, whole,
+        "the pages are the one listing, in its order ({all} files)"
+    );
+    let r = h.get(&t, "/v1/files?limit=0").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     let mut paths: Vec<&str> = listed["files"]
         .as_array()
         .unwrap()

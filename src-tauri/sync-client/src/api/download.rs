@@ -5,12 +5,13 @@ use super::*;
 
 impl Api {
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
-    /// verified SHA-256. When `dest` already holds the start of the content `resume_sha`
-    /// (a download interrupted earlier), only the rest is fetched (`Range` + `If-Range`: if the
-    /// file changed meanwhile, the server sends it whole and `dest` starts over). Otherwise a
-    /// chunked content is put together from the chunks the `seeds` (local files, such as the
-    /// old version of this one) already hold and ranges of the content for the rest
-    /// ([`Api::download_delta`]).
+    /// verified SHA-256. The content comes in windows of at most [`DOWNLOAD_WINDOW`] bytes
+    /// (`Range` requests of one revision), so no response passes API Gateway's 10 MB limit
+    /// (0040). When `dest` already holds the start of the content `resume_sha` (a download
+    /// interrupted earlier), only the rest is fetched — if the file still has that content
+    /// (one metadata request tells); else it starts over. Otherwise a chunked content is put
+    /// together from the chunks the `seeds` (local files, such as the old version of this one)
+    /// already hold and ranges of the content for the rest ([`Api::download_delta`]).
     pub(crate) async fn download(
         &self,
         file_id: &str,
@@ -20,7 +21,7 @@ impl Api {
         progress: &Transfer,
     ) -> Result<(i64, String), SyncError> {
         let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
-        let have = match (resume_sha, tokio::fs::metadata(dest).await) {
+        let mut have = match (resume_sha, tokio::fs::metadata(dest).await) {
             (Some(_), Ok(m)) => m.len(),
             _ => 0,
         };
@@ -30,38 +31,20 @@ impl Api {
         {
             return Ok(done);
         }
-        let mut req = self.request::<endpoint::DownloadFile>(&[file_id]);
-        if let (Some(sha), true) = (resume_sha, have > 0) {
-            req = req
-                .header("range", format!("bytes={have}-"))
-                .header("if-range", format!("\"{sha}\""));
-        }
-        let resp = match self.send(req).await {
-            // The partial file is already the whole content.
-            Err(SyncError::Server { status: 416, .. }) if have > 0 => {
-                let _ = tokio::fs::remove_file(dest).await;
-                return Box::pin(self.download(file_id, dest, None, &[], progress)).await;
+        // The revision every window is read from: learnt from the first answer, or — when
+        // resuming — from the file's metadata, if it still has the content begun.
+        let mut pinned: Option<(i64, String)> = None;
+        if have > 0 {
+            let meta: FileMeta = self.fetch::<endpoint::GetFile>(&[file_id]).await?;
+            if resume_sha.is_some_and(|s| meta.sha256 == *s) && !meta.deleted {
+                tracing::info!(file_id, resumed_at = have, "resuming a download");
+                pinned = Some((meta.rev.into(), meta.sha256.to_string()));
+            } else {
+                have = 0;
             }
-            other => other?,
-        };
-        let resumed = resp.status() == StatusCode::PARTIAL_CONTENT;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let rev: i64 = header("x-syncsphere-rev")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| SyncError::Http("download without revision header".into()))?;
-        let expected = header("x-syncsphere-sha256").unwrap_or_default();
-        let have = if resumed { have } else { 0 };
-        progress.set_done(have);
-        if let Some(len) = resp.content_length() {
-            progress.set_total(have + len);
         }
         let mut hasher = Sha256::new();
-        let mut out = if resumed {
+        let mut out = if have > 0 {
             // Hash what is already there, then append.
             let mut existing = tokio::fs::File::open(dest).await.map_err(io)?;
             let mut buf = vec![0; 256 * 1024];
@@ -72,7 +55,6 @@ impl Api {
                 }
                 hasher.update(&buf[..n]);
             }
-            tracing::info!(file_id, resumed_at = have, "resuming a download");
             tokio::fs::OpenOptions::new()
                 .append(true)
                 .open(dest)
@@ -81,9 +63,42 @@ impl Api {
         } else {
             tokio::fs::File::create(dest).await.map_err(io)?
         };
-        self.receive(resp, &mut out, &mut hasher, dest, progress)
-            .await?;
+        progress.set_done(have);
+        loop {
+            let window = self.window(file_id, pinned.as_ref(), have).await?;
+            let Window {
+                resp,
+                rev,
+                sha256,
+                start,
+                total,
+            } = window;
+            if start != have {
+                // The whole content came back (no range: an empty file, or an old server).
+                out.set_len(0).await.map_err(io)?;
+                hasher = Sha256::new();
+                progress.set_done(0);
+            }
+            progress.set_total(total);
+            pinned.get_or_insert((rev, sha256));
+            let len = resp.content_length();
+            self.receive(resp, &mut out, &mut hasher, dest, progress)
+                .await?;
+            // tokio's File writes in the background: flushed, the length is what was written.
+            out.flush().await.map_err(io)?;
+            have = out.metadata().await.map_err(io)?.len();
+            if len.is_none_or(|l| start + l != have) {
+                return Err(SyncError::Http(format!(
+                    "a window of {file_id} ended at {have} bytes, not {:?}",
+                    len.map(|l| start + l)
+                )));
+            }
+            if have >= total {
+                break;
+            }
+        }
         out.sync_all().await.map_err(io)?;
+        let (rev, expected) = pinned.expect("set by the first window");
         let sha = hex::encode(hasher.finalize());
         if sha != expected {
             let _ = tokio::fs::remove_file(dest).await;
@@ -94,6 +109,61 @@ impl Api {
         Ok((rev, sha))
     }
 
+    /// Asks for the window of at most [`DOWNLOAD_WINDOW`] bytes at `from` of the content
+    /// (`pinned`: of that revision; else of the current one).
+    async fn window(
+        &self,
+        file_id: &str,
+        pinned: Option<&(i64, String)>,
+        from: u64,
+    ) -> Result<Window, SyncError> {
+        let request = |ranged: bool| {
+            let mut req = self.request::<endpoint::DownloadFile>(&[file_id]);
+            if let Some((rev, _)) = pinned {
+                req = req.query(&DownloadQuery {
+                    rev: Some(Rev(*rev)),
+                });
+            }
+            if ranged {
+                let end = from + DOWNLOAD_WINDOW - 1;
+                req = req.header("range", format!("bytes={from}-{end}"));
+            }
+            req
+        };
+        let resp = match self.send(request(true)).await {
+            // An empty content has no range to ask for.
+            Err(SyncError::Server { status: 416, .. }) if from == 0 => {
+                self.send(request(false)).await?
+            }
+            other => other?,
+        };
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let rev: i64 = header("x-syncsphere-rev")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| SyncError::Http("download without revision header".into()))?;
+        let sha256 = header("x-syncsphere-sha256").unwrap_or_default();
+        let (start, total) = if resp.status() == StatusCode::PARTIAL_CONTENT {
+            header("content-range")
+                .as_deref()
+                .and_then(parse_content_range)
+                .ok_or_else(|| SyncError::Http("a window without Content-Range".into()))?
+        } else {
+            (0, resp.content_length().unwrap_or(0))
+        };
+        Ok(Window {
+            resp,
+            rev,
+            sha256,
+            start,
+            total,
+        })
+    }
+
     /// Downloads several small files in one request (`POST /v1/files/contents`), each written
     /// to its `dest`, verified against its hash and flushed to disk, as [`Api::download`] does
     /// for one. One result per wanted file, in order: a file gone meanwhile is a 404 error; one
@@ -101,27 +171,51 @@ impl Api {
     /// alone.
     pub(crate) async fn download_many(&self, wanted: &[Wanted<'_>]) -> Vec<Fetched> {
         let mut results: Vec<Option<Fetched>> = wanted.iter().map(|_| None).collect();
-        let req = ContentsRequest {
-            files: wanted
-                .iter()
-                .map(|w| ContentWanted {
-                    file_id: w.file_id.to_owned().into(),
-                    rev: None,
-                })
-                .collect(),
-            max_size: Some(BATCH_CONTENT_MAX),
-        };
-        let sent = self
-            .send(self.request::<endpoint::DownloadContents>(&[]).json(&req))
-            .await;
-        let failed = match sent {
-            Ok(resp) => self.receive_frames(resp, wanted, &mut results).await.err(),
-            // A server from before the call: each file alone.
-            Err(SyncError::Server {
-                status: 404 | 405, ..
-            }) => None,
-            Err(e) => Some(e),
-        };
+        // A response carries at most CONTENTS_MAX_TOTAL bytes (API Gateway's limit, 0040): the
+        // files past it come back `too_large` and are asked for again, while a round settles
+        // any; what no round takes (larger than a batch may carry) comes down alone.
+        let mut failed = None;
+        loop {
+            let pending: Vec<usize> = (0..wanted.len())
+                .filter(|&i| results[i].is_none())
+                .collect();
+            if pending.len() < 2 {
+                break;
+            }
+            let req = ContentsRequest {
+                files: pending
+                    .iter()
+                    .map(|&i| ContentWanted {
+                        file_id: wanted[i].file_id.to_owned().into(),
+                        rev: None,
+                    })
+                    .collect(),
+                max_size: Some(BATCH_CONTENT_MAX),
+            };
+            let sent = self
+                .send(self.request::<endpoint::DownloadContents>(&[]).json(&req))
+                .await;
+            let subset: Vec<Wanted<'_>> = pending.iter().map(|&i| wanted[i]).collect();
+            let mut round: Vec<Option<Fetched>> = subset.iter().map(|_| None).collect();
+            failed = match sent {
+                Ok(resp) => self.receive_frames(resp, &subset, &mut round).await.err(),
+                // A server from before the call: each file alone.
+                Err(SyncError::Server {
+                    status: 404 | 405, ..
+                }) => None,
+                Err(e) => Some(e),
+            };
+            let mut settled = 0;
+            for (&i, r) in pending.iter().zip(round) {
+                if r.is_some() {
+                    results[i] = r;
+                    settled += 1;
+                }
+            }
+            if settled == 0 || failed.is_some() {
+                break;
+            }
+        }
         // The rest alone (a few at a time: large files, or all from an old server).
         let failed = &failed;
         let alone: Vec<_> = results
@@ -384,24 +478,31 @@ impl Api {
                     }
                 }
                 delta::Piece::Remote { start, len } => {
-                    let req = self
-                        .request::<endpoint::DownloadFile>(&[file_id])
-                        .query(&DownloadQuery {
-                            rev: Some(listed.rev),
-                        })
-                        .header("range", format!("bytes={start}-{}", start + len - 1));
-                    let resp = self.send(req).await?;
-                    if resp.status() != StatusCode::PARTIAL_CONTENT
-                        || resp.content_length() != Some(len)
-                    {
-                        return Err(SyncError::Http(format!(
-                            "a range of {file_id} came back as {} of {:?} bytes",
-                            resp.status(),
-                            resp.content_length()
-                        )));
+                    // Windows of at most DOWNLOAD_WINDOW (API Gateway's limit, 0040).
+                    let end = start + len;
+                    let mut at = start;
+                    while at < end {
+                        let len = (end - at).min(DOWNLOAD_WINDOW);
+                        let req = self
+                            .request::<endpoint::DownloadFile>(&[file_id])
+                            .query(&DownloadQuery {
+                                rev: Some(listed.rev),
+                            })
+                            .header("range", format!("bytes={at}-{}", at + len - 1));
+                        let resp = self.send(req).await?;
+                        if resp.status() != StatusCode::PARTIAL_CONTENT
+                            || resp.content_length() != Some(len)
+                        {
+                            return Err(SyncError::Http(format!(
+                                "a range of {file_id} came back as {} of {:?} bytes",
+                                resp.status(),
+                                resp.content_length()
+                            )));
+                        }
+                        self.receive(resp, &mut out, &mut hasher, dest, progress)
+                            .await?;
+                        at += len;
                     }
-                    self.receive(resp, &mut out, &mut hasher, dest, progress)
-                        .await?;
                 }
             }
         }
@@ -417,5 +518,38 @@ impl Api {
             return Ok(None);
         }
         Ok(Some((listed.rev.into(), sha)))
+    }
+}
+
+/// One answer of [`Api::window`]: the response (its body not read yet), the revision and hash
+/// of the content, where the body starts in it, and the content's whole size.
+struct Window {
+    resp: reqwest::Response,
+    rev: i64,
+    sha256: String,
+    start: u64,
+    total: u64,
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL).
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges_are_read() {
+        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 100)));
+        assert_eq!(
+            parse_content_range("bytes 8388608-9999999/10000000"),
+            Some((8388608, 10000000))
+        );
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("items 0-9/100"), None);
     }
 }

@@ -274,3 +274,57 @@ async fn small_files_go_up_together_each_with_its_own_result() {
     }
     assert_eq!(api.upload_many(&[]).await.len(), 0);
 }
+
+/// A content larger than a window comes down in several (each response within API Gateway's
+/// 10 MB, 0040); a download cut earlier goes on from where it stopped when the file still has
+/// that content, and starts over when it does not; an empty content comes down too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_come_down_in_windows_and_resume_only_the_same_content() {
+    let server = RealServer::start().await;
+    let api = server.api();
+    let dir = tempfile::tempdir().unwrap();
+    let size = 2 * DOWNLOAD_WINDOW as usize + 12_345;
+    let old = noise(size, 11);
+    let first = put(api, dir.path(), "big.bin", None, &old).await;
+    let dest = dir.path().join("dest");
+    let ((rev, got), fetched) = get(api, &first.file_id, &dest, &[]).await;
+    assert_eq!((rev, got.as_str()), (first.rev.get(), sha(&old).as_str()));
+    assert!(std::fs::read(&dest).unwrap() == old);
+    assert_eq!(fetched, size as u64);
+
+    // Cut after 9 MiB: only the rest comes.
+    let cut = 9 << 20;
+    std::fs::write(&dest, &old[..cut]).unwrap();
+    let file_id = first.file_id.to_string();
+    let file_id = file_id.as_str();
+    let resume = |dest: PathBuf, resume_sha: String| async move {
+        let before = api.downloaded.load(Ordering::Relaxed);
+        let t = Transfers::default();
+        let active = t.start("x", Direction::Download, 0);
+        let got = api
+            .download(file_id, &dest, Some(&resume_sha), &[], &active.transfer)
+            .await
+            .expect("the resumed download");
+        (got, api.downloaded.load(Ordering::Relaxed) - before)
+    };
+    let ((_, got), fetched) = resume(dest.clone(), sha(&old)).await;
+    assert_eq!(got, sha(&old));
+    assert!(std::fs::read(&dest).unwrap() == old);
+    assert_eq!(fetched, (size - cut) as u64, "only the rest");
+
+    // The file changed since the cut: the new content, whole.
+    let mut new = old.clone();
+    new[100] ^= 1;
+    let second = put(api, dir.path(), "big.bin", Some(first.rev.into()), &new).await;
+    std::fs::write(&dest, &old[..cut]).unwrap();
+    let ((rev, got), fetched) = resume(dest.clone(), sha(&old)).await;
+    assert_eq!((rev, got.as_str()), (second.rev.get(), sha(&new).as_str()));
+    assert!(std::fs::read(&dest).unwrap() == new);
+    assert_eq!(fetched, size as u64, "started over");
+
+    // An empty content (no range to ask for).
+    let empty = put(api, dir.path(), "empty.txt", None, b"").await;
+    let ((_, got), fetched) = get(api, &empty.file_id, &dest, &[]).await;
+    assert_eq!((got, fetched), (sha(b""), 0));
+    assert!(std::fs::read(&dest).unwrap().is_empty());
+}

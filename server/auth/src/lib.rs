@@ -21,6 +21,11 @@ mod verify;
 
 pub use verify::{AuthError, AuthRejection, AuthUser, BoxFuture, Claims, JwksSource, Verifier};
 
+/// The address a request came from (the TCP peer), put in the request's extensions by the
+/// server's listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -24,6 +24,7 @@ use syncsphere_protocol::{ApiError, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tower::ServiceExt as _;
 
 /// Default of [`Transport::header_read_timeout`]: hyper's own default once it has a timer.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +102,12 @@ pub async fn serve(
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(transport.header_read_timeout);
+            // Handlers may ask who is on the other end (the sign-in throttle does).
+            let router = router.map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut()
+                    .insert(syncsphere_auth::ClientAddress(peer.ip()));
+                req
+            });
             let conn = builder
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
                 .with_upgrades();

@@ -475,6 +475,13 @@ fn auth_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt
                 Some("NotAuthorizedException") if message.contains("Device has been revoked") => {
                     SyncError::DeviceRevoked
                 }
+                Some("NotAuthorizedException")
+                    if message.contains("Password attempts exceeded") =>
+                {
+                    SyncError::Auth(
+                        "Too many wrong passwords: wait a few minutes, then try again".into(),
+                    )
+                }
                 Some("NotAuthorizedException") => {
                     SyncError::Auth("Incorrect email or password".into())
                 }

@@ -57,6 +57,12 @@ pub struct IdpArgs {
     /// may send as).
     #[arg(long, env = "SYNCSPHERE_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// Behind a reverse proxy: the header it sets to the client's address (e.g.
+    /// `X-Forwarded-For`, whose last entry is read, or `X-Real-IP`), so that password guessing
+    /// is throttled per client and not per proxy. Only set it when every request comes through
+    /// that proxy (a client could write the header itself otherwise).
+    #[arg(long, env = "SYNCSPHERE_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
 }
 
 /// A character class a password policy can require.
@@ -85,6 +91,7 @@ impl IdpArgs {
                 smtp_url: url.clone(),
                 from: self.mail_from.clone().unwrap_or_default(),
             }),
+            client_address_header: self.client_address_header.clone(),
         }
     }
 

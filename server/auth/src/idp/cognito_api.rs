@@ -11,11 +11,12 @@
 //! `{"__type": "<Exception>", "message": …}`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 use syncsphere_protocol::endpoint::{self, Endpoint};
 
 use super::{IdentityProvider, IdpError};
+use crate::ClientAddress;
 use crate::routes::{Mount, RouterExt};
 
 /// Path of the JSON API; clients use `{server}{COGNITO_API_PATH}` as the SDK's endpoint URL.
@@ -70,6 +72,7 @@ impl From<IdpError> for CognitoError {
             IdpError::InvalidParameter(_) => "InvalidParameterException",
             IdpError::NotAuthorized
             | IdpError::NotAuthorizedWith(_)
+            | IdpError::PasswordAttemptsExceeded
             | IdpError::InvalidRefreshToken
             | IdpError::DeviceRevoked
             | IdpError::AccessTokenRevoked
@@ -79,6 +82,7 @@ impl From<IdpError> for CognitoError {
             IdpError::CodeMismatch => "CodeMismatchException",
             IdpError::ExpiredCode => "ExpiredCodeException",
             IdpError::LimitExceeded => "LimitExceededException",
+            IdpError::TooManyRequests => "TooManyRequestsException",
             IdpError::Internal(_) => {
                 tracing::error!(error = %e, "identity provider failure");
                 return CognitoError {
@@ -198,10 +202,16 @@ struct AccessTokenRequest {
 
 async fn dispatch(
     State(idp): State<Arc<IdentityProvider>>,
+    peer: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&idp, &headers, &body).await {
+    let from = client_address(
+        idp.config().client_address_header.as_deref(),
+        &headers,
+        peer.map(|Extension(ClientAddress(ip))| ip),
+    );
+    match handle(&idp, &headers, &body, from).await {
         Ok(value) => amz_json(StatusCode::OK, value),
         Err(e) => e.into_response(),
     }
@@ -212,10 +222,26 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CognitoError>
         .map_err(|e| CognitoError::new("SerializationException", format!("invalid request: {e}")))
 }
 
+/// Who is signing in, for the throttle: the trusted proxy's header when configured and
+/// readable (`X-Forwarded-For`: its last entry), else the TCP peer.
+fn client_address(
+    trusted_header: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let forwarded = trusted_header
+        .and_then(|name| headers.get_all(name).iter().next_back())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok());
+    forwarded.or(peer)
+}
+
 async fn handle(
     idp: &IdentityProvider,
     headers: &HeaderMap,
     body: &[u8],
+    from: Option<IpAddr>,
 ) -> Result<Value, CognitoError> {
     let target = headers
         .get("x-amz-target")
@@ -290,6 +316,7 @@ async fn handle(
                         param("USERNAME")?,
                         param("SRP_A")?,
                         device_key,
+                        from,
                     )
                     .await?;
                 return Ok(json!({
@@ -307,9 +334,9 @@ async fn handle(
                 "USER_PASSWORD_AUTH" => {
                     idp.password_auth(
                         &req.client_id,
-                        param("USERNAME")?,
-                        param("PASSWORD")?,
+                        (param("USERNAME")?, param("PASSWORD")?),
                         device_key,
+                        from,
                     )
                     .await?
                 }
@@ -348,9 +375,13 @@ async fn handle(
             let result = idp
                 .srp_verify(
                     &req.client_id,
-                    response("PASSWORD_CLAIM_SECRET_BLOCK")?,
-                    response("TIMESTAMP")?,
-                    response("PASSWORD_CLAIM_SIGNATURE")?,
+                    (
+                        response("PASSWORD_CLAIM_SECRET_BLOCK")?,
+                        response("TIMESTAMP")?,
+                        response("PASSWORD_CLAIM_SIGNATURE")?,
+                    ),
+                    response("USERNAME").unwrap_or_default(),
+                    from,
                 )
                 .await?;
             Ok(json!({ "AuthenticationResult": result, "ChallengeParameters": {} }))

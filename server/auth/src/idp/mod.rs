@@ -11,7 +11,9 @@ pub mod cognito_api;
 mod keys;
 mod mail;
 pub mod srp;
+pub mod throttle;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -105,6 +107,10 @@ pub struct IdpConfig {
     /// Where codes are mailed from; `None`: accounts are confirmed at once and passwords cannot
     /// be reset by mail.
     pub mail: Option<MailSettings>,
+    /// A header a trusted reverse proxy sets to the client's address (`X-Forwarded-For`: its
+    /// last entry, the one the proxy added; `X-Real-IP`): what sign-ins are throttled by
+    /// instead of the proxy's own address. `None`: the TCP peer.
+    pub client_address_header: Option<String>,
 }
 
 impl IdpConfig {
@@ -139,6 +145,12 @@ pub enum IdpError {
     ExpiredCode,
     #[error("Attempt limit exceeded, please try after some time.")]
     LimitExceeded,
+    /// Too many wrong passwords for this account from this address: wait ([`throttle`]).
+    #[error("Password attempts exceeded")]
+    PasswordAttemptsExceeded,
+    /// Too many sign-ins from this address ([`throttle`]).
+    #[error("Rate exceeded")]
+    TooManyRequests,
     #[error("Invalid Refresh Token")]
     InvalidRefreshToken,
     #[error("Device has been revoked")]
@@ -207,6 +219,8 @@ pub struct IdentityProvider {
     mailer: Option<Arc<mail::Mailer>>,
     /// Keys the stored hashes of mailed codes.
     code_key: [u8; 32],
+    /// Password guessing, slowed down.
+    throttle: throttle::SignInThrottle,
 }
 
 impl IdentityProvider {
@@ -238,6 +252,7 @@ impl IdentityProvider {
             srp,
             mailer,
             code_key,
+            throttle: throttle::SignInThrottle::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             idp.spawn_relay_check();
@@ -327,13 +342,14 @@ impl IdentityProvider {
         Ok((user, delivery))
     }
 
-    /// Cognito `InitiateAuth` with `USER_PASSWORD_AUTH`.
+    /// Cognito `InitiateAuth` with `USER_PASSWORD_AUTH`, from the address `from` (for the
+    /// [`throttle`]).
     pub async fn password_auth(
         &self,
         client_id: &str,
-        username: &str,
-        password: &str,
+        (username, password): (&str, &str),
         device_key: Option<&str>,
+        from: Option<IpAddr>,
     ) -> Result<AuthenticationResult, IdpError> {
         self.check_client(client_id)?;
         if let Some(device) = device_key {
@@ -341,6 +357,7 @@ impl IdentityProvider {
                 .map_err(|e| IdpError::InvalidParameter(e.to_string()))?;
         }
         let username = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
+        self.throttle.admit(&username, from)?;
         let row = sqlx::query(
             "SELECT user_id, username, email, password_hash, srp_verifier
              FROM idp_users WHERE username = $1",
@@ -382,8 +399,12 @@ impl IdentityProvider {
         .map_err(|e| IdpError::Internal(e.to_string()))?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
-            _ => return Err(IdpError::NotAuthorized),
+            _ => {
+                self.throttle.failed(&username, from);
+                return Err(IdpError::NotAuthorized);
+            }
         };
+        self.throttle.succeeded(&username, from);
         if !has_verifier {
             // An account from before USER_SRP_AUTH: its verifier, now that the password is known.
             let v = srp::make_verifier(self.pool_name(), &user.user_id, password_for_srp);
@@ -453,6 +474,7 @@ impl IdentityProvider {
         username: &str,
         srp_a: &str,
         device_key: Option<&str>,
+        from: Option<IpAddr>,
     ) -> Result<SrpChallenge, IdpError> {
         self.check_client(client_id)?;
         if let Some(device) = device_key {
@@ -460,6 +482,7 @@ impl IdentityProvider {
                 .map_err(|e| IdpError::InvalidParameter(e.to_string()))?;
         }
         let name = normalize_username(username).map_err(|_| IdpError::NotAuthorized)?;
+        self.throttle.admit(&name, from)?;
         let row = sqlx::query(
             "SELECT user_id, srp_salt, srp_verifier FROM idp_users WHERE username = $1",
         )
@@ -505,17 +528,23 @@ impl IdentityProvider {
     }
 
     /// Cognito `RespondToAuthChallenge` to `PASSWORD_VERIFIER`: tokens if the signature proves
-    /// the password.
+    /// the password. `username` is the answer's `USERNAME`, counted by the [`throttle`] for a
+    /// decoy challenge (the account's own name is, for a real one).
     pub async fn srp_verify(
         &self,
         client_id: &str,
-        secret_block: &str,
-        timestamp: &str,
-        signature: &str,
+        (secret_block, timestamp, signature): (&str, &str, &str),
+        username: &str,
+        from: Option<IpAddr>,
     ) -> Result<AuthenticationResult, IdpError> {
         self.check_client(client_id)?;
         let sealed = self.srp.open(secret_block)?;
         if sealed.opened.user_id.is_empty() {
+            // An unknown account's decoy: counted as a wrong password, as a known one's is.
+            if let Ok(name) = normalize_username(username) {
+                self.throttle.check(&name, from)?;
+                self.throttle.failed(&name, from);
+            }
             return Err(IdpError::NotAuthorized);
         }
         let row = sqlx::query(
@@ -530,8 +559,19 @@ impl IdentityProvider {
             .as_deref()
             .and_then(srp::verifier_number)
             .ok_or(IdpError::NotAuthorized)?;
-        self.srp
-            .verify(self.pool_name(), &sealed, &v, timestamp, signature)?;
+        let name: String = row.get("username");
+        // Challenges fetched before a wait began are answered only once it is over.
+        self.throttle.check(&name, from)?;
+        if let Err(e) = self
+            .srp
+            .verify(self.pool_name(), &sealed, &v, timestamp, signature)
+        {
+            if matches!(e, IdpError::NotAuthorized) {
+                self.throttle.failed(&name, from);
+            }
+            return Err(e);
+        }
+        self.throttle.succeeded(&name, from);
         let user = UserRecord {
             user_id: row.get("user_id"),
             username: row.get("username"),

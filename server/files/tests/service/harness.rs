@@ -87,6 +87,7 @@ pub(crate) async fn harness_with_quota(
             refresh_token_ttl_secs: 3600,
             password_policy: Default::default(),
             mail: None,
+            client_address_header: None,
         },
         db.clone(),
         &dir.path().join("idp-signing-key.pem"),
@@ -131,7 +132,7 @@ impl Harness {
             .unwrap();
         let result = self
             .idp
-            .password_auth(CLIENT_ID, email, PASSWORD, None)
+            .password_auth(CLIENT_ID, (email, PASSWORD), None, None)
             .await
             .unwrap();
         (

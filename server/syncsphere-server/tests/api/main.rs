@@ -95,9 +95,17 @@ impl Harness {
     }
 
     async fn cognito(&self, op: &str, body: &str) -> Reply {
+        self.cognito_from(op, body, None).await
+    }
+
+    /// [`Harness::cognito`] with `X-Forwarded-For: from` (the address a trusted proxy saw).
+    async fn cognito_from(&self, op: &str, body: &str, from: Option<&str>) -> Reply {
+        let mut req = Request::post("/auth/cognito/");
+        if let Some(from) = from {
+            req = req.header("x-forwarded-for", format!("198.51.100.99, {from}"));
+        }
         self.send(
-            Request::post("/auth/cognito/")
-                .header("content-type", "application/x-amz-json-1.1")
+            req.header("content-type", "application/x-amz-json-1.1")
                 .header(
                     "x-amz-target",
                     format!("AWSCognitoIdentityProviderService.{op}"),
@@ -232,6 +240,7 @@ mod history;
 mod identity;
 mod mail;
 mod srp;
+mod throttle;
 
 use batches::{contents_in_one_response, small_contents_inline, uploads_in_one_request};
 use chunks::{chunked_uploads_resume_dedup_and_ranges, chunks_sent_with_their_place};
@@ -244,6 +253,7 @@ use history::revisions_restore_and_trash;
 use identity::cognito_api_and_token_rules;
 use mail::mailed_codes_confirm_sign_ups_and_reset_passwords;
 use srp::srp_sign_in;
+use throttle::password_guessing_is_slowed_per_account_and_address;
 
 impl Harness {
     /// Signs in as a device (Cognito `DEVICE_KEY`); returns (access token, refresh token).
@@ -319,6 +329,7 @@ syncsphere_test_support::on_both_stores! {
     revisions_restore_and_trash => revisions_restore_and_trash_on_sqlite, revisions_restore_and_trash_on_postgres;
     cognito_api_and_token_rules => cognito_api_and_token_rules_on_sqlite, cognito_api_and_token_rules_on_postgres;
     srp_sign_in => srp_sign_in_on_sqlite, srp_sign_in_on_postgres;
+    password_guessing_is_slowed_per_account_and_address => password_guessing_is_slowed_per_account_and_address_on_sqlite, password_guessing_is_slowed_per_account_and_address_on_postgres;
     mailed_codes_confirm_sign_ups_and_reset_passwords => mailed_codes_confirm_sign_ups_and_reset_passwords_on_sqlite, mailed_codes_confirm_sign_ups_and_reset_passwords_on_postgres;
     files_commit_rules_and_bad_input => files_commit_rules_and_bad_input_on_sqlite, files_commit_rules_and_bad_input_on_postgres;
 }

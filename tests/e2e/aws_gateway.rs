@@ -150,3 +150,213 @@ async fn the_gateway_double_enforces_api_gateways_limits() {
         .collect();
     assert_eq!(refused.len(), 3, "{refused:?}");
 }
+
+/// The WebSocket API double (`harness/ws_gateway.rs`) behaves as API Gateway documents, seen
+/// through the real `aws-sdk-apigatewaymanagement` client (SigV4 as AWS signs it): `$connect`
+/// decides the handshake, messages reach `$default` with the connection id, `@connections`
+/// posts, describes and deletes connections (410 once gone, 403 unsigned or wrongly signed),
+/// binary frames, over-long messages and idle connections are closed, `$disconnect` follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_gateway_double_follows_api_gateway() {
+    use aws_sdk_apigatewaymanagement as mgmt;
+    use futures_util::{SinkExt, StreamExt};
+    use syncsphere_e2e::ws_gateway::{Logged, MESSAGE_MAX, WsGateway, WsGatewayConfig};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // A service: `$connect` wants `Authorization: Bearer good`; `$default` echoes through
+    // `@connections` (signed by the SDK, as a service's task role would).
+    #[derive(Clone, Default)]
+    struct Service {
+        client: std::sync::Arc<std::sync::OnceLock<mgmt::Client>>,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    }
+    let service = Service::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/apigw/connect",
+            axum::routing::post(|headers: axum::http::HeaderMap| async move {
+                let good = headers
+                    .get("authorization")
+                    .is_some_and(|v| v == "Bearer good");
+                let has_id = headers.contains_key("connectionid");
+                if good && has_id {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED
+                }
+            }),
+        )
+        .route(
+            "/v1/apigw/default",
+            axum::routing::post(
+                |axum::extract::State(s): axum::extract::State<Service>,
+                 headers: axum::http::HeaderMap,
+                 body: String| async move {
+                    let id = headers["connectionid"].to_str().unwrap().to_owned();
+                    s.seen.lock().unwrap().push((id.clone(), body.clone()));
+                    let client = s.client.get().unwrap().clone();
+                    tokio::spawn(async move {
+                        client
+                            .post_to_connection()
+                            .connection_id(id)
+                            .data(mgmt::primitives::Blob::new(format!("echo: {body}")))
+                            .send()
+                            .await
+                            .expect("the echo is posted");
+                    });
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .route("/v1/apigw/disconnect", axum::routing::post(|| async { "" }))
+        .with_state(service.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = WsGatewayConfig::for_service(&service_url);
+    config.idle_timeout = Duration::from_millis(1500);
+    let gateway = WsGateway::start(config).await.unwrap();
+    let sdk = |secret: &str| {
+        let (key, _, region) = gateway.credentials();
+        let conf = mgmt::config::Builder::new()
+            .behavior_version(mgmt::config::BehaviorVersion::latest())
+            .region(mgmt::config::Region::new(region.to_owned()))
+            .credentials_provider(mgmt::config::Credentials::new(
+                key, secret, None, None, "test",
+            ))
+            .endpoint_url(&gateway.management_url)
+            .build();
+        mgmt::Client::from_conf(conf)
+    };
+    let client = sdk(gateway.credentials().1);
+    service.client.set(client.clone()).ok();
+    let connect = |token: &str| {
+        let mut req = gateway.ws_url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+
+    // `$connect` refuses: the handshake gets its status.
+    match connect("bad").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("a refused handshake, not {:?}", other.map(|_| ())),
+    }
+    // Accepted: a message reaches `$default` with the connection id; the echo comes back
+    // through `@connections`, signed by the SDK.
+    let (mut ws, _) = connect("good").await.expect("accepted");
+    ws.send(Message::Text("hello".into())).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::Text("echo: hello".into()));
+    let id = service.seen.lock().unwrap()[0].0.clone();
+    assert!(id.ends_with('='), "ids look like AWS's: {id}");
+    let info = client
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(info.connected_at().is_some() && info.last_active_at().is_some());
+    // A wrong secret: 403.
+    let forged = sdk("not-the-secret")
+        .post_to_connection()
+        .connection_id(&id)
+        .data(mgmt::primitives::Blob::new("x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        forged
+            .as_service_error()
+            .is_some_and(|e| e.is_forbidden_exception()),
+        "{forged:?}"
+    );
+    // Too long for one message: 413.
+    let long = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(mgmt::primitives::Blob::new(vec![b'x'; MESSAGE_MAX + 1]))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        long.as_service_error()
+            .is_some_and(|e| e.is_payload_too_large_exception()),
+        "{long:?}"
+    );
+    // DELETE closes with 1000; the connection is gone (410) from then on.
+    client
+        .delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, Some(Ok(Message::Close(Some(ref f)))) if u16::from(f.code) == 1000),
+        "{closed:?}"
+    );
+    let gone = client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(mgmt::primitives::Blob::new("late"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        gone.as_service_error()
+            .is_some_and(|e| e.is_gone_exception()),
+        "{gone:?}"
+    );
+
+    // A binary frame: 1003. A message over 128 KB: 1009. Nothing for the idle time: 1001.
+    async fn close_code<S>(ws: &mut S) -> Option<u16>
+    where
+        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Unpin,
+    {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => Some(u16::from(f.code)),
+            other => panic!("a close frame, not {other:?}"),
+        }
+    }
+    let (mut ws, _) = connect("good").await.unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1003));
+    let (mut ws, _) = connect("good").await.unwrap();
+    let _ = ws
+        .send(Message::Text("y".repeat(MESSAGE_MAX + 1).into()))
+        .await;
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    let (mut ws, _) = connect("good").await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1001), "idle");
+    // Every ended connection got its `$disconnect`.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = gateway.log();
+    let closed = log
+        .iter()
+        .filter(|l| matches!(l, Logged::Closed { .. }))
+        .count();
+    let disconnects = log
+        .iter()
+        .filter(|l| {
+            matches!(
+                l,
+                Logged::Integration {
+                    route: "$disconnect",
+                    status: 200,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!((closed, disconnects), (4, 4), "{log:#?}");
+    assert!(gateway.open_connections().is_empty());
+}

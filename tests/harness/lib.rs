@@ -14,6 +14,7 @@ pub mod cognito;
 pub mod gateway;
 pub mod keychain;
 pub mod push;
+pub mod ws_gateway;
 
 pub const PASSWORD: &str = "Correct-horse-battery-9";
 

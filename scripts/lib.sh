@@ -87,6 +87,17 @@ stop_postgres() {
   fi
 }
 
+# Stops a server this shell started in the background (by its PID, if it started one) and
+# removes its directory.
+#   stop_started PID DIR
+stop_started() {
+  if [ -n "$1" ]; then
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    rm -rf "$2"
+  fi
+}
+
 # Waits until something listens on loopback PORT, at most TRIES × 0.1 s.
 #   wait_for_port PORT TRIES
 wait_for_port() {
@@ -196,13 +207,7 @@ start_s3() {
   log "s3s-fs running at $S3_ENDPOINT_TEST (bucket $S3_BUCKET_TEST)"
 }
 
-stop_s3() {
-  if [ -n "${S3_PID:-}" ]; then
-    kill "$S3_PID" 2>/dev/null || true
-    wait "$S3_PID" 2>/dev/null || true
-    rm -rf "$S3_DIR"
-  fi
-}
+stop_s3() { stop_started "${S3_PID:-}" "${S3_DIR:-}"; }
 
 stop_redis() {
   if [ -n "${REDIS_DIR:-}" ] && [ -s "$REDIS_DIR/redis.pid" ]; then
@@ -282,18 +287,6 @@ start_smtp() {
   log "aiosmtpd running at $SMTP_URL_TEST (mail in $SMTP_MAILDIR_TEST)"
 }
 
-stop_smtp() {
-  if [ -n "${SMTP_PID:-}" ]; then
-    kill "$SMTP_PID" 2>/dev/null || true
-    wait "$SMTP_PID" 2>/dev/null || true
-    rm -rf "$SMTP_DIR"
-  fi
-}
+stop_smtp() { stop_started "${SMTP_PID:-}" "${SMTP_DIR:-}"; }
 
-stop_moto() {
-  if [ -n "${MOTO_PID:-}" ]; then
-    kill "$MOTO_PID" 2>/dev/null || true
-    wait "$MOTO_PID" 2>/dev/null || true
-    rm -rf "$MOTO_DIR"
-  fi
-}
+stop_moto() { stop_started "${MOTO_PID:-}" "${MOTO_DIR:-}"; }

@@ -84,6 +84,13 @@ pub struct CodeDelivery {
     pub destination: String,
 }
 
+/// The answer for an unknown account: a delivery like a real one's, and no message.
+fn nobody(username: &str) -> CodeDelivery {
+    CodeDelivery {
+        destination: mask(username.trim()),
+    }
+}
+
 /// `dana@example.com` → `d***@e***`, as Cognito masks it.
 pub(super) fn mask(email: &str) -> String {
     let first = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
@@ -266,9 +273,7 @@ impl IdentityProvider {
                 "User is already confirmed.".into(),
             )),
             Some((user, false)) => self.send_code(&user, Purpose::ConfirmSignUp).await,
-            None => Ok(CodeDelivery {
-                destination: mask(username.trim()),
-            }),
+            None => Ok(nobody(username)),
         }
     }
 
@@ -289,9 +294,7 @@ impl IdentityProvider {
         }
         match self.user_by_name(username).await? {
             Some((user, _)) => self.send_code(&user, Purpose::ResetPassword).await,
-            None => Ok(CodeDelivery {
-                destination: mask(username.trim()),
-            }),
+            None => Ok(nobody(username)),
         }
     }
 

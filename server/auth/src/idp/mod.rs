@@ -302,15 +302,7 @@ impl IdentityProvider {
         let email = email.map(str::trim).unwrap_or(&username).to_owned();
         let user_id = uuid::Uuid::new_v4().to_string();
         let verifier = srp::make_verifier(self.pool_name(), &user_id, password);
-        let password = password.to_owned();
-        let _slot = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))?;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))??;
+        let hash = self.hash_new_password(password).await?;
         let inserted = sqlx::query(
             "INSERT INTO idp_users (user_id, username, email, password_hash, created_ms,
                                     srp_salt, srp_verifier, confirmed)
@@ -672,17 +664,22 @@ impl IdentityProvider {
 
     /// Replaces the user's password (already checked against the policy).
     async fn set_password(&self, user_id: &str, password: &str) -> Result<(), IdpError> {
+        let hash = self.hash_new_password(password).await?;
+        self.store_password(user_id, &hash, password).await
+    }
+
+    /// The argon2 hash of a new password, computed off the async threads within the limit of
+    /// hashes at once.
+    async fn hash_new_password(&self, password: &str) -> Result<String, IdpError> {
         let owned = password.to_owned();
-        let slot = self
+        let _slot = self
             .hashing
             .acquire()
             .await
             .map_err(|e| IdpError::Internal(e.to_string()))?;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
+        tokio::task::spawn_blocking(move || hash_password(&owned))
             .await
-            .map_err(|e| IdpError::Internal(e.to_string()))??;
-        drop(slot);
-        self.store_password(user_id, &hash, password).await
+            .map_err(|e| IdpError::Internal(e.to_string()))?
     }
 
     /// Stores the argon2 `hash` of `password` and a new SRP verifier of it.

@@ -6,8 +6,10 @@
 //! running hash in offset order; a chunk that arrives early waits in memory (within a budget).
 //! At commit, a run that covered exactly the committed chunk list, in order and gap-free, gives
 //! the content's hash; anything else — a chunk the server already held and so was not sent, a
-//! chunk that occurs twice, a run past its memory budget or evicted, a restart — falls back to
-//! reading the content back ([`crate::content::Content::sha256`]). The bytes hashed are the ones
+//! chunk that occurs twice, a run past its memory budget (its own, its user's
+//! [`USER_PARKED_MAX`] or the server's [`SERVER_PARKED_MAX`]) or evicted, a restart — falls back
+//! to reading the content back ([`crate::content::Content::sha256`]): a budget spent costs a
+//! read at commit, never a refusal. The bytes hashed are the ones
 //! that were checked against their chunk id, so both ways verify the same thing.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,14 +22,63 @@ use syncsphere_protocol::ChunkRef;
 
 /// Bytes of early chunks one run may hold while it waits for the chunk before them.
 pub const RUN_PARKED_MAX: u64 = 32 * 1024 * 1024;
+/// Bytes of early chunks one user's runs may hold together (issue 19: sixteen contents sent
+/// back to front pinned half a gigabyte).
+pub const USER_PARKED_MAX: u64 = 64 * 1024 * 1024;
+/// Bytes of early chunks the whole server may hold.
+pub const SERVER_PARKED_MAX: u64 = 512 * 1024 * 1024;
 /// Runs kept at once; past it the least recently fed goes (its commit reads back instead).
 pub const RUNS_MAX: usize = 256;
 /// A run not fed for this long is dropped.
 pub const RUN_IDLE: Duration = Duration::from_secs(600);
 
+/// The parked bytes of every user, and of the server: what early chunks hold in memory.
+#[derive(Debug, Default)]
+struct Parked {
+    per_user: HashMap<String, u64>,
+    total: u64,
+}
+
+/// The shared account of parked bytes, and whose run this is.
+#[derive(Clone)]
+struct Budget {
+    parked: Arc<Mutex<Parked>>,
+    user: String,
+}
+
+impl Budget {
+    /// Takes `size` more bytes for the user, if both the user's and the server's budget allow.
+    fn reserve(&self, size: u64) -> bool {
+        let mut p = lock(&self.parked);
+        let user = p.per_user.get(&self.user).copied().unwrap_or(0);
+        if user + size > USER_PARKED_MAX || p.total + size > SERVER_PARKED_MAX {
+            return false;
+        }
+        p.per_user.insert(self.user.clone(), user + size);
+        p.total += size;
+        true
+    }
+
+    fn release(&self, size: u64) {
+        if size == 0 {
+            return;
+        }
+        let mut p = lock(&self.parked);
+        p.total = p.total.saturating_sub(size);
+        if let Some(user) = p.per_user.get_mut(&self.user) {
+            *user = user.saturating_sub(size);
+            if *user == 0 {
+                p.per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// One content being hashed as its chunks arrive.
 #[derive(Default)]
 struct Run {
+    /// Where its parked bytes are counted (none in unit tests of a lone run).
+    budget: Option<Budget>,
     hasher: Sha256,
     /// Offset of the next byte to hash.
     next: u64,
@@ -56,10 +107,12 @@ impl Run {
         }
         if offset > self.next {
             let size = chunk.size as u64;
-            if self.parked_bytes + size > RUN_PARKED_MAX {
+            let allowed = self.parked_bytes + size <= RUN_PARKED_MAX
+                && self.budget.as_ref().is_none_or(|b| b.reserve(size));
+            if !allowed {
                 self.broken = true;
                 self.parked.clear();
-                self.parked_bytes = 0;
+                self.unpark(self.parked_bytes);
                 return;
             }
             self.parked_bytes += size;
@@ -72,8 +125,25 @@ impl Run {
                 break;
             }
             let (chunk, pieces) = entry.remove();
-            self.parked_bytes -= chunk.size as u64;
+            self.unpark(chunk.size as u64);
             self.hash(chunk, &pieces);
+        }
+    }
+
+    /// `size` parked bytes are no longer held.
+    fn unpark(&mut self, size: u64) {
+        self.parked_bytes -= size;
+        if let Some(budget) = &self.budget {
+            budget.release(size);
+        }
+    }
+}
+
+impl Drop for Run {
+    /// A run ended (finished, evicted, idle): what it still held is free again.
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.parked_bytes);
         }
     }
 }
@@ -87,6 +157,7 @@ struct Slot {
 #[derive(Default)]
 pub struct RunningHashes {
     runs: Mutex<HashMap<(String, String), Slot>>,
+    parked: Arc<Mutex<Parked>>,
 }
 
 impl std::fmt::Debug for RunningHashes {
@@ -134,7 +205,14 @@ impl RunningHashes {
                 }
             }
             let slot = runs.entry(key).or_insert_with(|| Slot {
-                run: Arc::default(),
+                run: Arc::new(Mutex::new({
+                    let mut run = Run::default();
+                    run.budget = Some(Budget {
+                        parked: self.parked.clone(),
+                        user: user_id.to_owned(),
+                    });
+                    run
+                })),
                 fed: now,
             });
             slot.fed = now;
@@ -154,6 +232,15 @@ impl RunningHashes {
             return None;
         }
         Some(hex::encode(std::mem::take(&mut run.hasher).finalize()))
+    }
+
+    /// Bytes of early chunks held in memory now: the user's (if given) or the server's.
+    pub fn parked_bytes(&self, user_id: Option<&str>) -> u64 {
+        let p = lock(&self.parked);
+        match user_id {
+            Some(user) => p.per_user.get(user).copied().unwrap_or(0),
+            None => p.total,
+        }
     }
 
     /// How many runs are kept.
@@ -267,5 +354,61 @@ mod tests {
             running.finish("u", "c", &[chunk(0), chunk(1), chunk(2)]),
             None
         );
+    }
+    #[test]
+    fn a_users_runs_and_the_server_share_a_budget_that_frees_when_runs_end() {
+        let running = RunningHashes::default();
+        // Declared sizes count (the pieces stand in for the bytes).
+        let early = |n: u8, size: u64| {
+            let chunk = ChunkRef {
+                sha256: format!("{n:064x}").into(),
+                size: size as i64,
+            };
+            (chunk, vec![Bytes::from_static(b"x")])
+        };
+        let mib = 1024 * 1024;
+        for (i, content) in ["c1", "c2"].into_iter().enumerate() {
+            let (chunk, pieces) = early(i as u8, 30 * mib);
+            running.feed("u", content, 1, chunk, pieces);
+        }
+        assert_eq!(running.parked_bytes(Some("u")), 60 * mib);
+        // A third would pass the user's 64 MiB: that run gives up (read back at commit).
+        let (chunk, pieces) = early(3, 30 * mib);
+        running.feed("u", "c3", 1, chunk, pieces);
+        assert_eq!(running.parked_bytes(Some("u")), 60 * mib);
+        assert_eq!(running.finish("u", "c3", &[]), None);
+        // Another user has a budget of their own; the server counts both.
+        let (chunk, pieces) = early(4, 30 * mib);
+        running.feed("v", "c1", 1, chunk, pieces);
+        assert_eq!(running.parked_bytes(Some("v")), 30 * mib);
+        assert_eq!(running.parked_bytes(None), 90 * mib);
+        // Ended runs give their bytes back.
+        running.finish("u", "c1", &[]);
+        running.finish("u", "c2", &[]);
+        assert_eq!(running.parked_bytes(Some("u")), 0);
+        assert_eq!(running.parked_bytes(None), 30 * mib);
+        running.finish("v", "c1", &[]);
+        assert_eq!(running.parked_bytes(None), 0);
+    }
+
+    #[test]
+    fn the_server_budget_holds_over_many_users() {
+        let running = RunningHashes::default();
+        let size = 30 * 1024 * 1024u64;
+        for user in 0..20 {
+            let chunk = ChunkRef {
+                sha256: format!("{user:064x}").into(),
+                size: size as i64,
+            };
+            running.feed(
+                &format!("u{user}"),
+                "c",
+                1,
+                chunk,
+                vec![Bytes::from_static(b"x")],
+            );
+        }
+        assert!(running.parked_bytes(None) <= SERVER_PARKED_MAX);
+        assert_eq!(running.parked_bytes(None), 17 * size, "as many as fit");
     }
 }

@@ -235,3 +235,63 @@ fn downloads_resume_after_sigkill_and_keep_to_the_bandwidth_limit() {
     );
     assert_eq!(partial_bytes(&b), 0, "no partial file is left behind");
 }
+
+/// The server's resident memory in bytes (`VmRSS`).
+fn rss(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// An attack from issue 19 against the real binary: chunks sent ahead of their place (the
+/// chunk at offset 0 never comes) wait in memory for the running hash — sixteen contents of
+/// them took a server from 120 to 780 MiB. The user's and the server's budgets bound that:
+/// every chunk is still stored (200), and the server's memory grows by far less than what was
+/// parked before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_sent_ahead_of_their_place_cannot_pin_the_servers_memory() {
+    use sha2::Digest;
+    let server = Server::start(None).expect("server starts");
+    let email = "parker@example.com";
+    syncsphere_e2e::cognito_api(
+        &server.url,
+        "SignUp",
+        serde_json::json!({"ClientId": "syncsphere-desktop", "Username": email,
+                           "Password": syncsphere_e2e::PASSWORD}),
+    )
+    .await;
+    let token = syncsphere_e2e::cognito_token(&server.url, email, None).await;
+    let http = reqwest::Client::new();
+    let chunk = 8 * MIB;
+    let before = rss(server.process.pid());
+    // 16 contents × 2 early chunks of 8 MiB: 256 MiB that would all wait without the budgets.
+    for content in 0..16u64 {
+        for place in 1..=2u64 {
+            // Cheap to make; each chunk its own bytes (its own id).
+            let body = vec![(content * 2 + place) as u8; chunk];
+            let sha = hex::encode(sha2::Sha256::digest(&body));
+            let r = http
+                .put(format!("{}/v1/chunks/{sha}", server.url))
+                .bearer_auth(&token)
+                .header("x-syncsphere-content", format!("{content:064x}"))
+                .header("x-syncsphere-offset", (place * chunk as u64).to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    }
+    let grown = rss(server.process.pid()).saturating_sub(before);
+    eprintln!("server RSS grew by {} MiB", grown / MIB as u64);
+    assert!(
+        grown < 180 * MIB as u64,
+        "parked chunks pinned {} MiB (the budget is 64 MiB per user)",
+        grown / MIB as u64
+    );
+}

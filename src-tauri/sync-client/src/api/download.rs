@@ -34,11 +34,16 @@ impl Api {
         // The revision every window is read from: learnt from the first answer, or — when
         // resuming — from the file's metadata, if it still has the content begun.
         let mut pinned: Option<(i64, String)> = None;
+        // The content's size, once known.
+        let mut total: Option<u64> = None;
         if have > 0 {
             let meta: FileMeta = self.fetch::<endpoint::GetFile>(&[file_id]).await?;
-            if resume_sha.is_some_and(|s| meta.sha256 == *s) && !meta.deleted {
+            let size = meta.size.max(0) as u64;
+            if resume_sha.is_some_and(|s| meta.sha256 == *s) && !meta.deleted && have <= size {
                 tracing::info!(file_id, resumed_at = have, "resuming a download");
                 pinned = Some((meta.rev.into(), meta.sha256.to_string()));
+                // A partial file that is already whole needs no window, only its check below.
+                total = Some(size);
             } else {
                 have = 0;
             }
@@ -64,14 +69,14 @@ impl Api {
             tokio::fs::File::create(dest).await.map_err(io)?
         };
         progress.set_done(have);
-        loop {
+        while total.is_none_or(|t| have < t) {
             let window = self.window(file_id, pinned.as_ref(), have).await?;
             let Window {
                 resp,
                 rev,
                 sha256,
                 start,
-                total,
+                total: size,
             } = window;
             if start != have {
                 // The whole content came back (no range: an empty file, or an old server).
@@ -79,7 +84,8 @@ impl Api {
                 hasher = Sha256::new();
                 progress.set_done(0);
             }
-            progress.set_total(total);
+            progress.set_total(size);
+            total = Some(size);
             pinned.get_or_insert((rev, sha256));
             let len = resp.content_length();
             self.receive(resp, &mut out, &mut hasher, dest, progress)
@@ -93,12 +99,11 @@ impl Api {
                     len.map(|l| start + l)
                 )));
             }
-            if have >= total {
-                break;
-            }
         }
         out.sync_all().await.map_err(io)?;
-        let (rev, expected) = pinned.expect("set by the first window");
+        let Some((rev, expected)) = pinned else {
+            return Err(SyncError::Http(format!("no content of {file_id} came")));
+        };
         let sha = hex::encode(hasher.finalize());
         if sha != expected {
             let _ = tokio::fs::remove_file(dest).await;

@@ -312,6 +312,12 @@ async fn large_files_come_down_in_windows_and_resume_only_the_same_content() {
     assert!(std::fs::read(&dest).unwrap() == old);
     assert_eq!(fetched, (size - cut) as u64, "only the rest");
 
+    // Cut when it was already whole (before the rename): nothing comes, the bytes are checked.
+    std::fs::write(&dest, &old).unwrap();
+    let ((_, got), fetched) = resume(dest.clone(), sha(&old)).await;
+    assert_eq!((got, fetched), (sha(&old), 0));
+    assert!(std::fs::read(&dest).unwrap() == old);
+
     // The file changed since the cut: the new content, whole.
     let mut new = old.clone();
     new[100] ^= 1;

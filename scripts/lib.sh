@@ -174,19 +174,26 @@ ensure_s3s_fs() {
   fi
 }
 
+# A pinned PyPI package in a venv of its own under the scripts' cache directory, installed once
+# (again when the installed version differs); sets VENV.
+#   ensure_pypi_venv NAME MODULE VERSION REQUIREMENT
+ensure_pypi_venv() {
+  VENV="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/$1-$3"
+  if ! "$VENV/bin/python" -c "import $2, sys; sys.exit($2.__version__ != '$3')" 2>/dev/null; then
+    log "installing $1 $3 (PyPI, into $VENV)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$4"
+  fi
+}
+
 # schemathesis (PyPI), the contract tester of tests/contract/run.sh: a venv of its own under
 # the scripts' cache directory, the pinned version, installed from PyPI once (~10 s); sets
 # SCHEMATHESIS to its executable.
 SCHEMATHESIS_VERSION=4.32.5
 ensure_schemathesis() {
-  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/schemathesis-$SCHEMATHESIS_VERSION"
-  SCHEMATHESIS="$venv/bin/schemathesis"
-  if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-    log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI, into $venv)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-  fi
+  ensure_pypi_venv schemathesis schemathesis "$SCHEMATHESIS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
+  SCHEMATHESIS="$VENV/bin/schemathesis"
 }
 
 # Starts s3s-fs on a free loopback port with one bucket; sets S3_ENDPOINT_TEST, S3_BUCKET_TEST,
@@ -228,14 +235,9 @@ stop_redis() {
 # never trust it).
 MOTO_VERSION=5.2.5
 ensure_moto() {
-  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/moto-$MOTO_VERSION"
+  ensure_pypi_venv moto moto "$MOTO_VERSION" "moto[server]==$MOTO_VERSION"
+  local venv="$VENV"
   MOTO_SERVER="$venv/bin/moto_server"
-  if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-    log "installing moto $MOTO_VERSION (PyPI, into $venv)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-  fi
   MOTO_KEY="$venv/cognito-signing-key.pem"
   if [ ! -s "$MOTO_KEY" ]; then
     "$venv/bin/python" -c 'import sys; from joserfc import jwk; from moto.utilities.utils import load_resource; sys.stdout.buffer.write(jwk.RSAKey.import_key(load_resource("cognitoidp/resources/jwks-private.json")).as_pem(private=True))' >"$MOTO_KEY.tmp"
@@ -261,14 +263,8 @@ start_moto() {
 # receives in a Maildir (SMTP_MAILDIR_TEST) that the tests read.
 AIOSMTPD_VERSION=1.4.6
 ensure_aiosmtpd() {
-  local venv="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/aiosmtpd-$AIOSMTPD_VERSION"
-  AIOSMTPD_PYTHON="$venv/bin/python"
-  if ! "$AIOSMTPD_PYTHON" -c "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '$AIOSMTPD_VERSION')" 2>/dev/null; then
-    log "installing aiosmtpd $AIOSMTPD_VERSION (PyPI, into $venv)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
-  fi
+  ensure_pypi_venv aiosmtpd aiosmtpd "$AIOSMTPD_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
+  AIOSMTPD_PYTHON="$VENV/bin/python"
 }
 
 # Starts aiosmtpd on a free loopback port, delivering into a Maildir; sets SMTP_URL_TEST and

@@ -574,6 +574,23 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     );
     // B's old token is refused everywhere.
     refused_everywhere(&server, &b_token, "device_revoked").await;
+    // A fresh token bound to no device cannot bring the revoked id back on the push channel.
+    let unbound = syncsphere_e2e::cognito_token(&server.url, email, None).await;
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {unbound}").parse().unwrap(),
+    );
+    let (mut posing, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    posing
+        .send(Message::Text(
+            serde_json::json!({"type": "hello", "device_id": b_id, "cursor": 0})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    expect_close(&mut posing, 4004).await;
     // Nothing was lost: B's file is in the account and on A.
     assert_eq!(
         std::fs::read(a.path("from-b.txt")).unwrap(),

@@ -205,6 +205,18 @@ async fn run(mut socket: Socket, user: Option<AuthUser>, state: StateService) {
             .close(CLOSE_PROTOCOL, "device id does not match the token")
             .await;
     }
+    // A token bound to no device (a tool's, a session that never registered) names its device
+    // in `hello` only: a revoked one is refused as its own tokens are.
+    if user.device_key.is_none() {
+        let claimed = AuthUser {
+            device_key: Some(device_id.clone()),
+            ..user.clone()
+        };
+        if let Err(e) = state.verifier.check_revocations(&claimed).await {
+            let (code, reason) = refused(&e);
+            return socket.close(code, reason).await;
+        }
+    }
     // The span must be attached to the future, not entered across `.await`s: an entered guard
     // would leak into whatever else runs on this worker thread (other connections' logs).
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);

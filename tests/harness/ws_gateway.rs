@@ -1,8 +1,8 @@
 //! A test double of Amazon API Gateway's **WebSocket API** data plane, written from AWS's
 //! documentation (no emulator of it runs here: LocalStack's needs Docker and a paid tier,
 //! serverless-offline only invokes Lambdas, moto's `@connections` never answers 410). Notes
-//! with the sources: the developer guide's WebSocket chapters and quotas page, the
-//! `apigatewaymanagementapi` service model.
+//! with the sources (the developer guide's WebSocket chapters and quotas page, the
+//! `apigatewaymanagementapi` service model): `docs/research/apigw-websocket.md`.
 //!
 //! What it does, as API Gateway does:
 //! - **`$connect`**: holds a client's WebSocket handshake (`GET /{stage}`) and calls the

@@ -205,18 +205,6 @@ async fn run(mut socket: Socket, user: Option<AuthUser>, state: StateService) {
             .close(CLOSE_PROTOCOL, "device id does not match the token")
             .await;
     }
-    // A token bound to no device (a tool's, a session that never registered) names its device
-    // in `hello` only: a revoked one is refused as its own tokens are.
-    if user.device_key.is_none() {
-        let claimed = AuthUser {
-            device_key: Some(device_id.clone()),
-            ..user.clone()
-        };
-        if let Err(e) = state.verifier.check_revocations(&claimed).await {
-            let (code, reason) = refused(&e);
-            return socket.close(code, reason).await;
-        }
-    }
     // The span must be attached to the future, not entered across `.await`s: an entered guard
     // would leak into whatever else runs on this worker thread (other connections' logs).
     let span = tracing::info_span!("ws", user = %user.user_id, device = %device_id);
@@ -276,8 +264,18 @@ async fn serve(
             .await;
     };
     // A revocation or sign-out between the token check and the registration found no socket
-    // to close.
-    if let Err(e) = state.verifier.check_revocations(&user).await {
+    // to close. Checked for the device the connection speaks for: a token bound to no device (a
+    // tool's, a session that never registered) names it in `hello` only, and a revoked one is
+    // refused as its own tokens are.
+    let speaking_for = AuthUser {
+        device_key: Some(
+            user.device_key
+                .clone()
+                .unwrap_or_else(|| device_id.as_str().into()),
+        ),
+        ..user.clone()
+    };
+    if let Err(e) = state.verifier.check_revocations(&speaking_for).await {
         state.hub.unregister(&user.user_id, reg.id);
         release(&state);
         let (code, reason) = refused(&e);

@@ -16,6 +16,7 @@
 //! **Boundary**: this crate never reads the metadata database and knows nothing of HTTP, files or
 //! sockets; only its `redis` module knows the wire format, and [`Event`] is not serialisable.
 
+mod gateway;
 mod local;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -25,6 +26,7 @@ use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ChangeEvent, DeviceId, UserId};
 use tokio::sync::mpsc;
 
+pub use gateway::{GatewayConnections, LocalGatewayConnections};
 pub use local::LocalBus;
 
 /// Everything that crosses between services, addressed to one user (the address travels beside
@@ -52,6 +54,9 @@ pub enum Event {
     /// The user signed out everywhere: access tokens issued before `before` (seconds since the
     /// epoch) are refused from now on, and every push connection of the user closes (4001).
     SignedOut { before: u64 },
+    /// A connection API Gateway's WebSocket API held for the user ended (its `$disconnect`
+    /// reached some instance): the instance serving `connection` lets it go.
+    GatewayDisconnected { connection: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -77,6 +77,9 @@ enum Wire {
     SignedOut {
         before: u64,
     },
+    GatewayDisconnected {
+        connection: String,
+    },
 }
 
 impl Wire {
@@ -87,6 +90,7 @@ impl Wire {
             Event::PresenceChanged => Wire::Presence,
             Event::DeviceRevoked { device_id, .. } => Wire::Revoked { device_id },
             Event::SignedOut { before } => Wire::SignedOut { before },
+            Event::GatewayDisconnected { connection } => Wire::GatewayDisconnected { connection },
             Event::SessionBound { .. } => return None,
         })
     }
@@ -102,6 +106,7 @@ impl From<Wire> for Event {
                 sessions: Vec::new(),
             },
             Wire::SignedOut { before } => Event::SignedOut { before },
+            Wire::GatewayDisconnected { connection } => Event::GatewayDisconnected { connection },
         }
     }
 }
@@ -430,6 +435,151 @@ enum Interest {
     Unsubscribe(UserId),
 }
 
+/// A new instance id, whose key `syncsphere:instance:{id}` lives (refreshed every 10 s,
+/// expiring 30 s after the last refresh) as long as this process does.
+async fn keep_alive(conn: &MultiplexedConnection) -> Result<String, EventsError> {
+    let instance = uuid::Uuid::new_v4().to_string();
+    let mut beat = conn.clone();
+    let key = instance_key(&instance);
+    let _: () = beat
+        .set_ex(&key, "1", INSTANCE_TTL_SECS)
+        .await
+        .map_err(EventsError::Connect)?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(INSTANCE_REFRESH);
+        loop {
+            tick.tick().await;
+            let refreshed: Result<(), _> = beat.set_ex(&key, "1", INSTANCE_TTL_SECS).await;
+            if let Err(e) = refreshed {
+                tracing::warn!(error = %e, "refreshing the instance key in Redis failed");
+            }
+        }
+    });
+    Ok(instance)
+}
+
+fn gateway_key(connection: &str) -> String {
+    format!("syncsphere:gateway:{connection}")
+}
+
+fn gateway_claim_key(connection: &str) -> String {
+    format!("syncsphere:gateway-claim:{connection}")
+}
+
+/// The gateway connections of every State instance: `syncsphere:gateway:{id}` holds a
+/// connection's record, `syncsphere:gateway-claim:{id}` the instance serving its pushes (alive
+/// while its instance key is); both expire with the connection's longest life.
+pub struct RedisGatewayConnections {
+    conn: MultiplexedConnection,
+    instance: String,
+}
+
+impl RedisGatewayConnections {
+    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
+        let conn = open(url).await?;
+        let instance = keep_alive(&conn).await?;
+        Ok(Arc::new(RedisGatewayConnections { conn, instance }))
+    }
+}
+
+fn ttl_secs(ttl: Duration) -> u64 {
+    ttl.as_secs().max(1)
+}
+
+impl crate::GatewayConnections for RedisGatewayConnections {
+    fn insert<'a>(
+        &'a self,
+        id: &'a str,
+        record: String,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            conn.set_ex(gateway_key(id), record, ttl_secs(ttl))
+                .await
+                .map_err(EventsError::Query)
+        })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            conn.get(gateway_key(id)).await.map_err(EventsError::Query)
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        record: String,
+    ) -> BoxFuture<'a, Result<bool, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let set: Option<String> = ::redis::cmd("SET")
+                .arg(gateway_key(id))
+                .arg(record)
+                .arg("XX")
+                .arg("KEEPTTL")
+                .query_async(&mut conn)
+                .await
+                .map_err(EventsError::Query)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let (record, _): (Option<String>, i64) = ::redis::pipe()
+                .atomic()
+                .cmd("GETDEL")
+                .arg(gateway_key(id))
+                .del(gateway_claim_key(id))
+                .query_async(&mut conn)
+                .await
+                .map_err(EventsError::Query)?;
+            Ok(record)
+        })
+    }
+
+    fn claim<'a>(&'a self, id: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let set: Option<String> = ::redis::cmd("SET")
+                .arg(gateway_claim_key(id))
+                .arg(&self.instance)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl_secs(ttl))
+                .query_async(&mut conn)
+                .await
+                .map_err(EventsError::Query)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn served<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<bool>, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let owner: Option<String> = conn
+                .get(gateway_claim_key(id))
+                .await
+                .map_err(EventsError::Query)?;
+            let Some(owner) = owner else {
+                return Ok(None);
+            };
+            if owner == self.instance {
+                return Ok(Some(true));
+            }
+            let alive: bool = conn
+                .exists(instance_key(&owner))
+                .await
+                .map_err(EventsError::Query)?;
+            Ok(Some(alive))
+        })
+    }
+}
+
 /// Subscribes to the channels of the users this instance holds and hands their events to the
 /// instance's [`Recipient`]; keeps the instance's share of presence in Redis.
 pub struct RedisSubscriber {
@@ -440,24 +590,8 @@ impl RedisSubscriber {
     pub async fn connect(url: &str, hub: Arc<dyn Recipient>) -> Result<Arc<Self>, EventsError> {
         let client = ::redis::Client::open(url).map_err(EventsError::Connect)?;
         let conn = open(url).await?;
-        let instance = uuid::Uuid::new_v4().to_string();
         // Liveness first: presence written by this instance counts only while this key lives.
-        let mut beat = conn.clone();
-        let key = instance_key(&instance);
-        let _: () = beat
-            .set_ex(&key, "1", INSTANCE_TTL_SECS)
-            .await
-            .map_err(EventsError::Connect)?;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(INSTANCE_REFRESH);
-            loop {
-                tick.tick().await;
-                let refreshed: Result<(), _> = beat.set_ex(&key, "1", INSTANCE_TTL_SECS).await;
-                if let Err(e) = refreshed {
-                    tracing::warn!(error = %e, "refreshing the instance key in Redis failed");
-                }
-            }
-        });
+        let instance = keep_alive(&conn).await?;
         // Local joins and leaves: write this instance's view, then tell every instance.
         let (joined_tx, mut joined_rx) = mpsc::unbounded_channel::<UserId>();
         hub.report_presence_changes(joined_tx);

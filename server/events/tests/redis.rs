@@ -293,3 +293,74 @@ async fn presence_is_merged_over_the_instances_holding_the_user() {
     })
     .await;
 }
+
+/// The gateway registry two instances share: records and claims are one per connection, a
+/// record keeps its expiry when updated, and an instance's claim counts as alive while that
+/// instance's key lives. `$disconnect` travels to the serving instance on the user's channel.
+#[tokio::test]
+async fn gateway_connections_are_shared_claimed_once_and_announced_when_gone() {
+    use syncsphere_events::GatewayConnections;
+    use syncsphere_events::redis::RedisGatewayConnections;
+    let Some(url) = redis_url() else { return };
+    let a = RedisGatewayConnections::connect(&url).await.unwrap();
+    let b = RedisGatewayConnections::connect(&url).await.unwrap();
+    let id = format!("Gw-{}=", rand_suffix());
+    let ttl = Duration::from_secs(60);
+    a.insert(&id, "one".into(), ttl).await.unwrap();
+    assert_eq!(b.get(&id).await.unwrap().as_deref(), Some("one"));
+    assert!(b.update(&id, "two".into()).await.unwrap());
+    assert_eq!(a.get(&id).await.unwrap().as_deref(), Some("two"));
+    assert!(!a.update("never-recorded", "x".into()).await.unwrap());
+    assert_eq!(a.served(&id).await.unwrap(), None, "nobody serves it yet");
+    assert!(b.claim(&id, ttl).await.unwrap());
+    assert!(!a.claim(&id, ttl).await.unwrap(), "claimed once");
+    assert_eq!(a.served(&id).await.unwrap(), Some(true), "b is alive");
+    assert_eq!(b.served(&id).await.unwrap(), Some(true));
+    // An instance whose key is gone (it crashed 30 s ago) serves nothing.
+    let mut conn = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let claim_of: String =
+        ::redis::AsyncCommands::get(&mut conn, format!("syncsphere:gateway-claim:{id}"))
+            .await
+            .unwrap();
+    let _: i64 = ::redis::AsyncCommands::del(&mut conn, format!("syncsphere:instance:{claim_of}"))
+        .await
+        .unwrap();
+    assert_eq!(a.served(&id).await.unwrap(), Some(false));
+    assert_eq!(a.remove(&id).await.unwrap().as_deref(), Some("two"));
+    assert_eq!(b.remove(&id).await.unwrap(), None);
+    assert_eq!(a.served(&id).await.unwrap(), None, "the claim went with it");
+    // The record expires with its connection's longest life.
+    a.insert(&id, "short".into(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.get(&id).await.unwrap(), None);
+
+    // `$disconnect` on one instance reaches the instance holding the user.
+    let user = fresh_user("gw-user");
+    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    let instance = Arc::new(Instance::default());
+    let subscriber = RedisSubscriber::connect(&url, instance.clone())
+        .await
+        .unwrap();
+    subscriber.hold(&user).await.unwrap();
+    let gone = Event::GatewayDisconnected {
+        connection: id.clone(),
+    };
+    publisher.publish(&user, gone.clone());
+    wait_for("the disconnect", || {
+        instance.delivered().contains(&(user.clone(), gone.clone()))
+    })
+    .await;
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}

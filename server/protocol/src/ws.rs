@@ -43,6 +43,21 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         device_name: Option<String>,
     },
+    /// A heartbeat: nothing is answered. Behind API Gateway's WebSocket API (whose idle
+    /// timeout counts data messages only, not ping frames) clients send one at the interval
+    /// `welcome`'s `limits` imply; elsewhere it is harmless.
+    Ping,
+}
+
+/// What the connection's carrier imposes, told in `welcome` when it is not the service itself
+/// (API Gateway's WebSocket API: 10 minutes idle, 2 hours at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionLimits {
+    /// The connection closes after this many seconds without a data message either way: send
+    /// `ping` well within it.
+    pub idle_timeout_secs: u64,
+    /// The connection closes this many seconds after it opened: reconnect before.
+    pub max_duration_secs: u64,
 }
 
 /// One online device in a `presence` message.
@@ -62,6 +77,9 @@ pub enum ServerMessage {
     Welcome {
         device_id: DeviceId,
         connection_id: String,
+        /// Set when the connection goes through a carrier with limits of its own (API Gateway).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<ConnectionLimits>,
     },
     /// A committed change made by another device of the same user.
     Change(ChangeEvent),
@@ -72,6 +90,10 @@ pub enum ServerMessage {
     Reauth { expires_at: u64 },
     /// The user's online devices, sent to all of them whenever one connects or disconnects.
     Presence { devices: Vec<OnlineDevice> },
+    /// The server ends the connection with this close code (one of `CLOSE_*`), when the
+    /// connection's carrier cannot send close codes (API Gateway closes with 1000): the client
+    /// acts as on a close frame with `code`. The connection closes right after.
+    Bye { code: u16, reason: String },
 }
 
 #[cfg(test)]
@@ -103,6 +125,29 @@ mod tests {
         assert_eq!(v["origin_device"], "dev-a");
         let back: ServerMessage = serde_json::from_value(v).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn ping_and_bye_have_their_documented_shape() {
+        assert_eq!(
+            serde_json::to_string(&ClientMessage::Ping).unwrap(),
+            r#"{"type":"ping"}"#
+        );
+        let bye = ServerMessage::Bye {
+            code: CLOSE_DEVICE_REVOKED,
+            reason: "device revoked".into(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&bye).unwrap();
+        assert_eq!(v["type"], "bye");
+        assert_eq!(v["code"], 4004);
+        // A welcome without limits is what servers before them sent.
+        let welcome: ServerMessage =
+            serde_json::from_str(r#"{"type":"welcome","device_id":"d","connection_id":"1"}"#)
+                .unwrap();
+        assert!(matches!(
+            welcome,
+            ServerMessage::Welcome { limits: None, .. }
+        ));
     }
 
     #[test]

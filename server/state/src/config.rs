@@ -25,6 +25,70 @@ pub struct StateArgs {
     /// it).
     #[arg(skip)]
     pub ws_timeouts: WsTimeouts,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// AWS mode: push connections held by API Gateway's WebSocket API (decision 0042).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "State service behind API Gateway's WebSocket API")]
+pub struct GatewayArgs {
+    /// The WebSocket API's `@connections` endpoint, e.g.
+    /// `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`: serves
+    /// `POST /v1/apigw/{connect,default,disconnect}` for its integrations and pushes through
+    /// it (credentials: the default AWS chain, e.g. the task role).
+    #[arg(long, env = "SYNCSPHERE_APIGW_ENDPOINT")]
+    pub apigw_endpoint: Option<String>,
+    /// The secret API Gateway's integrations send in `x-syncsphere-gateway-secret` (at least
+    /// 16 characters). Also read from the file named by `SYNCSPHERE_APIGW_SECRET_FILE`.
+    #[arg(long, env = "SYNCSPHERE_APIGW_SECRET", hide_env_values = true)]
+    pub apigw_secret: Option<String>,
+    /// The `@connections` endpoint's region (default: the one in its host name, else the AWS
+    /// default chain's).
+    #[arg(long, env = "SYNCSPHERE_APIGW_REGION")]
+    pub apigw_region: Option<String>,
+    /// API Gateway's idle timeout, told to clients so that their heartbeats come in time.
+    #[arg(
+        long,
+        env = "SYNCSPHERE_APIGW_IDLE_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
+    pub apigw_idle_timeout_secs: u64,
+    /// API Gateway's maximum connection duration, told to clients so that they reconnect first.
+    #[arg(
+        long,
+        env = "SYNCSPHERE_APIGW_MAX_DURATION_SECS",
+        default_value_t = 7200
+    )]
+    pub apigw_max_duration_secs: u64,
+}
+
+impl GatewayArgs {
+    /// The shared secret: the flag, else the file `SYNCSPHERE_APIGW_SECRET_FILE` names.
+    pub fn secret(&self) -> Result<Option<String>, String> {
+        if let Some(secret) = &self.apigw_secret {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = std::env::var_os("SYNCSPHERE_APIGW_SECRET_FILE") else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&path)
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|e| {
+                format!(
+                    "reading SYNCSPHERE_APIGW_SECRET_FILE {}: {e}",
+                    path.to_string_lossy()
+                )
+            })
+    }
+
+    /// The limits told to clients in `welcome`.
+    pub fn limits(&self) -> syncsphere_protocol::ws::ConnectionLimits {
+        syncsphere_protocol::ws::ConnectionLimits {
+            idle_timeout_secs: self.apigw_idle_timeout_secs,
+            max_duration_secs: self.apigw_max_duration_secs,
+        }
+    }
 }
 
 impl StateArgs {
@@ -44,18 +108,21 @@ impl StateArgs {
         Some((issuer, jwks))
     }
 
-    /// The service on `hub`, accepting what `verifier` accepts, fed by `subscriber`.
+    /// The service on `hub`, accepting what `verifier` accepts, fed by `subscriber`; serving
+    /// API Gateway's connections too with `gateway`.
     pub fn open(
         &self,
         hub: Arc<PushHub>,
         verifier: Arc<Verifier>,
         subscriber: Arc<dyn Subscriber>,
+        gateway: Option<Arc<crate::apigw::Gateway>>,
     ) -> StateService {
         StateService {
             hub,
             verifier,
             subscriber,
             timeouts: self.ws_timeouts,
+            gateway,
         }
     }
 }

@@ -34,11 +34,15 @@ pub(crate) const ENDED_OVERFLOW: u8 = 1;
 pub(crate) const ENDED_REVOKED: u8 = 2;
 /// The user signed out everywhere: close with 4001.
 pub(crate) const ENDED_SIGNED_OUT: u8 = 3;
+/// The connection is gone already (API Gateway's `$disconnect`): nothing to send.
+pub(crate) const ENDED_GONE: u8 = 4;
 
 struct Conn {
     id: u64,
     device_id: String,
     device_name: Option<String>,
+    /// API Gateway's id of the connection, when API Gateway holds it (AWS mode).
+    gateway: Option<Arc<str>>,
     tx: mpsc::Sender<Queued>,
     ended: Arc<AtomicU8>,
 }
@@ -130,15 +134,27 @@ impl PushHub {
         self.end(user_id, None, ENDED_SIGNED_OUT)
     }
 
+    /// Lets go of the user's connection that API Gateway knows as `gateway_id` (it ended).
+    pub fn gateway_disconnected(&self, user_id: &str, gateway_id: &str) -> usize {
+        self.end_where(user_id, ENDED_GONE, |c| {
+            c.gateway.as_deref() == Some(gateway_id)
+        })
+    }
+
     /// Ends the user's connections of `device_id` (all of them without one), for `why`.
     fn end(&self, user_id: &str, device_id: Option<&str>, why: u8) -> usize {
+        self.end_where(user_id, why, |c| device_id.is_none_or(|d| c.device_id == d))
+    }
+
+    /// Ends the user's connections `which` selects, for `why`.
+    fn end_where(&self, user_id: &str, why: u8, which: impl Fn(&Conn) -> bool) -> usize {
         let mut users = self.users.lock().expect("hub lock");
         let Some(conns) = users.get_mut(user_id) else {
             return 0;
         };
         let before = conns.len();
         conns.retain(|c| {
-            if device_id.is_none_or(|d| c.device_id == d) {
+            if which(c) {
                 // Dropping the sender ends the queue; the task reads why and closes.
                 c.ended.store(why, Ordering::Relaxed);
                 false
@@ -149,13 +165,7 @@ impl PushHub {
         let closed = before - conns.len();
         if closed > 0 {
             self.metrics.connections.dec_by(closed as i64);
-            tracing::info!(
-                user_id,
-                device_id,
-                closed,
-                signed_out = why == ENDED_SIGNED_OUT,
-                "ended connections of a revoked device or session"
-            );
+            tracing::info!(user_id, closed, why, "ended connections");
             self.presence_changed(user_id, conns);
         }
         if conns.is_empty() {
@@ -170,6 +180,17 @@ impl PushHub {
         device_id: &str,
         device_name: Option<String>,
     ) -> Result<Registration, TooManyConnections> {
+        self.register_as(user_id, device_id, device_name, None)
+    }
+
+    /// [`PushHub::register`] for a connection API Gateway holds as `gateway`, if it does.
+    pub(crate) fn register_as(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        device_name: Option<String>,
+        gateway: Option<Arc<str>>,
+    ) -> Result<Registration, TooManyConnections> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let ended = Arc::new(AtomicU8::new(ENDED_NO));
@@ -183,6 +204,7 @@ impl PushHub {
             id,
             device_id: device_id.to_owned(),
             device_name,
+            gateway,
             tx,
             ended: ended.clone(),
         });
@@ -319,6 +341,9 @@ impl Recipient for PushHub {
                 self.sign_out(user_id);
             }
             Event::PresenceChanged => self.send_presence(user_id, self.local_devices(user_id)),
+            Event::GatewayDisconnected { connection } => {
+                self.gateway_disconnected(user_id, &connection);
+            }
         }
     }
 

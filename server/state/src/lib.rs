@@ -17,6 +17,7 @@
 //! delivered to its [`PushHub`] (the hub is the bus's [`syncsphere_events::Recipient`]) — in
 //! process, or from Redis.
 
+pub mod apigw;
 mod config;
 mod hub;
 mod metrics;
@@ -32,7 +33,7 @@ use syncsphere_auth::routes::RouterExt;
 use syncsphere_events::Subscriber;
 use syncsphere_protocol::endpoint;
 
-pub use config::StateArgs;
+pub use config::{GatewayArgs, StateArgs};
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
 pub use metrics::PushMetrics;
 pub use socket::WsTimeouts;
@@ -46,6 +47,8 @@ pub struct StateService {
     pub subscriber: Arc<dyn Subscriber>,
     /// How long a socket write and a close handshake may take.
     pub timeouts: WsTimeouts,
+    /// Set in AWS mode: connections API Gateway's WebSocket API holds (`/v1/apigw/*`).
+    pub gateway: Option<Arc<apigw::Gateway>>,
 }
 
 impl FromRef<StateService> for Arc<Verifier> {
@@ -54,12 +57,23 @@ impl FromRef<StateService> for Arc<Verifier> {
     }
 }
 
-/// `GET /v1/ws` and `GET /metrics` (Prometheus text; keep it off the public internet).
+/// `GET /v1/ws` and `GET /metrics` (Prometheus text; keep it off the public internet); with a
+/// gateway, API Gateway's three integrations `POST /v1/apigw/{connect,default,disconnect}`
+/// (not in the OpenAPI document: only API Gateway calls them, with the shared secret).
 pub fn router(state: StateService) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .endpoint(endpoint::PushSocket, ws::upgrade)
-        .endpoint(endpoint::Metrics, metrics)
-        .with_state(state)
+        .endpoint(endpoint::Metrics, metrics);
+    if state.gateway.is_some() {
+        router = router
+            .route("/v1/apigw/connect", axum::routing::post(apigw::connect))
+            .route("/v1/apigw/default", axum::routing::post(apigw::message))
+            .route(
+                "/v1/apigw/disconnect",
+                axum::routing::post(apigw::disconnect),
+            );
+    }
+    router.with_state(state)
 }
 
 async fn metrics(

@@ -24,6 +24,8 @@ pub struct PushMetrics {
     pub connections_refused: Counter,
     /// Seconds from a commit being handed to the hub to its frame being written to a socket.
     pub push_latency: Histogram,
+    /// `@connections` calls to API Gateway that failed (other than a connection found gone).
+    pub gateway_failures: Counter,
 }
 
 impl Default for PushMetrics {
@@ -35,6 +37,7 @@ impl Default for PushMetrics {
         let messages_pushed = Counter::default();
         let queue_overflows = Counter::default();
         let connections_refused = Counter::default();
+        let gateway_failures = Counter::default();
         // 50 µs … ~1.6 s.
         let push_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -68,6 +71,11 @@ impl Default for PushMetrics {
             connections_refused.clone(),
         );
         registry.register(
+            "gateway_failures",
+            "Calls to API Gateway's @connections API that failed",
+            gateway_failures.clone(),
+        );
+        registry.register(
             "push_latency_seconds",
             "Time from commit to the change being written to a socket",
             push_latency.clone(),
@@ -78,6 +86,7 @@ impl Default for PushMetrics {
             sockets,
             write_timeouts,
             messages_pushed,
+            gateway_failures,
             queue_overflows,
             connections_refused,
             push_latency,

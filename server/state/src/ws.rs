@@ -31,7 +31,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A peer silent for this long (no pong, no message) is considered dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after its token's expiry a connection that ignored `reauth` is closed.
-const REAUTH_GRACE_SECS: u64 = 10;
+pub(crate) const REAUTH_GRACE_SECS: u64 = 10;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -41,12 +41,12 @@ fn unix_now() -> u64 {
 }
 
 /// The instant `unix_secs` (seconds since the epoch) on tokio's clock.
-fn instant_at(unix_secs: u64) -> tokio::time::Instant {
+pub(crate) fn instant_at(unix_secs: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(unix_secs.saturating_sub(unix_now()))
 }
 
 /// When to ask for a fresh token: a minute before expiry, or halfway through short lifetimes.
-fn reauth_time(user: &AuthUser) -> u64 {
+pub(crate) fn reauth_time(user: &AuthUser) -> u64 {
     let lifetime = user
         .issued_at
         .map_or(3600, |iat| user.expires_at.saturating_sub(iat));
@@ -55,7 +55,7 @@ fn reauth_time(user: &AuthUser) -> u64 {
 
 /// Checks the token of an `auth` message sent on a live connection. Boxed, like the close
 /// path (`socket.rs`): a token check (~1.5 KiB of future) is rare, the loop around it is not.
-fn fresh_user<'a>(
+pub(crate) fn fresh_user<'a>(
     state: &'a StateService,
     token: &'a str,
 ) -> BoxFuture<'a, Result<AuthUser, AuthError>> {
@@ -75,7 +75,7 @@ fn fresh_user<'a>(
 /// Whether a token sent on a live connection may carry on the connection of `user`'s device
 /// `device_id`: the same user and the same device binding — or a binding its session gained
 /// since (the device registered meanwhile, 0038) to this very device.
-fn same_session(user: &AuthUser, fresh: &AuthUser, device_id: &str) -> bool {
+pub(crate) fn same_session(user: &AuthUser, fresh: &AuthUser, device_id: &str) -> bool {
     fresh.user_id == user.user_id
         && (fresh.device_key == user.device_key
             || (user.device_key.is_none()
@@ -83,7 +83,7 @@ fn same_session(user: &AuthUser, fresh: &AuthUser, device_id: &str) -> bool {
 }
 
 /// The close code for a token that was refused.
-fn refused(e: &AuthError) -> (u16, &'static str) {
+pub(crate) fn refused(e: &AuthError) -> (u16, &'static str) {
     match e {
         AuthError::DeviceRevoked => (CLOSE_DEVICE_REVOKED, "device revoked"),
         AuthError::SignedOut => (CLOSE_UNAUTHORIZED, "signed out"),
@@ -287,6 +287,7 @@ async fn serve(
     let welcome = ServerMessage::Welcome {
         device_id: device_id.clone().into(),
         connection_id: reg.id.to_string(),
+        limits: None,
     };
     let ending = match socket.send(&welcome).await {
         Err(e) => write_failed(e, metrics),

@@ -45,6 +45,7 @@ async fn server(timeouts: WsTimeouts) -> Server {
         verifier: Arc::new(verifier),
         subscriber: LocalBus::new(hub.clone()),
         timeouts,
+        gateway: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

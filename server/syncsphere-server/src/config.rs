@@ -213,6 +213,34 @@ impl AppConfig {
         Ok(self.pool.pool()?)
     }
 
+    /// AWS mode's push settings, if `--apigw-endpoint` is given: a role that serves push, an
+    /// `http(s)` endpoint, a secret of 16 characters or more.
+    fn check_gateway(&self) -> anyhow::Result<()> {
+        let gateway = &self.state.gateway;
+        let Some(endpoint) = &gateway.apigw_endpoint else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            self.server.role != Role::Files,
+            "{} is for the roles that serve push (all, state), not files",
+            flag_and_env("apigw_endpoint")
+        );
+        anyhow::ensure!(
+            endpoint.starts_with("https://") || endpoint.starts_with("http://"),
+            "{} must be an http(s) URL (the WebSocket API's @connections endpoint), not {endpoint}",
+            flag_and_env("apigw_endpoint")
+        );
+        let secret = gateway.secret().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            secret.as_deref().is_some_and(|s| s.len() >= 16),
+            "{} needs {} (or SYNCSPHERE_APIGW_SECRET_FILE) of at least 16 characters: \
+             API Gateway's integrations send it so that nobody else can call /v1/apigw/*",
+            flag_and_env("apigw_endpoint"),
+            flag_and_env("apigw_secret")
+        );
+        Ok(())
+    }
+
     /// Flags the role needs and lacks, named `--flag (ENV)` (alternatives joined by "or").
     pub fn missing_requirements(&self) -> Vec<String> {
         let redis = self.server.redis_url.is_some();
@@ -240,6 +268,7 @@ impl AppConfig {
     /// One error naming every flag the role needs and lacks.
     pub fn check_requirements(&self) -> anyhow::Result<()> {
         self.pool()?;
+        self.check_gateway()?;
         let missing = self.missing_requirements();
         if missing.is_empty() {
             return Ok(());

@@ -26,12 +26,17 @@ use syncsphere_auth::routes::RouterExt;
 use syncsphere_auth::sign_out::DbRevocations;
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_db::Db;
-use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
-use syncsphere_events::{LocalBus, Presence, Publisher, Subscriber};
+use syncsphere_events::redis::{
+    RedisGatewayConnections, RedisPublisher, RedisRevocations, RedisSubscriber,
+};
+use syncsphere_events::{
+    GatewayConnections, LocalBus, LocalGatewayConnections, Presence, Publisher, Subscriber,
+};
 use syncsphere_files::{FilesDeps, FilesService};
 use syncsphere_protocol::endpoint;
 use syncsphere_protocol::{CognitoConfig, PasswordFlow, ServerConfig};
 use syncsphere_state::PushHub;
+use syncsphere_state::apigw::{AwsManagement, Gateway};
 use tower_http::trace::TraceLayer;
 
 pub use config::{AppConfig, CheckArgs, Cli, Command, Role, ServerArgs};
@@ -122,11 +127,53 @@ async fn state_alone(config: &AppConfig, hub: &Arc<PushHub>) -> anyhow::Result<R
     let subscriber = RedisSubscriber::connect(redis_url, hub.clone())
         .await
         .context("subscribing to Redis")?;
+    let gateway = match config.state.gateway.apigw_endpoint {
+        Some(_) => {
+            let events = RedisPublisher::connect(redis_url)
+                .await
+                .context("connecting to Redis")?;
+            gateway(config, events).await?
+        }
+        None => None,
+    };
     Ok(syncsphere_state::router(config.state.open(
         hub.clone(),
         verifier,
         subscriber,
+        gateway,
     )))
+}
+
+/// AWS mode's push (`--apigw-endpoint`): API Gateway's `@connections` API, the registry of its
+/// connections (Redis across instances, else this process's memory), and where `$disconnect`
+/// is told.
+async fn gateway(
+    config: &AppConfig,
+    events: Arc<dyn Publisher>,
+) -> anyhow::Result<Option<Arc<Gateway>>> {
+    let args = &config.state.gateway;
+    let Some(endpoint) = &args.apigw_endpoint else {
+        return Ok(None);
+    };
+    let secret = args
+        .secret()
+        .map_err(anyhow::Error::msg)?
+        .context("checked: --apigw-secret")?;
+    let connections: Arc<dyn GatewayConnections> = match &config.server.redis_url {
+        Some(url) => RedisGatewayConnections::connect(url)
+            .await
+            .context("connecting to Redis")?,
+        None => LocalGatewayConnections::new(),
+    };
+    let management = Arc::new(AwsManagement::new(endpoint, args.apigw_region.clone()).await);
+    tracing::info!(endpoint, "pushing through API Gateway's WebSocket API");
+    Ok(Some(Arc::new(Gateway {
+        management,
+        connections,
+        events,
+        secret,
+        limits: args.limits(),
+    })))
 }
 
 /// The all and files roles: identity provider, devices, files, `/v1/config`; and push in the
@@ -188,7 +235,7 @@ async fn files_and_identity(
         registry,
         verifier: verifier.clone(),
         presence: bus.presence,
-        events: bus.publisher,
+        events: bus.publisher.clone(),
     });
     let client_config = ServerConfig {
         cognito,
@@ -204,10 +251,12 @@ async fn files_and_identity(
         .merge(devices);
     // Only the all role serves push, and only it has a subscriber.
     if let Some(subscriber) = bus.subscriber {
+        let gateway = gateway(config, bus.publisher.clone()).await?;
         router = router.merge(syncsphere_state::router(config.state.open(
             hub.clone(),
             verifier,
             subscriber,
+            gateway,
         )));
     }
     Ok((router, files.maintenance()))

@@ -10,7 +10,7 @@ use syncsphere_protocol::Seq;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use syncsphere_protocol::ws::{
-    CLOSE_DEVICE_REVOKED, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
+    CLOSE_DEVICE_REVOKED, CLOSE_UNAUTHORIZED, ClientMessage, ConnectionLimits, ServerMessage,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,8 +23,42 @@ use crate::auth::TokenSource;
 use crate::engine::Trigger;
 use crate::status::Status;
 
-/// The server pings every 20 s; this much silence means the connection is dead.
+/// The server pings every 20 s (behind API Gateway, the client pings and API Gateway
+/// answers); this much silence means the connection is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+/// How often the client pings when the server does not (a connection through API Gateway).
+const CLIENT_PING: Duration = Duration::from_secs(25);
+
+/// For a connection whose carrier has `limits` (API Gateway): how often to send a `ping`
+/// message (half the idle timeout, at most 5 minutes, at least 1 s), and when to reconnect
+/// ahead of the maximum duration (5 minutes before, less up to 2 minutes of jitter so that
+/// many clients do not reconnect at once; at least half the duration).
+pub(crate) fn gateway_timers(limits: ConnectionLimits) -> (Duration, Duration) {
+    let heartbeat = (limits.idle_timeout_secs / 2).clamp(1, 300);
+    let jitter = rand::thread_rng().gen_range(0..=120);
+    let lifetime = limits
+        .max_duration_secs
+        .saturating_sub(300 + jitter)
+        .max(limits.max_duration_secs / 2);
+    (
+        Duration::from_secs(heartbeat),
+        Duration::from_secs(lifetime),
+    )
+}
+
+/// The WebSocket URL of a push endpoint: a `ws(s)://` URL as it is (API Gateway's WebSocket
+/// API), else the State service's `/v1/ws` under an `http(s)://` base.
+pub(crate) fn push_socket_url(base: &str) -> String {
+    if base.starts_with("wss://") || base.starts_with("ws://") {
+        return base.to_owned();
+    }
+    format!(
+        "{}/v1/ws",
+        base.trim_end_matches('/')
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    )
+}
 
 /// Delay before retry number `failures` (1-based): exponential from 0.5 s, capped at 30 s, with
 /// "equal jitter" so that many clients do not reconnect in lockstep.
@@ -123,10 +157,35 @@ impl Push {
         ))
         .await
         .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+        let send_err = |e| SyncError::Offline(format!("push channel: {e}"));
+        // Behind API Gateway (`welcome` says its limits): the client pings, sends heartbeats
+        // and reconnects before the connection's maximum duration.
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let mut ping_at = far;
+        let mut heartbeat: Option<Duration> = None;
+        let mut heartbeat_at = far;
+        let mut renew_at = far;
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(SILENCE_LIMIT, ws.next()) => next,
                 _ = stop.changed() => {
+                    let _ = ws.close(None).await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep_until(ping_at) => {
+                    ws.send(Message::Ping(Vec::new().into())).await.map_err(send_err)?;
+                    ping_at = tokio::time::Instant::now() + CLIENT_PING;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(heartbeat_at) => {
+                    let ping = serde_json::to_string(&ClientMessage::Ping).expect("ping serialises");
+                    ws.send(Message::Text(ping.into())).await.map_err(send_err)?;
+                    heartbeat_at = tokio::time::Instant::now() + heartbeat.unwrap_or(Duration::MAX / 4);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(renew_at) => {
+                    // The carrier would close it soon: a new connection (and a catch-up) now.
+                    tracing::info!("renewing the push connection before its maximum duration");
                     let _ = ws.close(None).await;
                     return Ok(());
                 }
@@ -140,24 +199,31 @@ impl Push {
             let Message::Text(text) = msg else {
                 if let Message::Close(frame) = msg {
                     tracing::info!(?frame, "server closed the push channel");
-                    let code = frame.as_ref().map(|f| u16::from(f.code));
-                    if code == Some(CLOSE_DEVICE_REVOKED) {
-                        // The engine's next request learns the same and stops the sync.
-                        let _ = self.triggers.try_send(Trigger::Remote);
-                        return Err(SyncError::DeviceRevoked);
-                    }
-                    // Refused token (e.g. signed out everywhere): the engine's next request
-                    // says whether the session ended, and stops the sync if so.
-                    if code == Some(CLOSE_UNAUTHORIZED) {
-                        let _ = self.triggers.try_send(Trigger::Remote);
-                    }
-                    return Ok(());
+                    return self.closed(frame.as_ref().map(|f| u16::from(f.code)));
                 }
                 continue; // pings are answered by tungstenite
             };
             match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(ServerMessage::Welcome { connection_id, .. }) => {
-                    tracing::info!(connection_id, "push channel connected");
+                Ok(ServerMessage::Bye { code, reason }) => {
+                    // A close code API Gateway cannot carry; the close (1000) follows.
+                    tracing::info!(code, reason, "server ended the push channel");
+                    let _ = ws.close(None).await;
+                    return self.closed(Some(code));
+                }
+                Ok(ServerMessage::Welcome {
+                    connection_id,
+                    limits,
+                    ..
+                }) => {
+                    tracing::info!(connection_id, ?limits, "push channel connected");
+                    if let Some(limits) = limits {
+                        let (every, lifetime) = gateway_timers(limits);
+                        let now = tokio::time::Instant::now();
+                        heartbeat = Some(every);
+                        heartbeat_at = now + every;
+                        ping_at = now + CLIENT_PING;
+                        renew_at = now + lifetime;
+                    }
                     self.status.send_modify(|s| s.connected = true);
                     // Catch up on whatever happened while disconnected.
                     let _ = self.triggers.try_send(Trigger::Remote);
@@ -177,7 +243,7 @@ impl Push {
                             .into(),
                     ))
                     .await
-                    .map_err(|e| SyncError::Offline(format!("push channel: {e}")))?;
+                    .map_err(send_err)?;
                     tracing::debug!("answered reauth with a fresh token");
                 }
                 Ok(ServerMessage::Presence { devices }) => {
@@ -202,6 +268,21 @@ impl Push {
             }
         }
     }
+
+    /// The end of a connection the server closed with `code` (a close frame's, or `bye`'s).
+    fn closed(&self, code: Option<u16>) -> Result<(), SyncError> {
+        if code == Some(CLOSE_DEVICE_REVOKED) {
+            // The engine's next request learns the same and stops the sync.
+            let _ = self.triggers.try_send(Trigger::Remote);
+            return Err(SyncError::DeviceRevoked);
+        }
+        // Refused token (e.g. signed out everywhere): the engine's next request says whether
+        // the session ended, and stops the sync if so.
+        if code == Some(CLOSE_UNAUTHORIZED) {
+            let _ = self.triggers.try_send(Trigger::Remote);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -220,5 +301,48 @@ mod tests {
             );
         }
         assert!(backoff(30) <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn gateway_timers_beat_the_idle_timeout_and_renew_before_the_maximum() {
+        let aws = ConnectionLimits {
+            idle_timeout_secs: 600,
+            max_duration_secs: 7200,
+        };
+        for _ in 0..50 {
+            let (heartbeat, lifetime) = gateway_timers(aws);
+            assert_eq!(heartbeat, Duration::from_secs(300));
+            assert!(
+                lifetime >= Duration::from_secs(7200 - 420)
+                    && lifetime <= Duration::from_secs(7200 - 300),
+                "{lifetime:?}"
+            );
+        }
+        // Test-sized limits stay sensible.
+        let (heartbeat, lifetime) = gateway_timers(ConnectionLimits {
+            idle_timeout_secs: 4,
+            max_duration_secs: 60,
+        });
+        assert_eq!(heartbeat, Duration::from_secs(2));
+        assert_eq!(lifetime, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn push_urls_are_service_bases_or_whole_websocket_urls() {
+        assert_eq!(
+            push_socket_url("https://sync.example.com/"),
+            "wss://sync.example.com/v1/ws"
+        );
+        assert_eq!(
+            push_socket_url("http://127.0.0.1:8787"),
+            "ws://127.0.0.1:8787/v1/ws"
+        );
+        // API Gateway's WebSocket API: its URL as the stack prints it.
+        let apigw = "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod";
+        assert_eq!(push_socket_url(apigw), apigw);
+        assert_eq!(
+            push_socket_url("ws://127.0.0.1:9/prod"),
+            "ws://127.0.0.1:9/prod"
+        );
     }
 }

@@ -224,14 +224,7 @@ async fn run(
     };
     let ws_urls: Vec<String> = bases
         .iter()
-        .map(|base| {
-            format!(
-                "{}/v1/ws",
-                base.trim_end_matches('/')
-                    .replacen("https://", "wss://", 1)
-                    .replacen("http://", "ws://", 1)
-            )
-        })
+        .map(|base| crate::push::push_socket_url(base))
         .collect();
     let push = Push {
         ws_urls,

@@ -360,3 +360,141 @@ async fn the_websocket_gateway_double_follows_api_gateway() {
     assert_eq!((closed, disconnects), (4, 4), "{log:#?}");
     assert!(gateway.open_connections().is_empty());
 }
+
+/// End to end, AWS mode's push path: two real clients whose push channel goes through the
+/// WebSocket API double (`harness/ws_gateway.rs`) to the real server, which serves API
+/// Gateway's three integrations (`/v1/apigw/*`, with the shared secret) and pushes through
+/// `@connections` with the AWS SDK (SigV4 checked by the double). A save arrives by push (far
+/// sooner than the 60 s poll); with test-sized limits (idle 3 s, 20 s at most) the clients'
+/// heartbeats keep their connections through idle time and they renew them before the maximum
+/// duration, so the double never has to close one; a client that stops leaves through
+/// `$disconnect` and the other device's presence shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_get_pushes_through_the_websocket_api() {
+    use syncsphere_e2e::ws_gateway::{Logged, WsGateway, WsGatewayConfig};
+    const SECRET: &str = "e2e-gateway-secret-0123456789";
+    let port = free_loopback_port();
+    let service = format!("http://127.0.0.1:{port}");
+    let mut config = WsGatewayConfig::for_service(&service);
+    config.idle_timeout = Duration::from_secs(3);
+    config.max_duration = Duration::from_secs(20);
+    config.static_headers = vec![("x-syncsphere-gateway-secret".into(), SECRET.into())];
+    let gateway = WsGateway::start(config).await.unwrap();
+    let (key, secret, region) = gateway.credentials();
+    let server = Server::start_env(
+        &format!("127.0.0.1:{port}"),
+        None,
+        &[
+            "--push-url",
+            &gateway.ws_url,
+            "--apigw-endpoint",
+            &gateway.management_url,
+            "--apigw-secret",
+            SECRET,
+            "--apigw-idle-timeout-secs",
+            "3",
+            "--apigw-max-duration-secs",
+            "20",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", key),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_REGION", region),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
+    .expect("server starts");
+    let (a, b) = signed_in_pair(&server, "wsgw@example.com");
+    std::fs::create_dir_all(&a.folder).unwrap();
+    let _pa = a.start_sync().unwrap();
+    let mut pb = b.start_sync().unwrap();
+    let connected = |d: &syncsphere_e2e::Device| {
+        d.status()
+            .is_some_and(|s| s["connected"] == true && s["state"] == "up_to_date")
+    };
+    assert!(
+        wait_for(SETTLE, || connected(&a) && connected(&b)).is_some(),
+        "both push channels up through the gateway\n{}\n{}\n{}",
+        a.log(),
+        b.log(),
+        server.log()
+    );
+
+    // A save arrives by push.
+    let arrives = |name: &str, body: &[u8]| {
+        std::fs::write(a.path(name), body).unwrap();
+        wait_for(Duration::from_secs(30), || {
+            std::fs::read(b.path(name)).ok().as_deref() == Some(body)
+        })
+    };
+    let first = arrives("pushed.txt", b"through API Gateway").expect("arrives");
+    assert!(
+        first < Duration::from_secs(10),
+        "pushed, not polled: {first:?}"
+    );
+
+    // Idle for longer than the idle timeout, and past the maximum duration: heartbeats and
+    // renewals keep the channel without the double closing anything.
+    std::thread::sleep(Duration::from_secs(25));
+    assert!(connected(&a) && connected(&b), "still connected");
+    let later = arrives("later.txt", b"still pushed").expect("arrives");
+    assert!(
+        later < Duration::from_secs(10),
+        "pushed, not polled: {later:?}"
+    );
+    let log = gateway.log();
+    let closed_by_gateway: Vec<_> = log
+        .iter()
+        .filter(|l| matches!(l, Logged::Closed { code: Some(_), .. }))
+        .collect();
+    assert!(
+        closed_by_gateway.is_empty(),
+        "the gateway closed connections: {closed_by_gateway:?}"
+    );
+    let connects = log
+        .iter()
+        .filter(|l| {
+            matches!(
+                l,
+                Logged::Integration {
+                    route: "$connect",
+                    status: 200,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        connects >= 4,
+        "each client renewed its connection: {connects} connects\n{log:#?}"
+    );
+    let pushes = log
+        .iter()
+        .filter(|l| matches!(l, Logged::Management { method, status: 200, .. } if method == "POST"))
+        .count();
+    assert!(pushes >= 4, "pushes went through @connections: {log:#?}");
+
+    // The desktop stops: `$disconnect` lets its connection go; the laptop sees it offline.
+    pb.stop();
+    let offline = wait_for(Duration::from_secs(15), || {
+        a.status()
+            .is_some_and(|s| s["online_devices"].as_array().is_some_and(|d| d.len() == 1))
+    });
+    assert!(
+        offline.is_some(),
+        "presence after $disconnect: {:?}\n{}",
+        a.status(),
+        server.log()
+    );
+    assert!(
+        gateway.log().iter().any(|l| matches!(
+            l,
+            Logged::Integration {
+                route: "$disconnect",
+                status: 200,
+                ..
+            }
+        )),
+        "$disconnect reached the service"
+    );
+}

@@ -104,6 +104,7 @@ pub struct Server {
     data: tempfile::TempDir,
     database_url: Option<String>,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Server {
@@ -124,17 +125,37 @@ impl Server {
         database_url: Option<&str>,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_env(listen, database_url, extra_args, &[])
+    }
+
+    /// Like [`Server::start_at`], with extra environment variables (e.g. AWS credentials).
+    pub fn start_env(
+        listen: &str,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let database_url = database_url.map(str::to_owned);
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (process, url) =
-            spawn_server(data.path(), listen, database_url.as_deref(), &extra_args)?;
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (process, url) = spawn_server(
+            data.path(),
+            listen,
+            database_url.as_deref(),
+            &extra_args,
+            &envs,
+        )?;
         Ok(Server {
             url,
             process,
             data,
             database_url,
             extra_args,
+            envs,
         })
     }
 
@@ -186,6 +207,7 @@ impl Server {
             &addr,
             self.database_url.as_deref(),
             &self.extra_args,
+            &self.envs,
         )?;
         assert_eq!(url, self.url, "restarted on another address");
         self.process = process;
@@ -202,6 +224,7 @@ fn spawn_server(
     listen: &str,
     database_url: Option<&str>,
     extra_args: &[String],
+    envs: &[(String, String)],
 ) -> anyhow::Result<(Process, String)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -214,6 +237,7 @@ fn spawn_server(
         .arg(data)
         .args(extra_args)
         .env_remove("DATABASE_URL")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(log);
     if let Some(url) = database_url {

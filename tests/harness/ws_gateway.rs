@@ -9,7 +9,8 @@
 //!   `$connect` integration (`HTTP_PROXY`: `POST` to its URI, the client's query string, its
 //!   handshake headers — `Authorization` included — and the mapped header
 //!   `connectionId: {context.connectionId}`, plus `X-Forwarded-For` and
-//!   `X-Amzn-Apigateway-Api-Id`). A 2xx accepts the connection (101); any other status refuses
+//!   `X-Amzn-Apigateway-Api-Id`). Every integration call also carries the configured static
+//!   headers (request parameters mapped from `'static'` values). A 2xx accepts the connection (101); any other status refuses
 //!   the handshake with that status; no answer within 29 s is a 504.
 //! - **messages**: each text message goes to the `$default` integration as the body of a
 //!   `POST` (the service routes by itself; no route selection expression, no route response: the
@@ -71,6 +72,10 @@ pub struct WsGatewayConfig {
     pub secret_key: String,
     pub idle_timeout: Duration,
     pub max_duration: Duration,
+    /// Headers every integration request carries with a fixed value: the integrations'
+    /// request parameters mapped from static values
+    /// (`integration.request.header.x-name: "'value'"`).
+    pub static_headers: Vec<(String, String)>,
 }
 
 impl WsGatewayConfig {
@@ -87,6 +92,7 @@ impl WsGatewayConfig {
             secret_key: format!("{:032x}", rand::random::<u128>()),
             idle_timeout: Duration::from_secs(600),
             max_duration: Duration::from_secs(7200),
+            static_headers: Vec::new(),
         }
     }
 }
@@ -292,10 +298,15 @@ fn with_context(
     id: &str,
     peer: SocketAddr,
 ) -> reqwest::RequestBuilder {
-    call.header("connectionId", id)
+    let mut call = call
+        .header("connectionId", id)
         .header("x-forwarded-for", peer.ip().to_string())
         .header("x-amzn-apigateway-api-id", "wsdouble")
-        .header("x-stage", gw.config.stage.as_str())
+        .header("x-stage", gw.config.stage.as_str());
+    for (name, value) in &gw.config.static_headers {
+        call = call.header(name, value);
+    }
+    call
 }
 
 async fn serve(gw: Arc<Inner>, socket: WebSocket, id: String, peer: SocketAddr, ua: String) {

@@ -76,6 +76,9 @@ pub struct WsGatewayConfig {
     /// request parameters mapped from static values
     /// (`integration.request.header.x-name: "'value'"`).
     pub static_headers: Vec<(String, String)>,
+    /// Service bases the integration URIs' base is spread over, one request after the other
+    /// (the Network Load Balancer in front of several tasks); empty: the URIs as they are.
+    pub balance_over: Vec<String>,
 }
 
 impl WsGatewayConfig {
@@ -93,7 +96,19 @@ impl WsGatewayConfig {
             idle_timeout: Duration::from_secs(600),
             max_duration: Duration::from_secs(7200),
             static_headers: Vec::new(),
+            balance_over: Vec::new(),
         }
+    }
+
+    /// [`WsGatewayConfig::for_service`] over several instances of the service: each
+    /// integration request goes to the next one, whatever connection it is for.
+    pub fn for_services(services: &[String]) -> Self {
+        let mut config = Self::for_service(&services[0]);
+        config.balance_over = services
+            .iter()
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .collect();
+        config
     }
 }
 
@@ -139,11 +154,26 @@ struct Inner {
     connections: Mutex<HashMap<String, Connection>>,
     log: Mutex<Vec<Logged>>,
     send_disconnect: AtomicBool,
+    next_target: std::sync::atomic::AtomicUsize,
+    /// The instances requests are spread over now (the load balancer's healthy targets).
+    balance: Mutex<Vec<String>>,
 }
 
 impl Inner {
     fn record(&self, entry: Logged) {
         self.log.lock().expect("log").push(entry);
+    }
+
+    /// Where an integration request for `uri` goes: `uri` itself, or the same path on the
+    /// next of the balanced instances.
+    fn target(&self, uri: &str) -> String {
+        let Some(first) = self.config.balance_over.first() else {
+            return uri.to_owned();
+        };
+        let path = uri.strip_prefix(first.as_str()).unwrap_or(uri);
+        let over = self.balance.lock().expect("balance");
+        let i = self.next_target.fetch_add(1, Ordering::Relaxed) % over.len().max(1);
+        format!("{}{path}", over.get(i).unwrap_or(first))
     }
 }
 
@@ -163,6 +193,7 @@ impl WsGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let stage = config.stage.clone();
+        let balance = Mutex::new(config.balance_over.clone());
         let inner = Arc::new(Inner {
             config,
             http: reqwest::Client::builder()
@@ -171,6 +202,8 @@ impl WsGateway {
             connections: Mutex::default(),
             log: Mutex::default(),
             send_disconnect: AtomicBool::new(true),
+            next_target: std::sync::atomic::AtomicUsize::new(0),
+            balance,
         });
         let app = axum::Router::new()
             .route(&format!("/{stage}"), get(handshake))
@@ -203,6 +236,15 @@ impl WsGateway {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// The instances integration requests are spread over from now on (a load balancer's
+    /// health check deregistering a stopped task, or registering a new one).
+    pub fn set_balance(&self, services: &[String]) {
+        *self.inner.balance.lock().expect("balance") = services
+            .iter()
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .collect();
     }
 
     /// Whether `$disconnect` is called (API Gateway's is best effort: tests turn it off).
@@ -254,7 +296,7 @@ async fn handshake(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let id = connection_id();
-    let mut uri = gw.config.connect_uri.clone();
+    let mut uri = gw.target(&gw.config.connect_uri);
     if let Some(q) = &query {
         uri = format!("{uri}?{q}");
     }
@@ -339,7 +381,7 @@ async fn serve(gw: Arc<Inner>, socket: WebSocket, id: String, peer: SocketAddr, 
                 Some(Ok(Message::Text(text))) => {
                     active = Instant::now();
                     *last_active.lock().expect("active") = SystemTime::now();
-                    let call = with_context(gw.http.post(&gw.config.default_uri), &gw, &id, peer)
+                    let call = with_context(gw.http.post(gw.target(&gw.config.default_uri)), &gw, &id, peer)
                         .header("content-type", "application/json")
                         .body(text.to_string());
                     let status = match call.send().await {
@@ -397,7 +439,12 @@ async fn serve(gw: Arc<Inner>, socket: WebSocket, id: String, peer: SocketAddr, 
         code: sent_code,
     });
     if gw.send_disconnect.load(Ordering::Relaxed) {
-        let call = with_context(gw.http.post(&gw.config.disconnect_uri), &gw, &id, peer);
+        let call = with_context(
+            gw.http.post(gw.target(&gw.config.disconnect_uri)),
+            &gw,
+            &id,
+            peer,
+        );
         let status = call.send().await.map_or(0, |r| r.status().as_u16());
         gw.record(Logged::Integration {
             route: "$disconnect",

@@ -28,6 +28,9 @@ use crate::status::Status;
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 /// How often the client pings when the server does not (a connection through API Gateway).
 const CLIENT_PING: Duration = Duration::from_secs(25);
+/// `welcome` not come this long after `hello`: the connection is of no use (behind API
+/// Gateway, a `hello` whose integration call failed is lost, and the socket stays open).
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// For a connection whose carrier has `limits` (API Gateway): how often to send a `ping`
 /// message (half the idle timeout, at most 5 minutes, at least 1 s), and when to reconnect
@@ -165,6 +168,7 @@ impl Push {
         let mut heartbeat: Option<Duration> = None;
         let mut heartbeat_at = far;
         let mut renew_at = far;
+        let mut welcome_by = Some(tokio::time::Instant::now() + WELCOME_TIMEOUT);
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(SILENCE_LIMIT, ws.next()) => next,
@@ -182,6 +186,10 @@ impl Push {
                     ws.send(Message::Text(ping.into())).await.map_err(send_err)?;
                     heartbeat_at = tokio::time::Instant::now() + heartbeat.unwrap_or(Duration::MAX / 4);
                     continue;
+                }
+                _ = tokio::time::sleep_until(welcome_by.unwrap_or(far)) => {
+                    let _ = ws.close(None).await;
+                    return Err(SyncError::Offline("push channel: no welcome".into()));
                 }
                 _ = tokio::time::sleep_until(renew_at) => {
                     // The carrier would close it soon: a new connection (and a catch-up) now.
@@ -216,6 +224,7 @@ impl Push {
                     ..
                 }) => {
                     tracing::info!(connection_id, ?limits, "push channel connected");
+                    welcome_by = None;
                     if let Some(limits) = limits {
                         let (every, lifetime) = gateway_timers(limits);
                         let now = tokio::time::Instant::now();

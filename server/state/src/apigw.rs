@@ -52,6 +52,9 @@ use crate::ws::{REAUTH_GRACE_SECS, fresh_user, instant_at, reauth_time, refused,
 pub const SECRET_HEADER: &str = "x-syncsphere-gateway-secret";
 /// The header the integrations map `context.connectionId` to.
 pub const CONNECTION_ID_HEADER: &str = "connectionid";
+/// The largest message `@connections` accepts (128 KB); API Gateway cuts it into frames of
+/// 32 KB itself.
+pub const MESSAGE_MAX: usize = 128 * 1024;
 
 /// Why an `@connections` call failed.
 #[derive(Debug, thiserror::Error)]
@@ -531,6 +534,15 @@ async fn post(
     msg: &ServerMessage,
 ) -> Result<(), Ending> {
     let data = serde_json::to_vec(msg).expect("messages serialise");
+    if data.len() > MESSAGE_MAX {
+        // Never happens with today's messages (a change is a few hundred bytes, presence lists
+        // 32 devices at most); should one grow, the journal says the same.
+        tracing::warn!(
+            bytes = data.len(),
+            "message over API Gateway's limit, asking for a resync"
+        );
+        return Err(Ending::Resync("message too large for the gateway"));
+    }
     match gw.management.post(id, data).await {
         Ok(()) => Ok(()),
         Err(ManagementError::Gone) => Err(Ending::Gone),

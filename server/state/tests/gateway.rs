@@ -242,6 +242,39 @@ async fn only_our_gateway_may_call_and_only_with_a_valid_token() {
             .await,
         StatusCode::UNAUTHORIZED
     );
+    // An ID token where an access token is required, a token of another app client, an
+    // expired one: refused as on every other route.
+    let now = now();
+    for claims in [
+        json!({"sub": USER, "iss": ISSUER, "aud": CLIENT_ID, "token_use": "id",
+               "iat": now, "exp": now + 3600}),
+        json!({"sub": USER, "iss": ISSUER, "client_id": "another-client",
+               "token_use": "access", "iat": now, "exp": now + 3600}),
+        json!({"sub": USER, "iss": ISSUER, "client_id": CLIENT_ID,
+               "token_use": "access", "iat": now - 7200, "exp": now - 3600}),
+    ] {
+        let token = s.key.sign(&claims).unwrap();
+        assert_eq!(
+            s.call("connect", "c1", SECRET, Some(&token), "").await,
+            StatusCode::UNAUTHORIZED,
+            "{claims}"
+        );
+    }
+    // No connection id: the integration is misconfigured.
+    let good = s.token(3600, None);
+    let resp = s
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v1/apigw/connect")
+                .header(SECRET_HEADER, SECRET)
+                .header("authorization", format!("Bearer {good}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     // A message on a connection nobody recorded is closed.
     let hello = json!({"type": "hello", "device_id": "d", "cursor": 0}).to_string();
     assert_eq!(

@@ -22,6 +22,8 @@ use syncsphere_test_support::{moto, postgres_database, redis_url, s3_settings};
 const POOL_PASSWORD: &str = "Correct-horse-9";
 const SECRET: &str = "topology-gateway-secret-0123";
 const SETTLE: Duration = Duration::from_secs(60);
+/// A test-sized idle timeout: clients send heartbeats every 2 s.
+const SHORT_IDLE: Duration = Duration::from_secs(4);
 
 fn device(name: &str) -> Device {
     let mut d = Device::new(name).expect("device");
@@ -71,7 +73,12 @@ impl Topology {
     /// Everything up, two devices signed up / in at the pool (`email`), neither syncing yet.
     /// The WebSocket API double ends connections after `max_duration`; the state tasks tell
     /// clients `told_max_secs`.
-    async fn start(email: &str, max_duration: Duration, told_max_secs: u64) -> Option<Self> {
+    async fn start(
+        email: &str,
+        idle_timeout: Duration,
+        max_duration: Duration,
+        told_max_secs: u64,
+    ) -> Option<Self> {
         let (Some(moto), Some(redis), Some(s3)) = (moto(), redis_url(), s3_settings()) else {
             return None;
         };
@@ -84,7 +91,7 @@ impl Topology {
             .map(|_| format!("http://127.0.0.1:{}", free_loopback_port()))
             .collect();
         let mut ws_config = WsGatewayConfig::for_services(&state_urls);
-        ws_config.idle_timeout = Duration::from_secs(4);
+        ws_config.idle_timeout = idle_timeout;
         ws_config.max_duration = max_duration;
         ws_config.static_headers = vec![("x-syncsphere-gateway-secret".into(), SECRET.into())];
         let ws = WsGateway::start(ws_config).await.unwrap();
@@ -127,6 +134,7 @@ impl Topology {
 
         // Two state tasks: the pool's tokens, Redis, pushes through `@connections`.
         let told_max = told_max_secs.to_string();
+        let told_idle = idle_timeout.as_secs().to_string();
         let mut state_args: Vec<String> = [
             "--role",
             "state",
@@ -137,7 +145,7 @@ impl Topology {
             "--apigw-secret",
             SECRET,
             "--apigw-idle-timeout-secs",
-            "4",
+            &told_idle,
             "--apigw-max-duration-secs",
             &told_max,
         ]
@@ -229,7 +237,13 @@ impl Topology {
 /// so through the gateway (`bye` 4004) and stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_sync_through_the_aws_topology() {
-    let Some(t) = Topology::start("scenarios@example.com", Duration::from_secs(7200), 7200).await
+    let Some(t) = Topology::start(
+        "scenarios@example.com",
+        SHORT_IDLE,
+        Duration::from_secs(7200),
+        7200,
+    )
+    .await
     else {
         return;
     };
@@ -329,11 +343,18 @@ async fn two_devices_sync_through_the_aws_topology() {
 }
 
 /// State tasks come and go: a stopped task's clients reconnect at once; a crashed task's
-/// connections are found by the clients' heartbeats once its liveness key expires (30 s),
-/// closed, and reconnected; saves keep arriving by push.
+/// connections are adopted by the live task once the crashed one's liveness key expires (30 s)
+/// and closed, so their clients reconnect — with AWS's idle timeout (heartbeats every 5
+/// minutes), so it is the sweep, not a heartbeat, that finds them; saves keep arriving by push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_survive_a_state_task_stopped_and_one_crashed() {
-    let Some(mut t) = Topology::start("tasks@example.com", Duration::from_secs(7200), 7200).await
+    let Some(mut t) = Topology::start(
+        "tasks@example.com",
+        Duration::from_secs(600),
+        Duration::from_secs(7200),
+        7200,
+    )
+    .await
     else {
         return;
     };
@@ -353,16 +374,21 @@ async fn pushes_survive_a_state_task_stopped_and_one_crashed() {
     let before = (connects(&t.a), connects(&t.b));
     t.ws.set_balance(&t.state_urls[other..=other]);
     t.states[stopped].stop();
+    let reconnected = || (connects(&t.a) - before.0) + (connects(&t.b) - before.1);
+    assert!(
+        wait_for(SETTLE, || reconnected() >= 1).is_some(),
+        "the stopped task's clients reconnected\n{}",
+        t.logs()
+    );
     t.both_connected();
     t.pushed(&t.a, &t.b, "three.txt", "after the stop");
-    let reconnected = (connects(&t.a) - before.0) + (connects(&t.b) - before.1);
-    assert!(reconnected >= 1, "{}", t.logs());
+    let reconnected = reconnected();
     eprintln!("after stopping state task {stopped}: {reconnected} reconnection(s)");
 
     // It comes back; then the other task, which serves both clients now, crashes: nobody
-    // tells the clients, but within the liveness key's 30 s their heartbeats find the serving
-    // task gone, their connections are closed and they reconnect to the live task. (The
-    // balancer's health check takes the crashed task out of rotation: here at once.)
+    // tells the clients, but once the liveness key's 30 s are over the live task adopts their
+    // connections and closes them, and they reconnect to it. (The balancer's health check
+    // takes the crashed task out of rotation: here at once.)
     t.states[stopped]
         .restart()
         .expect("the stopped state task restarts");
@@ -396,7 +422,9 @@ async fn pushes_survive_a_state_task_stopped_and_one_crashed() {
 /// reconnects and catches up; a save made around the cut still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_cut_at_the_maximum_duration_loses_nothing() {
-    let Some(t) = Topology::start("cap@example.com", Duration::from_secs(12), 7200).await else {
+    let Some(t) =
+        Topology::start("cap@example.com", SHORT_IDLE, Duration::from_secs(12), 7200).await
+    else {
         return;
     };
     let _pa = t.a.start_sync().unwrap();

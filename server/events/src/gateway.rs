@@ -41,6 +41,9 @@ pub trait GatewayConnections: Send + Sync + 'static {
     /// Whether the instance serving `id` is alive; `None` when none claimed it (or the claim
     /// is gone).
     fn served<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<bool>, EventsError>>;
+    /// The connections claimed by instances that are gone (crashed), each handed to one
+    /// caller once: this instance now answers for closing them.
+    fn adopt_orphans(&self) -> BoxFuture<'_, Result<Vec<String>, EventsError>>;
 }
 
 #[derive(Default)]
@@ -138,6 +141,11 @@ impl GatewayConnections for LocalGatewayConnections {
         entries.live(id);
         let served = entries.claims.contains_key(id).then_some(true);
         Box::pin(async move { Ok(served) })
+    }
+
+    /// One instance: nobody else's claims to adopt.
+    fn adopt_orphans(&self) -> BoxFuture<'_, Result<Vec<String>, EventsError>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 

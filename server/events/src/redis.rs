@@ -466,9 +466,30 @@ fn gateway_claim_key(connection: &str) -> String {
     format!("syncsphere:gateway-claim:{connection}")
 }
 
+/// The connections an instance serves (a set), and the instances that serve any.
+const GATEWAY_SERVED_PREFIX: &str = "syncsphere:gateway-served:";
+const GATEWAY_INSTANCES: &str = "syncsphere:gateway-instances";
+
+/// Claims `KEYS[1]` (a connection's claim) for instance `ARGV[1]` for `ARGV[2]` seconds if
+/// nobody holds it, and lists the connection `ARGV[3]` among the instance's.
+const CLAIM: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then \
+    redis.call('SADD', KEYS[2], ARGV[3]) redis.call('SADD', KEYS[3], ARGV[1]) return 1 end \
+    return 0";
+
+/// Removes a connection's record `KEYS[1]` and claim `KEYS[2]`, and the connection `ARGV[2]`
+/// from its instance's set (prefix `ARGV[1]`); returns the record.
+const FORGET: &str = "local record = redis.call('GET', KEYS[1]) \
+    local owner = redis.call('GET', KEYS[2]) \
+    redis.call('DEL', KEYS[1], KEYS[2]) \
+    if owner then redis.call('SREM', ARGV[1] .. owner, ARGV[2]) end \
+    return record";
+
 /// The gateway connections of every State instance: `syncsphere:gateway:{id}` holds a
 /// connection's record, `syncsphere:gateway-claim:{id}` the instance serving its pushes (alive
-/// while its instance key is); both expire with the connection's longest life.
+/// while its instance key is); both expire with the connection's longest life. An instance's
+/// served connections are also in the set `syncsphere:gateway-served:{instance}`, and the
+/// instances with such a set in `syncsphere:gateway-instances`, so that a live instance can
+/// adopt a crashed one's connections (a `RENAME` of its set: one adopter).
 pub struct RedisGatewayConnections {
     conn: MultiplexedConnection,
     instance: String,
@@ -530,31 +551,35 @@ impl crate::GatewayConnections for RedisGatewayConnections {
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let (record, _): (Option<String>, i64) = ::redis::pipe()
-                .atomic()
-                .cmd("GETDEL")
+            ::redis::cmd("EVAL")
+                .arg(FORGET)
+                .arg(2)
                 .arg(gateway_key(id))
-                .del(gateway_claim_key(id))
+                .arg(gateway_claim_key(id))
+                .arg(GATEWAY_SERVED_PREFIX)
+                .arg(id)
                 .query_async(&mut conn)
                 .await
-                .map_err(EventsError::Query)?;
-            Ok(record)
+                .map_err(EventsError::Query)
         })
     }
 
     fn claim<'a>(&'a self, id: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool, EventsError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let set: Option<String> = ::redis::cmd("SET")
+            let won: i64 = ::redis::cmd("EVAL")
+                .arg(CLAIM)
+                .arg(3)
                 .arg(gateway_claim_key(id))
+                .arg(format!("{GATEWAY_SERVED_PREFIX}{}", self.instance))
+                .arg(GATEWAY_INSTANCES)
                 .arg(&self.instance)
-                .arg("NX")
-                .arg("EX")
                 .arg(ttl_secs(ttl))
+                .arg(id)
                 .query_async(&mut conn)
                 .await
                 .map_err(EventsError::Query)?;
-            Ok(set.is_some())
+            Ok(won == 1)
         })
     }
 
@@ -576,6 +601,40 @@ impl crate::GatewayConnections for RedisGatewayConnections {
                 .await
                 .map_err(EventsError::Query)?;
             Ok(Some(alive))
+        })
+    }
+    fn adopt_orphans(&self) -> BoxFuture<'_, Result<Vec<String>, EventsError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let instances: Vec<String> = conn
+                .smembers(GATEWAY_INSTANCES)
+                .await
+                .map_err(EventsError::Query)?;
+            let mut orphans = Vec::new();
+            for instance in instances.into_iter().filter(|i| *i != self.instance) {
+                let alive: bool = conn
+                    .exists(instance_key(&instance))
+                    .await
+                    .map_err(EventsError::Query)?;
+                if alive {
+                    continue;
+                }
+                // Taken by one instance only: RENAME fails once another took the set.
+                let served = format!("{GATEWAY_SERVED_PREFIX}{instance}");
+                let taken = format!("syncsphere:gateway-adopting:{}:{instance}", self.instance);
+                let renamed: Result<(), _> = conn.rename(&served, &taken).await;
+                if renamed.is_ok() {
+                    let ids: Vec<String> =
+                        conn.smembers(&taken).await.map_err(EventsError::Query)?;
+                    let _: i64 = conn.del(&taken).await.map_err(EventsError::Query)?;
+                    orphans.extend(ids);
+                }
+                let _: i64 = conn
+                    .srem(GATEWAY_INSTANCES, &instance)
+                    .await
+                    .map_err(EventsError::Query)?;
+            }
+            Ok(orphans)
         })
     }
 }

@@ -330,6 +330,10 @@ async fn gateway_connections_are_shared_claimed_once_and_announced_when_gone() {
         .await
         .unwrap();
     assert_eq!(a.served(&id).await.unwrap(), Some(false));
+    // A live instance adopts the crashed one's connections — once, whoever asks next.
+    let adopted = a.adopt_orphans().await.unwrap();
+    assert!(adopted.contains(&id), "{adopted:?}");
+    assert!(!a.adopt_orphans().await.unwrap().contains(&id));
     assert_eq!(a.remove(&id).await.unwrap().as_deref(), Some("two"));
     assert_eq!(b.remove(&id).await.unwrap(), None);
     assert_eq!(a.served(&id).await.unwrap(), None, "the claim went with it");

@@ -131,11 +131,16 @@ async fn connect_device(
     device_id: &str,
     source: IpAddr,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
-    let url = format!(
-        "{}{}",
-        push_base.replacen("http://", "ws://", 1),
-        endpoint::PushSocket::PATH
-    );
+    // A `ws://` base is a whole WebSocket URL (API Gateway's WebSocket API, or its double).
+    let url = if push_base.starts_with("ws://") {
+        push_base.to_owned()
+    } else {
+        format!(
+            "{}{}",
+            push_base.replacen("http://", "ws://", 1),
+            endpoint::PushSocket::PATH
+        )
+    };
     let mut req = url.as_str().into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);

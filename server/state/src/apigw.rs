@@ -47,6 +47,12 @@ use crate::StateService;
 use crate::hub::{ENDED_GONE, ENDED_OVERFLOW, ENDED_REVOKED, ENDED_SIGNED_OUT, Registration};
 use crate::ws::{REAUTH_GRACE_SECS, fresh_user, instant_at, reauth_time, refused, same_session};
 
+/// The integrations' paths: internal (only API Gateway calls them, with the secret), so they
+/// are not endpoints of the public API (`syncsphere_protocol::endpoint`, the OpenAPI document).
+pub const CONNECT_PATH: &str = "/v1/apigw/connect";
+pub const MESSAGE_PATH: &str = "/v1/apigw/default";
+pub const DISCONNECT_PATH: &str = "/v1/apigw/disconnect";
+
 /// The header API Gateway's integrations carry the shared secret in (a static mapping:
 /// `integration.request.header.x-syncsphere-gateway-secret: "'…'"`).
 pub const SECRET_HEADER: &str = "x-syncsphere-gateway-secret";
@@ -513,6 +519,38 @@ async fn heartbeat(gw: &Gateway, id: &str, record: &Record) {
             end(gw, id, Some(record), CLOSE_GOING_AWAY, "reconnect").await;
         }
         Err(e) => tracing::warn!(error = %e, "checking the serving instance failed"),
+    }
+}
+
+/// How often an instance looks for connections whose serving instance is gone.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Runs for the life of the service: every 10 s, the connections claimed by an instance that
+/// is gone (crashed: its liveness key expired, 30 s after its last refresh) are adopted — by one
+/// instance — and closed with `bye` 1001, so their clients reconnect to a live instance at once
+/// instead of at their next heartbeat.
+pub async fn sweep_orphans(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let orphans = match gw.connections.adopt_orphans().await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for orphaned gateway connections failed");
+                continue;
+            }
+        };
+        for id in orphans {
+            let record = match gw.connections.get(&id).await {
+                Ok(Some(record)) => serde_json::from_str::<Record>(&record).ok(),
+                _ => None,
+            };
+            tracing::info!(
+                connection = id,
+                "closing a connection whose instance is gone"
+            );
+            end(&gw, &id, record.as_ref(), CLOSE_GOING_AWAY, "reconnect").await;
+        }
     }
 }
 

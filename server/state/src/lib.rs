@@ -66,10 +66,10 @@ pub fn router(state: StateService) -> Router {
         .endpoint(endpoint::Metrics, metrics);
     if state.gateway.is_some() {
         router = router
-            .route("/v1/apigw/connect", axum::routing::post(apigw::connect))
-            .route("/v1/apigw/default", axum::routing::post(apigw::message))
+            .route(apigw::CONNECT_PATH, axum::routing::post(apigw::connect))
+            .route(apigw::MESSAGE_PATH, axum::routing::post(apigw::message))
             .route(
-                "/v1/apigw/disconnect",
+                apigw::DISCONNECT_PATH,
                 axum::routing::post(apigw::disconnect),
             );
     }

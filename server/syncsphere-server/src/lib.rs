@@ -167,13 +167,15 @@ async fn gateway(
     };
     let management = Arc::new(AwsManagement::new(endpoint, args.apigw_region.clone()).await);
     tracing::info!(endpoint, "pushing through API Gateway's WebSocket API");
-    Ok(Some(Arc::new(Gateway {
+    let gateway = Arc::new(Gateway {
         management,
         connections,
         events,
         secret,
         limits: args.limits(),
-    })))
+    });
+    tokio::spawn(syncsphere_state::apigw::sweep_orphans(gateway.clone()));
+    Ok(Some(gateway))
 }
 
 /// The all and files roles: identity provider, devices, files, `/v1/config`; and push in the

@@ -286,6 +286,44 @@ async fn a_role_names_every_flag_it_lacks() {
     assert!(!dir.path().join("data").exists());
 }
 
+/// AWS mode's push settings are checked with the rest: a role that serves push, an http(s)
+/// endpoint, a secret long enough.
+#[test]
+fn gateway_settings_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |role: Role, endpoint: &str, secret: Option<&str>| {
+        let mut config = AppConfig::embedded(dir.path().join("data"), "http://x".into());
+        config.server.role = role;
+        config.server.redis_url = Some("redis://r".into());
+        config.state.auth_issuer = Some("http://i".into());
+        config.state.gateway.apigw_endpoint = Some(endpoint.into());
+        config.state.gateway.apigw_secret = secret.map(str::to_owned);
+        config.check_requirements().err().map(|e| e.to_string())
+    };
+    let url = "https://abc.execute-api.eu-west-1.amazonaws.com/prod";
+    let good = Some("0123456789abcdef");
+    assert_eq!(check(Role::State, url, good), None);
+    assert_eq!(check(Role::All, url, good), None);
+    assert!(
+        check(Role::Files, url, good)
+            .unwrap()
+            .contains("for the roles that serve push")
+    );
+    assert!(
+        check(Role::State, "wss://abc/prod", good)
+            .unwrap()
+            .contains("must be an http(s) URL")
+    );
+    for secret in [None, Some("short")] {
+        assert!(
+            check(Role::State, url, secret)
+                .unwrap()
+                .contains("--apigw-secret (SYNCSPHERE_APIGW_SECRET)"),
+            "{secret:?}"
+        );
+    }
+}
+
 /// The binary refuses to start with the same message, from the environment alone.
 #[test]
 fn the_binary_names_what_its_role_lacks() {

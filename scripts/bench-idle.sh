@@ -36,9 +36,10 @@ start_server() {
   PIDS+=("$STARTED_PID")
 }
 
-# The load tool opens every connection from a few loopback addresses: no per-address limit.
+# The load tool opens every connection from a few loopback addresses: no per-address limit;
+# it signs each user in from an address of its own (X-Forwarded-For), as real users would.
 start_server files --role files --data-dir "$DATA/files" --redis-url "$REDIS_URL_TEST" \
-  --max-connections-per-address 0
+  --max-connections-per-address 0 --client-address-header X-Forwarded-For
 FILES_URL="$STARTED_URL"
 STATE_URLS=(); STATE_PIDS=()
 for i in $(seq "$INSTANCES"); do

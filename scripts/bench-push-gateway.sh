@@ -12,8 +12,8 @@ cd "$ROOT"
 ulimit -n "$(ulimit -Hn)"
 
 log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest \
-  -p syncsphere-e2e --bin syncsphere-aws-doubles
+cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
+cargo build --locked --release -p syncsphere-e2e --bin syncsphere-aws-doubles
 REL="$CARGO_TARGET_DIR/release"
 
 ARGS=("$@")
@@ -38,6 +38,7 @@ AWS_ACCESS_KEY_ID="$(field access_key)" AWS_SECRET_ACCESS_KEY="$(field secret_ke
   AWS_REGION="$(field region)" AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn \
   "$REL/syncsphere-server" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
   --max-connections-per-user 100000 --max-connections-per-address 0 \
+  --client-address-header X-Forwarded-For \
   --apigw-endpoint "$MGMT_URL" --apigw-secret "$SECRET" \
   >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!

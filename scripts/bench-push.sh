@@ -21,7 +21,7 @@ if [ "${BENCH_DB:-sqlite}" = postgres ]; then
 fi
 trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; stop_postgres; rm -rf "$DATA"' EXIT
 start_bench_server "$DATA" server "${DB_ARGS[@]}" --data-dir "$DATA" --max-connections-per-user 100000 \
-  --max-connections-per-address 0
+  --max-connections-per-address 0 --client-address-header X-Forwarded-For
 SERVER_PID="$STARTED_PID" URL="$STARTED_URL"
 log "server $URL (pid $SERVER_PID); $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB"
 RUST_LOG=warn "$REL/syncsphere-loadtest" --server "$URL" --server-pid "$SERVER_PID" "$@"

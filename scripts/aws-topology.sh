@@ -25,6 +25,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 start_postgres
 start_redis
 start_s3

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use syncsphere_e2e::cognito::Pool;
+use syncsphere_e2e::output_text as text;
 use syncsphere_e2e::{Device, Server, same_bytes, wait_for};
 
 /// A password the pool's default policy accepts (length, upper, lower, digit, symbol).
@@ -14,18 +15,7 @@ const POOL_PASSWORD: &str = "Correct-horse-9";
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn device(name: &str, password: &str) -> Device {
-    let mut d = Device::new(name).expect("device");
-    d.env
-        .push(("SYNCSPHERE_PASSWORD".into(), password.to_owned()));
-    d
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    Device::with_password(name, password).expect("device")
 }
 
 /// A new pool at the emulator (none without one) and a server configured with it.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use syncsphere_e2e::cognito::Pool;
 use syncsphere_e2e::gateway::RestGateway;
+use syncsphere_e2e::output_text as text;
 use syncsphere_e2e::ws_gateway::{Logged, WsGateway, WsGatewayConfig};
 use syncsphere_e2e::{Device, Server, free_loopback_port, wait_for};
 use syncsphere_test_support::{moto, postgres_database, redis_url, s3_settings};
@@ -26,18 +27,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 const SHORT_IDLE: Duration = Duration::from_secs(4);
 
 fn device(name: &str) -> Device {
-    let mut d = Device::new(name).expect("device");
-    d.env
-        .push(("SYNCSPHERE_PASSWORD".into(), POOL_PASSWORD.to_owned()));
-    d
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    Device::with_password(name, POOL_PASSWORD).expect("device")
 }
 
 fn connected(d: &Device) -> bool {

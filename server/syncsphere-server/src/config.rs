@@ -41,6 +41,31 @@ pub enum Command {
     /// Check that every kept revision's content is complete and that no live file lies under
     /// another, print the result and exit (status 1 on problems). Does not serve.
     Check(CheckArgs),
+    /// Ask the server listening at `--listen` whether it is up (`GET /healthz`): exit 0 if it
+    /// answers `200` within 3 s, else print why and exit 1. For container health checks (the
+    /// image has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Where the server listens (an unspecified address such as 0.0.0.0 is asked on loopback).
+    #[arg(long, env = "SYNCSPHERE_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl HealthcheckArgs {
+    /// The `/healthz` URL of the server listening at `listen`.
+    pub fn url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}/healthz")
+    }
 }
 
 #[derive(Debug, Args)]

@@ -39,7 +39,7 @@ use syncsphere_state::PushHub;
 use syncsphere_state::apigw::{AwsManagement, Gateway};
 use tower_http::trace::TraceLayer;
 
-pub use config::{AppConfig, CheckArgs, Cli, Command, Role, ServerArgs};
+pub use config::{AppConfig, CheckArgs, Cli, Command, HealthcheckArgs, Role, ServerArgs};
 pub use syncsphere_files::s3::S3Config;
 pub use syncsphere_files::{Maintenance, S3Args};
 

@@ -13,6 +13,27 @@ use clap::Parser;
 use syncsphere_server::transport;
 use syncsphere_server::{AppConfig, Cli, Command, build};
 
+/// `syncsphere-server healthcheck`: `GET url` answered `200` within 3 s, or exit 1 saying why.
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(url)
+        .send()
+        .await;
+    match answer {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => {
+            eprintln!("{url} answered {}", resp.status());
+            std::process::exit(1)
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -24,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let (mut config, check_only) = match cli.command {
+        Some(Command::Healthcheck(args)) => return healthcheck(&args.url()).await,
         Some(Command::Check(args)) => (args.config, true),
         None if cli.check => {
             tracing::warn!("--check is deprecated: use `syncsphere-server check [flags]`");

@@ -324,6 +324,64 @@ fn gateway_settings_that_cannot_work_are_refused() {
     }
 }
 
+/// `healthcheck` asks the server at `SYNCSPHERE_LISTEN` (what a container's health check
+/// runs): 0 while it serves, 1 with the reason when nothing answers.
+#[test]
+fn healthcheck_says_whether_the_server_at_the_listen_address_is_up() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_syncsphere-server"))
+        .env_clear()
+        .env("SYNCSPHERE_LISTEN", "127.0.0.1:0")
+        .env("SYNCSPHERE_DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs syncsphere-server");
+    let line = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("syncsphere-server listening on "))
+        .expect("the server says where it listens");
+    let addr = line
+        .trim_start_matches("syncsphere-server listening on http://")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let check = |listen: &str| {
+        Command::new(env!("CARGO_BIN_EXE_syncsphere-server"))
+            .env_clear()
+            .env("SYNCSPHERE_LISTEN", listen)
+            .arg("healthcheck")
+            .output()
+            .expect("runs the health check")
+    };
+    let up = check(&addr);
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    // Listening on every address: asked on loopback.
+    let any = check(&format!("0.0.0.0:{port}"));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        any.status.success(),
+        "{}",
+        String::from_utf8_lossy(&any.stderr)
+    );
+    let down = check(&addr);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains(&format!("http://{addr}/healthz")),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}
+
 /// The binary refuses to start with the same message, from the environment alone.
 #[test]
 fn the_binary_names_what_its_role_lacks() {

@@ -45,7 +45,9 @@ use tracing::Instrument;
 
 use crate::StateService;
 use crate::hub::{ENDED_GONE, ENDED_OVERFLOW, ENDED_REVOKED, ENDED_SIGNED_OUT, Registration};
-use crate::ws::{REAUTH_GRACE_SECS, fresh_user, instant_at, reauth_time, refused, same_session};
+use crate::ws::{
+    REAUTH_GRACE_SECS, check_registered, fresh_user, instant_at, reauth_time, refused, same_session,
+};
 
 /// The integrations' paths: internal (only API Gateway calls them, with the secret), so they
 /// are not endpoints of the public API (`syncsphere_protocol::endpoint`, the OpenAPI document).
@@ -452,11 +454,7 @@ async fn hello(
         state.hub.unregister(&user.user_id, reg.id);
         state.subscriber.release(&user.user_id);
     };
-    let speaking_for = AuthUser {
-        device_key: Some(user.device_key.clone().unwrap_or(device_id.clone())),
-        ..user.clone()
-    };
-    if let Err(e) = state.verifier.check_revocations(&speaking_for).await {
+    if let Err(e) = check_registered(state, &user, &device_id).await {
         leave(state, &reg);
         let (code, reason) = refused(&e);
         return end(gw, &id, None, code, reason).await;

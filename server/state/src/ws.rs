@@ -82,6 +82,26 @@ pub(crate) fn same_session(user: &AuthUser, fresh: &AuthUser, device_id: &str) -
                 && fresh.device_key.as_ref().is_some_and(|d| *d == device_id)))
 }
 
+/// The revocation check after a connection registered (a revocation or sign-out between the
+/// token check and the registration found nothing to close), for the device the connection
+/// speaks for: a token bound to no device (a tool's, a session that never registered) names it
+/// in `hello` only, and a revoked one is refused as its own tokens are.
+pub(crate) async fn check_registered(
+    state: &StateService,
+    user: &AuthUser,
+    device_id: &str,
+) -> Result<(), AuthError> {
+    let speaking_for = AuthUser {
+        device_key: Some(user.device_key.clone().unwrap_or_else(|| device_id.into())),
+        ..user.clone()
+    };
+    state
+        .verifier
+        .check_revocations(&speaking_for)
+        .await
+        .map(|_| ())
+}
+
 /// The close code for a token that was refused.
 pub(crate) fn refused(e: &AuthError) -> (u16, &'static str) {
     match e {
@@ -263,19 +283,7 @@ async fn serve(
             .close(CLOSE_TOO_MANY_CONNECTIONS, "too many connections")
             .await;
     };
-    // A revocation or sign-out between the token check and the registration found no socket
-    // to close. Checked for the device the connection speaks for: a token bound to no device (a
-    // tool's, a session that never registered) names it in `hello` only, and a revoked one is
-    // refused as its own tokens are.
-    let speaking_for = AuthUser {
-        device_key: Some(
-            user.device_key
-                .clone()
-                .unwrap_or_else(|| device_id.as_str().into()),
-        ),
-        ..user.clone()
-    };
-    if let Err(e) = state.verifier.check_revocations(&speaking_for).await {
+    if let Err(e) = check_registered(&state, &user, &device_id).await {
         state.hub.unregister(&user.user_id, reg.id);
         release(&state);
         let (code, reason) = refused(&e);

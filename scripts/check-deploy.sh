@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The deployment files checked by linters nobody here wrote (issue 18): the image's Dockerfile
 # with hadolint (any warning fails; each ignored rule is in the Dockerfile with its reason) and
-# checkov's Dockerfile checks (each skipped check in the file with its reason). Run by
+# checkov's Dockerfile checks (each skipped check in the file with its reason); the
+# CloudFormation template with cfn-lint, checkov and the project's own rules. Run by
 # scripts/test.sh.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,3 +23,29 @@ log "hadolint $HADOLINT_VERSION: deploy/Dockerfile"
 log "checkov $CHECKOV_VERSION: deploy/Dockerfile"
 "$CHECKOV" --quiet --compact --framework dockerfile --file deploy/Dockerfile \
   --skip-download
+
+# The CloudFormation template: cfn-lint (errors and warnings fail), checkov (each skipped check
+# is in the template with its reason) and the project's own rules (scripts/check-template.py),
+# each first shown a template it must refuse.
+cat >"$BAD/bad.yaml" <<'YAML'
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketNme: misspelt
+YAML
+if "$CFN_LINT" --non-zero-exit-code warning "$BAD/bad.yaml" >/dev/null; then
+  echo "cfn-lint passed a template it must refuse" >&2; exit 1
+fi
+if "$CHECKOV" --quiet --compact --framework cloudformation --file "$BAD/bad.yaml" --skip-download >/dev/null; then
+  echo "checkov passed a template it must refuse" >&2; exit 1
+fi
+log "cfn-lint $CFN_LINT_VERSION: deploy/syncsphere.yaml"
+"$CFN_LINT" --non-zero-exit-code warning deploy/syncsphere.yaml
+log "checkov $CHECKOV_VERSION: deploy/syncsphere.yaml"
+"$CHECKOV" --quiet --compact --framework cloudformation --file deploy/syncsphere.yaml \
+  --skip-download
+log "project rules: deploy/syncsphere.yaml (scripts/check-template.py)"
+"$CFN_PYTHON" scripts/check-template.py --self-test deploy/syncsphere.yaml
+"$CFN_PYTHON" scripts/check-template.py deploy/syncsphere.yaml

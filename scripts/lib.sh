@@ -21,7 +21,7 @@ APT_PACKAGES=(
   # Tauri 2 (webkit2gtk 4.1, tray, rsvg)
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev
   # tests: PostgreSQL, Redis, headless display, WebDriver for the desktop app
-  postgresql postgresql-client redis-server xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
+  postgresql postgresql-client redis-server openssl ca-certificates xvfb xauth webkit2gtk-driver dbus-x11 x11-utils xdotool
   imagemagick fonts-dejavu-core
   # tests: a real Secret Service for the keychain (libsecret's secret-tool reads it back) and
   # a tray host under Xvfb for the tray menu test

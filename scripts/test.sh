@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of SyncSphere on a fresh Debian/Ubuntu machine: installs what is missing,
-# checks formatting and lints, starts a throwaway PostgreSQL, Redis, S3 server (s3s-fs), Cognito emulator (moto) and mail
+# checks formatting and lints, starts a throwaway PostgreSQL (plain and TLS), Redis (plain, and
+# one with TLS and a password), S3 server (s3s-fs), Cognito emulator (moto) and mail
 # server (aiosmtpd), runs all Rust tests (unit,
 # service tests on SQLite and PostgreSQL, end-to-end with real processes, a Redis-backed cluster
 # of one files and three state instances), the REST contract (schemathesis against the OpenAPI
@@ -26,12 +27,15 @@ cargo build --locked --bins -p syncsphere-server -p syncsphere-cli
 
 start_postgres
 start_redis
+start_redis_tls
 start_s3
 start_moto
 start_smtp
-trap 'stop_smtp; stop_moto; stop_s3; stop_redis; stop_postgres' EXIT
-export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL"
+trap 'stop_smtp; stop_moto; stop_s3; stop_redis_tls; stop_redis; stop_postgres' EXIT
+export SYNCSPHERE_TEST_DATABASE_URL="$PG_URL" SYNCSPHERE_TEST_PG_CA="$PG_CA"
 export SYNCSPHERE_TEST_REDIS_URL="$REDIS_URL_TEST"
+export SYNCSPHERE_TEST_REDIS_TLS_URL="$REDIS_TLS_URL_TEST" SYNCSPHERE_TEST_REDIS_TLS_PASSWORD="$REDIS_TLS_PASSWORD_TEST"
+export SYNCSPHERE_TEST_REDIS_TLS_CA="$REDIS_TLS_CA_TEST"
 export SYNCSPHERE_TEST_S3_ENDPOINT="$S3_ENDPOINT_TEST" SYNCSPHERE_TEST_S3_BUCKET="$S3_BUCKET_TEST"
 export SYNCSPHERE_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_TEST" SYNCSPHERE_TEST_S3_SECRET_KEY="$S3_SECRET_KEY_TEST"
 export SYNCSPHERE_TEST_MOTO_URL="$MOTO_URL_TEST" SYNCSPHERE_TEST_MOTO_KEY="$MOTO_KEY"

@@ -117,13 +117,18 @@ impl Db {
     }
 }
 
-/// Hides the password of a database URL for logs and errors.
+/// Hides the password of a database URL for logs and errors (a URL without one, its password
+/// from `PGPASSWORD`, is shown as it is).
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+                }
+                None => url.to_owned(),
+            }
         }
         _ => url.to_owned(),
     }
@@ -141,6 +146,8 @@ mod tests {
             "postgres://app:***@db:5432/x"
         );
         assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        let from_pgpassword = "postgres://app@db:5432/x?sslmode=verify-full&sslrootcert=/ca.pem";
+        assert_eq!(redact(from_pgpassword), from_pgpassword);
     }
 
     #[tokio::test]

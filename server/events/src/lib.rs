@@ -62,8 +62,14 @@ pub enum Event {
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
     #[cfg(feature = "redis")]
-    #[error("could not connect to Redis: {0}")]
-    Connect(#[source] ::redis::RedisError),
+    /// Connecting failed: refused, TLS handshake (an untrusted certificate, a plain `redis://`
+    /// to a TLS port), `AUTH` refused (`WRONGPASS`, `NOAUTH`). `at` is the URL without a password.
+    #[error("could not connect to Redis at {at}: {source}")]
+    Connect {
+        at: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
     #[cfg(feature = "redis")]
     #[error("Redis subscription failed: {0}")]
     Subscribe(#[source] ::redis::RedisError),

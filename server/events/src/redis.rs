@@ -48,6 +48,9 @@ use syncsphere_protocol::ws::OnlineDevice;
 use syncsphere_protocol::{ChangeEvent, DeviceId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
+mod endpoint;
+pub use endpoint::RedisEndpoint;
+
 use crate::{
     Event, EventsError, Presence, Publisher, Recipient, Revocation, Revocations, Subscriber,
 };
@@ -140,14 +143,6 @@ const SET_MAX: &str = "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
     if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end \
     return 0";
 
-async fn open(url: &str) -> Result<MultiplexedConnection, EventsError> {
-    ::redis::Client::open(url)
-        .map_err(EventsError::Connect)?
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(EventsError::Connect)
-}
-
 fn payload(wire: Wire) -> String {
     serde_json::to_string(&wire).expect("events serialise")
 }
@@ -232,8 +227,8 @@ pub struct RedisPublisher {
 }
 
 impl RedisPublisher {
-    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
-        let conn = open(url).await?;
+    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Arc<Self>, EventsError> {
+        let conn = endpoint.open().await?;
         let mut task_conn = conn.clone();
         let (tx, mut rx) = mpsc::channel::<Outgoing>(PUBLISH_QUEUE);
         tokio::spawn(async move {
@@ -376,9 +371,9 @@ pub struct RedisRevocations {
 }
 
 impl RedisRevocations {
-    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
+    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Arc<Self>, EventsError> {
         Ok(Arc::new(RedisRevocations {
-            conn: open(url).await?,
+            conn: endpoint.open().await?,
         }))
     }
 }
@@ -444,7 +439,7 @@ async fn keep_alive(conn: &MultiplexedConnection) -> Result<String, EventsError>
     let _: () = beat
         .set_ex(&key, "1", INSTANCE_TTL_SECS)
         .await
-        .map_err(EventsError::Connect)?;
+        .map_err(EventsError::Query)?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(INSTANCE_REFRESH);
         loop {
@@ -496,8 +491,8 @@ pub struct RedisGatewayConnections {
 }
 
 impl RedisGatewayConnections {
-    pub async fn connect(url: &str) -> Result<Arc<Self>, EventsError> {
-        let conn = open(url).await?;
+    pub async fn connect(endpoint: &RedisEndpoint) -> Result<Arc<Self>, EventsError> {
+        let conn = endpoint.open().await?;
         let instance = keep_alive(&conn).await?;
         Ok(Arc::new(RedisGatewayConnections { conn, instance }))
     }
@@ -646,9 +641,12 @@ pub struct RedisSubscriber {
 }
 
 impl RedisSubscriber {
-    pub async fn connect(url: &str, hub: Arc<dyn Recipient>) -> Result<Arc<Self>, EventsError> {
-        let client = ::redis::Client::open(url).map_err(EventsError::Connect)?;
-        let conn = open(url).await?;
+    pub async fn connect(
+        endpoint: &RedisEndpoint,
+        hub: Arc<dyn Recipient>,
+    ) -> Result<Arc<Self>, EventsError> {
+        let client = endpoint.client()?;
+        let conn = endpoint.open().await?;
         // Liveness first: presence written by this instance counts only while this key lives.
         let instance = keep_alive(&conn).await?;
         // Local joins and leaves: write this instance's view, then tell every instance.
@@ -695,7 +693,10 @@ impl RedisSubscriber {
         let (mut sink, mut stream) = client
             .get_async_pubsub()
             .await
-            .map_err(EventsError::Connect)?
+            .map_err(|source| EventsError::Connect {
+                at: endpoint.address(),
+                source,
+            })?
             .split();
         tokio::spawn(async move {
             while let Some(msg) = stream.next().await {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use syncsphere_events::redis::{RedisPublisher, RedisRevocations, RedisSubscriber};
+use syncsphere_events::redis::{RedisEndpoint, RedisPublisher, RedisRevocations, RedisSubscriber};
 use syncsphere_events::{
     Event, Presence, Publisher, Recipient, Revocation, Revocations, Subscriber,
 };
@@ -107,10 +107,11 @@ fn device(id: &str, connections: u32) -> OnlineDevice {
 #[tokio::test]
 async fn events_reach_the_instance_only_while_it_holds_the_user() {
     let Some(url) = redis_url() else { return };
+    let redis = RedisEndpoint::from(url.as_str());
     let (user, other) = (fresh_user("held"), fresh_user("other"));
-    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    let publisher = RedisPublisher::connect(&redis).await.unwrap();
     let instance = Arc::new(Instance::default());
-    let subscriber = RedisSubscriber::connect(&url, instance.clone())
+    let subscriber = RedisSubscriber::connect(&redis, instance.clone())
         .await
         .unwrap();
     // Held twice (two connections of the user): one release keeps the subscription.
@@ -153,7 +154,7 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
         "in order, only the held user"
     );
     // The revocation was recorded before it was announced.
-    let revocations = RedisRevocations::connect(&url).await.unwrap();
+    let revocations = RedisRevocations::connect(&redis).await.unwrap();
     let lookup = |user: UserId, device: &'static str| {
         let revocations = revocations.clone();
         async move {
@@ -260,10 +261,11 @@ async fn events_reach_the_instance_only_while_it_holds_the_user() {
 #[tokio::test]
 async fn presence_is_merged_over_the_instances_holding_the_user() {
     let Some(url) = redis_url() else { return };
+    let redis = RedisEndpoint::from(url.as_str());
     let user = fresh_user("presence");
     let (a, b) = (Arc::new(Instance::default()), Arc::new(Instance::default()));
-    let sub_a = RedisSubscriber::connect(&url, a.clone()).await.unwrap();
-    let sub_b = RedisSubscriber::connect(&url, b.clone()).await.unwrap();
+    let sub_a = RedisSubscriber::connect(&redis, a.clone()).await.unwrap();
+    let sub_b = RedisSubscriber::connect(&redis, b.clone()).await.unwrap();
     sub_a.hold(&user).await.unwrap();
     sub_b.hold(&user).await.unwrap();
 
@@ -284,7 +286,7 @@ async fn presence_is_merged_over_the_instances_holding_the_user() {
         a.delivered().is_empty(),
         "presence notices are not delivered as events"
     );
-    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    let publisher = RedisPublisher::connect(&redis).await.unwrap();
     assert_eq!(publisher.online(&user).await.unwrap(), merged);
 
     a.joined(&user, Vec::new());
@@ -302,8 +304,9 @@ async fn gateway_connections_are_shared_claimed_once_and_announced_when_gone() {
     use syncsphere_events::GatewayConnections;
     use syncsphere_events::redis::RedisGatewayConnections;
     let Some(url) = redis_url() else { return };
-    let a = RedisGatewayConnections::connect(&url).await.unwrap();
-    let b = RedisGatewayConnections::connect(&url).await.unwrap();
+    let redis = RedisEndpoint::from(url.as_str());
+    let a = RedisGatewayConnections::connect(&redis).await.unwrap();
+    let b = RedisGatewayConnections::connect(&redis).await.unwrap();
     let id = format!("Gw-{}=", rand_suffix());
     let ttl = Duration::from_secs(60);
     a.insert(&id, "one".into(), ttl).await.unwrap();
@@ -346,9 +349,9 @@ async fn gateway_connections_are_shared_claimed_once_and_announced_when_gone() {
 
     // `$disconnect` on one instance reaches the instance holding the user.
     let user = fresh_user("gw-user");
-    let publisher = RedisPublisher::connect(&url).await.unwrap();
+    let publisher = RedisPublisher::connect(&redis).await.unwrap();
     let instance = Arc::new(Instance::default());
-    let subscriber = RedisSubscriber::connect(&url, instance.clone())
+    let subscriber = RedisSubscriber::connect(&redis, instance.clone())
         .await
         .unwrap();
     subscriber.hold(&user).await.unwrap();

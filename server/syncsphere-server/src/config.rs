@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use syncsphere_auth::idp::IdpArgs;
 use syncsphere_auth::pool::{Pool, PoolArgs};
+use syncsphere_events::redis::RedisEndpoint;
 use syncsphere_files::FilesArgs;
 use syncsphere_state::StateArgs;
 
@@ -131,9 +132,14 @@ pub struct ServerArgs {
     /// or `state` (push WebSockets; needs Redis, and --auth-issuer or a Cognito user pool).
     #[arg(long, env = "SYNCSPHERE_ROLE", default_value = "all")]
     pub role: Role,
-    /// Redis for fanning changes out across instances (`redis://host:port`).
+    /// Redis for fanning changes out across instances: `redis://host:port`, or `rediss://…` for
+    /// TLS (the server's certificate checked against the system's trust store, or the file
+    /// `SSL_CERT_FILE` names). Also read from the file named by `REDIS_URL_FILE`.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis's password (ElastiCache's AUTH token), used when `--redis-url` carries none.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
     /// State instances for clients' push connections, announced in `/v1/config` (repeat the
     /// flag or separate with commas); default: this server.
     #[arg(long = "push-url", env = "SYNCSPHERE_PUSH_URLS", value_delimiter = ',')]
@@ -144,7 +150,9 @@ pub struct ServerArgs {
     /// Directory for the embedded database, blobs and the identity provider's signing key.
     #[arg(long, env = "SYNCSPHERE_DATA_DIR", default_value = "./syncsphere-data")]
     pub data_dir: PathBuf,
-    /// Metadata database (`postgres://…`); default: SQLite in the data directory.
+    /// Metadata database (`postgres://…`); default: SQLite in the data directory. TLS:
+    /// `?sslmode=require` (encrypted), `?sslmode=verify-full&sslrootcert=/path/ca.pem` (and the
+    /// server's certificate checked); the password from `PGPASSWORD` when the URL carries none.
     /// Also read from the file named by `DATABASE_URL_FILE`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -176,18 +184,31 @@ impl ServerArgs {
         }
     }
 
-    /// Without `--database-url`, reads it from the file named by `DATABASE_URL_FILE` if set.
-    pub fn read_database_url_file(&mut self) -> anyhow::Result<()> {
-        if self.database_url.is_some() {
-            return Ok(());
-        }
-        if let Some(path) = std::env::var_os("DATABASE_URL_FILE") {
-            let path = PathBuf::from(path);
-            let url = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading DATABASE_URL_FILE {}", path.display()))?;
-            self.database_url = Some(url.trim().to_owned());
+    /// Fills what the environment gives as files: without `--database-url`, the file named by
+    /// `DATABASE_URL_FILE`; without `--redis-url`, the one named by `REDIS_URL_FILE` (each
+    /// trimmed; a mounted secret usually ends with a newline).
+    pub fn read_url_files(&mut self) -> anyhow::Result<()> {
+        for (url, var) in [
+            (&mut self.database_url, "DATABASE_URL_FILE"),
+            (&mut self.redis_url, "REDIS_URL_FILE"),
+        ] {
+            if url.is_some() {
+                continue;
+            }
+            if let Some(path) = std::env::var_os(var) {
+                let path = PathBuf::from(path);
+                let read = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {var} {}", path.display()))?;
+                *url = Some(read.trim().to_owned());
+            }
         }
         Ok(())
+    }
+
+    /// Redis, if `--redis-url` is set: its URL with `--redis-password`.
+    pub fn redis(&self) -> Option<RedisEndpoint> {
+        let url = self.redis_url.as_deref()?;
+        Some(RedisEndpoint::new(url, self.redis_password.clone()))
     }
 
     /// How long a request body may stall.

@@ -115,21 +115,17 @@ async fn state_alone(config: &AppConfig, hub: &Arc<PushHub>) -> anyhow::Result<R
             )
         }
     };
-    let redis_url = config
-        .server
-        .redis_url
-        .as_deref()
-        .context("checked: --redis-url")?;
-    let revocations = RedisRevocations::connect(redis_url)
+    let redis = config.server.redis().context("checked: --redis-url")?;
+    let revocations = RedisRevocations::connect(&redis)
         .await
         .context("connecting to Redis")?;
     let verifier = Arc::new(verifier.with_revocations(revocations));
-    let subscriber = RedisSubscriber::connect(redis_url, hub.clone())
+    let subscriber = RedisSubscriber::connect(&redis, hub.clone())
         .await
         .context("subscribing to Redis")?;
     let gateway = match config.state.gateway.apigw_endpoint {
         Some(_) => {
-            let events = RedisPublisher::connect(redis_url)
+            let events = RedisPublisher::connect(&redis)
                 .await
                 .context("connecting to Redis")?;
             gateway(config, events).await?
@@ -159,8 +155,8 @@ async fn gateway(
         .secret()
         .map_err(anyhow::Error::msg)?
         .context("checked: --apigw-secret")?;
-    let connections: Arc<dyn GatewayConnections> = match &config.server.redis_url {
-        Some(url) => RedisGatewayConnections::connect(url)
+    let connections: Arc<dyn GatewayConnections> = match config.server.redis() {
+        Some(redis) => RedisGatewayConnections::connect(&redis)
             .await
             .context("connecting to Redis")?,
         None => LocalGatewayConnections::new(),
@@ -274,7 +270,7 @@ struct Bus {
 
 impl Bus {
     async fn open(config: &AppConfig, hub: &Arc<PushHub>) -> anyhow::Result<Bus> {
-        let Some(url) = &config.server.redis_url else {
+        let Some(redis) = config.server.redis() else {
             // Only the all role runs without Redis (checked by `check_requirements`).
             let local = LocalBus::new(hub.clone());
             return Ok(Bus {
@@ -283,12 +279,12 @@ impl Bus {
                 subscriber: Some(local),
             });
         };
-        let publisher = RedisPublisher::connect(url)
+        let publisher = RedisPublisher::connect(&redis)
             .await
             .context("connecting to Redis")?;
         let subscriber: Option<Arc<dyn Subscriber>> = match config.server.role {
             Role::All => Some(
-                RedisSubscriber::connect(url, hub.clone())
+                RedisSubscriber::connect(&redis, hub.clone())
                     .await
                     .context("subscribing to Redis")?,
             ),

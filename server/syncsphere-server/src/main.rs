@@ -43,6 +43,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // rustls's process-wide provider, before any TLS (`rediss://` asks for the default): ring,
+    // the one compiled in (sqlx's PostgreSQL TLS names it itself; decision 0043).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let (mut config, check_only) = match cli.command {
         Some(Command::Healthcheck(args)) => return healthcheck(&args.url()).await,
@@ -53,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => (cli.config, false),
     };
-    config.server.read_database_url_file()?;
+    config.server.read_url_files()?;
     if check_only {
         return check(config).await;
     }

@@ -139,3 +139,22 @@ fn services_depend_on_each_other_only_through_the_allowed_edges() {
         "test fixtures are a dev-dependency only: {on_test_support:?}"
     );
 }
+
+/// rustls has one crypto provider in the build, ring (decision 0043): with aws-lc-rs compiled in
+/// too, rustls cannot pick a process default and `rediss://` connections would panic unless
+/// every entry point installed one first.
+#[test]
+fn ring_is_the_only_rustls_crypto_provider_in_the_lock_file() {
+    let lock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock"),
+    )
+    .expect("reading Cargo.lock");
+    assert!(
+        lock.contains("name = \"ring\""),
+        "ring is missing from Cargo.lock"
+    );
+    assert!(
+        !lock.contains("name = \"aws-lc-rs\""),
+        "aws-lc-rs is in Cargo.lock: a dependency turned on rustls's aws-lc-rs provider"
+    );
+}

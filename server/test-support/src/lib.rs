@@ -13,6 +13,21 @@
 pub const DATABASE_URL_VAR: &str = "SYNCSPHERE_TEST_DATABASE_URL";
 /// URL of the test Redis server.
 pub const REDIS_URL_VAR: &str = "SYNCSPHERE_TEST_REDIS_URL";
+/// The CA that signed the test PostgreSQL server's certificate (for `127.0.0.1` and
+/// `localhost`): it speaks TLS as well as plain connections.
+pub const POSTGRES_CA_VAR: &str = "SYNCSPHERE_TEST_PG_CA";
+/// The group role whose members the test PostgreSQL admits only over TLS with a SCRAM password
+/// (`scripts/lib.sh` writes the `pg_hba.conf` rule), as Amazon RDS does with `rds.force_ssl`.
+pub const PASSWORD_ROLE_GROUP: &str = "syncsphere_password_users";
+/// The test Redis that speaks TLS only and wants a password (ElastiCache's shape): its
+/// `rediss://` URL, password, and the CA that signed its certificate.
+pub const REDIS_TLS_VARS: [&str; 3] = [
+    "SYNCSPHERE_TEST_REDIS_TLS_URL",
+    "SYNCSPHERE_TEST_REDIS_TLS_PASSWORD",
+    "SYNCSPHERE_TEST_REDIS_TLS_CA",
+];
+/// Set in a child test process by [`run_child`]: the name of the test it is to run.
+const CHILD_VAR: &str = "SYNCSPHERE_TEST_CHILD";
 /// The test S3 server: endpoint, bucket and credentials.
 pub const S3_VARS: [&str; 4] = [
     "SYNCSPHERE_TEST_S3_ENDPOINT",
@@ -49,6 +64,126 @@ pub fn postgres_admin_url() -> Option<String> {
 /// URL of the test Redis server ([`REDIS_URL_VAR`]).
 pub fn redis_url() -> Option<String> {
     var(REDIS_URL_VAR).or_else(|| missing(REDIS_URL_VAR))
+}
+
+/// The test PostgreSQL server and the CA of its TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresTls {
+    pub admin_url: String,
+    pub ca: std::path::PathBuf,
+}
+
+/// The test PostgreSQL server with its CA ([`DATABASE_URL_VAR`], [`POSTGRES_CA_VAR`]).
+pub fn postgres_tls() -> Option<PostgresTls> {
+    match (var(DATABASE_URL_VAR), var(POSTGRES_CA_VAR)) {
+        (Some(admin_url), Some(ca)) => Some(PostgresTls {
+            admin_url,
+            ca: ca.into(),
+        }),
+        _ => missing(&format!("{DATABASE_URL_VAR} or {POSTGRES_CA_VAR}")),
+    }
+}
+
+/// A certificate authority that signed nothing the tests reach (its key is thrown away): a
+/// `sslrootcert` / `SSL_CERT_FILE` that must make verification fail.
+pub fn unrelated_ca() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/unrelated-ca.pem")
+}
+
+/// A database reached as a role that must sign in with a password over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordDatabase {
+    /// `postgres://{user}@{host}:{port}/{database}`: no password, no parameters.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// A new login role in [`PASSWORD_ROLE_GROUP`] with a random password, and a new database it
+/// owns, on the PostgreSQL server of `admin_url` (names start with `prefix`).
+pub async fn password_database(
+    admin_url: &str,
+    prefix: &str,
+) -> Result<PasswordDatabase, sqlx::Error> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let password = hex::encode(rand::random::<[u8; 16]>());
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {PASSWORD_ROLE_GROUP}"
+    ))
+    .execute(&mut admin)
+    .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name} OWNER {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or_else(|| sqlx::Error::Configuration("the admin URL names no database".into()))?;
+    let (scheme, rest) = base
+        .split_once("://")
+        .ok_or_else(|| sqlx::Error::Configuration("the admin URL has no scheme".into()))?;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    Ok(PasswordDatabase {
+        url: format!("{scheme}://{name}@{host}/{name}"),
+        user: name,
+        password,
+    })
+}
+
+/// The test Redis that wants TLS and a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// `rediss://127.0.0.1:{port}`, without the password.
+    pub url: String,
+    pub password: String,
+    pub ca: std::path::PathBuf,
+}
+
+/// The test Redis with TLS and a password ([`REDIS_TLS_VARS`]).
+pub fn redis_tls() -> Option<RedisTls> {
+    let [url, password, ca] = REDIS_TLS_VARS.map(var);
+    match (url, password, ca) {
+        (Some(url), Some(password), Some(ca)) => Some(RedisTls {
+            url,
+            password,
+            ca: ca.into(),
+        }),
+        _ => missing("SYNCSPHERE_TEST_REDIS_TLS_*"),
+    }
+}
+
+/// Whether this process is the child [`run_child`] started to run the test `name`. Tests that
+/// need a process-wide environment of their own (`PGPASSWORD`, `SSL_CERT_FILE`; setting
+/// variables in a threaded test process is unsound) do their work only then.
+pub fn is_child(name: &str) -> bool {
+    let child = var(CHILD_VAR);
+    if child.is_none() {
+        eprintln!("{name}: run in a child process by its parent test");
+    }
+    child.as_deref() == Some(name)
+}
+
+/// Runs the test `name` (its full path, as `cargo test -- --exact` takes it) of this test
+/// binary in a child process with `env` added, and panics with its output unless it passed.
+pub fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_VAR, name)
+        .envs(env.iter().copied())
+        .output()
+        .expect("starting the child test process");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains("1 passed"),
+        "the child test {name} failed:\n{text}"
+    );
 }
 
 /// Where the test S3 server is and how to sign in to it ([`S3_VARS`]).

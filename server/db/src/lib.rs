@@ -45,8 +45,23 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("could not connect to the metadata database: {0}")]
     Connect(#[source] sqlx::Error),
+    #[error(
+        "the metadata database was migrated by a newer SyncSphere release (its migration {0} \
+         is unknown to this one): run that release or a newer one — this one will not write \
+         with older rules into a newer schema"
+    )]
+    NewerSchema(i64),
     #[error("could not migrate the metadata database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::VersionMissing(version) => DbError::NewerSchema(version),
+            other => DbError::Migrate(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +208,29 @@ mod tests {
                 .unwrap();
             assert_eq!(row.get::<i64, _>(0), expected, "{pragma}");
         }
+    }
+
+    /// A release older than the schema (a rollback after a newer release migrated) refuses
+    /// to start instead of writing with older rules (deploy/README.md, section 4).
+    #[tokio::test]
+    async fn an_older_release_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_embedded(dir.path()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations \
+             (version, description, success, checksum, execution_time) \
+             VALUES (99991231000000, 'from a newer release', 1, x'00', 0)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        drop(db);
+        let err = Db::open_embedded(dir.path()).await.unwrap_err();
+        assert!(matches!(err, DbError::NewerSchema(99991231000000)), "{err}");
+        assert!(
+            err.to_string().contains("newer SyncSphere release"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

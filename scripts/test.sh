@@ -44,7 +44,7 @@ export SYNCSPHERE_TEST_SMTP_URL="$SMTP_URL_TEST" SYNCSPHERE_TEST_MAILDIR="$SMTP_
 log "cargo test (workspace)"
 cargo test --workspace --locked
 
-scripts/check-deploy.sh   # the container image's Dockerfile: hadolint and checkov
+scripts/check-deploy.sh   # Dockerfile and CloudFormation template: linters, project rules, moto smoke deployment
 
 tests/contract/run.sh   # schemathesis against the served OpenAPI document; artifacts/contract/
 

@@ -246,4 +246,52 @@ mod tests {
         assert_eq!(c.endpoint, cognito().endpoint);
         assert!(c.device_keys);
     }
+
+    /// The AWS stack's `SystemConfig` output (deploy/syncsphere.yaml), with the values
+    /// CloudFormation substitutes, is a file this parser takes: what deploy/README.md tells
+    /// administrators to ship with the installers.
+    #[test]
+    fn the_aws_stacks_system_config_output_is_a_valid_file() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/syncsphere.yaml"),
+        )
+        .unwrap();
+        let mut lines = template.lines().skip_while(|l| *l != "  SystemConfig:");
+        assert!(lines.next().is_some(), "no SystemConfig output");
+        let mut lines = lines.skip_while(|l| l.trim() != "Value: !Sub |");
+        assert!(
+            lines.next().is_some(),
+            "SystemConfig is not a `!Sub |` block"
+        );
+        let mut text = String::new();
+        for line in lines.take_while(|l| l.starts_with("      ")) {
+            text.push_str(&line[6..]);
+            text.push('\n');
+        }
+        for (name, value) in [
+            ("${RestApi}", "a1b2c3d4e5"),
+            ("${AWS::Region}", "eu-west-1"),
+            ("${AWS::URLSuffix}", "amazonaws.com"),
+            ("${UserPool}", "eu-west-1_AbCdEfGhI"),
+            ("${UserPoolClient}", "1h2j3k4l5m6n7o8p9q0r"),
+        ] {
+            text = text.replace(name, value);
+        }
+        assert!(
+            !text.contains("${"),
+            "a substitution this test does not know: {text}"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.resolve_server_url(None).unwrap(),
+            "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod"
+        );
+        assert!(config.lock_server_url);
+        let mut c = cognito();
+        config.cognito.unwrap().apply(&mut c);
+        assert_eq!(c.user_pool_id, "eu-west-1_AbCdEfGhI");
+        assert_eq!(c.client_id, "1h2j3k4l5m6n7o8p9q0r");
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.endpoint, "https://cognito-idp.eu-west-1.amazonaws.com");
+    }
 }

@@ -872,8 +872,13 @@ def check_iam(client, ck: Checks, phys) -> None:
     ck.live("FilesTaskRole trusted by ecs-tasks only", [s["Principal"] for s in trust["Statement"]], [{"Service": "ecs-tasks.amazonaws.com"}])
     ck.live("StateTaskRole inline policies", iam.list_role_policies(RoleName=phys["StateTaskRole"])["PolicyNames"], ["push-through-connections"])
     st = ck.call("StateTaskRole push policy", lambda: policy_statements(iam, phys["StateTaskRole"], "push-through-connections")) or []
-    ck.live("StateTaskRole: execute-api:ManageConnections only", sorted(a for s in st for a in as_list(s["Action"])), ["execute-api:ManageConnections"])
-    ck.live("StateTaskRole: on @connections of the prod stage", all(r.endswith("/prod/*/@connections/*") for s in st for r in as_list(s["Resource"])), True)
+    push = [s for s in st if any(a.startswith("execute-api:") for a in as_list(s["Action"]))]
+    metric = [s for s in st if s not in push]
+    ck.live("StateTaskRole: execute-api:ManageConnections only", sorted(a for s in push for a in as_list(s["Action"])), ["execute-api:ManageConnections"])
+    ck.live("StateTaskRole: on @connections of the prod stage", bool(push) and all(r.endswith("/prod/*/@connections/*") for s in push for r in as_list(s["Resource"])), True)
+    ck.live("StateTaskRole: otherwise only PutMetricData in the SyncSphere namespace",
+            [(as_list(s["Action"]), s.get("Condition")) for s in metric],
+            [(["cloudwatch:PutMetricData"], {"StringEquals": {"cloudwatch:namespace": "SyncSphere"}})])
     st = ck.call("FilesTaskRole blobs policy", lambda: policy_statements(iam, phys["FilesTaskRole"], "blobs")) or []
     objects = [s for s in st if "s3:GetObject" in as_list(s["Action"])]
     ck.live("FilesTaskRole: Get/Put/DeleteObject on blobs/* of the bucket",

@@ -16,7 +16,9 @@ Rules (issue 18, decision 0044):
   handshake's Authorization header; the three routes reach the service's three paths (read
   from server/state/src/apigw.rs, so a renamed path in the code fails here).
 - The state task's role may `execute-api:ManageConnections` on this WebSocket API, and the task
-  pushes through that same API.
+  pushes through that same API; it publishes its connections to CloudWatch, may do so in that
+  namespace only, and a scaling policy tracks exactly that metric (namespace, dimensions,
+  `Average`).
 - Secrets: every secret a container gets comes from a Secrets Manager secret of this template
   (ECS `Secrets`), the execution role may read each of them, no secret-looking variable is set
   in plain `Environment`, no URL in the environment carries a password, the database password
@@ -308,6 +310,47 @@ def check(template):
                 "of the WebSocket API it pushes through"
             )
 
+    # ---- the connections metric: published by the state tasks, allowed, and what scaling tracks
+    policies = of_type("AWS::ApplicationAutoScaling::ScalingPolicy")
+    for name, p, env in state_tasks:
+        namespace = env.get("SYNCSPHERE_CLOUDWATCH_NAMESPACE")
+        if namespace is None:
+            findings.append(f"{name}: the state tasks must publish their connections (SYNCSPHERE_CLOUDWATCH_NAMESPACE)")
+            continue
+        dims = sorted((sub_text(env.get("SYNCSPHERE_CLOUDWATCH_DIMENSIONS")) or "").split(","))
+        allowed = False
+        for role in refs_in(p.get("TaskRoleArn")):
+            for policy in props(role).get("Policies", []):
+                for st in statements(policy.get("PolicyDocument", {})):
+                    cond = (st.get("Condition") or {}).get("StringEquals", {})
+                    if (
+                        st.get("Effect") == "Allow"
+                        and "cloudwatch:PutMetricData" in as_list(st.get("Action"))
+                        and cond.get("cloudwatch:namespace") == namespace
+                    ):
+                        allowed = True
+        if not allowed:
+            findings.append(
+                f"{name}: its task role must allow cloudwatch:PutMetricData for namespace {namespace!r} only"
+            )
+        tracked = False
+        for pname, pp in policies.items():
+            spec = (pp.get("TargetTrackingScalingPolicyConfiguration") or {}).get("CustomizedMetricSpecification")
+            if not spec or spec.get("MetricName") != "Connections":
+                continue
+            spec_dims = sorted(
+                f"{d.get('Name')}={sub_text(d.get('Value'))}" for d in spec.get("Dimensions", [])
+            )
+            if spec.get("Namespace") != namespace or spec_dims != dims or spec.get("Statistic") != "Average":
+                findings.append(
+                    f"{pname}: tracks Connections in {spec.get('Namespace')!r} {spec_dims}, but the state "
+                    f"tasks publish in {namespace!r} {dims} (Average over tasks is connections per task)"
+                )
+            else:
+                tracked = True
+        if not tracked:
+            findings.append(f"{name}: no scaling policy tracks the Connections the state tasks publish")
+
     # ---- secrets of the data stores, parameters
     for name, p in of_type("AWS::RDS::DBInstance").items():
         for key in ("MasterUserPassword",):
@@ -444,7 +487,24 @@ def m_unreadable_secret(t):
                         st["Resource"] = [x for x in st["Resource"] if x != {"Ref": "GatewaySecret"}]
 
 
+def m_metric_dimension_mismatch(t):
+    c = container(t, "state")
+    for e in c["Environment"]:
+        if e.get("Name") == "SYNCSPHERE_CLOUDWATCH_DIMENSIONS":
+            e["Value"] = {"Fn::Sub": "Service=${AWS::StackName}-push"}
+
+
+def m_no_put_metric_data(t):
+    for r in t["Resources"].values():
+        if r.get("Type") == "AWS::IAM::Role":
+            for policy in r["Properties"].get("Policies", []):
+                doc = policy["PolicyDocument"]
+                doc["Statement"] = [st for st in statements(doc) if st.get("Action") != "cloudwatch:PutMetricData"]
+
+
 MUTATIONS = [
+    m_metric_dimension_mismatch,
+    m_no_put_metric_data,
     m_jwt_authorizer,
     m_jwt_route,
     m_v2_vpc_link,

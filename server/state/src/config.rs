@@ -27,6 +27,54 @@ pub struct StateArgs {
     pub ws_timeouts: WsTimeouts,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub cloudwatch: CloudWatchArgs,
+}
+
+/// AWS mode: the connections a task serves, published for autoscaling (decision 0044).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Connections metric for CloudWatch")]
+pub struct CloudWatchArgs {
+    /// Publish the push connections this process serves to CloudWatch under this namespace,
+    /// as metric `Connections` once per interval (credentials and region: the default AWS
+    /// chain, e.g. the task role and `AWS_REGION`). Off without it.
+    #[arg(long, env = "SYNCSPHERE_CLOUDWATCH_NAMESPACE")]
+    pub cloudwatch_namespace: Option<String>,
+    /// The metric's dimensions, `Name=Value` (repeat the flag or separate with commas); the
+    /// same for every task of a service, so that `Average` is the connections per task.
+    #[arg(
+        long = "cloudwatch-dimension",
+        env = "SYNCSPHERE_CLOUDWATCH_DIMENSIONS",
+        value_delimiter = ','
+    )]
+    pub cloudwatch_dimensions: Vec<String>,
+    /// Seconds between two data points.
+    #[arg(long, env = "SYNCSPHERE_CLOUDWATCH_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cloudwatch_interval_secs: u64,
+    /// CloudWatch's endpoint (default: the region's; emulators set theirs).
+    #[arg(long, env = "SYNCSPHERE_CLOUDWATCH_ENDPOINT")]
+    pub cloudwatch_endpoint: Option<String>,
+}
+
+impl CloudWatchArgs {
+    /// The publisher of `gauge`, if a namespace is set.
+    pub async fn publisher(
+        &self,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Option<crate::cloudwatch::Publisher>, crate::cloudwatch::PublishError> {
+        let Some(namespace) = &self.cloudwatch_namespace else {
+            return Ok(None);
+        };
+        crate::cloudwatch::Publisher::new(
+            namespace,
+            &self.cloudwatch_dimensions,
+            self.cloudwatch_endpoint.as_deref(),
+            std::time::Duration::from_secs(self.cloudwatch_interval_secs),
+            gauge,
+        )
+        .await
+        .map(Some)
+    }
 }
 
 /// AWS mode: push connections held by API Gateway's WebSocket API (decision 0042).

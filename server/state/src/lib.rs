@@ -18,6 +18,7 @@
 //! process, or from Redis.
 
 pub mod apigw;
+pub mod cloudwatch;
 mod config;
 mod hub;
 mod metrics;
@@ -33,7 +34,7 @@ use syncsphere_auth::routes::RouterExt;
 use syncsphere_events::Subscriber;
 use syncsphere_protocol::endpoint;
 
-pub use config::{GatewayArgs, StateArgs};
+pub use config::{CloudWatchArgs, GatewayArgs, StateArgs};
 pub use hub::{DEFAULT_MAX_CONNECTIONS_PER_USER, PushHub, QUEUE_CAPACITY};
 pub use metrics::PushMetrics;
 pub use socket::WsTimeouts;

@@ -84,6 +84,15 @@ fn edge(router: Router, body_timeout: Duration) -> Router {
 pub async fn build(config: &AppConfig) -> anyhow::Result<App> {
     config.check_requirements()?;
     let hub = config.state.hub();
+    if let Some(publisher) = config
+        .state
+        .cloudwatch
+        .publisher(hub.metrics.connections.clone())
+        .await
+        .context("--cloudwatch-namespace")?
+    {
+        tokio::spawn(publisher.run());
+    }
     let (services, maintenance) = match config.server.role {
         Role::State => (state_alone(config, &hub).await?, None),
         Role::All | Role::Files => {

@@ -52,6 +52,8 @@ struct Topology {
     ws: WsGateway,
     _rest: RestGateway,
     files: Server,
+    /// The files task's own address (`files.url` is the REST API double's), for a restart.
+    files_direct: String,
     states: Vec<Server>,
     state_urls: Vec<String>,
     a: Device,
@@ -120,7 +122,7 @@ impl Topology {
         )
         .expect("files task starts");
         let rest = RestGateway::start(&files.url).await.unwrap();
-        files.url = rest.url.clone();
+        let files_direct = std::mem::replace(&mut files.url, rest.url.clone());
 
         // Two state tasks: the pool's tokens, Redis, pushes through `@connections`.
         let told_max = told_max_secs.to_string();
@@ -183,6 +185,7 @@ impl Topology {
             ws,
             _rest: rest,
             files,
+            files_direct,
             states,
             state_urls,
             a,
@@ -220,6 +223,50 @@ impl Topology {
         );
         t
     }
+}
+
+/// A device whose registration failed at start (the files task down: a client started
+/// offline) holds a sign-in session bound to no device, so the push channel refuses its
+/// `hello` (`bye` 4005, decision 0045); the client registers its device as soon as the files
+/// task answers, reconnects, and syncs by push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_could_not_register_does_so_when_the_push_channel_asks() {
+    let Some(mut t) = Topology::start(
+        "late@example.com",
+        SHORT_IDLE,
+        Duration::from_secs(7200),
+        7200,
+    )
+    .await
+    else {
+        return;
+    };
+    t.files.stop();
+    let _pb = t.b.start_sync().unwrap();
+    assert!(
+        wait_for(SETTLE, || t
+            .b
+            .log()
+            .contains("the device is not registered"))
+        .is_some(),
+        "the push channel refused the unregistered device\n{}",
+        t.logs()
+    );
+    assert!(!connected(&t.b), "{}", t.logs());
+    // The files task is back (same address behind the REST double).
+    let rest_url = std::mem::replace(&mut t.files.url, t.files_direct.clone());
+    t.files.restart().expect("the files task restarts");
+    t.files.url = rest_url;
+    let _pa = t.a.start_sync().unwrap();
+    t.both_connected();
+    t.pushed(&t.a, &t.b, "late.txt", "to the device that registered late");
+    t.pushed(&t.b, &t.a, "back.txt", "and back");
+    let devices = t.a.devices();
+    let b_id = t.b.config()["device_id"].as_str().unwrap().to_owned();
+    assert!(
+        devices.to_string().contains(&b_id),
+        "the late device is in the list: {devices}"
+    );
 }
 
 /// The two-device scenarios through the whole topology: create, edit, rename, delete both ways

@@ -64,7 +64,10 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
     let ids: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();
     let mut sockets = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        sockets.push(raw_device(&states[i % 3].url, &token, id).await);
+        // Each device with a token of its own: a token speaks for the device it is bound to.
+        let bound =
+            syncsphere_e2e::cognito_token(&files.url, "cluster@example.com", Some(id)).await;
+        sockets.push(raw_device(&states[i % 3].url, &bound, id).await);
     }
 
     // Ten commits through the files instance, each made "by" one of the devices.

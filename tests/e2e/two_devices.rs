@@ -49,7 +49,7 @@ async fn scenario(database_url: Option<String>) {
     let mut as_a = raw_device(&server.url, &a.access_token(), &a_id).await;
     let mut observer = raw_device(
         &server.url,
-        &cognito_token(&server.url, email, None).await,
+        &cognito_token(&server.url, email, Some("observer")).await,
         "observer",
     )
     .await;
@@ -344,12 +344,39 @@ async fn push_socket_auth_presence_and_connection_limit() {
         .await
         .unwrap();
     expect_close(&mut ws, 4002).await;
+    // A valid token bound to no device (signed in without one, as a web page would) must
+    // register a device before it says `hello` as one: 4005, whatever id it names.
+    let (mut ws, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"hello","device_id":"web","cursor":0}"#.into(),
+    ))
+    .await
+    .unwrap();
+    expect_close(&mut ws, 4005).await;
+    // Once it registered one (`PUT /v1/devices/{id}` binds its session), it speaks for that
+    // device — and only for it.
+    let web = cognito_token(&server.url, "gina@example.com", None).await;
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/devices/web", server.url))
+        .bearer_auth(&web)
+        .json(&serde_json::json!({"name": "Browser"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (mut ws, _) = connect(Some(format!("Bearer {web}"))).await.unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"hello","device_id":"lap","cursor":0}"#.into(),
+    ))
+    .await
+    .unwrap();
+    expect_close(&mut ws, 4002).await;
 
     // Browser flow works; presence names the user's online devices on every join and leave.
     let (mut browser, _) = connect(None).await.unwrap();
     browser
         .send(Message::Text(
-            serde_json::json!({"type": "auth", "token": token})
+            serde_json::json!({"type": "auth", "token": web})
                 .to_string()
                 .into(),
         ))
@@ -375,7 +402,10 @@ async fn push_socket_auth_presence_and_connection_limit() {
     assert_eq!(presence["type"], "presence");
     assert_eq!(presence["devices"][0]["device_name"], "Browser");
 
-    let (mut laptop, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    let bound = |device: &'static str| cognito_token(&server.url, "gina@example.com", Some(device));
+    let (mut laptop, _) = connect(Some(format!("Bearer {}", bound("lap").await)))
+        .await
+        .unwrap();
     laptop
         .send(Message::Text(hello("lap", "Laptop").into()))
         .await
@@ -396,7 +426,9 @@ async fn push_socket_auth_presence_and_connection_limit() {
     );
 
     // Third connection is fine, the fourth exceeds the limit of 3.
-    let (mut third, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    let (mut third, _) = connect(Some(format!("Bearer {}", bound("t3").await)))
+        .await
+        .unwrap();
     third
         .send(Message::Text(hello("t3", "Third").into()))
         .await
@@ -405,7 +437,9 @@ async fn push_socket_auth_presence_and_connection_limit() {
         next_json(&mut third, Duration::from_secs(5)).await.unwrap()["type"],
         "welcome"
     );
-    let (mut fourth, _) = connect(Some(format!("Bearer {token}"))).await.unwrap();
+    let (mut fourth, _) = connect(Some(format!("Bearer {}", bound("t4").await)))
+        .await
+        .unwrap();
     fourth
         .send(Message::Text(hello("t4", "Fourth").into()))
         .await
@@ -433,7 +467,7 @@ async fn push_sockets_must_reauthenticate_before_their_token_expires() {
 
     let mut lazy = raw_device(
         &server.url,
-        &cognito_token(&server.url, "jo@example.com", None).await,
+        &cognito_token(&server.url, "jo@example.com", Some("lazy")).await,
         "lazy",
     )
     .await;
@@ -574,7 +608,8 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
     );
     // B's old token is refused everywhere.
     refused_everywhere(&server, &b_token, "device_revoked").await;
-    // A fresh token bound to no device cannot bring the revoked id back on the push channel.
+    // A fresh token bound to no device cannot bring the revoked id back on the push channel: it
+    // may not say `hello` as any device before registering one (4005).
     let unbound = syncsphere_e2e::cognito_token(&server.url, email, None).await;
     let mut req = url.as_str().into_client_request().unwrap();
     req.headers_mut().insert(
@@ -590,7 +625,16 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
         ))
         .await
         .unwrap();
-    expect_close(&mut posing, 4004).await;
+    expect_close(&mut posing, 4005).await;
+    // And registering the revoked id is refused, so the token never speaks for it.
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/devices/{b_id}", server.url))
+        .bearer_auth(&unbound)
+        .json(&serde_json::json!({"name": "posing"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
     // Nothing was lost: B's file is in the account and on A.
     assert_eq!(
         std::fs::read(a.path("from-b.txt")).unwrap(),

@@ -103,8 +103,10 @@ async fn cognito(
     Ok(value)
 }
 
-/// Signs up (or signs in) a bench user and returns an access token.
-async fn token_for(http: &reqwest::Client, args: &Args, n: usize) -> anyhow::Result<String> {
+/// Signs up bench user `n` (or finds it signed up) and signs it in once per device, each
+/// token bound to its device (`DEVICE_KEY` `u{n}d{d}`): a token speaks for one device only, and
+/// one bound to none may not say `hello` at all (issue 19).
+async fn tokens_for(http: &reqwest::Client, args: &Args, n: usize) -> anyhow::Result<Vec<String>> {
     let username = format!("bench-{n}@example.com");
     let password = "Benchmark-passw0rd";
     let _ = cognito(
@@ -115,19 +117,26 @@ async fn token_for(http: &reqwest::Client, args: &Args, n: usize) -> anyhow::Res
         n,
     )
     .await;
-    let auth = cognito(
-        http,
-        &args.server,
-        "InitiateAuth",
-        json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": args.client_id,
-               "AuthParameters": {"USERNAME": username, "PASSWORD": password}}),
-        n,
-    )
-    .await?;
-    Ok(auth["AuthenticationResult"]["AccessToken"]
-        .as_str()
-        .context("no access token")?
-        .to_owned())
+    let mut tokens = Vec::with_capacity(args.devices_per_user);
+    for d in 0..args.devices_per_user {
+        let auth = cognito(
+            http,
+            &args.server,
+            "InitiateAuth",
+            json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": args.client_id,
+                   "AuthParameters": {"USERNAME": username, "PASSWORD": password,
+                                      "DEVICE_KEY": format!("u{n}d{d}")}}),
+            n,
+        )
+        .await?;
+        tokens.push(
+            auth["AuthenticationResult"]["AccessToken"]
+                .as_str()
+                .context("no access token")?
+                .to_owned(),
+        );
+    }
+    Ok(tokens)
 }
 
 /// Path of a bench commit → when its upload started.
@@ -208,13 +217,17 @@ async fn main() -> anyhow::Result<()> {
         args.push_urls.clone()
     };
 
-    eprintln!("signing in {} users…", args.users);
+    eprintln!(
+        "signing in {} users × {} devices…",
+        args.users, args.devices_per_user
+    );
     let started = Instant::now();
     let mut tokens = Vec::with_capacity(args.users);
     let numbers: Vec<usize> = (args.user_offset..args.user_offset + args.users).collect();
     for chunk in numbers.chunks(16) {
         let batch =
-            futures_util::future::join_all(chunk.iter().map(|&n| token_for(&http, &args, n))).await;
+            futures_util::future::join_all(chunk.iter().map(|&n| tokens_for(&http, &args, n)))
+                .await;
         for t in batch {
             tokens.push(t?);
         }
@@ -241,8 +254,8 @@ async fn main() -> anyhow::Result<()> {
     )?));
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut n = 0usize;
-    for (u, token) in tokens.iter().enumerate() {
-        for d in 0..args.devices_per_user {
+    for (u, user_tokens) in tokens.iter().enumerate() {
+        for (d, token) in user_tokens.iter().enumerate() {
             let source = IpAddr::V4(Ipv4Addr::new(
                 127,
                 0,
@@ -315,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
         let req = http
             .put(format!("{}{}", args.server, endpoint::UploadFile::PATH))
             .query(&query)
-            .bearer_auth(&tokens[u])
+            .bearer_auth(&tokens[u][0])
             .header("x-syncsphere-device", device)
             .body(format!("commit {c}"));
         sent.lock().unwrap().insert(path, Instant::now());

@@ -22,6 +22,10 @@ pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4003;
 /// Close code when the connection's device was revoked: do not reconnect with this device id;
 /// sign in again as a new device.
 pub const CLOSE_DEVICE_REVOKED: u16 = 4004;
+/// Close code for a `hello` whose token speaks for no device: a sign-in session not yet bound
+/// to one (an Amazon Cognito token before `PUT /v1/devices/{id}`). Register the device, then
+/// reconnect; a token may only ever say `hello` as the device it is bound to.
+pub const CLOSE_DEVICE_UNREGISTERED: u16 = 4005;
 /// Close code sent when the server shuts down: reconnect (with backoff) to any instance.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a frame or message over 64 KiB (RFC 6455 "message too big").

@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use syncsphere_auth::{AuthRejection, AuthUser};
 use syncsphere_events::{Event, GatewayConnections, Publisher};
 use syncsphere_protocol::ws::{
-    CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED,
-    ClientMessage, ConnectionLimits, ServerMessage,
+    CLOSE_DEVICE_UNREGISTERED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHORIZED, ClientMessage, ConnectionLimits, ServerMessage,
 };
 use syncsphere_protocol::{ApiError, DeviceId, ErrorCode, UserId};
 use tracing::Instrument;
@@ -415,13 +415,17 @@ async fn hello(
     if device_id.is_empty() || device_id.len() > 128 {
         return end(gw, &id, Some(&record), CLOSE_PROTOCOL, "expected hello").await;
     }
-    if record
-        .device_key
-        .as_ref()
-        .is_some_and(|bound| *bound != device_id)
-    {
-        let reason = "device id does not match the token";
-        return end(gw, &id, Some(&record), CLOSE_PROTOCOL, reason).await;
+    // As on a socket (ws.rs): a token speaks for its own device only, and needs one.
+    match &record.device_key {
+        Some(bound) if *bound != device_id => {
+            let reason = "device id does not match the token";
+            return end(gw, &id, Some(&record), CLOSE_PROTOCOL, reason).await;
+        }
+        Some(_) => {}
+        None => {
+            let reason = "register the device first";
+            return end(gw, &id, Some(&record), CLOSE_DEVICE_UNREGISTERED, reason).await;
+        }
     }
     match gw.connections.claim(&id, gw.ttl()).await {
         Ok(true) => {}

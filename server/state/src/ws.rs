@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::{BoxFuture, FutureExt};
 use syncsphere_auth::{AuthError, AuthRejection, AuthUser};
 use syncsphere_protocol::ws::{
-    CLOSE_DEVICE_REVOKED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL, CLOSE_RESYNC,
-    CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
+    CLOSE_DEVICE_REVOKED, CLOSE_DEVICE_UNREGISTERED, CLOSE_GOING_AWAY, CLOSE_PROTOCOL,
+    CLOSE_RESYNC, CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED, ClientMessage, ServerMessage,
 };
 use syncsphere_protocol::{ApiError, ErrorCode};
 
@@ -214,16 +214,21 @@ async fn run(mut socket: Socket, user: Option<AuthUser>, state: StateService) {
         Ok(_) => return socket.close(CLOSE_PROTOCOL, "expected hello").await,
         Err(why) => return refuse(socket, why, CLOSE_PROTOCOL, "expected hello").await,
     };
-    // A device-bound token speaks for its device only (else a revoked device could reconnect
-    // under another id, or a device could pose as another one).
-    if user
-        .device_key
-        .as_ref()
-        .is_some_and(|bound| *bound != device_id)
-    {
-        return socket
-            .close(CLOSE_PROTOCOL, "device id does not match the token")
-            .await;
+    // A token speaks for the device it is bound to, and only for it (else a revoked device
+    // could reconnect under another id, or a device could pose as another one); one bound to
+    // no device yet must register first (issue 19: no `hello` as any device id).
+    match &user.device_key {
+        Some(bound) if *bound != device_id => {
+            return socket
+                .close(CLOSE_PROTOCOL, "device id does not match the token")
+                .await;
+        }
+        Some(_) => {}
+        None => {
+            return socket
+                .close(CLOSE_DEVICE_UNREGISTERED, "register the device first")
+                .await;
+        }
     }
     // The span must be attached to the future, not entered across `.await`s: an entered guard
     // would leak into whatever else runs on this worker thread (other connections' logs).

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use syncsphere_auth::idp::SigningKey;
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_events::{Event, LocalBus, LocalGatewayConnections, Recipient};
-use syncsphere_protocol::ws::{CLOSE_DEVICE_REVOKED, CLOSE_PROTOCOL, ConnectionLimits};
+use syncsphere_protocol::ws::{
+    CLOSE_DEVICE_REVOKED, CLOSE_DEVICE_UNREGISTERED, CLOSE_PROTOCOL, ConnectionLimits,
+};
 use syncsphere_protocol::{ChangeEvent, ChangeKind, Rev, Seq};
 use syncsphere_state::apigw::{Gateway, Management, ManagementError, SECRET_HEADER};
 use syncsphere_state::{PushHub, StateService, WsTimeouts};
@@ -162,9 +164,9 @@ impl Service {
         resp.status()
     }
 
-    /// `$connect` with a token, then `hello` as `device`.
+    /// `$connect` with a token bound to `device`, then `hello` as `device`.
     async fn connect(&self, id: &str, device: &str) {
-        let token = self.token(3600, None);
+        let token = self.token(3600, Some(device));
         assert_eq!(
             self.call("connect", id, SECRET, Some(&token), "").await,
             StatusCode::OK
@@ -407,13 +409,39 @@ async fn revocation_and_protocol_errors_say_bye_with_the_code_then_close() {
     assert_eq!(s.hub.connections(USER), 0);
 }
 
+/// A token bound to no device (a pool sign-in before the device registered) may not say
+/// `hello` as any device: `bye` 4005 and the connection is closed, nothing registered.
+#[tokio::test]
+async fn a_token_bound_to_no_device_must_register_first() {
+    let s = service();
+    let token = s.token(3600, None);
+    assert_eq!(
+        s.call("connect", "u", SECRET, Some(&token), "").await,
+        StatusCode::OK
+    );
+    let hello = json!({"type": "hello", "device_id": "dev-anything", "cursor": 0}).to_string();
+    s.call("default", "u", SECRET, None, &hello).await;
+    let calls = s
+        .wait_for(|calls| calls.contains(&Call::Delete("u".into())))
+        .await;
+    assert!(calls.iter().any(|c| matches!(c,
+        Call::Post(to, m) if to == "u" && m["type"] == "bye" && m["code"] == CLOSE_DEVICE_UNREGISTERED)));
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::Post(_, m) if m["type"] == "welcome")),
+        "never welcomed"
+    );
+    assert_eq!(s.hub.connections(USER), 0);
+}
+
 #[tokio::test]
 async fn a_token_that_runs_out_without_a_fresh_one_ends_the_connection() {
     let s = service();
     // Lives 4 s: reauth is asked halfway (2 s), the connection ends 10 s after expiry unless
     // a fresh token comes. One comes for connection a, none for b.
-    let token = s.token(4, None);
     for id in ["a", "b"] {
+        let token = s.token(4, Some(&format!("dev-{id}")));
         assert_eq!(
             s.call("connect", id, SECRET, Some(&token), "").await,
             StatusCode::OK
@@ -430,7 +458,7 @@ async fn a_token_that_runs_out_without_a_fresh_one_ends_the_connection() {
             == 2
     })
     .await;
-    let fresh = s.token(3600, None);
+    let fresh = s.token(3600, Some("dev-a"));
     let auth = json!({"type": "auth", "token": fresh}).to_string();
     s.call("default", "a", SECRET, None, &auth).await;
     let calls = s

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use syncsphere_auth::idp::SigningKey;
 use syncsphere_auth::{JwksSource, Verifier};
 use syncsphere_events::{Event, LocalBus, Recipient};
-use syncsphere_protocol::ws::{CLOSE_MESSAGE_TOO_BIG, CLOSE_RESYNC};
+use syncsphere_protocol::ws::{
+    CLOSE_DEVICE_UNREGISTERED, CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL, CLOSE_RESYNC,
+};
 use syncsphere_protocol::{ChangeEvent, ChangeKind};
 use syncsphere_state::{PushHub, StateService, WsTimeouts};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -59,25 +61,33 @@ async fn server(timeouts: WsTimeouts) -> Server {
 }
 
 impl Server {
-    fn token(&self) -> String {
+    /// An access token bound to `device` (none: a sign-in session bound to no device).
+    fn token(&self, device: Option<&str>) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        self.key
-            .sign(&json!({"sub": USER, "iss": ISSUER, "client_id": CLIENT_ID,
-                          "token_use": "access", "iat": now, "exp": now + 3600}))
-            .unwrap()
+        let mut claims = json!({"sub": USER, "iss": ISSUER, "client_id": CLIENT_ID,
+                                "token_use": "access", "iat": now, "exp": now + 3600});
+        if let Some(device) = device {
+            claims["device_key"] = json!(device);
+        }
+        self.key.sign(&claims).unwrap()
     }
 
-    /// Opens `/v1/ws` over `stream` with a token, before `hello`.
+    /// Opens `/v1/ws` over `stream` with a token of device `dev-1`, before `hello`.
     async fn open(&self, stream: TcpStream) -> Client {
+        self.open_as(stream, Some("dev-1")).await
+    }
+
+    /// Opens `/v1/ws` over `stream` with a token bound to `device`, before `hello`.
+    async fn open_as(&self, stream: TcpStream, device: Option<&str>) -> Client {
         let mut req = format!("ws://{}/v1/ws", self.addr)
             .into_client_request()
             .unwrap();
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {}", self.token()).parse().unwrap(),
+            format!("Bearer {}", self.token(device)).parse().unwrap(),
         );
         tokio_tungstenite::client_async(req, stream)
             .await
@@ -238,6 +248,30 @@ async fn a_client_close_is_echoed_then_the_connection_ends() {
     let (frame, _) = read_to_close(&mut ws).await;
     assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
     assert!(ws.next().await.is_none(), "then the end of the stream");
+    s.sockets_gone(Duration::from_secs(2)).await;
+}
+
+/// A token says `hello` only as the device it is bound to; one bound to no device (a pool
+/// sign-in before the device registered) gets 4005 whatever id it names, and nothing is
+/// registered.
+#[tokio::test]
+async fn hello_speaks_only_for_the_tokens_device() {
+    let s = server(WsTimeouts::default()).await;
+    for (token_device, hello_device, code) in [
+        (None, "dev-1", CLOSE_DEVICE_UNREGISTERED),
+        (Some("dev-1"), "dev-2", CLOSE_PROTOCOL),
+    ] {
+        let mut ws = s.open_as(s.tcp().await, token_device).await;
+        let hello = json!({"type": "hello", "device_id": hello_device, "cursor": 0});
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        let (frame, _) = read_to_close(&mut ws).await;
+        assert_eq!(
+            frame.map(|f| f.code),
+            Some(CloseCode::from(code)),
+            "{token_device:?} as {hello_device}"
+        );
+    }
+    assert_eq!(s.hub.connections(USER), 0);
     s.sockets_gone(Duration::from_secs(2)).await;
 }
 

@@ -10,7 +10,8 @@ use syncsphere_protocol::Seq;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use syncsphere_protocol::ws::{
-    CLOSE_DEVICE_REVOKED, CLOSE_UNAUTHORIZED, ClientMessage, ConnectionLimits, ServerMessage,
+    CLOSE_DEVICE_REVOKED, CLOSE_DEVICE_UNREGISTERED, CLOSE_UNAUTHORIZED, ClientMessage,
+    ConnectionLimits, ServerMessage,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -77,6 +78,8 @@ pub(crate) struct Push {
     /// Push endpoints; connections start at a random one and move to the next on failure.
     pub ws_urls: Vec<String>,
     pub tokens: Arc<TokenSource>,
+    /// Registers the device when the server says the session speaks for none (4005).
+    pub api: Arc<crate::api::Api>,
     pub device_id: String,
     pub device_name: String,
     pub cursor: watch::Receiver<i64>,
@@ -207,7 +210,7 @@ impl Push {
             let Message::Text(text) = msg else {
                 if let Message::Close(frame) = msg {
                     tracing::info!(?frame, "server closed the push channel");
-                    return self.closed(frame.as_ref().map(|f| u16::from(f.code)));
+                    return self.closed(frame.as_ref().map(|f| u16::from(f.code))).await;
                 }
                 continue; // pings are answered by tungstenite
             };
@@ -216,7 +219,7 @@ impl Push {
                     // A close code API Gateway cannot carry; the close (1000) follows.
                     tracing::info!(code, reason, "server ended the push channel");
                     let _ = ws.close(None).await;
-                    return self.closed(Some(code));
+                    return self.closed(Some(code)).await;
                 }
                 Ok(ServerMessage::Welcome {
                     connection_id,
@@ -279,7 +282,13 @@ impl Push {
     }
 
     /// The end of a connection the server closed with `code` (a close frame's, or `bye`'s).
-    fn closed(&self, code: Option<u16>) -> Result<(), SyncError> {
+    async fn closed(&self, code: Option<u16>) -> Result<(), SyncError> {
+        if code == Some(CLOSE_DEVICE_UNREGISTERED) {
+            // Our sign-in session is bound to no device (registration at start failed, e.g.
+            // offline): register now, then the next connection speaks for this device.
+            tracing::info!("push channel: the device is not registered; registering it");
+            return self.api.register_device(&self.device_name).await;
+        }
         if code == Some(CLOSE_DEVICE_REVOKED) {
             // The engine's next request learns the same and stops the sync.
             let _ = self.triggers.try_send(Trigger::Remote);

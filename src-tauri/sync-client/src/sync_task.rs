@@ -158,8 +158,10 @@ async fn run(
 ) -> Result<(), SyncError> {
     load_system_config()?.check_server(&config.server_url)?;
     let tokens = Arc::new(TokenSource::load(&config_dir, &config).await?);
-    let api = Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
-        .with_limits(options.max_upload_rate, options.max_download_rate);
+    let api = Arc::new(
+        Api::new(&config.server_url, tokens.clone(), config.device_id.clone())
+            .with_limits(options.max_upload_rate, options.max_download_rate),
+    );
     // Announce the device (name, platform) for the user's device list; offline is fine.
     match api.register_device(&device_name).await {
         Ok(()) => {}
@@ -229,6 +231,7 @@ async fn run(
     let push = Push {
         ws_urls,
         tokens: tokens.clone(),
+        api: api.clone(),
         device_id: config.device_id.clone(),
         device_name: device_name.clone(),
         cursor: cursor_rx,
@@ -246,7 +249,7 @@ async fn run(
         held_deletes: None,
         failing: Default::default(),
         disk_paths: Default::default(),
-        remote: Arc::new(api),
+        remote: api,
         fs,
         clock: Arc::new(engine::SystemClock),
         parallel_ops: engine::PARALLEL_OPS,

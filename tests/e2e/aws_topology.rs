@@ -194,6 +194,11 @@ impl Topology {
         })
     }
 
+    /// [`Topology::start`] with a test-sized idle timeout and AWS's 2-hour cap.
+    async fn with_short_idle(email: &str) -> Option<Self> {
+        Self::start(email, SHORT_IDLE, Duration::from_secs(7200), 7200).await
+    }
+
     fn logs(&self) -> String {
         format!(
             "A:\n{}\nB:\n{}\nfiles:\n{}\nstate 0:\n{}\nstate 1:\n{}",
@@ -231,14 +236,7 @@ impl Topology {
 /// task answers, reconnects, and syncs by push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_could_not_register_does_so_when_the_push_channel_asks() {
-    let Some(mut t) = Topology::start(
-        "late@example.com",
-        SHORT_IDLE,
-        Duration::from_secs(7200),
-        7200,
-    )
-    .await
-    else {
+    let Some(mut t) = Topology::with_short_idle("late@example.com").await else {
         return;
     };
     t.files.stop();
@@ -274,14 +272,7 @@ async fn a_device_that_could_not_register_does_so_when_the_push_channel_asks() {
 /// so through the gateway (`bye` 4004) and stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_sync_through_the_aws_topology() {
-    let Some(t) = Topology::start(
-        "scenarios@example.com",
-        SHORT_IDLE,
-        Duration::from_secs(7200),
-        7200,
-    )
-    .await
-    else {
+    let Some(t) = Topology::with_short_idle("scenarios@example.com").await else {
         return;
     };
     let (a, b) = (&t.a, &t.b);

@@ -105,22 +105,16 @@ pub async fn password_database(
     admin_url: &str,
     prefix: &str,
 ) -> Result<PasswordDatabase, sqlx::Error> {
-    use sqlx::Connection;
     let name = format!("{prefix}_{}", hex::encode(rand::random::<[u8; 6]>()));
     let password = hex::encode(rand::random::<[u8; 16]>());
-    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!(
-        "CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {PASSWORD_ROLE_GROUP}"
-    ))
-    .execute(&mut admin)
+    let base = run_as_admin(
+        admin_url,
+        &[
+            format!("CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {PASSWORD_ROLE_GROUP}"),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ],
+    )
     .await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name} OWNER {name}"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| sqlx::Error::Configuration("the admin URL names no database".into()))?;
     let (scheme, rest) = base
         .split_once("://")
         .ok_or_else(|| sqlx::Error::Configuration("the admin URL has no scheme".into()))?;
@@ -233,17 +227,24 @@ pub fn moto() -> Option<Moto> {
 /// Creates a new, empty database on the PostgreSQL server of `admin_url` and returns its URL;
 /// its name starts with `prefix` (a letter and lowercase letters, digits or `_`).
 pub async fn fresh_postgres_database(admin_url: &str, prefix: &str) -> Result<String, sqlx::Error> {
-    use sqlx::Connection;
     let name = format!("{prefix}_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let base = run_as_admin(admin_url, &[format!("CREATE DATABASE {name}")]).await?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// Runs `statements` on the PostgreSQL server of `admin_url`, one after another, and returns
+/// the admin URL without its database (`postgres://user@host:port`).
+async fn run_as_admin(admin_url: &str, statements: &[String]) -> Result<String, sqlx::Error> {
+    use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
+    for statement in statements {
+        sqlx::raw_sql(statement).execute(&mut admin).await?;
+    }
     admin.close().await?;
     let (base, _) = admin_url
         .rsplit_once('/')
         .ok_or_else(|| sqlx::Error::Configuration("the admin URL names no database".into()))?;
-    Ok(format!("{base}/{name}"))
+    Ok(base.to_owned())
 }
 
 /// A new database on the test PostgreSQL server, or `None` (skipped) without one.

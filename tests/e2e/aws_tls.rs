@@ -71,14 +71,7 @@ async fn files_and_state_on_tls_postgres_and_tls_redis_with_separate_secrets_syn
     b.login(&files, "tls@example.com");
     let _pa = a.start_sync().unwrap();
     let _pb = b.start_sync().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(20), || a.is_up_to_date()
-            && b.is_up_to_date())
-        .is_some(),
-        "A:\n{}\nB:\n{}",
-        a.log(),
-        b.log()
-    );
+    syncsphere_e2e::wait_both_up_to_date(&a, &b, Duration::from_secs(20));
     // Both hold their push channel on the state instance; B gets A's file well before its
     // 60 s fallback poll, so by push (files → Redis over TLS → state → B).
     std::fs::write(a.path("over-tls.txt"), "encrypted all the way").unwrap();

@@ -169,14 +169,7 @@ fn a_rolling_restart_of_every_state_instance_loses_nothing() {
     assert_eq!(b.config()["push_urls"].as_array().map(Vec::len), Some(3));
     let _pa = a.start_sync().unwrap();
     let _pb = b.start_sync().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(20), || a.is_up_to_date()
-            && b.is_up_to_date())
-        .is_some(),
-        "A:\n{}\nB:\n{}",
-        a.log(),
-        b.log()
-    );
+    syncsphere_e2e::wait_both_up_to_date(&a, &b, Duration::from_secs(20));
 
     let folder = a.folder.clone();
     let writer = std::thread::spawn(move || {

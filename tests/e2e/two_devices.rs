@@ -356,14 +356,8 @@ async fn push_socket_auth_presence_and_connection_limit() {
     // Once it registered one (`PUT /v1/devices/{id}` binds its session), it speaks for that
     // device — and only for it.
     let web = cognito_token(&server.url, "gina@example.com", None).await;
-    let r = reqwest::Client::new()
-        .put(format!("{}/v1/devices/web", server.url))
-        .bearer_auth(&web)
-        .json(&serde_json::json!({"name": "Browser"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    let status = syncsphere_e2e::register_device(&server.url, &web, "web").await;
+    assert!(status.is_success(), "{status}");
     let (mut ws, _) = connect(Some(format!("Bearer {web}"))).await.unwrap();
     ws.send(Message::Text(
         r#"{"type":"hello","device_id":"lap","cursor":0}"#.into(),
@@ -627,14 +621,8 @@ async fn a_revoked_device_stops_and_can_sign_in_again_as_a_new_device() {
         .unwrap();
     expect_close(&mut posing, 4005).await;
     // And registering the revoked id is refused, so the token never speaks for it.
-    let r = reqwest::Client::new()
-        .put(format!("{}/v1/devices/{b_id}", server.url))
-        .bearer_auth(&unbound)
-        .json(&serde_json::json!({"name": "posing"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_client_error(), "{}", r.status());
+    let status = syncsphere_e2e::register_device(&server.url, &unbound, &b_id).await;
+    assert!(status.is_client_error(), "{status}");
     // Nothing was lost: B's file is in the account and on A.
     assert_eq!(
         std::fs::read(a.path("from-b.txt")).unwrap(),

@@ -605,6 +605,29 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
         .expect("JSON body")
 }
 
+/// `PUT /v1/devices/{device}` with `token` (a device's registration, which binds the token's
+/// sign-in session to it); the response's status.
+pub async fn register_device(server_url: &str, token: &str, device: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .put(format!("{server_url}/v1/devices/{device}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": device}))
+        .send()
+        .await
+        .expect("PUT /v1/devices/{id}")
+        .status()
+}
+
+/// Waits until both devices say they are up to date (panics with both logs after `timeout`).
+pub fn wait_both_up_to_date(a: &Device, b: &Device, timeout: Duration) {
+    assert!(
+        wait_for(timeout, || a.is_up_to_date() && b.is_up_to_date()).is_some(),
+        "A:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+}
+
 /// A loopback port free right now (bound and released: another process could take it, which
 /// on a test machine does not happen in the instant before it is used).
 pub fn free_loopback_port() -> u16 {

@@ -59,6 +59,15 @@ async fn three_state_instances_deliver_each_change_exactly_once_through_redis() 
         String::from_utf8_lossy(&out.stderr)
     );
     let token = syncsphere_e2e::cognito_token(&files.url, "cluster@example.com", None).await;
+    // The files role serves its own /metrics (it has no push): its budgets and the provider's.
+    let metrics = syncsphere_e2e::metrics(&files.url).await;
+    for name in [
+        "syncsphere_files_parked_bytes_limit",
+        "syncsphere_files_pending_puts",
+        "syncsphere_idp_password_hashing_limit",
+    ] {
+        assert!(metrics.contains_key(name), "{name} missing: {metrics:?}");
+    }
 
     // Six devices, two per state instance.
     let ids: Vec<String> = (0..6).map(|i| format!("d{i}")).collect();

@@ -294,4 +294,15 @@ async fn chunks_sent_ahead_of_their_place_cannot_pin_the_servers_memory() {
         "parked chunks pinned {} MiB (the budget is 64 MiB per user)",
         grown / MIB as u64
     );
+    // What is parked is visible, and within the user's budget (the server's is its limit).
+    let metrics = syncsphere_e2e::metrics(&server.url).await;
+    let parked = metrics["syncsphere_files_parked_bytes"];
+    assert!(
+        parked > 0.0 && parked <= 64.0 * MIB as f64,
+        "parked {parked} bytes"
+    );
+    assert_eq!(
+        metrics["syncsphere_files_parked_bytes_limit"],
+        512.0 * MIB as f64
+    );
 }

@@ -115,6 +115,18 @@ async fn scenario(database_url: Option<String>) {
         4.0,
         "two raw observers + two clients"
     );
+    // The same process's other budgets are there too (issue 19), each beside its limit.
+    assert_eq!(metric("syncsphere_files_pending_puts_limit"), 256.0);
+    assert!(
+        metric("syncsphere_files_running_hashes")
+            <= metric("syncsphere_files_running_hashes_limit")
+    );
+    assert!(metric("syncsphere_idp_password_hashing_limit") >= 1.0);
+    assert!(metric("syncsphere_idp_srp_answers_held") >= 0.0);
+    assert!(
+        metric("syncsphere_idp_throttle_addresses") >= 1.0,
+        "the sign-ins were counted"
+    );
 
     // 2. Edit on B → A.
     std::fs::write(b.path("report.bin"), b"edited on the desktop").unwrap();

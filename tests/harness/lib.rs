@@ -618,6 +618,23 @@ pub async fn register_device(server_url: &str, token: &str, device: &str) -> req
         .status()
 }
 
+/// The server's `/metrics`, as name → value of each unlabelled sample.
+pub async fn metrics(server_url: &str) -> std::collections::HashMap<String, f64> {
+    let text = reqwest::get(format!("{server_url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Waits until both devices say they are up to date (panics with both logs after `timeout`).
 pub fn wait_both_up_to_date(a: &Device, b: &Device, timeout: Duration) {
     assert!(

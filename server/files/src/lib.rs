@@ -23,6 +23,7 @@ pub mod gc;
 mod group_commit;
 pub mod http;
 pub mod inline;
+pub mod metrics;
 mod rekey;
 pub mod running;
 pub mod s3;

@@ -234,6 +234,11 @@ impl RunningHashes {
         Some(hex::encode(std::mem::take(&mut run.hasher).finalize()))
     }
 
+    /// Running hashes held now.
+    pub fn runs(&self) -> usize {
+        self.map().len()
+    }
+
     /// Bytes of early chunks held in memory now: the user's (if given) or the server's.
     pub fn parked_bytes(&self, user_id: Option<&str>) -> u64 {
         let p = lock(&self.parked);

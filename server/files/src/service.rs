@@ -122,6 +122,14 @@ impl FilesService {
         })
     }
 
+    /// The service's budgets as gauges, for the process's `/metrics`.
+    pub fn budgets(&self) -> crate::metrics::FilesBudgets {
+        crate::metrics::FilesBudgets {
+            running: self.state.running.clone(),
+            pending: self.state.pending.clone(),
+        }
+    }
+
     /// `/v1/files…`, `/v1/changes`.
     pub fn router(&self) -> Router {
         crate::router(self.state.clone())

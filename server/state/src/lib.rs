@@ -80,11 +80,24 @@ pub fn router(state: StateService) -> Router {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<StateService>,
 ) -> impl axum::response::IntoResponse {
+    render_metrics(&state.hub)
+}
+
+fn render_metrics(hub: &PushHub) -> impl axum::response::IntoResponse + use<> {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.hub.metrics.render(),
+        hub.metrics.render(),
     )
+}
+
+/// `GET /metrics` alone, for a process that serves no push (the files role): its hub's
+/// registry holds the other services' metrics.
+pub fn metrics_router(hub: Arc<PushHub>) -> Router {
+    Router::new().endpoint(endpoint::Metrics, move || {
+        let hub = hub.clone();
+        async move { render_metrics(&hub) }
+    })
 }

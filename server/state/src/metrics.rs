@@ -7,7 +7,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub struct PushMetrics {
-    registry: Registry,
+    /// The process's registry: these metrics under `syncsphere_state_`, and whatever other
+    /// services register ([`PushMetrics::register_collector`]) — one `/metrics` per process.
+    registry: std::sync::RwLock<Registry>,
     /// Open, registered WebSocket connections.
     pub connections: Gauge,
     /// Upgraded WebSocket sockets still open: registered, authenticating or closing. A socket
@@ -30,7 +32,8 @@ pub struct PushMetrics {
 
 impl Default for PushMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("syncsphere_state");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("syncsphere_state");
         let connections = Gauge::default();
         let sockets = Gauge::default();
         let write_timeouts = Counter::default();
@@ -81,7 +84,7 @@ impl Default for PushMetrics {
             push_latency.clone(),
         );
         PushMetrics {
-            registry,
+            registry: std::sync::RwLock::new(root),
             connections,
             sockets,
             write_timeouts,
@@ -98,7 +101,16 @@ impl PushMetrics {
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// Adds another service's metrics, read at each scrape, to this process's `/metrics`.
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(collector);
     }
 }

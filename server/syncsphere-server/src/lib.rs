@@ -222,6 +222,7 @@ async fn files_and_identity(
                 device_keys: true,
                 auth_flow: PasswordFlow::UserSrpAuth,
             };
+            hub.metrics.register_collector(Box::new(idp.budgets()));
             (idp.verifier(), cognito, cognito_api::router(idp))
         }
     };
@@ -238,6 +239,7 @@ async fn files_and_identity(
     )
     .await?;
     files.spawn_collector();
+    hub.metrics.register_collector(Box::new(files.budgets()));
     let devices = syncsphere_auth::devices::router(DevicesState {
         registry,
         verifier: verifier.clone(),
@@ -256,7 +258,11 @@ async fn files_and_identity(
         .merge(identity_routes)
         .merge(files.router())
         .merge(devices);
-    // Only the all role serves push, and only it has a subscriber.
+    // Only the all role serves push, and only it has a subscriber; the files role serves its
+    // metrics alone.
+    if bus.subscriber.is_none() {
+        router = router.merge(syncsphere_state::metrics_router(hub.clone()));
+    }
     if let Some(subscriber) = bus.subscriber {
         let gateway = gateway(config, bus.publisher.clone()).await?;
         router = router.merge(syncsphere_state::router(config.state.open(

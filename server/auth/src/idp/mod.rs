@@ -211,6 +211,7 @@ pub struct IdentityProvider {
     /// both bloats memory (allocator arenas keep it) and lets a burst of sign-ins starve the
     /// server.
     hashing: tokio::sync::Semaphore,
+    hashing_slots: usize,
     /// Where `GlobalSignOut` is announced, so the user's push connections close.
     events: Arc<dyn Publisher>,
     /// `USER_SRP_AUTH`'s sealing key and the challenges answered.
@@ -223,7 +224,69 @@ pub struct IdentityProvider {
     throttle: throttle::SignInThrottle,
 }
 
+/// The built-in provider's budgets as Prometheus gauges, read at each scrape (issue 19): what
+/// sign-ins make it hold, beside the fixed limits where there is one.
+#[derive(Debug)]
+pub struct IdpBudgets(Arc<IdentityProvider>);
+
+impl std::fmt::Debug for IdentityProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProvider")
+            .field("user_pool_id", &self.config.user_pool_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for IdpBudgets {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let idp = &self.0;
+        let (pairs, addresses) = idp.throttle.tracked();
+        let hashing = idp.hashing_slots - idp.hashing.available_permits();
+        let gauges = [
+            (
+                "syncsphere_idp_srp_answers_held",
+                "SRP answers remembered against replay",
+                idp.srp.answers_held(),
+            ),
+            (
+                "syncsphere_idp_throttle_pairs",
+                "Account-and-address pairs with counted failures",
+                pairs,
+            ),
+            (
+                "syncsphere_idp_throttle_addresses",
+                "Addresses with sign-ins counted this minute",
+                addresses,
+            ),
+            (
+                "syncsphere_idp_password_hashing",
+                "Password hashes running now",
+                hashing,
+            ),
+            (
+                "syncsphere_idp_password_hashing_limit",
+                "Password hashes that may run at once",
+                idp.hashing_slots,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl IdentityProvider {
+    /// The provider's budgets as gauges, for the process's `/metrics`.
+    pub fn budgets(self: &Arc<Self>) -> IdpBudgets {
+        IdpBudgets(self.clone())
+    }
+
     /// Opens the provider, loading its signing key from `key_path` or creating one there;
     /// sign-outs are announced on `events`.
     pub fn open(
@@ -248,6 +311,7 @@ impl IdentityProvider {
             key,
             dummy_hash,
             hashing: tokio::sync::Semaphore::new(slots),
+            hashing_slots: slots,
             events,
             srp,
             mailer,

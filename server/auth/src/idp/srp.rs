@@ -156,6 +156,11 @@ impl SrpServer {
         }
     }
 
+    /// Answered challenges remembered now (each until it could no longer be replayed).
+    pub fn answers_held(&self) -> usize {
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn mac(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
         let mut m = HmacSha256::new_from_slice(&self.key).expect("any key length");
         m.update(label);

@@ -63,6 +63,12 @@ pub struct SignInThrottle {
 }
 
 impl SignInThrottle {
+    /// Account-and-address pairs and addresses counted now.
+    pub fn tracked(&self) -> (usize, usize) {
+        let t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        (t.pairs.len(), t.addresses.len())
+    }
+
     /// Before a password (or SRP proof) of `account` from `from` is checked: refused while that
     /// pair waits, or when the address tried too often this minute. Counts the attempt.
     pub fn admit(&self, account: &str, from: Option<IpAddr>) -> Result<(), IdpError> {

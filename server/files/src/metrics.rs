@@ -1,0 +1,73 @@
+//! The File service's budgets as Prometheus gauges, read at each scrape: what a user's
+//! uploads can make the server hold (early chunks parked for the running hashes, chunk puts
+//! waiting to be made durable) beside its fixed limit (issue 19: every budget observable).
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::blobs::{MAX_PENDING_PUTS, PendingPuts};
+use crate::running::{RUNS_MAX, RunningHashes, SERVER_PARKED_MAX};
+
+/// Registered once in the process's registry (`syncsphere-server`'s `/metrics`).
+#[derive(Debug)]
+pub struct FilesBudgets {
+    pub(crate) running: Arc<RunningHashes>,
+    pub(crate) pending: Arc<PendingPuts>,
+}
+
+/// One gauge: `name`, its help, its value now.
+pub fn encode_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+    gauge.encode(metric)
+}
+
+impl Collector for FilesBudgets {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let gauges = [
+            (
+                "syncsphere_files_parked_bytes",
+                "Bytes of chunks that arrived ahead of their place, held for running hashes",
+                as_i64(self.running.parked_bytes(None)),
+            ),
+            (
+                "syncsphere_files_parked_bytes_limit",
+                "The server's budget for parked chunks (past it, a commit reads the content back)",
+                as_i64(SERVER_PARKED_MAX),
+            ),
+            (
+                "syncsphere_files_running_hashes",
+                "Contents being uploaded in chunks whose hash runs as they arrive",
+                self.running.runs() as i64,
+            ),
+            (
+                "syncsphere_files_running_hashes_limit",
+                "Running hashes held at most (the oldest is dropped past it)",
+                RUNS_MAX as i64,
+            ),
+            (
+                "syncsphere_files_pending_puts",
+                "Chunk puts queued or running to be made durable",
+                self.pending.len() as i64,
+            ),
+            (
+                "syncsphere_files_pending_puts_limit",
+                "Chunk puts that may wait at once (past it, uploads wait for a slot)",
+                MAX_PENDING_PUTS as i64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            encode_gauge(&mut encoder, name, help, value)?;
+        }
+        Ok(())
+    }
+}

@@ -175,15 +175,7 @@ start_redis_tls() {
   log "Redis (TLS, password) running at $REDIS_TLS_URL_TEST (CA $REDIS_TLS_CA_TEST)"
 }
 
-stop_redis_tls() {
-  if [ -n "${REDIS_TLS_DIR:-}" ] && [ -s "$REDIS_TLS_DIR/redis.pid" ]; then
-    local pid
-    pid="$(cat "$REDIS_TLS_DIR/redis.pid")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    rm -rf "$REDIS_TLS_DIR"
-  fi
-}
+stop_redis_tls() { stop_redis_daemon "${REDIS_TLS_DIR:-}"; }
 
 # Benchmarks: release builds of the given packages (REL: where they are), a work directory
 # under /var/tmp (WORK), and an exit trap that stops every process in PIDS (only those, by PID),
@@ -297,15 +289,19 @@ start_s3() {
 
 stop_s3() { stop_started "${S3_PID:-}" "${S3_DIR:-}"; }
 
-stop_redis() {
-  if [ -n "${REDIS_DIR:-}" ] && [ -s "$REDIS_DIR/redis.pid" ]; then
-    local pid
-    pid="$(cat "$REDIS_DIR/redis.pid")"
+stop_redis() { stop_redis_daemon "${REDIS_DIR:-}"; }
+
+# Stops the redis-server daemon whose pid file is in DIR and removes DIR.
+#   stop_redis_daemon DIR
+stop_redis_daemon() {
+  local dir="$1" pid
+  if [ -n "$dir" ] && [ -s "$dir/redis.pid" ]; then
+    pid="$(cat "$dir/redis.pid")"
     kill "$pid" 2>/dev/null || true
     # A daemon, not our child: wait for it to be gone, or its last log lines land in the
     # directory while it is removed ("Directory not empty" failed a CI run).
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    rm -rf "$REDIS_DIR"
+    rm -rf "$dir"
   fi
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::gc::GcPolicy;
 use crate::inline::{DEFAULT_INLINE_MAX_BYTES, MAX_INLINE_BYTES};
 use crate::s3::S3Config;
+use crate::store::staged::{DEFAULT_MAX_STAGED_BYTES_PER_USER, StagedPolicy};
 
 /// Default of `--retention-days`.
 pub const DEFAULT_RETENTION_DAYS: u64 = 30;
@@ -20,6 +21,13 @@ pub struct FilesArgs {
     /// Unlimited when unset.
     #[arg(long, env = "SYNCSPHERE_QUOTA_BYTES", value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_bytes: Option<i64>,
+    /// Bytes of chunks a user may have uploaded and not yet committed, counted over the last
+    /// grace period (`--gc-grace-secs`); past it a new chunk is answered `429 staged_limit`
+    /// with `Retry-After`. Also the largest file a user can upload (a file's chunks are all
+    /// uploaded before its commit). 0 is unlimited. With a quota, uploads in flight count
+    /// against it too.
+    #[arg(long, env = "SYNCSPHERE_MAX_STAGED_BYTES_PER_USER", default_value_t = DEFAULT_MAX_STAGED_BYTES_PER_USER, value_parser = clap::value_parser!(i64).range(0..))]
+    pub max_staged_bytes_per_user: i64,
     /// Days old revisions and trashed files are kept.
     #[arg(long, env = "SYNCSPHERE_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
     pub retention_days: u64,
@@ -46,6 +54,15 @@ impl FilesArgs {
         GcPolicy {
             retention: Duration::from_secs(self.retention_days * 24 * 3600),
             grace: Duration::from_secs(self.gc_grace_secs),
+        }
+    }
+
+    /// How uploaded, uncommitted chunks are bounded (see [`crate::store::staged`]).
+    pub fn staged_policy(&self) -> StagedPolicy {
+        StagedPolicy {
+            per_user: (self.max_staged_bytes_per_user > 0)
+                .then_some(self.max_staged_bytes_per_user),
+            window: Duration::from_secs(self.gc_grace_secs),
         }
     }
 

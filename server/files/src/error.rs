@@ -33,9 +33,26 @@ pub enum FilesError {
     #[error("range not satisfiable (content is {size} bytes)")]
     RangeNotSatisfiable { size: i64 },
     #[error(
-        "storage quota exceeded: {used} of {quota} bytes used, this needs {needed} more; delete files or ask for more space"
+        "storage quota exceeded: {used} of {quota} bytes used by files{}, this needs {needed} more; delete files or ask for more space",
+        if *.staged > 0 { format!(" and {} by uploads not committed yet", .staged) } else { String::new() }
     )]
-    QuotaExceeded { used: i64, quota: i64, needed: i64 },
+    QuotaExceeded {
+        used: i64,
+        /// Bytes of chunks uploaded and not yet committed (see [`crate::store::staged`]).
+        staged: i64,
+        quota: i64,
+        needed: i64,
+    },
+    /// The user's uploaded, uncommitted chunks are at the server's limit (HTTP 429 with
+    /// `Retry-After`; see [`crate::store::staged`]).
+    #[error(
+        "{staged} bytes of chunks were uploaded and not committed yet, and this server holds at most {limit} per user: commit the files they belong to, or retry in {retry_after_secs} s when the oldest expire"
+    )]
+    StagedLimit {
+        staged: i64,
+        limit: i64,
+        retry_after_secs: u64,
+    },
 }
 
 impl FilesError {
@@ -59,6 +76,7 @@ impl From<FilesError> for ApiError {
             FilesError::HashMismatch(_) => ErrorCode::HashMismatch,
             FilesError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             FilesError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            FilesError::StagedLimit { .. } => ErrorCode::StagedLimit,
             FilesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
             FilesError::Store(_) | FilesError::Blob(_) => {
                 tracing::error!(error = %e, "internal error");
@@ -79,15 +97,21 @@ impl From<FilesError> for ApiError {
 
 impl IntoResponse for FilesError {
     fn into_response(self) -> Response {
-        let content_range = match &self {
-            FilesError::RangeNotSatisfiable { size } => Some(format!("bytes */{size}")),
+        use axum::http::header::{CONTENT_RANGE, RETRY_AFTER};
+        let header = match &self {
+            FilesError::RangeNotSatisfiable { size } => {
+                Some((CONTENT_RANGE, format!("bytes */{size}")))
+            }
+            FilesError::StagedLimit {
+                retry_after_secs, ..
+            } => Some((RETRY_AFTER, retry_after_secs.to_string())),
             _ => None,
         };
         let mut response = syncsphere_auth::api_error::respond(self.into());
-        if let Some(v) = content_range.and_then(|v| v.parse().ok()) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::CONTENT_RANGE, v);
+        if let Some((name, value)) = header
+            && let Ok(value) = value.parse()
+        {
+            response.headers_mut().insert(name, value);
         }
         response
     }

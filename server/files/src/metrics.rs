@@ -3,6 +3,7 @@
 //! waiting to be made durable) beside its fixed limit (issue 19: every budget observable).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -10,12 +11,15 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::blobs::{MAX_PENDING_PUTS, PendingPuts};
 use crate::running::{RUNS_MAX, RunningHashes, SERVER_PARKED_MAX};
+use crate::store::staged::StagedStats;
 
 /// Registered once in the process's registry (`syncsphere-server`'s `/metrics`).
 #[derive(Debug)]
 pub struct FilesBudgets {
     pub(crate) running: Arc<RunningHashes>,
     pub(crate) pending: Arc<PendingPuts>,
+    pub(crate) staged: Arc<StagedStats>,
+    pub(crate) staged_limit: Option<i64>,
 }
 
 /// One gauge: `name`, its help, its value now.
@@ -63,6 +67,21 @@ impl Collector for FilesBudgets {
                 "syncsphere_files_pending_puts_limit",
                 "Chunk puts that may wait at once (past it, uploads wait for a slot)",
                 MAX_PENDING_PUTS as i64,
+            ),
+            (
+                "syncsphere_files_staged_bytes",
+                "Bytes of chunks uploaded and not committed yet, all users, within the grace period (refreshed every minute)",
+                self.staged.total_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "syncsphere_files_staged_bytes_per_user_limit",
+                "Uploaded, uncommitted bytes a user may have (0: unlimited; past it 429 staged_limit)",
+                self.staged_limit.unwrap_or(0),
+            ),
+            (
+                "syncsphere_files_staged_refusals",
+                "Chunks refused by the per-user staged limit since the process started",
+                as_i64(self.staged.refusals.load(Ordering::Relaxed)),
             ),
         ];
         for (name, help, value) in gauges {

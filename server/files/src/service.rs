@@ -99,7 +99,9 @@ impl FilesService {
         };
         // Small contents live in the metadata database, in front of the blob store.
         let blobs: Arc<dyn BlobStore> = Arc::new(InlineBlobStore::new(deps.db.clone(), blobs));
-        let store = MetadataStore::new(deps.db).with_quota(args.quota_bytes);
+        let store = MetadataStore::new(deps.db)
+            .with_quota(args.quota_bytes)
+            .with_staged_policy(args.staged_policy());
         store
             .upgrade_path_keys()
             .await
@@ -127,7 +129,24 @@ impl FilesService {
         crate::metrics::FilesBudgets {
             running: self.state.running.clone(),
             pending: self.state.pending.clone(),
+            staged: self.state.store.staged_stats(),
+            staged_limit: self.state.store.staged_policy().per_user,
         }
+    }
+
+    /// Prunes the staged-chunk ledger of rows past the grace period and refreshes its total
+    /// for `/metrics`, now and every minute (every `files` process). Needs a Tokio runtime.
+    pub fn spawn_staged_pruner(&self) {
+        let store = self.state.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.prune_staged(crate::now_ms()).await {
+                    tracing::warn!(error = %e, "pruning the staged-chunk ledger failed");
+                }
+            }
+        });
     }
 
     /// `/v1/files…`, `/v1/changes`.

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     /// The client's address already holds the server's maximum of open connections (before
     /// any route): close some and retry after `Retry-After` seconds.
     TooManyConnections,
+    /// The account's uploaded, not yet committed chunks are at the server's limit: commit the
+    /// files they belong to, or retry after `Retry-After` seconds, when the oldest expire.
+    StagedLimit,
     Internal,
     /// A service this request needs (e.g. the revocation list) cannot be reached; retry.
     Unavailable,
@@ -59,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidPath,
         ErrorCode::Unauthorized,
@@ -78,6 +81,7 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::RequestTimeout,
         ErrorCode::TooManyConnections,
+        ErrorCode::StagedLimit,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
     ];
@@ -100,7 +104,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::UpgradeRequired => 426,
-            ErrorCode::TooManyConnections => 429,
+            ErrorCode::TooManyConnections | ErrorCode::StagedLimit => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             ErrorCode::QuotaExceeded => 507,

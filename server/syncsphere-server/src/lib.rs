@@ -239,6 +239,7 @@ async fn files_and_identity(
     )
     .await?;
     files.spawn_collector();
+    files.spawn_staged_pruner();
     hub.metrics.register_collector(Box::new(files.budgets()));
     let devices = syncsphere_auth::devices::router(DevicesState {
         registry,

@@ -2,6 +2,7 @@
 //! content made of chunks.
 
 use super::*;
+use crate::now_ms;
 
 pub(super) fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
     if sha256.len() == 64
@@ -32,6 +33,7 @@ pub(super) async fn missing_chunks(
     }
     let mut seen = std::collections::HashSet::new();
     let mut missing = Vec::new();
+    let mut present = Vec::new();
     for sha in req.chunks {
         check_chunk_id(&sha.to_string())?;
         if !seen.insert(sha.clone()) {
@@ -40,10 +42,18 @@ pub(super) async fn missing_chunks(
         // Asking about a chunk the server holds restarts its grace period: the client is
         // about to commit it.
         state.pending.settled(&user.user_id, &sha.to_string()).await;
-        if !state.blobs.touch(&user.user_id, &sha.to_string()).await? {
+        if state.blobs.touch(&user.user_id, &sha.to_string()).await? {
+            present.push(sha.to_string());
+        } else {
             missing.push(sha);
         }
     }
+    // Those still staged count from now again, as the collector keeps them from now.
+    let present: Vec<&str> = present.iter().map(String::as_str).collect();
+    state
+        .store
+        .refresh_staged(&user.user_id, &present, now_ms())
+        .await?;
     Ok(Json(MissingChunks { missing }))
 }
 
@@ -65,17 +75,18 @@ pub(super) async fn put_chunk(
     if state.blobs.touch(&user.user_id, &sha256).await? {
         return Ok(axum::http::StatusCode::NO_CONTENT);
     }
-    // An account at its quota cannot pile up chunks it will never be allowed to commit.
-    if let Some(quota) = state.store.quota() {
-        let used = state.store.usage(&user.user_id).await?;
-        if used >= quota {
-            return Err(FilesError::QuotaExceeded {
-                used,
-                quota,
-                needed: 1,
-            });
-        }
-    }
+    // A new chunk is staged until a commit uses it: the user's staged bytes are bounded, and
+    // with a quota they count against it (an account cannot pile up chunks it will never be
+    // allowed to commit, nor escape its quota by never committing; see `store::staged`).
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    state
+        .store
+        .admit_chunk(&user.user_id, declared, now_ms())
+        .await?;
     let slot = state.pending.slot().await;
     let (staged, pieces) = state
         .staging
@@ -99,7 +110,12 @@ pub(super) async fn put_chunk(
         .await
         .map_err(|e| FilesError::Blob(std::io::Error::other(e)))?;
     }
+    let size = staged.size;
     state.pending.spawn(user.user_id.to_string(), staged, slot);
+    state
+        .store
+        .record_staged(&user.user_id, &sha256, size, now_ms())
+        .await?;
     Ok(axum::http::StatusCode::CREATED)
 }
 
@@ -250,6 +266,11 @@ pub(super) async fn commit_chunks(
             },
         )
         .await?;
+    // Its chunks are no longer staged. The commit stands if this fails: the rows then leave
+    // the ledger's window after the grace period.
+    if let Err(e) = state.store.unstage(&user.user_id, &req.chunks).await {
+        tracing::warn!(user = %user.user_id, error = %e, "could not clear the committed chunks from the staged ledger");
+    }
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), chunks = req.chunks.len(), "committed chunks");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))

@@ -29,6 +29,7 @@ pub(super) async fn upload(
     {
         return Err(FilesError::QuotaExceeded {
             used: state.store.usage(&user.user_id).await?,
+            staged: 0,
             quota,
             needed: len,
         });

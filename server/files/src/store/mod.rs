@@ -1,8 +1,8 @@
 //! File metadata, revisions and the change journal in the metadata database: one
 //! [`MetadataStore`], its methods grouped by what they own — the write path and the
 //! mutations (here), files and the name rules ([`files`]), the journal and the rows one
-//! commit writes ([`journal`]), history, restore and trash ([`revisions`]), [`quota`], and
-//! chunked contents' manifests ([`manifests`]). Never decides HTTP statuses.
+//! commit writes ([`journal`]), history, restore and trash ([`revisions`]), [`quota`], chunked contents'
+//! manifests ([`manifests`]) and the ledger of uploaded, uncommitted chunks ([`staged`]). Never decides HTTP statuses.
 //!
 //! Every mutating operation runs in one transaction that increments the user's journal head
 //! (`journal_heads.last_seq`): first on PostgreSQL, where that row lock serialises a user's
@@ -17,6 +17,7 @@ mod journal;
 mod manifests;
 mod quota;
 mod revisions;
+pub mod staged;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,10 @@ pub struct MetadataStore {
     db: Db,
     /// Most bytes a user's live files may hold (`None`: unlimited).
     quota: Option<i64>,
+    /// How uploaded, not yet committed chunks are bounded (see [`staged`]).
+    staged: staged::StagedPolicy,
+    /// The staged-chunk figures `/metrics` reports; shared by clones.
+    staged_stats: Arc<staged::StagedStats>,
     /// The SQLite writer's batches (unused on PostgreSQL); shared by clones.
     group: Arc<GroupCommit>,
     /// Set once `files.path_key` holds the current keys (see [`crate::rekey`]); shared by clones.
@@ -80,6 +85,8 @@ impl MetadataStore {
         MetadataStore {
             db,
             quota: None,
+            staged: staged::StagedPolicy::default(),
+            staged_stats: Arc::default(),
             group: Arc::default(),
             keys_current: Arc::default(),
         }

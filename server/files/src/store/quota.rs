@@ -55,6 +55,7 @@ impl MetadataStore {
         if used - old + new > quota {
             return Err(FilesError::QuotaExceeded {
                 used,
+                staged: 0,
                 quota,
                 needed: new - old,
             });

@@ -13,6 +13,7 @@ use syncsphere_db::Db;
 use syncsphere_events::{Event, Publisher};
 use syncsphere_files::inline::{DEFAULT_INLINE_MAX_BYTES, InlineBlobStore};
 use syncsphere_files::s3::{S3BlobStore, S3Config};
+use syncsphere_files::store::staged::StagedPolicy;
 use syncsphere_files::{BlobStore, DiskBlobStore, FilesState, MetadataStore, PendingPuts, Staging};
 use tower::ServiceExt;
 
@@ -27,6 +28,7 @@ pub(crate) struct Harness {
 
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
     pub(crate) json: Value,
 }
 
@@ -46,6 +48,15 @@ pub(crate) async fn harness(database_url: Option<String>) -> Harness {
 pub(crate) async fn harness_with_quota(
     database_url: Option<String>,
     quota_bytes: Option<i64>,
+) -> Harness {
+    harness_with(database_url, quota_bytes, StagedPolicy::default()).await
+}
+
+/// With a quota and a policy for uploaded, uncommitted chunks.
+pub(crate) async fn harness_with(
+    database_url: Option<String>,
+    quota_bytes: Option<i64>,
+    staged: StagedPolicy,
 ) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let db = match &database_url {
@@ -94,7 +105,9 @@ pub(crate) async fn harness_with_quota(
         Arc::new(NoPush),
     )
     .unwrap();
-    let store = MetadataStore::new(db).with_quota(quota_bytes);
+    let store = MetadataStore::new(db)
+        .with_quota(quota_bytes)
+        .with_staged_policy(staged);
     store.upgrade_path_keys().await.unwrap();
     let app = syncsphere_files::router(FilesState {
         store,
@@ -118,10 +131,14 @@ pub(crate) async fn harness_with_quota(
 impl Harness {
     pub(crate) async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, json }
+        Reply {
+            status,
+            headers,
+            json,
+        }
     }
 
     /// Signs up and in; returns (access token, refresh token).
@@ -148,6 +165,18 @@ impl Harness {
                 .header("authorization", format!("Bearer {token}"))
                 .header("x-syncsphere-device", "dev-1")
                 .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// `PUT /v1/chunks/{sha256 of body}` with its `Content-Length`.
+    pub(crate) async fn put_chunk(&self, token: &str, body: &[u8]) -> Reply {
+        self.send(
+            Request::put(format!("/v1/chunks/{}", sha_hex(body)))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-length", body.len())
+                .body(Body::from(body.to_vec()))
                 .unwrap(),
         )
         .await

@@ -7,3 +7,4 @@
 mod harness;
 mod paths;
 mod quotas;
+mod staged;

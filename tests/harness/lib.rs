@@ -618,6 +618,17 @@ pub async fn register_device(server_url: &str, token: &str, device: &str) -> req
         .status()
 }
 
+/// A process's resident memory in bytes (`VmRSS`).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
 /// The server's `/metrics`, as name → value of each unlabelled sample.
 pub async fn metrics(server_url: &str) -> std::collections::HashMap<String, f64> {
     let text = reqwest::get(format!("{server_url}/metrics"))

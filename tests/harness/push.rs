@@ -22,9 +22,30 @@ pub async fn raw_device(base_url: &str, token: &str, device_id: &str) -> Ws {
     let mut req = push_url(base_url).into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .expect("ws connect");
+    hello(ws, device_id).await
+}
+
+/// [`raw_device`] over a TCP connection the caller made (e.g. with a small receive buffer).
+pub async fn raw_device_on(
+    stream: tokio::net::TcpStream,
+    base_url: &str,
+    token: &str,
+    device_id: &str,
+) -> Ws {
+    let mut req = push_url(base_url).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, _) =
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("ws connect");
+    hello(ws, device_id).await
+}
+
+async fn hello(mut ws: Ws, device_id: &str) -> Ws {
     let hello = serde_json::json!({"type": "hello", "device_id": device_id, "cursor": 0});
     ws.send(Message::Text(hello.to_string().into()))
         .await

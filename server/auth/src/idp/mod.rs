@@ -8,6 +8,7 @@
 mod args;
 mod codes;
 pub mod cognito_api;
+mod hashing;
 mod keys;
 mod mail;
 pub mod srp;
@@ -17,8 +18,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use jsonwebtoken::jwk::JwkSet;
 use rand::RngCore;
 use serde::Serialize;
@@ -207,11 +206,10 @@ pub struct IdentityProvider {
     /// Hash of a random password, verified against when the user does not exist so that timing
     /// does not tell whether an account exists.
     dummy_hash: String,
-    /// Argon2 runs at most this many at once: each needs 19 MiB, and unbounded parallel hashing
-    /// both bloats memory (allocator arenas keep it) and lets a burst of sign-ins starve the
-    /// server.
-    hashing: tokio::sync::Semaphore,
-    hashing_slots: usize,
+    /// Argon2 runs at most this many at once, each in working memory kept for reuse
+    /// ([`hashing`]): unbounded parallel hashing would let a burst of sign-ins starve the
+    /// server, and memory allocated per hash stays with the allocator.
+    hashing: hashing::PasswordHashing,
     /// Where `GlobalSignOut` is announced, so the user's push connections close.
     events: Arc<dyn Publisher>,
     /// `USER_SRP_AUTH`'s sealing key and the challenges answered.
@@ -245,7 +243,7 @@ impl prometheus_client::collector::Collector for IdpBudgets {
         use prometheus_client::encoding::EncodeMetric;
         let idp = &self.0;
         let (pairs, addresses) = idp.throttle.tracked();
-        let hashing = idp.hashing_slots - idp.hashing.available_permits();
+        let hashing = idp.hashing.running();
         let gauges = [
             (
                 "syncsphere_idp_srp_answers_held",
@@ -270,7 +268,7 @@ impl prometheus_client::collector::Collector for IdpBudgets {
             (
                 "syncsphere_idp_password_hashing_limit",
                 "Password hashes that may run at once",
-                idp.hashing_slots,
+                idp.hashing.slots(),
             ),
         ];
         for (name, help, value) in gauges {
@@ -297,21 +295,20 @@ impl IdentityProvider {
     ) -> Result<Arc<Self>, IdpError> {
         let key = SigningKey::load_or_create(key_path)
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
-        let dummy_hash = hash_password(&random_token())?;
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let dummy_hash = hashing::hash(&mut Vec::new(), &random_token())?;
         let srp = srp::SrpServer::new(key.derived_key("srp secret blocks"));
         let code_key = key.derived_key("mailed codes");
         let mailer = match &config.mail {
             Some(settings) => Some(Arc::new(mail::Mailer::new(settings)?)),
             None => None,
         };
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
         let idp = Arc::new(IdentityProvider {
             config,
             db,
             key,
             dummy_hash,
-            hashing: tokio::sync::Semaphore::new(slots),
-            hashing_slots: slots,
+            hashing: hashing::PasswordHashing::new(slots),
             events,
             srp,
             mailer,
@@ -437,22 +434,10 @@ impl IdentityProvider {
         };
         let password_for_srp = password;
         let password = password.to_owned();
-        let _slot = self
+        let ok = self
             .hashing
-            .acquire()
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))?;
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&stored)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(|e| IdpError::Internal(e.to_string()))?;
+            .run(move |memory| hashing::verify(memory, &stored, password.as_bytes()))
+            .await?;
         let user = match (ok, user) {
             (true, Some(user)) => user,
             _ => {
@@ -700,27 +685,17 @@ impl IdentityProvider {
             .await?
             .get("password_hash");
         let (previous, proposed_owned) = (previous.to_owned(), proposed.to_owned());
-        let slot = self
+        let hash = self
             .hashing
-            .acquire()
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))?;
-        let hash = tokio::task::spawn_blocking(move || {
-            let ok = PasswordHash::new(&stored).is_ok_and(|h| {
-                Argon2::default()
-                    .verify_password(previous.as_bytes(), &h)
-                    .is_ok()
-            });
-            if ok {
-                hash_password(&proposed_owned).map(Some)
-            } else {
-                Ok(None)
-            }
-        })
-        .await
-        .map_err(|e| IdpError::Internal(e.to_string()))??
-        .ok_or(IdpError::NotAuthorized)?;
-        drop(slot);
+            .run(move |memory| {
+                if hashing::verify(memory, &stored, previous.as_bytes()) {
+                    hashing::hash(memory, &proposed_owned).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await??
+            .ok_or(IdpError::NotAuthorized)?;
         self.store_password(&user.user_id, &hash, proposed).await?;
         tracing::info!(user_id = %user.user_id, "password changed");
         Ok(())
@@ -736,14 +711,9 @@ impl IdentityProvider {
     /// hashes at once.
     async fn hash_new_password(&self, password: &str) -> Result<String, IdpError> {
         let owned = password.to_owned();
-        let _slot = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_password(&owned))
-            .await
-            .map_err(|e| IdpError::Internal(e.to_string()))?
+        self.hashing
+            .run(move |memory| hashing::hash(memory, &owned))
+            .await?
     }
 
     /// Stores the argon2 `hash` of `password` and a new SRP verifier of it.
@@ -879,14 +849,6 @@ fn normalize_username(username: &str) -> Result<String, IdpError> {
         ));
     }
     Ok(u)
-}
-
-fn hash_password(password: &str) -> Result<String, IdpError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| IdpError::Internal(e.to_string()))
 }
 
 fn random_token() -> String {

@@ -7,6 +7,7 @@
 //! syncsphere-loadtest --server http://127.0.0.1:8787 --users 1000 --devices-per-user 10 \
 //!     --rate 1000 --duration 30 --source-ips 8 --server-pid 1234
 //! ```
+//! With `--soak`, the long run of issue 19 instead (see `soak.rs`; `scripts/bench-soak.sh`).
 //! Client sockets are bound round-robin to 127.0.0.1 … 127.0.0.N so ephemeral ports never run
 //! out; raise `ulimit -n` for both processes first (`scripts/bench-push.sh` does).
 
@@ -28,6 +29,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Debug, Parser)]
+#[command(args_override_self = true)]
 struct Args {
     /// Base URL of an all-in-one server (or a files instance when --push-url is given).
     #[arg(long, default_value = "http://127.0.0.1:8787")]
@@ -62,7 +64,26 @@ struct Args {
     user_pool_id: String,
     #[arg(long, default_value = "syncsphere-desktop")]
     client_id: String,
+    /// Soak mode (see `soak.rs`): for `--duration` seconds, commits at `--rate`, sockets
+    /// churning, samples every `--sample-secs`; at the end, whether every device saw every
+    /// change of its user.
+    #[arg(long)]
+    soak: bool,
+    /// Soak: device sockets closed and reopened (with a catch-up from the cursor) per second.
+    #[arg(long, default_value_t = 0)]
+    churn_per_sec: u64,
+    /// Soak: run the abuse suite's attacks alongside, from accounts of their own.
+    #[arg(long)]
+    attacks: bool,
+    /// Soak: seconds between samples.
+    #[arg(long, default_value_t = 60)]
+    sample_secs: u64,
+    /// Soak: samples before this many seconds are left out of the RSS and descriptor figures.
+    #[arg(long, default_value_t = 300)]
+    warmup_secs: u64,
 }
+
+mod soak;
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -238,6 +259,9 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    if args.soak {
+        return soak::run(&args, http, tokens, push_bases).await;
+    }
     let rss_before = args.server_pid.and_then(rss_kib);
     let total = args.users * args.devices_per_user;
     eprintln!("opening {total} device connections…");

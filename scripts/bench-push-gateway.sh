@@ -9,12 +9,8 @@
 # Prints both markdown reports (paste them into BENCHMARKS.md with the date and machine).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-ulimit -n "$(ulimit -Hn)"
-
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
+build_bench_tools
 cargo build --locked --release -p syncsphere-e2e --bin syncsphere-aws-doubles
-REL="$CARGO_TARGET_DIR/release"
 
 ARGS=("$@")
 if [ "${#ARGS[@]}" -eq 0 ]; then

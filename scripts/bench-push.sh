@@ -6,11 +6,7 @@
 # Prints a markdown report (paste it into BENCHMARKS.md with the date and machine).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-ulimit -n "$(ulimit -Hn)"
-
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
-REL="$CARGO_TARGET_DIR/release"
+build_bench_tools
 
 DATA="$(mktemp -d /tmp/syncsphere-bench.XXXXXX)"
 # BENCH_DB=postgres: metadata in a throwaway PostgreSQL with fsync on (durable like SQLite).

@@ -9,11 +9,7 @@
 #   scripts/bench-soak.sh --duration 600 --users 200
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-ulimit -n "$(ulimit -Hn)"
-
-log "building release binaries"
-cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
-REL="$CARGO_TARGET_DIR/release"
+build_bench_tools
 
 DATA="$(mktemp -d /tmp/syncsphere-soak.XXXXXX)"
 trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; rm -rf "$DATA"' EXIT

@@ -202,6 +202,15 @@ bench_cleanup() {
 
 # Benchmarks: starts "$REL/syncsphere-server" on a free loopback port with the given flags,
 # output in DIR/NAME.out and DIR/NAME.log; sets STARTED_URL and STARTED_PID once it listens.
+# The benchmark scripts' start: the open-file limit raised to the hard limit, the release
+# server and load tool built, REL set to where they are.
+build_bench_tools() {
+  ulimit -n "$(ulimit -Hn)"
+  log "building release binaries"
+  cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
+  REL="$CARGO_TARGET_DIR/release"
+}
+
 #   start_bench_server DIR NAME [server flags…]
 start_bench_server() {
   local dir="$1" name="$2"

@@ -105,6 +105,21 @@ async fn cognito(
     n: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let address = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+    let (status, value) = cognito_from(http, server, op, body, &address).await?;
+    if !status.is_success() {
+        bail!("{op}: {status} {value}");
+    }
+    Ok(value)
+}
+
+/// One call of the Cognito API from `address` (`X-Forwarded-For`): its status and body.
+async fn cognito_from(
+    http: &reqwest::Client,
+    server: &str,
+    op: &str,
+    body: serde_json::Value,
+    address: &str,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
     let resp = http
         .post(format!("{server}{}", endpoint::CognitoApiSlash::PATH))
         .header("x-forwarded-for", address)
@@ -117,11 +132,18 @@ async fn cognito(
         .send()
         .await?;
     let status = resp.status();
-    let value: serde_json::Value = resp.json().await?;
-    if !status.is_success() {
-        bail!("{op}: {status} {value}");
-    }
-    Ok(value)
+    Ok((status, resp.json().await?))
+}
+
+/// The loopback address the `n`th device connects from: 127.0.0.1 … 127.0.0.`count`, round
+/// robin, so that ephemeral ports never run out.
+fn source_ip(n: usize, count: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        1 + (n % count.max(1) as usize) as u8,
+    ))
 }
 
 /// Signs up bench user `n` (or finds it signed up) and signs it in once per device, each
@@ -280,12 +302,7 @@ async fn main() -> anyhow::Result<()> {
     let mut n = 0usize;
     for (u, user_tokens) in tokens.iter().enumerate() {
         for (d, token) in user_tokens.iter().enumerate() {
-            let source = IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                0,
-                1 + (n % args.source_ips.max(1) as usize) as u8,
-            ));
+            let source = source_ip(n, args.source_ips);
             let base = &push_bases[n % push_bases.len()];
             let u = u + args.user_offset;
             let mut ws = connect_device(base, token, &format!("u{u}d{d}"), source)

@@ -8,7 +8,7 @@
 //! warm-up, descriptor growth, and what each attack was answered.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::{Notify, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Args, connect_device, percentiles, rss_kib, tokens_for};
+use crate::{Args, cognito_from, connect_device, percentiles, rss_kib, source_ip, tokens_for};
 
 /// What one device has seen of its user's journal: every seq up to `contiguous`, and those
 /// above it in `above`.
@@ -308,32 +308,17 @@ async fn spawn_attacks(
                 let body = json!({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": client_id,
                     "AuthParameters": {"USERNAME": format!("bench-{user}@example.com"),
                                        "PASSWORD": "Wrong-guess-1"}});
-                let r = shared
-                    .http
-                    .post(format!(
-                        "{}{}",
-                        shared.server,
-                        endpoint::CognitoApiSlash::PATH
-                    ))
-                    .header("x-forwarded-for", address)
-                    .header("content-type", "application/x-amz-json-1.1")
-                    .header(
-                        "x-amz-target",
-                        "AWSCognitoIdentityProviderService.InitiateAuth",
-                    )
-                    .body(body.to_string())
-                    .send()
-                    .await;
-                let kind = match r {
-                    Ok(r) => r.json::<Value>().await.ok().and_then(|v| {
-                        let t = v["__type"].as_str()?.to_owned();
-                        Some(format!(
-                            "guess: {t} {}",
-                            v["message"].as_str().unwrap_or("")
-                        ))
-                    }),
-                    Err(_) => None,
-                };
+                let kind =
+                    cognito_from(&shared.http, &shared.server, "InitiateAuth", body, &address)
+                        .await
+                        .ok()
+                        .and_then(|(_, v)| {
+                            let t = v["__type"].as_str()?.to_owned();
+                            Some(format!(
+                                "guess: {t} {}",
+                                v["message"].as_str().unwrap_or("")
+                            ))
+                        });
                 log.count(kind.unwrap_or_else(|| "guess: no answer".into()));
             }
         });
@@ -481,12 +466,7 @@ pub(crate) async fn run(
     let mut n = 0usize;
     for (u, user_tokens) in tokens.iter().enumerate() {
         for (d, token) in user_tokens.iter().enumerate() {
-            let source = IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                0,
-                1 + (n % args.source_ips.max(1) as usize) as u8,
-            ));
+            let source = source_ip(n, args.source_ips);
             devices.push(Arc::new(Device {
                 user: u,
                 index: d,

@@ -25,7 +25,6 @@
 //! ends the connection, a connection that falls behind is told to `resync`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -651,7 +650,7 @@ async fn serve(
                         }
                     }
                     queued = reg.rx.recv() => {
-                        match reg.ended.load(Ordering::Relaxed) {
+                        match reg.ended.get() {
                             ENDED_OVERFLOW => break Ending::Resync("push queue overflow"),
                             ENDED_REVOKED => break Ending::Close(syncsphere_protocol::ws::CLOSE_DEVICE_REVOKED, "device revoked"),
                             ENDED_SIGNED_OUT => break Ending::Close(CLOSE_UNAUTHORIZED, "signed out"),

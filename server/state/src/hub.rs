@@ -37,6 +37,34 @@ pub(crate) const ENDED_SIGNED_OUT: u8 = 3;
 /// The connection is gone already (API Gateway's `$disconnect`): nothing to send.
 pub(crate) const ENDED_GONE: u8 = 4;
 
+/// Why the hub ended a connection's queue (`ENDED_*`), and a wake-up for its task: a task
+/// stuck writing to a peer that stopped reading stops waiting at once, instead of after the
+/// write timeout (abuse suite: stalled sockets are let go within the close timeout).
+#[derive(Debug, Default)]
+pub(crate) struct Ended {
+    why: AtomicU8,
+    notify: tokio::sync::Notify,
+}
+
+impl Ended {
+    pub(crate) fn set(&self, why: u8) {
+        self.why.store(why, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn get(&self) -> u8 {
+        self.why.load(Ordering::Relaxed)
+    }
+
+    /// Completes once the queue is ended (at once if it already was).
+    pub(crate) async fn notified(&self) {
+        if self.get() != ENDED_NO {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
 struct Conn {
     id: u64,
     device_id: String,
@@ -44,7 +72,7 @@ struct Conn {
     /// API Gateway's id of the connection, when API Gateway holds it (AWS mode).
     gateway: Option<Arc<str>>,
     tx: mpsc::Sender<Queued>,
-    ended: Arc<AtomicU8>,
+    ended: Arc<Ended>,
 }
 
 /// What a registered connection gets back: its id, its queue, and why the hub ended the queue
@@ -52,7 +80,7 @@ struct Conn {
 pub(crate) struct Registration {
     pub id: u64,
     pub rx: mpsc::Receiver<Queued>,
-    pub ended: Arc<AtomicU8>,
+    pub ended: Arc<Ended>,
 }
 
 /// The user already holds the maximum number of connections.
@@ -156,7 +184,7 @@ impl PushHub {
         conns.retain(|c| {
             if which(c) {
                 // Dropping the sender ends the queue; the task reads why and closes.
-                c.ended.store(why, Ordering::Relaxed);
+                c.ended.set(why);
                 false
             } else {
                 true
@@ -193,7 +221,7 @@ impl PushHub {
     ) -> Result<Registration, TooManyConnections> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let ended = Arc::new(AtomicU8::new(ENDED_NO));
+        let ended = Arc::new(Ended::default());
         let mut users = self.users.lock().expect("hub lock");
         let conns = users.entry(user_id.to_owned()).or_default();
         if conns.len() >= self.max_per_user {
@@ -296,7 +324,7 @@ impl PushHub {
                     // Dropping the sender ends the connection's queue; its task then sends
                     // `resync` and closes. Nobody else waits for this consumer.
                     tracing::warn!(device = %conn.device_id, "push queue full, dropping connection");
-                    conn.ended.store(ENDED_OVERFLOW, Ordering::Relaxed);
+                    conn.ended.set(ENDED_OVERFLOW);
                     self.metrics.queue_overflows.inc();
                     false
                 }
@@ -420,8 +448,8 @@ mod tests {
             hub.deliver(&"u1".into(), Event::Change(change(seq, "elsewhere")));
             drain(&mut fast);
         }
-        assert_eq!(slow.ended.load(Ordering::Relaxed), ENDED_OVERFLOW);
-        assert_eq!(fast.ended.load(Ordering::Relaxed), ENDED_NO);
+        assert_eq!(slow.ended.get(), ENDED_OVERFLOW);
+        assert_eq!(fast.ended.get(), ENDED_NO);
         assert_eq!(hub.connections("u1"), 1);
         assert_eq!(hub.metrics.queue_overflows.get(), 1);
         assert_eq!(hub.metrics.connections.get(), 1);
@@ -477,7 +505,7 @@ mod tests {
         for b in [&mut b1, &mut b2] {
             drain(b);
             assert!(b.rx.try_recv().is_err(), "queue ended");
-            assert_eq!(b.ended.load(Ordering::Relaxed), ENDED_REVOKED);
+            assert_eq!(b.ended.get(), ENDED_REVOKED);
         }
         assert_eq!(hub.connections("u1"), 1);
         assert_eq!(hub.metrics.connections.get(), 2);
@@ -492,11 +520,7 @@ mod tests {
                 }]
             }]
         );
-        assert_eq!(
-            other.ended.load(Ordering::Relaxed),
-            ENDED_NO,
-            "other users untouched"
-        );
+        assert_eq!(other.ended.get(), ENDED_NO, "other users untouched");
         drain(&mut other);
         assert_eq!(hub.revoke_device("u1", "unknown"), 0);
     }
@@ -511,11 +535,11 @@ mod tests {
         for conn in [&mut a, &mut b] {
             drain(conn);
             assert!(conn.rx.try_recv().is_err(), "queue ended");
-            assert_eq!(conn.ended.load(Ordering::Relaxed), ENDED_SIGNED_OUT);
+            assert_eq!(conn.ended.get(), ENDED_SIGNED_OUT);
         }
         assert_eq!(hub.connections("u1"), 0);
         assert_eq!(hub.connections("u2"), 1);
-        assert_eq!(other.ended.load(Ordering::Relaxed), ENDED_NO);
+        assert_eq!(other.ended.get(), ENDED_NO);
         assert_eq!(hub.metrics.connections.get(), 1);
         assert_eq!(hub.sign_out("u1"), 0, "nothing left to end");
     }

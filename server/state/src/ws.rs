@@ -1,7 +1,6 @@
 //! One WebSocket connection: auth, `hello`/`welcome`, pushes, heartbeats, shutdown, and how it
 //! ends (which close code, after what). Bounded writes and the close handshake are `socket.rs`'s.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -252,6 +251,16 @@ enum Ending {
     Drop,
 }
 
+/// How a connection whose queue the hub ended (`ENDED_*`) ends, if it did.
+fn ended(why: u8) -> Option<Ending> {
+    match why {
+        ENDED_OVERFLOW => Some(Ending::Resync("push queue overflow")),
+        ENDED_REVOKED => Some(Ending::Close(CLOSE_DEVICE_REVOKED, "device revoked")),
+        ENDED_SIGNED_OUT => Some(Ending::Close(CLOSE_UNAUTHORIZED, "signed out")),
+        _ => None,
+    }
+}
+
 /// The ending for a failed write.
 fn write_failed(e: WriteError, metrics: &PushMetrics) -> Ending {
     match e {
@@ -310,6 +319,10 @@ async fn serve(
             let mut last_heard = tokio::time::Instant::now();
             let mut reauth_sent = false;
             loop {
+                // Ended while a write waited (see below): no other write is tried.
+                if let Some(ending) = ended(reg.ended.get()) {
+                    break ending;
+                }
                 let reauth_at = instant_at(reauth_time(&user));
                 let expired_at = instant_at(user.expires_at + REAUTH_GRACE_SECS);
                 tokio::select! {
@@ -326,14 +339,17 @@ async fn serve(
                     }
                     queued = reg.rx.recv() => {
                         // Once the hub has ended the queue, what is still in it is not sent.
-                        match reg.ended.load(Ordering::Relaxed) {
-                            ENDED_OVERFLOW => break Ending::Resync("push queue overflow"),
-                            ENDED_REVOKED => break Ending::Close(CLOSE_DEVICE_REVOKED, "device revoked"),
-                            ENDED_SIGNED_OUT => break Ending::Close(CLOSE_UNAUTHORIZED, "signed out"),
-                            _ => {}
+                        if let Some(ending) = ended(reg.ended.get()) {
+                            break ending;
                         }
                         let Some(queued) = queued else { break Ending::Drop };
-                        if let Err(e) = socket.send(&queued.msg).await {
+                        let sent = tokio::select! {
+                            sent = socket.send(&queued.msg) => sent,
+                            // The hub gave up on this connection while its write waits (a peer
+                            // that stopped reading): stop waiting; the next turn reads why.
+                            () = reg.ended.notified() => continue,
+                        };
+                        if let Err(e) = sent {
                             break write_failed(e, metrics);
                         }
                         metrics.messages_pushed.inc();

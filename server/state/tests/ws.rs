@@ -235,6 +235,37 @@ async fn a_client_that_never_reads_again_is_dropped_after_the_close_timeout() {
     s.sockets_gone(Duration::from_secs(3)).await;
 }
 
+/// A write stuck on a client that stopped reading does not wait out the write timeout once the
+/// hub has given up on the connection (its queue overflowed): the socket is gone within the
+/// close timeout.
+#[tokio::test]
+async fn a_connection_the_hub_gave_up_on_stops_waiting_for_its_stuck_write() {
+    let s = server(WsTimeouts {
+        write: Duration::from_secs(60),
+        close: Duration::from_millis(500),
+    })
+    .await;
+    let _ws = s.connect(s.small_tcp().await).await;
+    // 64 KiB changes: the kernel buffers fill after some, the writer then waits; the rest
+    // overflow the queue.
+    for seq in 0..(200 + syncsphere_state::QUEUE_CAPACITY as i64 + 1) {
+        s.hub.deliver(&USER.into(), Event::Change(change(seq)));
+        tokio::task::yield_now().await;
+    }
+    let given_up = Instant::now();
+    assert!(
+        s.hub.metrics.queue_overflows.get() >= 1,
+        "the queue overflowed"
+    );
+    s.sockets_gone(Duration::from_secs(5)).await;
+    assert!(
+        given_up.elapsed() < Duration::from_secs(5),
+        "held {:?} after the hub gave up",
+        given_up.elapsed()
+    );
+    assert_eq!(s.hub.metrics.write_timeouts.get(), 0, "no write timed out");
+}
+
 #[tokio::test]
 async fn a_client_close_is_echoed_then_the_connection_ends() {
     let s = server(WsTimeouts::default()).await;

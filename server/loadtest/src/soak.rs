@@ -7,7 +7,7 @@
 //! change of its user (by push, or by catching up after a reconnect), RSS spread after the
 //! warm-up, descriptor growth, and what each attack was answered.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -111,7 +111,6 @@ async fn changes_since(
 struct Shared {
     http: reqwest::Client,
     server: String,
-    sent: Mutex<HashMap<String, Instant>>,
     /// Commit (`at_ms`) → push received, this sample window and the whole run.
     window: Mutex<Histogram<u64>>,
     total: Mutex<Histogram<u64>>,
@@ -445,7 +444,6 @@ pub(crate) async fn run(
     let shared = Arc::new(Shared {
         http: http.clone(),
         server: args.server.clone(),
-        sent: Mutex::default(),
         window: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
         total: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
         counters: Counters::default(),
@@ -526,7 +524,6 @@ pub(crate) async fn run(
                     .bearer_auth(&tokens[u][0])
                     .header("x-syncsphere-device", format!("u{}d0", u + offset))
                     .body(format!("commit {c}"));
-                shared.sent.lock().unwrap().insert(path, Instant::now());
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     match req.send().await {

@@ -15,10 +15,12 @@ DATA="$(mktemp -d /tmp/syncsphere-soak.XXXXXX)"
 trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; rm -rf "$DATA"' EXIT
 # Tokens outlive the hour (the load tool signs in once); the per-user and per-address
 # connection limits are the load's own (10 devices per user, all from loopback); the staged
-# limit is lowered to 64 MiB so that the uncommitted-chunk attack reaches it within minutes.
+# limit is lowered to 64 MiB so that the uncommitted-chunk attack reaches it within minutes;
+# the garbage collector runs every 15 min (GC_INTERVAL_SECS), four passes in the hour.
 start_bench_server "$DATA" server --data-dir "$DATA" --max-connections-per-user 100000 \
   --max-connections-per-address 0 --client-address-header X-Forwarded-For \
-  --access-token-ttl 10800 --max-staged-bytes-per-user 67108864
+  --access-token-ttl 10800 --max-staged-bytes-per-user 67108864 \
+  --gc-interval-secs "${GC_INTERVAL_SECS:-900}"
 SERVER_PID="$STARTED_PID" URL="$STARTED_URL"
 log "server $URL (pid $SERVER_PID); $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(git rev-parse --short HEAD)"
 RUST_LOG=warn "$REL/syncsphere-loadtest" --server "$URL" --server-pid "$SERVER_PID" --soak \

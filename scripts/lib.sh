@@ -211,11 +211,11 @@ build_bench_tools() {
   REL="$CARGO_TARGET_DIR/release"
 }
 
-#   start_bench_server DIR NAME [server flags…]
+#   start_bench_server DIR NAME [server flags…]   (log filter: BENCH_SERVER_LOG, default warn)
 start_bench_server() {
   local dir="$1" name="$2"
   shift 2
-  RUST_LOG=warn "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
+  RUST_LOG="${BENCH_SERVER_LOG:-warn}" "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
     >"$dir/$name.out" 2>"$dir/$name.log" &
   STARTED_PID=$!
   for _ in $(seq 200); do grep -q 'listening on' "$dir/$name.out" 2>/dev/null && break; sleep 0.05; done

@@ -16,7 +16,10 @@
 //! **Check**: [`check`] verifies that every kept revision's content is fully present with the
 //! recorded sizes — the invariant the rest of this module protects.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
@@ -26,7 +29,7 @@ use tokio::sync::RwLock;
 use std::sync::Arc;
 
 use crate::blobs::{BlobStore, Staging};
-use crate::store::MetadataStore;
+use crate::store::{MetadataStore, parse_manifest};
 use crate::{FilesError, now_ms};
 
 /// Serialises the sweep's deletes against commits that use existing chunks.
@@ -51,6 +54,37 @@ pub struct GcReport {
     pub staging_deleted: u64,
 }
 
+/// What the collector did since the process started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct GcStats {
+    pub passes: AtomicU64,
+    pub failures: AtomicU64,
+    /// How long the last pass took, in milliseconds.
+    pub last_pass_ms: AtomicU64,
+    pub blobs_deleted: AtomicU64,
+    pub bytes_freed: AtomicU64,
+}
+
+impl GcStats {
+    /// Counts a pass that took `took` and ended with `outcome`.
+    pub fn record(&self, took: Duration, outcome: &Result<GcReport, FilesError>) {
+        self.last_pass_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
+        match outcome {
+            Ok(report) => {
+                self.passes.fetch_add(1, Ordering::Relaxed);
+                self.blobs_deleted
+                    .fetch_add(report.blobs_deleted, Ordering::Relaxed);
+                self.bytes_freed
+                    .fetch_add(report.bytes_freed, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// Problems [`check`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CheckReport {
@@ -59,20 +93,50 @@ pub struct CheckReport {
     pub problems: Vec<(String, String, i64, String)>,
 }
 
-/// One kept revision's content: who owns it and what it is.
+/// One kept revision's content: who owns it, what it is and, for a chunked content, its
+/// manifest's chunk list (JSON).
 struct KeptContent {
     user_id: String,
     file_id: String,
     rev: i64,
     sha256: String,
     size: i64,
+    manifest: Option<String>,
 }
 
-async fn kept_contents(store: &MetadataStore) -> Result<Vec<KeptContent>, FilesError> {
+impl KeptContent {
+    /// The chunks of the content: its manifest's, or the content itself as one blob.
+    fn chunks(&self) -> Result<Vec<ChunkRef>, FilesError> {
+        match &self.manifest {
+            Some(json) => parse_manifest(json),
+            None => Ok(vec![ChunkRef {
+                sha256: self.sha256.clone().into(),
+                size: self.size,
+            }]),
+        }
+    }
+}
+
+/// Kept revisions (not deletion markers) are read in pages of this many, by key.
+const KEPT_PAGE: i64 = 1000;
+
+/// The kept revisions after `(file_id, rev)` in key order, at most [`KEPT_PAGE`], each with
+/// its manifest. Reading by key a page at a time keeps memory flat at any store size and lets
+/// other queries take the embedded database's one connection between pages.
+async fn kept_page(
+    store: &MetadataStore,
+    after: &(String, i64),
+) -> Result<Vec<KeptContent>, FilesError> {
     let rows = sqlx::query(
-        "SELECT f.user_id, r.file_id, r.rev, r.sha256, r.size FROM revisions r
-         JOIN files f ON f.file_id = r.file_id WHERE r.deleted = 0",
+        "SELECT f.user_id, r.file_id, r.rev, r.sha256, r.size, m.chunks FROM revisions r
+         JOIN files f ON f.file_id = r.file_id
+         LEFT JOIN content_manifests m ON m.user_id = f.user_id AND m.sha256 = r.sha256
+         WHERE r.deleted = 0 AND (r.file_id > $1 OR (r.file_id = $1 AND r.rev > $2))
+         ORDER BY r.file_id, r.rev LIMIT $3",
     )
+    .bind(&after.0)
+    .bind(after.1)
+    .bind(KEPT_PAGE)
     .fetch_all(&store.db().pool)
     .await?;
     Ok(rows
@@ -83,23 +147,76 @@ async fn kept_contents(store: &MetadataStore) -> Result<Vec<KeptContent>, FilesE
             rev: r.get("rev"),
             sha256: r.get("sha256"),
             size: r.get("size"),
+            manifest: r.get("chunks"),
         })
         .collect())
 }
 
-/// The chunks of a content: its manifest, or the content itself as one blob.
-async fn chunks_of(
-    store: &MetadataStore,
-    user_id: &str,
-    sha256: &str,
-    size: i64,
-) -> Result<Vec<ChunkRef>, FilesError> {
-    Ok(store.manifest(user_id, sha256).await?.unwrap_or_else(|| {
-        vec![ChunkRef {
-            sha256: sha256.to_owned().into(),
-            size,
-        }]
-    }))
+/// Every kept revision's content, a page at a time.
+struct KeptPages {
+    after: (String, i64),
+    done: bool,
+}
+
+impl KeptPages {
+    fn new() -> Self {
+        KeptPages {
+            after: (String::new(), i64::MIN),
+            done: false,
+        }
+    }
+
+    async fn next(
+        &mut self,
+        store: &MetadataStore,
+    ) -> Result<Option<Vec<KeptContent>>, FilesError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = kept_page(store, &self.after).await?;
+        self.done = (page.len() as i64) < KEPT_PAGE;
+        if let Some(last) = page.last() {
+            self.after = (last.file_id.clone(), last.rev);
+        }
+        Ok(Some(page))
+    }
+}
+
+/// A blob's address in a few bytes: the user's number in this pass and the raw hash.
+type Key = (u32, [u8; 32]);
+
+/// The users of one pass, numbered (so a key does not repeat the user's id).
+#[derive(Default)]
+struct Users {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Users {
+    fn number(&mut self, user_id: &str) -> u32 {
+        if let Some(&n) = self.ids.get(user_id) {
+            return n;
+        }
+        let n = self.names.len() as u32;
+        self.ids.insert(user_id.to_owned(), n);
+        self.names.push(user_id.to_owned());
+        n
+    }
+
+    /// The key of a user's hash, if the user has a number and the hash is one.
+    fn key(&self, user_id: &str, sha256: &str) -> Option<Key> {
+        Some((*self.ids.get(user_id)?, raw_hash(sha256)?))
+    }
+
+    fn name(&self, n: u32) -> &str {
+        &self.names[n as usize]
+    }
+}
+
+fn raw_hash(sha256: &str) -> Option<[u8; 32]> {
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut raw).ok()?;
+    Some(raw)
 }
 
 /// Purges revisions and trashed files past the retention period.
@@ -139,6 +256,10 @@ pub async fn apply_retention(
 }
 
 /// One full pass: retention, then manifests and blobs no kept revision refers to.
+///
+/// Memory: a few dozen bytes per blob old enough to collect and per manifest (numbered users
+/// and raw hashes), never a listing or a query's rows at once; the kept revisions are read by
+/// key a page at a time and strike what they use off the candidates.
 pub async fn collect(
     store: &MetadataStore,
     blobs: &Arc<dyn BlobStore>,
@@ -150,54 +271,83 @@ pub async fn collect(
     apply_retention(store, policy, now_ms(), &mut report).await?;
     let horizon = SystemTime::now() - policy.grace;
     // Candidates first: anything written or touched later is not one.
-    let candidates: Vec<_> = blobs
-        .list()
-        .await?
-        .into_iter()
-        .filter(|b| b.modified < horizon)
-        .collect();
+    let mut users = Users::default();
+    let mut candidates: HashMap<Key, u64> = HashMap::new();
+    let mut pages = blobs.list();
+    while let Some(page) = pages.next().await {
+        for b in page? {
+            if b.modified >= horizon {
+                continue;
+            }
+            let Some(hash) = raw_hash(&b.sha256) else {
+                continue;
+            };
+            candidates.insert((users.number(&b.user_id), hash), b.size);
+        }
+    }
+    drop(pages);
     // The live set is computed with commits held off, so no commit can start using a
     // candidate between this computation and its deletion: a commit either finished before
     // (its chunks are live) or starts after the sweep (and finds deleted chunks missing).
     let _sweep = lock.write().await;
-    let kept = kept_contents(store).await?;
-    let mut live: HashSet<(String, String)> = HashSet::new();
-    let mut live_manifests: HashSet<(String, String)> = HashSet::new();
-    for k in &kept {
-        live_manifests.insert((k.user_id.clone(), k.sha256.clone()));
-        for c in chunks_of(store, &k.user_id, &k.sha256, k.size).await? {
-            live.insert((k.user_id.clone(), c.sha256.to_string()));
-        }
-    }
-    // Manifests of contents no revision keeps, older than the grace period.
+    // Manifests older than the grace period, until a kept revision claims them.
     let cutoff_ms = now_ms() - policy.grace.as_millis() as i64;
-    let rows = sqlx::query("SELECT user_id, sha256 FROM content_manifests WHERE created_ms < $1")
+    let mut old_manifests: HashSet<Key> = HashSet::new();
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows = sqlx::query(
+            "SELECT user_id, sha256 FROM content_manifests WHERE created_ms < $1
+             AND (user_id > $2 OR (user_id = $2 AND sha256 > $3))
+             ORDER BY user_id, sha256 LIMIT $4",
+        )
         .bind(cutoff_ms)
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(KEPT_PAGE)
         .fetch_all(&store.db().pool)
         .await?;
-    for row in rows {
-        let key: (String, String) = (row.get("user_id"), row.get("sha256"));
-        if !live_manifests.contains(&key) {
-            sqlx::query("DELETE FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
-                .bind(&key.0)
-                .bind(&key.1)
-                .execute(&store.db().pool)
-                .await?;
-            report.manifests_purged += 1;
+        for row in &rows {
+            let (user_id, sha256): (String, String) = (row.get("user_id"), row.get("sha256"));
+            if let Some(hash) = raw_hash(&sha256) {
+                old_manifests.insert((users.number(&user_id), hash));
+            }
+            after = (user_id, sha256);
+        }
+        if (rows.len() as i64) < KEPT_PAGE {
+            break;
         }
     }
-    for b in candidates {
-        if live.contains(&(b.user_id.clone(), b.sha256.clone())) {
-            continue;
+    let mut kept = KeptPages::new();
+    while let Some(page) = kept.next(store).await? {
+        for k in page {
+            if let Some(key) = users.key(&k.user_id, &k.sha256) {
+                old_manifests.remove(&key);
+            }
+            for c in k.chunks()? {
+                if let Some(key) = users.key(&k.user_id, &c.sha256.to_string()) {
+                    candidates.remove(&key);
+                }
+            }
         }
+    }
+    for (user, hash) in old_manifests {
+        sqlx::query("DELETE FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
+            .bind(users.name(user))
+            .bind(hex::encode(hash))
+            .execute(&store.db().pool)
+            .await?;
+        report.manifests_purged += 1;
+    }
+    for ((user, hash), size) in candidates {
+        let (user_id, sha256) = (users.name(user), hex::encode(hash));
         // Re-check the age: a resuming client may have asked about it since it was listed.
-        match blobs.stat(&b.user_id, &b.sha256).await? {
+        match blobs.stat(user_id, &sha256).await? {
             Some((_, modified)) if modified < horizon => {}
             _ => continue,
         }
-        blobs.delete(&b.user_id, &b.sha256).await?;
+        blobs.delete(user_id, &sha256).await?;
         report.blobs_deleted += 1;
-        report.bytes_freed += b.size;
+        report.bytes_freed += size;
     }
     report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");
@@ -212,36 +362,39 @@ pub async fn check(
 ) -> Result<CheckReport, FilesError> {
     let mut report = CheckReport::default();
     report.problems.extend(store.name_clashes().await?);
-    for k in kept_contents(store).await? {
-        report.revisions_checked += 1;
-        let chunks = chunks_of(store, &k.user_id, &k.sha256, k.size).await?;
-        let total: i64 = chunks.iter().map(|c| c.size).sum();
-        if total != k.size {
-            report.problems.push((
-                k.user_id.clone(),
-                k.file_id.clone(),
-                k.rev,
-                format!(
-                    "chunks add up to {total} bytes, the revision says {}",
-                    k.size
-                ),
-            ));
-        }
-        for c in chunks.iter().filter(|c| c.size > 0) {
-            match blobs.stat(&k.user_id, &c.sha256.to_string()).await? {
-                Some((len, _)) if len == c.size as u64 => {}
-                Some((len, _)) => report.problems.push((
+    let mut kept = KeptPages::new();
+    while let Some(page) = kept.next(store).await? {
+        for k in page {
+            report.revisions_checked += 1;
+            let chunks = k.chunks()?;
+            let total: i64 = chunks.iter().map(|c| c.size).sum();
+            if total != k.size {
+                report.problems.push((
                     k.user_id.clone(),
                     k.file_id.clone(),
                     k.rev,
-                    format!("blob {} has {len} bytes, expected {}", c.sha256, c.size),
-                )),
-                None => report.problems.push((
-                    k.user_id.clone(),
-                    k.file_id.clone(),
-                    k.rev,
-                    format!("blob {} is missing", c.sha256),
-                )),
+                    format!(
+                        "chunks add up to {total} bytes, the revision says {}",
+                        k.size
+                    ),
+                ));
+            }
+            for c in chunks.iter().filter(|c| c.size > 0) {
+                match blobs.stat(&k.user_id, &c.sha256.to_string()).await? {
+                    Some((len, _)) if len == c.size as u64 => {}
+                    Some((len, _)) => report.problems.push((
+                        k.user_id.clone(),
+                        k.file_id.clone(),
+                        k.rev,
+                        format!("blob {} has {len} bytes, expected {}", c.sha256, c.size),
+                    )),
+                    None => report.problems.push((
+                        k.user_id.clone(),
+                        k.file_id.clone(),
+                        k.rev,
+                        format!("blob {} is missing", c.sha256),
+                    )),
+                }
             }
         }
     }

@@ -25,12 +25,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use sqlx::Row;
 use syncsphere_auth::BoxFuture;
 use syncsphere_db::Db;
 
 use crate::FilesError;
-use crate::blobs::{BlobInfo, BlobStore, ByteStream, StagedBlob, check_address};
+use crate::blobs::{
+    BlobInfo, BlobPages, BlobStore, ByteStream, LIST_PAGE, StagedBlob, check_address,
+};
 
 /// The default limit: contents up to this size uploaded in one request are kept inline.
 pub const DEFAULT_INLINE_MAX_BYTES: u64 = 16 * 1024;
@@ -163,20 +166,54 @@ impl BlobStore for InlineBlobStore {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, FilesError>> {
-        Box::pin(async move {
-            let mut found = self.store.list().await?;
-            let rows = sqlx::query("SELECT user_id, sha256, size, modified_ms FROM inline_blobs")
-                .fetch_all(&self.db.pool)
-                .await?;
-            found.extend(rows.iter().map(|r| BlobInfo {
-                user_id: r.get("user_id"),
-                sha256: r.get("sha256"),
-                size: r.get::<i64, _>("size") as u64,
-                modified: time_of(r.get("modified_ms")),
-            }));
-            Ok(found)
-        })
+    fn list(&self) -> BlobPages<'_> {
+        // The store's pages, then the table's, read by key a page at a time so no query holds
+        // the (embedded database's one) connection for the whole table.
+        let table = futures_util::stream::unfold(Some(None), move |after| async move {
+            let after: Option<(String, String)> = after?;
+            let rows = match &after {
+                None => {
+                    sqlx::query(
+                        "SELECT user_id, sha256, size, modified_ms FROM inline_blobs
+                         ORDER BY user_id, sha256 LIMIT $1",
+                    )
+                    .bind(LIST_PAGE as i64)
+                    .fetch_all(&self.db.pool)
+                    .await
+                }
+                Some((user, sha)) => {
+                    sqlx::query(
+                        "SELECT user_id, sha256, size, modified_ms FROM inline_blobs
+                         WHERE user_id > $1 OR (user_id = $1 AND sha256 > $2)
+                         ORDER BY user_id, sha256 LIMIT $3",
+                    )
+                    .bind(user)
+                    .bind(sha)
+                    .bind(LIST_PAGE as i64)
+                    .fetch_all(&self.db.pool)
+                    .await
+                }
+            };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(FilesError::from(e)), None)),
+            };
+            let page: Vec<BlobInfo> = rows
+                .iter()
+                .map(|r| BlobInfo {
+                    user_id: r.get("user_id"),
+                    sha256: r.get("sha256"),
+                    size: r.get::<i64, _>("size") as u64,
+                    modified: time_of(r.get("modified_ms")),
+                })
+                .collect();
+            let next = (page.len() == LIST_PAGE).then(|| {
+                let last = &page[page.len() - 1];
+                Some((last.user_id.clone(), last.sha256.clone()))
+            });
+            (!page.is_empty()).then_some((Ok(page), next))
+        });
+        self.store.list().chain(table).boxed()
     }
 
     fn delete<'a>(

@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::blobs::{MAX_PENDING_PUTS, PendingPuts};
+use crate::gc::GcStats;
 use crate::running::{RUNS_MAX, RunningHashes, SERVER_PARKED_MAX};
 use crate::store::staged::StagedStats;
 
@@ -20,6 +21,7 @@ pub struct FilesBudgets {
     pub(crate) pending: Arc<PendingPuts>,
     pub(crate) staged: Arc<StagedStats>,
     pub(crate) staged_limit: Option<i64>,
+    pub(crate) gc: Arc<GcStats>,
 }
 
 /// One gauge: `name`, its help, its value now.
@@ -82,6 +84,31 @@ impl Collector for FilesBudgets {
                 "syncsphere_files_staged_refusals",
                 "Chunks refused by the per-user staged limit since the process started",
                 as_i64(self.staged.refusals.load(Ordering::Relaxed)),
+            ),
+            (
+                "syncsphere_files_gc_passes",
+                "Garbage collection passes completed since the process started",
+                as_i64(self.gc.passes.load(Ordering::Relaxed)),
+            ),
+            (
+                "syncsphere_files_gc_failures",
+                "Garbage collection passes that failed since the process started",
+                as_i64(self.gc.failures.load(Ordering::Relaxed)),
+            ),
+            (
+                "syncsphere_files_gc_last_pass_milliseconds",
+                "How long the last garbage collection pass took",
+                as_i64(self.gc.last_pass_ms.load(Ordering::Relaxed)),
+            ),
+            (
+                "syncsphere_files_gc_blobs_deleted",
+                "Blobs the collector deleted since the process started",
+                as_i64(self.gc.blobs_deleted.load(Ordering::Relaxed)),
+            ),
+            (
+                "syncsphere_files_gc_bytes_freed",
+                "Bytes the collector freed since the process started",
+                as_i64(self.gc.bytes_freed.load(Ordering::Relaxed)),
             ),
         ];
         for (name, help, value) in gauges {

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use syncsphere_auth::BoxFuture;
 
 use crate::FilesError;
-use crate::blobs::{BlobInfo, BlobStore, ByteStream, StagedBlob, check_address};
+use crate::blobs::{BlobInfo, BlobPages, BlobStore, ByteStream, StagedBlob, check_address};
 
 /// Where the bucket is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,41 +192,45 @@ impl BlobStore for S3BlobStore {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, FilesError>> {
-        Box::pin(async move {
-            let mut out = Vec::new();
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| s3_error("ListObjectsV2", e))?;
-                for obj in page.contents() {
-                    let Some(rest) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
-                        continue;
-                    };
-                    let Some((user_id, sha256)) = rest.split_once('/') else {
-                        continue;
-                    };
-                    if check_address(user_id, sha256).is_err() {
-                        continue;
-                    }
-                    out.push(BlobInfo {
-                        user_id: user_id.to_owned(),
-                        sha256: sha256.to_owned(),
-                        size: obj.size().unwrap_or(0).max(0) as u64,
-                        modified: obj
-                            .last_modified()
-                            .and_then(|t| SystemTime::try_from(*t).ok())
-                            .unwrap_or(SystemTime::UNIX_EPOCH),
-                    });
+    fn list(&self) -> BlobPages<'_> {
+        // ListObjectsV2 pages hold at most 1,000 keys: one page of the listing each.
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .into_paginator()
+            .send();
+        futures_util::stream::unfold(pages, move |mut pages| async move {
+            let page = pages.next().await?;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => return Some((Err(s3_error("ListObjectsV2", e)), pages)),
+            };
+            let mut out = Vec::with_capacity(page.contents().len());
+            for obj in page.contents() {
+                let Some(rest) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                let Some((user_id, sha256)) = rest.split_once('/') else {
+                    continue;
+                };
+                if check_address(user_id, sha256).is_err() {
+                    continue;
                 }
+                out.push(BlobInfo {
+                    user_id: user_id.to_owned(),
+                    sha256: sha256.to_owned(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    modified: obj
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok())
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
+                });
             }
-            Ok(out)
+            Some((Ok(out), pages))
         })
+        .boxed()
     }
 
     fn delete<'a>(

@@ -73,6 +73,7 @@ pub struct Maintenance {
 pub struct FilesService {
     state: FilesState,
     args: FilesArgs,
+    gc_stats: Arc<gc::GcStats>,
 }
 
 impl FilesService {
@@ -121,6 +122,7 @@ impl FilesService {
         Ok(FilesService {
             state,
             args: args.clone(),
+            gc_stats: Arc::default(),
         })
     }
 
@@ -131,6 +133,7 @@ impl FilesService {
             pending: self.state.pending.clone(),
             staged: self.state.store.staged_stats(),
             staged_limit: self.state.store.staged_policy().per_user,
+            gc: self.gc_stats.clone(),
         }
     }
 
@@ -172,12 +175,16 @@ impl FilesService {
         };
         let m = self.maintenance();
         let policy = self.args.gc_policy();
+        let stats = self.gc_stats.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = gc::collect(&m.store, &m.blobs, &m.staging, &m.lock, policy).await {
+                let started = std::time::Instant::now();
+                let outcome = gc::collect(&m.store, &m.blobs, &m.staging, &m.lock, policy).await;
+                stats.record(started.elapsed(), &outcome);
+                if let Err(e) = outcome {
                     tracing::error!(error = %e, "garbage collection failed");
                 }
             }

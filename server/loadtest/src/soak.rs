@@ -705,5 +705,14 @@ pub(crate) async fn run(
             }
         }
     }
+    for name in [
+        "syncsphere_files_gc_passes",
+        "syncsphere_files_gc_failures",
+        "syncsphere_files_gc_last_pass_milliseconds",
+    ] {
+        if let Some(v) = metric(&http, &args.server, name).await {
+            println!("- `{name}` at the end: {v}");
+        }
+    }
     Ok(())
 }

@@ -7,7 +7,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use syncsphere_auth::BoxFuture;
 
-use super::{BlobInfo, BlobStore, ByteStream, IO_PIECE, StagedBlob, Staging, check_address};
+use futures_util::StreamExt;
+
+use super::{
+    BlobInfo, BlobPages, BlobStore, ByteStream, IO_PIECE, LIST_PAGE, StagedBlob, Staging,
+    check_address,
+};
 use crate::FilesError;
 
 /// Blobs on local disk: `{root}/{user}/{sha[0..2]}/{sha}`, moved in from a staging directory on
@@ -196,37 +201,23 @@ impl BlobStore for DiskBlobStore {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, FilesError>> {
+    fn list(&self) -> BlobPages<'_> {
+        // The walk runs on a blocking thread and hands over a page at a time; it stops when
+        // the listing is dropped.
         let root = self.root.clone();
-        Box::pin(async move {
-            let found = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<BlobInfo>> {
-                let mut out = Vec::new();
-                for user in std::fs::read_dir(&root)?.flatten() {
-                    let user_id = user.file_name().to_string_lossy().into_owned();
-                    if user_id == ".tmp" || !user.path().is_dir() {
-                        continue;
-                    }
-                    for prefix in std::fs::read_dir(user.path())?.flatten() {
-                        if !prefix.path().is_dir() {
-                            continue;
-                        }
-                        for blob in std::fs::read_dir(prefix.path())?.flatten() {
-                            let Ok(meta) = blob.metadata() else { continue };
-                            out.push(BlobInfo {
-                                user_id: user_id.clone(),
-                                sha256: blob.file_name().to_string_lossy().into_owned(),
-                                size: meta.len(),
-                                modified: meta.modified()?,
-                            });
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(|e| FilesError::Blob(std::io::Error::other(e)))??;
-            Ok(found)
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<BlobInfo>, FilesError>>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut page = Vec::with_capacity(LIST_PAGE);
+            if let Err(e) = walk(&root, &mut page, &tx) {
+                let _ = tx.blocking_send(Err(FilesError::Blob(e)));
+            } else if !page.is_empty() {
+                let _ = tx.blocking_send(Ok(page));
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|page| (page, rx))
         })
+        .boxed()
     }
 
     fn delete<'a>(
@@ -307,5 +298,41 @@ fn sync_directory(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
     let _ = dir;
+    Ok(())
+}
+
+/// Walks `{root}/{user}/{prefix}/{sha}`, sending full pages; `Ok` with the last partial page
+/// left in `page`. A closed channel (the listing was dropped) ends the walk early.
+fn walk(
+    root: &Path,
+    page: &mut Vec<BlobInfo>,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<BlobInfo>, FilesError>>,
+) -> std::io::Result<()> {
+    for user in std::fs::read_dir(root)?.flatten() {
+        let user_id = user.file_name().to_string_lossy().into_owned();
+        if user_id == ".tmp" || !user.path().is_dir() {
+            continue;
+        }
+        for prefix in std::fs::read_dir(user.path())?.flatten() {
+            if !prefix.path().is_dir() {
+                continue;
+            }
+            for blob in std::fs::read_dir(prefix.path())?.flatten() {
+                let Ok(meta) = blob.metadata() else { continue };
+                page.push(BlobInfo {
+                    user_id: user_id.clone(),
+                    sha256: blob.file_name().to_string_lossy().into_owned(),
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+                if page.len() == LIST_PAGE {
+                    let full = std::mem::replace(page, Vec::with_capacity(LIST_PAGE));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -33,6 +33,12 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// The size of the pieces blobs are written and read in on blocking threads.
 pub const IO_PIECE: usize = 1024 * 1024;
 
+/// Blobs listed per page at most.
+pub const LIST_PAGE: usize = 1000;
+
+/// A store's listing, a page at a time.
+pub type BlobPages<'a> = BoxStream<'a, Result<Vec<BlobInfo>, FilesError>>;
+
 /// One stored blob, as listed for garbage collection.
 #[derive(Debug, Clone)]
 pub struct BlobInfo {
@@ -88,8 +94,9 @@ pub trait BlobStore: Send + Sync {
         start: u64,
         len: u64,
     ) -> BoxFuture<'a, Result<ByteStream, FilesError>>;
-    /// Every blob of every user.
-    fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, FilesError>>;
+    /// Every blob of every user, in pages of at most [`LIST_PAGE`] (the garbage collector
+    /// keeps a few bytes per blob, never the listing itself).
+    fn list(&self) -> BlobPages<'_>;
     fn delete<'a>(
         &'a self,
         user_id: &'a str,

@@ -167,7 +167,7 @@ mod tests {
 
     use super::*;
     use crate::FilesError;
-    use crate::blobs::{BlobInfo, ByteStream, DiskBlobStore, Staging};
+    use crate::blobs::{BlobPages, ByteStream, DiskBlobStore, Staging};
 
     fn sha(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))
@@ -251,8 +251,8 @@ mod tests {
         ) -> BoxFuture<'a, Result<ByteStream, FilesError>> {
             Box::pin(async { Err(FilesError::NotFound) })
         }
-        fn list(&self) -> BoxFuture<'_, Result<Vec<BlobInfo>, FilesError>> {
-            Box::pin(async { Ok(Vec::new()) })
+        fn list(&self) -> BlobPages<'_> {
+            futures_util::stream::empty().boxed()
         }
         fn delete<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<(), FilesError>> {
             Box::pin(async { Ok(()) })

@@ -46,15 +46,19 @@ impl MetadataStore {
                 .fetch_optional(&self.db.pool)
                 .await?;
         let Some(row) = row else { return Ok(None) };
-        let list: Vec<(String, i64)> = serde_json::from_str(&row.get::<String, _>("chunks"))
-            .map_err(|e| FilesError::Blob(std::io::Error::other(format!("bad manifest: {e}"))))?;
-        Ok(Some(
-            list.into_iter()
-                .map(|(sha256, size)| ChunkRef {
-                    sha256: sha256.into(),
-                    size,
-                })
-                .collect(),
-        ))
+        parse_manifest(&row.get::<String, _>("chunks")).map(Some)
     }
+}
+
+/// A manifest's `chunks` column: a JSON array of `[chunk sha256, chunk size]`.
+pub(crate) fn parse_manifest(json: &str) -> Result<Vec<ChunkRef>, FilesError> {
+    let list: Vec<(String, i64)> = serde_json::from_str(json)
+        .map_err(|e| FilesError::Blob(std::io::Error::other(format!("bad manifest: {e}"))))?;
+    Ok(list
+        .into_iter()
+        .map(|(sha256, size)| ChunkRef {
+            sha256: sha256.into(),
+            size,
+        })
+        .collect())
 }

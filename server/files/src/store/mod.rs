@@ -15,6 +15,7 @@
 mod files;
 mod journal;
 mod manifests;
+pub(crate) use manifests::parse_manifest;
 mod quota;
 mod revisions;
 pub mod staged;

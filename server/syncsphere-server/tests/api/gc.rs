@@ -209,3 +209,145 @@ pub(super) async fn retention_and_garbage_collection(db: Option<String>) {
     assert_eq!(checked.problems.len(), 1, "{checked:?}");
     assert!(checked.problems[0].3.contains("missing"));
 }
+
+/// A pass over stores larger than the collector's pages (1,000 blobs listed, 1,000 kept
+/// revisions read at a time; the inline table, the disk store and S3 each page on their own):
+/// every unreferenced blob goes, every referenced one stays, whichever page it was on.
+pub(super) async fn collection_pages_through_large_stores(db: Option<String>) {
+    use std::time::Duration;
+    use syncsphere_files::gc::{GcPolicy, check, collect};
+    let h = harness(db).await;
+    let m = h.maintenance.clone();
+    let (a, _) = h.user("gc-pages-a@example.com").await;
+    let (b, _) = h.user("gc-pages-b@example.com").await;
+    let post = |token: &str, body: Vec<u8>| {
+        let (h, token) = (&h, token.to_owned());
+        async move {
+            let r = h
+                .send(
+                    Request::post("/v1/files/upload")
+                        .header("authorization", format!("Bearer {token}"))
+                        .header("x-syncsphere-device", "dev-1")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+            r.json["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    assert!(r["error"].is_null(), "{r}");
+                    r["file"].clone()
+                })
+                .collect::<Vec<Value>>()
+        }
+    };
+    // A: 1,200 small (inline) files, 600 of them then changed: their first contents become
+    // garbage once retention drops the old revisions.
+    let text = |i: usize, v: u32| format!("file {i} of A, version {v}").into_bytes();
+    let mut ids = Vec::new();
+    for start in (0..1200).step_by(200) {
+        let contents: Vec<(String, Vec<u8>)> = (start..start + 200)
+            .map(|i| (format!("a/{i}.txt"), text(i, 1)))
+            .collect();
+        let sent: Vec<_> = contents
+            .iter()
+            .map(|(p, d)| (p.as_str(), None, d.as_slice(), None))
+            .collect();
+        ids.extend(
+            post(&a, batches::upload_body(&sent))
+                .await
+                .iter()
+                .map(|f| f["file_id"].as_str().unwrap().to_owned()),
+        );
+    }
+    for start in (0..600).step_by(200) {
+        let contents: Vec<(String, Vec<u8>)> = (start..start + 200)
+            .map(|i| (format!("a/{i}.txt"), text(i, 2)))
+            .collect();
+        let sent: Vec<_> = contents
+            .iter()
+            .map(|(p, d)| (p.as_str(), Some(1), d.as_slice(), None))
+            .collect();
+        post(&a, batches::upload_body(&sent)).await;
+    }
+    // B: a chunked file (3 chunks in the blob store) and 1,010 orphan chunks beside them.
+    let pieces: Vec<Vec<u8>> = (0..3).map(|i| noise(64 * 1024, 301 + 2 * i)).collect();
+    for p in &pieces {
+        assert_eq!(
+            h.put_chunk(&b, &sha_hex(p), p.clone()).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let whole = pieces.concat();
+    let refs: Vec<Value> = pieces
+        .iter()
+        .map(|p| json!({"sha256": sha_hex(p), "size": p.len()}))
+        .collect();
+    let chunked = h
+        .request("POST", &b, "/v1/files/commit", json!({"path": "big.bin", "size": whole.len(), "sha256": sha_hex(&whole), "chunks": refs}))
+        .await;
+    assert_eq!(chunked.status, StatusCode::OK, "{}", chunked.json);
+    let orphans: Vec<Vec<u8>> = (0..1010)
+        .map(|i| format!("orphan chunk {i}").into_bytes())
+        .collect();
+    for o in &orphans {
+        assert_eq!(
+            h.put_chunk(&b, &sha_hex(o), o.clone()).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let stored = h
+        .request(
+            "POST",
+            &b,
+            "/v1/chunks/missing",
+            json!({"chunks": [sha_hex(orphans.last().unwrap())]}),
+        )
+        .await;
+    assert_eq!(stored.json["missing"], json!([]), "{}", stored.json);
+
+    // Everything is past a zero grace period: only references keep a blob.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let purge = GcPolicy {
+        retention: Duration::ZERO,
+        grace: Duration::ZERO,
+    };
+    let report = collect(&m.store, &m.blobs, &m.staging, &m.lock, purge)
+        .await
+        .unwrap();
+    assert_eq!(report.revisions_purged, 600, "{report:?}");
+    assert_eq!(
+        report.blobs_deleted,
+        600 + 1010,
+        "A's 600 first versions and B's orphans: {report:?}"
+    );
+    let checked = check(&m.store, &m.blobs).await.unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+    assert_eq!(checked.revisions_checked, 1200 + 1);
+    let user_b = claims(&b)["sub"].as_str().unwrap().to_owned();
+    for o in orphans.iter().step_by(101) {
+        assert!(m.blobs.stat(&user_b, &sha_hex(o)).await.unwrap().is_none());
+    }
+    for (i, id) in ids.iter().enumerate().step_by(97) {
+        let got = h.get(&a, &format!("/v1/files/{id}/content")).await;
+        assert_eq!(got.bytes, text(i, if i < 600 { 2 } else { 1 }), "a/{i}.txt");
+    }
+    let got = h
+        .get(
+            &b,
+            &format!(
+                "/v1/files/{}/content",
+                chunked.json["file_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert!(got.bytes == whole);
+    // A second pass finds nothing more to do.
+    let again = collect(&m.store, &m.blobs, &m.staging, &m.lock, purge)
+        .await
+        .unwrap();
+    assert_eq!(again.blobs_deleted, 0, "{again:?}");
+}

@@ -248,7 +248,7 @@ use devices::{
     devices_registration_listing_and_revocation, sessions_are_bound_to_the_device_that_registers,
 };
 use files::files_commit_rules_and_bad_input;
-use gc::retention_and_garbage_collection;
+use gc::{collection_pages_through_large_stores, retention_and_garbage_collection};
 use history::revisions_restore_and_trash;
 use identity::cognito_api_and_token_rules;
 use mail::mailed_codes_confirm_sign_ups_and_reset_passwords;
@@ -323,6 +323,7 @@ syncsphere_test_support::on_both_stores! {
     small_contents_inline => small_contents_inline_on_sqlite, small_contents_inline_on_postgres;
     chunks_sent_with_their_place => chunks_sent_with_their_place_on_sqlite, chunks_sent_with_their_place_on_postgres;
     retention_and_garbage_collection => retention_and_garbage_collection_on_sqlite, retention_and_garbage_collection_on_postgres;
+    collection_pages_through_large_stores => collection_pages_through_large_stores_on_sqlite, collection_pages_through_large_stores_on_postgres;
     chunked_uploads_resume_dedup_and_ranges => chunked_uploads_resume_dedup_and_ranges_on_sqlite, chunked_uploads_resume_dedup_and_ranges_on_postgres;
     devices_registration_listing_and_revocation => devices_registration_listing_and_revocation_on_sqlite, devices_registration_listing_and_revocation_on_postgres;
     sessions_are_bound_to_the_device_that_registers => sessions_are_bound_to_the_device_that_registers_on_sqlite, sessions_are_bound_to_the_device_that_registers_on_postgres;

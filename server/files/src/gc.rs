@@ -9,9 +9,14 @@
 //! not written or referenced for the grace period are deleted, as are abandoned uploads in the
 //! staging area. Uploads in progress are safe: a chunk is "touched" whenever a client asks about
 //! it or a commit uses it, and commits hold [`GcLock`] for reading from that touch to their
-//! metadata commit, while the sweep holds it for writing around each re-check and delete. So a
-//! crash between chunk upload and commit leaves only orphans, and the collector never makes a
-//! file point at a missing chunk.
+//! metadata commit, while the sweep holds it for writing around each batch of re-checks and
+//! deletes. Across processes (a collector in one, commits in others) PostgreSQL's advisory
+//! lock does the same: commits take it shared in their transaction and re-check the blobs a
+//! sweep could be deleting, each batch of the sweep takes it exclusively after reading what was
+//! committed since it began (decision 0049). So a crash between chunk upload and commit leaves
+//! only orphans, and the collector never makes a file point at a missing chunk.
+//!
+//! **Memory**: a few bytes per candidate blob and one page of rows (decision 0048).
 //!
 //! **Check**: [`check`] verifies that every kept revision's content is fully present with the
 //! recorded sizes — the invariant the rest of this module protects.
@@ -182,6 +187,105 @@ impl KeptPages {
     }
 }
 
+/// Blobs (or manifests) deleted per hold of the collector's lock: commits wait for one batch
+/// at most.
+const SWEEP_BATCH: usize = 256;
+
+/// Strikes off the candidates and old manifests what one content uses: itself (a manifest or
+/// a whole blob) and its chunks.
+fn strike(
+    users: &Users,
+    user_id: &str,
+    sha256: &str,
+    chunks: Vec<ChunkRef>,
+    candidates: &mut HashMap<Key, u64>,
+    old_manifests: &mut HashSet<Key>,
+) {
+    if let Some(key) = users.key(user_id, sha256) {
+        old_manifests.remove(&key);
+    }
+    for c in chunks {
+        if let Some(key) = users.key(user_id, &c.sha256.to_string()) {
+            candidates.remove(&key);
+        }
+    }
+}
+
+/// Every user's journal head (`journal_heads.last_seq`), read by key a page at a time.
+async fn journal_heads(store: &MetadataStore) -> Result<HashMap<String, i64>, FilesError> {
+    let mut heads = HashMap::new();
+    let mut after = String::new();
+    loop {
+        let rows = sqlx::query(
+            "SELECT user_id, last_seq FROM journal_heads WHERE user_id > $1
+             ORDER BY user_id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(KEPT_PAGE)
+        .fetch_all(&store.db().pool)
+        .await?;
+        for row in &rows {
+            after = row.get("user_id");
+            heads.insert(after.clone(), row.get::<i64, _>("last_seq"));
+        }
+        if (rows.len() as i64) < KEPT_PAGE {
+            return Ok(heads);
+        }
+    }
+}
+
+/// What was committed since `heads` (the journal's entries after each user's head, with their
+/// manifests' chunks): the keys of the contents and chunks those commits use, among the users
+/// of this pass. Moves `heads` on.
+async fn strike_new_commits(
+    store: &MetadataStore,
+    users: &Users,
+    heads: &mut HashMap<String, i64>,
+) -> Result<HashSet<Key>, FilesError> {
+    let mut used = HashSet::new();
+    for (user_id, head) in journal_heads(store).await? {
+        let mut seen = heads.get(&user_id).copied().unwrap_or(0);
+        if head <= seen {
+            continue;
+        }
+        // A user with no number has no candidate: nothing of theirs can be struck.
+        if users.ids.contains_key(&user_id) {
+            loop {
+                let rows = sqlx::query(
+                    "SELECT j.seq, j.sha256, m.chunks FROM journal j
+                     LEFT JOIN content_manifests m ON m.user_id = j.user_id AND m.sha256 = j.sha256
+                     WHERE j.user_id = $1 AND j.seq > $2 ORDER BY j.seq LIMIT $3",
+                )
+                .bind(&user_id)
+                .bind(seen)
+                .bind(KEPT_PAGE)
+                .fetch_all(&store.db().pool)
+                .await?;
+                for row in &rows {
+                    seen = row.get("seq");
+                    let sha256: String = row.get("sha256");
+                    let chunks = match row.get::<Option<String>, _>("chunks") {
+                        Some(json) => parse_manifest(&json)?,
+                        None => vec![ChunkRef {
+                            sha256: sha256.clone().into(),
+                            size: 0,
+                        }],
+                    };
+                    used.extend(users.key(&user_id, &sha256));
+                    for c in chunks {
+                        used.extend(users.key(&user_id, &c.sha256.to_string()));
+                    }
+                }
+                if (rows.len() as i64) < KEPT_PAGE {
+                    break;
+                }
+            }
+        }
+        heads.insert(user_id, head);
+    }
+    Ok(used)
+}
+
 /// A blob's address in a few bytes: the user's number in this pass and the raw hash.
 type Key = (u32, [u8; 32]);
 
@@ -270,6 +374,8 @@ pub async fn collect(
     let mut report = GcReport::default();
     apply_retention(store, policy, now_ms(), &mut report).await?;
     let horizon = SystemTime::now() - policy.grace;
+    // Where each user's journal stood before the kept revisions are read.
+    let mut heads = journal_heads(store).await?;
     // Candidates first: anything written or touched later is not one.
     let mut users = Users::default();
     let mut candidates: HashMap<Key, u64> = HashMap::new();
@@ -286,10 +392,6 @@ pub async fn collect(
         }
     }
     drop(pages);
-    // The live set is computed with commits held off, so no commit can start using a
-    // candidate between this computation and its deletion: a commit either finished before
-    // (its chunks are live) or starts after the sweep (and finds deleted chunks missing).
-    let _sweep = lock.write().await;
     // Manifests older than the grace period, until a kept revision claims them.
     let cutoff_ms = now_ms() - policy.grace.as_millis() as i64;
     let mut old_manifests: HashSet<Key> = HashSet::new();
@@ -317,37 +419,69 @@ pub async fn collect(
             break;
         }
     }
+    // What the kept revisions use is not garbage. This reads while commits go on: what they
+    // commit from here on is in the journal after `heads`, read again under the lock below.
     let mut kept = KeptPages::new();
     while let Some(page) = kept.next(store).await? {
         for k in page {
-            if let Some(key) = users.key(&k.user_id, &k.sha256) {
-                old_manifests.remove(&key);
-            }
-            for c in k.chunks()? {
-                if let Some(key) = users.key(&k.user_id, &c.sha256.to_string()) {
-                    candidates.remove(&key);
+            strike(
+                &users,
+                &k.user_id,
+                &k.sha256,
+                k.chunks()?,
+                &mut candidates,
+                &mut old_manifests,
+            );
+        }
+    }
+    // Deletes go in batches, each under the collector's lock — this process's `GcLock` and,
+    // on PostgreSQL, the advisory lock every process's commits take shared (decision 0049) —
+    // after striking off what was committed meanwhile. A commit either finished before the
+    // batch took the lock (it is in the journal read then) or waits for it and then finds
+    // what the batch deleted missing; so no kept revision ever points at a deleted blob.
+    let mut manifests: Vec<Key> = old_manifests.into_iter().collect();
+    let mut garbage: Vec<(Key, u64)> = candidates.into_iter().collect();
+    let mut committed = HashSet::new();
+    while !manifests.is_empty() || !garbage.is_empty() {
+        let manifest_batch = manifests.split_off(manifests.len().saturating_sub(SWEEP_BATCH));
+        let garbage_batch = garbage.split_off(garbage.len().saturating_sub(SWEEP_BATCH));
+        let _local = lock.write().await;
+        let cluster = store.gc_exclusive().await?;
+        let swept = async {
+            committed.extend(strike_new_commits(store, &users, &mut heads).await?);
+            for (user, hash) in manifest_batch {
+                if committed.contains(&(user, hash)) {
+                    continue;
                 }
+                sqlx::query("DELETE FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
+                    .bind(users.name(user))
+                    .bind(hex::encode(hash))
+                    .execute(&store.db().pool)
+                    .await?;
+                report.manifests_purged += 1;
             }
+            for ((user, hash), size) in garbage_batch {
+                if committed.contains(&(user, hash)) {
+                    continue;
+                }
+                let (user_id, sha256) = (users.name(user), hex::encode(hash));
+                // Re-check the age: a resuming client may have asked about it since it was listed.
+                match blobs.stat(user_id, &sha256).await? {
+                    Some((_, modified)) if modified < horizon => {}
+                    _ => continue,
+                }
+                blobs.delete(user_id, &sha256).await?;
+                report.blobs_deleted += 1;
+                report.bytes_freed += size;
+            }
+            Ok::<(), FilesError>(())
         }
-    }
-    for (user, hash) in old_manifests {
-        sqlx::query("DELETE FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
-            .bind(users.name(user))
-            .bind(hex::encode(hash))
-            .execute(&store.db().pool)
-            .await?;
-        report.manifests_purged += 1;
-    }
-    for ((user, hash), size) in candidates {
-        let (user_id, sha256) = (users.name(user), hex::encode(hash));
-        // Re-check the age: a resuming client may have asked about it since it was listed.
-        match blobs.stat(user_id, &sha256).await? {
-            Some((_, modified)) if modified < horizon => {}
-            _ => continue,
+        .await;
+        // Ends the transaction, which releases the advisory lock (not left to a drop).
+        if let Some(tx) = cluster {
+            tx.rollback().await?;
         }
-        blobs.delete(user_id, &sha256).await?;
-        report.blobs_deleted += 1;
-        report.bytes_freed += size;
+        swept?;
     }
     report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");
@@ -399,4 +533,106 @@ pub async fn check(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use syncsphere_db::Db;
+    use syncsphere_protocol::UserId;
+
+    use super::*;
+    use crate::store::NewContent;
+
+    fn hash(fill: char) -> String {
+        std::iter::repeat_n(fill, 64).collect()
+    }
+
+    /// What commits since the heads were read use is struck — the content, and a chunked
+    /// content's chunks — for users of the pass only, and the heads move on so that the next
+    /// read starts after them.
+    #[tokio::test]
+    async fn commits_after_the_heads_strike_what_they_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::new(Db::open_embedded(dir.path()).await.unwrap());
+        let (u1, u2): (UserId, UserId) = ("u1".into(), "u2".into());
+        let commit =
+            |user: &UserId, path: &'static str, sha: String, manifest: Option<Vec<ChunkRef>>| {
+                let (store, user) = (store.clone(), user.clone());
+                async move {
+                    store
+                        .commit_content(
+                            &user,
+                            NewContent {
+                                path,
+                                parent_rev: None,
+                                size: 2,
+                                sha256: &sha,
+                                device: None,
+                                inline: None,
+                                manifest: manifest.as_deref(),
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            };
+        commit(&u1, "before.txt", hash('a'), None).await;
+        let mut heads = journal_heads(&store).await.unwrap();
+        assert_eq!(heads.get("u1"), Some(&1));
+        let mut users = Users::default();
+        let (n1, n2) = (users.number("u1"), users.number("u2"));
+        // Nothing committed since: nothing struck.
+        assert!(
+            strike_new_commits(&store, &users, &mut heads)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let chunks = vec![
+            ChunkRef {
+                sha256: hash('c').into(),
+                size: 1,
+            },
+            ChunkRef {
+                sha256: hash('d').into(),
+                size: 1,
+            },
+        ];
+        commit(&u1, "chunked.bin", hash('b'), Some(chunks)).await;
+        commit(&u2, "theirs.txt", hash('e'), None).await;
+        let struck = strike_new_commits(&store, &users, &mut heads)
+            .await
+            .unwrap();
+        let raw = |c| raw_hash(&hash(c)).unwrap();
+        let expected: HashSet<Key> = [
+            (n1, raw('b')),
+            (n1, raw('c')),
+            (n1, raw('d')),
+            (n2, raw('e')),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            struck, expected,
+            "the content before the heads ('a') is not struck"
+        );
+        assert_eq!((heads.get("u1"), heads.get("u2")), (Some(&2), Some(&1)));
+        assert!(
+            strike_new_commits(&store, &users, &mut heads)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A user the pass never numbered has no candidates: their commits strike nothing.
+        commit(&"u3".into(), "other.txt", hash('f'), None).await;
+        assert!(
+            strike_new_commits(&store, &users, &mut heads)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(heads.get("u3"), Some(&1));
+    }
 }

@@ -110,13 +110,16 @@ impl BlobStore for InlineBlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<bool, FilesError>> {
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
         Box::pin(async move {
             // The store first: chunks (asked about for every chunk of an upload) live there.
-            if self.store.touch(user_id, sha256).await? {
-                return Ok(true);
+            if let Some(modified) = self.store.touch(user_id, sha256).await? {
+                return Ok(Some(modified));
             }
-            Ok(self.inline_stat(user_id, sha256).await?.is_some())
+            Ok(self
+                .inline_stat(user_id, sha256)
+                .await?
+                .map(|(_, modified)| modified))
         })
     }
 

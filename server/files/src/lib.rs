@@ -63,6 +63,10 @@ pub struct FilesState {
     /// Held for reading by commits from touching their chunks to the metadata commit; the
     /// garbage collector's sweep holds it for writing (see [`gc`]).
     pub gc_lock: Arc<gc::GcLock>,
+    /// The collector's grace period (`--gc-grace-secs`, the same in every process of a
+    /// cluster): a commit re-checks, under the collector's lock, the blobs it uses that are
+    /// older than half of it — the only ones a sweep may be deleting (decision 0049).
+    pub gc_grace: std::time::Duration,
     /// Where journal reads record when a device was last seen (`None`: not recorded).
     pub devices: Option<Arc<syncsphere_auth::devices::DeviceRegistry>>,
 }

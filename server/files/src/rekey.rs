@@ -243,6 +243,7 @@ mod tests {
             sha256: "00",
             device: None,
             inline: None,
+            manifest: None,
         }
     }
 

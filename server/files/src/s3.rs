@@ -147,8 +147,13 @@ impl BlobStore for S3BlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<bool, FilesError>> {
-        Box::pin(async move { Ok(self.head(&self.key(user_id, sha256)?).await?.is_some()) })
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+        Box::pin(async move {
+            Ok(self
+                .head(&self.key(user_id, sha256)?)
+                .await?
+                .map(|(_, modified)| modified))
+        })
     }
 
     fn stat<'a>(

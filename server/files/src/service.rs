@@ -115,6 +115,7 @@ impl FilesService {
             inline_max: args.inline_max(),
             running: Arc::default(),
             gc_lock: Arc::new(GcLock::default()),
+            gc_grace: args.gc_policy().grace,
             events: deps.events,
             verifier: deps.verifier,
             devices: deps.devices,

@@ -36,11 +36,14 @@ impl DiskBlobStore {
         Ok(self.root.join(user_id).join(&sha256[..2]).join(sha256))
     }
 
-    async fn touch_path(path: PathBuf) -> Result<bool, FilesError> {
+    async fn touch_path(path: PathBuf) -> Result<Option<SystemTime>, FilesError> {
         let touched = tokio::task::spawn_blocking(move || {
             match std::fs::File::options().write(true).open(&path) {
-                Ok(f) => f.set_modified(SystemTime::now()).map(|()| true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Ok(f) => {
+                    let now = SystemTime::now();
+                    f.set_modified(now).map(|()| Some(now))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             }
         })
@@ -58,7 +61,7 @@ impl BlobStore for DiskBlobStore {
     ) -> BoxFuture<'a, Result<(), FilesError>> {
         Box::pin(async move {
             let dest = self.blob_path(user_id, &staged.sha256)?;
-            if Self::touch_path(dest.clone()).await? {
+            if Self::touch_path(dest.clone()).await?.is_some() {
                 return Ok(()); // same content already stored for this user (now fresh again)
             }
             let dir = dest.parent().expect("blob path has a parent");
@@ -93,8 +96,8 @@ impl BlobStore for DiskBlobStore {
                     }
                 };
                 match Self::touch_path(dest.clone()).await {
-                    Ok(true) => outcomes.push(Ok(())), // already stored (now fresh again)
-                    Ok(false) => {
+                    Ok(Some(_)) => outcomes.push(Ok(())), // already stored (now fresh again)
+                    Ok(None) => {
                         outcomes.push(Ok(()));
                         moves.push((i, staged.path.clone(), dest));
                     }
@@ -131,7 +134,7 @@ impl BlobStore for DiskBlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<bool, FilesError>> {
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
         Box::pin(async move { Self::touch_path(self.blob_path(user_id, sha256)?).await })
     }
 

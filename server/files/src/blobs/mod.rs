@@ -73,13 +73,15 @@ pub trait BlobStore: Send + Sync {
             futures_util::stream::iter(puts).buffered(8).collect().await
         })
     }
-    /// Whether the blob exists; where supported, also restarts its garbage-collection grace
-    /// period (a client is about to commit it).
+    /// Whether the blob exists, and its modification time after the touch: where supported
+    /// the touch restarts its garbage-collection grace period (a client is about to commit
+    /// it), elsewhere (S3) the time is the blob's write and tells how close the collector may
+    /// be to it. `None`: missing.
     fn touch<'a>(
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<bool, FilesError>>;
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>>;
     /// Size and last modification of a blob, if it exists.
     fn stat<'a>(
         &'a self,

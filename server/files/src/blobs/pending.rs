@@ -218,7 +218,7 @@ mod tests {
         let one = stage(&staging, b"alone".to_vec()).await;
         pending.spawn("u2".into(), one, pending.slot().await);
         pending.settled("u2", &sha(b"alone")).await;
-        assert!(blobs.touch("u2", &sha(b"alone")).await.unwrap());
+        assert!(blobs.touch("u2", &sha(b"alone")).await.unwrap().is_some());
     }
 
     /// A store whose every put fails (a full disk, an unreachable bucket).
@@ -232,8 +232,12 @@ mod tests {
         ) -> BoxFuture<'a, Result<(), FilesError>> {
             Box::pin(async { Err(FilesError::Blob(std::io::Error::other("disk full"))) })
         }
-        fn touch<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<bool, FilesError>> {
-            Box::pin(async { Ok(false) })
+        fn touch<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+            Box::pin(async { Ok(None) })
         }
         fn stat<'a>(
             &'a self,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::now_ms;
+use syncsphere_protocol::UserId;
 
 pub(super) fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
     if sha256.len() == 64
@@ -42,7 +43,12 @@ pub(super) async fn missing_chunks(
         // Asking about a chunk the server holds restarts its grace period: the client is
         // about to commit it.
         state.pending.settled(&user.user_id, &sha.to_string()).await;
-        if state.blobs.touch(&user.user_id, &sha.to_string()).await? {
+        if state
+            .blobs
+            .touch(&user.user_id, &sha.to_string())
+            .await?
+            .is_some()
+        {
             present.push(sha.to_string());
         } else {
             missing.push(sha);
@@ -72,7 +78,7 @@ pub(super) async fn put_chunk(
     check_chunk_id(&sha256)?;
     let place = chunk_place(&headers)?;
     state.pending.settled(&user.user_id, &sha256).await;
-    if state.blobs.touch(&user.user_id, &sha256).await? {
+    if state.blobs.touch(&user.user_id, &sha256).await?.is_some() {
         return Ok(axum::http::StatusCode::NO_CONTENT);
     }
     // A new chunk is staged until a commit uses it: the user's staged bytes are bounded, and
@@ -191,6 +197,7 @@ pub(super) async fn commit_chunks(
     let _gc = state.gc_lock.read().await;
     let started = std::time::Instant::now();
     let mut missing = Vec::new();
+    let mut touched = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &req.chunks {
         if !seen.insert(&c.sha256) {
@@ -200,12 +207,13 @@ pub(super) async fn commit_chunks(
             .pending
             .settled(&user.user_id, &c.sha256.to_string())
             .await;
-        if !state
+        match state
             .blobs
             .touch(&user.user_id, &c.sha256.to_string())
             .await?
         {
-            missing.push(c.sha256.to_string());
+            None => missing.push(c.sha256.to_string()),
+            Some(modified) => touched.push((c.sha256.to_string(), modified)),
         }
     }
     if !missing.is_empty() {
@@ -241,20 +249,15 @@ pub(super) async fn commit_chunks(
         )));
     }
     let single_blob = req.chunks.len() == 1 && req.chunks[0].sha256 == req.sha256;
-    if !single_blob {
-        state
-            .store
-            .put_manifest(
-                &user.user_id,
-                &req.sha256.to_string(),
-                req.size,
-                &req.chunks,
-            )
-            .await?;
-    }
+    // Judged now, after the hashing, which can take long for a large file.
+    let old = touched
+        .into_iter()
+        .filter(|(_, modified)| collectable(&state, *modified))
+        .map(|(sha256, _)| sha256)
+        .collect();
     let (meta, change) = state
         .store
-        .commit_content(
+        .commit_content_checked(
             &user.user_id,
             NewContent {
                 path: &path,
@@ -263,7 +266,9 @@ pub(super) async fn commit_chunks(
                 sha256: &req.sha256.to_string(),
                 device: device.as_ref(),
                 inline: None,
+                manifest: (!single_blob).then_some(req.chunks.as_slice()),
             },
+            recheck(&state, &user.user_id, old),
         )
         .await?;
     // Its chunks are no longer staged. The commit stands if this fails: the rows then leave
@@ -274,4 +279,41 @@ pub(super) async fn commit_chunks(
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), chunks = req.chunks.len(), "committed chunks");
     state.events.publish(&user.user_id, Event::Change(change));
     Ok(Json(meta))
+}
+
+/// Whether a blob last modified at `modified` is old enough that a sweep of the collector may
+/// be deleting it now (it deletes only what is older than its grace period; half of it is the
+/// margin for clocks and for the commit's own time). Only those are checked again under the
+/// collector's lock.
+pub(super) fn collectable(state: &FilesState, modified: std::time::SystemTime) -> bool {
+    modified < std::time::SystemTime::now() - state.gc_grace / 2
+}
+
+/// The check a commit makes under the collector's lock: each of `blobs` still exists, or the
+/// commit fails with them missing (the client uploads them again). `None` when there is none.
+pub(super) fn recheck(
+    state: &FilesState,
+    user_id: &UserId,
+    blobs: Vec<String>,
+) -> Option<crate::store::Recheck> {
+    if blobs.is_empty() {
+        return None;
+    }
+    let (store, user_id) = (state.blobs.clone(), user_id.to_string());
+    Some(Box::new(move || {
+        Box::pin(async move {
+            let mut missing = Vec::new();
+            for sha256 in blobs {
+                if store.stat(&user_id, &sha256).await?.is_none() {
+                    missing.push(sha256);
+                }
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                tracing::info!(user = %user_id, ?missing, "a commit's blobs were collected meanwhile");
+                Err(FilesError::MissingChunks(missing))
+            }
+        })
+    }))
 }

@@ -2,6 +2,10 @@
 //! (`POST /v1/files/upload`).
 
 use super::*;
+use std::sync::Arc;
+use syncsphere_protocol::UserId;
+
+use crate::blobs::StagedBlob;
 
 pub(super) async fn upload(
     State(state): State<FilesState>,
@@ -65,11 +69,12 @@ pub(super) async fn upload(
         }
     }
     // The blob may already exist as an orphan: keep the collector off it until committed.
-    let (size, sha256, _gc) = match &small {
+    let (size, sha256, _gc, recheck) = match &small {
         Some(data) => (
             data.len() as i64,
             hex::encode(Sha256::digest(data)),
             state.gc_lock.read().await,
+            None,
         ),
         None => {
             let rest = futures_util::stream::iter(head.into_iter().map(Ok)).chain(body);
@@ -79,12 +84,18 @@ pub(super) async fn upload(
             // uploads get their fsyncs merged by the filesystem's journal, without queueing
             // behind the chunk worker's batches.
             state.blobs.put(&user.user_id, &staged).await?;
-            (staged.size, staged.sha256.clone(), gc)
+            let (size, sha256) = (staged.size, staged.sha256.clone());
+            (
+                size,
+                sha256,
+                gc,
+                stored_again(&state, &user.user_id, Arc::new(staged)),
+            )
         }
     };
     let (meta, change) = state
         .store
-        .commit_content(
+        .commit_content_checked(
             &user.user_id,
             NewContent {
                 path: &path,
@@ -93,7 +104,9 @@ pub(super) async fn upload(
                 sha256: &sha256,
                 device: device.as_ref(),
                 inline: small.as_deref(),
+                manifest: None,
             },
+            recheck,
         )
         .await?;
     tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), "committed");
@@ -234,15 +247,25 @@ pub(super) async fn upload_files(
     if let Some(Err(e)) = stored.into_iter().find(Result::is_err) {
         return Err(e);
     }
+    let staged: std::collections::HashMap<String, Arc<StagedBlob>> = staged
+        .into_iter()
+        .map(|(_, blob)| (blob.sha256.clone(), Arc::new(blob)))
+        .collect();
     let commits: Vec<_> = files
         .into_iter()
         .map(|file| {
             let (state, user, device) = (&state, &user, device.as_ref());
+            let blob = file
+                .as_ref()
+                .ok()
+                .filter(|f| f.inline.is_none())
+                .and_then(|f| staged.get(&f.sha256).cloned());
             async move {
                 let file = file?;
+                let recheck = blob.and_then(|blob| stored_again(state, &user.user_id, blob));
                 let (meta, change) = state
                     .store
-                    .commit_content(
+                    .commit_content_checked(
                         &user.user_id,
                         NewContent {
                             path: &file.path,
@@ -251,7 +274,9 @@ pub(super) async fn upload_files(
                             sha256: &file.sha256,
                             device,
                             inline: file.inline.as_deref(),
+                            manifest: None,
                         },
+                        recheck,
                     )
                     .await?;
                 tracing::info!(user = %user.user_id, path = %meta.path, rev = meta.rev.get(), seq = change.seq.get(), "committed");
@@ -275,4 +300,24 @@ pub(super) async fn upload_files(
         })
         .collect();
     Ok(Json(UploadResults { results }))
+}
+
+/// The check a whole-content commit makes under the collector's lock (decision 0049): its blob
+/// still exists, else it is stored again from the staged copy — it may have been an old
+/// orphan that a sweep in another process deleted between this request's store and commit.
+fn stored_again(
+    state: &FilesState,
+    user_id: &UserId,
+    staged: Arc<StagedBlob>,
+) -> Option<crate::store::Recheck> {
+    let (store, user_id) = (state.blobs.clone(), user_id.to_string());
+    Some(Box::new(move || {
+        Box::pin(async move {
+            if store.stat(&user_id, &staged.sha256).await?.is_none() {
+                tracing::info!(user = %user_id, sha256 = %staged.sha256, "an uploaded content was collected meanwhile: stored again");
+                store.put(&user_id, &staged).await?;
+            }
+            Ok(())
+        })
+    }))
 }

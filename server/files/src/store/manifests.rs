@@ -15,6 +15,20 @@ impl MetadataStore {
         size: i64,
         chunks: &[ChunkRef],
     ) -> Result<(), FilesError> {
+        let mut conn = self.db.pool.acquire().await?;
+        self.put_manifest_in(&mut conn, user_id, sha256, size, chunks)
+            .await
+    }
+
+    /// [`Self::put_manifest`] on a given connection (a commit's transaction).
+    pub(crate) async fn put_manifest_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        user_id: &str,
+        sha256: &str,
+        size: i64,
+        chunks: &[ChunkRef],
+    ) -> Result<(), FilesError> {
         let list: Vec<(String, i64)> = chunks
             .iter()
             .map(|c| (c.sha256.to_string(), c.size))
@@ -28,7 +42,7 @@ impl MetadataStore {
         .bind(size)
         .bind(serde_json::to_string(&list).expect("chunk lists serialise"))
         .bind(now_ms())
-        .execute(&self.db.pool)
+        .execute(conn)
         .await?;
         Ok(())
     }

@@ -28,7 +28,7 @@ use syncsphere_protocol::{FileId, Rev, UserId};
 
 use futures_util::future::BoxFuture;
 use syncsphere_db::{Db, Dialect};
-use syncsphere_protocol::{ChangeEvent, ChangeKind, FileMeta};
+use syncsphere_protocol::{ChangeEvent, ChangeKind, ChunkRef, FileMeta};
 
 use crate::group_commit::{GroupCommit, Op, OpTx};
 use crate::{FilesError, now_ms, rekey};
@@ -67,6 +67,38 @@ pub struct NewContent<'a> {
     /// The content's bytes, when it is small enough to live in the metadata database. The
     /// caller has checked that they hash to `sha256` and are `size` bytes long.
     pub inline: Option<&'a [u8]>,
+    /// A content made of chunks: their list, recorded as its manifest with the commit.
+    pub manifest: Option<&'a [ChunkRef]>,
+}
+
+/// Blobs a commit uses that must still exist once it holds the collector's lock: checked
+/// inside the commit's transaction (see [`MetadataStore::commit_content_checked`]).
+pub type Recheck = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), FilesError>> + Send>;
+
+/// The PostgreSQL advisory lock that stands for [`crate::gc::GcLock`] across processes: content
+/// commits hold it shared inside their transaction, the collector's sweep exclusively while it
+/// deletes (decision 0049). `0x5359_4e43_4743` is "SYNCGC".
+pub(crate) const GC_ADVISORY_LOCK: i64 = 0x5359_4e43_4743;
+
+/// What a PostgreSQL transaction runs before its operation (the collector's lock).
+type Guard = Box<
+    dyn for<'t> FnOnce(
+            &'t MetadataStore,
+            &'t mut sqlx::Transaction<'static, sqlx::Any>,
+        ) -> BoxFuture<'t, Result<(), FilesError>>
+        + Send,
+>;
+
+/// Boxes a [`Guard`] (the signature guides closure inference).
+fn guard_op(
+    f: impl for<'t> FnOnce(
+        &'t MetadataStore,
+        &'t mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> BoxFuture<'t, Result<(), FilesError>>
+    + Send
+    + 'static,
+) -> Guard {
+    Box::new(f)
 }
 
 /// Boxes an operation for [`MetadataStore::write`] (the signature guides closure inference).
@@ -109,13 +141,45 @@ impl MetadataStore {
         Ok(())
     }
 
+    /// The collector's lock across processes, held until the guard is dropped: on PostgreSQL a
+    /// transaction holding [`GC_ADVISORY_LOCK`] exclusively (it waits for the commits that
+    /// hold it shared, and new ones wait for it); `None` on SQLite, where the one process's
+    /// [`crate::gc::GcLock`] is the whole of it.
+    pub async fn gc_exclusive(
+        &self,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Any>>, FilesError> {
+        match self.db.dialect {
+            Dialect::Postgres => {
+                let mut tx = self.db.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(GC_ADVISORY_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(Some(tx))
+            }
+            Dialect::Sqlite => Ok(None),
+        }
+    }
+
     /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, the
     /// next group commit's on SQLite. The result comes back once committed.
     async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T, FilesError> {
+        self.write_guarded(op, None).await
+    }
+
+    /// [`Self::write`], with `guard` run first in the PostgreSQL transaction.
+    async fn write_guarded<T: Send + 'static>(
+        &self,
+        op: Op<T>,
+        guard: Option<Guard>,
+    ) -> Result<T, FilesError> {
         self.upgrade_path_keys().await?;
         match self.db.dialect {
             Dialect::Postgres => {
                 let mut tx = self.db.pool.begin().await?;
+                if let Some(guard) = guard {
+                    guard(self, &mut tx).await?;
+                }
                 let value = op(self, &mut OpTx::new(&mut tx)).await?;
                 tx.commit().await?;
                 Ok(value)
@@ -131,24 +195,71 @@ impl MetadataStore {
         user_id: &UserId,
         new: NewContent<'_>,
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
+        self.commit_content_checked(user_id, new, None).await
+    }
+
+    /// [`Self::commit_content`], guarded against a garbage collector in another process
+    /// (decision 0049). On PostgreSQL the transaction first takes the collector's advisory lock
+    /// shared — a sweep deletes only while it holds it exclusively, so the sweep either
+    /// finished its deletes before (and `recheck`, run next, finds what it deleted missing)
+    /// or starts them after this commit (and finds it in the journal) — then records the
+    /// manifest, so one a sweep just deleted is written again. On SQLite (one process, one
+    /// writer) the caller's hold on [`crate::gc::GcLock`] is the guard and `recheck` is not run.
+    pub async fn commit_content_checked(
+        &self,
+        user_id: &UserId,
+        new: NewContent<'_>,
+        recheck: Option<Recheck>,
+    ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let user = user_id.to_owned();
         let (path, sha256) = (new.path.to_owned(), new.sha256.to_owned());
         let device = new.device.cloned();
         let inline = new.inline.map(<[u8]>::to_vec);
+        let manifest = new.manifest.map(<[ChunkRef]>::to_vec);
         let (parent_rev, size) = (new.parent_rev, new.size);
-        self.write(op(move |store, tx| {
-            Box::pin(async move {
-                let new = NewContent {
-                    path: &path,
-                    parent_rev,
-                    size,
-                    sha256: &sha256,
-                    device: device.as_ref(),
-                    inline: inline.as_deref(),
-                };
-                store.commit_content_in(tx, &user, new).await
-            })
-        }))
+        if let (Dialect::Sqlite, Some(chunks)) = (self.db.dialect, &manifest) {
+            self.put_manifest(&user, &sha256, size, chunks).await?;
+        }
+        let guard = match self.db.dialect {
+            Dialect::Postgres => Some((recheck, manifest)),
+            Dialect::Sqlite => None,
+        };
+        self.write_guarded(
+            op(move |store, tx| {
+                Box::pin(async move {
+                    let new = NewContent {
+                        path: &path,
+                        parent_rev,
+                        size,
+                        sha256: &sha256,
+                        device: device.as_ref(),
+                        inline: inline.as_deref(),
+                        manifest: None,
+                    };
+                    store.commit_content_in(tx, &user, new).await
+                })
+            }),
+            guard.map(|(recheck, manifest)| {
+                let (user, sha256) = (user_id.to_owned(), new.sha256.to_owned());
+                guard_op(move |store, tx| {
+                    Box::pin(async move {
+                        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                            .bind(GC_ADVISORY_LOCK)
+                            .execute(&mut **tx)
+                            .await?;
+                        if let Some(chunks) = manifest {
+                            store
+                                .put_manifest_in(tx, &user, &sha256, size, &chunks)
+                                .await?;
+                        }
+                        if let Some(recheck) = recheck {
+                            recheck().await?;
+                        }
+                        Ok(())
+                    })
+                })
+            }),
+        )
         .await
     }
 

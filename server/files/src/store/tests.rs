@@ -17,6 +17,7 @@ fn content<'a>(path: &'a str, parent_rev: Option<Rev>) -> NewContent<'a> {
         sha256: "00",
         device: Some(&*LAPTOP),
         inline: None,
+        manifest: None,
     }
 }
 

@@ -23,6 +23,10 @@ const PASSWORD: &str = "Password-123";
 pub(crate) struct Harness {
     app: Router,
     idp: Arc<IdentityProvider>,
+    /// The service's metadata store, blob store and staging area (for the collector).
+    pub(crate) store: MetadataStore,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) staging: Arc<Staging>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,6 +34,7 @@ pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) headers: axum::http::HeaderMap,
     pub(crate) json: Value,
+    pub(crate) bytes: bytes::Bytes,
 }
 
 /// Committed changes go nowhere: pushes are the state service's, not under test here.
@@ -109,21 +114,27 @@ pub(crate) async fn harness_with(
         .with_quota(quota_bytes)
         .with_staged_policy(staged);
     store.upgrade_path_keys().await.unwrap();
+    let staging = Arc::new(staging);
     let app = syncsphere_files::router(FilesState {
-        store,
+        store: store.clone(),
         blobs: blobs.clone(),
-        staging: Arc::new(staging),
+        staging: staging.clone(),
         inline_max: DEFAULT_INLINE_MAX_BYTES,
-        pending: Arc::new(PendingPuts::new(blobs)),
+        pending: Arc::new(PendingPuts::new(blobs.clone())),
         running: Arc::default(),
         events: Arc::new(NoPush),
         verifier: Arc::new(idp.verifier()),
         gc_lock: Arc::default(),
+        // Every blob counts as old enough to be collected: commits re-check all they use.
+        gc_grace: std::time::Duration::ZERO,
         devices: None,
     });
     Harness {
         app,
         idp,
+        store,
+        blobs,
+        staging,
         _dir: dir,
     }
 }
@@ -138,6 +149,7 @@ impl Harness {
             status,
             headers,
             json,
+            bytes,
         }
     }
 

@@ -1,0 +1,240 @@
+//! The garbage collector against commits made in another process — the AWS topology, where
+//! the maintenance task collects while the files tasks commit, and the in-process `GcLock`s of
+//! the two do not see each other (decision 0049). Here the collector runs beside the service
+//! on the same database and blob store with a lock of its own, as another process would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use syncsphere_auth::BoxFuture;
+use syncsphere_files::blobs::{BlobPages, ByteStream, StagedBlob};
+use syncsphere_files::gc::{GcLock, GcPolicy, check, collect};
+use syncsphere_files::{BlobStore, FilesError};
+use tokio::sync::Notify;
+
+use crate::harness::{harness, sha_hex};
+
+/// The collector's view of the blob store: its last look at one blob before deleting it (the
+/// age re-check, made under the collector's lock) waits until the test lets it go.
+struct PauseBeforeDeleting {
+    inner: Arc<dyn BlobStore>,
+    sha256: String,
+    fired: AtomicBool,
+    reached: Notify,
+    go: Notify,
+}
+
+impl BlobStore for PauseBeforeDeleting {
+    fn put<'a>(
+        &'a self,
+        user_id: &'a str,
+        staged: &'a StagedBlob,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        self.inner.put(user_id, staged)
+    }
+    fn touch<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+        self.inner.touch(user_id, sha256)
+    }
+    fn stat<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
+        Box::pin(async move {
+            if sha256 == self.sha256 && !self.fired.swap(true, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.go.notified().await;
+            }
+            self.inner.stat(user_id, sha256).await
+        })
+    }
+    fn read<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+        start: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, FilesError>> {
+        self.inner.read(user_id, sha256, start, len)
+    }
+    fn list(&self) -> BlobPages<'_> {
+        self.inner.list()
+    }
+    fn delete<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        self.inner.delete(user_id, sha256)
+    }
+    fn touch_extends_grace(&self) -> bool {
+        self.inner.touch_extends_grace()
+    }
+}
+
+/// An orphan chunk (uploaded, never committed) is being deleted by a collector in another
+/// process when a commit that uses it arrives: the commit waits for the collector's deletes
+/// (PostgreSQL's advisory lock), then finds the chunk gone and says so (`missing_chunks`), and
+/// the client's second try, with the chunk sent again, commits a file that is whole. Without
+/// the cross-process lock the commit went through at once and the collector then deleted the
+/// chunk under it. PostgreSQL + S3 only: SQLite is one process by construction.
+async fn a_commit_from_another_process_waits_for_the_collector(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("racer@example.com").await;
+    let chunk = b"a chunk uploaded once and never committed".repeat(100);
+    let sha = sha_hex(&chunk);
+    assert_eq!(h.put_chunk(&t, &chunk).await.status, StatusCode::CREATED);
+    // Asking about it waits until it is durable.
+    let r = h
+        .request("POST", &t, "/v1/chunks/missing", json!({"chunks": [sha]}))
+        .await;
+    assert_eq!(r.json["missing"], json!([]), "{}", r.json);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // The other process: its own lock, a zero grace period (the chunk is old enough).
+    let paused = Arc::new(PauseBeforeDeleting {
+        inner: h.blobs.clone(),
+        sha256: sha.clone(),
+        fired: AtomicBool::new(false),
+        reached: Notify::new(),
+        go: Notify::new(),
+    });
+    let sweep = tokio::spawn({
+        let (store, staging) = (h.store.clone(), h.staging.clone());
+        let blobs: Arc<dyn BlobStore> = paused.clone();
+        async move {
+            let lock = GcLock::default();
+            let policy = GcPolicy {
+                retention: Duration::from_secs(30 * 24 * 3600),
+                grace: Duration::ZERO,
+            };
+            collect(&store, &blobs, &staging, &lock, policy).await
+        }
+    });
+    paused.reached.notified().await;
+
+    // The collector is about to delete the chunk; a commit that uses it comes in.
+    let commit = json!({"path": "raced.bin", "size": chunk.len(), "sha256": sha,
+                        "chunks": [{"sha256": sha, "size": chunk.len()}]});
+    let first = h.request("POST", &t, "/v1/files/commit", commit.clone());
+    tokio::pin!(first);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut first)
+            .await
+            .is_err(),
+        "the commit went through while the collector was deleting its chunk"
+    );
+    paused.go.notify_one();
+    let report = sweep.await.unwrap().unwrap();
+    assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    let first = first.await;
+    assert_eq!(first.status, StatusCode::BAD_REQUEST, "{}", first.json);
+    assert_eq!(first.json["error"], "missing_chunks", "{}", first.json);
+    assert_eq!(first.json["missing"], json!([sha]), "{}", first.json);
+    assert_eq!(h.get(&t, "/v1/files").await.json["files"], json!([]));
+
+    // The client sends the chunk again and commits: the file is whole.
+    assert_eq!(h.put_chunk(&t, &chunk).await.status, StatusCode::CREATED);
+    let second = h.request("POST", &t, "/v1/files/commit", commit).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.json);
+    let id = second.json["file_id"].as_str().unwrap();
+    let content = h.get(&t, &format!("/v1/files/{id}/content")).await;
+    assert!(content.bytes == chunk);
+    let checked = check(&h.store, &h.blobs).await.unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+    assert_eq!(checked.revisions_checked, 1);
+}
+
+/// The same race for a whole content sent in one request: it was an old orphan (a purged
+/// file's), so storing it was a no-op on S3 and the collector in the other process then deleted
+/// it before the commit — which, holding the collector's lock, stores it again from the
+/// request's staged copy and commits a whole file.
+async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String>) {
+    let h = harness(db).await;
+    let (t, _) = h.user("reuploader@example.com").await;
+    // Over the inline limit: a blob in the store, not a row of the database.
+    let data: &'static [u8] =
+        Box::leak(b"a whole content, 40 KiB ".repeat(1700).into_boxed_slice());
+    let sha = sha_hex(data);
+    let first = h.put(&t, "path=first.bin", data).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.json);
+    let id = first.json["file_id"].as_str().unwrap();
+    let r = h
+        .request(
+            "DELETE",
+            &t,
+            &format!("/v1/files/{id}?parent_rev=1"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let paused = Arc::new(PauseBeforeDeleting {
+        inner: h.blobs.clone(),
+        sha256: sha.clone(),
+        fired: AtomicBool::new(false),
+        reached: Notify::new(),
+        go: Notify::new(),
+    });
+    let sweep = tokio::spawn({
+        let (store, staging) = (h.store.clone(), h.staging.clone());
+        let blobs: Arc<dyn BlobStore> = paused.clone();
+        async move {
+            // Retention 0 purges the trashed file: its content is an orphan.
+            let policy = GcPolicy {
+                retention: Duration::ZERO,
+                grace: Duration::ZERO,
+            };
+            collect(&store, &blobs, &staging, &GcLock::default(), policy).await
+        }
+    });
+    paused.reached.notified().await;
+    let second = h.put(&t, "path=second.bin", data);
+    tokio::pin!(second);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut second)
+            .await
+            .is_err(),
+        "the upload committed while the collector was deleting its content"
+    );
+    paused.go.notify_one();
+    let report = sweep.await.unwrap().unwrap();
+    assert_eq!(
+        (report.files_purged, report.blobs_deleted),
+        (1, 1),
+        "{report:?}"
+    );
+    let second = second.await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.json);
+    let id = second.json["file_id"].as_str().unwrap();
+    let content = h.get(&t, &format!("/v1/files/{id}/content")).await;
+    assert_eq!(
+        (content.status, content.bytes.len()),
+        (StatusCode::OK, data.len())
+    );
+    assert!(content.bytes == data);
+    let checked = check(&h.store, &h.blobs).await.unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+}
+
+#[tokio::test]
+async fn an_upload_whose_old_copy_is_collected_is_stored_again_on_postgres() {
+    if let Some(url) = syncsphere_test_support::postgres_database().await {
+        an_upload_whose_old_copy_is_collected_is_stored_again(Some(url)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_commit_from_another_process_waits_for_the_collector_on_postgres() {
+    if let Some(url) = syncsphere_test_support::postgres_database().await {
+        a_commit_from_another_process_waits_for_the_collector(Some(url)).await;
+    }
+}

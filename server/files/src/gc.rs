@@ -190,6 +190,8 @@ impl KeptPages {
 /// Blobs (or manifests) deleted per hold of the collector's lock: commits wait for one batch
 /// at most.
 const SWEEP_BATCH: usize = 256;
+/// Blobs a batch re-checks and deletes at once.
+const SWEEP_PARALLEL: usize = 16;
 
 /// Strikes off the candidates and old manifests what one content uses: itself (a manifest or
 /// a whole blob) and its chunks.
@@ -460,19 +462,29 @@ pub async fn collect(
                     .await?;
                 report.manifests_purged += 1;
             }
-            for ((user, hash), size) in garbage_batch {
-                if committed.contains(&(user, hash)) {
-                    continue;
+            // Several at once: commits wait while the batch holds the lock (S3 answers each
+            // request in milliseconds; one after the other, 256 of them would add up).
+            let (users, committed) = (&users, &committed);
+            let deletes = garbage_batch
+                .into_iter()
+                .filter(|(key, _)| !committed.contains(key))
+                .map(|((user, hash), size)| async move {
+                    let (user_id, sha256) = (users.name(user), hex::encode(hash));
+                    // Re-check the age: a resuming client may have asked about it since it was
+                    // listed.
+                    match blobs.stat(user_id, &sha256).await? {
+                        Some((_, modified)) if modified < horizon => {}
+                        _ => return Ok(None),
+                    }
+                    blobs.delete(user_id, &sha256).await?;
+                    Ok::<_, FilesError>(Some(size))
+                });
+            let mut deleted = futures_util::stream::iter(deletes).buffer_unordered(SWEEP_PARALLEL);
+            while let Some(outcome) = deleted.next().await {
+                if let Some(size) = outcome? {
+                    report.blobs_deleted += 1;
+                    report.bytes_freed += size;
                 }
-                let (user_id, sha256) = (users.name(user), hex::encode(hash));
-                // Re-check the age: a resuming client may have asked about it since it was listed.
-                match blobs.stat(user_id, &sha256).await? {
-                    Some((_, modified)) if modified < horizon => {}
-                    _ => continue,
-                }
-                blobs.delete(user_id, &sha256).await?;
-                report.blobs_deleted += 1;
-                report.bytes_freed += size;
             }
             Ok::<(), FilesError>(())
         }

@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use serde_json::json;
 use syncsphere_auth::BoxFuture;
 use syncsphere_files::blobs::{BlobPages, ByteStream, StagedBlob};
-use syncsphere_files::gc::{GcLock, GcPolicy, check, collect};
+use syncsphere_files::gc::{GcLock, GcPolicy, GcReport, check, collect};
 use syncsphere_files::{BlobStore, FilesError};
 use tokio::sync::Notify;
 
-use crate::harness::{harness, sha_hex};
+use crate::harness::{Harness, harness, sha_hex};
 
 /// The collector's view of the blob store: its last look at one blob before deleting it (the
 /// age re-check, made under the collector's lock) waits until the test lets it go.
@@ -79,6 +79,35 @@ impl BlobStore for PauseBeforeDeleting {
     }
 }
 
+/// A collection pass as another process runs it — its own lock, a zero grace period, the given
+/// retention — that pauses before deleting `sha256` until told to go.
+fn sweep_paused_before_deleting(
+    h: &Harness,
+    sha256: &str,
+    retention: Duration,
+) -> (
+    Arc<PauseBeforeDeleting>,
+    tokio::task::JoinHandle<Result<GcReport, FilesError>>,
+) {
+    let paused = Arc::new(PauseBeforeDeleting {
+        inner: h.blobs.clone(),
+        sha256: sha256.to_owned(),
+        fired: AtomicBool::new(false),
+        reached: Notify::new(),
+        go: Notify::new(),
+    });
+    let (store, staging) = (h.store.clone(), h.staging.clone());
+    let blobs: Arc<dyn BlobStore> = paused.clone();
+    let sweep = tokio::spawn(async move {
+        let policy = GcPolicy {
+            retention,
+            grace: Duration::ZERO,
+        };
+        collect(&store, &blobs, &staging, &GcLock::default(), policy).await
+    });
+    (paused, sweep)
+}
+
 /// An orphan chunk (uploaded, never committed) is being deleted by a collector in another
 /// process when a commit that uses it arrives: the commit waits for the collector's deletes
 /// (PostgreSQL's advisory lock), then finds the chunk gone and says so (`missing_chunks`), and
@@ -99,25 +128,7 @@ async fn a_commit_from_another_process_waits_for_the_collector(db: Option<String
     tokio::time::sleep(Duration::from_millis(5)).await;
 
     // The other process: its own lock, a zero grace period (the chunk is old enough).
-    let paused = Arc::new(PauseBeforeDeleting {
-        inner: h.blobs.clone(),
-        sha256: sha.clone(),
-        fired: AtomicBool::new(false),
-        reached: Notify::new(),
-        go: Notify::new(),
-    });
-    let sweep = tokio::spawn({
-        let (store, staging) = (h.store.clone(), h.staging.clone());
-        let blobs: Arc<dyn BlobStore> = paused.clone();
-        async move {
-            let lock = GcLock::default();
-            let policy = GcPolicy {
-                retention: Duration::from_secs(30 * 24 * 3600),
-                grace: Duration::ZERO,
-            };
-            collect(&store, &blobs, &staging, &lock, policy).await
-        }
-    });
+    let (paused, sweep) = sweep_paused_before_deleting(&h, &sha, Duration::from_secs(30 * 86400));
     paused.reached.notified().await;
 
     // The collector is about to delete the chunk; a commit that uses it comes in.
@@ -177,25 +188,8 @@ async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     tokio::time::sleep(Duration::from_millis(5)).await;
 
-    let paused = Arc::new(PauseBeforeDeleting {
-        inner: h.blobs.clone(),
-        sha256: sha.clone(),
-        fired: AtomicBool::new(false),
-        reached: Notify::new(),
-        go: Notify::new(),
-    });
-    let sweep = tokio::spawn({
-        let (store, staging) = (h.store.clone(), h.staging.clone());
-        let blobs: Arc<dyn BlobStore> = paused.clone();
-        async move {
-            // Retention 0 purges the trashed file: its content is an orphan.
-            let policy = GcPolicy {
-                retention: Duration::ZERO,
-                grace: Duration::ZERO,
-            };
-            collect(&store, &blobs, &staging, &GcLock::default(), policy).await
-        }
-    });
+    // Retention 0 purges the trashed file: its content is an orphan.
+    let (paused, sweep) = sweep_paused_before_deleting(&h, &sha, Duration::ZERO);
     paused.reached.notified().await;
     let second = h.put(&t, "path=second.bin", data);
     tokio::pin!(second);

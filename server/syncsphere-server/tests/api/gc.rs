@@ -141,16 +141,7 @@ pub(super) async fn retention_and_garbage_collection(db: Option<String>) {
             "a chunk of a kept file was collected"
         );
     }
-    let got = h
-        .get(
-            &t,
-            &format!(
-                "/v1/files/{}/content",
-                hfile.json["file_id"].as_str().unwrap()
-            ),
-        )
-        .await;
-    assert!(got.bytes == whole);
+    assert!(content_of(&h, &t, &hfile.json).await == whole);
 
     // Retention 0: old revisions and the trash go, the current revisions stay.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -208,6 +199,15 @@ pub(super) async fn retention_and_garbage_collection(db: Option<String>) {
     let checked = check(&m.store, &m.blobs).await.unwrap();
     assert_eq!(checked.problems.len(), 1, "{checked:?}");
     assert!(checked.problems[0].3.contains("missing"));
+}
+
+/// The current content of `file` (its metadata as the server answered it).
+async fn content_of(h: &Harness, token: &str, file: &Value) -> Vec<u8> {
+    let id = file["file_id"].as_str().unwrap();
+    h.get(token, &format!("/v1/files/{id}/content"))
+        .await
+        .bytes
+        .to_vec()
 }
 
 /// A pass over stores larger than the collector's pages (1,000 blobs listed, 1,000 kept
@@ -335,16 +335,7 @@ pub(super) async fn collection_pages_through_large_stores(db: Option<String>) {
         let got = h.get(&a, &format!("/v1/files/{id}/content")).await;
         assert_eq!(got.bytes, text(i, if i < 600 { 2 } else { 1 }), "a/{i}.txt");
     }
-    let got = h
-        .get(
-            &b,
-            &format!(
-                "/v1/files/{}/content",
-                chunked.json["file_id"].as_str().unwrap()
-            ),
-        )
-        .await;
-    assert!(got.bytes == whole);
+    assert!(content_of(&h, &b, &chunked.json).await == whole);
     // A second pass finds nothing more to do.
     let again = collect(&m.store, &m.blobs, &m.staging, &m.lock, purge)
         .await

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use syncsphere_events::{EventsError, Revocations};
 use syncsphere_protocol::{ApiError, DeviceId, ErrorCode, UserId};
 use tokio::sync::RwLock;
@@ -18,8 +19,11 @@ use tokio::sync::RwLock;
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
 /// Most tokens remembered as verified (a client sends the same access token with every request
-/// for up to an hour; each entry is the token, ~1 KB, and its claims).
-const VERIFIED_TOKENS: usize = 10_000;
+/// for up to an hour; each entry is the token's SHA-256 and its claims, ~0.7 KB: 28 MB at
+/// most). More than the devices a server keeps connected: the soak's 10,000 devices and a few
+/// attackers held 10,006 live tokens, and the old limit of 10,000 emptied the whole cache every
+/// time, each request then paying for a signature check again.
+const VERIFIED_TOKENS: usize = 40_000;
 /// Minimum time between two JWKS fetches triggered by an unknown `kid` (a forged `kid` must not
 /// turn every request into a fetch).
 const REFETCH_PENALTY: Duration = Duration::from_secs(30);
@@ -103,7 +107,7 @@ pub struct Verifier {
     /// Tokens that passed [`Verifier::verify`], by their whole text, with their claims: a
     /// repeat skips the RS256 signature check (the largest CPU cost of a small upload), never
     /// the expiry check. Device revocation is checked per request outside of this.
-    verified: std::sync::Mutex<HashMap<String, Claims>>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
     revocations: Option<Arc<dyn Revocations>>,
 }
 
@@ -182,7 +186,8 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = now_secs();
-        if let Some(claims) = self.verified_lock().get(token)
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified_lock().get(&key)
             && claims.exp + LEEWAY_SECS > now
         {
             return Ok(claims.clone());
@@ -190,16 +195,13 @@ impl Verifier {
         let claims = self.verify_signed(token).await?;
         let mut verified = self.verified_lock();
         if verified.len() >= VERIFIED_TOKENS {
-            verified.retain(|_, c| c.exp + LEEWAY_SECS > now);
-            if verified.len() >= VERIFIED_TOKENS {
-                verified.clear();
-            }
+            make_room(&mut verified, VERIFIED_TOKENS, now);
         }
-        verified.insert(token.to_owned(), claims.clone());
+        verified.insert(key, claims.clone());
         Ok(claims)
     }
 
-    fn verified_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Claims>> {
+    fn verified_lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Claims>> {
         // The map holds only verified tokens: one left by a panicking thread is still sound.
         self.verified
             .lock()
@@ -283,6 +285,20 @@ fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
             DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
         })
         .collect()
+}
+
+/// Makes room in a full cache of verified tokens (`limit` entries): drops the expired ones and,
+/// if that leaves it over three quarters full, the half that expires first — mostly tokens a
+/// refresh replaced, valid but no longer sent. Never the whole cache at once.
+fn make_room(verified: &mut HashMap<[u8; 32], Claims>, limit: usize, now: u64) {
+    verified.retain(|_, c| c.exp + LEEWAY_SECS > now);
+    if verified.len() < limit * 3 / 4 {
+        return;
+    }
+    let mut expiries: Vec<u64> = verified.values().map(|c| c.exp).collect();
+    let half = expiries.len() / 2;
+    let median = *expiries.select_nth_unstable(half).1;
+    verified.retain(|_, c| c.exp > median);
 }
 
 /// The signed-in user of a request, from a verified `Authorization: Bearer` token.
@@ -385,4 +401,62 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "u".into(),
+            iss: "i".into(),
+            token_use: "access".into(),
+            client_id: None,
+            aud: None,
+            exp,
+            iat: None,
+            username: None,
+            cognito_username: None,
+            device_key: None,
+            origin_jti: None,
+        }
+    }
+
+    fn key(n: u64) -> [u8; 32] {
+        Sha256::digest(n.to_be_bytes()).into()
+    }
+
+    /// A full cache of live tokens loses the half that expires first, not everything; expired
+    /// tokens go first, and when they make enough room nothing live is dropped.
+    #[test]
+    fn a_full_cache_drops_the_tokens_that_expire_first() {
+        let now = 1_000_000;
+        let mut cache: HashMap<[u8; 32], Claims> =
+            (0..100).map(|n| (key(n), claims(now + 60 + n))).collect();
+        make_room(&mut cache, 100, now);
+        assert_eq!(
+            cache.len(),
+            49,
+            "the 51 earliest expiries (up to the median) go"
+        );
+        assert!((51..100).all(|n| cache.contains_key(&key(n))));
+
+        // 40 expired and 60 live: dropping the expired ones is room enough.
+        let mut cache: HashMap<[u8; 32], Claims> = (0..100)
+            .map(|n| {
+                (
+                    key(n),
+                    claims(if n < 40 {
+                        now - LEEWAY_SECS - 1
+                    } else {
+                        now + n
+                    }),
+                )
+            })
+            .collect();
+        make_room(&mut cache, 100, now);
+        assert_eq!(cache.len(), 60);
+        assert!((40..100).all(|n| cache.contains_key(&key(n))));
+    }
 }

@@ -36,6 +36,12 @@ impl PasswordHashing {
         }
     }
 
+    /// With `memory` (used once already) kept for the first slot that needs it.
+    pub(super) fn keeping(self, memory: Memory) -> Self {
+        self.memory.lock().expect("hash memory lock").push(memory);
+        self
+    }
+
     /// Hashes at most at once.
     pub(super) fn slots(&self) -> usize {
         self.slot_count

@@ -296,7 +296,12 @@ impl IdentityProvider {
         let key = SigningKey::load_or_create(key_path)
             .map_err(|e| IdpError::Internal(format!("signing key {}: {e}", key_path.display())))?;
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let dummy_hash = hashing::hash(&mut Vec::new(), &random_token())?;
+        // The dummy hash works in the first slot's memory, which stays with the pool: freed,
+        // its 19 MiB would raise glibc's mmap threshold to 19 MiB for the process's life, and
+        // every buffer under that size (1 MiB upload pieces) would then come from the heap's
+        // arenas, where churn fragments them.
+        let mut memory = Vec::new();
+        let dummy_hash = hashing::hash(&mut memory, &random_token())?;
         let srp = srp::SrpServer::new(key.derived_key("srp secret blocks"));
         let code_key = key.derived_key("mailed codes");
         let mailer = match &config.mail {
@@ -308,7 +313,7 @@ impl IdentityProvider {
             db,
             key,
             dummy_hash,
-            hashing: hashing::PasswordHashing::new(slots),
+            hashing: hashing::PasswordHashing::new(slots).keeping(memory),
             events,
             srp,
             mailer,

@@ -21,7 +21,7 @@
 //! **Check**: [`check`] verifies that every kept revision's content is fully present with the
 //! recorded sizes — the invariant the rest of this module protects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,22 +193,78 @@ const SWEEP_BATCH: usize = 256;
 /// Blobs a batch re-checks and deletes at once.
 const SWEEP_PARALLEL: usize = 16;
 
-/// Strikes off the candidates and old manifests what one content uses: itself (a manifest or
-/// a whole blob) and its chunks.
+/// Strikes off the candidates and old manifests what one content uses: its manifest (`content`)
+/// and its chunks (the content itself when it is one blob).
 fn strike(
     users: &Users,
     user_id: &str,
-    sha256: &str,
+    content: Option<Key>,
     chunks: Vec<ChunkRef>,
-    candidates: &mut HashMap<Key, u64>,
-    old_manifests: &mut HashSet<Key>,
+    candidates: &mut BTreeMap<Key, u64>,
+    old_manifests: &mut BTreeSet<Key>,
 ) {
-    if let Some(key) = users.key(user_id, sha256) {
+    if let Some(key) = content {
         old_manifests.remove(&key);
     }
     for c in chunks {
         if let Some(key) = users.key(user_id, &c.sha256.to_string()) {
             candidates.remove(&key);
+        }
+    }
+}
+
+/// Ends a batch's transaction, which releases the advisory lock (not left to a drop), and
+/// returns the batch's outcome — its own error first.
+async fn release(
+    cluster: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    swept: Result<(), FilesError>,
+) -> Result<(), FilesError> {
+    let released = match cluster {
+        Some(tx) => tx.rollback().await.map_err(FilesError::from),
+        None => Ok(()),
+    };
+    if let (Err(e), Err(_)) = (&released, &swept) {
+        tracing::warn!(error = %e, "releasing the collector's lock after a failed batch");
+    }
+    swept.and(released)
+}
+
+/// How far back, before its pass began, a batch looks for manifests written meanwhile: other
+/// processes' clocks may be behind this one's.
+const MANIFEST_CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// The chunks named by manifests (written at `since_ms` or later, or all of them), among the
+/// users of this pass, read by key a page at a time.
+async fn manifest_chunks(
+    store: &MetadataStore,
+    users: &Users,
+    since_ms: Option<i64>,
+) -> Result<HashSet<Key>, FilesError> {
+    let mut named = HashSet::new();
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows = sqlx::query(
+            "SELECT user_id, sha256, chunks FROM content_manifests WHERE created_ms >= $1
+             AND (user_id > $2 OR (user_id = $2 AND sha256 > $3))
+             ORDER BY user_id, sha256 LIMIT $4",
+        )
+        .bind(since_ms.unwrap_or(i64::MIN))
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(KEPT_PAGE)
+        .fetch_all(&store.db().pool)
+        .await?;
+        for row in &rows {
+            let user_id: String = row.get("user_id");
+            if users.ids.contains_key(&user_id) {
+                for c in parse_manifest(&row.get::<String, _>("chunks"))? {
+                    named.extend(users.key(&user_id, &c.sha256.to_string()));
+                }
+            }
+            after = (user_id, row.get("sha256"));
+        }
+        if (rows.len() as i64) < KEPT_PAGE {
+            return Ok(named);
         }
     }
 }
@@ -243,9 +299,27 @@ async fn strike_new_commits(
     store: &MetadataStore,
     users: &Users,
     heads: &mut HashMap<String, i64>,
+    only: Option<&BTreeSet<u32>>,
 ) -> Result<HashSet<Key>, FilesError> {
     let mut used = HashSet::new();
-    for (user_id, head) in journal_heads(store).await? {
+    let now = match only {
+        None => journal_heads(store).await?,
+        // Only these users' contents are at stake: their heads alone.
+        Some(numbers) => {
+            let mut now = HashMap::new();
+            for &n in numbers {
+                let row = sqlx::query("SELECT last_seq FROM journal_heads WHERE user_id = $1")
+                    .bind(users.name(n))
+                    .fetch_optional(&store.db().pool)
+                    .await?;
+                if let Some(row) = row {
+                    now.insert(users.name(n).to_owned(), row.get::<i64, _>("last_seq"));
+                }
+            }
+            now
+        }
+    };
+    for (user_id, head) in now {
         let mut seen = heads.get(&user_id).copied().unwrap_or(0);
         if head <= seen {
             continue;
@@ -363,9 +437,16 @@ pub async fn apply_retention(
 
 /// One full pass: retention, then manifests and blobs no kept revision refers to.
 ///
-/// Memory: a few dozen bytes per blob old enough to collect and per manifest (numbered users
-/// and raw hashes), never a listing or a query's rows at once; the kept revisions are read by
-/// key a page at a time and strike what they use off the candidates.
+/// Memory: a few dozen bytes per blob old enough to collect and per old manifest (numbered
+/// users and raw hashes), never a listing or a query's rows at once; the kept revisions are
+/// read by key a page at a time and strike what they use off the candidates.
+///
+/// Deletes come last, in batches under the collector's lock — this process's `GcLock` and, on
+/// PostgreSQL, the advisory lock every process's commits take shared (decision 0049) — each
+/// after striking what the batch's users committed since the pass began (the journal): a
+/// commit either finished before the batch took the lock, or waits for it and then finds what
+/// it deleted missing. Manifests go before blobs, and a blob any surviving manifest names is
+/// kept, so no manifest ever names a deleted chunk.
 pub async fn collect(
     store: &MetadataStore,
     blobs: &Arc<dyn BlobStore>,
@@ -376,11 +457,12 @@ pub async fn collect(
     let mut report = GcReport::default();
     apply_retention(store, policy, now_ms(), &mut report).await?;
     let horizon = SystemTime::now() - policy.grace;
+    let began_ms = now_ms();
     // Where each user's journal stood before the kept revisions are read.
     let mut heads = journal_heads(store).await?;
     // Candidates first: anything written or touched later is not one.
     let mut users = Users::default();
-    let mut candidates: HashMap<Key, u64> = HashMap::new();
+    let mut candidates: BTreeMap<Key, u64> = BTreeMap::new();
     let mut pages = blobs.list();
     while let Some(page) = pages.next().await {
         for b in page? {
@@ -396,7 +478,7 @@ pub async fn collect(
     drop(pages);
     // Manifests older than the grace period, until a kept revision claims them.
     let cutoff_ms = now_ms() - policy.grace.as_millis() as i64;
-    let mut old_manifests: HashSet<Key> = HashSet::new();
+    let mut old_manifests: BTreeSet<Key> = BTreeSet::new();
     let mut after = (String::new(), String::new());
     loop {
         let rows = sqlx::query(
@@ -422,36 +504,39 @@ pub async fn collect(
         }
     }
     // What the kept revisions use is not garbage. This reads while commits go on: what they
-    // commit from here on is in the journal after `heads`, read again under the lock below.
+    // commit from here on is in the journal after `heads`.
     let mut kept = KeptPages::new();
     while let Some(page) = kept.next(store).await? {
         for k in page {
+            let (content, chunks) = (users.key(&k.user_id, &k.sha256), k.chunks()?);
             strike(
                 &users,
                 &k.user_id,
-                &k.sha256,
-                k.chunks()?,
+                content,
+                chunks,
                 &mut candidates,
                 &mut old_manifests,
             );
         }
     }
-    // Deletes go in batches, each under the collector's lock — this process's `GcLock` and,
-    // on PostgreSQL, the advisory lock every process's commits take shared (decision 0049) —
-    // after striking off what was committed meanwhile. A commit either finished before the
-    // batch took the lock (it is in the journal read then) or waits for it and then finds
-    // what the batch deleted missing; so no kept revision ever points at a deleted blob.
-    let mut manifests: Vec<Key> = old_manifests.into_iter().collect();
-    let mut garbage: Vec<(Key, u64)> = candidates.into_iter().collect();
-    let mut committed = HashSet::new();
-    while !manifests.is_empty() || !garbage.is_empty() {
-        let manifest_batch = manifests.split_off(manifests.len().saturating_sub(SWEEP_BATCH));
-        let garbage_batch = garbage.split_off(garbage.len().saturating_sub(SWEEP_BATCH));
+    // What was committed meanwhile, once without the lock (each batch then reads only what
+    // came after, for its own users).
+    for used in strike_new_commits(store, &users, &mut heads, None).await? {
+        old_manifests.remove(&used);
+        candidates.remove(&used);
+    }
+    // Manifests first.
+    while !old_manifests.is_empty() {
+        let batch: Vec<Key> = (0..SWEEP_BATCH)
+            .map_while(|_| old_manifests.pop_first())
+            .collect();
+        let batch_users: BTreeSet<u32> = batch.iter().map(|(user, _)| *user).collect();
         let _local = lock.write().await;
         let cluster = store.gc_exclusive().await?;
         let swept = async {
-            committed.extend(strike_new_commits(store, &users, &mut heads).await?);
-            for (user, hash) in manifest_batch {
+            let committed =
+                strike_new_commits(store, &users, &mut heads, Some(&batch_users)).await?;
+            for (user, hash) in batch {
                 if committed.contains(&(user, hash)) {
                     continue;
                 }
@@ -462,12 +547,37 @@ pub async fn collect(
                     .await?;
                 report.manifests_purged += 1;
             }
+            Ok::<(), FilesError>(())
+        }
+        .await;
+        release(cluster, swept).await?;
+    }
+    // A chunk a surviving manifest names stays (a manifest not past its grace period yet, or
+    // one whose commit failed: the next commit of its content reads through it).
+    for used in manifest_chunks(store, &users, None).await? {
+        candidates.remove(&used);
+    }
+    // Then blobs.
+    while !candidates.is_empty() {
+        let batch: Vec<(Key, u64)> = (0..SWEEP_BATCH)
+            .map_while(|_| candidates.pop_first())
+            .collect();
+        let batch_users: BTreeSet<u32> = batch.iter().map(|((user, _), _)| *user).collect();
+        let _local = lock.write().await;
+        let cluster = store.gc_exclusive().await?;
+        let swept = async {
+            let mut kept =
+                strike_new_commits(store, &users, &mut heads, Some(&batch_users)).await?;
+            // Manifests written since the pass began, whether or not their commit stood.
+            kept.extend(
+                manifest_chunks(store, &users, Some(began_ms - MANIFEST_CLOCK_SLACK_MS)).await?,
+            );
             // Several at once: commits wait while the batch holds the lock (S3 answers each
             // request in milliseconds; one after the other, 256 of them would add up).
-            let (users, committed) = (&users, &committed);
-            let deletes = garbage_batch
+            let (users, kept) = (&users, &kept);
+            let deletes = batch
                 .into_iter()
-                .filter(|(key, _)| !committed.contains(key))
+                .filter(|(key, _)| !kept.contains(key))
                 .map(|((user, hash), size)| async move {
                     let (user_id, sha256) = (users.name(user), hex::encode(hash));
                     // Re-check the age: a resuming client may have asked about it since it was
@@ -489,11 +599,7 @@ pub async fn collect(
             Ok::<(), FilesError>(())
         }
         .await;
-        // Ends the transaction, which releases the advisory lock (not left to a drop).
-        if let Some(tx) = cluster {
-            tx.rollback().await?;
-        }
-        swept?;
+        release(cluster, swept).await?;
     }
     report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");
@@ -595,7 +701,7 @@ mod tests {
         let (n1, n2) = (users.number("u1"), users.number("u2"));
         // Nothing committed since: nothing struck.
         assert!(
-            strike_new_commits(&store, &users, &mut heads)
+            strike_new_commits(&store, &users, &mut heads, None)
                 .await
                 .unwrap()
                 .is_empty()
@@ -613,7 +719,7 @@ mod tests {
         ];
         commit(&u1, "chunked.bin", hash('b'), Some(chunks)).await;
         commit(&u2, "theirs.txt", hash('e'), None).await;
-        let struck = strike_new_commits(&store, &users, &mut heads)
+        let struck = strike_new_commits(&store, &users, &mut heads, None)
             .await
             .unwrap();
         let raw = |c| raw_hash(&hash(c)).unwrap();
@@ -631,16 +737,35 @@ mod tests {
         );
         assert_eq!((heads.get("u1"), heads.get("u2")), (Some(&2), Some(&1)));
         assert!(
-            strike_new_commits(&store, &users, &mut heads)
+            strike_new_commits(&store, &users, &mut heads, None)
                 .await
                 .unwrap()
                 .is_empty()
         );
 
+        // A batch reads its own users' commits only.
+        commit(&u1, "third.txt", hash('1'), None).await;
+        commit(&u2, "fourth.txt", hash('2'), None).await;
+        let only_u2: BTreeSet<u32> = [n2].into_iter().collect();
+        let struck = strike_new_commits(&store, &users, &mut heads, Some(&only_u2))
+            .await
+            .unwrap();
+        assert_eq!(
+            struck,
+            [(n2, raw('2'))].into_iter().collect::<HashSet<Key>>()
+        );
+        let struck = strike_new_commits(&store, &users, &mut heads, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            struck,
+            [(n1, raw('1'))].into_iter().collect::<HashSet<Key>>()
+        );
+
         // A user the pass never numbered has no candidates: their commits strike nothing.
         commit(&"u3".into(), "other.txt", hash('f'), None).await;
         assert!(
-            strike_new_commits(&store, &users, &mut heads)
+            strike_new_commits(&store, &users, &mut heads, None)
                 .await
                 .unwrap()
                 .is_empty()

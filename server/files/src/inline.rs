@@ -129,11 +129,25 @@ impl BlobStore for InlineBlobStore {
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
         Box::pin(async move {
-            match self.inline_stat(user_id, sha256).await? {
-                Some(found) => Ok(Some(found)),
-                None => self.store.stat(user_id, sha256).await,
+            // Both copies may exist; the collector deletes both, so it must see the newer one
+            // (an old inline row beside a chunk just uploaded is not garbage).
+            match (
+                self.inline_stat(user_id, sha256).await?,
+                self.store.stat(user_id, sha256).await?,
+            ) {
+                (Some((size, inline)), Some((_, stored))) => Ok(Some((size, inline.max(stored)))),
+                (Some(found), None) | (None, Some(found)) => Ok(Some(found)),
+                (None, None) => Ok(None),
             }
         })
+    }
+
+    fn stat_in_store<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
+        self.store.stat(user_id, sha256)
     }
 
     fn read<'a>(

@@ -39,9 +39,11 @@ impl DiskBlobStore {
     async fn touch_path(path: PathBuf) -> Result<Option<SystemTime>, FilesError> {
         let touched = tokio::task::spawn_blocking(move || {
             match std::fs::File::options().write(true).open(&path) {
+                // The time it had: a touch must not hide from a commit that the collector may
+                // be about to delete the blob (decision 0049).
                 Ok(f) => {
-                    let now = SystemTime::now();
-                    f.set_modified(now).map(|()| Some(now))
+                    let before = f.metadata()?.modified()?;
+                    f.set_modified(SystemTime::now()).map(|()| Some(before))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),

@@ -73,10 +73,9 @@ pub trait BlobStore: Send + Sync {
             futures_util::stream::iter(puts).buffered(8).collect().await
         })
     }
-    /// Whether the blob exists, and its modification time after the touch: where supported
-    /// the touch restarts its garbage-collection grace period (a client is about to commit
-    /// it), elsewhere (S3) the time is the blob's write and tells how close the collector may
-    /// be to it. `None`: missing.
+    /// Whether the blob exists, and its modification time before the touch (how close the
+    /// collector may be to deleting it); where supported the touch also restarts its
+    /// garbage-collection grace period (a client is about to commit it). `None`: missing.
     fn touch<'a>(
         &'a self,
         user_id: &'a str,
@@ -88,6 +87,17 @@ pub trait BlobStore: Send + Sync {
         user_id: &'a str,
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>>;
+    /// [`BlobStore::stat`] without asking the metadata database (the inline table): what a
+    /// check inside a database transaction uses, so that it never waits for a second pooled
+    /// connection while holding one. Chunks and contents stored outside the database are
+    /// there; one held only inline is reported missing.
+    fn stat_in_store<'a>(
+        &'a self,
+        user_id: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
+        self.stat(user_id, sha256)
+    }
     /// Bytes `start..start + len` of a blob.
     fn read<'a>(
         &'a self,

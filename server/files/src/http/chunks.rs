@@ -304,7 +304,7 @@ pub(super) fn recheck(
         Box::pin(async move {
             let mut missing = Vec::new();
             for sha256 in blobs {
-                if store.stat(&user_id, &sha256).await?.is_none() {
+                if store.stat_in_store(&user_id, &sha256).await?.is_none() {
                     missing.push(sha256);
                 }
             }

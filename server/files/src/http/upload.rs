@@ -313,7 +313,11 @@ fn stored_again(
     let (store, user_id) = (state.blobs.clone(), user_id.to_string());
     Some(Box::new(move || {
         Box::pin(async move {
-            if store.stat(&user_id, &staged.sha256).await?.is_none() {
+            if store
+                .stat_in_store(&user_id, &staged.sha256)
+                .await?
+                .is_none()
+            {
                 tracing::info!(user = %user_id, sha256 = %staged.sha256, "an uploaded content was collected meanwhile: stored again");
                 store.put(&user_id, &staged).await?;
             }

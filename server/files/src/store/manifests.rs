@@ -7,7 +7,10 @@ use super::MetadataStore;
 use crate::{FilesError, now_ms};
 
 impl MetadataStore {
-    /// Records that content `sha256` of the user is the concatenation of `chunks` (idempotent).
+    /// Records that content `sha256` of the user is the concatenation of `chunks`, just verified
+    /// (idempotent). An earlier list for the content is replaced and its age restarted: its
+    /// chunks may be gone by now (the collector keeps only what surviving manifests name), the
+    /// new ones are there.
     pub async fn put_manifest(
         &self,
         user_id: &str,
@@ -35,7 +38,8 @@ impl MetadataStore {
             .collect();
         sqlx::query(
             "INSERT INTO content_manifests (user_id, sha256, size, chunks, created_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, sha256) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, sha256)
+             DO UPDATE SET size = excluded.size, chunks = excluded.chunks, created_ms = excluded.created_ms",
         )
         .bind(user_id)
         .bind(sha256)

@@ -81,7 +81,7 @@ pub type Recheck = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), FilesError>
 pub(crate) const GC_ADVISORY_LOCK: i64 = 0x5359_4e43_4743;
 
 /// What a PostgreSQL transaction runs before its operation (the collector's lock).
-type Guard = Box<
+pub(crate) type Guard = Box<
     dyn for<'t> FnOnce(
             &'t MetadataStore,
             &'t mut sqlx::Transaction<'static, sqlx::Any>,
@@ -139,6 +139,21 @@ impl MetadataStore {
             })
             .await?;
         Ok(())
+    }
+
+    /// On PostgreSQL, the collector's advisory lock taken shared first in a transaction.
+    pub(crate) fn gc_shared_guard(&self) -> Option<Guard> {
+        (self.db.dialect == Dialect::Postgres).then(|| {
+            guard_op(|_, tx| {
+                Box::pin(async move {
+                    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                        .bind(GC_ADVISORY_LOCK)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+        })
     }
 
     /// The collector's lock across processes, held until the guard is dropped: on PostgreSQL a

@@ -41,13 +41,18 @@ impl MetadataStore {
     ) -> Result<(FileMeta, ChangeEvent), FilesError> {
         let (user, file) = (user_id.to_owned(), file_id.to_owned());
         let device = device.cloned();
-        self.write(op(move |store, tx| {
-            Box::pin(async move {
-                store
-                    .restore_in(tx, &user, &file, rev, parent_rev, device.as_ref())
-                    .await
-            })
-        }))
+        // A restored revision's content must not be collected meanwhile: the collector's
+        // lock, shared (the revision it reads may be one retention is purging).
+        self.write_guarded(
+            op(move |store, tx| {
+                Box::pin(async move {
+                    store
+                        .restore_in(tx, &user, &file, rev, parent_rev, device.as_ref())
+                        .await
+                })
+            }),
+            self.gc_shared_guard(),
+        )
         .await
     }
 

@@ -15,7 +15,7 @@ use syncsphere_files::gc::{GcLock, GcPolicy, GcReport, check, collect};
 use syncsphere_files::{BlobStore, FilesError};
 use tokio::sync::Notify;
 
-use crate::harness::{Harness, harness, sha_hex};
+use crate::harness::{Harness, harness_with_grace, sha_hex};
 
 /// The collector's view of the blob store: its last look at one blob before deleting it (the
 /// age re-check, made under the collector's lock) waits until the test lets it go.
@@ -115,7 +115,8 @@ fn sweep_paused_before_deleting(
 /// the cross-process lock the commit went through at once and the collector then deleted the
 /// chunk under it. PostgreSQL + S3 only: SQLite is one process by construction.
 async fn a_commit_from_another_process_waits_for_the_collector(db: Option<String>) {
-    let h = harness(db).await;
+    // Every blob counts as old enough to be collected: commits re-check all they use.
+    let h = harness_with_grace(db, Duration::ZERO).await;
     let (t, _) = h.user("racer@example.com").await;
     let chunk = b"a chunk uploaded once and never committed".repeat(100);
     let sha = sha_hex(&chunk);
@@ -168,7 +169,8 @@ async fn a_commit_from_another_process_waits_for_the_collector(db: Option<String
 /// it before the commit — which, holding the collector's lock, stores it again from the
 /// request's staged copy and commits a whole file.
 async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String>) {
-    let h = harness(db).await;
+    // Every blob counts as old enough to be collected: commits re-check all they use.
+    let h = harness_with_grace(db, Duration::ZERO).await;
     let (t, _) = h.user("reuploader@example.com").await;
     // Over the inline limit: a blob in the store, not a row of the database.
     let data: &'static [u8] =
@@ -219,16 +221,134 @@ async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String
     assert!(checked.problems.is_empty(), "{checked:?}");
 }
 
+/// A commit that reuses an orphan after the collector read the kept revisions, while a batch of
+/// other deletions holds the lock: it waits for that batch, commits, and the next batch — the
+/// orphan's — finds it in the journal and keeps the chunk. (Batches go in key order: 256
+/// decoys sort before the orphan, so the orphan is in the second batch.)
+async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
+    let h = harness_with_grace(db, Duration::ZERO).await;
+    let (t, _) = h.user("between@example.com").await;
+    let decoys: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("decoy {i}").into_bytes())
+        .collect();
+    let mut hashes: Vec<String> = decoys.iter().map(|d| sha_hex(d)).collect();
+    hashes.sort();
+    let orphan = (0..)
+        .map(|i| format!("the orphan, take {i}").into_bytes())
+        .find(|o| sha_hex(o) > hashes[255])
+        .unwrap();
+    let sha = sha_hex(&orphan);
+    for chunk in decoys.iter().chain([&orphan]) {
+        assert_eq!(h.put_chunk(&t, chunk).await.status, StatusCode::CREATED);
+    }
+    let r = h
+        .request("POST", &t, "/v1/chunks/missing", json!({"chunks": [sha]}))
+        .await;
+    assert_eq!(r.json["missing"], json!([]), "{}", r.json);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Paused in the first batch, at its first decoy.
+    let (paused, sweep) =
+        sweep_paused_before_deleting(&h, &hashes[0], Duration::from_secs(30 * 86400));
+    paused.reached.notified().await;
+    let commit = json!({"path": "between.bin", "size": orphan.len(), "sha256": sha,
+                        "chunks": [{"sha256": sha, "size": orphan.len()}]});
+    let committed = h.request("POST", &t, "/v1/files/commit", commit);
+    tokio::pin!(committed);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut committed)
+            .await
+            .is_err(),
+        "the commit went through while a batch held the collector's lock"
+    );
+    paused.go.notify_one();
+    let committed = committed.await;
+    assert_eq!(committed.status, StatusCode::OK, "{}", committed.json);
+    let report = sweep.await.unwrap().unwrap();
+    assert_eq!(
+        report.blobs_deleted, 300,
+        "the decoys, not the orphan: {report:?}"
+    );
+    let id = committed.json["file_id"].as_str().unwrap();
+    let content = h.get(&t, &format!("/v1/files/{id}/content")).await;
+    assert!(content.bytes == orphan);
+    let checked = check(&h.store, &h.blobs).await.unwrap();
+    assert!(checked.problems.is_empty(), "{checked:?}");
+}
+
+/// Many whole contents in one batch upload, each re-checked under the collector's lock inside
+/// its commit's transaction, more of them at once than the database pool has connections: the
+/// re-check must not need a second connection (it asks the blob store, not the inline table).
+async fn a_large_batch_commits_without_exhausting_the_pool(db: Option<String>) {
+    let h = harness_with_grace(db, Duration::ZERO).await;
+    let (t, _) = h.user("batcher@example.com").await;
+    let contents: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("batch/{i}.bin"),
+                format!("file {i} ").repeat(3000).into_bytes(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    for (path, data) in &contents {
+        let header = json!({"path": path, "size": data.len(), "sha256": sha_hex(data)});
+        body.extend_from_slice(header.to_string().as_bytes());
+        body.push(b'\n');
+        body.extend_from_slice(data);
+    }
+    let sent = h.send(
+        axum::http::Request::post("/v1/files/upload")
+            .header("authorization", format!("Bearer {t}"))
+            .header("x-syncsphere-device", "dev-1")
+            .body(axum::body::Body::from(body))
+            .unwrap(),
+    );
+    let r = tokio::time::timeout(Duration::from_secs(20), sent)
+        .await
+        .expect("the batch's commits waited on each other for connections");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let results = r.json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 40);
+    assert!(results.iter().all(|r| r["error"].is_null()), "{}", r.json);
+}
+
+#[tokio::test]
+async fn a_commit_between_batches_is_read_from_the_journal_on_postgres() {
+    // PostgreSQL with blobs in S3 (on disk a touch or a put makes a blob new again).
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
+        a_commit_between_batches_is_read_from_the_journal(Some(url)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_large_batch_commits_without_exhausting_the_pool_on_postgres() {
+    // PostgreSQL with blobs in S3 (on disk a touch or a put makes a blob new again).
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
+        a_large_batch_commits_without_exhausting_the_pool(Some(url)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_upload_whose_old_copy_is_collected_is_stored_again_on_postgres() {
-    if let Some(url) = syncsphere_test_support::postgres_database().await {
+    // PostgreSQL with blobs in S3 (on disk a touch or a put makes a blob new again).
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
         an_upload_whose_old_copy_is_collected_is_stored_again(Some(url)).await;
     }
 }
 
 #[tokio::test]
 async fn a_commit_from_another_process_waits_for_the_collector_on_postgres() {
-    if let Some(url) = syncsphere_test_support::postgres_database().await {
+    // PostgreSQL with blobs in S3 (on disk a touch or a put makes a blob new again).
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
         a_commit_from_another_process_waits_for_the_collector(Some(url)).await;
     }
 }

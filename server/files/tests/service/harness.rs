@@ -63,6 +63,27 @@ pub(crate) async fn harness_with(
     quota_bytes: Option<i64>,
     staged: StagedPolicy,
 ) -> Harness {
+    harness_full(database_url, quota_bytes, staged, DEFAULT_GRACE).await
+}
+
+/// The collector's default grace period (a day), as the service is told it.
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// With the collector's grace period as the service is told it: blobs older than half of it
+/// are re-checked by commits under the collector's lock (`Duration::ZERO`: all of them).
+pub(crate) async fn harness_with_grace(
+    database_url: Option<String>,
+    gc_grace: std::time::Duration,
+) -> Harness {
+    harness_full(database_url, None, StagedPolicy::default(), gc_grace).await
+}
+
+async fn harness_full(
+    database_url: Option<String>,
+    quota_bytes: Option<i64>,
+    staged: StagedPolicy,
+    gc_grace: std::time::Duration,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let db = match &database_url {
         Some(url) => Db::connect(url).await.unwrap(),
@@ -125,8 +146,7 @@ pub(crate) async fn harness_with(
         events: Arc::new(NoPush),
         verifier: Arc::new(idp.verifier()),
         gc_lock: Arc::default(),
-        // Every blob counts as old enough to be collected: commits re-check all they use.
-        gc_grace: std::time::Duration::ZERO,
+        gc_grace,
         devices: None,
     });
     Harness {

@@ -53,6 +53,10 @@ pub enum FilesError {
         limit: i64,
         retry_after_secs: u64,
     },
+    /// Busy for a moment (HTTP 503 with `Retry-After`): a commit waited too long for the
+    /// garbage collector's lock.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl FilesError {
@@ -77,6 +81,7 @@ impl From<FilesError> for ApiError {
             FilesError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             FilesError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             FilesError::StagedLimit { .. } => ErrorCode::StagedLimit,
+            FilesError::Unavailable(_) => ErrorCode::Unavailable,
             FilesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
             FilesError::Store(_) | FilesError::Blob(_) => {
                 tracing::error!(error = %e, "internal error");
@@ -105,6 +110,7 @@ impl IntoResponse for FilesError {
             FilesError::StagedLimit {
                 retry_after_secs, ..
             } => Some((RETRY_AFTER, retry_after_secs.to_string())),
+            FilesError::Unavailable(_) => Some((RETRY_AFTER, "5".to_owned())),
             _ => None,
         };
         let mut response = syncsphere_auth::api_error::respond(self.into());

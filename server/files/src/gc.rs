@@ -213,6 +213,22 @@ fn strike(
     }
 }
 
+/// Whether another batch follows.
+fn candidates_left(old_manifests: &BTreeSet<Key>, candidates: &BTreeMap<Key, u64>) -> bool {
+    !old_manifests.is_empty() || !candidates.is_empty()
+}
+
+/// Between two batches, commits that waited for the lock get it (they retry every 40 ms at
+/// most, see `MetadataStore::begin_gc_shared`): a long sweep must not starve them.
+async fn breathe(another_batch: &bool) {
+    if *another_batch {
+        tokio::time::sleep(BATCH_GAP).await;
+    }
+}
+
+/// The pause between two batches.
+const BATCH_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Ends a batch's transaction, which releases the advisory lock (not left to a drop), and
 /// returns the batch's outcome — its own error first.
 async fn release(
@@ -454,6 +470,23 @@ pub async fn collect(
     lock: &GcLock,
     policy: GcPolicy,
 ) -> Result<GcReport, FilesError> {
+    collect_pausing(store, blobs, staging, lock, policy, &|_| Box::pin(async {})).await
+}
+
+/// Awaited before each batch of blob deletes (numbered from 0), outside the lock.
+pub type BeforeBatch = dyn Fn(usize) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync;
+
+/// [`collect`], awaiting `before_blob_batch` before each batch of blob deletes: tests interleave
+/// commits with a pass there.
+#[doc(hidden)]
+pub async fn collect_pausing(
+    store: &MetadataStore,
+    blobs: &Arc<dyn BlobStore>,
+    staging: &Staging,
+    lock: &GcLock,
+    policy: GcPolicy,
+    before_blob_batch: &BeforeBatch,
+) -> Result<GcReport, FilesError> {
     let mut report = GcReport::default();
     apply_retention(store, policy, now_ms(), &mut report).await?;
     let horizon = SystemTime::now() - policy.grace;
@@ -551,6 +584,7 @@ pub async fn collect(
         }
         .await;
         release(cluster, swept).await?;
+        breathe(&candidates_left(&old_manifests, &candidates)).await;
     }
     // A chunk a surviving manifest names stays (a manifest not past its grace period yet, or
     // one whose commit failed: the next commit of its content reads through it).
@@ -558,7 +592,10 @@ pub async fn collect(
         candidates.remove(&used);
     }
     // Then blobs.
+    let mut batch_number = 0;
     while !candidates.is_empty() {
+        before_blob_batch(batch_number).await;
+        batch_number += 1;
         let batch: Vec<(Key, u64)> = (0..SWEEP_BATCH)
             .map_while(|_| candidates.pop_first())
             .collect();
@@ -600,6 +637,7 @@ pub async fn collect(
         }
         .await;
         release(cluster, swept).await?;
+        breathe(&candidates_left(&old_manifests, &candidates)).await;
     }
     report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");

@@ -27,6 +27,7 @@ use syncsphere_protocol::DeviceId;
 use syncsphere_protocol::{FileId, Rev, UserId};
 
 use futures_util::future::BoxFuture;
+use sqlx::Row as _;
 use syncsphere_db::{Db, Dialect};
 use syncsphere_protocol::{ChangeEvent, ChangeKind, ChunkRef, FileMeta};
 
@@ -79,6 +80,10 @@ pub type Recheck = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), FilesError>
 /// commits hold it shared inside their transaction, the collector's sweep exclusively while it
 /// deletes (decision 0049). `0x5359_4e43_4743` is "SYNCGC".
 pub(crate) const GC_ADVISORY_LOCK: i64 = 0x5359_4e43_4743;
+
+/// How long a commit waits for the collector's batch before it answers `503` (a batch deletes
+/// 256 blobs: seconds at most).
+const GC_SHARED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a PostgreSQL transaction runs before its operation (the collector's lock).
 pub(crate) type Guard = Box<
@@ -143,17 +148,7 @@ impl MetadataStore {
 
     /// On PostgreSQL, the collector's advisory lock taken shared first in a transaction.
     pub(crate) fn gc_shared_guard(&self) -> Option<Guard> {
-        (self.db.dialect == Dialect::Postgres).then(|| {
-            guard_op(|_, tx| {
-                Box::pin(async move {
-                    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                        .bind(GC_ADVISORY_LOCK)
-                        .execute(&mut **tx)
-                        .await?;
-                    Ok(())
-                })
-            })
-        })
+        (self.db.dialect == Dialect::Postgres).then(|| guard_op(|_, _| Box::pin(async { Ok(()) })))
     }
 
     /// The collector's lock across processes, held until the guard is dropped: on PostgreSQL a
@@ -176,6 +171,35 @@ impl MetadataStore {
         }
     }
 
+    /// A transaction holding the collector's advisory lock shared. While a sweep holds or waits
+    /// for it exclusively the try fails, and the transaction is given back and tried again a
+    /// little later: a commit waiting for the sweep holds no pooled connection meanwhile (the
+    /// sweep needs some for its own queries; sixteen waiting commits would take them all).
+    async fn begin_gc_shared(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, FilesError> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let mut tx = self.db.pool.begin().await?;
+            let held: bool = sqlx::query("SELECT pg_try_advisory_xact_lock_shared($1) AS held")
+                .bind(GC_ADVISORY_LOCK)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("held");
+            if held {
+                return Ok(tx);
+            }
+            tx.rollback().await?;
+            if started.elapsed() > GC_SHARED_WAIT {
+                return Err(FilesError::Unavailable(
+                    "the garbage collector holds the file store; try again".into(),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            // At most 40 ms: the sweep leaves 100 ms between two batches for those waiting.
+            pause = (pause * 2).min(std::time::Duration::from_millis(40));
+        }
+    }
+
     /// Runs a mutating operation in a transaction and commits it: its own on PostgreSQL, the
     /// next group commit's on SQLite. The result comes back once committed.
     async fn write<T: Send + 'static>(&self, op: Op<T>) -> Result<T, FilesError> {
@@ -191,7 +215,10 @@ impl MetadataStore {
         self.upgrade_path_keys().await?;
         match self.db.dialect {
             Dialect::Postgres => {
-                let mut tx = self.db.pool.begin().await?;
+                let mut tx = match guard {
+                    Some(_) => self.begin_gc_shared().await?,
+                    None => self.db.pool.begin().await?,
+                };
                 if let Some(guard) = guard {
                     guard(self, &mut tx).await?;
                 }
@@ -258,10 +285,6 @@ impl MetadataStore {
                 let (user, sha256) = (user_id.to_owned(), new.sha256.to_owned());
                 guard_op(move |store, tx| {
                     Box::pin(async move {
-                        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                            .bind(GC_ADVISORY_LOCK)
-                            .execute(&mut **tx)
-                            .await?;
                         if let Some(chunks) = manifest {
                             store
                                 .put_manifest_in(tx, &user, &sha256, size, &chunks)

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use syncsphere_auth::BoxFuture;
 use syncsphere_files::blobs::{BlobPages, ByteStream, StagedBlob};
-use syncsphere_files::gc::{GcLock, GcPolicy, GcReport, check, collect};
+use syncsphere_files::gc::{GcLock, GcPolicy, GcReport, check, collect, collect_pausing};
 use syncsphere_files::{BlobStore, FilesError};
 use tokio::sync::Notify;
 
@@ -221,10 +221,9 @@ async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String
     assert!(checked.problems.is_empty(), "{checked:?}");
 }
 
-/// A commit that reuses an orphan after the collector read the kept revisions, while a batch of
-/// other deletions holds the lock: it waits for that batch, commits, and the next batch — the
-/// orphan's — finds it in the journal and keeps the chunk. (Batches go in key order: 256
-/// decoys sort before the orphan, so the orphan is in the second batch.)
+/// A commit that reuses an orphan after the collector read the kept revisions, between two of
+/// its batches (batches go in key order: 256 decoys sort before the orphan, so the orphan is in
+/// the second): the second batch finds it in the journal and keeps the chunk.
 async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
     let h = harness_with_grace(db, Duration::ZERO).await;
     let (t, _) = h.user("between@example.com").await;
@@ -247,23 +246,35 @@ async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
     assert_eq!(r.json["missing"], json!([]), "{}", r.json);
     tokio::time::sleep(Duration::from_millis(5)).await;
 
-    // Paused in the first batch, at its first decoy.
-    let (paused, sweep) =
-        sweep_paused_before_deleting(&h, &hashes[0], Duration::from_secs(30 * 86400));
-    paused.reached.notified().await;
+    // The other process's pass, paused before its second batch of deletes.
+    let reached = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let sweep = tokio::spawn({
+        let (store, blobs, staging) = (h.store.clone(), h.blobs.clone(), h.staging.clone());
+        let (reached, go) = (reached.clone(), go.clone());
+        async move {
+            let policy = GcPolicy {
+                retention: Duration::from_secs(30 * 86400),
+                grace: Duration::ZERO,
+            };
+            let pause = move |batch: usize| {
+                let (reached, go) = (reached.clone(), go.clone());
+                Box::pin(async move {
+                    if batch == 1 {
+                        reached.notify_one();
+                        go.notified().await;
+                    }
+                }) as futures_util::future::BoxFuture<'static, ()>
+            };
+            collect_pausing(&store, &blobs, &staging, &GcLock::default(), policy, &pause).await
+        }
+    });
+    reached.notified().await;
     let commit = json!({"path": "between.bin", "size": orphan.len(), "sha256": sha,
                         "chunks": [{"sha256": sha, "size": orphan.len()}]});
-    let committed = h.request("POST", &t, "/v1/files/commit", commit);
-    tokio::pin!(committed);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut committed)
-            .await
-            .is_err(),
-        "the commit went through while a batch held the collector's lock"
-    );
-    paused.go.notify_one();
-    let committed = committed.await;
+    let committed = h.request("POST", &t, "/v1/files/commit", commit).await;
     assert_eq!(committed.status, StatusCode::OK, "{}", committed.json);
+    go.notify_one();
     let report = sweep.await.unwrap().unwrap();
     assert_eq!(
         report.blobs_deleted, 300,

@@ -213,15 +213,11 @@ fn strike(
     }
 }
 
-/// Whether another batch follows.
-fn candidates_left(old_manifests: &BTreeSet<Key>, candidates: &BTreeMap<Key, u64>) -> bool {
-    !old_manifests.is_empty() || !candidates.is_empty()
-}
-
-/// Between two batches, commits that waited for the lock get it (they retry every 40 ms at
-/// most, see `MetadataStore::begin_gc_shared`): a long sweep must not starve them.
-async fn breathe(another_batch: &bool) {
-    if *another_batch {
+/// Between two batches on PostgreSQL, commits of other processes that waited for the lock get
+/// it (they retry every 40 ms at most, see `MetadataStore::begin_gc_shared`): a long sweep must
+/// not starve them. (This process's commits wait on `GcLock`, which lets them in by itself.)
+async fn breathe(another_batch: bool) {
+    if another_batch {
         tokio::time::sleep(BATCH_GAP).await;
     }
 }
@@ -249,22 +245,20 @@ async fn release(
 /// processes' clocks may be behind this one's.
 const MANIFEST_CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 
-/// The chunks named by manifests (written at `since_ms` or later, or all of them), among the
-/// users of this pass, read by key a page at a time.
-async fn manifest_chunks(
+/// Strikes off the candidates every chunk a manifest names, reading the manifests by key a
+/// page at a time.
+async fn strike_manifest_chunks(
     store: &MetadataStore,
     users: &Users,
-    since_ms: Option<i64>,
-) -> Result<HashSet<Key>, FilesError> {
-    let mut named = HashSet::new();
+    candidates: &mut BTreeMap<Key, u64>,
+) -> Result<(), FilesError> {
     let mut after = (String::new(), String::new());
     loop {
         let rows = sqlx::query(
-            "SELECT user_id, sha256, chunks FROM content_manifests WHERE created_ms >= $1
-             AND (user_id > $2 OR (user_id = $2 AND sha256 > $3))
-             ORDER BY user_id, sha256 LIMIT $4",
+            "SELECT user_id, sha256, chunks FROM content_manifests
+             WHERE user_id > $1 OR (user_id = $1 AND sha256 > $2)
+             ORDER BY user_id, sha256 LIMIT $3",
         )
-        .bind(since_ms.unwrap_or(i64::MIN))
         .bind(&after.0)
         .bind(&after.1)
         .bind(KEPT_PAGE)
@@ -274,10 +268,54 @@ async fn manifest_chunks(
             let user_id: String = row.get("user_id");
             if users.ids.contains_key(&user_id) {
                 for c in parse_manifest(&row.get::<String, _>("chunks"))? {
-                    named.extend(users.key(&user_id, &c.sha256.to_string()));
+                    if let Some(key) = users.key(&user_id, &c.sha256.to_string()) {
+                        candidates.remove(&key);
+                    }
                 }
             }
             after = (user_id, row.get("sha256"));
+        }
+        if (rows.len() as i64) < KEPT_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// The chunks, of the batch's users, named by manifests written at `since_ms` or later (read
+/// by age, which the index on `created_ms` serves).
+async fn recent_manifest_chunks(
+    store: &MetadataStore,
+    users: &Users,
+    batch_users: &BTreeSet<u32>,
+    since_ms: i64,
+) -> Result<HashSet<Key>, FilesError> {
+    let mut named = HashSet::new();
+    let mut after = (since_ms, String::new(), String::new());
+    loop {
+        let rows = sqlx::query(
+            "SELECT created_ms, user_id, sha256, chunks FROM content_manifests
+             WHERE created_ms > $1 OR (created_ms = $1 AND (user_id > $2
+                   OR (user_id = $2 AND sha256 > $3)))
+             ORDER BY created_ms, user_id, sha256 LIMIT $4",
+        )
+        .bind(after.0)
+        .bind(&after.1)
+        .bind(&after.2)
+        .bind(KEPT_PAGE)
+        .fetch_all(&store.db().pool)
+        .await?;
+        for row in &rows {
+            let user_id: String = row.get("user_id");
+            if users
+                .ids
+                .get(&user_id)
+                .is_some_and(|n| batch_users.contains(n))
+            {
+                for c in parse_manifest(&row.get::<String, _>("chunks"))? {
+                    named.extend(users.key(&user_id, &c.sha256.to_string()));
+                }
+            }
+            after = (row.get("created_ms"), user_id, row.get("sha256"));
         }
         if (rows.len() as i64) < KEPT_PAGE {
             return Ok(named);
@@ -559,16 +597,22 @@ pub async fn collect_pausing(
         candidates.remove(&used);
     }
     // Manifests first.
+    let postgres = store.db().dialect == syncsphere_db::Dialect::Postgres;
     while !old_manifests.is_empty() {
         let batch: Vec<Key> = (0..SWEEP_BATCH)
             .map_while(|_| old_manifests.pop_first())
             .collect();
         let batch_users: BTreeSet<u32> = batch.iter().map(|(user, _)| *user).collect();
-        let _local = lock.write().await;
+        let local = lock.write().await;
         let cluster = store.gc_exclusive().await?;
         let swept = async {
+            // What the batch's users committed since: kept, in this batch and every later one.
             let committed =
                 strike_new_commits(store, &users, &mut heads, Some(&batch_users)).await?;
+            for key in &committed {
+                old_manifests.remove(key);
+                candidates.remove(key);
+            }
             for (user, hash) in batch {
                 if committed.contains(&(user, hash)) {
                     continue;
@@ -584,13 +628,12 @@ pub async fn collect_pausing(
         }
         .await;
         release(cluster, swept).await?;
-        breathe(&candidates_left(&old_manifests, &candidates)).await;
+        drop(local);
+        breathe(postgres && !(old_manifests.is_empty() && candidates.is_empty())).await;
     }
     // A chunk a surviving manifest names stays (a manifest not past its grace period yet, or
     // one whose commit failed: the next commit of its content reads through it).
-    for used in manifest_chunks(store, &users, None).await? {
-        candidates.remove(&used);
-    }
+    strike_manifest_chunks(store, &users, &mut candidates).await?;
     // Then blobs.
     let mut batch_number = 0;
     while !candidates.is_empty() {
@@ -600,15 +643,25 @@ pub async fn collect_pausing(
             .map_while(|_| candidates.pop_first())
             .collect();
         let batch_users: BTreeSet<u32> = batch.iter().map(|((user, _), _)| *user).collect();
-        let _local = lock.write().await;
+        let local = lock.write().await;
         let cluster = store.gc_exclusive().await?;
         let swept = async {
             let mut kept =
                 strike_new_commits(store, &users, &mut heads, Some(&batch_users)).await?;
             // Manifests written since the pass began, whether or not their commit stood.
             kept.extend(
-                manifest_chunks(store, &users, Some(began_ms - MANIFEST_CLOCK_SLACK_MS)).await?,
+                recent_manifest_chunks(
+                    store,
+                    &users,
+                    &batch_users,
+                    began_ms - MANIFEST_CLOCK_SLACK_MS,
+                )
+                .await?,
             );
+            // Kept in every later batch too.
+            for key in &kept {
+                candidates.remove(key);
+            }
             // Several at once: commits wait while the batch holds the lock (S3 answers each
             // request in milliseconds; one after the other, 256 of them would add up).
             let (users, kept) = (&users, &kept);
@@ -637,7 +690,8 @@ pub async fn collect_pausing(
         }
         .await;
         release(cluster, swept).await?;
-        breathe(&candidates_left(&old_manifests, &candidates)).await;
+        drop(local);
+        breathe(postgres && !candidates.is_empty()).await;
     }
     report.staging_deleted = staging.clean(horizon).await?;
     tracing::info!(?report, "garbage collection pass");

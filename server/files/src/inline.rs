@@ -85,6 +85,23 @@ impl InlineBlobStore {
     }
 }
 
+/// Whether the user's inline table holds `sha256`, asked on `conn` (a commit's transaction,
+/// which must not wait for a second pooled connection).
+pub(crate) async fn held_inline(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    sha256: &str,
+) -> Result<bool, FilesError> {
+    Ok(
+        sqlx::query("SELECT 1 AS held FROM inline_blobs WHERE user_id = $1 AND sha256 = $2")
+            .bind(user_id)
+            .bind(sha256)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
 fn time_of(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::now_ms;
+use futures_util::TryStreamExt as _;
 use syncsphere_protocol::UserId;
 
 pub(super) fn check_chunk_id(sha256: &str) -> Result<(), FilesError> {
@@ -300,11 +301,23 @@ pub(super) fn recheck(
         return None;
     }
     let (store, user_id) = (state.blobs.clone(), user_id.to_string());
-    Some(Box::new(move || {
+    Some(crate::store::recheck_op(move |conn| {
         Box::pin(async move {
+            // The store first, several at once; what it lacks may be a small content held
+            // inline, asked through the commit's own transaction.
+            let (store, user) = (&store, user_id.as_str());
+            let not_stored: Vec<String> = futures_util::stream::iter(blobs)
+                .map(|sha256| async move {
+                    let stored = store.stat_in_store(user, &sha256).await?.is_some();
+                    Ok::<_, FilesError>((!stored).then_some(sha256))
+                })
+                .buffer_unordered(16)
+                .try_filter_map(|found| async move { Ok(found) })
+                .try_collect()
+                .await?;
             let mut missing = Vec::new();
-            for sha256 in blobs {
-                if store.stat_in_store(&user_id, &sha256).await?.is_none() {
+            for sha256 in not_stored {
+                if !crate::inline::held_inline(conn, user, &sha256).await? {
                     missing.push(sha256);
                 }
             }

@@ -311,7 +311,7 @@ fn stored_again(
     staged: Arc<StagedBlob>,
 ) -> Option<crate::store::Recheck> {
     let (store, user_id) = (state.blobs.clone(), user_id.to_string());
-    Some(Box::new(move || {
+    Some(crate::store::recheck_op(move |_| {
         Box::pin(async move {
             if store
                 .stat_in_store(&user_id, &staged.sha256)

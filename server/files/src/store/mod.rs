@@ -74,7 +74,19 @@ pub struct NewContent<'a> {
 
 /// Blobs a commit uses that must still exist once it holds the collector's lock: checked
 /// inside the commit's transaction (see [`MetadataStore::commit_content_checked`]).
-pub type Recheck = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), FilesError>> + Send>;
+/// Given the commit's transaction, for what lives in the database (inline contents).
+pub type Recheck = Box<
+    dyn for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFuture<'c, Result<(), FilesError>> + Send,
+>;
+
+/// Boxes a [`Recheck`] (the signature guides closure inference).
+pub fn recheck_op(
+    f: impl for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> BoxFuture<'c, Result<(), FilesError>>
+    + Send
+    + 'static,
+) -> Recheck {
+    Box::new(f)
+}
 
 /// The PostgreSQL advisory lock that stands for [`crate::gc::GcLock`] across processes: content
 /// commits hold it shared inside their transaction, the collector's sweep exclusively while it
@@ -291,7 +303,7 @@ impl MetadataStore {
                                 .await?;
                         }
                         if let Some(recheck) = recheck {
-                            recheck().await?;
+                            recheck(tx).await?;
                         }
                         Ok(())
                     })

@@ -221,12 +221,17 @@ async fn an_upload_whose_old_copy_is_collected_is_stored_again(db: Option<String
     assert!(checked.problems.is_empty(), "{checked:?}");
 }
 
-/// A commit that reuses an orphan after the collector read the kept revisions, between two of
-/// its batches (batches go in key order: 256 decoys sort before the orphan, so the orphan is in
-/// the second): the second batch finds it in the journal and keeps the chunk.
-async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
+/// A commit that reuses an orphan after the collector read the kept revisions, before the
+/// batch of deletes numbered `pause_before` (batches go in key order: 256 decoys sort before
+/// the orphan, so the orphan is in batch 1). Before batch 1: that batch finds the commit in
+/// the journal. Before batch 0: batch 0 reads it (the user's journal head moves on), and batch
+/// 1 must still keep the chunk.
+async fn a_commit_between_batches_is_read_from_the_journal(
+    db: Option<String>,
+    pause_before: usize,
+) {
     let h = harness_with_grace(db, Duration::ZERO).await;
-    let (t, _) = h.user("between@example.com").await;
+    let (t, _) = h.user(&format!("between-{pause_before}@example.com")).await;
     let decoys: Vec<Vec<u8>> = (0..300)
         .map(|i| format!("decoy {i}").into_bytes())
         .collect();
@@ -246,7 +251,7 @@ async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
     assert_eq!(r.json["missing"], json!([]), "{}", r.json);
     tokio::time::sleep(Duration::from_millis(5)).await;
 
-    // The other process's pass, paused before its second batch of deletes.
+    // The other process's pass, paused before a batch of deletes.
     let reached = Arc::new(Notify::new());
     let go = Arc::new(Notify::new());
     let sweep = tokio::spawn({
@@ -260,7 +265,7 @@ async fn a_commit_between_batches_is_read_from_the_journal(db: Option<String>) {
             let pause = move |batch: usize| {
                 let (reached, go) = (reached.clone(), go.clone());
                 Box::pin(async move {
-                    if batch == 1 {
+                    if batch == pause_before {
                         reached.notify_one();
                         go.notified().await;
                     }
@@ -330,7 +335,59 @@ async fn a_commit_between_batches_is_read_from_the_journal_on_postgres() {
     if let Some(url) = syncsphere_test_support::postgres_database().await
         && syncsphere_test_support::s3_settings().is_some()
     {
-        a_commit_between_batches_is_read_from_the_journal(Some(url)).await;
+        a_commit_between_batches_is_read_from_the_journal(Some(url), 1).await;
+    }
+}
+
+#[tokio::test]
+async fn a_commit_read_by_an_earlier_batch_is_kept_by_a_later_one_on_postgres() {
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
+        a_commit_between_batches_is_read_from_the_journal(Some(url), 0).await;
+    }
+}
+
+/// A chunk held only as a small inline content (a file uploaded whole) is part of a chunked
+/// commit: the check under the collector's lock finds it in the inline table, through the
+/// commit's own transaction — it is neither "missing" (which no re-upload could fix: the
+/// upload finds it held and stores nothing) nor asked for on a second connection.
+async fn a_chunk_held_inline_commits(db: Option<String>) {
+    let h = harness_with_grace(db, Duration::ZERO).await;
+    let (t, _) = h.user("inline-chunk@example.com").await;
+    let small: &'static [u8] = b"a small file, kept inline, later a chunk of a larger one";
+    assert_eq!(
+        h.put(&t, "path=small.txt", small).await.status,
+        StatusCode::OK
+    );
+    let other = b"the other chunk".repeat(100);
+    assert_eq!(h.put_chunk(&t, &other).await.status, StatusCode::CREATED);
+    // Asking about the inline one: held, nothing to upload.
+    let r = h
+        .request(
+            "POST",
+            &t,
+            "/v1/chunks/missing",
+            json!({"chunks": [sha_hex(small)]}),
+        )
+        .await;
+    assert_eq!(r.json["missing"], json!([]), "{}", r.json);
+    let whole = [small, other.as_slice()].concat();
+    let commit = json!({"path": "both.bin", "size": whole.len(), "sha256": sha_hex(&whole),
+                        "chunks": [{"sha256": sha_hex(small), "size": small.len()},
+                                   {"sha256": sha_hex(&other), "size": other.len()}]});
+    let r = h.request("POST", &t, "/v1/files/commit", commit).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let id = r.json["file_id"].as_str().unwrap();
+    assert!(h.get(&t, &format!("/v1/files/{id}/content")).await.bytes == whole);
+}
+
+#[tokio::test]
+async fn a_chunk_held_inline_commits_on_postgres() {
+    if let Some(url) = syncsphere_test_support::postgres_database().await
+        && syncsphere_test_support::s3_settings().is_some()
+    {
+        a_chunk_held_inline_commits(Some(url)).await;
     }
 }
 

@@ -64,8 +64,15 @@ impl S3BlobStore {
             loader = loader.endpoint_url(endpoint);
         }
         let shared = loader.load().await;
+        // A request that stalls must end: commits check blobs while holding the collector's
+        // lock shared, and a sweep's batch stats and deletes while holding it (decision 0049).
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build();
         let s3 = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.path_style)
+            .timeout_config(timeouts)
             .build();
         let store = S3BlobStore {
             client: Client::from_conf(s3),

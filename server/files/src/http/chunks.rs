@@ -250,12 +250,6 @@ pub(super) async fn commit_chunks(
         )));
     }
     let single_blob = req.chunks.len() == 1 && req.chunks[0].sha256 == req.sha256;
-    // Judged now, after the hashing, which can take long for a large file.
-    let old = touched
-        .into_iter()
-        .filter(|(_, modified)| collectable(&state, *modified))
-        .map(|(sha256, _)| sha256)
-        .collect();
     let (meta, change) = state
         .store
         .commit_content_checked(
@@ -269,7 +263,7 @@ pub(super) async fn commit_chunks(
                 inline: None,
                 manifest: (!single_blob).then_some(req.chunks.as_slice()),
             },
-            recheck(&state, &user.user_id, old),
+            recheck(&state, &user.user_id, touched),
         )
         .await?;
     // Its chunks are no longer staged. The commit stands if this fails: the rows then leave
@@ -286,23 +280,27 @@ pub(super) async fn commit_chunks(
 /// be deleting it now (it deletes only what is older than its grace period; half of it is the
 /// margin for clocks and for the commit's own time). Only those are checked again under the
 /// collector's lock.
-pub(super) fn collectable(state: &FilesState, modified: std::time::SystemTime) -> bool {
-    modified < std::time::SystemTime::now() - state.gc_grace / 2
+pub(super) fn collectable(grace: std::time::Duration, modified: std::time::SystemTime) -> bool {
+    modified < std::time::SystemTime::now() - grace / 2
 }
 
-/// The check a commit makes under the collector's lock: each of `blobs` still exists, or the
-/// commit fails with them missing (the client uploads them again). `None` when there is none.
+/// The check a commit makes under the collector's lock: each of the `touched` blobs (with
+/// their times before the touch) that a sweep could be deleting — judged then, once the lock
+/// is held — still exists, or the commit fails with them missing (the client uploads them
+/// again).
 pub(super) fn recheck(
     state: &FilesState,
     user_id: &UserId,
-    blobs: Vec<String>,
+    touched: Vec<(String, std::time::SystemTime)>,
 ) -> Option<crate::store::Recheck> {
-    if blobs.is_empty() {
-        return None;
-    }
-    let (store, user_id) = (state.blobs.clone(), user_id.to_string());
+    let (store, user_id, grace) = (state.blobs.clone(), user_id.to_string(), state.gc_grace);
     Some(crate::store::recheck_op(move |conn| {
         Box::pin(async move {
+            let blobs: Vec<String> = touched
+                .into_iter()
+                .filter(|(_, modified)| collectable(grace, *modified))
+                .map(|(sha256, _)| sha256)
+                .collect();
             // The store first, several at once; what it lacks may be a small content held
             // inline, asked through the commit's own transaction.
             let (store, user) = (&store, user_id.as_str());

@@ -267,10 +267,8 @@ async fn strike_manifest_chunks(
         for row in &rows {
             let user_id: String = row.get("user_id");
             if users.ids.contains_key(&user_id) {
-                for c in parse_manifest(&row.get::<String, _>("chunks"))? {
-                    if let Some(key) = users.key(&user_id, &c.sha256.to_string()) {
-                        candidates.remove(&key);
-                    }
+                for key in users.chunk_keys(&user_id, &row.get::<String, _>("chunks"))? {
+                    candidates.remove(&key);
                 }
             }
             after = (user_id, row.get("sha256"));
@@ -311,9 +309,7 @@ async fn recent_manifest_chunks(
                 .get(&user_id)
                 .is_some_and(|n| batch_users.contains(n))
             {
-                for c in parse_manifest(&row.get::<String, _>("chunks"))? {
-                    named.extend(users.key(&user_id, &c.sha256.to_string()));
-                }
+                named.extend(users.chunk_keys(&user_id, &row.get::<String, _>("chunks"))?);
             }
             after = (row.get("created_ms"), user_id, row.get("sha256"));
         }
@@ -440,6 +436,14 @@ impl Users {
     /// The key of a user's hash, if the user has a number and the hash is one.
     fn key(&self, user_id: &str, sha256: &str) -> Option<Key> {
         Some((*self.ids.get(user_id)?, raw_hash(sha256)?))
+    }
+
+    /// The keys of the chunks a manifest (its JSON list) names, for a user of the pass.
+    fn chunk_keys(&self, user_id: &str, manifest: &str) -> Result<Vec<Key>, FilesError> {
+        Ok(parse_manifest(manifest)?
+            .iter()
+            .filter_map(|c| self.key(user_id, &c.sha256.to_string()))
+            .collect())
     }
 
     fn name(&self, n: u32) -> &str {

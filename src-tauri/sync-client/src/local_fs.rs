@@ -48,6 +48,11 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     fn metadata(&self, path: &Path) -> std::io::Result<Meta>;
     /// Does not follow a symbolic link at `path`.
     fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta>;
+    /// The newest modification time no later write can be stamped with, in nanoseconds since
+    /// the epoch, when read before a file's metadata: a file stamped later than this may still
+    /// change without its stamp changing (file-system clocks are coarse: a jiffy on Linux
+    /// before 6.13, two seconds on FAT), so its hash cannot be kept by (size, mtime).
+    fn settled_mtime_ns(&self) -> i128;
     /// SHA-256 (lower-case hex) of the file's content.
     fn hash(&self, path: &Path) -> std::io::Result<String>;
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
@@ -66,6 +71,11 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     /// Makes renames in `dir` durable (best effort).
     fn sync_dir(&self, dir: &Path);
 }
+
+/// How far behind its write a file's modification time may be, at most, on the disks a sync
+/// folder lives on: two seconds (FAT's step; ext4 before Linux 6.13 steps a jiffy, NTFS, APFS
+/// and exFAT at most 10 ms).
+pub(crate) const MTIME_COARSENESS_NS: i128 = 2_000_000_000;
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -122,6 +132,13 @@ impl LocalFs for RealFs {
 
     fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
         std::fs::symlink_metadata(path).map(|m| meta_of(&m))
+    }
+
+    fn settled_mtime_ns(&self) -> i128 {
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - MTIME_COARSENESS_NS
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {

@@ -380,6 +380,9 @@ impl LocalFs for Counting {
     fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
         RealFs.symlink_metadata(path)
     }
+    fn settled_mtime_ns(&self) -> i128 {
+        RealFs.settled_mtime_ns()
+    }
     fn hash(&self, path: &Path) -> std::io::Result<String> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RealFs.hash(path)
@@ -419,8 +422,8 @@ fn unchanged_files_are_not_read_again() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("a/b")).unwrap();
     for i in 0..5 {
-        std::fs::write(root.join(format!("a/f{i}")), format!("{i}")).unwrap();
-        std::fs::write(root.join(format!("a/b/g{i}")), format!("{i}")).unwrap();
+        write_settled(&root.join(format!("a/f{i}")), format!("{i}").as_bytes());
+        write_settled(&root.join(format!("a/b/g{i}")), format!("{i}").as_bytes());
     }
     let fs = Counting::default();
     let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
@@ -436,7 +439,7 @@ fn unchanged_files_are_not_read_again() {
         10,
         "a whole scan of an unchanged folder reads nothing"
     );
-    std::fs::write(root.join("a/f0"), b"changed size").unwrap();
+    write_settled(&root.join("a/f0"), b"changed size");
     std::fs::create_dir(root.join("a/new")).unwrap();
     let got = scanner
         .rescan(&fs, root, &marks(&["a/f0", "a/new", "a/b"]))
@@ -448,6 +451,58 @@ fn unchanged_files_are_not_read_again() {
     let got = scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 11);
     assert_eq!(got.tree.len(), 10);
+}
+
+/// Writes `data` at `path`, stamped an hour ago: long enough for any file-system clock.
+fn write_settled(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+}
+
+/// A coarse file-system clock (a jiffy on Linux before 6.13, two seconds on FAT) stamps a
+/// second write within its step with the first one's time: a file stamped that recently is
+/// read again by the next listing, whatever its stamp says, until its stamp is old enough
+/// to trust. (The second write is played here by restoring the first one's stamp.)
+#[test]
+fn a_file_stamped_within_the_clocks_step_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let path = root.join("doc.txt");
+    std::fs::write(&path, b"first").unwrap();
+    let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let fs = Counting::default();
+    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+    let mut scanner = Scanner::default();
+    let first = scanner.scan(&fs, root).unwrap();
+    assert_eq!(first.tree["doc.txt"].sha256, sha256_hex(b"first"));
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut &file, b"again").unwrap();
+    file.set_modified(stamp).unwrap();
+    drop(file);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), stamp);
+    let second = scanner.scan(&fs, root).unwrap();
+    assert_eq!(
+        second.tree["doc.txt"].sha256,
+        sha256_hex(b"again"),
+        "the same size and stamp, other bytes: the listing must read the file"
+    );
+    assert_eq!(reads(), 2);
+    // Once its stamp is old enough, the file is kept by it again.
+    write_settled(&path, b"third");
+    scanner.scan(&fs, root).unwrap();
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(reads(), 3, "a settled stamp is trusted");
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 #[test]

@@ -69,6 +69,10 @@ struct Disk {
     nodes: BTreeMap<String, Stored>,
     next_ino: u64,
     clock_ns: i128,
+    /// The step of the disk's modification times (0: every write its own stamp; else the
+    /// clock, which advances 1 µs a write, rounded down to it: a coarse file-system clock,
+    /// many writes one stamp).
+    mtime_tick_ns: i128,
     /// The names as of the last journal commit (key → spelling, inode, is a folder): what a
     /// power cut leaves.
     durable_names: BTreeMap<String, (String, u64, bool)>,
@@ -80,6 +84,15 @@ struct Disk {
 }
 
 impl Disk {
+    /// The stamp a write made now gets.
+    fn stamp(&self) -> i128 {
+        if self.mtime_tick_ns > 0 {
+            self.clock_ns - self.clock_ns.rem_euclid(self.mtime_tick_ns)
+        } else {
+            self.clock_ns
+        }
+    }
+
     /// Any fsync commits the journal: every name as it is now becomes durable.
     fn commit_names(&mut self) {
         self.durable_names = self
@@ -371,6 +384,13 @@ impl FakeFs {
             ));
         }
         Ok(())
+    }
+
+    /// Gives the disk a coarse clock: a thousand writes share one modification time (as
+    /// ext4's jiffy before Linux 6.13, or FAT's two seconds), and the user's racing saves keep
+    /// the file's size — a change only a read can tell.
+    pub(crate) fn coarse_clock(&self) {
+        self.state.lock().unwrap().disk.mtime_tick_ns = 1_000_000;
     }
 
     pub(crate) fn set_chaos(&self, chaos: Chaos) {
@@ -819,7 +839,7 @@ impl FakeFs {
     fn put_file(&self, disk: &mut Disk, rel: &str, data: Vec<u8>) -> std::io::Result<()> {
         self.parent_is_dir(disk, rel)?;
         disk.clock_ns += 1_000;
-        let mtime_ns = disk.clock_ns;
+        let mtime_ns = disk.stamp();
         let key = self.key(rel);
         match disk.nodes.get_mut(&key) {
             Some(Stored {
@@ -1037,6 +1057,16 @@ impl LocalFs for FakeFs {
         self.meta(&self.rel(path)?)
     }
 
+    fn settled_mtime_ns(&self) -> i128 {
+        let disk = &self.state.lock().unwrap().disk;
+        if disk.mtime_tick_ns > 0 {
+            // Later writes may still be stamped with the current step.
+            disk.stamp()
+        } else {
+            disk.clock_ns + 1
+        }
+    }
+
     fn hash(&self, path: &Path) -> std::io::Result<String> {
         let rel = self.rel(path)?;
         let data = {
@@ -1057,7 +1087,13 @@ impl LocalFs for FakeFs {
             && st.rng.gen_bool(race)
         {
             st.racing_counter += 1;
-            let content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+            let mut content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+            if st.disk.mtime_tick_ns > 0 && !data.is_empty() {
+                content.resize(data.len(), b'.');
+                if content == data {
+                    content[0] ^= 1;
+                }
+            }
             if self.put_file(&mut st.disk, &rel, content.clone()).is_ok() {
                 let key = self.key(&rel);
                 st.disk.fsync_file(&key);

@@ -185,9 +185,15 @@ bench_setup() {
   local name="$1" packages=()
   shift
   for p in "$@"; do packages+=(-p "$p"); done
-  log "building release binaries"
-  cargo build --locked --release "${packages[@]}"
-  REL="$CARGO_TARGET_DIR/release"
+  if [ -n "${BENCH_REL:-}" ]; then
+    # Another build's binaries (e.g. the previous commit's, for a before/after in one sitting).
+    REL="$BENCH_REL"
+    log "binaries of $REL (BENCH_REL), not built"
+  else
+    log "building release binaries"
+    cargo build --locked --release "${packages[@]}"
+    REL="$CARGO_TARGET_DIR/release"
+  fi
   WORK="$(mktemp -d "/var/tmp/syncsphere-bench-$name.XXXXXX")"
   PIDS=()
   trap bench_cleanup EXIT

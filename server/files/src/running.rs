@@ -194,7 +194,7 @@ impl RunningHashes {
             let now = Instant::now();
             let key = (user_id.to_owned(), content.to_owned());
             if !runs.contains_key(&key) {
-                runs.retain(|_, slot| now.duration_since(slot.fed) < RUN_IDLE);
+                Self::retain_fed(&mut runs, now);
                 if runs.len() >= RUNS_MAX
                     && let Some(oldest) = runs
                         .iter()
@@ -219,6 +219,22 @@ impl RunningHashes {
             slot.run.clone()
         };
         lock(&run).feed(offset, chunk, pieces);
+    }
+
+    /// Drops the runs not fed for [`RUN_IDLE`] at `now`, and what they parked; returns how many
+    /// went. Runs by the files service every minute: a run otherwise ends only at its commit or
+    /// when another content's first chunk makes room — and an account that parks early chunks
+    /// up to its budget and stops (or is refused everything else) would hold them for the
+    /// process's life.
+    pub fn drop_idle(&self, now: Instant) -> usize {
+        let mut runs = self.map();
+        let before = runs.len();
+        Self::retain_fed(&mut runs, now);
+        before - runs.len()
+    }
+
+    fn retain_fed(runs: &mut HashMap<(String, String), Slot>, now: Instant) {
+        runs.retain(|_, slot| now.saturating_duration_since(slot.fed) < RUN_IDLE);
     }
 
     /// Ends the user's run for `content` and returns its hash if it covered exactly `chunks`,
@@ -394,6 +410,27 @@ mod tests {
         assert_eq!(running.parked_bytes(None), 30 * mib);
         running.finish("v", "c1", &[]);
         assert_eq!(running.parked_bytes(None), 0);
+    }
+
+    #[test]
+    fn idle_runs_and_what_they_parked_are_dropped_without_another_upload() {
+        let hashes = RunningHashes::default();
+        let data = data();
+        let parts = chunks_of(&data, &[1000, 1000, 1000]);
+        // Only the later chunks of each content: both wait for their first, parked.
+        for content in ["c1", "c2"] {
+            for (offset, chunk, pieces) in parts.iter().skip(1).cloned() {
+                hashes.feed("u1", content, offset, chunk, pieces);
+            }
+        }
+        assert_eq!(hashes.parked_bytes(Some("u1")), 4000);
+        assert_eq!(hashes.drop_idle(Instant::now()), 0, "fed just now");
+        assert_eq!(hashes.parked_bytes(None), 4000);
+        let later = Instant::now() + RUN_IDLE + Duration::from_secs(1);
+        assert_eq!(hashes.drop_idle(later), 2);
+        assert_eq!(hashes.parked_bytes(Some("u1")), 0);
+        assert_eq!(hashes.parked_bytes(None), 0);
+        assert!(hashes.is_empty());
     }
 
     #[test]

@@ -139,13 +139,20 @@ impl FilesService {
     }
 
     /// Prunes the staged-chunk ledger of rows past the grace period and refreshes its total
-    /// for `/metrics`, now and every minute (every `files` process). Needs a Tokio runtime.
+    /// for `/metrics`, and drops the running hashes idle past [`crate::running::RUN_IDLE`]
+    /// (with the early chunks they hold), now and every minute (every `files` process). Needs
+    /// a Tokio runtime.
     pub fn spawn_staged_pruner(&self) {
         let store = self.state.store.clone();
+        let running = self.state.running.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                let idle = running.drop_idle(std::time::Instant::now());
+                if idle > 0 {
+                    tracing::debug!(runs = idle, "idle running hashes dropped");
+                }
                 if let Err(e) = store.prune_staged(crate::now_ms()).await {
                     tracing::warn!(error = %e, "pruning the staged-chunk ledger failed");
                 }

@@ -66,6 +66,8 @@ struct Counters {
     connect_errors: AtomicU64,
     commits: AtomicU64,
     commit_errors: AtomicU64,
+    /// Why commits failed: the status and message, or what the request met.
+    commit_failures: AttackLog,
 }
 
 /// A small PRNG (xorshift64*), enough to pick devices and addresses.
@@ -526,12 +528,22 @@ pub(crate) async fn run(
                     .body(format!("commit {c}"));
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    match req.send().await {
+                    let why = match req.send().await {
                         Ok(r) if r.status().is_success() => {
-                            shared.counters.commits.fetch_add(1, Relaxed)
+                            shared.counters.commits.fetch_add(1, Relaxed);
+                            return;
                         }
-                        _ => shared.counters.commit_errors.fetch_add(1, Relaxed),
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body = r.text().await.unwrap_or_default();
+                            format!("{status} {}", body.chars().take(120).collect::<String>())
+                        }
+                        Err(e) if e.is_timeout() => "timed out".to_owned(),
+                        Err(e) if e.is_connect() => format!("not connected: {e}"),
+                        Err(e) => format!("no answer: {e}"),
                     };
+                    shared.counters.commit_errors.fetch_add(1, Relaxed);
+                    shared.counters.commit_failures.count(why);
                 });
                 c += 1;
             }
@@ -644,6 +656,9 @@ pub(crate) async fn run(
         c.commits.load(Relaxed),
         c.commit_errors.load(Relaxed)
     );
+    for (why, count) in c.commit_failures.0.lock().unwrap().iter() {
+        println!("  - failed commits: {count} × {why}");
+    }
     println!(
         "- pushes received: {}; changes fetched when catching up after a reconnect: {}",
         c.pushes.load(Relaxed),

@@ -48,11 +48,13 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     fn metadata(&self, path: &Path) -> std::io::Result<Meta>;
     /// Does not follow a symbolic link at `path`.
     fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta>;
-    /// The newest modification time no later write can be stamped with, in nanoseconds since
-    /// the epoch, when read before a file's metadata: a file stamped later than this may still
-    /// change without its stamp changing (file-system clocks are coarse: a jiffy on Linux
-    /// before 6.13, two seconds on FAT), so its hash cannot be kept by (size, mtime).
-    fn settled_mtime_ns(&self) -> i128;
+    /// The time now, in nanoseconds since the epoch, on the clock file modification times are
+    /// stamped from.
+    fn now_ns(&self) -> i128;
+    /// How coarse a modification time may be, judged from the stamp itself: a later write
+    /// within that step after `mtime_ns` may get the same stamp (file-system clocks step: a
+    /// jiffy on Linux before 6.13, ~16 ms on Windows, two seconds on FAT).
+    fn stamp_step_ns(&self, mtime_ns: i128) -> i128;
     /// SHA-256 (lower-case hex) of the file's content.
     fn hash(&self, path: &Path) -> std::io::Result<String>;
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
@@ -72,10 +74,17 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path);
 }
 
-/// How far behind its write a file's modification time may be, at most, on the disks a sync
-/// folder lives on: two seconds (FAT's step; ext4 before Linux 6.13 steps a jiffy, NTFS, APFS
-/// and exFAT at most 10 ms).
-pub(crate) const MTIME_COARSENESS_NS: i128 = 2_000_000_000;
+/// How coarse a real disk's stamp may be: a whole second says a file system that keeps
+/// seconds (FAT keeps two, HFS+ and ext3 one; or a tool that set it so), two seconds then;
+/// anything finer, 100 ms (ext4 and Btrfs step a jiffy — at most 10 ms — before Linux 6.13,
+/// Windows' file times ~16 ms, exFAT 10 ms).
+pub(crate) fn stamp_step_ns(mtime_ns: i128) -> i128 {
+    if mtime_ns % 1_000_000_000 == 0 {
+        2_000_000_000
+    } else {
+        100_000_000
+    }
+}
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -134,11 +143,14 @@ impl LocalFs for RealFs {
         std::fs::symlink_metadata(path).map(|m| meta_of(&m))
     }
 
-    fn settled_mtime_ns(&self) -> i128 {
-        let now = std::time::SystemTime::now()
+    fn now_ns(&self) -> i128 {
+        std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        now - MTIME_COARSENESS_NS
+            .map_or(0, |d| d.as_nanos() as i128)
+    }
+
+    fn stamp_step_ns(&self, mtime_ns: i128) -> i128 {
+        stamp_step_ns(mtime_ns)
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {

@@ -873,14 +873,14 @@ const UNSETTLED: i128 = i128::MIN;
 /// The file at `path` and the modification time it was seen at: what the last listing `seen`
 /// when its size and modification time are unchanged, else read and hashed. A file stamped
 /// too recently for its stamp to be trusted (a write within the file system's clock step
-/// leaves it unchanged: [`LocalFs::settled_mtime_ns`]), or with no stamp, is kept as
+/// leaves it unchanged: [`LocalFs::stamp_step_ns`]), or with no stamp, is kept as
 /// [`UNSETTLED`] and read again by the next listing — as Git treats "racily clean" entries.
 fn hash(
     fs: &dyn LocalFs,
     path: &Path,
     seen: Option<(&LocalFile, i128)>,
 ) -> std::io::Result<(LocalFile, i128)> {
-    let settled = fs.settled_mtime_ns();
+    let seen_at = fs.now_ns();
     let meta = fs.metadata(path)?;
     let stamp = stamp_of(&meta);
     if let Some((file, mtime)) = seen
@@ -890,7 +890,8 @@ fn hash(
         return Ok((file.clone(), mtime));
     }
     let sha256 = fs.hash(path)?;
-    let kept = if stamp.mtime_ns != 0 && stamp.mtime_ns < settled {
+    let settled = seen_at - stamp.mtime_ns > fs.stamp_step_ns(stamp.mtime_ns);
+    let kept = if stamp.mtime_ns != 0 && settled {
         stamp.mtime_ns
     } else {
         UNSETTLED

@@ -99,18 +99,44 @@ impl Engine {
 
     /// Puts a moved-aside file back at `path`; if a file is there now, removes ours when it has
     /// the same content (`same` hash known), else keeps ours next to it as a conflicted copy.
+    /// Where a file now stands in place of one of the path's folders (another device replaced
+    /// the folder by a file), ours goes into a conflicted copy of that folder instead: never
+    /// left hidden in the state folder for want of its place.
     pub(super) fn put_back(
         &self,
         path: &str,
         aside: &Path,
         same: Option<bool>,
     ) -> Result<(), SyncError> {
-        let full = self.local(path);
-        if let Some(parent) = full.parent() {
-            self.fs
-                .create_dir_all(parent)
-                .map_err(io_err(format!("creating {}", parent.display())))?;
+        let mut path = path.to_owned();
+        let mut full = self.local(&path);
+        if let Some(parent) = full.parent()
+            && let Err(e) = self.fs.create_dir_all(parent)
+        {
+            let Some(file) = self.file_in_the_way(&path) else {
+                return Err(SyncError::Io(format!("creating {}", parent.display()), e));
+            };
+            let folder = syncsphere_sync_core::conflicted_copy_name(
+                &file,
+                &self.device_name,
+                &self.clock.stamp(),
+                |c| self.exists(&self.local(c)),
+            );
+            let moved = format!("{folder}{}", &path[file.len()..]);
+            tracing::info!(
+                path,
+                moved,
+                "a file stands where the folder was: putting the file back in a copy of the folder"
+            );
+            path = moved;
+            full = self.local(&path);
+            if let Some(parent) = full.parent() {
+                self.fs
+                    .create_dir_all(parent)
+                    .map_err(io_err(format!("creating {}", parent.display())))?;
+            }
         }
+        let path = path.as_str();
         let back = self
             .fs
             .rename_no_replace(aside, &full)
@@ -148,6 +174,19 @@ impl Engine {
         }
         let _ = self.fs.remove_file(&aside.with_extension("path"));
         Ok(())
+    }
+
+    /// The nearest folder of `path` that is not a folder on disk now (a file, or anything else),
+    /// if any.
+    fn file_in_the_way(&self, path: &str) -> Option<String> {
+        path.match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .find(|folder| {
+                self.fs
+                    .symlink_metadata(&self.local(folder))
+                    .is_ok_and(|m| m.kind != Kind::Dir)
+            })
+            .map(str::to_owned)
     }
 
     /// Finishes with a moved-aside file whose content the server keeps.

@@ -362,11 +362,13 @@ fn a_rescan_of_the_marked_paths_finds_what_a_full_scan_finds() {
     assert_eq!(summary(&again), summary(&got));
 }
 
-/// The real disk, counting the folders listed (and, second, the files read to hash them).
+/// The real disk, counting the folders listed (and, second, the files read to hash them); its
+/// clock can be set (third).
 #[derive(Default)]
 struct Counting(
     std::sync::atomic::AtomicUsize,
     std::sync::atomic::AtomicUsize,
+    std::sync::Mutex<Option<i128>>,
 );
 
 impl LocalFs for Counting {
@@ -380,8 +382,11 @@ impl LocalFs for Counting {
     fn symlink_metadata(&self, path: &Path) -> std::io::Result<Meta> {
         RealFs.symlink_metadata(path)
     }
-    fn settled_mtime_ns(&self) -> i128 {
-        RealFs.settled_mtime_ns()
+    fn now_ns(&self) -> i128 {
+        self.2.lock().unwrap().unwrap_or_else(|| RealFs.now_ns())
+    }
+    fn stamp_step_ns(&self, mtime_ns: i128) -> i128 {
+        RealFs.stamp_step_ns(mtime_ns)
     }
     fn hash(&self, path: &Path) -> std::io::Result<String> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -468,7 +473,8 @@ fn write_settled(path: &Path, data: &[u8]) {
 /// A coarse file-system clock (a jiffy on Linux before 6.13, two seconds on FAT) stamps a
 /// second write within its step with the first one's time: a file stamped that recently is
 /// read again by the next listing, whatever its stamp says, until its stamp is old enough
-/// to trust. (The second write is played here by restoring the first one's stamp.)
+/// to trust. (The second write is played here by restoring the first one's stamp; the scans
+/// happen, by the disk's clock, 50 ms after it.)
 #[test]
 fn a_file_stamped_within_the_clocks_step_is_read_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -476,7 +482,12 @@ fn a_file_stamped_within_the_clocks_step_is_read_again() {
     let path = root.join("doc.txt");
     std::fs::write(&path, b"first").unwrap();
     let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let stamp_ns = stamp
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
     let fs = Counting::default();
+    *fs.2.lock().unwrap() = Some(stamp_ns + 50_000_000);
     let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
     let mut scanner = Scanner::default();
     let first = scanner.scan(&fs, root).unwrap();
@@ -493,11 +504,22 @@ fn a_file_stamped_within_the_clocks_step_is_read_again() {
         "the same size and stamp, other bytes: the listing must read the file"
     );
     assert_eq!(reads(), 2);
-    // Once its stamp is old enough, the file is kept by it again.
-    write_settled(&path, b"third");
+    // Past the step, the stamp is trusted again: read once more to settle it, then kept.
+    *fs.2.lock().unwrap() = Some(stamp_ns + 150_000_000);
     scanner.scan(&fs, root).unwrap();
     scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 3, "a settled stamp is trusted");
+}
+
+/// A whole-second stamp says a disk that keeps seconds (FAT keeps two): trusted only after
+/// two; a finer one after 100 ms.
+#[test]
+fn the_step_a_stamp_may_hide_follows_its_precision() {
+    use crate::local_fs::stamp_step_ns;
+    assert_eq!(stamp_step_ns(1_764_000_000_000_000_000), 2_000_000_000);
+    assert_eq!(stamp_step_ns(1_764_000_002_000_000_000), 2_000_000_000);
+    assert_eq!(stamp_step_ns(1_764_000_000_010_000_000), 100_000_000);
+    assert_eq!(stamp_step_ns(1_764_000_000_123_456_789), 100_000_000);
 }
 
 fn sha256_hex(data: &[u8]) -> String {

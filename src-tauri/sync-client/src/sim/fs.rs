@@ -1057,14 +1057,13 @@ impl LocalFs for FakeFs {
         self.meta(&self.rel(path)?)
     }
 
-    fn settled_mtime_ns(&self) -> i128 {
-        let disk = &self.state.lock().unwrap().disk;
-        if disk.mtime_tick_ns > 0 {
-            // Later writes may still be stamped with the current step.
-            disk.stamp()
-        } else {
-            disk.clock_ns + 1
-        }
+    fn now_ns(&self) -> i128 {
+        self.state.lock().unwrap().disk.clock_ns
+    }
+
+    fn stamp_step_ns(&self, _mtime_ns: i128) -> i128 {
+        // Fine: a stamp is settled once anything else was written after it.
+        self.state.lock().unwrap().disk.mtime_tick_ns
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {

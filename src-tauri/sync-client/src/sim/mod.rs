@@ -1240,6 +1240,70 @@ fn scenario_a_file_left_set_aside_is_held_not_deleted() {
     });
 }
 
+/// Scripted: a file an interrupted pass had set aside, whose folder is a file by the time it
+/// goes back (another device replaced the folder by a file, and it came down; or the user did
+/// it): it goes back into a conflicted copy of the folder and syncs from there — never stays
+/// hidden in the state folder, tried again and refused on every pass ("a file is in the way",
+/// found by seed 852 once one disk of every run had a coarse clock).
+#[test]
+fn scenario_a_file_whose_folder_became_a_file_comes_back_in_a_copy_of_the_folder() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        sim.devices[0]
+            .fs
+            .user_write("d/e/g.txt", b"first")
+            .expect("written");
+        sim.pass(0, false).await;
+        sim.pass(1, false).await;
+        let fs = sim.devices[1].fs.clone();
+        assert_eq!(fs.files().get("d/e/g.txt"), Some(&b"first".to_vec()));
+        // dev1's user edits the file; a pass moved it aside and died there...
+        fs.user_write("d/e/g.txt", b"edited on dev1")
+            .expect("edited");
+        sim.witness.superseded(1, Some(b"first".to_vec()));
+        let aside = format!(
+            "{}/{}",
+            crate::scan::STATE_DIR,
+            crate::engine::aside::ASIDE_DIR
+        );
+        fs.user_write(&format!("{aside}/0.path"), b"d/e/g.txt")
+            .expect("origin written");
+        fs.user_rename("d/e/g.txt", &format!("{aside}/0"))
+            .expect("moved aside");
+        // ...and before the next pass, a file takes the folder's name.
+        crate::local_fs::LocalFs::remove_dir(&*fs, &root_of("dev1").join("d/e"))
+            .expect("empty folder removed");
+        fs.user_write("d/e", b"a file now").expect("file written");
+        // (The user removed the folder: what was in it at its place is theirs to delete.)
+        sim.user_removed[1].insert(fold_name("d/e/g.txt"));
+        sim.settle().await;
+        sim.check();
+        for d in &sim.devices {
+            let files = d.fs.files();
+            let back: Vec<&String> = files
+                .iter()
+                .filter(|(_, c)| c.as_slice() == b"edited on dev1")
+                .map(|(p, _)| p)
+                .collect();
+            assert_eq!(back.len(), 1, "{}: {files:?}", d.name);
+            assert!(
+                back[0].starts_with("d/e (conflicted copy from dev1 ")
+                    && back[0].ends_with(")/g.txt"),
+                "{}: {}",
+                d.name,
+                back[0]
+            );
+            assert_eq!(
+                files.get("d/e"),
+                Some(&b"a file now".to_vec()),
+                "{}",
+                d.name
+            );
+        }
+    });
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let rt = runtime();

@@ -439,7 +439,7 @@ impl Engine {
             // the linked folder, still there afterwards, is planned with.
             self.check_folder()?;
             let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
-            scan.unreadable.extend(self.aside_origins());
+            scan.unreadable.extend(self.aside_origins()?);
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");
             }

@@ -197,19 +197,38 @@ impl Engine {
 
     /// Where the files now moved aside came from: they are on this disk, only not at their
     /// place, so a scan must hold them as it holds an unreadable file — never read them as
-    /// deleted (a put-back that failed leaves one there until the next pass).
-    pub(super) fn aside_origins(&self) -> Vec<String> {
+    /// deleted (a put-back that failed leaves one there until the next pass). Each is the
+    /// path [`Engine::recover_aside`] will put it back at (`recovered N` for one whose record
+    /// a crash lost). An error when the state folder cannot be read now: a pass that cannot
+    /// tell what is held must not plan deletions.
+    pub(super) fn aside_origins(&self) -> Result<Vec<String>, SyncError> {
         let dir = self.folder.join(STATE_DIR).join(ASIDE_DIR);
-        let Ok(entries) = self.fs.read_dir(&dir) else {
-            return Vec::new();
+        let entries = match self.fs.read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(SyncError::Io(format!("listing {}", dir.display()), e)),
         };
         entries
             .iter()
             .filter_map(|e| e.name.to_str())
             .filter(|n| !n.ends_with(".path"))
-            .filter_map(|n| self.fs.read_to_string(&dir.join(format!("{n}.path"))).ok())
-            .filter(|p| !p.is_empty())
+            .map(|n| {
+                self.origin_of(&dir, n)
+                    .map_err(io_err(format!("reading {}", dir.join(n).display())))
+            })
             .collect()
+    }
+
+    /// Where the file moved aside as `name` in `dir` goes back to: the path its `name.path`
+    /// names, or where a crash left no record (or an empty one), `recovered name` at the
+    /// folder's top, where the user sees it.
+    fn origin_of(&self, dir: &Path, name: &str) -> std::io::Result<String> {
+        match self.fs.read_to_string(&dir.join(format!("{name}.path"))) {
+            Ok(p) if !p.is_empty() => Ok(p),
+            Ok(_) => Ok(format!("recovered {name}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(format!("recovered {name}")),
+            Err(e) => Err(e),
+        }
     }
 
     /// Files a crashed run left moved aside go back where they came from (or, where the user
@@ -233,11 +252,14 @@ impl Engine {
                 }
                 continue;
             }
-            let origin = self.fs.read_to_string(&aside.with_extension("path"));
-            let path = match origin {
-                Ok(p) if !p.is_empty() => p,
-                // No record of where it came from: into the folder, where the user sees it.
-                _ => format!("recovered {name}"),
+            let path = match self.origin_of(&dir, &name) {
+                Ok(path) => path,
+                Err(e) => {
+                    // Its record is there but unreadable now: it stays, safe, for the next pass
+                    // (and the scan holds nothing as deleted meanwhile: `aside_origins`).
+                    tracing::warn!(name, error = %e, "could not read where a moved-aside file came from");
+                    continue;
+                }
             };
             let fs = self.fs.clone();
             let (a, b) = (aside.clone(), self.local(&path));

@@ -210,22 +210,32 @@ bench_cleanup() {
 # output in DIR/NAME.out and DIR/NAME.log; sets STARTED_URL and STARTED_PID once it listens.
 # The benchmark scripts' start: the open-file limit raised to the hard limit, the release
 # server and load tool built, REL set to where they are.
+# BENCH_REL=dir runs another build's binaries (copied there), as bench_setup does.
 build_bench_tools() {
   ulimit -n "$(ulimit -Hn)"
+  if [ -n "${BENCH_REL:-}" ]; then
+    REL="$BENCH_REL"
+    log "binaries of $REL (BENCH_REL), not built"
+    return
+  fi
   log "building release binaries"
   cargo build --locked --release -p syncsphere-server -p syncsphere-loadtest
   REL="$CARGO_TARGET_DIR/release"
 }
 
-#   start_bench_server DIR NAME [server flags…]   (log filter: BENCH_SERVER_LOG, default warn)
+#   start_bench_server DIR NAME [server flags…]   (log filter: BENCH_SERVER_LOG, default warn;
+#   BENCH_SERVER_WRAP runs the server under a profiler, e.g. "heaptrack -o /tmp/ht/server")
 start_bench_server() {
-  local dir="$1" name="$2"
+  local dir="$1" name="$2" wrap=()
   shift 2
-  RUST_LOG="${BENCH_SERVER_LOG:-warn}" "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
+  if [ -n "${BENCH_SERVER_WRAP:-}" ]; then read -r -a wrap <<<"$BENCH_SERVER_WRAP"; fi
+  RUST_LOG="${BENCH_SERVER_LOG:-warn}" "${wrap[@]}" "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
     >"$dir/$name.out" 2>"$dir/$name.log" &
   STARTED_PID=$!
   for _ in $(seq 200); do grep -q 'listening on' "$dir/$name.out" 2>/dev/null && break; sleep 0.05; done
   STARTED_URL="$(grep -o 'http://[0-9.:]*' "$dir/$name.out" | head -n1)"
+  # Under a wrapper, the server is the wrapper's child: its pid is the one to sample.
+  if [ ${#wrap[@]} -gt 0 ]; then STARTED_PID="$(pgrep -n -f "^$REL/syncsphere-server --listen")"; fi
   if [ -z "$STARTED_URL" ]; then
     cat "$dir/$name.log" >&2
     kill "$STARTED_PID" 2>/dev/null || true

@@ -12,7 +12,8 @@
 //!
 //! Replay one seed: `SIM_SEED=<seed> cargo test -p syncsphere-sync-client sim::`.
 //! Long mode (≥ 10⁶ user operations): `SIM_RUNS=13000 cargo test --release -p
-//! syncsphere-sync-client sim::randomized -- --nocapture`.
+//! syncsphere-sync-client sim::randomized -- --nocapture`; `SIM_FIRST=<seed>` starts the range
+//! elsewhere than 0 (a run past the seeds already tried).
 
 mod fs;
 pub(crate) mod real;
@@ -1123,12 +1124,15 @@ const REAL_RUNS: u64 = 40;
 /// thread, so more runs at once than cores keep the cores busy.
 const THREADS: u64 = 6;
 
-/// Runs `SIM_SEED`, or `runs` seeds (`runs_var` overrides), spread over threads; against the
+/// Runs `SIM_SEED`, or `runs` seeds (`runs_var` overrides) from `SIM_FIRST` (0), spread over threads; against the
 /// real server when `real` (each seed on its own runtime, so the server's tasks end with it).
 fn run_seeds(real: bool, runs_var: &str, runs: u64) {
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64(runs_var).unwrap_or(runs)).collect(),
+        None => {
+            let first = env_u64("SIM_FIRST").unwrap_or(0);
+            (first..first + env_u64(runs_var).unwrap_or(runs)).collect()
+        }
     };
     let started = std::time::Instant::now();
     let threads = THREADS.min(seeds.len() as u64).max(1) as usize;

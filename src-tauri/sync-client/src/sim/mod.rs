@@ -1197,6 +1197,15 @@ fn randomized_devices_converge_against_the_real_server() {
     run_seeds(true, "SIM_REAL_RUNS", REAL_RUNS);
 }
 
+/// `name` in the state folder's set-aside area, relative to the synced folder.
+fn aside_path(name: &str) -> String {
+    format!(
+        "{}/{}/{name}",
+        crate::scan::STATE_DIR,
+        crate::engine::aside::ASIDE_DIR
+    )
+}
+
 /// Scripted: a file an interrupted pass had set aside, which the disk will not let back in
 /// place yet, stands as last synced — never read as deleted (and so deleted on the server and
 /// on every device). Random runs reach this only when a put-back fails while the server still
@@ -1215,14 +1224,9 @@ fn scenario_a_file_left_set_aside_is_held_not_deleted() {
         let fs = sim.devices[1].fs.clone();
         assert_eq!(fs.files().get("x.txt"), Some(&b"x.txt".to_vec()), "on dev1");
         // A pass of dev1 moved x.txt aside to replace it, and died there...
-        let aside = format!(
-            "{}/{}",
-            crate::scan::STATE_DIR,
-            crate::engine::aside::ASIDE_DIR
-        );
-        fs.user_write(&format!("{aside}/0.path"), b"x.txt")
+        fs.user_write(&aside_path("0.path"), b"x.txt")
             .expect("origin written");
-        fs.user_rename("x.txt", &format!("{aside}/0"))
+        fs.user_rename("x.txt", &aside_path("0"))
             .expect("moved aside");
         // ...and the disk will not let it back for now.
         fs.refuse_renames_onto("x.txt", true);
@@ -1255,14 +1259,9 @@ fn scenario_a_recovered_file_put_back_again_is_held_not_deleted() {
         let mut sim = Sim::new(1, false).await;
         sim.set_weather(true);
         let fs = sim.devices[1].fs.clone();
-        let aside = format!(
-            "{}/{}",
-            crate::scan::STATE_DIR,
-            crate::engine::aside::ASIDE_DIR
-        );
         // A file moved aside with no record of its place (the record is written first and
         // durably; an older version, or a user's hand, can still leave one like this).
-        fs.user_write(&format!("{aside}/0"), b"kept by dev1")
+        fs.user_write(&aside_path("0"), b"kept by dev1")
             .expect("aside written");
         sim.pass(1, false).await;
         sim.pass(1, false).await;
@@ -1276,7 +1275,7 @@ fn scenario_a_recovered_file_put_back_again_is_held_not_deleted() {
             "uploaded"
         );
         // The put-back is undone, and the disk will not let it back for now.
-        fs.user_rename("recovered 0", &format!("{aside}/0"))
+        fs.user_rename("recovered 0", &aside_path("0"))
             .expect("back aside");
         fs.refuse_renames_onto("recovered 0", true);
         sim.pass(1, false).await;
@@ -1322,14 +1321,9 @@ fn scenario_a_file_whose_folder_became_a_file_comes_back_in_a_copy_of_the_folder
         fs.user_write("d/e/g.txt", b"edited on dev1")
             .expect("edited");
         sim.witness.superseded(1, Some(b"first".to_vec()));
-        let aside = format!(
-            "{}/{}",
-            crate::scan::STATE_DIR,
-            crate::engine::aside::ASIDE_DIR
-        );
-        fs.user_write(&format!("{aside}/0.path"), b"d/e/g.txt")
+        fs.user_write(&aside_path("0.path"), b"d/e/g.txt")
             .expect("origin written");
-        fs.user_rename("d/e/g.txt", &format!("{aside}/0"))
+        fs.user_rename("d/e/g.txt", &aside_path("0"))
             .expect("moved aside");
         // ...and before the next pass, a file takes the folder's name.
         crate::local_fs::LocalFs::remove_dir(&*fs, &root_of("dev1").join("d/e"))

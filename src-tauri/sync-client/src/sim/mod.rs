@@ -1197,6 +1197,23 @@ fn randomized_devices_converge_against_the_real_server() {
     run_seeds(true, "SIM_REAL_RUNS", REAL_RUNS);
 }
 
+/// dev1's pass while the disk refuses to put `path` back from the set-aside area: nothing is
+/// deleted anywhere and the server keeps the file; then the disk relents and all settles.
+async fn held_while_refused(sim: &mut Sim, path: &str) {
+    let fs = sim.devices[1].fs.clone();
+    fs.refuse_renames_onto(path, true);
+    sim.pass(1, false).await;
+    sim.check_deletions().await; // fails the run if dev1 deleted it anywhere
+    sim.last_view = sim.server.view().await;
+    assert!(
+        sim.last_view.live.keys().any(|p| p == path),
+        "{path} is still live on the server"
+    );
+    fs.refuse_renames_onto(path, false);
+    sim.settle().await;
+    sim.check();
+}
+
 /// `name` in the state folder's set-aside area, relative to the synced folder.
 fn aside_path(name: &str) -> String {
     format!(
@@ -1229,17 +1246,7 @@ fn scenario_a_file_left_set_aside_is_held_not_deleted() {
         fs.user_rename("x.txt", &aside_path("0"))
             .expect("moved aside");
         // ...and the disk will not let it back for now.
-        fs.refuse_renames_onto("x.txt", true);
-        sim.pass(1, false).await;
-        sim.check_deletions().await; // fails the run if dev1 deleted x.txt anywhere
-        sim.last_view = sim.server.view().await;
-        assert!(
-            sim.last_view.live.keys().any(|p| p == "x.txt"),
-            "x.txt is still live on the server"
-        );
-        fs.refuse_renames_onto("x.txt", false);
-        sim.settle().await;
-        sim.check();
+        held_while_refused(&mut sim, "x.txt").await;
         assert_eq!(
             fs.files().get("x.txt"),
             Some(&b"x.txt".to_vec()),
@@ -1277,17 +1284,7 @@ fn scenario_a_recovered_file_put_back_again_is_held_not_deleted() {
         // The put-back is undone, and the disk will not let it back for now.
         fs.user_rename("recovered 0", &aside_path("0"))
             .expect("back aside");
-        fs.refuse_renames_onto("recovered 0", true);
-        sim.pass(1, false).await;
-        sim.check_deletions().await; // fails the run if dev1 deleted it anywhere
-        sim.last_view = sim.server.view().await;
-        assert!(
-            sim.last_view.live.keys().any(|p| p == "recovered 0"),
-            "still live on the server"
-        );
-        fs.refuse_renames_onto("recovered 0", false);
-        sim.settle().await;
-        sim.check();
+        held_while_refused(&mut sim, "recovered 0").await;
         for d in &sim.devices {
             assert_eq!(
                 d.fs.files().get("recovered 0"),

@@ -130,24 +130,31 @@ async fn uploads_never_committed_are_refused_past_the_users_limit() {
     let limit = 16 * MIB;
     let server = Server::start_with(None, &["--max-staged-bytes-per-user", &limit.to_string()])
         .expect("server starts");
-    // A connection per request: a refused upload is answered before its body is read, and the
-    // server then closes that connection; reused from a pool, it failed the next upload's
-    // write with a broken pipe (seen once in `.ci/run`).
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let put = |token: String, body: Vec<u8>| {
+    // Bodies trickle in 64 KiB pieces, as over a slow link, on pooled connections: a refused
+    // upload must still be answered to a client that is writing its body, and leave its
+    // connection usable. (The server used to answer before reading and close: the client's
+    // next write met a reset and it saw a broken pipe, not the 429 — twice in `.ci/run`.)
+    // (`sized`: with a Content-Length, as clients send chunks; without, in chunked transfer.)
+    let http = reqwest::Client::new();
+    let send = |token: String, body: Vec<u8>, sized: bool| {
         let (http, url) = (http.clone(), server.url.clone());
-        async move {
-            http.put(format!("{url}/v1/chunks/{}", sha(&body)))
-                .bearer_auth(token)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
+        let (id, len) = (sha(&body), body.len());
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(64 * 1024).map(|p| Ok(p.to_vec())).collect();
+        let trickle = futures_util::stream::iter(pieces).then(|p| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            p
+        });
+        let mut req = http
+            .put(format!("{url}/v1/chunks/{id}"))
+            .bearer_auth(token)
+            .body(reqwest::Body::wrap_stream(trickle));
+        if sized {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
         }
+        async move { req.send().await.unwrap() }
     };
+    let put = |token: String, body: Vec<u8>| send(token, body, true);
     sign_up(&server, "hoarder@example.com").await;
     sign_up(&server, "neighbour@example.com").await;
     let hoarder = cognito_token(&server.url, "hoarder@example.com", None).await;
@@ -158,7 +165,7 @@ async fn uploads_never_committed_are_refused_past_the_users_limit() {
         let r = put(hoarder.clone(), chunk(fill)).await;
         assert_eq!(r.status(), 201);
     }
-    // The fifth, and any after it, are refused before their bodies are kept.
+    // The fifth, and any after it, are refused: their bodies are read and dropped, not kept.
     for fill in 5..=12u8 {
         let r = put(hoarder.clone(), chunk(fill)).await;
         assert_eq!(r.status(), 429, "chunk {fill}");
@@ -174,6 +181,9 @@ async fn uploads_never_committed_are_refused_past_the_users_limit() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "staged_limit", "{body}");
     }
+    // A body that does not say its length counts as the largest chunk: not as nothing.
+    let r = send(hoarder.clone(), vec![13; MIB as usize], false).await;
+    assert_eq!(r.status(), 429, "an upload of unknown length at the limit");
     // Once the accepted chunks are durable (they are acknowledged first, then moved from the
     // staging area into the store), the store holds them and nothing else.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -192,7 +202,7 @@ async fn uploads_never_committed_are_refused_past_the_users_limit() {
         m["syncsphere_files_staged_bytes_per_user_limit"],
         limit as f64
     );
-    assert!(m["syncsphere_files_staged_refusals"] >= 8.0, "{m:?}");
+    assert!(m["syncsphere_files_staged_refusals"] >= 9.0, "{m:?}");
 
     // Another account uploads and commits as usual.
     let file = chunk(20);

@@ -76,24 +76,17 @@ pub(super) async fn put_chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::http::StatusCode, FilesError> {
-    check_chunk_id(&sha256)?;
-    let place = chunk_place(&headers)?;
-    state.pending.settled(&user.user_id, &sha256).await;
-    if state.blobs.touch(&user.user_id, &sha256).await?.is_some() {
-        return Ok(axum::http::StatusCode::NO_CONTENT);
-    }
-    // A new chunk is staged until a commit uses it: the user's staged bytes are bounded, and
-    // with a quota they count against it (an account cannot pile up chunks it will never be
-    // allowed to commit, nor escape its quota by never committing; see `store::staged`).
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
-    state
-        .store
-        .admit_chunk(&user.user_id, declared, now_ms())
-        .await?;
+    let place = match before_the_body(&state, &user.user_id, &sha256, &headers).await {
+        Ok(Some(place)) => place,
+        early => {
+            // Answered without the bytes (held already, refused): they are read and dropped
+            // first. A server that answers and closes with the body unread resets the
+            // connection under the client's write, which then sees a broken pipe instead of
+            // the answer (and its `Retry-After`). A chunk is at most `MAX_CHUNK_SIZE`.
+            discard(body).await;
+            return early.map(|_| axum::http::StatusCode::NO_CONTENT);
+        }
+    };
     let slot = state.pending.slot().await;
     let (staged, pieces) = state
         .staging
@@ -124,6 +117,48 @@ pub(super) async fn put_chunk(
         .record_staged(&user.user_id, &sha256, size, now_ms())
         .await?;
     Ok(axum::http::StatusCode::CREATED)
+}
+
+/// The checks of a chunk upload that need no bytes: `Some(place)` when the bytes are to be
+/// stored (with the content and offset they go to, if given), `None` when the user's store
+/// holds the chunk already; an error refuses it (a bad id or place, the staged limit).
+async fn before_the_body(
+    state: &FilesState,
+    user_id: &UserId,
+    sha256: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Option<(String, u64)>>, FilesError> {
+    check_chunk_id(sha256)?;
+    let place = chunk_place(headers)?;
+    state.pending.settled(user_id, sha256).await;
+    if state.blobs.touch(user_id, sha256).await?.is_some() {
+        return Ok(None);
+    }
+    // A new chunk is staged until a commit uses it: the user's staged bytes are bounded, and
+    // with a quota they count against it (an account cannot pile up chunks it will never be
+    // allowed to commit, nor escape its quota by never committing; see `store::staged`). A
+    // body of unknown length (chunked transfer) counts as the largest chunk: counted as
+    // nothing, it passed a limit just reached.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(MAX_CHUNK_SIZE as i64);
+    state.store.admit_chunk(user_id, declared, now_ms()).await?;
+    Ok(Some(place))
+}
+
+/// Reads and drops a request body, at most a chunk's size of it (a larger one is cut where
+/// the connection closes; a stalled one by the server's body timeout).
+async fn discard(body: Body) {
+    let mut left = MAX_CHUNK_SIZE as usize + 1;
+    let mut stream = body.into_data_stream();
+    while let Ok(Some(piece)) = stream.try_next().await {
+        left = left.saturating_sub(piece.len());
+        if left == 0 {
+            break;
+        }
+    }
 }
 
 /// The optional content and offset headers of a chunk upload: both or neither.

@@ -436,7 +436,11 @@ async fn two_devices_get_pushes_through_the_websocket_api() {
     // Idle for longer than the idle timeout, and past the maximum duration: heartbeats and
     // renewals keep the channel without the double closing anything.
     std::thread::sleep(Duration::from_secs(25));
-    assert!(connected(&a) && connected(&b), "still connected");
+    assert!(
+        connected(&a) && connected(&b),
+        "still connected\n{}",
+        gateway.timed_log()
+    );
     let later = arrives("later.txt", b"still pushed").expect("arrives");
     assert!(
         later < Duration::from_secs(10),
@@ -449,7 +453,11 @@ async fn two_devices_get_pushes_through_the_websocket_api() {
         .collect();
     assert!(
         closed_by_gateway.is_empty(),
-        "the gateway closed connections: {closed_by_gateway:?}"
+        "the gateway closed connections: {closed_by_gateway:?}\n{}\n--- a\n{}\n--- b\n{}\n--- server\n{}",
+        gateway.timed_log(),
+        a.log(),
+        b.log(),
+        server.log()
     );
     let connects = log
         .iter()

@@ -14,7 +14,8 @@
 //!   the handshake with that status; no answer within 29 s is a 504.
 //! - **messages**: each text message goes to the `$default` integration as the body of a
 //!   `POST` (the service routes by itself; no route selection expression, no route response: the
-//!   integration's answer is not relayed). A binary frame closes the connection with 1003; a
+//!   integration's answer is not relayed). The connection goes on reading while a call is in
+//!   flight; calls are made one at a time, in the order the messages came. A binary frame closes the connection with 1003; a
 //!   frame over 32 KB or a message over 128 KB with 1009.
 //! - **`@connections`** (`/{stage}/@connections/{id}`, on the same port): `POST` sends the body
 //!   as one text message (200; over 128 KB: 413 `PayloadTooLargeException`), `GET` describes the
@@ -153,6 +154,9 @@ struct Inner {
     http: reqwest::Client,
     connections: Mutex<HashMap<String, Connection>>,
     log: Mutex<Vec<Logged>>,
+    /// When each entry of `log` was recorded, since the double started.
+    log_times: Mutex<Vec<Duration>>,
+    started: Instant,
     send_disconnect: AtomicBool,
     next_target: std::sync::atomic::AtomicUsize,
     /// The instances requests are spread over now (the load balancer's healthy targets).
@@ -161,7 +165,12 @@ struct Inner {
 
 impl Inner {
     fn record(&self, entry: Logged) {
-        self.log.lock().expect("log").push(entry);
+        let mut log = self.log.lock().expect("log");
+        self.log_times
+            .lock()
+            .expect("log times")
+            .push(self.started.elapsed());
+        log.push(entry);
     }
 
     /// Where an integration request for `uri` goes: `uri` itself, or the same path on the
@@ -201,6 +210,8 @@ impl WsGateway {
                 .build()?,
             connections: Mutex::default(),
             log: Mutex::default(),
+            log_times: Mutex::default(),
+            started: Instant::now(),
             send_disconnect: AtomicBool::new(true),
             next_target: std::sync::atomic::AtomicUsize::new(0),
             balance,
@@ -225,6 +236,18 @@ impl WsGateway {
     /// Everything logged so far.
     pub fn log(&self) -> Vec<Logged> {
         self.inner.log.lock().expect("log").clone()
+    }
+
+    /// [`WsGateway::log`], each entry with when it happened (since the double started), for
+    /// a failing test's message.
+    pub fn timed_log(&self) -> String {
+        let log = self.inner.log.lock().expect("log");
+        let times = self.inner.log_times.lock().expect("log times");
+        times
+            .iter()
+            .zip(log.iter())
+            .map(|(t, l)| format!("{:>8.3}s {l:?}\n", t.as_secs_f64()))
+            .collect()
     }
 
     /// Connection ids open now.
@@ -375,20 +398,43 @@ async fn serve(gw: Arc<Inner>, socket: WebSocket, id: String, peer: SocketAddr, 
             reason: reason.into(),
         }))
     };
+    // Each message's `$default` call is made by a task of its own, one call after another in
+    // the order they came: the connection goes on reading (and its idle clock on seeing
+    // messages) while an integration is slow, as API Gateway's does.
+    let (messages, mut queued) = mpsc::unbounded_channel::<String>();
+    let integrations = {
+        let gw = gw.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            while let Some(text) = queued.recv().await {
+                let call = with_context(
+                    gw.http.post(gw.target(&gw.config.default_uri)),
+                    &gw,
+                    &id,
+                    peer,
+                )
+                .header("content-type", "application/json")
+                .body(text);
+                let status = match call.send().await {
+                    Ok(resp) => resp.status().as_u16(),
+                    Err(_) => 0,
+                };
+                gw.record(Logged::Integration {
+                    route: "$default",
+                    connection: id.clone(),
+                    status,
+                });
+            }
+        })
+    };
     let sent_code: Option<u16> = loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     active = Instant::now();
                     *last_active.lock().expect("active") = SystemTime::now();
-                    let call = with_context(gw.http.post(gw.target(&gw.config.default_uri)), &gw, &id, peer)
-                        .header("content-type", "application/json")
-                        .body(text.to_string());
-                    let status = match call.send().await {
-                        Ok(resp) => resp.status().as_u16(),
-                        Err(_) => 0,
-                    };
-                    gw.record(Logged::Integration { route: "$default", connection: id.clone(), status });
+                    // Queued (unbounded: a test's message counts are small) for the task below.
+                    let _ = messages.send(text.to_string());
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let _ = sink.send(close(1003, "Binary frames are not supported")).await;
@@ -438,6 +484,9 @@ async fn serve(gw: Arc<Inner>, socket: WebSocket, id: String, peer: SocketAddr, 
         connection: id.clone(),
         code: sent_code,
     });
+    // Messages already read still reach the service, before `$disconnect`.
+    drop(messages);
+    let _ = integrations.await;
     if gw.send_disconnect.load(Ordering::Relaxed) {
         let call = with_context(
             gw.http.post(gw.target(&gw.config.disconnect_uri)),

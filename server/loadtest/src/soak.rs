@@ -248,8 +248,10 @@ async fn spawn_attacks(
 
     // Push sockets that stop reading: three of the staller's devices connect on small receive
     // buffers and never read while its first device commits files with long names (~20/s);
-    // every 10 minutes they are replaced (the server gives up on each after ~4–5 minutes,
-    // once the kernel buffers and then its queue are full).
+    // every 10 minutes they are replaced. The server gives up on each after 60–80 s: they
+    // never answer its pings, and the silence limit comes before their buffers and queue
+    // fill at this rate (`syncsphere_state_silent_peers_total`; a peer that does answer pings
+    // but reads too slowly meets the write timeout or the queue limit instead).
     {
         let (shared, log, mut stop) = (shared.clone(), log.clone(), stop.clone());
         let (tokens, base) = (stall.clone(), push_base.clone());
@@ -711,6 +713,7 @@ pub(crate) async fn run(
         for name in [
             "syncsphere_state_queue_overflows_total",
             "syncsphere_state_write_timeouts_total",
+            "syncsphere_state_silent_peers_total",
             "syncsphere_files_parked_bytes",
             "syncsphere_files_staged_refusals",
             "syncsphere_idp_throttle_pairs",

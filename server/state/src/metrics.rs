@@ -18,6 +18,9 @@ pub struct PushMetrics {
     /// Connections ended because a write to the socket did not finish in time (the peer stopped
     /// reading).
     pub write_timeouts: Counter,
+    /// Connections ended because the peer answered no ping and sent nothing for the silence
+    /// limit (a client gone without closing, or one that stopped reading).
+    pub silent_peers: Counter,
     /// Messages (changes, presence, resync) written to sockets.
     pub messages_pushed: Counter,
     /// Connections dropped because their queue was full.
@@ -37,6 +40,7 @@ impl Default for PushMetrics {
         let connections = Gauge::default();
         let sockets = Gauge::default();
         let write_timeouts = Counter::default();
+        let silent_peers = Counter::default();
         let messages_pushed = Counter::default();
         let queue_overflows = Counter::default();
         let connections_refused = Counter::default();
@@ -57,6 +61,11 @@ impl Default for PushMetrics {
             "write_timeouts",
             "Connections ended because a socket write did not finish in time",
             write_timeouts.clone(),
+        );
+        registry.register(
+            "silent_peers",
+            "Connections ended because the peer answered no ping for the silence limit",
+            silent_peers.clone(),
         );
         registry.register(
             "messages_pushed",
@@ -88,6 +97,7 @@ impl Default for PushMetrics {
             connections,
             sockets,
             write_timeouts,
+            silent_peers,
             messages_pushed,
             gateway_failures,
             queue_overflows,

@@ -21,6 +21,11 @@ pub struct WsTimeouts {
     /// Our closing frames plus the peer's close frame, at most this long; then the TCP
     /// connection is dropped whatever state the handshake is in. Below the 5 s shutdown drain.
     pub close: Duration,
+    /// How often the server pings a connection after `welcome`.
+    pub ping: Duration,
+    /// A peer that answers no ping and sends nothing for this long is gone (or not reading):
+    /// the connection is dropped. Checked at each ping, so it ends within one `ping` after.
+    pub silence: Duration,
 }
 
 impl Default for WsTimeouts {
@@ -28,6 +33,8 @@ impl Default for WsTimeouts {
         WsTimeouts {
             write: Duration::from_secs(10),
             close: Duration::from_secs(2),
+            ping: Duration::from_secs(20),
+            silence: Duration::from_secs(60),
         }
     }
 }

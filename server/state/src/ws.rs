@@ -26,9 +26,6 @@ use crate::socket::{Incoming, Socket, WriteError};
 /// A browser without an `Authorization` header must send `auth` within this time.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// A peer silent for this long (no pong, no message) is considered dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after its token's expiry a connection that ignored `reauth` is closed.
 pub(crate) const REAUTH_GRACE_SECS: u64 = 10;
 
@@ -314,7 +311,7 @@ async fn serve(
     let ending = match socket.send(&welcome).await {
         Err(e) => write_failed(e, metrics),
         Ok(()) => {
-            let mut ping = tokio::time::interval(PING_INTERVAL);
+            let mut ping = tokio::time::interval(state.timeouts.ping);
             ping.tick().await;
             let mut last_heard = tokio::time::Instant::now();
             let mut reauth_sent = false;
@@ -382,8 +379,9 @@ async fn serve(
                         }
                     },
                     _ = ping.tick() => {
-                        if last_heard.elapsed() > IDLE_TIMEOUT {
+                        if last_heard.elapsed() > state.timeouts.silence {
                             tracing::info!("peer missed heartbeats, closing");
+                            metrics.silent_peers.inc();
                             break Ending::Drop;
                         }
                         if let Err(e) = socket.ping().await {

@@ -210,6 +210,7 @@ async fn a_client_that_stops_reading_gets_resync_and_4000_once_it_reads_again() 
     let s = server(WsTimeouts {
         write: Duration::from_millis(300),
         close: Duration::from_secs(20),
+        ..WsTimeouts::default()
     })
     .await;
     let mut ws = s.connect(s.small_tcp().await).await;
@@ -228,11 +229,52 @@ async fn a_client_that_never_reads_again_is_dropped_after_the_close_timeout() {
     let s = server(WsTimeouts {
         write: Duration::from_millis(300),
         close: Duration::from_millis(300),
+        ..WsTimeouts::default()
     })
     .await;
     let _ws = s.connect(s.small_tcp().await).await;
     s.push_until_a_write_times_out().await;
     s.sockets_gone(Duration::from_secs(3)).await;
+}
+
+/// The server pings; a peer that answers (any client that reads: pongs are automatic) stays
+/// past the silence limit, and one that answers nothing — gone without a close, or not reading
+/// at all — is dropped within a ping interval after it, and counted.
+#[tokio::test]
+async fn a_peer_that_answers_no_ping_is_dropped_after_the_silence_limit() {
+    let s = server(WsTimeouts {
+        ping: Duration::from_millis(100),
+        silence: Duration::from_millis(500),
+        close: Duration::from_millis(300),
+        ..WsTimeouts::default()
+    })
+    .await;
+    let mut answering = s.connect(s.tcp().await).await;
+    // Three silence limits of reading (and so answering pings), no message either way.
+    let pings = tokio::time::timeout(Duration::from_millis(1500), async {
+        let mut pings = 0;
+        while let Some(Ok(msg)) = answering.next().await {
+            pings += usize::from(matches!(msg, Message::Ping(_)));
+        }
+        pings
+    })
+    .await;
+    assert!(pings.is_err(), "the connection stayed open: {pings:?}");
+    assert_eq!(s.hub.metrics.silent_peers.get(), 0);
+    assert_eq!(s.hub.connections(USER), 1);
+    drop(answering);
+    s.sockets_gone(Duration::from_secs(3)).await;
+
+    let started = Instant::now();
+    let _silent = s.connect(s.tcp().await).await;
+    s.sockets_gone(Duration::from_secs(3)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "dropped before the silence limit: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.hub.metrics.silent_peers.get(), 1);
+    assert_eq!(s.hub.metrics.write_timeouts.get(), 0);
 }
 
 /// A write stuck on a client that stopped reading does not wait out the write timeout once the
@@ -243,6 +285,7 @@ async fn a_connection_the_hub_gave_up_on_stops_waiting_for_its_stuck_write() {
     let s = server(WsTimeouts {
         write: Duration::from_secs(60),
         close: Duration::from_millis(500),
+        ..WsTimeouts::default()
     })
     .await;
     let _ws = s.connect(s.small_tcp().await).await;

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization};
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
     CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, CHUNK_NORMALIZATION_LEVEL, ChunkRef,
@@ -55,43 +55,74 @@ pub(crate) fn chunk_reader(reader: impl Read) -> std::io::Result<ChunkedFile> {
     chunk_reader_with(reader, |_, _| true)
 }
 
-fn chunk_reader_with(
-    reader: impl Read,
-    mut on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
-) -> std::io::Result<ChunkedFile> {
-    let mut chunks = Vec::new();
-    let mut size = 0u64;
-    let level = match CHUNK_NORMALIZATION_LEVEL {
+/// The protocol's normalisation level, as `fastcdc` names it.
+fn normalization() -> Normalization {
+    match CHUNK_NORMALIZATION_LEVEL {
         0 => Normalization::Level0,
         1 => Normalization::Level1,
         2 => Normalization::Level2,
         _ => Normalization::Level3,
-    };
-    let cuts = StreamCDC::with_level(
-        reader,
-        CHUNK_MIN_SIZE,
-        CHUNK_AVG_SIZE,
-        CHUNK_MAX_SIZE,
-        level,
-    );
-    for piece in cuts {
-        let piece = piece.map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })?;
+    }
+}
+
+fn chunk_reader_with(
+    mut reader: impl Read,
+    mut on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
+) -> std::io::Result<ChunkedFile> {
+    let level = normalization();
+    // The cuts are `StreamCDC`'s (same parameters, same gear; the tests compare them), found
+    // over a buffer of two largest chunks that is refilled only when less than one is left;
+    // `StreamCDC` moves the rest of its one-chunk buffer down and zeroes the freed end at
+    // every chunk. Cutting a 256 MiB file here (page cache, release): 0.20–0.22 CPU-seconds
+    // against `StreamCDC`'s 0.23–0.24, same program, alternated (decision 0051).
+    let max = CHUNK_MAX_SIZE as usize;
+    let mut buf = vec![0u8; 2 * max];
+    let (mut start, mut end, mut eof) = (0usize, 0usize, false);
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    loop {
+        if !eof && end - start < max {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+            while !eof && end < buf.len() {
+                match reader.read(&mut buf[end..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => end += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if start == end {
+            break;
+        }
+        // Unless the file ends sooner, a whole largest chunk lies ahead: the cut is where
+        // `StreamCDC`, holding exactly that much, makes it.
+        let window = (end - start).min(max);
+        let cdc = FastCDC::with_level(
+            &buf[..end],
+            CHUNK_MIN_SIZE,
+            CHUNK_AVG_SIZE,
+            CHUNK_MAX_SIZE,
+            level,
+        );
+        let (_, cut) = cdc.cut(start, window);
+        let data = buf[start..cut].to_vec();
         let chunk = Chunk {
-            offset: piece.offset,
-            size: piece.length as u32,
-            sha256: hex::encode(Sha256::digest(&piece.data)),
+            offset: size,
+            size: data.len() as u32,
+            sha256: hex::encode(Sha256::digest(&data)),
         };
-        if !on_chunk(&chunk, piece.data) {
+        size += data.len() as u64;
+        start = cut;
+        if !on_chunk(&chunk, data) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::Interrupted,
                 "chunking stopped",
             ));
         }
         chunks.push(chunk);
-        size += piece.length as u64;
     }
     Ok(ChunkedFile { size, chunks })
 }
@@ -114,6 +145,87 @@ pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads at most `step` bytes at a time, and says `Interrupted` now and then.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        calls: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(7) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// The cuts are `StreamCDC`'s, the protocol's reference, whatever the length, the content
+    /// (random, or all zeros: every cut at the largest size) and how the reads come.
+    #[test]
+    fn the_cuts_are_stream_cdcs() {
+        use fastcdc::v2020::StreamCDC;
+        let (min, max) = (CHUNK_MIN_SIZE as usize, CHUNK_MAX_SIZE as usize);
+        let random = noise(3 * max + 4321, 17);
+        let zeros = vec![0u8; 2 * max + 1];
+        // Cuts anywhere, then only at the largest size: the buffer's edge falls inside a chunk.
+        let mixed = [&random[..3 * max / 8], &zeros[..]].concat();
+        let mut cases: Vec<&[u8]> = vec![&[], &random[..1]];
+        for len in [
+            min - 1,
+            min,
+            min + 1,
+            max - 1,
+            max,
+            max + 1,
+            2 * max,
+            2 * max + 7,
+        ] {
+            cases.push(&random[..len]);
+        }
+        cases.extend([&random[..], &zeros[..], &zeros[..max], &mixed[..]]);
+        for data in cases {
+            let reference: Vec<(u64, usize, Vec<u8>)> = StreamCDC::with_level(
+                data,
+                CHUNK_MIN_SIZE,
+                CHUNK_AVG_SIZE,
+                CHUNK_MAX_SIZE,
+                normalization(),
+            )
+            .map(|c| {
+                let c = c.unwrap();
+                (c.offset, c.length, c.data)
+            })
+            .collect();
+            for step in [usize::MAX, 1 << 20, 65_537] {
+                let mut handed = Vec::new();
+                let reader = Trickle {
+                    data,
+                    step,
+                    calls: 0,
+                };
+                let c = chunk_reader_with(reader, |chunk, bytes| {
+                    handed.push((chunk.offset, chunk.size as usize, bytes));
+                    true
+                })
+                .unwrap();
+                assert_eq!(c.size, data.len() as u64);
+                assert!(
+                    handed == reference,
+                    "{} bytes read {step} at a time: cuts {:?}, StreamCDC's {:?}",
+                    data.len(),
+                    handed.iter().map(|h| h.1).collect::<Vec<_>>(),
+                    reference.iter().map(|r| r.1).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
 
     #[test]
     fn chunks_cover_the_file_within_bounds_and_hash_it() {

@@ -189,6 +189,11 @@ pub(crate) async fn fetch_server_config(server_url: &str) -> Result<ServerConfig
 }
 
 impl Api {
+    /// The device the requests speak for (`x-syncsphere-device`).
+    pub(crate) fn device(&self) -> &str {
+        &self.device_id
+    }
+
     pub(crate) fn new(server_url: &str, tokens: Arc<TokenSource>, device_id: String) -> Self {
         Api {
             http: http_client(),

@@ -342,7 +342,7 @@ impl Engine {
             }
             fresh += page.changes.len();
             self.index
-                .apply_changes(&page.changes, page.cursor.into())
+                .apply_changes(&page.changes, page.cursor.into(), self.remote.device_id())
                 .await?;
             cursor = page.cursor.into();
             if !page.has_more {

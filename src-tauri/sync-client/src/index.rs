@@ -418,13 +418,23 @@ impl Index {
     }
 
     /// Applies a page of journal entries and advances the cursor, atomically.
+    ///
+    /// A deletion `device` (this device) made also ends the file's synced entry, in the same
+    /// transaction. The pass that deleted it ends the entry when the server answers; when the
+    /// answer is lost, only the journal says the deletion happened, and read as another
+    /// device's it would be carried back onto the disk: a file under that name again (put
+    /// back, or never gone — the scan had looked at a folder's old spelling) would be deleted
+    /// as "deleted elsewhere", though the only deletion was this device's own reading of it
+    /// as gone (seed 24169). Without the entry, such a file is new here and goes up again.
     pub(crate) async fn apply_changes(
         &self,
         changes: &[ChangeEvent],
         cursor: i64,
+        device: &str,
     ) -> Result<(), SyncError> {
         let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut own_deletions = Vec::new();
         for c in changes {
             sqlx::query(UPSERT_REMOTE)
                 .bind(&*c.file_id)
@@ -435,6 +445,17 @@ impl Index {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            if c.event == ChangeKind::Deleted && c.origin_device.as_deref() == Some(device) {
+                let ended = sqlx::query("DELETE FROM synced WHERE path = ?1 AND file_id = ?2")
+                    .bind(&c.path)
+                    .bind(&*c.file_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if ended.rows_affected() > 0 {
+                    own_deletions.push((c.path.as_str(), c.file_id.as_str()));
+                }
+            }
         }
         sqlx::query("INSERT INTO settings (key, value) VALUES ('cursor', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1")
             .bind(cursor.to_string())
@@ -456,6 +477,20 @@ impl Index {
             }
         }
         cache.drop_stale_remote();
+        for (path, file_id) in own_deletions {
+            tracing::debug!(
+                path,
+                "the journal has this device's deletion: synced entry ended"
+            );
+            if let Some(t) = &mut cache.touched {
+                t.push(path.to_owned());
+            }
+            if let Some(tree) = &mut cache.synced
+                && tree.get(path).is_some_and(|s| s.file_id == file_id)
+            {
+                Arc::make_mut(tree).remove(path);
+            }
+        }
         Ok(())
     }
 }
@@ -543,7 +578,10 @@ mod tests {
                             at_ms: 0,
                         })
                         .collect();
-                    index.apply_changes(&changes, step).await.unwrap();
+                    index
+                        .apply_changes(&changes, step, "this-device")
+                        .await
+                        .unwrap();
                 }
                 3 => {
                     let entry = SyncedFile {

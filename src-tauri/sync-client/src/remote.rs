@@ -83,6 +83,8 @@ pub(crate) trait Remote: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>>;
     /// Content bytes sent and received so far, for the status stream.
     fn transferred(&self) -> (u64, u64);
+    /// This device's id as the server records it (a journal entry's `origin_device`).
+    fn device_id(&self) -> &str;
 }
 
 impl Remote for Api {
@@ -147,5 +149,9 @@ impl Remote for Api {
     fn transferred(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.uploaded.load(Relaxed), self.downloaded.load(Relaxed))
+    }
+
+    fn device_id(&self) -> &str {
+        self.device()
     }
 }

@@ -1296,6 +1296,59 @@ fn scenario_a_recovered_file_put_back_again_is_held_not_deleted() {
     });
 }
 
+/// Scripted: a device deletes a file on the server because its scan found it gone, and the
+/// server's answer is lost; by the next pass the file is back under the same name (the user
+/// put it back — or it never left: seed 24169's scan listed a folder's old spelling while the
+/// user had moved the file into the folder's NFD spelling, which is the same name). The
+/// journal's deletion is this device's own: it must not be carried back onto the file as
+/// "deleted elsewhere" — the file is new here and goes up again.
+#[test]
+fn scenario_a_file_back_after_its_own_deletion_whose_answer_was_lost_is_kept() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        let fs = sim.devices[1].fs.clone();
+        fs.user_write("x.txt", b"kept").expect("written");
+        sim.pass(1, false).await;
+        sim.pass(0, false).await;
+        assert_eq!(
+            sim.devices[0].fs.files().get("x.txt"),
+            Some(&b"kept".to_vec())
+        );
+        // The user moves the file out of the folder; dev1 deletes it on the server and does
+        // not hear back.
+        fs.user_remove("x.txt").expect("moved out");
+        sim.user_removed[1].insert(fold_name("x.txt"));
+        sim.ever_removed.insert(fold_name("x.txt"));
+        sim.devices[1].remote.lose_next_delete_answer();
+        sim.pass(1, false).await;
+        sim.last_view = sim.server.view().await;
+        assert!(
+            !sim.last_view.live.keys().any(|p| p == "x.txt"),
+            "deleted on the server"
+        );
+        // ...and moves it back before the next pass.
+        fs.user_write("x.txt", b"kept").expect("moved back");
+        sim.user_removed[1].remove(&fold_name("x.txt"));
+        sim.pass(1, false).await;
+        assert_eq!(
+            fs.files().get("x.txt"),
+            Some(&b"kept".to_vec()),
+            "dev1 kept the file it has again"
+        );
+        sim.settle().await;
+        sim.check();
+        for d in &sim.devices {
+            assert_eq!(
+                d.fs.files().get("x.txt"),
+                Some(&b"kept".to_vec()),
+                "{}",
+                d.name
+            );
+        }
+    });
+}
+
 /// Scripted: a file an interrupted pass had set aside, whose folder is a file by the time it
 /// goes back (another device replaced the folder by a file, and it came down; or the user did
 /// it): it goes back into a conflicted copy of the folder and syncs from there — never stays

@@ -371,6 +371,8 @@ pub(crate) struct SimRemote {
     up: AtomicU64,
     down: AtomicU64,
     transfers: AtomicU64,
+    /// Scripted: the next delete reaches the server and its answer is lost.
+    lose_delete_answer: std::sync::atomic::AtomicBool,
 }
 
 impl SimRemote {
@@ -383,7 +385,13 @@ impl SimRemote {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             transfers: AtomicU64::new(0),
+            lose_delete_answer: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Scripted: the next delete is carried out by the server and its answer lost.
+    pub(crate) fn lose_next_delete_answer(&self) {
+        self.lose_delete_answer.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set_network(&self, network: Network) {
@@ -566,14 +574,19 @@ impl Remote for SimRemote {
         rev: i64,
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
         Box::pin(async move {
-            match &self.backend {
+            let answer = match &self.backend {
                 Backend::Fake(server) => {
                     let (device, file_id) = (self.device.clone(), file_id.to_owned());
                     self.change(server, move |s| s.delete(&device, &file_id, rev))
                         .await
                 }
                 Backend::Real { api, .. } => self.call(api.delete(file_id, rev)).await,
+            };
+            if answer.is_ok() && self.lose_delete_answer.swap(false, Ordering::Relaxed) {
+                tracing::debug!(device = self.device, "the delete's answer is lost");
+                return Err(SyncError::Offline("response lost".into()));
             }
+            answer
         })
     }
 
@@ -601,5 +614,12 @@ impl Remote for SimRemote {
             self.up.load(Ordering::Relaxed),
             self.down.load(Ordering::Relaxed),
         )
+    }
+
+    fn device_id(&self) -> &str {
+        match &self.backend {
+            Backend::Fake(_) => &self.device,
+            Backend::Real { api, .. } => Remote::device_id(&**api),
+        }
     }
 }

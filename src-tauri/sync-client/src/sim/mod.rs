@@ -1214,6 +1214,18 @@ async fn held_while_refused(sim: &mut Sim, path: &str) {
     sim.check();
 }
 
+/// Every device's disk holds `path` with `content`.
+fn on_every_device(sim: &Sim, path: &str, content: &[u8]) {
+    for d in &sim.devices {
+        assert_eq!(
+            d.fs.files().get(path).map(Vec::as_slice),
+            Some(content),
+            "{}",
+            d.name
+        );
+    }
+}
+
 /// `name` in the state folder's set-aside area, relative to the synced folder.
 fn aside_path(name: &str) -> String {
     format!(
@@ -1285,14 +1297,7 @@ fn scenario_a_recovered_file_put_back_again_is_held_not_deleted() {
         fs.user_rename("recovered 0", &aside_path("0"))
             .expect("back aside");
         held_while_refused(&mut sim, "recovered 0").await;
-        for d in &sim.devices {
-            assert_eq!(
-                d.fs.files().get("recovered 0"),
-                Some(&b"kept by dev1".to_vec()),
-                "{}",
-                d.name
-            );
-        }
+        on_every_device(&sim, "recovered 0", b"kept by dev1");
     });
 }
 
@@ -1338,14 +1343,7 @@ fn scenario_a_file_back_after_its_own_deletion_whose_answer_was_lost_is_kept() {
         );
         sim.settle().await;
         sim.check();
-        for d in &sim.devices {
-            assert_eq!(
-                d.fs.files().get("x.txt"),
-                Some(&b"kept".to_vec()),
-                "{}",
-                d.name
-            );
-        }
+        on_every_device(&sim, "x.txt", b"kept");
     });
 }
 

@@ -12,7 +12,7 @@ cd "$ROOT"
 build_bench_tools
 
 DATA="$(mktemp -d /tmp/syncsphere-soak.XXXXXX)"
-trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill "${SERVER_PID:-}" 2>/dev/null; wait "${SERVER_CHILD:-}" 2>/dev/null; rm -rf "$DATA"' EXIT
 # Tokens outlive the hour (the load tool signs in once); the per-user and per-address
 # connection limits are the load's own (10 devices per user, all from loopback); the staged
 # limit is lowered to 64 MiB so that the uncommitted-chunk attack reaches it within minutes;
@@ -21,7 +21,7 @@ start_bench_server "$DATA" server --data-dir "$DATA" --max-connections-per-user 
   --max-connections-per-address 0 --client-address-header X-Forwarded-For \
   --access-token-ttl 10800 --max-staged-bytes-per-user 67108864 \
   --gc-interval-secs "${GC_INTERVAL_SECS:-900}"
-SERVER_PID="$STARTED_PID" URL="$STARTED_URL"
+SERVER_PID="$STARTED_PID" SERVER_CHILD="$STARTED_CHILD" URL="$STARTED_URL"
 log "server $URL (pid $SERVER_PID); $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $(git rev-parse --short HEAD)"
 RUST_LOG=warn "$REL/syncsphere-loadtest" --server "$URL" --server-pid "$SERVER_PID" --soak \
   --users 1000 --devices-per-user 10 --rate 20 --churn-per-sec 5 --attacks \

@@ -232,6 +232,9 @@ start_bench_server() {
   RUST_LOG="${BENCH_SERVER_LOG:-warn}" "${wrap[@]}" "$REL/syncsphere-server" --listen 127.0.0.1:0 "$@" \
     >"$dir/$name.out" 2>"$dir/$name.log" &
   STARTED_PID=$!
+  # What this shell can `wait` for: the server, or the wrapper that runs it (and writes its
+  # profile after the server ends).
+  STARTED_CHILD=$!
   for _ in $(seq 200); do grep -q 'listening on' "$dir/$name.out" 2>/dev/null && break; sleep 0.05; done
   STARTED_URL="$(grep -o 'http://[0-9.:]*' "$dir/$name.out" | head -n1)"
   # Under a wrapper, the server is the wrapper's child: its pid is the one to sample.

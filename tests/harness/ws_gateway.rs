@@ -15,8 +15,8 @@
 //! - **messages**: each text message goes to the `$default` integration as the body of a
 //!   `POST` (the service routes by itself; no route selection expression, no route response: the
 //!   integration's answer is not relayed). The connection goes on reading while a call is in
-//!   flight; calls are made one at a time, in the order the messages came. A binary frame closes the connection with 1003; a
-//!   frame over 32 KB or a message over 128 KB with 1009.
+//!   flight; calls are made one at a time, in the order the messages came. A binary frame
+//!   closes the connection with 1003; a frame over 32 KB or a message over 128 KB with 1009.
 //! - **`@connections`** (`/{stage}/@connections/{id}`, on the same port): `POST` sends the body
 //!   as one text message (200; over 128 KB: 413 `PayloadTooLargeException`), `GET` describes the
 //!   connection (200 JSON: `connectedAt`, `lastActiveAt`, `identity`), `DELETE` closes it with
@@ -153,9 +153,8 @@ struct Inner {
     config: WsGatewayConfig,
     http: reqwest::Client,
     connections: Mutex<HashMap<String, Connection>>,
-    log: Mutex<Vec<Logged>>,
-    /// When each entry of `log` was recorded, since the double started.
-    log_times: Mutex<Vec<Duration>>,
+    /// What happened, and when (since the double started).
+    log: Mutex<Vec<(Duration, Logged)>>,
     started: Instant,
     send_disconnect: AtomicBool,
     next_target: std::sync::atomic::AtomicUsize,
@@ -165,12 +164,8 @@ struct Inner {
 
 impl Inner {
     fn record(&self, entry: Logged) {
-        let mut log = self.log.lock().expect("log");
-        self.log_times
-            .lock()
-            .expect("log times")
-            .push(self.started.elapsed());
-        log.push(entry);
+        let at = self.started.elapsed();
+        self.log.lock().expect("log").push((at, entry));
     }
 
     /// Where an integration request for `uri` goes: `uri` itself, or the same path on the
@@ -210,7 +205,6 @@ impl WsGateway {
                 .build()?,
             connections: Mutex::default(),
             log: Mutex::default(),
-            log_times: Mutex::default(),
             started: Instant::now(),
             send_disconnect: AtomicBool::new(true),
             next_target: std::sync::atomic::AtomicUsize::new(0),
@@ -235,17 +229,15 @@ impl WsGateway {
 
     /// Everything logged so far.
     pub fn log(&self) -> Vec<Logged> {
-        self.inner.log.lock().expect("log").clone()
+        let log = self.inner.log.lock().expect("log");
+        log.iter().map(|(_, l)| l.clone()).collect()
     }
 
     /// [`WsGateway::log`], each entry with when it happened (since the double started), for
     /// a failing test's message.
     pub fn timed_log(&self) -> String {
         let log = self.inner.log.lock().expect("log");
-        let times = self.inner.log_times.lock().expect("log times");
-        times
-            .iter()
-            .zip(log.iter())
+        log.iter()
             .map(|(t, l)| format!("{:>8.3}s {l:?}\n", t.as_secs_f64()))
             .collect()
     }

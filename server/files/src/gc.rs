@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sqlx::Row;
-use syncsphere_protocol::ChunkRef;
+use syncsphere_protocol::{ChunkRef, ContentHash};
 use tokio::sync::RwLock;
 
 use std::sync::Arc;
@@ -427,7 +427,10 @@ impl Users {
         if let Some(&n) = self.ids.get(user_id) {
             return n;
         }
-        let n = self.names.len() as u32;
+        let n = u32::try_from(self.names.len())
+            .ok()
+            .filter(|n| n & CHUNKED_KEY == 0)
+            .expect("fewer than 2^31 users in one pass");
         self.ids.insert(user_id.to_owned(), n);
         self.names.push(user_id.to_owned());
         n
@@ -435,7 +438,7 @@ impl Users {
 
     /// The key of a user's hash, if the user has a number and the hash is one.
     fn key(&self, user_id: &str, sha256: &str) -> Option<Key> {
-        Some((*self.ids.get(user_id)?, raw_hash(sha256)?))
+        id_key(*self.ids.get(user_id)?, sha256)
     }
 
     /// The keys of the chunks a manifest (its JSON list) names, for a user of the pass.
@@ -447,7 +450,30 @@ impl Users {
     }
 
     fn name(&self, n: u32) -> &str {
-        &self.names[n as usize]
+        &self.names[(n & !CHUNKED_KEY) as usize]
+    }
+}
+
+/// Set in a key's user number when its hash is a chunked content id (decision 0051): only
+/// contents and their manifests have those, blobs never, and a chunked id's 32 bytes must not
+/// read as the SHA-256 of the same bytes (a manifest is deleted by its id's text).
+const CHUNKED_KEY: u32 = 1 << 31;
+
+/// The key of user number `n`'s content or chunk id `id`, if it is one.
+fn id_key(n: u32, id: &str) -> Option<Key> {
+    match ContentHash::from(id) {
+        ContentHash::Sha256(raw) => Some((n, raw)),
+        ContentHash::Chunked(raw) => Some((n | CHUNKED_KEY, raw)),
+        ContentHash::Text(_) => None,
+    }
+}
+
+/// The id text of a key's hash (see [`CHUNKED_KEY`]).
+fn id_text(&(n, raw): &Key) -> String {
+    if n & CHUNKED_KEY == 0 {
+        ContentHash::Sha256(raw).to_string()
+    } else {
+        ContentHash::Chunked(raw).to_string()
     }
 }
 
@@ -569,9 +595,8 @@ pub async fn collect_pausing(
         .await?;
         for row in &rows {
             let (user_id, sha256): (String, String) = (row.get("user_id"), row.get("sha256"));
-            if let Some(hash) = raw_hash(&sha256) {
-                old_manifests.insert((users.number(&user_id), hash));
-            }
+            let n = users.number(&user_id);
+            old_manifests.extend(id_key(n, &sha256));
             after = (user_id, sha256);
         }
         if (rows.len() as i64) < KEPT_PAGE {
@@ -606,7 +631,8 @@ pub async fn collect_pausing(
         let batch: Vec<Key> = (0..SWEEP_BATCH)
             .map_while(|_| old_manifests.pop_first())
             .collect();
-        let batch_users: BTreeSet<u32> = batch.iter().map(|(user, _)| *user).collect();
+        let batch_users: BTreeSet<u32> =
+            batch.iter().map(|(user, _)| *user & !CHUNKED_KEY).collect();
         let local = lock.write().await;
         let cluster = store.gc_exclusive().await?;
         let swept = async {
@@ -617,13 +643,13 @@ pub async fn collect_pausing(
                 old_manifests.remove(key);
                 candidates.remove(key);
             }
-            for (user, hash) in batch {
-                if committed.contains(&(user, hash)) {
+            for key in batch {
+                if committed.contains(&key) {
                     continue;
                 }
                 sqlx::query("DELETE FROM content_manifests WHERE user_id = $1 AND sha256 = $2")
-                    .bind(users.name(user))
-                    .bind(hex::encode(hash))
+                    .bind(users.name(key.0))
+                    .bind(id_text(&key))
                     .execute(&store.db().pool)
                     .await?;
                 report.manifests_purged += 1;

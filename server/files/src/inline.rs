@@ -127,16 +127,13 @@ impl BlobStore for InlineBlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
         Box::pin(async move {
             // The store first: chunks (asked about for every chunk of an upload) live there.
-            if let Some(modified) = self.store.touch(user_id, sha256).await? {
-                return Ok(Some(modified));
+            if let Some(found) = self.store.touch(user_id, sha256).await? {
+                return Ok(Some(found));
             }
-            Ok(self
-                .inline_stat(user_id, sha256)
-                .await?
-                .map(|(_, modified)| modified))
+            self.inline_stat(user_id, sha256).await
         })
     }
 

@@ -154,13 +154,8 @@ impl BlobStore for S3BlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
-        Box::pin(async move {
-            Ok(self
-                .head(&self.key(user_id, sha256)?)
-                .await?
-                .map(|(_, modified)| modified))
-        })
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
+        Box::pin(async move { self.head(&self.key(user_id, sha256)?).await })
     }
 
     fn stat<'a>(

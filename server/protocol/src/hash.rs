@@ -1,13 +1,48 @@
-//! [`ContentHash`]: a content's SHA-256, as the wire carries it and the client's trees hold it.
+//! [`ContentHash`]: a content's id, as the wire carries it and the client's trees hold it — the
+//! SHA-256 of its bytes, or for a content over [`CHUNKED_ID_ABOVE`] the fold of its chunks'
+//! SHA-256s ([`chunked_content_id`], decision 0051): each side then hashes every byte once.
 
 use std::cmp::Ordering;
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
-/// A file content's hash: SHA-256 as 64 lowercase hex digits, which is how the server and the
-/// client write it, kept as its 32 bytes (the trees hold one per file in each of several
+use crate::api::SINGLE_REQUEST_MAX;
+
+/// How a chunked content id is written: this prefix, then 64 lowercase hex digits.
+pub const CHUNKED_ID_PREFIX: &str = "cdc1-";
+
+/// Contents larger than this many bytes have a chunked id ([`chunked_content_id`]); those up
+/// to it (sent in one request, or inline) the SHA-256 of their bytes. Size alone decides, so
+/// equal bytes always have equal ids.
+pub const CHUNKED_ID_ABOVE: u64 = SINGLE_REQUEST_MAX;
+
+/// What a chunked id hashes before the content's size and its chunks' hashes.
+const CHUNKED_ID_TAG: &[u8] = b"syncsphere-content-v1\0";
+
+/// The id of a content of `size` bytes (over [`CHUNKED_ID_ABOVE`]) that the protocol's chunker
+/// (`api::CHUNK_*`) cuts into chunks with these SHA-256s, in order: the SHA-256 of a tag, the
+/// size (u64, little-endian) and the chunk hashes, written with [`CHUNKED_ID_PREFIX`] so that
+/// it never reads as any content's SHA-256. Whoever holds the chunk list (a client that has
+/// just cut and hashed the file, the server whose chunks were each verified as stored, a
+/// receiver that checked each chunk it wrote) gets the id without reading a byte again.
+pub fn chunked_content_id<'a>(
+    size: u64,
+    chunk_hashes: impl IntoIterator<Item = &'a [u8; 32]>,
+) -> ContentHash {
+    let mut h = Sha256::new();
+    h.update(CHUNKED_ID_TAG);
+    h.update(size.to_le_bytes());
+    for c in chunk_hashes {
+        h.update(c);
+    }
+    ContentHash::Chunked(h.finalize().into())
+}
+
+/// A file content's id: SHA-256 as 64 lowercase hex digits (or a chunked id: `cdc1-` and 64
+/// hex digits), which is how the server and the client write it, kept as its 32 bytes (the trees hold one per file in each of several
 /// copies: text would be 24 bytes plus an 80-byte allocation each). Any other text (tests use
 /// short names; a damaged row) is kept as it is, so a hash reads back exactly as it was given
 /// and two hashes are equal exactly when their texts are.
@@ -15,6 +50,8 @@ use serde::{Deserialize, Serialize, Serializer};
 pub enum ContentHash {
     /// 64 lowercase hex digits, as bytes.
     Sha256([u8; 32]),
+    /// [`CHUNKED_ID_PREFIX`] and 64 lowercase hex digits, as bytes ([`chunked_content_id`]).
+    Chunked([u8; 32]),
     /// Anything else, as given.
     Text(Box<str>),
 }
@@ -49,8 +86,11 @@ fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 
 impl From<&str> for ContentHash {
     fn from(text: &str) -> Self {
-        match parse_sha256(text) {
-            Some(bytes) => ContentHash::Sha256(bytes),
+        if let Some(bytes) = parse_sha256(text) {
+            return ContentHash::Sha256(bytes);
+        }
+        match text.strip_prefix(CHUNKED_ID_PREFIX).and_then(parse_sha256) {
+            Some(bytes) => ContentHash::Chunked(bytes),
             None => ContentHash::Text(text.into()),
         }
     }
@@ -71,15 +111,21 @@ impl From<&String> for ContentHash {
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ContentHash::Sha256(bytes) => {
-                for b in bytes {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+            ContentHash::Sha256(bytes) => write_hex(f, bytes),
+            ContentHash::Chunked(bytes) => {
+                f.write_str(CHUNKED_ID_PREFIX)?;
+                write_hex(f, bytes)
             }
             ContentHash::Text(text) => f.write_str(text),
         }
     }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8; 32]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
 }
 
 inline_schema!(ContentHash, { "type": "string" });
@@ -97,7 +143,7 @@ impl<'de> Deserialize<'de> for ContentHash {
         impl Visitor<'_> for Text {
             type Value = ContentHash;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a SHA-256 as hex text")
+                f.write_str("a content id as text")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ContentHash, E> {
                 Ok(ContentHash::from(v))
@@ -112,6 +158,11 @@ impl ContentHash {
     /// as a content or chunk id).
     pub fn is_sha256(&self) -> bool {
         matches!(self, ContentHash::Sha256(_))
+    }
+
+    /// Whether this is a chunked id ([`chunked_content_id`]).
+    pub fn is_chunked(&self) -> bool {
+        matches!(self, ContentHash::Chunked(_))
     }
 
     /// The empty text (a deleted file's hash).
@@ -137,6 +188,9 @@ impl PartialEq<str> for ContentHash {
         match self {
             ContentHash::Text(text) => **text == *other,
             ContentHash::Sha256(bytes) => parse_sha256(other) == Some(*bytes),
+            ContentHash::Chunked(bytes) => {
+                other.strip_prefix(CHUNKED_ID_PREFIX).and_then(parse_sha256) == Some(*bytes)
+            }
         }
     }
 }
@@ -175,7 +229,8 @@ impl PartialEq<ContentHash> for String {
 impl Ord for ContentHash {
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
-            (ContentHash::Sha256(a), ContentHash::Sha256(b)) => a.cmp(b),
+            (ContentHash::Sha256(a), ContentHash::Sha256(b))
+            | (ContentHash::Chunked(a), ContentHash::Chunked(b)) => a.cmp(b),
             (ContentHash::Text(a), ContentHash::Text(b)) => a.cmp(b),
             _ => self.to_string().cmp(&other.to_string()),
         }
@@ -206,6 +261,50 @@ mod tests {
         assert_eq!(json, format!("{EMPTY:?}"));
         assert_eq!(serde_json::from_str::<ContentHash>(&json).unwrap(), h);
         assert!(serde_json::from_str::<ContentHash>("3").is_err());
+    }
+
+    #[test]
+    fn a_chunked_id_is_kept_as_bytes_and_reads_back_as_given() {
+        let text = format!("{CHUNKED_ID_PREFIX}{EMPTY}");
+        let h = ContentHash::from(text.as_str());
+        assert!(h.is_chunked() && !h.is_sha256());
+        assert_eq!(h.to_string(), text);
+        assert_eq!(h, text);
+        assert_ne!(h, ContentHash::from(EMPTY));
+        assert_eq!(
+            serde_json::from_str::<ContentHash>(&format!("{text:?}")).unwrap(),
+            h
+        );
+        assert!(ContentHash::from("cdc0") < h && h < ContentHash::from(EMPTY));
+        for other in [
+            format!("{CHUNKED_ID_PREFIX}{}", &EMPTY[1..]),
+            format!("cdc2-{EMPTY}"),
+            format!("{CHUNKED_ID_PREFIX}{}", EMPTY.to_uppercase()),
+        ] {
+            assert!(matches!(
+                ContentHash::from(other.as_str()),
+                ContentHash::Text(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_chunked_id_folds_the_size_and_every_chunk_in_order() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let id = chunked_content_id(10, [&a, &b]);
+        assert!(id.is_chunked());
+        assert_eq!(id, chunked_content_id(10, [&a, &b]));
+        assert_ne!(id, chunked_content_id(10, [&b, &a]));
+        assert_ne!(id, chunked_content_id(11, [&a, &b]));
+        assert_ne!(id, chunked_content_id(10, [&a]));
+        assert_ne!(id, chunked_content_id(10, [&a, &b, &b]));
+        // Pinned: clients and servers of every version must compute the same id.
+        let mut tagged = b"syncsphere-content-v1\0".to_vec();
+        tagged.extend(10u64.to_le_bytes());
+        tagged.extend(a);
+        tagged.extend(b);
+        let expected: [u8; 32] = Sha256::digest(&tagged).into();
+        assert_eq!(id, ContentHash::Chunked(expected));
     }
 
     #[test]

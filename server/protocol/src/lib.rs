@@ -40,6 +40,6 @@ pub use endpoint::{
     ChangesQuery, DeleteQuery, DownloadQuery, Endpoint, ListFilesQuery, UploadQuery,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use hash::ContentHash;
+pub use hash::{CHUNKED_ID_ABOVE, CHUNKED_ID_PREFIX, ContentHash, chunked_content_id};
 pub use ids::{DeviceId, FileId, Rev, Seq, UserId};
 pub use path::{PathError, normalize_path, path_key};

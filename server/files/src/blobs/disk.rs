@@ -36,14 +36,16 @@ impl DiskBlobStore {
         Ok(self.root.join(user_id).join(&sha256[..2]).join(sha256))
     }
 
-    async fn touch_path(path: PathBuf) -> Result<Option<SystemTime>, FilesError> {
+    async fn touch_path(path: PathBuf) -> Result<Option<(u64, SystemTime)>, FilesError> {
         let touched = tokio::task::spawn_blocking(move || {
             match std::fs::File::options().write(true).open(&path) {
                 // The time it had: a touch must not hide from a commit that the collector may
                 // be about to delete the blob (decision 0049).
                 Ok(f) => {
-                    let before = f.metadata()?.modified()?;
-                    f.set_modified(SystemTime::now()).map(|()| Some(before))
+                    let meta = f.metadata()?;
+                    let before = meta.modified()?;
+                    f.set_modified(SystemTime::now())
+                        .map(|()| Some((meta.len(), before)))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
@@ -136,7 +138,7 @@ impl BlobStore for DiskBlobStore {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
         Box::pin(async move { Self::touch_path(self.blob_path(user_id, sha256)?).await })
     }
 

@@ -73,14 +73,14 @@ pub trait BlobStore: Send + Sync {
             futures_util::stream::iter(puts).buffered(8).collect().await
         })
     }
-    /// Whether the blob exists, and its modification time before the touch (how close the
+    /// Whether the blob exists: its size, and its modification time before the touch (how close the
     /// collector may be to deleting it); where supported the touch also restarts its
     /// garbage-collection grace period (a client is about to commit it). `None`: missing.
     fn touch<'a>(
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>>;
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>>;
     /// Size and last modification of a blob, if it exists.
     fn stat<'a>(
         &'a self,

@@ -236,7 +236,7 @@ mod tests {
             &'a self,
             _: &'a str,
             _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+        ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
             Box::pin(async { Ok(None) })
         }
         fn stat<'a>(

@@ -204,7 +204,21 @@ pub(super) async fn commit_chunks(
             "parent_rev must be at least 1".into(),
         ));
     }
-    check_chunk_id(&req.sha256.to_string())?;
+    if req.sha256.is_chunked() {
+        if req.size as u64 <= CHUNKED_ID_ABOVE {
+            return Err(FilesError::BadRequest(format!(
+                "a content of {} bytes is named by the SHA-256 of its bytes, not a chunked id \
+                 (those are for contents over {CHUNKED_ID_ABOVE} bytes)",
+                req.size
+            )));
+        }
+    } else if !req.sha256.is_sha256() {
+        return Err(FilesError::BadRequest(format!(
+            "'{}' is not a content id (64 lowercase hex digits of SHA-256, or {CHUNKED_ID_PREFIX} \
+             and 64 of a chunked id)",
+            req.sha256.to_string().chars().take(80).collect::<String>()
+        )));
+    }
     if req.chunks.len() > MAX_CHUNKS_PER_REQUEST {
         return Err(FilesError::TooLarge(format!(
             "at most {MAX_CHUNKS_PER_REQUEST} chunks per file"
@@ -249,33 +263,53 @@ pub(super) async fn commit_chunks(
             .await?
         {
             None => missing.push(c.sha256.to_string()),
-            Some(modified) => touched.push((c.sha256.to_string(), modified)),
+            Some((size, _)) if size != c.size as u64 => {
+                return Err(FilesError::HashMismatch(format!(
+                    "chunk {} is {size} bytes, not {}",
+                    c.sha256, c.size
+                )));
+            }
+            Some((_, modified)) => touched.push((c.sha256.to_string(), modified)),
         }
     }
     if !missing.is_empty() {
         return Err(FilesError::MissingChunks(missing));
     }
     let durable = started.elapsed();
-    // The file's hash is the server's promise to every device that downloads it: from the
-    // running hash when the chunks came in order with their place, else by reading the
-    // content back (which also checks the chunk sizes against the stored chunks).
-    let running = state
-        .running
-        .finish(&user.user_id, &req.sha256.to_string(), &req.chunks);
-    let hashed_as_received = running.is_some();
-    let actual = match running {
-        Some(hash) => hash,
-        None => {
-            Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?
-                .sha256()
-                .await?
+    // The file's id is the server's promise to every device that downloads it. A chunked id
+    // is the fold of the chunk hashes: each chunk was verified as it was stored and its size
+    // was just checked, so no byte is read again (decision 0051). The SHA-256 of the bytes
+    // (clients from before chunked ids) comes from the running hash when the chunks came in
+    // order with their place, else from reading the content back.
+    let (actual, how) = if req.sha256.is_chunked() {
+        let hashes = req.chunks.iter().filter_map(|c| match &c.sha256 {
+            ContentHash::Sha256(bytes) => Some(bytes),
+            _ => None, // cannot be: each passed `check_chunk_id`
+        });
+        (
+            chunked_content_id(req.size as u64, hashes),
+            "folded the chunk hashes",
+        )
+    } else {
+        match state
+            .running
+            .finish(&user.user_id, &req.sha256.to_string(), &req.chunks)
+        {
+            Some(hash) => (hash.as_str().into(), "hashed as received"),
+            None => (
+                Content::of_chunks(&state.blobs, &user.user_id, &req.chunks)?
+                    .sha256()
+                    .await?
+                    .into(),
+                "read back",
+            ),
         }
     };
     tracing::debug!(
         chunks = req.chunks.len(),
         durable_ms = durable.as_millis() as u64,
         verified_ms = (started.elapsed() - durable).as_millis() as u64,
-        hashed_as_received,
+        how,
         "commit: chunks durable and verified"
     );
     if actual != req.sha256 {

@@ -16,12 +16,13 @@ use syncsphere_auth::routes::{Mount, RouterExt};
 use syncsphere_events::Event;
 use syncsphere_protocol::endpoint::{self, Endpoint};
 use syncsphere_protocol::{
-    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, CONTENTS_MAX_FILES, CONTENTS_MAX_SIZE, ChangesPage,
-    ChangesQuery, ChunkRef, CommitRequest, ContentChunks, ContentFrame, ContentWanted,
-    ContentsRequest, DEVICE_HEADER, DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE,
-    MAX_CHUNKS_PER_REQUEST, MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest,
-    RevisionList, SINGLE_REQUEST_MAX, TrashList, UploadFrame, UploadQuery, UploadResult,
-    UploadResults, Usage, normalize_path,
+    CHUNK_CONTENT_HEADER, CHUNK_OFFSET_HEADER, CHUNKED_ID_ABOVE, CHUNKED_ID_PREFIX,
+    CONTENTS_MAX_FILES, CONTENTS_MAX_SIZE, ChangesPage, ChangesQuery, ChunkRef, CommitRequest,
+    ContentChunks, ContentFrame, ContentHash, ContentWanted, ContentsRequest, DEVICE_HEADER,
+    DeleteQuery, DownloadQuery, FileList, FileMeta, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_REQUEST,
+    MissingChunks, MissingChunksRequest, MoveRequest, RestoreRequest, RevisionList,
+    SINGLE_REQUEST_MAX, TrashList, UploadFrame, UploadQuery, UploadResult, UploadResults, Usage,
+    chunked_content_id, normalize_path,
 };
 use syncsphere_protocol::{DeviceId, Seq};
 use syncsphere_protocol::{FileId, Rev};

@@ -39,7 +39,7 @@ impl BlobStore for PauseBeforeDeleting {
         &'a self,
         user_id: &'a str,
         sha256: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SystemTime>, FilesError>> {
+    ) -> BoxFuture<'a, Result<Option<(u64, SystemTime)>, FilesError>> {
         self.inner.touch(user_id, sha256)
     }
     fn stat<'a>(

@@ -4,6 +4,7 @@
 //! PostgreSQL with blobs in S3 (`syncsphere_test_support::on_both_stores!`). Suites that need
 //! the assembled server stay in `syncsphere-server/tests/api.rs`.
 
+mod chunked_ids;
 mod collector;
 mod harness;
 mod paths;

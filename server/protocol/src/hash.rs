@@ -275,7 +275,8 @@ mod tests {
             serde_json::from_str::<ContentHash>(&format!("{text:?}")).unwrap(),
             h
         );
-        assert!(ContentHash::from("cdc0") < h && h < ContentHash::from(EMPTY));
+        let (below, above) = (ContentHash::from("cdc0"), ContentHash::from(EMPTY));
+        assert!(below < h && h < above, "ordered as text");
         for other in [
             format!("{CHUNKED_ID_PREFIX}{}", &EMPTY[1..]),
             format!("cdc2-{EMPTY}"),

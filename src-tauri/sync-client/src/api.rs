@@ -29,6 +29,7 @@ use crate::delta;
 use crate::throttle::Throttle;
 use crate::transfer::Transfer;
 
+mod check;
 mod download;
 mod upload;
 

@@ -7,7 +7,8 @@ use std::path::Path;
 use fastcdc::v2020::{FastCDC, Normalization};
 use sha2::{Digest, Sha256};
 use syncsphere_protocol::{
-    CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, CHUNK_NORMALIZATION_LEVEL, ChunkRef,
+    CHUNK_AVG_SIZE, CHUNK_MAX_SIZE, CHUNK_MIN_SIZE, CHUNK_NORMALIZATION_LEVEL, CHUNKED_ID_ABOVE,
+    ChunkRef, ContentHash, chunked_content_id,
 };
 
 /// One chunk of a file: where it is and what it hashes to.
@@ -27,6 +28,20 @@ pub(crate) struct ChunkedFile {
 }
 
 impl ChunkedFile {
+    /// The content's chunked id (decision 0051): meaningful for a content over
+    /// [`CHUNKED_ID_ABOVE`] bytes, whose id it is.
+    pub(crate) fn chunked_id(&self) -> ContentHash {
+        let hashes: Vec<[u8; 32]> = self
+            .chunks
+            .iter()
+            .map(|c| match ContentHash::from(c.sha256.as_str()) {
+                ContentHash::Sha256(raw) => raw,
+                _ => unreachable!("a chunk's hash is 64 hex digits"),
+            })
+            .collect();
+        chunked_content_id(self.size, &hashes)
+    }
+
     pub(crate) fn refs(&self) -> Vec<ChunkRef> {
         self.chunks
             .iter()
@@ -44,10 +59,34 @@ impl ChunkedFile {
 /// thread.
 pub(crate) fn chunk_file_with(
     path: &Path,
-    on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
+    on_chunk: impl FnMut(&Chunk, &[u8]) -> bool,
 ) -> std::io::Result<ChunkedFile> {
     let file = std::fs::File::open(path)?;
     chunk_reader_with(file, on_chunk)
+}
+
+/// The protocol's id of the content `reader` yields, read once (decision 0051): up to
+/// [`CHUNKED_ID_ABOVE`] bytes, the SHA-256 of the bytes; over it, the fold of the chunks'
+/// hashes, with the chunks (where they are and what they hash to), so that an upload need not
+/// cut and hash the file again.
+pub(crate) fn content_id_of(
+    mut reader: impl Read,
+) -> std::io::Result<(ContentHash, Option<ChunkedFile>)> {
+    let mut head = Vec::new();
+    (&mut reader)
+        .take(CHUNKED_ID_ABOVE + 1)
+        .read_to_end(&mut head)?;
+    if head.len() as u64 <= CHUNKED_ID_ABOVE {
+        let raw: [u8; 32] = Sha256::digest(&head).into();
+        return Ok((ContentHash::Sha256(raw), None));
+    }
+    let chunked = chunk_reader_with(std::io::Cursor::new(head).chain(reader), |_, _| true)?;
+    Ok((chunked.chunked_id(), Some(chunked)))
+}
+
+/// [`content_id_of`] bytes in memory (a batch download's contents; the simulation's files).
+pub(crate) fn content_id_of_bytes(data: &[u8]) -> ContentHash {
+    content_id_of(data).expect("reading memory").0
 }
 
 #[cfg(test)]
@@ -67,7 +106,7 @@ fn normalization() -> Normalization {
 
 fn chunk_reader_with(
     mut reader: impl Read,
-    mut on_chunk: impl FnMut(&Chunk, Vec<u8>) -> bool,
+    mut on_chunk: impl FnMut(&Chunk, &[u8]) -> bool,
 ) -> std::io::Result<ChunkedFile> {
     let level = normalization();
     // The cuts are `StreamCDC`'s (same parameters, same gear; the tests compare them), found
@@ -108,11 +147,11 @@ fn chunk_reader_with(
             level,
         );
         let (_, cut) = cdc.cut(start, window);
-        let data = buf[start..cut].to_vec();
+        let data = &buf[start..cut];
         let chunk = Chunk {
             offset: size,
             size: data.len() as u32,
-            sha256: hex::encode(Sha256::digest(&data)),
+            sha256: hex::encode(Sha256::digest(data)),
         };
         size += data.len() as u64;
         start = cut;
@@ -211,7 +250,7 @@ mod tests {
                     calls: 0,
                 };
                 let c = chunk_reader_with(reader, |chunk, bytes| {
-                    handed.push((chunk.offset, chunk.size as usize, bytes));
+                    handed.push((chunk.offset, chunk.size as usize, bytes.to_vec()));
                     true
                 })
                 .unwrap();
@@ -225,6 +264,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_content_id_is_the_sha256_up_to_a_mib_and_the_fold_of_its_chunks_above() {
+        let data = noise(3 * 1024 * 1024 + 5, 8);
+        let mib = CHUNKED_ID_ABOVE as usize;
+        for len in [0, 1, 4096, mib - 1, mib] {
+            let (id, chunks) = content_id_of(&data[..len]).unwrap();
+            assert_eq!(
+                id.to_string(),
+                hex::encode(Sha256::digest(&data[..len])),
+                "{len}"
+            );
+            assert!(chunks.is_none());
+        }
+        for len in [mib + 1, 2 * mib + 77, data.len()] {
+            let (id, chunks) = content_id_of(&data[..len]).unwrap();
+            let whole = chunk_reader(&data[..len]).unwrap();
+            let hashes: Vec<[u8; 32]> = whole
+                .chunks
+                .iter()
+                .map(|c| Sha256::digest(&data[c.offset as usize..][..c.size as usize]).into())
+                .collect();
+            assert_eq!(id, chunked_content_id(len as u64, &hashes), "{len}");
+            assert!(id.is_chunked());
+            let chunks = chunks.unwrap();
+            assert_eq!((chunks.size, &chunks.chunks), (whole.size, &whole.chunks));
+            // Read in small steps (the first MiB and the rest meet inside a read): the same.
+            let trickled = Trickle {
+                data: &data[..len],
+                step: 65_537,
+                calls: 0,
+            };
+            assert_eq!(content_id_of(trickled).unwrap().0, id);
+            assert_eq!(content_id_of_bytes(&data[..len]), id);
+        }
+        // A byte changed anywhere is another id.
+        let mut edited = data.clone();
+        edited[2 * mib] ^= 1;
+        assert_ne!(content_id_of_bytes(&edited), content_id_of_bytes(&data));
     }
 
     #[test]
@@ -316,7 +395,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let mut handed = Vec::new();
         let c = chunk_file_with(&path, |chunk, bytes| {
-            handed.push((chunk.clone(), bytes));
+            handed.push((chunk.clone(), bytes.to_vec()));
             true
         })
         .unwrap();

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::deletes::{DeleteDecision, clear_decision, pending_decision};
 use crate::folder::LinkedFolder;
 use crate::index::Index;
+use crate::legacy::KnownIds;
 use crate::local_fs::LocalFs;
 use crate::remote::Remote;
 use crate::scan::Scanner;
@@ -423,6 +424,10 @@ impl Engine {
             self.last_local = Arc::default();
             let mut scanner = std::mem::take(&mut self.scanner);
             scanner.fold_case = self.case_insensitive;
+            scanner.known = Some(KnownIds {
+                remote: self.index.remote().await?,
+                synced: self.index.synced().await?,
+            });
             let fs = self.fs.clone();
             let (scanner, scan) = tokio::task::spawn_blocking(move || {
                 let scan = if full {
@@ -435,6 +440,7 @@ impl Engine {
             .await
             .map_err(|e| SyncError::Io("scanning".into(), std::io::Error::other(e)))?;
             self.scanner = scanner;
+            self.scanner.known = None; // the index's trees, not held past the scan
             // A folder unmounted or moved away during the scan reads as empty: only a scan of
             // the linked folder, still there afterwards, is planned with.
             self.check_folder()?;

@@ -23,6 +23,7 @@ mod file_state;
 mod folder;
 mod ignore_file;
 mod index;
+mod legacy;
 mod local_fs;
 mod lock;
 mod push;

@@ -55,8 +55,14 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     /// within that step after `mtime_ns` may get the same stamp (file-system clocks step: a
     /// jiffy on Linux before 6.13, ~16 ms on Windows, two seconds on FAT).
     fn stamp_step_ns(&self, mtime_ns: i128) -> i128;
-    /// SHA-256 (lower-case hex) of the file's content.
+    /// The id of the file's content, as the protocol names contents (read once:
+    /// [`crate::chunker::content_id_of`]): the SHA-256 (lower-case hex) up to
+    /// [`syncsphere_protocol::CHUNKED_ID_ABOVE`] bytes, the chunked id over it.
     fn hash(&self, path: &Path) -> std::io::Result<String>;
+    /// The SHA-256 (lower-case hex) of the file's content, whatever its size: what a content
+    /// over [`syncsphere_protocol::CHUNKED_ID_ABOVE`] bytes was named by before chunked ids, and
+    /// still is where it was stored then (see [`crate::legacy`]).
+    fn sha256(&self, path: &Path) -> std::io::Result<String>;
     fn read_to_string(&self, path: &Path) -> std::io::Result<String>;
     /// Replaces `path` with `data` durably (temporary file, fsync, rename, folder fsync).
     fn write_durably(&self, path: &Path, data: &[u8]) -> std::io::Result<()>;
@@ -154,6 +160,11 @@ impl LocalFs for RealFs {
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {
+        let file = std::fs::File::open(path)?;
+        Ok(crate::chunker::content_id_of(file)?.0.to_string())
+    }
+
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
         let mut file = std::fs::File::open(path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];

@@ -20,10 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use syncsphere_protocol::normalize_path;
+use syncsphere_protocol::{ContentHash, normalize_path};
 use syncsphere_sync_core::{LocalFile, LocalTree};
 use unicode_normalization::UnicodeNormalization;
 
+use crate::legacy::KnownIds;
 use crate::local_fs::{Kind, LocalFs, Meta};
 
 /// Name of the client's own directory inside the sync folder (temporary downloads).
@@ -92,6 +93,9 @@ pub(crate) struct Scanner {
     /// Names whose entry in the tree may have changed since [`Scanner::take_touched`] was last
     /// called; `None`: any may have (a whole scan, a rebuilt tree).
     touched: Option<Vec<String>>,
+    /// The index's ids, set by the engine for a scan: a file read again is named as the index
+    /// names its content if it was stored before chunked ids ([`KnownIds::name`]).
+    pub(crate) known: Option<KnownIds>,
 }
 
 /// One folder as the last scan listed it.
@@ -520,7 +524,8 @@ impl Scanner {
                         return false; // a name the server refuses: the listing says why
                     }
                     let seen = l.files.iter().find(|(p, _, _)| *p == rel);
-                    match hash(fs, &full, seen.map(|(_, f, t)| (f, *t))) {
+                    let known = self.known.as_ref();
+                    match hash(fs, &full, &rel, seen.map(|(_, f, t)| (f, *t)), known) {
                         Ok(file) => Some(file),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                         Err(_) => return false,
@@ -852,7 +857,7 @@ impl Scanner {
                 }
             }
             let seen = before.get(rel.as_str()).copied();
-            match hash(fs, &full, seen) {
+            match hash(fs, &full, &rel, seen, self.known.as_ref()) {
                 Ok((file, mtime)) => out.files.push((rel, file, mtime)),
                 // Vanished between listing and hashing: it is simply not there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -878,7 +883,9 @@ const UNSETTLED: i128 = i128::MIN;
 fn hash(
     fs: &dyn LocalFs,
     path: &Path,
+    rel: &str,
     seen: Option<(&LocalFile, i128)>,
+    known: Option<&KnownIds>,
 ) -> std::io::Result<(LocalFile, i128)> {
     let seen_at = fs.now_ns();
     let meta = fs.metadata(path)?;
@@ -889,7 +896,10 @@ fn hash(
     {
         return Ok((file.clone(), mtime));
     }
-    let sha256 = fs.hash(path)?;
+    let mut sha256 = ContentHash::from(fs.hash(path)?);
+    if let Some(known) = known {
+        sha256 = known.name(fs, path, rel, sha256)?;
+    }
     let settled = seen_at - stamp.mtime_ns > fs.stamp_step_ns(stamp.mtime_ns);
     let kept = if stamp.mtime_ns != 0 && settled {
         stamp.mtime_ns
@@ -898,7 +908,7 @@ fn hash(
     };
     Ok((
         LocalFile {
-            sha256: sha256.into(),
+            sha256,
             size: stamp.size,
         },
         kept,

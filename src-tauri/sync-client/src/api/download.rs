@@ -1,11 +1,12 @@
 //! Downloads: whole or resumed, several small contents in one response, and edited files as
 //! their changed chunks (delta).
 
+use super::check::ContentCheck;
 use super::*;
 
 impl Api {
     /// Streams the file's current content into `dest` (fsynced) and returns its revision and
-    /// verified SHA-256. The content comes in windows of at most [`DOWNLOAD_WINDOW`] bytes
+    /// verified id (checked as [`ContentCheck`] does). The content comes in windows of at most [`DOWNLOAD_WINDOW`] bytes
     /// (`Range` requests of one revision), so no response passes API Gateway's 10 MB limit
     /// (0040). When `dest` already holds the start of the content `resume_sha` (a download
     /// interrupted earlier), only the rest is fetched — if the file still has that content
@@ -36,21 +37,26 @@ impl Api {
         let mut pinned: Option<(i64, String)> = None;
         // The content's size, once known.
         let mut total: Option<u64> = None;
+        // The check of the bytes, once the content is known.
+        let mut check: Option<ContentCheck> = None;
         if have > 0 {
             let meta: FileMeta = self.fetch::<endpoint::GetFile>(&[file_id]).await?;
             let size = meta.size.max(0) as u64;
             if resume_sha.is_some_and(|s| meta.sha256 == *s) && !meta.deleted && have <= size {
                 tracing::info!(file_id, resumed_at = have, "resuming a download");
                 pinned = Some((meta.rev.into(), meta.sha256.to_string()));
+                check = Some(
+                    self.check_of(file_id, meta.rev.into(), &meta.sha256)
+                        .await?,
+                );
                 // A partial file that is already whole needs no window, only its check below.
                 total = Some(size);
             } else {
                 have = 0;
             }
         }
-        let mut hasher = Sha256::new();
-        let mut out = if have > 0 {
-            // Hash what is already there, then append.
+        let mut out = if let Some(check) = check.as_mut().filter(|_| have > 0) {
+            // Check what is already there, then append.
             let mut existing = tokio::fs::File::open(dest).await.map_err(io)?;
             let mut buf = vec![0; 256 * 1024];
             loop {
@@ -58,7 +64,7 @@ impl Api {
                 if n == 0 {
                     break;
                 }
-                hasher.update(&buf[..n]);
+                check.update(&buf[..n]);
             }
             tokio::fs::OpenOptions::new()
                 .append(true)
@@ -81,15 +87,18 @@ impl Api {
             if start != have {
                 // The whole content came back (no range: an empty file, or an old server).
                 out.set_len(0).await.map_err(io)?;
-                hasher = Sha256::new();
+                check = None;
                 progress.set_done(0);
             }
             progress.set_total(size);
             total = Some(size);
-            pinned.get_or_insert((rev, sha256));
+            let (rev, sha256) = pinned.get_or_insert((rev, sha256)).clone();
+            if check.is_none() {
+                check = Some(self.check_of(file_id, rev, &sha256.as_str().into()).await?);
+            }
             let len = resp.content_length();
-            self.receive(resp, &mut out, &mut hasher, dest, progress)
-                .await?;
+            let check = check.as_mut().expect("made above");
+            self.receive(resp, &mut out, check, dest, progress).await?;
             // tokio's File writes in the background: flushed, the length is what was written.
             out.flush().await.map_err(io)?;
             have = out.metadata().await.map_err(io)?.len();
@@ -101,10 +110,10 @@ impl Api {
             }
         }
         out.sync_all().await.map_err(io)?;
-        let Some((rev, expected)) = pinned else {
+        let (Some((rev, expected)), Some(check)) = (pinned, check) else {
             return Err(SyncError::Http(format!("no content of {file_id} came")));
         };
-        let sha = hex::encode(hasher.finalize());
+        let sha = check.finish().to_string();
         if sha != expected {
             let _ = tokio::fs::remove_file(dest).await;
             return Err(SyncError::Http(format!(
@@ -112,6 +121,32 @@ impl Api {
             )));
         }
         Ok((rev, sha))
+    }
+
+    /// The check of revision `rev` of a file, whose content is `id`: for a chunked id, with the
+    /// revision's chunk list (one small request).
+    async fn check_of(
+        &self,
+        file_id: &str,
+        rev: i64,
+        id: &ContentHash,
+    ) -> Result<ContentCheck, SyncError> {
+        if !id.is_chunked() {
+            return Ok(ContentCheck::new(id, None));
+        }
+        let query = DownloadQuery {
+            rev: Some(Rev(rev)),
+        };
+        let listed: ContentChunks = self
+            .fetch_with::<endpoint::GetFileChunks>(&[file_id], &query)
+            .await?;
+        if listed.sha256 != *id {
+            return Err(SyncError::Http(format!(
+                "the chunk list of {file_id} at revision {rev} is of {}, not {id}",
+                listed.sha256
+            )));
+        }
+        Ok(ContentCheck::new(id, Some(&listed)))
     }
 
     /// Asks for the window of at most [`DOWNLOAD_WINDOW`] bytes at `from` of the content
@@ -263,8 +298,9 @@ impl Api {
         let mut body = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut next = 0;
-        // The file being received: its header, bytes so far and running hash.
-        let mut current: Option<(ContentFrame, Vec<u8>, Sha256)> = None;
+        // The file being received: its header, bytes so far and running hash (none for a
+        // chunked id: the bytes are cut and hashed once they are all there).
+        let mut current: Option<(ContentFrame, Vec<u8>, Option<Sha256>)> = None;
         let mut ready = Vec::new();
         let mut ready_bytes = 0;
         let mut ended = false;
@@ -276,7 +312,9 @@ impl Api {
                     let size = frame.size.unwrap_or(0) as usize;
                     let take = (size - data.len()).min(buf.len() - used);
                     let piece = &buf[used..used + take];
-                    hasher.update(piece);
+                    if let Some(hasher) = hasher {
+                        hasher.update(piece);
+                    }
                     data.extend_from_slice(piece);
                     wanted[next].progress.add(take as u64);
                     used += take;
@@ -284,7 +322,10 @@ impl Api {
                         break;
                     }
                     let (frame, data, hasher) = current.take().expect("current file");
-                    let sha = hex::encode(hasher.finalize());
+                    let sha = match hasher {
+                        Some(hasher) => hex::encode(hasher.finalize()),
+                        None => crate::chunker::content_id_of_bytes(&data).to_string(),
+                    };
                     let expected = frame.sha256.unwrap_or_default();
                     if sha != expected {
                         results[next] = Some(Err(SyncError::Http(format!(
@@ -320,7 +361,9 @@ impl Api {
                             return Err(bad(format!("a header without a usable size: {frame:?}")));
                         }
                         w.progress.set_total(size as u64);
-                        current = Some((frame, Vec::with_capacity(size as usize), Sha256::new()));
+                        let chunked = frame.sha256.as_ref().is_some_and(ContentHash::is_chunked);
+                        let hasher = (!chunked).then(Sha256::new);
+                        current = Some((frame, Vec::with_capacity(size as usize), hasher));
                     }
                     Some("not_found") => {
                         results[next] = Some(Err(SyncError::Server {
@@ -370,7 +413,7 @@ impl Api {
         &self,
         resp: reqwest::Response,
         out: &mut tokio::fs::File,
-        hasher: &mut Sha256,
+        check: &mut ContentCheck,
         dest: &Path,
         progress: &Transfer,
     ) -> Result<(), SyncError> {
@@ -378,7 +421,7 @@ impl Api {
         while let Some(bytes) = body.next().await {
             let bytes = bytes.map_err(|e| transport(&self.base, e))?;
             self.down.consume(bytes.len() as u64).await;
-            hasher.update(&bytes);
+            check.update(&bytes);
             out.write_all(&bytes)
                 .await
                 .map_err(|e| SyncError::Io(format!("writing {}", dest.display()), e))?;
@@ -455,7 +498,7 @@ impl Api {
         let io = |e| SyncError::Io(format!("writing {}", dest.display()), e);
         progress.set_done(0);
         progress.set_total(listed.size.max(0) as u64);
-        let mut hasher = Sha256::new();
+        let mut check = ContentCheck::new(&listed.sha256, Some(listed));
         let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut buf = Vec::new();
         for &piece in pieces {
@@ -476,7 +519,7 @@ impl Api {
                             let _ = tokio::fs::remove_file(dest).await;
                             return Ok(None);
                         }
-                        hasher.update(&buf);
+                        check.update(&buf);
                         out.write_all(&buf).await.map_err(io)?;
                         progress.add(n as u64);
                         left -= n as u64;
@@ -504,7 +547,7 @@ impl Api {
                                 resp.content_length()
                             )));
                         }
-                        self.receive(resp, &mut out, &mut hasher, dest, progress)
+                        self.receive(resp, &mut out, &mut check, dest, progress)
                             .await?;
                         at += len;
                     }
@@ -512,7 +555,7 @@ impl Api {
             }
         }
         out.sync_all().await.map_err(io)?;
-        let sha = hex::encode(hasher.finalize());
+        let sha = check.finish().to_string();
         if sha != listed.sha256 {
             tracing::warn!(
                 file_id,

@@ -213,7 +213,8 @@ impl Api {
         let owned = file.to_path_buf();
         let chunker = tokio::task::spawn_blocking(move || {
             chunk_file_with(&owned, |chunk, data| {
-                tx.blocking_send((chunk.clone(), data.into())).is_ok()
+                tx.blocking_send((chunk.clone(), bytes::Bytes::copy_from_slice(data)))
+                    .is_ok()
             })
         });
         let sends = self.send_cut_chunks(path, content, rx, progress).await;
@@ -323,8 +324,9 @@ impl Api {
         Ok(todo)
     }
 
-    /// `PUT /v1/chunks/{id}`, telling the server which content (the scan's hash) and where, so
-    /// it can hash the content as the chunks arrive instead of reading it back at commit.
+    /// `PUT /v1/chunks/{id}`. For a content named by its SHA-256 (stored before chunked ids),
+    /// the server is told which content and where, so it can hash the content as the chunks
+    /// arrive instead of reading it back at commit; a chunked id needs no bytes at commit.
     async fn put_chunk(
         &self,
         path: &str,
@@ -334,15 +336,13 @@ impl Api {
         progress: &Transfer,
     ) -> Result<(), SyncError> {
         self.up.consume(u64::from(chunk.size)).await;
-        match self
-            .send(
-                self.request::<endpoint::PutChunk>(&[chunk.sha256.as_str()])
-                    .header(CHUNK_CONTENT_HEADER, content)
-                    .header(CHUNK_OFFSET_HEADER, chunk.offset)
-                    .body(data),
-            )
-            .await
-        {
+        let mut req = self.request::<endpoint::PutChunk>(&[chunk.sha256.as_str()]);
+        if ContentHash::from(content).is_sha256() {
+            req = req
+                .header(CHUNK_CONTENT_HEADER, content)
+                .header(CHUNK_OFFSET_HEADER, chunk.offset);
+        }
+        match self.send(req.body(data)).await {
             // Cannot happen with bytes hashed as read, unless they are corrupted on the way.
             Err(SyncError::Server {
                 code: ErrorCode::HashMismatch,

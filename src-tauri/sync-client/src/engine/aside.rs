@@ -51,10 +51,13 @@ impl Engine {
         };
         let fs = self.fs.clone();
         let held = aside.clone();
-        let sha = tokio::task::spawn_blocking(move || fs.hash(&held))
-            .await
-            .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?;
-        if sha.as_ref().is_ok_and(|s| *expect == *s) {
+        let expected = expect.clone();
+        let same = tokio::task::spawn_blocking(move || {
+            crate::legacy::has_content(fs.as_ref(), &held, &expected)
+        })
+        .await
+        .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?;
+        if same.is_ok_and(|same| same) {
             return Ok(Aside::Held(aside));
         }
         // Changed since the scan (or unreadable now): put it back where the user expects it.

@@ -61,6 +61,33 @@ impl Engine {
         .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
     }
 
+    /// Whether the file at `path` (not a folder) has the content `expected` now (see
+    /// [`crate::legacy::has_content`]); `false` when nothing is there.
+    pub(super) async fn has_content(
+        &self,
+        path: &str,
+        expected: &ContentHash,
+    ) -> Result<bool, SyncError> {
+        let full = self.local(path);
+        if self
+            .fs
+            .symlink_metadata(&full)
+            .is_ok_and(|m| m.kind == Kind::Dir)
+        {
+            return Ok(false);
+        }
+        let (fs, expected) = (self.fs.clone(), expected.clone());
+        tokio::task::spawn_blocking(move || {
+            match crate::legacy::has_content(fs.as_ref(), &full, &expected) {
+                Ok(same) => Ok(same),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(SyncError::Io(format!("reading {}", full.display()), e)),
+            }
+        })
+        .await
+        .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
+    }
+
     /// Records one of this device's commits: the file's remote row and its synced entry at the
     /// server's path (case and normalisation as committed), in one transaction.
     pub(super) async fn record(&self, meta: &FileMeta) -> Result<(), SyncError> {
@@ -231,8 +258,7 @@ impl Engine {
                 // On a case-insensitive disk the new spelling of a case-only rename "exists":
                 // it is the file itself, not one in the way.
                 let occupied = self.exists(&dst) && !self.same_file(&src, &dst);
-                let now = self.current_hash(&from).await?;
-                let changed = now.is_none_or(|now| expect_sha256 != now);
+                let changed = !self.has_content(&from, &expect_sha256).await?;
                 if changed || occupied {
                     tracing::debug!(from, to, occupied, changed, "not moving: re-planning");
                     return Ok(None);

@@ -392,6 +392,10 @@ impl LocalFs for Counting {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RealFs.hash(path)
     }
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RealFs.sha256(path)
+    }
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
         RealFs.read_to_string(path)
     }

@@ -1077,7 +1077,7 @@ impl LocalFs for FakeFs {
             drop(st);
             self.read(&rel)?
         };
-        let sha = hex::encode(Sha256::digest(&data));
+        let sha = crate::chunker::content_id_of_bytes(&data).to_string();
         // The user saves the file again just after the engine looked at it.
         let mut st = self.state.lock().unwrap();
         let race = st.chaos.user_races_hash;
@@ -1101,6 +1101,12 @@ impl LocalFs for FakeFs {
             }
         }
         Ok(sha)
+    }
+
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
+        let rel = self.rel(path)?;
+        self.locked_out(&self.state.lock().unwrap(), &rel, false)?;
+        Ok(hex::encode(Sha256::digest(self.read(&rel)?)))
     }
 
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {

@@ -377,6 +377,11 @@ pub struct ServerConfig {
     /// empty means this server itself. Clients spread over them and fail over between them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub push_urls: Vec<String>,
+    /// Whether the server takes chunked content ids ([`crate::chunked_content_id`], decision
+    /// 0051): clients name contents over [`crate::CHUNKED_ID_ABOVE`] bytes by them. A server
+    /// that does not say wants every content named by its SHA-256.
+    #[serde(default)]
+    pub chunked_ids: bool,
 }
 
 /// The Cognito (or Cognito-compatible) user pool clients authenticate against.

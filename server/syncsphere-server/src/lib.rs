@@ -250,6 +250,7 @@ async fn files_and_identity(
     let client_config = ServerConfig {
         cognito,
         push_urls: config.server.push_urls.clone(),
+        chunked_ids: true,
     };
     let mut router = Router::new()
         .endpoint(endpoint::GetConfig, move || {

@@ -43,6 +43,8 @@ pub(crate) struct Api {
     pub downloaded: AtomicU64,
     up: Throttle,
     down: Throttle,
+    /// The server takes chunked content ids ([`Api::set_chunked_ids`]).
+    chunked_ids: std::sync::atomic::AtomicBool,
 }
 
 /// Chunk uploads in flight at once.
@@ -195,6 +197,15 @@ impl Api {
         &self.device_id
     }
 
+    /// Whether the server takes chunked content ids (`/v1/config`); until told, it does not.
+    pub(crate) fn set_chunked_ids(&self, on: bool) {
+        self.chunked_ids.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn chunked_ids(&self) -> bool {
+        self.chunked_ids.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn new(server_url: &str, tokens: Arc<TokenSource>, device_id: String) -> Self {
         Api {
             http: http_client(),
@@ -205,6 +216,7 @@ impl Api {
             downloaded: AtomicU64::new(0),
             up: Throttle::new(None),
             down: Throttle::new(None),
+            chunked_ids: Default::default(),
         }
     }
 

@@ -24,6 +24,10 @@ pub struct ClientConfig {
     /// Where the session is kept (directories signed in before the keychain: the file).
     #[serde(default)]
     pub session_storage: crate::SessionStorage,
+    /// The server takes chunked content ids (its `/v1/config` says so; refreshed at every
+    /// start, kept for starts without the server).
+    #[serde(default)]
+    pub chunked_ids: bool,
 }
 
 /// Tokens of the signed-in user.

@@ -427,6 +427,7 @@ impl Engine {
             scanner.known = Some(KnownIds {
                 remote: self.index.remote().await?,
                 synced: self.index.synced().await?,
+                chunked: self.remote.chunked_ids(),
             });
             let fs = self.fs.clone();
             let (scanner, scan) = tokio::task::spawn_blocking(move || {

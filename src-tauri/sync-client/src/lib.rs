@@ -348,6 +348,7 @@ async fn sign_in_as(
         cognito: server.cognito,
         push_urls: server.push_urls,
         session_storage: storage,
+        chunked_ids: server.chunked_ids,
     };
     // A session kept elsewhere before (the keychain, signing in now without it) goes first.
     if let Some(previous) = &previous
@@ -441,7 +442,9 @@ pub async fn revoke_device(config_dir: &Path, device_id: &str) -> Result<(), Syn
 async fn signed_in_api(config_dir: &Path) -> Result<Api, SyncError> {
     let config = load_config(config_dir)?.ok_or(SyncError::NotSignedIn)?;
     let tokens = Arc::new(TokenSource::load(config_dir, &config).await?);
-    Ok(Api::new(&config.server_url, tokens, config.device_id))
+    let api = Api::new(&config.server_url, tokens, config.device_id);
+    api.set_chunked_ids(config.chunked_ids);
+    Ok(api)
 }
 
 /// Signs the account out on every device: the server refuses every access token issued until

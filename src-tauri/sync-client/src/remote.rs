@@ -85,6 +85,9 @@ pub(crate) trait Remote: Send + Sync + 'static {
     fn transferred(&self) -> (u64, u64);
     /// This device's id as the server records it (a journal entry's `origin_device`).
     fn device_id(&self) -> &str;
+    /// Whether the server takes chunked content ids: files over a MiB are named by them, else
+    /// by their SHA-256 (decision 0051).
+    fn chunked_ids(&self) -> bool;
 }
 
 impl Remote for Api {
@@ -153,5 +156,9 @@ impl Remote for Api {
 
     fn device_id(&self) -> &str {
         self.device()
+    }
+
+    fn chunked_ids(&self) -> bool {
+        Api::chunked_ids(self)
     }
 }

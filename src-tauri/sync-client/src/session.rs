@@ -414,6 +414,7 @@ mod tests {
             },
             push_urls: Vec::new(),
             session_storage: SessionStorage::File,
+            chunked_ids: true,
         }
     }
 

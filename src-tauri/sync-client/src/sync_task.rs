@@ -208,17 +208,22 @@ async fn run(
     })?;
     let watch = Arc::new(watch);
 
-    // The server may have announced other push instances since sign-in; fall back to what
-    // was stored when it cannot be asked.
+    // The server may have announced other push instances, or chunked ids, since sign-in;
+    // fall back to what was stored when it cannot be asked.
     let mut config = config;
     match api::fetch_server_config(&config.server_url).await {
-        Ok(server) if server.push_urls != config.push_urls => {
+        Ok(server)
+            if (&server.push_urls, server.chunked_ids)
+                != (&config.push_urls, config.chunked_ids) =>
+        {
             config.push_urls = server.push_urls;
+            config.chunked_ids = server.chunked_ids;
             config::write_json(&config::config_path(&config_dir), &config, false)?;
         }
         Ok(_) => {}
-        Err(e) => tracing::info!(error = %e, "using the stored push URLs"),
+        Err(e) => tracing::info!(error = %e, "using the stored server settings"),
     }
+    api.set_chunked_ids(config.chunked_ids);
     let bases = if config.push_urls.is_empty() {
         vec![config.server_url.clone()]
     } else {

@@ -1347,6 +1347,82 @@ fn scenario_a_file_back_after_its_own_deletion_whose_answer_was_lost_is_kept() {
     });
 }
 
+/// Scripted: a file over a MiB stored before chunked ids (decision 0051) keeps its SHA-256 id
+/// once the server takes chunked ids: a device that reads it again (the user saved the same
+/// bytes) or that first syncs with it already on disk names it as the server does — no new
+/// revision, no conflicted copy — and an edit is named by its chunked id everywhere.
+#[test]
+fn scenario_a_large_file_stored_before_chunked_ids_stays_the_same_content() {
+    use std::sync::atomic::Ordering::Relaxed;
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        let ServerSide::Fake(server) = &sim.server else {
+            unreachable!("a fake server")
+        };
+        let server = server.clone();
+        server.legacy_ids.store(true, Relaxed);
+        let big = crate::chunker::noise(2 * 1024 * 1024 + 5, 7);
+        let sha256 = hex::encode(Sha256::digest(&big));
+        sim.devices[0]
+            .fs
+            .user_write("big.bin", &big)
+            .expect("written");
+        sim.pass(0, false).await;
+        sim.pass(1, false).await;
+        let before = sim.server.view().await;
+        assert!(before.hashes.contains(&sha256), "{:?}", before.hashes);
+        assert_eq!(before.live.get("big.bin"), Some(&big));
+
+        server.legacy_ids.store(false, Relaxed);
+        sim.devices[1]
+            .fs
+            .user_write("big.bin", &big)
+            .expect("saved again");
+        sim.devices[2]
+            .fs
+            .user_write("big.bin", &big)
+            .expect("there before");
+        sim.pass(1, false).await;
+        sim.pass(2, false).await;
+        sim.pass(0, false).await;
+        let after = sim.server.view().await;
+        assert_eq!(
+            (after.journal_len, &after.hashes),
+            (before.journal_len, &before.hashes),
+            "the same bytes made no new revision"
+        );
+        for d in &sim.devices {
+            let names: Vec<String> =
+                d.fs.files()
+                    .into_keys()
+                    .filter(|p| !p.starts_with('.'))
+                    .collect();
+            assert_eq!(names, ["big.bin"], "{}: no conflicted copy", d.name);
+        }
+
+        let mut edited = big.clone();
+        edited[1024 * 1024] ^= 1;
+        sim.devices[2]
+            .fs
+            .user_write("big.bin", &edited)
+            .expect("edited");
+        sim.witness.superseded(2, Some(big.clone()));
+        sim.settle().await;
+        sim.check();
+        on_every_device(&sim, "big.bin", &edited);
+        // The journal names the first content by its SHA-256, the edit by its chunked id.
+        let ids: Vec<String> = server
+            .changes(0)
+            .changes
+            .iter()
+            .map(|c| c.sha256.to_string())
+            .collect();
+        let chunked = crate::chunker::content_id_of_bytes(&edited).to_string();
+        assert!(chunked.starts_with("cdc1-"), "{chunked}");
+        assert_eq!(ids, [sha256, chunked]);
+    });
+}
+
 /// Scripted: a file an interrupted pass had set aside, whose folder is a file by the time it
 /// goes back (another device replaced the folder by a file, and it came down; or the user did
 /// it): it goes back into a conflicted copy of the folder and syncs from there — never stays

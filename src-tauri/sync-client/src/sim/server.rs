@@ -40,6 +40,9 @@ struct State {
 #[derive(Default)]
 pub(crate) struct FakeServer {
     state: Mutex<State>,
+    /// Names every content by its SHA-256, as servers did before chunked ids (decision 0051),
+    /// and says so to the devices.
+    pub(crate) legacy_ids: std::sync::atomic::AtomicBool,
     /// Requests still on their way: each reaches the server once that many later requests
     /// have.
     late: Mutex<Vec<(u32, Late)>>,
@@ -167,7 +170,11 @@ impl FakeServer {
             message: e.to_string(),
         })?;
         let mut st = self.state.lock().unwrap();
-        let sha = hex::encode(Sha256::digest(&data));
+        let sha = if self.legacy_ids.load(Ordering::Relaxed) {
+            hex::encode(Sha256::digest(&data))
+        } else {
+            crate::chunker::content_id_of_bytes(&data).to_string()
+        };
         let current = st.live_at(&path).cloned();
         let (meta, event) = match (current, parent_rev) {
             (None, None) => {
@@ -505,8 +512,10 @@ impl Remote for SimRemote {
     ) -> BoxFuture<'a, Result<FileMeta, SyncError>> {
         Box::pin(async move {
             let data = self.fs.read_file(file).map_err(io(file))?;
-            // Exactly the bytes that were checked go up (as `Api::upload`).
-            if hex::encode(Sha256::digest(&data)) != expected {
+            // Exactly the bytes that were checked go up (as `Api::upload`), however named.
+            let named = crate::chunker::content_id_of_bytes(&data) == expected
+                || hex::encode(Sha256::digest(&data)) == expected;
+            if !named {
                 return Err(SyncError::Busy(path.to_owned()));
             }
             self.up.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -620,6 +629,13 @@ impl Remote for SimRemote {
         match &self.backend {
             Backend::Fake(_) => &self.device,
             Backend::Real { api, .. } => Remote::device_id(&**api),
+        }
+    }
+
+    fn chunked_ids(&self) -> bool {
+        match &self.backend {
+            Backend::Fake(server) => !server.legacy_ids.load(Ordering::Relaxed),
+            Backend::Real { api, .. } => api.chunked_ids(),
         }
     }
 }

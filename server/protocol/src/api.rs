@@ -9,7 +9,8 @@ use crate::{ContentHash, DeviceId, FileId, Rev, Seq};
 pub const DEVICE_HEADER: &str = "x-syncsphere-device";
 /// Optional on `PUT /v1/chunks/{id}`: the SHA-256 of the whole content this chunk belongs to,
 /// with [`CHUNK_OFFSET_HEADER`] its place in it. A server that sees a content's chunks arrive
-/// this way hashes the content as they come and need not read it back at commit.
+/// this way hashes the content as they come and need not read it back at commit. Only for a
+/// content named by its SHA-256: a chunked id needs no bytes at commit (and is refused here).
 pub const CHUNK_CONTENT_HEADER: &str = "x-syncsphere-content";
 /// Optional on `PUT /v1/chunks/{id}`: the chunk's byte offset in the content.
 pub const CHUNK_OFFSET_HEADER: &str = "x-syncsphere-offset";
@@ -305,7 +306,10 @@ pub struct MissingChunks {
 
 /// `POST /v1/files/commit`: create or replace the file at `path` with the content made of
 /// `chunks` (all already uploaded). `size` and `sha256` describe the whole content; the server
-/// checks both against the chunks before committing.
+/// checks both against the chunks before committing. `sha256` is the content's id: for a
+/// content over [`crate::CHUNKED_ID_ABOVE`] bytes its chunked id
+/// ([`crate::chunked_content_id`], checked from the chunk list alone), else — and for clients
+/// from before chunked ids — the SHA-256 of its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(schemars::JsonSchema))]
 pub struct CommitRequest {

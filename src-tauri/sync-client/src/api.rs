@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::SyncError;
 use crate::auth::TokenSource;
-use crate::chunker::{Chunk, ChunkedFile, chunk_file_with};
+use crate::chunker::{Chunk, ChunkedFile, chunk_file_with, read_as_listed};
 use crate::delta;
 use crate::throttle::Throttle;
 use crate::transfer::Transfer;

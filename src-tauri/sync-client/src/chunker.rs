@@ -84,6 +84,80 @@ pub(crate) fn content_id_of(
     Ok((chunked.chunked_id(), Some(chunked)))
 }
 
+/// The chunk lists the scan computed last, so that the upload of a file just read need not cut
+/// and hash it again (decision 0051: one hash per byte): a memo of [`content_id_of`] keyed by
+/// the file's identity and stamp (path, device, inode, size, modification time), which must be
+/// the same before and after the read and again when the upload looks. A file written in
+/// between with its stamp unchanged (within the clock's step) is still safe: the server
+/// checks every chunk it is sent against its hash, and the commit is of the content the scan
+/// saw, which the scan's next look at the file then compares with.
+pub(crate) mod recent {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use syncsphere_protocol::ContentHash;
+
+    use super::ChunkedFile;
+
+    /// Lists kept at most (the newest; a list is ~40 bytes per MiB of file).
+    const KEPT: usize = 64;
+
+    /// What a list is valid for: the file as `stat` saw it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) struct Stamp {
+        pub(crate) dev: u64,
+        pub(crate) ino: u64,
+        pub(crate) len: u64,
+        pub(crate) mtime_ns: i128,
+    }
+
+    type Entry = (PathBuf, Stamp, ContentHash, Arc<ChunkedFile>);
+
+    static LISTS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+    /// Keeps the chunk list of the content `id` of `path` as stamped.
+    pub(crate) fn keep(path: &Path, stamp: Stamp, id: ContentHash, chunks: ChunkedFile) {
+        let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+        lists.retain(|(p, ..)| p != path);
+        if lists.len() >= KEPT {
+            lists.remove(0);
+        }
+        lists.push((path.to_owned(), stamp, id, Arc::new(chunks)));
+    }
+
+    /// The chunk list kept for `path` with the content `id`, if the file is still stamped as
+    /// it was then (taken: an upload uses it once).
+    pub(crate) fn take(path: &Path, stamp: Stamp, id: &ContentHash) -> Option<Arc<ChunkedFile>> {
+        let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+        let at = lists.iter().position(|(p, ..)| p == path)?;
+        let (_, kept, kept_id, chunks) = lists.remove(at);
+        (kept == stamp && kept_id == *id).then_some(chunks)
+    }
+}
+
+/// Reads `path` and hands `on_chunk` its bytes cut where `listed` says (as [`chunk_file_with`]
+/// does, without cutting or hashing: the chunks are `listed`'s). Fails with `UnexpectedEof` if
+/// the file is shorter than the list.
+pub(crate) fn read_as_listed(
+    path: &Path,
+    listed: &ChunkedFile,
+    mut on_chunk: impl FnMut(&Chunk, &[u8]) -> bool,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(CHUNK_MAX_SIZE as usize);
+    for chunk in &listed.chunks {
+        buf.resize(chunk.size as usize, 0);
+        file.read_exact(&mut buf)?;
+        if !on_chunk(chunk, &buf) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "reading stopped",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// [`content_id_of`] bytes in memory (a batch download's contents; the simulation's files).
 pub(crate) fn content_id_of_bytes(data: &[u8]) -> ContentHash {
     content_id_of(data).expect("reading memory").0
@@ -304,6 +378,55 @@ mod tests {
         let mut edited = data.clone();
         edited[2 * mib] ^= 1;
         assert_ne!(content_id_of_bytes(&edited), content_id_of_bytes(&data));
+    }
+
+    #[test]
+    fn a_kept_list_is_read_back_as_cut_and_only_for_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let data = noise(6 * 1024 * 1024 + 9, 12);
+        std::fs::write(&path, &data).unwrap();
+        let (id, listed) = content_id_of(std::fs::File::open(&path).unwrap()).unwrap();
+        let listed = listed.unwrap();
+        let mut cut = Vec::new();
+        let again = chunk_file_with(&path, |c, b| {
+            cut.push((c.clone(), b.to_vec()));
+            true
+        })
+        .unwrap();
+        assert_eq!(again.chunks, listed.chunks);
+        let mut read = Vec::new();
+        read_as_listed(&path, &listed, |c, b| {
+            read.push((c.clone(), b.to_vec()));
+            true
+        })
+        .unwrap();
+        assert!(read == cut, "the same chunks, the same bytes");
+
+        let stamp = crate::local_fs::stamp_now(&path).unwrap();
+        recent::keep(&path, stamp, id.clone(), listed.clone());
+        let other = ContentHash::from("0".repeat(64));
+        assert!(
+            recent::take(&path, stamp, &other).is_none(),
+            "another content"
+        );
+        recent::keep(&path, stamp, id.clone(), listed.clone());
+        let later = recent::Stamp {
+            mtime_ns: stamp.mtime_ns + 1,
+            ..stamp
+        };
+        assert!(recent::take(&path, later, &id).is_none(), "written since");
+        recent::keep(&path, stamp, id.clone(), listed.clone());
+        assert_eq!(
+            recent::take(&path, stamp, &id).unwrap().chunks,
+            listed.chunks
+        );
+        assert!(recent::take(&path, stamp, &id).is_none(), "used once");
+
+        // A file shorter than its list fails to read as listed.
+        std::fs::write(&path, &data[..data.len() - 1]).unwrap();
+        let err = read_as_listed(&path, &listed, |_, _| true).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

@@ -106,6 +106,21 @@ fn kind_of(ft: std::fs::FileType) -> Kind {
     }
 }
 
+/// What a kept chunk list is valid for ([`crate::chunker::recent`]).
+pub(crate) fn stamp_of_meta(m: &Meta) -> crate::chunker::recent::Stamp {
+    crate::chunker::recent::Stamp {
+        dev: m.dev,
+        ino: m.ino,
+        len: m.len,
+        mtime_ns: m.mtime_ns,
+    }
+}
+
+/// The stamp of the file at `path` now.
+pub(crate) fn stamp_now(path: &Path) -> std::io::Result<crate::chunker::recent::Stamp> {
+    std::fs::metadata(path).map(|m| stamp_of_meta(&meta_of(&m)))
+}
+
 fn meta_of(m: &std::fs::Metadata) -> Meta {
     let mtime_ns = m
         .modified()
@@ -160,8 +175,18 @@ impl LocalFs for RealFs {
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {
+        use crate::chunker::recent;
         let file = std::fs::File::open(path)?;
-        Ok(crate::chunker::content_id_of(file)?.0.to_string())
+        let before = file.metadata()?;
+        let (id, chunks) = crate::chunker::content_id_of(&file)?;
+        // Kept for the upload only if nothing wrote to the file while it was read.
+        if let Some(chunks) = chunks
+            && let Ok(after) = std::fs::metadata(path)
+            && stamp_of_meta(&meta_of(&before)) == stamp_of_meta(&meta_of(&after))
+        {
+            recent::keep(path, stamp_of_meta(&meta_of(&after)), id.clone(), chunks);
+        }
+        Ok(id.to_string())
     }
 
     fn sha256(&self, path: &Path) -> std::io::Result<String> {

@@ -211,11 +211,21 @@ impl Api {
     ) -> Result<ChunkedFile, SyncError> {
         let (tx, rx) = tokio::sync::mpsc::channel::<(Chunk, bytes::Bytes)>(CHUNKS_AHEAD);
         let owned = file.to_path_buf();
+        // The scan's chunk list of this content, if the file is as the scan read it: then the
+        // file is only read, not cut and hashed again (the server checks each chunk it gets).
+        let id = ContentHash::from(content);
+        let listed = crate::local_fs::stamp_now(file)
+            .ok()
+            .and_then(|stamp| crate::chunker::recent::take(file, stamp, &id));
         let chunker = tokio::task::spawn_blocking(move || {
-            chunk_file_with(&owned, |chunk, data| {
+            let send = |chunk: &Chunk, data: &[u8]| {
                 tx.blocking_send((chunk.clone(), bytes::Bytes::copy_from_slice(data)))
                     .is_ok()
-            })
+            };
+            match listed {
+                Some(listed) => read_as_listed(&owned, &listed, send).map(|()| (*listed).clone()),
+                None => chunk_file_with(&owned, send),
+            }
         });
         let sends = self.send_cut_chunks(path, content, rx, progress).await;
         let chunked = chunker

@@ -283,6 +283,49 @@ fn clients_report_offline_and_catch_up_after_the_server_returns() {
     assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
 }
 
+/// A save made while the server is there but does not answer (frozen: SIGSTOP) is not "up to
+/// date": once the journal has taken a second to answer, the status says "syncing", and when
+/// the server resumes the save reaches the other device and both are up to date again.
+#[test]
+fn a_save_waiting_on_a_frozen_server_is_not_shown_up_to_date() {
+    let server = Server::start(None).expect("server starts");
+    let (a, b) = signed_in_pair(&server, "frida@example.com");
+    let _pa = a.start_sync().unwrap();
+    let _pb = b.start_sync().unwrap();
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+    let signal = |sig: &str| {
+        let pid = server.process.pid().to_string();
+        let done = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status();
+        assert!(done.is_ok_and(|s| s.success()), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    std::fs::write(
+        a.path("while-frozen.txt"),
+        b"saved while the server was frozen",
+    )
+    .unwrap();
+    let syncing = wait_for(Duration::from_secs(10), || {
+        a.status().is_some_and(|s| s["state"] == "syncing")
+    });
+    let seen = a.status();
+    signal("-CONT");
+    assert!(syncing.is_some(), "A still says {seen:?}\nA:\n{}", a.log());
+    assert!(
+        wait_for(Duration::from_secs(45), || same_bytes(
+            &a,
+            &b,
+            "while-frozen.txt"
+        ))
+        .is_some(),
+        "the save did not arrive after the server resumed\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(wait_for(SETTLE, || a.is_up_to_date() && b.is_up_to_date()).is_some());
+}
+
 /// Access tokens are refreshed before they expire and sync carries on with the new one.
 #[test]
 fn access_tokens_are_refreshed_before_they_expire() {

@@ -48,6 +48,9 @@ pub(crate) const FULL_RESCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// because it is most of the save-to-other-device latency; a file still being written when the
 /// round starts is not uploaded torn anyway (it is retried, see `SyncError::Busy`).
 const LOCAL_QUIET: Duration = Duration::from_millis(20);
+/// How long the journal may take to answer, with local changes waiting, before the status says
+/// "Syncing" ([`Engine::pull_with_changes_waiting`]).
+const SLOW_PULL: Duration = Duration::from_secs(1);
 /// The longest a round waits for quiet: a folder written to without pause (a copy, a log) is
 /// still looked at this often.
 const LOCAL_QUIET_MAX: Duration = Duration::from_millis(250);
@@ -387,6 +390,29 @@ impl Engine {
             && self.failing.values().all(|f| f.retry_at > now)
     }
 
+    /// [`Engine::pull`] while the watcher has marked local changes: if the server takes longer
+    /// than [`SLOW_PULL`] to answer, the status says "Syncing" until the pass ends — those
+    /// changes are not up to date. (A frozen server left "Up to date" on screen while edits
+    /// waited: BENCHMARKS, "A user's hour, by hand".)
+    async fn pull_with_changes_waiting(&mut self) -> Result<usize, SyncError> {
+        let status = self.status.clone();
+        let pull = self.pull();
+        tokio::pin!(pull);
+        tokio::select! {
+            pulled = &mut pull => return pulled,
+            _ = tokio::time::sleep(SLOW_PULL) => {}
+        }
+        status.send_if_modified(|s| {
+            let waiting = s.state == SyncState::UpToDate;
+            if waiting {
+                s.state = SyncState::Syncing;
+                s.updated_ms = now_ms();
+            }
+            waiting
+        });
+        pull.await
+    }
+
     /// One sync pass: rounds of pull → scan → plan → execute until the plan is empty.
     pub(crate) async fn pass(&mut self) -> Result<(), SyncError> {
         self.status.send_modify(|s| s.work.passes += 1);
@@ -395,7 +421,11 @@ impl Engine {
         let mut skips: HashMap<String, u32> = HashMap::new();
         for round in 0..MAX_ROUNDS {
             self.check_folder()?;
-            let fresh = self.pull().await?;
+            let fresh = if round == 0 && !self.dirty.is_clean() {
+                self.pull_with_changes_waiting().await?
+            } else {
+                self.pull().await?
+            };
             if round == 0 && self.nothing_to_do(fresh) {
                 return Ok(());
             }

@@ -60,6 +60,7 @@ impl KnownIds {
         id: ContentHash,
     ) -> std::io::Result<ContentHash> {
         if !self.chunked && id.is_chunked() {
+            // (The scan asks a server without chunked ids for the SHA-256 directly.)
             return Ok(ContentHash::from(fs.sha256(path)?));
         }
         let known = [

@@ -896,10 +896,12 @@ fn hash(
     {
         return Ok((file.clone(), mtime));
     }
-    let mut sha256 = ContentHash::from(fs.hash(path)?);
-    if let Some(known) = known {
-        sha256 = known.name(fs, path, rel, sha256)?;
-    }
+    let sha256 = match known {
+        // A server without chunked ids: the SHA-256 alone, one read.
+        Some(known) if !known.chunked => ContentHash::from(fs.sha256(path)?),
+        Some(known) => known.name(fs, path, rel, ContentHash::from(fs.hash(path)?))?,
+        None => ContentHash::from(fs.hash(path)?),
+    };
     let settled = seen_at - stamp.mtime_ns > fs.stamp_step_ns(stamp.mtime_ns);
     let kept = if stamp.mtime_ns != 0 && settled {
         stamp.mtime_ns

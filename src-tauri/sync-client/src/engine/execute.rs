@@ -41,26 +41,6 @@ impl Engine {
         mapped
     }
 
-    /// The content hash of a local path now (`None` if absent, or a folder: no file there).
-    pub(super) async fn current_hash(&self, path: &str) -> Result<Option<String>, SyncError> {
-        let full = self.local(path);
-        if self
-            .fs
-            .symlink_metadata(&full)
-            .is_ok_and(|m| m.kind == Kind::Dir)
-        {
-            return Ok(None);
-        }
-        let fs = self.fs.clone();
-        tokio::task::spawn_blocking(move || match fs.hash(&full) {
-            Ok(h) => Ok(Some(h)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SyncError::Io(format!("reading {}", full.display()), e)),
-        })
-        .await
-        .map_err(|e| SyncError::Io("hashing".into(), std::io::Error::other(e)))?
-    }
-
     /// Whether the file at `path` (not a folder) has the content `expected` now (see
     /// [`crate::legacy::has_content`]); `false` when nothing is there.
     pub(super) async fn has_content(
@@ -439,7 +419,15 @@ impl Engine {
                 Aside::Held(backup) => Some(backup),
                 Aside::Gone | Aside::Changed => return Ok(None),
             },
-            None if self.current_hash(path).await?.is_some() => return Ok(None),
+            // Something is at the name now (not a folder): not as planned. (No need to read it:
+            // whatever it is, it is not overwritten.)
+            None if self
+                .fs
+                .symlink_metadata(&self.local(path))
+                .is_ok_and(|m| m.kind != Kind::Dir) =>
+            {
+                return Ok(None);
+            }
             None => None,
         };
         let dest = self.local(path);

@@ -48,21 +48,20 @@ pub(crate) struct KnownIds {
 }
 
 impl KnownIds {
-    /// The id the file at `path` (tree name `rel`), just read as `id`, is to be known by: `id`,
-    /// or the SHA-256 id the index holds for `rel` if the file's bytes have it (or any file's
-    /// SHA-256, for a server without chunked ids). Reads the file again only when `id` is
-    /// chunked and the index names `rel`'s content by a SHA-256 (or the server wants those).
-    pub(crate) fn name(
+    /// The id the file at `path` (tree name `rel`) is to be known by, reading it: its SHA-256
+    /// for a server without chunked ids (one read); else its content id, or the SHA-256 id the
+    /// index holds for `rel` if the file's bytes have it — read a second time only when the id
+    /// is chunked and the index names `rel`'s content by a SHA-256.
+    pub(crate) fn id_of(
         &self,
         fs: &dyn LocalFs,
         path: &Path,
         rel: &str,
-        id: ContentHash,
     ) -> std::io::Result<ContentHash> {
-        if !self.chunked && id.is_chunked() {
-            // (The scan asks a server without chunked ids for the SHA-256 directly.)
+        if !self.chunked {
             return Ok(ContentHash::from(fs.sha256(path)?));
         }
+        let id = ContentHash::from(fs.hash(path)?);
         let known = [
             self.remote.get(rel).map(|r| &r.sha256),
             self.synced.get(rel).map(|s| &s.sha256),
@@ -152,7 +151,7 @@ mod tests {
             ),
             chunked,
         };
-        let name = |k: KnownIds| k.name(&RealFs, &path, "big.bin", chunked.clone()).unwrap();
+        let name = |k: KnownIds| k.id_of(&RealFs, &path, "big.bin").unwrap();
         // Nothing known, or known by chunked ids: the chunked id.
         assert_eq!(name(known(None, None, true)), chunked);
         assert_eq!(name(known(Some(chunked.clone()), None, true)), chunked);

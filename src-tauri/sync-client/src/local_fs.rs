@@ -180,11 +180,11 @@ impl LocalFs for RealFs {
         let before = file.metadata()?;
         let (id, chunks) = crate::chunker::content_id_of(&file)?;
         // Kept for the upload only if nothing wrote to the file while it was read.
+        let stamp = stamp_of_meta(&meta_of(&before));
         if let Some(chunks) = chunks
-            && let Ok(after) = std::fs::metadata(path)
-            && stamp_of_meta(&meta_of(&before)) == stamp_of_meta(&meta_of(&after))
+            && stamp_now(path).is_ok_and(|after| after == stamp)
         {
-            recent::keep(path, stamp_of_meta(&meta_of(&after)), id.clone(), chunks);
+            recent::keep(path, stamp, id.clone(), chunks);
         }
         Ok(id.to_string())
     }

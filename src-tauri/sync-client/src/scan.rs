@@ -94,7 +94,7 @@ pub(crate) struct Scanner {
     /// called; `None`: any may have (a whole scan, a rebuilt tree).
     touched: Option<Vec<String>>,
     /// The index's ids, set by the engine for a scan: a file read again is named as the index
-    /// names its content if it was stored before chunked ids ([`KnownIds::name`]).
+    /// names its content if it was stored before chunked ids ([`KnownIds::id_of`]).
     pub(crate) known: Option<KnownIds>,
 }
 
@@ -897,9 +897,7 @@ fn hash(
         return Ok((file.clone(), mtime));
     }
     let sha256 = match known {
-        // A server without chunked ids: the SHA-256 alone, one read.
-        Some(known) if !known.chunked => ContentHash::from(fs.sha256(path)?),
-        Some(known) => known.name(fs, path, rel, ContentHash::from(fs.hash(path)?))?,
+        Some(known) => known.id_of(fs, path, rel)?,
         None => ContentHash::from(fs.hash(path)?),
     };
     let settled = seen_at - stamp.mtime_ns > fs.stamp_step_ns(stamp.mtime_ns);

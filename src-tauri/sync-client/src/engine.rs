@@ -139,6 +139,10 @@ pub(crate) struct Engine {
     pub folder_lost: bool,
     /// When the folder was last scanned whole, on the engine's clock.
     pub last_full_scan: Option<Duration>,
+    /// The last scan could not read some files or folders: how many scans in a row, and when
+    /// to look again (a growing wait, as for a failing operation). A read that failed once (a
+    /// file locked for a moment) is not left until the next change or the hourly rescan.
+    pub unreadable_retry: Option<(u32, Duration)>,
     /// The paths where a side differs from the synced tree, as of the last plan (kept up to
     /// date from the paths the scanner and the index say changed): what the next plan walks.
     /// `None` when unknown (the next plan walks every path).
@@ -175,6 +179,14 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 const DECISION_POLL: Duration = Duration::from_secs(2);
 /// Longest wait before an operation that keeps failing on one path is tried again.
 pub(crate) const MAX_PATH_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The wait before the `attempts`-th try again of something that failed on a path: 2 s,
+/// doubling, at most [`MAX_PATH_BACKOFF`].
+fn path_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(2)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(10))
+        .min(MAX_PATH_BACKOFF)
+}
 
 /// An operation that failed on one path: tried again after a growing wait, reported meanwhile
 /// (never a retry loop: one warning per new message).
@@ -269,7 +281,9 @@ impl Engine {
             let path_retry = self
                 .failing
                 .values()
-                .map(|f| f.retry_at.saturating_sub(now))
+                .map(|f| f.retry_at)
+                .chain(self.unreadable_retry.map(|(_, at)| at))
+                .map(|at| at.saturating_sub(now))
                 .min();
             let wait = [retry.or(busy), path_retry]
                 .into_iter()
@@ -388,6 +402,7 @@ impl Engine {
                 .last_full_scan
                 .is_some_and(|t| now.saturating_sub(t) < FULL_RESCAN_INTERVAL)
             && self.failing.values().all(|f| f.retry_at > now)
+            && self.unreadable_retry.is_none_or(|(_, at)| at > now)
     }
 
     /// [`Engine::pull`] while the watcher has marked local changes: if the server takes longer
@@ -476,6 +491,11 @@ impl Engine {
             // the linked folder, still there afterwards, is planned with.
             self.check_folder()?;
             let mut scan = scan.map_err(io_err(format!("scanning {}", self.folder.display())))?;
+            // (A rescan lists again every folder with something unreadable in it.)
+            self.unreadable_retry = (!scan.unreadable.is_empty()).then(|| {
+                let attempts = self.unreadable_retry.map_or(1, |(n, _)| n + 1);
+                (attempts, now + path_backoff(attempts))
+            });
             scan.unreadable.extend(self.aside_origins()?);
             for (path, reason) in &scan.skipped {
                 tracing::debug!(path, reason, "not synced");

@@ -274,6 +274,7 @@ async fn run(
         settled: false,
         folder_lost: false,
         last_full_scan: None,
+        unreadable_retry: None,
         unsettled: None,
         remote_names: None,
         ignored_in_index: None,

@@ -62,9 +62,7 @@ impl Engine {
                 message: String::new(),
             });
             f.attempts += 1;
-            let wait = Duration::from_secs(2)
-                .saturating_mul(1 << f.attempts.saturating_sub(1).min(10))
-                .min(MAX_PATH_BACKOFF);
+            let wait = path_backoff(f.attempts);
             if f.message != message {
                 tracing::warn!(path, error = message, retry_in = ?wait, "operation failed");
             } else {

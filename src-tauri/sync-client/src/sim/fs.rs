@@ -217,6 +217,9 @@ struct State {
     /// Names (by key) nothing may be renamed onto (an antivirus or a Windows file-system
     /// filter holding the name).
     refused: BTreeSet<String>,
+    /// Files (by key) whose content cannot be read for now, with no event a watcher would
+    /// see (another program holding the file locked for a moment).
+    held: BTreeSet<String>,
 }
 
 /// A drive mounted on a folder inside the synced folder, unplugged: its files as they survived
@@ -272,6 +275,7 @@ impl FakeFs {
                 watcher: None,
                 missed: 0,
                 refused: BTreeSet::new(),
+                held: BTreeSet::new(),
             }),
         }
     }
@@ -348,6 +352,18 @@ impl FakeFs {
             st.refused.insert(key);
         } else {
             st.refused.remove(&key);
+        }
+    }
+
+    /// Reading the file `rel` fails with `PermissionDenied` (`false`: until allowed again),
+    /// and neither change is an event the watcher reports.
+    pub(crate) fn hold_reads_of(&self, rel: &str, hold: bool) {
+        let key = self.key(rel);
+        let mut st = self.state.lock().unwrap();
+        if hold {
+            st.held.insert(key);
+        } else {
+            st.held.remove(&key);
         }
     }
 
@@ -1074,6 +1090,12 @@ impl LocalFs for FakeFs {
                 return Err(died());
             }
             self.locked_out(&st, &rel, false)?;
+            if st.held.contains(&self.key(&rel)) {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("{rel} is held by another program"),
+                ));
+            }
             drop(st);
             self.read(&rel)?
         };

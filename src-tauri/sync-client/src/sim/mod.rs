@@ -257,6 +257,7 @@ impl Device {
             settled: false,
             folder_lost: false,
             last_full_scan: None,
+            unreadable_retry: None,
             unsettled: None,
             remote_names: None,
             ignored_in_index: None,
@@ -1344,6 +1345,36 @@ fn scenario_a_file_back_after_its_own_deletion_whose_answer_was_lost_is_kept() {
         sim.settle().await;
         sim.check();
         on_every_device(&sim, "x.txt", b"kept");
+    });
+}
+
+/// Scripted: a file whose read fails once (another program held it for a moment), with no
+/// change a watcher sees after it, is read again and synced within the retry wait — not left
+/// until the next change or the hourly rescan (seed 46347: settled with the file unread).
+#[test]
+fn scenario_a_file_unreadable_for_a_moment_is_read_again() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        let fs = sim.devices[1].fs.clone();
+        fs.user_write("notes/q1.md", b"draft").expect("written");
+        fs.hold_reads_of("notes/q1.md", true);
+        sim.pass(1, false).await;
+        sim.last_view = sim.server.view().await;
+        assert!(sim.last_view.live.is_empty(), "nothing could be read yet");
+        fs.hold_reads_of("notes/q1.md", false);
+        // The first retry wait (2 s) runs out; no watcher mark, no journal entry.
+        sim.clock.now_ms.fetch_add(3_000, Ordering::Relaxed);
+        sim.pass(1, false).await;
+        sim.last_view = sim.server.view().await;
+        assert!(
+            sim.last_view.live.keys().any(|p| p == "notes/q1.md"),
+            "read again and uploaded: {:?}",
+            sim.last_view.live
+        );
+        sim.settle().await;
+        sim.check();
+        on_every_device(&sim, "notes/q1.md", b"draft");
     });
 }
 

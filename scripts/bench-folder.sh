@@ -11,6 +11,8 @@
 #   3. 60 s of idling: CPU of both, passes and scans counted; then each client's resident
 #      memory (RSS now, and its peak since start).
 #   scripts/bench-folder.sh [--sizes "200 20000 100000"] [--saves 100]
+#   BENCH_CLIENT_WRAP runs each client under a profiler, "{dev}" standing for its name (a0, b0,
+#   …), e.g. "heaptrack -o /tmp/ht/{dev}"; BENCH_SERVER_WRAP does so for the server (lib.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 SIZES="200 20000 100000"
@@ -69,9 +71,11 @@ def wait_up_to_date(dev, count, timeout=3600):
         time.sleep(0.05)
     sys.exit(f"{dev} never got up to date with {count} files: {status(dev)}")
 
+wrap = os.environ.get("BENCH_CLIENT_WRAP", "").split()
+
 def start(dev, folder):
     log = open(os.path.join(work, f"{dev}.log"), "w")
-    return subprocess.Popen([cli, "--config-dir", os.path.join(work, dev), "sync", "--folder", folder,
+    return subprocess.Popen([w.replace("{dev}", dev) for w in wrap] + [cli, "--config-dir", os.path.join(work, dev), "sync", "--folder", folder,
                              "--device-name", dev], env=dict(os.environ, RUST_LOG="warn"), stderr=log)
 
 for n, files in enumerate(sizes):

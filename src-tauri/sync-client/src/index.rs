@@ -10,7 +10,9 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use syncsphere_protocol::{ChangeEvent, ChangeKind, FileMeta};
-use syncsphere_sync_core::{RemoteFile, RemoteTree, SyncedFile, SyncedTree};
+use syncsphere_sync_core::{
+    DiffBuilder, RemoteFile, RemoteTree, SyncedDiff, SyncedFile, SyncedTree,
+};
 
 use crate::SyncError;
 
@@ -68,8 +70,9 @@ struct Cache {
     /// `None`: any may have (the trees were loaded, reset or rebuilt).
     touched: Option<Vec<String>>,
     remote: Option<RemoteRows>,
-    /// Shared with the snapshots handed out; a write while one is held copies it first.
-    synced: Option<Arc<SyncedTree>>,
+    /// The synced tree as its difference from `remote`'s tree (decision 0053): loaded only
+    /// with it, and dropped with it.
+    synced: Option<SyncedDiff>,
 }
 
 /// The `remote` table in memory, and the tree `remote()` answers, kept up to date as rows
@@ -78,12 +81,10 @@ struct Cache {
 /// entry that moved the other file away), the row inserted last wins, as the table's rowid
 /// order makes it. Which row that is after an update of an older one only the table knows: such
 /// a write drops the memory copy ([`RemoteRows::stale`]) and the next read loads it again.
-/// Per file it holds the id, revision and path once more than the tree (memory is per file at
-/// 100,000 files: no hash here, no insertion order, no count per path).
+/// Per file it holds nothing beside the tree (memory is per file at 100,000 files): what a
+/// write needs to know of the rows it changes is read from the table with it ([`Rows`]).
 #[derive(Default)]
 struct RemoteRows {
-    /// file id → (revision, path when the row is live).
-    by_id: HashMap<String, (i64, Option<String>)>,
     /// Paths two live rows named at some point since the load: taking the tree's row away
     /// there may uncover the other one (rare; usually empty).
     shared: std::collections::HashSet<String>,
@@ -95,6 +96,11 @@ struct RemoteRows {
     tree: Arc<RemoteTree>,
 }
 
+/// Rows of the `remote` table as a write goes: file id → (revision, path when the row is
+/// live), read from the table for the ids a write names before it changes them (decision
+/// 0053), then changed as the write changes the table.
+type Rows = HashMap<String, (i64, Option<String>)>;
+
 struct RemoteRow<'a> {
     path: &'a str,
     rev: i64,
@@ -104,38 +110,55 @@ struct RemoteRow<'a> {
 
 impl RemoteRows {
     /// What [`UPSERT_REMOTE`] does to the table: insert, or update when the revision is newer.
-    fn upsert(&mut self, file_id: &str, row: RemoteRow<'_>) {
+    /// `rows`: the table's rows of this write's ids, as they are before this one.
+    /// `synced`: the synced tree's difference from this tree, kept so across the change.
+    fn upsert(
+        &mut self,
+        rows: &mut Rows,
+        file_id: &str,
+        row: RemoteRow<'_>,
+        mut synced: Option<&mut SyncedDiff>,
+    ) {
         let live = (!row.deleted).then(|| row.path.to_owned());
-        match self.by_id.get_mut(file_id) {
+        match rows.get_mut(file_id) {
             Some((rev, _)) if *rev >= row.rev => {}
             Some((rev, path)) => {
                 *rev = row.rev;
                 let old = std::mem::replace(path, live);
                 if let Some(old) = old {
-                    self.unlink(file_id, old);
+                    self.unlink(file_id, old, synced.as_deref_mut());
                 }
                 // An updated row keeps its place in insertion order: whether it wins a path
                 // another live row holds depends on which of the two came first.
-                self.link(file_id, &row, false);
+                self.link(file_id, &row, false, synced);
             }
             None => {
-                self.by_id.insert(file_id.to_owned(), (row.rev, live));
-                self.link(file_id, &row, true);
+                rows.insert(file_id.to_owned(), (row.rev, live));
+                self.link(file_id, &row, true, synced);
             }
         }
     }
 
-    fn unlink(&mut self, file_id: &str, path: String) {
+    fn unlink(&mut self, file_id: &str, path: String, synced: Option<&mut SyncedDiff>) {
         if self.shared.contains(&path) {
             self.stale = true; // another live row may hold it now: which, the table says
-        } else if self.tree.get(&path).is_some_and(|f| f.file_id == file_id) {
+        } else if let Some(old) = self.tree.get(&path).filter(|f| f.file_id == file_id) {
+            if let Some(s) = synced {
+                s.base_changes(&path, Some(old), None);
+            }
             Arc::make_mut(&mut self.tree).remove(&path);
         }
         self.touched.push(path);
     }
 
     /// Puts a live row into the tree; `last`: it is the row inserted last.
-    fn link(&mut self, file_id: &str, row: &RemoteRow<'_>, last: bool) {
+    fn link(
+        &mut self,
+        file_id: &str,
+        row: &RemoteRow<'_>,
+        last: bool,
+        synced: Option<&mut SyncedDiff>,
+    ) {
         if row.deleted {
             return;
         }
@@ -151,30 +174,75 @@ impl RemoteRows {
             }
             self.shared.insert(row.path.to_owned());
         }
-        Arc::make_mut(&mut self.tree).insert(
-            row.path.to_owned(),
-            RemoteFile {
-                file_id: file_id.to_owned(),
-                rev: row.rev,
-                sha256: row.sha256.into(),
-            },
-        );
+        let file = RemoteFile {
+            file_id: file_id.to_owned(),
+            rev: row.rev,
+            sha256: row.sha256.into(),
+        };
+        if let Some(s) = synced {
+            s.base_changes(row.path, self.tree.get(row.path), Some(&file));
+        }
+        Arc::make_mut(&mut self.tree).insert(row.path.to_owned(), file);
     }
 }
 
 impl Cache {
     /// After writes to the remote rows: a copy that no longer follows the table goes (the next
-    /// read loads it again), and any path may have changed.
+    /// read loads it again), with the synced tree kept as its difference, and any path may
+    /// have changed.
     fn drop_stale_remote(&mut self) {
         if self.remote.as_ref().is_some_and(|r| r.stale) {
             self.remote = None;
+            self.synced = None;
             self.touched = None;
+        }
+    }
+
+    /// Sets a path's synced entry in memory (when loaded).
+    fn set_synced(&mut self, path: &str, entry: Option<&SyncedFile>) {
+        if let Some(t) = &mut self.touched {
+            t.push(path.to_owned());
+        }
+        if let (Some(diff), Some(remote)) = (&mut self.synced, &self.remote) {
+            diff.set(&remote.tree, path, entry);
         }
     }
 }
 
 fn db(e: sqlx::Error) -> SyncError {
     SyncError::Index(e.to_string())
+}
+
+/// File ids per query in [`rows_of`] (well under SQLite's limit on parameters).
+const IDS_PER_QUERY: usize = 500;
+
+/// The `remote` rows of `ids` as the table has them now: what [`RemoteRows::upsert`] must
+/// know of the rows a write changes (the memory copy keeps no row of its own by id).
+async fn rows_of<'a>(
+    conn: &mut sqlx::SqliteConnection,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Rows, SyncError> {
+    let ids: Vec<&str> = ids
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = Rows::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT file_id, rev, path, deleted FROM remote WHERE file_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let live = (r.get::<i64, _>("deleted") == 0).then(|| r.get::<String, _>("path"));
+            rows.insert(r.get("file_id"), (r.get("rev"), live));
+        }
+    }
+    Ok(rows)
 }
 
 impl Index {
@@ -233,38 +301,47 @@ impl Index {
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        cache.synced = Some(Arc::default());
+        cache.synced = None; // loaded again (empty) on the next read
         cache.touched = None;
         Ok(())
     }
 
     /// The synced tree: a snapshot, unchanged by later writes (drop it before writing, or the
     /// write copies the tree).
+    /// It holds the remote tree as of this moment too (its base): a write to the remote tree
+    /// while it is held copies that tree.
     pub(crate) async fn synced(&self) -> Result<Arc<SyncedTree>, SyncError> {
         let mut cache = self.cache.lock().await;
-        if let Some(synced) = &cache.synced {
-            return Ok(synced.clone());
-        }
-        let synced = Arc::new(self.load_synced().await?);
-        cache.synced = Some(synced.clone());
-        Ok(synced)
+        let cache = &mut *cache;
+        let remote = match &mut cache.remote {
+            Some(remote) => remote,
+            None => cache.remote.insert(self.load_remote().await?),
+        };
+        let diff = match &mut cache.synced {
+            Some(diff) => diff,
+            None => cache.synced.insert(self.load_synced(&remote.tree).await?),
+        };
+        Ok(Arc::new(diff.view(remote.tree.clone())))
     }
 
-    async fn load_synced(&self) -> Result<SyncedTree, SyncError> {
-        let mut rows =
-            sqlx::query("SELECT path, file_id, rev, sha256 FROM synced").fetch(&self.pool);
-        let mut tree = SyncedTree::new();
+    /// The `synced` table as its difference from `base`, row by row in path order (the
+    /// table's key): the rows never sit in memory beside the tree.
+    async fn load_synced(&self, base: &RemoteTree) -> Result<SyncedDiff, SyncError> {
+        let mut rows = sqlx::query("SELECT path, file_id, rev, sha256 FROM synced ORDER BY path")
+            .fetch(&self.pool);
+        let mut diff = DiffBuilder::new(base);
         while let Some(r) = rows.try_next().await.map_err(db)? {
-            tree.insert(
+            diff.push(
                 r.get("path"),
                 SyncedFile {
                     file_id: r.get("file_id"),
                     rev: r.get("rev"),
                     sha256: r.get::<&str, _>("sha256").into(),
                 },
-            );
+            )
+            .map_err(|e| SyncError::Index(e.to_string()))?;
         }
-        Ok(tree)
+        Ok(diff.finish())
     }
 
     pub(crate) async fn set_synced(
@@ -295,6 +372,10 @@ impl Index {
         }
         let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut before = match cache.remote {
+            Some(_) => rows_of(&mut tx, remote.iter().map(|m| &*m.file_id)).await?,
+            None => Rows::new(),
+        };
         for meta in remote {
             sqlx::query(UPSERT_REMOTE)
                 .bind(&*meta.file_id)
@@ -320,9 +401,11 @@ impl Index {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        let cache = &mut *cache;
         if let Some(rows) = &mut cache.remote {
             for meta in remote {
                 rows.upsert(
+                    &mut before,
                     &meta.file_id,
                     RemoteRow {
                         path: &meta.path,
@@ -330,21 +413,13 @@ impl Index {
                         sha256: &meta.sha256.to_string(),
                         deleted: meta.deleted,
                     },
+                    cache.synced.as_mut(),
                 );
             }
         }
         cache.drop_stale_remote();
         for (path, entry) in synced {
-            if let Some(t) = &mut cache.touched {
-                t.push((*path).to_owned());
-            }
-            if let Some(tree) = &mut cache.synced {
-                let tree = Arc::make_mut(tree);
-                match entry {
-                    Some(s) => tree.insert((*path).to_owned(), (*s).clone()),
-                    None => tree.remove(*path),
-                };
-            }
+            cache.set_synced(path, *entry);
         }
         Ok(())
     }
@@ -382,15 +457,14 @@ impl Index {
                 .fetch(&self.pool);
         let mut remote = RemoteRows::default();
         while let Some(r) = rows.try_next().await.map_err(db)? {
-            remote.upsert(
-                r.get("file_id"),
-                RemoteRow {
-                    path: r.get("path"),
-                    rev: r.get("rev"),
-                    sha256: r.get("sha256"),
-                    deleted: r.get::<i64, _>("deleted") != 0,
-                },
-            );
+            // One row per file id: each is the last inserted so far.
+            let row = RemoteRow {
+                path: r.get("path"),
+                rev: r.get("rev"),
+                sha256: r.get("sha256"),
+                deleted: r.get::<i64, _>("deleted") != 0,
+            };
+            remote.link(r.get("file_id"), &row, true, None);
         }
         remote.touched = Vec::new();
         Ok(remote)
@@ -434,6 +508,10 @@ impl Index {
     ) -> Result<(), SyncError> {
         let mut cache = self.cache.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut before = match cache.remote {
+            Some(_) => rows_of(&mut tx, changes.iter().map(|c| &*c.file_id)).await?,
+            None => Rows::new(),
+        };
         let mut own_deletions = Vec::new();
         for c in changes {
             sqlx::query(UPSERT_REMOTE)
@@ -463,9 +541,11 @@ impl Index {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        let cache = &mut *cache;
         if let Some(remote) = &mut cache.remote {
             for c in changes {
                 remote.upsert(
+                    &mut before,
                     &c.file_id,
                     RemoteRow {
                         path: &c.path,
@@ -473,6 +553,7 @@ impl Index {
                         sha256: &c.sha256.to_string(),
                         deleted: c.event == ChangeKind::Deleted,
                     },
+                    cache.synced.as_mut(),
                 );
             }
         }
@@ -482,13 +563,16 @@ impl Index {
                 path,
                 "the journal has this device's deletion: synced entry ended"
             );
-            if let Some(t) = &mut cache.touched {
+            let ended = match (&cache.synced, &cache.remote) {
+                (Some(diff), Some(remote)) => diff
+                    .get(&remote.tree, path)
+                    .is_some_and(|s| s.file_id == file_id),
+                _ => false,
+            };
+            if ended {
+                cache.set_synced(path, None);
+            } else if let Some(t) = &mut cache.touched {
                 t.push(path.to_owned());
-            }
-            if let Some(tree) = &mut cache.synced
-                && tree.get(path).is_some_and(|s| s.file_id == file_id)
-            {
-                Arc::make_mut(tree).remove(path);
             }
         }
         Ok(())
@@ -530,7 +614,21 @@ mod tests {
                 (r.get("path"), file)
             })
             .collect();
-        (remote, index.load_synced().await.unwrap())
+        let synced = sqlx::query("SELECT path, file_id, rev, sha256 FROM synced")
+            .fetch_all(&index.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let file = SyncedFile {
+                    file_id: r.get("file_id"),
+                    rev: r.get("rev"),
+                    sha256: r.get::<&str, _>("sha256").into(),
+                };
+                (r.get("path"), file)
+            })
+            .collect();
+        (remote, synced)
     }
 
     /// The trees in memory stay what SQLite holds: after every one of many random writes (few
@@ -602,14 +700,33 @@ mod tests {
             let remote = index.remote().await.unwrap();
             assert_eq!(*remote, want_remote, "step {step}");
             assert_eq!(*index.synced().await.unwrap(), want_synced, "step {step}");
+            // Memory holds only the paths where the synced tree is not the remote one.
+            let apart = want_remote
+                .keys()
+                .chain(want_synced.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|p| want_remote.get(*p) != want_synced.get(p))
+                .count();
+            let held = index
+                .cache
+                .lock()
+                .await
+                .synced
+                .as_ref()
+                .map(|d| d.differing());
+            assert_eq!(held, Some(apart), "step {step}");
             if step % 10 == 0 {
                 let fresh = Index::open(&db).await.unwrap();
                 assert_eq!(*fresh.remote().await.unwrap(), want_remote, "step {step}");
                 assert_eq!(*fresh.synced().await.unwrap(), want_synced, "step {step}");
             }
-            let live = index.cache.lock().await.remote.as_ref().map_or(0, |r| {
-                r.by_id.values().filter(|(_, path)| path.is_some()).count()
-            });
+            let live: i64 = sqlx::query("SELECT COUNT(*) AS n FROM remote WHERE deleted = 0")
+                .fetch_one(&index.pool)
+                .await
+                .unwrap()
+                .get("n");
+            let live = live as usize;
             if live > remote.len() {
                 shared_paths += 1;
             }

@@ -17,12 +17,14 @@ mod brake;
 mod clash;
 mod conflict;
 mod planner;
+mod synced;
 mod unreadable;
 
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::{RemoteNames, adopt_folder_spelling};
 pub use conflict::conflicted_copy_name;
 pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
+pub use synced::{DiffBuilder, OutOfOrder, SyncedDiff, SyncedTree};
 pub use syncsphere_protocol::ContentHash;
 pub use unreadable::Unreadable;
 
@@ -43,17 +45,13 @@ pub struct RemoteFile {
     pub sha256: ContentHash,
 }
 
-/// The last state of a path that the device and the server agreed on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncedFile {
-    pub file_id: String,
-    pub rev: i64,
-    pub sha256: ContentHash,
-}
+/// The last state of a path that the device and the server agreed on: a server's revision,
+/// so the same type (a settled path's entry *is* the remote tree's: [`SyncedTree`] keeps only
+/// where they differ).
+pub type SyncedFile = RemoteFile;
 
 pub type LocalTree = BTreeMap<String, LocalFile>;
 pub type RemoteTree = BTreeMap<String, RemoteFile>;
-pub type SyncedTree = BTreeMap<String, SyncedFile>;
 
 /// Inputs to planning that are not trees.
 #[derive(Debug, Clone)]

@@ -210,7 +210,7 @@ impl Device {
             .chain(remote.keys())
             .chain(self.synced.keys())
             .filter(|p| {
-                let (l, r, s) = (local.get(*p), remote.get(*p), self.synced.get(*p));
+                let (l, r, s) = (local.get(*p), remote.get(*p), self.synced.get(p));
                 l.map(|l| &l.sha256) != s.map(|s| &s.sha256)
                     || r.map(|r| (&r.file_id, r.rev)) != s.map(|s| (&s.file_id, s.rev))
             })

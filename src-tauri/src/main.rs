@@ -1,6 +1,12 @@
 // Keeps a console window from opening next to the app on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+/// jemalloc, which gives freed pages back to the system from a background thread: glibc's
+/// malloc kept a first sync's transient peak resident for the process's life (decision 0053).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     // The SRP crate logs each sign-in (with the user name) at info: not this app's log.
     tracing_subscriber::fmt()

@@ -261,6 +261,12 @@ fn host_name() -> String {
         .unwrap_or_else(|| "this device".to_owned())
 }
 
+/// jemalloc, which gives freed pages back to the system from a background thread: glibc's
+/// malloc kept a first sync's transient peak resident for the process's life (decision 0053).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // The SRP crate logs each sign-in (with the user name) at info: not this tool's output.

@@ -224,7 +224,7 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> SyncError {
 
 fn synced_of(meta: &FileMeta) -> SyncedFile {
     SyncedFile {
-        file_id: meta.file_id.to_string(),
+        file_id: (&meta.file_id).into(),
         rev: meta.rev.into(),
         sha256: meta.sha256.clone(),
     }

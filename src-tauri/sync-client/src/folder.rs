@@ -273,7 +273,7 @@ mod tests {
 
     async fn add_synced(index: &Index, path: &str) {
         let entry = SyncedFile {
-            file_id: format!("id-{path}"),
+            file_id: format!("id-{path}").into(),
             rev: 1,
             sha256: "00".into(),
         };

@@ -175,7 +175,7 @@ impl RemoteRows {
             self.shared.insert(row.path.to_owned());
         }
         let file = RemoteFile {
-            file_id: file_id.to_owned(),
+            file_id: file_id.into(),
             rev: row.rev,
             sha256: row.sha256.into(),
         };
@@ -334,7 +334,7 @@ impl Index {
             diff.push(
                 r.get("path"),
                 SyncedFile {
-                    file_id: r.get("file_id"),
+                    file_id: r.get::<&str, _>("file_id").into(),
                     rev: r.get("rev"),
                     sha256: r.get::<&str, _>("sha256").into(),
                 },
@@ -391,7 +391,7 @@ impl Index {
             match entry {
                 Some(s) => sqlx::query(UPSERT_SYNCED)
                     .bind(*path)
-                    .bind(&s.file_id)
+                    .bind(s.file_id.to_string())
                     .bind(s.rev)
                     .bind(s.sha256.to_string()),
                 None => sqlx::query(DELETE_SYNCED).bind(*path),
@@ -607,7 +607,7 @@ mod tests {
             .iter()
             .map(|r| {
                 let file = RemoteFile {
-                    file_id: r.get("file_id"),
+                    file_id: r.get::<&str, _>("file_id").into(),
                     rev: r.get("rev"),
                     sha256: r.get::<&str, _>("sha256").into(),
                 };
@@ -621,7 +621,7 @@ mod tests {
             .iter()
             .map(|r| {
                 let file = SyncedFile {
-                    file_id: r.get("file_id"),
+                    file_id: r.get::<&str, _>("file_id").into(),
                     rev: r.get("rev"),
                     sha256: r.get::<&str, _>("sha256").into(),
                 };
@@ -683,7 +683,7 @@ mod tests {
                 }
                 3 => {
                     let entry = SyncedFile {
-                        file_id: id,
+                        file_id: id.into(),
                         rev,
                         sha256: format!("s{step}").into(),
                     };

@@ -105,7 +105,7 @@ mod tests {
     fn delete(path: &str) -> Op {
         Op::DeleteRemote {
             path: path.into(),
-            file_id: format!("id-{path}"),
+            file_id: format!("id-{path}").into(),
             rev: 1,
         }
     }

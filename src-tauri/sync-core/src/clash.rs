@@ -222,7 +222,7 @@ mod tests {
             .iter()
             .map(|p| {
                 let f = crate::RemoteFile {
-                    file_id: format!("id-{p}"),
+                    file_id: format!("id-{p}").into(),
                     rev: 1,
                     sha256: "x".into(),
                 };

@@ -16,6 +16,7 @@
 mod brake;
 mod clash;
 mod conflict;
+mod file_key;
 mod planner;
 mod synced;
 mod unreadable;
@@ -23,6 +24,7 @@ mod unreadable;
 pub use brake::{DeletePolicy, HeldDeletes, brake_deletes};
 pub use clash::{RemoteNames, adopt_folder_spelling};
 pub use conflict::conflicted_copy_name;
+pub use file_key::FileKey;
 pub use planner::{is_settled, plan, plan_paths, unsettled_paths};
 pub use synced::{DiffBuilder, OutOfOrder, SyncedDiff, SyncedTree};
 pub use syncsphere_protocol::ContentHash;
@@ -40,7 +42,7 @@ pub struct LocalFile {
 /// A file as the server has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
-    pub file_id: String,
+    pub file_id: FileKey,
     pub rev: i64,
     pub sha256: ContentHash,
 }
@@ -82,7 +84,7 @@ pub enum Op {
     /// Delete the file on the server (deleted locally, unchanged remotely).
     DeleteRemote {
         path: String,
-        file_id: String,
+        file_id: FileKey,
         rev: i64,
     },
     /// Delete the local file (deleted remotely) if it still has content `expect_sha256`.
@@ -94,7 +96,7 @@ pub enum Op {
     MoveRemote {
         from: String,
         to: String,
-        file_id: String,
+        file_id: FileKey,
         rev: i64,
     },
     /// Rename the local file (renamed remotely) if it still has content `expect_sha256`;

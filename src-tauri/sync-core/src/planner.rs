@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::clash::{self, RemoteNames, TakenNames};
 use crate::{
-    LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
+    FileKey, LocalFile, LocalTree, Op, PlanContext, RemoteFile, RemoteTree, SyncedFile, SyncedTree,
 };
 
 fn remote_unchanged(r: Option<&RemoteFile>, s: Option<&SyncedFile>) -> bool {
@@ -168,7 +168,7 @@ fn plan_entries<'t>(
     // Renamed on the server, with only one side touching the content: rename locally instead of
     // download + delete (an edit made here follows the file to its new name and uploads there).
     // (Built on first use: in most plans every synced file is still where the server has it.)
-    let mut remote_by_id: Option<HashMap<&str, (&str, &RemoteFile)>> = None;
+    let mut remote_by_id: Option<HashMap<&FileKey, (&str, &RemoteFile)>> = None;
     for (from, l, r_here, s) in entries() {
         let Some(s) = s else { continue };
         if r_here.is_some_and(|r| r.file_id == s.file_id) {
@@ -177,10 +177,10 @@ fn plan_entries<'t>(
         let by_id = remote_by_id.get_or_insert_with(|| {
             remote
                 .iter()
-                .map(|(p, r)| (r.file_id.as_str(), (p.as_str(), r)))
+                .map(|(p, r)| (&r.file_id, (p.as_str(), r)))
                 .collect()
         });
-        let Some(&(to, r)) = by_id.get(s.file_id.as_str()) else {
+        let Some(&(to, r)) = by_id.get(&s.file_id) else {
             continue;
         };
         let Some(l) = l else { continue };

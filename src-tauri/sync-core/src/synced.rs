@@ -315,7 +315,7 @@ mod tests {
 
     fn file(id: u8, rev: i64) -> RemoteFile {
         RemoteFile {
-            file_id: format!("f{id}"),
+            file_id: format!("f{id}").into(),
             rev,
             sha256: format!("h{rev}").as_str().into(),
         }

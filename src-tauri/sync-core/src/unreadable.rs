@@ -125,7 +125,7 @@ mod tests {
 
     fn synced(sha: &str) -> SyncedFile {
         SyncedFile {
-            file_id: format!("id-{sha}"),
+            file_id: format!("id-{sha}").into(),
             rev: 1,
             sha256: sha.into(),
         }

@@ -156,7 +156,7 @@ impl Engine {
                 let downloaded = self
                     .remote
                     .download(
-                        &file.file_id,
+                        &file.file_id.as_text(),
                         &tmp,
                         Some(&file.sha256.to_string()),
                         // The version here now: an edit elsewhere leaves most of its chunks.
@@ -196,7 +196,7 @@ impl Engine {
                 if self.file_named(&path) {
                     return Ok(None);
                 }
-                let meta = self.remote.delete(&file_id, rev).await?;
+                let meta = self.remote.delete(&file_id.as_text(), rev).await?;
                 self.index.record_remote(&meta).await?;
                 self.index.set_synced(&path, None).await?;
                 Ok(Some((path, "deleted_remote")))
@@ -220,7 +220,7 @@ impl Engine {
                 file_id,
                 rev,
             } => {
-                let meta = self.remote.move_file(&file_id, &to, rev).await?;
+                let meta = self.remote.move_file(&file_id.as_text(), &to, rev).await?;
                 self.index.set_synced(&from, None).await?;
                 self.record(&meta).await?;
                 Ok(Some((to, "moved_remote")))
@@ -476,12 +476,14 @@ impl Engine {
             .map(|(path, _, _)| self.transfers.start(path, Direction::Download, 0))
             .collect();
         let hashes: Vec<String> = todo.iter().map(|(_, f, _)| f.sha256.to_string()).collect();
+        let ids: Vec<String> = todo.iter().map(|(_, f, _)| f.file_id.to_string()).collect();
         let wanted: Vec<_> = todo
             .iter()
             .zip(&active)
             .zip(&hashes)
-            .map(|(((_, file, tmp), a), sha256)| Wanted {
-                file_id: &file.file_id,
+            .zip(&ids)
+            .map(|((((_, _, tmp), a), sha256), file_id)| Wanted {
+                file_id,
                 sha256,
                 dest: tmp,
                 progress: &a.transfer,

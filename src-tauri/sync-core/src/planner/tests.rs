@@ -52,7 +52,7 @@ impl Server {
                 (
                     p.clone(),
                     RemoteFile {
-                        file_id: id.clone(),
+                        file_id: id.into(),
                         rev: *rev,
                         sha256: c.into(),
                     },
@@ -247,7 +247,7 @@ impl Device {
                 self.synced.insert(
                     path,
                     SyncedFile {
-                        file_id: id,
+                        file_id: id.into(),
                         rev,
                         sha256: content.into(),
                     },
@@ -266,7 +266,7 @@ impl Device {
                 {
                     return;
                 }
-                match server.files.get(&file.file_id) {
+                match server.files.get(&*file.file_id.as_text()) {
                     Some((p, rev, _, false)) if *p == path && *rev == file.rev => {}
                     _ => return,
                 }
@@ -284,7 +284,7 @@ impl Device {
                 );
             }
             Op::DeleteRemote { path, file_id, rev } => {
-                match server.files.get_mut(&file_id) {
+                match server.files.get_mut(&*file_id.as_text()) {
                     Some(f) if f.1 == rev && !f.3 => {
                         f.1 += 1;
                         f.3 = true;
@@ -310,10 +310,10 @@ impl Device {
                 file_id,
                 rev,
             } => {
-                if !server.fits(&to, Some(&file_id)) {
+                if !server.fits(&to, Some(&file_id.as_text())) {
                     return;
                 }
-                let new_rev = match server.files.get_mut(&file_id) {
+                let new_rev = match server.files.get_mut(&*file_id.as_text()) {
                     Some(f) if f.1 == rev && !f.3 => {
                         f.0 = to.clone();
                         f.1 += 1;
@@ -885,7 +885,7 @@ fn the_merge_of_the_trees_is_every_path_once_with_each_trees_entry() {
                 }
                 1 => {
                     let file = RemoteFile {
-                        file_id: h.clone(),
+                        file_id: h.clone().into(),
                         rev: 1,
                         sha256: h.into(),
                     };
@@ -893,7 +893,7 @@ fn the_merge_of_the_trees_is_every_path_once_with_each_trees_entry() {
                 }
                 _ => {
                     let file = SyncedFile {
-                        file_id: h.clone(),
+                        file_id: h.clone().into(),
                         rev: 1,
                         sha256: h.into(),
                     };

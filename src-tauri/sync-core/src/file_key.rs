@@ -171,9 +171,10 @@ mod tests {
         }
         for (a, _) in cases {
             for (b, _) in cases {
-                assert_eq!(FileKey::from(a).cmp(&FileKey::from(b)), a.cmp(b), "{a} {b}");
-                assert_eq!(FileKey::from(a) == FileKey::from(b), a == b, "{a} {b}");
-                assert_eq!(FileKey::from(a) == *b, a == b, "{a} {b}");
+                let (ka, kb) = (FileKey::from(a), FileKey::from(b));
+                assert_eq!(ka.cmp(&kb), a.cmp(b), "{a} {b}");
+                assert_eq!(ka == kb, a == b, "{a} {b}");
+                assert_eq!(ka == *b, a == b, "{a} {b}");
             }
         }
         assert_eq!(std::mem::size_of::<FileKey>(), 24);

@@ -600,35 +600,23 @@ mod tests {
 
     /// What the tables say, read the plain way (the index before it kept the trees in memory).
     async fn from_sql(index: &Index) -> (RemoteTree, SyncedTree) {
-        let remote = sqlx::query("SELECT path, file_id, rev, sha256 FROM remote WHERE deleted = 0")
-            .fetch_all(&index.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let file = RemoteFile {
-                    file_id: r.get::<&str, _>("file_id").into(),
-                    rev: r.get("rev"),
-                    sha256: r.get::<&str, _>("sha256").into(),
-                };
-                (r.get("path"), file)
-            })
-            .collect();
-        let synced = sqlx::query("SELECT path, file_id, rev, sha256 FROM synced")
-            .fetch_all(&index.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let file = SyncedFile {
-                    file_id: r.get::<&str, _>("file_id").into(),
-                    rev: r.get("rev"),
-                    sha256: r.get::<&str, _>("sha256").into(),
-                };
-                (r.get("path"), file)
-            })
-            .collect();
+        let remote = entries(index, "remote WHERE deleted = 0").await.collect();
+        let synced = entries(index, "synced").await.collect();
         (remote, synced)
+    }
+
+    /// `(path, file)` of each row of `table` (and condition).
+    async fn entries(index: &Index, table: &str) -> impl Iterator<Item = (String, RemoteFile)> {
+        let sql = format!("SELECT path, file_id, rev, sha256 FROM {table}");
+        let rows = sqlx::query(&sql).fetch_all(&index.pool).await.unwrap();
+        rows.into_iter().map(|r| {
+            let file = RemoteFile {
+                file_id: r.get::<&str, _>("file_id").into(),
+                rev: r.get("rev"),
+                sha256: r.get::<&str, _>("sha256").into(),
+            };
+            (r.get("path"), file)
+        })
     }
 
     /// The trees in memory stay what SQLite holds: after every one of many random writes (few

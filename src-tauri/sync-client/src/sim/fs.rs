@@ -240,6 +240,15 @@ pub(crate) enum Gate {
     Dead,
 }
 
+/// Puts `key` in `set` (`false`: takes it out).
+fn set_member(set: &mut BTreeSet<String>, key: String, member: bool) {
+    if member {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+}
+
 pub(crate) fn died() -> Error {
     Error::other("the process died here (simulated crash)")
 }
@@ -347,24 +356,14 @@ impl FakeFs {
     /// Renames onto `rel` fail with `PermissionDenied` (`false`: until allowed again).
     pub(crate) fn refuse_renames_onto(&self, rel: &str, refuse: bool) {
         let key = self.key(rel);
-        let mut st = self.state.lock().unwrap();
-        if refuse {
-            st.refused.insert(key);
-        } else {
-            st.refused.remove(&key);
-        }
+        set_member(&mut self.state.lock().unwrap().refused, key, refuse);
     }
 
     /// Reading the file `rel` fails with `PermissionDenied` (`false`: until allowed again),
     /// and neither change is an event the watcher reports.
     pub(crate) fn hold_reads_of(&self, rel: &str, hold: bool) {
         let key = self.key(rel);
-        let mut st = self.state.lock().unwrap();
-        if hold {
-            st.held.insert(key);
-        } else {
-            st.held.remove(&key);
-        }
+        set_member(&mut self.state.lock().unwrap().held, key, hold);
     }
 
     /// The folders (by key) the engine's process may not enter now.

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use syncsphere_protocol::{ChangeEvent, ChangeKind, FileMeta};
 use syncsphere_sync_core::{
-    DiffBuilder, RemoteFile, RemoteTree, SyncedDiff, SyncedFile, SyncedTree,
+    DiffBuilder, FileKey, RemoteFile, RemoteTree, SyncedDiff, SyncedFile, SyncedTree,
 };
 
 use crate::SyncError;
@@ -120,29 +120,30 @@ impl RemoteRows {
         mut synced: Option<&mut SyncedDiff>,
     ) {
         let live = (!row.deleted).then(|| row.path.to_owned());
+        let key = FileKey::from(file_id); // parsed once for the tree's comparisons
         match rows.get_mut(file_id) {
             Some((rev, _)) if *rev >= row.rev => {}
             Some((rev, path)) => {
                 *rev = row.rev;
                 let old = std::mem::replace(path, live);
                 if let Some(old) = old {
-                    self.unlink(file_id, old, synced.as_deref_mut());
+                    self.unlink(&key, old, synced.as_deref_mut());
                 }
                 // An updated row keeps its place in insertion order: whether it wins a path
                 // another live row holds depends on which of the two came first.
-                self.link(file_id, &row, false, synced);
+                self.link(&key, &row, false, synced);
             }
             None => {
                 rows.insert(file_id.to_owned(), (row.rev, live));
-                self.link(file_id, &row, true, synced);
+                self.link(&key, &row, true, synced);
             }
         }
     }
 
-    fn unlink(&mut self, file_id: &str, path: String, synced: Option<&mut SyncedDiff>) {
+    fn unlink(&mut self, file_id: &FileKey, path: String, synced: Option<&mut SyncedDiff>) {
         if self.shared.contains(&path) {
             self.stale = true; // another live row may hold it now: which, the table says
-        } else if let Some(old) = self.tree.get(&path).filter(|f| f.file_id == file_id) {
+        } else if let Some(old) = self.tree.get(&path).filter(|f| f.file_id == *file_id) {
             if let Some(s) = synced {
                 s.base_changes(&path, Some(old), None);
             }
@@ -154,7 +155,7 @@ impl RemoteRows {
     /// Puts a live row into the tree; `last`: it is the row inserted last.
     fn link(
         &mut self,
-        file_id: &str,
+        file_id: &FileKey,
         row: &RemoteRow<'_>,
         last: bool,
         synced: Option<&mut SyncedDiff>,
@@ -166,7 +167,7 @@ impl RemoteRows {
         let held = self
             .tree
             .get(row.path)
-            .is_some_and(|f| f.file_id != file_id);
+            .is_some_and(|f| f.file_id != *file_id);
         if held {
             if !last {
                 self.stale = true;
@@ -175,7 +176,7 @@ impl RemoteRows {
             self.shared.insert(row.path.to_owned());
         }
         let file = RemoteFile {
-            file_id: file_id.into(),
+            file_id: file_id.clone(),
             rev: row.rev,
             sha256: row.sha256.into(),
         };
@@ -464,7 +465,12 @@ impl Index {
                 sha256: r.get("sha256"),
                 deleted: r.get::<i64, _>("deleted") != 0,
             };
-            remote.link(r.get("file_id"), &row, true, None);
+            remote.link(
+                &FileKey::from(r.get::<&str, _>("file_id")),
+                &row,
+                true,
+                None,
+            );
         }
         remote.touched = Vec::new();
         Ok(remote)

@@ -203,10 +203,6 @@ impl SyncedTree {
         self.iter().map(|(k, _)| k)
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &SyncedFile> {
-        self.iter().map(|(_, v)| v)
-    }
-
     /// Sets `path`'s entry; returns the one it had.
     pub fn insert(&mut self, path: String, file: SyncedFile) -> Option<SyncedFile> {
         self.diff.set(&self.base, &path, Some(&file))

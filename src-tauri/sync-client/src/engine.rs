@@ -114,6 +114,8 @@ pub(crate) struct Engine {
     pub index: Index,
     pub device_name: String,
     pub scanner: Scanner,
+    /// Downloads put in place since the last scan, for it ([`Scanner::offer_placed`]).
+    pub placed: std::sync::Mutex<Vec<(String, crate::scan::Placed)>>,
     pub status: watch::Sender<Status>,
     pub cursor: watch::Sender<i64>,
     /// The local tree of the last scan: what an upload must still find on disk. (Shared with
@@ -469,6 +471,9 @@ impl Engine {
             self.last_local = Arc::default();
             let mut scanner = std::mem::take(&mut self.scanner);
             scanner.fold_case = self.case_insensitive;
+            scanner.offer_placed(std::mem::take(
+                &mut *self.placed.lock().unwrap_or_else(|e| e.into_inner()),
+            ));
             scanner.known = Some(KnownIds {
                 remote: self.index.remote().await?,
                 synced: self.index.synced().await?,

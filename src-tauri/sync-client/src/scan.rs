@@ -96,6 +96,31 @@ pub(crate) struct Scanner {
     /// The index's ids, set by the engine for a scan: a file read again is named as the index
     /// names its content if it was stored before chunked ids ([`KnownIds::id_of`]).
     pub(crate) known: Option<KnownIds>,
+    /// Files the engine itself just put in place, by tree name ([`Scanner::offer_placed`]):
+    /// for the next scan only.
+    placed: HashMap<String, Placed>,
+}
+
+/// A file the engine put in place (a download renamed into the folder): what it holds and the
+/// stamp it had then, taken when that stamp was already settled (a write after it would
+/// change it). A look at the path that finds exactly this file (same device, inode, size and
+/// modification time) takes its content from here instead of reading it again: each byte a
+/// download brings is hashed once on this side (decision 0054).
+#[derive(Debug, Clone)]
+pub(crate) struct Placed {
+    pub(crate) file: LocalFile,
+    pub(crate) meta: Meta,
+}
+
+impl Placed {
+    /// Whether `meta` is the file as placed. (A stamp with no inode or no time proves nothing.)
+    fn is(&self, meta: &Meta) -> bool {
+        let was = &self.meta;
+        was.ino != 0
+            && was.mtime_ns != 0
+            && (was.dev, was.ino, was.len, was.mtime_ns)
+                == (meta.dev, meta.ino, meta.len, meta.mtime_ns)
+    }
 }
 
 /// One folder as the last scan listed it.
@@ -289,7 +314,14 @@ impl Scanner {
     /// listing for [`Scanner::rescan`].
     pub(crate) fn scan(&mut self, fs: &dyn LocalFs, root: &Path) -> std::io::Result<Scan> {
         let scan = self.scan_whole(fs, root);
+        self.placed.clear();
         self.forget_on_error(scan)
+    }
+
+    /// Files the engine just put in place, for the next scan (which looks at their paths: the
+    /// engine marks them) to take as they are if it finds them unchanged ([`Placed`]).
+    pub(crate) fn offer_placed(&mut self, placed: impl IntoIterator<Item = (String, Placed)>) {
+        self.placed.extend(placed);
     }
 
     /// After an error the listings are half old, half new: the next scan is a full one.
@@ -342,6 +374,7 @@ impl Scanner {
         dirty: &std::collections::BTreeSet<String>,
     ) -> std::io::Result<Scan> {
         let scan = self.rescan_marked(fs, root, dirty);
+        self.placed.clear();
         self.forget_on_error(scan)
     }
 
@@ -524,8 +557,9 @@ impl Scanner {
                         return false; // a name the server refuses: the listing says why
                     }
                     let seen = l.files.iter().find(|(p, _, _)| *p == rel);
-                    let known = self.known.as_ref();
-                    match hash(fs, &full, &rel, seen.map(|(_, f, t)| (f, *t)), known) {
+                    let seen = seen.map(|(_, f, t)| (f, *t));
+                    let (known, placed) = (self.known.as_ref(), self.placed.get(&rel));
+                    match hash(fs, &full, &rel, seen, placed, known) {
                         Ok(file) => Some(file),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                         Err(_) => return false,
@@ -857,7 +891,8 @@ impl Scanner {
                 }
             }
             let seen = before.get(rel.as_str()).copied();
-            match hash(fs, &full, &rel, seen, self.known.as_ref()) {
+            let (known, placed) = (self.known.as_ref(), self.placed.get(&rel));
+            match hash(fs, &full, &rel, seen, placed, known) {
                 Ok((file, mtime)) => out.files.push((rel, file, mtime)),
                 // Vanished between listing and hashing: it is simply not there.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -876,7 +911,8 @@ impl Scanner {
 const UNSETTLED: i128 = i128::MIN;
 
 /// The file at `path` and the modification time it was seen at: what the last listing `seen`
-/// when its size and modification time are unchanged, else read and hashed. A file stamped
+/// when its size and modification time are unchanged, or what the engine `placed` there when
+/// it is still that very file, else read and hashed. A file stamped
 /// too recently for its stamp to be trusted (a write within the file system's clock step
 /// leaves it unchanged: [`LocalFs::stamp_step_ns`]), or with no stamp, is kept as
 /// [`UNSETTLED`] and read again by the next listing — as Git treats "racily clean" entries.
@@ -885,6 +921,7 @@ fn hash(
     path: &Path,
     rel: &str,
     seen: Option<(&LocalFile, i128)>,
+    placed: Option<&Placed>,
     known: Option<&KnownIds>,
 ) -> std::io::Result<(LocalFile, i128)> {
     let seen_at = fs.now_ns();
@@ -895,6 +932,10 @@ fn hash(
         && mtime == stamp.mtime_ns
     {
         return Ok((file.clone(), mtime));
+    }
+    if let Some(placed) = placed.filter(|p| p.is(&meta)) {
+        // Settled when placed: kept as a hash is.
+        return Ok((placed.file.clone(), stamp.mtime_ns));
     }
     let sha256 = match known {
         Some(known) => known.id_of(fs, path, rel)?,

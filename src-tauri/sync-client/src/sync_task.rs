@@ -259,6 +259,7 @@ async fn run(
         clock: Arc::new(engine::SystemClock),
         parallel_ops: engine::PARALLEL_OPS,
         aside_counter: Default::default(),
+        placed: Default::default(),
         index,
         device_name,
         scanner: scan::Scanner::default(),

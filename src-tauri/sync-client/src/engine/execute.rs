@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeSet;
 use syncsphere_protocol::FileMeta;
 
-use syncsphere_sync_core::{ContentHash, Op, RemoteFile, SyncedFile};
+use syncsphere_sync_core::{ContentHash, LocalFile, Op, RemoteFile, SyncedFile};
 
 use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
 use crate::SyncError;
 use crate::api::{Sending, Wanted};
 use crate::local_fs::Kind;
-use crate::scan::{STATE_DIR, disk_path};
+use crate::scan::{Placed, STATE_DIR, disk_path};
 use crate::status::Direction;
 
 impl Engine {
@@ -167,7 +167,10 @@ impl Engine {
                 drop(active);
                 let result = match downloaded {
                     Ok((rev, sha256)) => {
-                        match self.place(&path, &tmp, expect_local.as_ref()).await {
+                        match self
+                            .place(&path, &tmp, &sha256.as_str().into(), expect_local.as_ref())
+                            .await
+                        {
                             Ok(Some(dest)) => {
                                 if let Some(parent) = dest.parent() {
                                     self.fs.sync_dir(parent);
@@ -412,6 +415,7 @@ impl Engine {
         &self,
         path: &str,
         tmp: &Path,
+        content: &ContentHash,
         expect_local: Option<&ContentHash>,
     ) -> Result<Option<PathBuf>, SyncError> {
         let backup = match expect_local {
@@ -438,10 +442,26 @@ impl Engine {
                 .create_dir_all(parent)
                 .map_err(io_err(format!("creating {}", parent.display())))?;
         }
+        // The content as written, for the next scan to take without reading it again — when
+        // its stamp is settled before the file takes its name (any write there after the
+        // rename then changes the stamp; see `scan::Placed`).
+        let written = self
+            .fs
+            .metadata(tmp)
+            .ok()
+            .filter(|m| self.fs.now_ns() - m.mtime_ns > self.fs.stamp_step_ns(m.mtime_ns));
         let placed = self
             .fs
             .rename_no_replace(tmp, &dest)
             .map_err(io_err(format!("replacing {}", dest.display())))?;
+        if let Some(meta) = written.filter(|_| placed) {
+            let file = LocalFile {
+                sha256: content.clone(),
+                size: meta.len,
+            };
+            let mut offered = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+            offered.push((path.to_owned(), Placed { file, meta }));
+        }
         if let Some(backup) = backup {
             // The old content is the synced one, which the server keeps.
             self.discard_aside(&backup);
@@ -496,21 +516,23 @@ impl Engine {
         let mut placed = Vec::new();
         for ((path, file, tmp), got) in todo.into_iter().zip(fetched) {
             let result = match got {
-                Ok((rev, sha256)) => match self.place(&path, &tmp, None).await {
-                    Ok(Some(dest)) => {
-                        parents.extend(dest.parent().map(Path::to_owned));
-                        placed.push((
-                            path.clone(),
-                            SyncedFile {
-                                file_id: file.file_id,
-                                rev,
-                                sha256: sha256.into(),
-                            },
-                        ));
-                        Ok(Some((path.clone(), "downloaded")))
+                Ok((rev, sha256)) => {
+                    match self.place(&path, &tmp, &sha256.as_str().into(), None).await {
+                        Ok(Some(dest)) => {
+                            parents.extend(dest.parent().map(Path::to_owned));
+                            placed.push((
+                                path.clone(),
+                                SyncedFile {
+                                    file_id: file.file_id,
+                                    rev,
+                                    sha256: sha256.into(),
+                                },
+                            ));
+                            Ok(Some((path.clone(), "downloaded")))
+                        }
+                        other => other.map(|_| None),
                     }
-                    other => other.map(|_| None),
-                },
+                }
                 Err(SyncError::Server { status: 404, .. }) => Ok(None),
                 Err(e) => Err(e),
             };

@@ -462,6 +462,87 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(got.tree.len(), 10);
 }
 
+/// A file the engine put in place is taken as it said, not read — by the one scan after, and
+/// only while the disk holds that very file: once the same name is another file (a new
+/// inode), or the file's size or stamp moved, it is read.
+#[test]
+fn a_placed_file_is_taken_as_placed_by_the_next_scan_only() {
+    use super::Placed;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("in")).unwrap();
+    write_settled(&root.join("in/old.txt"), b"old");
+    let fs = Counting::default();
+    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+    let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
+        paths.iter().map(|p| p.to_string()).collect()
+    };
+    let mut scanner = Scanner::default();
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(reads(), 1);
+    // "Downloaded": the content id the engine checked (here one the bytes do not have, so a
+    // read would show).
+    let said = |meta: Meta| Placed {
+        file: LocalFile {
+            sha256: ContentHash::from(sha256_hex(b"as downloaded")),
+            size: meta.len,
+        },
+        meta,
+    };
+    let placed = |name: &str, data: &[u8]| {
+        let path = root.join(name);
+        write_settled(&path, data);
+        said(RealFs.metadata(&path).unwrap())
+    };
+    scanner.offer_placed([("in/new.txt".to_owned(), placed("in/new.txt", b"new"))]);
+    let got = scanner.rescan(&fs, root, &marks(&["in/new.txt"])).unwrap();
+    assert_eq!(reads(), 1, "looked at alone, not read");
+    assert_eq!(got.tree["in/new.txt"].sha256, sha256_hex(b"as downloaded"));
+    // Offered for one scan only (a file not looked at is not kept for).
+    assert!(scanner.placed.is_empty());
+    write_settled(&root.join("in/new.txt"), b"NEW");
+    let got = scanner.rescan(&fs, root, &marks(&["in/new.txt"])).unwrap();
+    assert_eq!(reads(), 2);
+    assert_eq!(got.tree["in/new.txt"].sha256, sha256_hex(b"NEW"));
+    // Another file under the name since (same size and stamp, another inode): read.
+    let offer = placed("in/other.txt", b"one");
+    let stamp = std::fs::metadata(root.join("in/other.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::fs::remove_file(root.join("in/other.txt")).unwrap();
+    write_settled(&root.join("in/keep"), b"x"); // the inode is not reused at once
+    std::fs::write(root.join("in/other.txt"), b"two").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("in/other.txt"))
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    let now = RealFs.metadata(&root.join("in/other.txt")).unwrap();
+    assert_ne!(now.ino, offer.meta.ino);
+    scanner.offer_placed([("in/other.txt".to_owned(), offer)]);
+    // (A listing of the folder this time: the whole scan takes placed files too.)
+    let got = scanner.scan(&fs, root).unwrap();
+    assert_eq!(got.tree["in/other.txt"].sha256, sha256_hex(b"two"));
+    // The same file with its size changed: read.
+    let offer = placed("in/grown.txt", b"12");
+    write_settled(&root.join("in/grown.txt"), b"123");
+    scanner.offer_placed([("in/grown.txt".to_owned(), offer)]);
+    let got = scanner
+        .rescan(&fs, root, &marks(&["in/grown.txt"]))
+        .unwrap();
+    assert_eq!(got.tree["in/grown.txt"].sha256, sha256_hex(b"123"));
+    // Its stamp changed, size kept: read.
+    let offer = placed("in/touched.txt", b"ab");
+    write_settled(&root.join("in/touched.txt"), b"cd");
+    scanner.offer_placed([("in/touched.txt".to_owned(), offer)]);
+    let before = reads();
+    let got = scanner.scan(&fs, root).unwrap();
+    assert_eq!(got.tree["in/touched.txt"].sha256, sha256_hex(b"cd"));
+    assert_eq!(reads(), before + 1, "only the touched file is read");
+}
+
 /// Writes `data` at `path`, stamped an hour ago: long enough for any file-system clock.
 fn write_settled(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();

@@ -166,6 +166,9 @@ pub(crate) struct Chaos {
     /// Chance that right before the engine renames a file to a free name, the user saves a
     /// new file under that name.
     pub user_races_rename: f64,
+    /// Chance that right after the engine puts a download in place, the user saves that file
+    /// again (with the same size on a coarse clock: a change only a read can tell).
+    pub user_races_placed: f64,
     /// Chance that the watcher never reports a change (a network share's other end, a
     /// watch added too late).
     pub miss_event: f64,
@@ -399,6 +402,11 @@ impl FakeFs {
             ));
         }
         Ok(())
+    }
+
+    /// Moves the disk's clock on by `ns` (no write happens meanwhile).
+    pub(crate) fn let_time_pass(&self, ns: i128) {
+        self.state.lock().unwrap().disk.clock_ns += ns;
     }
 
     /// Gives the disk a coarse clock: a thousand writes share one modification time (as
@@ -798,6 +806,37 @@ impl FakeFs {
         }
     }
 
+    /// The user writes a file the engine just moved from its state folder into place.
+    fn race_placed(&self, from: &str, to: &str) {
+        let mut st = self.state.lock().unwrap();
+        let in_state = |p: &str| p.split('/').any(|n| n == crate::scan::STATE_DIR);
+        let race = st.chaos.user_races_placed;
+        if race == 0.0 || !in_state(from) || in_state(to) || !st.rng.gen_bool(race) {
+            return;
+        }
+        let Some(Stored {
+            node: Node::File { data, .. },
+            ..
+        }) = st.disk.nodes.get(&self.key(to))
+        else {
+            return;
+        };
+        let data = data.clone();
+        st.racing_counter += 1;
+        let mut content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+        if st.disk.mtime_tick_ns > 0 && !data.is_empty() {
+            content.resize(data.len(), b'.');
+            if content == data {
+                content[0] ^= 1;
+            }
+        }
+        if self.put_file(&mut st.disk, to, content.clone()).is_ok() {
+            st.disk.fsync_file(&self.key(to));
+            tracing::debug!(path = to, content = %String::from_utf8_lossy(&content), "USER races the engine's placing");
+            st.raced_writes.push((Some(data), content));
+        }
+    }
+
     /// Every file (its spelling on disk → content), leaving out the client's state folder.
     pub(crate) fn files(&self) -> BTreeMap<String, Vec<u8>> {
         let st = self.state.lock().unwrap();
@@ -1168,7 +1207,11 @@ impl LocalFs for FakeFs {
             return Self::then(die, Ok(false));
         }
         drop(st);
-        Self::then(die, self.rename_now(&from, &to).map(|()| true))
+        let renamed = self.rename_now(&from, &to);
+        if renamed.is_ok() {
+            self.race_placed(&from, &to);
+        }
+        Self::then(die, renamed.map(|()| true))
     }
 
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {

@@ -242,6 +242,7 @@ impl Device {
             clock: clock.clone(),
             parallel_ops: 1,
             aside_counter: Default::default(),
+            placed: Default::default(),
             index,
             device_name: self.name.clone(),
             scanner: Default::default(),
@@ -363,6 +364,7 @@ impl Default for Settings {
                 fail: 0.02,
                 user_races_hash: 0.03,
                 user_races_rename: 0.03,
+                user_races_placed: 0.03,
                 miss_event: 0.01,
                 overflow: 0.005,
                 late_events: 0.3,
@@ -1375,6 +1377,40 @@ fn scenario_a_file_unreadable_for_a_moment_is_read_again() {
         sim.settle().await;
         sim.check();
         on_every_device(&sim, "notes/q1.md", b"draft");
+    });
+}
+
+/// Scripted: a download the user saves over the moment it is in place — the same size and, on
+/// a coarse clock, the same stamp the download's own last write left — is read again, not
+/// taken as downloaded (decision 0054): the user's bytes reach the server and every device.
+#[test]
+fn scenario_a_download_saved_over_at_once_is_read_again() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        sim.devices[0]
+            .fs
+            .user_write("notes/plan.md", b"the first version of the plan")
+            .expect("written");
+        sim.pass(0, false).await;
+        let fs = sim.devices[1].fs.clone();
+        fs.coarse_clock();
+        fs.let_time_pass(5_000_000_000); // a stamp of 0 would say "no stamp"
+        fs.set_chaos(Chaos {
+            user_races_placed: 1.0,
+            ..Chaos::default()
+        });
+        sim.pass(1, false).await;
+        fs.set_chaos(Chaos::default());
+        let saved = fs.files()["notes/plan.md"].clone();
+        assert!(
+            saved.len() == 29 && saved != b"the first version of the plan",
+            "the user saved over the download: {}",
+            String::from_utf8_lossy(&saved)
+        );
+        sim.settle().await;
+        sim.check();
+        on_every_device(&sim, "notes/plan.md", &saved);
     });
 }
 

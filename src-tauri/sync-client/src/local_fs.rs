@@ -55,6 +55,17 @@ pub(crate) trait LocalFs: Send + Sync + 'static {
     /// within that step after `mtime_ns` may get the same stamp (file-system clocks step: a
     /// jiffy on Linux before 6.13, ~16 ms on Windows, two seconds on FAT).
     fn stamp_step_ns(&self, mtime_ns: i128) -> i128;
+    /// Lets `ns` nanoseconds pass on the disk's clock (blocking).
+    fn wait_ns(&self, ns: i128) {
+        if ns > 0 {
+            std::thread::sleep(std::time::Duration::from_nanos(ns as u64));
+        }
+    }
+    /// From what size a file just written is worth waiting for rather than read twice
+    /// ([`settle_wait`]).
+    fn settle_wait_min(&self) -> u64 {
+        SETTLE_WAIT_MIN
+    }
     /// The id of the file's content, as the protocol names contents (read once:
     /// [`crate::chunker::content_id_of`]): the SHA-256 (lower-case hex) up to
     /// [`syncsphere_protocol::CHUNKED_ID_ABOVE`] bytes, the chunked id over it.
@@ -90,6 +101,27 @@ pub(crate) fn stamp_step_ns(mtime_ns: i128) -> i128 {
     } else {
         100_000_000
     }
+}
+
+/// From what size a file is worth waiting for before it is read ([`settle_wait`]): reading
+/// 8 MiB again costs ~10 ms of CPU, the wait at most [`SETTLE_WAIT_MAX_NS`] of latency on a
+/// transfer that takes longer than that anyway.
+pub(crate) const SETTLE_WAIT_MIN: u64 = 8 * 1024 * 1024;
+/// The longest wait for a stamp to settle: a fine stamp's step (100 ms). A coarse stamp (2 s)
+/// is not waited for.
+pub(crate) const SETTLE_WAIT_MAX_NS: i128 = 100_000_000;
+
+/// How long to wait for a large file stamped `meta` a moment ago (seen at `seen_at` on the
+/// disk's clock) until its stamp is settled (0050), so that one read of it is enough: a read
+/// of a file whose stamp is not settled yet is done again by the next look, and for a large
+/// file that second read costs more than the wait (at most [`SETTLE_WAIT_MAX_NS`]). `None`:
+/// no wait. After one, the caller takes the time and the stamp again.
+pub(crate) fn settle_wait(fs: &dyn LocalFs, meta: &Meta, seen_at: i128) -> Option<i128> {
+    if meta.len < fs.settle_wait_min() || meta.mtime_ns == 0 {
+        return None;
+    }
+    let wait = meta.mtime_ns + fs.stamp_step_ns(meta.mtime_ns) + 1 - seen_at;
+    (wait > 0 && wait <= SETTLE_WAIT_MAX_NS + 1).then_some(wait)
 }
 
 /// The operating system's file system.

@@ -924,9 +924,9 @@ fn hash(
     placed: Option<&Placed>,
     known: Option<&KnownIds>,
 ) -> std::io::Result<(LocalFile, i128)> {
-    let seen_at = fs.now_ns();
-    let meta = fs.metadata(path)?;
-    let stamp = stamp_of(&meta);
+    let mut seen_at = fs.now_ns();
+    let mut meta = fs.metadata(path)?;
+    let mut stamp = stamp_of(&meta);
     if let Some((file, mtime)) = seen
         && file.size == stamp.size
         && mtime == stamp.mtime_ns
@@ -936,6 +936,12 @@ fn hash(
     if let Some(placed) = placed.filter(|p| p.is(&meta)) {
         // Settled when placed: kept as a hash is.
         return Ok((placed.file.clone(), stamp.mtime_ns));
+    }
+    if let Some(wait) = crate::local_fs::settle_wait(fs, &meta, seen_at) {
+        fs.wait_ns(wait);
+        seen_at = fs.now_ns();
+        meta = fs.metadata(path)?;
+        stamp = stamp_of(&meta);
     }
     let sha256 = match known {
         Some(known) => known.id_of(fs, path, rel)?,

@@ -181,16 +181,11 @@ impl BlobStore for DiskBlobStore {
                 let want = left.min(IO_PIECE as u64) as usize;
                 let (file, piece) = tokio::task::spawn_blocking(move || {
                     use std::io::Read;
-                    let mut piece = vec![0; want];
+                    // Read into memory not zeroed first (`read_to_end` reads into the spare
+                    // capacity), up to `want` bytes or the end of the blob.
+                    let mut piece = Vec::with_capacity(want);
                     let mut file = file;
-                    let mut got = 0;
-                    while got < want {
-                        match file.read(&mut piece[got..])? {
-                            0 => break,
-                            n => got += n,
-                        }
-                    }
-                    piece.truncate(got);
+                    (&mut file).take(want as u64).read_to_end(&mut piece)?;
                     Ok::<_, std::io::Error>((file, piece))
                 })
                 .await

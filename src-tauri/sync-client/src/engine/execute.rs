@@ -12,7 +12,7 @@ use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
 use crate::SyncError;
 use crate::api::{Sending, Wanted};
-use crate::local_fs::Kind;
+use crate::local_fs::{Kind, settle_wait};
 use crate::scan::{Placed, STATE_DIR, disk_path};
 use crate::status::Direction;
 
@@ -418,6 +418,17 @@ impl Engine {
         content: &ContentHash,
         expect_local: Option<&ContentHash>,
     ) -> Result<Option<PathBuf>, SyncError> {
+        // The content as written, for the next scan to take without reading it again — when
+        // its stamp is settled before the file takes its name (any write there after the
+        // rename then changes the stamp; see `scan::Placed`). A large file is waited for until
+        // it is (`settle_wait`), before anything is moved.
+        let mut written = self.fs.metadata(tmp).ok();
+        let wait = written.and_then(|m| settle_wait(self.fs.as_ref(), &m, self.fs.now_ns()));
+        if let Some(wait) = wait {
+            let fs = self.fs.clone();
+            let _ = tokio::task::spawn_blocking(move || fs.wait_ns(wait)).await;
+            written = self.fs.metadata(tmp).ok();
+        }
         let backup = match expect_local {
             Some(expect) => match self.set_aside(path, expect).await? {
                 Aside::Held(backup) => Some(backup),
@@ -442,14 +453,17 @@ impl Engine {
                 .create_dir_all(parent)
                 .map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        // The content as written, for the next scan to take without reading it again — when
-        // its stamp is settled before the file takes its name (any write there after the
-        // rename then changes the stamp; see `scan::Placed`).
-        let written = self
-            .fs
-            .metadata(tmp)
-            .ok()
-            .filter(|m| self.fs.now_ns() - m.mtime_ns > self.fs.stamp_step_ns(m.mtime_ns));
+        let written = written.filter(|m| {
+            let age = self.fs.now_ns() - m.mtime_ns;
+            let settled = age > self.fs.stamp_step_ns(m.mtime_ns);
+            tracing::debug!(
+                path,
+                age_ms = age as f64 / 1e6,
+                settled,
+                "placing a download"
+            );
+            settled
+        });
         let placed = self
             .fs
             .rename_no_replace(tmp, &dest)

@@ -179,6 +179,10 @@ pub(crate) struct Chaos {
     pub late_events: f64,
 }
 
+/// From what size the simulation's disk counts a file as worth waiting for
+/// ([`crate::local_fs::settle_wait`]).
+pub(crate) const SIM_SETTLE_WAIT_MIN: u64 = 8;
+
 pub(crate) struct FakeFs {
     root: PathBuf,
     naming: Naming,
@@ -1118,6 +1122,16 @@ impl LocalFs for FakeFs {
     fn stamp_step_ns(&self, _mtime_ns: i128) -> i128 {
         // Fine: a stamp is settled once anything else was written after it.
         self.state.lock().unwrap().disk.mtime_tick_ns
+    }
+
+    fn wait_ns(&self, ns: i128) {
+        self.let_time_pass(ns.max(0));
+    }
+
+    fn settle_wait_min(&self) -> u64 {
+        // The simulation's files are a few bytes ("dev0 v12"): most are "large" here, so
+        // the waits are played; the first nine writes of a device are not.
+        SIM_SETTLE_WAIT_MIN
     }
 
     fn hash(&self, path: &Path) -> std::io::Result<String> {

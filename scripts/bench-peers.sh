@@ -590,6 +590,8 @@ row("b. of the files: their writing (before the time above, CPU counted)", ss["b
 row("b. CPU of A", ss["bulk_cpu"][0], st["bulk_cpu"][0], s, " s")
 row("b. CPU of B", ss["bulk_cpu"][1], st["bulk_cpu"][1], s, " s")
 row("b. CPU of the SyncSphere server", ss["bulk_cpu"][2], None, s, " s")
+row("b. CPU of all processes (SyncSphere: A + B + server; Syncthing: A + B)", sum(ss["bulk_cpu"]),
+    sum(st["bulk_cpu"]), s, " s")
 row(f"c. new device C, empty folder → holds all {n:,} files", ss["join_s"], st["join_s"], s, " s")
 row("c. of which: C's start → C connected (SyncSphere: to the server, Syncthing: to A)", ss["join_link_s"], st["join_link_s"], s, " s")
 row("c. CPU of C", ss["join_cpu_c"], st["join_cpu_c"], s, " s")
@@ -606,6 +608,8 @@ row(f"f. {big} MiB random file on A → byte-identical on B", ss["big_s"], st["b
 row("f. CPU of A (until both up to date)", ss["big_cpu"][0], st["big_cpu"][0], s, " s")
 row("f. CPU of B", ss["big_cpu"][1], st["big_cpu"][1], s, " s")
 row("f. CPU of the SyncSphere server", ss["big_cpu"][2], None, s, " s")
+row("f. CPU of all processes (SyncSphere: A + B + server; Syncthing: A + B)", sum(ss["big_cpu"]),
+    sum(st["big_cpu"]), s, " s")
 row("g. 1 byte inserted at its start → new version on B", ss["edit_s"], st["edit_s"], s, " s")
 row("g. CPU of A", ss["edit_cpu"][0], st["edit_cpu"][0], s, " s")
 row("g. CPU of B", ss["edit_cpu"][1], st["edit_cpu"][1], s, " s")

@@ -388,6 +388,12 @@ impl LocalFs for Counting {
     fn stamp_step_ns(&self, mtime_ns: i128) -> i128 {
         RealFs.stamp_step_ns(mtime_ns)
     }
+    fn wait_ns(&self, ns: i128) {
+        match &mut *self.2.lock().unwrap() {
+            Some(now) => *now += ns,
+            None => RealFs.wait_ns(ns),
+        }
+    }
     fn hash(&self, path: &Path) -> std::io::Result<String> {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         RealFs.hash(path)
@@ -594,6 +600,64 @@ fn a_file_stamped_within_the_clocks_step_is_read_again() {
     scanner.scan(&fs, root).unwrap();
     scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 3, "a settled stamp is trusted");
+}
+
+/// A large file written a moment ago is waited for until its stamp settles, then read once
+/// and kept (read once more later would cost more than the wait); a small one is read at once
+/// and again by the next listing; a whole-second stamp (a 2 s step) is not waited for.
+#[test]
+fn a_large_file_just_written_is_waited_for_and_read_once() {
+    use crate::local_fs::SETTLE_WAIT_MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let stamp_of = |name: &str| {
+        std::fs::metadata(root.join(name))
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128
+    };
+    std::fs::write(root.join("big.bin"), vec![7u8; SETTLE_WAIT_MIN as usize]).unwrap();
+    let big = stamp_of("big.bin");
+    let fs = Counting::default();
+    // 30 ms after the large file's last write, by the disk's clock.
+    *fs.2.lock().unwrap() = Some(big + 30_000_000);
+    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+    let mut scanner = Scanner::default();
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(reads(), 1);
+    let now = fs.2.lock().unwrap().unwrap();
+    assert!(now > big + 100_000_000, "waited until the stamp settled");
+    assert!(now <= big + 100_000_001, "and no longer");
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(reads(), 1, "settled: kept");
+    // A small one: read at once (no wait), and again by the next listing.
+    std::fs::write(root.join("small.txt"), b"small").unwrap();
+    let before = stamp_of("small.txt") + 30_000_000;
+    *fs.2.lock().unwrap() = Some(before);
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(fs.2.lock().unwrap().unwrap(), before, "no wait");
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(reads(), 3, "a small file is read twice");
+    // A whole-second stamp: its step is 2 s, too long to wait for.
+    std::fs::remove_file(root.join("small.txt")).unwrap();
+    let second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("big.bin"))
+        .unwrap()
+        .set_modified(second)
+        .unwrap();
+    *fs.2.lock().unwrap() = Some(1_764_000_000_500_000_000);
+    scanner.scan(&fs, root).unwrap();
+    assert_eq!(
+        fs.2.lock().unwrap().unwrap(),
+        1_764_000_000_500_000_000,
+        "no wait"
+    );
+    assert_eq!(reads(), 4);
 }
 
 /// A whole-second stamp says a disk that keeps seconds (FAT keeps two): trusted only after

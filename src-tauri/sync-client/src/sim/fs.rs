@@ -197,6 +197,8 @@ struct State {
     /// never be lost).
     raced_writes: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     racing_counter: u64,
+    /// Files read to hash them (by key), for scripted checks of what is read again.
+    hashed: Vec<String>,
     tag: String,
     /// Operations through the gate so far, and the one at which the process "dies".
     ops: u64,
@@ -278,6 +280,7 @@ impl FakeFs {
                 chaos: Chaos::default(),
                 raced_writes: Vec::new(),
                 racing_counter: 0,
+                hashed: Vec::new(),
                 tag: tag.to_owned(),
                 ops: 0,
                 crash_at: None,
@@ -406,6 +409,13 @@ impl FakeFs {
             ));
         }
         Ok(())
+    }
+
+    /// How many times the engine read `rel` to hash it.
+    pub(crate) fn hashes_of(&self, rel: &str) -> usize {
+        let key = self.key(rel);
+        let st = self.state.lock().unwrap();
+        st.hashed.iter().filter(|k| **k == key).count()
     }
 
     /// Moves the disk's clock on by `ns` (no write happens meanwhile).
@@ -1148,6 +1158,8 @@ impl LocalFs for FakeFs {
                     format!("{rel} is held by another program"),
                 ));
             }
+            let key = self.key(&rel);
+            st.hashed.push(key);
             drop(st);
             self.read(&rel)?
         };

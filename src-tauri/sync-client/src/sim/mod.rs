@@ -1380,6 +1380,39 @@ fn scenario_a_file_unreadable_for_a_moment_is_read_again() {
     });
 }
 
+/// Scripted: a download put in place is not read again by the scan after it (decision 0054):
+/// the device takes the content it checked on the way in; the file it placed is on disk, in
+/// the local tree as synced, and nothing more happens.
+#[test]
+fn scenario_a_download_put_in_place_is_not_read_again() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        let plan: &[u8] = b"the first version of the plan";
+        sim.devices[0]
+            .fs
+            .user_write("notes/plan.md", plan)
+            .expect("written");
+        sim.pass(0, false).await;
+        let fs = sim.devices[1].fs.clone();
+        fs.let_time_pass(5_000_000_000); // (this run's coarse clock: a stamp of 0 is no stamp)
+        sim.pass(1, false).await;
+        assert_eq!(
+            fs.files().get("notes/plan.md").map(Vec::as_slice),
+            Some(plan)
+        );
+        assert_eq!(
+            fs.hashes_of("notes/plan.md"),
+            0,
+            "taken as placed, not read"
+        );
+        sim.settle().await;
+        sim.check();
+        assert_eq!(fs.hashes_of("notes/plan.md"), 0);
+        on_every_device(&sim, "notes/plan.md", plan);
+    });
+}
+
 /// Scripted: a download the user saves over the moment it is in place — the same size and, on
 /// a coarse clock, the same stamp the download's own last write left — is read again, not
 /// taken as downloaded (decision 0054): the user's bytes reach the server and every device.

@@ -209,7 +209,9 @@ async fn scenario(database_url: Option<String>) {
     }
     assert!(
         events.contains(&"moved".to_owned()),
-        "a rename is a move on the server: {events:?}"
+        "a rename is a move on the server: {events:?}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
     );
     assert!(events.contains(&"deleted".to_owned()), "{events:?}");
 

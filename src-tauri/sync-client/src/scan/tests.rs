@@ -304,9 +304,6 @@ fn a_rescan_of_the_marked_paths_finds_what_a_full_scan_finds() {
     std::fs::write(root.join("top.txt"), b"t").unwrap();
     let mut scanner = Scanner::default();
     scanner.scan(&RealFs, root).unwrap();
-    let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
-        paths.iter().map(|p| (*p).to_owned()).collect()
-    };
 
     // An edit, a new file, a deletion: only their folders are listed again.
     std::fs::write(root.join("docs/a.txt"), b"a, edited").unwrap();
@@ -362,6 +359,11 @@ fn a_rescan_of_the_marked_paths_finds_what_a_full_scan_finds() {
     assert_eq!(summary(&again), summary(&got));
 }
 
+/// Marks of the given paths, as the watcher leaves them.
+fn marks(paths: &[&str]) -> std::collections::BTreeSet<String> {
+    paths.iter().map(|p| p.to_string()).collect()
+}
+
 /// The real disk, counting the folders listed (and, second, the files read to hash them); its
 /// clock can be set (third).
 #[derive(Default)]
@@ -370,6 +372,13 @@ struct Counting(
     std::sync::atomic::AtomicUsize,
     std::sync::Mutex<Option<i128>>,
 );
+
+impl Counting {
+    /// Files read to hash them so far.
+    fn reads(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl LocalFs for Counting {
     fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<crate::local_fs::Entry>> {
@@ -441,10 +450,7 @@ fn unchanged_files_are_not_read_again() {
         write_settled(&root.join(format!("a/b/g{i}")), format!("{i}").as_bytes());
     }
     let fs = Counting::default();
-    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
-    let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
-        paths.iter().map(|p| p.to_string()).collect()
-    };
+    let reads = || fs.reads();
     let mut scanner = Scanner::default();
     scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 10);
@@ -479,10 +485,7 @@ fn a_placed_file_is_taken_as_placed_by_the_next_scan_only() {
     std::fs::create_dir_all(root.join("in")).unwrap();
     write_settled(&root.join("in/old.txt"), b"old");
     let fs = Counting::default();
-    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
-    let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
-        paths.iter().map(|p| p.to_string()).collect()
-    };
+    let reads = || fs.reads();
     let mut scanner = Scanner::default();
     scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 1);
@@ -579,7 +582,7 @@ fn a_file_stamped_within_the_clocks_step_is_read_again() {
         .as_nanos() as i128;
     let fs = Counting::default();
     *fs.2.lock().unwrap() = Some(stamp_ns + 50_000_000);
-    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+    let reads = || fs.reads();
     let mut scanner = Scanner::default();
     let first = scanner.scan(&fs, root).unwrap();
     assert_eq!(first.tree["doc.txt"].sha256, sha256_hex(b"first"));
@@ -624,7 +627,7 @@ fn a_large_file_just_written_is_waited_for_and_read_once() {
     let fs = Counting::default();
     // 30 ms after the large file's last write, by the disk's clock.
     *fs.2.lock().unwrap() = Some(big + 30_000_000);
-    let reads = || fs.1.load(std::sync::atomic::Ordering::Relaxed);
+    let reads = || fs.reads();
     let mut scanner = Scanner::default();
     scanner.scan(&fs, root).unwrap();
     assert_eq!(reads(), 1);
@@ -688,9 +691,6 @@ fn a_marked_file_is_looked_at_alone_and_anything_else_lists_its_folder() {
     let mut scanner = Scanner::default();
     scanner.scan(&fs, root).unwrap();
     let listings = || fs.0.load(std::sync::atomic::Ordering::Relaxed);
-    let marks = |paths: &[&str]| -> std::collections::BTreeSet<String> {
-        paths.iter().map(|p| p.to_string()).collect()
-    };
     let check = |scanner: &mut Scanner, paths: &[&str], lists: usize| {
         let before = listings();
         let got = scanner.rescan(&fs, root, &marks(paths)).unwrap();

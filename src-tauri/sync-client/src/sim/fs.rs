@@ -820,6 +820,20 @@ impl FakeFs {
         }
     }
 
+    /// What the racing user saves over `replaced`: new bytes, of the same size on a coarse
+    /// clock (a change only a read can tell).
+    fn racing_content(st: &mut State, replaced: &[u8]) -> Vec<u8> {
+        st.racing_counter += 1;
+        let mut content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
+        if st.disk.mtime_tick_ns > 0 && !replaced.is_empty() {
+            content.resize(replaced.len(), b'.');
+            if content == replaced {
+                content[0] ^= 1;
+            }
+        }
+        content
+    }
+
     /// The user writes a file the engine just moved from its state folder into place.
     fn race_placed(&self, from: &str, to: &str) {
         let mut st = self.state.lock().unwrap();
@@ -836,14 +850,7 @@ impl FakeFs {
             return;
         };
         let data = data.clone();
-        st.racing_counter += 1;
-        let mut content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
-        if st.disk.mtime_tick_ns > 0 && !data.is_empty() {
-            content.resize(data.len(), b'.');
-            if content == data {
-                content[0] ^= 1;
-            }
-        }
+        let content = Self::racing_content(&mut st, &data);
         if self.put_file(&mut st.disk, to, content.clone()).is_ok() {
             st.disk.fsync_file(&self.key(to));
             tracing::debug!(path = to, content = %String::from_utf8_lossy(&content), "USER races the engine's placing");
@@ -1171,14 +1178,7 @@ impl LocalFs for FakeFs {
             && !rel.split('/').any(|n| n == crate::scan::STATE_DIR)
             && st.rng.gen_bool(race)
         {
-            st.racing_counter += 1;
-            let mut content = format!("{} raced {}", st.tag, st.racing_counter).into_bytes();
-            if st.disk.mtime_tick_ns > 0 && !data.is_empty() {
-                content.resize(data.len(), b'.');
-                if content == data {
-                    content[0] ^= 1;
-                }
-            }
+            let content = Self::racing_content(&mut st, &data);
             if self.put_file(&mut st.disk, &rel, content.clone()).is_ok() {
                 let key = self.key(&rel);
                 st.disk.fsync_file(&key);

@@ -8,12 +8,10 @@
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    // The SRP crate logs each sign-in (with the user name) at info: not this app's log.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,aws_cognito_srp=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| syncsphere_sync_client::DEFAULT_LOG_FILTER.into()),
         )
         .init();
     if let Err(err) = syncsphere_desktop::run() {

@@ -44,6 +44,12 @@ use std::sync::Arc;
 
 use syncsphere_protocol::ErrorCode;
 
+/// The log filter of the CLI and the desktop app when `RUST_LOG` is not set: this crate's
+/// `info`; the libraries' noise left out (the SRP crate logs each sign-in with the user name
+/// at `info`; the AWS SDK warns at every start about its HTTP client; sqlx logs slow queries).
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,sqlx=warn,aws_smithy_runtime=error,aws_config=warn,aws_cognito_srp=warn";
+
 pub use account::{FileHistory, file_history, files, restore_revision, revisions, trash, undelete};
 pub use auth::CodeDelivery;
 pub use config::{ClientConfig, load_config};

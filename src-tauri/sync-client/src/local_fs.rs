@@ -111,6 +111,12 @@ pub(crate) const SETTLE_WAIT_MIN: u64 = 8 * 1024 * 1024;
 /// is not waited for.
 pub(crate) const SETTLE_WAIT_MAX_NS: i128 = 100_000_000;
 
+/// Whether a file stamped `mtime_ns` and looked at `at` (the disk's clock, taken before the
+/// look) is settled (0050): a write after the look gets another stamp. No stamp never is.
+pub(crate) fn is_settled(fs: &dyn LocalFs, mtime_ns: i128, at: i128) -> bool {
+    mtime_ns != 0 && at - mtime_ns > fs.stamp_step_ns(mtime_ns)
+}
+
 /// How long to wait for a large file stamped `meta` a moment ago (seen at `seen_at` on the
 /// disk's clock) until its stamp is settled (0050), so that one read of it is enough: a read
 /// of a file whose stamp is not settled yet is done again by the next look, and for a large

@@ -947,8 +947,7 @@ fn hash(
         Some(known) => known.id_of(fs, path, rel)?,
         None => ContentHash::from(fs.hash(path)?),
     };
-    let settled = seen_at - stamp.mtime_ns > fs.stamp_step_ns(stamp.mtime_ns);
-    let kept = if stamp.mtime_ns != 0 && settled {
+    let kept = if crate::local_fs::is_settled(fs, stamp.mtime_ns, seen_at) {
         stamp.mtime_ns
     } else {
         UNSETTLED

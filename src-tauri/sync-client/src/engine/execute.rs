@@ -12,7 +12,7 @@ use super::aside::Aside;
 use super::{Engine, io_err, synced_of};
 use crate::SyncError;
 use crate::api::{Sending, Wanted};
-use crate::local_fs::{Kind, settle_wait};
+use crate::local_fs::{Kind, is_settled, settle_wait};
 use crate::scan::{Placed, STATE_DIR, disk_path};
 use crate::status::Direction;
 
@@ -453,17 +453,9 @@ impl Engine {
                 .create_dir_all(parent)
                 .map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        let written = written.filter(|m| {
-            let age = self.fs.now_ns() - m.mtime_ns;
-            let settled = age > self.fs.stamp_step_ns(m.mtime_ns);
-            tracing::debug!(
-                path,
-                age_ms = age as f64 / 1e6,
-                settled,
-                "placing a download"
-            );
-            settled
-        });
+        let now = self.fs.now_ns();
+        let written = written.filter(|m| is_settled(self.fs.as_ref(), m.mtime_ns, now));
+        tracing::debug!(path, offered = written.is_some(), "placing a download");
         let placed = self
             .fs
             .rename_no_replace(tmp, &dest)

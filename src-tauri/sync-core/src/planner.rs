@@ -1,5 +1,6 @@
 //! The planner: three trees in, one batch of independent operations out.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::clash::{self, RemoteNames, TakenNames};
@@ -25,6 +26,14 @@ fn synced_from(r: &RemoteFile) -> SyncedFile {
         rev: r.rev,
         sha256: r.sha256.clone(),
     }
+}
+
+/// Each remote file by its id, with its path.
+fn by_file_id(remote: &RemoteTree) -> HashMap<&FileKey, (&str, &RemoteFile)> {
+    remote
+        .iter()
+        .map(|(p, r)| (&r.file_id, (p.as_str(), r)))
+        .collect()
 }
 
 /// A path with what each tree holds there.
@@ -149,6 +158,40 @@ fn plan_entries<'t>(
     unsettled: &[Entry<'t>],
     names: Option<&RemoteNames>,
 ) -> Vec<Op> {
+    // Where the server has each file now, by id (built on first use: in most plans every
+    // synced file is still where the server has it).
+    let mut remote_by_id: Option<HashMap<&FileKey, (&str, &RemoteFile)>> = None;
+    // A name the synced tree still gives to a file it also records, as recent or more, at the
+    // name the server has it at now is a leftover of a pass cut short (a file moved elsewhere
+    // was downloaded at its new name and recorded there; forgetting the old name did not
+    // happen). It is planned as never synced: a file on disk there is the user's — kept,
+    // uploaded, or a move's new name — never "deleted on the server, so delete it here"; and
+    // the leftover entry goes.
+    let mut stale: BTreeSet<&str> = BTreeSet::new();
+    for &(path, _, r_here, s) in unsettled {
+        let Some(s) = s else { continue };
+        if r_here.is_some_and(|r| r.file_id == s.file_id) {
+            continue;
+        }
+        let by_id = remote_by_id.get_or_insert_with(|| by_file_id(remote));
+        let Some(&(there, _)) = by_id.get(&s.file_id) else {
+            continue;
+        };
+        if synced
+            .get(there)
+            .is_some_and(|t| t.file_id == s.file_id && t.rev >= s.rev)
+        {
+            stale.insert(path);
+        }
+    }
+    let unsettled: Cow<'_, [Entry<'t>]> = if stale.is_empty() {
+        Cow::Borrowed(unsettled)
+    } else {
+        unsettled
+            .iter()
+            .map(|&(p, l, r, s)| (p, l, r, s.filter(|_| !stale.contains(p))))
+            .collect()
+    };
     let entries = || unsettled.iter().copied();
     // The server's names, to check new names against (built on first use when not given:
     // only a local change needs them, and most plans have none).
@@ -167,19 +210,12 @@ fn plan_entries<'t>(
 
     // Renamed on the server, with only one side touching the content: rename locally instead of
     // download + delete (an edit made here follows the file to its new name and uploads there).
-    // (Built on first use: in most plans every synced file is still where the server has it.)
-    let mut remote_by_id: Option<HashMap<&FileKey, (&str, &RemoteFile)>> = None;
     for (from, l, r_here, s) in entries() {
         let Some(s) = s else { continue };
         if r_here.is_some_and(|r| r.file_id == s.file_id) {
             continue;
         }
-        let by_id = remote_by_id.get_or_insert_with(|| {
-            remote
-                .iter()
-                .map(|(p, r)| (&r.file_id, (p.as_str(), r)))
-                .collect()
-        });
+        let by_id = remote_by_id.get_or_insert_with(|| by_file_id(remote));
         let Some(&(to, r)) = by_id.get(&s.file_id) else {
             continue;
         };
@@ -301,6 +337,10 @@ fn plan_entries<'t>(
         let local_same = local_unchanged(l, s);
         let remote_same = remote_unchanged(r, s);
         let op = match (local_same, remote_same) {
+            (true, true) if stale.contains(path) => Op::RecordSynced {
+                path: path.to_owned(),
+                synced: None,
+            },
             (true, true) => continue,
             // Changed here only: carry it to the server.
             (false, true) => match (l, r) {

@@ -633,6 +633,47 @@ fn a_case_only_rename_keeps_the_file() {
     assert_eq!(server.live_at("Notes.txt").unwrap().0, &id);
 }
 
+/// A pass cut short after downloading a file another device renamed, before forgetting its old
+/// name, leaves the synced tree naming the file twice. The old name is then as never synced:
+/// the user's case-only rename back to it is a move on the server — not a deletion of the file
+/// on the server and of the user's file here (the client's simulation, seed 65796).
+#[test]
+fn a_name_left_behind_by_a_cut_pass_is_not_a_deletion() {
+    let mut server = Server::default();
+    let mut devs = [Device::new("a"), Device::case_insensitive("b")];
+    devs[0].write("b.md", "c".into());
+    settle_all(&mut server, &mut devs);
+    let id = server.live_at("b.md").unwrap().0.clone();
+    devs[0].rename("b.md", "B.MD");
+    devs[0].settle(&mut server);
+    devs[1].disk.remove("b.md");
+    let ops = devs[1].plan(&server);
+    let forget = Op::RecordSynced {
+        path: "b.md".into(),
+        synced: None,
+    };
+    assert!(ops.contains(&forget), "{ops:?}");
+    for op in ops.into_iter().filter(|op| *op != forget) {
+        devs[1].apply(&mut server, op);
+    }
+    assert_eq!(devs[1].synced.keys().collect::<Vec<_>>(), ["B.MD", "b.md"]);
+    assert_eq!(devs[1].plan(&server), vec![forget], "the leftover goes");
+    devs[1].rename("B.MD", "b.md");
+    assert_eq!(
+        devs[1].plan(&server),
+        vec![Op::MoveRemote {
+            from: "B.MD".into(),
+            to: "b.md".into(),
+            file_id: id.as_str().into(),
+            rev: 2,
+        }]
+    );
+    settle_all(&mut server, &mut devs);
+    assert_converged(&server, &devs);
+    assert_eq!(server.live_at("b.md").unwrap().0, &id);
+    assert_eq!(devs[0].disk.keys().collect::<Vec<_>>(), ["b.md"]);
+}
+
 #[test]
 fn an_edit_follows_a_concurrent_rename() {
     let (mut server, mut devs) = two_devices_with(&[("draft.txt", "v1")]);

@@ -229,6 +229,8 @@ struct State {
     /// Files (by key) whose content cannot be read for now, with no event a watcher would
     /// see (another program holding the file locked for a moment).
     held: BTreeSet<String>,
+    /// Scripted: the queued watcher events wait until the engine looks at this name (by key).
+    events_wait_for_look_at: Option<String>,
 }
 
 /// A drive mounted on a folder inside the synced folder, unplugged: its files as they survived
@@ -295,6 +297,7 @@ impl FakeFs {
                 missed: 0,
                 refused: BTreeSet::new(),
                 held: BTreeSet::new(),
+                events_wait_for_look_at: None,
             }),
         }
     }
@@ -333,6 +336,18 @@ impl FakeFs {
     /// The watcher delivers what is queued (each change perhaps lost, or overflowing).
     pub(crate) fn deliver_events(&self) {
         Self::deliver(&mut self.state.lock().unwrap());
+    }
+
+    /// Scripted: the watcher delivers the first `n` queued events now; the rest reach it only
+    /// when the engine looks at `rel` — a rename's second event arriving after the engine took
+    /// the marks of the first.
+    pub(crate) fn deliver_events_split(&self, n: usize, rel: &str) {
+        let mut st = self.state.lock().unwrap();
+        let n = n.min(st.disk.touched.len());
+        let rest = st.disk.touched.split_off(n);
+        Self::deliver(&mut st);
+        st.disk.touched = rest;
+        st.events_wait_for_look_at = Some(self.key(rel));
     }
 
     /// How many changes the watcher lost so far.
@@ -645,8 +660,17 @@ impl FakeFs {
         st.ops += 1;
         let late =
             |st: &mut State| st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events);
-        if !st.disk.touched.is_empty() && !late(st) {
-            Self::deliver(st);
+        if !st.disk.touched.is_empty() && st.events_wait_for_look_at.is_none() && !late(st) {
+            if late(st) {
+                // Only the first of them by now: events reach the watcher one by one (a
+                // rename's old name, then its new one).
+                let n = st.rng.gen_range(1..=st.disk.touched.len());
+                let rest = st.disk.touched.split_off(n);
+                Self::deliver(st);
+                st.disk.touched = rest;
+            } else {
+                Self::deliver(st);
+            }
         }
         if st.pause_at.is_some_and(|at| st.ops >= at) {
             st.pause_at = None;
@@ -1021,7 +1045,11 @@ impl FakeFs {
     }
 
     fn meta(&self, rel: &str) -> std::io::Result<Meta> {
-        let st = self.state.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
+        if st.events_wait_for_look_at.as_deref() == Some(&*self.key(rel)) {
+            st.events_wait_for_look_at = None;
+            Self::deliver(&mut st);
+        }
         self.locked_out(&st, rel, false)?;
         if rel.is_empty() {
             return Ok(Meta {

@@ -1413,6 +1413,42 @@ fn scenario_a_download_put_in_place_is_not_read_again() {
     });
 }
 
+/// Scripted: a rename whose second event (the new name) reaches the watcher only after the
+/// engine took the first (the old name) and looked at it goes to the server as a move — the
+/// file keeps its id and history — not as a deletion and an upload: a listed file found gone
+/// has its folder listed again, which shows the new name (`Scanner::look_at_file`). Fails if
+/// the vanished file is taken as just gone.
+#[test]
+fn scenario_a_rename_seen_half_by_a_round_is_a_move() {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        let report: &[u8] = b"the quarterly report";
+        // dev0 (a case-sensitive disk: a marked file is looked at alone) lists its empty
+        // folder, then gets the file from dev1: a name its listing never had.
+        sim.pass(0, false).await;
+        sim.devices[1]
+            .fs
+            .user_write("report.bin", report)
+            .expect("written");
+        sim.pass(1, false).await;
+        sim.pass(0, false).await;
+        let (_, cursor) = sim.server.journal_since(0).await;
+        let fs = sim.devices[0].fs.clone();
+        fs.user_rename("report.bin", "renamed.bin")
+            .expect("renamed");
+        fs.deliver_events_split(1, "report.bin");
+        sim.pass(0, false).await;
+        let (events, _) = sim.server.journal_since(cursor).await;
+        let kinds: Vec<(ChangeKind, &str)> =
+            events.iter().map(|e| (e.event, e.path.as_str())).collect();
+        assert_eq!(kinds, [(ChangeKind::Moved, "renamed.bin")]);
+        sim.settle().await;
+        sim.check();
+        on_every_device(&sim, "renamed.bin", report);
+    });
+}
+
 /// Scripted: a download the user saves over the moment it is in place — the same size and, on
 /// a coarse clock, the same stamp the download's own last write left — is read again, not
 /// taken as downloaded (decision 0054): the user's bytes reach the server and every device.

@@ -54,6 +54,9 @@ const SLOW_PULL: Duration = Duration::from_secs(1);
 /// The longest a round waits for quiet: a folder written to without pause (a copy, a log) is
 /// still looked at this often.
 const LOCAL_QUIET_MAX: Duration = Duration::from_millis(250);
+/// How long a round whose plan deletes on the server waits, when nothing was marked since its
+/// scan began, for the watcher's word on a rename before it deletes (decision 0055).
+const MOVE_WINDOW: Duration = Duration::from_millis(50);
 /// Planning rounds per sync pass before giving the loop back (a safety net, not a normal path).
 const MAX_ROUNDS: usize = 16;
 
@@ -436,6 +439,7 @@ impl Engine {
         self.check_folder()?;
         self.recover_aside().await?;
         let mut skips: HashMap<String, u32> = HashMap::new();
+        let mut looked_again = false;
         for round in 0..MAX_ROUNDS {
             self.check_folder()?;
             let fresh = if round == 0 && !self.dirty.is_clean() {
@@ -573,6 +577,22 @@ impl Engine {
             // (`Unreadable::around`, below, after the brake has counted deletions).
             let ops = self.plan_round(&local, &remote, &synced, &ctx, own_trees, touched);
             tracing::debug!(?ops, local = local.len(), remote = remote.len(), "planned");
+            // A name gone from a listing may have been renamed while the folder was read (a
+            // listing a rename overtakes can show neither name): before deleting on the
+            // server, the names marked since the scan began are looked at — once a pass, so
+            // that a folder written to without pause cannot hold a deletion back (0055).
+            if !looked_again && ops.iter().any(|op| matches!(op, Op::DeleteRemote { .. })) {
+                looked_again = true;
+                if self.dirty.is_clean() {
+                    let fs = self.fs.clone();
+                    let wait = MOVE_WINDOW.as_nanos() as i128;
+                    let _ = tokio::task::spawn_blocking(move || fs.wait_ns(wait)).await;
+                }
+                if !self.dirty.is_clean() {
+                    tracing::debug!("names marked since the scan: looking again before deleting");
+                    continue;
+                }
+            }
             self.last_local = local;
             self.disk_paths = std::mem::take(&mut scan.disk_paths);
             if self.case_insensitive {

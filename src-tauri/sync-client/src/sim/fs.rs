@@ -229,8 +229,19 @@ struct State {
     /// Files (by key) whose content cannot be read for now, with no event a watcher would
     /// see (another program holding the file locked for a moment).
     held: BTreeSet<String>,
-    /// Scripted: the queued watcher events wait until the engine looks at this name (by key).
-    events_wait_for_look_at: Option<String>,
+    /// Scripted: the queued watcher events wait (and for what).
+    events_held: Option<Held>,
+    /// Scripted: the next listing of this folder (by key) races a rename by the user in it.
+    torn_listing: Option<(String, String, String)>,
+}
+
+/// What scripted watcher events wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The engine looking at this name (by key).
+    UntilLookAt(String),
+    /// Time passing on the disk's clock (a watcher thread slower than the engine).
+    UntilTimePasses,
 }
 
 /// A drive mounted on a folder inside the synced folder, unplugged: its files as they survived
@@ -297,7 +308,8 @@ impl FakeFs {
                 missed: 0,
                 refused: BTreeSet::new(),
                 held: BTreeSet::new(),
-                events_wait_for_look_at: None,
+                events_held: None,
+                torn_listing: None,
             }),
         }
     }
@@ -347,7 +359,23 @@ impl FakeFs {
         let rest = st.disk.touched.split_off(n);
         Self::deliver(&mut st);
         st.disk.touched = rest;
-        st.events_wait_for_look_at = Some(self.key(rel));
+        st.events_held = Some(Held::UntilLookAt(self.key(rel)));
+    }
+
+    /// Scripted: while the engine next lists the folder `dir`, the user renames `from` to `to`
+    /// in it, and the listing shows neither name — what POSIX allows a `readdir` that a rename
+    /// overtakes (on ext4, names come in hash order: the old name is removed ahead of the
+    /// listing's position, the new one lands behind it). The rename's events are queued as
+    /// usual.
+    pub(crate) fn tear_next_listing(&self, dir: &str, from: &str, to: &str) {
+        self.state.lock().unwrap().torn_listing =
+            Some((self.key(dir), from.to_owned(), to.to_owned()));
+    }
+
+    /// Scripted: the watcher's events from now on reach the engine only once time passes on
+    /// the disk's clock (the engine waits), not at its operations.
+    pub(crate) fn hold_events_until_time_passes(&self) {
+        self.state.lock().unwrap().events_held = Some(Held::UntilTimePasses);
     }
 
     /// How many changes the watcher lost so far.
@@ -660,7 +688,7 @@ impl FakeFs {
         st.ops += 1;
         let late =
             |st: &mut State| st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events);
-        if !st.disk.touched.is_empty() && st.events_wait_for_look_at.is_none() && !late(st) {
+        if !st.disk.touched.is_empty() && st.events_held.is_none() && !late(st) {
             if late(st) {
                 // Only the first of them by now: events reach the watcher one by one (a
                 // rename's old name, then its new one).
@@ -1046,8 +1074,8 @@ impl FakeFs {
 
     fn meta(&self, rel: &str) -> std::io::Result<Meta> {
         let mut st = self.state.lock().unwrap();
-        if st.events_wait_for_look_at.as_deref() == Some(&*self.key(rel)) {
-            st.events_wait_for_look_at = None;
+        if st.events_held == Some(Held::UntilLookAt(self.key(rel))) {
+            st.events_held = None;
             Self::deliver(&mut st);
         }
         self.locked_out(&st, rel, false)?;
@@ -1119,6 +1147,14 @@ impl FakeFs {
 impl LocalFs for FakeFs {
     fn read_dir(&self, dir: &Path) -> std::io::Result<Vec<Entry>> {
         let rel = self.rel(dir)?;
+        let dir_key = self.key(&rel);
+        let torn = (self.state.lock().unwrap().torn_listing).take_if(|(d, _, _)| *d == dir_key);
+        let mut hidden: Vec<String> = Vec::new();
+        if let Some((_, from, to)) = torn {
+            tracing::debug!(from, to, "USER renames while the engine lists the folder");
+            self.user_rename(&from, &to)?;
+            hidden = vec![self.key(&from), self.key(&to)];
+        }
         let mut st = self.state.lock().unwrap();
         if Self::fault(&mut st, "read_dir", &rel)? {
             return Err(died());
@@ -1141,7 +1177,7 @@ impl LocalFs for FakeFs {
             .nodes
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !k[prefix.len()..].contains('/'))
+            .filter(|(k, _)| !k[prefix.len()..].contains('/') && !hidden.contains(k))
             .map(|(_, s)| Entry {
                 name: OsString::from(s.spelled.rsplit('/').next().unwrap_or("")),
                 kind: match s.node {
@@ -1171,6 +1207,15 @@ impl LocalFs for FakeFs {
 
     fn wait_ns(&self, ns: i128) {
         self.let_time_pass(ns.max(0));
+        // Meanwhile the watcher's queue drains (unless the weather holds its events back).
+        let st = &mut *self.state.lock().unwrap();
+        let late = st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events);
+        if st.events_held == Some(Held::UntilTimePasses) {
+            st.events_held = None;
+            Self::deliver(st);
+        } else if !st.disk.touched.is_empty() && st.events_held.is_none() && !late {
+            Self::deliver(st);
+        }
     }
 
     fn settle_wait_min(&self) -> u64 {

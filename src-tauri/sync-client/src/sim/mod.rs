@@ -1449,6 +1449,55 @@ fn scenario_a_rename_seen_half_by_a_round_is_a_move() {
     });
 }
 
+/// Scripted: a rename the user makes while the engine lists the file's folder — the listing
+/// showing neither name, as POSIX allows — goes to the server as a move, not as a deletion and
+/// an upload: a round whose plan deletes on the server looks again when names were marked
+/// since its scan began (the rename's own marks). The two-device test saw the deletion and
+/// the upload once (decision 0055). Played with the rename's events reaching the engine at
+/// its next operation, and only once time passes (a watcher thread slower than the engine:
+/// the round waits for them). Fails without the second look, or without the wait.
+#[test]
+fn scenario_a_rename_during_a_listing_is_a_move() {
+    for slow_watcher in [false, true] {
+        a_rename_during_a_listing(slow_watcher);
+    }
+}
+
+fn a_rename_during_a_listing(slow_watcher: bool) {
+    runtime().block_on(async {
+        let mut sim = Sim::new(1, false).await;
+        sim.set_weather(true);
+        let report: &[u8] = b"the quarterly report";
+        let fs = sim.devices[1].fs.clone();
+        fs.user_write("report.bin", report).expect("written");
+        sim.pass(1, false).await;
+        // Another device puts a file in a new folder: dev1's round after downloading it lists
+        // the root again — while its user renames.
+        sim.devices[2]
+            .fs
+            .user_write("Fotos/new.txt", b"a photo")
+            .expect("written");
+        sim.pass(2, false).await;
+        let (_, cursor) = sim.server.journal_since(0).await;
+        fs.tear_next_listing("", "report.bin", "renamed.bin");
+        if slow_watcher {
+            fs.hold_events_until_time_passes();
+        }
+        sim.pass(1, false).await;
+        let (events, _) = sim.server.journal_since(cursor).await;
+        let kinds: Vec<(ChangeKind, &str)> =
+            events.iter().map(|e| (e.event, e.path.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [(ChangeKind::Moved, "renamed.bin")],
+            "slow watcher: {slow_watcher}"
+        );
+        sim.settle().await;
+        sim.check();
+        on_every_device(&sim, "renamed.bin", report);
+    });
+}
+
 /// Scripted: a download the user saves over the moment it is in place — the same size and, on
 /// a coarse clock, the same stamp the download's own last write left — is read again, not
 /// taken as downloaded (decision 0054): the user's bytes reach the server and every device.

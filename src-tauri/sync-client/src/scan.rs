@@ -132,8 +132,8 @@ struct Listed {
     disk_prefix: String,
     /// Another spelling of it is the folder that counts: its files are only looked at.
     shadow: bool,
-    /// Path, what was seen, and the modification time it was hashed at.
-    files: Vec<(String, LocalFile, i128)>,
+    /// Path, what was seen, and the file it was hashed as.
+    files: Vec<(String, LocalFile, HashedAt)>,
     skipped: Vec<(String, String)>,
     unreadable: Vec<String>,
     disk_paths: Vec<(String, String)>,
@@ -530,7 +530,7 @@ impl Scanner {
             return false;
         }
         let full = root.join(&dp).join(name);
-        let now: Option<(LocalFile, i128)> = if ignored(name) {
+        let now: Option<(LocalFile, HashedAt)> = if ignored(name) {
             None
         } else {
             match fs.symlink_metadata(&full) {
@@ -767,7 +767,7 @@ impl Scanner {
             ..Listed::default()
         };
         // What the last listing of this folder saw (this scan's hash cache).
-        let before: HashMap<&str, (&LocalFile, i128)> = self
+        let before: HashMap<&str, (&LocalFile, HashedAt)> = self
             .listed
             .get(disk_prefix)
             .or_else(|| self.previous.get(disk_prefix))
@@ -908,10 +908,20 @@ impl Scanner {
 
 /// A listed file's stamp when its hash cannot be kept: no real modification time equals it, so
 /// the next listing reads the file again.
-const UNSETTLED: i128 = i128::MIN;
+const UNSETTLED: i64 = i64::MIN;
 
-/// The file at `path` and the modification time it was seen at: what the last listing `seen`
-/// when its size and modification time are unchanged, or what the engine `placed` there when
+/// The file a cached hash is of: its modification time ([`UNSETTLED`] when too recent to be
+/// trusted) and inode. The inode tells apart another file renamed over the name with the same
+/// size and stamp (written in the same clock step: a coarse clock, or a save as a temporary
+/// file renamed into place) — the rename changes nothing else a `stat` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HashedAt {
+    mtime_ns: i64,
+    ino: u64,
+}
+
+/// The file at `path` and the file it was hashed as: what the last listing `seen` when its
+/// size, modification time and inode are unchanged, or what the engine `placed` there when
 /// it is still that very file, else read and hashed. A file stamped
 /// too recently for its stamp to be trusted (a write within the file system's clock step
 /// leaves it unchanged: [`LocalFs::stamp_step_ns`]), or with no stamp, is kept as
@@ -920,22 +930,27 @@ fn hash(
     fs: &dyn LocalFs,
     path: &Path,
     rel: &str,
-    seen: Option<(&LocalFile, i128)>,
+    seen: Option<(&LocalFile, HashedAt)>,
     placed: Option<&Placed>,
     known: Option<&KnownIds>,
-) -> std::io::Result<(LocalFile, i128)> {
+) -> std::io::Result<(LocalFile, HashedAt)> {
     let mut seen_at = fs.now_ns();
     let mut meta = fs.metadata(path)?;
     let mut stamp = stamp_of(&meta);
-    if let Some((file, mtime)) = seen
+    if let Some((file, at)) = seen
         && file.size == stamp.size
-        && mtime == stamp.mtime_ns
+        && i128::from(at.mtime_ns) == stamp.mtime_ns
+        && at.ino == meta.ino
     {
-        return Ok((file.clone(), mtime));
+        return Ok((file.clone(), at));
     }
+    let hashed_at = |mtime_ns: i128, meta: &Meta| HashedAt {
+        mtime_ns: i64::try_from(mtime_ns).unwrap_or(UNSETTLED),
+        ino: meta.ino,
+    };
     if let Some(placed) = placed.filter(|p| p.is(&meta)) {
         // Settled when placed: kept as a hash is.
-        return Ok((placed.file.clone(), stamp.mtime_ns));
+        return Ok((placed.file.clone(), hashed_at(stamp.mtime_ns, &meta)));
     }
     if let Some(wait) = crate::local_fs::settle_wait(fs, &meta, seen_at) {
         fs.wait_ns(wait);
@@ -948,9 +963,12 @@ fn hash(
         None => ContentHash::from(fs.hash(path)?),
     };
     let kept = if crate::local_fs::is_settled(fs, stamp.mtime_ns, seen_at) {
-        stamp.mtime_ns
+        hashed_at(stamp.mtime_ns, &meta)
     } else {
-        UNSETTLED
+        HashedAt {
+            mtime_ns: UNSETTLED,
+            ino: meta.ino,
+        }
     };
     Ok((
         LocalFile {

@@ -474,6 +474,40 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(got.tree.len(), 10);
 }
 
+/// A file renamed over a listed one with the same size and modification time (written in
+/// the same clock step; saved as a temporary file and renamed into place) is read, not taken
+/// from the hash cache: the cache holds the inode it hashed too. Fails if the inode is not
+/// compared.
+#[test]
+fn a_file_renamed_over_one_of_the_same_size_and_stamp_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_settled(&root.join("report.txt"), b"version 1");
+    let stamp = std::fs::metadata(root.join("report.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let fs = Counting::default();
+    let mut scanner = Scanner::default();
+    let got = scanner.scan(&fs, root).unwrap();
+    assert_eq!(got.tree["report.txt"].sha256, sha256_hex(b"version 1"));
+    std::fs::write(root.join(".report.txt.tmp"), b"version 2").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(".report.txt.tmp"))
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    std::fs::rename(root.join(".report.txt.tmp"), root.join("report.txt")).unwrap();
+    let got = scanner
+        .rescan(&fs, root, &marks(&[".report.txt.tmp", "report.txt"]))
+        .unwrap();
+    assert_eq!(got.tree["report.txt"].sha256, sha256_hex(b"version 2"));
+    // The whole scan's listing too.
+    let got = scanner.scan(&fs, root).unwrap();
+    assert_eq!(got.tree["report.txt"].sha256, sha256_hex(b"version 2"));
+}
+
 /// A file the engine put in place is taken as it said, not read — by the one scan after, and
 /// only while the disk holds that very file: once the same name is another file (a new
 /// inode), or the file's size or stamp moved, it is read.

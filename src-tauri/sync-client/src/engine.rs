@@ -564,6 +564,7 @@ impl Engine {
             let ctx = PlanContext {
                 device_name: self.device_name.clone(),
                 stamp: self.clock.stamp(),
+                fold_case: self.case_insensitive,
             };
             let unreadable = Unreadable::new(&scan.unreadable, self.case_insensitive);
             let local = if scan.unreadable.is_empty() && !self.case_insensitive {

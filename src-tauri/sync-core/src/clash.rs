@@ -105,6 +105,11 @@ impl RemoteNames {
         s.of(key).iter().rev().map(|s| &**s).find(|s| !skip(s))
     }
 
+    /// How the server spells the live file whose name is `path`'s case-insensitively.
+    pub(crate) fn spelling_of(&self, path: &str) -> Option<&str> {
+        self.spelled(&key(path), &|_| false)
+    }
+
     /// The part of `path` (itself or one of its ancestors) that the server would refuse
     /// because of a remote file `skip` does not set aside (files this plan deletes or moves
     /// away): a file at an ancestor, a directory where `path` would be a file, or a

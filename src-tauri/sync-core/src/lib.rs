@@ -62,6 +62,8 @@ pub struct PlanContext {
     pub device_name: String,
     /// Local time formatted `YYYY-MM-DD HHMMSS`, used in conflicted-copy names.
     pub stamp: String,
+    /// The device's disk folds case (macOS, Windows): two spellings of one name are one file.
+    pub fold_case: bool,
 }
 
 /// One step of a plan. Operations in one plan touch disjoint paths, so their order does not

@@ -1,7 +1,7 @@
 //! The planner: three trees in, one batch of independent operations out.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::clash::{self, RemoteNames, TakenNames};
 use crate::{
@@ -167,19 +167,37 @@ fn plan_entries<'t>(
     // happen). It is planned as never synced: a file on disk there is the user's — kept,
     // uploaded, or a move's new name — never "deleted on the server, so delete it here"; and
     // the leftover entry goes.
+    // On a disk that folds case the same holds for a name whose other spelling the synced
+    // tree records with the file the server has under it: the disk has one file for both,
+    // and it is that one's (a download under the new spelling recorded, the old spelling's
+    // entry, of a file since moved away, not forgotten yet) — unless the disk's file still
+    // holds the old entry's content (as a file that cannot be read is assumed to).
+    // The server's names, to check new names against (built on first use when not given:
+    // only a local change needs them, and most plans have none).
+    let own_names = std::cell::OnceCell::new();
+    let names = || names.unwrap_or_else(|| own_names.get_or_init(|| RemoteNames::of(remote)));
     let mut stale: BTreeSet<&str> = BTreeSet::new();
-    for &(path, _, r_here, s) in unsettled {
+    for &(path, l, r_here, s) in unsettled {
         let Some(s) = s else { continue };
         if r_here.is_some_and(|r| r.file_id == s.file_id) {
             continue;
         }
         let by_id = remote_by_id.get_or_insert_with(|| by_file_id(remote));
-        let Some(&(there, _)) = by_id.get(&s.file_id) else {
+        if let Some(&(there, _)) = by_id.get(&s.file_id)
+            && synced
+                .get(there)
+                .is_some_and(|t| t.file_id == s.file_id && t.rev >= s.rev)
+        {
+            stale.insert(path);
             continue;
-        };
-        if synced
-            .get(there)
-            .is_some_and(|t| t.file_id == s.file_id && t.rev >= s.rev)
+        }
+        if ctx.fold_case
+            && r_here.is_none()
+            && !local_unchanged(l, Some(s))
+            && let Some(there) = names().spelling_of(path)
+            && there != path
+            && let (Some(r), Some(t)) = (remote.get(there), synced.get(there))
+            && t.file_id == r.file_id
         {
             stale.insert(path);
         }
@@ -193,10 +211,6 @@ fn plan_entries<'t>(
             .collect()
     };
     let entries = || unsettled.iter().copied();
-    // The server's names, to check new names against (built on first use when not given:
-    // only a local change needs them, and most plans have none).
-    let own_names = std::cell::OnceCell::new();
-    let names = || names.unwrap_or_else(|| own_names.get_or_init(|| RemoteNames::of(remote)));
     let mut ops = Vec::new();
     let mut handled: BTreeSet<&str> = BTreeSet::new();
     // Names a new name must avoid (case-insensitively), including the ones this plan picks;
@@ -263,6 +277,50 @@ fn plan_entries<'t>(
                 .get(p)
                 .is_some_and(|s| remote_unchanged(remote.get(p), Some(s)))
     };
+
+    // Renamed here only in case or Unicode form, untouched on the server: a vanished synced
+    // name and a new local name the server counts as the same name are one file, whatever
+    // its content now — a server-side move (the file keeps its id and history; an edit goes
+    // up in the next round), not a deletion of the name and a new file under it. (Unless the
+    // vanished file's content is in some new file: then that is where it went, below.)
+    let new_contents: HashSet<&crate::ContentHash> = entries()
+        .filter(|(p, _, r, s)| s.is_none() && r.is_none() && !handled.contains(p))
+        .filter_map(|(_, l, _, _)| l.map(|l| &l.sha256))
+        .collect();
+    let mut vanished_names: HashMap<String, &str> = HashMap::new();
+    for (p, l, r, s) in entries() {
+        if l.is_none()
+            && !handled.contains(p)
+            && remote_unchanged(r, s)
+            && s.is_some_and(|s| !new_contents.contains(&s.sha256))
+        {
+            vanished_names.insert(clash::key(p), p);
+        }
+    }
+    let some_vanished = !vanished_names.is_empty();
+    for (to, l, r, s) in entries().take_while(|_| some_vanished) {
+        if l.is_none() || s.is_some() || r.is_some() || handled.contains(to) {
+            continue;
+        }
+        let k = clash::key(to);
+        let Some(&from) = vanished_names.get(&k) else {
+            continue;
+        };
+        if names().clash_at(to, leaving).is_some() || names().clash_at(to, |p| p == from).is_some()
+        {
+            continue;
+        }
+        vanished_names.remove(&k);
+        let s = &synced[from];
+        ops.push(Op::MoveRemote {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            file_id: s.file_id.clone(),
+            rev: s.rev,
+        });
+        handled.insert(from);
+        handled.insert(to);
+    }
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
     // the same content become a server-side move (keeping the file's id and history).

@@ -247,6 +247,7 @@ mod tests {
         let ctx = crate::PlanContext {
             device_name: "laptop".into(),
             stamp: "2026-02-01 000000".into(),
+            fold_case: true,
         };
         let ops = crate::plan(&local, &remote, &synced, &ctx);
         // Nothing plans a copy of, or an upload of, an assumed file; what touches the

@@ -1212,10 +1212,10 @@ impl LocalFs for FakeFs {
         if st.events_held == Some(Held::UntilTimePasses) {
             st.events_held = None;
             Self::deliver(st);
-        } else if std::env::var_os("SIM_EVENTS_AT_WAITS").is_some() {
-            // Not in the default weather yet: queued events also arriving while the engine
-            // waits for a file to settle (mid-scan) made seeds 66836, 66882, 66987, 68451,
-            // 68700, 68944, 70022, 70288 and 71147 fail (decision 0055, "Left").
+        } else {
+            // Meanwhile the watcher's queue drains (unless the weather holds its events back):
+            // events arrive while the engine waits for a file to settle, in the middle of a
+            // scan (decision 0055).
             let late = st.chaos.late_events > 0.0 && st.rng.gen_bool(st.chaos.late_events);
             if !st.disk.touched.is_empty() && st.events_held.is_none() && !late {
                 Self::deliver(st);

@@ -283,18 +283,20 @@ fn plan_entries<'t>(
     // its content now — a server-side move (the file keeps its id and history; an edit goes
     // up in the next round), not a deletion of the name and a new file under it. (Unless the
     // vanished file's content is in some new file: then that is where it went, below.)
-    let new_contents: HashSet<&crate::ContentHash> = entries()
-        .filter(|(p, _, r, s)| s.is_none() && r.is_none() && !handled.contains(p))
-        .filter_map(|(_, l, _, _)| l.map(|l| &l.sha256))
+    let gone: Vec<(&str, &SyncedFile)> = entries()
+        .filter(|&(p, l, r, s)| l.is_none() && !handled.contains(p) && remote_unchanged(r, s))
+        .filter_map(|(p, _, _, s)| Some((p, s?)))
         .collect();
     let mut vanished_names: HashMap<String, &str> = HashMap::new();
-    for (p, l, r, s) in entries() {
-        if l.is_none()
-            && !handled.contains(p)
-            && remote_unchanged(r, s)
-            && s.is_some_and(|s| !new_contents.contains(&s.sha256))
-        {
-            vanished_names.insert(clash::key(p), p);
+    if !gone.is_empty() {
+        let new_contents: HashSet<&crate::ContentHash> = entries()
+            .filter(|(p, _, r, s)| s.is_none() && r.is_none() && !handled.contains(p))
+            .filter_map(|(_, l, _, _)| l.map(|l| &l.sha256))
+            .collect();
+        for (p, s) in gone {
+            if !new_contents.contains(&s.sha256) {
+                vanished_names.insert(clash::key(p), p);
+            }
         }
     }
     let some_vanished = !vanished_names.is_empty();

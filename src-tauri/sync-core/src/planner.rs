@@ -36,6 +36,33 @@ fn by_file_id(remote: &RemoteTree) -> HashMap<&FileKey, (&str, &RemoteFile)> {
         .collect()
 }
 
+/// Plans a server-side move of `from`'s synced file to `to` when the server would take the
+/// name now (`leaving`: files this plan deletes there are no obstacle, nor the file itself);
+/// whether it did.
+fn move_remote<'t>(
+    from: &'t str,
+    to: &'t str,
+    synced: &SyncedTree,
+    names: &RemoteNames,
+    leaving: &impl Fn(&str) -> bool,
+    ops: &mut Vec<Op>,
+    handled: &mut BTreeSet<&'t str>,
+) -> bool {
+    if names.clash_at(to, leaving).is_some() || names.clash_at(to, |p| p == from).is_some() {
+        return false;
+    }
+    let s = &synced[from];
+    ops.push(Op::MoveRemote {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        file_id: s.file_id.clone(),
+        rev: s.rev,
+    });
+    handled.insert(from);
+    handled.insert(to);
+    true
+}
+
 /// A path with what each tree holds there.
 type Entry<'t> = (
     &'t str,
@@ -308,20 +335,9 @@ fn plan_entries<'t>(
         let Some(&from) = vanished_names.get(&k) else {
             continue;
         };
-        if names().clash_at(to, leaving).is_some() || names().clash_at(to, |p| p == from).is_some()
-        {
-            continue;
+        if move_remote(from, to, synced, names(), &leaving, &mut ops, &mut handled) {
+            vanished_names.remove(&k);
         }
-        vanished_names.remove(&k);
-        let s = &synced[from];
-        ops.push(Op::MoveRemote {
-            from: from.to_owned(),
-            to: to.to_owned(),
-            file_id: s.file_id.clone(),
-            rev: s.rev,
-        });
-        handled.insert(from);
-        handled.insert(to);
     }
 
     // Renamed here, untouched on the server: a vanished synced path and a new local path with
@@ -350,20 +366,9 @@ fn plan_entries<'t>(
         let Some(&from) = candidates.first() else {
             continue;
         };
-        if names().clash_at(to, leaving).is_some() || names().clash_at(to, |p| p == from).is_some()
-        {
-            continue;
+        if move_remote(from, to, synced, names(), &leaving, &mut ops, &mut handled) {
+            candidates.remove(0);
         }
-        candidates.remove(0);
-        let s = &synced[from];
-        ops.push(Op::MoveRemote {
-            from: from.to_owned(),
-            to: to.to_owned(),
-            file_id: s.file_id.clone(),
-            rev: s.rev,
-        });
-        handled.insert(from);
-        handled.insert(to);
     }
 
     // A local change the server would refuse because of a file that stays there (the same name

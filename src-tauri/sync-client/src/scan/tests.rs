@@ -491,13 +491,7 @@ fn a_file_renamed_over_one_of_the_same_size_and_stamp_is_read() {
     let mut scanner = Scanner::default();
     let got = scanner.scan(&fs, root).unwrap();
     assert_eq!(got.tree["report.txt"].sha256, sha256_hex(b"version 1"));
-    std::fs::write(root.join(".report.txt.tmp"), b"version 2").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(root.join(".report.txt.tmp"))
-        .unwrap()
-        .set_modified(stamp)
-        .unwrap();
+    write_stamped(&root.join(".report.txt.tmp"), b"version 2", stamp);
     std::fs::rename(root.join(".report.txt.tmp"), root.join("report.txt")).unwrap();
     let got = scanner
         .rescan(&fs, root, &marks(&[".report.txt.tmp", "report.txt"]))
@@ -555,13 +549,7 @@ fn a_placed_file_is_taken_as_placed_by_the_next_scan_only() {
         .unwrap();
     std::fs::remove_file(root.join("in/other.txt")).unwrap();
     write_settled(&root.join("in/keep"), b"x"); // the inode is not reused at once
-    std::fs::write(root.join("in/other.txt"), b"two").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(root.join("in/other.txt"))
-        .unwrap()
-        .set_modified(stamp)
-        .unwrap();
+    write_stamped(&root.join("in/other.txt"), b"two", stamp);
     let now = RealFs.metadata(&root.join("in/other.txt")).unwrap();
     assert_ne!(now.ino, offer.meta.ino);
     scanner.offer_placed([("in/other.txt".to_owned(), offer)]);
@@ -588,13 +576,18 @@ fn a_placed_file_is_taken_as_placed_by_the_next_scan_only() {
 
 /// Writes `data` at `path`, stamped an hour ago: long enough for any file-system clock.
 fn write_settled(path: &Path, data: &[u8]) {
-    std::fs::write(path, data).unwrap();
     let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    write_stamped(path, data, hour_ago);
+}
+
+/// Writes `data` at `path` with the modification time `stamp`.
+fn write_stamped(path: &Path, data: &[u8], stamp: std::time::SystemTime) {
+    std::fs::write(path, data).unwrap();
     std::fs::File::options()
         .write(true)
         .open(path)
         .unwrap()
-        .set_modified(hour_ago)
+        .set_modified(stamp)
         .unwrap();
 }
 

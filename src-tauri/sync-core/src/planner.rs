@@ -185,6 +185,10 @@ fn plan_entries<'t>(
     unsettled: &[Entry<'t>],
     names: Option<&RemoteNames>,
 ) -> Vec<Op> {
+    // The server's names, to check new names against (built on first use when not given:
+    // only a local change needs them, and most plans have none).
+    let own_names = std::cell::OnceCell::new();
+    let names = || names.unwrap_or_else(|| own_names.get_or_init(|| RemoteNames::of(remote)));
     // Where the server has each file now, by id (built on first use: in most plans every
     // synced file is still where the server has it).
     let mut remote_by_id: Option<HashMap<&FileKey, (&str, &RemoteFile)>> = None;
@@ -199,10 +203,6 @@ fn plan_entries<'t>(
     // and it is that one's (a download under the new spelling recorded, the old spelling's
     // entry, of a file since moved away, not forgotten yet) — unless the disk's file still
     // holds the old entry's content (as a file that cannot be read is assumed to).
-    // The server's names, to check new names against (built on first use when not given:
-    // only a local change needs them, and most plans have none).
-    let own_names = std::cell::OnceCell::new();
-    let names = || names.unwrap_or_else(|| own_names.get_or_init(|| RemoteNames::of(remote)));
     let mut stale: BTreeSet<&str> = BTreeSet::new();
     for &(path, l, r_here, s) in unsettled {
         let Some(s) = s else { continue };

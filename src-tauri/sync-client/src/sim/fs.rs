@@ -355,10 +355,7 @@ impl FakeFs {
     /// the marks of the first.
     pub(crate) fn deliver_events_split(&self, n: usize, rel: &str) {
         let mut st = self.state.lock().unwrap();
-        let n = n.min(st.disk.touched.len());
-        let rest = st.disk.touched.split_off(n);
-        Self::deliver(&mut st);
-        st.disk.touched = rest;
+        Self::deliver_first(&mut st, n);
         st.events_held = Some(Held::UntilLookAt(self.key(rel)));
     }
 
@@ -381,6 +378,14 @@ impl FakeFs {
     /// How many changes the watcher lost so far.
     pub(crate) fn missed_events(&self) -> u64 {
         self.state.lock().unwrap().missed
+    }
+
+    /// The watcher delivers the first `n` queued events; the rest stay queued.
+    fn deliver_first(st: &mut State, n: usize) {
+        let n = n.min(st.disk.touched.len());
+        let rest = st.disk.touched.split_off(n);
+        Self::deliver(st);
+        st.disk.touched = rest;
     }
 
     fn deliver(st: &mut State) {
@@ -693,9 +698,7 @@ impl FakeFs {
                 // Only the first of them by now: events reach the watcher one by one (a
                 // rename's old name, then its new one).
                 let n = st.rng.gen_range(1..=st.disk.touched.len());
-                let rest = st.disk.touched.split_off(n);
-                Self::deliver(st);
-                st.disk.touched = rest;
+                Self::deliver_first(st, n);
             } else {
                 Self::deliver(st);
             }
